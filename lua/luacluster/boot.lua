@@ -1,0 +1,191 @@
+-- Entry point of every luacluster process (called by runtime/main.c).
+-- The master parses the command line and runs the app; a worker or a forked child (started
+-- by its parent with LUACLUSTER_ROLE set) runs its script. main() returns an exit code to
+-- end at once, or nil to run the event loop; loop_ended() gives the code when it empties.
+local core = require("luacluster.core")
+local runtime = require("luacluster.runtime")
+local log = require("luacluster.log")
+
+local _M = {}
+
+
+local function stderr(msg)
+  io.stderr:write("luacluster: ", msg, "\n")
+end
+
+
+local function dirname(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+
+local function set_paths(app_dir)
+  package.path = app_dir .. "/?.lua;" .. app_dir .. "/?/init.lua;" .. package.path
+  package.cpath = app_dir .. "/?.so;" .. package.cpath
+end
+
+
+-- The LUACLUSTER_* variables are for this process only: its own children must not see them.
+local function take_env(name)
+  local v = os.getenv(name)
+  core.unsetenv(name)
+  return v
+end
+
+
+local function set_argv(script, args)
+  local argv = { [0] = script }
+  for i = 1, #args do
+    argv[i] = args[i]
+  end
+  runtime.argv = argv
+  _G.arg = argv
+end
+
+
+local function traceback(err)
+  return debug.traceback(tostring(err), 2)
+end
+
+
+-- Loads the app: nil, message when it does not compile.
+local function load_app(path)
+  local chunk, err = loadfile(path)
+  if not chunk then
+    return nil, err
+  end
+  return chunk
+end
+
+
+local function run_top_level(chunk)
+  local ok, err = xpcall(chunk, traceback, unpack(runtime.argv))
+  if not ok then
+    return nil, err
+  end
+  return true
+end
+
+
+local function version_line()
+  return string.format("luacluster %s (%s, libuv %s)", core.version, jit.version, core.uv_version or "?")
+end
+
+
+local function main_child(role, argv)
+  local app = argv[1]
+  local args = {}
+  for i = 2, #argv do
+    args[#args + 1] = argv[i]
+  end
+  runtime.role = role
+  runtime.app = app
+  runtime.app_dir = dirname(app)
+  runtime.options = {
+    port = tonumber(take_env("LUACLUSTER_PORT")) or 8080,
+    mode = take_env("LUACLUSTER_MODE") or "dispatch",
+    workers = tonumber(take_env("LUACLUSTER_WORKERS")),
+  }
+  set_paths(runtime.app_dir)
+  set_argv(app, args)
+  local side = require(role == "worker" and "luacluster.worker" or "luacluster.child")
+  local ok, err = side.init({
+    ipc_fd = tonumber(take_env("LUACLUSTER_IPC_FD")),
+    id = tonumber(take_env("LUACLUSTER_WORKER_ID")),
+    generation = tonumber(take_env("LUACLUSTER_GENERATION")),
+    drain_timeout = tonumber(take_env("LUACLUSTER_DRAIN_TIMEOUT")),
+  })
+  take_env("LUACLUSTER_ROLE")
+  if not ok then
+    log.error(err)
+    return 1
+  end
+  local chunk, lerr = load_app(app)
+  if not chunk then
+    log.error(lerr)
+    return 1
+  end
+  local ran, rerr = run_top_level(chunk)
+  if not ran then
+    log.error(rerr)
+    return 1
+  end
+  side.after_top_level()
+  return nil
+end
+
+
+local function main_master(argv)
+  local cli = require("luacluster.cli")
+  local o, err = cli.parse(argv)
+  if not o then
+    stderr(err)
+    return 2
+  end
+  if o.command == "help" then
+    io.stdout:write(cli.usage, "\n")
+    return 0
+  elseif o.command == "version" then
+    io.stdout:write(version_line(), "\n")
+    return 0
+  end
+  if o.command ~= "run" and o.command ~= "check" then
+    local ok, cmd = pcall(require, "luacluster.cmd_" .. o.command:gsub("-", "_"))
+    if not ok then
+      stderr("'" .. o.command .. "' is not available in this build")
+      return 2
+    end
+    return cmd.run(o)
+  end
+  local abs = core.realpath(o.app)
+  if not abs then
+    stderr("cannot open " .. o.app .. ": no such file")
+    return 1
+  end
+  local chunk, lerr = load_app(o.app)
+  if not chunk then
+    stderr(lerr)
+    return 1
+  end
+  if o.command == "check" then
+    io.stdout:write(o.app, ": ok\n")
+    return 0
+  end
+  runtime.role = "master"
+  runtime.app = abs
+  runtime.app_dir = dirname(abs)
+  runtime.options = o
+  o.port = o.port or 8080
+  o.mode = o.mode or "dispatch"
+  set_paths(runtime.app_dir)
+  set_argv(o.app, o.args)
+  log.set_prefix("[master] ")
+  local master = require("luacluster.master")
+  master.init(o)
+  local ran, rerr = run_top_level(chunk)
+  if not ran then
+    stderr(rerr)
+    return 1
+  end
+  master.after_top_level()
+  return nil
+end
+
+
+function _M.main(argv, libdir)
+  runtime.libdir = libdir
+  runtime.exe = core.exepath()
+  local role = os.getenv("LUACLUSTER_ROLE")
+  if role == "worker" or role == "child" then
+    return main_child(role, argv)
+  end
+  return main_master(argv)
+end
+
+
+function _M.loop_ended()
+  return runtime.exit_code
+end
+
+
+return _M

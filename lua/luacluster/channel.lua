@@ -1,0 +1,224 @@
+-- A message channel to another process: Lua values over the C runtime's framed IPC pipe
+-- (runtime/ipc.c), with the frame kinds kept apart (user messages, the runtime's control
+-- messages, requests and their replies). The same code serves master<->worker and
+-- parent<->forked child.
+local core = require("luacluster.core")
+local codec = require("luacluster.codec")
+local coro = require("luacluster.coro")
+local log = require("luacluster.log")
+
+local encode, decode = codec.encode, codec.decode
+local K = core.kind
+local MSG, CTRL, REQ, REPLY, ROUTE, BCAST, ROUTE_FAIL = K.MSG, K.CTRL, K.REQ, K.REPLY, K.ROUTE, K.BCAST, K.ROUTE_FAIL
+
+local _M = {}
+
+local channel_mt = {}
+channel_mt.__index = channel_mt
+
+local DEFAULT_REQUEST_TIMEOUT = 30000
+
+
+local function settle(self, seq, ok, value)
+  local p = self.pending[seq]
+  if not p then
+    return
+  end
+  self.pending[seq] = nil
+  self.npending = self.npending - 1
+  if p.timer then
+    p.timer:close()
+  end
+  if ok then
+    p.done(value)
+  else
+    p.done(nil, value)
+  end
+end
+
+
+local function answer(self, seq, from, handler, msg)
+  coro.spawn(function()
+    local reply
+    if not handler then
+      reply = { false, "no request handler" }
+    else
+      local ok, value = xpcall(handler, function(err)
+        log.error("request handler failed: " .. debug.traceback(tostring(err), 2))
+        return tostring(err)
+      end, msg, from)
+      reply = ok and { true, value } or { false, "request handler failed: " .. value }
+    end
+    local bytes, err = encode(reply)
+    if not bytes then
+      bytes = encode({ false, "cannot send the reply: " .. err })
+    end
+    if not self.handle:is_closed() then
+      self.handle:send(REPLY, from or 0, seq, bytes)
+    end
+  end)
+end
+
+
+local function on_frame(self, kind, peer, seq, payload, handle)
+  local h = self.handlers
+  if kind == "close" then
+    self.closed = true
+    for s in pairs(self.pending) do
+      settle(self, s, false, "channel closed before the reply came")
+    end
+    if h.close then h.close() end
+    return
+  elseif kind == "error" then
+    if h.error then h.error(peer) end
+    return
+  end
+  if kind == ROUTE_FAIL then
+    if h.route_fail then h.route_fail(peer, seq) end
+    return
+  end
+  local ok, msg = decode(payload)
+  if not ok then
+    if handle then handle:close() end
+    if h.error then h.error(msg) end
+    return
+  end
+  if kind == MSG then
+    if h.message then
+      h.message(msg, handle, peer ~= 0 and peer or nil)
+    elseif handle then
+      handle:close()
+    end
+  elseif kind == CTRL then
+    h.control(msg, handle)
+  elseif kind == REQ then
+    answer(self, seq, peer ~= 0 and peer or nil, h.request, msg)
+  elseif kind == REPLY then
+    if type(msg) == "table" then
+      settle(self, seq, msg[1] == true, msg[2])
+    end
+  elseif h.error then
+    h.error("unexpected frame kind " .. tostring(kind))
+  end
+end
+
+
+-- handlers: message(msg, handle, from), control(msg, handle), request(msg, from) -> reply,
+-- error(err), close(), route_fail(target, seq). Either an open fd or an existing core ipc
+-- handle (one created for a spawn) is wrapped.
+function _M.new(handlers)
+  local self = setmetatable({ handlers = handlers, pending = {}, npending = 0, seq = 0, closed = false }, channel_mt)
+  return self, function(...) return on_frame(self, ...) end
+end
+
+
+function _M.open_fd(fd, handlers)
+  local self, cb = _M.new(handlers)
+  local h, err = core.ipc_open(fd, cb)
+  if not h then
+    return nil, err
+  end
+  self.handle = h
+  return self
+end
+
+
+function channel_mt:is_closed()
+  return self.closed or self.handle:is_closed()
+end
+
+
+local function write(self, kind, peer, seq, msg, handle)
+  if self:is_closed() then
+    return nil, "channel closed"
+  end
+  local bytes, err = encode(msg)
+  if not bytes then
+    return nil, err
+  end
+  return self.handle:send(kind, peer, seq, bytes, handle)
+end
+
+
+function channel_mt:send(msg, handle)
+  return write(self, MSG, 0, 0, msg, handle)
+end
+
+
+-- a message already encoded once for many channels (broadcast)
+function channel_mt:send_encoded(bytes)
+  if self:is_closed() then
+    return nil, "channel closed"
+  end
+  return self.handle:send(MSG, 0, 0, bytes)
+end
+
+
+function channel_mt:control(msg, handle)
+  return write(self, CTRL, 0, 0, msg, handle)
+end
+
+
+function channel_mt:route(to, msg)
+  self.seq = (self.seq % 4294967295) + 1
+  return write(self, ROUTE, to, self.seq, msg)
+end
+
+
+function channel_mt:broadcast(msg)
+  return write(self, BCAST, 0, 0, msg)
+end
+
+
+-- request(msg [, timeout_ms] [, cb]): with cb, returns true at once and calls cb(reply) or
+-- cb(nil, err); without, waits and returns reply | nil, err.
+function channel_mt:request(msg, timeout, cb)
+  if type(timeout) == "function" then
+    timeout, cb = nil, timeout
+  end
+  timeout = timeout or DEFAULT_REQUEST_TIMEOUT
+  if type(timeout) ~= "number" or timeout < 0 then
+    error("request: timeout must be a number of milliseconds", 3)
+  end
+  local w
+  if cb == nil then
+    w = coro.waiter("request")
+  end
+  self.seq = (self.seq % 4294967295) + 1
+  local seq = self.seq
+  local ok, err = write(self, REQ, 0, seq, msg)
+  if not ok then
+    if cb then
+      return nil, err
+    end
+    return nil, err
+  end
+  local p = {}
+  if cb then
+    p.done = function(...) coro.spawn(cb, ...) end
+  else
+    p.done = function(...) w:wake(...) end
+  end
+  if timeout > 0 then
+    p.timer = core.timer_new(function()
+      settle(self, seq, false, "timeout")
+    end)
+    p.timer:start(timeout, 0)
+  end
+  self.pending[seq] = p
+  self.npending = self.npending + 1
+  if cb then
+    return true
+  end
+  return w:wait()
+end
+
+
+function channel_mt:close()
+  if self.handle then
+    self.handle:close()
+  end
+end
+
+
+return _M

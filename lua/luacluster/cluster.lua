@@ -1,0 +1,53 @@
+-- luacluster.cluster: the cluster API. The same script runs in the master and in every
+-- worker; this module gives each side its functions (master.lua, worker.lua) and raises a
+-- clear error when a script calls one on the wrong side.
+local core = require("luacluster.core")
+local emitter = require("luacluster.emitter")
+local runtime = require("luacluster.runtime")
+
+local _M = {}
+
+local role = runtime.role
+_M.is_master = role == "master"
+_M.is_worker = role == "worker"
+
+
+function _M.cpu_count()
+  return core.cpu_count()
+end
+
+
+local MASTER_ONLY = { "setup", "fork", "broadcast", "stop" }
+
+if _M.is_master then
+  local master = require("luacluster.master")
+  emitter.mixin(_M)
+  -- cluster.on(event, fn); cluster:on(event, fn) works too
+  _M.on = function(a, b, c)
+    if a == _M then
+      a, b = b, c
+    end
+    emitter.on(_M, a, b)
+    return _M
+  end
+  for _, name in ipairs(MASTER_ONLY) do
+    _M[name] = master[name]
+  end
+  _M.workers = master.workers
+else
+  for _, name in ipairs(MASTER_ONLY) do
+    _M[name] = function()
+      error("cluster." .. name .. " is only available in the master", 2)
+    end
+  end
+  _M.on = function()
+    error("cluster.on is only available in the master (a worker uses cluster.worker:on)", 2)
+  end
+  _M.workers = {}
+  if _M.is_worker then
+    _M.worker = require("luacluster.worker").worker
+  end
+end
+
+
+return _M

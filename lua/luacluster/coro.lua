@@ -1,0 +1,131 @@
+-- Coroutines for handlers: every handler, event callback and timer callback runs in a
+-- coroutine of its own, taken from a pool so that an event costs no coroutine creation
+-- once the pool is warm (skynet's pattern). "Waiting" calls yield the current coroutine
+-- and are resumed by the event loop; outside such a coroutine they raise.
+local log = require("luacluster.log")
+
+local co_create, resume, yield, running = coroutine.create, coroutine.resume, coroutine.yield, coroutine.running
+local status = coroutine.status
+local xpcall, traceback = xpcall, debug.traceback
+
+local _M = {}
+
+local managed = setmetatable({}, { __mode = "k" })
+local pool = {}
+local POOL_MAX = 256
+local WAITING, POOLED = {}, {}
+
+local function on_error(err)
+  return traceback(tostring(err), 2)
+end
+
+
+local function run(fn, ...)
+  local ok, err = xpcall(fn, on_error, ...)
+  if not ok then
+    log.error(err)
+  end
+end
+
+
+local function body(...)
+  run(...)
+  while true do
+    local me = running()
+    if #pool >= POOL_MAX then
+      managed[me] = nil
+      return
+    end
+    pool[#pool + 1] = me
+    run(yield(POOLED))
+  end
+end
+
+
+-- Runs fn(...) in a pooled coroutine, now, until it finishes or waits.
+function _M.spawn(fn, ...)
+  local co = pool[#pool]
+  if co then
+    pool[#pool] = nil
+  else
+    co = co_create(body)
+    managed[co] = true
+  end
+  local ok, err = resume(co, fn, ...)
+  if not ok then
+    log.error(traceback(co, tostring(err)))
+  end
+  return co
+end
+
+
+-- The current coroutine if luacluster runs it; otherwise raises, naming the call.
+function _M.current(what)
+  local co = running()
+  if co == nil or not managed[co] then
+    error((what or "this call") .. " waits, so it can only be called inside a handler or callback"
+      .. " that luacluster runs (a request, message or event handler, or a timer callback),"
+      .. " not at a script's top level", 3)
+  end
+  return co
+end
+
+
+function _M.in_handler()
+  local co = running()
+  return co ~= nil and managed[co] == true
+end
+
+
+-- Suspends the current coroutine until wake(co, ...) is called; returns wake's arguments.
+function _M.wait()
+  return yield(WAITING)
+end
+
+
+function _M.wake(co, ...)
+  if status(co) ~= "suspended" then
+    return false
+  end
+  local ok, err = resume(co, ...)
+  if not ok then
+    log.error(traceback(co, tostring(err)))
+  end
+  return true
+end
+
+
+-- A one-shot rendezvous: the first of wake / timeout wins, later ones are ignored.
+-- Usage: local w = coro.waiter("name"); ...arrange for w:wake(...) ...; return w:wait()
+local waiter_mt = {}
+waiter_mt.__index = waiter_mt
+
+function _M.waiter(what)
+  return setmetatable({ co = _M.current(what), done = false }, waiter_mt)
+end
+
+
+function waiter_mt:wake(...)
+  if self.done then
+    return false
+  end
+  self.done = true
+  if self.waiting then
+    return _M.wake(self.co, ...)
+  end
+  self.result = { n = select("#", ...), ... }
+  return true
+end
+
+
+function waiter_mt:wait()
+  if self.done then
+    local r = self.result
+    return unpack(r, 1, r.n)
+  end
+  self.waiting = true
+  return _M.wait()
+end
+
+
+return _M

@@ -1,0 +1,80 @@
+-- Event handlers with :on(event, fn). emit runs each handler in its own coroutine, in the
+-- order they were added; a handler that raises is logged and the others still run.
+local coro = require("luacluster.coro")
+
+local spawn = coro.spawn
+
+local _M = {}
+
+
+function _M.on(self, event, fn)
+  if type(event) ~= "string" then
+    error("event name must be a string", 2)
+  end
+  if type(fn) ~= "function" then
+    error("handler for '" .. event .. "' must be a function", 2)
+  end
+  local handlers = rawget(self, "_events")
+  if not handlers then
+    handlers = {}
+    rawset(self, "_events", handlers)
+  end
+  local list = handlers[event]
+  if not list then
+    list = {}
+    handlers[event] = list
+  end
+  list[#list + 1] = fn
+  return self
+end
+
+
+function _M.off(self, event, fn)
+  local handlers = rawget(self, "_events")
+  local list = handlers and handlers[event]
+  if not list then
+    return self
+  end
+  for i = #list, 1, -1 do
+    if fn == nil or list[i] == fn then
+      table.remove(list, i)
+    end
+  end
+  return self
+end
+
+
+function _M.has(self, event)
+  local handlers = rawget(self, "_events")
+  local list = handlers and handlers[event]
+  return list ~= nil and #list > 0
+end
+
+
+-- Runs every handler of event; returns true when there was at least one.
+function _M.emit(self, event, ...)
+  local handlers = rawget(self, "_events")
+  local list = handlers and handlers[event]
+  if not list or #list == 0 then
+    return false
+  end
+  if #list == 1 then
+    spawn(list[1], ...)
+    return true
+  end
+  local copy = { unpack(list) }
+  for i = 1, #copy do
+    spawn(copy[i], ...)
+  end
+  return true
+end
+
+
+-- Adds on/off/emit to a table or a metatable's __index.
+function _M.mixin(t)
+  t.on, t.off, t.emit, t.has_listeners = _M.on, _M.off, _M.emit, _M.has
+  return t
+end
+
+
+return _M

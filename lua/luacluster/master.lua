@@ -1,0 +1,480 @@
+-- The master's side of the cluster: starts workers as new processes of this executable,
+-- keeps the table of live workers, restarts crashed ones with backoff, and stops the whole
+-- cluster gracefully. Decisions live here; the processes, pipes and signals are the C
+-- runtime's (runtime/process.c, ipc.c, signal.c).
+local core = require("luacluster.core")
+local channel = require("luacluster.channel")
+local codec = require("luacluster.codec")
+local emitter = require("luacluster.emitter")
+local log = require("luacluster.log")
+local runtime = require("luacluster.runtime")
+local signals = require("luacluster.signals")
+
+local now = core.now
+
+local _M = {}
+
+local QUICK_CRASH_MS = 1000      -- a worker that dies sooner than this after starting is backed off
+local BACKOFF_FIRST_MS = 100
+local BACKOFF_MAX_MS = 10000
+local EXIT_GRACE_MS = 500        -- after a worker's exit, how long to wait for its last frames
+
+-- the public table (cluster.*) is passed in by cluster.lua so that events land on it
+local cluster
+local cfg = {
+  workers = nil, mode = nil, scheduler = "round_robin", drain_timeout = 30000, restart = true,
+  start = "parallel", max_message_size = nil,
+}
+local setup_called, fork_called = false, false
+local workers = {}        -- id -> live worker (cluster.workers)
+local reserved = {}       -- id -> true while a restart for that id is pending
+local backoff = {}        -- id -> consecutive quick crashes
+local generation = 1
+local stopping, stop_code = false, 0
+local order = {}          -- ids in the order they were started, for sequential stop
+
+local worker_mt = {}
+worker_mt.__index = worker_mt
+emitter.mixin(worker_mt)
+
+
+-- emits on the worker object, then on the cluster with the worker first
+local function emit(w, event, ...)
+  local a = w:emit(event, ...)
+  local b = cluster:emit(event, w, ...)
+  return a or b
+end
+
+
+local function report_error(w, err)
+  local handled = w and w:emit("error", err)
+  if not cluster:emit("error", err) and not handled then
+    log.error(err)
+  end
+end
+
+
+-- ---- worker objects ----
+
+function worker_mt:send(msg, handle)
+  if self.state == "dead" or not self._ch or self._ch:is_closed() then
+    return nil, "worker " .. self.id .. " has exited"
+  end
+  local ok, err = self._ch:send(msg, handle)
+  if ok and handle then
+    handle:close() -- ownership moved to the worker
+  end
+  return ok, err
+end
+
+
+function worker_mt:request(msg, timeout_ms, cb)
+  if self.state == "dead" or not self._ch or self._ch:is_closed() then
+    return nil, "worker " .. self.id .. " has exited"
+  end
+  return self._ch:request(msg, timeout_ms, cb)
+end
+
+
+function worker_mt:kill(signal)
+  signal = signal or "SIGTERM"
+  if type(signal) ~= "string" or not core.signum(signal) then
+    error("worker:kill: unknown signal '" .. tostring(signal) .. "'", 2)
+  end
+  if self.state == "dead" then
+    return nil, "worker " .. self.id .. " has exited"
+  end
+  self.exited_after_disconnect = true
+  return self._proc:kill(signal)
+end
+
+
+function worker_mt:disconnect()
+  if self.state == "dead" or self.state == "draining" then
+    return
+  end
+  self.exited_after_disconnect = true
+  self.state = "draining"
+  if self._ch and not self._ch:is_closed() then
+    self._ch:control({ op = "disconnect" })
+  end
+  self._drain_timer = core.timer_new(function()
+    if self.state ~= "dead" then
+      log.warn(string.format("worker %d (pid %d) did not drain within %d ms; killing it", self.id, self.pid, cfg.drain_timeout))
+      self._proc:kill("SIGKILL")
+    end
+  end)
+  self._drain_timer:start(cfg.drain_timeout, 0)
+end
+
+
+function worker_mt:is_dead()
+  return self.state == "dead"
+end
+
+
+-- ---- lifecycle ----
+
+local spawn_worker
+
+
+local function check_stopped()
+  if stopping and next(workers) == nil then
+    core.exit(stop_code)
+  end
+end
+
+
+local function schedule_restart(w, uptime)
+  local id = w.id
+  local n = backoff[id] or 0
+  if uptime < QUICK_CRASH_MS then
+    n = n + 1
+  else
+    n = 0
+  end
+  backoff[id] = n
+  local delay = n == 0 and 0 or math.min(BACKOFF_FIRST_MS * 2 ^ (n - 1), BACKOFF_MAX_MS)
+  log.warn(string.format("restarting worker %d in %d ms%s", id, delay,
+    n > 0 and string.format(" (%d quick crash%s in a row)", n, n == 1 and "" or "es") or ""))
+  reserved[id] = true
+  local t
+  t = core.timer_new(function()
+    t:close()
+    reserved[id] = nil
+    if not stopping then
+      spawn_worker(id, w._env)
+    end
+  end)
+  t:start(delay, 0)
+end
+
+
+local function finish(w)
+  if w._finished then
+    return
+  end
+  w._finished = true
+  if w._grace then
+    w._grace:close()
+  end
+  if w._drain_timer then
+    w._drain_timer:close()
+  end
+  if not w._disconnected then
+    w._disconnected = true
+    emit(w, "disconnect")
+  end
+  w.state = "dead"
+  if workers[w.id] == w then
+    workers[w.id] = nil
+  end
+  local code, signal = w._exit_code, w._exit_signal
+  local uptime = now() - w._started
+  local crashed = signal ~= nil or code ~= 0
+  local how = signal and ("signal " .. signal) or ("code " .. tostring(code))
+  if crashed and not w.exited_after_disconnect then
+    log.warn(string.format("worker %d (pid %d) exited with %s after %d ms", w.id, w.pid, how, uptime))
+  end
+  emit(w, "exit", code, signal)
+  if crashed and not w.exited_after_disconnect and cfg.restart ~= false and not stopping then
+    schedule_restart(w, uptime)
+  end
+  check_stopped()
+end
+
+
+local function on_process_exit(w, code, signal)
+  w._exit_code, w._exit_signal = code, signal
+  w._exited = true
+  if w._disconnected then
+    finish(w)
+    return
+  end
+  -- the channel may still hold the worker's last messages: read them, but not forever
+  w._grace = core.timer_new(function()
+    w._ch:close()
+  end)
+  w._grace:start(EXIT_GRACE_MS, 0)
+end
+
+
+local function on_channel_close(w)
+  if w._disconnected then
+    return
+  end
+  w._disconnected = true
+  if w.state ~= "dead" then
+    emit(w, "disconnect")
+  end
+  if w._exited then
+    finish(w)
+  end
+end
+
+
+local function on_control(w, msg, handle)
+  if type(msg) ~= "table" then
+    return
+  end
+  local op = msg.op
+  if op == "online" then
+    if w.state == "starting" then
+      w.state = "online"
+      emit(w, "online")
+    end
+  elseif _M.control_ops[op] then
+    _M.control_ops[op](w, msg, handle)
+  elseif handle then
+    handle:close()
+  end
+end
+
+
+local function env_list(extra, id)
+  local env = core.environ()
+  if extra then
+    for k, v in pairs(extra) do
+      env[tostring(k)] = tostring(v)
+    end
+  end
+  local o = runtime.options
+  env.LUACLUSTER_ROLE = "worker"
+  env.LUACLUSTER_WORKER_ID = tostring(id)
+  env.LUACLUSTER_GENERATION = tostring(generation)
+  env.LUACLUSTER_IPC_FD = "3"
+  env.LUACLUSTER_PORT = tostring(o.port)
+  env.LUACLUSTER_MODE = cfg.mode or o.mode
+  env.LUACLUSTER_DRAIN_TIMEOUT = tostring(cfg.drain_timeout)
+  local list = {}
+  for k, v in pairs(env) do
+    list[#list + 1] = k .. "=" .. v
+  end
+  return list
+end
+
+
+function spawn_worker(id, env)
+  local w = setmetatable({
+    id = id, generation = generation, state = "starting", exited_after_disconnect = false,
+    _env = env, _started = now(),
+  }, worker_mt)
+  local ch, on_frame = channel.new({
+    message = function(msg, handle)
+      if not emit(w, "message", msg, handle) and handle then
+        handle:close()
+      end
+    end,
+    control = function(msg, handle) on_control(w, msg, handle) end,
+    request = function(msg)
+      local handlers = rawget(cluster, "_events")
+      local fn = handlers and handlers.request and handlers.request[1]
+      if not fn then
+        error("the master has no cluster.on(\"request\") handler", 0)
+      end
+      return fn(w, msg)
+    end,
+    error = function(err) report_error(w, "worker " .. id .. ": " .. tostring(err)) end,
+    close = function() on_channel_close(w) end,
+  })
+  local ipc = core.ipc_new(on_frame)
+  ch.handle = ipc
+  if cfg.max_message_size then
+    ipc:set_max_frame(cfg.max_message_size)
+  end
+  local args = { runtime.app }
+  for i = 1, #runtime.argv do
+    args[#args + 1] = runtime.argv[i]
+  end
+  local prefix = "[worker " .. id .. "] "
+  local proc, err = core.spawn({
+    file = runtime.exe,
+    args = args,
+    env = env_list(env, id),
+    stdio = { "ignore", { prefix = prefix, fd = 1 }, { prefix = prefix, fd = 2 }, ipc },
+  }, function(code, signal)
+    on_process_exit(w, code, signal)
+  end)
+  if not proc then
+    ipc:close()
+    report_error(nil, "cannot start worker " .. id .. ": " .. tostring(err))
+    return nil, err
+  end
+  ipc:set_route(id)
+  w.pid = proc:pid()
+  w._proc = proc
+  w._ch = ch
+  workers[id] = w
+  order[#order + 1] = id
+  emit(w, "fork")
+  return w
+end
+
+
+local function free_id()
+  local id = 1
+  while workers[id] or reserved[id] do
+    id = id + 1
+  end
+  return id
+end
+
+
+-- ---- the cluster API (master side) ----
+
+local SETUP_KEYS = {
+  workers = "number", mode = "string", scheduler = true, drain_timeout = "number",
+  restart = "boolean", start = "string", max_message_size = "number",
+}
+
+
+function _M.setup(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("cluster.setup: expected a table of options", 2)
+  end
+  for k, v in pairs(opts) do
+    local want = SETUP_KEYS[k]
+    if not want then
+      error("cluster.setup: unknown option '" .. tostring(k) .. "'", 2)
+    end
+    if want ~= true and type(v) ~= want then
+      error("cluster.setup: " .. k .. " must be a " .. want, 2)
+    end
+  end
+  if opts.workers and (opts.workers < 0 or opts.workers % 1 ~= 0) then
+    error("cluster.setup: workers must be a whole number >= 0", 2)
+  end
+  if opts.mode and not ({ dispatch = 1, shared = 1, reuseport = 1, ports = 1 })[opts.mode] then
+    error("cluster.setup: mode must be dispatch, shared, reuseport or ports", 2)
+  end
+  if opts.start and opts.start ~= "parallel" and opts.start ~= "sequential" then
+    error("cluster.setup: start must be \"parallel\" or \"sequential\"", 2)
+  end
+  if opts.drain_timeout and opts.drain_timeout < 0 then
+    error("cluster.setup: drain_timeout must be >= 0", 2)
+  end
+  for k, v in pairs(opts) do
+    cfg[k] = v
+  end
+  setup_called = true
+  if _M.on_setup then
+    _M.on_setup(cfg)
+  end
+end
+
+
+function _M.fork(env)
+  if env ~= nil and type(env) ~= "table" then
+    error("cluster.fork: env must be a table", 2)
+  end
+  if stopping then
+    return nil, "the cluster is stopping"
+  end
+  fork_called = true
+  return spawn_worker(free_id(), env)
+end
+
+
+function _M.broadcast(msg)
+  local bytes, err = codec.encode(msg)
+  if not bytes then
+    return nil, err
+  end
+  for _, w in pairs(workers) do
+    if w.state ~= "dead" then
+      w._ch:send_encoded(bytes)
+    end
+  end
+  return true
+end
+
+
+function _M.stop(code)
+  if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
+    error("cluster.stop: code must be a whole number", 2)
+  end
+  if stopping then
+    return
+  end
+  stopping = true
+  stop_code = code or 0
+  runtime.exit_code = stop_code
+  if _M.on_stop then
+    _M.on_stop()
+  end
+  local ids = {}
+  for id in pairs(workers) do
+    ids[#ids + 1] = id
+  end
+  table.sort(ids, function(a, b) return a > b end)
+  for _, id in ipairs(ids) do
+    workers[id]:disconnect()
+  end
+  check_stopped()
+end
+
+
+local function stop_now(code)
+  for _, w in pairs(workers) do
+    if w._proc then
+      w._proc:kill("SIGKILL")
+    end
+  end
+  core.exit(code)
+end
+
+
+function _M.config()
+  return cfg
+end
+
+
+function _M.generation()
+  return generation
+end
+
+
+function _M.is_stopping()
+  return stopping
+end
+
+
+-- control ops from workers that other modules add (listen, stats, ...)
+_M.control_ops = {}
+
+_M.workers = workers
+
+
+function _M.init(options)
+  cluster = require("luacluster.cluster")
+  local function on_stop_signal(name)
+    if stopping then
+      log.warn(name .. " again: stopping at once")
+      stop_now(1)
+    end
+    log.info(name .. ": stopping gracefully (send it again to stop at once)")
+    _M.stop(0)
+  end
+  signals.set_action("SIGINT", on_stop_signal)
+  signals.set_action("SIGTERM", on_stop_signal)
+  _M.options = options
+end
+
+
+function _M.after_top_level()
+  local n
+  if setup_called then
+    n = cfg.workers or runtime.options.workers or core.cpu_count()
+  elseif fork_called then
+    n = 0
+  else
+    n = runtime.options.workers or core.cpu_count()
+  end
+  for _ = 1, n do
+    _M.fork()
+  end
+end
+
+
+return _M

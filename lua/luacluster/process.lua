@@ -1,0 +1,78 @@
+-- The running process: pid, argv, env, cwd(), exit(), on("signal"), and in a process
+-- started by child_process.fork, the channel to its parent: send, on("message"),
+-- disconnect, on("disconnect").
+local core = require("luacluster.core")
+local runtime = require("luacluster.runtime")
+local signals = require("luacluster.signals")
+local emitter = require("luacluster.emitter")
+
+local _M = {}
+
+_M.pid = core.pid()
+_M.argv = runtime.argv
+
+
+function _M.cwd()
+  return (core.cwd())
+end
+
+
+function _M.exit(code)
+  if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
+    error("process.exit: code must be a whole number", 2)
+  end
+  core.exit(code or runtime.exit_code or 0)
+end
+
+
+local events = emitter.mixin({})
+
+
+function _M.on(event, fn)
+  if event == "signal" then
+    if type(fn) ~= "function" then
+      error("process.on: handler must be a function", 2)
+    end
+    signals.add_listener(fn)
+    return _M
+  end
+  if runtime.role == "child" then
+    return require("luacluster.child").on(event, fn)
+  end
+  events.on(events, event, fn)
+  return _M
+end
+
+
+function _M.send(msg, handle)
+  if runtime.role ~= "child" then
+    error("process.send is only available in a process started by child_process.fork", 2)
+  end
+  return require("luacluster.child").send(msg, handle)
+end
+
+
+function _M.disconnect()
+  if runtime.role ~= "child" then
+    error("process.disconnect is only available in a process started by child_process.fork", 2)
+  end
+  return require("luacluster.child").disconnect()
+end
+
+
+-- process.argv may be read before boot sets it (a module required early): keep it current
+setmetatable(_M, {
+  __index = function(_, k)
+    if k == "argv" then
+      return runtime.argv
+    elseif k == "env" then
+      local env = core.environ()
+      rawset(_M, "env", env)
+      return env
+    end
+  end,
+})
+_M.argv = nil
+
+
+return _M

@@ -1,0 +1,56 @@
+-- The process's own runtime state, shared by the library's modules (not a public API):
+-- its role, the app it runs, the command line's options, and the work in flight that a
+-- graceful stop waits for.
+local _M = {
+  role = "master",      -- "master" | "worker" | "child" (started by child_process.fork)
+  app = nil,            -- absolute path of the script
+  app_dir = nil,
+  argv = {},            -- as Lua's arg: [0] the script, [1..] its arguments
+  options = {},         -- parsed command line (master), or what the master passed (worker)
+  exit_code = 0,
+  in_flight = 0,        -- requests and connections a drain waits for
+  drain_waiters = {},
+}
+
+
+function _M.hold()
+  _M.in_flight = _M.in_flight + 1
+end
+
+
+function _M.release()
+  _M.in_flight = _M.in_flight - 1
+  if _M.in_flight <= 0 then
+    _M.in_flight = 0
+    local waiters = _M.drain_waiters
+    _M.drain_waiters = {}
+    for i = 1, #waiters do
+      waiters[i]()
+    end
+  end
+end
+
+
+-- Calls fn once nothing is in flight.
+function _M.when_idle(fn)
+  if _M.in_flight == 0 then
+    fn()
+  else
+    _M.drain_waiters[#_M.drain_waiters + 1] = fn
+  end
+end
+
+
+-- Drain hooks: servers register a function that stops accepting and closes idle
+-- connections; a drain runs them all.
+_M.drain_hooks = setmetatable({}, { __mode = "k" })
+
+
+function _M.run_drain_hooks()
+  for hook in pairs(_M.drain_hooks) do
+    hook()
+  end
+end
+
+
+return _M

@@ -1,0 +1,61 @@
+-- Signal handling for the process: the runtime's own reactions (a master stops on SIGTERM
+-- and SIGINT, reloads on SIGHUP) and the script's process.on("signal", fn) listeners share
+-- one handle per signal. Handles do not keep a process alive by themselves.
+local core = require("luacluster.core")
+local coro = require("luacluster.coro")
+
+local _M = {}
+
+-- the signals a script can listen to with process.on("signal")
+_M.LISTENABLE = { "SIGHUP", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH" }
+
+local handles = {}   -- name -> core signal handle
+local actions = {}   -- name -> the runtime's function(name), or nil
+local listeners = {} -- array of user functions(name)
+
+
+local function on_signal(name)
+  for i = 1, #listeners do
+    coro.spawn(listeners[i], name)
+  end
+  local action = actions[name]
+  if action then
+    action(name)
+  end
+end
+
+
+local function ensure(name)
+  if not handles[name] then
+    handles[name] = assert(core.signal_new(name, on_signal))
+  end
+end
+
+
+-- The runtime's reaction to a signal (replaces any earlier one).
+function _M.set_action(name, fn)
+  actions[name] = fn
+  ensure(name)
+end
+
+
+function _M.add_listener(fn)
+  listeners[#listeners + 1] = fn
+  for _, name in ipairs(_M.LISTENABLE) do
+    if actions[name] == nil and (name == "SIGTERM" or name == "SIGINT") then
+      -- a listener must not turn these into no-ops: run the listeners, then die as usual
+      actions[name] = function(n)
+        core.signal_default(n, true)
+      end
+    end
+    ensure(name)
+  end
+end
+
+
+function _M.listener_count()
+  return #listeners
+end
+
+
+return _M

@@ -1,0 +1,74 @@
+-- Timers: after(ms, fn), every(ms, fn), t:stop(), sleep(ms). Callbacks run in coroutines,
+-- so they may wait. A pending timer keeps its process alive, as in Node.js.
+local core = require("luacluster.core")
+local coro = require("luacluster.coro")
+
+local spawn = coro.spawn
+
+local _M = {}
+
+local timer_mt = {}
+timer_mt.__index = timer_mt
+
+
+local function check_ms(ms, what)
+  if type(ms) ~= "number" or ms < 0 or ms ~= ms then
+    error(what .. ": delay must be a number of milliseconds >= 0", 3)
+  end
+end
+
+
+function timer_mt:stop()
+  if self.handle then
+    self.handle:close()
+    self.handle = nil
+  end
+end
+
+
+function timer_mt:active()
+  return self.handle ~= nil
+end
+
+
+local function start(ms, fn, repeating, what)
+  check_ms(ms, what)
+  if type(fn) ~= "function" then
+    error(what .. ": callback must be a function", 3)
+  end
+  local t = setmetatable({}, timer_mt)
+  t.handle = core.timer_new(function()
+    if not repeating then
+      t:stop()
+    end
+    spawn(fn, t)
+  end)
+  t.handle:start(ms, repeating and math.max(ms, 1) or 0)
+  return t
+end
+
+
+function _M.after(ms, fn)
+  return start(ms, fn, false, "timer.after")
+end
+
+
+function _M.every(ms, fn)
+  return start(ms, fn, true, "timer.every")
+end
+
+
+function _M.sleep(ms)
+  check_ms(ms, "timer.sleep")
+  local w = coro.waiter("timer.sleep")
+  local h
+  h = core.timer_new(function()
+    h:close()
+    w:wake()
+  end)
+  h:start(ms, 0)
+  return w:wait()
+end
+
+
+return _M

@@ -1,0 +1,180 @@
+-- The worker's side of the cluster: the channel to the master, cluster.worker, and the
+-- graceful exit (drain) when the master says so or goes away.
+local core = require("luacluster.core")
+local channel = require("luacluster.channel")
+local emitter = require("luacluster.emitter")
+local log = require("luacluster.log")
+local runtime = require("luacluster.runtime")
+
+local _M = {}
+
+local ch
+local me            -- cluster.worker
+local draining = false
+local drain_timeout = 30000
+
+local worker_mt = {}
+worker_mt.__index = worker_mt
+emitter.mixin(worker_mt)
+
+
+local function closed_err()
+  return nil, "the channel to the master is closed"
+end
+
+
+function worker_mt:send(msg, handle)
+  if ch:is_closed() then
+    return closed_err()
+  end
+  local ok, err = ch:send(msg, handle)
+  if ok and handle then
+    handle:close() -- ownership moved to the master
+  end
+  return ok, err
+end
+
+
+function worker_mt:send_to(id, msg)
+  if type(id) ~= "number" or id < 1 or id % 1 ~= 0 then
+    error("send_to: worker id must be a whole number >= 1", 2)
+  end
+  if ch:is_closed() then
+    return closed_err()
+  end
+  return ch:route(id, msg)
+end
+
+
+function worker_mt:broadcast(msg)
+  if ch:is_closed() then
+    return closed_err()
+  end
+  return ch:broadcast(msg)
+end
+
+
+function worker_mt:request(msg, timeout_ms, cb)
+  if ch:is_closed() then
+    return closed_err()
+  end
+  return ch:request(msg, timeout_ms, cb)
+end
+
+
+function worker_mt:disconnect()
+  _M.drain()
+end
+
+
+local function exit_now()
+  core.exit(0)
+end
+
+
+-- Stops accepting, lets in-flight work finish, then closes the channel and exits 0.
+function _M.drain()
+  if draining then
+    return
+  end
+  draining = true
+  me.state = "draining"
+  me:emit("disconnect")
+  runtime.run_drain_hooks()
+  local deadline = core.timer_new(function()
+    log.warn("drain did not finish within " .. drain_timeout .. " ms; exiting")
+    exit_now()
+  end)
+  deadline:start(drain_timeout, 0)
+  deadline:unref()
+  runtime.when_idle(function()
+    if ch:is_closed() then
+      exit_now()
+    else
+      ch:close() -- its close event exits, once queued frames are written
+    end
+  end)
+end
+
+
+local function on_control(msg, handle)
+  if type(msg) ~= "table" then
+    return
+  end
+  if msg.op == "disconnect" then
+    _M.drain()
+  elseif _M.control_ops[msg.op] then
+    _M.control_ops[msg.op](msg, handle)
+  elseif handle then
+    handle:close()
+  end
+end
+
+
+_M.control_ops = {}
+
+
+function _M.init(opts)
+  if not opts.ipc_fd or not opts.id then
+    return nil, "a worker needs LUACLUSTER_IPC_FD and LUACLUSTER_WORKER_ID from its master"
+  end
+  drain_timeout = opts.drain_timeout or drain_timeout
+  core.signal_ignore("SIGINT") -- Ctrl-C reaches the whole group: the master decides
+  core.signal_ignore("SIGHUP")
+  core.set_cloexec(opts.ipc_fd)
+  me = setmetatable({ id = opts.id, pid = core.pid(), generation = opts.generation or 1, state = "starting" }, worker_mt)
+  local err
+  ch, err = channel.open_fd(opts.ipc_fd, {
+    message = function(msg, handle, from)
+      if not me:emit("message", msg, handle, from) and handle then
+        handle:close()
+      end
+    end,
+    control = on_control,
+    request = function(msg)
+      local handlers = rawget(me, "_events")
+      local fn = handlers and handlers.request and handlers.request[1]
+      if not fn then
+        error("worker " .. me.id .. " has no cluster.worker:on(\"request\") handler", 0)
+      end
+      return fn(msg)
+    end,
+    error = function(e)
+      if not me:emit("error", e) then
+        log.error(e)
+      end
+    end,
+    route_fail = function(target)
+      local e = "send_to: there is no live worker " .. tostring(target)
+      if not me:emit("error", e) then
+        log.error(e)
+      end
+    end,
+    close = function()
+      if draining then
+        exit_now()
+      else
+        _M.drain()
+      end
+    end,
+  })
+  if not ch then
+    return nil, "cannot open the channel to the master: " .. tostring(err)
+  end
+  _M.worker = me
+  return true
+end
+
+
+function _M.after_top_level()
+  me.state = "online"
+  ch:control({ op = "online" })
+end
+
+
+function _M.channel()
+  return ch
+end
+
+
+return _M

@@ -1,0 +1,508 @@
+/* ipc.c: a framed message channel between two processes over a libuv IPC pipe.
+ * Owns: the uv_pipe_t, its read buffer, its batch of unsent frames, the write requests in
+ * flight (each owns its bytes), and the sockets received but not yet claimed by a frame.
+ * All of it is freed in close_cb. Frames written in one loop turn leave together: send()
+ * appends to the batch and rt's prepare handle flushes every dirty channel once per turn,
+ * with one uv_try_write when the pipe is idle. A frame that carries a socket is written on
+ * its own with uv_write2, after the batch before it, so order is kept.
+ * In the master, ROUTE and BCAST frames are forwarded here, in C, without entering Lua. */
+#include "lc.h"
+#include "ipc_frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MT "luacluster.ipc"
+#define READ_CHUNK 65536
+#define DEFAULT_MAX_FRAME (64u * 1024u * 1024u)
+#define MAX_PENDING_HANDLES 64
+
+typedef struct bytes { char *data; size_t len, cap, off; } bytes;
+
+struct lc_ipc {
+  lc_handle_base base;
+  uv_pipe_t pipe;
+  bytes in, out;
+  size_t discard;          /* payload bytes still to skip after an oversized frame */
+  uint32_t max_frame;
+  int route_id;            /* > 0: reachable by ROUTE/BCAST frames (master side of a worker) */
+  int writes_pending, closing, close_when_flushed, dirty, started;
+  lc_ipc *next_dirty;
+  uv_stream_t *handles[MAX_PENDING_HANDLES];
+  int nhandles;
+  double frames_in, frames_out, bytes_in, bytes_out;
+};
+
+typedef struct wreq {
+  uv_write_t req;
+  lc_ipc *ch;
+  char *buf;
+  uv_stream_t *sent_handle;  /* closed once written: ownership moved to the peer */
+} wreq;
+
+static int reserve(bytes *b, size_t extra) {
+  if (b->cap - b->len >= extra) return 0;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap - b->len < extra) cap *= 2;
+  char *p = realloc(b->data, cap);
+  if (p == NULL) return UV_ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+static void free_handle_cb(uv_handle_t *h) { free(h); }
+
+/* ---- writing ---- */
+
+static void try_close(lc_ipc *ch);
+
+static void write_cb(uv_write_t *req, int status) {
+  wreq *w = (wreq *)req;
+  lc_ipc *ch = w->ch;
+  (void)status; /* a failed write shows up as EOF or an error on the read side */
+  if (w->sent_handle) uv_close((uv_handle_t *)w->sent_handle, free_handle_cb);
+  free(w->buf);
+  free(w);
+  ch->writes_pending--;
+  if (ch->close_when_flushed) try_close(ch);
+}
+
+static int flush(lc_ipc *ch) {
+  bytes *o = &ch->out;
+  if (o->len == o->off) { o->len = o->off = 0; return 0; }
+  if (ch->closing) { o->len = o->off = 0; return UV_EPIPE; }
+  if (ch->writes_pending == 0) {
+    uv_buf_t b = uv_buf_init(o->data + o->off, (unsigned)(o->len - o->off));
+    int n = uv_try_write((uv_stream_t *)&ch->pipe, &b, 1);
+    if (n > 0) o->off += (size_t)n;
+    if (o->off == o->len) { o->len = o->off = 0; return 0; }
+    if (n < 0 && n != UV_EAGAIN) { o->len = o->off = 0; return n; }
+  }
+  wreq *w = malloc(sizeof *w);
+  if (w == NULL) return UV_ENOMEM;
+  w->ch = ch;
+  w->buf = o->data;
+  w->sent_handle = NULL;
+  uv_buf_t b = uv_buf_init(o->data + o->off, (unsigned)(o->len - o->off));
+  memset(o, 0, sizeof *o);
+  int r = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, write_cb);
+  if (r != 0) { free(w->buf); free(w); return r; }
+  ch->writes_pending++;
+  return 0;
+}
+
+void lc_ipc_flush_all(lc_rt *rt) {
+  lc_ipc *ch = rt->dirty;
+  rt->dirty = NULL;
+  while (ch) {
+    lc_ipc *next = ch->next_dirty;
+    ch->dirty = 0;
+    ch->next_dirty = NULL;
+    flush(ch);
+    ch = next;
+  }
+}
+
+static void mark_dirty(lc_ipc *ch) {
+  if (ch->dirty) return;
+  ch->dirty = 1;
+  ch->next_dirty = ch->base.rt->dirty;
+  ch->base.rt->dirty = ch;
+}
+
+static int append_frame(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
+  int r = reserve(&ch->out, LC_FRAME_HEADER + h->len);
+  if (r != 0) return r;
+  lc_frame_encode((unsigned char *)ch->out.data + ch->out.len, h);
+  memcpy(ch->out.data + ch->out.len + LC_FRAME_HEADER, payload, h->len);
+  ch->out.len += LC_FRAME_HEADER + h->len;
+  ch->frames_out++;
+  ch->bytes_out += LC_FRAME_HEADER + h->len;
+  mark_dirty(ch);
+  return 0;
+}
+
+static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle) {
+  int r = flush(ch);
+  if (r != 0) return r;
+  wreq *w = malloc(sizeof *w);
+  char *buf = malloc(LC_FRAME_HEADER + h->len);
+  if (w == NULL || buf == NULL) { free(w); free(buf); return UV_ENOMEM; }
+  lc_frame_encode((unsigned char *)buf, h);
+  memcpy(buf + LC_FRAME_HEADER, payload, h->len);
+  w->ch = ch;
+  w->buf = buf;
+  w->sent_handle = NULL;
+  uv_buf_t b = uv_buf_init(buf, LC_FRAME_HEADER + h->len);
+  r = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, handle, write_cb);
+  if (r != 0) { free(buf); free(w); return r; }
+  w->sent_handle = handle;
+  ch->writes_pending++;
+  ch->frames_out++;
+  ch->bytes_out += LC_FRAME_HEADER + h->len;
+  return 0;
+}
+
+/* ---- closing ---- */
+
+static void close_cb(uv_handle_t *handle) {
+  lc_ipc *ch = handle->data;
+  lc_rt *rt = ch->base.rt;
+  if (ch->route_id > 0 && ch->route_id <= rt->nroutes && rt->routes[ch->route_id - 1] == ch)
+    rt->routes[ch->route_id - 1] = NULL;
+  for (int i = 0; i < ch->nhandles; i++) uv_close((uv_handle_t *)ch->handles[i], free_handle_cb);
+  if (lc_handle_push_cb(&ch->base)) {
+    lua_pushstring(rt->L, "close");
+    lc_call(rt, 1);
+  }
+  lc_handle_release(&ch->base);
+  free(ch->in.data);
+  free(ch->out.data);
+  free(ch);
+}
+
+static void unlink_dirty(lc_ipc *ch) {
+  if (!ch->dirty) return;
+  lc_ipc **pp = &ch->base.rt->dirty;
+  while (*pp && *pp != ch) pp = &(*pp)->next_dirty;
+  if (*pp) *pp = ch->next_dirty;
+  ch->dirty = 0;
+}
+
+static void try_close(lc_ipc *ch) {
+  if (ch->closing) return;
+  if (ch->writes_pending > 0 || ch->out.len > ch->out.off) {
+    ch->close_when_flushed = 1;
+    if (ch->writes_pending == 0) flush(ch);
+    if (ch->writes_pending > 0) return;
+  }
+  ch->closing = 1;
+  unlink_dirty(ch);
+  uv_close((uv_handle_t *)&ch->pipe, close_cb);
+}
+
+/* ---- reading ---- */
+
+static void emit_error(lc_ipc *ch, const char *msg) {
+  if (lc_handle_push_cb(&ch->base)) {
+    lua_pushstring(ch->base.rt->L, "error");
+    lua_pushstring(ch->base.rt->L, msg);
+    lc_call(ch->base.rt, 2);
+  }
+}
+
+static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+  lc_ipc *ch = handle->data;
+  bytes *b = &ch->in;
+  (void)suggested;
+  if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
+  if (b->off > 0 && b->cap - b->len < READ_CHUNK) {
+    memmove(b->data, b->data + b->off, b->len - b->off);
+    b->len -= b->off;
+    b->off = 0;
+  }
+  if (reserve(b, READ_CHUNK) != 0) { *buf = uv_buf_init(NULL, 0); return; }
+  *buf = uv_buf_init(b->data + b->len, (unsigned)(b->cap - b->len));
+}
+
+static void take_pending_handles(lc_ipc *ch) {
+  while (uv_pipe_pending_count(&ch->pipe) > 0) {
+    uv_handle_type type = uv_pipe_pending_type(&ch->pipe);
+    uv_stream_t *s;
+    if (type == UV_TCP) {
+      s = malloc(sizeof(uv_tcp_t));
+      if (s == NULL || uv_tcp_init(ch->pipe.loop, (uv_tcp_t *)s) != 0) { free(s); return; }
+    } else {
+      s = malloc(sizeof(uv_pipe_t));
+      if (s == NULL || uv_pipe_init(ch->pipe.loop, (uv_pipe_t *)s, 0) != 0) { free(s); return; }
+    }
+    if (uv_accept((uv_stream_t *)&ch->pipe, s) != 0 || type != UV_TCP || ch->nhandles == MAX_PENDING_HANDLES) {
+      uv_close((uv_handle_t *)s, free_handle_cb);
+      continue;
+    }
+    ch->handles[ch->nhandles++] = s;
+  }
+}
+
+static uv_stream_t *pop_handle(lc_ipc *ch) {
+  if (ch->nhandles == 0) return NULL;
+  uv_stream_t *s = ch->handles[0];
+  memmove(ch->handles, ch->handles + 1, (size_t)(ch->nhandles - 1) * sizeof ch->handles[0]);
+  ch->nhandles--;
+  return s;
+}
+
+/* Forwards a ROUTE or BCAST frame from worker `from` without decoding its payload. */
+static void route(lc_ipc *from, const lc_frame_header *h, const char *payload) {
+  lc_rt *rt = from->base.rt;
+  lc_frame_header out = *h;
+  out.kind = LC_KIND_MSG;
+  out.peer = (uint32_t)from->route_id;
+  out.seq = 0;
+  if (h->kind == LC_KIND_BCAST) {
+    for (int i = 0; i < rt->nroutes; i++) {
+      lc_ipc *to = rt->routes[i];
+      if (to && to != from && !to->closing) append_frame(to, &out, payload);
+    }
+    return;
+  }
+  lc_ipc *to = (h->peer >= 1 && h->peer <= (uint32_t)rt->nroutes) ? rt->routes[h->peer - 1] : NULL;
+  if (to && !to->closing && append_frame(to, &out, payload) == 0) return;
+  lc_frame_header fail = {0, LC_KIND_ROUTE_FAIL, 0, h->peer, h->seq};
+  append_frame(from, &fail, "");
+}
+
+static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
+  lc_rt *rt = ch->base.rt;
+  lua_State *L = rt->L;
+  uv_stream_t *handle = NULL;
+  ch->frames_in++;
+  ch->bytes_in += LC_FRAME_HEADER + h->len;
+  if (h->flags & LC_FLAG_HANDLE) {
+    handle = pop_handle(ch);
+    if (handle == NULL) emit_error(ch, "a frame announced a socket that did not arrive");
+  }
+  if ((h->kind == LC_KIND_ROUTE || h->kind == LC_KIND_BCAST) && ch->route_id > 0 && handle == NULL) {
+    route(ch, h, payload);
+    return;
+  }
+  if (!lc_handle_push_cb(&ch->base)) {
+    if (handle) uv_close((uv_handle_t *)handle, free_handle_cb);
+    return;
+  }
+  lua_pushinteger(L, h->kind);
+  lua_pushinteger(L, (lua_Integer)h->peer);
+  lua_pushinteger(L, (lua_Integer)h->seq);
+  lua_pushlstring(L, payload, h->len);
+  if (handle) lc_tcp_push_received(L, rt, handle, (h->flags & LC_FLAG_SERVER) != 0);
+  else lua_pushnil(L);
+  lc_call(rt, 5);
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  lc_ipc *ch = stream->data;
+  (void)buf;
+  if (nread < 0) {
+    if (nread != UV_EOF) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "channel read failed: %s", uv_strerror((int)nread));
+      emit_error(ch, msg);
+    }
+    uv_read_stop(stream);
+    ch->out.len = ch->out.off = 0;  /* nobody will read them */
+    try_close(ch);
+    return;
+  }
+  if (nread == 0) return;
+  take_pending_handles(ch);
+  bytes *b = &ch->in;
+  b->len += (size_t)nread;
+  while (!ch->closing && !ch->close_when_flushed) {
+    size_t avail = b->len - b->off;
+    if (ch->discard > 0) {
+      size_t n = avail < ch->discard ? avail : ch->discard;
+      b->off += n;
+      ch->discard -= n;
+      if (ch->discard > 0) break;
+      continue;
+    }
+    if (avail < LC_FRAME_HEADER) break;
+    lc_frame_header h;
+    const char *bad = lc_frame_decode((unsigned char *)b->data + b->off, &h);
+    if (bad) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "bad frame: %s; closing the channel", bad);
+      emit_error(ch, msg);
+      b->off = b->len;
+      uv_read_stop(stream);
+      try_close(ch);
+      return;
+    }
+    if (h.len > ch->max_frame) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "frame of %u bytes is over the limit of %u bytes; skipped", h.len, ch->max_frame);
+      b->off += LC_FRAME_HEADER;
+      ch->discard = h.len;
+      if (h.flags & LC_FLAG_HANDLE) {
+        uv_stream_t *s = pop_handle(ch);
+        if (s) uv_close((uv_handle_t *)s, free_handle_cb);
+      }
+      emit_error(ch, msg);
+      continue;
+    }
+    if (avail < LC_FRAME_HEADER + h.len) {
+      if (reserve(b, LC_FRAME_HEADER + h.len - avail) != 0) { emit_error(ch, "out of memory"); return; }
+      break;
+    }
+    const char *payload = b->data + b->off + LC_FRAME_HEADER;
+    b->off += LC_FRAME_HEADER + h.len;
+    deliver(ch, &h, payload);
+  }
+  if (b->off == b->len) b->off = b->len = 0;
+}
+
+/* ---- construction ---- */
+
+lc_ipc *lc_ipc_new(lua_State *L, int cb_idx) {
+  lc_ipc *ch = lc_handle_new(L, sizeof *ch, MT);
+  lc_handle_set_cb(L, &ch->base, cb_idx);
+  ch->max_frame = DEFAULT_MAX_FRAME;
+  int r = uv_pipe_init(&ch->base.rt->loop, &ch->pipe, 1);
+  if (r != 0) {
+    lc_handle_release(&ch->base);
+    free(ch);
+    luaL_error(L, "uv_pipe_init: %s", uv_strerror(r));
+  }
+  ch->pipe.data = ch;
+  return ch;
+}
+
+uv_pipe_t *lc_ipc_pipe(lc_ipc *ch) { return &ch->pipe; }
+
+int lc_ipc_start(lc_ipc *ch) {
+  ch->started = 1;
+  return uv_read_start((uv_stream_t *)&ch->pipe, alloc_cb, read_cb);
+}
+
+/* ---- Lua bindings ---- */
+
+static int f_ipc_open(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  lc_ipc *ch = lc_ipc_new(L, 2);
+  int r = uv_pipe_open(&ch->pipe, fd);
+  if (r == 0) r = lc_ipc_start(ch);
+  if (r != 0) {
+    uv_close((uv_handle_t *)&ch->pipe, close_cb);
+    return lc_push_error(L, r);
+  }
+  return 1;
+}
+
+/* core.ipc_new(cb): a channel whose pipe is given to core.spawn as a child's stdio entry */
+static int f_ipc_new(lua_State *L) {
+  lc_ipc_new(L, 1);
+  return 1;
+}
+
+static int m_send(lua_State *L) {
+  lc_ipc *ch = lc_handle_check(L, 1, MT);
+  lc_frame_header h;
+  size_t len;
+  h.kind = (uint8_t)luaL_checkinteger(L, 2);
+  h.peer = (uint32_t)luaL_optinteger(L, 3, 0);
+  h.seq = (uint32_t)luaL_optinteger(L, 4, 0);
+  const char *payload = luaL_checklstring(L, 5, &len);
+  h.flags = 0;
+  if (ch->closing || ch->close_when_flushed) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "channel closed");
+    return 2;
+  }
+  if (len > ch->max_frame) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "message of %d bytes is over the limit of %d bytes", (int)len, (int)ch->max_frame);
+    return 2;
+  }
+  h.len = (uint32_t)len;
+  int r;
+  if (!lua_isnoneornil(L, 6)) {
+    int is_server = 0;
+    uv_stream_t *s = lc_tcp_stream_for_send(L, 6, &is_server);
+    h.flags = LC_FLAG_HANDLE | (is_server ? LC_FLAG_SERVER : 0);
+    r = write_with_handle(ch, &h, payload, s);
+    if (r != 0) uv_close((uv_handle_t *)s, free_handle_cb);  /* it was detached from Lua already */
+  } else {
+    r = append_frame(ch, &h, payload);
+  }
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_close(lua_State *L) {
+  lc_ipc *ch = lc_handle_test(L, 1, MT);
+  if (ch == NULL || ch->closing) return 0;
+  if (ch->started) uv_read_stop((uv_stream_t *)&ch->pipe);
+  try_close(ch);
+  return 0;
+}
+
+static int m_set_route(lua_State *L) {
+  lc_ipc *ch = lc_handle_check(L, 1, MT);
+  lc_rt *rt = ch->base.rt;
+  int id = (int)luaL_checkinteger(L, 2);
+  luaL_argcheck(L, id >= 1 && id <= 1000000, 2, "worker id out of range");
+  if (id > rt->nroutes) {
+    lc_ipc **p = realloc(rt->routes, (size_t)id * sizeof *p);
+    if (p == NULL) return luaL_error(L, "out of memory");
+    for (int i = rt->nroutes; i < id; i++) p[i] = NULL;
+    rt->routes = p;
+    rt->nroutes = id;
+  }
+  if (ch->route_id > 0 && rt->routes[ch->route_id - 1] == ch) rt->routes[ch->route_id - 1] = NULL;
+  rt->routes[id - 1] = ch;
+  ch->route_id = id;
+  return 0;
+}
+
+static int m_clear_route(lua_State *L) {
+  lc_ipc *ch = lc_handle_check(L, 1, MT);
+  lc_rt *rt = ch->base.rt;
+  if (ch->route_id > 0 && rt->routes[ch->route_id - 1] == ch) rt->routes[ch->route_id - 1] = NULL;
+  ch->route_id = 0;
+  return 0;
+}
+
+static int m_set_max_frame(lua_State *L) {
+  lc_ipc *ch = lc_handle_check(L, 1, MT);
+  lua_Number n = luaL_checknumber(L, 2);
+  luaL_argcheck(L, n >= 16 && n <= 4294967295.0, 2, "limit out of range");
+  ch->max_frame = (uint32_t)n;
+  return 0;
+}
+
+static int m_ref(lua_State *L) {
+  lc_ipc *ch = lc_handle_check(L, 1, MT);
+  if (lua_toboolean(L, 2)) uv_ref((uv_handle_t *)&ch->pipe);
+  else uv_unref((uv_handle_t *)&ch->pipe);
+  return 0;
+}
+
+static int m_stats(lua_State *L) {
+  lc_ipc *ch = lc_handle_check(L, 1, MT);
+  lua_createtable(L, 0, 5);
+  lua_pushnumber(L, ch->frames_in); lua_setfield(L, -2, "frames_in");
+  lua_pushnumber(L, ch->frames_out); lua_setfield(L, -2, "frames_out");
+  lua_pushnumber(L, ch->bytes_in); lua_setfield(L, -2, "bytes_in");
+  lua_pushnumber(L, ch->bytes_out); lua_setfield(L, -2, "bytes_out");
+  lua_pushnumber(L, (lua_Number)(ch->out.len - ch->out.off) + (lua_Number)ch->pipe.write_queue_size);
+  lua_setfield(L, -2, "pending_bytes");
+  return 1;
+}
+
+static int m_is_closed(lua_State *L) {
+  lc_ipc *ch = lc_handle_test(L, 1, MT);
+  lua_pushboolean(L, ch == NULL || ch->closing || ch->close_when_flushed);
+  return 1;
+}
+
+void lc_open_ipc(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"send", m_send}, {"close", m_close}, {"set_route", m_set_route}, {"clear_route", m_clear_route},
+    {"set_max_frame", m_set_max_frame}, {"ref", m_ref}, {"stats", m_stats}, {"is_closed", m_is_closed},
+    {NULL, NULL},
+  };
+  lc_newmetatable(L, MT, methods);
+  lua_pushcfunction(L, f_ipc_open);
+  lua_setfield(L, -2, "ipc_open");
+  lua_pushcfunction(L, f_ipc_new);
+  lua_setfield(L, -2, "ipc_new");
+  static const struct { const char *name; int v; } K[] = {
+    {"MSG", LC_KIND_MSG}, {"CTRL", LC_KIND_CTRL}, {"REQ", LC_KIND_REQ}, {"REPLY", LC_KIND_REPLY},
+    {"ROUTE", LC_KIND_ROUTE}, {"BCAST", LC_KIND_BCAST}, {"ROUTE_FAIL", LC_KIND_ROUTE_FAIL}, {NULL, 0},
+  };
+  lua_newtable(L);
+  for (int i = 0; K[i].name; i++) { lua_pushinteger(L, K[i].v); lua_setfield(L, -2, K[i].name); }
+  lua_setfield(L, -2, "kind");
+}

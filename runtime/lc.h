@@ -1,0 +1,84 @@
+/* lc.h: the runtime's shared declarations.
+ * Every exported symbol of the C runtime starts with lc_; everything else is static in its file.
+ * One lc_rt exists per Lua state: it owns the event loop that state drives and the
+ * registry references the handles use. Nothing here is process-global, so two Lua
+ * states (a spec running the core module twice) never share runtime state by accident. */
+#ifndef LC_H
+#define LC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#define LC_VERSION "0.1.0"
+
+typedef struct lc_ipc lc_ipc;
+
+typedef struct lc_rt {
+  uv_loop_t loop;
+  lua_State *L;           /* the main thread: every callback from the loop runs on it */
+  uv_prepare_t flush;     /* flushes batched IPC writes once per loop turn */
+  lc_ipc *dirty;          /* channels with frames waiting for the flush */
+  lc_ipc **routes;        /* worker id -> channel, for frames routed without Lua (master) */
+  int nroutes;
+  char log_prefix[64];    /* "[master] " or "" (a worker's lines are prefixed by its master) */
+} lc_rt;
+
+/* rt.c */
+lc_rt *lc_rt_get(lua_State *L);                 /* the runtime of this Lua state; raises if absent */
+int lc_rt_open(lua_State *L);                   /* creates it (idempotent), leaves nothing on the stack */
+void lc_call(lc_rt *rt, int nargs);             /* pcall function+args pushed on rt->L; logs errors */
+void lc_log(lc_rt *rt, const char *fmt, ...);   /* one line on stderr with the log prefix */
+int lc_push_error(lua_State *L, int uverr);     /* nil, "ENAME: message", "ENAME" */
+void lc_write_all(int fd, const char *buf, size_t len);
+int lc_signum(const char *name);                /* "SIGTERM" or "TERM" -> 15; 0 when unknown */
+const char *lc_signame(int signum);             /* 15 -> "SIGTERM"; NULL when unknown */
+
+/* A Lua-visible handle: a userdata box holding a pointer to a heap struct that starts with
+ * lc_handle_base. The struct is freed in its close callback (the one place), after which
+ * the box points to NULL and every method raises "closed". */
+typedef struct lc_handle_base {
+  lc_rt *rt;
+  int self_ref;           /* keeps the box alive while the OS handle is open */
+  int cb_ref;             /* the Lua callback for events, or LUA_NOREF */
+  void **box;
+} lc_handle_base;
+
+void *lc_handle_new(lua_State *L, size_t size, const char *mt);   /* pushes the box */
+void *lc_handle_check(lua_State *L, int idx, const char *mt);     /* raises when closed */
+void *lc_handle_test(lua_State *L, int idx, const char *mt);      /* NULL when not that type or closed */
+void lc_handle_set_cb(lua_State *L, lc_handle_base *h, int idx);
+int lc_handle_push_cb(lc_handle_base *h);       /* pushes the callback; 0 when none */
+void lc_handle_release(lc_handle_base *h);      /* drops refs, detaches the box; caller frees */
+void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods);
+
+/* the bindings each file registers into the core module table on the top of the stack */
+void lc_open_rt(lua_State *L);
+void lc_open_ipc(lua_State *L);
+void lc_open_process(lua_State *L);
+void lc_open_timer(lua_State *L);
+void lc_open_signal(lua_State *L);
+void lc_open_stream(lua_State *L);
+void lc_open_tcp(lua_State *L);
+void lc_open_http(lua_State *L);
+
+/* ipc.c: used by process.c to spawn a child with a channel */
+lc_ipc *lc_ipc_new(lua_State *L, int cb_idx);   /* pushes the box; pipe initialised, not open */
+uv_pipe_t *lc_ipc_pipe(lc_ipc *ch);
+int lc_ipc_start(lc_ipc *ch);                     /* starts reading once the pipe is open */
+void lc_ipc_flush_all(lc_rt *rt);                 /* best-effort synchronous flush (before exit) */
+
+/* stream.c: used by process.c for a child's stdio pipes */
+typedef struct lc_stream lc_stream;
+lc_stream *lc_stream_new(lua_State *L, int cb_idx);   /* pushes the box */
+uv_pipe_t *lc_stream_pipe(lc_stream *s);
+int lc_stream_start(lc_stream *s);
+lc_stream *lc_prefix_new(lc_rt *rt, int out_fd, const char *prefix); /* line-prefixing forwarder, owned by C */
+
+/* tcp.c: a handle received over IPC becomes a Lua tcp object */
+int lc_tcp_push_received(lua_State *L, lc_rt *rt, uv_stream_t *accepted, int is_server);
+uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server);
+
+#endif

@@ -1,0 +1,403 @@
+/* rt.c: the per-Lua-state runtime (lc_rt) and the helpers every binding shares.
+ * Owns: the uv loop and the flush prepare handle, both inside the lc_rt userdata stored in
+ * the Lua registry; the loop is closed by that userdata's __gc (only reached when a spec
+ * closes its Lua state; the executable exits with the loop running).
+ * Also here: the one place Lua callbacks are called (lc_call, with a traceback on error),
+ * the one place libuv errors become Lua values (lc_push_error), the handle box helpers,
+ * and small process-level functions (pid, cpu count, rss, environ, exit). */
+#define _GNU_SOURCE
+#include "lc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char RT_KEY[] = "luacluster.rt";
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  lua_getglobal(L, "debug");
+  if (!lua_istable(L, -1)) { lua_pop(L, 1); lua_pushstring(L, msg); return 1; }
+  lua_getfield(L, -1, "traceback");
+  lua_pushstring(L, msg);
+  lua_pushinteger(L, 2);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+void lc_call(lc_rt *rt, int nargs) {
+  lua_State *L = rt->L;
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  if (lua_pcall(L, nargs, 0, base) != 0) {
+    lc_log(rt, "error: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_remove(L, base);
+}
+
+void lc_write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) { struct timespec ts = {0, 1000000}; nanosleep(&ts, NULL); continue; }
+      return; /* the reader is gone: nothing sensible to do with a log line */
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+void lc_log(lc_rt *rt, const char *fmt, ...) {
+  char line[8192];
+  int n = snprintf(line, sizeof line, "%s", rt ? rt->log_prefix : "");
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (m < 0) return;
+  size_t len = (size_t)n + ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
+  line[len++] = '\n';
+  lc_write_all(2, line, len);
+}
+
+int lc_push_error(lua_State *L, int uverr) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(uverr), uv_strerror(uverr));
+  lua_pushstring(L, uv_err_name(uverr));
+  return 3;
+}
+
+/* ---- signals by name ---- */
+
+static const struct { const char *name; int num; } SIGNALS[] = {
+  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT}, {"SIGILL", SIGILL},
+  {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT}, {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE},
+  {"SIGKILL", SIGKILL}, {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM}, {"SIGCHLD", SIGCHLD},
+  {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP}, {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN},
+  {"SIGTTOU", SIGTTOU}, {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+  {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH}, {"SIGIO", SIGIO},
+  {"SIGSYS", SIGSYS}, {NULL, 0},
+};
+
+int lc_signum(const char *name) {
+  for (int i = 0; SIGNALS[i].name; i++) {
+    if (strcmp(SIGNALS[i].name, name) == 0 || strcmp(SIGNALS[i].name + 3, name) == 0)
+      return SIGNALS[i].num;
+  }
+  return 0;
+}
+
+const char *lc_signame(int signum) {
+  for (int i = 0; SIGNALS[i].name; i++)
+    if (SIGNALS[i].num == signum) return SIGNALS[i].name;
+  return NULL;
+}
+
+/* ---- handle boxes ---- */
+
+void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_register(L, NULL, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+void *lc_handle_new(lua_State *L, size_t size, const char *mt) {
+  lc_rt *rt = lc_rt_get(L);
+  lc_handle_base *h = calloc(1, size);
+  if (h == NULL) luaL_error(L, "out of memory");
+  void **box = lua_newuserdata(L, sizeof(void *));
+  *box = h;
+  luaL_getmetatable(L, mt);
+  lua_setmetatable(L, -2);
+  h->rt = rt;
+  h->box = box;
+  h->cb_ref = LUA_NOREF;
+  lua_pushvalue(L, -1);
+  h->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return h;
+}
+
+void *lc_handle_test(lua_State *L, int idx, const char *mt) {
+  void **box = luaL_checkudata(L, idx, mt);
+  return *box;
+}
+
+void *lc_handle_check(lua_State *L, int idx, const char *mt) {
+  void *h = lc_handle_test(L, idx, mt);
+  if (h == NULL) luaL_error(L, "%s is closed", mt);
+  return h;
+}
+
+void lc_handle_set_cb(lua_State *L, lc_handle_base *h, int idx) {
+  if (h->cb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cb_ref);
+  h->cb_ref = LUA_NOREF;
+  if (!lua_isnoneornil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TFUNCTION);
+    lua_pushvalue(L, idx);
+    h->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+}
+
+int lc_handle_push_cb(lc_handle_base *h) {
+  if (h->cb_ref == LUA_NOREF) return 0;
+  lua_rawgeti(h->rt->L, LUA_REGISTRYINDEX, h->cb_ref);
+  return 1;
+}
+
+void lc_handle_release(lc_handle_base *h) {
+  lua_State *L = h->rt->L;
+  if (h->box) *h->box = NULL;
+  h->box = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, h->cb_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->self_ref);
+  h->cb_ref = h->self_ref = LUA_NOREF;
+}
+
+/* ---- the runtime object ---- */
+
+static void flush_cb(uv_prepare_t *p) {
+  lc_rt *rt = p->data;
+  lc_ipc_flush_all(rt);
+}
+
+static int rt_gc(lua_State *L) {
+  /* Reached only when a Lua state is closed, as the process ends: handles may still be open
+   * and hold pointers into the loop, so the loop itself is left to the exit. */
+  lc_rt *rt = lua_touserdata(L, 1);
+  free(rt->routes);
+  rt->routes = NULL;
+  rt->nroutes = 0;
+  return 0;
+}
+
+lc_rt *lc_rt_get(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, RT_KEY);
+  lc_rt *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (rt == NULL) luaL_error(L, "luacluster runtime not initialised");
+  return rt;
+}
+
+int lc_rt_open(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, RT_KEY);
+  int exists = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (exists) return 0;
+  lc_rt *rt = lua_newuserdata(L, sizeof *rt);
+  memset(rt, 0, sizeof *rt);
+  int r = uv_loop_init(&rt->loop);
+  if (r != 0) return luaL_error(L, "uv_loop_init: %s", uv_strerror(r));
+  /* the main thread: callbacks must not run on whichever coroutine opened the module */
+  lua_pushthread(L);
+  lua_State *main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  rt->L = main;
+  lua_newtable(L);
+  lua_pushcfunction(L, rt_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
+  uv_prepare_init(&rt->loop, &rt->flush);
+  rt->flush.data = rt;
+  uv_prepare_start(&rt->flush, flush_cb);
+  uv_unref((uv_handle_t *)&rt->flush);
+  /* a peer that goes away must be an error on a write, never a signal that kills us */
+  signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
+/* ---- small process-level bindings ---- */
+
+static int f_run(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  const char *mode = luaL_optstring(L, 1, "default");
+  uv_run_mode m = strcmp(mode, "once") == 0 ? UV_RUN_ONCE : strcmp(mode, "nowait") == 0 ? UV_RUN_NOWAIT : UV_RUN_DEFAULT;
+  lua_pushboolean(L, uv_run(&rt->loop, m));
+  return 1;
+}
+
+static int f_stop(lua_State *L) { uv_stop(&lc_rt_get(L)->loop); return 0; }
+static int f_now(lua_State *L) { lua_pushnumber(L, (lua_Number)uv_now(&lc_rt_get(L)->loop)); return 1; }
+static int f_hrtime(lua_State *L) { lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6); return 1; }
+static int f_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+static int f_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
+static int f_ppid(lua_State *L) { lua_pushinteger(L, getppid()); return 1; }
+static int f_cpu_count(lua_State *L) { lua_pushinteger(L, (lua_Integer)uv_available_parallelism()); return 1; }
+
+static int f_rss(lua_State *L) {
+  size_t rss;
+  int r = uv_resident_set_memory(&rss);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushnumber(L, (lua_Number)rss);
+  return 1;
+}
+
+static int f_pid_rss(lua_State *L) {
+  /* RSS of another process, from /proc/PID/statm (pages) */
+  char path[64], buf[128];
+  snprintf(path, sizeof path, "/proc/%d/statm", (int)luaL_checkinteger(L, 1));
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return lc_push_error(L, uv_translate_sys_error(errno));
+  long size = 0, res = 0;
+  int ok = fgets(buf, sizeof buf, f) != NULL && sscanf(buf, "%ld %ld", &size, &res) == 2;
+  fclose(f);
+  if (!ok) return lc_push_error(L, UV_EINVAL);
+  lua_pushnumber(L, (lua_Number)res * (lua_Number)sysconf(_SC_PAGESIZE));
+  return 1;
+}
+
+static int f_exepath(lua_State *L) {
+  char buf[4096];
+  size_t len = sizeof buf;
+  int r = uv_exepath(buf, &len);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
+static int f_cwd(lua_State *L) {
+  char buf[4096];
+  size_t len = sizeof buf;
+  int r = uv_cwd(buf, &len);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
+static int f_realpath(lua_State *L) {
+  char *p = realpath(luaL_checkstring(L, 1), NULL);
+  if (p == NULL) return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushstring(L, p);
+  free(p);
+  return 1;
+}
+
+static int f_environ(lua_State *L) {
+  uv_env_item_t *items;
+  int n;
+  int r = uv_os_environ(&items, &n);
+  if (r != 0) return lc_push_error(L, r);
+  lua_createtable(L, 0, n);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, items[i].value);
+    lua_setfield(L, -2, items[i].name);
+  }
+  uv_os_free_environ(items, n);
+  return 1;
+}
+
+static int f_kill(lua_State *L) {
+  int pid = (int)luaL_checkinteger(L, 1);
+  int sig = lua_isnumber(L, 2) ? (int)lua_tointeger(L, 2) : lc_signum(luaL_optstring(L, 2, "SIGTERM"));
+  if (sig == 0 && !lua_isnumber(L, 2)) return luaL_error(L, "unknown signal '%s'", lua_tostring(L, 2));
+  int r = uv_kill(pid, sig);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int f_signum(lua_State *L) {
+  int n = lc_signum(luaL_checkstring(L, 1));
+  if (n == 0) return 0;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int f_signame(lua_State *L) {
+  const char *s = lc_signame((int)luaL_checkinteger(L, 1));
+  if (s == NULL) return 0;
+  lua_pushstring(L, s);
+  return 1;
+}
+
+static int f_exit(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  int code = (int)luaL_optinteger(L, 1, 0);
+  lc_ipc_flush_all(rt);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(code);
+  return 0;
+}
+
+static int f_write_fd(lua_State *L) {
+  size_t len;
+  int fd = (int)luaL_checkinteger(L, 1);
+  const char *s = luaL_checklstring(L, 2, &len);
+  lc_write_all(fd, s, len);
+  return 0;
+}
+
+static int f_set_log_prefix(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  snprintf(rt->log_prefix, sizeof rt->log_prefix, "%s", luaL_checkstring(L, 1));
+  return 0;
+}
+
+static int f_log(lua_State *L) {
+  lc_log(lc_rt_get(L), "%s", luaL_checkstring(L, 1));
+  return 0;
+}
+
+static int f_unsetenv(lua_State *L) {
+  uv_os_unsetenv(luaL_checkstring(L, 1));
+  return 0;
+}
+
+static int f_set_cloexec(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+    return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int f_fd_valid(lua_State *L) {
+  lua_pushboolean(L, fcntl((int)luaL_checkinteger(L, 1), F_GETFD) >= 0);
+  return 1;
+}
+
+static int f_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+void lc_open_rt(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"run", f_run}, {"stop", f_stop}, {"now", f_now}, {"hrtime", f_hrtime}, {"time", f_time},
+    {"pid", f_pid}, {"ppid", f_ppid}, {"cpu_count", f_cpu_count}, {"rss", f_rss},
+    {"pid_rss", f_pid_rss}, {"exepath", f_exepath}, {"cwd", f_cwd}, {"realpath", f_realpath},
+    {"environ", f_environ}, {"kill", f_kill}, {"signum", f_signum}, {"signame", f_signame},
+    {"exit", f_exit}, {"write_fd", f_write_fd}, {"set_log_prefix", f_set_log_prefix},
+    {"log", f_log}, {"set_cloexec", f_set_cloexec}, {"fd_valid", f_fd_valid},
+    {"isatty", f_isatty}, {"unsetenv", f_unsetenv},
+    {NULL, NULL},
+  };
+  luaL_register(L, NULL, fns);
+  lua_pushstring(L, LC_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, uv_version_string());
+  lua_setfield(L, -2, "uv_version");
+}

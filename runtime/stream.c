@@ -1,0 +1,235 @@
+/* stream.c: byte pipes to and from child processes (their stdin, stdout, stderr).
+ * Two owners are possible for an lc_stream:
+ *  - Lua (core.stream_new): data and end reach the Lua callback; writes copy their bytes
+ *    into a request that frees them when done; close() waits for queued writes, then closes.
+ *  - C (lc_prefix_new): the master's forwarder of a worker's stdout/stderr. It cuts the bytes
+ *    into lines and writes each to the master's own fd with a "[worker N] " prefix, so a
+ *    person can tell who said what. It frees itself when the child's end closes.
+ * Every struct is freed in close_cb. */
+#include "lc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MT "luacluster.stream"
+#define LINE_MAX_BYTES 65536
+
+struct lc_stream {
+  lc_handle_base base;     /* base.box is NULL for a C-owned prefix stream */
+  uv_pipe_t pipe;
+  int closing, close_after_writes, writes_pending, reading;
+  /* prefix mode */
+  int prefix_fd;
+  char prefix[32];
+  char *line;
+  size_t line_len;
+};
+
+typedef struct swrite { uv_write_t req; lc_stream *s; char data[]; } swrite;
+
+static void close_cb(uv_handle_t *h) {
+  lc_stream *s = h->data;
+  if (s->base.box || s->base.self_ref != LUA_NOREF) {
+    if (lc_handle_push_cb(&s->base)) {
+      lua_pushstring(s->base.rt->L, "close");
+      lc_call(s->base.rt, 1);
+    }
+    lc_handle_release(&s->base);
+  }
+  free(s->line);
+  free(s);
+}
+
+static void stream_close(lc_stream *s) {
+  if (s->closing) return;
+  if (s->writes_pending > 0) { s->close_after_writes = 1; return; }
+  s->closing = 1;
+  uv_close((uv_handle_t *)&s->pipe, close_cb);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  static __thread char slab[65536];  /* consumed before the next read on this thread */
+  *buf = uv_buf_init(slab, sizeof slab);
+}
+
+/* ---- prefix mode ---- */
+
+static void emit_line(lc_stream *s, const char *p, size_t n) {
+  size_t plen = strlen(s->prefix);
+  char *out = malloc(plen + n + 1);
+  if (out == NULL) return;
+  memcpy(out, s->prefix, plen);
+  memcpy(out + plen, p, n);
+  out[plen + n] = '\n';
+  lc_write_all(s->prefix_fd, out, plen + n + 1);
+  free(out);
+}
+
+static void prefix_data(lc_stream *s, const char *p, size_t n) {
+  while (n > 0) {
+    const char *nl = memchr(p, '\n', n);
+    size_t take = nl ? (size_t)(nl - p) : n;
+    if (s->line_len + take > LINE_MAX_BYTES) {       /* an endless line: pass it on in pieces */
+      size_t room = LINE_MAX_BYTES - s->line_len;
+      memcpy(s->line + s->line_len, p, room);
+      emit_line(s, s->line, LINE_MAX_BYTES);
+      s->line_len = 0;
+      p += room;
+      n -= room;
+      continue;
+    }
+    if (nl && s->line_len == 0) emit_line(s, p, take);
+    else {
+      memcpy(s->line + s->line_len, p, take);
+      s->line_len += take;
+      if (nl) { emit_line(s, s->line, s->line_len); s->line_len = 0; }
+    }
+    p += take + (nl ? 1 : 0);
+    n -= take + (nl ? 1 : 0);
+  }
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  lc_stream *s = st->data;
+  lc_rt *rt = s->base.rt;
+  if (nread == 0) return;
+  if (s->line) {
+    if (nread > 0) { prefix_data(s, buf->base, (size_t)nread); return; }
+    if (s->line_len > 0) emit_line(s, s->line, s->line_len);
+    s->line_len = 0;
+    stream_close(s);
+    return;
+  }
+  if (nread > 0) {
+    if (lc_handle_push_cb(&s->base)) {
+      lua_pushstring(rt->L, "data");
+      lua_pushlstring(rt->L, buf->base, (size_t)nread);
+      lc_call(rt, 2);
+    }
+    return;
+  }
+  uv_read_stop(st);
+  s->reading = 0;
+  if (lc_handle_push_cb(&s->base)) {
+    if (nread == UV_EOF) {
+      lua_pushstring(rt->L, "end");
+      lc_call(rt, 1);
+    } else {
+      lua_pushstring(rt->L, "error");
+      lua_pushstring(rt->L, uv_strerror((int)nread));
+      lc_call(rt, 2);
+    }
+  }
+}
+
+lc_stream *lc_prefix_new(lc_rt *rt, int out_fd, const char *prefix) {
+  lc_stream *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->line = malloc(LINE_MAX_BYTES);
+  if (s->line == NULL || uv_pipe_init(&rt->loop, &s->pipe, 0) != 0) { free(s->line); free(s); return NULL; }
+  s->base.rt = rt;
+  s->base.cb_ref = s->base.self_ref = LUA_NOREF;
+  s->pipe.data = s;
+  s->prefix_fd = out_fd;
+  snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
+  return s;
+}
+
+lc_stream *lc_stream_new(lua_State *L, int cb_idx) {
+  lc_stream *s = lc_handle_new(L, sizeof *s, MT);
+  lc_handle_set_cb(L, &s->base, cb_idx);
+  int r = uv_pipe_init(&s->base.rt->loop, &s->pipe, 0);
+  if (r != 0) {
+    lc_handle_release(&s->base);
+    free(s);
+    luaL_error(L, "uv_pipe_init: %s", uv_strerror(r));
+  }
+  s->pipe.data = s;
+  return s;
+}
+
+uv_pipe_t *lc_stream_pipe(lc_stream *s) { return &s->pipe; }
+
+int lc_stream_start(lc_stream *s) {
+  s->reading = 1;
+  return uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
+}
+
+/* ---- Lua bindings ---- */
+
+static int f_stream_new(lua_State *L) {
+  lc_stream_new(L, 1);
+  return 1;
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  swrite *w = (swrite *)req;
+  lc_stream *s = w->s;
+  (void)status;
+  free(w);
+  s->writes_pending--;
+  if (s->writes_pending == 0 && s->close_after_writes) stream_close(s);
+}
+
+static int m_write(lua_State *L) {
+  lc_stream *s = lc_handle_check(L, 1, MT);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (s->closing || s->close_after_writes) return lc_push_error(L, UV_EPIPE);
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  if (s->writes_pending == 0) {
+    int n = uv_try_write((uv_stream_t *)&s->pipe, &b, 1);
+    if (n == (int)len) { lua_pushboolean(L, 1); return 1; }
+    if (n < 0 && n != UV_EAGAIN) return lc_push_error(L, n);
+    if (n > 0) { data += n; len -= (size_t)n; }
+  }
+  swrite *w = malloc(sizeof *w + len);
+  if (w == NULL) return lc_push_error(L, UV_ENOMEM);
+  memcpy(w->data, data, len);
+  w->s = s;
+  b = uv_buf_init(w->data, (unsigned)len);
+  int r = uv_write(&w->req, (uv_stream_t *)&s->pipe, &b, 1, write_cb);
+  if (r != 0) { free(w); return lc_push_error(L, r); }
+  s->writes_pending++;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_close(lua_State *L) {
+  lc_stream *s = lc_handle_test(L, 1, MT);
+  if (s) stream_close(s);
+  return 0;
+}
+
+static int m_pause(lua_State *L) {
+  lc_stream *s = lc_handle_check(L, 1, MT);
+  if (s->reading) uv_read_stop((uv_stream_t *)&s->pipe);
+  s->reading = 0;
+  return 0;
+}
+
+static int m_resume(lua_State *L) {
+  lc_stream *s = lc_handle_check(L, 1, MT);
+  if (!s->reading && !s->closing) lc_stream_start(s);
+  return 0;
+}
+
+static int m_fileno(lua_State *L) {
+  lc_stream *s = lc_handle_check(L, 1, MT);
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&s->pipe, &fd) != 0) return 0;
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+void lc_open_stream(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"write", m_write}, {"close", m_close}, {"pause", m_pause}, {"resume", m_resume},
+    {"fileno", m_fileno}, {NULL, NULL},
+  };
+  lc_newmetatable(L, MT, methods);
+  lua_pushcfunction(L, f_stream_new);
+  lua_setfield(L, -2, "stream_new");
+}

@@ -1,0 +1,78 @@
+/* timer.c: uv_timer_t bound to Lua. Owns the timer handle; freed in close_cb.
+ * A timer calls its Lua callback with no arguments; timer.lua runs it in a coroutine. */
+#include "lc.h"
+
+#include <stdlib.h>
+
+#define MT "luacluster.timer"
+
+typedef struct lc_timer {
+  lc_handle_base base;
+  uv_timer_t timer;
+  int closing;
+} lc_timer;
+
+static void close_cb(uv_handle_t *h) {
+  lc_timer *t = h->data;
+  lc_handle_release(&t->base);
+  free(t);
+}
+
+static void timer_cb(uv_timer_t *handle) {
+  lc_timer *t = handle->data;
+  if (lc_handle_push_cb(&t->base)) lc_call(t->base.rt, 0);
+}
+
+static int f_timer_new(lua_State *L) {
+  lc_timer *t = lc_handle_new(L, sizeof *t, MT);
+  lc_handle_set_cb(L, &t->base, 1);
+  uv_timer_init(&t->base.rt->loop, &t->timer);
+  t->timer.data = t;
+  return 1;
+}
+
+static int m_start(lua_State *L) {
+  lc_timer *t = lc_handle_check(L, 1, MT);
+  lua_Number timeout = luaL_checknumber(L, 2);
+  lua_Number repeat = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, timeout >= 0, 2, "negative timeout");
+  luaL_argcheck(L, repeat >= 0, 3, "negative repeat");
+  uv_timer_start(&t->timer, timer_cb, (uint64_t)timeout, (uint64_t)repeat);
+  return 0;
+}
+
+static int m_stop(lua_State *L) {
+  lc_timer *t = lc_handle_test(L, 1, MT);
+  if (t) uv_timer_stop(&t->timer);
+  return 0;
+}
+
+static int m_close(lua_State *L) {
+  lc_timer *t = lc_handle_test(L, 1, MT);
+  if (t == NULL || t->closing) return 0;
+  t->closing = 1;
+  uv_close((uv_handle_t *)&t->timer, close_cb);
+  return 0;
+}
+
+static int m_unref(lua_State *L) {
+  lc_timer *t = lc_handle_check(L, 1, MT);
+  uv_unref((uv_handle_t *)&t->timer);
+  return 0;
+}
+
+static int m_active(lua_State *L) {
+  lc_timer *t = lc_handle_test(L, 1, MT);
+  lua_pushboolean(L, t && !t->closing && uv_is_active((uv_handle_t *)&t->timer));
+  return 1;
+}
+
+void lc_open_timer(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"start", m_start}, {"stop", m_stop}, {"close", m_close}, {"unref", m_unref},
+    {"active", m_active}, {NULL, NULL},
+  };
+  lc_newmetatable(L, MT, methods);
+  lua_pushcfunction(L, f_timer_new);
+  lua_setfield(L, -2, "timer_new");
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages luacluster builds, tests and benchmarks with.
+# Idempotent: when every package is already installed it does nothing (no apt-get update).
+# Usage: vendor/install-deps.sh [--bench]   (--bench adds the peers used by bench/)
+set -euo pipefail
+
+build_pkgs=(cmake gcc make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev libhttp-parser-dev lua-busted curl)
+test_pkgs=(procps wrk nginx libnginx-mod-http-lua)
+bench_pkgs=(gnuplot-nox)
+
+want=("${build_pkgs[@]}" "${test_pkgs[@]}")
+if [ "${1:-}" = "--bench" ]; then want+=("${bench_pkgs[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+echo "vendor/install-deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# nginx's package starts a service on port 80 when installed; luacluster's tests start their own.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+if [ -x /usr/sbin/nginx ] && [ -f /run/nginx.pid ]; then $SUDO /usr/sbin/nginx -s stop >/dev/null 2>&1 || true; fi
