@@ -1,0 +1,505 @@
+-- Shared by the specs: start the real luacluster binary as a client would (its own session,
+-- its output in files), talk to it over real sockets, and always stop what was started.
+-- Process control and sockets use LuaJIT's FFI on POSIX calls, so specs need nothing else.
+local ffi = require("ffi")
+
+ffi.cdef [[
+int fork(void);
+int setsid(void);
+int dup2(int oldfd, int newfd);
+int open(const char *path, int flags, int mode);
+int close(int fd);
+int chdir(const char *path);
+int execve(const char *path, char *const argv[], char *const envp[]);
+void _exit(int status);
+int waitpid(int pid, int *status, int options);
+int kill(int pid, int sig);
+int poll(void *fds, unsigned long nfds, int timeout);
+int socket(int domain, int type, int protocol);
+int bind(int fd, const void *addr, unsigned int len);
+int connect(int fd, const void *addr, unsigned int len);
+int getsockname(int fd, void *addr, unsigned int *len);
+int setsockopt(int fd, int level, int name, const void *val, unsigned int len);
+int shutdown(int fd, int how);
+long read(int fd, void *buf, unsigned long n);
+long write(int fd, const void *buf, unsigned long n);
+int fcntl(int fd, int cmd, ...);
+char *strerror(int errnum);
+extern char **environ;
+struct lc_sockaddr_in { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
+struct lc_pollfd { int fd; short events; short revents; };
+]]
+
+local C = ffi.C
+local O_WRONLY, O_CREAT, O_TRUNC, O_RDONLY = 1, 64, 512, 0
+local SIGKILL, SIGTERM = 9, 15
+local WNOHANG = 1
+local POLLIN, POLLOUT = 1, 4
+
+local H = {}
+
+H.root = (function()
+  local here = debug.getinfo(1, "S").source:sub(2)
+  local dir = here:match("^(.*)/spec/helper%.lua$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    dir = os.getenv("PWD") .. "/" .. (dir == "." and "" or dir)
+  end
+  return (dir:gsub("/$", ""))
+end)()
+H.bin = H.root .. "/build/luacluster"
+
+
+function H.sleep(ms)
+  C.poll(nil, 0, ms)
+end
+
+
+function H.now()
+  local f = io.open("/proc/uptime")
+  local up = f:read("*n")
+  f:close()
+  return up * 1000
+end
+
+
+-- Runs a shell command; returns its output (stdout and stderr) and exit code.
+function H.sh(cmd)
+  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
+  local out = p:read("*a")
+  p:close()
+  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
+  return out:gsub("__rc=%d+%s*$", ""), rc
+end
+
+
+function H.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return ""
+  end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+
+function H.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+  return path
+end
+
+
+function H.tmpdir()
+  local out = H.sh("mktemp -d /tmp/lcspec.XXXXXX")
+  return (out:gsub("%s+$", ""))
+end
+
+
+-- Writes files = { ["app.lua"] = src, ... } into a new folder; returns the folder.
+function H.app(files)
+  local dir = H.tmpdir()
+  for name, src in pairs(files) do
+    if name:find("/") then
+      H.sh("mkdir -p " .. dir .. "/" .. name:match("^(.*)/"))
+    end
+    H.write_file(dir .. "/" .. name, src)
+  end
+  return dir
+end
+
+
+-- Polls fn until it returns a true value or timeout_ms passes; returns that value.
+function H.wait_for(fn, timeout_ms, step_ms)
+  local deadline = H.now() + (timeout_ms or 5000)
+  repeat
+    local v = fn()
+    if v then
+      return v
+    end
+    H.sleep(step_ms or 20)
+  until H.now() > deadline
+  return fn()
+end
+
+
+-- ---- processes ----
+
+local proc_mt = {}
+proc_mt.__index = proc_mt
+
+local started = {}
+
+
+local function cstrings(list)
+  local arr = ffi.new("char *[?]", #list + 1)
+  local keep = {}
+  for i, s in ipairs(list) do
+    keep[i] = ffi.new("char[?]", #s + 1, s)
+    arr[i - 1] = keep[i]
+  end
+  arr[#list] = nil
+  return arr, keep
+end
+
+
+local function environ_with(extra)
+  local env, i = {}, 0
+  while C.environ[i] ~= nil do
+    local kv = ffi.string(C.environ[i])
+    local k = kv:match("^([^=]*)=")
+    if not (extra and k and extra[k] ~= nil) then
+      env[#env + 1] = kv
+    end
+    i = i + 1
+  end
+  for k, v in pairs(extra or {}) do
+    if v ~= false then
+      env[#env + 1] = k .. "=" .. tostring(v)
+    end
+  end
+  return env
+end
+
+
+-- spawn(argv, opts): argv[1] is the program; opts.cwd, opts.env (table), opts.dir (for output
+-- files). The child gets its own session (so a spec can stop its whole group).
+function H.spawn(argv, opts)
+  opts = opts or {}
+  local dir = opts.dir or H.tmpdir()
+  local out_path, err_path = dir .. "/stdout.log", dir .. "/stderr.log"
+  local cargv, k1 = cstrings(argv)
+  local cenv, k2 = cstrings(environ_with(opts.env))
+  local cout = ffi.new("char[?]", #out_path + 1, out_path)
+  local cerr = ffi.new("char[?]", #err_path + 1, err_path)
+  local cnull = ffi.new("char[?]", 10, "/dev/null")
+  local ccwd = opts.cwd and ffi.new("char[?]", #opts.cwd + 1, opts.cwd)
+  local prog = ffi.new("char[?]", #argv[1] + 1, argv[1])
+  local pid = C.fork()
+  if pid == 0 then
+    C.setsid()
+    local fin = C.open(cnull, O_RDONLY, 0)
+    local fo = C.open(cout, O_WRONLY + O_CREAT + O_TRUNC, 420)
+    local fe = C.open(cerr, O_WRONLY + O_CREAT + O_TRUNC, 420)
+    C.dup2(fin, 0)
+    C.dup2(fo, 1)
+    C.dup2(fe, 2)
+    if ccwd then C.chdir(ccwd) end
+    C.execve(prog, cargv, cenv)
+    C._exit(127)
+  end
+  local _ = { k1, k2 }
+  assert(pid > 0, "fork failed")
+  local p = setmetatable({ pid = pid, dir = dir, out_path = out_path, err_path = err_path }, proc_mt)
+  started[pid] = p
+  return p
+end
+
+
+-- start(app_path, { "-w", "2", ... }, opts) starts luacluster on an app.
+function H.start(app, options, opts)
+  local argv = { H.bin }
+  for _, o in ipairs(options or {}) do
+    argv[#argv + 1] = tostring(o)
+  end
+  argv[#argv + 1] = app
+  for _, a in ipairs((opts and opts.args) or {}) do
+    argv[#argv + 1] = tostring(a)
+  end
+  opts = opts or {}
+  opts.dir = opts.dir or app:match("^(.*)/[^/]*$")
+  return H.spawn(argv, opts)
+end
+
+
+function proc_mt:stdout() return H.read_file(self.out_path) end
+function proc_mt:stderr() return H.read_file(self.err_path) end
+function proc_mt:output() return self:stdout() .. self:stderr() end
+
+
+-- Reaps the process if it has exited: returns true, code, signal.
+function proc_mt:poll()
+  if self.exited then
+    return true, self.code, self.signal
+  end
+  local st = ffi.new("int[1]")
+  local r = C.waitpid(self.pid, st, WNOHANG)
+  if r == self.pid then
+    local s = st[0]
+    self.exited = true
+    if bit.band(s, 0x7f) == 0 then
+      self.code = bit.band(bit.rshift(s, 8), 0xff)
+    else
+      self.signal = bit.band(s, 0x7f)
+    end
+    started[self.pid] = nil
+    return true, self.code, self.signal
+  end
+  return false
+end
+
+
+function proc_mt:alive()
+  return not self:poll()
+end
+
+
+-- Waits for exit; returns code, signal (or nil, "timeout").
+function proc_mt:wait(timeout_ms)
+  local done = H.wait_for(function() return self:poll() end, timeout_ms or 10000)
+  if not done then
+    return nil, "timeout"
+  end
+  return self.code, self.signal
+end
+
+
+-- Waits until the output (stdout+stderr) matches a Lua pattern; returns the capture or match.
+function proc_mt:wait_output(pattern, timeout_ms, plain)
+  return H.wait_for(function()
+    local s = self:output()
+    if plain then
+      return s:find(pattern, 1, true) and pattern
+    end
+    return s:match(pattern)
+  end, timeout_ms or 5000)
+end
+
+
+function proc_mt:count(pattern, plain)
+  local s, n, i = self:output(), 0, 1
+  while true do
+    local a, b = s:find(pattern, i, plain)
+    if not a then
+      return n
+    end
+    n, i = n + 1, b + 1
+  end
+end
+
+
+function proc_mt:signal_(sig)
+  return C.kill(self.pid, sig) == 0
+end
+
+
+function proc_mt:kill(sig)
+  local n = type(sig) == "number" and sig or ({ SIGTERM = 15, SIGKILL = 9, SIGINT = 2, SIGHUP = 1, SIGUSR1 = 10, SIGUSR2 = 12 })[sig or "SIGTERM"]
+  return C.kill(self.pid, n) == 0
+end
+
+
+-- Graceful stop (SIGTERM), then SIGKILL to the whole session if it does not go.
+function proc_mt:stop(timeout_ms)
+  if self:poll() then
+    C.kill(-self.pid, SIGKILL)
+    return self.code, self.signal
+  end
+  C.kill(self.pid, SIGTERM)
+  local code, sig = self:wait(timeout_ms or 5000)
+  C.kill(-self.pid, SIGKILL)
+  if code == nil and sig == nil then
+    C.kill(self.pid, SIGKILL)
+    return self:wait(2000)
+  end
+  return code, sig
+end
+
+
+-- Stops every process a spec started and did not stop itself.
+function H.cleanup()
+  for _, p in pairs(started) do
+    p:stop(2000)
+  end
+end
+
+
+function H.pid_alive(pid)
+  return C.kill(pid, 0) == 0 and not H.read_file("/proc/" .. pid .. "/stat"):match("^%d+ %b() Z")
+end
+
+
+-- pids whose parent is pid (from /proc)
+function H.children(pid)
+  local out = H.sh("grep -l '' /proc/[0-9]*/stat 2>/dev/null | xargs -r awk '{ if ($4 == " .. pid .. ") print $1 }' 2>/dev/null")
+  local list = {}
+  for p in out:gmatch("%d+") do
+    list[#list + 1] = tonumber(p)
+  end
+  return list
+end
+
+
+-- ---- sockets ----
+
+local sock_mt = {}
+sock_mt.__index = sock_mt
+
+
+local function htons(n)
+  return bit.bor(bit.lshift(bit.band(n, 0xff), 8), bit.rshift(n, 8))
+end
+
+
+local function sockaddr(port)
+  local sa = ffi.new("struct lc_sockaddr_in")
+  sa.family = 2
+  sa.port = htons(port)
+  sa.addr = 0x0100007f -- 127.0.0.1
+  return sa
+end
+
+
+-- A port that was free a moment ago on 127.0.0.1.
+function H.free_port()
+  local fd = C.socket(2, 1, 0)
+  local sa = sockaddr(0)
+  assert(C.bind(fd, sa, ffi.sizeof(sa)) == 0)
+  local len = ffi.new("unsigned int[1]", ffi.sizeof(sa))
+  C.getsockname(fd, sa, len)
+  local port = htons(sa.port)
+  C.close(fd)
+  return port
+end
+
+
+-- Several distinct free ports.
+function H.free_ports(n)
+  local seen, list = {}, {}
+  while #list < n do
+    local p = H.free_port()
+    if not seen[p] then
+      seen[p] = true
+      list[#list + 1] = p
+    end
+  end
+  return list
+end
+
+
+-- connect(port [, timeout_ms]) -> sock | nil, err
+function H.connect(port, timeout_ms)
+  local fd = C.socket(2, 1, 0)
+  local sa = sockaddr(port)
+  if C.connect(fd, sa, ffi.sizeof(sa)) ~= 0 then
+    C.close(fd)
+    return nil, "connect failed"
+  end
+  return setmetatable({ fd = fd, timeout = timeout_ms or 5000 }, sock_mt)
+end
+
+
+function sock_mt:send(s)
+  local off = 0
+  while off < #s do
+    local n = C.write(self.fd, ffi.cast("const char *", s) + off, #s - off)
+    if n <= 0 then
+      return nil, "write failed"
+    end
+    off = off + n
+  end
+  return true
+end
+
+
+local function wait_readable(fd, ms)
+  local pfd = ffi.new("struct lc_pollfd[1]")
+  pfd[0].fd = fd
+  pfd[0].events = POLLIN
+  return C.poll(pfd, 1, ms) > 0
+end
+
+
+-- Reads what arrives within timeout_ms: -> data ("" at EOF) | nil, "timeout"
+function sock_mt:recv(timeout_ms)
+  if not wait_readable(self.fd, timeout_ms or self.timeout) then
+    return nil, "timeout"
+  end
+  local buf = ffi.new("char[65536]")
+  local n = C.read(self.fd, buf, 65536)
+  if n < 0 then
+    return nil, "read failed"
+  end
+  return ffi.string(buf, n)
+end
+
+
+-- Reads until EOF or timeout: -> all data, "eof" | "timeout"
+function sock_mt:read_all(timeout_ms)
+  local parts = {}
+  local deadline = H.now() + (timeout_ms or self.timeout)
+  while true do
+    local left = deadline - H.now()
+    if left <= 0 then
+      return table.concat(parts), "timeout"
+    end
+    local d = self:recv(left)
+    if d == nil then
+      return table.concat(parts), "timeout"
+    elseif d == "" then
+      return table.concat(parts), "eof"
+    end
+    parts[#parts + 1] = d
+  end
+end
+
+
+-- Reads until the data so far satisfies done(data) (or EOF / timeout).
+function sock_mt:read_until(done, timeout_ms)
+  local data = ""
+  local deadline = H.now() + (timeout_ms or self.timeout)
+  while not done(data) do
+    local left = deadline - H.now()
+    if left <= 0 then
+      return data, "timeout"
+    end
+    local d = self:recv(left)
+    if d == nil then
+      return data, "timeout"
+    elseif d == "" then
+      return data, "eof"
+    end
+    data = data .. d
+  end
+  return data
+end
+
+
+function sock_mt:shutdown_write()
+  C.shutdown(self.fd, 1)
+end
+
+
+function sock_mt:close()
+  if self.fd then
+    C.close(self.fd)
+    self.fd = nil
+  end
+end
+
+
+-- ---- HTTP through curl ----
+
+-- curl(url, extra_args) -> body, status, output
+function H.curl(url, extra)
+  local out = H.sh("curl -s -m 5 -o /dev/stdout -w '\\n__status=%{http_code}' " .. (extra or "") .. " '" .. url .. "'")
+  local status = tonumber(out:match("__status=(%d+)%s*$"))
+  return out:gsub("\n__status=%d+%s*$", ""), status
+end
+
+
+-- One raw HTTP exchange on a fresh connection: -> response text, "eof" | "timeout"
+function H.http_raw(port, request, timeout_ms)
+  local s, err = H.connect(port)
+  if not s then
+    return nil, err
+  end
+  s:send(request)
+  local data, how = s:read_all(timeout_ms or 3000)
+  s:close()
+  return data, how
+end
+
+
+return H
