@@ -51,7 +51,7 @@ static int reserve(bytes *b, size_t extra) {
   return 0;
 }
 
-static void free_handle_cb(uv_handle_t *h) { free(h); }
+#define free_handle_cb lc_free_handle_cb
 
 /* ---- writing ---- */
 
@@ -142,6 +142,24 @@ static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *p
   ch->frames_out++;
   ch->bytes_out += LC_FRAME_HEADER + h->len;
   return 0;
+}
+
+/* Sends an accepted connection to the server `key` in the peer (dispatch mode). */
+int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn) {
+  if (ch == NULL || ch->closing || ch->close_when_flushed) {
+    uv_close((uv_handle_t *)conn, free_handle_cb);
+    return UV_EPIPE;
+  }
+  lc_frame_header h = {0, LC_KIND_CONN, LC_FLAG_HANDLE, (uint32_t)key, 0};
+  int r = write_with_handle(ch, &h, "", (uv_stream_t *)conn);
+  if (r != 0) uv_close((uv_handle_t *)conn, free_handle_cb);
+  return r;
+}
+
+lc_ipc *lc_ipc_route(lc_rt *rt, int id) {
+  if (id < 1 || id > rt->nroutes) return NULL;
+  lc_ipc *ch = rt->routes[id - 1];
+  return (ch && !ch->closing && !ch->close_when_flushed) ? ch : NULL;
 }
 
 /* ---- closing ---- */
@@ -263,6 +281,14 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
     handle = pop_handle(ch);
     if (handle == NULL) emit_error(ch, "a frame announced a socket that did not arrive");
   }
+  if (h->kind == LC_KIND_CONN) {
+    if (handle == NULL) return;
+    if (!lc_sink_deliver(rt, (int)h->peer, (uv_tcp_t *)handle)) {
+      uv_close((uv_handle_t *)handle, free_handle_cb);
+      emit_error(ch, "a connection arrived for a server that is not listening here; closed");
+    }
+    return;
+  }
   if ((h->kind == LC_KIND_ROUTE || h->kind == LC_KIND_BCAST) && ch->route_id > 0 && handle == NULL) {
     route(ch, h, payload);
     return;
@@ -284,7 +310,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   lc_ipc *ch = stream->data;
   (void)buf;
   if (nread < 0) {
-    if (nread != UV_EOF) {
+    if (nread != UV_EOF && nread != UV_ECONNRESET) {  /* a peer that died is a close, not an error */
       char msg[128];
       snprintf(msg, sizeof msg, "channel read failed: %s", uv_strerror((int)nread));
       emit_error(ch, msg);
@@ -500,7 +526,7 @@ void lc_open_ipc(lua_State *L) {
   lua_setfield(L, -2, "ipc_new");
   static const struct { const char *name; int v; } K[] = {
     {"MSG", LC_KIND_MSG}, {"CTRL", LC_KIND_CTRL}, {"REQ", LC_KIND_REQ}, {"REPLY", LC_KIND_REPLY},
-    {"ROUTE", LC_KIND_ROUTE}, {"BCAST", LC_KIND_BCAST}, {"ROUTE_FAIL", LC_KIND_ROUTE_FAIL}, {NULL, 0},
+    {"ROUTE", LC_KIND_ROUTE}, {"BCAST", LC_KIND_BCAST}, {"ROUTE_FAIL", LC_KIND_ROUTE_FAIL}, {"CONN", LC_KIND_CONN}, {NULL, 0},
   };
   lua_newtable(L);
   for (int i = 0; K[i].name; i++) { lua_pushinteger(L, K[i].v); lua_setfield(L, -2, K[i].name); }

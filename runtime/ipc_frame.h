@@ -20,7 +20,8 @@ enum lc_frame_kind {
   LC_KIND_ROUTE = 5,    /* worker -> master: forward this MSG to worker `peer` */
   LC_KIND_BCAST = 6,    /* worker -> master: forward this MSG to every other worker */
   LC_KIND_ROUTE_FAIL = 7, /* master -> worker: a ROUTE with this seq found no live target */
-  LC_KIND_MAX = 7
+  LC_KIND_CONN = 8,     /* master -> worker: an accepted connection for the server with key `peer` */
+  LC_KIND_MAX = 8
 };
 
 enum lc_frame_flags {

@@ -16,6 +16,12 @@
 
 typedef struct lc_ipc lc_ipc;
 
+/* A connection sink takes accepted connections for one server key: a worker's HTTP or net
+ * server registers one so that connections the master dispatches reach it without Lua. */
+typedef void (*lc_conn_sink_fn)(void *data, uv_tcp_t *conn);
+typedef struct lc_sink { int key; lc_conn_sink_fn fn; void *data; } lc_sink;
+#define LC_MAX_SINKS 64
+
 typedef struct lc_rt {
   uv_loop_t loop;
   lua_State *L;           /* the main thread: every callback from the loop runs on it */
@@ -23,10 +29,15 @@ typedef struct lc_rt {
   lc_ipc *dirty;          /* channels with frames waiting for the flush */
   lc_ipc **routes;        /* worker id -> channel, for frames routed without Lua (master) */
   int nroutes;
+  lc_sink sinks[LC_MAX_SINKS];
+  int nsinks;
   char log_prefix[64];    /* "[master] " or "" (a worker's lines are prefixed by its master) */
 } lc_rt;
 
 /* rt.c */
+int lc_sink_add(lc_rt *rt, int key, lc_conn_sink_fn fn, void *data);
+void lc_sink_remove(lc_rt *rt, int key, void *data);
+int lc_sink_deliver(lc_rt *rt, int key, uv_tcp_t *conn);   /* 0 when no sink took it */
 lc_rt *lc_rt_get(lua_State *L);                 /* the runtime of this Lua state; raises if absent */
 int lc_rt_open(lua_State *L);                   /* creates it (idempotent), leaves nothing on the stack */
 void lc_call(lc_rt *rt, int nargs);             /* pcall function+args pushed on rt->L; logs errors */
@@ -63,11 +74,19 @@ void lc_open_signal(lua_State *L);
 void lc_open_stream(lua_State *L);
 void lc_open_tcp(lua_State *L);
 void lc_open_http(lua_State *L);
+void lc_open_listen(lua_State *L);
+
+/* tcp.c */
+uv_tcp_t *lc_tcp_listener(lua_State *L, int idx);    /* the uv handle of a listening tcp object */
+int lc_tcp_accept_with(lua_State *L, int idx, void (*take)(void *ctx, uv_tcp_t *conn), void *ctx);
+void lc_free_handle_cb(uv_handle_t *h);               /* close callback that frees a bare handle */
 
 /* ipc.c: used by process.c to spawn a child with a channel */
 lc_ipc *lc_ipc_new(lua_State *L, int cb_idx);   /* pushes the box; pipe initialised, not open */
 uv_pipe_t *lc_ipc_pipe(lc_ipc *ch);
 int lc_ipc_start(lc_ipc *ch);                     /* starts reading once the pipe is open */
+int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn); /* takes ownership of conn */
+lc_ipc *lc_ipc_route(lc_rt *rt, int id);          /* the channel registered for worker id */
 void lc_ipc_flush_all(lc_rt *rt);                 /* best-effort synchronous flush (before exit) */
 
 /* stream.c: used by process.c for a child's stdio pipes */

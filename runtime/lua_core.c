@@ -13,5 +13,6 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_signal(L);
   lc_open_stream(L);
   lc_open_tcp(L);
+  lc_open_http(L);
   return 1;
 }

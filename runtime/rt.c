@@ -107,6 +107,37 @@ const char *lc_signame(int signum) {
   return NULL;
 }
 
+/* ---- connection sinks ---- */
+
+int lc_sink_add(lc_rt *rt, int key, lc_conn_sink_fn fn, void *data) {
+  for (int i = 0; i < rt->nsinks; i++)
+    if (rt->sinks[i].key == key) { rt->sinks[i].fn = fn; rt->sinks[i].data = data; return 0; }
+  if (rt->nsinks == LC_MAX_SINKS) return UV_ENOBUFS;
+  rt->sinks[rt->nsinks++] = (lc_sink){key, fn, data};
+  return 0;
+}
+
+void lc_sink_remove(lc_rt *rt, int key, void *data) {
+  for (int i = 0; i < rt->nsinks; i++) {
+    if (rt->sinks[i].key == key && rt->sinks[i].data == data) {
+      rt->sinks[i] = rt->sinks[--rt->nsinks];
+      return;
+    }
+  }
+}
+
+int lc_sink_deliver(lc_rt *rt, int key, uv_tcp_t *conn) {
+  for (int i = 0; i < rt->nsinks; i++) {
+    if (rt->sinks[i].key == key) {
+      rt->sinks[i].fn(rt->sinks[i].data, conn);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void lc_free_handle_cb(uv_handle_t *h) { free(h); }
+
 /* ---- handle boxes ---- */
 
 void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods) {

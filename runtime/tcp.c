@@ -1,33 +1,54 @@
-/* tcp.c: TCP sockets and listening sockets bound to Lua (the net module's mechanism).
+/* tcp.c: TCP sockets and listening sockets bound to Lua (the net module's mechanism, and the
+ * listening side of every server).
  * Owns: the uv_tcp_t (heap, pointed to by the lc_tcp struct so that a socket received over
- * IPC can be adopted as it is), its read callback reference and write requests. Freed in
+ * IPC is adopted as it is), its callback reference, its write requests and, for a
+ * dispatching listener, the accepted connections waiting for a ready worker. All freed in
  * close_cb. A socket sent over IPC leaves as a dup of its fd in a standalone uv_tcp_t that
- * ipc.c closes once written; the Lua side then closes its own copy (ownership moves). */
+ * ipc.c closes once written; the Lua side then closes its own copy (ownership moves).
+ * A listening socket is created by the master (tcp_listen, with SO_REUSEPORT when asked) and
+ * is then either held (to be passed to workers), dispatched (the master accepts and sends
+ * each connection to the worker its Lua picker names), or accepted from in this process by
+ * a C taker (an HTTP server) or by Lua (a net server). */
 #define _GNU_SOURCE
 #include "lc.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define MT "luacluster.tcp"
+#define MT_SINK "luacluster.sink"
+#define MAX_QUEUED_CONNS 4096
 
 typedef struct lc_tcp {
   lc_handle_base base;
   uv_tcp_t *tcp;
-  int is_server, closing, reading, writes_pending, close_after_writes;
+  int is_server, closing, reading, writes_pending, close_after_writes, listening;
+  /* a listener's taker: C (http server), Lua (base.cb_ref), or dispatch to workers */
+  void (*take)(void *ctx, uv_tcp_t *conn);
+  void *take_ctx;
+  int dispatch_key, picker_ref, want_addr;
+  uv_tcp_t **queued;        /* dispatch: accepted, waiting for a ready worker */
+  int nqueued;
 } lc_tcp;
 
 typedef struct twrite { uv_write_t req; lc_tcp *t; char data[]; } twrite;
 
 static void close_cb(uv_handle_t *h) {
   lc_tcp *t = h->data;
-  if (lc_handle_push_cb(&t->base)) {
-    lua_pushstring(t->base.rt->L, "close");
+  lua_State *L = t->base.rt->L;
+  if (!t->is_server && lc_handle_push_cb(&t->base)) {
+    lua_pushstring(L, "close");
     lc_call(t->base.rt, 1);
   }
+  for (int i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
+  free(t->queued);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
   lc_handle_release(&t->base);
   free(t->tcp);
   free(t);
@@ -44,6 +65,7 @@ static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
   lc_tcp *t = lc_handle_new(L, sizeof *t, MT);
   t->tcp = tcp;
   t->is_server = is_server;
+  t->picker_ref = LUA_NOREF;
   tcp->data = t;
   return t;
 }
@@ -205,11 +227,321 @@ static int m_is_server(lua_State *L) {
   return 1;
 }
 
+/* ---- listening ---- */
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (strchr(host, ':')) return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
+}
+
+/* core.tcp_listen(host, port, {reuseport=, backlog=}) -> server | nil, "listen EADDRINUSE 127.0.0.1:8080", name */
+static int f_tcp_listen(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  int reuseport = 0, backlog = 511;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "reuseport");
+    reuseport = lua_toboolean(L, -1);
+    lua_getfield(L, 3, "backlog");
+    backlog = (int)luaL_optinteger(L, -1, 511);
+    lua_pop(L, 2);
+  }
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  int err = parse_addr(host, port, &ss);
+  int fd = -1;
+  if (err == 0) {
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) err = uv_translate_sys_error(errno);
+  }
+  if (err == 0) {
+    int one = 1;
+    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0)
+      err = uv_translate_sys_error(errno);
+  }
+  uv_tcp_t *tcp = NULL;
+  if (err == 0) {
+    tcp = malloc(sizeof *tcp);
+    if (tcp == NULL) err = UV_ENOMEM;
+    else if ((err = uv_tcp_init(&rt->loop, tcp)) == 0 && (err = uv_tcp_open(tcp, fd)) != 0) {
+      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
+      fd = -1;
+      tcp = NULL;
+    } else if (err != 0) {
+      free(tcp);
+      tcp = NULL;
+    }
+  }
+  if (err != 0) {
+    if (fd >= 0) close(fd);
+    lua_pushnil(L);
+    lua_pushfstring(L, strchr(host, ':') ? "listen %s [%s]:%d" : "listen %s %s:%d", uv_err_name(err), host, port);
+    lua_pushstring(L, uv_err_name(err));
+    return 3;
+  }
+  wrap(L, tcp, 1);
+  return 1;
+}
+
+uv_tcp_t *lc_tcp_listener(lua_State *L, int idx) {
+  lc_tcp *t = lc_handle_check(L, idx, MT);
+  if (!t->is_server) luaL_argerror(L, idx, "not a listening socket");
+  return t->tcp;
+}
+
+static void queue_conn(lc_tcp *t, uv_tcp_t *conn) {
+  if (t->nqueued == MAX_QUEUED_CONNS) {
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+    return;
+  }
+  if (t->queued == NULL) {
+    t->queued = malloc(MAX_QUEUED_CONNS * sizeof *t->queued);
+    if (t->queued == NULL) { uv_close((uv_handle_t *)conn, lc_free_handle_cb); return; }
+  }
+  t->queued[t->nqueued++] = conn;
+}
+
+/* Asks the Lua picker which worker takes conn and sends it there; 0 when none is ready. */
+static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
+  lc_rt *rt = t->base.rt;
+  lua_State *L = rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->picker_ref);
+  int nargs = 0;
+  if (t->want_addr) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[64] = "";
+    int port = 0;
+    if (uv_tcp_getpeername(conn, (struct sockaddr *)&ss, &len) == 0) {
+      if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      } else {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      }
+    }
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, port);
+    nargs = 2;
+  }
+  int id = 0;
+  if (lua_pcall(L, nargs, 1, 0) == 0) {
+    id = (int)lua_tointeger(L, -1);
+  } else {
+    lc_log(rt, "error: dispatch picker: %s", lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  lc_ipc *ch = lc_ipc_route(rt, id);
+  if (ch == NULL) return 0;
+  lc_ipc_send_conn(ch, t->dispatch_key, conn);
+  return 1;
+}
+
+static void connection_cb(uv_stream_t *server, int status) {
+  lc_tcp *t = server->data;
+  if (status != 0) {
+    lc_log(t->base.rt, "error: accept: %s", uv_strerror(status));
+    return;
+  }
+  uv_tcp_t *conn = malloc(sizeof *conn);
+  if (conn == NULL) return;
+  if (uv_tcp_init(server->loop, conn) != 0) { free(conn); return; }
+  if (uv_accept(server, (uv_stream_t *)conn) != 0) {
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+    return;
+  }
+  if (t->take) {
+    t->take(t->take_ctx, conn);
+  } else if (t->picker_ref != LUA_NOREF) {
+    if (t->nqueued > 0 || !dispatch_one(t, conn)) queue_conn(t, conn);
+  } else if (lc_handle_push_cb(&t->base)) {
+    lua_State *L = t->base.rt->L;
+    wrap(L, conn, 0);
+    lc_call(t->base.rt, 1);
+  } else {
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+  }
+}
+
+static int start_listening(lua_State *L, lc_tcp *t) {
+  if (t->listening) return 0;
+  int r = uv_listen((uv_stream_t *)t->tcp, 511, connection_cb);
+  if (r != 0) return r;
+  t->listening = 1;
+  (void)L;
+  return 0;
+}
+
+/* Makes a C function the taker of this listener's connections (the HTTP server). */
+int lc_tcp_accept_with(lua_State *L, int idx, void (*take)(void *ctx, uv_tcp_t *conn), void *ctx) {
+  lc_tcp *t = lc_handle_check(L, idx, MT);
+  if (!t->is_server) luaL_argerror(L, idx, "not a listening socket");
+  t->take = take;
+  t->take_ctx = ctx;
+  return start_listening(L, t);
+}
+
+/* server:accept(cb): cb(sock) for each connection (a net server in this process) */
+static int m_accept(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
+  lc_handle_set_cb(L, &t->base, 2);
+  int r = start_listening(L, t);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* server:dispatch(key, picker, want_addr): the master accepts; picker([ip, port]) -> worker id */
+static int m_dispatch(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
+  t->dispatch_key = (int)luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
+  lua_pushvalue(L, 3);
+  t->picker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->want_addr = lua_toboolean(L, 4);
+  int r = start_listening(L, t);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* server:dispatch_flush(): hands queued connections to workers that became ready */
+static int m_dispatch_flush(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  int sent = 0;
+  while (t->nqueued > 0 && t->picker_ref != LUA_NOREF) {
+    uv_tcp_t *conn = t->queued[0];
+    if (!dispatch_one(t, conn)) break;
+    memmove(t->queued, t->queued + 1, (size_t)(t->nqueued - 1) * sizeof *t->queued);
+    t->nqueued--;
+    sent++;
+  }
+  lua_pushinteger(L, sent);
+  lua_pushinteger(L, t->nqueued);
+  return 2;
+}
+
+/* ---- outbound connections ---- */
+
+typedef struct tconnect { uv_connect_t req; lc_rt *rt; int cb_ref; uv_tcp_t *tcp; } tconnect;
+
+static void connect_cb(uv_connect_t *req, int status) {
+  tconnect *c = (tconnect *)req;
+  lua_State *L = c->rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->cb_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, c->cb_ref);
+  if (status != 0) {
+    uv_close((uv_handle_t *)c->tcp, lc_free_handle_cb);
+    lua_pushnil(L);
+    lua_pushfstring(L, "connect %s: %s", uv_err_name(status), uv_strerror(status));
+    lc_call(c->rt, 2);
+  } else {
+    wrap(L, c->tcp, 0);
+    lc_call(c->rt, 1);
+  }
+  free(c);
+}
+
+/* core.tcp_connect(host, port, cb): cb(sock) or cb(nil, err) */
+static int f_tcp_connect(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  int r = parse_addr(host, port, &ss);
+  if (r != 0) return lc_push_error(L, r);
+  tconnect *c = calloc(1, sizeof *c);
+  uv_tcp_t *tcp = malloc(sizeof *tcp);
+  if (c == NULL || tcp == NULL) { free(c); free(tcp); return lc_push_error(L, UV_ENOMEM); }
+  uv_tcp_init(&rt->loop, tcp);
+  r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, connect_cb);
+  if (r != 0) {
+    uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
+    free(c);
+    return lc_push_error(L, r);
+  }
+  c->rt = rt;
+  c->tcp = tcp;
+  lua_pushvalue(L, 3);
+  c->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- Lua sinks: a net server in a worker takes dispatched connections ---- */
+
+typedef struct lua_sink { lc_handle_base base; int key; } lua_sink;
+
+static void lua_sink_take(void *data, uv_tcp_t *conn) {
+  lua_sink *s = data;
+  if (!lc_handle_push_cb(&s->base)) { uv_close((uv_handle_t *)conn, lc_free_handle_cb); return; }
+  wrap(s->base.rt->L, conn, 0);
+  lc_call(s->base.rt, 1);
+}
+
+static int f_sink_new(lua_State *L) {
+  int key = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_sink *s = lc_handle_new(L, sizeof *s, MT_SINK);
+  lc_handle_set_cb(L, &s->base, 2);
+  s->key = key;
+  int r = lc_sink_add(s->base.rt, key, lua_sink_take, s);
+  if (r != 0) {
+    lc_handle_release(&s->base);
+    free(s);
+    return lc_push_error(L, r);
+  }
+  return 1;
+}
+
+static int m_sink_close(lua_State *L) {
+  lua_sink *s = lc_handle_test(L, 1, MT_SINK);
+  if (s == NULL) return 0;
+  lc_sink_remove(s->base.rt, s->key, s);
+  lc_handle_release(&s->base);
+  free(s);
+  return 0;
+}
+
+static int m_nodelay(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  uv_tcp_nodelay(t->tcp, lua_toboolean(L, 2));
+  return 0;
+}
+
+static int m_fileno(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)t->tcp, &fd) != 0) return 0;
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
 void lc_open_tcp(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"write", m_write}, {"read_start", m_read_start}, {"read_stop", m_read_stop},
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
-    {"is_server", m_is_server}, {NULL, NULL},
+    {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
+    {"dispatch_flush", m_dispatch_flush}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
+  static const luaL_Reg sink_methods[] = {{"close", m_sink_close}, {NULL, NULL}};
+  lc_newmetatable(L, MT_SINK, sink_methods);
+  static const luaL_Reg fns[] = {
+    {"tcp_listen", f_tcp_listen}, {"tcp_connect", f_tcp_connect}, {"sink_new", f_sink_new},
+    {NULL, NULL},
+  };
+  luaL_register(L, NULL, fns);
 }

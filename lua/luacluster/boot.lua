@@ -94,6 +94,7 @@ local function main_child(role, argv)
     id = tonumber(take_env("LUACLUSTER_WORKER_ID")),
     generation = tonumber(take_env("LUACLUSTER_GENERATION")),
     drain_timeout = tonumber(take_env("LUACLUSTER_DRAIN_TIMEOUT")),
+    max_message_size = tonumber(take_env("LUACLUSTER_MAX_MESSAGE_SIZE")),
   })
   take_env("LUACLUSTER_ROLE")
   if not ok then

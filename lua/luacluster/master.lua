@@ -95,6 +95,9 @@ function worker_mt:disconnect()
   end
   self.exited_after_disconnect = true
   self.state = "draining"
+  for _, hook in ipairs(_M.hooks.draining) do
+    hook(self)
+  end
   if self._ch and not self._ch:is_closed() then
     self._ch:control({ op = "disconnect" })
   end
@@ -113,6 +116,15 @@ function worker_mt:is_dead()
 end
 
 
+-- a runtime control message to this worker (listen results, ...); the handle is kept here
+function worker_mt:_control(msg, handle)
+  if self.state == "dead" or not self._ch or self._ch:is_closed() then
+    return nil, "worker " .. self.id .. " has exited"
+  end
+  return self._ch:control(msg, handle)
+end
+
+
 -- ---- lifecycle ----
 
 local spawn_worker
@@ -120,7 +132,8 @@ local spawn_worker
 
 local function check_stopped()
   if stopping and next(workers) == nil then
-    core.exit(stop_code)
+    -- children started through child_process end too (SIGTERM, then SIGKILL)
+    require("luacluster.child_process")._kill_all(function() core.exit(stop_code) end)
   end
 end
 
@@ -168,6 +181,9 @@ local function finish(w)
   w.state = "dead"
   if workers[w.id] == w then
     workers[w.id] = nil
+  end
+  for _, hook in ipairs(_M.hooks.gone) do
+    hook(w)
   end
   local code, signal = w._exit_code, w._exit_signal
   local uptime = now() - w._started
@@ -246,6 +262,7 @@ local function env_list(extra, id)
   env.LUACLUSTER_PORT = tostring(o.port)
   env.LUACLUSTER_MODE = cfg.mode or o.mode
   env.LUACLUSTER_DRAIN_TIMEOUT = tostring(cfg.drain_timeout)
+  env.LUACLUSTER_MAX_MESSAGE_SIZE = cfg.max_message_size and tostring(cfg.max_message_size) or nil
   local list = {}
   for k, v in pairs(env) do
     list[#list + 1] = k .. "=" .. v
@@ -354,6 +371,9 @@ function _M.setup(opts)
   if opts.drain_timeout and opts.drain_timeout < 0 then
     error("cluster.setup: drain_timeout must be >= 0", 2)
   end
+  if opts.max_message_size and (opts.max_message_size < 16 or opts.max_message_size >= 2 ^ 32) then
+    error("cluster.setup: max_message_size must be from 16 to 4294967295 bytes", 2)
+  end
   for k, v in pairs(opts) do
     cfg[k] = v
   end
@@ -380,6 +400,10 @@ function _M.broadcast(msg)
   local bytes, err = codec.encode(msg)
   if not bytes then
     return nil, err
+  end
+  local max = cfg.max_message_size
+  if max and #bytes > max then
+    return nil, string.format("message of %d bytes is over the limit of %d bytes", #bytes, max)
   end
   for _, w in pairs(workers) do
     if w.state ~= "dead" then
@@ -411,7 +435,13 @@ function _M.stop(code)
   for _, id in ipairs(ids) do
     workers[id]:disconnect()
   end
-  check_stopped()
+  -- with no worker to wait for, exit once the caller's callback (or top level) has finished
+  local t
+  t = core.timer_new(function()
+    t:close()
+    check_stopped()
+  end)
+  t:start(0, 0)
 end
 
 
@@ -421,6 +451,7 @@ local function stop_now(code)
       w._proc:kill("SIGKILL")
     end
   end
+  require("luacluster.child_process")._kill_all_now()
   core.exit(code)
 end
 
@@ -442,6 +473,9 @@ end
 
 -- control ops from workers that other modules add (listen, stats, ...)
 _M.control_ops = {}
+-- functions(worker) other modules run when a worker starts draining / is gone
+_M.hooks = { draining = {}, gone = {} }
+_M.emit = emit
 
 _M.workers = workers
 
@@ -459,6 +493,7 @@ function _M.init(options)
   signals.set_action("SIGINT", on_stop_signal)
   signals.set_action("SIGTERM", on_stop_signal)
   _M.options = options
+  require("luacluster.listen_master")
 end
 
 

@@ -43,11 +43,11 @@ end
 
 -- Drain hooks: servers register a function that stops accepting and closes idle
 -- connections; a drain runs them all.
-_M.drain_hooks = setmetatable({}, { __mode = "k" })
+_M.drain_hooks = {}
 
 
 function _M.run_drain_hooks()
-  for hook in pairs(_M.drain_hooks) do
+  for _, hook in pairs(_M.drain_hooks) do
     hook()
   end
 end

@@ -39,6 +39,14 @@ function _M.set_action(name, fn)
 end
 
 
+-- The process ignores this signal (a worker and SIGINT: Ctrl-C reaches the whole group and
+-- the master decides); listeners added later still hear it, and it still does not kill.
+function _M.ignore(name)
+  core.signal_ignore(name)
+  actions[name] = false
+end
+
+
 function _M.add_listener(fn)
   listeners[#listeners + 1] = fn
   for _, name in ipairs(_M.LISTENABLE) do

@@ -5,6 +5,7 @@ local channel = require("luacluster.channel")
 local emitter = require("luacluster.emitter")
 local log = require("luacluster.log")
 local runtime = require("luacluster.runtime")
+local signals = require("luacluster.signals")
 
 local _M = {}
 
@@ -68,7 +69,8 @@ end
 
 
 local function exit_now()
-  core.exit(0)
+  -- children started through child_process end first (SIGTERM, then SIGKILL)
+  require("luacluster.child_process")._kill_all(function() core.exit(0) end)
 end
 
 
@@ -119,8 +121,8 @@ function _M.init(opts)
     return nil, "a worker needs LUACLUSTER_IPC_FD and LUACLUSTER_WORKER_ID from its master"
   end
   drain_timeout = opts.drain_timeout or drain_timeout
-  core.signal_ignore("SIGINT") -- Ctrl-C reaches the whole group: the master decides
-  core.signal_ignore("SIGHUP")
+  signals.ignore("SIGINT") -- Ctrl-C reaches the whole group: the master decides
+  signals.ignore("SIGHUP")
   core.set_cloexec(opts.ipc_fd)
   me = setmetatable({ id = opts.id, pid = core.pid(), generation = opts.generation or 1, state = "starting" }, worker_mt)
   local err
@@ -160,6 +162,9 @@ function _M.init(opts)
   })
   if not ch then
     return nil, "cannot open the channel to the master: " .. tostring(err)
+  end
+  if opts.max_message_size then
+    ch.handle:set_max_frame(opts.max_message_size) -- the master's cluster.setup{max_message_size=}
   end
   _M.worker = me
   return true

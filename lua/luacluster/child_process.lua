@@ -1,0 +1,772 @@
+-- child_process: other programs started from a script, as Node.js's module of that name.
+-- spawn (streams and an exit event), exec / exec_file (the whole output at once, with a
+-- timeout and an output limit; a callback, or waiting inside a handler) and fork (a new
+-- luacluster process with a message channel, the same channel code as the cluster's).
+-- The processes and pipes are the C runtime's (runtime/process.c, stream.c, ipc.c).
+-- Every child that is not detached is kept in a registry until it exits, so that stopping
+-- the cluster can end them all (_kill_all, called by master.lua and worker.lua).
+local core = require("luacluster.core")
+local channel = require("luacluster.channel")
+local coro = require("luacluster.coro")
+local emitter = require("luacluster.emitter")
+local log = require("luacluster.log")
+local runtime = require("luacluster.runtime")
+
+local concat = table.concat
+
+local _M = {}
+
+local DEFAULT_MAX_BUFFER = 1048576
+local KILL_GRACE_MS = 2000    -- _kill_all: how long a child has after SIGTERM before SIGKILL
+local EXIT_GRACE_MS = 500     -- fork: after the exit, how long to wait for the last messages
+local MAX_STDIO = 3
+
+local live = {}               -- child -> true: started, not detached, not exited yet
+local kill_waiters = {}       -- functions waiting for every live child to be gone
+local kill_timer
+
+local child_mt = {}
+child_mt.__index = child_mt
+emitter.mixin(child_mt)
+
+local stream_mt = {}
+stream_mt.__index = stream_mt
+emitter.mixin(stream_mt)
+
+
+-- ---- checking arguments (a wrong type is a programming mistake: it raises) ----
+
+-- level: the stack level of the user's call, counted from the public function (2 there)
+local function check_opts(opts, allowed, what, level)
+  level = (level or 2) + 1
+  if opts == nil then
+    return {}
+  end
+  if type(opts) ~= "table" then
+    error(what .. ": options must be a table", level)
+  end
+  for k, v in pairs(opts) do
+    local want = allowed[k]
+    if not want then
+      error(what .. ": unknown option '" .. tostring(k) .. "'", level)
+    end
+    if want ~= true and type(v) ~= want then
+      error(what .. ": option " .. k .. " must be a " .. want, level)
+    end
+  end
+  return opts
+end
+
+
+local function check_args(args, what)
+  if args == nil then
+    return {}
+  end
+  if type(args) ~= "table" then
+    error(what .. ": args must be an array of strings", 3)
+  end
+  local out = {}
+  for i = 1, #args do
+    local a = args[i]
+    if type(a) ~= "string" and type(a) ~= "number" then
+      error(what .. ": args[" .. i .. "] must be a string", 3)
+    end
+    out[i] = tostring(a)
+  end
+  return out
+end
+
+
+local function check_signal(signal, what, level)
+  if type(signal) == "number" and signal >= 0 and signal % 1 == 0 then
+    return signal
+  end
+  if type(signal) ~= "string" or not core.signum(signal) then
+    error(what .. ": unknown signal '" .. tostring(signal) .. "'", level + 1)
+  end
+  return signal
+end
+
+
+-- env table -> { "K=V", ... }; nil keeps this process's environment
+local function env_list(env, extra)
+  if env == nil and extra == nil then
+    return nil
+  end
+  local all = {}
+  for k, v in pairs(env or core.environ()) do
+    all[tostring(k)] = tostring(v)
+  end
+  for k, v in pairs(extra or {}) do
+    all[k] = v
+  end
+  local list = {}
+  for k, v in pairs(all) do
+    list[#list + 1] = k .. "=" .. v
+  end
+  return list
+end
+
+
+local STDIO = { pipe = true, inherit = true, ignore = true }
+
+-- "pipe" | "inherit" | "ignore" | { three of those } -> { three of those }
+local function stdio_list(stdio, default, what)
+  stdio = stdio or default
+  if type(stdio) == "string" then
+    stdio = { stdio, stdio, stdio }
+  end
+  if type(stdio) ~= "table" then
+    error(what .. ": stdio must be \"pipe\", \"inherit\", \"ignore\" or an array of those", 3)
+  end
+  local out = {}
+  for i = 1, MAX_STDIO do
+    local s = stdio[i] or "ignore"
+    if not STDIO[s] then
+      error(what .. ": stdio[" .. i .. "] must be \"pipe\", \"inherit\" or \"ignore\"", 3)
+    end
+    out[i] = s
+  end
+  return out
+end
+
+
+-- ---- streams: a child's stdin, stdout, stderr ----
+
+local function on_stream_event(s, event, data)
+  if event == "data" then
+    if s._sink then
+      s._sink(data)
+    end
+    s:emit("data", data)
+  elseif event == "end" then
+    s.ended = true
+    s:emit("end")
+    s.handle:close()
+  elseif event == "error" then
+    if not s:emit("error", data) then
+      log.warn("child process stream: " .. tostring(data))
+    end
+    s.handle:close()
+  elseif event == "close" then
+    s.closed = true
+    s:emit("close")
+    if s._on_close then
+      s._on_close()
+    end
+  end
+end
+
+
+local function new_stream(readable)
+  local s = setmetatable({ readable = readable, ended = false, closed = false }, stream_mt)
+  s.handle = core.stream_new(function(event, data) on_stream_event(s, event, data) end)
+  return s
+end
+
+
+-- -> true | nil, err
+function stream_mt:write(data)
+  if type(data) ~= "string" then
+    if type(data) ~= "number" then
+      error("write: data must be a string", 2)
+    end
+    data = tostring(data)
+  end
+  if self.readable then
+    error("write: this stream is the child's output; write to child.stdin", 2)
+  end
+  if self.closed or self.closing then
+    return nil, "EPIPE: the stream is closed"
+  end
+  return self.handle:write(data)
+end
+
+
+-- For stdin: sends what was written, then end of file. For an output: stops reading.
+function stream_mt:close()
+  if self.closed or self.closing then
+    return
+  end
+  self.closing = true
+  self.handle:close()
+end
+
+
+function stream_mt:pause()
+  if not self.closed and not self.closing then
+    self.handle:pause()
+  end
+end
+
+
+function stream_mt:resume()
+  if not self.closed and not self.closing and not self.ended then
+    self.handle:resume()
+  end
+end
+
+
+-- ---- children ----
+
+local function run_kill_waiters()
+  if next(live) ~= nil or #kill_waiters == 0 then
+    return
+  end
+  if kill_timer then
+    kill_timer:close()
+    kill_timer = nil
+  end
+  local waiters = kill_waiters
+  kill_waiters = {}
+  for i = 1, #waiters do
+    waiters[i]()
+  end
+end
+
+
+local function maybe_close(child)
+  if child._close_emitted or not child._exit_emitted or child._open_streams > 0 then
+    return
+  end
+  child._close_emitted = true
+  if child._on_close then
+    child._on_close(child.exit_code, child.signal_code)
+  end
+  child:emit("close", child.exit_code, child.signal_code)
+end
+
+
+local function emit_exit(child)
+  if child._exit_emitted then
+    return
+  end
+  child._exit_emitted = true
+  if child._grace then
+    child._grace:close()
+    child._grace = nil
+  end
+  if child.stdin then
+    child.stdin:close() -- nobody reads it any more (Node does the same)
+  end
+  child:emit("exit", child.exit_code, child.signal_code)
+  maybe_close(child)
+end
+
+
+local function on_process_exit(child, code, signal)
+  if child._exited then
+    return
+  end
+  child._exited = true
+  child.exit_code, child.signal_code = code, signal
+  live[child] = nil
+  if child._ch and not child._disconnected then
+    -- the channel may still hold the child's last messages: read them, but not forever
+    child._grace = core.timer_new(function()
+      child._ch:close()
+    end)
+    child._grace:start(EXIT_GRACE_MS, 0)
+  else
+    emit_exit(child)
+  end
+  run_kill_waiters()
+end
+
+
+local function new_child(detached)
+  return setmetatable({ detached = detached == true, killed = false, connected = false,
+    _open_streams = 0, _exited = false }, child_mt)
+end
+
+
+-- Starts file with args; stdio is a list of three "pipe"|"inherit"|"ignore" and an optional
+-- 4th entry (a core ipc handle). -> child | nil, err, ename
+local function start(child, file, args, opts, stdio, env, what)
+  local entries, streams = {}, {}
+  for i = 1, #stdio do
+    local s = stdio[i]
+    if s == "pipe" then
+      streams[i] = new_stream(i > 1)
+      entries[i] = streams[i].handle
+    else
+      entries[i] = s
+    end
+  end
+  local argv = { unpack(args) }
+  local proc, err, ename = core.spawn({
+    file = file, args = argv, env = env, cwd = opts.cwd, detached = opts.detached == true, stdio = entries,
+  }, function(code, signal)
+    on_process_exit(child, code, signal)
+  end)
+  if not proc then
+    for _, s in pairs(streams) do
+      s.handle:close()
+    end
+    return nil, what .. " " .. file .. ": " .. tostring(err), ename
+  end
+  child._proc = proc
+  child.pid = proc:pid()
+  child.spawnfile, child.spawnargs = file, args
+  child.stdin, child.stdout, child.stderr = streams[1], streams[2], streams[3]
+  for _, s in pairs(streams) do
+    child._open_streams = child._open_streams + 1
+    s._on_close = function()
+      child._open_streams = child._open_streams - 1
+      maybe_close(child)
+    end
+  end
+  if not child.detached then
+    live[child] = true
+  end
+  return child
+end
+
+
+-- child:kill([signal]) -> true | nil, err   (default "SIGTERM")
+function child_mt:kill(signal)
+  signal = check_signal(signal or "SIGTERM", "kill", 2)
+  if self._exited or not self._proc then
+    return nil, "ESRCH: the child has exited"
+  end
+  local ok, err = self._proc:kill(signal)
+  if ok then
+    self.killed = true
+  end
+  return ok, err
+end
+
+
+-- Lets this process end while the child still runs (detached children, mostly).
+function child_mt:unref()
+  if self._proc and not self._exited then
+    self._proc:unref()
+  end
+  if self._ch and not self._ch:is_closed() then
+    self._ch.handle:ref(false)
+  end
+end
+
+
+function _M.spawn(file, args, opts)
+  if type(file) ~= "string" or file == "" then
+    error("spawn: file must be a non-empty string", 2)
+  end
+  if opts == nil and type(args) == "table" and args[1] == nil and next(args) ~= nil then
+    args, opts = nil, args -- spawn(file, opts)
+  end
+  args = check_args(args, "spawn")
+  opts = check_opts(opts, { cwd = "string", env = "table", stdio = true, detached = "boolean" }, "spawn")
+  local stdio = stdio_list(opts.stdio, "pipe", "spawn")
+  local child = new_child(opts.detached)
+  return start(child, file, args, opts, stdio, env_list(opts.env), "spawn")
+end
+
+
+-- ---- exec and exec_file ----
+
+local function exec_error(code, signal, message, extra)
+  local err = { code = code, signal = signal, message = message }
+  for k, v in pairs(extra or {}) do
+    err[k] = v
+  end
+  return setmetatable(err, { __tostring = function(e) return e.message end })
+end
+
+
+local function describe_exit(code, signal)
+  if signal then
+    return "killed by " .. signal
+  end
+  return "exit code " .. tostring(code)
+end
+
+
+-- Runs file with args and collects its output; done(err, stdout, stderr) is called once.
+local function run_collect(file, args, opts, text, what, done)
+  local max_buffer = opts.max_buffer or DEFAULT_MAX_BUFFER
+  local kill_signal = opts.kill_signal or "SIGTERM"
+  local out, errout = { n = 0 }, { n = 0 }
+  local finished, timer = false, nil
+  local child = new_child(false)
+
+  local function finish(err)
+    if finished then
+      return
+    end
+    finished = true
+    if timer then
+      timer:close()
+    end
+    done(err, concat(out), concat(errout))
+  end
+
+  -- timeout or max_buffer: kill, stop reading, answer now (a grandchild may hold the pipes)
+  local function abort(reason, message)
+    local code, signal = nil, kill_signal
+    if child._exited then
+      code, signal = child.exit_code, child.signal_code
+    else
+      child:kill(kill_signal)
+    end
+    child.stdout:close()
+    child.stderr:close()
+    finish(exec_error(code, signal, message, { killed = not child._exited, reason = reason }))
+  end
+
+  local function collector(buf, name)
+    return function(data)
+      if finished then
+        return
+      end
+      local room = max_buffer - buf.n
+      if #data > room then
+        buf[#buf + 1] = data:sub(1, room)
+        buf.n = max_buffer
+        abort("max_buffer", string.format("max_buffer exceeded: %s passed %d bytes; killed with %s: %s",
+          name, max_buffer, tostring(kill_signal), text))
+        return
+      end
+      buf[#buf + 1] = data
+      buf.n = buf.n + #data
+    end
+  end
+
+  local stdio = { opts.input and "pipe" or "ignore", "pipe", "pipe" }
+  local ok, err, ename = start(child, file, args, opts, stdio, env_list(opts.env), what)
+  if not ok then
+    finish(exec_error(ename or "ESPAWN", nil, err))
+    return nil
+  end
+  child.stdout._sink = collector(out, "stdout")
+  child.stderr._sink = collector(errout, "stderr")
+  child._on_close = function(code, signal)
+    if code == 0 and signal == nil then
+      finish(nil)
+    else
+      finish(exec_error(code, signal, "command failed (" .. describe_exit(code, signal) .. "): " .. text))
+    end
+  end
+  if opts.input then
+    child.stdin:write(opts.input)
+    child.stdin:close()
+  end
+  if opts.timeout and opts.timeout > 0 then
+    timer = core.timer_new(function()
+      abort("timeout", string.format("timeout: killed with %s after %d ms: %s", tostring(kill_signal), opts.timeout, text))
+    end)
+    timer:start(opts.timeout, 0)
+  end
+  return child
+end
+
+
+local EXEC_OPTS = {
+  cwd = "string", env = "table", timeout = "number", max_buffer = "number", kill_signal = true,
+  input = "string",
+}
+
+
+local function check_exec_opts(opts, what)
+  opts = check_opts(opts, EXEC_OPTS, what, 3)
+  if opts.timeout and (opts.timeout < 0 or opts.timeout ~= opts.timeout) then
+    error(what .. ": timeout must be a number of milliseconds >= 0", 3)
+  end
+  if opts.max_buffer and not (opts.max_buffer >= 0) then
+    error(what .. ": max_buffer must be a number of bytes >= 0", 3)
+  end
+  if opts.kill_signal ~= nil then
+    check_signal(opts.kill_signal, what, 3)
+  end
+  return opts
+end
+
+
+-- The callback form calls cb(err, stdout, stderr) in a coroutine of its own and returns the
+-- child; the waiting form returns stdout, stderr | nil, err, stdout, stderr.
+local function collect(file, args, opts, cb, text, what)
+  if cb then
+    local returned = false
+    local child = run_collect(file, args, opts, text, what, function(...)
+      if returned then
+        coro.spawn(cb, ...)
+        return
+      end
+      -- it could not start: answer on the next loop turn, never before exec returns
+      local r, t = { n = select("#", ...), ... }, nil
+      t = core.timer_new(function()
+        t:close()
+        coro.spawn(cb, unpack(r, 1, r.n))
+      end)
+      t:start(0, 0)
+    end)
+    returned = true
+    return child
+  end
+  local w = coro.waiter(what)
+  run_collect(file, args, opts, text, what, function(...)
+    w:wake(...)
+  end)
+  local err, out, errout = w:wait()
+  if err then
+    return nil, err, out, errout
+  end
+  return out, errout
+end
+
+
+-- exec(command [, opts] [, cb])
+function _M.exec(command, opts, cb)
+  if type(command) ~= "string" then
+    error("exec: command must be a string", 2)
+  end
+  if type(opts) == "function" and cb == nil then
+    opts, cb = nil, opts
+  end
+  if cb ~= nil and type(cb) ~= "function" then
+    error("exec: callback must be a function", 2)
+  end
+  if cb == nil then
+    coro.current("child_process.exec") -- raises at top level, naming the caller's line
+  end
+  opts = check_exec_opts(opts, "exec")
+  return collect("/bin/sh", { "-c", command }, opts, cb, command, "exec")
+end
+
+
+local function is_args(t)
+  if type(t) ~= "table" then
+    return false
+  end
+  for k in pairs(t) do
+    if type(k) ~= "number" then
+      return false
+    end
+  end
+  return true
+end
+
+
+-- exec_file(file [, args] [, opts] [, cb])
+function _M.exec_file(file, args, opts, cb)
+  if type(file) ~= "string" or file == "" then
+    error("exec_file: file must be a non-empty string", 2)
+  end
+  if type(args) == "function" then
+    args, opts, cb = nil, nil, args
+  elseif type(opts) == "function" then
+    opts, cb = nil, opts
+  end
+  if args ~= nil and not is_args(args) and opts == nil then
+    args, opts = nil, args -- exec_file(file, opts [, cb])
+  end
+  if cb ~= nil and type(cb) ~= "function" then
+    error("exec_file: callback must be a function", 2)
+  end
+  if cb == nil then
+    coro.current("child_process.exec_file")
+  end
+  args = check_args(args, "exec_file")
+  opts = check_exec_opts(opts, "exec_file")
+  local text = file
+  if #args > 0 then
+    text = file .. " " .. concat(args, " ")
+  end
+  return collect(file, args, opts, cb, text, "exec_file")
+end
+
+
+-- ---- fork: a luacluster child with a channel ----
+
+local function file_exists(path)
+  return core.realpath(path)
+end
+
+
+-- A relative script is looked for from the current folder, then from the app's folder.
+local function resolve_script(script)
+  if script:sub(1, 1) == "/" then
+    return file_exists(script)
+  end
+  local cwd = core.cwd()
+  local found = cwd and file_exists(cwd .. "/" .. script)
+  if not found and runtime.app_dir then
+    found = file_exists(runtime.app_dir .. "/" .. script)
+  end
+  return found
+end
+
+
+local function on_channel_close(child)
+  if child._disconnected then
+    return
+  end
+  child._disconnected = true
+  child.connected = false
+  child:emit("disconnect")
+  if child._exited then
+    emit_exit(child)
+  end
+end
+
+
+local function fork_channel(child)
+  return channel.new({
+    message = function(msg, handle)
+      if not child:emit("message", msg, handle) and handle then
+        handle:close()
+      end
+    end,
+    control = function(_, handle)
+      if handle then
+        handle:close()
+      end
+    end,
+    request = function(msg)
+      local handlers = rawget(child, "_events")
+      local fn = handlers and handlers.request and handlers.request[1]
+      if not fn then
+        error("the parent has no child:on(\"request\") handler", 0)
+      end
+      return fn(msg)
+    end,
+    error = function(err)
+      if not child:emit("error", err) then
+        log.error("forked child " .. tostring(child.pid) .. ": " .. tostring(err))
+      end
+    end,
+    close = function()
+      on_channel_close(child)
+    end,
+  })
+end
+
+
+-- fork(script [, args] [, opts]) -> child | nil, err
+function _M.fork(script, args, opts)
+  if type(script) ~= "string" or script == "" then
+    error("fork: script must be a non-empty string", 2)
+  end
+  if opts == nil and args ~= nil and not is_args(args) then
+    args, opts = nil, args
+  end
+  args = check_args(args, "fork")
+  opts = check_opts(opts, { cwd = "string", env = "table", stdio = true, detached = "boolean" }, "fork")
+  local path = resolve_script(script)
+  if not path then
+    return nil, "fork " .. script .. ": ENOENT: no such file", "ENOENT"
+  end
+  local stdio = stdio_list(opts.stdio, "inherit", "fork")
+  local child = new_child(opts.detached)
+  local ch, on_frame = fork_channel(child)
+  ch.handle = core.ipc_new(on_frame)
+  stdio[4] = ch.handle
+  local argv = { path }
+  for i = 1, #args do
+    argv[#argv + 1] = args[i]
+  end
+  local env = env_list(opts.env, {
+    LUACLUSTER_ROLE = "child",
+    LUACLUSTER_IPC_FD = "3",
+    LUACLUSTER_PORT = tostring(runtime.options and runtime.options.port or 8080),
+    LUACLUSTER_DETACHED = opts.detached and "1" or nil,
+  })
+  local ok, err, ename = start(child, runtime.exe, argv, opts, stdio, env, "fork")
+  if not ok then
+    ch.handle:close()
+    return nil, err, ename
+  end
+  child.connected = true
+  child._ch = ch
+  child.spawnargs = argv
+  return child
+end
+
+
+-- child:send(msg [, handle]) -> true | nil, err. A handle's ownership moves to the child.
+function child_mt:send(msg, handle)
+  if not self._ch then
+    error("send: this child was not started with fork", 2)
+  end
+  if self._ch:is_closed() then
+    return nil, "the channel to the child is closed"
+  end
+  local ok, err = self._ch:send(msg, handle)
+  if ok and handle then
+    handle:close()
+  end
+  return ok, err
+end
+
+
+-- child:request(msg [, timeout_ms] [, cb]) -> reply | nil, err, answered by the child's
+-- process.on("request", fn(msg) -> reply)
+function child_mt:request(msg, timeout_ms, cb)
+  if not self._ch then
+    error("request: this child was not started with fork", 2)
+  end
+  if self._ch:is_closed() then
+    return nil, "the channel to the child is closed"
+  end
+  return self._ch:request(msg, timeout_ms, cb)
+end
+
+
+-- Closes the channel: the child's "disconnect" fires; it exits once it has nothing left to do.
+function child_mt:disconnect()
+  local ch = self._ch
+  if not ch or ch:is_closed() then
+    return
+  end
+  ch:control({ op = "disconnect" })
+  ch:close()
+end
+
+
+-- ---- ending every child (a cluster stop) ----
+
+-- Sends SIGTERM to every live child that is not detached and calls done() once they are
+-- all gone; the ones still alive after KILL_GRACE_MS get SIGKILL.
+function _M._kill_all(done)
+  if done ~= nil then
+    kill_waiters[#kill_waiters + 1] = done
+  end
+  if next(live) == nil then
+    run_kill_waiters()
+    return
+  end
+  for child in pairs(live) do
+    if not child._term_sent then
+      child._term_sent = true
+      child:kill("SIGTERM")
+    end
+  end
+  if not kill_timer then
+    kill_timer = core.timer_new(function()
+      for child in pairs(live) do
+        child:kill("SIGKILL")
+      end
+    end)
+    kill_timer:start(KILL_GRACE_MS, 0)
+  end
+end
+
+
+-- SIGKILL to every live child that is not detached, now (a stop that cannot wait).
+function _M._kill_all_now()
+  for child in pairs(live) do
+    child:kill("SIGKILL")
+  end
+end
+
+
+function _M._live_count()
+  local n = 0
+  for _ in pairs(live) do
+    n = n + 1
+  end
+  return n
+end
+
+
+return _M

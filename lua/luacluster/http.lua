@@ -1,0 +1,296 @@
+-- luacluster.http: HTTP/1.1 servers. The connection, parsing, limits and response framing
+-- are C (runtime/http.c, http_head.c); this module makes the request and response objects
+-- a handler sees and runs each handler in a coroutine of its own.
+local core = require("luacluster.core")
+local coro = require("luacluster.coro")
+local emitter = require("luacluster.emitter")
+local listen = require("luacluster.listen")
+local log = require("luacluster.log")
+local runtime = require("luacluster.runtime")
+
+local spawn = coro.spawn
+local type, setmetatable, rawset, tostring = type, setmetatable, rawset, tostring
+local find, sub, lower = string.find, string.sub, string.lower
+local traceback = debug.traceback
+
+local _M = {}
+
+-- ---- requests ----
+
+local req_methods = {}
+
+local function split_target(req)
+  local url = req.url
+  local path, query
+  local target = url
+  if sub(url, 1, 1) ~= "/" then
+    -- absolute-form (http://host/path) or authority-form / asterisk-form
+    local rest = url:match("^%a[%w+.-]*://[^/?#]*(.*)$")
+    if rest then
+      target = rest ~= "" and rest or "/"
+    end
+  end
+  local q = find(target, "?", 1, true)
+  if q then
+    path, query = sub(target, 1, q - 1), sub(target, q + 1)
+  else
+    path = target
+  end
+  local hash = find(path, "#", 1, true)
+  if hash then
+    path = sub(path, 1, hash - 1)
+  end
+  rawset(req, "path", path)
+  rawset(req, "query", query or false)
+end
+
+local req_mt = {
+  __index = function(req, k)
+    if k == "headers" then
+      local h = req._c:headers(req._s) or {}
+      rawset(req, "headers", h)
+      return h
+    elseif k == "path" then
+      split_target(req)
+      return req.path
+    elseif k == "query" then
+      split_target(req)
+      local q = req.query
+      return q or nil
+    elseif k == "remote_address" or k == "remote_port" then
+      local ip, port = req._c:peer()
+      rawset(req, "remote_address", ip)
+      rawset(req, "remote_port", port)
+      return rawget(req, k)
+    end
+    return req_methods[k]
+  end,
+}
+
+
+function req_methods:body()
+  return self._b or ""
+end
+
+
+-- ---- responses ----
+
+local res_methods = {}
+local res_mt = { __index = res_methods }
+
+
+function res_methods:status(code)
+  if type(code) ~= "number" or code < 100 or code > 999 or code % 1 ~= 0 then
+    error("res:status: status must be a number from 100 to 999", 2)
+  end
+  self._code = code
+  return self
+end
+
+
+function res_methods:header(name, value)
+  if type(name) ~= "string" then
+    error("res:header: name must be a string", 2)
+  end
+  if self._head_sent then
+    error("res:header: the headers were already sent", 2)
+  end
+  local h = self._h
+  if not h then
+    h = {}
+    self._h = h
+  end
+  if type(value) == "table" then
+    for i = 1, #value do
+      h[#h + 1] = name
+      h[#h + 1] = tostring(value[i])
+    end
+  elseif value ~= nil then
+    h[#h + 1] = name
+    h[#h + 1] = tostring(value)
+  end
+  return self
+end
+
+
+function res_methods:write(chunk)
+  if self._done then
+    return nil, "the response is finished"
+  end
+  if not self._head_sent then
+    self._head_sent = true
+    local ok, err = self._c:write_head(self._s, self._code, self._h)
+    if not ok then
+      return nil, err
+    end
+  end
+  if chunk == nil or chunk == "" then
+    return true
+  end
+  return self._c:write(self._s, tostring(chunk))
+end
+
+
+function res_methods:finish(body)
+  if self._done then
+    return nil, "the response is finished"
+  end
+  self._done = true
+  if body ~= nil and type(body) ~= "string" then
+    body = tostring(body)
+  end
+  if self._head_sent then
+    return self._c:finish(self._s, body)
+  end
+  return self._c:respond(self._s, self._code, self._h, body)
+end
+
+
+-- a handler's `return status, body` or `return status, headers, body`
+local function shortcut(res, status, b, c)
+  if type(b) == "table" then
+    for name, value in pairs(b) do
+      res:header(name, value)
+    end
+    b = c
+  end
+  res._code = status
+  return res:finish(b)
+end
+
+
+local function on_error(err)
+  return traceback(tostring(err), 2)
+end
+
+
+local function run(handler, req, res)
+  local ok, a, b, c = xpcall(handler, on_error, req, res)
+  if not ok then
+    log.error("request handler failed: " .. a)
+    if not res._done then
+      res._done = true
+      if res._head_sent then
+        res._c:abort()
+      else
+        res._c:respond(res._s, 500, nil, "Internal Server Error\n")
+      end
+    end
+    return
+  end
+  if a ~= nil and not res._done then
+    if type(a) ~= "number" then
+      log.error("request handler returned " .. type(a) .. " where a status number was expected")
+      res._done = true
+      res._c:respond(res._s, 500, nil, "Internal Server Error\n")
+      return
+    end
+    shortcut(res, a, b, c)
+  end
+end
+
+
+-- ---- servers ----
+
+local server_mt = {}
+server_mt.__index = server_mt
+emitter.mixin(server_mt)
+
+
+local OPTS = {
+  max_header_size = true, max_body_size = true, header_timeout = true, keepalive_timeout = true,
+  max_connections = true,
+}
+
+
+function _M.create_server(handler, opts)
+  if type(handler) ~= "function" then
+    error("http.create_server: handler must be a function", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("http.create_server: opts must be a table", 2)
+  end
+  for k, v in pairs(opts or {}) do
+    if not OPTS[k] then
+      error("http.create_server: unknown option '" .. tostring(k) .. "'", 2)
+    end
+    if type(v) ~= "number" or v < 0 then
+      error("http.create_server: " .. k .. " must be a number >= 0", 2)
+    end
+  end
+  local server = setmetatable({ _listeners = {} }, server_mt)
+  server._srv = core.http_server_new(function(conn, seq, method, url, minor, body)
+    local req = setmetatable({ method = method, url = url, version = minor == 1 and "1.1" or "1.0",
+      _c = conn, _s = seq, _b = body }, req_mt)
+    local res = setmetatable({ _c = conn, _s = seq, _code = 200 }, res_mt)
+    spawn(run, handler, req, res)
+  end, opts)
+  runtime.drain_hooks[server] = function()
+    server:_drain()
+  end
+  return server
+end
+
+
+function server_mt:listen(port, host)
+  if self._closed then
+    error("server:listen: the server is closed", 2)
+  end
+  return listen.listen(self, port, host)
+end
+
+
+function server_mt:_take_listener(tcp)
+  self._listeners[#self._listeners + 1] = tcp
+  return self._srv:listen_on(tcp)
+end
+
+
+function server_mt:_take_key(key, on)
+  return self._srv:sink(key, on)
+end
+
+
+function server_mt:_closed_count()
+  return self._srv:stats(true).closed
+end
+
+
+function server_mt:stats()
+  return self._srv:stats()
+end
+
+
+-- stop accepting; fn() once the last connection has closed
+function server_mt:_drain(fn)
+  if self._draining then
+    return
+  end
+  self._draining = true
+  listen.unlisten(self)
+  for _, tcp in ipairs(self._listeners) do
+    tcp:close()
+  end
+  self._listeners = {}
+  runtime.hold()
+  self._srv:drain(function()
+    runtime.release()
+    if fn then fn() end
+  end)
+end
+
+
+function server_mt:close()
+  if self._closed then
+    return
+  end
+  self._closed = true
+  runtime.drain_hooks[self] = nil
+  self:_drain(function()
+    self._srv:close()
+    self:emit("close")
+  end)
+end
+
+
+return _M

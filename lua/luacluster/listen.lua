@@ -1,0 +1,160 @@
+-- server:listen() for HTTP and net servers, wherever the server runs. In a worker the master
+-- owns the listening socket: the worker asks for it and is given either the socket itself
+-- (shared, reuseport, ports) or a key under which the master sends it connections
+-- (dispatch). In the master or a forked child the server listens by itself.
+-- A server here is any table with:
+--   server:_take_listener(tcp)   accept on this listening socket
+--   server:_take_key(key, on)    take (on=true) or stop taking dispatched connections
+--   server:emit(event, ...)      "listening" (address) and "error" (err)
+local core = require("luacluster.core")
+local log = require("luacluster.log")
+local runtime = require("luacluster.runtime")
+
+local _M = {}
+
+local pending = {}  -- seq -> { server, report }
+local seq = 0
+local reporters = setmetatable({}, { __mode = "k" })
+
+
+local function fail(server, err)
+  if not server:emit("error", err) then
+    log.error(err)
+    core.exit(1)
+  end
+end
+
+
+local function check_args(port, host)
+  if port == nil then
+    port = runtime.options.port or 8080
+  end
+  if type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0 then
+    error("listen: port must be a number from 0 to 65535", 3)
+  end
+  if host ~= nil and type(host) ~= "string" then
+    error("listen: host must be a string", 3)
+  end
+  return port, host or runtime.options.host or "127.0.0.1"
+end
+
+
+-- least_connections: the worker reports connections it closed, a batch every 100 ms
+local function start_reporting(server)
+  if reporters[server] then
+    return
+  end
+  local worker = require("luacluster.worker")
+  local t = core.timer_new(function()
+    local n = server:_closed_count()
+    if n > 0 then
+      worker.channel():control({ op = "closed", n = n })
+    end
+  end)
+  t:start(100, 100)
+  t:unref()
+  reporters[server] = t
+end
+
+
+local function on_result(msg, handle)
+  local p = pending[msg.seq]
+  if not p then
+    if handle then handle:close() end
+    return
+  end
+  pending[msg.seq] = nil
+  local server = p.server
+  if msg.err then
+    return fail(server, msg.err)
+  end
+  if server._closed then
+    if handle then handle:close() end
+    require("luacluster.worker").channel():control({ op = "unlisten", key = msg.key })
+    return
+  end
+  if handle then
+    local ok, err = server:_take_listener(handle)
+    if not ok then
+      return fail(server, "listen " .. tostring(err))
+    end
+  else
+    server:_take_key(msg.key, true)
+  end
+  server._keys = server._keys or {}
+  server._keys[#server._keys + 1] = msg.key
+  if msg.report then
+    start_reporting(server)
+  end
+  server.address = msg.address
+  server:emit("listening", msg.address)
+end
+
+
+function _M.listen(server, port, host)
+  port, host = check_args(port, host)
+  if runtime.role == "worker" then
+    local worker = require("luacluster.worker")
+    seq = seq + 1
+    pending[seq] = { server = server }
+    local ok, err = worker.channel():control({ op = "listen", seq = seq, host = host, port = port })
+    if not ok then
+      pending[seq] = nil
+      fail(server, "listen: " .. tostring(err))
+    end
+    return server
+  end
+  local tcp, err = core.tcp_listen(host, port)
+  if not tcp then
+    -- reported after the caller's top level has had a chance to add an error handler
+    local t
+    t = core.timer_new(function()
+      t:close()
+      fail(server, err)
+    end)
+    t:start(0, 0)
+    return server
+  end
+  local _, actual = tcp:sockname()
+  local ok, aerr = server:_take_listener(tcp)
+  if not ok then
+    tcp:close()
+    fail(server, "listen " .. tostring(aerr))
+    return server
+  end
+  server.address = { address = host, port = actual }
+  local t
+  t = core.timer_new(function()
+    t:close()
+    server:emit("listening", server.address)
+  end)
+  t:start(0, 0)
+  return server
+end
+
+
+-- A closed server gets no more dispatched connections: the master is told.
+function _M.unlisten(server)
+  if reporters[server] then
+    reporters[server]:close()
+    reporters[server] = nil
+  end
+  if runtime.role ~= "worker" or not server._keys then
+    return
+  end
+  local ch = require("luacluster.worker").channel()
+  for _, key in ipairs(server._keys) do
+    server:_take_key(key, false)
+    if not ch:is_closed() then
+      ch:control({ op = "unlisten", key = key })
+    end
+  end
+  server._keys = nil
+end
+
+
+if runtime.role == "worker" then
+  require("luacluster.worker").control_ops.listen_result = on_result
+end
+
+return _M

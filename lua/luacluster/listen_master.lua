@@ -1,0 +1,195 @@
+-- The master's listening sockets, in every mode, and the scheduling of dispatched
+-- connections. A worker's server:listen() arrives here as a "listen" control message:
+--   dispatch   one socket per address; the master accepts and hands each connection to the
+--              worker the scheduling policy picks (runtime/tcp.c does the accept and send)
+--   shared     one socket per address, passed to every worker; workers accept
+--   reuseport  one SO_REUSEPORT socket per address and worker slot, passed to that slot's
+--              worker, so a replacement inherits the same socket and its accept queue
+--   ports      worker slot i gets its own socket on port + i - 1 (for a proxy in front)
+local core = require("luacluster.core")
+local log = require("luacluster.log")
+local master = require("luacluster.master")
+local runtime = require("luacluster.runtime")
+
+local _M = {}
+
+local listeners = {}   -- "host:port" (or "host:port#slot") -> listener
+local next_key = 0
+local round_robin = require("luacluster.sched.round_robin")
+
+local cluster -- required lazily (it requires master)
+
+
+local function report_error(err)
+  cluster = cluster or require("luacluster.cluster")
+  if not cluster:emit("error", err) then
+    log.error(err)
+  end
+end
+
+
+-- the policy named by cluster.setup{scheduler=}: {wants_address, pick(workers, conn)}
+local function make_policy()
+  local s = master.config().scheduler or "round_robin"
+  if type(s) == "function" then
+    return { wants_address = true, pick = s, custom = true }
+  end
+  if type(s) ~= "string" or not s:match("^[%w_]+$") then
+    error("cluster.setup: scheduler must be a built-in name or a function", 0)
+  end
+  local ok, mod = pcall(require, "luacluster.sched." .. s)
+  if not ok then
+    error("cluster.setup: unknown scheduler '" .. s .. "'", 0)
+  end
+  return { wants_address = mod.wants_address, pick = mod.new(), name = s }
+end
+
+
+local function rebuild_ready(l)
+  local list = {}
+  for _, w in pairs(l.ready) do
+    list[#list + 1] = w
+  end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  l.ready_list = list
+end
+
+
+local function make_picker(l)
+  local fallback = round_robin.new()
+  return function(ip, port)
+    local workers = l.ready_list
+    if #workers == 0 then
+      return nil
+    end
+    local conn
+    if l.policy.wants_address then
+      conn = { remote_address = ip, remote_port = port, local_port = l.port }
+    end
+    local ok, w = pcall(l.policy.pick, workers, conn)
+    if not ok or type(w) ~= "table" or l.ready[w.id] ~= w then
+      report_error(ok and ("scheduler returned " .. (type(w) == "table" and ("worker " .. tostring(w.id) .. ", which is not ready") or tostring(w))
+        .. "; using round robin") or ("scheduler failed: " .. tostring(w) .. "; using round robin"))
+      w = fallback(workers)
+    end
+    w.connections = (w.connections or 0) + 1
+    return w.id
+  end
+end
+
+
+local function open(host, port, reuseport)
+  return core.tcp_listen(host, port, { reuseport = reuseport })
+end
+
+
+local function grant(w, msg, l, address, handle)
+  w.state = w.state == "draining" and "draining" or "listening"
+  w._listens = w._listens or {}
+  w._listens[l.key] = l
+  w:_control({ op = "listen_result", seq = msg.seq, key = l.key, address = address,
+    report = l.policy and l.policy.name == "least_connections" or nil }, handle)
+  master.emit(w, "listening", address)
+end
+
+
+local function listen_op(w, msg)
+  local host, port = msg.host, msg.port
+  local mode = master.config().mode or runtime.options.mode or "dispatch"
+  local function fail(err)
+    w:_control({ op = "listen_result", seq = msg.seq, err = err })
+  end
+  if type(host) ~= "string" or type(port) ~= "number" then
+    return fail("listen: bad address")
+  end
+  local id_key, slot_port, reuseport = host .. ":" .. port, port, false
+  if mode == "ports" then
+    slot_port = port + w.id - 1
+    id_key = host .. ":" .. slot_port
+  elseif mode == "reuseport" then
+    id_key = id_key .. "#" .. w.id
+    reuseport = true
+  end
+  local l = port ~= 0 and listeners[id_key]
+  if not l then
+    local tcp, err = open(host, slot_port, reuseport)
+    if not tcp then
+      return fail(err)
+    end
+    local _, actual = tcp:sockname()
+    next_key = next_key + 1
+    l = { key = next_key, host = host, port = actual, tcp = tcp, mode = mode, ready = {}, ready_list = {} }
+    if port ~= 0 then
+      listeners[id_key] = l
+    end
+    if mode == "dispatch" then
+      local ok, perr = pcall(make_policy)
+      if not ok then
+        tcp:close()
+        listeners[id_key] = nil
+        return fail(perr)
+      end
+      l.policy = perr
+      local started, serr = tcp:dispatch(l.key, make_picker(l), l.policy.wants_address)
+      if not started then
+        return fail("listen " .. tostring(serr))
+      end
+    end
+  end
+  local address = { address = host, port = l.port }
+  if mode == "dispatch" then
+    l.ready[w.id] = w
+    rebuild_ready(l)
+    grant(w, msg, l, address)
+    l.tcp:dispatch_flush()
+  else
+    grant(w, msg, l, address, l.tcp)
+  end
+end
+
+
+-- a worker closed a server, is draining or is gone: it gets no more connections
+local function forget(w)
+  for _, l in pairs(w._listens or {}) do
+    if l.ready[w.id] == w then
+      l.ready[w.id] = nil
+      rebuild_ready(l)
+    end
+  end
+end
+
+
+master.control_ops.listen = listen_op
+master.control_ops.unlisten = function(w, msg)
+  local l = w._listens and w._listens[msg.key]
+  if l and l.ready[w.id] == w then
+    l.ready[w.id] = nil
+    rebuild_ready(l)
+  end
+end
+master.control_ops.closed = function(w, msg)
+  if type(msg.n) == "number" then
+    w.connections = math.max(0, (w.connections or 0) - msg.n)
+  end
+end
+master.hooks.draining[#master.hooks.draining + 1] = forget
+master.hooks.gone[#master.hooks.gone + 1] = forget
+
+
+-- the scheduling policy changed (setup or reload): rebuild every dispatching listener's
+function _M.reset_policies()
+  for _, l in pairs(listeners) do
+    if l.mode == "dispatch" then
+      l.policy = make_policy()
+      l.tcp:dispatch(l.key, make_picker(l), l.policy.wants_address)
+    end
+  end
+end
+
+
+function _M.listeners()
+  return listeners
+end
+
+
+return _M

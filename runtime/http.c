@@ -1,0 +1,827 @@
+/* http.c: HTTP/1.x servers and their connections, on Debian's libhttp-parser.
+ * Owns: an http_server (limits, its list of connections, counters; freed when Lua has closed
+ * it and its last connection is gone) and each http_conn (its uv_tcp_t, its timer, its read
+ * buffer, the copy of the current request head, the body, and the Lua userdata box handed to
+ * handlers; freed when both handles have closed).
+ * One request at a time per connection: a complete head is validated strictly
+ * (http_head.c), the body is read by the parser, and the parser is paused at the end of the
+ * message until the handler has answered, so pipelined requests are answered in order.
+ * The handler is called once per request with (conn, seq, method, url, minor, body); every
+ * call back from Lua carries seq, so a late answer to a finished request is refused. */
+#define _GNU_SOURCE
+#include "lc.h"
+#include "http_head.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <strings.h>
+
+#define MT_SERVER "luacluster.http_server"
+#define MT_CONN "luacluster.http_conn"
+#define READ_CHUNK 16384
+#define MAX_BUFFERED_INPUT 65536      /* unparsed bytes kept while a handler runs */
+#define MAX_QUEUED_OUTPUT (1 << 20)   /* stop reading from a client that does not read */
+#define LINGER_MS 2000
+
+enum { S_HEAD, S_BODY, S_HANDLER, S_CLOSING };
+enum { T_NONE, T_HEADER, T_KEEPALIVE, T_LINGER };
+
+typedef struct http_server http_server;
+
+typedef struct http_conn {
+  uv_tcp_t *tcp;
+  uv_timer_t timer;
+  http_server *srv;
+  lc_rt *rt;
+  struct http_conn *prev, *next;
+  http_parser parser;
+  void **box;
+  int box_ref;
+  char *in;
+  size_t in_len, in_off, in_cap;
+  char *head;                 /* copy of the current request head */
+  size_t head_len, head_cap;
+  lc_http_head h;
+  char *body;
+  size_t body_len, body_cap;
+  int state, timer_mode, handles_open;
+  int keepalive, is_head, in_parse, read_paused, peer_closed, got_bytes, ending, closed;
+  uint32_t seq;
+  int resp_started, resp_chunked, resp_close, resp_raw;
+  int writes_pending;
+  size_t queued_bytes;
+} http_conn;
+
+struct http_server {
+  lc_handle_base base;          /* cb: request callback */
+  size_t max_header, max_body;
+  uint64_t header_timeout, keepalive_timeout;
+  int max_conns;
+  int closed, draining, drain_ref;
+  http_conn *conns;
+  int nconns;
+  double requests, conns_total, closed_since_report;
+};
+
+typedef struct hwrite { uv_write_t req; http_conn *c; size_t len; char data[]; } hwrite;
+
+static http_parser_settings parser_settings;
+
+static void conn_close(http_conn *c);
+static void parse_input(http_conn *c);
+static void resume_reading(http_conn *c);
+static void server_maybe_free(http_server *s);
+
+/* ---- small helpers ---- */
+
+static const char *reason(int status) {
+  switch (status) {
+    case 100: return "Continue"; case 101: return "Switching Protocols";
+    case 200: return "OK"; case 201: return "Created"; case 202: return "Accepted";
+    case 204: return "No Content"; case 206: return "Partial Content";
+    case 301: return "Moved Permanently"; case 302: return "Found"; case 303: return "See Other";
+    case 304: return "Not Modified"; case 307: return "Temporary Redirect"; case 308: return "Permanent Redirect";
+    case 400: return "Bad Request"; case 401: return "Unauthorized"; case 403: return "Forbidden";
+    case 404: return "Not Found"; case 405: return "Method Not Allowed"; case 406: return "Not Acceptable";
+    case 408: return "Request Timeout"; case 409: return "Conflict"; case 410: return "Gone";
+    case 411: return "Length Required"; case 412: return "Precondition Failed";
+    case 413: return "Content Too Large"; case 414: return "URI Too Long"; case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed"; case 422: return "Unprocessable Content"; case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests"; case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error"; case 501: return "Not Implemented"; case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable"; case 504: return "Gateway Timeout"; case 505: return "HTTP Version Not Supported";
+    default: return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect" :
+                    status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+/* "Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n", rebuilt once a second */
+static const char *date_line(void) {
+  static __thread char buf[64];
+  static __thread time_t last;
+  time_t now = time(NULL);
+  if (now != last) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    last = now;
+  }
+  return buf;
+}
+
+static int reserve(char **p, size_t *cap, size_t len, size_t extra) {
+  if (*cap - len >= extra) return 0;
+  size_t n = *cap ? *cap : 1024;
+  while (n - len < extra) n *= 2;
+  char *q = realloc(*p, n);
+  if (q == NULL) return -1;
+  *p = q;
+  *cap = n;
+  return 0;
+}
+
+/* ---- writing ---- */
+
+static void conn_write_done(http_conn *c);
+
+static void write_cb(uv_write_t *req, int status) {
+  hwrite *w = (hwrite *)req;
+  http_conn *c = w->c;
+  (void)status;
+  c->writes_pending--;
+  c->queued_bytes -= w->len;
+  free(w);
+  conn_write_done(c);
+}
+
+/* Writes a then b (either may be empty); copies only what the socket did not take at once. */
+static int conn_write(http_conn *c, const char *a, size_t alen, const char *b, size_t blen) {
+  if (c->closed || c->ending == 2) return -1;
+  size_t total = alen + blen, done = 0;
+  if (total == 0) return 0;
+  if (c->writes_pending == 0) {
+    uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
+    int n = uv_try_write((uv_stream_t *)c->tcp, bufs, blen ? 2 : 1);
+    if (n > 0) done = (size_t)n;
+    else if (n != UV_EAGAIN) { conn_close(c); return -1; }
+    if (done == total) return 0;
+  }
+  size_t left = total - done;
+  hwrite *w = malloc(sizeof *w + left);
+  if (w == NULL) { conn_close(c); return -1; }
+  size_t off = 0;
+  if (done < alen) { memcpy(w->data, a + done, alen - done); off = alen - done; }
+  size_t bdone = done > alen ? done - alen : 0;
+  memcpy(w->data + off, b + bdone, blen - bdone);
+  w->c = c;
+  w->len = left;
+  uv_buf_t buf = uv_buf_init(w->data, (unsigned)left);
+  if (uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, write_cb) != 0) { free(w); conn_close(c); return -1; }
+  c->writes_pending++;
+  c->queued_bytes += left;
+  if (c->queued_bytes > MAX_QUEUED_OUTPUT && !c->read_paused) {
+    uv_read_stop((uv_stream_t *)c->tcp);
+    c->read_paused = 1;
+  }
+  return 0;
+}
+
+/* ---- closing ---- */
+
+static void free_conn(http_conn *c) {
+  http_server *s = c->srv;
+  if (c->box) *c->box = NULL;
+  luaL_unref(c->rt->L, LUA_REGISTRYINDEX, c->box_ref);
+  free(c->in);
+  free(c->head);
+  free(c->body);
+  free(c);
+  s->nconns--;
+  s->closed_since_report++;
+  if (s->draining && s->nconns == 0 && s->drain_ref != LUA_NOREF) {
+    lua_rawgeti(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
+    luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
+    s->drain_ref = LUA_NOREF;
+    lc_call(s->base.rt, 0);
+  }
+  server_maybe_free(s);
+}
+
+static void handle_closed(uv_handle_t *h) {
+  http_conn *c = h->data;
+  if (h == (uv_handle_t *)c->tcp) free(c->tcp);
+  if (--c->handles_open == 0) free_conn(c);
+}
+
+static void conn_close(http_conn *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  c->state = S_CLOSING;
+  http_server *s = c->srv;
+  if (c->prev) c->prev->next = c->next; else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  uv_close((uv_handle_t *)c->tcp, handle_closed);
+  uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+static void timer_cb(uv_timer_t *t);
+
+static void start_timer(http_conn *c, int mode, uint64_t ms) {
+  c->timer_mode = mode;
+  uv_timer_start(&c->timer, timer_cb, ms, 0);
+}
+
+static void discard_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  static __thread char sink[4096];
+  (void)h;
+  (void)suggested;
+  *buf = uv_buf_init(sink, sizeof sink);
+}
+
+static void discard_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  if (nread < 0) conn_close(st->data);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  http_conn *c = req->data;
+  free(req);
+  if (c->closed) return;
+  if (status != 0 || c->peer_closed) { conn_close(c); return; }
+  /* lingering close: read and drop what the client still sends until it closes, so our
+   * last response is not destroyed by a reset */
+  if (uv_read_start((uv_stream_t *)c->tcp, discard_alloc, discard_read) != 0) { conn_close(c); return; }
+  start_timer(c, T_LINGER, LINGER_MS);
+}
+
+/* Ends the connection once everything queued has been written. */
+static void conn_end(http_conn *c) {
+  if (c->closed || c->ending) return;
+  c->ending = 1;
+  c->state = S_CLOSING;
+  uv_timer_stop(&c->timer);
+  uv_read_stop((uv_stream_t *)c->tcp);
+  if (c->writes_pending == 0) conn_write_done(c);
+}
+
+static void conn_write_done(http_conn *c) {
+  if (c->closed) return;
+  if (c->ending && c->writes_pending == 0) {
+    c->ending = 2; /* shutting down */
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req == NULL) { conn_close(c); return; }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)c->tcp, shutdown_cb) != 0) { free(req); conn_close(c); }
+    return;
+  }
+  if (c->read_paused && c->queued_bytes < MAX_QUEUED_OUTPUT / 2 && c->state != S_CLOSING) {
+    c->read_paused = 0;
+    if (c->state == S_HANDLER && c->in_len - c->in_off >= MAX_BUFFERED_INPUT) return;
+    resume_reading(c);
+  }
+}
+
+/* A canned answer to bad input, then close. */
+static void reject(http_conn *c, int status) {
+  char buf[512];
+  const char *r = reason(status);
+  int blen = (int)strlen(r) + 5;
+  int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                   "Connection: close\r\n\r\n%d %s\n", status, r, date_line(), blen, status, r);
+  c->state = S_CLOSING;
+  c->ending = 0;
+  if (conn_write(c, buf, (size_t)n, NULL, 0) == 0) conn_end(c);
+}
+
+static void timer_cb(uv_timer_t *t) {
+  http_conn *c = t->data;
+  switch (c->timer_mode) {
+    case T_HEADER:
+      if (c->got_bytes) reject(c, 408);
+      else conn_close(c);
+      break;
+    case T_KEEPALIVE:
+    case T_LINGER:
+      conn_close(c);
+      break;
+  }
+}
+
+/* ---- reading ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  http_conn *c = h->data;
+  (void)suggested;
+  if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
+  if (c->in_off > 0 && c->in_cap - c->in_len < READ_CHUNK) {
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+  }
+  if (reserve(&c->in, &c->in_cap, c->in_len, READ_CHUNK) != 0) { *buf = uv_buf_init(NULL, 0); return; }
+  *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  http_conn *c = st->data;
+  (void)buf;
+  if (nread == 0) return;
+  if (nread < 0) {
+    c->peer_closed = 1;
+    uv_read_stop(st);
+    /* a client that half-closed after its request still gets its answer */
+    if (c->state == S_HANDLER && nread == UV_EOF) { c->keepalive = 0; return; }
+    conn_close(c);
+    return;
+  }
+  c->in_len += (size_t)nread;
+  if (c->state == S_HANDLER) {
+    if (c->in_len - c->in_off >= MAX_BUFFERED_INPUT) {
+      uv_read_stop(st);
+      c->read_paused = 1;
+    }
+    return;
+  }
+  parse_input(c);
+}
+
+static void resume_reading(http_conn *c) {
+  if (c->closed || c->state == S_CLOSING || c->peer_closed) return;
+  if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0) conn_close(c);
+}
+
+/* ---- the parser's callbacks (body and end of message only: the head is ours) ---- */
+
+static int on_headers_complete(http_parser *p) {
+  http_conn *c = p->data;
+  c->state = S_BODY;
+  c->keepalive = http_should_keep_alive(p) && !c->h.connection_close;
+  c->is_head = p->method == HTTP_HEAD;
+  if (c->h.has_content_length && c->h.content_length > c->srv->max_body) return -1;
+  if (c->h.expect_continue && c->h.minor == 1 && (c->h.has_content_length || c->h.has_transfer_encoding)) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    conn_write(c, cont, sizeof cont - 1, NULL, 0);
+  }
+  return p->method == HTTP_CONNECT ? 1 : 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  http_conn *c = p->data;
+  if (c->body_len + len > c->srv->max_body) return -1;
+  if (reserve(&c->body, &c->body_cap, c->body_len, len) != 0) return -1;
+  memcpy(c->body + c->body_len, at, len);
+  c->body_len += len;
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  http_conn *c = p->data;
+  c->state = S_HANDLER;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+/* ---- requests ---- */
+
+static void push_conn(http_conn *c) {
+  lua_State *L = c->rt->L;
+  if (c->box == NULL) {
+    c->box = lua_newuserdata(L, sizeof(void *));
+    *c->box = c;
+    luaL_getmetatable(L, MT_CONN);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    c->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->box_ref);
+  }
+}
+
+static void call_handler(http_conn *c) {
+  http_server *s = c->srv;
+  lua_State *L = c->rt->L;
+  s->requests++;
+  c->resp_started = c->resp_chunked = c->resp_close = c->resp_raw = 0;
+  if (!lc_handle_push_cb(&s->base)) { reject(c, 503); return; }
+  push_conn(c);
+  lua_pushinteger(L, c->seq);
+  lua_pushlstring(L, c->head + c->h.method, c->h.method_len);
+  lua_pushlstring(L, c->head + c->h.target, c->h.target_len);
+  lua_pushinteger(L, c->h.minor);
+  if (c->body_len > 0) lua_pushlstring(L, c->body, c->body_len);
+  else lua_pushnil(L);
+  lc_call(c->rt, 6);
+}
+
+/* Feeds buffered input to the parser until a request is complete (and answered) or the
+ * input runs out. */
+static void parse_input(http_conn *c) {
+  if (c->in_parse) return;
+  c->in_parse = 1;
+  while (!c->closed && c->state != S_CLOSING && c->state != S_HANDLER && c->in_off < c->in_len) {
+    char *p = c->in + c->in_off;
+    size_t avail = c->in_len - c->in_off;
+    if (c->state == S_HEAD) {
+      while (avail > 0 && (*p == '\r' || *p == '\n')) { p++; avail--; c->in_off++; }
+      if (avail == 0) break;
+      c->got_bytes = 1;
+      if (c->timer_mode != T_HEADER) start_timer(c, T_HEADER, c->srv->header_timeout);
+      size_t hl = lc_http_head_end(p, avail < c->srv->max_header + 4 ? avail : c->srv->max_header + 4);
+      if (hl == 0) {
+        if (avail > c->srv->max_header) reject(c, 431);
+        break;
+      }
+      if (hl > c->srv->max_header + 2) { reject(c, 431); break; }
+      if (reserve(&c->head, &c->head_cap, 0, hl) != 0) { conn_close(c); break; }
+      memcpy(c->head, p, hl);
+      c->head_len = hl;
+      int status = lc_http_head_parse(c->head, hl, &c->h);
+      if (status != 0) { reject(c, status); break; }
+      uv_timer_stop(&c->timer);
+      c->timer_mode = T_NONE;
+      c->body_len = 0;
+      http_parser_init(&c->parser, HTTP_REQUEST);
+      c->parser.data = c;
+      c->state = S_BODY;
+    }
+    size_t n = http_parser_execute(&c->parser, &parser_settings, p, avail);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    c->in_off += n;
+    if (e == HPE_PAUSED) {
+      if (c->parser.upgrade) { c->keepalive = 0; c->in_off = c->in_len; }
+      call_handler(c);
+      continue;
+    }
+    if (e != HPE_OK) {
+      int too_big = e == HPE_CB_headers_complete || e == HPE_CB_body;
+      reject(c, too_big ? 413 : 400);
+      break;
+    }
+  }
+  c->in_parse = 0;
+}
+
+/* The handler has answered: back to reading the next request, or close. */
+static void finish_request(http_conn *c) {
+  c->seq++;
+  if (c->closed) return;
+  if (!c->keepalive || c->resp_close || c->srv->draining) { conn_end(c); return; }
+  c->state = S_HEAD;
+  c->got_bytes = 0;
+  if (c->body_cap > 65536) { free(c->body); c->body = NULL; c->body_cap = 0; }
+  c->body_len = 0;
+  start_timer(c, T_KEEPALIVE, c->srv->keepalive_timeout);
+  if (c->peer_closed) { conn_end(c); return; }
+  if (c->read_paused && c->queued_bytes < MAX_QUEUED_OUTPUT) {
+    c->read_paused = 0;
+    resume_reading(c);
+  }
+  parse_input(c);
+}
+
+/* ---- accepting ---- */
+
+static void take_conn(void *ctx, uv_tcp_t *tcp) {
+  http_server *s = ctx;
+  if (s->closed || s->draining || (s->max_conns > 0 && s->nconns >= s->max_conns)) {
+    if (s->max_conns > 0 && s->nconns >= s->max_conns && !s->closed && !s->draining)
+      lc_log(s->base.rt, "warn: connection limit (%d) reached; closing a new connection", s->max_conns);
+    uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
+    return;
+  }
+  http_conn *c = calloc(1, sizeof *c);
+  if (c == NULL) { uv_close((uv_handle_t *)tcp, lc_free_handle_cb); return; }
+  c->tcp = tcp;
+  c->srv = s;
+  c->rt = s->base.rt;
+  c->box_ref = LUA_NOREF;
+  tcp->data = c;
+  uv_timer_init(tcp->loop, &c->timer);
+  c->timer.data = c;
+  c->handles_open = 2;
+  c->state = S_HEAD;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  s->conns_total++;
+  uv_tcp_nodelay(tcp, 1);
+  start_timer(c, T_HEADER, s->header_timeout);
+  if (uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb) != 0) conn_close(c);
+}
+
+static void server_maybe_free(http_server *s) {
+  if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF) {
+    luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
+    free(s);
+  }
+}
+
+/* ---- Lua: server ---- */
+
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def) {
+  lua_getfield(L, t, k);
+  lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* core.http_server_new(cb, opts) */
+static int f_server_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  http_server *s = lc_handle_new(L, sizeof *s, MT_SERVER);
+  lc_handle_set_cb(L, &s->base, 1);
+  s->drain_ref = LUA_NOREF;
+  s->max_header = 16384;
+  s->max_body = 1048576;
+  s->header_timeout = 10000;
+  s->keepalive_timeout = 5000;
+  if (lua_istable(L, 2)) {
+    s->max_header = (size_t)opt_num(L, 2, "max_header_size", 16384);
+    s->max_body = (size_t)opt_num(L, 2, "max_body_size", 1048576);
+    s->header_timeout = (uint64_t)opt_num(L, 2, "header_timeout", 10000);
+    s->keepalive_timeout = (uint64_t)opt_num(L, 2, "keepalive_timeout", 5000);
+    s->max_conns = (int)opt_num(L, 2, "max_connections", 0);
+  }
+  return 1;
+}
+
+static int m_srv_listen_on(lua_State *L) {
+  http_server *s = lc_handle_check(L, 1, MT_SERVER);
+  int r = lc_tcp_accept_with(L, 2, take_conn, s);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_srv_sink(lua_State *L) {
+  http_server *s = lc_handle_check(L, 1, MT_SERVER);
+  int key = (int)luaL_checkinteger(L, 2);
+  int r = lua_toboolean(L, 3) ? lc_sink_add(s->base.rt, key, take_conn, s) : (lc_sink_remove(s->base.rt, key, s), 0);
+  if (r != 0) return lc_push_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* srv:drain(fn): no new connections; idle keep-alive connections close when their client
+ * next sends a request (answered with Connection: close) or their keep-alive timer ends;
+ * fn() runs once the last connection is gone. */
+static int m_srv_drain(lua_State *L) {
+  http_server *s = lc_handle_check(L, 1, MT_SERVER);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  s->draining = 1;
+  if (s->nconns == 0) { lua_pushvalue(L, 2); lua_call(L, 0, 0); return 0; }
+  luaL_unref(L, LUA_REGISTRYINDEX, s->drain_ref);
+  lua_pushvalue(L, 2);
+  s->drain_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* connections that have not started a request get the shorter of their timers */
+  for (http_conn *c = s->conns; c; c = c->next)
+    if (c->state == S_HEAD && !c->got_bytes && c->timer_mode == T_HEADER) start_timer(c, T_KEEPALIVE, s->keepalive_timeout);
+  return 0;
+}
+
+static int m_srv_close(lua_State *L) {
+  http_server *s = lc_handle_test(L, 1, MT_SERVER);
+  if (s == NULL) return 0;
+  s->closed = 1;
+  s->draining = 1;
+  lc_handle_release(&s->base);
+  server_maybe_free(s);
+  return 0;
+}
+
+static int m_srv_stats(lua_State *L) {
+  http_server *s = lc_handle_check(L, 1, MT_SERVER);
+  lua_createtable(L, 0, 4);
+  lua_pushnumber(L, s->requests); lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, s->nconns); lua_setfield(L, -2, "connections");
+  lua_pushnumber(L, s->conns_total); lua_setfield(L, -2, "connections_total");
+  lua_pushnumber(L, s->closed_since_report); lua_setfield(L, -2, "closed");
+  if (lua_toboolean(L, 2)) s->closed_since_report = 0;
+  return 1;
+}
+
+/* ---- Lua: connection (the handle a handler answers through) ---- */
+
+static http_conn *check_conn(lua_State *L, uint32_t *seq_ok) {
+  void **box = luaL_checkudata(L, 1, MT_CONN);
+  http_conn *c = *box;
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  *seq_ok = c != NULL && !c->closed && c->seq == seq && c->state == S_HANDLER;
+  return c;
+}
+
+static int push_gone(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "the request is finished or its connection is closed");
+  return 2;
+}
+
+static int valid_token(const char *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch <= 0x20 || ch >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", ch)) return 0;
+  }
+  return 1;
+}
+
+static int valid_value(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
+  return 1;
+}
+
+/* Builds the status line and headers. hidx: a flat Lua array {name, value, ...} or nil.
+ * body_len < 0: streaming (chunked for HTTP/1.1 unless the handler set Content-Length). */
+static int build_head(lua_State *L, http_conn *c, int status, int hidx, long long body_len, luaL_Buffer *b) {
+  char line[128];
+  int n = snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\n", c->h.minor, status, reason(status));
+  luaL_addlstring(b, line, (size_t)n);
+  int user_length = 0, user_date = 0, user_te = 0;
+  if (hidx) {
+    int len = (int)lua_objlen(L, hidx);
+    for (int i = 1; i + 1 <= len; i += 2) {
+      size_t nl, vl;
+      lua_rawgeti(L, hidx, i);
+      lua_rawgeti(L, hidx, i + 1);
+      const char *name = lua_tolstring(L, -2, &nl);
+      const char *value = lua_tolstring(L, -1, &vl);
+      if (name == NULL || !valid_token(name, nl)) return luaL_error(L, "invalid header name '%s'", name ? name : "?");
+      if (value == NULL || !valid_value(value, vl)) return luaL_error(L, "invalid value for header '%s' (CR, LF or NUL)", name);
+      if (strcasecmp(name, "content-length") == 0) user_length = 1;
+      else if (strcasecmp(name, "date") == 0) user_date = 1;
+      else if (strcasecmp(name, "transfer-encoding") == 0) user_te = 1;
+      else if (strcasecmp(name, "connection") == 0 && strcasestr(value, "close")) c->resp_close = 1;
+      luaL_addlstring(b, name, nl);
+      luaL_addlstring(b, ": ", 2);
+      luaL_addlstring(b, value, vl);
+      luaL_addlstring(b, "\r\n", 2);
+      lua_pop(L, 2);
+    }
+  }
+  if (!user_date) luaL_addstring(b, date_line());
+  int no_body = status < 200 || status == 204 || status == 304;
+  if (body_len >= 0) {
+    if (!user_length && !no_body) {
+      n = snprintf(line, sizeof line, "Content-Length: %lld\r\n", body_len);
+      luaL_addlstring(b, line, (size_t)n);
+    }
+  } else if (!user_length && !user_te && !no_body) {
+    if (c->h.minor == 1) { luaL_addstring(b, "Transfer-Encoding: chunked\r\n"); c->resp_chunked = 1; }
+    else c->resp_close = 1; /* HTTP/1.0: the end of the connection ends the body */
+  }
+  int keep = c->keepalive && !c->resp_close && !c->srv->draining;
+  if (!keep) { c->resp_close = 1; luaL_addstring(b, "Connection: close\r\n"); }
+  else if (c->h.minor == 0) luaL_addstring(b, "Connection: keep-alive\r\n");
+  luaL_addlstring(b, "\r\n", 2);
+  return no_body;
+}
+
+/* conn:respond(seq, status, headers, body) -> true | nil, err: a whole response */
+static int m_respond(lua_State *L) {
+  uint32_t ok;
+  http_conn *c = check_conn(L, &ok);
+  int status = (int)luaL_checkinteger(L, 3);
+  int hidx = lua_istable(L, 4) ? 4 : 0;
+  size_t blen = 0;
+  const char *body = lua_isnoneornil(L, 5) ? "" : luaL_checklstring(L, 5, &blen);
+  if (status < 100 || status > 999) return luaL_argerror(L, 3, "status must be from 100 to 999");
+  if (!ok || c->resp_started) return push_gone(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int no_body = build_head(L, c, status, hidx, (long long)blen, &b);
+  luaL_pushresult(&b);
+  size_t hlen;
+  const char *head = lua_tolstring(L, -1, &hlen);
+  int send_body = !(no_body || c->is_head);
+  c->resp_started = 1;
+  conn_write(c, head, hlen, body, send_body ? blen : 0);
+  finish_request(c);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* conn:write_head(seq, status, headers): starts a streamed response */
+static int m_write_head(lua_State *L) {
+  uint32_t ok;
+  http_conn *c = check_conn(L, &ok);
+  int status = (int)luaL_checkinteger(L, 3);
+  int hidx = lua_istable(L, 4) ? 4 : 0;
+  if (!ok || c->resp_started) return push_gone(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int no_body = build_head(L, c, status, hidx, -1, &b);
+  luaL_pushresult(&b);
+  size_t hlen;
+  const char *head = lua_tolstring(L, -1, &hlen);
+  c->resp_started = 1;
+  c->resp_raw = no_body || c->is_head ? 2 : 0;  /* 2: nothing of a body may be sent */
+  conn_write(c, head, hlen, NULL, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int write_chunk(http_conn *c, const char *data, size_t len) {
+  if (len == 0 || c->resp_raw == 2) return 0;
+  if (!c->resp_chunked) return conn_write(c, data, len, NULL, 0);
+  char size[24];
+  int n = snprintf(size, sizeof size, "%zx\r\n", len);
+  if (conn_write(c, size, (size_t)n, data, len) != 0) return -1;
+  return conn_write(c, "\r\n", 2, NULL, 0);
+}
+
+/* conn:write(seq, chunk) -> true | nil, err */
+static int m_write(lua_State *L) {
+  uint32_t ok;
+  http_conn *c = check_conn(L, &ok);
+  size_t len;
+  const char *data = luaL_checklstring(L, 3, &len);
+  if (!ok || !c->resp_started) return push_gone(L);
+  if (write_chunk(c, data, len) != 0) return push_gone(L);
+  lua_pushboolean(L, 1);
+  lua_pushnumber(L, (lua_Number)c->queued_bytes);
+  return 2;
+}
+
+/* conn:finish(seq [, chunk]) -> true | nil, err */
+static int m_finish(lua_State *L) {
+  uint32_t ok;
+  http_conn *c = check_conn(L, &ok);
+  size_t len = 0;
+  const char *data = lua_isnoneornil(L, 3) ? NULL : luaL_checklstring(L, 3, &len);
+  if (!ok || !c->resp_started) return push_gone(L);
+  if (data) write_chunk(c, data, len);
+  if (c->resp_chunked && c->resp_raw != 2) conn_write(c, "0\r\n\r\n", 5, NULL, 0);
+  finish_request(c);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* conn:headers(seq) -> { lower-case name = value } (repeated names joined by ", ") */
+static int m_headers(lua_State *L) {
+  uint32_t ok;
+  http_conn *c = check_conn(L, &ok);
+  if (!ok) return push_gone(L);
+  lua_createtable(L, 0, c->h.nfields);
+  char name[256];
+  for (int i = 0; i < c->h.nfields; i++) {
+    lc_http_field *f = &c->h.fields[i];
+    size_t nl = f->name_len < sizeof name ? f->name_len : sizeof name - 1;
+    for (size_t k = 0; k < nl; k++) {
+      char ch = c->head[f->name + k];
+      name[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    lua_pushlstring(L, name, nl);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, c->head + f->value, f->value_len);
+    } else {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, c->head + f->value, f->value_len);
+      lua_concat(L, 3);
+    }
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
+static int m_peer(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, MT_CONN);
+  http_conn *c = *box;
+  if (c == NULL || c->closed) return 0;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+  char ip[64];
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  }
+  return 2;
+}
+
+/* conn:abort(): closes the connection at once (a handler that failed mid-stream) */
+static int m_abort(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, MT_CONN);
+  http_conn *c = *box;
+  if (c && !c->closed) conn_close(c);
+  return 0;
+}
+
+static int m_is_open(lua_State *L) {
+  uint32_t ok;
+  check_conn(L, &ok);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+void lc_open_http(lua_State *L) {
+  memset(&parser_settings, 0, sizeof parser_settings);
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+  static const luaL_Reg srv_methods[] = {
+    {"listen_on", m_srv_listen_on}, {"sink", m_srv_sink}, {"drain", m_srv_drain},
+    {"close", m_srv_close}, {"stats", m_srv_stats}, {NULL, NULL},
+  };
+  lc_newmetatable(L, MT_SERVER, srv_methods);
+  static const luaL_Reg conn_methods[] = {
+    {"respond", m_respond}, {"write_head", m_write_head}, {"write", m_write}, {"finish", m_finish},
+    {"headers", m_headers}, {"peer", m_peer}, {"abort", m_abort}, {"is_open", m_is_open}, {NULL, NULL},
+  };
+  lc_newmetatable(L, MT_CONN, conn_methods);
+  lua_pushcfunction(L, f_server_new);
+  lua_setfield(L, -2, "http_server_new");
+}

@@ -1,0 +1,167 @@
+/* http_head.c: see http_head.h. The request head is checked byte by byte against RFC 9112:
+ * request-line = method SP request-target SP HTTP-version; field-line = field-name ":" OWS
+ * field-value OWS; lines end in CRLF (a bare LF is accepted, a bare CR is not). */
+#include "http_head.h"
+
+#include <string.h>
+
+static const char *find_lf(const char *p, const char *end) {
+  return memchr(p, '\n', (size_t)(end - p));
+}
+
+size_t lc_http_head_end(const char *p, size_t n) {
+  const char *end = p + n, *s = p;
+  while (s < end) {
+    const char *lf = find_lf(s, end);
+    if (lf == NULL) return 0;
+    /* an empty line: "\n" or "\r\n" right after the previous LF */
+    if (lf + 1 < end && lf[1] == '\n') return (size_t)(lf + 2 - p);
+    if (lf + 2 < end && lf[1] == '\r' && lf[2] == '\n') return (size_t)(lf + 3 - p);
+    if (lf + 2 >= end && lf + 1 < end && lf[1] == '\r') return 0; /* need one more byte */
+    s = lf + 1;
+  }
+  return 0;
+}
+
+static int is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int ieq(const char *a, size_t alen, const char *lit) {
+  size_t n = strlen(lit);
+  if (alen != n) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = a[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+    if (c != lit[i]) return 0;
+  }
+  return 1;
+}
+
+/* one line without its terminator: [s, e); returns the next line's start, or NULL on a bare CR */
+static const char *next_line(const char *s, const char *end, const char **line_end) {
+  const char *lf = find_lf(s, end);
+  if (lf == NULL) return NULL;
+  const char *e = lf;
+  if (e > s && e[-1] == '\r') e--;
+  for (const char *q = s; q < e; q++)
+    if (*q == '\r') return NULL;
+  *line_end = e;
+  return lf + 1;
+}
+
+static int parse_request_line(const char *base, const char *s, const char *e, lc_http_head *h) {
+  const char *sp1 = memchr(s, ' ', (size_t)(e - s));
+  if (sp1 == NULL || sp1 == s) return 400;
+  for (const char *q = s; q < sp1; q++)
+    if (!is_tchar((unsigned char)*q)) return 400;
+  const char *t = sp1 + 1;
+  const char *sp2 = memchr(t, ' ', (size_t)(e - t));
+  if (sp2 == NULL || sp2 == t) return 400;
+  for (const char *q = t; q < sp2; q++) {
+    unsigned char c = (unsigned char)*q;
+    if (c <= 0x20 || c == 0x7f) return 400;
+  }
+  const char *v = sp2 + 1;
+  size_t vlen = (size_t)(e - v);
+  if (vlen != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' ||
+      v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9')
+    return 400;
+  if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) return 505;
+  h->minor = v[7] - '0';
+  h->method = (uint32_t)(s - base);
+  h->method_len = (uint32_t)(sp1 - s);
+  h->target = (uint32_t)(t - base);
+  h->target_len = (uint32_t)(sp2 - t);
+  return 0;
+}
+
+static int parse_content_length(const char *v, size_t n, uint64_t *out) {
+  if (n == 0 || n > 18) return -1;
+  uint64_t x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < '0' || v[i] > '9') return -1;
+    x = x * 10 + (uint64_t)(v[i] - '0');
+  }
+  *out = x;
+  return 0;
+}
+
+/* a comma-separated list contains token (case-insensitive) */
+static int list_has(const char *v, size_t n, const char *token) {
+  const char *end = v + n;
+  while (v < end) {
+    while (v < end && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+    const char *s = v;
+    while (v < end && *v != ',') v++;
+    const char *e = v;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    if (e > s && ieq(s, (size_t)(e - s), token)) return 1;
+  }
+  return 0;
+}
+
+static int check_field(const char *base, const char *s, const char *e, lc_http_head *h) {
+  if (*s == ' ' || *s == '\t') return 400;          /* obs-fold */
+  const char *colon = memchr(s, ':', (size_t)(e - s));
+  if (colon == NULL || colon == s) return 400;
+  for (const char *q = s; q < colon; q++)
+    if (!is_tchar((unsigned char)*q)) return 400;     /* includes whitespace before the colon */
+  const char *v = colon + 1, *ve = e;
+  while (v < ve && (*v == ' ' || *v == '\t')) v++;
+  while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+  for (const char *q = v; q < ve; q++) {
+    unsigned char c = (unsigned char)*q;
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return 400;
+  }
+  if (h->nfields == LC_HTTP_MAX_HEADERS) return 431;
+  lc_http_field *f = &h->fields[h->nfields++];
+  f->name = (uint32_t)(s - base);
+  f->name_len = (uint32_t)(colon - s);
+  f->value = (uint32_t)(v - base);
+  f->value_len = (uint32_t)(ve - v);
+  size_t nlen = (size_t)(colon - s), vlen = (size_t)(ve - v);
+  if (ieq(s, nlen, "host")) {
+    h->host_count++;
+  } else if (ieq(s, nlen, "content-length")) {
+    uint64_t cl;
+    if (parse_content_length(v, vlen, &cl) != 0) return 400;
+    if (h->has_content_length && cl != h->content_length) return 400;
+    h->has_content_length++;
+    h->content_length = cl;
+  } else if (ieq(s, nlen, "transfer-encoding")) {
+    if (h->has_transfer_encoding || !ieq(v, vlen, "chunked")) {
+      /* only "chunked", once: anything else is either unsupported or a smuggling attempt */
+      return list_has(v, vlen, "chunked") || h->has_transfer_encoding ? 400 : 501;
+    }
+    h->has_transfer_encoding = 1;
+  } else if (ieq(s, nlen, "expect")) {
+    if (ieq(v, vlen, "100-continue")) h->expect_continue = 1;
+  } else if (ieq(s, nlen, "connection")) {
+    if (list_has(v, vlen, "close")) h->connection_close = 1;
+  }
+  return 0;
+}
+
+int lc_http_head_parse(const char *p, size_t n, lc_http_head *h) {
+  const char *end = p + n, *s = p, *e;
+  memset(h, 0, offsetof(lc_http_head, fields));
+  const char *next = next_line(s, end, &e);
+  if (next == NULL) return 400;
+  int r = parse_request_line(p, s, e, h);
+  if (r != 0) return r;
+  s = next;
+  while (s < end) {
+    next = next_line(s, end, &e);
+    if (next == NULL) return 400;
+    if (e == s) break;                                /* the blank line */
+    r = check_field(p, s, e, h);
+    if (r != 0) return r;
+    s = next;
+  }
+  if (h->has_content_length && h->has_transfer_encoding) return 400;
+  if (h->minor == 1 && h->host_count != 1) return 400;
+  if (h->minor == 0 && h->host_count > 1) return 400;
+  return 0;
+}

@@ -1,0 +1,34 @@
+/* http_head.h: strict validation of an HTTP/1.x request head (request line + header fields),
+ * done on the complete head before libhttp-parser sees it. Debian's libhttp-parser is built
+ * lenient, and several of its leniencies are request-smuggling holes (a space before the
+ * colon, bare CR line ends, obs-fold, control bytes); RFC 9112's rules are enforced here.
+ * Pure functions over a byte range: no allocation, no I/O (so they can be fuzzed alone). */
+#ifndef LC_HTTP_HEAD_H
+#define LC_HTTP_HEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LC_HTTP_MAX_HEADERS 100
+
+typedef struct lc_http_field { uint32_t name, name_len, value, value_len; } lc_http_field;
+
+typedef struct lc_http_head {
+  uint32_t method, method_len, target, target_len;
+  int minor;                   /* 0 or 1 */
+  int host_count;
+  int has_content_length, has_transfer_encoding, expect_continue, connection_close;
+  uint64_t content_length;
+  int nfields;
+  lc_http_field fields[LC_HTTP_MAX_HEADERS];   /* last: everything before it is reset per request */
+} lc_http_head;
+
+/* Finds the end of a request head in p[0..n): returns the head's length including the blank
+ * line, 0 when it is not complete yet. Leading empty lines must have been skipped. */
+size_t lc_http_head_end(const char *p, size_t n);
+
+/* Validates the head p[0..n) (as found by lc_http_head_end) and records its fields.
+ * Returns 0, or the HTTP status to answer with (400, 431, 501, 505). */
+int lc_http_head_parse(const char *p, size_t n, lc_http_head *h);
+
+#endif
