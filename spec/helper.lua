@@ -110,6 +110,30 @@ function H.app(files)
 end
 
 
+-- Apps in specs start with these lines: the modules they use, by their usual names.
+H.prelude = table.concat({
+  'local cluster = require("luacluster.cluster")',
+  'local timer = require("luacluster.timer")',
+  'local process = require("luacluster.process")',
+  'local function say(...) local t = {} for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end'
+    .. ' io.stdout:write(table.concat(t, " "), "\\n") io.stdout:flush() end',
+  "",
+}, "\n")
+
+
+-- start_app(src, options, opts): writes H.prelude .. src as app.lua (with opts.files beside
+-- it) in a new folder and starts luacluster on it; returns the process.
+function H.start_app(src, options, opts)
+  opts = opts or {}
+  local files = { ["app.lua"] = H.prelude .. src }
+  for name, s in pairs(opts.files or {}) do
+    files[name] = s
+  end
+  local dir = H.app(files)
+  return H.start(dir .. "/app.lua", options, opts), dir
+end
+
+
 -- Polls fn until it returns a true value or timeout_ms passes; returns that value.
 function H.wait_for(fn, timeout_ms, step_ms)
   local deadline = H.now() + (timeout_ms or 5000)
@@ -287,6 +311,13 @@ end
 function proc_mt:kill(sig)
   local n = type(sig) == "number" and sig or ({ SIGTERM = 15, SIGKILL = 9, SIGINT = 2, SIGHUP = 1, SIGUSR1 = 10, SIGUSR2 = 12 })[sig or "SIGTERM"]
   return C.kill(self.pid, n) == 0
+end
+
+
+-- Sends a signal to the process's whole group, as Ctrl-C in a terminal does.
+function proc_mt:kill_group(sig)
+  local n = type(sig) == "number" and sig or ({ SIGTERM = 15, SIGKILL = 9, SIGINT = 2, SIGHUP = 1 })[sig or "SIGTERM"]
+  return C.kill(-self.pid, n) == 0
 end
 
 

@@ -56,4 +56,12 @@ function _M.decode(bytes)
 end
 
 
+-- LuaJIT 2.1 (OpenResty's 2.1-20230119, the one Debian ships) can compile a pcall of
+-- string.buffer's encode/decode into a trace, and an error raised inside it there (a function
+-- in a message, a garbled frame) then corrupts the Lua state and crashes the process. These
+-- two functions stay interpreted: the work is in string.buffer's C code either way.
+jit.off(_M.encode)
+jit.off(_M.decode)
+
+
 return _M

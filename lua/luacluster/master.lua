@@ -239,6 +239,14 @@ local function on_control(w, msg, handle)
       w.state = "online"
       emit(w, "online")
     end
+  elseif op == "disconnecting" then -- the worker called cluster.worker:disconnect()
+    if w.state ~= "dead" and w.state ~= "draining" then
+      w.exited_after_disconnect = true
+      w.state = "draining"
+      for _, hook in ipairs(_M.hooks.draining) do
+        hook(w)
+      end
+    end
   elseif _M.control_ops[op] then
     _M.control_ops[op](w, msg, handle)
   elseif handle then

@@ -64,6 +64,9 @@ end
 
 
 function worker_mt:disconnect()
+  if not draining and not ch:is_closed() then
+    ch:control({ op = "disconnecting" }) -- the master then knows this exit was asked for
+  end
   _M.drain()
 end
 
