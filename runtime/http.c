@@ -538,6 +538,20 @@ static int m_srv_listen_on(lua_State *L) {
   return 1;
 }
 
+/* srv:serve(sock): serve a connection accepted elsewhere (passed in a message) */
+static int m_srv_serve(lua_State *L) {
+  http_server *s = lc_handle_check(L, 1, MT_SERVER);
+  uv_tcp_t *tcp = lc_tcp_detach(L, 2);
+  if (tcp == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "cannot serve this socket (closed, listening, or with writes in flight)");
+    return 2;
+  }
+  take_conn(s, tcp);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int m_srv_sink(lua_State *L) {
   http_server *s = lc_handle_check(L, 1, MT_SERVER);
   int key = (int)luaL_checkinteger(L, 2);
@@ -813,7 +827,7 @@ void lc_open_http(lua_State *L) {
   parser_settings.on_body = on_body;
   parser_settings.on_message_complete = on_message_complete;
   static const luaL_Reg srv_methods[] = {
-    {"listen_on", m_srv_listen_on}, {"sink", m_srv_sink}, {"drain", m_srv_drain},
+    {"listen_on", m_srv_listen_on}, {"sink", m_srv_sink}, {"serve", m_srv_serve}, {"drain", m_srv_drain},
     {"close", m_srv_close}, {"stats", m_srv_stats}, {NULL, NULL},
   };
   lc_newmetatable(L, MT_SERVER, srv_methods);

@@ -78,6 +78,7 @@ void lc_open_listen(lua_State *L);
 
 /* tcp.c */
 uv_tcp_t *lc_tcp_listener(lua_State *L, int idx);    /* the uv handle of a listening tcp object */
+uv_tcp_t *lc_tcp_detach(lua_State *L, int idx);
 int lc_tcp_accept_with(lua_State *L, int idx, void (*take)(void *ctx, uv_tcp_t *conn), void *ctx);
 void lc_free_handle_cb(uv_handle_t *h);               /* close callback that frees a bare handle */
 

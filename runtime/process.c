@@ -2,11 +2,17 @@
  * Owns: the uv_process_t and the argv/env arrays built for the spawn (freed before returning).
  * The stdio pipes and the IPC channel passed in belong to their own Lua objects (stream.c,
  * ipc.c) or, for a "[worker N] " line forwarder, to prefix code in stream.c.
- * The exit callback reports (code, signal name) to Lua, then the handle is closed and freed. */
+ * The exit callback reports (code, signal name) to Lua, then the handle is closed and freed.
+ * Also here, for the child's side: set_parent_death_signal (a forked child ends with its
+ * parent, Linux's PR_SET_PDEATHSIG; no handle, nothing to free). */
 #include "lc.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #define MT "luacluster.process"
 #define MT_IPC "luacluster.ipc"
@@ -161,6 +167,20 @@ static int m_unref(lua_State *L) {
   return 0;
 }
 
+/* core.set_parent_death_signal(name) -> true | nil, err, ename: this process gets the signal
+ * when the thread that started it (its parent's loop) ends. ENOTSUP off Linux. */
+static int f_set_parent_death_signal(lua_State *L) {
+  int sig = lc_signum(luaL_checkstring(L, 1));
+  if (sig == 0) return luaL_error(L, "unknown signal '%s'", lua_tostring(L, 1));
+#ifdef __linux__
+  if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+#else
+  return lc_push_error(L, UV_ENOTSUP);
+#endif
+}
+
 void lc_open_process(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"pid", m_pid}, {"kill", m_kill}, {"unref", m_unref}, {NULL, NULL},
@@ -168,4 +188,6 @@ void lc_open_process(lua_State *L) {
   lc_newmetatable(L, MT, methods);
   lua_pushcfunction(L, f_spawn);
   lua_setfield(L, -2, "spawn");
+  lua_pushcfunction(L, f_set_parent_death_signal);
+  lua_setfield(L, -2, "set_parent_death_signal");
 }

@@ -514,6 +514,21 @@ static int m_sink_close(lua_State *L) {
   return 0;
 }
 
+/* Hands a connected socket's uv handle to a C owner (an HTTP server); the Lua object is
+ * closed without closing the socket. NULL when it cannot be moved (writes in flight). */
+uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
+  lc_tcp *t = lc_handle_check(L, idx, MT);
+  if (t->is_server || t->writes_pending > 0 || t->closing) return NULL;
+  if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
+  uv_tcp_t *tcp = t->tcp;
+  tcp->data = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
+  lc_handle_release(&t->base);
+  free(t->queued);
+  free(t);
+  return tcp;
+}
+
 static int m_nodelay(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
   uv_tcp_nodelay(t->tcp, lua_toboolean(L, 2));

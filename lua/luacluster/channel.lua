@@ -83,6 +83,9 @@ local function on_frame(self, kind, peer, seq, payload, handle)
     if h.error then h.error(msg) end
     return
   end
+  if handle and (kind == MSG or kind == REQ) then
+    handle = require("luacluster.net").adopt(handle)
+  end
   if kind == MSG then
     if h.message then
       h.message(msg, handle, peer ~= 0 and peer or nil)
@@ -131,6 +134,9 @@ end
 local function write(self, kind, peer, seq, msg, handle)
   if self:is_closed() then
     return nil, "channel closed"
+  end
+  if type(handle) == "table" then
+    handle = require("luacluster.net").raw(handle)
   end
   local bytes, err = encode(msg)
   if not bytes then

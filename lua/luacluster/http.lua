@@ -251,6 +251,17 @@ function server_mt:_take_key(key, on)
 end
 
 
+-- Serves a connection accepted elsewhere: a net socket received in a message (the hand-off
+-- by hand: a master's net server accepts, a worker's HTTP server answers).
+function server_mt:serve(sock)
+  local raw = require("luacluster.net").raw(sock)
+  if type(raw) ~= "userdata" then
+    error("server:serve: expected a socket", 2)
+  end
+  return self._srv:serve(raw)
+end
+
+
 function server_mt:_closed_count()
   return self._srv:stats(true).closed
 end

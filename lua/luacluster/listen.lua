@@ -17,8 +17,16 @@ local seq = 0
 local reporters = setmetatable({}, { __mode = "k" })
 
 
-local function fail(server, err)
+-- exit code of a worker whose listen failed while the cluster was starting: the master
+-- then reports the error once and stops with a non-zero code
+_M.FATAL_LISTEN_EXIT = 98
+
+
+local function fail(server, err, fatal)
   if not server:emit("error", err) then
+    if fatal then
+      core.exit(_M.FATAL_LISTEN_EXIT)
+    end
     log.error(err)
     core.exit(1)
   end
@@ -66,7 +74,7 @@ local function on_result(msg, handle)
   pending[msg.seq] = nil
   local server = p.server
   if msg.err then
-    return fail(server, msg.err)
+    return fail(server, msg.err, msg.fatal)
   end
   if server._closed then
     if handle then handle:close() end

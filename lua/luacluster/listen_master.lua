@@ -84,6 +84,7 @@ end
 
 
 local function grant(w, msg, l, address, handle)
+  master.listened_once = true
   w.state = w.state == "draining" and "draining" or "listening"
   w._listens = w._listens or {}
   w._listens[l.key] = l
@@ -97,7 +98,9 @@ local function listen_op(w, msg)
   local host, port = msg.host, msg.port
   local mode = master.config().mode or runtime.options.mode or "dispatch"
   local function fail(err)
-    w:_control({ op = "listen_result", seq = msg.seq, err = err })
+    -- before anything has ever listened, a taken port ends the whole start (see master.lua)
+    master.last_listen_error = err
+    w:_control({ op = "listen_result", seq = msg.seq, err = err, fatal = not master.listened_once or nil })
   end
   if type(host) ~= "string" or type(port) ~= "number" then
     return fail("listen: bad address")

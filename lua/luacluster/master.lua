@@ -189,11 +189,18 @@ local function finish(w)
   local uptime = now() - w._started
   local crashed = signal ~= nil or code ~= 0
   local how = signal and ("signal " .. signal) or ("code " .. tostring(code))
-  if crashed and not w.exited_after_disconnect then
+  local fatal_listen = code == 98 and not _M.listened_once and _M.last_listen_error ~= nil
+  if crashed and not w.exited_after_disconnect and not fatal_listen then
     log.warn(string.format("worker %d (pid %d) exited with %s after %d ms", w.id, w.pid, how, uptime))
   end
   emit(w, "exit", code, signal)
-  if crashed and not w.exited_after_disconnect and cfg.restart ~= false and not stopping then
+  if fatal_listen and not stopping then
+    -- the cluster could not start serving (a port in use, no permission): say so once, stop
+    io.stderr:write("luacluster: ", _M.last_listen_error, "\n")
+    _M.stop(1)
+    return
+  end
+  if crashed and not w.exited_after_disconnect and cfg.restart ~= false and not stopping and not fatal_listen then
     schedule_restart(w, uptime)
   end
   check_stopped()
