@@ -27,7 +27,7 @@
 #define LINGER_MS 2000
 
 enum { S_HEAD, S_BODY, S_HANDLER, S_CLOSING };
-enum { T_NONE, T_HEADER, T_KEEPALIVE, T_LINGER };
+enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER };
 
 typedef struct http_server http_server;
 
@@ -45,6 +45,7 @@ typedef struct http_conn {
   char *head;                 /* copy of the current request head */
   size_t head_len, head_cap;
   lc_http_head h;
+  lc_http_chunked chunked;    /* the strict check of a chunked body, ahead of the parser */
   char *body;
   size_t body_len, body_cap;
   int state, timer_mode, handles_open;
@@ -284,6 +285,9 @@ static void timer_cb(uv_timer_t *t) {
       if (c->got_bytes) reject(c, 408);
       else conn_close(c);
       break;
+    case T_BODY:
+      reject(c, 408);
+      break;
     case T_KEEPALIVE:
     case T_LINGER:
       conn_close(c);
@@ -319,6 +323,8 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->in_len += (size_t)nread;
+  /* a body may take its time, but not stall: header_timeout between reads */
+  if (c->state == S_BODY) start_timer(c, T_BODY, c->srv->header_timeout);
   if (c->state == S_HANDLER) {
     if (c->in_len - c->in_off >= MAX_BUFFERED_INPUT) {
       uv_read_stop(st);
@@ -361,6 +367,8 @@ static int on_body(http_parser *p, const char *at, size_t len) {
 static int on_message_complete(http_parser *p) {
   http_conn *c = p->data;
   c->state = S_HANDLER;
+  uv_timer_stop(&c->timer);
+  c->timer_mode = T_NONE;
   http_parser_pause(p, 1);
   return 0;
 }
@@ -404,7 +412,7 @@ static void parse_input(http_conn *c) {
   c->in_parse = 1;
   while (!c->closed && c->state != S_CLOSING && c->state != S_HANDLER && c->in_off < c->in_len) {
     char *p = c->in + c->in_off;
-    size_t avail = c->in_len - c->in_off;
+    size_t avail = c->in_len - c->in_off, head_bytes = 0;
     if (c->state == S_HEAD) {
       while (avail > 0 && (*p == '\r' || *p == '\n')) { p++; avail--; c->in_off++; }
       if (avail == 0) break;
@@ -421,14 +429,24 @@ static void parse_input(http_conn *c) {
       c->head_len = hl;
       int status = lc_http_head_parse(c->head, hl, &c->h);
       if (status != 0) { reject(c, status); break; }
-      uv_timer_stop(&c->timer);
-      c->timer_mode = T_NONE;
+      start_timer(c, T_BODY, c->srv->header_timeout);
       c->body_len = 0;
       http_parser_init(&c->parser, HTTP_REQUEST);
       c->parser.data = c;
       c->state = S_BODY;
+      head_bytes = hl;
+      if (c->h.has_transfer_encoding) lc_http_chunked_init(&c->chunked);
     }
-    size_t n = http_parser_execute(&c->parser, &parser_settings, p, avail);
+    size_t give = avail;
+    if (c->h.has_transfer_encoding) {
+      /* the parser only sees chunked framing that passed the strict check */
+      size_t used;
+      int r = lc_http_chunked_scan(&c->chunked, p + head_bytes, avail - head_bytes, c->srv->max_body,
+                                   c->srv->max_header, &used);
+      if (r >= 400) { reject(c, r); break; }
+      give = head_bytes + used;
+    }
+    size_t n = http_parser_execute(&c->parser, &parser_settings, p, give);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     c->in_off += n;
     if (e == HPE_PAUSED) {
@@ -438,7 +456,8 @@ static void parse_input(http_conn *c) {
     }
     if (e != HPE_OK) {
       int too_big = e == HPE_CB_headers_complete || e == HPE_CB_body;
-      reject(c, too_big ? 413 : 400);
+      /* the head passed our check, so a method the parser does not know is a valid token */
+      reject(c, too_big ? 413 : e == HPE_INVALID_METHOD ? 501 : 400);
       break;
     }
   }
@@ -636,7 +655,7 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
   char line[128];
   int n = snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\n", c->h.minor, status, reason(status));
   luaL_addlstring(b, line, (size_t)n);
-  int user_length = 0, user_date = 0, user_te = 0;
+  int user_length = 0, user_date = 0, user_te = 0, user_conn_keep = 0, user_conn_close = 0;
   if (hidx) {
     int len = (int)lua_objlen(L, hidx);
     for (int i = 1; i + 1 <= len; i += 2) {
@@ -650,7 +669,10 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
       if (strcasecmp(name, "content-length") == 0) user_length = 1;
       else if (strcasecmp(name, "date") == 0) user_date = 1;
       else if (strcasecmp(name, "transfer-encoding") == 0) user_te = 1;
-      else if (strcasecmp(name, "connection") == 0 && strcasestr(value, "close")) c->resp_close = 1;
+      else if (strcasecmp(name, "connection") == 0) {
+        if (strcasestr(value, "keep-alive")) user_conn_keep = 1;
+        if (strcasestr(value, "close")) { c->resp_close = 1; user_conn_close = 1; }
+      }
       luaL_addlstring(b, name, nl);
       luaL_addlstring(b, ": ", 2);
       luaL_addlstring(b, value, vl);
@@ -670,8 +692,9 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
     else c->resp_close = 1; /* HTTP/1.0: the end of the connection ends the body */
   }
   int keep = c->keepalive && !c->resp_close && !c->srv->draining;
-  if (!keep) { c->resp_close = 1; luaL_addstring(b, "Connection: close\r\n"); }
-  else if (c->h.minor == 0) luaL_addstring(b, "Connection: keep-alive\r\n");
+  /* one Connection header: the handler's own when it says what we do */
+  if (!keep) { c->resp_close = 1; if (!user_conn_close) luaL_addstring(b, "Connection: close\r\n"); }
+  else if (c->h.minor == 0 && !user_conn_keep) luaL_addstring(b, "Connection: keep-alive\r\n");
   luaL_addlstring(b, "\r\n", 2);
   return no_body;
 }

@@ -165,3 +165,157 @@ int lc_http_head_parse(const char *p, size_t n, lc_http_head *h) {
   if (h->minor == 0 && h->host_count > 1) return 400;
   return 0;
 }
+
+/* ---- chunked bodies ---- */
+
+enum {
+  CS_SIZE0, CS_SIZE, CS_BWS_SEMI, CS_EXT_NAME0, CS_EXT_NAME, CS_EXT_AFTER_NAME, CS_EXT_VAL0,
+  CS_EXT_TOKEN, CS_EXT_QUOTED, CS_EXT_QP, CS_EXT_AFTER_QUOTE, CS_SIZE_LF,
+  CS_DATA, CS_DATA_CR, CS_DATA_LF,
+  CS_TR_LINE0, CS_TR_NAME, CS_TR_VALUE, CS_TR_LF, CS_END_LF, CS_DONE,
+};
+
+#define MAX_CHUNK_LINE 4096
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+void lc_http_chunked_init(lc_http_chunked *s) {
+  memset(s, 0, sizeof *s);
+  s->state = CS_SIZE0;
+}
+
+int lc_http_chunked_scan(lc_http_chunked *s, const char *p, size_t n, uint64_t max_body,
+                         size_t max_trailers, size_t *used) {
+  size_t i = 0;
+  *used = 0;
+  if (s->state == CS_DONE) return 400; /* more body after its end: the parsers disagree */
+  while (i < n) {
+    unsigned char c = (unsigned char)p[i];
+    int ws = c == ' ' || c == '\t';
+    if (s->state <= CS_SIZE_LF && ++s->line > MAX_CHUNK_LINE) return 400;
+    switch (s->state) {
+      case CS_SIZE0:
+      case CS_SIZE: {
+        int d = hexval(c);
+        if (d >= 0) {
+          if (s->digits > 0 || d > 0) s->digits++;
+          if (s->digits > 16) return 400;               /* does not fit 64 bits */
+          s->size = s->size * 16 + (uint64_t)d;
+          s->state = CS_SIZE;
+          break;
+        }
+        if (s->state == CS_SIZE0) return 400;
+        if (s->size > max_body || s->total + s->size > max_body) return 413;
+        if (ws) s->state = CS_BWS_SEMI;
+        else if (c == ';') s->state = CS_EXT_NAME0;
+        else if (c == '\r') s->state = CS_SIZE_LF;
+        else return 400;
+        break;
+      }
+      case CS_BWS_SEMI:
+        if (c == ';') s->state = CS_EXT_NAME0;
+        else if (!ws) return 400;
+        break;
+      case CS_EXT_NAME0:
+        if (is_tchar(c)) s->state = CS_EXT_NAME;
+        else if (!ws) return 400;
+        break;
+      case CS_EXT_NAME:
+        if (is_tchar(c)) break;
+        if (ws) s->state = CS_EXT_AFTER_NAME;
+        else if (c == '=') s->state = CS_EXT_VAL0;
+        else if (c == ';') s->state = CS_EXT_NAME0;
+        else if (c == '\r') s->state = CS_SIZE_LF;
+        else return 400;
+        break;
+      case CS_EXT_AFTER_NAME:
+        if (c == '=') s->state = CS_EXT_VAL0;
+        else if (c == ';') s->state = CS_EXT_NAME0;
+        else if (!ws) return 400;
+        break;
+      case CS_EXT_VAL0:
+        if (is_tchar(c)) s->state = CS_EXT_TOKEN;
+        else if (c == '"') s->state = CS_EXT_QUOTED;
+        else if (!ws) return 400;
+        break;
+      case CS_EXT_TOKEN:
+        if (is_tchar(c)) break;
+        if (ws) s->state = CS_BWS_SEMI;
+        else if (c == ';') s->state = CS_EXT_NAME0;
+        else if (c == '\r') s->state = CS_SIZE_LF;
+        else return 400;
+        break;
+      case CS_EXT_QUOTED:
+        if (c == '"') s->state = CS_EXT_AFTER_QUOTE;
+        else if (c == '\\') s->state = CS_EXT_QP;
+        else if (!(ws || (c >= 0x21 && c != 0x7f))) return 400;
+        break;
+      case CS_EXT_QP:
+        if (!(ws || (c >= 0x21 && c != 0x7f))) return 400;
+        s->state = CS_EXT_QUOTED;
+        break;
+      case CS_EXT_AFTER_QUOTE:
+        if (ws) s->state = CS_BWS_SEMI;
+        else if (c == ';') s->state = CS_EXT_NAME0;
+        else if (c == '\r') s->state = CS_SIZE_LF;
+        else return 400;
+        break;
+      case CS_SIZE_LF:
+        if (c != '\n') return 400;
+        s->line = 0;
+        s->state = s->size == 0 ? CS_TR_LINE0 : CS_DATA;
+        break;
+      case CS_DATA: {
+        size_t k = n - i;
+        if (k > s->size) k = (size_t)s->size;
+        s->size -= k;
+        s->total += k;
+        i += k;
+        if (s->size == 0) s->state = CS_DATA_CR;
+        continue;
+      }
+      case CS_DATA_CR:
+        if (c != '\r') return 400;
+        s->state = CS_DATA_LF;
+        break;
+      case CS_DATA_LF:
+        if (c != '\n') return 400;
+        s->state = CS_SIZE0;
+        s->digits = 0;
+        s->size = 0;
+        s->line = 0;
+        break;
+      case CS_TR_LINE0:
+        if (c == '\r') s->state = CS_END_LF;
+        else if (is_tchar(c)) s->state = CS_TR_NAME;
+        else return 400;
+        break;
+      case CS_TR_NAME:
+        if (c == ':') s->state = CS_TR_VALUE;
+        else if (!is_tchar(c)) return 400;
+        break;
+      case CS_TR_VALUE:
+        if (c == '\r') s->state = CS_TR_LF;
+        else if ((c < 0x20 && c != '\t') || c == 0x7f) return 400;
+        break;
+      case CS_TR_LF:
+        if (c != '\n') return 400;
+        s->state = CS_TR_LINE0;
+        break;
+      case CS_END_LF:
+        if (c != '\n') return 400;
+        s->state = CS_DONE;
+        *used = i + 1;
+        return LC_CHUNKED_DONE;
+    }
+    if (s->state >= CS_TR_LINE0 && ++s->line > max_trailers) return 431;
+    i++;
+  }
+  *used = n;
+  return LC_CHUNKED_MORE;
+}

@@ -31,4 +31,30 @@ size_t lc_http_head_end(const char *p, size_t n);
  * Returns 0, or the HTTP status to answer with (400, 431, 501, 505). */
 int lc_http_head_parse(const char *p, size_t n, lc_http_head *h);
 
+/* A chunked request body, checked as it streams in (RFC 9112 section 7.1), before
+ * libhttp-parser decodes the same bytes: the lenient parser takes any two bytes after a chunk's
+ * data as its CRLF, anything up to a CR as a chunk extension, "5\rX" as "5\r\n", and trailers
+ * with the leniencies of its header parsing; each of those is a smuggling hole. Here:
+ * chunk = 1*HEXDIG *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ) CRLF
+ * data CRLF; last-chunk; trailer fields as header fields; every line ends in CRLF. */
+typedef struct lc_http_chunked {
+  int state;
+  int digits;                  /* significant hex digits of the size so far */
+  uint64_t size;               /* the current chunk's size, then what is left of its data */
+  uint64_t total;              /* body bytes so far */
+  size_t line;                 /* bytes in the current chunk-size line or trailer section */
+} lc_http_chunked;
+
+enum { LC_CHUNKED_MORE = 0, LC_CHUNKED_DONE = 1 };
+
+/* Resets the state for a new body. */
+void lc_http_chunked_init(lc_http_chunked *s);
+
+/* Scans p[0..n) of a chunked body. *used gets how many bytes belong to the body (all n unless
+ * it ends inside them). Returns LC_CHUNKED_MORE (valid so far, not ended), LC_CHUNKED_DONE
+ * (the body ended after *used bytes), or the HTTP status to refuse it with: 400 (bad framing),
+ * 413 (a chunk takes the body over max_body), 431 (trailers over max_trailers bytes). */
+int lc_http_chunked_scan(lc_http_chunked *s, const char *p, size_t n, uint64_t max_body,
+                         size_t max_trailers, size_t *used);
+
 #endif

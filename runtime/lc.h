@@ -74,7 +74,7 @@ void lc_open_signal(lua_State *L);
 void lc_open_stream(lua_State *L);
 void lc_open_tcp(lua_State *L);
 void lc_open_http(lua_State *L);
-void lc_open_listen(lua_State *L);
+void lc_open_fswatch(lua_State *L);
 
 /* tcp.c */
 uv_tcp_t *lc_tcp_listener(lua_State *L, int idx);    /* the uv handle of a listening tcp object */

@@ -14,5 +14,6 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_stream(L);
   lc_open_tcp(L);
   lc_open_http(L);
+  lc_open_fswatch(L);
   return 1;
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char RT_KEY[] = "luacluster.rt";
@@ -178,7 +179,7 @@ void *lc_handle_check(lua_State *L, int idx, const char *mt) {
 void lc_handle_set_cb(lua_State *L, lc_handle_base *h, int idx) {
   if (h->cb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cb_ref);
   h->cb_ref = LUA_NOREF;
-  if (!lua_isnoneornil(L, idx)) {
+  if (idx != 0 && !lua_isnoneornil(L, idx)) {
     luaL_checktype(L, idx, LUA_TFUNCTION);
     lua_pushvalue(L, idx);
     h->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -391,6 +392,45 @@ static int f_log(lua_State *L) {
   return 0;
 }
 
+static int f_getuid(lua_State *L) { lua_pushinteger(L, (lua_Integer)getuid()); return 1; }
+
+/* core.private_dir(path) -> true | nil, err: creates path 0700 if missing, and refuses a
+ * folder that is not ours or that others can enter (the control socket lives there) */
+static int f_private_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (mkdir(path, 0700) != 0 && errno != EEXIST) return lc_push_error(L, uv_translate_sys_error(errno));
+  if (lstat(path, &st) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s must be a folder owned by this user with mode 0700", path);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int f_file_mode(lua_State *L) {
+  struct stat st;
+  if (lstat(luaL_checkstring(L, 1), &st) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushinteger(L, st.st_mode & 07777);
+  lua_pushinteger(L, (lua_Integer)st.st_uid);
+  return 2;
+}
+
+static int f_chmod(lua_State *L) {
+  if (chmod(luaL_checkstring(L, 1), (mode_t)luaL_checkinteger(L, 2)) != 0)
+    return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int f_unlink(lua_State *L) {
+  if (unlink(luaL_checkstring(L, 1)) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int f_unsetenv(lua_State *L) {
   uv_os_unsetenv(luaL_checkstring(L, 1));
   return 0;
@@ -423,7 +463,8 @@ void lc_open_rt(lua_State *L) {
     {"environ", f_environ}, {"kill", f_kill}, {"signum", f_signum}, {"signame", f_signame},
     {"exit", f_exit}, {"write_fd", f_write_fd}, {"set_log_prefix", f_set_log_prefix},
     {"log", f_log}, {"set_cloexec", f_set_cloexec}, {"fd_valid", f_fd_valid},
-    {"isatty", f_isatty}, {"unsetenv", f_unsetenv},
+    {"isatty", f_isatty}, {"unsetenv", f_unsetenv}, {"getuid", f_getuid},
+    {"private_dir", f_private_dir}, {"file_mode", f_file_mode}, {"unlink", f_unlink}, {"chmod", f_chmod},
     {NULL, NULL},
   };
   luaL_register(L, NULL, fns);

@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MT "luacluster.stream"
 #define LINE_MAX_BYTES 65536
@@ -224,12 +225,97 @@ static int m_fileno(lua_State *L) {
   return 1;
 }
 
+/* ---- Unix sockets (the control channel) ---- */
+
+static void pipe_connection_cb(uv_stream_t *server, int status) {
+  lc_stream *srv = server->data;
+  lc_rt *rt = srv->base.rt;
+  if (status != 0) return;
+  lua_State *L = rt->L;
+  if (!lc_handle_push_cb(&srv->base)) return;
+  lc_stream *c = lc_stream_new(L, 0);   /* no callback yet: Lua sets one with :read_start */
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
+    lua_pop(L, 2);
+    stream_close(c);
+    return;
+  }
+  lc_call(rt, 1);
+}
+
+/* core.pipe_listen(path, cb): cb(stream) per connection; the socket file is made 0600 */
+static int f_pipe_listen(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lc_stream *s = lc_stream_new(L, 2);
+  mode_t old = umask(0177);
+  int r = uv_pipe_bind(&s->pipe, path);
+  umask(old);
+  if (r == 0) r = uv_listen((uv_stream_t *)&s->pipe, 64, pipe_connection_cb);
+  if (r != 0) {
+    stream_close(s);
+    return lc_push_error(L, r);
+  }
+  uv_unref((uv_handle_t *)&s->pipe);
+  return 1;
+}
+
+typedef struct pconnect { uv_connect_t req; lc_stream *s; int cb_ref; } pconnect;
+
+static void pipe_connect_cb(uv_connect_t *req, int status) {
+  pconnect *pc = (pconnect *)req;
+  lc_rt *rt = pc->s->base.rt;
+  lua_State *L = rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->cb_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, pc->cb_ref);
+  if (status != 0) {
+    stream_close(pc->s);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", uv_err_name(status), uv_strerror(status));
+    lc_call(rt, 2);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pc->s->base.self_ref);
+    lc_call(rt, 1);
+  }
+  free(pc);
+}
+
+/* core.pipe_connect(path, cb): cb(stream) or cb(nil, err) */
+static int f_pipe_connect(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  pconnect *pc = calloc(1, sizeof *pc);
+  if (pc == NULL) return lc_push_error(L, UV_ENOMEM);
+  pc->s = lc_stream_new(L, 0);
+  lua_pop(L, 1);
+  lua_pushvalue(L, 2);
+  pc->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_pipe_connect(&pc->req, &pc->s->pipe, path, pipe_connect_cb);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* stream:read_start(cb): (re)sets the callback and starts reading */
+static int m_read_start(lua_State *L) {
+  lc_stream *s = lc_handle_check(L, 1, MT);
+  lc_handle_set_cb(L, &s->base, 2);
+  if (!s->reading && !s->closing) {
+    int r = lc_stream_start(s);
+    if (r != 0) return lc_push_error(L, r);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void lc_open_stream(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"write", m_write}, {"close", m_close}, {"pause", m_pause}, {"resume", m_resume},
-    {"fileno", m_fileno}, {NULL, NULL},
+    {"fileno", m_fileno}, {"read_start", m_read_start}, {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
+  lua_pushcfunction(L, f_pipe_listen);
+  lua_setfield(L, -2, "pipe_listen");
+  lua_pushcfunction(L, f_pipe_connect);
+  lua_setfield(L, -2, "pipe_connect");
   lua_pushcfunction(L, f_stream_new);
   lua_setfield(L, -2, "stream_new");
 }

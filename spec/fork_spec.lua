@@ -313,3 +313,142 @@ describe("child_process.fork", function()
     p:stop()
   end)
 end)
+
+
+-- Handles: the net module is written beside this one; until it exists these are pending.
+local has_net = H.read_file(H.root .. "/lua/luacluster/net.lua") ~= ""
+
+describe("child_process.fork with sockets", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  local function read_line(s, pattern)
+    local data = s:read_until(function(d) return d:find(pattern) ~= nil end, 5000)
+    return data
+  end
+
+  ;(has_net and it or pending)("master net server accepts, hands the socket to a forked child, child answers a real client", function()
+    local port = H.free_port()
+    local p = start(([[
+      local net = require("luacluster.net")
+      local c = assert(cp.fork("child.lua"))
+      local server = net.create_server(function(sock)
+        local ok, err = c:send({ op = "serve" }, sock)
+        if not ok then
+          sock:write("send failed: " .. tostring(err) .. "\n")
+          sock:close()
+        end
+      end)
+      server:on("listening", function(a) say("listening", a.port, process.pid) end)
+      server:listen(PORT, "127.0.0.1")
+    ]]):gsub("PORT", port), [[
+      process.on("message", function(msg, sock)
+        sock:on("data", function(d)
+          sock:write("child " .. process.pid .. " got " .. d)
+        end)
+      end)
+    ]])
+    local master_pid = p:wait_output("listening %d+ (%d+)", 5000)
+    assert.truthy(master_pid, p:output())
+    for i = 1, 3 do
+      local s = assert(H.connect(port))
+      s:send("hello " .. i .. "\n")
+      local answer = read_line(s, "\n")
+      s:close()
+      local pid = answer:match("^child (%d+) got hello " .. i .. "\n$")
+      assert.truthy(pid, answer .. p:output())
+      assert.are_not.equal(master_pid, pid)
+    end
+    p:stop()
+  end)
+
+  ;(has_net and it or pending)("passes a listening server to a forked child, which accepts on it", function()
+    local port = H.free_port()
+    local p = start(([[
+      local net = require("luacluster.net")
+      local c = assert(cp.fork("child.lua"))
+      local server = net.create_server(function(sock) sock:write("master answered\n") sock:close() end)
+      server:on("listening", function()
+        assert(c:send({ op = "server" }, server))
+        c:on("message", function(msg) say("child", msg) end)
+      end)
+      server:listen(PORT, "127.0.0.1")
+    ]]):gsub("PORT", port), [[
+      process.on("message", function(msg, server)
+        server:on("connection", function(sock)
+          sock:write("child " .. process.pid .. " answered\n")
+          sock:close()
+        end)
+        process.send("serving")
+      end)
+    ]])
+    assert.truthy(p:wait_output("child serving", 5000, true), p:output())
+    local s = assert(H.connect(port))
+    local answer = s:read_all(3000)
+    s:close()
+    assert.matches("^child %d+ answered\n$", answer)
+    p:stop()
+  end)
+end)
+
+
+describe("examples/fork_helpers", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  ;(has_net and it or pending)("hands connections to forked helpers, round robin", function()
+    local port = H.free_port()
+    local p = H.start(H.root .. "/examples/fork_helpers/app.lua", { "-p", port }, { args = { 2 }, dir = H.tmpdir() })
+    assert.truthy(p:wait_output("listening on [%d.]+:%d+ with 2 helpers", 5000), p:output())
+    local seen = {}
+    for i = 1, 4 do
+      local s = assert(H.connect(port))
+      s:send("hello " .. i .. "\n")
+      local answer = s:read_until(function(d) return d:find("\n") ~= nil end, 5000)
+      s:close()
+      local id = answer:match("^helper (%d): HELLO " .. i .. "\n$")
+      assert.truthy(id, answer .. p:output())
+      seen[id] = (seen[id] or 0) + 1
+    end
+    assert.same({ ["1"] = 2, ["2"] = 2 }, seen)
+    p:kill("SIGTERM")
+    assert.equal(0, (p:wait(8000)))
+    assert.matches("helper 1 exited", p:output(), 1, true)
+    p:stop()
+  end)
+end)
+
+
+describe("child_process.fork and grandchildren", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  it("a forked child killed with SIGTERM ends its own children first", function()
+    local p = start([[
+      local c = assert(cp.fork("child.lua"))
+      c:on("message", function(pid)
+        say("grandchild", pid)
+        c:kill()
+      end)
+      c:on("exit", function(code, signal)
+        say("exit", code, signal)
+        cluster.stop()
+      end)
+    ]], [[
+      local cp = require("luacluster.child_process")
+      local g = assert(cp.spawn("sleep", { "60" }))
+      process.on("message", function() end)
+      process.send(g.pid)
+    ]])
+    assert.equal(0, (p:wait(10000)))
+    local out = p:output()
+    assert.equal("nil SIGTERM", line(out, "exit"))
+    local pid = tonumber(line(out, "grandchild"))
+    -- checked before p:stop(), which would end the whole process group
+    assert.truthy(H.wait_for(function() return not H.pid_alive(pid) end, 3000))
+    p:stop()
+  end)
+end)

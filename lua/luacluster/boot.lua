@@ -111,6 +111,9 @@ local function main_child(role, argv)
     log.error(rerr)
     return 1
   end
+  if role == "worker" then
+    require("luacluster.worker_stats")
+  end
   side.after_top_level()
   return nil
 end
@@ -163,12 +166,18 @@ local function main_master(argv)
   log.set_prefix("[master] ")
   local master = require("luacluster.master")
   master.init(o)
+  -- what was loaded before the app: a reload unloads everything else so new code is read
+  runtime.preloaded = {}
+  for name in pairs(package.loaded) do
+    runtime.preloaded[name] = true
+  end
   local ran, rerr = run_top_level(chunk)
   if not ran then
     stderr(rerr)
     return 1
   end
   master.after_top_level()
+  require("luacluster.master_control").start(o)
   return nil
 end
 
@@ -185,6 +194,9 @@ end
 
 
 function _M.loop_ended()
+  if runtime.control_path then
+    os.remove(runtime.control_path)
+  end
   return runtime.exit_code
 end
 

@@ -176,8 +176,28 @@ function channel_mt:broadcast(msg)
 end
 
 
+-- A request that cannot be sent: returns nil, err, and in the callback form also calls
+-- cb(nil, err) in a later loop turn, so that cb is called exactly once whatever happens.
+function _M.fail_request(timeout, cb, err)
+  if type(timeout) == "function" then
+    cb = timeout
+  end
+  if type(cb) == "function" then
+    local t
+    t = core.timer_new(function()
+      t:close()
+      coro.spawn(cb, nil, err)
+    end)
+    t:start(0, 0)
+  end
+  return nil, err
+end
+
+
 -- request(msg [, timeout_ms] [, cb]): with cb, returns true at once and calls cb(reply) or
--- cb(nil, err); without, waits and returns reply | nil, err.
+-- cb(nil, err) exactly once (a request that cannot be sent also returns nil, err); without,
+-- waits and returns reply | nil, err. Replies are matched to requests by a sequence number,
+-- so any number may be in flight on one channel.
 function channel_mt:request(msg, timeout, cb)
   if type(timeout) == "function" then
     timeout, cb = nil, timeout
@@ -185,6 +205,9 @@ function channel_mt:request(msg, timeout, cb)
   timeout = timeout or DEFAULT_REQUEST_TIMEOUT
   if type(timeout) ~= "number" or timeout < 0 then
     error("request: timeout must be a number of milliseconds", 3)
+  end
+  if cb ~= nil and type(cb) ~= "function" then
+    error("request: the callback must be a function", 3)
   end
   local w
   if cb == nil then
@@ -194,10 +217,7 @@ function channel_mt:request(msg, timeout, cb)
   local seq = self.seq
   local ok, err = write(self, REQ, 0, seq, msg)
   if not ok then
-    if cb then
-      return nil, err
-    end
-    return nil, err
+    return _M.fail_request(nil, cb, err)
   end
   local p = {}
   if cb then

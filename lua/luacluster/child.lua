@@ -2,12 +2,14 @@
 -- behind process.send, process.on("message"), process.disconnect and process.on("disconnect").
 -- The channel keeps the process alive only while a message handler listens; with nothing
 -- else to do, the process exits 0 once the channel closes. When the parent goes away without
--- disconnecting (it died), a child that is not detached finishes its in-flight work and exits.
+-- disconnecting (it died), a child that is not detached finishes its in-flight work and exits;
+-- one that was disconnected gets SIGTERM when its parent dies (Linux's parent-death signal).
 local core = require("luacluster.core")
 local channel = require("luacluster.channel")
 local emitter = require("luacluster.emitter")
 local log = require("luacluster.log")
 local runtime = require("luacluster.runtime")
+local signals = require("luacluster.signals")
 
 local _M = {}
 
@@ -78,6 +80,21 @@ local function exit_now()
 end
 
 
+-- SIGTERM (a stop of the parent's cluster, child:kill(), the parent's death): this process's
+-- own children go first, then it dies of the signal, as its parent expects to see.
+local function die_of(name)
+  local cp = package.loaded["luacluster.child_process"]
+  local function go()
+    core.signal_default(name, true)
+  end
+  if cp and cp._live_count() > 0 then
+    cp._kill_all(go)
+  else
+    go()
+  end
+end
+
+
 -- The parent died (or exited without disconnecting): stop serving, finish, exit.
 local function orphaned()
   runtime.run_drain_hooks()
@@ -114,7 +131,11 @@ function _M.init(opts)
   core.unsetenv("LUACLUSTER_DETACHED")
   if not detached then
     core.signal_ignore("SIGINT") -- Ctrl-C reaches the whole group: the parent decides
+    -- ends with its parent even after a disconnect (then no channel would tell); a parent
+    -- that died before this line closed the channel, which orphaned() handles
+    core.set_parent_death_signal("SIGTERM")
   end
+  signals.set_action("SIGTERM", die_of)
   core.set_cloexec(opts.ipc_fd)
   local err
   ch, err = channel.open_fd(opts.ipc_fd, {

@@ -5,6 +5,7 @@
 -- The processes and pipes are the C runtime's (runtime/process.c, stream.c, ipc.c).
 -- Every child that is not detached is kept in a registry until it exits, so that stopping
 -- the cluster can end them all (_kill_all, called by master.lua and worker.lua).
+-- opts.env, as in Node.js, is the child's whole environment (without it, this process's).
 local core = require("luacluster.core")
 local channel = require("luacluster.channel")
 local coro = require("luacluster.coro")
@@ -251,6 +252,8 @@ local function emit_exit(child)
   end
   child:emit("exit", child.exit_code, child.signal_code)
   maybe_close(child)
+  live[child] = nil -- gone once its exit handlers have run: a stop waits for that
+  run_kill_waiters()
 end
 
 
@@ -260,7 +263,6 @@ local function on_process_exit(child, code, signal)
   end
   child._exited = true
   child.exit_code, child.signal_code = code, signal
-  live[child] = nil
   if child._ch and not child._disconnected then
     -- the channel may still hold the child's last messages: read them, but not forever
     child._grace = core.timer_new(function()
@@ -270,7 +272,6 @@ local function on_process_exit(child, code, signal)
   else
     emit_exit(child)
   end
-  run_kill_waiters()
 end
 
 
@@ -330,10 +331,11 @@ function child_mt:kill(signal)
     return nil, "ESRCH: the child has exited"
   end
   local ok, err = self._proc:kill(signal)
-  if ok then
-    self.killed = true
+  if not ok then
+    return nil, err
   end
-  return ok, err
+  self.killed = true
+  return true
 end
 
 

@@ -27,7 +27,8 @@ if _M.is_master then
     if a == _M then
       a, b = b, c
     end
-    emitter.on(_M, a, b)
+    -- during a reload the new code's handlers wait in the stage until the switch
+    emitter.on(master.staging and master.staging.events or _M, a, b)
     return _M
   end
   for _, name in ipairs(MASTER_ONLY) do

@@ -41,7 +41,10 @@ local function split_target(req)
     path = sub(path, 1, hash - 1)
   end
   rawset(req, "path", path)
-  rawset(req, "query", query or false)
+  rawset(req, "_split", true)
+  if query then
+    rawset(req, "query", query)
+  end
 end
 
 local req_mt = {
@@ -52,11 +55,13 @@ local req_mt = {
       return h
     elseif k == "path" then
       split_target(req)
-      return req.path
+      return rawget(req, "path")
     elseif k == "query" then
-      split_target(req)
-      local q = req.query
-      return q or nil
+      -- no query: stays absent (nil), so only split once
+      if not rawget(req, "_split") then
+        split_target(req)
+      end
+      return rawget(req, "query")
     elseif k == "remote_address" or k == "remote_port" then
       local ip, port = req._c:peer()
       rawset(req, "remote_address", ip)
@@ -243,6 +248,18 @@ end
 function server_mt:_take_listener(tcp)
   self._listeners[#self._listeners + 1] = tcp
   return self._srv:listen_on(tcp)
+end
+
+
+-- a reload's new server takes this listening socket over: it is no longer ours to close
+function server_mt:_release_listener(tcp)
+  for i, l in ipairs(self._listeners) do
+    if l == tcp then
+      table.remove(self._listeners, i)
+      return true
+    end
+  end
+  return false
 end
 
 

@@ -112,7 +112,36 @@ function _M.listen(server, port, host)
     end
     return server
   end
-  local tcp, err = core.tcp_listen(host, port)
+  return _M.listen_here(server, port, host)
+end
+
+
+-- The master's own servers, by address, so that a reload's new code takes over the same
+-- listening socket instead of closing and reopening it (no connection refused meanwhile).
+local here = {}           -- "host:port" -> { tcp =, server = }
+_M.master_servers = {}    -- server -> true: servers the master's code listens with
+
+
+function _M.listen_here(server, port, host)
+  local master = runtime.role == "master" and require("luacluster.master")
+  if master and master.staging then -- a reload's new code: listens at the switch
+    local list = master.staging.listens
+    list[#list + 1] = { server = server, port = port, host = host }
+    return server
+  end
+  local key = host .. ":" .. port
+  local old = port ~= 0 and here[key]
+  local tcp, err
+  if old and old.server ~= server and old.server._retiring then
+    tcp = old.tcp
+    old.server:_release_listener(tcp)
+  else
+    tcp, err = core.tcp_listen(host, port)
+  end
+  if tcp and master then
+    here[key] = { tcp = tcp, server = server }
+    _M.master_servers[server] = true
+  end
   if not tcp then
     -- reported after the caller's top level has had a chance to add an error handler
     local t

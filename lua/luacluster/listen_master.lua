@@ -85,6 +85,9 @@ end
 
 local function grant(w, msg, l, address, handle)
   master.listened_once = true
+  if w.state == "starting" and master.mark_online then
+    master.mark_online(w) -- a listen at the worker's top level comes before its "online"
+  end
   w.state = w.state == "draining" and "draining" or "listening"
   w._listens = w._listens or {}
   w._listens[l.key] = l
@@ -141,8 +144,10 @@ local function listen_op(w, msg)
   end
   local address = { address = host, port = l.port }
   if mode == "dispatch" then
-    l.ready[w.id] = w
-    rebuild_ready(l)
+    if not w._pending then -- a new generation's worker gets connections once the reload switches
+      l.ready[w.id] = w
+      rebuild_ready(l)
+    end
     grant(w, msg, l, address)
     l.tcp:dispatch_flush()
   else
@@ -176,6 +181,16 @@ master.control_ops.closed = function(w, msg)
   end
 end
 master.hooks.draining[#master.hooks.draining + 1] = forget
+-- a reload switched to this worker: it takes its slot in every listener it asked for
+master.hooks.adopt[#master.hooks.adopt + 1] = function(w)
+  for _, l in pairs(w._listens or {}) do
+    if l.mode == "dispatch" and l.ready then
+      l.ready[w.id] = w
+      rebuild_ready(l)
+      l.tcp:dispatch_flush()
+    end
+  end
+end
 master.hooks.gone[#master.hooks.gone + 1] = forget
 
 

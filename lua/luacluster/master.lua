@@ -31,6 +31,8 @@ local reserved = {}       -- id -> true while a restart for that id is pending
 local backoff = {}        -- id -> consecutive quick crashes
 local generation = 1
 local stopping, stop_code = false, 0
+local retired = {}        -- worker -> true: an old generation's workers, draining after a reload
+local restarts = {}       -- id -> restarts of that slot
 local order = {}          -- ids in the order they were started, for sequential stop
 
 local worker_mt = {}
@@ -70,7 +72,7 @@ end
 
 function worker_mt:request(msg, timeout_ms, cb)
   if self.state == "dead" or not self._ch or self._ch:is_closed() then
-    return nil, "worker " .. self.id .. " has exited"
+    return channel.fail_request(timeout_ms, cb, "worker " .. self.id .. " has exited")
   end
   return self._ch:request(msg, timeout_ms, cb)
 end
@@ -131,9 +133,9 @@ local spawn_worker
 
 
 local function check_stopped()
-  if stopping and next(workers) == nil then
+  if stopping and next(workers) == nil and next(retired) == nil then
     -- children started through child_process end too (SIGTERM, then SIGKILL)
-    require("luacluster.child_process")._kill_all(function() core.exit(stop_code) end)
+    require("luacluster.child_process")._kill_all(function() runtime.exit(stop_code) end)
   end
 end
 
@@ -147,6 +149,7 @@ local function schedule_restart(w, uptime)
     n = 0
   end
   backoff[id] = n
+  restarts[id] = (restarts[id] or 0) + 1
   local delay = n == 0 and 0 or math.min(BACKOFF_FIRST_MS * 2 ^ (n - 1), BACKOFF_MAX_MS)
   log.warn(string.format("restarting worker %d in %d ms%s", id, delay,
     n > 0 and string.format(" (%d quick crash%s in a row)", n, n == 1 and "" or "es") or ""))
@@ -155,8 +158,8 @@ local function schedule_restart(w, uptime)
   t = core.timer_new(function()
     t:close()
     reserved[id] = nil
-    if not stopping then
-      spawn_worker(id, w._env)
+    if not stopping and not workers[id] then
+      spawn_worker(id, w._env, generation)
     end
   end)
   t:start(delay, 0)
@@ -182,6 +185,7 @@ local function finish(w)
   if workers[w.id] == w then
     workers[w.id] = nil
   end
+  retired[w] = nil
   for _, hook in ipairs(_M.hooks.gone) do
     hook(w)
   end
@@ -200,7 +204,8 @@ local function finish(w)
     _M.stop(1)
     return
   end
-  if crashed and not w.exited_after_disconnect and cfg.restart ~= false and not stopping and not fatal_listen then
+  if crashed and not w.exited_after_disconnect and cfg.restart ~= false and not stopping and not fatal_listen
+    and not w._pending and not retired[w] then
     schedule_restart(w, uptime)
   end
   check_stopped()
@@ -236,15 +241,34 @@ local function on_channel_close(w)
 end
 
 
+-- "online" fires once per worker, before its "listening": a worker that listens at its top
+-- level asks for the socket before it reports online, so listen_master calls this first.
+function _M.mark_online(w)
+  if w._online then
+    return
+  end
+  w._online = true
+  if w.state == "starting" then
+    w.state = "online"
+  end
+  emit(w, "online")
+  for _, hook in ipairs(_M.hooks.online) do
+    hook(w)
+  end
+end
+
+
 local function on_control(w, msg, handle)
   if type(msg) ~= "table" then
     return
   end
   local op = msg.op
   if op == "online" then
-    if w.state == "starting" then
-      w.state = "online"
-      emit(w, "online")
+    _M.mark_online(w)
+    -- its top level has run: every listen it asked for there has been answered
+    w._ready = true
+    for _, hook in ipairs(_M.hooks.ready) do
+      hook(w)
     end
   elseif op == "disconnecting" then -- the worker called cluster.worker:disconnect()
     if w.state ~= "dead" and w.state ~= "draining" then
@@ -262,7 +286,7 @@ local function on_control(w, msg, handle)
 end
 
 
-local function env_list(extra, id)
+local function env_list(extra, id, gen)
   local env = core.environ()
   if extra then
     for k, v in pairs(extra) do
@@ -272,7 +296,7 @@ local function env_list(extra, id)
   local o = runtime.options
   env.LUACLUSTER_ROLE = "worker"
   env.LUACLUSTER_WORKER_ID = tostring(id)
-  env.LUACLUSTER_GENERATION = tostring(generation)
+  env.LUACLUSTER_GENERATION = tostring(gen)
   env.LUACLUSTER_IPC_FD = "3"
   env.LUACLUSTER_PORT = tostring(o.port)
   env.LUACLUSTER_MODE = cfg.mode or o.mode
@@ -286,10 +310,13 @@ local function env_list(extra, id)
 end
 
 
-function spawn_worker(id, env)
+-- pending: a worker of a new generation during a reload; it joins cluster.workers (and gets
+-- connections and routed messages) only when the reload switches to it (_M.adopt)
+function spawn_worker(id, env, gen, pending)
+  gen = gen or generation
   local w = setmetatable({
-    id = id, generation = generation, state = "starting", exited_after_disconnect = false,
-    _env = env, _started = now(),
+    id = id, generation = gen, state = "starting", exited_after_disconnect = false,
+    _env = env, _started = now(), _pending = pending or nil,
   }, worker_mt)
   local ch, on_frame = channel.new({
     message = function(msg, handle)
@@ -322,7 +349,7 @@ function spawn_worker(id, env)
   local proc, err = core.spawn({
     file = runtime.exe,
     args = args,
-    env = env_list(env, id),
+    env = env_list(env, id, gen),
     stdio = { "ignore", { prefix = prefix, fd = 1 }, { prefix = prefix, fd = 2 }, ipc },
   }, function(code, signal)
     on_process_exit(w, code, signal)
@@ -332,13 +359,18 @@ function spawn_worker(id, env)
     report_error(nil, "cannot start worker " .. id .. ": " .. tostring(err))
     return nil, err
   end
-  ipc:set_route(id)
   w.pid = proc:pid()
   w._proc = proc
   w._ch = ch
-  workers[id] = w
-  order[#order + 1] = id
+  if not pending then
+    ipc:set_route(id)
+    workers[id] = w
+    order[#order + 1] = id
+  end
   emit(w, "fork")
+  for _, hook in ipairs(_M.hooks.fork) do
+    hook(w)
+  end
   return w
 end
 
@@ -356,7 +388,7 @@ end
 
 local SETUP_KEYS = {
   workers = "number", mode = "string", scheduler = true, drain_timeout = "number",
-  restart = "boolean", start = "string", max_message_size = "number",
+  restart = "boolean", start = "string", max_message_size = "number", reload_timeout = "number",
 }
 
 
@@ -389,6 +421,13 @@ function _M.setup(opts)
   if opts.max_message_size and (opts.max_message_size < 16 or opts.max_message_size >= 2 ^ 32) then
     error("cluster.setup: max_message_size must be from 16 to 4294967295 bytes", 2)
   end
+  if _M.staging then -- a reload is running the new code: its setup applies at the switch
+    for k, v in pairs(opts) do
+      _M.staging.cfg[k] = v
+    end
+    _M.staging.setup_called = true
+    return
+  end
   for k, v in pairs(opts) do
     cfg[k] = v
   end
@@ -405,6 +444,11 @@ function _M.fork(env)
   end
   if stopping then
     return nil, "the cluster is stopping"
+  end
+  if _M.staging then -- the new code's top level during a reload: these start as its generation
+    local forks = _M.staging.forks
+    forks[#forks + 1] = env or false
+    return true
   end
   fork_called = true
   return spawn_worker(free_id(), env)
@@ -447,8 +491,15 @@ function _M.stop(code)
     ids[#ids + 1] = id
   end
   table.sort(ids, function(a, b) return a > b end)
-  for _, id in ipairs(ids) do
-    workers[id]:disconnect()
+  if cfg.start == "sequential" then
+    require("luacluster.sequence").disconnect_in_order(ids) -- each after the previous has exited
+  else
+    for _, id in ipairs(ids) do
+      workers[id]:disconnect()
+    end
+  end
+  for w in pairs(retired) do
+    w:disconnect()
   end
   -- with no worker to wait for, exit once the caller's callback (or top level) has finished
   local t
@@ -466,8 +517,13 @@ local function stop_now(code)
       w._proc:kill("SIGKILL")
     end
   end
+  for w in pairs(retired) do
+    if w._proc then
+      w._proc:kill("SIGKILL")
+    end
+  end
   require("luacluster.child_process")._kill_all_now()
-  core.exit(code)
+  runtime.exit(code)
 end
 
 
@@ -488,9 +544,90 @@ end
 
 -- control ops from workers that other modules add (listen, stats, ...)
 _M.control_ops = {}
--- functions(worker) other modules run when a worker starts draining / is gone
-_M.hooks = { draining = {}, gone = {} }
+-- functions(worker) other modules run when a worker is forked / online / starts draining / is gone
+_M.hooks = { fork = {}, online = {}, draining = {}, gone = {}, adopt = {}, ready = {} }
+
+
+-- ---- generations (used by reload.lua) ----
+
+function _M.spawn(id, env, gen, pending)
+  return spawn_worker(id, env, gen, pending)
+end
+
+
+-- a new generation's worker takes its slot: cluster.workers, routed messages, connections
+function _M.adopt(w)
+  w._pending = nil
+  workers[w.id] = w
+  w._ch.handle:set_route(w.id)
+  for _, hook in ipairs(_M.hooks.adopt) do
+    hook(w)
+  end
+end
+
+
+-- an old generation's worker leaves cluster.workers and drains
+function _M.retire(w)
+  if workers[w.id] == w then
+    workers[w.id] = nil
+  end
+  if w.state ~= "dead" then
+    retired[w] = true
+    w:disconnect()
+  end
+end
+
+
+function _M.set_generation(g)
+  generation = g
+end
+
+
+function _M.replace_config(new_cfg, new_setup_called)
+  for k in pairs(cfg) do
+    cfg[k] = nil
+  end
+  for k, v in pairs(new_cfg) do
+    cfg[k] = v
+  end
+  setup_called = new_setup_called
+end
+
+
+function _M.default_config()
+  return {
+    workers = nil, mode = nil, scheduler = "round_robin", drain_timeout = 30000, restart = true,
+    start = "parallel", max_message_size = nil,
+  }
+end
+
+
+function _M.restarts(id)
+  return restarts[id] or 0
+end
+
+
+function _M.retired()
+  return retired
+end
+
+
+-- how many workers a top level asks for
+function _M.wanted_workers(c, was_setup, forks)
+  if was_setup then
+    return c.workers or runtime.options.workers or core.cpu_count()
+  elseif forks and forks > 0 then
+    return forks
+  end
+  return runtime.options.workers or core.cpu_count()
+end
 _M.emit = emit
+
+
+-- an event of the cluster itself (reload)
+function _M.emit_cluster(event, ...)
+  return cluster:emit(event, ...)
+end
 
 _M.workers = workers
 
@@ -509,6 +646,7 @@ function _M.init(options)
   signals.set_action("SIGTERM", on_stop_signal)
   _M.options = options
   require("luacluster.listen_master")
+  require("luacluster.peers").init_master(_M)
 end
 
 
@@ -520,6 +658,10 @@ function _M.after_top_level()
     n = 0
   else
     n = runtime.options.workers or core.cpu_count()
+  end
+  if cfg.start == "sequential" then
+    require("luacluster.sequence").start(n) -- one at a time, each after the previous is ready
+    return
   end
   for _ = 1, n do
     _M.fork()

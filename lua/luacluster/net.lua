@@ -230,6 +230,18 @@ function server_mt:_take_listener(tcp)
 end
 
 
+-- a reload's new server takes this listening socket over: it is no longer ours to close
+function server_mt:_release_listener(tcp)
+  for i, l in ipairs(self._listeners) do
+    if l == tcp then
+      table.remove(self._listeners, i)
+      return true
+    end
+  end
+  return false
+end
+
+
 function server_mt:_take_key(key, on)
   self._sinks = self._sinks or {}
   if on then

@@ -21,7 +21,7 @@ function _M.exit(code)
   if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
     error("process.exit: code must be a whole number", 2)
   end
-  core.exit(code or runtime.exit_code or 0)
+  runtime.exit(code or runtime.exit_code or 0)
 end
 
 

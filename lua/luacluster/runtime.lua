@@ -9,8 +9,20 @@ local _M = {
   options = {},         -- parsed command line (master), or what the master passed (worker)
   exit_code = 0,
   in_flight = 0,        -- requests and connections a drain waits for
+  code_generation = 1,  -- the generation of the script code now running (master)
+  master_timers = setmetatable({}, { __mode = "k" }),
   drain_waiters = {},
 }
+
+
+-- Ends the process: removes the control socket first (the master's), then exits.
+function _M.exit(code)
+  if _M.control_path then
+    os.remove(_M.control_path)
+    _M.control_path = nil
+  end
+  require("luacluster.core").exit(code or _M.exit_code or 0)
+end
 
 
 function _M.hold()

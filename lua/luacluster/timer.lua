@@ -2,6 +2,7 @@
 -- so they may wait. A pending timer keeps its process alive, as in Node.js.
 local core = require("luacluster.core")
 local coro = require("luacluster.coro")
+local runtime = require("luacluster.runtime")
 
 local spawn = coro.spawn
 
@@ -44,6 +45,11 @@ local function start(ms, fn, repeating, what)
     spawn(fn, t)
   end)
   t.handle:start(ms, repeating and math.max(ms, 1) or 0)
+  if runtime.role == "master" then
+    -- a reload stops the timers of the master's old code
+    t._gen = runtime.code_generation
+    runtime.master_timers[t] = true
+  end
   return t
 end
 

@@ -4,6 +4,7 @@ local core = require("luacluster.core")
 local channel = require("luacluster.channel")
 local emitter = require("luacluster.emitter")
 local log = require("luacluster.log")
+local peers = require("luacluster.peers")
 local runtime = require("luacluster.runtime")
 local signals = require("luacluster.signals")
 
@@ -43,6 +44,9 @@ function worker_mt:send_to(id, msg)
   if ch:is_closed() then
     return closed_err()
   end
+  if not peers.is_live(id) then -- the master's last word; a race is a ROUTE_FAIL "error" event
+    return nil, "send_to: there is no live worker " .. id
+  end
   return ch:route(id, msg)
 end
 
@@ -57,7 +61,7 @@ end
 
 function worker_mt:request(msg, timeout_ms, cb)
   if ch:is_closed() then
-    return closed_err()
+    return channel.fail_request(timeout_ms, cb, "the channel to the master is closed")
   end
   return ch:request(msg, timeout_ms, cb)
 end
@@ -117,6 +121,10 @@ end
 
 
 _M.control_ops = {}
+_M.control_ops.peers = peers.set -- the live worker ids (send_to)
+_M.control_ops.task = function(msg) -- a luacluster.pool task
+  require("luacluster.pool")._on_task(msg)
+end
 
 
 function _M.init(opts)
@@ -177,6 +185,17 @@ end
 function _M.after_top_level()
   me.state = "online"
   ch:control({ op = "online" })
+  -- one loop turn later: a worker that has asked for no listening socket by then serves
+  -- nothing, and counts as ready for a sequential start (luacluster.sequence)
+  local t
+  t = core.timer_new(function()
+    t:close()
+    if not ch:is_closed() then
+      ch:control({ op = "settled" })
+    end
+  end)
+  t:start(0, 0)
+  t:unref()
 end
 
 

@@ -1,0 +1,47 @@
+-- Shared by the commands that talk to a running master (reload, status, stop): finds its
+-- control socket and runs the command in a coroutine on the event loop.
+local core = require("luacluster.core")
+local control = require("luacluster.control")
+local coro = require("luacluster.coro")
+
+local _M = {}
+
+
+function _M.control_path(o)
+  if o.control then
+    return o.control
+  end
+  if not o.app then
+    return nil, "give the app (luacluster " .. o.command .. " app.lua) or --control PATH"
+  end
+  local abs = core.realpath(o.app)
+  if not abs then
+    return nil, "cannot open " .. o.app .. ": no such file"
+  end
+  return control.default_path(abs)
+end
+
+
+-- run(o, fn): fn(path) runs in a coroutine and returns the exit code
+function _M.run(o, fn)
+  local path, err = _M.control_path(o)
+  if not path then
+    io.stderr:write("luacluster: ", err, "\n")
+    return 2
+  end
+  coro.spawn(function()
+    local code = fn(path)
+    io.stdout:flush()
+    core.exit(code or 0)
+  end)
+  return nil
+end
+
+
+function _M.fail(msg)
+  io.stderr:write("luacluster: ", msg, "\n")
+  return 1
+end
+
+
+return _M

@@ -1,0 +1,62 @@
+-- luacluster status [app.lua | --control PATH] [--json]: one row per worker.
+local common = require("luacluster.cmd_common")
+local control = require("luacluster.control")
+local json = require("luacluster.json")
+
+local _M = {}
+
+
+local function human_bytes(n)
+  if n >= 1048576 then
+    return string.format("%.1fM", n / 1048576)
+  end
+  return string.format("%dK", math.floor(n / 1024))
+end
+
+
+local function human_time(s)
+  if s >= 3600 then
+    return string.format("%dh%02dm", math.floor(s / 3600), math.floor(s % 3600 / 60))
+  elseif s >= 60 then
+    return string.format("%dm%02ds", math.floor(s / 60), s % 60)
+  end
+  return s .. "s"
+end
+
+
+function _M.format(st)
+  local out = {}
+  out[#out + 1] = string.format("master pid %d, mode %s, generation %d, up %s, rss %s",
+    st.pid, tostring(st.mode), st.generation, human_time(st.uptime), human_bytes(st.rss or 0))
+  out[#out + 1] = string.format("%-4s %-8s %-4s %-10s %-8s %-9s %-6s %-8s %s",
+    "id", "pid", "gen", "state", "uptime", "requests", "conns", "rss", "restarts")
+  for _, w in ipairs(st.workers) do
+    out[#out + 1] = string.format("%-4d %-8d %-4d %-10s %-8s %-9d %-6d %-8s %d",
+      w.id, w.pid, w.generation, w.state, human_time(w.uptime), w.requests, w.connections,
+      human_bytes(w.rss), w.restarts)
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+
+function _M.run(o)
+  return common.run(o, function(path)
+    local reply, err = control.request(path, { cmd = "status" }, 10000)
+    if not reply then
+      return common.fail(err)
+    end
+    if not reply.ok then
+      return common.fail(tostring(reply.err))
+    end
+    local st = reply.status
+    if o.json then
+      st.workers = json.array(st.workers)
+      io.stdout:write(json.encode(st), "\n")
+    else
+      io.stdout:write(_M.format(st))
+    end
+    return 0
+  end)
+end
+
+return _M

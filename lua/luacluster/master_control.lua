@@ -1,0 +1,163 @@
+-- The master's side of the control channel (control.lua): reload, status and stop from
+-- `luacluster reload|status|stop`, plus SIGHUP and --watch, which reload too.
+local core = require("luacluster.core")
+local control = require("luacluster.control")
+local coro = require("luacluster.coro")
+local log = require("luacluster.log")
+local master = require("luacluster.master")
+local reload = require("luacluster.reload")
+local runtime = require("luacluster.runtime")
+local signals = require("luacluster.signals")
+
+local _M = {}
+
+local started_at = core.now()
+local stats_seq = 0
+local stats_waiters = {}
+local STATS_TIMEOUT = 1000
+
+
+master.control_ops.stats_result = function(w, msg)
+  local waiter = stats_waiters[msg.seq]
+  if waiter then
+    stats_waiters[msg.seq] = nil
+    waiter(w, msg)
+  end
+end
+
+
+local function all_workers()
+  local list = {}
+  for _, w in pairs(master.workers) do
+    list[#list + 1] = w
+  end
+  for w in pairs(master.retired()) do
+    list[#list + 1] = w
+  end
+  table.sort(list, function(a, b)
+    if a.id ~= b.id then return a.id < b.id end
+    return a.generation < b.generation
+  end)
+  return list
+end
+
+
+-- one row per worker, with the counters each worker reports (waits up to 1 s for them)
+function _M.status()
+  local rows, pending = {}, 0
+  local w8 = coro.waiter("status")
+  local now = core.now()
+  for _, w in ipairs(all_workers()) do
+    local row = {
+      id = w.id, pid = w.pid, generation = w.generation, state = w.state,
+      uptime = math.floor((now - w._started) / 1000),
+      requests = 0, connections = 0, restarts = master.restarts(w.id),
+      rss = core.pid_rss(w.pid) or 0,
+    }
+    rows[#rows + 1] = row
+    stats_seq = stats_seq + 1
+    local seq = stats_seq
+    if w:_control({ op = "stats", seq = seq }) then
+      pending = pending + 1
+      stats_waiters[seq] = function(_, msg)
+        row.requests, row.connections = msg.requests or 0, msg.connections or 0
+        pending = pending - 1
+        if pending == 0 then w8:wake() end
+      end
+    end
+  end
+  if pending > 0 then
+    local t = core.timer_new(function() w8:wake() end)
+    t:start(STATS_TIMEOUT, 0)
+    w8:wait()
+    t:close()
+  end
+  return {
+    pid = core.pid(), mode = master.config().mode or runtime.options.mode,
+    generation = master.generation(), uptime = math.floor((core.now() - started_at) / 1000),
+    app = runtime.app, rss = core.rss(), workers = rows,
+  }
+end
+
+
+local function handle(msg, conn)
+  if type(msg) ~= "table" then
+    return conn:close()
+  end
+  if msg.cmd == "reload" then
+    reload.reload(function(err, gen)
+      conn:reply(err and { ok = false, err = err } or { ok = true, generation = gen })
+    end)
+  elseif msg.cmd == "status" then
+    conn:reply({ ok = true, status = _M.status() })
+  elseif msg.cmd == "stop" then
+    conn:reply({ ok = true })
+    master.stop(0)
+  else
+    conn:reply({ ok = false, err = "unknown command " .. tostring(msg.cmd) })
+  end
+end
+
+
+local function reload_quietly(why)
+  log.info(why .. ": reloading")
+  reload.reload(function() end)
+end
+
+
+-- --watch: .lua files under the app's folder (each subfolder is watched: inotify is not
+-- recursive), debounced so that an editor's burst of writes is one reload
+local function watch(dir)
+  local debounce
+  local function changed(name)
+    if not name:match("%.lua$") then
+      return
+    end
+    if debounce then
+      debounce:close()
+    end
+    debounce = core.timer_new(function()
+      debounce:close()
+      debounce = nil
+      reload_quietly("--watch: " .. name .. " changed")
+    end)
+    debounce:start(300, 0)
+  end
+  local p = io.popen("find '" .. dir:gsub("'", "'\\''") .. "' -maxdepth 6 -type d -not -path '*/.*' 2>/dev/null")
+  local n = 0
+  for sub in p:lines() do
+    if n < 256 and core.fswatch(sub, changed) then
+      n = n + 1
+    end
+  end
+  p:close()
+end
+
+
+function _M.start(options)
+  signals.set_action("SIGHUP", function()
+    reload_quietly("SIGHUP")
+  end)
+  if options.watch then
+    watch(runtime.app_dir)
+  end
+  local path, err = options.control, nil
+  if not path then
+    path, err = control.default_path(runtime.app)
+  end
+  if not path then
+    log.warn("no control socket: " .. tostring(err))
+    return
+  end
+  control.serve(path, handle, function(srv, serr)
+    if not srv then
+      io.stderr:write("luacluster: ", tostring(serr), "\n")
+      core.exit(1)
+    end
+    runtime.control_path = path
+    runtime.control_server = srv
+  end)
+end
+
+
+return _M

@@ -1,0 +1,424 @@
+-- luacluster.pool: run a list of tasks on the workers, from the master.
+--
+--   -- in the worker (at its top level):
+--   pool.handle(function(task, index) return result end)    -- runs in a coroutine, may wait
+--   -- in the master (inside a handler or callback):
+--   local results, err = pool.map(tasks [, opts])            -- waits
+--   pool.map(tasks [, opts], function(results, err) end)     -- callback form
+--
+-- The scheduling policy (cluster.setup{scheduler=}, or opts.scheduler) picks the worker for
+-- the next task among the ready workers (online or listening, not draining) that have fewer
+-- than opts.per_worker tasks of this map in flight; the policy sees each worker's count of
+-- tasks in flight as `connections`, so "least_connections" balances tasks. Results come back
+-- in the order of the tasks (results.n = #tasks). A task whose worker dies is run again on
+-- another worker (opts.retries times, default 1), then the map fails with an error that names
+-- the task and the workers. A task whose handler raises, or that runs longer than
+-- opts.timeout ms, fails the map at once: pool.map returns nil, err, partial_results (tasks
+-- still running are left to finish and their results dropped).
+-- Tasks and results are messages (see Messages in the contract). Tasks travel as runtime
+-- control frames, so pool tasks never reach a worker's on("message") or on("request").
+local core = require("luacluster.core")
+local coro = require("luacluster.coro")
+local log = require("luacluster.log")
+local runtime = require("luacluster.runtime")
+
+local _M = {}
+
+-- ---- the worker's side ----
+
+local handler
+
+
+-- pool.handle(fn): fn(task, index) -> result answers this worker's tasks.
+function _M.handle(fn)
+  if runtime.role ~= "worker" then
+    error("pool.handle is for workers; the master calls pool.map", 2)
+  end
+  if type(fn) ~= "function" then
+    error("pool.handle: expected a function", 2)
+  end
+  handler = fn
+end
+
+
+local function traceback(err)
+  log.error("pool task failed: " .. debug.traceback(tostring(err), 2))
+  return tostring(err)
+end
+
+
+-- a task from the master (worker.lua's control op "task")
+function _M._on_task(msg)
+  if type(msg) ~= "table" or type(msg.id) ~= "number" then
+    return
+  end
+  local worker = require("luacluster.worker")
+  coro.spawn(function()
+    runtime.hold() -- a drain waits for the task to finish and its result to be sent
+    local ok, value
+    if not handler then
+      ok, value = false, "worker " .. tostring(worker.worker.id) .. " has no pool.handle(fn) task handler"
+    else
+      ok, value = xpcall(handler, traceback, msg.task, msg.index)
+    end
+    local ch = worker.channel()
+    if not ch:is_closed() then
+      local sent, err = ch:control({ op = "task_done", id = msg.id, ok = ok, value = value })
+      if not sent then
+        ch:control({ op = "task_done", id = msg.id, ok = false, value = "cannot send the result: " .. tostring(err) })
+      end
+    end
+    runtime.release()
+  end)
+end
+
+
+-- ---- the master's side ----
+
+local master
+local in_flight = {}   -- task id -> { run =, index =, worker =, timer = }
+local runs = {}        -- active runs
+local next_id = 0
+local ROUND_ROBIN = require("luacluster.sched.round_robin")
+
+
+local function make_policy(s)
+  if type(s) == "function" then
+    return s
+  end
+  if type(s) ~= "string" or not s:match("^[%w_]+$") then
+    error("pool.map: scheduler must be a built-in name or a function", 3)
+  end
+  local ok, mod = pcall(require, "luacluster.sched." .. s)
+  if not ok then
+    error("pool.map: unknown scheduler '" .. s .. "'", 3)
+  end
+  return mod.new()
+end
+
+
+local function is_ready(w)
+  return (w.state == "online" or w.state == "listening") and w._online and w._ch ~= nil
+end
+
+
+local function finish(run, err)
+  if run.finished then
+    return
+  end
+  run.finished = true
+  for i = #runs, 1, -1 do
+    if runs[i] == run then
+      table.remove(runs, i)
+    end
+  end
+  for id, t in pairs(in_flight) do
+    if t.run == run then
+      if t.timer then
+        t.timer:close()
+        t.timer = nil
+      end
+      in_flight[id] = nil
+    end
+  end
+  if err then
+    run.done(nil, err, run.results)
+  else
+    run.done(run.results)
+  end
+end
+
+
+local function describe(w)
+  return string.format("worker %d (pid %s)", w.id, tostring(w.pid))
+end
+
+
+local pump
+
+
+local function settle(id, ok, value)
+  local t = in_flight[id]
+  if not t then
+    return -- late: its map has finished already
+  end
+  in_flight[id] = nil
+  if t.timer then
+    t.timer:close()
+  end
+  local run = t.run
+  run.load[t.worker] = (run.load[t.worker] or 1) - 1
+  if ok then
+    run.results[t.index] = value
+    run.completed = run.completed + 1
+    if run.completed == run.n then
+      return finish(run)
+    end
+  else
+    return finish(run, string.format("task %d failed on %s: %s", t.index, describe(t.worker), tostring(value)))
+  end
+  pump(run)
+end
+
+
+-- the worker that ran task t is gone: run it again elsewhere, or give up
+local function lost(t)
+  local run = t.run
+  local index = t.index
+  run.load[t.worker] = nil
+  local tried = run.tried[index]
+  tried[#tried + 1] = t.worker
+  if #tried > run.retries then
+    local names = {}
+    for i, w in ipairs(tried) do
+      names[i] = describe(w)
+    end
+    return finish(run, string.format("task %d was lost: its worker died %d time%s (%s)", index, #tried,
+      #tried == 1 and "" or "s", table.concat(names, ", ")))
+  end
+  log.warn(string.format("pool: %s died while running task %d; running it again elsewhere", describe(t.worker), index))
+  table.insert(run.retry, index)
+end
+
+
+local function dispatch(run, w, index)
+  next_id = next_id + 1
+  local id = next_id
+  local t = { run = run, index = index, worker = w }
+  in_flight[id] = t
+  run.load[w] = (run.load[w] or 0) + 1
+  local ok, err = w:_control({ op = "task", id = id, index = index, task = run.tasks[index] })
+  if not ok then
+    in_flight[id] = nil
+    run.load[w] = run.load[w] - 1
+    if not w:is_dead() and not (w._ch and w._ch:is_closed()) then
+      -- the task itself cannot be sent (a function in it, too big): a programming mistake
+      finish(run, string.format("task %d cannot be sent: %s", index, tostring(err)))
+      return false
+    end
+    lost(t)
+    return true
+  end
+  if run.timeout > 0 then
+    t.timer = core.timer_new(function()
+      t.timer:close()
+      t.timer = nil
+      settle(id, false, "timeout after " .. run.timeout .. " ms")
+    end)
+    t.timer:start(run.timeout, 0)
+  end
+  return true
+end
+
+
+-- the ready workers that can take one more task of this run, as the policy sees them
+local function candidates(run, index)
+  local list, fresh = {}, {}
+  local tried = run.tried[index]
+  local ids_tried = {}
+  for _, w in ipairs(tried or {}) do
+    ids_tried[w.id] = true
+  end
+  for _, w in pairs(master.workers) do
+    local load = run.load[w] or 0
+    if is_ready(w) and load < run.per_worker then
+      local view = setmetatable({ connections = load, tasks = load, worker = w }, { __index = w })
+      list[#list + 1] = view
+      if not ids_tried[w.id] then
+        fresh[#fresh + 1] = view
+      end
+    end
+  end
+  if #fresh > 0 then
+    list = fresh -- a retried task goes to another worker id when there is one
+  end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return list
+end
+
+
+local function pick(run, list, index)
+  local info = {
+    task = run.tasks[index], index = index,
+    remote_address = tostring(index), remote_port = 0, local_port = 0,
+  }
+  local ok, v = pcall(run.policy, list, info)
+  if ok and type(v) == "table" then
+    for _, view in ipairs(list) do
+      if view == v or view.worker == v then
+        return view.worker
+      end
+    end
+  end
+  if not run.warned then
+    run.warned = true
+    log.warn("pool: the scheduler " .. (ok and "returned no worker of the list" or ("failed: " .. tostring(v)))
+      .. "; using round robin")
+  end
+  return run.fallback(list).worker
+end
+
+
+function pump(run)
+  while not run.finished do
+    local index = run.retry[1]
+    local from_retry = index ~= nil
+    if not index then
+      if run.next_index > run.n then
+        break
+      end
+      index = run.next_index
+    end
+    local list = candidates(run, index)
+    if #list == 0 then
+      break
+    end
+    if from_retry then
+      table.remove(run.retry, 1)
+    else
+      run.next_index = run.next_index + 1
+    end
+    if not dispatch(run, pick(run, list, index), index) then
+      return
+    end
+  end
+  if run.finished then
+    return
+  end
+  if master.is_stopping() then
+    local busy = false
+    for _, t in pairs(in_flight) do
+      if t.run == run then
+        busy = true
+        break
+      end
+    end
+    if not busy then
+      finish(run, string.format("the cluster is stopping; %d of %d tasks done", run.completed, run.n))
+    end
+  end
+end
+
+
+local function pump_all()
+  local list = { unpack(runs) }
+  for _, run in ipairs(list) do
+    pump(run)
+  end
+end
+
+
+local function init_master()
+  if master then
+    return
+  end
+  master = require("luacluster.master")
+  master.control_ops.task_done = function(w, msg)
+    if type(msg.id) == "number" then
+      local t = in_flight[msg.id]
+      if t and t.worker == w then
+        settle(msg.id, msg.ok == true, msg.value)
+      end
+    end
+  end
+  master.hooks.online[#master.hooks.online + 1] = pump_all
+  master.hooks.gone[#master.hooks.gone + 1] = function(w)
+    local affected = {}
+    for id, t in pairs(in_flight) do
+      if t.worker == w then
+        in_flight[id] = nil
+        if t.timer then
+          t.timer:close()
+        end
+        affected[#affected + 1] = t
+      end
+    end
+    table.sort(affected, function(a, b) return a.index < b.index end)
+    for _, t in ipairs(affected) do
+      if not t.run.finished then
+        lost(t)
+      end
+    end
+    pump_all()
+  end
+end
+
+
+local OPTS = { per_worker = "number", scheduler = true, timeout = "number", retries = "number" }
+
+
+-- pool.map(tasks [, opts] [, cb]) -> results | nil, err, partial_results
+function _M.map(tasks, opts, cb)
+  if runtime.role ~= "master" then
+    error("pool.map is only available in the master", 2)
+  end
+  if type(opts) == "function" then
+    opts, cb = nil, opts
+  end
+  if type(tasks) ~= "table" then
+    error("pool.map: tasks must be a table (an array of tasks)", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("pool.map: opts must be a table", 2)
+  end
+  for k, v in pairs(opts) do
+    local want = OPTS[k]
+    if not want then
+      error("pool.map: unknown option '" .. tostring(k) .. "'", 2)
+    end
+    if want ~= true and type(v) ~= want then
+      error("pool.map: " .. k .. " must be a " .. want, 2)
+    end
+  end
+  local per_worker = opts.per_worker or 1
+  if per_worker < 1 or per_worker % 1 ~= 0 then
+    error("pool.map: per_worker must be a whole number >= 1", 2)
+  end
+  if opts.retries and (opts.retries < 0 or opts.retries % 1 ~= 0) then
+    error("pool.map: retries must be a whole number >= 0", 2)
+  end
+  if opts.timeout and opts.timeout < 0 then
+    error("pool.map: timeout must be >= 0 ms", 2)
+  end
+  if cb ~= nil and type(cb) ~= "function" then
+    error("pool.map: the callback must be a function", 2)
+  end
+  init_master()
+  local w
+  if not cb then
+    w = coro.waiter("pool.map")
+  end
+  local run = {
+    tasks = tasks, n = tasks.n or #tasks, per_worker = per_worker, timeout = opts.timeout or 0,
+    retries = opts.retries or 1, policy = make_policy(opts.scheduler or master.config().scheduler or "round_robin"),
+    fallback = ROUND_ROBIN.new(), results = {}, completed = 0, next_index = 1, retry = {}, load = {}, tried = {},
+  }
+  run.results.n = run.n
+  for i = 1, run.n do
+    run.tried[i] = {}
+  end
+  if cb then
+    run.done = function(...) coro.spawn(cb, ...) end
+  else
+    run.done = function(...) w:wake(...) end
+  end
+  if run.n == 0 then
+    if cb then
+      local t
+      t = core.timer_new(function() t:close() finish(run) end)
+      t:start(0, 0)
+      return true
+    end
+    return run.results
+  end
+  runs[#runs + 1] = run
+  pump(run)
+  if cb then
+    return true
+  end
+  return w:wait()
+end
+
+
+return _M

@@ -1,0 +1,232 @@
+-- Zero-downtime reload: a new generation of the app, as DESIGN.md describes.
+--  1. load-check the new app.lua; run its top level in the master with what it registers
+--     (cluster.on handlers, setup, forks, the master's own servers) held in a stage;
+--  2. start the new generation's workers and wait until each is ready (its top level ran
+--     and its listens were answered), with a deadline; any failure stops them and
+--     changes nothing;
+--  3. switch: the staged master state takes effect, new workers take their slots
+--     (connections, cluster.workers, routed messages), the master's servers hand their
+--     listening sockets to the new code's servers;
+--  4. drain the old generation (killed after drain_timeout); fire reload(generation).
+local core = require("luacluster.core")
+local listen = require("luacluster.listen")
+local log = require("luacluster.log")
+local master = require("luacluster.master")
+local runtime = require("luacluster.runtime")
+
+local _M = {}
+
+local in_progress = false
+local DEFAULT_READY_TIMEOUT = 30000
+
+
+local function traceback(err)
+  return debug.traceback(tostring(err), 2)
+end
+
+
+-- modules the app loaded (not luacluster's own): unloaded so the new code is read again
+local function unload_app_modules()
+  local saved = {}
+  for name, mod in pairs(package.loaded) do
+    if runtime.preloaded[name] == nil and not name:match("^luacluster%.") then
+      saved[name] = mod
+      package.loaded[name] = nil
+    end
+  end
+  return saved
+end
+
+
+local function restore_modules(saved)
+  for name, mod in pairs(saved) do
+    package.loaded[name] = mod
+  end
+end
+
+
+local function stop_timers(pred)
+  for t in pairs(runtime.master_timers) do
+    if pred(t._gen) then
+      t:stop()
+      runtime.master_timers[t] = nil
+    end
+  end
+end
+
+
+-- Runs the new code's top level in the stage: -> stage | nil, err
+local function stage_new_code(gen)
+  local chunk, err = loadfile(runtime.app)
+  if not chunk then
+    return nil, err
+  end
+  local stage = { cfg = master.default_config(), setup_called = false, forks = {}, listens = {}, events = {} }
+  local saved = unload_app_modules()
+  master.staging = stage
+  local old_gen = runtime.code_generation
+  runtime.code_generation = gen
+  local ok, rerr = xpcall(chunk, traceback, unpack(runtime.argv))
+  master.staging = nil
+  if not ok then
+    runtime.code_generation = old_gen
+    stop_timers(function(g) return g == gen end)
+    restore_modules(saved)
+    return nil, rerr
+  end
+  stage.old_gen = old_gen
+  return stage
+end
+
+
+local function abort(stage, new_workers, err, gen)
+  for _, w in ipairs(new_workers) do
+    w.exited_after_disconnect = true
+    if w.state ~= "dead" then
+      w._proc:kill("SIGKILL")
+    end
+  end
+  runtime.code_generation = stage.old_gen
+  stop_timers(function(g) return g == gen end)
+  log.warn("reload to generation " .. gen .. " failed: " .. err .. "; generation " .. master.generation() .. " keeps serving")
+  return err
+end
+
+
+local function switch(stage, new_workers, gen)
+  local cluster = require("luacluster.cluster")
+  -- the master's new state
+  master.replace_config(stage.cfg, stage.setup_called)
+  rawset(cluster, "_events", rawget(stage.events, "_events") or {})
+  master.set_generation(gen)
+  require("luacluster.listen_master").reset_policies()
+  stop_timers(function(g) return g < gen end)
+  -- the master's own servers: the new ones take the old ones' sockets
+  local old_servers = {}
+  for server in pairs(listen.master_servers) do
+    server._retiring = true
+    old_servers[#old_servers + 1] = server
+  end
+  listen.master_servers = {}
+  for _, l in ipairs(stage.listens) do
+    listen.listen_here(l.server, l.port, l.host)
+  end
+  for _, server in ipairs(old_servers) do
+    server:close()
+  end
+  -- workers: the new generation takes the slots, the old one drains
+  local old = {}
+  for _, w in pairs(master.workers) do
+    old[#old + 1] = w
+  end
+  for _, w in ipairs(new_workers) do
+    master.adopt(w)
+  end
+  for _, w in ipairs(old) do
+    if w.generation < gen then
+      master.retire(w)
+    end
+  end
+  master.emit_cluster("reload", gen)
+end
+
+
+-- reload(cb): cb(nil, generation) once the new generation serves, or cb(err)
+function _M.reload(cb)
+  if in_progress then
+    return cb("a reload is already in progress; try again when it has finished")
+  end
+  if master.is_stopping() then
+    return cb("the cluster is stopping")
+  end
+  in_progress = true
+  local function done(err, gen)
+    in_progress = false
+    if err then
+      log.warn("reload refused: " .. err)
+    else
+      log.info("reload: generation " .. gen .. " serves")
+    end
+    cb(err, gen)
+  end
+  local gen = master.generation() + 1
+  log.info("reload: loading " .. runtime.app .. " as generation " .. gen)
+  local stage, err = stage_new_code(gen)
+  if not stage then
+    return done(err)
+  end
+  local n = #stage.forks > 0 and not stage.setup_called and #stage.forks
+    or master.wanted_workers(stage.cfg, stage.setup_called, 0)
+  local new_workers, waiting, finished = {}, 0, false
+  local deadline
+  local function finish_with(ferr)
+    if finished then
+      return
+    end
+    finished = true
+    if deadline then
+      deadline:close()
+    end
+    if ferr then
+      return done(abort(stage, new_workers, ferr, gen))
+    end
+    switch(stage, new_workers, gen)
+    done(nil, gen)
+  end
+  local function on_ready(w)
+    if w._reload_gen == gen and not w._counted then
+      w._counted = true
+      waiting = waiting - 1
+      if waiting == 0 then
+        finish_with(nil)
+      end
+    end
+  end
+  local function on_gone(w)
+    if w._reload_gen == gen and not finished then
+      local how = w._exit_signal and ("signal " .. w._exit_signal) or ("code " .. tostring(w._exit_code))
+      finish_with("new worker " .. w.id .. " exited with " .. how .. " before it was ready")
+    end
+  end
+  master.hooks.ready[#master.hooks.ready + 1] = on_ready
+  master.hooks.gone[#master.hooks.gone + 1] = on_gone
+  local function unhook()
+    for _, list in ipairs({ master.hooks.ready, master.hooks.gone }) do
+      for i = #list, 1, -1 do
+        if list[i] == on_ready or list[i] == on_gone then
+          table.remove(list, i)
+        end
+      end
+    end
+  end
+  local inner = finish_with
+  finish_with = function(ferr)
+    unhook()
+    inner(ferr)
+  end
+  deadline = core.timer_new(function()
+    finish_with("the new generation was not ready within " .. (stage.cfg.reload_timeout or DEFAULT_READY_TIMEOUT) .. " ms")
+  end)
+  deadline:start(stage.cfg.reload_timeout or DEFAULT_READY_TIMEOUT, 0)
+  if n == 0 then
+    return finish_with(nil)
+  end
+  waiting = n
+  for id = 1, n do
+    local env = stage.forks[id] or (master.workers[id] and master.workers[id]._env) or nil
+    local w, serr = master.spawn(id, env or nil, gen, true)
+    if not w then
+      return finish_with("cannot start worker " .. id .. ": " .. tostring(serr))
+    end
+    w._reload_gen = gen
+    new_workers[#new_workers + 1] = w
+  end
+end
+
+
+function _M.in_progress()
+  return in_progress
+end
+
+
+return _M

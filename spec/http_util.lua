@@ -1,0 +1,138 @@
+-- HTTP/1.x on raw sockets for the specs: parse the responses a server wrote on one
+-- connection (several of them, pipelined), so a spec sees exactly what went over the wire.
+local H = require("helper")
+
+local U = {}
+
+
+-- parse(data [, no_body]) -> list of responses, rest
+-- Each response: { version, status, reason, headers = { lower-name = value joined by ", " },
+-- fields = { {name, value}, ... } (as sent), body, chunked, raw }.
+-- no_body[i] = true marks the i-th final response as an answer to HEAD (no body follows).
+-- 1xx responses are in the list too (they never have a body). A response with neither
+-- Content-Length nor chunked framing takes the rest of the data (it ends at the close).
+function U.parse(data, no_body)
+  no_body = no_body or {}
+  local list, pos, final = {}, 1, 0
+  while pos <= #data do
+    local head_end = data:find("\r\n\r\n", pos, true)
+    if not head_end then
+      break
+    end
+    local head = data:sub(pos, head_end + 1)
+    local version, status, reason = head:match("^HTTP/(%d%.%d) (%d%d%d) ?([^\r\n]*)\r\n")
+    if not version then
+      error("not an HTTP response at byte " .. pos .. ": " .. ("%q"):format(data:sub(pos, pos + 80)))
+    end
+    local r = { version = version, status = tonumber(status), reason = reason, headers = {}, fields = {} }
+    for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+      r.fields[#r.fields + 1] = { name, value }
+      local k = name:lower()
+      r.headers[k] = r.headers[k] and (r.headers[k] .. ", " .. value) or value
+    end
+    local p = head_end + 4
+    if r.status >= 200 then
+      final = final + 1
+    end
+    local te, cl = r.headers["transfer-encoding"], tonumber(r.headers["content-length"])
+    if r.status < 200 or r.status == 204 or r.status == 304 or (r.status >= 200 and no_body[final]) then
+      r.body = ""
+    elseif te and te:lower():find("chunked") then
+      r.chunked = true
+      local parts = {}
+      while true do
+        local line_end = data:find("\r\n", p, true)
+        if not line_end then
+          return list, data:sub(pos)
+        end
+        local size = tonumber(data:sub(p, line_end - 1):match("^%x+"), 16)
+        if not size then
+          error("bad chunk size line: " .. ("%q"):format(data:sub(p, line_end + 1)))
+        end
+        p = line_end + 2
+        if size == 0 then
+          local t_end = data:find("\r\n", p, true)
+          while t_end and t_end > p do -- trailers
+            p = t_end + 2
+            t_end = data:find("\r\n", p, true)
+          end
+          if not t_end then
+            return list, data:sub(pos)
+          end
+          p = t_end + 2
+          break
+        end
+        if #data < p + size + 1 then
+          return list, data:sub(pos)
+        end
+        parts[#parts + 1] = data:sub(p, p + size - 1)
+        r.sizes = r.sizes or {}
+        r.sizes[#r.sizes + 1] = size
+        p = p + size + 2
+      end
+      r.body = table.concat(parts)
+    elseif cl then
+      if #data < p + cl - 1 then
+        return list, data:sub(pos)
+      end
+      r.body = data:sub(p, p + cl - 1)
+      p = p + cl
+    else
+      r.body = data:sub(p)
+      p = #data + 1
+    end
+    r.raw = data:sub(pos, p - 1)
+    list[#list + 1] = r
+    pos = p
+  end
+  return list, data:sub(pos)
+end
+
+
+-- final responses only (no 1xx)
+function U.finals(list)
+  local out = {}
+  for _, r in ipairs(list) do
+    if r.status >= 200 then
+      out[#out + 1] = r
+    end
+  end
+  return out
+end
+
+
+-- Sends request text on a connected socket and reads until n complete final responses have
+-- arrived (or EOF / timeout). -> responses, data, how ("eof", "timeout" or nil)
+function U.exchange(sock, request, n, timeout_ms, no_body)
+  if request and request ~= "" then
+    sock:send(request)
+  end
+  n = n or 1
+  local data, how = sock:read_until(function(d)
+    local ok, list = pcall(U.parse, d, no_body)
+    return ok and #U.finals(list) >= n
+  end, timeout_ms or 3000)
+  return U.finals((U.parse(data, no_body))), data, how
+end
+
+
+-- One request on a fresh connection; reads to EOF. -> first final response (or nil), data, how
+function U.once(port, request, timeout_ms, no_body)
+  local data, how = H.http_raw(port, request, timeout_ms)
+  if not data then
+    return nil, data, how
+  end
+  local ok, list = pcall(U.parse, data, no_body)
+  local finals = ok and U.finals(list) or {}
+  return finals[1], data, how
+end
+
+
+-- True once the peer has closed the connection (EOF) within timeout_ms.
+function U.closed_within(sock, timeout_ms)
+  local _, how = sock:read_all(timeout_ms)
+  return how == "eof"
+end
+
+
+return U
