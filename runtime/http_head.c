@@ -63,6 +63,22 @@ static int parse_request_line(const char *base, const char *s, const char *e, lc
     unsigned char c = (unsigned char)*q;
     if (c <= 0x20 || c == 0x7f) return 400;
   }
+  /* request-target forms (RFC 9112 section 3.2): origin-form, absolute-form, authority-form
+   * for CONNECT only, asterisk-form for OPTIONS only */
+  size_t mlen = (size_t)(sp1 - s), tlen = (size_t)(sp2 - t);
+  int is_connect = mlen == 7 && memcmp(s, "CONNECT", 7) == 0;
+  if (is_connect) {
+    if (*t == '/' || *t == '*') return 400;
+  } else if (*t == '*') {
+    if (tlen != 1 || mlen != 7 || memcmp(s, "OPTIONS", 7) != 0) return 400;
+  } else if (*t != '/') {
+    const char *q = t;
+    if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z'))) return 400;
+    while (q < sp2 && ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+                       *q == '+' || *q == '-' || *q == '.'))
+      q++;
+    if (sp2 - q < 3 || memcmp(q, "://", 3) != 0) return 400;
+  }
   const char *v = sp2 + 1;
   size_t vlen = (size_t)(e - v);
   if (vlen != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' ||
@@ -123,6 +139,13 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
   f->value_len = (uint32_t)(ve - v);
   size_t nlen = (size_t)(colon - s), vlen = (size_t)(ve - v);
   if (ieq(s, nlen, "host")) {
+    /* Host = uri-host [ ":" port ]: reg-name, IPv4 or IP-literal characters only */
+    for (const char *q = v; q < ve; q++) {
+      unsigned char c = (unsigned char)*q;
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c != 0 && strchr("-._~%!$&'()*+,;=:[]", c))))
+        return 400;
+    }
     h->host_count++;
   } else if (ieq(s, nlen, "content-length")) {
     uint64_t cl;

@@ -95,6 +95,7 @@ typedef struct lc_stream lc_stream;
 lc_stream *lc_stream_new(lua_State *L, int cb_idx);   /* pushes the box */
 uv_pipe_t *lc_stream_pipe(lc_stream *s);
 int lc_stream_start(lc_stream *s);
+void lc_stream_close_if_prefix(lc_stream *s);        /* a forwarder whose spawn failed */
 lc_stream *lc_prefix_new(lc_rt *rt, int out_fd, const char *prefix); /* line-prefixing forwarder, owned by C */
 
 /* tcp.c: a handle received over IPC becomes a Lua tcp object */

@@ -80,6 +80,7 @@ static int f_spawn(lua_State *L) {
   char **args = string_array(L, lua_gettop(L), o.file);
   lua_getfield(L, 1, "env");
   char **env = lua_istable(L, -1) ? string_array(L, lua_gettop(L), NULL) : NULL;
+  if (lua_istable(L, -1) && env == NULL) { free(args); return luaL_error(L, "spawn: env entries must be strings"); }
   lua_getfield(L, 1, "cwd");
   o.cwd = lua_tostring(L, -1);
   lua_getfield(L, 1, "detached");
@@ -132,6 +133,12 @@ static int f_spawn(lua_State *L) {
   if (r != 0) {
     p->exited = 1;
     uv_close((uv_handle_t *)&p->proc, close_cb);
+    /* the line forwarders made above belong to C: nobody else will close them */
+    for (int i = 1; i < nstdio; i++) {
+      if (!(stdio[i].flags & UV_CREATE_PIPE)) continue;
+      uv_pipe_t *pipe = (uv_pipe_t *)stdio[i].data.stream;
+      if (!pipe->ipc) lc_stream_close_if_prefix(pipe->data);
+    }
     return lc_push_error(L, r);
   }
   /* start reading the pipes that were just created (a child's stdin is only written) */

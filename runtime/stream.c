@@ -153,6 +153,10 @@ lc_stream *lc_stream_new(lua_State *L, int cb_idx) {
 
 uv_pipe_t *lc_stream_pipe(lc_stream *s) { return &s->pipe; }
 
+void lc_stream_close_if_prefix(lc_stream *s) {
+  if (s->line) stream_close(s);
+}
+
 int lc_stream_start(lc_stream *s) {
   s->reading = 1;
   return uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
