@@ -10,13 +10,9 @@ local _M = {}
 local MAX_MESSAGE = 16 * 1024 * 1024
 
 
+-- FNV-1a, shared with the ip_hash policy
 local function fnv1a(s)
-  local h = 2166136261
-  for i = 1, #s do
-    h = bit.bxor(h, s:byte(i))
-    h = bit.tobit(h + bit.lshift(h, 1) + bit.lshift(h, 4) + bit.lshift(h, 7) + bit.lshift(h, 8) + bit.lshift(h, 24))
-  end
-  return bit.tohex(h)
+  return bit.tohex(require("luacluster.sched.ip_hash").hash(s))
 end
 
 
