@@ -54,18 +54,30 @@ typedef struct http_conn {
   int resp_started, resp_chunked, resp_close, resp_raw;
   int writes_pending;
   size_t queued_bytes;
+  size_t stall_mark;          /* unsent bytes when the keep-alive timer last fired (progress check) */
+  uint64_t req_start;         /* uv_hrtime() at the request's first byte (metrics, access log) */
+  int resp_status;
+  double resp_body;           /* body bytes of the response (access log) */
+  char peer[48];              /* the client's address, looked up once for the access log */
 } http_conn;
 
 struct http_server {
   lc_handle_base base;          /* cb: request callback */
   size_t max_header, max_body;
   uint64_t header_timeout, keepalive_timeout;
+  uint64_t send_timeout;        /* a client that takes no byte of its answers this long is closed */
   int max_conns;
+  int at_limit;                 /* refusing connections: warned once for this burst */
+  double refused;               /* connections closed at the limit (this burst, then total) */
   int closed, draining, drain_ref;
   http_conn *conns;
   int nconns;
   double requests, conns_total, closed_since_report;
+  lc_alog *alog;                /* access log (access_log.c), or NULL */
 };
+
+/* request duration buckets (seconds) of the metrics' histogram: lc_http_stats.dur */
+const double lc_http_bounds[LC_HTTP_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 typedef struct hwrite { uv_write_t req; http_conn *c; size_t len; char data[]; } hwrite;
 
@@ -75,6 +87,7 @@ static void conn_close(http_conn *c);
 static void parse_input(http_conn *c);
 static void resume_reading(http_conn *c);
 static void server_maybe_free(http_server *s);
+static void account(http_conn *c, int status, double body_bytes, int has_head);
 
 /* ---- small helpers ---- */
 
@@ -156,7 +169,7 @@ static int conn_write(http_conn *c, const char *a, size_t alen, const char *b, s
   size_t off = 0;
   if (done < alen) { memcpy(w->data, a + done, alen - done); off = alen - done; }
   size_t bdone = done > alen ? done - alen : 0;
-  memcpy(w->data + off, b + bdone, blen - bdone);
+  if (blen > bdone) memcpy(w->data + off, b + bdone, blen - bdone);  /* b may be NULL when blen is 0 */
   w->c = c;
   w->len = left;
   uv_buf_t buf = uv_buf_init(w->data, (unsigned)left);
@@ -182,6 +195,13 @@ static void free_conn(http_conn *c) {
   free(c);
   s->nconns--;
   s->closed_since_report++;
+  /* a burst at the connection limit ends when a tenth of the room is free again */
+  if (s->at_limit && s->nconns <= s->max_conns - (s->max_conns + 9) / 10) {
+    s->at_limit = 0;
+    lc_log(s->base.rt, "info: below the connection limit again (%d of max_connections %d open); "
+           "%.0f connections were refused", s->nconns, s->max_conns, s->refused);
+  }
+  s->base.rt->http.conns_open--;
   if (s->draining && s->nconns == 0 && s->drain_ref != LUA_NOREF) {
     lua_rawgeti(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
     luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
@@ -199,6 +219,8 @@ static void handle_closed(uv_handle_t *h) {
 
 static void conn_close(http_conn *c) {
   if (c->closed) return;
+  /* a request whose response did not end: the status sent, or 499 (the client went away) */
+  if (c->state == S_HANDLER) account(c, c->resp_started ? c->resp_status : 499, c->resp_body, 1);
   c->closed = 1;
   c->state = S_CLOSING;
   http_server *s = c->srv;
@@ -247,6 +269,8 @@ static void conn_end(http_conn *c) {
   uv_timer_stop(&c->timer);
   uv_read_stop((uv_stream_t *)c->tcp);
   if (c->writes_pending == 0) conn_write_done(c);
+  /* a client that stops taking its last answer is not kept forever */
+  else { c->stall_mark = SIZE_MAX; start_timer(c, T_KEEPALIVE, c->srv->send_timeout); }
 }
 
 static void conn_write_done(http_conn *c) {
@@ -263,7 +287,62 @@ static void conn_write_done(http_conn *c) {
     c->read_paused = 0;
     if (c->state == S_HANDLER && c->in_len - c->in_off >= MAX_BUFFERED_INPUT) return;
     resume_reading(c);
+    /* pipelined requests that waited for the client to read its answers (parse_input) */
+    if (c->state == S_HEAD && c->in_off < c->in_len) parse_input(c);
   }
+}
+
+/* The end of a response: the process's counters (status class, duration bucket), and the
+ * access log's line when the server has one. Plain C per response: no Lua, no allocation. */
+static const char *field(http_conn *c, const char *name, size_t nlen, size_t *vlen) {
+  for (int i = 0; i < c->h.nfields; i++) {
+    lc_http_field *f = &c->h.fields[i];
+    if (f->name_len == nlen && strncasecmp(c->head + f->name, name, nlen) == 0) {
+      *vlen = f->value_len;
+      return c->head + f->value;
+    }
+  }
+  *vlen = 0;
+  return NULL;
+}
+
+static void fill_peer(http_conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+  else if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+}
+
+static void account(http_conn *c, int status, double body_bytes, int has_head) {
+  lc_http_stats *st = &c->rt->http;
+  uint64_t now = uv_hrtime();
+  double secs = c->req_start && now > c->req_start ? (double)(now - c->req_start) / 1e9 : 0;
+  int cls = status / 100;
+  st->status[cls >= 1 && cls <= 5 ? cls : 0]++;
+  int b = 0;
+  while (b < LC_HTTP_BUCKETS && secs > lc_http_bounds[b]) b++;
+  st->dur[b]++;
+  st->dur_sum += secs;
+  st->body_bytes += body_bytes;
+  if (c->srv->alog == NULL) return;
+  lc_alog_entry e;
+  memset(&e, 0, sizeof e);
+  if (c->peer[0] == '\0' && !c->closed) fill_peer(c);
+  e.peer = c->peer;
+  if (has_head) {
+    e.method = c->head + c->h.method;
+    e.method_len = c->h.method_len;
+    e.target = c->head + c->h.target;
+    e.target_len = c->h.target_len;
+    e.minor = c->h.minor;
+    e.referer = field(c, "referer", 7, &e.referer_len);
+    e.agent = field(c, "user-agent", 10, &e.agent_len);
+  }
+  e.status = status;
+  e.body_bytes = body_bytes;
+  e.seconds = secs;
+  lc_alog_request(c->srv->alog, &e);
 }
 
 /* A canned answer to bad input, then close. */
@@ -271,6 +350,7 @@ static void reject(http_conn *c, int status) {
   char buf[512];
   const char *r = reason(status);
   int blen = (int)strlen(r) + 5;
+  account(c, status, blen, c->state == S_BODY || c->state == S_HANDLER);
   int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %d\r\n"
                    "Connection: close\r\n\r\n%d %s\n", status, r, date_line(), blen, status, r);
   c->state = S_CLOSING;
@@ -289,6 +369,15 @@ static void timer_cb(uv_timer_t *t) {
       reject(c, 408);
       break;
     case T_KEEPALIVE:
+      /* not idle while an answer is still being written: a slow reader is closed only after
+       * send_timeout without taking a byte, whatever its download takes in all */
+      if (c->writes_pending > 0 && c->tcp->write_queue_size != c->stall_mark) {
+        c->stall_mark = c->tcp->write_queue_size;
+        start_timer(c, T_KEEPALIVE, c->srv->send_timeout);
+        break;
+      }
+      conn_close(c);
+      break;
     case T_LINGER:
       conn_close(c);
       break;
@@ -317,8 +406,9 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0) {
     c->peer_closed = 1;
     uv_read_stop(st);
-    /* a client that half-closed after its request still gets its answer */
-    if (c->state == S_HANDLER && nread == UV_EOF) { c->keepalive = 0; return; }
+    /* a client that half-closed after its requests still gets its answers, pipelined ones
+     * already read included (the connection ends once they have been answered) */
+    if (c->state == S_HANDLER && nread == UV_EOF) return;
     conn_close(c);
     return;
   }
@@ -346,6 +436,7 @@ static int on_headers_complete(http_parser *p) {
   http_conn *c = p->data;
   c->state = S_BODY;
   c->keepalive = http_should_keep_alive(p) && !c->h.connection_close;
+  if (c->h.minor == 0 && c->h.has_transfer_encoding) c->keepalive = 0; /* RFC 9112 6.1 */
   c->is_head = p->method == HTTP_HEAD;
   if (c->h.has_content_length && c->h.content_length > c->srv->max_body) return -1;
   if (c->h.expect_continue && c->h.minor == 1 && (c->h.has_content_length || c->h.has_transfer_encoding)) {
@@ -411,14 +502,22 @@ static void parse_input(http_conn *c) {
   if (c->in_parse) return;
   c->in_parse = 1;
   while (!c->closed && c->state != S_CLOSING && c->state != S_HANDLER && c->in_off < c->in_len) {
+    /* a client that sends requests but does not read the answers: the next request waits
+     * until the queue is half empty (conn_write_done), so memory stays bounded */
+    if (c->state == S_HEAD && c->queued_bytes > MAX_QUEUED_OUTPUT) {
+      if (!c->read_paused) { uv_read_stop((uv_stream_t *)c->tcp); c->read_paused = 1; }
+      break;
+    }
     char *p = c->in + c->in_off;
     size_t avail = c->in_len - c->in_off, head_bytes = 0;
     if (c->state == S_HEAD) {
       while (avail > 0 && (*p == '\r' || *p == '\n')) { p++; avail--; c->in_off++; }
       if (avail == 0) break;
+      if (!c->got_bytes) c->req_start = uv_hrtime();
       c->got_bytes = 1;
       if (c->timer_mode != T_HEADER) start_timer(c, T_HEADER, c->srv->header_timeout);
       size_t hl = lc_http_head_end(p, avail < c->srv->max_header + 4 ? avail : c->srv->max_header + 4);
+      if (hl == LC_HTTP_HEAD_BAD) { reject(c, 400); break; }
       if (hl == 0) {
         if (avail > c->srv->max_header) reject(c, 431);
         break;
@@ -429,6 +528,17 @@ static void parse_input(http_conn *c) {
       c->head_len = hl;
       int status = lc_http_head_parse(c->head, hl, &c->h);
       if (status != 0) { reject(c, status); break; }
+      if (c->h.ows_tab) {
+        /* the parser takes only SP as whitespace around some values (Content-Length,
+         * Transfer-Encoding); RFC 9112 allows HTAB too: give it spaces */
+        for (int i = 0; i < c->h.nfields; i++) {
+          lc_http_field *f = &c->h.fields[i];
+          for (size_t k = f->name + f->name_len + 1; k < f->value; k++)
+            if (p[k] == '\t') p[k] = ' ';
+          for (size_t k = f->value + f->value_len; k < hl && p[k] != '\r' && p[k] != '\n'; k++)
+            if (p[k] == '\t') p[k] = ' ';
+        }
+      }
       start_timer(c, T_BODY, c->srv->header_timeout);
       c->body_len = 0;
       http_parser_init(&c->parser, HTTP_REQUEST);
@@ -457,15 +567,18 @@ static void parse_input(http_conn *c) {
     if (e != HPE_OK) {
       int too_big = e == HPE_CB_headers_complete || e == HPE_CB_body;
       /* the head passed our check, so a method the parser does not know is a valid token */
-      reject(c, too_big ? 413 : e == HPE_INVALID_METHOD ? 501 : 400);
+      reject(c, too_big ? 413 : e == HPE_INVALID_METHOD ? 501 : e == HPE_HEADER_OVERFLOW ? 431 : 400);
       break;
     }
   }
   c->in_parse = 0;
+  /* the client has half-closed and every complete request it sent has been answered */
+  if (c->peer_closed && c->state == S_HEAD && !c->closed) conn_end(c);
 }
 
 /* The handler has answered: back to reading the next request, or close. */
 static void finish_request(http_conn *c) {
+  if (!c->closed) account(c, c->resp_status, c->resp_body, 1); /* else conn_close did */
   c->seq++;
   if (c->closed) return;
   if (!c->keepalive || c->resp_close || c->srv->draining) { conn_end(c); return; }
@@ -473,8 +586,8 @@ static void finish_request(http_conn *c) {
   c->got_bytes = 0;
   if (c->body_cap > 65536) { free(c->body); c->body = NULL; c->body_cap = 0; }
   c->body_len = 0;
+  c->stall_mark = SIZE_MAX;
   start_timer(c, T_KEEPALIVE, c->srv->keepalive_timeout);
-  if (c->peer_closed) { conn_end(c); return; }
   if (c->read_paused && c->queued_bytes < MAX_QUEUED_OUTPUT) {
     c->read_paused = 0;
     resume_reading(c);
@@ -487,8 +600,16 @@ static void finish_request(http_conn *c) {
 static void take_conn(void *ctx, uv_tcp_t *tcp) {
   http_server *s = ctx;
   if (s->closed || s->draining || (s->max_conns > 0 && s->nconns >= s->max_conns)) {
-    if (s->max_conns > 0 && s->nconns >= s->max_conns && !s->closed && !s->draining)
-      lc_log(s->base.rt, "warn: connection limit (%d) reached; closing a new connection", s->max_conns);
+    if (s->max_conns > 0 && s->nconns >= s->max_conns && !s->closed && !s->draining) {
+      /* one line per burst, not one per connection: a flood must not flood the log too */
+      if (!s->at_limit) {
+        s->at_limit = 1;
+        s->refused = 0;
+        lc_log(s->base.rt, "warn: connection limit reached: %d connections open (max_connections %d); "
+               "new connections are closed until some end", s->nconns, s->max_conns);
+      }
+      s->refused++;
+    }
     uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
     return;
   }
@@ -508,7 +629,10 @@ static void take_conn(void *ctx, uv_tcp_t *tcp) {
   s->conns = c;
   s->nconns++;
   s->conns_total++;
+  c->rt->http.conns_open++;
+  c->rt->http.conns_total++;
   uv_tcp_nodelay(tcp, 1);
+  if (s->alog) fill_peer(c);  /* while the client is surely there (a reset loses its address) */
   start_timer(c, T_HEADER, s->header_timeout);
   if (uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb) != 0) conn_close(c);
 }
@@ -539,11 +663,13 @@ static int f_server_new(lua_State *L) {
   s->max_body = 1048576;
   s->header_timeout = 10000;
   s->keepalive_timeout = 5000;
+  s->send_timeout = 60000;
   if (lua_istable(L, 2)) {
     s->max_header = (size_t)opt_num(L, 2, "max_header_size", 16384);
     s->max_body = (size_t)opt_num(L, 2, "max_body_size", 1048576);
     s->header_timeout = (uint64_t)opt_num(L, 2, "header_timeout", 10000);
     s->keepalive_timeout = (uint64_t)opt_num(L, 2, "keepalive_timeout", 5000);
+    s->send_timeout = (uint64_t)opt_num(L, 2, "send_timeout", 60000);
     s->max_conns = (int)opt_num(L, 2, "max_connections", 0);
   }
   return 1;
@@ -615,6 +741,33 @@ static int m_srv_stats(lua_State *L) {
   lua_pushnumber(L, s->conns_total); lua_setfield(L, -2, "connections_total");
   lua_pushnumber(L, s->closed_since_report); lua_setfield(L, -2, "closed");
   if (lua_toboolean(L, 2)) s->closed_since_report = 0;
+  return 1;
+}
+
+/* srv:set_access_log(log | nil): log is a core.access_log_open object (kept alive by the caller) */
+static int m_srv_set_access_log(lua_State *L) {
+  http_server *s = lc_handle_check(L, 1, MT_SERVER);
+  s->alog = lua_isnoneornil(L, 2) ? NULL : lc_alog_check(L, 2);
+  return 0;
+}
+
+/* core.http_stats() -> the process's HTTP counters (every server of this state) */
+static int f_http_stats(lua_State *L) {
+  lc_http_stats *st = &lc_rt_get(L)->http;
+  lua_createtable(L, 0, 8);
+  lua_createtable(L, 5, 1);
+  for (int i = 0; i <= 5; i++) { lua_pushnumber(L, st->status[i]); lua_rawseti(L, -2, i); }
+  lua_setfield(L, -2, "status");
+  lua_createtable(L, LC_HTTP_BUCKETS + 1, 0);
+  for (int i = 0; i <= LC_HTTP_BUCKETS; i++) { lua_pushnumber(L, st->dur[i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "buckets");
+  lua_createtable(L, LC_HTTP_BUCKETS, 0);
+  for (int i = 0; i < LC_HTTP_BUCKETS; i++) { lua_pushnumber(L, lc_http_bounds[i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "bounds");
+  lua_pushnumber(L, st->dur_sum); lua_setfield(L, -2, "duration_sum");
+  lua_pushnumber(L, st->body_bytes); lua_setfield(L, -2, "body_bytes");
+  lua_pushnumber(L, st->conns_open); lua_setfield(L, -2, "connections");
+  lua_pushnumber(L, st->conns_total); lua_setfield(L, -2, "connections_total");
   return 1;
 }
 
@@ -717,6 +870,8 @@ static int m_respond(lua_State *L) {
   const char *head = lua_tolstring(L, -1, &hlen);
   int send_body = !(no_body || c->is_head);
   c->resp_started = 1;
+  c->resp_status = status;
+  c->resp_body = send_body ? (double)blen : 0;
   conn_write(c, head, hlen, body, send_body ? blen : 0);
   finish_request(c);
   lua_pushboolean(L, 1);
@@ -737,6 +892,8 @@ static int m_write_head(lua_State *L) {
   size_t hlen;
   const char *head = lua_tolstring(L, -1, &hlen);
   c->resp_started = 1;
+  c->resp_status = status;
+  c->resp_body = 0;
   c->resp_raw = no_body || c->is_head ? 2 : 0;  /* 2: nothing of a body may be sent */
   conn_write(c, head, hlen, NULL, 0);
   lua_pushboolean(L, 1);
@@ -745,6 +902,7 @@ static int m_write_head(lua_State *L) {
 
 static int write_chunk(http_conn *c, const char *data, size_t len) {
   if (len == 0 || c->resp_raw == 2) return 0;
+  c->resp_body += (double)len;
   if (!c->resp_chunked) return conn_write(c, data, len, NULL, 0);
   char size[24];
   int n = snprintf(size, sizeof size, "%zx\r\n", len);
@@ -851,7 +1009,7 @@ void lc_open_http(lua_State *L) {
   parser_settings.on_message_complete = on_message_complete;
   static const luaL_Reg srv_methods[] = {
     {"listen_on", m_srv_listen_on}, {"sink", m_srv_sink}, {"serve", m_srv_serve}, {"drain", m_srv_drain},
-    {"close", m_srv_close}, {"stats", m_srv_stats}, {NULL, NULL},
+    {"close", m_srv_close}, {"stats", m_srv_stats}, {"set_access_log", m_srv_set_access_log}, {NULL, NULL},
   };
   lc_newmetatable(L, MT_SERVER, srv_methods);
   static const luaL_Reg conn_methods[] = {
@@ -861,4 +1019,6 @@ void lc_open_http(lua_State *L) {
   lc_newmetatable(L, MT_CONN, conn_methods);
   lua_pushcfunction(L, f_server_new);
   lua_setfield(L, -2, "http_server_new");
+  lua_pushcfunction(L, f_http_stats);
+  lua_setfield(L, -2, "http_stats");
 }

@@ -9,11 +9,19 @@ static const char *find_lf(const char *p, const char *end) {
   return memchr(p, '\n', (size_t)(end - p));
 }
 
+/* a CR in [s, e) that is not followed by LF (a CR as the last byte may still get its LF) */
+static int has_bare_cr(const char *s, const char *e) {
+  for (const char *q = memchr(s, '\r', (size_t)(e - s)); q != NULL; q = memchr(q + 1, '\r', (size_t)(e - q - 1)))
+    if (q + 1 < e && q[1] != '\n') return 1;
+  return 0;
+}
+
 size_t lc_http_head_end(const char *p, size_t n) {
   const char *end = p + n, *s = p;
   while (s < end) {
     const char *lf = find_lf(s, end);
-    if (lf == NULL) return 0;
+    if (lf == NULL) return has_bare_cr(s, end) ? LC_HTTP_HEAD_BAD : 0;
+    if (has_bare_cr(s, lf)) return LC_HTTP_HEAD_BAD;
     /* an empty line: "\n" or "\r\n" right after the previous LF */
     if (lf + 1 < end && lf[1] == '\n') return (size_t)(lf + 2 - p);
     if (lf + 2 < end && lf[1] == '\r' && lf[2] == '\n') return (size_t)(lf + 3 - p);
@@ -63,6 +71,12 @@ static int parse_request_line(const char *base, const char *s, const char *e, lc
     unsigned char c = (unsigned char)*q;
     if (c <= 0x20 || c == 0x7f) return 400;
   }
+  const char *v = sp2 + 1;
+  size_t vlen = (size_t)(e - v);
+  if (vlen != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' ||
+      v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9')
+    return 400;
+  if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) return 505;
   /* request-target forms (RFC 9112 section 3.2): origin-form, absolute-form, authority-form
    * for CONNECT only, asterisk-form for OPTIONS only */
   size_t mlen = (size_t)(sp1 - s), tlen = (size_t)(sp2 - t);
@@ -79,12 +93,6 @@ static int parse_request_line(const char *base, const char *s, const char *e, lc
       q++;
     if (sp2 - q < 3 || memcmp(q, "://", 3) != 0) return 400;
   }
-  const char *v = sp2 + 1;
-  size_t vlen = (size_t)(e - v);
-  if (vlen != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' ||
-      v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9')
-    return 400;
-  if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) return 505;
   h->minor = v[7] - '0';
   h->method = (uint32_t)(s - base);
   h->method_len = (uint32_t)(sp1 - s);
@@ -125,8 +133,8 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
   for (const char *q = s; q < colon; q++)
     if (!is_tchar((unsigned char)*q)) return 400;     /* includes whitespace before the colon */
   const char *v = colon + 1, *ve = e;
-  while (v < ve && (*v == ' ' || *v == '\t')) v++;
-  while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+  while (v < ve && (*v == ' ' || *v == '\t')) { if (*v == '\t') h->ows_tab = 1; v++; }
+  while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) { if (ve[-1] == '\t') h->ows_tab = 1; ve--; }
   for (const char *q = v; q < ve; q++) {
     unsigned char c = (unsigned char)*q;
     if ((c < 0x20 && c != '\t') || c == 0x7f) return 400;
@@ -154,10 +162,12 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
     h->has_content_length++;
     h->content_length = cl;
   } else if (ieq(s, nlen, "transfer-encoding")) {
-    if (h->has_transfer_encoding || !ieq(v, vlen, "chunked")) {
-      /* only "chunked", once: anything else is either unsupported or a smuggling attempt */
-      return list_has(v, vlen, "chunked") || h->has_transfer_encoding ? 400 : 501;
-    }
+    /* only "chunked", once: anything else is either unsupported (501) or a smuggling attempt
+     * (400); decided once the whole head has passed the syntax check */
+    int st = 0;
+    if (h->has_transfer_encoding || !ieq(v, vlen, "chunked"))
+      st = list_has(v, vlen, "chunked") || h->has_transfer_encoding ? 400 : 501;
+    if (st == 400 || (st != 0 && h->te_status == 0)) h->te_status = st;
     h->has_transfer_encoding = 1;
   } else if (ieq(s, nlen, "expect")) {
     if (ieq(v, vlen, "100-continue")) h->expect_continue = 1;
@@ -184,6 +194,7 @@ int lc_http_head_parse(const char *p, size_t n, lc_http_head *h) {
     s = next;
   }
   if (h->has_content_length && h->has_transfer_encoding) return 400;
+  if (h->te_status != 0) return h->te_status;
   if (h->minor == 1 && h->host_count != 1) return 400;
   if (h->minor == 0 && h->host_count > 1) return 400;
   return 0;

@@ -18,13 +18,17 @@ typedef struct lc_http_head {
   int minor;                   /* 0 or 1 */
   int host_count;
   int has_content_length, has_transfer_encoding, expect_continue, connection_close;
+  int te_status;
+  int ows_tab;                 /* a field value has a tab in its optional whitespace */               /* 400 or 501 for a Transfer-Encoding we refuse */
   uint64_t content_length;
   int nfields;
   lc_http_field fields[LC_HTTP_MAX_HEADERS];   /* last: everything before it is reset per request */
 } lc_http_head;
 
 /* Finds the end of a request head in p[0..n): returns the head's length including the blank
- * line, 0 when it is not complete yet. Leading empty lines must have been skipped. */
+ * line, 0 when it is not complete yet, LC_HTTP_HEAD_BAD when it already has a bare CR (a CR
+ * not followed by LF). Leading empty lines must have been skipped. */
+#define LC_HTTP_HEAD_BAD ((size_t)-1)
 size_t lc_http_head_end(const char *p, size_t n);
 
 /* Validates the head p[0..n) (as found by lc_http_head_end) and records its fields.

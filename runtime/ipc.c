@@ -31,7 +31,11 @@ struct lc_ipc {
   uv_stream_t *handles[MAX_PENDING_HANDLES];
   int nhandles;
   double frames_in, frames_out, bytes_in, bytes_out;
+  double msgs_in, msgs_out;  /* the scripts' own frames (messages, requests, replies), for metrics */
 };
+
+/* a frame a script sent (not the runtime's control frames or dispatched connections) */
+#define IS_USER_KIND(k) ((k) != LC_KIND_CTRL && (k) != LC_KIND_CONN && (k) != LC_KIND_ROUTE_FAIL)
 
 typedef struct wreq {
   uv_write_t req;
@@ -118,6 +122,7 @@ static int append_frame(lc_ipc *ch, const lc_frame_header *h, const char *payloa
   memcpy(ch->out.data + ch->out.len + LC_FRAME_HEADER, payload, h->len);
   ch->out.len += LC_FRAME_HEADER + h->len;
   ch->frames_out++;
+  ch->msgs_out += IS_USER_KIND(h->kind);
   ch->bytes_out += LC_FRAME_HEADER + h->len;
   mark_dirty(ch);
   return 0;
@@ -140,6 +145,7 @@ static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *p
   w->sent_handle = handle;
   ch->writes_pending++;
   ch->frames_out++;
+  ch->msgs_out += IS_USER_KIND(h->kind);
   ch->bytes_out += LC_FRAME_HEADER + h->len;
   return 0;
 }
@@ -276,6 +282,7 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
   lua_State *L = rt->L;
   uv_stream_t *handle = NULL;
   ch->frames_in++;
+  ch->msgs_in += IS_USER_KIND(h->kind);
   ch->bytes_in += LC_FRAME_HEADER + h->len;
   if (h->flags & LC_FLAG_HANDLE) {
     handle = pop_handle(ch);
@@ -502,6 +509,8 @@ static int m_stats(lua_State *L) {
   lua_pushnumber(L, ch->frames_out); lua_setfield(L, -2, "frames_out");
   lua_pushnumber(L, ch->bytes_in); lua_setfield(L, -2, "bytes_in");
   lua_pushnumber(L, ch->bytes_out); lua_setfield(L, -2, "bytes_out");
+  lua_pushnumber(L, ch->msgs_in); lua_setfield(L, -2, "messages_in");
+  lua_pushnumber(L, ch->msgs_out); lua_setfield(L, -2, "messages_out");
   lua_pushnumber(L, (lua_Number)(ch->out.len - ch->out.off) + (lua_Number)ch->pipe.write_queue_size);
   lua_setfield(L, -2, "pending_bytes");
   return 1;

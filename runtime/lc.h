@@ -22,6 +22,20 @@ typedef void (*lc_conn_sink_fn)(void *data, uv_tcp_t *conn);
 typedef struct lc_sink { int key; lc_conn_sink_fn fn; void *data; } lc_sink;
 #define LC_MAX_SINKS 64
 
+/* HTTP counters of the whole process (every server of this Lua state), kept in C per response
+ * (http.c) and read by the metrics (core.http_stats). Durations go into fixed buckets. */
+#define LC_HTTP_BUCKETS 14
+extern const double lc_http_bounds[LC_HTTP_BUCKETS];   /* upper bounds in seconds */
+typedef struct lc_http_stats {
+  double status[6];                 /* [1..5] responses by class 1xx..5xx, [0] any other */
+  double dur[LC_HTTP_BUCKETS + 1];  /* responses by duration bucket; the last is +Inf */
+  double dur_sum;                   /* seconds */
+  double body_bytes;
+  double conns_open, conns_total;
+} lc_http_stats;
+
+typedef struct lc_alog lc_alog;
+
 typedef struct lc_rt {
   uv_loop_t loop;
   lua_State *L;           /* the main thread: every callback from the loop runs on it */
@@ -32,6 +46,10 @@ typedef struct lc_rt {
   lc_sink sinks[LC_MAX_SINKS];
   int nsinks;
   char log_prefix[64];    /* "[master] " or "" (a worker's lines are prefixed by its master) */
+  int log_json;           /* --log-format json: log lines (and forwarded worker lines) are JSON */
+  int log_worker;         /* this process's worker id (0: the master or a forked child) */
+  lc_http_stats http;
+  lc_alog *alogs;         /* the access logs of this state (access_log.c), flushed at exit */
 } lc_rt;
 
 /* rt.c */
@@ -65,6 +83,25 @@ int lc_handle_push_cb(lc_handle_base *h);       /* pushes the callback; 0 when n
 void lc_handle_release(lc_handle_base *h);      /* drops refs, detaches the box; caller frees */
 void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods);
 
+/* log.c: the runtime's log lines ("level: message") as text or JSON, and the master's
+ * forwarding of a worker's output lines in JSON mode */
+void lc_log_emit(lc_rt *rt, const char *msg, size_t len);
+void lc_log_forward_json(lc_rt *rt, int fd, const char *prefix, const char *line, size_t len);
+
+/* access_log.c: buffered access logs written off the loop (one per path and Lua state) */
+typedef struct lc_alog_entry {
+  const char *peer;                      /* remote address, or NULL */
+  const char *method; size_t method_len; /* NULL: no request line was read */
+  const char *target; size_t target_len;
+  int minor, status;
+  double body_bytes, seconds;
+  const char *referer; size_t referer_len;  /* NULL: none */
+  const char *agent; size_t agent_len;
+} lc_alog_entry;
+lc_alog *lc_alog_check(lua_State *L, int idx);
+void lc_alog_request(lc_alog *a, const lc_alog_entry *e);
+void lc_alog_flush_all_sync(lc_rt *rt);   /* before exit: what is buffered is written */
+
 /* the bindings each file registers into the core module table on the top of the stack */
 void lc_open_rt(lua_State *L);
 void lc_open_ipc(lua_State *L);
@@ -75,6 +112,10 @@ void lc_open_stream(lua_State *L);
 void lc_open_tcp(lua_State *L);
 void lc_open_http(lua_State *L);
 void lc_open_fswatch(lua_State *L);
+void lc_open_codec_check(lua_State *L);
+void lc_open_log(lua_State *L);
+void lc_open_access_log(lua_State *L);
+void lc_open_notify(lua_State *L);
 
 /* tcp.c */
 uv_tcp_t *lc_tcp_listener(lua_State *L, int idx);    /* the uv handle of a listening tcp object */

@@ -101,12 +101,17 @@ int main(int argc, char **argv) {
   lua_pushstring(L, libdir);
   int code = call_boot(L, "main", 2);
   lua_settop(L, 0);
-  if (code >= 0) { fflush(stdout); return code; }
+  if (code >= 0) {
+    lc_ipc_flush_all(lc_rt_get(L)); /* a worker's last word to its master (why it failed to start) */
+    fflush(stdout);
+    return code;
+  }
 
   lc_rt *rt = lc_rt_get(L);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   code = call_boot(L, "loop_ended", 0);
   lc_ipc_flush_all(rt);
+  lc_alog_flush_all_sync(rt);
   fflush(stdout);
   fflush(stderr);
   _exit(code < 0 ? 0 : code);

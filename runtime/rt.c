@@ -63,15 +63,12 @@ void lc_write_all(int fd, const char *buf, size_t len) {
 
 void lc_log(lc_rt *rt, const char *fmt, ...) {
   char line[8192];
-  int n = snprintf(line, sizeof line, "%s", rt ? rt->log_prefix : "");
   va_list ap;
   va_start(ap, fmt);
-  int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+  int m = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   if (m < 0) return;
-  size_t len = (size_t)n + ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
-  line[len++] = '\n';
-  lc_write_all(2, line, len);
+  lc_log_emit(rt, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1); /* log.c: time, level, prefix */
 }
 
 int lc_push_error(lua_State *L, int uverr) {
@@ -367,6 +364,7 @@ static int f_exit(lua_State *L) {
   lc_rt *rt = lc_rt_get(L);
   int code = (int)luaL_optinteger(L, 1, 0);
   lc_ipc_flush_all(rt);
+  lc_alog_flush_all_sync(rt);
   fflush(stdout);
   fflush(stderr);
   _exit(code);

@@ -58,6 +58,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 /* ---- prefix mode ---- */
 
 static void emit_line(lc_stream *s, const char *p, size_t n) {
+  if (s->base.rt->log_json) { lc_log_forward_json(s->base.rt, s->prefix_fd, s->prefix, p, n); return; }
   size_t plen = strlen(s->prefix);
   char *out = malloc(plen + n + 1);
   if (out == NULL) return;

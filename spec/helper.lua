@@ -46,7 +46,10 @@ H.root = (function()
   end
   return (dir:gsub("/$", ""))
 end)()
-H.bin = H.root .. "/build/luacluster"
+-- the build under test: ./build, or $LUACLUSTER_BUILD_DIR (.ci/run's sanitizer run: build-asan);
+-- $LUACLUSTER_BIN runs the binary through a wrapper instead (a valgrind run)
+H.build_dir = os.getenv("LUACLUSTER_BUILD_DIR") or (H.root .. "/build")
+H.bin = os.getenv("LUACLUSTER_BIN") or (H.build_dir .. "/luacluster")
 
 
 function H.sleep(ms)
@@ -530,6 +533,75 @@ function H.http_raw(port, request, timeout_ms)
   local data, how = s:read_all(timeout_ms or 3000)
   s:close()
   return data, how
+end
+
+
+-- ---- systemd's side of the notify protocol ----
+
+ffi.cdef [[
+struct lc_sockaddr_un { uint16_t family; char path[108]; };
+long recv(int fd, void *buf, unsigned long n, int flags);
+]]
+
+local notify_mt = {}
+notify_mt.__index = notify_mt
+
+
+-- notify_socket(address): a unix datagram socket bound at address (a path, or "@name" in the
+-- abstract namespace), as systemd binds $NOTIFY_SOCKET. :recv(timeout_ms) -> datagram | nil.
+function H.notify_socket(address)
+  local fd = C.socket(1, 2 + 0x80000, 0) -- AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC
+  assert(fd >= 0, "socket failed")
+  local sa = ffi.new("struct lc_sockaddr_un")
+  sa.family = 1
+  ffi.copy(sa.path, address, #address)
+  if address:sub(1, 1) == "@" then
+    sa.path[0] = 0
+  end
+  assert(C.bind(fd, sa, 2 + #address) == 0, "bind " .. address .. " failed")
+  return setmetatable({ fd = fd, address = address }, notify_mt)
+end
+
+
+function notify_mt:recv(timeout_ms)
+  if not wait_readable(self.fd, timeout_ms or 5000) then
+    return nil, "timeout"
+  end
+  local buf = ffi.new("char[4096]")
+  local n = C.recv(self.fd, buf, 4096, 0)
+  if n < 0 then
+    return nil, "recv failed"
+  end
+  return ffi.string(buf, n)
+end
+
+
+-- Datagrams until one contains the Lua pattern (or timeout): -> that datagram, all so far
+function notify_mt:wait_for(pattern, timeout_ms)
+  local seen = {}
+  local deadline = H.now() + (timeout_ms or 5000)
+  while H.now() < deadline do
+    local d = self:recv(deadline - H.now())
+    if not d then
+      break
+    end
+    seen[#seen + 1] = d
+    if d:find(pattern) then
+      return d, seen
+    end
+  end
+  return nil, seen
+end
+
+
+function notify_mt:close()
+  if self.fd then
+    C.close(self.fd)
+    self.fd = nil
+    if self.address:sub(1, 1) == "/" then
+      os.remove(self.address)
+    end
+  end
 end
 
 

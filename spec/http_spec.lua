@@ -47,6 +47,7 @@ if cluster.is_worker then
   routes["/short2"] = function() return 201, "created" end
   routes["/short3"] = function() return 202, { ["X-Shortcut"] = "yes", ["Content-Type"] = "text/x-test" }, "accepted" end
   routes["/raise"] = function() error("secret-detail-" .. "42") end
+  routes["/raise-later"] = function() timer.sleep(20) error("late-secret") end
   routes["/later"] = function(req, res)
     timer.after(100, function()
       res:header("X-Later", "yes")
@@ -168,8 +169,11 @@ describe("http", function()
         assert.equal("ok GET /k" .. i, list[1].body)
         assert.equal("keep-alive", list[1].headers.connection:lower())
       end
-      local list = U.exchange(s, "GET /v HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 1)
       assert.matches("version=1.0", U.exchange(s, "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 1)[1].body, 1, true)
+      -- without keep-alive the last one closes
+      local list = U.exchange(s, "GET /last HTTP/1.0\r\n\r\n", 1)
+      assert.equal("ok GET /last", list[1].body)
+      assert.is_true(U.closed_within(s, 2000))
       s:close()
     end)
 
@@ -207,6 +211,36 @@ describe("http", function()
       assert.equal("len=5\nabcde", list[22].body)
       assert.equal("ok GET /last", list[23].body)
       assert.is_true(U.closed_within(s, 2000))
+      s:close()
+    end)
+
+    it("answers every pipelined request of a client that half-closed after sending them", function()
+      local s = assert(H.connect(port))
+      s:send(req("/h1") .. req("/sleep?50") .. "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok" .. req("/later") .. req("/h5"))
+      s:shutdown_write()
+      local data, how = s:read_all(3000)
+      s:close()
+      assert.equal("eof", how)
+      local list = U.finals((U.parse(data)))
+      assert.equal(5, #list, data)
+      assert.equal("ok GET /h1", list[1].body)
+      assert.equal("slept /sleep?50", list[2].body)
+      assert.equal("len=2\nok", list[3].body)
+      assert.equal("later from a timer", list[4].body)
+      assert.equal("ok GET /h5", list[5].body)
+    end)
+
+    it("answers a chunked body sent one byte at a time", function()
+      local s = assert(H.connect(port))
+      local text = "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. "3;a=\"x y\"\r\nabc\r\n1\r\nd\r\n0\r\nX-T: 1\r\n\r\n" .. req("/next")
+      for i = 1, #text do
+        s:send(text:sub(i, i))
+      end
+      local list = U.exchange(s, nil, 2)
+      assert.equal(2, #list)
+      assert.equal("len=4\nabcd", list[1].body)
+      assert.equal("ok GET /next", list[2].body)
       s:close()
     end)
 
@@ -379,6 +413,12 @@ describe("http", function()
       assert(p:wait_output("secret%-detail%-42.-stack traceback", 3000), p:stderr())
       assert.matches("secret-detail-42", p:stderr(), 1, true)
       assert.matches("stack traceback", p:stderr(), 1, true)
+      assert.equal(pid, U.once(port, req("/pid", "Connection: close\r\n")).body)
+      -- also when it raises after waiting
+      local r = U.once(port, req("/raise-later", "Connection: close\r\n"))
+      assert.equal(500, r.status)
+      assert.not_matches("late-secret", r.raw, 1, true)
+      assert(p:wait_output("late%-secret.-stack traceback", 3000), p:stderr())
       assert.equal(pid, U.once(port, req("/pid", "Connection: close\r\n")).body)
     end)
 

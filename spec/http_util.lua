@@ -135,4 +135,50 @@ function U.closed_within(sock, timeout_ms)
 end
 
 
+-- A peer that closes while a request is still being written must not kill the spec with SIGPIPE.
+local ffi = require("ffi")
+pcall(ffi.cdef, "typedef void (*lc_sighandler_t)(int); lc_sighandler_t signal(int signum, lc_sighandler_t handler);")
+ffi.C.signal(13, ffi.cast("lc_sighandler_t", 1)) -- SIGPIPE, SIG_IGN
+
+
+-- Runs one request vector (spec/data/http_vectors.lua) on a fresh connection: -> result with
+-- status (of the first final response, nil when none came), response, data (all bytes read),
+-- how ("eof" / "timeout" / nil) and, after a 4xx/5xx, closed (whether the server then closed).
+function U.run_vector(port, v, timeout_ms)
+  local s, err = H.connect(port)
+  if not s then
+    return { error = err }
+  end
+  s:send(v.request)
+  local data, how = s:read_until(function(d)
+    local ok, list = pcall(U.parse, d)
+    return ok and #U.finals(list) >= 1
+  end, timeout_ms or 3000)
+  local ok, list = pcall(U.parse, data)
+  local first = ok and U.finals(list)[1] or nil
+  local res = { status = first and first.status, response = first, data = data, how = how }
+  if first and first.status >= 400 then
+    res.closed = how == "eof" or select(2, s:read_all(2000)) == "eof"
+  end
+  s:close()
+  return res
+end
+
+
+-- one line saying what a server did with a vector
+function U.describe_result(res)
+  if res.error then
+    return "connect failed: " .. res.error
+  end
+  if res.status then
+    return tostring(res.status) .. (res.closed == false and " (kept open)" or "")
+  end
+  if res.data == "" then
+    return res.how == "eof" and "closed, no response" or "no response (timeout)"
+  end
+  return "no HTTP response: " .. ("%q"):format(res.data:sub(1, 40)):gsub("\
+", "\n")
+end
+
+
 return U

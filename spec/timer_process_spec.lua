@@ -83,7 +83,7 @@ describe("timer", function()
       end
     ]], { "-w", 1 })
     assert.equal(0, (p:wait(5000)))
-    assert.matches("[worker 1] error: ", p:output(), 1, true)
+    assert.matches("%[worker 1%] %S+ error: ", p:output()) -- [worker N] <time> level: message
     assert.matches("timer callback failed on purpose", p:output(), 1, true)
     assert.matches("worker timer ran", p:output(), 1, true)
   end)

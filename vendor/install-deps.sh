@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs=(cmake gcc make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev libhttp-parser-dev lua-busted curl)
-test_pkgs=(procps wrk nginx libnginx-mod-http-lua)
+test_pkgs=(procps wrk nginx libnginx-mod-http-lua python3-prometheus-client iproute2)
 bench_pkgs=(gnuplot-nox)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")

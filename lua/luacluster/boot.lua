@@ -83,11 +83,14 @@ local function main_child(role, argv)
   runtime.app_dir = dirname(app)
   runtime.options = {
     port = tonumber(take_env("LUACLUSTER_PORT")) or 8080,
+    host = take_env("LUACLUSTER_HOST"),
     mode = take_env("LUACLUSTER_MODE") or "dispatch",
     workers = tonumber(take_env("LUACLUSTER_WORKERS")),
   }
   set_paths(runtime.app_dir)
   set_argv(app, args)
+  -- log format and SIGUSR1 (access logs reopen) before anything can log or be signalled
+  require("luacluster.ops").child_init(role, take_env("LUACLUSTER_LOG_FORMAT"), tonumber(os.getenv("LUACLUSTER_WORKER_ID")))
   local side = require(role == "worker" and "luacluster.worker" or "luacluster.child")
   local ok, err = side.init({
     ipc_fd = tonumber(take_env("LUACLUSTER_IPC_FD")),
@@ -109,10 +112,14 @@ local function main_child(role, argv)
   local ran, rerr = run_top_level(chunk)
   if not ran then
     log.error(rerr)
+    if role == "worker" then -- the master says why when this was a reload's new worker
+      side.channel():control({ op = "failed", err = tostring(rerr):match("^[^\n]*") })
+    end
     return 1
   end
   if role == "worker" then
     require("luacluster.worker_stats")
+    require("luacluster.limits").init_worker()
   end
   side.after_top_level()
   return nil
@@ -164,6 +171,12 @@ local function main_master(argv)
   set_paths(runtime.app_dir)
   set_argv(o.app, o.args)
   log.set_prefix("[master] ")
+  -- the log format, and what systemd put in the environment (children must not see it)
+  local oerr = require("luacluster.ops").master_early(o, take_env("LUACLUSTER_LOG_FORMAT"))
+  if oerr then
+    stderr(oerr)
+    return 2
+  end
   local master = require("luacluster.master")
   master.init(o)
   -- what was loaded before the app: a reload unloads everything else so new code is read

@@ -19,44 +19,108 @@ channel_mt.__index = channel_mt
 local DEFAULT_REQUEST_TIMEOUT = 30000
 
 
+local now = core.now
+
+
+-- A pending request: { w = waiter | cb = function, at = deadline (loop ms) or nil }.
+-- Timeouts share one timer per channel, armed for the earliest deadline (a timer per request
+-- cost a fifth of the round trip rate): settling a request leaves the timer alone, and when
+-- it fires it expires what is due and re-arms itself for the next deadline.
 local function settle(self, seq, ok, value)
   local p = self.pending[seq]
   if not p then
     return
   end
   self.pending[seq] = nil
-  self.npending = self.npending - 1
-  if p.timer then
-    p.timer:close()
+  local n = self.npending - 1
+  self.npending = n
+  if n == 0 and self.timer_at then
+    self.timer:stop() -- nothing left to time out: the loop need not wait for it
+    self.timer_at = nil
   end
-  if ok then
-    p.done(value)
+  local cb = p.cb
+  if cb then
+    if ok then
+      coro.spawn(cb, value)
+    else
+      coro.spawn(cb, nil, value)
+    end
+  elseif ok then
+    p.w:wake(value)
   else
-    p.done(nil, value)
+    p.w:wake(nil, value)
+  end
+end
+
+
+local sweep
+
+
+local function arm(self, at)
+  local t = self.timer
+  if not t then
+    t = core.timer_new(function() sweep(self) end)
+    self.timer = t
+  end
+  self.timer_at = at
+  local delay = at - now()
+  t:start(delay > 0 and delay or 0, 0)
+end
+
+
+function sweep(self)
+  self.timer_at = nil
+  local t = now()
+  local due, earliest = nil, nil
+  for seq, p in pairs(self.pending) do
+    local at = p.at
+    if at then
+      if at <= t then
+        due = due or {}
+        due[#due + 1] = seq
+      elseif not earliest or at < earliest then
+        earliest = at
+      end
+    end
+  end
+  if earliest then
+    arm(self, earliest)
+  end
+  if due then
+    table.sort(due)
+    for i = 1, #due do
+      settle(self, due[i], false, "timeout")
+    end
+  end
+end
+
+
+local function on_handler_error(err)
+  log.error("request handler failed: " .. debug.traceback(tostring(err), 2))
+  return tostring(err)
+end
+
+
+local function answer_body(self, seq, from, handler, msg)
+  local reply
+  if not handler then
+    reply = { false, "no request handler" }
+  else
+    local ok, value = xpcall(handler, on_handler_error, msg, from)
+    reply = ok and { true, value } or { false, "request handler failed: " .. value }
+  end
+  local bytes, err = encode(reply)
+  if not bytes then
+    bytes = encode({ false, "cannot send the reply: " .. err })
+  end
+  if not self.handle:is_closed() then
+    self.handle:send(REPLY, from or 0, seq, bytes)
   end
 end
 
 
 local function answer(self, seq, from, handler, msg)
-  coro.spawn(function()
-    local reply
-    if not handler then
-      reply = { false, "no request handler" }
-    else
-      local ok, value = xpcall(handler, function(err)
-        log.error("request handler failed: " .. debug.traceback(tostring(err), 2))
-        return tostring(err)
-      end, msg, from)
-      reply = ok and { true, value } or { false, "request handler failed: " .. value }
-    end
-    local bytes, err = encode(reply)
-    if not bytes then
-      bytes = encode({ false, "cannot send the reply: " .. err })
-    end
-    if not self.handle:is_closed() then
-      self.handle:send(REPLY, from or 0, seq, bytes)
-    end
-  end)
+  coro.spawn(answer_body, self, seq, from, handler, msg)
 end
 
 
@@ -64,8 +128,17 @@ local function on_frame(self, kind, peer, seq, payload, handle)
   local h = self.handlers
   if kind == "close" then
     self.closed = true
+    local seqs = {}
     for s in pairs(self.pending) do
-      settle(self, s, false, "channel closed before the reply came")
+      seqs[#seqs + 1] = s
+    end
+    table.sort(seqs)
+    for i = 1, #seqs do
+      settle(self, seqs[i], false, "channel closed before the reply came")
+    end
+    if self.timer then
+      self.timer:close()
+      self.timer, self.timer_at = nil, nil
     end
     if h.close then h.close() end
     return
@@ -219,17 +292,14 @@ function channel_mt:request(msg, timeout, cb)
   if not ok then
     return _M.fail_request(nil, cb, err)
   end
-  local p = {}
-  if cb then
-    p.done = function(...) coro.spawn(cb, ...) end
-  else
-    p.done = function(...) w:wake(...) end
-  end
+  local p = { w = w, cb = cb }
   if timeout > 0 then
-    p.timer = core.timer_new(function()
-      settle(self, seq, false, "timeout")
-    end)
-    p.timer:start(timeout, 0)
+    local at = now() + timeout
+    p.at = at
+    local armed = self.timer_at
+    if not armed or at < armed then
+      arm(self, at)
+    end
   end
   self.pending[seq] = p
   self.npending = self.npending + 1

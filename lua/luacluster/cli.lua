@@ -7,23 +7,29 @@ usage: luacluster [options] app.lua [script args...]   run an app: a master plus
   -w, --workers N        worker count (default: number of CPUs)
   -m, --mode MODE        dispatch | shared | reuseport | ports   (default dispatch)
   -p, --port N           the port that server:listen() without a port uses (default 8080)
+  --host ADDR            the address that server:listen() without a host uses (default 127.0.0.1)
   --watch                reload when a .lua file under the app's folder changes
   --control PATH         the control socket (default: derived from the app's absolute path)
+  --log-format FORMAT    text | json: the runtime's log lines on stderr (default text)
 luacluster reload  [app.lua | --control PATH]          zero-downtime reload
 luacluster status  [app.lua | --control PATH] [--json] one row per worker
+luacluster metrics [app.lua | --control PATH]          Prometheus text exposition
 luacluster stop    [app.lua | --control PATH]          graceful stop
 luacluster check   app.lua                             load-check only
-luacluster nginx-conf app.lua [-w N] [-p N]            print an nginx config for ports mode
+luacluster nginx-conf app.lua [-w N] [-p N] [--hosts H1,H2[:PORT],...] [--listen ADDR]
+                      [--static URL_PREFIX=DIR]...   print an nginx config for ports mode
 luacluster --version | --help]]
 
 local MODES = { dispatch = true, shared = true, reuseport = true, ports = true }
-local COMMANDS = { reload = true, status = true, stop = true, check = true, ["nginx-conf"] = true }
+local COMMANDS = { reload = true, status = true, stop = true, check = true, ["nginx-conf"] = true, metrics = true }
 
 local takes_value = {
   ["-w"] = "workers", ["--workers"] = "workers",
   ["-m"] = "mode", ["--mode"] = "mode",
   ["-p"] = "port", ["--port"] = "port",
   ["--control"] = "control",
+  ["--host"] = "host",
+  ["--log-format"] = "log_format",
   ["--hosts"] = "hosts", ["--listen"] = "listen", ["--static"] = "static",
 }
 local flags = { ["--watch"] = "watch", ["--json"] = "json" }
@@ -42,6 +48,10 @@ local function check_value(name, value)
       return nil, "--port needs a port number from 0 to 65535, not '" .. value .. "'"
     end
     return n
+  elseif name == "log_format" then
+    if value ~= "text" and value ~= "json" then
+      return nil, "--log-format must be text or json, not '" .. value .. "'"
+    end
   elseif name == "mode" then
     if not MODES[value] then
       return nil, "--mode must be dispatch, shared, reuseport or ports, not '" .. value .. "'"
@@ -115,6 +125,10 @@ function _M.parse(argv)
   end
   if (o.command == "run" or o.command == "check" or o.command == "nginx-conf") and not o.app then
     return nil, "no app given (see luacluster --help)"
+  end
+  if o.command ~= "nginx-conf" and (o.hosts or o.listen or #o.static > 0) then
+    local opt = o.hosts and "--hosts" or o.listen and "--listen" or "--static"
+    return nil, opt .. " is an option of luacluster nginx-conf only"
   end
   return o
 end

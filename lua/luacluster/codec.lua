@@ -2,6 +2,9 @@
 -- refuses functions, userdata, threads and cycles by itself). A message is nil, a boolean,
 -- a number, a string, or a table of those, nested at most 100 levels deep.
 local buffer = require("string.buffer")
+-- the bounds check of runtime/codec_check.c; absent only when this file runs without the runtime
+local has_core, core = pcall(require, "luacluster.core")
+local codec_check = has_core and core.codec_check or function() return true end
 
 local pcall, type = pcall, type
 local find = string.find
@@ -42,6 +45,12 @@ end
 function _M.decode(bytes)
   if type(bytes) ~= "string" then
     return nil, "cannot decode message: not a string"
+  end
+  -- string.buffer sizes tables from the counts in front of them: a few bytes can claim
+  -- gigabytes. core.codec_check (runtime/codec_check.c) refuses counts not backed by bytes.
+  local sane, why = codec_check(bytes)
+  if not sane then
+    return nil, "cannot decode message: " .. why
   end
   dec:set(bytes)
   local ok, value = pcall(dec.decode, dec)

@@ -98,7 +98,10 @@ end
 -- of a master that still answers.
 function _M.serve(path, handler, on_ready)
   local function bind()
-    local srv, err = core.pipe_listen(path, function(stream)
+    local srv, err, name = core.pipe_listen(path, function(stream)
+      if type(stream) ~= "userdata" then
+        return -- the listening socket's own "close" (a bind that failed is closed too)
+      end
       local conn = setmetatable({ stream = stream }, conn_mt)
       stream:read_start(function(event, data)
         if event == "data" then
@@ -118,7 +121,7 @@ function _M.serve(path, handler, on_ready)
     if srv then
       core.chmod(path, 384) -- 0600
     end
-    return srv, err
+    return srv, err, name
   end
   local srv, err, name = bind()
   if srv or name ~= "EADDRINUSE" then

@@ -64,6 +64,9 @@ local req_mt = {
       return rawget(req, "query")
     elseif k == "remote_address" or k == "remote_port" then
       local ip, port = req._c:peer()
+      if req._t and ip then -- trusted_proxies: the client behind them (see proxy_addr.lua)
+        ip = require("luacluster.proxy_addr").resolve(req._t, ip, req.headers["x-forwarded-for"])
+      end
       rawset(req, "remote_address", ip)
       rawset(req, "remote_port", port)
       return rawget(req, k)
@@ -204,7 +207,8 @@ emitter.mixin(server_mt)
 
 local OPTS = {
   max_header_size = true, max_body_size = true, header_timeout = true, keepalive_timeout = true,
-  max_connections = true,
+  send_timeout = true, -- ms a client may take no byte of its answers before it is closed (60000)
+  max_connections = true, trusted_proxies = true, access_log = true,
 }
 
 
@@ -215,21 +219,39 @@ function _M.create_server(handler, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("http.create_server: opts must be a table", 2)
   end
+  local trusted
   for k, v in pairs(opts or {}) do
     if not OPTS[k] then
       error("http.create_server: unknown option '" .. tostring(k) .. "'", 2)
     end
-    if type(v) ~= "number" or v < 0 then
+    if k == "trusted_proxies" then
+      local matcher, terr = require("luacluster.proxy_addr").compile(v)
+      if not matcher then
+        error("http.create_server: " .. terr, 2)
+      end
+      trusted = matcher
+    elseif k == "access_log" then
+      if v ~= false and (type(v) ~= "string" or v == "") then
+        error("http.create_server: access_log must be a file path, \"stderr\" or false", 2)
+      end
+    elseif type(v) ~= "number" or v < 0 then
       error("http.create_server: " .. k .. " must be a number >= 0", 2)
     end
   end
   local server = setmetatable({ _listeners = {} }, server_mt)
   server._srv = core.http_server_new(function(conn, seq, method, url, minor, body)
     local req = setmetatable({ method = method, url = url, version = minor == 1 and "1.1" or "1.0",
-      _c = conn, _s = seq, _b = body }, req_mt)
+      _c = conn, _s = seq, _b = body, _t = trusted }, req_mt)
     local res = setmetatable({ _c = conn, _s = seq, _code = 200 }, res_mt)
     spawn(run, handler, req, res)
   end, opts)
+  if opts and opts.access_log then -- one combined-format line per response, written off the loop
+    local alog, aerr = require("luacluster.access_log").open(opts.access_log)
+    if not alog then
+      error("http.create_server: access_log: " .. aerr, 2)
+    end
+    server._srv:set_access_log(alog)
+  end
   runtime.drain_hooks[server] = function()
     server:_drain()
   end

@@ -13,6 +13,7 @@ local runtime = require("luacluster.runtime")
 local _M = {}
 
 local pending = {}  -- seq -> { server, report }
+local by_address = setmetatable({}, { __mode = "v" })  -- "host:port" -> server given its socket
 local seq = 0
 local reporters = setmetatable({}, { __mode = "k" })
 
@@ -85,6 +86,9 @@ local function on_result(msg, handle)
     local ok, err = server:_take_listener(handle)
     if not ok then
       return fail(server, "listen " .. tostring(err))
+    end
+    if msg.address then
+      by_address[tostring(msg.address.address) .. ":" .. tostring(msg.address.port)] = server
     end
   else
     server:_take_key(msg.key, true)
@@ -190,8 +194,23 @@ function _M.unlisten(server)
 end
 
 
+-- reuseport: the socket of a slot that a reload left without its own worker, to accept on
+-- beside this server's own (listen_master.lua, close_unused)
+local function on_extra_listener(msg, handle)
+  if not handle then
+    return
+  end
+  local server = by_address[tostring(msg.host) .. ":" .. tostring(msg.port)]
+  if server and not server._closed and not server._draining and server:_take_listener(handle) then
+    return
+  end
+  handle:close()
+end
+
+
 if runtime.role == "worker" then
   require("luacluster.worker").control_ops.listen_result = on_result
+  require("luacluster.worker").control_ops.extra_listener = on_extra_listener
 end
 
 return _M

@@ -85,7 +85,7 @@ end
 
 local function grant(w, msg, l, address, handle)
   master.listened_once = true
-  if w.state == "starting" and master.mark_online then
+  if not w._online and master.mark_online then
     master.mark_online(w) -- a listen at the worker's top level comes before its "online"
   end
   w.state = w.state == "draining" and "draining" or "listening"
@@ -124,7 +124,8 @@ local function listen_op(w, msg)
     end
     local _, actual = tcp:sockname()
     next_key = next_key + 1
-    l = { key = next_key, host = host, port = actual, tcp = tcp, mode = mode, ready = {}, ready_list = {} }
+    l = { key = next_key, host = host, port = actual, tcp = tcp, mode = mode, ready = {}, ready_list = {},
+      addr = host .. ":" .. port, slot = reuseport and w.id or nil }
     if port ~= 0 then
       listeners[id_key] = l
     end
@@ -152,6 +153,13 @@ local function listen_op(w, msg)
     l.tcp:dispatch_flush()
   else
     grant(w, msg, l, address, l.tcp)
+    -- reuseport: the sockets of slots that a reload left without their own worker (see
+    -- close_unused) go with this slot to its replacements
+    for _, o in pairs(listeners) do
+      if o ~= l and o.heir_id == w.id and o.addr == l.addr then
+        _M.hand_over(o, w)
+      end
+    end
   end
 end
 
@@ -194,12 +202,82 @@ end
 master.hooks.gone[#master.hooks.gone + 1] = forget
 
 
+-- A graceful stop closes every listening socket at once (the workers close their copies as
+-- they start draining): a new connection is then refused, and a proxy in front moves on to
+-- another server, instead of waiting in the accept queue, unanswered, until the master exits.
+local previous_on_stop = master.on_stop
+master.on_stop = function()
+  for id_key, l in pairs(listeners) do
+    listeners[id_key] = nil
+    l.tcp:close()
+  end
+  if previous_on_stop then
+    previous_on_stop()
+  end
+end
+
+
 -- the scheduling policy changed (setup or reload): rebuild every dispatching listener's
 function _M.reset_policies()
   for _, l in pairs(listeners) do
     if l.mode == "dispatch" then
       l.policy = make_policy()
       l.tcp:dispatch(l.key, make_picker(l), l.policy.wants_address)
+    end
+  end
+end
+
+
+-- A reuseport socket of another slot, accepted on by worker w as well (its server takes it
+-- as one more listening socket).
+function _M.hand_over(l, w)
+  w._listens = w._listens or {}
+  w._listens[l.key] = l
+  w:_control({ op = "extra_listener", host = l.host, port = l.port }, l.tcp)
+end
+
+
+-- After a reload's switch: a listening socket that no worker of the new generation asked
+-- for (the new code listens elsewhere, or runs fewer workers in ports mode) is closed, so
+-- that the kernel stops queueing connections that no worker would ever accept (the old
+-- generation's draining workers keep their own copies until they have drained).
+-- In reuseport mode with fewer workers, closing a slot's socket would reset what waits in
+-- its accept queue: it goes instead to a new worker that listens on the same address (its
+-- heir, which passes it on to its own replacements), so that nothing is lost.
+function _M.close_unused(new_workers)
+  local used, own = {}, {}
+  for _, w in ipairs(new_workers) do
+    for _, l in pairs(w._listens or {}) do
+      used[l] = true
+      if l.slot == nil or l.slot == w.id then
+        own[l] = true
+      end
+    end
+  end
+  for k, l in pairs(listeners) do
+    if own[l] then
+      l.heir_id = nil
+    elseif not used[l] then
+      local heirs = {}
+      if l.mode == "reuseport" then
+        for _, w in ipairs(new_workers) do
+          for _, h in pairs(w._listens or {}) do
+            if h.addr == l.addr and h.slot == w.id then
+              heirs[#heirs + 1] = w
+              break
+            end
+          end
+        end
+      end
+      if #heirs > 0 then
+        table.sort(heirs, function(a, b) return a.id < b.id end)
+        local heir = heirs[(l.slot - 1) % #heirs + 1]
+        l.heir_id = heir.id
+        _M.hand_over(l, heir)
+      else
+        listeners[k] = nil
+        l.tcp:close()
+      end
     end
   end
 end

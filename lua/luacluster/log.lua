@@ -1,14 +1,22 @@
--- Runtime log lines: one line each on stderr, with the process's prefix ("[master] "; a
--- worker's lines get "[worker N] " from its master, which forwards its output).
+-- Runtime log lines: one line each on stderr with a time and a level, as text
+--   [master] 2024-05-01T12:00:00.123Z info: message
+-- (a worker's lines get "[worker N] " from its master, which forwards its output), or with
+-- --log-format json as JSON lines:
+--   {"time":"2024-05-01T12:00:00.123Z","process":"master","pid":1,"level":"info","msg":"message"}
+-- The formatting is C (runtime/log.c), shared with the runtime's own lines.
 local core = require("luacluster.core")
 
 local _M = {}
+
+_M.FORMATS = { text = true, json = true }
+
 
 local function line(level, msg)
   core.log(level .. ": " .. tostring(msg))
 end
 
 
+function _M.debug(msg) line("debug", msg) end
 function _M.info(msg) line("info", msg) end
 function _M.warn(msg) line("warn", msg) end
 function _M.error(msg) line("error", msg) end
@@ -16,6 +24,13 @@ function _M.error(msg) line("error", msg) end
 
 function _M.set_prefix(prefix)
   core.set_log_prefix(prefix)
+end
+
+
+-- "text" | "json"; worker_id in a worker (its JSON lines carry "worker": N)
+function _M.set_format(format, worker_id)
+  core.set_log_format(format, worker_id)
+  _M.format = format
 end
 
 

@@ -299,9 +299,11 @@ local function env_list(extra, id, gen)
   env.LUACLUSTER_GENERATION = tostring(gen)
   env.LUACLUSTER_IPC_FD = "3"
   env.LUACLUSTER_PORT = tostring(o.port)
+  env.LUACLUSTER_HOST = o.host
   env.LUACLUSTER_MODE = cfg.mode or o.mode
   env.LUACLUSTER_DRAIN_TIMEOUT = tostring(cfg.drain_timeout)
   env.LUACLUSTER_MAX_MESSAGE_SIZE = cfg.max_message_size and tostring(cfg.max_message_size) or nil
+  env.LUACLUSTER_LOG_FORMAT = o.log_format
   local list = {}
   for k, v in pairs(env) do
     list[#list + 1] = k .. "=" .. v
@@ -389,6 +391,9 @@ end
 local SETUP_KEYS = {
   workers = "number", mode = "string", scheduler = true, drain_timeout = "number",
   restart = "boolean", start = "string", max_message_size = "number", reload_timeout = "number",
+  -- resource limits and the heartbeat (luacluster.limits)
+  max_requests = "number", max_memory = "number", heartbeat_interval = "number", heartbeat_timeout = "number",
+  metrics = true, -- "host:port" or a port: the Prometheus listener (luacluster.metrics)
 }
 
 
@@ -420,6 +425,13 @@ function _M.setup(opts)
   end
   if opts.max_message_size and (opts.max_message_size < 16 or opts.max_message_size >= 2 ^ 32) then
     error("cluster.setup: max_message_size must be from 16 to 4294967295 bytes", 2)
+  end
+  require("luacluster.limits").check_setup(opts)
+  if opts.metrics ~= nil then
+    local ok, merr = require("luacluster.metrics").parse_address(opts.metrics)
+    if not ok then
+      error("cluster.setup: " .. merr, 2)
+    end
   end
   if _M.staging then -- a reload is running the new code: its setup applies at the switch
     for k, v in pairs(opts) do
@@ -647,6 +659,7 @@ function _M.init(options)
   _M.options = options
   require("luacluster.listen_master")
   require("luacluster.peers").init_master(_M)
+  require("luacluster.limits").init_master(_M)
 end
 
 
@@ -659,6 +672,7 @@ function _M.after_top_level()
   else
     n = runtime.options.workers or core.cpu_count()
   end
+  _M.initial_workers = n -- the first generation serves once n workers are ready (ops.lua: READY=1)
   if cfg.start == "sequential" then
     require("luacluster.sequence").start(n) -- one at a time, each after the previous is ready
     return

@@ -42,25 +42,25 @@ local function all_workers()
 end
 
 
--- one row per worker, with the counters each worker reports (waits up to 1 s for them)
-function _M.status()
-  local rows, pending = {}, 0
-  local w8 = coro.waiter("status")
-  local now = core.now()
+-- Every worker's counters, asked for in one control frame per worker (batched: nothing per
+-- request), waiting up to 1 s for the answers: -> array of { worker =, stats =, fresh = }.
+-- A worker that does not answer in time gives its last answer (fresh = false), so that its
+-- counters do not seem to go back.
+function _M.collect()
+  local list, pending = {}, 0
+  local w8 = coro.waiter("stats")
   for _, w in ipairs(all_workers()) do
-    local row = {
-      id = w.id, pid = w.pid, generation = w.generation, state = w.state,
-      uptime = math.floor((now - w._started) / 1000),
-      requests = 0, connections = 0, restarts = master.restarts(w.id),
-      rss = core.pid_rss(w.pid) or 0,
-    }
-    rows[#rows + 1] = row
+    local item = { worker = w, stats = w._last_stats or {}, fresh = false }
+    list[#list + 1] = item
     stats_seq = stats_seq + 1
     local seq = stats_seq
     if w:_control({ op = "stats", seq = seq }) then
+      item.seq = seq
       pending = pending + 1
       stats_waiters[seq] = function(_, msg)
-        row.requests, row.connections = msg.requests or 0, msg.connections or 0
+        if item.done then return end
+        item.done = true
+        w._last_stats, item.stats, item.fresh = msg, msg, true
         pending = pending - 1
         if pending == 0 then w8:wake() end
       end
@@ -71,6 +71,29 @@ function _M.status()
     t:start(STATS_TIMEOUT, 0)
     w8:wait()
     t:close()
+    for _, item in ipairs(list) do
+      item.done = true -- a late answer is dropped
+      if item.seq then
+        stats_waiters[item.seq] = nil
+      end
+    end
+  end
+  return list
+end
+
+
+-- one row per worker, with the counters each worker reports (waits up to 1 s for them)
+function _M.status()
+  local rows = {}
+  local now = core.now()
+  for _, item in ipairs(_M.collect()) do
+    local w, st = item.worker, item.stats
+    rows[#rows + 1] = {
+      id = w.id, pid = w.pid, generation = w.generation, state = w.state,
+      uptime = math.floor((now - w._started) / 1000),
+      requests = st.requests or 0, connections = st.connections or 0, restarts = master.restarts(w.id),
+      rss = core.pid_rss(w.pid) or 0,
+    }
   end
   return {
     pid = core.pid(), mode = master.config().mode or runtime.options.mode,
@@ -90,6 +113,8 @@ local function handle(msg, conn)
     end)
   elseif msg.cmd == "status" then
     conn:reply({ ok = true, status = _M.status() })
+  elseif msg.cmd == "metrics" then
+    conn:reply({ ok = true, text = require("luacluster.metrics").render() })
   elseif msg.cmd == "stop" then
     conn:reply({ ok = true })
     master.stop(0)
@@ -135,6 +160,7 @@ end
 
 
 function _M.start(options)
+  require("luacluster.ops").master_init(options)
   signals.set_action("SIGHUP", function()
     reload_quietly("SIGHUP")
   end)
@@ -147,6 +173,7 @@ function _M.start(options)
   end
   if not path then
     log.warn("no control socket: " .. tostring(err))
+    runtime.no_control = true
     return
   end
   control.serve(path, handle, function(srv, serr)

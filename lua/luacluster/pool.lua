@@ -17,6 +17,9 @@
 -- still running are left to finish and their results dropped).
 -- Tasks and results are messages (see Messages in the contract). Tasks travel as runtime
 -- control frames, so pool tasks never reach a worker's on("message") or on("request").
+-- A map with no live worker at all fails at once when workers are not restarted
+-- (cluster.setup{restart=false}), else after opts.worker_wait ms (default 30000); a map still
+-- running when the cluster stops fails once its running tasks are done.
 local core = require("luacluster.core")
 local coro = require("luacluster.coro")
 local log = require("luacluster.log")
@@ -111,6 +114,10 @@ local function finish(run, err)
     if runs[i] == run then
       table.remove(runs, i)
     end
+  end
+  if run.no_worker_timer then
+    run.no_worker_timer:close()
+    run.no_worker_timer = nil
   end
   for id, t in pairs(in_flight) do
     if t.run == run then
@@ -285,18 +292,44 @@ function pump(run)
   if run.finished then
     return
   end
-  if master.is_stopping() then
-    local busy = false
-    for _, t in pairs(in_flight) do
-      if t.run == run then
-        busy = true
-        break
-      end
-    end
-    if not busy then
-      finish(run, string.format("the cluster is stopping; %d of %d tasks done", run.completed, run.n))
+  local busy = false
+  for _, t in pairs(in_flight) do
+    if t.run == run then
+      busy = true
+      break
     end
   end
+  if busy then
+    return
+  end
+  if master.is_stopping() then
+    return finish(run, string.format("the cluster is stopping; %d of %d tasks done", run.completed, run.n))
+  end
+  -- nothing of this run is running and no worker can take the next task: with no live worker
+  -- at all, fail (the next loop turn, so that a map called at the top level sees the first
+  -- workers) when none can come back, else after opts.worker_wait ms
+  local live = next(master.workers) ~= nil
+  if live then
+    if run.no_worker_timer then
+      run.no_worker_timer:close()
+      run.no_worker_timer = nil
+    end
+    return
+  end
+  if run.no_worker_timer then
+    return
+  end
+  local restart = master.config().restart ~= false
+  local t = core.timer_new(function()
+    run.no_worker_timer:close()
+    run.no_worker_timer = nil
+    if not run.finished and next(master.workers) == nil then
+      finish(run, string.format("no live worker to run task %d on%s; %d of %d tasks done", run.retry[1] or run.next_index,
+        restart and " within " .. run.worker_wait .. " ms" or " (restart = false)", run.completed, run.n))
+    end
+  end)
+  t:start(restart and run.worker_wait or 0, 0)
+  run.no_worker_timer = t
 end
 
 
@@ -344,7 +377,7 @@ local function init_master()
 end
 
 
-local OPTS = { per_worker = "number", scheduler = true, timeout = "number", retries = "number" }
+local OPTS = { per_worker = "number", scheduler = true, timeout = "number", retries = "number", worker_wait = "number" }
 
 
 -- pool.map(tasks [, opts] [, cb]) -> results | nil, err, partial_results
@@ -391,7 +424,7 @@ function _M.map(tasks, opts, cb)
   end
   local run = {
     tasks = tasks, n = tasks.n or #tasks, per_worker = per_worker, timeout = opts.timeout or 0,
-    retries = opts.retries or 1, policy = make_policy(opts.scheduler or master.config().scheduler or "round_robin"),
+    retries = opts.retries or 1, worker_wait = opts.worker_wait or 30000, policy = make_policy(opts.scheduler or master.config().scheduler or "round_robin"),
     fallback = ROUND_ROBIN.new(), results = {}, completed = 0, next_index = 1, retry = {}, load = {}, tried = {},
   }
   run.results.n = run.n

@@ -16,8 +16,24 @@ local runtime = require("luacluster.runtime")
 
 local _M = {}
 
+-- a worker whose top level raised tells why before it exits (boot.lua)
+master.control_ops.failed = function(w, msg)
+  w._failed = type(msg.err) == "string" and msg.err or nil
+end
+
 local in_progress = false
 local DEFAULT_READY_TIMEOUT = 30000
+
+-- reloads done and refused (metrics), and functions(event, generation | err) run when a
+-- reload "start"s, is "done" or is "refused" (systemd's RELOADING=1 / READY=1: ops.lua)
+_M.counts = { done = 0, refused = 0 }
+_M.hooks = {}
+
+local function run_hooks(event, arg)
+  for _, fn in ipairs(_M.hooks) do
+    fn(event, arg)
+  end
+end
 
 
 local function traceback(err)
@@ -115,6 +131,7 @@ local function switch(stage, new_workers, gen)
     server:close()
   end
   -- workers: the new generation takes the slots, the old one drains
+  log.info("reload: switching to generation " .. gen .. "; the older generation drains")
   local old = {}
   for _, w in pairs(master.workers) do
     old[#old + 1] = w
@@ -122,6 +139,7 @@ local function switch(stage, new_workers, gen)
   for _, w in ipairs(new_workers) do
     master.adopt(w)
   end
+  require("luacluster.listen_master").close_unused(new_workers)
   for _, w in ipairs(old) do
     if w.generation < gen then
       master.retire(w)
@@ -133,19 +151,24 @@ end
 
 -- reload(cb): cb(nil, generation) once the new generation serves, or cb(err)
 function _M.reload(cb)
-  if in_progress then
-    return cb("a reload is already in progress; try again when it has finished")
-  end
-  if master.is_stopping() then
-    return cb("the cluster is stopping")
+  if in_progress or master.is_stopping() then
+    local err = in_progress and "a reload is already in progress; try again when it has finished" or "the cluster is stopping"
+    _M.counts.refused = _M.counts.refused + 1
+    log.warn("reload refused: " .. err)
+    return cb(err)
   end
   in_progress = true
+  run_hooks("start")
   local function done(err, gen)
     in_progress = false
     if err then
+      _M.counts.refused = _M.counts.refused + 1
       log.warn("reload refused: " .. err)
+      run_hooks("refused", err)
     else
+      _M.counts.done = _M.counts.done + 1
       log.info("reload: generation " .. gen .. " serves")
+      run_hooks("done", gen)
     end
     cb(err, gen)
   end
@@ -185,7 +208,8 @@ function _M.reload(cb)
   local function on_gone(w)
     if w._reload_gen == gen and not finished then
       local how = w._exit_signal and ("signal " .. w._exit_signal) or ("code " .. tostring(w._exit_code))
-      finish_with("new worker " .. w.id .. " exited with " .. how .. " before it was ready")
+      finish_with("new worker " .. w.id .. " exited with " .. how .. " before it was ready"
+        .. (w._failed and (": " .. w._failed) or ""))
     end
   end
   master.hooks.ready[#master.hooks.ready + 1] = on_ready
@@ -212,6 +236,7 @@ function _M.reload(cb)
     return finish_with(nil)
   end
   waiting = n
+  log.info(string.format("reload: starting %d worker%s of generation %d", n, n == 1 and "" or "s", gen))
   for id = 1, n do
     local env = stage.forks[id] or (master.workers[id] and master.workers[id]._env) or nil
     local w, serr = master.spawn(id, env or nil, gen, true)

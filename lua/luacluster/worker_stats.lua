@@ -1,5 +1,8 @@
--- A worker's counters for `luacluster status`: requests served and open connections of its
--- servers, sent to the master when it asks.
+-- A worker's counters for `luacluster status` and the metrics, sent to the master when it
+-- asks (one control frame per scrape, never per request): requests served and open
+-- connections of its servers, the process's HTTP counters kept in C (status classes,
+-- duration buckets), its channel's message and byte counts, its access logs'.
+local core = require("luacluster.core")
 local runtime = require("luacluster.runtime")
 local worker = require("luacluster.worker")
 
@@ -12,7 +15,13 @@ worker.control_ops.stats = function(msg)
       connections = connections + (s.connections or 0)
     end
   end
-  worker.channel():control({ op = "stats_result", seq = msg.seq, requests = requests, connections = connections })
+  local ch = worker.channel()
+  local http = core.http_stats()
+  http.bounds = nil -- the master's binary has the same
+  ch:control({
+    op = "stats_result", seq = msg.seq, requests = requests, connections = connections,
+    http = http, ipc = ch.handle:stats(), access_log = require("luacluster.access_log").stats(),
+  })
 end
 
 return {}

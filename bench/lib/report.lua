@@ -1,0 +1,435 @@
+-- bench/lib/report.lua: from the raw samples of a run to figures (median, spread over the
+-- repeats, ratios to the peers and to the probe, each ratio the median of per-repeat ratios of
+-- systems measured next to each other), the targets of issue 7, and the three outputs: the
+-- table on stdout (and as markdown), the JSON file, and the SVG bar chart.
+local St = require("stats")
+
+local M = {}
+
+-- ---- building figures ----
+
+local function fig(list, o)
+  o.rows = {}
+  o.by_id = {}
+  list[#list + 1] = o
+  return o
+end
+
+local function row(f, id, label, kind, samples, extra)
+  local r = { id = id, label = label, kind = kind, samples = samples, summary = St.summary(samples or {}), ratios = {} }
+  for k, v in pairs(extra or {}) do r[k] = v end
+  f.rows[#f.rows + 1] = r
+  f.by_id = f.by_id or {}
+  f.by_id[id] = r
+  return r
+end
+
+-- ratio of row `id` to each of `vs` (ids of rows in the same figure), paired by repeat
+local function ratios(f, id, vs)
+  local r = f.by_id[id]
+  if not r then return end
+  for _, v in ipairs(vs) do
+    local o = f.by_id[v]
+    if o and o.samples and #o.samples > 0 then
+      r.ratios[#r.ratios + 1] = { vs = v, label = o.short or o.label, summary = St.paired(r.samples, o.samples) }
+    end
+  end
+end
+
+local SHORT = {
+  node_rr = "Node rr", node_shared = "Node shared", node_single = "Node single", nginx = "nginx",
+  nginx_lua = "nginx+Lua", probe_hello = "probe", probe_dispatch = "dispatch probe", node = "Node", probe = "probe",
+  pm2 = "PM2", lc = "luacluster",
+}
+
+local function kb_to_mb(xs)
+  local t = {}
+  for i, x in pairs(xs) do t[i] = x / 1024 end
+  return t
+end
+
+function M.build(R)
+  local figs = {}
+  -- 1. HTTP
+  if R.http then
+    local peers = { "node_rr", "node_shared", "node_single", "nginx", "nginx_lua" }
+    for _, conn in ipairs({ "ka", "close" }) do
+      local f = fig(figs, {
+        id = conn == "ka" and "http_keepalive" or "http_close", group = 1,
+        title = conn == "ka" and "1. HTTP hello, keep-alive, 2 workers (wrk -t1 -c64)" or "1. HTTP hello, Connection: close (a new connection per request), 2 workers",
+        unit = "req/s", better = "higher",
+      })
+      local order = { "lc_dispatch", "lc_shared", "lc_reuseport", "lc_ports", "node_rr", "node_shared", "node_single", "nginx", "nginx_lua", "probe_hello", "probe_dispatch" }
+      for _, id in ipairs(order) do
+        local d = R.http[id]
+        if d and #d[conn] > 0 then
+          row(f, id, d.label, d.kind, d[conn], { short = SHORT[id], failed = d.failed[conn] })
+        end
+      end
+      for _, id in ipairs({ "lc_dispatch", "lc_shared", "lc_reuseport", "lc_ports" }) do
+        local vs = { unpack(peers) }
+        vs[#vs + 1] = (id == "lc_dispatch" and conn == "close") and "probe_dispatch" or "probe_hello"
+        if id == "lc_dispatch" and conn == "ka" then vs[#vs + 1] = "probe_dispatch" end
+        ratios(f, id, vs)
+      end
+    end
+    -- 4. scaling
+    for _, conn in ipairs({ "ka", "close" }) do
+      local f = fig(figs, {
+        id = "scaling_" .. conn, group = 4,
+        title = "4. Throughput from 1 to 2 workers, " .. (conn == "ka" and "keep-alive" or "Connection: close")
+          .. " (2 cores, and wrk takes one of them)",
+        unit = "x (2 workers / 1)", better = "higher",
+      })
+      for _, pair in ipairs({ { "lc_dispatch", "lc_dispatch_w1" }, { "lc_reuseport", "lc_reuseport_w1" }, { "node_rr", "node_rr_w1" },
+        { "nginx", "nginx_w1" }, { "probe_hello", "probe_hello_w1" } }) do
+        local two, one = R.http[pair[1]], R.http[pair[2]]
+        if two and one and #one[conn] > 0 then
+          local s = St.paired(two[conn], one[conn])
+          local r = row(f, pair[1], two.label, two.kind, s.samples or {}, { short = SHORT[pair[1]] })
+          r.one = St.summary(one[conn])
+          r.two = St.summary(two[conn])
+        end
+      end
+    end
+  end
+  -- 2. IPC
+  if R.ipc then
+    for _, fd in ipairs(R.ipc.figures) do
+      local d = R.ipc.data[fd.id]
+      local f = fig(figs, { id = "ipc_" .. fd.id, group = 2, title = "2. " .. fd.title, unit = fd.unit, better = "higher" })
+      row(f, "lc", "luacluster master<->worker", "luacluster", d.lc, { short = "luacluster" })
+      row(f, "node", "Node process.send", "peer", d.node, { short = "Node" })
+      if fd.probe and #d.probe > 0 then
+        row(f, "probe", string.format("probe: raw socketpair, %d-byte messages", R.ipc.sizes[fd.probe[2]]), "probe", d.probe, { short = "probe" })
+      end
+      ratios(f, "lc", { "node", "probe" })
+    end
+  end
+  -- 3. life
+  if R.start then
+    local order = { "lc", "node_rr", "node_single", "nginx", "nginx_lua" }
+    local fm = fig(figs, { id = "rss_master", group = 3, title = "3. Idle RSS of the master (single process: the process)", unit = "MB", better = "lower" })
+    local fw = fig(figs, { id = "rss_worker", group = 3, title = "3. Idle RSS of a worker (mean of the workers)", unit = "MB", better = "lower" })
+    local fs = fig(figs, { id = "start_200", group = 3, title = "3. Start to first 200, 2 workers", unit = "ms", better = "lower" })
+    for _, id in ipairs(order) do
+      local d = R.start[id]
+      if d then
+        row(fm, id, d.label, d.kind, kb_to_mb(d.master_kb), { short = SHORT[id] })
+        row(fw, id, d.label, d.kind, kb_to_mb(d.worker_kb), { short = SHORT[id] })
+        row(fs, id, d.label, d.kind, d.start_ms, { short = SHORT[id] })
+      end
+    end
+    local vs = { "node_rr", "node_single", "nginx", "nginx_lua" }
+    ratios(fm, "lc", vs)
+    ratios(fw, "lc", vs)
+    ratios(fs, "lc", vs)
+  end
+  if R.restart then
+    local f = fig(figs, { id = "restart", group = 3, title = "3. SIGKILLed worker to its replacement serving", unit = "ms", better = "lower" })
+    for _, id in ipairs({ "lc", "lc_reuseport", "node_rr" }) do
+      local d = R.restart[id]
+      if d then row(f, id, d.label, d.kind, d.ms, { short = SHORT[id], failed = d.failed }) end
+    end
+    ratios(f, "lc", { "node_rr" })
+    ratios(f, "lc_reuseport", { "node_rr" })
+  end
+  if R.reload then
+    local ft = fig(figs, { id = "reload_time", group = 3, title = "3. Reload under keep-alive load: time to the new generation serving", unit = "ms", better = "lower" })
+    local ff = fig(figs, { id = "reload_failed", group = 3, title = "3. Reload under keep-alive load: failed requests per reload", unit = "requests", better = "lower" })
+    for _, id in ipairs({ "lc", "pm2" }) do
+      local d = R.reload[id]
+      if d then
+        row(ft, id, d.label, d.kind, d.ms, { short = SHORT[id] })
+        row(ff, id, d.label, d.kind, d.failed, { short = SHORT[id] })
+      end
+    end
+    ratios(ft, "lc", { "pm2" })
+  end
+  return figs
+end
+
+-- ---- targets ----
+
+local function find(figs, fid, rid)
+  for _, f in ipairs(figs) do
+    if f.id == fid then return f.by_id and f.by_id[rid] end
+  end
+end
+
+local function ratio_of(figs, fid, rid, vs)
+  local r = find(figs, fid, rid)
+  if not r then return nil end
+  for _, x in ipairs(r.ratios) do
+    if x.vs == vs then return x.summary.median, x.summary end
+  end
+end
+
+function M.targets(figs, notes)
+  local T = {}
+  local function add(name, value, text, met, aim)
+    T[#T + 1] = { name = name, value = value, text = text, met = met, aim = aim }
+  end
+  local function cmp(name, fid, rid, vs, goal, text)
+    local v = ratio_of(figs, fid, rid, vs)
+    if v then add(name, v, string.format("%.2fx %s (target >= %gx)", v, text, goal), v >= goal) else add(name, nil, "not measured", nil) end
+  end
+  cmp("keep-alive hello >= nginx+Lua", "http_keepalive", "lc_dispatch", "nginx_lua", 1, "nginx+Lua")
+  cmp("keep-alive hello >= 1.5x Node cluster", "http_keepalive", "lc_dispatch", "node_rr", 1.5, "Node cluster rr")
+  cmp("aim: keep-alive hello >= nginx static", "http_keepalive", "lc_dispatch", "nginx", 1, "nginx return 200")
+  cmp("new connection, dispatch >= 3x Node round robin", "http_close", "lc_dispatch", "node_rr", 3, "Node rr")
+  cmp("aim: new connection, dispatch >= 0.8x raw dispatcher", "http_close", "lc_dispatch", "probe_dispatch", 0.8, "the dispatch probe")
+  cmp("new connection, reuseport >= nginx+Lua", "http_close", "lc_reuseport", "nginx_lua", 1, "nginx+Lua")
+  local w = find(figs, "rss_worker", "lc")
+  if w and w.summary.median then
+    add("idle worker RSS <= 5 MB (aim 4)", w.summary.median, string.format("%.1f MB", w.summary.median), w.summary.median <= 5)
+  end
+  cmp("IPC pipelined small >= 5x Node (aim 10x)", "ipc_pipelined_small", "lc", "node", 5, "Node")
+  cmp("IPC ping-pong small >= 0.7x the raw probe", "ipc_pingpong_small", "lc", "probe", 0.7, "the socketpair probe")
+  local function le(name, fid, rid, vs, goal, text)
+    local v = ratio_of(figs, fid, rid, vs)
+    if v then add(name, v, string.format("%.2fx %s (target <= %g)", v, text, goal), v <= goal) else add(name, nil, "not measured", nil) end
+  end
+  le("start to first 200 <= 1/5 of Node cluster", "start_200", "lc", "node_rr", 0.2, "Node cluster")
+  le("SIGKILL to replacement serving <= 1/5 of Node", "restart", "lc", "node_rr", 0.2, "Node cluster")
+  local rf = find(figs, "reload_failed", "lc")
+  local rt = ratio_of(figs, "reload_time", "lc", "pm2")
+  if rf and rf.summary.n and rf.summary.n > 0 then
+    local failed = rf.summary.max
+    local t = rt and string.format(", %.2fx PM2's time", rt) or ", PM2 not measured"
+    add("0 failed requests in a reload, in under half PM2's time", failed,
+      string.format("%d failed at most per reload%s", failed, t), failed == 0 and (rt == nil or rt < 0.5))
+  end
+  return T
+end
+
+-- ---- text ----
+
+local function si(v, unit)
+  if v == nil or v ~= v then return "-" end
+  if unit == "MB" then return string.format("%.1f", v) end
+  if unit == "ms" then return v < 10 and string.format("%.2f", v) or string.format("%.0f", v) end
+  if unit:match("^x") then return string.format("%.2fx", v) end
+  local a = math.abs(v)
+  if a >= 1e6 then return string.format("%.2fM", v / 1e6) end
+  if a >= 1e4 then return string.format("%.1fk", v / 1e3) end
+  if a >= 1e3 then return string.format("%.2fk", v / 1e3) end
+  return string.format("%.0f", v)
+end
+M.si = si
+
+local function spread(s, unit)
+  if not s.median then return "-" end
+  if s.n == 1 then return "n=1" end
+  return string.format("%s..%s", si(s.min, unit), si(s.max, unit))
+end
+
+local function ratio_text(r)
+  local s = r.summary
+  if not s.median then return nil end
+  if s.n > 1 then
+    return string.format("%.2fx %s [%.2f..%.2f]", s.median, r.label, s.min, s.max)
+  end
+  return string.format("%.2fx %s", s.median, r.label)
+end
+
+function M.lines(figs)
+  local out = {}
+  for _, f in ipairs(figs) do
+    for _, r in ipairs(f.rows) do
+      local rt = {}
+      for _, x in ipairs(r.ratios) do rt[#rt + 1] = ratio_text(x) end
+      local extra = ""
+      if f.id:match("^scaling") and r.one then
+        extra = string.format(" (1w %s, 2w %s req/s)", si(r.one.median, "req/s"), si(r.two.median, "req/s"))
+      end
+      if r.failed and r.failed > 0 and f.unit ~= "requests" then extra = extra .. string.format(" [%d failed]", r.failed) end
+      out[#out + 1] = { fig = f, row = r, value = si(r.summary.median, f.unit), spread = spread(r.summary, f.unit) .. extra, ratios = table.concat(rt, ", ") }
+    end
+  end
+  return out
+end
+
+function M.print_table(figs, targets, meta, write)
+  write = write or io.write
+  write(string.format("\nluacluster bench: %s, %s; %s\n", meta.mode, meta.date, meta.machine))
+  write(string.format("medians of %s; spread = min..max over the repeats; ratios = median [min..max] of per-repeat ratios\n\n", meta.repeats_text))
+  local lines = M.lines(figs)
+  local last
+  for _, l in ipairs(lines) do
+    if l.fig ~= last then
+      write(string.format("%s  [%s, %s is better]\n", l.fig.title, l.fig.unit, l.fig.better))
+      last = l.fig
+    end
+    write(string.format("  %-40s %10s  %-28s %s\n", l.row.label, l.value, l.spread, l.ratios))
+  end
+  write("\ntargets (issue 7):\n")
+  for _, t in ipairs(targets) do
+    write(string.format("  %-4s %-56s %s\n", t.met == nil and "n/a" or (t.met and "MET" or "MISS"), t.name, t.text))
+  end
+  for _, n in ipairs(meta.notes or {}) do write("note: " .. n .. "\n") end
+end
+
+function M.markdown(figs, targets, meta)
+  local o = {}
+  local function w(s) o[#o + 1] = s end
+  w(string.format("Run: `%s` on %s; %s. Medians of %s; spread = min..max over the repeats; ratios = median [min..max] of the per-repeat ratios (systems measured next to each other).\n",
+    meta.command, meta.date, meta.machine, meta.repeats_text))
+  w("| figure | system | median | spread | ratios |")
+  w("| --- | --- | ---: | --- | --- |")
+  for _, l in ipairs(M.lines(figs)) do
+    local label = l.row.kind == "luacluster" and ("**" .. l.row.label .. "**") or l.row.label
+    w(string.format("| %s (%s) | %s | %s | %s | %s |", l.fig.title:gsub("|", "/"), l.fig.unit, label, l.value, l.spread, l.ratios))
+  end
+  w("\n| target | result | met |")
+  w("| --- | --- | --- |")
+  for _, t in ipairs(targets) do
+    w(string.format("| %s | %s | %s |", t.name, t.text, t.met == nil and "n/a" or (t.met and "yes" or "**no**")))
+  end
+  for _, n in ipairs(meta.notes or {}) do w("\n" .. n) end
+  return table.concat(o, "\n") .. "\n"
+end
+
+-- ---- JSON ----
+
+function M.json_doc(figs, targets, meta, raw)
+  local doc = { meta = meta, figures = {}, targets = targets, raw = raw }
+  for _, f in ipairs(figs) do
+    local jf = { id = f.id, group = f.group, title = f.title, unit = f.unit, better = f.better, rows = {} }
+    for _, r in ipairs(f.rows) do
+      local jr = {
+        id = r.id, label = r.label, kind = r.kind, samples = r.samples,
+        median = r.summary.median, min = r.summary.min, max = r.summary.max, n = r.summary.n,
+        spread_pct = r.summary.spread_pct, failed = r.failed, ratios = {},
+      }
+      for _, x in ipairs(r.ratios) do
+        jr.ratios[#jr.ratios + 1] = { vs = x.vs, label = x.label, median = x.summary.median, min = x.summary.min, max = x.summary.max, n = x.summary.n }
+      end
+      jf.rows[#jf.rows + 1] = jr
+    end
+    doc.figures[#doc.figures + 1] = jf
+  end
+  return doc
+end
+
+-- a JSON encoder that keeps arrays with holes as arrays (null in the holes) and NaN as null
+local function encode(v, out, indent)
+  local t = type(v)
+  if v == nil then out[#out + 1] = "null"
+  elseif t == "boolean" then out[#out + 1] = tostring(v)
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then out[#out + 1] = "null"
+    elseif v % 1 == 0 and math.abs(v) < 2 ^ 53 then out[#out + 1] = string.format("%d", v)
+    else out[#out + 1] = string.format("%.6g", v) end
+  elseif t == "string" then
+    out[#out + 1] = '"' .. v:gsub('[%c"\\]', function(c)
+      return ({ ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" })[c] or string.format("\\u%04x", c:byte())
+    end) .. '"'
+  elseif t == "table" then
+    local n, maxi, is_arr = 0, 0, true
+    for k in pairs(v) do
+      n = n + 1
+      if type(k) == "number" and k >= 1 and k % 1 == 0 then maxi = math.max(maxi, k) else is_arr = false end
+    end
+    local pad = "\n" .. string.rep("  ", indent + 1)
+    if n == 0 then out[#out + 1] = "[]" return end
+    if is_arr then
+      out[#out + 1] = "["
+      local simple = true
+      for i = 1, maxi do if type(v[i]) == "table" then simple = false end end
+      for i = 1, maxi do
+        if i > 1 then out[#out + 1] = "," end
+        if not simple then out[#out + 1] = pad elseif i > 1 then out[#out + 1] = " " end
+        encode(v[i], out, indent + 1)
+      end
+      out[#out + 1] = simple and "]" or ("\n" .. string.rep("  ", indent) .. "]")
+    else
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = pad
+        encode(k, out, indent + 1)
+        out[#out + 1] = ": "
+        local val = v[k]
+        if val == nil then val = v[tonumber(k)] end
+        encode(val, out, indent + 1)
+      end
+      out[#out + 1] = "\n" .. string.rep("  ", indent) .. "}"
+    end
+  else
+    out[#out + 1] = "null"
+  end
+end
+
+function M.json(doc)
+  local out = {}
+  encode(doc, out, 0)
+  return table.concat(out) .. "\n"
+end
+
+-- ---- SVG ----
+
+local COLORS = { luacluster = "#2b6cb0", peer = "#a0a0a0", probe = "#38a169" }
+
+local function esc(s)
+  return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"))
+end
+
+function M.svg(figs, meta)
+  local W, LABEL, BAR, ROW, PAD = 980, 300, 440, 18, 10
+  local o = {}
+  local y = 54
+  local body = {}
+  local function w(s) body[#body + 1] = s end
+  for _, f in ipairs(figs) do
+    local max = 0
+    for _, r in ipairs(f.rows) do
+      local v = r.summary.max or r.summary.median or 0
+      if v == v and v > max then max = v end
+    end
+    if max <= 0 then max = 1 end
+    w(string.format('<text x="%d" y="%d" class="t">%s <tspan class="u">(%s; %s is better)</tspan></text>', PAD, y, esc(f.title), esc(f.unit), f.better))
+    y = y + 8
+    for _, r in ipairs(f.rows) do
+      local s = r.summary
+      local med = s.median
+      w(string.format('<text x="%d" y="%d" class="l">%s</text>', LABEL - 6, y + ROW - 5, esc(r.label)))
+      if med and med == med then
+        local bw = math.max(1, med / max * BAR)
+        w(string.format('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>', LABEL, y + 2, bw, ROW - 4, COLORS[r.kind] or "#888"))
+        if s.n and s.n > 1 then
+          local x1, x2 = LABEL + s.min / max * BAR, LABEL + s.max / max * BAR
+          local cy = y + ROW / 2
+          w(string.format('<path d="M%.1f %.1fH%.1fM%.1f %.1fV%.1fM%.1f %.1fV%.1f" class="e"/>', x1, cy, x2, x1, cy - 4, cy + 4, x2, cy - 4, cy + 4))
+        end
+        local txt = si(med, f.unit)
+        local first = r.ratios[1]
+        local rtxt = {}
+        for i, x in ipairs(r.ratios) do
+          if i <= 3 and x.summary.median then rtxt[#rtxt + 1] = string.format("%.2fx %s", x.summary.median, x.label) end
+        end
+        if #rtxt > 0 then txt = txt .. "  (" .. table.concat(rtxt, ", ") .. ")" end
+        local _ = first
+        w(string.format('<text x="%.1f" y="%d" class="v">%s</text>', LABEL + math.max(bw, s.max and s.max / max * BAR or 0) + 6, y + ROW - 5, esc(txt)))
+      else
+        w(string.format('<text x="%d" y="%d" class="v">not measured</text>', LABEL + 4, y + ROW - 5))
+      end
+      y = y + ROW
+    end
+    y = y + 26
+  end
+  local H = y + 10
+  o[#o + 1] = string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">', W + 320, H, W + 320, H)
+  o[#o + 1] = '<style>.t{font-size:13px;font-weight:bold}.u{font-weight:normal;fill:#555}.l{font-size:11px;text-anchor:end}.v{font-size:11px;fill:#222}.e{stroke:#000;stroke-width:1;fill:none}.h{font-size:15px;font-weight:bold}.s{font-size:11px;fill:#444}</style>'
+  o[#o + 1] = string.format('<rect width="100%%" height="100%%" fill="#fff"/>')
+  o[#o + 1] = string.format('<text x="%d" y="20" class="h">luacluster vs its peers — %s</text>', PAD, esc(meta.date))
+  o[#o + 1] = string.format('<text x="%d" y="38" class="s">%s. Bars: median; whiskers: min..max over %s. Blue: luacluster; grey: peers; green: C probes (the ceiling). Ratios: median of per-repeat ratios.</text>', PAD, esc(meta.machine), esc(meta.repeats_text))
+  for _, b in ipairs(body) do o[#o + 1] = b end
+  o[#o + 1] = "</svg>"
+  return table.concat(o, "\n") .. "\n"
+end
+
+return M

@@ -1,0 +1,196 @@
+-- bench/lib/run.lua: the body of bench/run (see bench/README.md). Run through bench/run,
+-- whose trap ends every process this run started, even on Ctrl-C or an error here.
+local root = assert(os.getenv("BENCH_ROOT"), "run me through bench/run")
+package.path = root .. "/bench/lib/?.lua;" .. root .. "/spec/?.lua;" .. package.path
+
+local S = require("sys")
+local Sys = require("systems")
+local Rep = require("report")
+
+local USAGE = [[
+usage: bench/run [--quick | --smoke] [options]
+  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 15 minutes)
+  --quick          2 repeats of 1 s (about 2-3 minutes)
+  --smoke          one short repeat of one figure per kind (seconds); checks that the bench runs
+  --only LIST      comma-separated parts: http,ipc,start,restart,reload
+  --repeats N      repeats of every figure
+  --duration S     seconds per wrk run
+  --bin PATH       the luacluster executable to measure (default: build it in build-bench/)
+  --out DIR        where latest.json, latest.svg and latest.md go (default bench/results;
+                   --smoke: bench/results/tmp/smoke)
+  -v               print every measurement as it is taken]]
+
+local o = { mode = "full" }
+local i = 1
+while arg[i] do
+  local a = arg[i]
+  if a == "--quick" then o.mode = "quick"
+  elseif a == "--smoke" then o.mode = "smoke"
+  elseif a == "--full" then o.mode = "full"
+  elseif a == "--only" then i = i + 1 o.only = arg[i]
+  elseif a == "--repeats" then i = i + 1 o.repeats = tonumber(arg[i])
+  elseif a == "--duration" then i = i + 1 o.duration = tonumber(arg[i])
+  elseif a == "--bin" then i = i + 1 o.bin = arg[i]
+  elseif a == "--out" then i = i + 1 o.out = arg[i]
+  elseif a == "-v" or a == "--verbose" then o.verbose = true
+  elseif a == "-h" or a == "--help" then print(USAGE) os.exit(0)
+  else io.stderr:write("bench/run: unknown option ", a, "\n", USAGE, "\n") os.exit(2) end
+  i = i + 1
+end
+S.set_verbose(o.verbose)
+
+local CFG = {
+  full = {
+    repeats = 5, duration = 3, warmup = 1, http_conns = { "ka", "close" },
+    ipc_seconds = 1, ipc_repeats = 5, life_repeats = 7, idle_ms = 500, restart_after_ms = 1500,
+    reload_repeats = 3, reload_load_s = 6, reload_at_ms = 2000, reloads = 10,
+  },
+  quick = {
+    repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" },
+    ipc_seconds = 0.5, ipc_repeats = 2, life_repeats = 3, idle_ms = 300, restart_after_ms = 1200,
+    reload_repeats = 1, reload_load_s = 4, reload_at_ms = 1500, reloads = 3,
+  },
+  smoke = {
+    repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" },
+    http_only = { lc_dispatch = true, node_single = true },
+    ipc_seconds = 0.2, ipc_repeats = 1, ipc_only = { pingpong_small = true },
+    life_repeats = 1, idle_ms = 100, life_only = { lc = true }, restart_after_ms = 1200,
+    reload_repeats = 1, reload_load_s = 3, reload_at_ms = 1000, reloads = 1,
+    parts = { http = true, ipc = true, start = true },
+  },
+}
+local cfg = CFG[o.mode]
+cfg.repeats = o.repeats or cfg.repeats
+cfg.ipc_repeats = o.repeats or cfg.ipc_repeats
+cfg.life_repeats = o.repeats or cfg.life_repeats
+cfg.reload_repeats = o.repeats and math.max(1, math.floor(o.repeats / 2)) or cfg.reload_repeats
+cfg.duration = o.duration or cfg.duration
+local parts = cfg.parts or { http = true, ipc = true, start = true, restart = true, reload = true }
+if o.only then
+  parts = {}
+  for p in o.only:gmatch("[^,]+") do parts[p] = true end
+end
+
+-- ---- build ----
+
+local function must(cmd, what)
+  local out, rc = S.sh(cmd)
+  if rc ~= 0 then
+    io.stderr:write("bench/run: ", what, " failed:\n", out, "\n")
+    os.exit(1)
+  end
+  return out
+end
+
+local build = root .. "/build-bench"
+local bin = o.bin
+if bin then
+  if bin:sub(1, 1) ~= "/" then bin = os.getenv("PWD") .. "/" .. bin end
+else
+  S.log("building luacluster in build-bench/ (cmake)")
+  must(string.format("cmake -S '%s' -B '%s' -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build '%s' -j2 --target luacluster >/dev/null", root, build, build),
+    "building luacluster")
+  bin = build .. "/luacluster"
+end
+
+local probes = S.mkdir(build .. "/probes")
+S.log("building the probes (gcc)")
+for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo" }) do
+  local libs = p == "sock_echo" and "" or "-luv -lhttp_parser"
+  local tmp = probes .. "/." .. p .. "." .. S.run_id
+  must(string.format("gcc -O2 -Wall -Wextra -o '%s' '%s/bench/probes/%s.c' %s && mv -f '%s' '%s/%s'", tmp, root, p, libs, tmp, probes, p),
+    "building bench/probes/" .. p .. ".c")
+end
+
+local node = (S.sh("command -v node"):gsub("%s+$", ""))
+if node == "" then
+  io.stderr:write("bench/run: node is not installed (apt-get install nodejs)\n")
+  os.exit(1)
+end
+
+local notes = {}
+local pm2 = root .. "/bench/.peers/node_modules/.bin/pm2"
+if parts.reload and not io.open(pm2) then
+  S.log("installing PM2 into bench/.peers (npm)")
+  local out, rc = S.sh("timeout 300 npm install --prefix '" .. root .. "/bench/.peers' pm2 --no-audit --no-fund")
+  if rc ~= 0 or not io.open(pm2) then
+    notes[#notes + 1] = "PM2 could not be installed from npm, so the reload figure has no PM2 row: " .. out:sub(-300):gsub("\n", " ")
+    pm2 = nil
+  end
+end
+if not parts.reload then pm2 = nil end
+
+local tmp = S.mkdir(root .. "/bench/results/tmp/run-" .. S.run_id)
+Sys.init({ bin = bin, root = root, tmp = tmp, probes = probes, node = node, pm2 = pm2,
+  pm2_dir = pm2 and (root .. "/bench/.peers") })
+if not Sys.have_nginx_lua() then
+  notes[#notes + 1] = "libnginx-mod-http-lua is not installed: no nginx+Lua rows (vendor/install-deps.sh installs it)"
+end
+
+-- ---- measure ----
+
+local function first_line(cmd)
+  return (S.sh(cmd):match("[^\n]*"))
+end
+
+local t_start = S.now()
+local meta = {
+  mode = o.mode,
+  command = "bench/run" .. (#arg > 0 and (" " .. table.concat(arg, " ")) or ""),
+  date = os.date("!%Y-%m-%d %H:%M UTC"),
+  machine = string.format("%s CPUs (%s), Linux %s", first_line("nproc"),
+    (S.read_file("/proc/cpuinfo"):match("model name%s*:%s*([^\n]+)") or "?"):gsub("%s+", " "), first_line("uname -r")),
+  versions = {
+    luacluster = first_line("'" .. bin .. "' --version"), luajit = first_line("luajit -v"),
+    node = first_line("node --version"), nginx = first_line("/usr/sbin/nginx -v 2>&1"), wrk = first_line("wrk -v 2>&1"),
+    pm2 = pm2 and first_line("PM2_HOME='" .. tmp .. "/pm2v' '" .. pm2 .. "' --version 2>/dev/null | tail -n 1") or nil,
+  },
+  load_before = first_line("cat /proc/loadavg"),
+  config = {
+    http_repeats = cfg.repeats, http_seconds = cfg.duration, wrk = "wrk -t1 -c64", ipc_seconds = cfg.ipc_seconds,
+    ipc_repeats = cfg.ipc_repeats, life_repeats = cfg.life_repeats, reload_repeats = cfg.reload_repeats,
+  },
+  notes = notes,
+}
+meta.repeats_text = string.format("%d HTTP repeats of %d s, %d IPC repeats of %g s, %d start/restart repeats, %d reloads (+%d under wrk)",
+  cfg.repeats, cfg.duration, cfg.ipc_repeats, cfg.ipc_seconds, cfg.life_repeats, cfg.reloads, cfg.reload_repeats)
+
+local R = { notes = notes }
+local function part(name, fn)
+  if not parts[name] then return end
+  local ok, err = pcall(fn)
+  if not ok then
+    S.log("%s failed: %s", name, tostring(err))
+    notes[#notes + 1] = name .. " failed: " .. tostring(err):sub(1, 300)
+  end
+end
+
+part("http", function() require("fig_http").run(cfg, R) end)
+part("ipc", function() require("fig_ipc").run(cfg, R) end)
+part("start", function() require("fig_life").start_and_rss(cfg, R) end)
+part("restart", function() require("fig_life").restart(cfg, R) end)
+part("reload", function() require("fig_life").reload(cfg, R) end)
+S.stop_all()
+
+meta.load_after = first_line("cat /proc/loadavg")
+meta.seconds = math.floor((S.now() - t_start) / 1000)
+if R.http and R.http.lc_ports then
+  notes[#notes + 1] = "ports mode: wrk hits slot 1's port only, so that row is one worker's throughput (slot 2 has its own port, for nginx to balance)."
+end
+if R.http then
+  notes[#notes + 1] = "Figure 4: wrk runs on the same 2 cores as the servers, so 2 workers compete with the load generator; growth past 2 workers is stated on paper in bench/README.md, not measured here."
+end
+
+-- ---- report ----
+
+local figs = Rep.build(R)
+local targets = Rep.targets(figs, notes)
+Rep.print_table(figs, targets, meta)
+local out = o.out or (o.mode == "smoke" and (root .. "/bench/results/tmp/smoke") or (root .. "/bench/results"))
+S.mkdir(out)
+local doc = Rep.json_doc(figs, targets, meta, R.raw)
+S.write_file(out .. "/latest.json", Rep.json(doc))
+S.write_file(out .. "/latest.svg", Rep.svg(figs, meta))
+S.write_file(out .. "/latest.md", Rep.markdown(figs, targets, meta))
+print(string.format("\nwrote %s/latest.json, latest.svg, latest.md (%d s)", out, meta.seconds))
+if not o.verbose then S.sh("rm -rf '" .. tmp .. "'") end

@@ -1,0 +1,134 @@
+-- bench/lib/systems.lua: how each system under test is started on 127.0.0.1 on free ports:
+-- luacluster (each mode), Node.js (cluster round robin, cluster shared socket, single process),
+-- nginx (`return 200`, content_by_lua), and the C probes. Every start returns
+--   { id=, proc=, port=, pid= (the master's), dir=, control= (luacluster) }
+-- and Sys.stop(server) ends it and everything it started.
+local S = require("sys")
+
+local Sys = {}
+local ctx -- set by Sys.init: { bin=, tmp=, probes= (dir of built probes), root= }
+local seq = 0
+
+function Sys.init(c) ctx = c end
+function Sys.ctx() return ctx end
+
+local function newdir(name)
+  seq = seq + 1
+  return S.mkdir(string.format("%s/%02d-%s", ctx.tmp, seq, name))
+end
+
+-- luacluster{ mode=, workers=, app= } (app defaults to bench/apps/hello.lua)
+function Sys.luacluster(o)
+  o = o or {}
+  local mode, workers = o.mode or "dispatch", o.workers or 2
+  local port = S.free_port(mode == "ports" and workers or 1)
+  local dir = newdir("lc-" .. mode .. "-w" .. workers)
+  local app = o.app or (ctx.root .. "/bench/apps/hello.lua")
+  if o.copy_app then
+    S.sh("cp '" .. app .. "' '" .. dir .. "/app.lua'")
+    app = dir .. "/app.lua"
+  end
+  local control = dir .. "/control.sock"
+  local t0 = S.now()
+  local p = S.spawn({ ctx.bin, "-w", tostring(workers), "-m", mode, "-p", tostring(port), "--control", control, app },
+    { dir = dir, cwd = dir })
+  return { id = "luacluster", proc = p, pid = p.pid, port = port, dir = dir, control = control, app = app, t0 = t0 }
+end
+
+-- node{ sched = "rr" | "none" | "single", workers= }
+function Sys.node(o)
+  o = o or {}
+  local port = S.free_port()
+  local dir = newdir("node-" .. (o.sched or "rr"))
+  local t0 = S.now()
+  local p = S.spawn({ ctx.node, ctx.root .. "/bench/peers/node_hello.js", tostring(port), tostring(o.workers or 2), o.sched or "rr" },
+    { dir = dir, cwd = dir })
+  return { id = "node", proc = p, pid = p.pid, port = port, dir = dir, t0 = t0 }
+end
+
+local NGINX_CONF = [[
+%s
+worker_processes %d;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %s/tmp;
+  proxy_temp_path %s/tmp;
+  fastcgi_temp_path %s/tmp;
+  uwsgi_temp_path %s/tmp;
+  scgi_temp_path %s/tmp;
+  server {
+    listen 127.0.0.1:%d;
+    default_type text/plain;
+%s
+  }
+}
+]]
+
+local STATIC = [[
+    location / { return 200 "Hello, World!\n"; }]]
+
+local LUA = [[
+    location / {
+      content_by_lua_block {
+        ngx.header["Content-Type"] = "text/plain"
+        ngx.header["Content-Length"] = 14
+        ngx.print("Hello, World!\n")
+      }
+    }]]
+
+Sys.nginx_bin = "/usr/sbin/nginx"
+Sys.nginx_lua_modules = { "/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so" }
+
+function Sys.have_nginx_lua()
+  for _, m in ipairs(Sys.nginx_lua_modules) do
+    if not io.open(m) then return false end
+  end
+  return true
+end
+
+-- nginx{ lua = bool, workers= }: its own prefix, config and pid file under the run's folder
+function Sys.nginx(o)
+  o = o or {}
+  local port = S.free_port()
+  local dir = newdir(o.lua and "nginx-lua" or "nginx")
+  S.mkdir(dir .. "/tmp")
+  S.mkdir(dir .. "/logs")
+  local modules = ""
+  if o.lua then
+    modules = "load_module " .. Sys.nginx_lua_modules[1] .. ";\nload_module " .. Sys.nginx_lua_modules[2] .. ";"
+  end
+  local conf = string.format(NGINX_CONF, modules, o.workers or 2, dir, dir, dir, dir, dir, dir, dir, port,
+    o.lua and LUA or STATIC)
+  S.write_file(dir .. "/nginx.conf", conf)
+  local t0 = S.now()
+  local p = S.spawn({ Sys.nginx_bin, "-p", dir, "-c", dir .. "/nginx.conf", "-g", "daemon off;" }, { dir = dir, cwd = dir })
+  return { id = "nginx", proc = p, pid = p.pid, port = port, dir = dir, t0 = t0 }
+end
+
+-- probe{ name = "uv_hello" | "uv_dispatch", workers= }
+function Sys.probe(o)
+  local port = S.free_port()
+  local dir = newdir(o.name)
+  local t0 = S.now()
+  local p = S.spawn({ ctx.probes .. "/" .. o.name, tostring(port), tostring(o.workers or 2) }, { dir = dir, cwd = dir })
+  return { id = o.name, proc = p, pid = p.pid, port = port, dir = dir, t0 = t0 }
+end
+
+-- Waits until the server answers 200; raises with its output if it does not.
+function Sys.ready(srv, timeout_ms)
+  local ms, err = S.wait_200(srv.port, timeout_ms or 15000, srv.t0)
+  if not ms then
+    local out = srv.proc:output()
+    error(string.format("%s (pid %d) is not serving: %s\n%s", srv.id, srv.pid, err, out:sub(-2000)), 0)
+  end
+  return ms
+end
+
+function Sys.stop(srv, grace_ms)
+  if srv and srv.proc then S.stop(srv.proc, grace_ms or 3000) end
+end
+
+return Sys

@@ -1,0 +1,268 @@
+-- Resource limits of workers, as users of PM2 and gunicorn expect them:
+--   cluster.setup{ max_requests = N }      a worker that has served N requests is replaced
+--   cluster.setup{ max_memory = bytes }    a worker whose RSS passes the limit is replaced
+--   cluster.setup{ heartbeat_interval = ms, heartbeat_timeout = ms }
+--                                          a worker whose event loop does not answer a ping
+--                                          within heartbeat_timeout is SIGKILLed (and restarted
+--                                          as any crashed worker is)
+-- Replacing is graceful, one slot at a time, as a reload does it for that slot: the
+-- replacement starts (same id, current generation), and only once it is ready (its top level
+-- ran, its listens were answered) does it take the slot and the old worker drain. A
+-- replacement that fails to become ready changes nothing; the old worker keeps serving and
+-- the next try waits (backoff).
+-- The master pings each ready worker every heartbeat_interval ms with a control message; the
+-- worker answers from its event loop. The master reads workers' RSS from /proc. A worker
+-- counts its requests itself (its HTTP servers' counters) and asks for its replacement.
+local core = require("luacluster.core")
+local log = require("luacluster.log")
+
+local now = core.now
+
+local _M = {}
+
+_M.DEFAULTS = {
+  max_requests = 0,           -- 0: no limit
+  max_memory = 0,             -- bytes of RSS; 0: no limit
+  heartbeat_interval = 1000,  -- ms between pings; 0: no heartbeat
+  heartbeat_timeout = 30000,  -- ms without an answer before a worker is killed; 0: never
+}
+
+local RETRY_FIRST_MS = 1000
+local RETRY_MAX_MS = 60000
+local REPLACE_TIMEOUT_MS = 30000  -- unless cluster.setup{reload_timeout=}
+local REQUEST_POLL_MS = 100       -- how often a worker with max_requests looks at its counters
+
+
+-- cluster.setup's checks of the keys above (their types are checked by master.lua)
+function _M.check_setup(opts)
+  for k in pairs(_M.DEFAULTS) do
+    local v = opts[k]
+    if v ~= nil and (v < 0 or v ~= v or v == math.huge) then
+      error("cluster.setup: " .. k .. " must be a number >= 0", 3)
+    end
+  end
+  if opts.max_requests and opts.max_requests % 1 ~= 0 then
+    error("cluster.setup: max_requests must be a whole number", 3)
+  end
+end
+
+
+-- ---- the master's side ----
+
+local master
+local pending = {}      -- replacement worker -> the worker it replaces
+local tick_timer, ticking
+
+
+local function setting(k)
+  local v = master.config()[k]
+  if v == nil then
+    return _M.DEFAULTS[k]
+  end
+  return v
+end
+
+
+local function mb(bytes)
+  return string.format("%.1f MB", bytes / 1048576)
+end
+
+
+local function retry_later(old)
+  old._recycling = nil
+  old._recycle_fails = (old._recycle_fails or 0) + 1
+  old._recycle_after = now() + math.min(RETRY_FIRST_MS * 2 ^ (old._recycle_fails - 1), RETRY_MAX_MS)
+end
+
+
+-- Starts the replacement of worker `old` for `why`; the switch happens when it is ready.
+function _M.replace(old, why)
+  if old._recycling or old.state == "dead" or old.state == "draining" or old._pending
+    or master.workers[old.id] ~= old or master.is_stopping() then
+    return false
+  end
+  if old._recycle_after and now() < old._recycle_after then
+    return false
+  end
+  if require("luacluster.reload").in_progress() then
+    return false -- the reload replaces it anyway
+  end
+  old._recycling = true
+  log.info(string.format("worker %d (pid %d) %s; starting its replacement", old.id, old.pid, why))
+  local new, err = master.spawn(old.id, old._env, master.generation(), true)
+  if not new then
+    log.warn(string.format("cannot start the replacement of worker %d: %s; it keeps serving", old.id, tostring(err)))
+    retry_later(old)
+    return false
+  end
+  pending[new] = old
+  local limit = master.config().reload_timeout or REPLACE_TIMEOUT_MS
+  new._replace_deadline = core.timer_new(function()
+    if pending[new] then
+      pending[new] = nil
+      log.warn(string.format("the replacement of worker %d (pid %d) was not ready within %d ms; worker %d keeps serving",
+        old.id, new.pid, limit, old.id))
+      new.exited_after_disconnect = true
+      if new.state ~= "dead" then
+        new._proc:kill("SIGKILL")
+      end
+      retry_later(old)
+    end
+  end)
+  new._replace_deadline:start(limit, 0)
+  return true
+end
+
+
+local function on_ready(new)
+  local old = pending[new]
+  if not old then
+    return
+  end
+  pending[new] = nil
+  new._replace_deadline:close()
+  local current = master.workers[new.id]
+  if (current ~= nil and current ~= old) or master.is_stopping() then
+    -- the slot was filled meanwhile (the old worker crashed and was restarted), or the
+    -- cluster is stopping: this one is not needed
+    master.retire(new)
+    return
+  end
+  master.adopt(new)
+  if old.state ~= "dead" then
+    master.retire(old)
+  end
+  log.info(string.format("worker %d: pid %d replaced pid %d", new.id, new.pid, old.pid))
+end
+
+
+local function on_gone(w)
+  local old = pending[w]
+  if old then -- the replacement died before it was ready
+    pending[w] = nil
+    w._replace_deadline:close()
+    log.warn(string.format("the replacement of worker %d exited before it was ready; worker %d keeps serving", w.id, w.id))
+    retry_later(old)
+  end
+end
+
+
+-- w._hb_wait: when the oldest ping not answered yet was sent (nil: none is outstanding)
+local function heartbeat(w, t, timeout)
+  if timeout > 0 and w._hb_wait and t - w._hb_wait > timeout and not w._hb_killed then
+    w._hb_killed = true
+    log.warn(string.format("worker %d (pid %d) has not answered a heartbeat for %d ms (its event loop is stuck); "
+      .. "killing it with SIGKILL", w.id, w.pid, t - w._hb_wait))
+    w._proc:kill("SIGKILL")
+    return
+  end
+  w._hb_seq = (w._hb_seq or 0) + 1
+  if w:_control({ op = "ping", seq = w._hb_seq }) and not w._hb_wait then
+    w._hb_wait = t
+  end
+end
+
+
+local function tick()
+  local interval, timeout = setting("heartbeat_interval"), setting("heartbeat_timeout")
+  local max_memory = setting("max_memory")
+  local t = now()
+  for _, w in pairs(master.workers) do
+    if w._ready and (w.state == "online" or w.state == "listening") and not w._pending then
+      if interval > 0 then
+        heartbeat(w, t, timeout)
+      end
+      if w._recycle_reason and not w._recycling and not w._hb_killed then
+        _M.replace(w, w._recycle_reason) -- a try that failed earlier, again after its backoff
+      end
+      if max_memory > 0 and w.pid and not w._recycling and not w._hb_killed then
+        local rss = core.pid_rss(w.pid)
+        if rss and rss > max_memory then
+          _M.replace(w, string.format("uses %s of memory, over max_memory (%s)", mb(rss), mb(max_memory)))
+        end
+      end
+    end
+  end
+  tick_timer:start(interval > 0 and interval or 1000, 0)
+end
+
+
+function _M.init_master(m)
+  master = m
+  m.control_ops.pong = function(w)
+    w._hb_wait = nil
+  end
+  -- a worker that has served max_requests asks for its replacement
+  m.control_ops.recycle = function(w, msg)
+    local max = setting("max_requests")
+    if max > 0 and type(msg.requests) == "number" and msg.requests >= max then
+      w._recycle_reason = string.format("has served %d requests (max_requests %d)", msg.requests, max)
+      _M.replace(w, w._recycle_reason)
+    end
+  end
+  m.hooks.ready[#m.hooks.ready + 1] = function(w)
+    if not ticking then -- from the first ready worker on, with the settings of cluster.setup
+      ticking = true
+      tick_timer:start(setting("heartbeat_interval") > 0 and setting("heartbeat_interval") or 1000, 0)
+    end
+    local max = setting("max_requests")
+    if max > 0 then
+      w:_control({ op = "limits", max_requests = max })
+    end
+    on_ready(w)
+  end
+  m.hooks.gone[#m.hooks.gone + 1] = on_gone
+  tick_timer = core.timer_new(tick)
+  tick_timer:unref()
+end
+
+
+-- ---- the worker's side ----
+
+function _M.init_worker()
+  local worker = require("luacluster.worker")
+  local runtime = require("luacluster.runtime")
+  local poll, asked
+  local function requests()
+    local n = 0
+    for server in pairs(runtime.drain_hooks) do
+      if type(server) == "table" and server.stats then
+        n = n + (server:stats().requests or 0)
+      end
+    end
+    return n
+  end
+  worker.control_ops.ping = function(msg)
+    local ch = worker.channel()
+    if ch and not ch:is_closed() then
+      ch:control({ op = "pong", seq = msg.seq })
+    end
+  end
+  worker.control_ops.limits = function(msg)
+    local max = tonumber(msg.max_requests) or 0
+    if poll then
+      poll:close()
+      poll = nil
+    end
+    if max <= 0 then
+      return
+    end
+    poll = core.timer_new(function()
+      local n = requests()
+      if n >= max and not asked then
+        asked = true -- once: the master replaces this worker, which then drains
+        local ch = worker.channel()
+        if ch and not ch:is_closed() then
+          ch:control({ op = "recycle", requests = n })
+        end
+        poll:close()
+        poll = nil
+      end
+    end)
+    poll:unref()
+    poll:start(REQUEST_POLL_MS, REQUEST_POLL_MS)
+  end
+end
+
+
+return _M

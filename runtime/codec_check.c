@@ -1,0 +1,92 @@
+/* codec_check.c: a bounds check of an encoded message before LuaJIT's string.buffer decodes it.
+ * string.buffer's decoder sizes a table from the counts written in front of it before it has
+ * read a single element, so a 6-byte payload that claims 2^27 array slots makes it allocate
+ * ~2 GB (found by fuzz_ipc). This walks the same format (lj_serialize.c) without allocating
+ * and accepts a payload only if it is one complete value (string.buffer's own types, but no
+ * dictionary references: the codec uses none), nested at most 100 levels, whose every count is
+ * backed by bytes that are really there: a decode then allocates O(payload) at most. The caller
+ * decodes with string.buffer as before. */
+#include "lc.h"
+
+#include <string.h>
+
+enum {
+  TAG_NIL = 0, TAG_TRUE = 2, TAG_NULL = 3, TAG_LIGHTUD32 = 4, TAG_LIGHTUD64 = 5, TAG_INT = 6, TAG_NUM = 7,
+  TAG_TAB = 8, TAG_TAB_LAST = 13, TAG_INT64 = 16, TAG_UINT64 = 17, TAG_COMPLEX = 18, TAG_STR = 32,
+};
+#define MAX_DEPTH 100
+
+typedef struct scan { const unsigned char *r, *w; const char *err; } scan;
+
+static int ru124(scan *s, uint32_t *v) {
+  if (s->r >= s->w) return 0;
+  uint32_t x = *s->r++;
+  if (x >= 0xe0) {
+    if (x != 0xff) {
+      if (s->r >= s->w) return 0;
+      x = ((x & 0x1f) << 8) + *s->r++ + 0xe0;
+    } else {
+      if (s->w - s->r < 4) return 0;
+      x = (uint32_t)s->r[0] | (uint32_t)s->r[1] << 8 | (uint32_t)s->r[2] << 16 | (uint32_t)s->r[3] << 24;
+      s->r += 4;
+    }
+  }
+  *v = x;
+  return 1;
+}
+
+static int value(scan *s, int depth) {
+  uint32_t tp;
+  if (!ru124(s, &tp)) { s->err = "truncated"; return 0; }
+  size_t left = (size_t)(s->w - s->r);
+  if (tp >= TAG_STR) {
+    if (tp - TAG_STR > left) { s->err = "truncated string"; return 0; }
+    s->r += tp - TAG_STR;
+  } else if (tp <= TAG_NULL) {
+  } else if (tp <= TAG_NUM || (tp >= TAG_INT64 && tp <= TAG_COMPLEX)) {  /* fixed sizes */
+    size_t n = tp == TAG_LIGHTUD32 || tp == TAG_INT ? 4 : tp == TAG_COMPLEX ? 16 : 8;
+    if (left < n) { s->err = "truncated number"; return 0; }
+    s->r += n;
+  } else if (tp >= TAG_TAB && tp <= TAG_TAB_LAST) {
+    uint32_t narray = 0, nhash = 0;
+    if (depth >= MAX_DEPTH) { s->err = "tables nested more than 100 levels"; return 0; }
+    if (tp >= TAG_TAB + 2 && !ru124(s, &narray)) { s->err = "truncated"; return 0; }
+    if ((tp & 1) && !ru124(s, &nhash)) { s->err = "truncated"; return 0; }
+    uint64_t elems = narray > 0 && tp >= TAG_TAB + 4 ? narray - 1u : narray;
+    left = (size_t)(s->w - s->r);
+    /* every element takes a byte at least, every key and value too */
+    if (elems > left || (uint64_t)nhash * 2 > left - elems) { s->err = "a table larger than its bytes"; return 0; }
+    for (uint64_t i = 0; i < elems; i++)
+      if (!value(s, depth + 1)) return 0;
+    for (uint64_t i = 0; i < 2u * (uint64_t)nhash; i++)
+      if (!value(s, depth + 1)) return 0;
+  } else {
+    s->err = "unknown or dictionary tag";
+    return 0;
+  }
+  return 1;
+}
+
+/* core.codec_check(bytes) -> true | nil, reason */
+static int f_codec_check(lua_State *L) {
+  size_t len;
+  const char *p = luaL_checklstring(L, 1, &len);
+  scan s = {(const unsigned char *)p, (const unsigned char *)p + len, NULL};
+  if (!value(&s, 0)) {
+    lua_pushnil(L);
+    lua_pushstring(L, s.err);
+    return 2;
+  }
+  if (s.r != s.w) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "left-over data in buffer");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void lc_open_codec_check(lua_State *L) {
+  lua_pushcfunction(L, f_codec_check);
+  lua_setfield(L, -2, "codec_check");
+}
