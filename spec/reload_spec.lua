@@ -675,13 +675,8 @@ describe("control", function()
     local uid = H.sh("id -u"):match("%d+")
     local dir = "/tmp/luacluster-" .. uid
     -- the name: the app's file name and an FNV-1a hash of its absolute path
-    local h = 2166136261
     local abs = H.sh("realpath " .. app.path):gsub("%s+$", "")
-    for i = 1, #abs do
-      h = bit.bxor(h, abs:byte(i))
-      h = bit.tobit(h + bit.lshift(h, 1) + bit.lshift(h, 4) + bit.lshift(h, 7) + bit.lshift(h, 8) + bit.lshift(h, 24))
-    end
-    local found = dir .. "/app-" .. bit.tohex(h) .. ".sock"
+    local found = dir .. "/app-" .. bit.tohex(require("luacluster.sched.ip_hash").hash(abs)) .. ".sock"
     assert.equal("700 " .. uid, (H.sh("stat -c '%a %u' " .. dir):gsub("%s+$", "")))
     assert.equal("600 " .. uid .. " socket", (H.sh("stat -c '%a %u %F' " .. found):gsub("%s+$", "")))
     -- under XDG_RUNTIME_DIR when there is one

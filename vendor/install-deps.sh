@@ -6,7 +6,11 @@ set -euo pipefail
 
 build_pkgs=(cmake gcc make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev libhttp-parser-dev lua-busted curl)
 test_pkgs=(procps wrk nginx libnginx-mod-http-lua python3-prometheus-client iproute2)
-bench_pkgs=(gnuplot-nox)
+# bench/ writes its SVG chart itself; its peers are Node.js (npm installs PM2 into bench/.peers)
+# and nginx. A node already on PATH (nodesource, nvm) is used as it is.
+bench_pkgs=()
+command -v node >/dev/null 2>&1 || bench_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || bench_pkgs+=(npm)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
 if [ "${1:-}" = "--bench" ]; then want+=("${bench_pkgs[@]}"); fi

@@ -14,22 +14,22 @@ local function all_systems(cfg)
     { id = "lc_shared", label = "luacluster shared", kind = "luacluster", start = function() return Sys.luacluster{ mode = "shared" } end },
     { id = "lc_reuseport", label = "luacluster reuseport", kind = "luacluster", start = function() return Sys.luacluster{ mode = "reuseport" } end },
     { id = "lc_ports", label = "luacluster ports (slot 1's port only)", kind = "luacluster", start = function() return Sys.luacluster{ mode = "ports" } end },
-    { id = "node_rr", label = "Node cluster, round robin", kind = "peer", start = function() return Sys.node{ sched = "rr" } end },
-    { id = "node_shared", label = "Node cluster, shared socket", kind = "peer", start = function() return Sys.node{ sched = "none" } end },
-    { id = "node_single", label = "Node single process", kind = "peer", start = function() return Sys.node{ sched = "single" } end },
-    { id = "nginx", label = "nginx return 200", kind = "peer", start = function() return Sys.nginx{} end },
-    { id = "nginx_lua", label = "nginx content_by_lua", kind = "peer", start = function() return Sys.nginx{ lua = true } end, needs_lua = true },
+    { id = "node_rr", label = "Node cluster, round robin", kind = "peer", needs_node = true, start = function() return Sys.node{ sched = "rr" } end },
+    { id = "node_shared", label = "Node cluster, shared socket", kind = "peer", needs_node = true, start = function() return Sys.node{ sched = "none" } end },
+    { id = "node_single", label = "Node single process", kind = "peer", needs_node = true, start = function() return Sys.node{ sched = "single" } end },
+    { id = "nginx", label = "nginx return 200", kind = "peer", needs_nginx = true, start = function() return Sys.nginx{} end },
+    { id = "nginx_lua", label = "nginx content_by_lua", kind = "peer", needs_nginx = true, start = function() return Sys.nginx{ lua = true } end, needs_lua = true },
     { id = "probe_hello", label = "probe: raw libuv hello", kind = "probe", start = function() return Sys.probe{ name = "uv_hello" } end },
     { id = "probe_dispatch", label = "probe: raw uv_write2 dispatcher", kind = "probe", start = function() return Sys.probe{ name = "uv_dispatch" } end },
     { id = "lc_dispatch_w1", label = "luacluster dispatch, 1 worker", kind = "luacluster", scale = true, start = function() return Sys.luacluster{ mode = "dispatch", workers = 1 } end },
     { id = "lc_reuseport_w1", label = "luacluster reuseport, 1 worker", kind = "luacluster", scale = true, start = function() return Sys.luacluster{ mode = "reuseport", workers = 1 } end },
-    { id = "node_rr_w1", label = "Node cluster rr, 1 worker", kind = "peer", scale = true, start = function() return Sys.node{ sched = "rr", workers = 1 } end },
-    { id = "nginx_w1", label = "nginx return 200, 1 worker", kind = "peer", scale = true, start = function() return Sys.nginx{ workers = 1 } end },
+    { id = "node_rr_w1", label = "Node cluster rr, 1 worker", kind = "peer", needs_node = true, scale = true, start = function() return Sys.node{ sched = "rr", workers = 1 } end },
+    { id = "nginx_w1", label = "nginx return 200, 1 worker", kind = "peer", needs_nginx = true, scale = true, start = function() return Sys.nginx{ workers = 1 } end },
     { id = "probe_hello_w1", label = "probe: raw libuv hello, 1 process", kind = "probe", scale = true, start = function() return Sys.probe{ name = "uv_hello", workers = 1 } end },
   }
   local out = {}
   for _, s in ipairs(list) do
-    local keep = not (s.needs_lua and not Sys.have_nginx_lua())
+    local keep = Sys.available(s)
     if cfg.http_only then keep = keep and cfg.http_only[s.id] end
     if keep then out[#out + 1] = s end
   end

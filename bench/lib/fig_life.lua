@@ -28,17 +28,17 @@ end
 
 local START_SYSTEMS = {
   { id = "lc", label = "luacluster dispatch", kind = "luacluster", start = function() return Sys.luacluster{} end },
-  { id = "node_rr", label = "Node cluster, round robin", kind = "peer", start = function() return Sys.node{ sched = "rr" } end },
-  { id = "node_single", label = "Node single process", kind = "peer", start = function() return Sys.node{ sched = "single" } end, single = true },
-  { id = "nginx", label = "nginx return 200", kind = "peer", start = function() return Sys.nginx{} end },
-  { id = "nginx_lua", label = "nginx content_by_lua", kind = "peer", start = function() return Sys.nginx{ lua = true } end, needs_lua = true },
+  { id = "node_rr", label = "Node cluster, round robin", kind = "peer", needs_node = true, start = function() return Sys.node{ sched = "rr" } end },
+  { id = "node_single", label = "Node single process", kind = "peer", needs_node = true, start = function() return Sys.node{ sched = "single" } end, single = true },
+  { id = "nginx", label = "nginx return 200", kind = "peer", needs_nginx = true, start = function() return Sys.nginx{} end },
+  { id = "nginx_lua", label = "nginx content_by_lua", kind = "peer", needs_nginx = true, start = function() return Sys.nginx{ lua = true } end, needs_lua = true },
 }
 
 function F.start_and_rss(cfg, R)
   local data = {}
   local systems = {}
   for _, s in ipairs(START_SYSTEMS) do
-    if not (s.needs_lua and not Sys.have_nginx_lua()) and (not cfg.life_only or cfg.life_only[s.id]) then
+    if Sys.available(s) and (not cfg.life_only or cfg.life_only[s.id]) then
       systems[#systems + 1] = s
       data[s.id] = { label = s.label, kind = s.kind, single = s.single, start_ms = {}, master_kb = {}, worker_kb = {} }
     end
@@ -103,14 +103,14 @@ end
 local KILL_SYSTEMS = {
   { id = "lc", label = "luacluster dispatch", kind = "luacluster", start = function() return Sys.luacluster{} end },
   { id = "lc_reuseport", label = "luacluster reuseport", kind = "luacluster", start = function() return Sys.luacluster{ mode = "reuseport" } end },
-  { id = "node_rr", label = "Node cluster rr, restart on exit", kind = "peer", start = function() return Sys.node{ sched = "rr" } end },
+  { id = "node_rr", label = "Node cluster rr, restart on exit", kind = "peer", needs_node = true, start = function() return Sys.node{ sched = "rr" } end },
 }
 
 function F.restart(cfg, R)
   local data = {}
   local systems = {}
   for _, s in ipairs(KILL_SYSTEMS) do
-    if not cfg.life_only or cfg.life_only[s.id] then
+    if Sys.available(s) and (not cfg.life_only or cfg.life_only[s.id]) then
       systems[#systems + 1] = s
       data[s.id] = { label = s.label, kind = s.kind, ms = {}, failed = 0 }
     end
@@ -205,7 +205,8 @@ function F.reload(cfg, R)
   if ok then
     for id, d in pairs(r) do
       data[id] = {
-        label = d.label, kind = id == "pm2" and "peer" or "luacluster", ms = d.cmd_ms or {}, new_ms = d.new_ms or {},
+        label = id == "pm2" and "pm2 reload (Node cluster mode, --wait-ready)" or ("luacluster reload (" .. id:gsub("^lc_", "") .. ")"),
+        version = d.label, kind = id == "pm2" and "peer" or "luacluster", ms = d.cmd_ms or {}, new_ms = d.new_ms or {},
         requests = d.requests, lost = d.lost, failed_cmds = d.failed_cmds, reloads = #(d.cmd_ms or {}),
       }
     end

@@ -24,14 +24,24 @@ local function row(f, id, label, kind, samples, extra)
   return r
 end
 
--- ratio of row `id` to each of `vs` (ids of rows in the same figure), paired by repeat
-local function ratios(f, id, vs)
+-- ratio of row `id` to each of `vs` (ids of rows in the same figure), paired by repeat; or,
+-- how = "medians" for samples not taken side by side, the ratio of the medians with the widest
+-- range the samples allow (min/max .. max/min)
+local function ratios(f, id, vs, how)
   local r = f.by_id[id]
   if not r then return end
   for _, v in ipairs(vs) do
     local o = f.by_id[v]
     if o and o.samples and #o.samples > 0 then
-      r.ratios[#r.ratios + 1] = { vs = v, label = o.short or o.label, summary = St.paired(r.samples, o.samples) }
+      local s
+      if how == "medians" then
+        local a, b = r.summary, o.summary
+        s = a.median and b.median and b.median ~= 0 and
+          { median = a.median / b.median, min = a.min / b.max, max = a.max / b.min, n = math.min(a.n, b.n) } or { n = 0 }
+      else
+        s = St.paired(r.samples, o.samples)
+      end
+      r.ratios[#r.ratios + 1] = { vs = v, label = o.short or o.label, summary = s, how = how }
     end
   end
 end
@@ -135,16 +145,27 @@ function M.build(R)
     ratios(f, "lc_reuseport", { "node_rr" })
   end
   if R.reload then
-    local ft = fig(figs, { id = "reload_time", group = 3, title = "3. Reload under keep-alive load: time to the new generation serving", unit = "ms", better = "lower" })
-    local ff = fig(figs, { id = "reload_failed", group = 3, title = "3. Reload under keep-alive load: failed requests per reload", unit = "requests", better = "lower" })
-    for _, id in ipairs({ "lc", "pm2" }) do
+    local ft = fig(figs, { id = "reload_time", group = 3, title = "3. Reload: the reload command's time (luacluster: until the new generation serves)", unit = "ms", better = "lower" })
+    local fn = fig(figs, { id = "reload_new", group = 3, title = "3. Reload: from the command to the new code answering a new connection", unit = "ms", better = "lower" })
+    local ff = fig(figs, { id = "reload_failed", group = 3, title = "3. Reload under load: requests without a 2xx, per reload", unit = "requests", better = "lower" })
+    for _, id in ipairs({ "lc_dispatch", "pm2" }) do
       local d = R.reload[id]
       if d then
-        row(ft, id, d.label, d.kind, d.ms, { short = SHORT[id] })
-        row(ff, id, d.label, d.kind, d.failed, { short = SHORT[id] })
+        row(ft, id, d.label, d.kind, d.ms, { short = SHORT[id] or "luacluster" })
+        row(fn, id, d.label, d.kind, d.new_ms, { short = SHORT[id] or "luacluster" })
+        local per = d.reloads and d.reloads > 0 and d.lost and { d.lost / d.reloads } or {}
+        row(ff, id, d.label, d.kind, per, { short = SHORT[id], lost = d.lost,
+          note = string.format("%s lost in %d reloads of %s requests", tostring(d.lost), d.reloads or 0, tostring(d.requests)) })
       end
     end
-    ratios(ft, "lc", { "pm2" })
+    local w = R.reload.lc_wrk
+    if w and #w.ms > 0 then
+      row(ft, "lc_wrk", w.label, w.kind, w.ms, { short = "luacluster under wrk" })
+      row(ff, "lc_wrk", w.label, w.kind, w.failed, { short = "luacluster under wrk" })
+    end
+    ratios(ft, "lc_dispatch", { "pm2" }, "medians")
+    ratios(ft, "lc_wrk", { "pm2" }, "medians")
+    ratios(fn, "lc_dispatch", { "pm2" }, "medians")
   end
   return figs
 end
@@ -192,13 +213,16 @@ function M.targets(figs, notes)
   end
   le("start to first 200 <= 1/5 of Node cluster", "start_200", "lc", "node_rr", 0.2, "Node cluster")
   le("SIGKILL to replacement serving <= 1/5 of Node", "restart", "lc", "node_rr", 0.2, "Node cluster")
-  local rf = find(figs, "reload_failed", "lc")
-  local rt = ratio_of(figs, "reload_time", "lc", "pm2")
-  if rf and rf.summary.n and rf.summary.n > 0 then
-    local failed = rf.summary.max
-    local t = rt and string.format(", %.2fx PM2's time", rt) or ", PM2 not measured"
-    add("0 failed requests in a reload, in under half PM2's time", failed,
-      string.format("%d failed at most per reload%s", failed, t), failed == 0 and (rt == nil or rt < 0.5))
+  local lc_lost = find(figs, "reload_failed", "lc_dispatch")
+  local lc_wrk = find(figs, "reload_failed", "lc_wrk")
+  local rt = ratio_of(figs, "reload_time", "lc_dispatch", "pm2")
+  if lc_lost or lc_wrk then
+    local lost = (lc_lost and lc_lost.lost or 0)
+    local wrk_failed = lc_wrk and lc_wrk.summary.max or 0
+    local t = rt and string.format("; reload command %.3fx PM2's time", rt) or "; PM2 not measured"
+    add("0 failed requests in a reload, in under half PM2's time", lost + wrk_failed,
+      string.format("%d lost in bench/reload.lua, %d at most per reload under wrk -c64%s", lost, wrk_failed, t),
+      lost + wrk_failed == 0 and rt ~= nil and rt < 0.5)
   end
   return T
 end
@@ -244,6 +268,7 @@ function M.lines(figs)
         extra = string.format(" (1w %s, 2w %s req/s)", si(r.one.median, "req/s"), si(r.two.median, "req/s"))
       end
       if r.failed and r.failed > 0 and f.unit ~= "requests" then extra = extra .. string.format(" [%d failed]", r.failed) end
+      if r.note then extra = extra .. " (" .. r.note .. ")" end
       out[#out + 1] = { fig = f, row = r, value = si(r.summary.median, f.unit), spread = spread(r.summary, f.unit) .. extra, ratios = table.concat(rt, ", ") }
     end
   end
@@ -255,13 +280,15 @@ function M.print_table(figs, targets, meta, write)
   write(string.format("\nluacluster bench: %s, %s; %s\n", meta.mode, meta.date, meta.machine))
   write(string.format("medians of %s; spread = min..max over the repeats; ratios = median [min..max] of per-repeat ratios\n\n", meta.repeats_text))
   local lines = M.lines(figs)
+  local width = 20
+  for _, l in ipairs(lines) do width = math.max(width, #l.row.label) end
   local last
   for _, l in ipairs(lines) do
     if l.fig ~= last then
       write(string.format("%s  [%s, %s is better]\n", l.fig.title, l.fig.unit, l.fig.better))
       last = l.fig
     end
-    write(string.format("  %-40s %10s  %-28s %s\n", l.row.label, l.value, l.spread, l.ratios))
+    write(string.format("  %-" .. width .. "s %9s  %-20s %s\n", l.row.label, l.value, l.spread, l.ratios))
   end
   write("\ntargets (issue 7):\n")
   for _, t in ipairs(targets) do

@@ -52,7 +52,7 @@ local CFG = {
   },
   smoke = {
     repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" },
-    http_only = { lc_dispatch = true, node_single = true },
+    http_only = { lc_dispatch = true, node_single = true, probe_hello = true },
     ipc_seconds = 0.2, ipc_repeats = 1, ipc_only = { pingpong_small = true },
     life_repeats = 1, idle_ms = 100, life_only = { lc = true }, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 3, reload_at_ms = 1000, reloads = 1,
@@ -102,15 +102,17 @@ for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo" }) do
     "building bench/probes/" .. p .. ".c")
 end
 
+local notes = {}
 local node = (S.sh("command -v node"):gsub("%s+$", ""))
 if node == "" then
-  io.stderr:write("bench/run: node is not installed (apt-get install nodejs)\n")
-  os.exit(1)
+  node = nil
+  notes[#notes + 1] = "Node.js is not installed (vendor/install-deps.sh --bench): no Node.js or PM2 rows"
 end
-
-local notes = {}
+if not io.open("/usr/sbin/nginx") then
+  notes[#notes + 1] = "nginx is not installed (vendor/install-deps.sh): no nginx rows"
+end
 local pm2 = root .. "/bench/.peers/node_modules/.bin/pm2"
-if parts.reload and not io.open(pm2) then
+if parts.reload and node and not io.open(pm2) then
   S.log("installing PM2 into bench/.peers (npm)")
   local out, rc = S.sh("timeout 300 npm install --prefix '" .. root .. "/bench/.peers' pm2 --no-audit --no-fund")
   if rc ~= 0 or not io.open(pm2) then
@@ -118,7 +120,7 @@ if parts.reload and not io.open(pm2) then
     pm2 = nil
   end
 end
-if not parts.reload then pm2 = nil end
+if not parts.reload or not node or not io.open(pm2) then pm2 = nil end
 
 local tmp = S.mkdir(root .. "/bench/results/tmp/run-" .. S.run_id)
 Sys.init({ bin = bin, root = root, tmp = tmp, probes = probes, node = node, pm2 = pm2,
@@ -142,7 +144,7 @@ local meta = {
     (S.read_file("/proc/cpuinfo"):match("model name%s*:%s*([^\n]+)") or "?"):gsub("%s+", " "), first_line("uname -r")),
   versions = {
     luacluster = first_line("'" .. bin .. "' --version"), luajit = first_line("luajit -v"),
-    node = first_line("node --version"), nginx = first_line("/usr/sbin/nginx -v 2>&1"), wrk = first_line("wrk -v 2>&1"),
+    node = node and first_line("node --version") or nil, nginx = first_line("/usr/sbin/nginx -v 2>&1"), wrk = first_line("wrk -v 2>&1"),
     pm2 = pm2 and first_line("PM2_HOME='" .. tmp .. "/pm2v' '" .. pm2 .. "' --version 2>/dev/null | tail -n 1") or nil,
   },
   load_before = first_line("cat /proc/loadavg"),
@@ -192,5 +194,5 @@ local doc = Rep.json_doc(figs, targets, meta, R.raw)
 S.write_file(out .. "/latest.json", Rep.json(doc))
 S.write_file(out .. "/latest.svg", Rep.svg(figs, meta))
 S.write_file(out .. "/latest.md", Rep.markdown(figs, targets, meta))
-print(string.format("\nwrote %s/latest.json, latest.svg, latest.md (%d s)", out, meta.seconds))
+print(string.format("\nwrote %s/latest.json, latest.svg, latest.md (%d s; run id: %s)", out, meta.seconds, S.run_id))
 if not o.verbose then S.sh("rm -rf '" .. tmp .. "'") end

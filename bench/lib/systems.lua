@@ -82,6 +82,17 @@ local LUA = [[
 Sys.nginx_bin = "/usr/sbin/nginx"
 Sys.nginx_lua_modules = { "/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so" }
 
+function Sys.have_node() return ctx.node ~= nil end
+function Sys.have_nginx() return io.open(Sys.nginx_bin) ~= nil end
+
+-- whether a system description { needs_node=, needs_nginx=, needs_lua= } can run here
+function Sys.available(s)
+  if s.needs_node and not Sys.have_node() then return false end
+  if (s.needs_nginx or s.needs_lua) and not Sys.have_nginx() then return false end
+  if s.needs_lua and not Sys.have_nginx_lua() then return false end
+  return true
+end
+
 function Sys.have_nginx_lua()
   for _, m in ipairs(Sys.nginx_lua_modules) do
     if not io.open(m) then return false end

@@ -1,0 +1,80 @@
+-- bench/run --smoke: one short repeat of one figure per kind (HTTP, IPC, start/RSS) against the
+-- build in ./build, so that CI proves the benchmark suite still runs; checks the shape of the
+-- JSON it writes (bench/README.md describes it) and that everything it started is gone.
+local H = require("helper")
+
+local json_ok, json = pcall(require, "dkjson") -- a dependency of busted on Debian
+
+describe("bench/run --smoke", function()
+  local out, output, rc
+
+  setup(function()
+    out = H.tmpdir()
+    output, rc = H.sh(string.format("cd '%s' && timeout -k 5 60 bench/run --smoke --bin '%s' --out '%s'", H.root, H.bin, out))
+  end)
+
+  teardown(function()
+    H.sh("rm -rf '" .. out .. "'")
+  end)
+
+  it("runs, prints the table and writes latest.json, latest.svg and latest.md", function()
+    assert.are.equal(0, rc, output)
+    assert.truthy(output:find("targets (issue 7):", 1, true), output)
+    assert.truthy(output:find("luacluster dispatch", 1, true), output)
+    for _, f in ipairs({ "latest.json", "latest.svg", "latest.md" }) do
+      assert.truthy(#H.read_file(out .. "/" .. f) > 100, f .. " is missing or empty")
+    end
+    local svg = H.read_file(out .. "/latest.svg")
+    assert.truthy(svg:match("^<svg ") and svg:match("</svg>%s*$"), "not an SVG document")
+  end)
+
+  it("writes a JSON document with a figure of each kind, medians and ratios", function()
+    local text = H.read_file(out .. "/latest.json")
+    assert.truthy(json_ok, "dkjson is needed to read the JSON")
+    local doc = json.decode(text)
+    assert.are.equal("table", type(doc), "latest.json does not parse")
+    assert.are.equal("smoke", doc.meta.mode)
+    assert.truthy(doc.meta.versions.luacluster)
+    local by_id = {}
+    for _, f in ipairs(doc.figures) do
+      assert.truthy(f.id and f.title and f.unit and (f.better == "higher" or f.better == "lower"), f.id)
+      for _, r in ipairs(f.rows) do
+        assert.truthy(r.id and r.label and (r.kind == "luacluster" or r.kind == "peer" or r.kind == "probe"), f.id)
+        assert.are.equal("table", type(r.ratios))
+      end
+      by_id[f.id] = f
+    end
+    -- one figure per kind, each with a measured luacluster row
+    for _, id in ipairs({ "http_keepalive", "ipc_pingpong_small", "rss_worker", "start_200" }) do
+      local f = by_id[id]
+      assert.truthy(f, "figure " .. id .. " is missing")
+      local lc = f.rows[1]
+      assert.are.equal("luacluster", lc.kind, id)
+      assert.are.equal("number", type(lc.median), id .. ": no median")
+      assert.truthy(lc.median > 0, id)
+      assert.are.equal("number", type(lc.min), id)
+      assert.are.equal("number", type(lc.max), id)
+    end
+    -- ratios against a peer and against the probe
+    local http = by_id.http_keepalive.rows[1]
+    assert.truthy(#http.ratios >= 1 and type(http.ratios[1].median) == "number", "no HTTP ratio")
+    local ipc = by_id.ipc_pingpong_small.rows[1]
+    local vs = {}
+    for _, r in ipairs(ipc.ratios) do vs[r.vs] = r.median end
+    if select(2, H.sh("command -v node")) == 0 then
+      assert.are.equal("number", type(vs.node), "no IPC ratio to Node")
+    end
+    assert.are.equal("number", type(vs.probe), "no IPC ratio to the probe")
+    assert.truthy(#doc.targets > 0)
+    for _, t in ipairs(doc.targets) do
+      assert.truthy(t.name and t.text)
+    end
+  end)
+
+  it("leaves no process of its own behind", function()
+    local id = output:match("run id: (%S+)")
+    assert.truthy(id, "bench/run did not say its run id")
+    local left = H.sh("grep -lzxF 'BENCH_RUN_ID=" .. id .. "' /proc/[0-9]*/environ 2>/dev/null")
+    assert.are.equal("", left)
+  end)
+end)
