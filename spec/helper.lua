@@ -225,10 +225,19 @@ end
 
 
 -- start(app_path, { "-w", "2", ... }, opts) starts luacluster on an app.
+-- Unless the options name one (or opts.default_control is set), each started app gets a
+-- control socket of its own, so that two runs of the same app (a spec and the sanitizer
+-- build's run of it) never meet on the default path derived from the app's file.
 function H.start(app, options, opts)
   local argv = { H.bin }
+  local has_control = false
   for _, o in ipairs(options or {}) do
     argv[#argv + 1] = tostring(o)
+    has_control = has_control or o == "--control"
+  end
+  if not has_control and not (opts and opts.default_control) then
+    argv[#argv + 1] = "--control"
+    argv[#argv + 1] = H.tmpdir() .. "/control.sock"
   end
   argv[#argv + 1] = app
   for _, a in ipairs((opts and opts.args) or {}) do
