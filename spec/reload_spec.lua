@@ -65,7 +65,7 @@ local function start(src, options, opts)
   for _, o in ipairs(options or {}) do
     argv[#argv + 1] = o
   end
-  app.p = H.start(app.path, argv, { env = opts.env })
+  app.p = H.start(app.path, argv, { env = opts.env, default_control = opts.default_control })
   if not opts.no_http then
     local ok = H.wait_for(function()
       local _, status = H.curl("http://127.0.0.1:" .. port .. "/")

@@ -203,6 +203,7 @@ end
 local server_mt = {}
 server_mt.__index = server_mt
 emitter.mixin(server_mt)
+listen.mixin(server_mt)
 
 
 local OPTS = {
@@ -259,29 +260,9 @@ function _M.create_server(handler, opts)
 end
 
 
-function server_mt:listen(port, host)
-  if self._closed then
-    error("server:listen: the server is closed", 2)
-  end
-  return listen.listen(self, port, host)
-end
-
-
 function server_mt:_take_listener(tcp)
   self._listeners[#self._listeners + 1] = tcp
   return self._srv:listen_on(tcp)
-end
-
-
--- a reload's new server takes this listening socket over: it is no longer ours to close
-function server_mt:_release_listener(tcp)
-  for i, l in ipairs(self._listeners) do
-    if l == tcp then
-      table.remove(self._listeners, i)
-      return true
-    end
-  end
-  return false
 end
 
 
@@ -317,11 +298,7 @@ function server_mt:_drain(fn)
     return
   end
   self._draining = true
-  listen.unlisten(self)
-  for _, tcp in ipairs(self._listeners) do
-    tcp:close()
-  end
-  self._listeners = {}
+  self:_stop_accepting()
   runtime.hold()
   self._srv:drain(function()
     runtime.release()

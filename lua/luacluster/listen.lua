@@ -213,4 +213,47 @@ if runtime.role == "worker" then
   require("luacluster.worker").control_ops.extra_listener = on_extra_listener
 end
 
+-- ---- what every server (http, net) shares ----
+
+local server_methods = {}
+
+
+function server_methods:listen(port, host)
+  if self._closed then
+    error("server:listen: the server is closed", 2)
+  end
+  return _M.listen(self, port, host)
+end
+
+
+-- a reload's new server takes this listening socket over: it is no longer ours to close
+function server_methods:_release_listener(tcp)
+  for i, l in ipairs(self._listeners) do
+    if l == tcp then
+      table.remove(self._listeners, i)
+      return true
+    end
+  end
+  return false
+end
+
+
+-- the first step of a drain: no new connections (the master is told; sockets closed)
+function server_methods:_stop_accepting()
+  _M.unlisten(self)
+  for _, tcp in ipairs(self._listeners) do
+    tcp:close()
+  end
+  self._listeners = {}
+end
+
+
+function _M.mixin(mt)
+  for k, fn in pairs(server_methods) do
+    mt[k] = fn
+  end
+  return mt
+end
+
+
 return _M
