@@ -70,6 +70,7 @@ struct http_server {
   int at_limit;                 /* refusing connections: warned once for this burst */
   double refused;               /* connections closed at the limit (this burst, then total) */
   int closed, draining, drain_ref;
+  int in_drain_cb;              /* the drain callback runs: it may close (not free) the server */
   http_conn *conns;
   int nconns;
   double requests, conns_total, closed_since_report;
@@ -206,7 +207,11 @@ static void free_conn(http_conn *c) {
     lua_rawgeti(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
     luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
     s->drain_ref = LUA_NOREF;
+    /* http.lua's server:close() closes the server from this callback: it is freed below, once
+     * the callback has returned, not inside it (a use after free that ASan found) */
+    s->in_drain_cb = 1;
     lc_call(s->base.rt, 0);
+    s->in_drain_cb = 0;
   }
   server_maybe_free(s);
 }
@@ -638,7 +643,7 @@ static void take_conn(void *ctx, uv_tcp_t *tcp) {
 }
 
 static void server_maybe_free(http_server *s) {
-  if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF) {
+  if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF && !s->in_drain_cb) {
     luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
     free(s);
   }
@@ -804,51 +809,145 @@ static int valid_value(const char *s, size_t n) {
 
 /* Builds the status line and headers. hidx: a flat Lua array {name, value, ...} or nil.
  * body_len < 0: streaming (chunked for HTTP/1.1 unless the handler set Content-Length). */
-static int build_head(lua_State *L, http_conn *c, int status, int hidx, long long body_len, luaL_Buffer *b) {
-  char line[128];
-  int n = snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\n", c->h.minor, status, reason(status));
-  luaL_addlstring(b, line, (size_t)n);
-  int user_length = 0, user_date = 0, user_te = 0, user_conn_keep = 0, user_conn_close = 0;
-  if (hidx) {
-    int len = (int)lua_objlen(L, hidx);
+/* A response head under construction: on the stack while it is small (the usual case), on
+ * the heap past that; hb_free releases the heap part. */
+typedef struct hbuf { char *p; size_t len, cap; int heap; char stack[2048]; } hbuf;
+
+static void hb_init(hbuf *b) { b->p = b->stack; b->len = 0; b->cap = sizeof b->stack; b->heap = 0; }
+static void hb_free(hbuf *b) { if (b->heap) free(b->p); }
+
+static int hb_add(hbuf *b, const char *s, size_t n) {
+  if (b->cap - b->len < n) {
+    size_t cap = b->cap * 2;
+    while (cap - b->len < n) cap *= 2;
+    char *q = b->heap ? realloc(b->p, cap) : malloc(cap);
+    if (q == NULL) return -1;
+    if (!b->heap) memcpy(q, b->p, b->len);
+    b->p = q;
+    b->cap = cap;
+    b->heap = 1;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+#define HB_LIT(b, s) hb_add((b), (s), sizeof(s) - 1)
+
+/* decimal digits of v into out (at most 20); returns their count */
+static size_t fmt_u64(char *out, unsigned long long v) {
+  char tmp[20];
+  size_t n = 0;
+  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+typedef struct head_flags { int length, date, te, conn_keep, conn_close; } head_flags;
+
+/* one "name: value" line; 0, or -1 with the reason pushed as a Lua string */
+static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int name_idx, int value_idx) {
+  size_t nl, vl;
+  const char *name = lua_tolstring(L, name_idx, &nl);
+  const char *value = lua_tolstring(L, value_idx, &vl);
+  if (name == NULL || !valid_token(name, nl)) {
+    lua_pushfstring(L, "invalid header name '%s'", name ? name : "?");
+    return -1;
+  }
+  if (value == NULL || !valid_value(value, vl)) {
+    lua_pushfstring(L, "invalid value for header '%s' (CR, LF or NUL)", name);
+    return -1;
+  }
+  if (nl == 14 && strcasecmp(name, "content-length") == 0) f->length = 1;
+  else if (nl == 4 && strcasecmp(name, "date") == 0) f->date = 1;
+  else if (nl == 17 && strcasecmp(name, "transfer-encoding") == 0) f->te = 1;
+  else if (nl == 10 && strcasecmp(name, "connection") == 0) {
+    if (strcasestr(value, "keep-alive")) f->conn_keep = 1;
+    if (strcasestr(value, "close")) { c->resp_close = 1; f->conn_close = 1; }
+  }
+  if (hb_add(b, name, nl) || HB_LIT(b, ": ") || hb_add(b, value, vl) || HB_LIT(b, "\r\n")) {
+    lua_pushliteral(L, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+/* The handler's headers: a flat array {name, value, ...} (res:header) or a map
+ * {name = value | {values...}} (the `return status, headers, body` shortcut). */
+static int add_headers(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int hidx) {
+  int len = (int)lua_objlen(L, hidx);
+  if (len > 0) {
     for (int i = 1; i + 1 <= len; i += 2) {
-      size_t nl, vl;
       lua_rawgeti(L, hidx, i);
       lua_rawgeti(L, hidx, i + 1);
-      const char *name = lua_tolstring(L, -2, &nl);
-      const char *value = lua_tolstring(L, -1, &vl);
-      if (name == NULL || !valid_token(name, nl)) return luaL_error(L, "invalid header name '%s'", name ? name : "?");
-      if (value == NULL || !valid_value(value, vl)) return luaL_error(L, "invalid value for header '%s' (CR, LF or NUL)", name);
-      if (strcasecmp(name, "content-length") == 0) user_length = 1;
-      else if (strcasecmp(name, "date") == 0) user_date = 1;
-      else if (strcasecmp(name, "transfer-encoding") == 0) user_te = 1;
-      else if (strcasecmp(name, "connection") == 0) {
-        if (strcasestr(value, "keep-alive")) user_conn_keep = 1;
-        if (strcasestr(value, "close")) { c->resp_close = 1; user_conn_close = 1; }
-      }
-      luaL_addlstring(b, name, nl);
-      luaL_addlstring(b, ": ", 2);
-      luaL_addlstring(b, value, vl);
-      luaL_addlstring(b, "\r\n", 2);
+      if (add_header(L, c, b, f, -2, -1) != 0) return -1;
       lua_pop(L, 2);
     }
+    return 0;
   }
-  if (!user_date) luaL_addstring(b, date_line());
+  lua_pushnil(L);
+  while (lua_next(L, hidx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) { lua_pushliteral(L, "header names must be strings"); return -1; }
+    if (lua_istable(L, -1)) {
+      int vidx = lua_gettop(L), n = (int)lua_objlen(L, vidx);
+      for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, vidx, i);
+        if (add_header(L, c, b, f, vidx - 1, -1) != 0) return -1;
+        lua_pop(L, 1);
+      }
+    } else if (add_header(L, c, b, f, -2, -1) != 0) {
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* Builds the status line and headers into b. hidx: the handler's headers or 0.
+ * body_len < 0: streaming (chunked for HTTP/1.1 unless the handler set Content-Length).
+ * Returns 1 when the status has no body, 0 otherwise; raises on a bad header. */
+static int build_head(lua_State *L, http_conn *c, int status, int hidx, long long body_len, hbuf *b) {
+  char line[128];
+  size_t n = 0;
+  memcpy(line, "HTTP/1.", 7);
+  line[7] = (char)('0' + c->h.minor);
+  line[8] = ' ';
+  n = 9 + fmt_u64(line + 9, (unsigned long long)status);
+  line[n++] = ' ';
+  const char *r = reason(status);
+  size_t rl = strlen(r);
+  memcpy(line + n, r, rl);
+  n += rl;
+  line[n++] = '\r';
+  line[n++] = '\n';
+  hb_add(b, line, n);
+  head_flags f = {0, 0, 0, 0, 0};
+  if (hidx && add_headers(L, c, b, &f, hidx) != 0) {
+    hb_free(b);
+    return lua_error(L);
+  }
+  if (!f.date) hb_add(b, date_line(), strlen(date_line()));
   int no_body = status < 200 || status == 204 || status == 304;
   if (body_len >= 0) {
-    if (!user_length && !no_body) {
-      n = snprintf(line, sizeof line, "Content-Length: %lld\r\n", body_len);
-      luaL_addlstring(b, line, (size_t)n);
+    if (!f.length && !no_body) {
+      memcpy(line, "Content-Length: ", 16);
+      n = 16 + fmt_u64(line + 16, (unsigned long long)body_len);
+      line[n++] = '\r';
+      line[n++] = '\n';
+      hb_add(b, line, n);
     }
-  } else if (!user_length && !user_te && !no_body) {
-    if (c->h.minor == 1) { luaL_addstring(b, "Transfer-Encoding: chunked\r\n"); c->resp_chunked = 1; }
+  } else if (!f.length && !f.te && !no_body) {
+    if (c->h.minor == 1) { HB_LIT(b, "Transfer-Encoding: chunked\r\n"); c->resp_chunked = 1; }
     else c->resp_close = 1; /* HTTP/1.0: the end of the connection ends the body */
   }
   int keep = c->keepalive && !c->resp_close && !c->srv->draining;
   /* one Connection header: the handler's own when it says what we do */
-  if (!keep) { c->resp_close = 1; if (!user_conn_close) luaL_addstring(b, "Connection: close\r\n"); }
-  else if (c->h.minor == 0 && !user_conn_keep) luaL_addstring(b, "Connection: keep-alive\r\n");
-  luaL_addlstring(b, "\r\n", 2);
+  if (!keep) { c->resp_close = 1; if (!f.conn_close) HB_LIT(b, "Connection: close\r\n"); }
+  else if (c->h.minor == 0 && !f.conn_keep) HB_LIT(b, "Connection: keep-alive\r\n");
+  if (HB_LIT(b, "\r\n") != 0) {
+    hb_free(b);
+    return luaL_error(L, "out of memory");
+  }
   return no_body;
 }
 
@@ -862,17 +961,15 @@ static int m_respond(lua_State *L) {
   const char *body = lua_isnoneornil(L, 5) ? "" : luaL_checklstring(L, 5, &blen);
   if (status < 100 || status > 999) return luaL_argerror(L, 3, "status must be from 100 to 999");
   if (!ok || c->resp_started) return push_gone(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
+  hbuf b;
+  hb_init(&b);
   int no_body = build_head(L, c, status, hidx, (long long)blen, &b);
-  luaL_pushresult(&b);
-  size_t hlen;
-  const char *head = lua_tolstring(L, -1, &hlen);
   int send_body = !(no_body || c->is_head);
   c->resp_started = 1;
   c->resp_status = status;
   c->resp_body = send_body ? (double)blen : 0;
-  conn_write(c, head, hlen, body, send_body ? blen : 0);
+  conn_write(c, b.p, b.len, body, send_body ? blen : 0);
+  hb_free(&b);
   finish_request(c);
   lua_pushboolean(L, 1);
   return 1;
@@ -885,17 +982,15 @@ static int m_write_head(lua_State *L) {
   int status = (int)luaL_checkinteger(L, 3);
   int hidx = lua_istable(L, 4) ? 4 : 0;
   if (!ok || c->resp_started) return push_gone(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
+  hbuf b;
+  hb_init(&b);
   int no_body = build_head(L, c, status, hidx, -1, &b);
-  luaL_pushresult(&b);
-  size_t hlen;
-  const char *head = lua_tolstring(L, -1, &hlen);
   c->resp_started = 1;
   c->resp_status = status;
   c->resp_body = 0;
   c->resp_raw = no_body || c->is_head ? 2 : 0;  /* 2: nothing of a body may be sent */
-  conn_write(c, head, hlen, NULL, 0);
+  conn_write(c, b.p, b.len, NULL, 0);
+  hb_free(&b);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -39,6 +39,7 @@ typedef struct lc_alog lc_alog;
 typedef struct lc_rt {
   uv_loop_t loop;
   lua_State *L;           /* the main thread: every callback from the loop runs on it */
+  int traceback_ref;      /* the message handler of every callback's pcall, made once */
   uv_prepare_t flush;     /* flushes batched IPC writes once per loop turn */
   lc_ipc *dirty;          /* channels with frames waiting for the flush */
   lc_ipc **routes;        /* worker id -> channel, for frames routed without Lua (master) */

@@ -39,7 +39,7 @@ static int traceback(lua_State *L) {
 void lc_call(lc_rt *rt, int nargs) {
   lua_State *L = rt->L;
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, traceback);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->traceback_ref);
   lua_insert(L, base);
   if (lua_pcall(L, nargs, 0, base) != 0) {
     lc_log(rt, "error: %s", lua_tostring(L, -1));
@@ -237,6 +237,8 @@ int lc_rt_open(lua_State *L) {
   lua_State *main = lua_tothread(L, -1);
   lua_pop(L, 1);
   rt->L = main;
+  lua_pushcfunction(L, traceback);
+  rt->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   lua_pushcfunction(L, rt_gc);
   lua_setfield(L, -2, "__gc");

@@ -157,6 +157,14 @@ end
 -- a handler's `return status, body` or `return status, headers, body`
 local function shortcut(res, status, b, c)
   if type(b) == "table" then
+    if res._h == nil and not res._head_sent then
+      -- the C side reads a {name = value} map as it is: no copy into res._h
+      res._done = true
+      if c ~= nil and type(c) ~= "string" then
+        c = tostring(c)
+      end
+      return res._c:respond(res._s, status, b, c)
+    end
     for name, value in pairs(b) do
       res:header(name, value)
     end
