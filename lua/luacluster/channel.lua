@@ -204,8 +204,9 @@ function channel_mt:is_closed()
 end
 
 
+-- (the C send refuses a channel that is closing: "channel closed"; no second check here)
 local function write(self, kind, peer, seq, msg, handle)
-  if self:is_closed() then
+  if self.closed then
     return nil, "channel closed"
   end
   if type(handle) == "table" then
