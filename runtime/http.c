@@ -27,7 +27,7 @@
 #define LINGER_MS 2000
 
 enum { S_HEAD, S_BODY, S_HANDLER, S_CLOSING };
-enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER };
+enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER, T_SEND };
 
 typedef struct http_server http_server;
 
@@ -55,6 +55,7 @@ typedef struct http_conn {
   int writes_pending;
   size_t queued_bytes;
   size_t stall_mark;          /* unsent bytes when the keep-alive timer last fired (progress check) */
+  int drain_ref;              /* a handler waiting in res:write for the queue to drain (m_on_drain) */
   uint64_t req_start;         /* uv_hrtime() at the request's first byte (metrics, access log) */
   int resp_status;
   double resp_body;           /* body bytes of the response (access log) */
@@ -142,6 +143,19 @@ static int reserve(char **p, size_t *cap, size_t len, size_t extra) {
 
 static void conn_write_done(http_conn *c);
 
+/* Wakes a handler waiting for the output queue to drain (a streamed answer to a client that
+ * reads slowly). Called from the loop only (a write done, a connection freed), never from
+ * inside a Lua call. */
+static void fire_drain(http_conn *c) {
+  if (c->drain_ref == LUA_NOREF) return;
+  if (c->timer_mode == T_SEND && !c->closed) { uv_timer_stop(&c->timer); c->timer_mode = T_NONE; }
+  lua_State *L = c->rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->drain_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, c->drain_ref);
+  c->drain_ref = LUA_NOREF;
+  lc_call(c->rt, 0);
+}
+
 static void write_cb(uv_write_t *req, int status) {
   hwrite *w = (hwrite *)req;
   http_conn *c = w->c;
@@ -150,6 +164,7 @@ static void write_cb(uv_write_t *req, int status) {
   c->queued_bytes -= w->len;
   free(w);
   conn_write_done(c);
+  if (!c->closed && c->queued_bytes <= MAX_QUEUED_OUTPUT / 2) fire_drain(c);
 }
 
 /* Writes a then b (either may be empty); copies only what the socket did not take at once. */
@@ -188,6 +203,7 @@ static int conn_write(http_conn *c, const char *a, size_t alen, const char *b, s
 
 static void free_conn(http_conn *c) {
   http_server *s = c->srv;
+  fire_drain(c);  /* a waiting handler resumes; its next write finds the connection gone */
   if (c->box) *c->box = NULL;
   luaL_unref(c->rt->L, LUA_REGISTRYINDEX, c->box_ref);
   free(c->in);
@@ -385,6 +401,11 @@ static void timer_cb(uv_timer_t *t) {
       break;
     case T_LINGER:
       conn_close(c);
+      break;
+    case T_SEND: /* a handler waits in res:write: the client must take some bytes each send_timeout */
+      if (c->writes_pending > 0 && c->tcp->write_queue_size == c->stall_mark) { conn_close(c); break; }
+      c->stall_mark = c->tcp->write_queue_size;
+      start_timer(c, T_SEND, c->srv->send_timeout);
       break;
   }
 }
@@ -624,6 +645,7 @@ static void take_conn(void *ctx, uv_tcp_t *tcp) {
   c->srv = s;
   c->rt = s->base.rt;
   c->box_ref = LUA_NOREF;
+  c->drain_ref = LUA_NOREF;
   tcp->data = c;
   uv_timer_init(tcp->loop, &c->timer);
   c->timer.data = c;
@@ -1018,6 +1040,24 @@ static int m_write(lua_State *L) {
   return 2;
 }
 
+/* conn:on_drain(seq, fn) -> true: fn() runs once the queued output is down to half the limit
+ * (or the connection is gone); false: nothing to wait for. res:write waits this way. */
+static int m_on_drain(lua_State *L) {
+  uint32_t ok;
+  http_conn *c = check_conn(L, &ok);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (!ok || c->queued_bytes <= MAX_QUEUED_OUTPUT / 2 || c->drain_ref != LUA_NOREF) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushvalue(L, 3);
+  c->drain_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  c->stall_mark = SIZE_MAX;
+  start_timer(c, T_SEND, c->srv->send_timeout);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* conn:finish(seq [, chunk]) -> true | nil, err */
 static int m_finish(lua_State *L) {
   uint32_t ok;
@@ -1109,6 +1149,7 @@ void lc_open_http(lua_State *L) {
   lc_newmetatable(L, MT_SERVER, srv_methods);
   static const luaL_Reg conn_methods[] = {
     {"respond", m_respond}, {"write_head", m_write_head}, {"write", m_write}, {"finish", m_finish},
+    {"on_drain", m_on_drain},
     {"headers", m_headers}, {"peer", m_peer}, {"abort", m_abort}, {"is_open", m_is_open}, {NULL, NULL},
   };
   lc_newmetatable(L, MT_CONN, conn_methods);

@@ -67,7 +67,8 @@ end
 
 -- Runs a shell command; returns its output (stdout and stderr) and exit code.
 function H.sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
+  -- LD_PRELOAD is only for busted's own luajit (the sanitizer run's core.so): not for curl & co
+  local p = io.popen("unset LD_PRELOAD; (" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
   local out = p:read("*a")
   p:close()
   local rc = tonumber(out:match("__rc=(%d+)%s*$"))
@@ -176,7 +177,7 @@ local function environ_with(extra)
   while C.environ[i] ~= nil do
     local kv = ffi.string(C.environ[i])
     local k = kv:match("^([^=]*)=")
-    if not (extra and k and extra[k] ~= nil) then
+    if not (extra and k and extra[k] ~= nil) and k ~= "LD_PRELOAD" then
       env[#env + 1] = kv
     end
     i = i + 1

@@ -90,6 +90,41 @@ describe("limits", function()
     assert.is_nil(out:find("exited with"), out)
   end)
 
+  it("a replacement that cannot start changes nothing: the old worker keeps serving", function()
+    local port = H.free_port()
+    local p, dir = H.start_app(([[
+      local http = require("luacluster.http")
+      if cluster.is_master then
+        cluster.setup{ workers = 1, max_requests = 3 }
+        cluster.on("online", function(w) say("online", w.id, w.pid) end)
+      else
+        local f = io.open(os.getenv("BROKEN_FLAG"))
+        if f then f:close() error("this worker cannot start") end
+        http.create_server(function() return 200, tostring(process.pid) end):listen(PORT)
+      end
+    ]]):gsub("PORT", tostring(port)), {}, { env = { BROKEN_FLAG = "/tmp/lc-limits-broken-" .. port } })
+    assert(p:wait_output("online 1 %d+", 10000), p:output())
+    H.sleep(300)
+    H.write_file("/tmp/lc-limits-broken-" .. port, "x")
+    local first = get(port)
+    for _ = 1, 5 do
+      assert.equals(first, get(port))
+    end
+    assert(p:wait_output("the replacement of worker 1 exited before it was ready; worker 1 keeps serving", 5000, true),
+      p:output())
+    for _ = 1, 5 do
+      assert.equals(first, get(port))
+    end
+    os.remove("/tmp/lc-limits-broken-" .. port)
+    -- the next try (after its backoff) succeeds
+    local other = H.wait_for(function()
+      local pid = get(port)
+      return pid ~= first and pid
+    end, 8000, 200)
+    assert(other, p:output())
+    local _ = dir
+  end)
+
   it("max_memory replaces a worker whose RSS passes the limit", function()
     local port = H.free_port()
     local probe = start("{ workers = 1 }", port)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages luacluster builds, tests and benchmarks with.
 # Idempotent: when every package is already installed it does nothing (no apt-get update).
-# Usage: vendor/install-deps.sh [--bench]   (--bench adds the peers used by bench/)
+# Usage: vendor/install-deps.sh [--bench] [--fuzz] [--valgrind]
+#   --bench adds the peers used by bench/; --fuzz clang and its libFuzzer runtime (spec/fuzz/run.sh);
+#   --valgrind valgrind (spec/valgrind.sh)
 set -euo pipefail
 
 build_pkgs=(cmake gcc make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev libhttp-parser-dev lua-busted curl)
@@ -13,7 +15,15 @@ command -v node >/dev/null 2>&1 || bench_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || bench_pkgs+=(npm)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
-if [ "${1:-}" = "--bench" ]; then want+=("${bench_pkgs[@]}"); fi
+fuzz_pkgs=(clang libclang-rt-14-dev)
+for arg in "$@"; do
+  case "$arg" in
+    --bench) want+=("${bench_pkgs[@]}") ;;
+    --fuzz) want+=("${fuzz_pkgs[@]}") ;;
+    --valgrind) want+=(valgrind) ;;
+    *) echo "vendor/install-deps.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${want[@]}"; do

@@ -7,6 +7,15 @@ local S = require("sys")
 local Sys = require("systems")
 local Rep = require("report")
 
+-- Ctrl-C ends this script at once: the standalone luajit turns SIGINT into an "interrupted!"
+-- error that a pcall could swallow; with the default action the process dies and bench/run's
+-- trap ends everything this run started.
+do
+  local ffi = require("ffi")
+  pcall(ffi.cdef, "typedef void (*bench_sighandler)(int); bench_sighandler signal(int sig, bench_sighandler h);")
+  ffi.C.signal(2, nil) -- SIGINT, SIG_DFL
+end
+
 local USAGE = [[
 usage: bench/run [--quick | --smoke] [options]
   (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 15 minutes)
@@ -18,6 +27,8 @@ usage: bench/run [--quick | --smoke] [options]
   --bin PATH       the luacluster executable to measure (default: build it in build-bench/)
   --out DIR        where latest.json, latest.svg and latest.md go (default bench/results;
                    --smoke: bench/results/tmp/smoke)
+  --render FILE    no measuring: print and write the table, SVG and markdown again from a
+                   JSON file this script wrote (after a change to bench/lib/report.lua)
   -v               print every measurement as it is taken]]
 
 local o = { mode = "full" }
@@ -32,12 +43,28 @@ while arg[i] do
   elseif a == "--duration" then i = i + 1 o.duration = tonumber(arg[i])
   elseif a == "--bin" then i = i + 1 o.bin = arg[i]
   elseif a == "--out" then i = i + 1 o.out = arg[i]
+  elseif a == "--render" then i = i + 1 o.render = arg[i]
   elseif a == "-v" or a == "--verbose" then o.verbose = true
   elseif a == "-h" or a == "--help" then print(USAGE) os.exit(0)
   else io.stderr:write("bench/run: unknown option ", a, "\n", USAGE, "\n") os.exit(2) end
   i = i + 1
 end
 S.set_verbose(o.verbose)
+
+if o.render then
+  local json = require("dkjson")
+  local f = assert(io.open(o.render, "rb"))
+  local doc = assert(json.decode(f:read("*a")), "cannot parse " .. o.render)
+  f:close()
+  local figs, targets, meta = Rep.from_doc(doc)
+  Rep.print_table(figs, targets, meta)
+  local out = o.out or o.render:match("^(.*)/[^/]*$") or "."
+  S.write_file(out .. "/latest.svg", Rep.svg(figs, meta))
+  S.write_file(out .. "/latest.md", Rep.markdown(figs, targets, meta))
+  if out .. "/latest.json" ~= o.render then S.write_file(out .. "/latest.json", Rep.json(doc)) end
+  print("\nwrote " .. out .. "/latest.svg, latest.md")
+  os.exit(0)
+end
 
 local CFG = {
   full = {
@@ -53,7 +80,7 @@ local CFG = {
   smoke = {
     repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" },
     http_only = { lc_dispatch = true, node_single = true, probe_hello = true },
-    ipc_seconds = 0.2, ipc_repeats = 1, ipc_only = { pingpong_small = true },
+    ipc_seconds = 0.2, ipc_repeats = 1, ipc_only = { pingpong_small = true }, ipc_no_pin = true,
     life_repeats = 1, idle_ms = 100, life_only = { lc = true }, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 3, reload_at_ms = 1000, reloads = 1,
     parts = { http = true, ipc = true, start = true },
@@ -145,7 +172,7 @@ local meta = {
   versions = {
     luacluster = first_line("'" .. bin .. "' --version"), luajit = first_line("luajit -v"),
     node = node and first_line("node --version") or nil, nginx = first_line("/usr/sbin/nginx -v 2>&1"), wrk = first_line("wrk -v 2>&1"),
-    pm2 = pm2 and first_line("PM2_HOME='" .. tmp .. "/pm2v' '" .. pm2 .. "' --version 2>/dev/null | tail -n 1") or nil,
+    pm2 = pm2 and S.read_file(root .. "/bench/.peers/node_modules/pm2/package.json"):match('"version"%s*:%s*"([^"]+)"') or nil,
   },
   load_before = first_line("cat /proc/loadavg"),
   config = {
@@ -161,6 +188,10 @@ local R = { notes = notes }
 local function part(name, fn)
   if not parts[name] then return end
   local ok, err = pcall(fn)
+  if not ok and tostring(err):match("interrupted") then
+    S.stop_all()
+    os.exit(130)
+  end
   if not ok then
     S.log("%s failed: %s", name, tostring(err))
     notes[#notes + 1] = name .. " failed: " .. tostring(err):sub(1, 300)
@@ -178,6 +209,9 @@ meta.load_after = first_line("cat /proc/loadavg")
 meta.seconds = math.floor((S.now() - t_start) / 1000)
 if R.http and R.http.lc_ports then
   notes[#notes + 1] = "ports mode: wrk hits slot 1's port only, so that row is one worker's throughput (slot 2 has its own port, for nginx to balance)."
+end
+if R.ipc and #R.ipc.figures > 6 then
+  notes[#notes + 1] = "IPC, 2 cores: on this VM a wake-up across cores costs tens of microseconds and the scheduler sometimes keeps both processes on one core, so the free ping-pong figures are bimodal (the blocking probe alone swings from 16k to 200k round trips/s between runs); the 1-core rows (taskset -c 1) measure the software."
 end
 if R.http then
   notes[#notes + 1] = "Figure 4: wrk runs on the same 2 cores as the servers, so 2 workers compete with the load generator; growth past 2 workers is stated on paper in bench/README.md, not measured here."

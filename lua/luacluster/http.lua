@@ -84,6 +84,7 @@ end
 -- ---- responses ----
 
 local res_methods = {}
+local WRITE_HIGH_WATER = 1048576 -- MAX_QUEUED_OUTPUT of runtime/http.c
 local res_mt = { __index = res_methods }
 
 
@@ -135,7 +136,16 @@ function res_methods:write(chunk)
   if chunk == nil or chunk == "" then
     return true
   end
-  return self._c:write(self._s, tostring(chunk))
+  local ok, queued = self._c:write(self._s, tostring(chunk))
+  -- backpressure: past 1 MiB queued for a client that reads slowly (or not at all), the
+  -- handler waits until half of it is sent (or the connection is gone: the next write says so)
+  if ok and queued > WRITE_HIGH_WATER then
+    local w = coro.waiter("res:write")
+    if self._c:on_drain(self._s, function() w:wake() end) then
+      w:wait()
+    end
+  end
+  return ok, queued
 end
 
 

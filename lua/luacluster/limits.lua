@@ -98,6 +98,7 @@ function _M.replace(old, why)
   pending[new] = old
   local limit = master.config().reload_timeout or REPLACE_TIMEOUT_MS
   new._replace_deadline = core.timer_new(function()
+    new._replace_deadline:close()
     if pending[new] then
       pending[new] = nil
       log.warn(string.format("the replacement of worker %d (pid %d) was not ready within %d ms; worker %d keeps serving",
@@ -120,7 +121,7 @@ local function on_ready(new)
     return
   end
   pending[new] = nil
-  new._replace_deadline:close()
+  new._replace_deadline:close() -- closing twice is harmless
   local current = master.workers[new.id]
   if (current ~= nil and current ~= old) or master.is_stopping() then
     -- the slot was filled meanwhile (the old worker crashed and was restarted), or the

@@ -33,7 +33,6 @@ local generation = 1
 local stopping, stop_code = false, 0
 local retired = {}        -- worker -> true: an old generation's workers, draining after a reload
 local restarts = {}       -- id -> restarts of that slot
-local order = {}          -- ids in the order they were started, for sequential stop
 
 local worker_mt = {}
 worker_mt.__index = worker_mt
@@ -367,7 +366,6 @@ function spawn_worker(id, env, gen, pending)
   if not pending then
     ipc:set_route(id)
     workers[id] = w
-    order[#order + 1] = id
   end
   emit(w, "fork")
   for _, hook in ipairs(_M.hooks.fork) do

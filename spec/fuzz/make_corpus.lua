@@ -52,8 +52,17 @@ local ipc = {
   split_bytes = { 0x00, frame(MSG, enc({ k = "v" })) .. frame(CTRL, enc({ op = "x" })) .. frame(REQ, enc(3), { seq = 2 }) },
   deep_table = { 0x30, frame(MSG, enc((function() local t = {} local c = t for _ = 1, 90 do c[1] = {} c = c[1] end return t end)())) },
 }
-for name, v in pairs(ipc) do
-  write("ipc", name, string.char(v[1]) .. v[2])
+local function sorted(t)
+  local names = {}
+  for name in pairs(t) do
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  return names
+end
+
+for _, name in ipairs(sorted(ipc)) do
+  write("ipc", name, string.char(ipc[name][1]) .. ipc[name][2])
 end
 
 -- ---- http ----
@@ -100,8 +109,16 @@ local http = {
 }
 local modes = { 3, 0, 1, 2, 7, 8, 11 }
 local i = 0
-for name, req in pairs(http) do
+for _, name in ipairs(sorted(http)) do -- sorted: the same files on every run
   i = i + 1
-  write("http", name, string.char(modes[i % #modes + 1]) .. req)
+  write("http", name, string.char(modes[i % #modes + 1]) .. http[name])
+end
+-- the request vectors of spec/data/http_vectors.lua (strict parsing and request smuggling),
+-- each followed by a second request that a refusal must keep from being served
+local ok, vectors = pcall(dofile, "spec/data/http_vectors.lua")
+if ok then
+  for _, v in ipairs(vectors) do
+    write("http", "vec-" .. v.id, string.char(3) .. v.request .. "GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+  end
 end
 print("wrote the corpus under spec/fuzz/corpus")
