@@ -94,6 +94,7 @@ else
       return 200, "sent\n"
     end
     if req.path == "/slow" then timer.sleep(120) end
+    if req.path == "/slower" then timer.sleep(1500) end
     return 200, "ok " .. req.path .. "\n"
   end, { access_log = ALOG }):listen(PORT)
 end
@@ -317,8 +318,8 @@ describe("operations", function()
       local p = start(http_app(port, nil, path), {})
       assert.truthy(wait_serving(port), p:output())
       local s = assert(H.connect(port))
-      s:send("GET /slow HTTP/1.1\r\nHost: a\r\nUser-Agent: impatient\r\n\r\n")
-      H.sleep(30)
+      s:send("GET /slower HTTP/1.1\r\nHost: a\r\nUser-Agent: impatient\r\n\r\n")
+      H.sleep(300) -- the request is read and its handler waits: the reset comes before the answer
       local linger = ffi.new("int[2]", 1, 0) -- a reset, as a client that gives up
       ffi.C.setsockopt(s.fd, 1, 13, linger, 8)
       s:close()
@@ -327,7 +328,7 @@ describe("operations", function()
         return #l >= 2 and l
       end, 5000)
       assert.truthy(lines, H.read_file(path))
-      assert.equal("GET /slow HTTP/1.1", lines[2].request)
+      assert.equal("GET /slower HTTP/1.1", lines[2].request)
       assert.equal(499, lines[2].status)
       assert.equal("127.0.0.1", lines[2].addr)
       assert.equal("impatient", lines[2].agent)
