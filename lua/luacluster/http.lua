@@ -310,18 +310,9 @@ function server_mt:stats()
 end
 
 
--- stop accepting; fn() once the last connection has closed
-function server_mt:_drain(fn)
-  if self._draining then
-    return
-  end
-  self._draining = true
-  self:_stop_accepting()
-  runtime.hold()
-  self._srv:drain(function()
-    runtime.release()
-    if fn then fn() end
-  end)
+-- done() once the last connection has closed (listen.mixin's _drain)
+function server_mt:_when_idle(done)
+  self._srv:drain(done)
 end
 
 

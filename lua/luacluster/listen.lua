@@ -248,6 +248,21 @@ function server_methods:_stop_accepting()
 end
 
 
+-- stop accepting; fn() once the server's last connection has closed (server:_when_idle)
+function server_methods:_drain(fn)
+  if self._draining then
+    return
+  end
+  self._draining = true
+  self:_stop_accepting()
+  runtime.hold()
+  self:_when_idle(function()
+    runtime.release()
+    if fn then fn() end
+  end)
+end
+
+
 function _M.mixin(mt)
   for k, fn in pairs(server_methods) do
     mt[k] = fn

@@ -259,17 +259,8 @@ function server_mt:on(event, fn)
 end
 
 
-function server_mt:_drain(fn)
-  if self._draining then
-    return
-  end
-  self._draining = true
-  self:_stop_accepting()
-  runtime.hold()
-  local function done()
-    runtime.release()
-    if fn then fn() end
-  end
+-- done() once the last socket has closed (listen.mixin's _drain)
+function server_mt:_when_idle(done)
   if self._open == 0 then
     done()
   else
