@@ -49,27 +49,8 @@ local function who(port, path)
   return r and r.status == 200 and tonumber(r.body) or nil
 end
 
--- a port p such that p .. p + n - 1 are all free (ports mode takes one per worker slot)
-local function free_range(n)
-  for _ = 1, 50 do
-    local base, ok = H.free_port(), true
-    for i = 1, n - 1 do
-      local fd = ffi.C.socket(2, 1, 0)
-      local sa = ffi.new("struct lc_sockaddr_in")
-      sa.family = 2
-      local p = base + i
-      sa.port = bit.bor(bit.lshift(bit.band(p, 0xff), 8), bit.rshift(p, 8))
-      sa.addr = 0x0100007f
-      if p > 65535 or ffi.C.bind(fd, sa, ffi.sizeof(sa)) ~= 0 then ok = false end
-      ffi.C.close(fd)
-    end
-    if ok then return base end
-  end
-  error("no range of " .. n .. " free ports")
-end
-
 local function start(setup, options, extra_master, extra_worker)
-  local port = free_range(4)
+  local port = H.free_port_range(4)
   local opts = { "-p", port }
   for _, o in ipairs(options or {}) do
     opts[#opts + 1] = o
