@@ -216,41 +216,15 @@ local function check_namespace_host(h)
 end
 
 
--- two instances on 127.0.0.1, each on its own range of ports. The ranges are taken below the
--- kernel's ephemeral ports: a port from bind(0) is odd, and the even one after it is where
--- connect() takes its local ports, so port + 1 is often held by some outgoing connection.
+-- two instances on 127.0.0.1, each on its own range of ports (H.free_port_range takes them below
+-- the kernel's ephemeral ports, where no outgoing connection holds one)
 local function loopback_hosts()
-  local low = tonumber(H.read_file("/proc/sys/net/ipv4/ip_local_port_range"):match("^%s*(%d+)")) or 32768
-  local top = math.max(low - WORKERS, 2048)
-  local function range_free(base)
-    for port = base, base + WORKERS - 1 do
-      local s = H.connect(port)
-      if s then
-        s:close()
-        return false
-      end
-    end
-    return true
-  end
-  math.randomseed(my_pid() + os.time())
-  local hosts, used = {}, {}
+  local hosts = {}
   for i, side in ipairs({ "a", "b" }) do
     local base
-    for _ = 1, 100 do
-      local p = math.random(1024, top)
-      local clash = false
-      for port = p, p + WORKERS - 1 do
-        clash = clash or used[port]
-      end
-      if not clash and range_free(p) then
-        base = p
-        break
-      end
-    end
-    assert(base, "no free port range on 127.0.0.1")
-    for port = base, base + WORKERS - 1 do
-      used[port] = true
-    end
+    repeat
+      base = H.free_port_range(WORKERS)
+    until i == 1 or base + WORKERS <= hosts[1].port or base >= hosts[1].port + WORKERS
     hosts[i] = { name = side, bind = "127.0.0.1", proxy_addr = "127.0.0.1", port = base, checked = true }
   end
   return hosts

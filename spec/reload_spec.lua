@@ -22,30 +22,6 @@ end
 ]]):format(tag, extra_master or "", extra_worker or "")
 end
 
--- two consecutive free ports below the ephemeral range, for ports mode (a port that
--- H.free_port gives may have its neighbour taken by a client's outgoing connection)
-local function free_port_pair()
-  local ffi = require("ffi")
-  local function can_bind(port)
-    local fd = ffi.C.socket(2, 1, 0)
-    local sa = ffi.new("struct lc_sockaddr_in")
-    sa.family = 2
-    sa.port = bit.bor(bit.lshift(bit.band(port, 0xff), 8), bit.rshift(port, 8))
-    sa.addr = 0x0100007f
-    local ok = ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0
-    ffi.C.close(fd)
-    return ok
-  end
-  math.randomseed(os.time() + H.now())
-  for _ = 1, 100 do
-    local p = math.random(20000, 32000)
-    if can_bind(p) and can_bind(p + 1) then
-      return p
-    end
-  end
-  error("no two free ports")
-end
-
 -- starts src (H.prelude is added) with --control in the app's folder and -p a free port;
 -- returns an app record once it answers HTTP (unless opts.no_http)
 local function start(src, options, opts)
@@ -565,7 +541,7 @@ end
 
   for _, mode in ipairs({ "shared", "reuseport", "ports" }) do
     it("keeps serving through a reload in " .. mode .. " mode", function()
-      local app = start(http_app("v1"), { "-w", 2, "-m", mode }, { port = mode == "ports" and free_port_pair() or nil })
+      local app = start(http_app("v1"), { "-w", 2, "-m", mode }, { port = mode == "ports" and H.free_port_range(2) or nil })
       local ports = mode == "ports" and { app.port, app.port + 1 } or nil
       local results = under_load(app, function()
         for gen = 2, 3 do
