@@ -5,7 +5,8 @@
  * and accepts a payload only if it is one complete value (string.buffer's own types, but no
  * dictionary references: the codec uses none), nested at most 100 levels, whose every count is
  * backed by bytes that are really there: a decode then allocates O(payload) at most. The caller
- * decodes with string.buffer as before. */
+ * decodes with string.buffer as before: core.checked(decode) (runtime/protect.c) makes one C call
+ * of both, the check and a protected call of the decoder. */
 #include "lc.h"
 
 #include <string.h>
@@ -67,26 +68,10 @@ static int value(scan *s, int depth) {
   return 1;
 }
 
-/* core.codec_check(bytes) -> true | nil, reason */
-static int f_codec_check(lua_State *L) {
-  size_t len;
-  const char *p = luaL_checklstring(L, 1, &len);
+/* NULL when p..p+len is one complete, bounded value; else why not */
+const char *lc_codec_check(const char *p, size_t len) {
   scan s = {(const unsigned char *)p, (const unsigned char *)p + len, NULL};
-  if (!value(&s, 0)) {
-    lua_pushnil(L);
-    lua_pushstring(L, s.err);
-    return 2;
-  }
-  if (s.r != s.w) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "left-over data in buffer");
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-void lc_open_codec_check(lua_State *L) {
-  lua_pushcfunction(L, f_codec_check);
-  lua_setfield(L, -2, "codec_check");
+  if (!value(&s, 0)) return s.err;
+  if (s.r != s.w) return "left-over data in buffer";
+  return NULL;
 }

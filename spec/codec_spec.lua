@@ -196,14 +196,22 @@ describe("codec", function()
           codec.decode(b .. b)
           local ok, v = codec.decode(codec.encode({ blob = string.rep("0123456789abcdef", 100) }))
           assert(ok and #v.blob == 1600)
+          assert(codec.encode({ print }) == nil)
+          local cycle = {}
+          cycle.self = cycle
+          assert(codec.encode(cycle) == nil)
         end
-        print("survived")
+        print("survived", (pcall(require, "luacluster.core")))
       ]] })
-      for _ = 1, 3 do
-        local out, rc = H.sh("cd " .. H.root .. " && luajit -e 'package.path = \"./lua/?.lua;\" .. package.path' "
-          .. dir .. "/loop.lua")
-        assert.equal(0, rc, out)
-        assert.matches("survived", out)
+      -- with the runtime (core.protect, core.checked) and without it (plain pcall, JIT off)
+      local with_core = "package.cpath = \"" .. H.build_dir .. "/lib/?.so;\" .. package.cpath "
+      for _, extra in ipairs({ with_core, "" }) do
+        for _ = 1, 3 do
+          local out, rc = H.sh("cd " .. H.root .. " && luajit -e 'package.path = \"./lua/?.lua;\" .. package.path "
+            .. extra .. "' " .. dir .. "/loop.lua")
+          assert.equal(0, rc, out)
+          assert.matches("survived\t" .. tostring(extra ~= ""), out)
+        end
       end
     end)
 

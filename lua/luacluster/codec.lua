@@ -2,11 +2,20 @@
 -- refuses functions, userdata, threads and cycles by itself). A message is nil, a boolean,
 -- a number, a string, or a table of those, nested at most 100 levels deep.
 local buffer = require("string.buffer")
--- the bounds check of runtime/codec_check.c; absent only when this file runs without the runtime
+-- the C runtime: absent only when this file runs without it (plain luajit)
 local has_core, core = pcall(require, "luacluster.core")
-local codec_check = has_core and core.codec_check or function() return true end
+-- a pcall the JIT cannot inline (runtime/protect.c says why); without the runtime, a pcall
+-- kept away from the JIT
+local protect = has_core and core.protect or function(fn)
+  local function protected(...)
+    return pcall(fn, ...)
+  end
+  jit.off(fn)
+  jit.off(protected)
+  return protected
+end
 
-local pcall, type = pcall, type
+local type = type
 local find = string.find
 
 local _M = {}
@@ -29,14 +38,33 @@ local function explain(err)
 end
 
 
+local encode_protected = protect(function(value)
+  enc:encode(value)
+  return enc:get()
+end)
+
+local function decode_raw(bytes)
+  dec:set(bytes)
+  local value = dec:decode()
+  local left = #dec
+  dec:reset()
+  if left ~= 0 then
+    error("left-over data in buffer")
+  end
+  return value
+end
+
+-- bounds check, then decode_raw protected; without the runtime, the check alone is missing
+local decode_checked = has_core and core.checked(decode_raw) or protect(decode_raw)
+
+
 -- -> string | nil, err
 function _M.encode(value)
-  local ok, err = pcall(enc.encode, enc, value)
+  local ok, s = encode_protected(value)
   if not ok then
     enc:reset()
-    return nil, explain(err)
+    return nil, explain(s)
   end
-  local s = enc:get()
   return s
 end
 
@@ -47,30 +75,14 @@ function _M.decode(bytes)
     return nil, "cannot decode message: not a string"
   end
   -- string.buffer sizes tables from the counts in front of them: a few bytes can claim
-  -- gigabytes. core.codec_check (runtime/codec_check.c) refuses counts not backed by bytes.
-  local sane, why = codec_check(bytes)
-  if not sane then
-    return nil, "cannot decode message: " .. why
-  end
-  dec:set(bytes)
-  local ok, value = pcall(dec.decode, dec)
-  if ok and #dec ~= 0 then
-    ok, value = false, "left-over data in buffer"
-  end
-  dec:reset()
+  -- gigabytes. runtime/codec_check.c refuses counts not backed by bytes before decoding.
+  local ok, value = decode_checked(bytes)
   if not ok then
+    dec:reset()
     return nil, "cannot decode message: " .. tostring(value):gsub("^.-:%d+: ", "")
   end
   return true, value
 end
-
-
--- LuaJIT 2.1 (OpenResty's 2.1-20230119, the one Debian ships) can compile a pcall of
--- string.buffer's encode/decode into a trace, and an error raised inside it there (a function
--- in a message, a garbled frame) then corrupts the Lua state and crashes the process. These
--- two functions stay interpreted: the work is in string.buffer's C code either way.
-jit.off(_M.encode)
-jit.off(_M.decode)
 
 
 return _M
