@@ -5,8 +5,10 @@
  * and accepts a payload only if it is one complete value (string.buffer's own types, but no
  * dictionary references: the codec uses none), nested at most 100 levels, whose every count is
  * backed by bytes that are really there: a decode then allocates O(payload) at most. The caller
- * decodes with string.buffer as before: core.checked(decode) (runtime/protect.c) makes one C call
- * of both, the check and a protected call of the decoder. */
+ * decodes with string.buffer as before. It also refuses what would make that decode raise (a nil or
+ * NaN table key, a light userdata, a table past LuaJIT's size limits), so that a checked payload
+ * decodes without a protected call: the decode can then sit in a JIT trace, where a pcall around
+ * string.buffer cannot (runtime/protect.c). */
 #include "lc.h"
 
 #include <string.h>
@@ -36,7 +38,15 @@ static int ru124(scan *s, uint32_t *v) {
   return 1;
 }
 
-static int value(scan *s, int depth) {
+/* a double's 8 little-endian bytes are a NaN */
+static int is_nan(const unsigned char *p) {
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; i--) u = u << 8 | p[i];
+  return (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull && (u & 0x000fffffffffffffull) != 0;
+}
+
+/* is_key: the value is a table key, which may be neither nil nor NaN */
+static int value(scan *s, int depth, int is_key) {
   uint32_t tp;
   if (!ru124(s, &tp)) { s->err = "truncated"; return 0; }
   size_t left = (size_t)(s->w - s->r);
@@ -44,23 +54,30 @@ static int value(scan *s, int depth) {
     if (tp - TAG_STR > left) { s->err = "truncated string"; return 0; }
     s->r += tp - TAG_STR;
   } else if (tp <= TAG_NULL) {
+    if (is_key && tp == TAG_NIL) { s->err = "a nil table key"; return 0; }
+  } else if (tp == TAG_LIGHTUD32 || tp == TAG_LIGHTUD64) {
+    s->err = "a light userdata";  /* a pointer means nothing in another process */
+    return 0;
   } else if (tp <= TAG_NUM || (tp >= TAG_INT64 && tp <= TAG_COMPLEX)) {  /* fixed sizes */
-    size_t n = tp == TAG_LIGHTUD32 || tp == TAG_INT ? 4 : tp == TAG_COMPLEX ? 16 : 8;
+    size_t n = tp == TAG_INT ? 4 : tp == TAG_COMPLEX ? 16 : 8;
     if (left < n) { s->err = "truncated number"; return 0; }
+    if (is_key && tp == TAG_NUM && is_nan(s->r)) { s->err = "a NaN table key"; return 0; }
     s->r += n;
   } else if (tp >= TAG_TAB && tp <= TAG_TAB_LAST) {
     uint32_t narray = 0, nhash = 0;
     if (depth >= MAX_DEPTH) { s->err = "tables nested more than 100 levels"; return 0; }
     if (tp >= TAG_TAB + 2 && !ru124(s, &narray)) { s->err = "truncated"; return 0; }
     if ((tp & 1) && !ru124(s, &nhash)) { s->err = "truncated"; return 0; }
+    /* LuaJIT's own limits (lj_def.h: LJ_MAX_ASIZE, LJ_MAX_HBITS), past which lj_tab_new raises */
+    if (narray > (1u << 27) || nhash > (1u << 26)) { s->err = "a table too large"; return 0; }
     uint64_t elems = narray > 0 && tp >= TAG_TAB + 4 ? narray - 1u : narray;
     left = (size_t)(s->w - s->r);
     /* every element takes a byte at least, every key and value too */
     if (elems > left || (uint64_t)nhash * 2 > left - elems) { s->err = "a table larger than its bytes"; return 0; }
     for (uint64_t i = 0; i < elems; i++)
-      if (!value(s, depth + 1)) return 0;
-    for (uint64_t i = 0; i < 2u * (uint64_t)nhash; i++)
-      if (!value(s, depth + 1)) return 0;
+      if (!value(s, depth + 1, 0)) return 0;
+    for (uint64_t i = 0; i < nhash; i++)
+      if (!value(s, depth + 1, 1) || !value(s, depth + 1, 0)) return 0;
   } else {
     s->err = "unknown or dictionary tag";
     return 0;
@@ -71,7 +88,26 @@ static int value(scan *s, int depth) {
 /* NULL when p..p+len is one complete, bounded value; else why not */
 const char *lc_codec_check(const char *p, size_t len) {
   scan s = {(const unsigned char *)p, (const unsigned char *)p + len, NULL};
-  if (!value(&s, 0)) return s.err;
+  if (!value(&s, 0, 0)) return s.err;
   if (s.r != s.w) return "left-over data in buffer";
   return NULL;
+}
+
+/* core.codec_check(bytes) -> true | nil, reason */
+static int f_codec_check(lua_State *L) {
+  size_t len;
+  const char *p = luaL_checklstring(L, 1, &len);
+  const char *err = lc_codec_check(p, len);
+  if (err) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void lc_open_codec_check(lua_State *L) {
+  lua_pushcfunction(L, f_codec_check);
+  lua_setfield(L, -2, "codec_check");
 }
