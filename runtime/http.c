@@ -49,6 +49,8 @@ typedef struct http_conn {
   char *body;
   size_t body_len, body_cap;
   int state, timer_mode, handles_open;
+  uint64_t deadline;          /* loop time at which timer_mode's timeout is due */
+  uint64_t timer_due;         /* loop time at which the armed libuv timer fires */
   int keepalive, is_head, in_parse, read_paused, peer_closed, got_bytes, ending, closed;
   uint32_t seq;
   int resp_started, resp_chunked, resp_close, resp_raw;
@@ -142,13 +144,14 @@ static int reserve(char **p, size_t *cap, size_t len, size_t extra) {
 /* ---- writing ---- */
 
 static void conn_write_done(http_conn *c);
+static void clear_timer(http_conn *c);
 
 /* Wakes a handler waiting for the output queue to drain (a streamed answer to a client that
  * reads slowly). Called from the loop only (a write done, a connection freed), never from
  * inside a Lua call. */
 static void fire_drain(http_conn *c) {
   if (c->drain_ref == LUA_NOREF) return;
-  if (c->timer_mode == T_SEND && !c->closed) { uv_timer_stop(&c->timer); c->timer_mode = T_NONE; }
+  if (c->timer_mode == T_SEND && !c->closed) clear_timer(c);
   lua_State *L = c->rt->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->drain_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->drain_ref);
@@ -254,9 +257,22 @@ static void conn_close(http_conn *c) {
 
 static void timer_cb(uv_timer_t *t);
 
+/* Connection timeouts are deadlines. The libuv timer moves only when it would fire after the
+ * new deadline; one that fires early finds the deadline ahead and re-arms for the rest, and one
+ * that fires with nothing due does nothing. A request on a keep-alive connection thus touches
+ * no timer (it used to stop and start one three times: a heap removal and insertion each). */
 static void start_timer(http_conn *c, int mode, uint64_t ms) {
+  uint64_t now = uv_now(c->timer.loop);
   c->timer_mode = mode;
-  uv_timer_start(&c->timer, timer_cb, ms, 0);
+  c->deadline = now + ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, timer_cb, ms, 0);
+  }
+}
+
+static void clear_timer(http_conn *c) {
+  c->timer_mode = T_NONE;
 }
 
 static void discard_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -287,7 +303,7 @@ static void conn_end(http_conn *c) {
   if (c->closed || c->ending) return;
   c->ending = 1;
   c->state = S_CLOSING;
-  uv_timer_stop(&c->timer);
+  clear_timer(c);
   uv_read_stop((uv_stream_t *)c->tcp);
   if (c->writes_pending == 0) conn_write_done(c);
   /* a client that stops taking its last answer is not kept forever */
@@ -381,6 +397,13 @@ static void reject(http_conn *c, int status) {
 
 static void timer_cb(uv_timer_t *t) {
   http_conn *c = t->data;
+  if (c->timer_mode == T_NONE) return;
+  uint64_t now = uv_now(t->loop);
+  if (now < c->deadline) {  /* armed for an earlier deadline that has moved since */
+    c->timer_due = c->deadline;
+    uv_timer_start(t, timer_cb, c->deadline - now, 0);
+    return;
+  }
   switch (c->timer_mode) {
     case T_HEADER:
       if (c->got_bytes) reject(c, 408);
@@ -484,8 +507,7 @@ static int on_body(http_parser *p, const char *at, size_t len) {
 static int on_message_complete(http_parser *p) {
   http_conn *c = p->data;
   c->state = S_HANDLER;
-  uv_timer_stop(&c->timer);
-  c->timer_mode = T_NONE;
+  clear_timer(c);
   http_parser_pause(p, 1);
   return 0;
 }
