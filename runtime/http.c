@@ -541,7 +541,24 @@ static void call_handler(http_conn *c) {
   lua_pushinteger(L, c->h.minor);
   if (c->body_len > 0) lua_pushlstring(L, c->body, c->body_len);
   else lua_pushnil(L);
-  lc_call(c->rt, 6);
+  /* path and query of an origin-form target, split as http.lua's split_target does (the path
+   * ends at '?' and at '#', the query is all after the '?'), so that Lua need not */
+  const char *t = c->head + c->h.target;
+  size_t tl = c->h.target_len;
+  if (tl > 0 && t[0] == '/') {
+    const char *q = memchr(t, '?', tl);
+    size_t plen = q ? (size_t)(q - t) : tl;
+    const char *hash = memchr(t, '#', plen);
+    if (hash) plen = (size_t)(hash - t);
+    if (plen == tl) lua_pushvalue(L, -3);  /* the path is the whole target (url, 3 down) */
+    else lua_pushlstring(L, t, plen);
+    if (q) lua_pushlstring(L, q + 1, (size_t)(t + tl - q - 1));
+    else lua_pushnil(L);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  lc_call(c->rt, 8);
 }
 
 /* Feeds buffered input to the parser until a request is complete (and answered) or the
@@ -840,7 +857,7 @@ static int valid_token(const char *s, size_t n) {
   if (n == 0) return 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
-    if (ch <= 0x20 || ch >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", ch)) return 0;
+    if (!lc_http_tchar[ch]) return 0;
   }
   return 1;
 }

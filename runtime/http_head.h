@@ -61,4 +61,8 @@ void lc_http_chunked_init(lc_http_chunked *s);
 int lc_http_chunked_scan(lc_http_chunked *s, const char *p, size_t n, uint64_t max_body,
                          size_t max_trailers, size_t *used);
 
+/* lookup tables of allowed characters (1 = allowed) */
+extern const unsigned char lc_http_tchar[256];
+extern const unsigned char lc_http_hostchar[256];
+
 #endif

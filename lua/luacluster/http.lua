@@ -258,9 +258,10 @@ function _M.create_server(handler, opts)
     end
   end
   local server = setmetatable({ _listeners = {} }, server_mt)
-  server._srv = core.http_server_new(function(conn, seq, method, url, minor, body)
-    local req = setmetatable({ method = method, url = url, version = minor == 1 and "1.1" or "1.0",
-      _c = conn, _s = seq, _b = body, _t = trusted }, req_mt)
+  -- path and query come split from C for an origin-form target ("/..."); nil otherwise
+  server._srv = core.http_server_new(function(conn, seq, method, url, minor, body, path, query)
+    local req = setmetatable({ method = method, url = url, path = path, query = query, _split = path ~= nil,
+      version = minor == 1 and "1.1" or "1.0", _c = conn, _s = seq, _b = body, _t = trusted }, req_mt)
     local res = setmetatable({ _c = conn, _s = seq, _code = 200 }, res_mt)
     spawn(run, handler, req, res)
   end, opts)
