@@ -5,10 +5,10 @@
  * and accepts a payload only if it is one complete value (string.buffer's own types, but no
  * dictionary references: the codec uses none), nested at most 100 levels, whose every count is
  * backed by bytes that are really there: a decode then allocates O(payload) at most. The caller
- * decodes with string.buffer as before. It also refuses what would make that decode raise (a nil or
- * NaN table key, a light userdata, a table past LuaJIT's size limits), so that a checked payload
- * decodes without a protected call: the decode can then sit in a JIT trace, where a pcall around
- * string.buffer cannot (runtime/protect.c). */
+ * decodes with string.buffer as before, in a protected call: core.checked(decode)
+ * (runtime/protect.c) makes one C call of the check and the decode. The check also refuses a nil
+ * or NaN table key, a light userdata and tables past LuaJIT's size limits, with a clearer reason
+ * than the decoder's; what it lets through may still fail there (a duplicate key), as an error. */
 #include "lc.h"
 
 #include <string.h>
@@ -91,23 +91,4 @@ const char *lc_codec_check(const char *p, size_t len) {
   if (!value(&s, 0, 0)) return s.err;
   if (s.r != s.w) return "left-over data in buffer";
   return NULL;
-}
-
-/* core.codec_check(bytes) -> true | nil, reason */
-static int f_codec_check(lua_State *L) {
-  size_t len;
-  const char *p = luaL_checklstring(L, 1, &len);
-  const char *err = lc_codec_check(p, len);
-  if (err) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-void lc_open_codec_check(lua_State *L) {
-  lua_pushcfunction(L, f_codec_check);
-  lua_setfield(L, -2, "codec_check");
 }

@@ -114,7 +114,6 @@ void lc_open_tcp(lua_State *L);
 void lc_open_http(lua_State *L);
 void lc_open_fswatch(lua_State *L);
 const char *lc_codec_check(const char *p, size_t len);  /* NULL: one complete, bounded value */
-void lc_open_codec_check(lua_State *L);
 void lc_open_protect(lua_State *L);
 
 void lc_open_log(lua_State *L);

@@ -15,7 +15,6 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_tcp(L);
   lc_open_http(L);
   lc_open_fswatch(L);
-  lc_open_codec_check(L);
   lc_open_protect(L);
   lc_open_log(L);
   lc_open_access_log(L);

@@ -5,8 +5,8 @@
  * codec off for the JIT (jit.off) avoided that but blacklisted every caller up to the IPC
  * callback, so the whole message path ran interpreted. A trace ends at a call of an ordinary
  * C function (it stitches around it), so the lua_pcall made here never sits inside a trace,
- * and the callers around it compile. (Decoding needs none: codec_check.c refuses whatever would
- * make it raise.) */
+ * and the callers around it compile. core.checked(decode) is the same with the codec's bounds
+ * check (codec_check.c) in front, so that receiving a message is one C call. */
 #include "lc.h"
 
 /* the closure: upvalue 1 is fn; returns true, fn's results | false, the error value */
@@ -24,6 +24,20 @@ static int f_protected(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* the closure of core.checked: upvalue 1 is the decoder; bytes -> true, value | false, why */
+static int f_checked(lua_State *L) {
+  size_t len;
+  const char *p = luaL_checklstring(L, 1, &len);
+  const char *err = lc_codec_check(p, len);
+  if (err) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_settop(L, 1);
+  return f_protected(L);
+}
+
 static int make(lua_State *L, lua_CFunction f) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
@@ -33,8 +47,13 @@ static int make(lua_State *L, lua_CFunction f) {
 
 /* core.protect(fn) -> function(...) -> true, fn's results | false, err */
 static int f_protect(lua_State *L) { return make(L, f_protected); }
+/* core.checked(decode) -> function(bytes) -> true, decode(bytes) | false, why: a payload that
+ * fails the bounds check never reaches the decoder */
+static int f_checked_new(lua_State *L) { return make(L, f_checked); }
 
 void lc_open_protect(lua_State *L) {
   lua_pushcfunction(L, f_protect);
   lua_setfield(L, -2, "protect");
+  lua_pushcfunction(L, f_checked_new);
+  lua_setfield(L, -2, "checked");
 }

@@ -54,11 +54,10 @@ local function decode_raw(bytes)
   return value
 end
 
--- runtime/codec_check.c refuses every payload string.buffer would raise on (or size a table
--- from counts not backed by bytes), so a checked payload decodes unprotected, inside the JIT's
--- traces. Without the runtime: the decode alone, protected.
-local codec_check = has_core and core.codec_check
-local decode_protected = protect(decode_raw)
+-- runtime/codec_check.c's bounds check, then decode_raw protected, in one C call (string.buffer
+-- sizes tables from the counts in front of them: a few bytes could claim gigabytes). Without
+-- the runtime: the decode alone, protected.
+local decode_checked = has_core and core.checked(decode_raw) or protect(decode_raw)
 
 
 -- -> string | nil, err
@@ -77,15 +76,7 @@ function _M.decode(bytes)
   if type(bytes) ~= "string" then
     return nil, "cannot decode message: not a string"
   end
-  local ok, value
-  if codec_check then
-    ok, value = codec_check(bytes)
-    if ok then
-      return true, decode_raw(bytes)
-    end
-  else
-    ok, value = decode_protected(bytes)
-  end
+  local ok, value = decode_checked(bytes)
   if not ok then
     dec:reset()
     return nil, "cannot decode message: " .. tostring(value):gsub("^.-:%d+: ", "")
