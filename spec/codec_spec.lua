@@ -203,12 +203,15 @@ describe("codec", function()
         end
         print("survived", (pcall(require, "luacluster.core")))
       ]] })
-      -- with the runtime (core.protect, core.checked) and without it (plain pcall, JIT off)
+      -- with the runtime (core.protect, core.checked) and without it (plain pcall, JIT off);
+      -- the sanitizer run's core.so needs ASan's runtime preloaded, as busted has it
       local with_core = "package.cpath = \"" .. H.build_dir .. "/lib/?.so;\" .. package.cpath "
+      local preload = os.getenv("LD_PRELOAD")
+      preload = preload and preload ~= "" and ("LD_PRELOAD='" .. preload .. "' ") or ""
       for _, extra in ipairs({ with_core, "" }) do
         for _ = 1, 3 do
-          local out, rc = H.sh("cd " .. H.root .. " && luajit -e 'package.path = \"./lua/?.lua;\" .. package.path "
-            .. extra .. "' " .. dir .. "/loop.lua")
+          local out, rc = H.sh("cd " .. H.root .. " && " .. (extra ~= "" and preload or "")
+            .. "luajit -e 'package.path = \"./lua/?.lua;\" .. package.path " .. extra .. "' " .. dir .. "/loop.lua")
           assert.equal(0, rc, out)
           assert.matches("survived\t" .. tostring(extra ~= ""), out)
         end
