@@ -303,6 +303,30 @@ describe("reload", function()
     assert.matches("^v6 ", get(app))
   end)
 
+  it("starts the new generation one worker at a time with start = \"sequential\"", function()
+    -- each worker of the new code takes 0.3 s to get ready: started one after the other,
+    -- their kernel start times are at least that far apart
+    local src = http_app("v1", 'cluster.setup({ workers = 3, start = "sequential" })', "os.execute('sleep 0.3')")
+    local app = start(src)
+    rewrite(app, (src:gsub('"v1"', '"v2"')))
+    local out, rc = ctl(app, "reload")
+    assert.equal(0, rc, out .. app.p:output())
+    assert.matches("starting 3 workers of generation 2, one at a time", app.p:output(), 1, true)
+    local st = json_decode((ctl(app, "status", "--json")))
+    local hz = tonumber((H.sh("getconf CLK_TCK"))) or 100
+    local starts = {}
+    for _, w in ipairs(st.workers) do
+      assert.equal(2, w.generation)
+      local stat = H.read_file("/proc/" .. w.pid .. "/stat"):gsub("^.-%) ", "")
+      local fields = {}
+      for f in stat:gmatch("%S+") do fields[#fields + 1] = f end
+      starts[w.id] = tonumber(fields[20]) / hz
+    end
+    assert.is_true(starts[2] - starts[1] >= 0.25, "start times " .. starts[1] .. " " .. starts[2])
+    assert.is_true(starts[3] - starts[2] >= 0.25, "start times " .. starts[2] .. " " .. starts[3])
+    assert.matches("^v2 %d 2\n$", get(app))
+  end)
+
   it("applies a scheduling policy set by the new code", function()
     local function spread(app, n)
       local seen = {}

@@ -182,6 +182,9 @@ function _M.reload(cb)
     or master.wanted_workers(stage.cfg, stage.setup_called, 0)
   local new_workers, waiting, finished = {}, 0, false
   local deadline
+  -- start = "sequential": one new worker at a time, each once the previous is ready
+  local sequential, next_id = stage.cfg.start == "sequential", 1
+  local spawn_next
   local function finish_with(ferr)
     if finished then
       return
@@ -202,6 +205,8 @@ function _M.reload(cb)
       waiting = waiting - 1
       if waiting == 0 then
         finish_with(nil)
+      elseif sequential and not finished then
+        spawn_next()
       end
     end
   end
@@ -235,16 +240,31 @@ function _M.reload(cb)
   if n == 0 then
     return finish_with(nil)
   end
-  waiting = n
-  log.info(string.format("reload: starting %d worker%s of generation %d", n, n == 1 and "" or "s", gen))
-  for id = 1, n do
+  -- -> true, or false once the reload has failed
+  function spawn_next()
+    local id = next_id
+    next_id = id + 1
     local env = stage.forks[id] or (master.workers[id] and master.workers[id]._env) or nil
     local w, serr = master.spawn(id, env or nil, gen, true)
     if not w then
-      return finish_with("cannot start worker " .. id .. ": " .. tostring(serr))
+      finish_with("cannot start worker " .. id .. ": " .. tostring(serr))
+      return false
     end
     w._reload_gen = gen
     new_workers[#new_workers + 1] = w
+    return true
+  end
+  waiting = n
+  log.info(string.format("reload: starting %d worker%s of generation %d%s", n, n == 1 and "" or "s", gen,
+    sequential and n > 1 and ", one at a time" or ""))
+  if sequential then
+    spawn_next()
+    return
+  end
+  for _ = 1, n do
+    if not spawn_next() then
+      return
+    end
   end
 end
 
