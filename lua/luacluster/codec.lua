@@ -10,7 +10,9 @@ local protect = has_core and core.protect or function(fn)
   local function protected(...)
     return pcall(fn, ...)
   end
-  jit.off(fn)
+  if debug.getinfo(fn, "S").what == "Lua" then
+    jit.off(fn)
+  end
   jit.off(protected)
   return protected
 end
@@ -38,10 +40,9 @@ local function explain(err)
 end
 
 
-local encode_protected = protect(function(value)
-  enc:encode(value)
-  return enc:get()
-end)
+-- string.buffer's module-level encode and decode, called straight from C: no Lua function
+-- runs around them (one called from C could not be compiled: "return to lower frame")
+local encode_protected = protect(buffer.encode)
 
 local function decode_raw(bytes)
   dec:set(bytes)
@@ -54,10 +55,11 @@ local function decode_raw(bytes)
   return value
 end
 
--- runtime/codec_check.c's bounds check, then decode_raw protected, in one C call (string.buffer
--- sizes tables from the counts in front of them: a few bytes could claim gigabytes). Without
--- the runtime: the decode alone, protected.
-local decode_checked = has_core and core.checked(decode_raw) or protect(decode_raw)
+-- runtime/codec_check.c's bounds check, then string.buffer's decode protected, in one C call
+-- (string.buffer sizes tables from the counts in front of them: a few bytes could claim
+-- gigabytes; the check also refuses left-over bytes). Without the runtime: the decode alone,
+-- protected, with the left-over check done here.
+local decode_checked = has_core and core.checked(buffer.decode) or protect(decode_raw)
 
 
 -- -> string | nil, err
