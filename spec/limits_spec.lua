@@ -181,6 +181,39 @@ describe("limits", function()
     assert.is_true(seen, p:output())
   end)
 
+  it("a worker that is not ready heartbeat_timeout after it started is killed and restarted", function()
+    -- the first worker's top level never finishes; the one started in its place serves
+    local port = H.free_port()
+    local marker = H.tmpdir() .. "/started"
+    local p = H.start_app(([[
+      local http = require("luacluster.http")
+      if cluster.is_master then
+        cluster.setup{ workers = 1, heartbeat_interval = 100, heartbeat_timeout = 600 }
+        cluster.on("exit", function(w, code, signal) say("exit", w.id, w.pid, code, signal) end)
+      else
+        local f = io.open(MARKER)
+        if not f then
+          io.open(MARKER, "w"):close()
+          say("stuck", process.pid)
+          while true do end
+        end
+        f:close()
+        http.create_server(function() return 200, "ready" end):listen(PORT)
+      end
+    ]]):gsub("PORT", tostring(port)):gsub("MARKER", string.format("%q", marker)), {})
+    assert(p:wait_output("stuck %d+", 5000), p:output())
+    local pid = p:output():match("stuck (%d+)")
+    local t0 = H.now()
+    assert(p:wait_output("worker 1 %(pid " .. pid .. "%) is not ready %d+ ms after it started", 5000), p:output())
+    local waited = H.now() - t0
+    assert(waited >= 400 and waited < 3000, "killed after " .. waited .. " ms\n" .. p:output())
+    assert(p:wait_output("exit 1 " .. pid .. " nil SIGKILL", 3000, true), p:output())
+    assert.truthy(H.wait_for(function()
+      local data = H.http_raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2000)
+      return data and data:find("ready", 1, true)
+    end, 5000), p:output())
+  end)
+
   it("the heartbeat leaves a busy but live worker alone", function()
     local port = H.free_port()
     local p = H.start_app(([[

@@ -4,7 +4,9 @@
 --   cluster.setup{ heartbeat_interval = ms, heartbeat_timeout = ms }
 --                                          a worker whose event loop does not answer a ping
 --                                          within heartbeat_timeout is SIGKILLed (and restarted
---                                          as any crashed worker is)
+--                                          as any crashed worker is); so is one that is not
+--                                          ready (its top level still running) that long after
+--                                          it started
 -- Replacing is graceful, one slot at a time, as a reload does it for that slot: the
 -- replacement starts (same id, current generation), and only once it is ready (its top level
 -- ran, its listens were answered) does it take the slot and the old worker drain. A
@@ -164,12 +166,30 @@ local function heartbeat(w, t, timeout)
 end
 
 
+-- A worker in a slot that has not become ready (its top level has not finished, or its
+-- listens were not answered) within heartbeat_timeout of its start: its loop cannot answer a
+-- ping either. (A new generation's workers and replacements have their own deadline.)
+local function start_watch(w, t, timeout)
+  if timeout > 0 and w._started_at and t - w._started_at > timeout and not w._hb_killed
+    and w.state ~= "dead" and w.pid then
+    w._hb_killed = true
+    log.warn(string.format("worker %d (pid %d) is not ready %d ms after it started (its top level has not "
+      .. "finished); killing it with SIGKILL", w.id, w.pid, t - w._started_at))
+    w._proc:kill("SIGKILL")
+  end
+end
+
+
 local function tick()
   local interval, timeout = setting("heartbeat_interval"), setting("heartbeat_timeout")
   local max_memory = setting("max_memory")
   local t = now()
   for _, w in pairs(master.workers) do
-    if w._ready and (w.state == "online" or w.state == "listening") and not w._pending then
+    if not w._ready and not w._pending then
+      if interval > 0 then
+        start_watch(w, t, timeout)
+      end
+    elseif w._ready and (w.state == "online" or w.state == "listening") and not w._pending then
       if interval > 0 then
         heartbeat(w, t, timeout)
       end
@@ -201,11 +221,19 @@ function _M.init_master(m)
       _M.replace(w, w._recycle_reason)
     end
   end
-  m.hooks.ready[#m.hooks.ready + 1] = function(w)
-    if not ticking then -- from the first ready worker on, with the settings of cluster.setup
+  -- ticks from the first worker on (cluster.setup has run by then: its settings hold)
+  local function start_ticking()
+    if not ticking then
       ticking = true
       tick_timer:start(setting("heartbeat_interval") > 0 and setting("heartbeat_interval") or 1000, 0)
     end
+  end
+  m.hooks.fork[#m.hooks.fork + 1] = function(w)
+    w._started_at = now()
+    start_ticking()
+  end
+  m.hooks.ready[#m.hooks.ready + 1] = function(w)
+    start_ticking()
     local max = setting("max_requests")
     if max > 0 then
       w:_control({ op = "limits", max_requests = max })
