@@ -150,14 +150,18 @@ local function on_gone(w)
 end
 
 
+-- how: what the worker has not done for `ms` ms
+local function kill_stuck(w, how, ms)
+  w._hb_killed = true
+  log.warn(string.format("worker %d (pid %d) %s for %d ms; killing it with SIGKILL", w.id, w.pid, how, ms))
+  w._proc:kill("SIGKILL")
+end
+
+
 -- w._hb_wait: when the oldest ping not answered yet was sent (nil: none is outstanding)
 local function heartbeat(w, t, timeout)
   if timeout > 0 and w._hb_wait and t - w._hb_wait > timeout and not w._hb_killed then
-    w._hb_killed = true
-    log.warn(string.format("worker %d (pid %d) has not answered a heartbeat for %d ms (its event loop is stuck); "
-      .. "killing it with SIGKILL", w.id, w.pid, t - w._hb_wait))
-    w._proc:kill("SIGKILL")
-    return
+    return kill_stuck(w, "has not answered a heartbeat (its event loop is stuck)", t - w._hb_wait)
   end
   w._hb_seq = (w._hb_seq or 0) + 1
   if w:_control({ op = "ping", seq = w._hb_seq }) and not w._hb_wait then
@@ -172,10 +176,7 @@ end
 local function start_watch(w, t, timeout)
   if timeout > 0 and w._started_at and t - w._started_at > timeout and not w._hb_killed
     and w.state ~= "dead" and w.pid then
-    w._hb_killed = true
-    log.warn(string.format("worker %d (pid %d) is not ready %d ms after it started (its top level has not "
-      .. "finished); killing it with SIGKILL", w.id, w.pid, t - w._started_at))
-    w._proc:kill("SIGKILL")
+    kill_stuck(w, "has not become ready since it started (its top level has not finished)", t - w._started_at)
   end
 end
 
