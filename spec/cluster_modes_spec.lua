@@ -184,6 +184,26 @@ describe("cluster modes", function()
     assert.is_true(seen[1] and seen[2], "a slot is not served after the restart")
   end)
 
+  it("reuseport: a slot whose worker is gone for good is served by another worker", function()
+    -- restart = false: the dead worker's slot stays empty, but the kernel still queues a share
+    -- of new connections on its socket; the other worker must accept them
+    local p, port = start("{ workers = 2, restart = false }", { "-m", "reuseport" },
+      [[cluster.on("exit", function(w, code, sig) say("exit", w.id, tostring(code), tostring(sig)) end)]])
+    wait_listening(p, 2)
+    local children = H.children(p.pid)
+    assert.equal(2, #children)
+    ffi.C.kill(children[2], 9)
+    local gone = p:wait_output("exit (%d) nil SIGKILL", 5000)
+    assert(gone, p:output())
+    local survivor = tonumber(gone) == 1 and 2 or 1
+    H.sleep(100)
+    for i = 1, 40 do
+      local r = U.once(port, CLOSE, 2000)
+      assert(r and r.status == 200, "new connection " .. i .. " was not answered\n" .. p:output())
+      assert.equal(tostring(survivor), r.body)
+    end
+  end)
+
   it("ports: worker slot i listens on port + i - 1", function()
     local p, port = start("{ workers = 3 }", { "-m", "ports" })
     wait_listening(p, 3)

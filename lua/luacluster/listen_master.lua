@@ -199,7 +199,50 @@ master.hooks.adopt[#master.hooks.adopt + 1] = function(w)
     end
   end
 end
-master.hooks.gone[#master.hooks.gone + 1] = forget
+
+-- reuseport: the kernel keeps queueing a share of new connections on a slot's socket whatever
+-- became of the slot's worker. When it is gone (killed and not restarted, or waiting out a
+-- restart backoff) the socket goes to a live worker listening on the same address, which
+-- accepts from it beside its own until the slot has a worker again (that one then takes it
+-- too). So does a socket whose heir is the one gone.
+local function find_heir(l, gone)
+  local best
+  for id, w in pairs(master.workers) do
+    if w ~= gone and w.state == "listening" and (not best or id < best.id) then
+      for _, h in pairs(w._listens or {}) do
+        if h ~= l and h.addr == l.addr and h.slot == id then
+          best = w
+          break
+        end
+      end
+    end
+  end
+  return best
+end
+
+local function adopt_orphans(w)
+  if master.is_stopping() then
+    return
+  end
+  for _, l in pairs(listeners) do
+    if l.mode == "reuseport" and (l.slot == w.id or l.heir_id == w.id) then
+      local own = master.workers[l.slot]
+      local served = own and own ~= w and own.state ~= "dead" and own._listens and own._listens[l.key] == l
+      if not served then
+        local heir = find_heir(l, w)
+        l.heir_id = heir and heir.id or nil
+        if heir then
+          _M.hand_over(l, heir)
+        end
+      end
+    end
+  end
+end
+
+master.hooks.gone[#master.hooks.gone + 1] = function(w)
+  forget(w)
+  adopt_orphans(w)
+end
 
 
 -- A graceful stop closes every listening socket at once (the workers close their copies as
