@@ -842,8 +842,7 @@ static int f_http_stats(lua_State *L) {
 /* ---- Lua: connection (the handle a handler answers through) ---- */
 
 static http_conn *check_conn(lua_State *L, uint32_t *seq_ok) {
-  void **box = luaL_checkudata(L, 1, MT_CONN);
-  http_conn *c = *box;
+  http_conn *c = lc_handle_test(L, 1, MT_CONN);
   uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
   *seq_ok = c != NULL && !c->closed && c->seq == seq && c->state == S_HANDLER;
   return c;
@@ -1144,8 +1143,7 @@ static int m_headers(lua_State *L) {
 }
 
 static int m_peer(lua_State *L) {
-  void **box = luaL_checkudata(L, 1, MT_CONN);
-  http_conn *c = *box;
+  http_conn *c = lc_handle_test(L, 1, MT_CONN);
   if (c == NULL || c->closed) return 0;
   struct sockaddr_storage ss;
   int len = sizeof ss;
@@ -1165,8 +1163,7 @@ static int m_peer(lua_State *L) {
 
 /* conn:abort(): closes the connection at once (a handler that failed mid-stream) */
 static int m_abort(lua_State *L) {
-  void **box = luaL_checkudata(L, 1, MT_CONN);
-  http_conn *c = *box;
+  http_conn *c = lc_handle_test(L, 1, MT_CONN);
   if (c && !c->closed) conn_close(c);
   return 0;
 }

@@ -58,10 +58,13 @@ end
 -- ---- worker objects ----
 
 function worker_mt:send(msg, handle)
-  if self.state == "dead" or not self._ch or self._ch:is_closed() then
+  if self.state == "dead" or not self._ch then
     return nil, "worker " .. self.id .. " has exited"
   end
-  local ok, err = self._ch:send(msg, handle)
+  local ok, err = self._ch:send(msg, handle) -- refuses a closed channel itself: "channel closed"
+  if not ok and err == "channel closed" then
+    return nil, "worker " .. self.id .. " has exited"
+  end
   if ok and handle then
     handle:close() -- ownership moved to the worker
   end

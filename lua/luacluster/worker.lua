@@ -26,10 +26,10 @@ end
 
 
 function worker_mt:send(msg, handle)
-  if ch:is_closed() then
+  local ok, err = ch:send(msg, handle) -- refuses a closed channel itself: "channel closed"
+  if not ok and err == "channel closed" then
     return closed_err()
   end
-  local ok, err = ch:send(msg, handle)
   if ok and handle then
     handle:close() -- ownership moved to the master
   end
