@@ -164,36 +164,27 @@ void *lc_handle_new(lua_State *L, size_t size, const char *mt) {
 
 /* The metatable of each handle type, as last seen, so that checking a handle argument (every
  * method call: a send, a respond) compares two pointers instead of looking the type's name up
- * in the registry (luaL_checkudata interns the name each time). An entry is keyed by the name's
- * address (each file's MT literal) and by the registry of the Lua state it was seen in, so
- * another state misses and looks up as before; rt_gc empties the cache when a state closes. */
-#define MT_CACHE 16
-static struct { const char *name; const void *registry, *mt; } mt_cache[MT_CACHE];
+ * in the registry (luaL_checkudata interns the name each time). A slot is chosen by the address
+ * of the type's name (each file's MT literal); a metatable pointer can only match while its Lua
+ * state is alive, and rt_gc empties the cache when a state closes. Misses look up as before. */
+#define MT_CACHE 32
+static struct { const char *name; const void *mt; } mt_cache[MT_CACHE];
 
 static void mt_cache_clear(void) { memset(mt_cache, 0, sizeof mt_cache); }
 
 void *lc_handle_test(lua_State *L, int idx, const char *mt) {
+  unsigned slot = (unsigned)(((uintptr_t)mt >> 3) % MT_CACHE);
   void **box = lua_touserdata(L, idx);
-  if (box != NULL && lua_getmetatable(L, idx)) {
+  if (box != NULL && mt_cache[slot].name == mt && lua_getmetatable(L, idx)) {
     const void *have = lua_topointer(L, -1);
     lua_pop(L, 1);
-    const void *reg = lua_topointer(L, LUA_REGISTRYINDEX);
-    for (int i = 0; i < MT_CACHE && mt_cache[i].name; i++)
-      if (mt_cache[i].name == mt && mt_cache[i].registry == reg) {
-        if (mt_cache[i].mt == have) return *box;
-        break;
-      }
+    if (have == mt_cache[slot].mt) return *box;
   }
   box = luaL_checkudata(L, idx, mt);  /* raises with the usual message when it is not one */
   lua_getmetatable(L, idx);
-  const void *seen = lua_topointer(L, -1);
+  mt_cache[slot].name = mt;
+  mt_cache[slot].mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  const void *reg = lua_topointer(L, LUA_REGISTRYINDEX);
-  int i = 0;
-  while (i < MT_CACHE - 1 && mt_cache[i].name && mt_cache[i].name != mt) i++;
-  mt_cache[i].name = mt;
-  mt_cache[i].registry = reg;
-  mt_cache[i].mt = seen;
   return *box;
 }
 
