@@ -44,4 +44,18 @@ function _M.fail(msg)
 end
 
 
+-- A control request whose reply must say ok: -> reply | nil, exit code (the reason printed,
+-- after `prefix` for a refusal)
+function _M.ask(path, msg, timeout_ms, prefix)
+  local reply, err = control.request(path, msg, timeout_ms)
+  if not reply then
+    return nil, _M.fail(err)
+  end
+  if not reply.ok then
+    return nil, _M.fail((prefix or "") .. tostring(reply.err))
+  end
+  return reply
+end
+
+
 return _M

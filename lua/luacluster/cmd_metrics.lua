@@ -1,19 +1,15 @@
 -- luacluster metrics [app.lua | --control PATH]: the running cluster's metrics in the
 -- Prometheus text exposition format (the same text as the cluster.setup{ metrics = } listener).
 local common = require("luacluster.cmd_common")
-local control = require("luacluster.control")
 
 local _M = {}
 
 
 function _M.run(o)
   return common.run(o, function(path)
-    local reply, err = control.request(path, { cmd = "metrics" }, 10000)
+    local reply, code = common.ask(path, { cmd = "metrics" }, 10000)
     if not reply then
-      return common.fail(err)
-    end
-    if not reply.ok then
-      return common.fail(tostring(reply.err))
+      return code
     end
     io.stdout:write(reply.text)
     return 0

@@ -1,6 +1,5 @@
 -- luacluster status [app.lua | --control PATH] [--json]: one row per worker.
 local common = require("luacluster.cmd_common")
-local control = require("luacluster.control")
 local json = require("luacluster.json")
 
 local _M = {}
@@ -41,12 +40,9 @@ end
 
 function _M.run(o)
   return common.run(o, function(path)
-    local reply, err = control.request(path, { cmd = "status" }, 10000)
+    local reply, code = common.ask(path, { cmd = "status" }, 10000)
     if not reply then
-      return common.fail(err)
-    end
-    if not reply.ok then
-      return common.fail(tostring(reply.err))
+      return code
     end
     local st = reply.status
     if o.json then
