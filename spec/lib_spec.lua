@@ -53,4 +53,71 @@ end
       assert.matches("worker message: false [^\n]*" .. where .. "process.on%(\"message\"%) is only available", out)
     end)
   end)
+
+  describe("a module that is there but does not load", function()
+    local files = {
+      ["luacluster/sched/broken.lua"] = "local M = {}\nlocal cfg = nil\nM.weight = cfg.weight\nreturn M\n",
+      ["luacluster/sched/needy.lua"] = "return require('no_such_dep')\n",
+    }
+
+    it("is a scheduler whose own error is reported, not an unknown scheduler", function()
+      local src = [[
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup{ workers = 1, scheduler = arg[1] }
+else
+  http.create_server(function() return 200, "ok\n" end):listen(tonumber(arg[2]))
+end
+]]
+      local port = H.free_port()
+      local p = H.start_app(src, { "-w", 1 }, { files = files, args = { "broken", port } })
+      assert.not_equal(0, (p:wait(10000)))
+      assert.matches("scheduler 'broken' does not load: [^\n]*luacluster/sched/broken.lua:3: attempt to index local 'cfg'", p:stderr())
+      assert.not_matches("unknown scheduler", p:stderr(), 1, true)
+      p = H.start_app(src, { "-w", 1 }, { files = files, args = { "needy", port } })
+      assert.not_equal(0, (p:wait(10000)))
+      assert.matches("scheduler 'needy' does not load: module 'no_such_dep' not found", p:stderr(), 1, true)
+      -- a name that no module has is still unknown
+      p = H.start_app(src, { "-w", 1 }, { files = files, args = { "nosuch", port } })
+      assert.not_equal(0, (p:wait(10000)))
+      assert.matches("unknown scheduler 'nosuch'", p:stderr(), 1, true)
+    end)
+
+    it("is a pool.map scheduler whose own error is raised at the caller", function()
+      local src = [[
+local pool = require("luacluster.pool")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  timer.after(0, function()
+    for _, name in ipairs({ "broken", "nosuch" }) do
+      local ok, err = pcall(pool.map, { 1 }, { scheduler = name })
+      say(name, ok, err)
+    end
+    cluster.stop()
+  end)
+else
+  pool.handle(function(t) return t end)
+end
+]]
+      local p = H.start_app(src, { "-w", 1 }, { files = files })
+      assert.equal(0, (p:wait(10000)), p:output())
+      assert.matches("broken false [^\n]*scheduler 'broken' does not load: [^\n]*broken.lua:3: attempt to index local 'cfg'", p:output())
+      assert.matches("nosuch false [^\n]*unknown scheduler 'nosuch'", p:output())
+    end)
+
+    it("is a command module whose own error is reported, not 'not available in this build'", function()
+      -- a copy of the library whose status command is broken (LUACLUSTER_LUA_DIR picks it)
+      local lib = H.tmpdir()
+      H.sh("cp -r " .. H.root .. "/lua/. " .. lib)
+      H.write_file(lib .. "/luacluster/cmd_status.lua", "local dep = require('luacluster.no_such_dep')\nreturn {}\n")
+      H.write_file(lib .. "/luacluster/cmd_metrics.lua", "return {\n  run = function() end\n  oops\n}\n")
+      local out, rc = H.sh("LUACLUSTER_LUA_DIR=" .. lib .. " " .. H.bin .. " status --control " .. lib .. "/none.sock")
+      assert.not_equal(0, rc)
+      assert.matches("the 'status' command does not load: [^\n]*cmd_status.lua:1: module 'luacluster.no_such_dep' not found", out)
+      out, rc = H.sh("LUACLUSTER_LUA_DIR=" .. lib .. " " .. H.bin .. " metrics --control " .. lib .. "/none.sock")
+      assert.not_equal(0, rc)
+      assert.matches("the 'metrics' command does not load: .*cmd_metrics.lua:3: '}' expected", out)
+      assert.not_matches("not available in this build", out, 1, true)
+    end)
+  end)
 end)

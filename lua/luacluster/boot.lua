@@ -141,10 +141,13 @@ local function main_master(argv)
     return 0
   end
   if o.command ~= "run" and o.command ~= "check" then
-    local ok, cmd = pcall(require, "luacluster.cmd_" .. o.command:gsub("-", "_"))
-    if not ok then
+    local cmd, lerr = require("luacluster.optional").require("luacluster.cmd_" .. o.command:gsub("-", "_"))
+    if cmd == false then
       stderr("'" .. o.command .. "' is not available in this build")
       return 2
+    elseif not cmd then
+      stderr("the '" .. o.command .. "' command does not load: " .. lerr)
+      return 1
     end
     return cmd.run(o)
   end

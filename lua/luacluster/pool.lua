@@ -92,9 +92,9 @@ local function make_policy(s)
   if type(s) ~= "string" or not s:match("^[%w_]+$") then
     error("pool.map: scheduler must be a built-in name or a function", 3)
   end
-  local ok, mod = pcall(require, "luacluster.sched." .. s)
-  if not ok then
-    error("pool.map: unknown scheduler '" .. s .. "'", 3)
+  local mod, lerr = require("luacluster.optional").require("luacluster.sched." .. s)
+  if not mod then
+    error("pool.map: " .. (lerr and "scheduler '" .. s .. "' does not load: " .. lerr or "unknown scheduler '" .. s .. "'"), 3)
   end
   return mod.new()
 end
