@@ -120,4 +120,37 @@ end
       assert.not_matches("not available in this build", out, 1, true)
     end)
   end)
+
+  describe("timer.now", function()
+    it("is a monotonic millisecond clock, the same in the master and the workers, that timers count on", function()
+      local src = [[
+local top = timer.now()
+assert(type(top) == "number", "timer.now() at the top level")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("message", function(w, t)
+    say("skew", math.abs(timer.now() - t) < 5000)
+    cluster.stop()
+  end)
+else
+  timer.after(0, function()
+    local a = timer.now()
+    timer.sleep(60)
+    local b = timer.now()
+    say("slept", b - a >= 60, b - a < 10000, a >= top)
+    cluster.worker:send(timer.now())
+  end)
+end
+]]
+      local p = H.start_app(src, { "-w", 1 })
+      assert.equal(0, (p:wait(10000)), p:output())
+      assert.matches("slept true true true", p:output(), 1, true)
+      assert.matches("skew true", p:output(), 1, true)
+    end)
+
+    it("is what the examples use: none reaches into luacluster.core", function()
+      local out = H.sh("grep -rln 'luacluster%.core\\|luacluster\\.core' " .. H.root .. "/examples || true")
+      assert.equal("", out)
+    end)
+  end)
 end)
