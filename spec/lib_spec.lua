@@ -153,4 +153,37 @@ end
       assert.equal("", out)
     end)
   end)
+
+  describe("a waiting call at a top level", function()
+    it("raises at the app's own line, not inside the library", function()
+      local src = [[
+local function try(fn)
+  local ok, err = pcall(fn)
+  return tostring(ok) .. " " .. tostring(err)
+end
+if cluster.is_master then
+  say("master sleep:", try(function() timer.sleep(10) end)) -- master sleep
+  say("master module:", try(function() require("waits_on_load") end))
+  cluster.setup{ workers = 1 }
+  cluster.on("message", function(w, msg) say(msg) cluster.stop() end)
+else
+  local a = try(function() cluster.worker:request("hi", 1000) end) -- worker request
+  local b = try(function() timer.sleep(10) end) -- worker sleep
+  cluster.worker:send("worker request: " .. a .. "\nworker sleep: " .. b)
+end
+]]
+      local mod = "local timer = require('luacluster.timer')\nlocal M = {}\ntimer.sleep(5) -- module sleep\nreturn M\n"
+      local p = H.start_app(src, { "-w", 1 }, { files = { ["waits_on_load.lua"] = mod } })
+      assert.equal(0, (p:wait(10000)), p:output())
+      local out = p:output()
+      assert.matches("master sleep: false [^\n]*/app.lua:" .. line_of(src, "-- master sleep")
+        .. ": timer.sleep waits, so it can only be called inside a handler", out)
+      assert.matches("master module: false [^\n]*/waits_on_load.lua:3: timer.sleep waits", out)
+      assert.matches("worker request: false [^\n]*/app.lua:" .. line_of(src, "-- worker request")
+        .. ": request waits, so it can only be called inside a handler", out)
+      assert.matches("worker sleep: false [^\n]*/app.lua:" .. line_of(src, "-- worker sleep") .. ": timer.sleep waits", out)
+      assert.not_matches("channel.lua", out, 1, true)
+      assert.not_matches("timer.lua", out, 1, true)
+    end)
+  end)
 end)
