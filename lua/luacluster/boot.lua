@@ -162,6 +162,18 @@ local function main_master(argv)
     return 1
   end
   if o.command == "check" then
+    -- every require("literal") must resolve on the paths the app will have (nothing is run)
+    set_paths(dirname(abs))
+    local problems, notes = require("luacluster.check").check(o.app, dirname(abs))
+    for _, note in ipairs(notes) do
+      stderr("note: " .. note)
+    end
+    if #problems > 0 then
+      for _, p in ipairs(problems) do
+        stderr(p)
+      end
+      return 1
+    end
     io.stdout:write(o.app, ": ok\n")
     return 0
   end
