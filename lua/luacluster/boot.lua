@@ -194,6 +194,7 @@ local function main_master(argv)
   end
   local master = require("luacluster.master")
   master.init(o)
+  require("luacluster.pool")._init_master() -- a worker's pool.map is the master's to run
   -- what was loaded before the app: a reload unloads everything else so new code is read
   runtime.preloaded = {}
   for name in pairs(package.loaded) do

@@ -35,7 +35,7 @@ function _M.error_at_caller(msg)
   while true do
     local info = debug.getinfo(level, "S")
     if not info then
-      error(msg, 2) -- no app frame at all: the library's caller it is
+      error(msg, 0) -- no app frame at all (the library called itself): no position
     end
     if not in_library(info) then
       error(msg, level)
