@@ -211,4 +211,34 @@ describe("command line", function()
     assert.matches("worker app.lua one -w 3 one", p:output(), 1, true)
     assert.equal(1, p:count("worker app.lua", true))
   end)
+
+  describe("stop", function()
+    it("prints stopped only once the master's process is gone, not when its control connection ends", function()
+      -- a master that is still busy after its control connection has ended: once its worker has
+      -- gone, it shuts its sockets down (as a master may lose them while it exits), and it still
+      -- ends a child that ignores SIGTERM (SIGKILL after a grace period) before exiting itself
+      local dir = H.app({ ["app.lua"] = H.prelude .. [[
+local ffi = require("ffi")
+ffi.cdef("int shutdown(int fd, int how);")
+local cp = require("luacluster.child_process")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cp.spawn("/bin/sh", { "-c", "trap '' TERM; sleep 5" }, { stdio = "ignore" })
+  cluster.on("exit", function()
+    for fd = 3, 255 do ffi.C.shutdown(fd, 2) end
+  end)
+  cluster.on("online", function() say("up") end)
+end
+]] })
+      local ctl = H.tmpdir() .. "/control.sock"
+      local p = H.start(dir .. "/app.lua", { "--control", ctl })
+      assert.truthy(p:wait_output("up", 8000), p:output())
+      local out, rc = H.sh(H.bin .. " stop --control " .. ctl)
+      local alive = H.pid_alive(p.pid)
+      assert.equal(0, rc, out)
+      assert.matches("stopped", out, 1, true)
+      assert.is_false(alive, "the master still runs after `stopped`")
+      assert.equal(0, (p:wait(5000)))
+    end)
+  end)
 end)
