@@ -122,6 +122,53 @@ describe("command line", function()
       assert.not_equal(0, code)
       assert.is_true(one_line(err), err)
     end)
+
+    it("reports with file:line a require of a module that the app would not find, without running it", function()
+      local dir = H.app({
+        ["app.lua"] = table.concat({
+          "local cluster = require('luacluster.cluster')",   -- 1: the binary's own
+          "local core, ffi = require('luacluster.core'), require 'ffi'",
+          "local mine = require('lib.helpers')",              -- 3: the app's own, followed
+          "-- require('commented_out')",
+          "local s = \"require('in_a_string')\"",
+          "local ok = pcall(require, 'optional_dep')",         -- 6: not a literal require call
+          "local name = 'x'",
+          "local dyn = pcall(function() return require('dyn.' .. name) end)",
+          "io.stdout:write('ran\\n')",
+          "if cluster.is_worker then",
+          "  local json = require('jsonn')",                    -- 11: the typo
+          "end",
+          "",
+        }, "\n"),
+        ["lib/helpers.lua"] = "local M = {}\n--[==[ require('no') ]==]\n\nM.t = require([[luacluster.timerr]])\nreturn M\n",
+      })
+      local out, err, code = run({ "check", dir .. "/app.lua" })
+      assert.not_equal(0, code)
+      assert.matches("app.lua:11: module 'jsonn' not found", err, 1, true)
+      assert.matches("lib/helpers.lua:4: module 'luacluster.timerr' not found", err, 1, true)
+      for _, name in ipairs({ "commented_out", "in_a_string", "optional_dep", "dyn.", "'no'", "luacluster.core", "ffi" }) do
+        assert.not_matches(name, err, 1, true)
+      end
+      assert.not_matches("ran", out, 1, true)
+      -- fixed, it passes; an own module that does not compile is a file:line too
+      H.write_file(dir .. "/app.lua", "local mine = require('lib.helpers')\nlocal cluster = require('luacluster.cluster')\n")
+      H.write_file(dir .. "/lib/helpers.lua", "return { t = require('luacluster.timer') }\n")
+      out, err, code = run({ "check", dir .. "/app.lua" })
+      assert.equal(0, code, err)
+      assert.matches("ok", out, 1, true)
+      H.write_file(dir .. "/lib/helpers.lua", "return {\n  oops oops\n}\n")
+      out, err, code = run({ "check", dir .. "/app.lua" })
+      assert.not_equal(0, code)
+      assert.matches("lib/helpers.lua:2:", err, 1, true)
+    end)
+
+    it("only notes a missing module when the app changes package.path itself", function()
+      local dir = H.app({ ["app.lua"] = "package.path = './vendor/?.lua;' .. package.path\nlocal x = require('vendored')\n" })
+      local out, err, code = run({ "check", dir .. "/app.lua" })
+      assert.equal(0, code, err)
+      assert.matches("ok", out, 1, true)
+      assert.matches("note: [^\n]*app.lua:2: module 'vendored'", err)
+    end)
   end)
 
   it("finds modules beside the app, in the master and in workers, from any working directory", function()
@@ -163,5 +210,35 @@ describe("command line", function()
     assert.matches("master app.lua one -w 3 one", p:output(), 1, true)
     assert.matches("worker app.lua one -w 3 one", p:output(), 1, true)
     assert.equal(1, p:count("worker app.lua", true))
+  end)
+
+  describe("stop", function()
+    it("prints stopped only once the master's process is gone, not when its control connection ends", function()
+      -- a master that is still busy after its control connection has ended: once its worker has
+      -- gone, it shuts its sockets down (as a master may lose them while it exits), and it still
+      -- ends a child that ignores SIGTERM (SIGKILL after a grace period) before exiting itself
+      local dir = H.app({ ["app.lua"] = H.prelude .. [[
+local ffi = require("ffi")
+ffi.cdef("int shutdown(int fd, int how);")
+local cp = require("luacluster.child_process")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cp.spawn("/bin/sh", { "-c", "trap '' TERM; sleep 5" }, { stdio = "ignore" })
+  cluster.on("exit", function()
+    for fd = 3, 255 do ffi.C.shutdown(fd, 2) end
+  end)
+  cluster.on("online", function() say("up") end)
+end
+]] })
+      local ctl = H.tmpdir() .. "/control.sock"
+      local p = H.start(dir .. "/app.lua", { "--control", ctl })
+      assert.truthy(p:wait_output("up", 8000), p:output())
+      local out, rc = H.sh(H.bin .. " stop --control " .. ctl)
+      local alive = H.pid_alive(p.pid)
+      assert.equal(0, rc, out)
+      assert.matches("stopped", out, 1, true)
+      assert.is_false(alive, "the master still runs after `stopped`")
+      assert.equal(0, (p:wait(5000)))
+    end)
   end)
 end)

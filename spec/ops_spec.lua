@@ -235,6 +235,36 @@ describe("operations", function()
       assert.not_equal(0, (p2:wait(8000)))
       assert.matches("luacluster: metrics: listen EADDRINUSE 127.0.0.1:" .. mport, p2:stderr(), 1, true)
     end)
+
+    it("takes metrics = false as no listener, at the start and in a reload", function()
+      local port, mport = unpack(H.free_ports(2))
+      local cdir = H.tmpdir()
+      local function app(metrics)
+        local src = http_app(port, metrics)
+        if not metrics then
+          src = src:gsub("METRICS, ALOG = (%d+), nil,", "METRICS, ALOG = %1, false,")
+          assert(src:find("METRICS, ALOG = %d+, false,"))
+        end
+        return src
+      end
+      local p, dir = start(app(false), { "--control", control_path(cdir) })
+      assert.truthy(wait_serving(port), p:output())
+      assert.is_true(p:alive(), p:output())
+      local _, status = H.curl("http://127.0.0.1:" .. mport .. "/metrics")
+      assert.equal(0, status or 0)
+      -- a reload turns it on, the next one off again
+      H.write_file(dir .. "/app.lua", H.prelude .. app("127.0.0.1:" .. mport))
+      local out, rc = ctl(cdir, "reload")
+      assert.equal(0, rc, out)
+      _, status = H.curl("http://127.0.0.1:" .. mport .. "/metrics")
+      assert.equal(200, status)
+      H.write_file(dir .. "/app.lua", H.prelude .. app(false))
+      out, rc = ctl(cdir, "reload")
+      assert.equal(0, rc, out)
+      _, status = H.curl("http://127.0.0.1:" .. mport .. "/metrics")
+      assert.equal(0, status or 0)
+      assert.not_matches("concatenate", p:output(), 1, true)
+    end)
   end)
 
   describe("access log", function()

@@ -5,12 +5,12 @@
 --      then: curl -i -H 'X-Client: alice' http://127.0.0.1:8080/
 local cluster = require("luacluster.cluster")
 local process = require("luacluster.process")
+local timer = require("luacluster.timer")
 
 local limit = tonumber(process.argv[1]) or 10        -- requests per client ...
 local window_ms = tonumber(process.argv[2]) or 1000  -- ... per window
 
 if cluster.is_master then
-  local core = require("luacluster.core")
   local windows = {} -- client -> { start = ms, count = n }
 
   -- the one place that counts: handlers in the master run one at a time, so no locking
@@ -18,7 +18,7 @@ if cluster.is_master then
     if type(msg) ~= "table" or msg.op ~= "take" then
       error("unknown request")
     end
-    local now = core.now()
+    local now = timer.now()
     local w = windows[msg.client]
     if not w or now - w.start >= window_ms then
       w = { start = now, count = 0 }
@@ -33,8 +33,8 @@ if cluster.is_master then
   end)
 
   -- forget idle clients now and then
-  require("luacluster.timer").every(10 * window_ms, function()
-    local now = core.now()
+  timer.every(10 * window_ms, function()
+    local now = timer.now()
     for client, w in pairs(windows) do
       if now - w.start >= window_ms then
         windows[client] = nil

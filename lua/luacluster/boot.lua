@@ -141,10 +141,13 @@ local function main_master(argv)
     return 0
   end
   if o.command ~= "run" and o.command ~= "check" then
-    local ok, cmd = pcall(require, "luacluster.cmd_" .. o.command:gsub("-", "_"))
-    if not ok then
+    local cmd, lerr = require("luacluster.optional").require("luacluster.cmd_" .. o.command:gsub("-", "_"))
+    if cmd == false then
       stderr("'" .. o.command .. "' is not available in this build")
       return 2
+    elseif not cmd then
+      stderr("the '" .. o.command .. "' command does not load: " .. lerr)
+      return 1
     end
     return cmd.run(o)
   end
@@ -159,6 +162,18 @@ local function main_master(argv)
     return 1
   end
   if o.command == "check" then
+    -- every require("literal") must resolve on the paths the app will have (nothing is run)
+    set_paths(dirname(abs))
+    local problems, notes = require("luacluster.check").check(o.app, dirname(abs))
+    for _, note in ipairs(notes) do
+      stderr("note: " .. note)
+    end
+    if #problems > 0 then
+      for _, p in ipairs(problems) do
+        stderr(p)
+      end
+      return 1
+    end
     io.stdout:write(o.app, ": ok\n")
     return 0
   end
@@ -179,6 +194,7 @@ local function main_master(argv)
   end
   local master = require("luacluster.master")
   master.init(o)
+  require("luacluster.pool")._init_master() -- a worker's pool.map is the master's to run
   -- what was loaded before the app: a reload unloads everything else so new code is read
   runtime.preloaded = {}
   for name in pairs(package.loaded) do

@@ -15,6 +15,36 @@ local pool = {}
 local POOL_MAX = 256
 local WAITING, POOLED = {}, {}
 
+-- the library's own folder (".../luacluster/"), to tell its frames from the app's
+local LIB_DIR = debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$")
+
+
+local function in_library(info)
+  if info.what == "C" then
+    return true
+  end
+  local src = info.source
+  return LIB_DIR ~= nil and src:sub(1, 1) == "@" and src:sub(2, #LIB_DIR + 1) == LIB_DIR
+end
+
+
+-- Raises msg at the first Lua function up the stack that is not the library's own: the app's
+-- line that made the call, whichever library functions are between.
+function _M.error_at_caller(msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info then
+      error(msg, 0) -- no app frame at all (the library called itself): no position
+    end
+    if not in_library(info) then
+      error(msg, level)
+    end
+    level = level + 1
+  end
+end
+
+
 local function on_error(err)
   return traceback(tostring(err), 2)
 end
@@ -59,13 +89,14 @@ function _M.spawn(fn, ...)
 end
 
 
--- The current coroutine if luacluster runs it; otherwise raises, naming the call.
+-- The current coroutine if luacluster runs it; otherwise raises, naming the call, at the
+-- app's line that made it.
 function _M.current(what)
   local co = running()
   if co == nil or not managed[co] then
-    error((what or "this call") .. " waits, so it can only be called inside a handler or callback"
+    _M.error_at_caller((what or "this call") .. " waits, so it can only be called inside a handler or callback"
       .. " that luacluster runs (a request, message or event handler, or a timer callback),"
-      .. " not at a script's top level", 3)
+      .. " not at a script's top level")
   end
   return co
 end

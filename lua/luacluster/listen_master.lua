@@ -37,9 +37,9 @@ local function make_policy()
   if type(s) ~= "string" or not s:match("^[%w_]+$") then
     error("cluster.setup: scheduler must be a built-in name or a function", 0)
   end
-  local ok, mod = pcall(require, "luacluster.sched." .. s)
-  if not ok then
-    error("cluster.setup: unknown scheduler '" .. s .. "'", 0)
+  local mod, lerr = require("luacluster.optional").require("luacluster.sched." .. s)
+  if not mod then
+    error("cluster.setup: " .. (lerr and "scheduler '" .. s .. "' does not load: " .. lerr or "unknown scheduler '" .. s .. "'"), 0)
   end
   return { wants_address = mod.wants_address, pick = mod.new(), name = s }
 end

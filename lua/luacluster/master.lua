@@ -430,7 +430,7 @@ function _M.setup(opts)
   require("luacluster.limits").check_setup(opts)
   if opts.metrics ~= nil then
     local ok, merr = require("luacluster.metrics").parse_address(opts.metrics)
-    if not ok then
+    if ok == nil then -- false is a valid answer: no listener
       error("cluster.setup: " .. merr, 2)
     end
   end

@@ -116,7 +116,7 @@ local function handle(msg, conn)
   elseif msg.cmd == "metrics" then
     conn:reply({ ok = true, text = require("luacluster.metrics").render() })
   elseif msg.cmd == "stop" then
-    conn:reply({ ok = true })
+    conn:reply({ ok = true, pid = core.pid() }) -- luacluster stop waits for this pid to go
     master.stop(0)
   else
     conn:reply({ ok = false, err = "unknown command " .. tostring(msg.cmd) })

@@ -1,10 +1,16 @@
--- luacluster.pool: run a list of tasks on the workers, from the master.
+-- luacluster.pool: run a list of tasks on the workers, from the master or from a worker.
 --
 --   -- in the worker (at its top level):
 --   pool.handle(function(task, index) return result end)    -- runs in a coroutine, may wait
---   -- in the master (inside a handler or callback):
+--   -- in the master or a worker (inside a handler or callback):
 --   local results, err = pool.map(tasks [, opts])            -- waits
 --   pool.map(tasks [, opts], function(results, err) end)     -- callback form
+--
+-- A worker's map is the master's: the worker sends the tasks and options to the master (a
+-- runtime control frame, "pool_map"), the master runs the map over the ready workers (the
+-- asking worker included) and sends back the results or the error ("pool_map_done"). Its
+-- options are the master's, but a scheduler must be a name there (a function cannot travel).
+-- A map in flight fails when the channel to the master closes.
 --
 -- The scheduling policy (cluster.setup{scheduler=}, or opts.scheduler) picks the worker for
 -- the next task among the ready workers (online or listening, not draining) that have fewer
@@ -90,11 +96,11 @@ local function make_policy(s)
     return s
   end
   if type(s) ~= "string" or not s:match("^[%w_]+$") then
-    error("pool.map: scheduler must be a built-in name or a function", 3)
+    coro.error_at_caller("pool.map: scheduler must be a built-in name or a function")
   end
-  local ok, mod = pcall(require, "luacluster.sched." .. s)
-  if not ok then
-    error("pool.map: unknown scheduler '" .. s .. "'", 3)
+  local mod, lerr = require("luacluster.optional").require("luacluster.sched." .. s)
+  if not mod then
+    coro.error_at_caller("pool.map: " .. (lerr and "scheduler '" .. s .. "' does not load: " .. lerr or "unknown scheduler '" .. s .. "'"))
   end
   return mod.new()
 end
@@ -341,6 +347,9 @@ local function pump_all()
 end
 
 
+local on_asked -- a worker's map, in the master (below)
+
+
 local function init_master()
   if master then
     return
@@ -354,6 +363,7 @@ local function init_master()
       end
     end
   end
+  master.control_ops.pool_map = on_asked -- a worker's pool.map
   master.hooks.online[#master.hooks.online + 1] = pump_all
   master.hooks.gone[#master.hooks.gone + 1] = function(w)
     local affected = {}
@@ -380,43 +390,152 @@ end
 local OPTS = { per_worker = "number", scheduler = true, timeout = "number", retries = "number", worker_wait = "number" }
 
 
--- pool.map(tasks [, opts] [, cb]) -> results | nil, err, partial_results
-function _M.map(tasks, opts, cb)
-  if runtime.role ~= "master" then
-    error("pool.map is only available in the master", 2)
-  end
-  if type(opts) == "function" then
-    opts, cb = nil, opts
-  end
+-- Raises (at the caller of pool.map) for a programming mistake in its arguments.
+local function check_args(tasks, opts, cb)
   if type(tasks) ~= "table" then
-    error("pool.map: tasks must be a table (an array of tasks)", 2)
+    coro.error_at_caller("pool.map: tasks must be a table (an array of tasks)")
   end
-  opts = opts or {}
   if type(opts) ~= "table" then
-    error("pool.map: opts must be a table", 2)
+    coro.error_at_caller("pool.map: opts must be a table")
   end
   for k, v in pairs(opts) do
     local want = OPTS[k]
     if not want then
-      error("pool.map: unknown option '" .. tostring(k) .. "'", 2)
+      coro.error_at_caller("pool.map: unknown option '" .. tostring(k) .. "'")
     end
     if want ~= true and type(v) ~= want then
-      error("pool.map: " .. k .. " must be a " .. want, 2)
+      coro.error_at_caller("pool.map: " .. k .. " must be a " .. want)
     end
   end
   local per_worker = opts.per_worker or 1
   if per_worker < 1 or per_worker % 1 ~= 0 then
-    error("pool.map: per_worker must be a whole number >= 1", 2)
+    coro.error_at_caller("pool.map: per_worker must be a whole number >= 1")
   end
   if opts.retries and (opts.retries < 0 or opts.retries % 1 ~= 0) then
-    error("pool.map: retries must be a whole number >= 0", 2)
+    coro.error_at_caller("pool.map: retries must be a whole number >= 0")
   end
   if opts.timeout and opts.timeout < 0 then
-    error("pool.map: timeout must be >= 0 ms", 2)
+    coro.error_at_caller("pool.map: timeout must be >= 0 ms")
   end
   if cb ~= nil and type(cb) ~= "function" then
-    error("pool.map: the callback must be a function", 2)
+    coro.error_at_caller("pool.map: the callback must be a function")
   end
+end
+
+
+-- ---- a worker's map: asked of the master ----
+
+local asked = {}   -- id -> { w = waiter | cb = function } (the worker's maps in flight)
+local asked_seq = 0
+
+
+local function answer_asked(id, ...)
+  local a = asked[id]
+  if not a then
+    return
+  end
+  asked[id] = nil
+  if a.cb then
+    coro.spawn(a.cb, ...)
+  else
+    a.w:wake(...)
+  end
+end
+
+
+local function init_worker_side()
+  local worker = require("luacluster.worker")
+  if worker.control_ops.pool_map_done then
+    return
+  end
+  worker.control_ops.pool_map_done = function(msg)
+    if type(msg.id) == "number" then
+      if msg.err ~= nil then
+        answer_asked(msg.id, nil, msg.err, msg.partial)
+      else
+        answer_asked(msg.id, msg.results)
+      end
+    end
+  end
+  -- the channel to the master closed (it died): no answer will come
+  runtime.drain_hooks[asked] = function()
+    if worker.channel():is_closed() then
+      local ids = {}
+      for id in pairs(asked) do
+        ids[#ids + 1] = id
+      end
+      table.sort(ids)
+      for _, id in ipairs(ids) do
+        answer_asked(id, nil, "the channel to the master closed before the map finished")
+      end
+    end
+  end
+end
+
+
+local function map_from_worker(tasks, opts, cb)
+  if opts.scheduler ~= nil and type(opts.scheduler) ~= "string" then
+    coro.error_at_caller("pool.map: in a worker, scheduler must be a built-in name (a function cannot be sent to the master)")
+  end
+  init_worker_side()
+  local w
+  if not cb then
+    w = coro.waiter("pool.map")
+  end
+  local ch = require("luacluster.worker").channel()
+  asked_seq = asked_seq + 1
+  local id = asked_seq
+  local ok, err = ch:control({ op = "pool_map", id = id, tasks = tasks, opts = opts })
+  if not ok then
+    err = "pool.map: cannot ask the master: " .. tostring(err)
+    if cb then
+      local t
+      t = core.timer_new(function() t:close() coro.spawn(cb, nil, err) end)
+      t:start(0, 0)
+      return true
+    end
+    return nil, err
+  end
+  asked[id] = { w = w, cb = cb }
+  if cb then
+    return true
+  end
+  return w:wait()
+end
+
+
+-- the master's side of a worker's map: run it, send back what it gives
+function on_asked(w, msg)
+  if type(msg.id) ~= "number" then
+    return
+  end
+  local function reply(results, err, partial)
+    local ok, serr = w:_control({ op = "pool_map_done", id = msg.id, results = results, err = err, partial = partial })
+    if not ok and not w:is_dead() then
+      w:_control({ op = "pool_map_done", id = msg.id, err = "pool.map: cannot send the results: " .. tostring(serr) })
+    end
+  end
+  local ok, err = pcall(_M.map, msg.tasks, type(msg.opts) == "table" and msg.opts or {}, reply)
+  if not ok then
+    reply(nil, tostring(err))
+  end
+end
+
+
+-- pool.map(tasks [, opts] [, cb]) -> results | nil, err, partial_results
+function _M.map(tasks, opts, cb)
+  if runtime.role ~= "master" and runtime.role ~= "worker" then
+    error("pool.map is only available in the master and in workers", 2)
+  end
+  if type(opts) == "function" then
+    opts, cb = nil, opts
+  end
+  opts = opts or {}
+  check_args(tasks, opts, cb)
+  if runtime.role == "worker" then
+    return map_from_worker(tasks, opts, cb)
+  end
+  local per_worker = opts.per_worker or 1
   init_master()
   local w
   if not cb then
@@ -453,5 +572,9 @@ function _M.map(tasks, opts, cb)
   return w:wait()
 end
 
+
+-- the master registers its side at start, so that a worker's map is answered whatever the
+-- master's own code requires (boot.lua)
+_M._init_master = init_master
 
 return _M

@@ -4,7 +4,6 @@
 local core = require("luacluster.core")
 local runtime = require("luacluster.runtime")
 local signals = require("luacluster.signals")
-local emitter = require("luacluster.emitter")
 
 local _M = {}
 
@@ -25,7 +24,8 @@ function _M.exit(code)
 end
 
 
-local events = emitter.mixin({})
+-- a forked child's events (luacluster.child)
+local CHILD_EVENTS = { message = true, request = true, disconnect = true }
 
 
 function _M.on(event, fn)
@@ -39,8 +39,13 @@ function _M.on(event, fn)
   if runtime.role == "child" then
     return require("luacluster.child").on(event, fn)
   end
-  events.on(events, event, fn)
-  return _M
+  -- the master and the workers have no parent channel: a handler here would never run
+  if CHILD_EVENTS[event] then
+    error("process.on(\"" .. event .. "\") is only available in a process started by child_process.fork"
+      .. " (a worker uses cluster.worker:on, the master cluster.on)", 2)
+  end
+  error("process.on: unknown event '" .. tostring(event) .. "' (\"signal\", and in a forked child"
+    .. " \"message\", \"request\", \"disconnect\")", 2)
 end
 
 

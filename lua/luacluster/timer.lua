@@ -1,5 +1,6 @@
--- Timers: after(ms, fn), every(ms, fn), t:stop(), sleep(ms). Callbacks run in coroutines,
--- so they may wait. A pending timer keeps its process alive, as in Node.js.
+-- Timers: after(ms, fn), every(ms, fn), t:stop(), sleep(ms), and now(), the clock they count
+-- on. Callbacks run in coroutines, so they may wait. A pending timer keeps its process alive,
+-- as in Node.js.
 local core = require("luacluster.core")
 local coro = require("luacluster.coro")
 local runtime = require("luacluster.runtime")
@@ -62,6 +63,12 @@ end
 function _M.every(ms, fn)
   return start(ms, fn, true, "timer.every")
 end
+
+
+-- The event loop's clock in milliseconds: monotonic (a change of the wall clock does not move
+-- it), the time the current loop turn started, which is what timers count from. Only
+-- differences between two readings mean something.
+_M.now = core.now
 
 
 function _M.sleep(ms)
