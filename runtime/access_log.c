@@ -259,18 +259,18 @@ lc_alog *lc_alog_check(lua_State *L, int idx) {
 static int f_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int to_stderr = strcmp(path, "stderr") == 0;
-  int fd = to_stderr ? 2 : open_path(path);
-  if (fd < 0) return lc_push_error(L, uv_translate_sys_error(errno));
-  char *copy = to_stderr ? NULL : strdup(path);
-  if (!to_stderr && copy == NULL) {
-    close(fd);
-    return lc_push_error(L, UV_ENOMEM);
+  lc_alog *a = lc_handle_new(L, sizeof *a, MT);   /* first: it is the one call that raises */
+  a->path = to_stderr ? NULL : strdup(path);
+  a->fd = to_stderr ? 2 : a->path ? open_path(path) : -1;
+  if (a->fd < 0) {
+    int err = a->path ? uv_translate_sys_error(errno) : UV_ENOMEM;
+    free(a->path);
+    lc_handle_release(&a->base);
+    free(a);
+    return lc_push_error(L, err);
   }
-  lc_alog *a = lc_handle_new(L, sizeof *a, MT);
-  a->fd = fd;
-  a->path = copy;
   lc_rt *rt = a->base.rt;
-  uv_timer_init(&rt->loop, &a->timer);
+  uv_timer_init(&rt->loop, &a->timer);   /* cannot fail on a live loop */
   a->timer.data = a;
   uv_timer_start(&a->timer, timer_cb, FLUSH_MS, FLUSH_MS);
   uv_unref((uv_handle_t *)&a->timer);
