@@ -74,8 +74,15 @@ static int write_out(int fd, const char *p, size_t n, int pipe_sized) {
   return 0;
 }
 
+/* a new file is made rw-r--r-- less the umask, which nothing in the runtime changes (the
+ * control socket is chmod'ed instead: stream.c), so a reopen in the pool thread cannot race it */
+#define LOG_FILE_MODE 0644
+
 static int open_path(const char *path) {
-  return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  int fd;
+  do fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, LOG_FILE_MODE);
+  while (fd < 0 && errno == EINTR);
+  return fd;
 }
 
 static void work_cb(uv_work_t *w) {
@@ -143,12 +150,19 @@ static void start_write(lc_alog *a) {
   }
 }
 
+static void flush_access_logs(lc_rt *rt);
+
 static void timer_cb(uv_timer_t *t) {
   lc_alog *a = t->data;
   if (a->len > 0) start_write(a);
 }
 
 void lc_alog_flush_all_sync(lc_rt *rt) {
+  flush_access_logs(rt);
+  lc_log_flush();   /* the runtime's own lines (log.c's writer), after the access logs' errors */
+}
+
+static void flush_access_logs(lc_rt *rt) {
   for (lc_alog *a = rt ? rt->alogs : NULL; a; a = a->next) {
     if (a->busy) {
       for (int i = 0; i < 3000 && !__atomic_load_n(&a->work_done, __ATOMIC_ACQUIRE); i++) {
@@ -157,7 +171,10 @@ void lc_alog_flush_all_sync(lc_rt *rt) {
       }
       if (!__atomic_load_n(&a->work_done, __ATOMIC_ACQUIRE)) continue;  /* a stuck disk: give up */
     }
-    if (a->len > 0) write_out(a->fd, a->buf, a->len, a->path == NULL);
+    /* stderr may be a pipe nobody reads: its lines go through log.c's writer, whose exit
+     * flush gives up after a while, instead of a write that could wait forever */
+    if (a->len > 0 && a->path == NULL) lc_log_queue(2, a->buf, a->len);
+    else if (a->len > 0) write_out(a->fd, a->buf, a->len, 0);
     a->len = 0;
   }
 }
@@ -207,7 +224,8 @@ void lc_alog_request(lc_alog *a, const lc_alog_entry *e) {
   if (a->len + need > MAX_BUFFERED || grow(&a->buf, &a->cap, a->len, need) != 0) { a->dropped++; return; }
   char *o = a->buf + a->len;
   const char *peer = e->peer && e->peer[0] ? e->peer : "-";
-  o += snprintf(o, 64, "%s - - [", peer);
+  int pn = snprintf(o, 64, "%s - - [", peer);   /* an address: never near 64, but bounded */
+  o += pn < 0 ? 0 : pn < 64 ? pn : 63;
   memcpy(o, t, tlen);
   o += tlen;
   memcpy(o, "] \"", 3);
@@ -241,13 +259,18 @@ lc_alog *lc_alog_check(lua_State *L, int idx) {
 static int f_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int to_stderr = strcmp(path, "stderr") == 0;
-  int fd = to_stderr ? 2 : open_path(path);
-  if (fd < 0) return lc_push_error(L, uv_translate_sys_error(errno));
-  lc_alog *a = lc_handle_new(L, sizeof *a, MT);
-  a->fd = fd;
+  lc_alog *a = lc_handle_new(L, sizeof *a, MT);   /* first: it is the one call that raises */
   a->path = to_stderr ? NULL : strdup(path);
+  a->fd = to_stderr ? 2 : a->path ? open_path(path) : -1;
+  if (a->fd < 0) {
+    int err = a->path ? uv_translate_sys_error(errno) : UV_ENOMEM;
+    free(a->path);
+    lc_handle_release(&a->base);
+    free(a);
+    return lc_push_error(L, err);
+  }
   lc_rt *rt = a->base.rt;
-  uv_timer_init(&rt->loop, &a->timer);
+  uv_timer_init(&rt->loop, &a->timer);   /* cannot fail on a live loop */
   a->timer.data = a;
   uv_timer_start(&a->timer, timer_cb, FLUSH_MS, FLUSH_MS);
   uv_unref((uv_handle_t *)&a->timer);

@@ -62,7 +62,7 @@ int lc_rt_open(lua_State *L);                   /* creates it (idempotent), leav
 void lc_call(lc_rt *rt, int nargs);             /* pcall function+args pushed on rt->L; logs errors */
 void lc_log(lc_rt *rt, const char *fmt, ...);   /* one line on stderr with the log prefix */
 int lc_push_error(lua_State *L, int uverr);     /* nil, "ENAME: message", "ENAME" */
-void lc_write_all(int fd, const char *buf, size_t len);
+void lc_write_all(int fd, const char *buf, size_t len);  /* queued for log.c's writer: never waits */
 int lc_signum(const char *name);                /* "SIGTERM" or "TERM" -> 15; 0 when unknown */
 const char *lc_signame(int signum);             /* 15 -> "SIGTERM"; NULL when unknown */
 
@@ -84,10 +84,12 @@ int lc_handle_push_cb(lc_handle_base *h);       /* pushes the callback; 0 when n
 void lc_handle_release(lc_handle_base *h);      /* drops refs, detaches the box; caller frees */
 void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods);
 
-/* log.c: the runtime's log lines ("level: message") as text or JSON, and the master's
- * forwarding of a worker's output lines in JSON mode */
+/* log.c: the runtime's log lines ("level: message") as text or JSON, the master's forwarding
+ * of a worker's output lines, and the writer thread of fds 1 and 2 (bounded queues, never waits) */
 void lc_log_emit(lc_rt *rt, const char *msg, size_t len);
-void lc_log_forward_json(lc_rt *rt, int fd, const char *prefix, const char *line, size_t len);
+void lc_log_forward(lc_rt *rt, int fd, const char *prefix, int pid, const char *line, size_t len);
+void lc_log_queue(int fd, const char *buf, size_t len);   /* whole lines; dropped (counted) when full */
+void lc_log_flush(void);                                  /* before exit: waits (bounded) until written */
 
 /* access_log.c: buffered access logs written off the loop (one per path and Lua state) */
 typedef struct lc_alog_entry {
@@ -101,7 +103,7 @@ typedef struct lc_alog_entry {
 } lc_alog_entry;
 lc_alog *lc_alog_check(lua_State *L, int idx);
 void lc_alog_request(lc_alog *a, const lc_alog_entry *e);
-void lc_alog_flush_all_sync(lc_rt *rt);   /* before exit: what is buffered is written */
+void lc_alog_flush_all_sync(lc_rt *rt);   /* before exit: what is buffered is written, log lines too */
 
 /* the bindings each file registers into the core module table on the top of the stack */
 void lc_open_rt(lua_State *L);
@@ -141,6 +143,7 @@ uv_pipe_t *lc_stream_pipe(lc_stream *s);
 int lc_stream_start(lc_stream *s);
 void lc_stream_close_if_prefix(lc_stream *s);        /* a forwarder whose spawn failed */
 lc_stream *lc_prefix_new(lc_rt *rt, int out_fd, const char *prefix); /* line-prefixing forwarder, owned by C */
+void lc_prefix_set_pid(lc_stream *s, int pid);       /* the child whose lines it forwards */
 
 /* tcp.c: a handle received over IPC becomes a Lua tcp object */
 int lc_tcp_push_received(lua_State *L, lc_rt *rt, uv_stream_t *accepted, int is_server);

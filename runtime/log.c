@@ -1,28 +1,49 @@
-/* log.c: the runtime's log lines. Every line the runtime writes about itself (lc_log in C,
- * luacluster.log in Lua) arrives here as "level: message" and leaves on stderr as one line:
+/* log.c: the runtime's log lines, and the one writer of the process's stdout and stderr.
+ * Every line the runtime writes about itself (lc_log in C, luacluster.log in Lua) arrives here as
+ * "level: message" and leaves on stderr as one line:
  *   text: "[master] 2024-05-01T12:00:00.123Z warn: message"   (a worker writes no prefix:
  *         its master's forwarder adds "[worker N] " to each of its lines, stream.c)
- *   json: {"time":"2024-05-01T12:00:00.123Z","level":"warn","process":"master","pid":1,"msg":"message"}
- *         a worker writes "process":"worker","worker":N itself; in JSON mode the master's
- *         forwarder passes a worker's lines that start with "{" as they are and wraps any other
- *         line (a script's print) as {"time":..,"process":"worker","worker":N,"stream":"stdout","msg":..}.
- * Owns nothing: lines are built in a buffer on the stack or the heap and written at once. */
+ *   json: {"time":"2024-05-01T12:00:00.123Z","process":"master","pid":1,"level":"warn","msg":"message"}
+ * A worker's output reaches its master through a pipe; the master wraps EVERY line of it
+ * (lc_log_forward), so that nothing a worker prints (a string a client sent, say) can pass for
+ * another process's record: in JSON mode the master writes
+ *   {"time":..,"process":"worker","worker":N,"pid":P,"stream":"stdout"|"stderr","msg":".."}
+ * A worker in JSON mode writes its own lines as `level: "JSON string"`; on its stderr the master
+ * takes such a line's level (as journald takes a "<3>" prefix) into the same kind of record:
+ *   {"time":..,"process":"worker","worker":N,"pid":P,"level":"warn","msg":".."}
+ *
+ * The writer: lines are queued (lc_log_queue) and written by a thread of their own, so a
+ * reader that does not keep up (a slow journald, a full pipe nobody reads) never stalls the
+ * loop that accepts and dispatches. Each fd has at most LOG_MAX_QUEUED bytes waiting; past that
+ * lines are dropped and counted, and the next line that fits is preceded by
+ * "warn: N log lines dropped ...". lc_log_flush writes what waits, for a bounded time, before
+ * the process exits (called from lc_alog_flush_all_sync and at exit()).
+ * Owns: the writer thread and its queues (process-wide, as fds 1 and 2 are); stopped at exit()
+ * or when this module is unloaded (atexit in a shared object runs at its dlclose). */
 #define _GNU_SOURCE
 #include "lc.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-typedef struct sbuf { char *p; size_t len, cap; char local[4096]; } sbuf;
+/* a line being built; failed: memory ran out, the line is not written (never a piece of one) */
+typedef struct sbuf { char *p; size_t len, cap; int failed; char local[4096]; } sbuf;
 
-static void sb_init(sbuf *b) { b->p = b->local; b->len = 0; b->cap = sizeof b->local; }
+static void sb_init(sbuf *b) { b->p = b->local; b->len = 0; b->cap = sizeof b->local; b->failed = 0; }
 static void sb_free(sbuf *b) { if (b->p != b->local) free(b->p); }
 
 static int sb_grow(sbuf *b, size_t extra) {
   if (b->cap - b->len >= extra) return 0;
+  if (extra > SIZE_MAX / 4 - b->len) return -1;
   size_t cap = b->cap * 2;
   while (cap - b->len < extra) cap *= 2;
   char *q = b->p == b->local ? malloc(cap) : realloc(b->p, cap);
@@ -34,7 +55,7 @@ static int sb_grow(sbuf *b, size_t extra) {
 }
 
 static void sb_add(sbuf *b, const char *s, size_t n) {
-  if (sb_grow(b, n) != 0) return;
+  if (b->failed || sb_grow(b, n) != 0) { b->failed = 1; return; }
   memcpy(b->p + b->len, s, n);
   b->len += n;
 }
@@ -98,10 +119,204 @@ static void sb_time(sbuf *b) {
   sb_add(b, t, n);
 }
 
+/* ---- the writer thread ---- */
+
+#define LOG_MAX_QUEUED (256u << 10)  /* bytes waiting per fd; past it, lines are dropped */
+#define LOG_FDS 4                    /* fds with a queue (1 and 2, in practice) */
+#define LOG_FLUSH_MS 2000            /* at exit: how long a reader that takes nothing is waited for */
+
+typedef struct lq { int fd; char *buf; size_t len, cap; uint64_t dropped; } lq;
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t more, idle;
+  pthread_t thread;
+  int state;            /* 0: not started, 1: running, -1: cannot start (writes are synchronous) */
+  int quit, busy;       /* busy: the thread is writing a chunk it took */
+  int nq;
+  lq q[LOG_FDS];
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .more = PTHREAD_COND_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
+
+/* writes all of p to fd (a blocking call, on the writer thread or at exit); pieces of at most
+ * PIPE_BUF bytes cut at line ends, so that other writers' lines never land inside one of ours */
+static void write_out(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    size_t take = n;
+    if (take > PIPE_BUF) {
+      const char *nl = memrchr(p, '\n', PIPE_BUF);
+      take = nl ? (size_t)(nl - p) + 1 : PIPE_BUF;
+    }
+    ssize_t w = write(fd, p, take);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {   /* someone made the fd non-blocking: wait until it takes bytes */
+        struct pollfd pf = {fd, POLLOUT, 0};
+        poll(&pf, 1, 1000);
+        continue;
+      }
+      return;                  /* the reader is gone: nothing sensible to do with log lines */
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static lq *pending_queue(void) {
+  for (int i = 0; i < W.nq; i++)
+    if (W.q[i].len > 0) return &W.q[i];
+  return NULL;
+}
+
+static void *writer_main(void *arg) {
+  (void)arg;
+  char *chunk = NULL;
+  size_t chunk_cap = 0;
+  pthread_mutex_lock(&W.mu);
+  for (;;) {
+    lq *q = pending_queue();
+    if (q == NULL) {
+      W.busy = 0;
+      pthread_cond_broadcast(&W.idle);
+      if (W.quit) break;
+      pthread_cond_wait(&W.more, &W.mu);
+      continue;
+    }
+    /* take the queue's buffer, give it the spare one: the loop fills that one meanwhile */
+    char *p = q->buf;
+    size_t cap = q->cap, n = q->len;
+    q->buf = chunk;
+    q->cap = chunk_cap;
+    q->len = 0;
+    int fd = q->fd;
+    W.busy = 1;
+    pthread_mutex_unlock(&W.mu);
+    write_out(fd, p, n);
+    chunk = p;
+    chunk_cap = cap;
+    pthread_mutex_lock(&W.mu);
+  }
+  pthread_mutex_unlock(&W.mu);
+  free(chunk);
+  return NULL;
+}
+
+static void writer_stop(void);
+
+/* with W.mu held: starts the thread once; 0 when it runs */
+static int writer_start(void) {
+  if (W.state == 0) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals stay with the loop's thread */
+    W.state = pthread_create(&W.thread, NULL, writer_main, NULL) == 0 ? 1 : -1;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (W.state == 1) atexit(writer_stop);
+  }
+  return W.state == 1 ? 0 : -1;
+}
+
+static lq *queue_for(int fd) {
+  for (int i = 0; i < W.nq; i++)
+    if (W.q[i].fd == fd) return &W.q[i];
+  if (W.nq == LOG_FDS) return NULL;
+  lq *q = &W.q[W.nq++];
+  memset(q, 0, sizeof *q);
+  q->fd = fd;
+  return q;
+}
+
+static uint64_t count_lines(const char *p, size_t n) {
+  uint64_t lines = 0;
+  for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++) lines++;
+  return lines ? lines : 1;
+}
+
+/* with W.mu held: 0 when queued, -1 when dropped (counted), 1 when there is no queue for it */
+static int enqueue_locked(int fd, const char *p, size_t n) {
+  if (writer_start() != 0) return 1;
+  lq *q = queue_for(fd);
+  if (q == NULL) return 1;
+  if (n > LOG_MAX_QUEUED - q->len) { q->dropped += count_lines(p, n); return -1; }
+  if (q->cap - q->len < n) {
+    size_t cap = q->cap ? q->cap : 4096;
+    while (cap - q->len < n) cap *= 2;
+    char *b = realloc(q->buf, cap);
+    if (b == NULL) { q->dropped += count_lines(p, n); return -1; }
+    q->buf = b;
+    q->cap = cap;
+  }
+  memcpy(q->buf + q->len, p, n);
+  q->len += n;
+  pthread_cond_signal(&W.more);
+  return 0;
+}
+
+static void format_line(sbuf *b, lc_rt *rt, const char *msg, size_t len);
+
+/* Queues bytes (whole lines) for fd; never waits. With rt, a count of lines dropped before is
+ * reported first, in rt's format, once there is room again. */
+static void queue_line(lc_rt *rt, int fd, const char *p, size_t n) {
+  uint64_t dropped = 0;
+  pthread_mutex_lock(&W.mu);
+  lq *q = W.state == 1 ? queue_for(fd) : NULL;
+  if (rt && q && q->dropped > 0 && q->len + n + 512 <= LOG_MAX_QUEUED) {
+    dropped = q->dropped;
+    q->dropped = 0;
+  }
+  pthread_mutex_unlock(&W.mu);
+  if (dropped > 0) {
+    char m[160];
+    int k = snprintf(m, sizeof m, "warn: %llu log lines dropped: %s did not take them in time",
+                     (unsigned long long)dropped, fd == 1 ? "stdout" : fd == 2 ? "stderr" : "the output");
+    sbuf nb;
+    sb_init(&nb);
+    format_line(&nb, rt, m, (size_t)k);
+    if (!nb.failed) {
+      pthread_mutex_lock(&W.mu);
+      enqueue_locked(fd, nb.p, nb.len);
+      pthread_mutex_unlock(&W.mu);
+    }
+    sb_free(&nb);
+  }
+  pthread_mutex_lock(&W.mu);
+  int r = enqueue_locked(fd, p, n);
+  pthread_mutex_unlock(&W.mu);
+  if (r == 1) write_out(fd, p, n);   /* no thread (cannot start one) or no queue left: as before */
+}
+
+void lc_log_queue(int fd, const char *p, size_t n) {
+  queue_line(NULL, fd, p, n);
+}
+
+void lc_log_flush(void) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += LOG_FLUSH_MS / 1000;
+  pthread_mutex_lock(&W.mu);
+  while (W.state == 1 && (W.busy || pending_queue() != NULL)) {
+    pthread_cond_signal(&W.more);
+    if (pthread_cond_timedwait(&W.idle, &W.mu, &deadline) == ETIMEDOUT) break;  /* a reader that takes nothing */
+  }
+  pthread_mutex_unlock(&W.mu);
+}
+
+/* at exit() or at this shared object's unloading: write what waits, then end the thread */
+static void writer_stop(void) {
+  lc_log_flush();
+  pthread_mutex_lock(&W.mu);
+  int stuck = W.busy || pending_queue() != NULL;
+  W.quit = 1;
+  pthread_cond_signal(&W.more);
+  pthread_mutex_unlock(&W.mu);
+  if (W.state == 1 && !stuck) pthread_join(W.thread, NULL);
+}
+
+/* ---- the lines ---- */
+
 static const char *LEVELS[] = {"debug", "info", "warn", "error", NULL};
 
-/* splits "level: message"; a message without a known level is "info" */
-static const char *split_level(const char **msg, size_t *len) {
+/* splits "level: message"; NULL (the message untouched) without a known level */
+static const char *take_level(const char **msg, size_t *len) {
   for (int i = 0; LEVELS[i]; i++) {
     size_t l = strlen(LEVELS[i]);
     if (*len >= l + 2 && memcmp(*msg, LEVELS[i], l) == 0 && (*msg)[l] == ':' && (*msg)[l + 1] == ' ') {
@@ -110,67 +325,122 @@ static const char *split_level(const char **msg, size_t *len) {
       return LEVELS[i];
     }
   }
-  return "info";
+  return NULL;
 }
 
-static void json_head(sbuf *b, lc_rt *rt, int worker) {
+static void json_num(sbuf *b, const char *key, long long v) {
   char num[64];
+  snprintf(num, sizeof num, ",\"%s\":%lld", key, v);
+  sb_str(b, num);
+}
+
+static void json_head(sbuf *b, const char *process) {
   sb_str(b, "{\"time\":\"");
   sb_time(b);
+  sb_str(b, "\",\"process\":\"");
+  sb_str(b, process);
   sb_str(b, "\"");
-  (void)rt;
-  if (worker > 0) snprintf(num, sizeof num, ",\"process\":\"worker\",\"worker\":%d", worker);
-  else snprintf(num, sizeof num, ",\"process\":\"%s\"", rt && rt->log_prefix[0] ? "master" : "child");
-  sb_str(b, num);
+}
+
+/* "level: message" -> one line in rt's format, with its newline */
+static void format_line(sbuf *b, lc_rt *rt, const char *msg, size_t len) {
+  const char *level = take_level(&msg, &len);
+  if (level == NULL) level = "info";
+  if (rt && rt->log_json && rt->log_worker > 0) {
+    /* a worker: its master wraps the line into the record (lc_log_forward) */
+    sb_str(b, level);
+    sb_add(b, ": ", 2);
+    sb_json(b, msg, len);
+    sb_add(b, "\n", 1);
+  } else if (rt && rt->log_json) {
+    json_head(b, rt->log_prefix[0] ? "master" : "child");
+    json_num(b, "pid", (long long)getpid());
+    sb_str(b, ",\"level\":\"");
+    sb_str(b, level);
+    sb_str(b, "\",\"msg\":");
+    sb_json(b, msg, len);
+    sb_str(b, "}\n");
+  } else {
+    if (rt) sb_str(b, rt->log_prefix);
+    sb_time(b);
+    sb_add(b, " ", 1);
+    sb_str(b, level);
+    sb_add(b, ": ", 2);
+    sb_add(b, msg, len);
+    sb_add(b, "\n", 1);
+  }
 }
 
 void lc_log_emit(lc_rt *rt, const char *msg, size_t len) {
   sbuf b;
   sb_init(&b);
-  const char *level = split_level(&msg, &len);
-  if (rt && rt->log_json) {
-    char num[32];
-    json_head(&b, rt, rt->log_worker);
-    snprintf(num, sizeof num, ",\"pid\":%d", (int)getpid());
-    sb_str(&b, num);
-    sb_str(&b, ",\"level\":\"");
-    sb_str(&b, level);
-    sb_str(&b, "\",\"msg\":");
-    sb_json(&b, msg, len);
-    sb_str(&b, "}\n");
-  } else {
-    if (rt) sb_str(&b, rt->log_prefix);
-    sb_time(&b);
-    sb_add(&b, " ", 1);
-    sb_str(&b, level);
-    sb_add(&b, ": ", 2);
-    sb_add(&b, msg, len);
-    sb_add(&b, "\n", 1);
-  }
-  lc_write_all(2, b.p, b.len);
+  format_line(&b, rt, msg, len);
+  if (!b.failed) queue_line(rt, 2, b.p, b.len);
   sb_free(&b);
 }
 
-/* A line a worker printed (without its newline), forwarded by its master in JSON mode. */
-void lc_log_forward_json(lc_rt *rt, int fd, const char *prefix, const char *line, size_t len) {
-  if (len > 0 && line[0] == '{') {   /* the worker's own JSON log line */
-    sbuf b;
-    sb_init(&b);
-    sb_add(&b, line, len);
-    sb_add(&b, "\n", 1);
-    lc_write_all(fd, b.p, b.len);
-    sb_free(&b);
-    return;
+/* the length of a JSON string literal at the start of s (quotes included) that ends exactly at
+ * s + n, or 0: only the escapes sb_json writes or JSON allows, no control byte, valid UTF-8 */
+static size_t json_literal(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  if (n < 2 || u[0] != '"') return 0;
+  size_t i = 1;
+  while (i < n) {
+    unsigned char c = u[i];
+    if (c == '"') return i + 1 == n ? n : 0;
+    if (c == '\\') {
+      if (i + 1 >= n) return 0;
+      unsigned char e = u[i + 1];
+      if (e == 'u') {
+        if (i + 5 >= n) return 0;
+        for (size_t k = i + 2; k < i + 6; k++)
+          if (!((u[k] >= '0' && u[k] <= '9') || (u[k] >= 'a' && u[k] <= 'f') || (u[k] >= 'A' && u[k] <= 'F'))) return 0;
+        i += 6;
+      } else if (strchr("\"\\/bfnrt", e) && e != '\0') {
+        i += 2;
+      } else {
+        return 0;
+      }
+      continue;
+    }
+    if (c < 0x20) return 0;
+    size_t l = utf8_len(u + i, n - i);
+    if (l == 0) return 0;
+    i += l;
   }
-  int worker = 0;
-  if (sscanf(prefix, "[worker %d]", &worker) != 1) worker = 0;
+  return 0;
+}
+
+/* A line a child printed (without its newline), forwarded by its master: prefix is
+ * "[worker N] "; fd the master's own fd (1 or 2) the child's stdout or stderr goes to. */
+void lc_log_forward(lc_rt *rt, int fd, const char *prefix, int pid, const char *line, size_t len) {
   sbuf b;
   sb_init(&b);
-  json_head(&b, rt, worker > 0 ? worker : -1);
-  sb_str(&b, fd == 1 ? ",\"stream\":\"stdout\",\"msg\":" : ",\"stream\":\"stderr\",\"msg\":");
-  sb_json(&b, line, len);
-  sb_str(&b, "}\n");
-  lc_write_all(fd, b.p, b.len);
+  if (rt && rt->log_json) {
+    int worker = 0;
+    if (sscanf(prefix, "[worker %d]", &worker) != 1) worker = 0;
+    json_head(&b, "worker");
+    if (worker > 0) json_num(&b, "worker", worker);
+    if (pid > 0) json_num(&b, "pid", pid);
+    const char *msg = line;
+    size_t mlen = len;
+    const char *level = fd == 2 ? take_level(&msg, &mlen) : NULL;
+    if (level && json_literal(msg, mlen) == mlen) {   /* the worker's own line */
+      sb_str(&b, ",\"level\":\"");
+      sb_str(&b, level);
+      sb_str(&b, "\",\"msg\":");
+      sb_add(&b, msg, mlen);
+    } else {
+      sb_str(&b, fd == 1 ? ",\"stream\":\"stdout\",\"msg\":" : ",\"stream\":\"stderr\",\"msg\":");
+      sb_json(&b, line, len);
+    }
+    sb_str(&b, "}\n");
+  } else {
+    sb_str(&b, prefix);
+    sb_add(&b, line, len);
+    sb_add(&b, "\n", 1);
+  }
+  if (!b.failed) queue_line(rt, fd, b.p, b.len);
   sb_free(&b);
 }
 
@@ -191,6 +461,7 @@ static int f_json_string(lua_State *L) {
   sbuf b;
   sb_init(&b);
   sb_json(&b, s, n);
+  if (b.failed) { sb_free(&b); return luaL_error(L, "not enough memory"); }
   lua_pushlstring(L, b.p, b.len);
   sb_free(&b);
   return 1;

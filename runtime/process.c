@@ -1,5 +1,6 @@
 /* process.c: child processes (uv_spawn) for workers, forked scripts and child_process.spawn.
- * Owns: the uv_process_t and the argv/env arrays built for the spawn (freed before returning).
+ * Owns: the uv_process_t and the argv/env arrays built for the spawn (freed before returning,
+ * on every path).
  * The stdio pipes and the IPC channel passed in belong to their own Lua objects (stream.c,
  * ipc.c) or, for a "[worker N] " line forwarder, to prefix code in stream.c.
  * The exit callback reports (code, signal name) to Lua, then the handle is closed and freed.
@@ -22,6 +23,7 @@ typedef struct lc_proc {
   lc_handle_base base;
   uv_process_t proc;
   int exited;
+  int group;              /* the child leads its own process group: kill() signals all of it */
 } lc_proc;
 
 static void close_cb(uv_handle_t *h) {
@@ -49,24 +51,37 @@ static void exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   uv_close((uv_handle_t *)proc, close_cb);
 }
 
+/* a NULL-terminated copy of the strings of the array at idx (the strings stay the table's),
+ * after `first` when given; NULL when an entry is not a string or memory ran out */
 static char **string_array(lua_State *L, int idx, const char *first) {
-  int n = (int)lua_objlen(L, idx);
-  int extra = first ? 1 : 0;
-  char **a = calloc((size_t)(n + extra + 1), sizeof *a);
+  size_t n = lua_objlen(L, idx);
+  size_t extra = first ? 1 : 0;
+  char **a = calloc(n + extra + 1, sizeof *a);
   if (a == NULL) return NULL;
   if (first) a[0] = (char *)first;
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
-    a[i - 1 + extra] = (char *)lua_tostring(L, -1);  /* anchored by the table */
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    a[i - 1 + extra] = lua_type(L, -1) == LUA_TSTRING ? (char *)lua_tostring(L, -1) : NULL;  /* anchored by the table */
     lua_pop(L, 1);
     if (a[i - 1 + extra] == NULL) { free(a); return NULL; }
   }
   return a;
 }
 
-/* core.spawn{ file=, args={...}, env={"K=V",...}, cwd=, detached=, stdio={...} }, on_exit
+#define MAX_STDIO 8
+
+/* what one stdio entry asks for, read (and checked) before anything is allocated */
+typedef struct stdio_want { int kind; int fd; const char *prefix; void *box; } stdio_want;
+enum { W_IGNORE, W_INHERIT, W_IPC, W_STREAM, W_PREFIX };
+
+/* core.spawn{ file=, args={...}, env={"K=V",...}, cwd=, detached=, group=, stdio={...} }, on_exit
  * stdio[i] (fd i-1): "ignore" | "inherit" | stream box | ipc box | {prefix=, fd=}
- * -> process | nil, err, ename */
+ * group: the child leads a new session and process group (as detached), and kill() signals
+ * the whole group, so its own children end with it.
+ * -> process | nil, err, ename
+ * Everything that can raise is read first; then one owner per allocation: the argv and env
+ * arrays are freed on every path before returning, and the line forwarders made for the
+ * spawn are closed (they free themselves) when it fails. */
 static int f_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -77,78 +92,119 @@ static int f_spawn(lua_State *L) {
   o.file = luaL_checkstring(L, -1);
   lua_getfield(L, 1, "args");
   luaL_checktype(L, -1, LUA_TTABLE);
-  char **args = string_array(L, lua_gettop(L), o.file);
+  int args_idx = lua_gettop(L);
   lua_getfield(L, 1, "env");
-  char **env = lua_istable(L, -1) ? string_array(L, lua_gettop(L), NULL) : NULL;
-  if (lua_istable(L, -1) && env == NULL) { free(args); return luaL_error(L, "spawn: env entries must be strings"); }
+  int env_idx = lua_istable(L, -1) ? lua_gettop(L) : 0;
   lua_getfield(L, 1, "cwd");
   o.cwd = lua_tostring(L, -1);
   lua_getfield(L, 1, "detached");
   if (lua_toboolean(L, -1)) o.flags |= UV_PROCESS_DETACHED;
+  lua_getfield(L, 1, "group");
+  int group = lua_toboolean(L, -1);
+  if (group) o.flags |= UV_PROCESS_DETACHED;   /* setsid(): a new session and process group */
   lua_getfield(L, 1, "stdio");
   int sidx = lua_gettop(L);
-  uv_stdio_container_t stdio[8];
-  int nstdio = lua_istable(L, sidx) ? (int)lua_objlen(L, sidx) : 0;
-  if (args == NULL || nstdio > 8) { free(args); free(env); return luaL_error(L, "spawn: bad args or stdio"); }
-  for (int i = 0; i < nstdio; i++) {
-    lua_rawgeti(L, sidx, i + 1);
-    uv_stdio_container_t *c = &stdio[i];
+  size_t nstdio = lua_istable(L, sidx) ? lua_objlen(L, sidx) : 0;
+  if (nstdio > MAX_STDIO) return luaL_error(L, "spawn: at most %d stdio entries", MAX_STDIO);
+  stdio_want want[MAX_STDIO];
+  for (size_t i = 0; i < nstdio; i++) {
+    lua_rawgeti(L, sidx, (int)i + 1);   /* anchored by the stdio table */
+    stdio_want *w = &want[i];
     void **box;
-    if (lua_isstring(L, -1)) {
-      const char *s = lua_tostring(L, -1);
-      if (strcmp(s, "inherit") == 0) { c->flags = UV_INHERIT_FD; c->data.fd = i; }
-      else c->flags = UV_IGNORE;
+    memset(w, 0, sizeof *w);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      w->kind = strcmp(lua_tostring(L, -1), "inherit") == 0 ? W_INHERIT : W_IGNORE;
     } else if ((box = luaL_testudata(L, -1, MT_IPC)) != NULL && *box) {
-      c->flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-      c->data.stream = (uv_stream_t *)lc_ipc_pipe(*box);
+      w->kind = W_IPC;
+      w->box = *box;
     } else if ((box = luaL_testudata(L, -1, MT_STREAM)) != NULL && *box) {
-      c->flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-      c->data.stream = (uv_stream_t *)lc_stream_pipe(*box);
+      w->kind = W_STREAM;
+      w->box = *box;
     } else if (lua_istable(L, -1)) {
+      w->kind = W_PREFIX;
+      lua_getfield(L, -1, "fd");
+      w->fd = (int)luaL_optinteger(L, -1, (lua_Integer)i);
+      lua_pop(L, 1);
       lua_getfield(L, -1, "prefix");
-      lua_getfield(L, -2, "fd");
-      lc_stream *s = lc_prefix_new(rt, (int)luaL_optinteger(L, -1, i), luaL_checkstring(L, -2));
-      lua_pop(L, 2);
-      if (s == NULL) { free(args); free(env); return lc_push_error(L, UV_ENOMEM); }
-      c->flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-      c->data.stream = (uv_stream_t *)lc_stream_pipe(s);
+      w->prefix = luaL_checkstring(L, -1);   /* anchored by the entry's table */
+      lua_pop(L, 1);
     } else {
-      free(args); free(env);
-      return luaL_error(L, "spawn: bad stdio entry %d", i + 1);
+      return luaL_error(L, "spawn: bad stdio entry %d", (int)i + 1);
     }
     lua_pop(L, 1);
   }
+
+  /* from here on, every failure goes through `fail` */
+  lc_proc *p = lc_handle_new(L, sizeof *p, MT);   /* the box, returned on success */
+  lc_handle_set_cb(L, &p->base, 2);
+  p->proc.data = p;
+  p->group = group;
+  uv_stdio_container_t stdio[MAX_STDIO];
+  lc_stream *prefixes[MAX_STDIO] = {0};
+  const char *why = NULL;          /* a programming mistake: raised once everything is freed */
+  int r = 0;
+  char **args = string_array(L, args_idx, o.file);
+  char **env = env_idx ? string_array(L, env_idx, NULL) : NULL;
+  if (args == NULL) { why = "spawn: args must be strings"; goto fail; }
+  if (env_idx && env == NULL) { why = "spawn: env entries must be strings"; goto fail; }
+  for (size_t i = 0; i < nstdio; i++) {
+    uv_stdio_container_t *c = &stdio[i];
+    switch (want[i].kind) {
+      case W_INHERIT: c->flags = UV_INHERIT_FD; c->data.fd = (int)i; break;
+      case W_IGNORE: c->flags = UV_IGNORE; break;
+      case W_IPC:
+        c->flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+        c->data.stream = (uv_stream_t *)lc_ipc_pipe(want[i].box);
+        break;
+      case W_STREAM:
+        c->flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+        c->data.stream = (uv_stream_t *)lc_stream_pipe(want[i].box);
+        break;
+      default:
+        prefixes[i] = lc_prefix_new(rt, want[i].fd, want[i].prefix);
+        if (prefixes[i] == NULL) { r = UV_ENOMEM; goto fail; }
+        c->flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+        c->data.stream = (uv_stream_t *)lc_stream_pipe(prefixes[i]);
+        break;
+    }
+  }
   o.stdio = stdio;
-  o.stdio_count = nstdio;
+  o.stdio_count = (int)nstdio;
   o.args = args;
   o.env = env;
   o.exit_cb = exit_cb;
-
-  lc_proc *p = lc_handle_new(L, sizeof *p, MT);
-  lc_handle_set_cb(L, &p->base, 2);
-  p->proc.data = p;
-  int r = uv_spawn(&rt->loop, &p->proc, &o);
+  r = uv_spawn(&rt->loop, &p->proc, &o);   /* inits the handle whatever it returns */
   free(args);
   free(env);
+  args = env = NULL;
   if (r != 0) {
     p->exited = 1;
     uv_close((uv_handle_t *)&p->proc, close_cb);
-    /* the line forwarders made above belong to C: nobody else will close them */
-    for (int i = 1; i < nstdio; i++) {
-      if (!(stdio[i].flags & UV_CREATE_PIPE)) continue;
-      uv_pipe_t *pipe = (uv_pipe_t *)stdio[i].data.stream;
-      if (!pipe->ipc) lc_stream_close_if_prefix(pipe->data);
-    }
-    return lc_push_error(L, r);
+    p = NULL;
+    goto fail;
   }
   /* start reading the pipes that were just created (a child's stdin is only written) */
-  for (int i = 1; i < nstdio; i++) {
-    if (!(stdio[i].flags & UV_CREATE_PIPE)) continue;
-    uv_pipe_t *pipe = (uv_pipe_t *)stdio[i].data.stream;
-    if (pipe->ipc) lc_ipc_start(pipe->data);
-    else lc_stream_start(pipe->data);
+  for (size_t i = 1; i < nstdio; i++) {
+    if (want[i].kind == W_IPC) lc_ipc_start(want[i].box);
+    else if (want[i].kind == W_STREAM) lc_stream_start(want[i].box);
+    else if (want[i].kind == W_PREFIX) {
+      lc_prefix_set_pid(prefixes[i], p->proc.pid);
+      lc_stream_start(prefixes[i]);
+    }
   }
   return 1;
+
+fail:
+  free(args);
+  free(env);
+  for (size_t i = 0; i < nstdio; i++)
+    if (prefixes[i]) lc_stream_close_if_prefix(prefixes[i]);   /* frees itself once closed */
+  if (p) {                         /* never handed to libuv: nothing to close */
+    lc_handle_release(&p->base);
+    free(p);
+  }
+  if (why) return luaL_error(L, "%s", why);
+  return lc_push_error(L, r);
 }
 
 static int m_pid(lua_State *L) {
@@ -162,7 +218,7 @@ static int m_kill(lua_State *L) {
   int sig = lua_isnumber(L, 2) ? (int)lua_tointeger(L, 2) : lc_signum(luaL_optstring(L, 2, "SIGTERM"));
   if (sig == 0 && !lua_isnumber(L, 2)) return luaL_error(L, "unknown signal '%s'", lua_tostring(L, 2));
   if (p == NULL || p->exited) return lc_push_error(L, UV_ESRCH);
-  int r = uv_process_kill(&p->proc, sig);
+  int r = p->group ? uv_kill(-p->proc.pid, sig) : uv_process_kill(&p->proc, sig);
   if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
   return 1;

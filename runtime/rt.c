@@ -48,17 +48,10 @@ void lc_call(lc_rt *rt, int nargs) {
   lua_remove(L, base);
 }
 
+/* Log output never waits on the loop: log.c's writer thread writes it, and drops (counting)
+ * what a reader that does not keep up would make wait. */
 void lc_write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) { struct timespec ts = {0, 1000000}; nanosleep(&ts, NULL); continue; }
-      return; /* the reader is gone: nothing sensible to do with a log line */
-    }
-    buf += n;
-    len -= (size_t)n;
-  }
+  lc_log_queue(fd, buf, len);
 }
 
 void lc_log(lc_rt *rt, const char *fmt, ...) {

@@ -1,32 +1,50 @@
-/* stream.c: byte pipes to and from child processes (their stdin, stdout, stderr).
+/* stream.c: byte pipes to and from child processes (their stdin, stdout, stderr), and the
+ * control channel's Unix sockets.
  * Two owners are possible for an lc_stream:
  *  - Lua (core.stream_new): data and end reach the Lua callback; writes copy their bytes
- *    into a request that frees them when done; close() waits for queued writes, then closes.
+ *    into a request that frees them when done; close() waits for queued writes, then closes,
+ *    unless the peer takes no byte of them for send_timeout ms: then it closes at once and
+ *    the rest is dropped (a child that never reads its stdin cannot hold a pipe forever).
  *  - C (lc_prefix_new): the master's forwarder of a worker's stdout/stderr. It cuts the bytes
- *    into lines and writes each to the master's own fd with a "[worker N] " prefix, so a
- *    person can tell who said what. It frees itself when the child's end closes.
- * Every struct is freed in close_cb. */
+ *    into lines and hands each to log.c (lc_log_forward), which prefixes it with "[worker N] "
+ *    (or wraps it into a JSON record) and queues it for the master's own fd without waiting.
+ *    It frees itself when the child's end closes.
+ * Each lc_stream has two handles, the pipe and its send timer: the pipe is closed first, its
+ * close callback closes the timer, and the timer's close callback frees the struct. */
 #include "lc.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MT "luacluster.stream"
 #define LINE_MAX_BYTES 65536
+#define SEND_TIMEOUT_MS 60000   /* close(): the longest a peer may take no byte of what is queued */
 
 struct lc_stream {
   lc_handle_base base;     /* base.box is NULL for a C-owned prefix stream */
   uv_pipe_t pipe;
+  uv_timer_t timer;        /* close(): the send timeout while queued writes wait */
   int closing, close_after_writes, writes_pending, reading;
+  uint64_t send_timeout;   /* ms; 0: close() waits for the queued writes however long */
+  size_t stall_mark;       /* bytes queued when the timer was last started */
   /* prefix mode */
-  int prefix_fd;
+  int prefix_fd, pid;
   char prefix[32];
   char *line;
   size_t line_len;
 };
 
 typedef struct swrite { uv_write_t req; lc_stream *s; char data[]; } swrite;
+
+static void free_cb(uv_handle_t *h) {
+  lc_stream *s = h->data;
+  free(s->line);
+  free(s);
+}
 
 static void close_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
@@ -37,15 +55,41 @@ static void close_cb(uv_handle_t *h) {
     }
     lc_handle_release(&s->base);
   }
-  free(s->line);
-  free(s);
+  uv_close((uv_handle_t *)&s->timer, free_cb);
+}
+
+static void close_now(lc_stream *s) {
+  if (s->closing) return;
+  s->closing = 1;
+  s->close_after_writes = 0;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->pipe, close_cb);   /* queued writes end with UV_ECANCELED */
+}
+
+static size_t queued(lc_stream *s) { return uv_stream_get_write_queue_size((uv_stream_t *)&s->pipe); }
+
+static void send_timer_cb(uv_timer_t *t) {
+  lc_stream *s = t->data;
+  size_t now = queued(s);
+  if (now < s->stall_mark) {          /* the peer took some: it gets another send_timeout */
+    s->stall_mark = now;
+    uv_timer_start(&s->timer, send_timer_cb, s->send_timeout, 0);
+    return;
+  }
+  close_now(s);
 }
 
 static void stream_close(lc_stream *s) {
   if (s->closing) return;
-  if (s->writes_pending > 0) { s->close_after_writes = 1; return; }
-  s->closing = 1;
-  uv_close((uv_handle_t *)&s->pipe, close_cb);
+  if (s->writes_pending > 0) {
+    if (!s->close_after_writes && s->send_timeout > 0) {
+      s->stall_mark = queued(s);
+      uv_timer_start(&s->timer, send_timer_cb, s->send_timeout, 0);
+    }
+    s->close_after_writes = 1;
+    return;
+  }
+  close_now(s);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -58,15 +102,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 /* ---- prefix mode ---- */
 
 static void emit_line(lc_stream *s, const char *p, size_t n) {
-  if (s->base.rt->log_json) { lc_log_forward_json(s->base.rt, s->prefix_fd, s->prefix, p, n); return; }
-  size_t plen = strlen(s->prefix);
-  char *out = malloc(plen + n + 1);
-  if (out == NULL) return;
-  memcpy(out, s->prefix, plen);
-  memcpy(out + plen, p, n);
-  out[plen + n] = '\n';
-  lc_write_all(s->prefix_fd, out, plen + n + 1);
-  free(out);
+  lc_log_forward(s->base.rt, s->prefix_fd, s->prefix, s->pid, p, n);
 }
 
 static void prefix_data(lc_stream *s, const char *p, size_t n) {
@@ -126,29 +162,40 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+/* both handles of a new stream; 0 or a UV_E* code (then nothing is left to close) */
+static int handles_init(lc_rt *rt, lc_stream *s) {
+  int r = uv_pipe_init(&rt->loop, &s->pipe, 0);
+  if (r != 0) return r;
+  uv_timer_init(&rt->loop, &s->timer);   /* cannot fail on a live loop */
+  s->pipe.data = s->timer.data = s;
+  s->send_timeout = SEND_TIMEOUT_MS;
+  return 0;
+}
+
 lc_stream *lc_prefix_new(lc_rt *rt, int out_fd, const char *prefix) {
   lc_stream *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->line = malloc(LINE_MAX_BYTES);
-  if (s->line == NULL || uv_pipe_init(&rt->loop, &s->pipe, 0) != 0) { free(s->line); free(s); return NULL; }
+  if (s->line == NULL || handles_init(rt, s) != 0) { free(s->line); free(s); return NULL; }
   s->base.rt = rt;
   s->base.cb_ref = s->base.self_ref = LUA_NOREF;
-  s->pipe.data = s;
   s->prefix_fd = out_fd;
   snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
   return s;
 }
 
+void lc_prefix_set_pid(lc_stream *s, int pid) { s->pid = pid; }
+
 lc_stream *lc_stream_new(lua_State *L, int cb_idx) {
+  if (cb_idx != 0 && !lua_isnoneornil(L, cb_idx)) luaL_checktype(L, cb_idx, LUA_TFUNCTION);
   lc_stream *s = lc_handle_new(L, sizeof *s, MT);
-  lc_handle_set_cb(L, &s->base, cb_idx);
-  int r = uv_pipe_init(&s->base.rt->loop, &s->pipe, 0);
+  int r = handles_init(s->base.rt, s);
   if (r != 0) {
     lc_handle_release(&s->base);
     free(s);
     luaL_error(L, "uv_pipe_init: %s", uv_strerror(r));
   }
-  s->pipe.data = s;
+  lc_handle_set_cb(L, &s->base, cb_idx);
   return s;
 }
 
@@ -184,6 +231,7 @@ static int m_write(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (s->closing || s->close_after_writes) return lc_push_error(L, UV_EPIPE);
+  if (len > INT_MAX) return lc_push_error(L, UV_E2BIG);   /* uv_buf_t lengths are unsigned, uv_try_write's count an int */
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   if (s->writes_pending == 0) {
     int n = uv_try_write((uv_stream_t *)&s->pipe, &b, 1);
@@ -206,6 +254,16 @@ static int m_write(lua_State *L) {
 static int m_close(lua_State *L) {
   lc_stream *s = lc_handle_test(L, 1, MT);
   if (s) stream_close(s);
+  return 0;
+}
+
+/* stream:set_send_timeout(ms): how long close() lets the peer take no byte of what is queued
+ * before it closes at once (SEND_TIMEOUT_MS by default; 0: no limit) */
+static int m_set_send_timeout(lua_State *L) {
+  lc_stream *s = lc_handle_check(L, 1, MT);
+  lua_Number ms = luaL_checknumber(L, 2);
+  if (!(ms >= 0 && ms <= 1e12)) return luaL_argerror(L, 2, "a number of milliseconds >= 0");
+  s->send_timeout = (uint64_t)ms;
   return 0;
 }
 
@@ -247,16 +305,20 @@ static void pipe_connection_cb(uv_stream_t *server, int status) {
   lc_call(rt, 1);
 }
 
-/* core.pipe_listen(path, cb): cb(stream) per connection; the socket file is made 0600 */
+/* core.pipe_listen(path, cb): cb(stream) per connection; the socket file is made 0600.
+ * Made so between bind and listen: nobody can connect before listen, so nobody ever connects
+ * to a wider mode, and the process-wide umask is left alone (changing it raced the threads
+ * that create files: the access log's reopen, in libuv's pool). */
 static int f_pipe_listen(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lc_stream *s = lc_stream_new(L, 2);
-  mode_t old = umask(0177);
   int r = uv_pipe_bind(&s->pipe, path);
-  umask(old);
+  int bound = r == 0;
+  if (r == 0 && chmod(path, 0600) != 0) r = uv_translate_sys_error(errno);
   if (r == 0) r = uv_listen((uv_stream_t *)&s->pipe, 64, pipe_connection_cb);
   if (r != 0) {
+    if (bound) unlink(path);
     stream_close(s);
     return lc_push_error(L, r);
   }
@@ -288,10 +350,11 @@ static void pipe_connect_cb(uv_connect_t *req, int status) {
 static int f_pipe_connect(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  pconnect *pc = calloc(1, sizeof *pc);
-  if (pc == NULL) return lc_push_error(L, UV_ENOMEM);
-  pc->s = lc_stream_new(L, 0);
+  lc_stream *s = lc_stream_new(L, 0);
   lua_pop(L, 1);
+  pconnect *pc = calloc(1, sizeof *pc);
+  if (pc == NULL) { stream_close(s); return lc_push_error(L, UV_ENOMEM); }
+  pc->s = s;
   lua_pushvalue(L, 2);
   pc->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_pipe_connect(&pc->req, &pc->s->pipe, path, pipe_connect_cb);
@@ -314,7 +377,8 @@ static int m_read_start(lua_State *L) {
 void lc_open_stream(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"write", m_write}, {"close", m_close}, {"pause", m_pause}, {"resume", m_resume},
-    {"fileno", m_fileno}, {"read_start", m_read_start}, {NULL, NULL},
+    {"fileno", m_fileno}, {"read_start", m_read_start}, {"set_send_timeout", m_set_send_timeout},
+    {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
   lua_pushcfunction(L, f_pipe_listen);

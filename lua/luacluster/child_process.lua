@@ -5,6 +5,9 @@
 -- The processes and pipes are the C runtime's (runtime/process.c, stream.c, ipc.c).
 -- Every child that is not detached is kept in a registry until it exits, so that stopping
 -- the cluster can end them all (_kill_all, called by master.lua and worker.lua).
+-- exec and exec_file run their command in a process group of its own (a new session): a
+-- timeout, max_buffer, child:kill() and a stop signal the whole group, so the command's own
+-- children (`sleep 30 &` in a shell line) end with it.
 -- opts.env, as in Node.js, is the child's whole environment (without it, this process's).
 local core = require("luacluster.core")
 local channel = require("luacluster.channel")
@@ -297,6 +300,7 @@ local function start(child, file, args, opts, stdio, env, what)
   local argv = { unpack(args) }
   local proc, err, ename = core.spawn({
     file = file, args = argv, env = env, cwd = opts.cwd, detached = opts.detached == true, stdio = entries,
+    group = child.group,
   }, function(code, signal)
     on_process_exit(child, code, signal)
   end)
@@ -308,6 +312,9 @@ local function start(child, file, args, opts, stdio, env, what)
   end
   child._proc = proc
   child.pid = proc:pid()
+  if streams[1] and opts.send_timeout then
+    streams[1].handle:set_send_timeout(opts.send_timeout)
+  end
   child.spawnfile, child.spawnargs = file, args
   child.stdin, child.stdout, child.stderr = streams[1], streams[2], streams[3]
   for _, s in pairs(streams) do
@@ -358,7 +365,11 @@ function _M.spawn(file, args, opts)
     args, opts = nil, args -- spawn(file, opts)
   end
   args = check_args(args, "spawn")
-  opts = check_opts(opts, { cwd = "string", env = "table", stdio = true, detached = "boolean" }, "spawn")
+  opts = check_opts(opts, { cwd = "string", env = "table", stdio = true, detached = "boolean",
+    send_timeout = "number" }, "spawn")
+  if opts.send_timeout and not (opts.send_timeout >= 0) then
+    error("spawn: send_timeout must be a number of milliseconds >= 0", 2)
+  end
   local stdio = stdio_list(opts.stdio, "pipe", "spawn")
   local child = new_child(opts.detached)
   return start(child, file, args, opts, stdio, env_list(opts.env), "spawn")
@@ -391,6 +402,7 @@ local function run_collect(file, args, opts, text, what, done)
   local out, errout = { n = 0 }, { n = 0 }
   local finished, timer = false, nil
   local child = new_child(false)
+  child.group = true -- the command leads its own process group: kills reach its children too
 
   local function finish(err)
     if finished then
@@ -403,13 +415,19 @@ local function run_collect(file, args, opts, text, what, done)
     done(err, concat(out), concat(errout))
   end
 
-  -- timeout or max_buffer: kill, stop reading, answer now (a grandchild may hold the pipes)
+  -- timeout or max_buffer: kill the command's whole process group, stop reading, answer now
+  -- (a grandchild may hold the pipes)
   local function abort(reason, message)
     local code, signal = nil, kill_signal
     if child._exited then
       code, signal = child.exit_code, child.signal_code
     else
       child:kill(kill_signal)
+    end
+    if child._exited and child.pid then
+      -- the group outlives its leader while a member lives (a shell's `cmd &` after it exited);
+      -- its id cannot be reused meanwhile, and ESRCH just says nothing is left
+      core.kill(-child.pid, kill_signal)
     end
     child.stdout:close()
     child.stderr:close()

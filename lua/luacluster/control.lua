@@ -118,10 +118,7 @@ function _M.serve(path, handler, on_ready)
         conn:close()
       end)
     end)
-    if srv then
-      core.chmod(path, 384) -- 0600
-    end
-    return srv, err, name
+    return srv, err, name -- the socket is 0600 from the start (core.pipe_listen)
   end
   local srv, err, name = bind()
   if srv or name ~= "EADDRINUSE" then
