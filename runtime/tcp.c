@@ -378,10 +378,23 @@ static int start_listening(lua_State *L, lc_tcp *t) {
   return 0;
 }
 
+/* A listener has one taker at a time: a C function (an HTTP server), a Lua callback (a net
+ * server) or a dispatch picker. Setting one clears the others, so that a listening socket
+ * handed to a server of another kind (a reload's new code, listen.lua) stops feeding the old
+ * one, which may be freed once it has drained. */
+static void clear_takers(lua_State *L, lc_tcp *t) {
+  t->take = NULL;
+  t->take_ctx = NULL;
+  lc_handle_set_cb(L, &t->base, 0);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
+  t->picker_ref = LUA_NOREF;
+}
+
 /* Makes a C function the taker of this listener's connections (the HTTP server). */
 int lc_tcp_accept_with(lua_State *L, int idx, void (*take)(void *ctx, uv_tcp_t *conn), void *ctx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
   if (!t->is_server) luaL_argerror(L, idx, "not a listening socket");
+  clear_takers(L, t);
   t->take = take;
   t->take_ctx = ctx;
   return start_listening(L, t);
@@ -391,6 +404,8 @@ int lc_tcp_accept_with(lua_State *L, int idx, void (*take)(void *ctx, uv_tcp_t *
 static int m_accept(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
   if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  clear_takers(L, t);
   lc_handle_set_cb(L, &t->base, 2);
   int r = start_listening(L, t);
   if (r != 0) return lc_push_error(L, r);
@@ -404,7 +419,7 @@ static int m_dispatch(lua_State *L) {
   if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
   t->dispatch_key = (int)luaL_checkinteger(L, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
+  clear_takers(L, t);
   lua_pushvalue(L, 3);
   t->picker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->want_addr = lua_toboolean(L, 4);
