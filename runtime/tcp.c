@@ -24,6 +24,7 @@
 #define MT "luacluster.tcp"
 #define MT_SINK "luacluster.sink"
 #define MAX_QUEUED_CONNS 4096
+#define MAX_INFLIGHT_CONNS 4096  /* per listener; beyond, a connection is sent without a copy */
 
 typedef struct lc_tcp {
   lc_handle_base base;
@@ -33,8 +34,13 @@ typedef struct lc_tcp {
   void (*take)(void *ctx, uv_tcp_t *conn);
   void *take_ctx;
   int dispatch_key, picker_ref, want_addr;
-  uv_tcp_t **queued;        /* dispatch: accepted, waiting for a ready worker */
-  int nqueued;
+  uv_tcp_t **queued;        /* dispatch: accepted, waiting for a ready worker (oldest first) */
+  size_t nqueued, queued_cap;
+  /* dispatch: sent to a worker, which has not yet said it took them (dispatch_taken). The
+   * master keeps its own copy of each: if the worker goes before taking it (killed with the
+   * connection still in its channel), the connection goes to another worker (dispatch_requeue). */
+  struct inflight { int id; uv_tcp_t *conn; } *inflight;
+  size_t ninflight, inflight_cap;
 } lc_tcp;
 
 typedef struct twrite { uv_write_t req; lc_tcp *t; char data[]; } twrite;
@@ -46,8 +52,10 @@ static void close_cb(uv_handle_t *h) {
     lua_pushstring(L, "close");
     lc_call(t->base.rt, 1);
   }
-  for (int i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
+  for (size_t i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
   free(t->queued);
+  for (size_t i = 0; i < t->ninflight; i++) uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
+  free(t->inflight);
   luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
   lc_handle_release(&t->base);
   free(t->tcp);
@@ -294,29 +302,64 @@ uv_tcp_t *lc_tcp_listener(lua_State *L, int idx) {
   return t->tcp;
 }
 
-static void queue_conn(lc_tcp *t, uv_tcp_t *conn) {
-  if (t->nqueued == MAX_QUEUED_CONNS) {
+/* grows *arr (of elements of size sz) to hold at least want; 0, or UV_ENOMEM */
+static int grow(void **arr, size_t *cap, size_t want, size_t sz) {
+  if (want <= *cap) return 0;
+  size_t n = *cap ? *cap * 2 : 16;
+  while (n < want) n *= 2;
+  void *p = realloc(*arr, n * sz);
+  if (p == NULL) return UV_ENOMEM;
+  *arr = p;
+  *cap = n;
+  return 0;
+}
+
+/* queues conn for a worker that becomes ready: at the back (a new connection), or at the
+ * front (one a worker did not take, so it goes first). A full queue closes the connection. */
+static void queue_conn(lc_tcp *t, uv_tcp_t *conn, int front) {
+  if ((!front && t->nqueued >= MAX_QUEUED_CONNS) ||
+      grow((void **)&t->queued, &t->queued_cap, t->nqueued + 1, sizeof *t->queued) != 0) {
     uv_close((uv_handle_t *)conn, lc_free_handle_cb);
     return;
   }
-  if (t->queued == NULL) {
-    t->queued = malloc(MAX_QUEUED_CONNS * sizeof *t->queued);
-    if (t->queued == NULL) { uv_close((uv_handle_t *)conn, lc_free_handle_cb); return; }
+  if (front) {
+    memmove(t->queued + 1, t->queued, t->nqueued * sizeof *t->queued);
+    t->queued[0] = conn;
+  } else {
+    t->queued[t->nqueued] = conn;
   }
-  t->queued[t->nqueued++] = conn;
+  t->nqueued++;
 }
 
-/* Asks the Lua picker which worker takes conn and sends it there; 0 when none is ready. */
+/* a copy of conn (its own fd and handle) to send, so that the master keeps conn itself */
+static uv_tcp_t *copy_conn(uv_tcp_t *conn) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)conn, &fd) != 0) return NULL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return NULL;
+  uv_tcp_t *out = malloc(sizeof *out);
+  if (out == NULL) { close(copy); return NULL; }
+  if (uv_tcp_init(conn->loop, out) != 0) { close(copy); free(out); return NULL; }
+  if (uv_tcp_open(out, copy) != 0) {
+    close(copy);
+    uv_close((uv_handle_t *)out, lc_free_handle_cb);
+    return NULL;
+  }
+  return out;
+}
+
+/* Asks the Lua picker which worker takes conn and sends it there; 0 when none is ready (conn
+ * is then still the caller's). picker(failed, [ip, port]) -> worker id: failed is the id it
+ * named last, whose channel could not take the connection (the picker uncounts it and drops
+ * that worker); the connection then goes to another. */
 static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
   lc_rt *rt = t->base.rt;
   lua_State *L = rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->picker_ref);
-  int nargs = 0;
+  char ip[64] = "";
+  int port = 0;
   if (t->want_addr) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char ip[64] = "";
-    int port = 0;
     if (uv_tcp_getpeername(conn, (struct sockaddr *)&ss, &len) == 0) {
       if (ss.ss_family == AF_INET6) {
         uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
@@ -326,21 +369,46 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
       }
     }
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, port);
-    nargs = 2;
   }
-  int id = 0;
-  if (lua_pcall(L, nargs, 1, 0) == 0) {
-    id = (int)lua_tointeger(L, -1);
-  } else {
-    lc_log(rt, "error: dispatch picker: %s", lua_tostring(L, -1));
+  int failed = 0;
+  for (int attempt = 0; attempt < 1024 && t->picker_ref != LUA_NOREF; attempt++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->picker_ref);
+    if (failed) lua_pushinteger(L, failed); else lua_pushnil(L);
+    int nargs = 1;
+    if (t->want_addr) {
+      lua_pushstring(L, ip);
+      lua_pushinteger(L, port);
+      nargs = 3;
+    }
+    int id = 0;
+    if (lua_pcall(L, nargs, 1, 0) == 0) {
+      id = (int)lua_tointeger(L, -1);
+    } else {
+      lc_log(rt, "error: dispatch picker: %s", lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (id <= 0) return 0;
+    failed = id;
+    lc_ipc *ch = lc_ipc_route(rt, id);
+    if (ch == NULL) continue;
+    /* kept until the worker says it took it; sent as it is when it cannot be kept */
+    uv_tcp_t *copy = NULL;
+    if (t->ninflight < MAX_INFLIGHT_CONNS &&
+        grow((void **)&t->inflight, &t->inflight_cap, t->ninflight + 1, sizeof *t->inflight) == 0)
+      copy = copy_conn(conn);
+    if (copy == NULL) {
+      if (lc_ipc_send_conn(ch, t->dispatch_key, conn) != 0) {
+        lc_log(rt, "warn: dispatch: a connection could not be sent to worker %d; closed", id);
+      }
+      return 1;
+    }
+    if (lc_ipc_send_conn(ch, t->dispatch_key, copy) != 0) continue; /* copy closed by ipc.c */
+    t->inflight[t->ninflight].id = id;
+    t->inflight[t->ninflight].conn = conn;
+    t->ninflight++;
+    return 1;
   }
-  lua_pop(L, 1);
-  lc_ipc *ch = lc_ipc_route(rt, id);
-  if (ch == NULL) return 0;
-  lc_ipc_send_conn(ch, t->dispatch_key, conn);
-  return 1;
+  return 0;
 }
 
 static void connection_cb(uv_stream_t *server, int status) {
@@ -359,7 +427,7 @@ static void connection_cb(uv_stream_t *server, int status) {
   if (t->take) {
     t->take(t->take_ctx, conn);
   } else if (t->picker_ref != LUA_NOREF) {
-    if (t->nqueued > 0 || !dispatch_one(t, conn)) queue_conn(t, conn);
+    if (t->nqueued > 0 || !dispatch_one(t, conn)) queue_conn(t, conn, 0);
   } else if (lc_handle_push_cb(&t->base)) {
     lua_State *L = t->base.rt->L;
     wrap(L, conn, 0);
@@ -429,20 +497,51 @@ static int m_dispatch(lua_State *L) {
   return 1;
 }
 
-/* server:dispatch_flush(): hands queued connections to workers that became ready */
+/* server:dispatch_flush(): hands queued connections to workers that became ready -> sent, left */
 static int m_dispatch_flush(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
-  int sent = 0;
-  while (t->nqueued > 0 && t->picker_ref != LUA_NOREF) {
-    uv_tcp_t *conn = t->queued[0];
-    if (!dispatch_one(t, conn)) break;
-    memmove(t->queued, t->queued + 1, (size_t)(t->nqueued - 1) * sizeof *t->queued);
-    t->nqueued--;
-    sent++;
-  }
-  lua_pushinteger(L, sent);
-  lua_pushinteger(L, t->nqueued);
+  size_t sent = 0;
+  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && dispatch_one(t, t->queued[sent])) sent++;
+  memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
+  t->nqueued -= sent;
+  lua_pushinteger(L, (lua_Integer)sent);
+  lua_pushinteger(L, (lua_Integer)t->nqueued);
   return 2;
+}
+
+/* server:dispatch_taken(id, n): worker id took the n oldest connections sent to it; the
+ * master's copies are closed (the worker has its own) */
+static int m_dispatch_taken(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  int id = (int)luaL_checkinteger(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  size_t j = 0;
+  for (size_t i = 0; i < t->ninflight; i++) {
+    if (n > 0 && t->inflight[i].id == id) {
+      uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
+      n--;
+    } else {
+      t->inflight[j++] = t->inflight[i];
+    }
+  }
+  t->ninflight = j;
+  return 0;
+}
+
+/* server:dispatch_requeue(id) -> n: worker id is gone; what it had not taken goes to the front
+ * of the queue, in the order it was sent (then dispatch_flush hands it to other workers) */
+static int m_dispatch_requeue(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  int id = (int)luaL_checkinteger(L, 2);
+  size_t j = 0, n = 0;
+  for (size_t i = t->ninflight; i-- > 0;) {  /* newest first, each to the front */
+    if (t->inflight[i].id == id) { queue_conn(t, t->inflight[i].conn, 1); n++; }
+  }
+  for (size_t i = 0; i < t->ninflight; i++)
+    if (t->inflight[i].id != id) t->inflight[j++] = t->inflight[i];
+  t->ninflight = j;
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
 }
 
 /* ---- outbound connections ---- */
@@ -529,6 +628,86 @@ static int m_sink_close(lua_State *L) {
   return 0;
 }
 
+/* ---- a worker's acknowledgements of dispatched connections ---- */
+
+/* A tap stands in front of a server's sink for one key (whatever server: HTTP in C, net in
+ * Lua) and counts what it takes; once per loop turn, after the turn's deliveries, cb(n) tells
+ * the master (its copies are then closed). That is before this worker reads from any of them:
+ * the acknowledgement is flushed at the next turn's start, and reading starts in its poll. */
+#define MT_TAP "luacluster.sink_tap"
+typedef struct sink_tap {
+  lc_handle_base base;
+  uv_check_t check;
+  lc_conn_sink_fn fn;       /* the server's sink, which it stands in front of */
+  void *data;
+  int key;
+  lua_Integer taken;        /* not yet reported */
+} sink_tap;
+
+static void tap_report(sink_tap *tp) {
+  lua_Integer n = tp->taken;
+  tp->taken = 0;
+  uv_check_stop(&tp->check);
+  if (n > 0 && lc_handle_push_cb(&tp->base)) {
+    lua_pushinteger(tp->base.rt->L, n);
+    lc_call(tp->base.rt, 1);
+  }
+}
+
+static void tap_check_cb(uv_check_t *c) { tap_report(c->data); }
+
+static void tap_take(void *data, uv_tcp_t *conn) {
+  sink_tap *tp = data;
+  if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
+  tp->fn(tp->data, conn);
+}
+
+static void tap_free_cb(uv_handle_t *h) { free(h->data); }
+
+/* core.sink_tap(key, cb) -> tap | nil, err: cb(n) once a loop turn with the number taken */
+static int f_sink_tap(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  int key = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lc_sink *sk = NULL;
+  for (int i = 0; i < rt->nsinks; i++)
+    if (rt->sinks[i].key == key) sk = &rt->sinks[i];
+  if (sk == NULL) return lc_push_error(L, UV_ENOENT);
+  sink_tap *tp = lc_handle_new(L, sizeof *tp, MT_TAP);
+  int r = uv_check_init(&rt->loop, &tp->check);
+  if (r != 0) {
+    lc_handle_release(&tp->base);
+    free(tp);
+    return lc_push_error(L, r);
+  }
+  tp->check.data = tp;
+  uv_unref((uv_handle_t *)&tp->check);
+  lc_handle_set_cb(L, &tp->base, 2);
+  tp->key = key;
+  tp->fn = sk->fn;
+  tp->data = sk->data;
+  sk->fn = tap_take;
+  sk->data = tp;
+  return 1;
+}
+
+/* tap:close(): reports what is left, and puts the server's own sink back */
+static int m_tap_close(lua_State *L) {
+  sink_tap *tp = lc_handle_test(L, 1, MT_TAP);
+  if (tp == NULL) return 0;
+  tap_report(tp);
+  lc_rt *rt = tp->base.rt;
+  for (int i = 0; i < rt->nsinks; i++) {
+    if (rt->sinks[i].key == tp->key && rt->sinks[i].data == tp) {
+      rt->sinks[i].fn = tp->fn;
+      rt->sinks[i].data = tp->data;
+    }
+  }
+  lc_handle_release(&tp->base);
+  uv_close((uv_handle_t *)&tp->check, tap_free_cb);
+  return 0;
+}
+
 /* Hands a connected socket's uv handle to a C owner (an HTTP server); the Lua object is
  * closed without closing the socket. NULL when it cannot be moved (writes in flight). */
 uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
@@ -540,6 +719,7 @@ uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
   lc_handle_release(&t->base);
   free(t->queued);
+  free(t->inflight);
   free(t);
   return tcp;
 }
@@ -563,14 +743,18 @@ void lc_open_tcp(lua_State *L) {
     {"write", m_write}, {"read_start", m_read_start}, {"read_stop", m_read_stop},
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
-    {"dispatch_flush", m_dispatch_flush}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {"dispatch_flush", m_dispatch_flush}, {"dispatch_taken", m_dispatch_taken},
+    {"dispatch_requeue", m_dispatch_requeue}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
   static const luaL_Reg sink_methods[] = {{"close", m_sink_close}, {NULL, NULL}};
   lc_newmetatable(L, MT_SINK, sink_methods);
+  static const luaL_Reg tap_methods[] = {{"close", m_tap_close}, {NULL, NULL}};
+  lc_newmetatable(L, MT_TAP, tap_methods);
   static const luaL_Reg fns[] = {
     {"tcp_listen", f_tcp_listen}, {"tcp_connect", f_tcp_connect}, {"sink_new", f_sink_new},
+    {"sink_tap", f_sink_tap},
     {NULL, NULL},
   };
   luaL_register(L, NULL, fns);
