@@ -13,6 +13,8 @@
 #include "lc.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,12 +26,16 @@
 #define MT "luacluster.tcp"
 #define MT_SINK "luacluster.sink"
 #define MAX_QUEUED_CONNS 4096
+#define DEFAULT_SEND_TIMEOUT 60000  /* ms, as an HTTP server's send_timeout */
 #define MAX_INFLIGHT_CONNS 4096  /* per listener; beyond, a connection is sent without a copy */
 
 typedef struct lc_tcp {
   lc_handle_base base;
   uv_tcp_t *tcp;
   int is_server, closing, reading, writes_pending, close_after_writes, listening;
+  int backlog;              /* a listener's: what tcp_listen gave listen(); 0 = read it back */
+  uint64_t send_timeout;    /* ms a close() waits for its peer to take some written bytes; 0: forever */
+  uv_timer_t *send_timer;   /* running while a close waits for pending writes */
   /* a listener's taker: C (http server), Lua (base.cb_ref), or dispatch to workers */
   void (*take)(void *ctx, uv_tcp_t *conn);
   void *take_ctx;
@@ -52,6 +58,7 @@ static void close_cb(uv_handle_t *h) {
     lua_pushstring(L, "close");
     lc_call(t->base.rt, 1);
   }
+  if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
   for (size_t i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
   free(t->queued);
   for (size_t i = 0; i < t->ninflight; i++) uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
@@ -62,11 +69,37 @@ static void close_cb(uv_handle_t *h) {
   free(t);
 }
 
+static void close_now(lc_tcp *t) {
+  if (t->closing) return;
+  t->closing = 1;
+  if (t->send_timer) uv_timer_stop(t->send_timer);
+  uv_close((uv_handle_t *)t->tcp, close_cb);  /* pending writes end with UV_ECANCELED */
+}
+
+/* a close waited send_timeout for a peer that took nothing: the socket goes, unsent bytes too */
+static void send_timer_cb(uv_timer_t *timer) { close_now(timer->data); }
+
+/* (re)starts the wait of a close for its pending writes: send_timeout without progress */
+static void arm_send_timer(lc_tcp *t) {
+  if (t->send_timeout == 0 || t->closing) return;
+  if (t->send_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer == NULL) return;
+    if (uv_timer_init(t->tcp->loop, timer) != 0) { free(timer); return; }
+    timer->data = t;
+    t->send_timer = timer;
+  }
+  uv_timer_start(t->send_timer, send_timer_cb, t->send_timeout, 0);
+}
+
 static void tcp_close(lc_tcp *t) {
   if (t->closing) return;
-  if (t->writes_pending > 0) { t->close_after_writes = 1; return; }
-  t->closing = 1;
-  uv_close((uv_handle_t *)t->tcp, close_cb);
+  if (t->writes_pending > 0) {
+    if (!t->close_after_writes) arm_send_timer(t);
+    t->close_after_writes = 1;
+    return;
+  }
+  close_now(t);
 }
 
 static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
@@ -74,6 +107,7 @@ static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
   t->tcp = tcp;
   t->is_server = is_server;
   t->picker_ref = LUA_NOREF;
+  t->send_timeout = DEFAULT_SEND_TIMEOUT;
   tcp->data = t;
   return t;
 }
@@ -92,10 +126,16 @@ uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) luaL_error(L, "cannot send this socket: %s", strerror(errno));
   uv_tcp_t *out = malloc(sizeof *out);
-  if (out == NULL || uv_tcp_init(&t->base.rt->loop, out) != 0 || uv_tcp_open(out, copy) != 0) {
+  r = out == NULL ? UV_ENOMEM : uv_tcp_init(&t->base.rt->loop, out);
+  if (r != 0) {
     close(copy);
-    free(out);
-    luaL_error(L, "cannot send this socket");
+    free(out);  /* never initialised: not known to the loop */
+    luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
+  }
+  if ((r = uv_tcp_open(out, copy)) != 0) {
+    close(copy);  /* uv_tcp_open did not take it */
+    uv_close((uv_handle_t *)out, lc_free_handle_cb);
+    luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
   }
   *is_server = t->is_server;
   return (uv_stream_t *)out;
@@ -142,7 +182,10 @@ static void write_cb(uv_write_t *req, int status) {
   (void)status;
   free(w);
   t->writes_pending--;
-  if (t->writes_pending == 0 && t->close_after_writes) tcp_close(t);
+  if (t->close_after_writes && !t->closing) {
+    if (status < 0 || t->writes_pending == 0) close_now(t);
+    else arm_send_timer(t);  /* progress: the peer takes bytes */
+  }
 }
 
 static int m_write(lua_State *L) {
@@ -150,10 +193,11 @@ static int m_write(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (t->closing || t->close_after_writes || t->is_server) return lc_push_error(L, UV_EPIPE);
+  if (len > UINT_MAX) return lc_push_error(L, UV_E2BIG);  /* a uv_buf_t's length is unsigned */
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   if (t->writes_pending == 0) {
     int n = uv_try_write((uv_stream_t *)t->tcp, &b, 1);
-    if (n == (int)len) { lua_pushboolean(L, 1); return 1; }
+    if (n >= 0 && (size_t)n == len) { lua_pushboolean(L, 1); return 1; }
     if (n < 0 && n != UV_EAGAIN) return lc_push_error(L, n);
     if (n > 0) { data += n; len -= (size_t)n; }
   }
@@ -243,19 +287,44 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
 }
 
-/* core.tcp_listen(host, port, {reuseport=, backlog=}) -> server | nil, "listen EADDRINUSE 127.0.0.1:8080", name */
+/* the system's limit of a listen backlog (net.core.somaxconn): the default backlog, which
+ * the administrator tunes with sysctl */
+static int system_backlog(void) {
+  int n = 0;
+  FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+  if (f) {
+    if (fscanf(f, "%d", &n) != 1) n = 0;
+    fclose(f);
+  }
+  return n > 0 ? n : SOMAXCONN;
+}
+
+/* the backlog a listening socket already has (it came from another process: a worker's copy
+ * of the master's socket), so that accepting on it keeps it; 0 when it cannot be read */
+static int current_backlog(uv_tcp_t *tcp) {
+  uv_os_fd_t fd;
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  if (uv_fileno((uv_handle_t *)tcp, &fd) != 0) return 0;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_state != 10 /* TCP_LISTEN */) return 0;
+  return (int)ti.tcpi_sacked;  /* for a listening socket: its maximum backlog (sk_max_ack_backlog) */
+}
+
+/* core.tcp_listen(host, port, {reuseport=, backlog=}) -> server | nil, "listen EADDRINUSE 127.0.0.1:8080", name
+ * backlog: the system's (net.core.somaxconn) unless given */
 static int f_tcp_listen(lua_State *L) {
   lc_rt *rt = lc_rt_get(L);
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
-  int reuseport = 0, backlog = 511;
+  int reuseport = 0, backlog = 0;
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "reuseport");
     reuseport = lua_toboolean(L, -1);
     lua_getfield(L, 3, "backlog");
-    backlog = (int)luaL_optinteger(L, -1, 511);
+    backlog = (int)luaL_optinteger(L, -1, 0);
     lua_pop(L, 2);
   }
+  if (backlog <= 0) backlog = system_backlog();
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   int err = parse_addr(host, port, &ss);
@@ -276,12 +345,11 @@ static int f_tcp_listen(lua_State *L) {
   if (err == 0) {
     tcp = malloc(sizeof *tcp);
     if (tcp == NULL) err = UV_ENOMEM;
-    else if ((err = uv_tcp_init(&rt->loop, tcp)) == 0 && (err = uv_tcp_open(tcp, fd)) != 0) {
-      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
-      fd = -1;
+    else if ((err = uv_tcp_init(&rt->loop, tcp)) != 0) {
+      free(tcp);  /* never initialised: not known to the loop */
       tcp = NULL;
-    } else if (err != 0) {
-      free(tcp);
+    } else if ((err = uv_tcp_open(tcp, fd)) != 0) {
+      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);  /* fd is still ours: closed below */
       tcp = NULL;
     }
   }
@@ -292,7 +360,8 @@ static int f_tcp_listen(lua_State *L) {
     lua_pushstring(L, uv_err_name(err));
     return 3;
   }
-  wrap(L, tcp, 1);
+  lc_tcp *t = wrap(L, tcp, 1);
+  t->backlog = backlog;
   return 1;
 }
 
@@ -439,7 +508,10 @@ static void connection_cb(uv_stream_t *server, int status) {
 
 static int start_listening(lua_State *L, lc_tcp *t) {
   if (t->listening) return 0;
-  int r = uv_listen((uv_stream_t *)t->tcp, 511, connection_cb);
+  /* uv_listen calls listen() again: with the backlog the socket was made with, not another */
+  int backlog = t->backlog > 0 ? t->backlog : current_backlog(t->tcp);
+  if (backlog <= 0) backlog = system_backlog();
+  int r = uv_listen((uv_stream_t *)t->tcp, backlog, connection_cb);
   if (r != 0) return r;
   t->listening = 1;
   (void)L;
@@ -712,7 +784,8 @@ static int m_tap_close(lua_State *L) {
  * closed without closing the socket. NULL when it cannot be moved (writes in flight). */
 uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
-  if (t->is_server || t->writes_pending > 0 || t->closing) return NULL;
+  if (t->is_server || t->writes_pending > 0 || t->closing || t->close_after_writes) return NULL;
+  if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
   if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
   uv_tcp_t *tcp = t->tcp;
   tcp->data = NULL;
@@ -722,6 +795,20 @@ uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   free(t->inflight);
   free(t);
   return tcp;
+}
+
+/* sock:set_send_timeout(ms): how long a close() waits for the peer to take some of what is
+ * still to send before the socket is closed anyway (0: forever) */
+static int m_set_send_timeout(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  lua_Number ms = luaL_checknumber(L, 2);
+  luaL_argcheck(L, ms >= 0 && ms <= 1e12, 2, "a number of ms >= 0");
+  t->send_timeout = (uint64_t)ms;
+  if (t->close_after_writes) {
+    if (t->send_timeout == 0) { if (t->send_timer) uv_timer_stop(t->send_timer); }
+    else arm_send_timer(t);
+  }
+  return 0;
 }
 
 static int m_nodelay(lua_State *L) {
@@ -745,6 +832,7 @@ void lc_open_tcp(lua_State *L) {
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
     {"dispatch_flush", m_dispatch_flush}, {"dispatch_taken", m_dispatch_taken},
     {"dispatch_requeue", m_dispatch_requeue}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {"set_send_timeout", m_set_send_timeout},
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);

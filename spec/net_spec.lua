@@ -88,4 +88,77 @@ end
       assert.truthy(app.p:alive(), app.p:output())
     end)
   end
+  -- close() with writes its peer never takes: the socket goes after send_timeout, not never
+  for _, how in ipairs({ "server option", "socket method" }) do
+    it("closes a socket whose peer never reads after its send timeout (" .. how .. ")", function()
+      local opt = how == "server option" and "{ send_timeout = 400 }" or "nil"
+      local set = how == "socket method" and "sock:set_send_timeout(400)" or ""
+      local port = H.free_port()
+      local app = start(([[
+local net = require("luacluster.net")
+if cluster.is_master then
+  cluster.setup({ workers = 0 })
+  net.create_server(function(sock)
+    %s
+    local core = require("luacluster.core")
+    local t0
+    sock:on("close", function() say("closed after", core.now() - t0, "ms") end)
+    if not sock:read(1) then -- the spec's readiness probe
+      return sock:close()
+    end
+    local chunk = string.rep("x", 1024 * 1024)
+    for _ = 1, 32 do assert(sock:write(chunk)) end -- more than the kernel's buffers hold
+    t0 = core.now()
+    sock:close()
+    say("close called")
+  end, %s):listen()
+end
+]]):format(set, opt), port)
+      assert.truthy(H.wait_for(function()
+        local s = H.connect(port)
+        if s then s:close() end
+        return s ~= nil
+      end, 8000), app.p:output())
+      H.sleep(200)
+      local s = H.connect(port) -- never reads
+      s:send("g")
+      assert.truthy(app.p:wait_output("close called", 5000, true), app.p:output())
+      local ms = app.p:wait_output("closed after (%d+) ms", 5000)
+      assert.truthy(ms, "the socket was never closed:\n" .. app.p:output())
+      assert.is_true(tonumber(ms) >= 300, "closed before its send timeout: " .. app.p:output())
+      s:close()
+    end)
+  end
+  -- uv_listen calls listen() again: it kept 511 whatever the socket was made with
+  local function backlog_of(port)
+    local out = H.sh("ss -ltnH 'sport = :" .. port .. "'")
+    return tonumber(out:match("LISTEN%s+%d+%s+(%d+)")), out
+  end
+  local function somaxconn()
+    return tonumber(H.read_file("/proc/sys/net/core/somaxconn"):match("%d+"))
+  end
+  for _, mode in ipairs({ "master", "shared", "dispatch" }) do
+    it("listens with the system's backlog, in the workers too (" .. mode .. ")", function()
+      local port = H.free_port()
+      local src = mode == "master" and [[
+local net = require("luacluster.net")
+cluster.setup({ workers = 0 })
+net.create_server(function(sock) sock:write("hi\n") sock:close() end):listen()
+]] or [[
+local net = require("luacluster.net")
+if cluster.is_worker then
+  net.create_server(function(sock) sock:write("hi\n") sock:close() end):listen()
+  say("worker listens")
+end
+]]
+      local app = start(src, port, mode ~= "master" and { "-w", "2", "-m", mode } or nil)
+      assert.truthy(H.wait_for(function() return hello(port) == "hi\n" end, 8000), app.p:output())
+      if mode ~= "master" then
+        assert.truthy(H.wait_for(function() return app.p:count("worker listens", true) == 2 end, 5000))
+        H.sleep(200)
+      end
+      local n, out = backlog_of(port)
+      assert.equal(somaxconn(), n, out)
+    end)
+  end
 end)
