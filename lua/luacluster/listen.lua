@@ -136,6 +136,14 @@ local here = {}           -- "host:port" -> { tcp =, server = }
 _M.master_servers = {}    -- server -> true: servers the master's code listens with
 
 
+-- does a server of the master's own code listen on host:port? (a worker's listen there
+-- fails with EADDRINUSE: listen_master.lua names that cause)
+function _M.master_listens(host, port)
+  local h = here[host .. ":" .. port]
+  return h ~= nil and _M.master_servers[h.server] == true and not h.server._closed
+end
+
+
 function _M.listen_here(server, port, host)
   local master = runtime.role == "master" and require("luacluster.master")
   if master and master.staging then -- a reload's new code: listens at the switch

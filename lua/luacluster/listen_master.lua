@@ -128,8 +128,12 @@ local function listen_op(w, msg)
   end
   local l = port ~= 0 and listeners[id_key]
   if not l then
-    local tcp, err = open(host, slot_port, reuseport)
+    local tcp, err, code = open(host, slot_port, reuseport)
     if not tcp then
+      if code == "EADDRINUSE" and require("luacluster.listen").master_listens(host, slot_port) then
+        err = err .. ": the master itself listens on this address (a server started in the master;"
+          .. " start servers inside `if cluster.is_worker`)"
+      end
       return fail(err)
     end
     local _, actual = tcp:sockname()
