@@ -36,6 +36,8 @@ typedef struct lc_tcp {
   int backlog;              /* a listener's: what tcp_listen gave listen(); 0 = read it back */
   uint64_t send_timeout;    /* ms a close() waits for its peer to take some written bytes; 0: forever */
   uv_timer_t *send_timer;   /* running while a close waits for pending writes */
+  int reserve_fd;           /* a listener's spare descriptor, given up to drain its queue on EMFILE */
+  int accept_failing;       /* accepts fail (EMFILE...): logged once until one succeeds */
   /* a listener's taker: C (http server), Lua (base.cb_ref), or dispatch to workers */
   void (*take)(void *ctx, uv_tcp_t *conn);
   void *take_ctx;
@@ -59,6 +61,7 @@ static void close_cb(uv_handle_t *h) {
     lc_call(t->base.rt, 1);
   }
   if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
+  if (t->reserve_fd >= 0) close(t->reserve_fd);
   for (size_t i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
   free(t->queued);
   for (size_t i = 0; i < t->ninflight; i++) uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
@@ -108,6 +111,7 @@ static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
   t->is_server = is_server;
   t->picker_ref = LUA_NOREF;
   t->send_timeout = DEFAULT_SEND_TIMEOUT;
+  t->reserve_fd = -1;
   tcp->data = t;
   return t;
 }
@@ -480,12 +484,32 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
   return 0;
 }
 
+/* Out of descriptors, with libuv's own spare gone (it lost it: ENFILE, a lowered limit): the
+ * listener's spare is given up for a moment to accept and close what waits in the queue, so
+ * that libuv's accept loop, which calls back for each failure, finds it empty and returns. */
+static void drain_queue(lc_tcp *t) {
+  uv_os_fd_t fd;
+  if (t->reserve_fd < 0 || uv_fileno((uv_handle_t *)t->tcp, &fd) != 0) return;
+  close(t->reserve_fd);
+  int c;
+  while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR)
+    if (c >= 0) close(c);
+  t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void connection_cb(uv_stream_t *server, int status) {
   lc_tcp *t = server->data;
   if (status != 0) {
-    lc_log(t->base.rt, "error: accept: %s", uv_strerror(status));
+    /* one line per burst, not one per failed accept: a flood must not flood the log too */
+    if (!t->accept_failing) {
+      t->accept_failing = 1;
+      lc_log(t->base.rt, "warn: accept: %s (%s); new connections are closed until some end", uv_strerror(status),
+             uv_err_name(status));
+    }
+    if (status == UV_EMFILE || status == UV_ENFILE) drain_queue(t);
     return;
   }
+  t->accept_failing = 0;
   uv_tcp_t *conn = malloc(sizeof *conn);
   if (conn == NULL) return;
   if (uv_tcp_init(server->loop, conn) != 0) { free(conn); return; }
@@ -508,6 +532,7 @@ static void connection_cb(uv_stream_t *server, int status) {
 
 static int start_listening(lua_State *L, lc_tcp *t) {
   if (t->listening) return 0;
+  if (t->reserve_fd < 0) t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   /* uv_listen calls listen() again: with the backlog the socket was made with, not another */
   int backlog = t->backlog > 0 ? t->backlog : current_backlog(t->tcp);
   if (backlog <= 0) backlog = system_backlog();
@@ -786,6 +811,7 @@ uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
   if (t->is_server || t->writes_pending > 0 || t->closing || t->close_after_writes) return NULL;
   if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
+  if (t->reserve_fd >= 0) close(t->reserve_fd);
   if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
   uv_tcp_t *tcp = t->tcp;
   tcp->data = NULL;

@@ -161,4 +161,65 @@ end
       assert.equal(somaxconn(), n, out)
     end)
   end
+  -- Out of descriptors: libuv accepts and closes a burst itself while it holds its spare
+  -- descriptor (ulimit -n 64); once it has lost it (here: the limit lowered under the numbers
+  -- in use, so that no spare helps), every failed accept called back, and each wrote a line.
+  local EMFILE_APP = [[
+local net = require("luacluster.net")
+cluster.setup({ workers = 0 })
+net.create_server(function(sock) sock:write("hi\n") end):listen() -- keeps every socket open
+]]
+  local function accept_lines(p)
+    return p:count("accept: ", true)
+  end
+
+  it("under fd exhaustion (ulimit -n 64) logs at most a line per burst and recovers", function()
+    local port = H.free_port()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/app.lua", H.prelude .. EMFILE_APP)
+    local p = H.spawn({ "/bin/sh", "-c", "ulimit -n 64; exec " .. H.bin .. " -p " .. port .. " --control "
+      .. dir .. "/ctl.sock " .. dir .. "/app.lua" }, { dir = dir })
+    assert.truthy(H.wait_for(function()
+      local s = H.connect(port)
+      if s then s:close() end
+      return s ~= nil
+    end, 8000), p:output())
+    for _ = 1, 2 do -- two bursts, the sockets of the first closed before the second
+      local socks = {}
+      for i = 1, 150 do socks[i] = H.connect(port) end
+      H.sleep(500)
+      for _, s in ipairs(socks) do s:close() end
+      H.sleep(500)
+    end
+    assert.is_true(accept_lines(p) <= 2, p:output():sub(1, 2000))
+    assert.equal("hi\n", hello(port), p:output():sub(1, 2000))
+  end)
+
+  it("under fd exhaustion without libuv's spare descriptor logs one line per burst, not one per accept", function()
+    if H.sh("command -v prlimit"):find("prlimit") == nil then
+      pending("prlimit is not installed")
+      return
+    end
+    local port = H.free_port()
+    local app = start(EMFILE_APP, port)
+    assert.truthy(H.wait_for(function() return hello(port) == "hi\n" end, 8000), app.p:output())
+    local _, rc = H.sh("prlimit --nofile=8:4096 --pid " .. app.p.pid)
+    assert.equal(0, rc)
+    local socks = {}
+    for i = 1, 20 do socks[i] = H.connect(port) end
+    H.sleep(500)
+    H.sh("prlimit --nofile=1024:4096 --pid " .. app.p.pid)
+    for _, s in ipairs(socks) do s:close() end
+    assert.truthy(H.wait_for(function() return hello(port) == "hi\n" end, 5000), "no recovery")
+    -- a second burst: one more line
+    H.sh("prlimit --nofile=8:4096 --pid " .. app.p.pid)
+    socks = {}
+    for i = 1, 20 do socks[i] = H.connect(port) end
+    H.sleep(500)
+    H.sh("prlimit --nofile=1024:4096 --pid " .. app.p.pid)
+    for _, s in ipairs(socks) do s:close() end
+    assert.truthy(H.wait_for(function() return hello(port) == "hi\n" end, 5000), "no recovery")
+    local n = accept_lines(app.p)
+    assert.is_true(n >= 1 and n <= 2, n .. " lines: " .. app.p:output():sub(1, 1000))
+  end)
 end)
