@@ -675,7 +675,7 @@ static int f_tcp_connect(lua_State *L) {
   tconnect *c = calloc(1, sizeof *c);
   uv_tcp_t *tcp = malloc(sizeof *tcp);
   if (c == NULL || tcp == NULL) { free(c); free(tcp); return lc_push_error(L, UV_ENOMEM); }
-  uv_tcp_init(&rt->loop, tcp);
+  if ((r = uv_tcp_init(&rt->loop, tcp)) != 0) { free(c); free(tcp); return lc_push_error(L, r); }
   r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, connect_cb);
   if (r != 0) {
     uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
