@@ -13,6 +13,8 @@
 #include "lc.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,17 +26,29 @@
 #define MT "luacluster.tcp"
 #define MT_SINK "luacluster.sink"
 #define MAX_QUEUED_CONNS 4096
+#define DEFAULT_SEND_TIMEOUT 60000  /* ms, as an HTTP server's send_timeout */
+#define MAX_INFLIGHT_CONNS 4096  /* per listener; beyond, a connection is sent without a copy */
 
 typedef struct lc_tcp {
   lc_handle_base base;
   uv_tcp_t *tcp;
   int is_server, closing, reading, writes_pending, close_after_writes, listening;
+  int backlog;              /* a listener's: what tcp_listen gave listen(); 0 = read it back */
+  uint64_t send_timeout;    /* ms a close() waits for its peer to take some written bytes; 0: forever */
+  uv_timer_t *send_timer;   /* running while a close waits for pending writes */
+  int reserve_fd;           /* a listener's spare descriptor, given up to drain its queue on EMFILE */
+  int accept_failing;       /* accepts fail (EMFILE...): logged once until one succeeds */
   /* a listener's taker: C (http server), Lua (base.cb_ref), or dispatch to workers */
   void (*take)(void *ctx, uv_tcp_t *conn);
   void *take_ctx;
   int dispatch_key, picker_ref, want_addr;
-  uv_tcp_t **queued;        /* dispatch: accepted, waiting for a ready worker */
-  int nqueued;
+  uv_tcp_t **queued;        /* dispatch: accepted, waiting for a ready worker (oldest first) */
+  size_t nqueued, queued_cap;
+  /* dispatch: sent to a worker, which has not yet said it took them (dispatch_taken). The
+   * master keeps its own copy of each: if the worker goes before taking it (killed with the
+   * connection still in its channel), the connection goes to another worker (dispatch_requeue). */
+  struct inflight { int id; uv_tcp_t *conn; } *inflight;
+  size_t ninflight, inflight_cap;
 } lc_tcp;
 
 typedef struct twrite { uv_write_t req; lc_tcp *t; char data[]; } twrite;
@@ -46,19 +60,49 @@ static void close_cb(uv_handle_t *h) {
     lua_pushstring(L, "close");
     lc_call(t->base.rt, 1);
   }
-  for (int i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
+  if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
+  if (t->reserve_fd >= 0) close(t->reserve_fd);
+  for (size_t i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
   free(t->queued);
+  for (size_t i = 0; i < t->ninflight; i++) uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
+  free(t->inflight);
   luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
   lc_handle_release(&t->base);
   free(t->tcp);
   free(t);
 }
 
+static void close_now(lc_tcp *t) {
+  if (t->closing) return;
+  t->closing = 1;
+  if (t->send_timer) uv_timer_stop(t->send_timer);
+  uv_close((uv_handle_t *)t->tcp, close_cb);  /* pending writes end with UV_ECANCELED */
+}
+
+/* a close waited send_timeout for a peer that took nothing: the socket goes, unsent bytes too */
+static void send_timer_cb(uv_timer_t *timer) { close_now(timer->data); }
+
+/* (re)starts the wait of a close for its pending writes: send_timeout without progress */
+static void arm_send_timer(lc_tcp *t) {
+  if (t->send_timeout == 0 || t->closing) return;
+  if (t->send_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer == NULL) return;
+    if (uv_timer_init(t->tcp->loop, timer) != 0) { free(timer); return; }
+    timer->data = t;
+    t->send_timer = timer;
+  }
+  uv_timer_start(t->send_timer, send_timer_cb, t->send_timeout, 0);
+}
+
 static void tcp_close(lc_tcp *t) {
   if (t->closing) return;
-  if (t->writes_pending > 0) { t->close_after_writes = 1; return; }
-  t->closing = 1;
-  uv_close((uv_handle_t *)t->tcp, close_cb);
+  if (t->writes_pending > 0) {
+    if (!t->close_after_writes) arm_send_timer(t);
+    t->close_after_writes = 1;
+    return;
+  }
+  close_now(t);
 }
 
 static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
@@ -66,6 +110,8 @@ static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
   t->tcp = tcp;
   t->is_server = is_server;
   t->picker_ref = LUA_NOREF;
+  t->send_timeout = DEFAULT_SEND_TIMEOUT;
+  t->reserve_fd = -1;
   tcp->data = t;
   return t;
 }
@@ -84,10 +130,16 @@ uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) luaL_error(L, "cannot send this socket: %s", strerror(errno));
   uv_tcp_t *out = malloc(sizeof *out);
-  if (out == NULL || uv_tcp_init(&t->base.rt->loop, out) != 0 || uv_tcp_open(out, copy) != 0) {
+  r = out == NULL ? UV_ENOMEM : uv_tcp_init(&t->base.rt->loop, out);
+  if (r != 0) {
     close(copy);
-    free(out);
-    luaL_error(L, "cannot send this socket");
+    free(out);  /* never initialised: not known to the loop */
+    luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
+  }
+  if ((r = uv_tcp_open(out, copy)) != 0) {
+    close(copy);  /* uv_tcp_open did not take it */
+    uv_close((uv_handle_t *)out, lc_free_handle_cb);
+    luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
   }
   *is_server = t->is_server;
   return (uv_stream_t *)out;
@@ -134,7 +186,10 @@ static void write_cb(uv_write_t *req, int status) {
   (void)status;
   free(w);
   t->writes_pending--;
-  if (t->writes_pending == 0 && t->close_after_writes) tcp_close(t);
+  if (t->close_after_writes && !t->closing) {
+    if (status < 0 || t->writes_pending == 0) close_now(t);
+    else arm_send_timer(t);  /* progress: the peer takes bytes */
+  }
 }
 
 static int m_write(lua_State *L) {
@@ -142,10 +197,11 @@ static int m_write(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (t->closing || t->close_after_writes || t->is_server) return lc_push_error(L, UV_EPIPE);
+  if (len > UINT_MAX) return lc_push_error(L, UV_E2BIG);  /* a uv_buf_t's length is unsigned */
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   if (t->writes_pending == 0) {
     int n = uv_try_write((uv_stream_t *)t->tcp, &b, 1);
-    if (n == (int)len) { lua_pushboolean(L, 1); return 1; }
+    if (n >= 0 && (size_t)n == len) { lua_pushboolean(L, 1); return 1; }
     if (n < 0 && n != UV_EAGAIN) return lc_push_error(L, n);
     if (n > 0) { data += n; len -= (size_t)n; }
   }
@@ -235,19 +291,44 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
 }
 
-/* core.tcp_listen(host, port, {reuseport=, backlog=}) -> server | nil, "listen EADDRINUSE 127.0.0.1:8080", name */
+/* the system's limit of a listen backlog (net.core.somaxconn): the default backlog, which
+ * the administrator tunes with sysctl */
+static int system_backlog(void) {
+  int n = 0;
+  FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+  if (f) {
+    if (fscanf(f, "%d", &n) != 1) n = 0;
+    fclose(f);
+  }
+  return n > 0 ? n : SOMAXCONN;
+}
+
+/* the backlog a listening socket already has (it came from another process: a worker's copy
+ * of the master's socket), so that accepting on it keeps it; 0 when it cannot be read */
+static int current_backlog(uv_tcp_t *tcp) {
+  uv_os_fd_t fd;
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  if (uv_fileno((uv_handle_t *)tcp, &fd) != 0) return 0;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_state != 10 /* TCP_LISTEN */) return 0;
+  return (int)ti.tcpi_sacked;  /* for a listening socket: its maximum backlog (sk_max_ack_backlog) */
+}
+
+/* core.tcp_listen(host, port, {reuseport=, backlog=}) -> server | nil, "listen EADDRINUSE 127.0.0.1:8080", name
+ * backlog: the system's (net.core.somaxconn) unless given */
 static int f_tcp_listen(lua_State *L) {
   lc_rt *rt = lc_rt_get(L);
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
-  int reuseport = 0, backlog = 511;
+  int reuseport = 0, backlog = 0;
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "reuseport");
     reuseport = lua_toboolean(L, -1);
     lua_getfield(L, 3, "backlog");
-    backlog = (int)luaL_optinteger(L, -1, 511);
+    backlog = (int)luaL_optinteger(L, -1, 0);
     lua_pop(L, 2);
   }
+  if (backlog <= 0) backlog = system_backlog();
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   int err = parse_addr(host, port, &ss);
@@ -268,12 +349,11 @@ static int f_tcp_listen(lua_State *L) {
   if (err == 0) {
     tcp = malloc(sizeof *tcp);
     if (tcp == NULL) err = UV_ENOMEM;
-    else if ((err = uv_tcp_init(&rt->loop, tcp)) == 0 && (err = uv_tcp_open(tcp, fd)) != 0) {
-      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
-      fd = -1;
+    else if ((err = uv_tcp_init(&rt->loop, tcp)) != 0) {
+      free(tcp);  /* never initialised: not known to the loop */
       tcp = NULL;
-    } else if (err != 0) {
-      free(tcp);
+    } else if ((err = uv_tcp_open(tcp, fd)) != 0) {
+      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);  /* fd is still ours: closed below */
       tcp = NULL;
     }
   }
@@ -284,7 +364,8 @@ static int f_tcp_listen(lua_State *L) {
     lua_pushstring(L, uv_err_name(err));
     return 3;
   }
-  wrap(L, tcp, 1);
+  lc_tcp *t = wrap(L, tcp, 1);
+  t->backlog = backlog;
   return 1;
 }
 
@@ -294,29 +375,64 @@ uv_tcp_t *lc_tcp_listener(lua_State *L, int idx) {
   return t->tcp;
 }
 
-static void queue_conn(lc_tcp *t, uv_tcp_t *conn) {
-  if (t->nqueued == MAX_QUEUED_CONNS) {
+/* grows *arr (of elements of size sz) to hold at least want; 0, or UV_ENOMEM */
+static int grow(void **arr, size_t *cap, size_t want, size_t sz) {
+  if (want <= *cap) return 0;
+  size_t n = *cap ? *cap * 2 : 16;
+  while (n < want) n *= 2;
+  void *p = realloc(*arr, n * sz);
+  if (p == NULL) return UV_ENOMEM;
+  *arr = p;
+  *cap = n;
+  return 0;
+}
+
+/* queues conn for a worker that becomes ready: at the back (a new connection), or at the
+ * front (one a worker did not take, so it goes first). A full queue closes the connection. */
+static void queue_conn(lc_tcp *t, uv_tcp_t *conn, int front) {
+  if ((!front && t->nqueued >= MAX_QUEUED_CONNS) ||
+      grow((void **)&t->queued, &t->queued_cap, t->nqueued + 1, sizeof *t->queued) != 0) {
     uv_close((uv_handle_t *)conn, lc_free_handle_cb);
     return;
   }
-  if (t->queued == NULL) {
-    t->queued = malloc(MAX_QUEUED_CONNS * sizeof *t->queued);
-    if (t->queued == NULL) { uv_close((uv_handle_t *)conn, lc_free_handle_cb); return; }
+  if (front) {
+    memmove(t->queued + 1, t->queued, t->nqueued * sizeof *t->queued);
+    t->queued[0] = conn;
+  } else {
+    t->queued[t->nqueued] = conn;
   }
-  t->queued[t->nqueued++] = conn;
+  t->nqueued++;
 }
 
-/* Asks the Lua picker which worker takes conn and sends it there; 0 when none is ready. */
+/* a copy of conn (its own fd and handle) to send, so that the master keeps conn itself */
+static uv_tcp_t *copy_conn(uv_tcp_t *conn) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)conn, &fd) != 0) return NULL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return NULL;
+  uv_tcp_t *out = malloc(sizeof *out);
+  if (out == NULL) { close(copy); return NULL; }
+  if (uv_tcp_init(conn->loop, out) != 0) { close(copy); free(out); return NULL; }
+  if (uv_tcp_open(out, copy) != 0) {
+    close(copy);
+    uv_close((uv_handle_t *)out, lc_free_handle_cb);
+    return NULL;
+  }
+  return out;
+}
+
+/* Asks the Lua picker which worker takes conn and sends it there; 0 when none is ready (conn
+ * is then still the caller's). picker(failed, [ip, port]) -> worker id: failed is the id it
+ * named last, whose channel could not take the connection (the picker uncounts it and drops
+ * that worker); the connection then goes to another. */
 static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
   lc_rt *rt = t->base.rt;
   lua_State *L = rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->picker_ref);
-  int nargs = 0;
+  char ip[64] = "";
+  int port = 0;
   if (t->want_addr) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char ip[64] = "";
-    int port = 0;
     if (uv_tcp_getpeername(conn, (struct sockaddr *)&ss, &len) == 0) {
       if (ss.ss_family == AF_INET6) {
         uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
@@ -326,29 +442,74 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
       }
     }
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, port);
-    nargs = 2;
   }
-  int id = 0;
-  if (lua_pcall(L, nargs, 1, 0) == 0) {
-    id = (int)lua_tointeger(L, -1);
-  } else {
-    lc_log(rt, "error: dispatch picker: %s", lua_tostring(L, -1));
+  int failed = 0;
+  for (int attempt = 0; attempt < 1024 && t->picker_ref != LUA_NOREF; attempt++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->picker_ref);
+    if (failed) lua_pushinteger(L, failed); else lua_pushnil(L);
+    int nargs = 1;
+    if (t->want_addr) {
+      lua_pushstring(L, ip);
+      lua_pushinteger(L, port);
+      nargs = 3;
+    }
+    int id = 0;
+    if (lua_pcall(L, nargs, 1, 0) == 0) {
+      id = (int)lua_tointeger(L, -1);
+    } else {
+      lc_log(rt, "error: dispatch picker: %s", lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (id <= 0) return 0;
+    failed = id;
+    lc_ipc *ch = lc_ipc_route(rt, id);
+    if (ch == NULL) continue;
+    /* kept until the worker says it took it; sent as it is when it cannot be kept */
+    uv_tcp_t *copy = NULL;
+    if (t->ninflight < MAX_INFLIGHT_CONNS &&
+        grow((void **)&t->inflight, &t->inflight_cap, t->ninflight + 1, sizeof *t->inflight) == 0)
+      copy = copy_conn(conn);
+    if (copy == NULL) {
+      if (lc_ipc_send_conn(ch, t->dispatch_key, conn) != 0) {
+        lc_log(rt, "warn: dispatch: a connection could not be sent to worker %d; closed", id);
+      }
+      return 1;
+    }
+    if (lc_ipc_send_conn(ch, t->dispatch_key, copy) != 0) continue; /* copy closed by ipc.c */
+    t->inflight[t->ninflight].id = id;
+    t->inflight[t->ninflight].conn = conn;
+    t->ninflight++;
+    return 1;
   }
-  lua_pop(L, 1);
-  lc_ipc *ch = lc_ipc_route(rt, id);
-  if (ch == NULL) return 0;
-  lc_ipc_send_conn(ch, t->dispatch_key, conn);
-  return 1;
+  return 0;
+}
+
+/* Out of descriptors, with libuv's own spare gone (it lost it: ENFILE, a lowered limit): the
+ * listener's spare is given up for a moment to accept and close what waits in the queue, so
+ * that libuv's accept loop, which calls back for each failure, finds it empty and returns. */
+static void drain_queue(lc_tcp *t) {
+  uv_os_fd_t fd;
+  if (t->reserve_fd < 0 || uv_fileno((uv_handle_t *)t->tcp, &fd) != 0) return;
+  close(t->reserve_fd);
+  int c;
+  while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR)
+    if (c >= 0) close(c);
+  t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 static void connection_cb(uv_stream_t *server, int status) {
   lc_tcp *t = server->data;
   if (status != 0) {
-    lc_log(t->base.rt, "error: accept: %s", uv_strerror(status));
+    /* one line per burst, not one per failed accept: a flood must not flood the log too */
+    if (!t->accept_failing) {
+      t->accept_failing = 1;
+      lc_log(t->base.rt, "warn: accept: %s (%s); new connections are closed until some end", uv_strerror(status),
+             uv_err_name(status));
+    }
+    if (status == UV_EMFILE || status == UV_ENFILE) drain_queue(t);
     return;
   }
+  t->accept_failing = 0;
   uv_tcp_t *conn = malloc(sizeof *conn);
   if (conn == NULL) return;
   if (uv_tcp_init(server->loop, conn) != 0) { free(conn); return; }
@@ -359,7 +520,7 @@ static void connection_cb(uv_stream_t *server, int status) {
   if (t->take) {
     t->take(t->take_ctx, conn);
   } else if (t->picker_ref != LUA_NOREF) {
-    if (t->nqueued > 0 || !dispatch_one(t, conn)) queue_conn(t, conn);
+    if (t->nqueued > 0 || !dispatch_one(t, conn)) queue_conn(t, conn, 0);
   } else if (lc_handle_push_cb(&t->base)) {
     lua_State *L = t->base.rt->L;
     wrap(L, conn, 0);
@@ -371,17 +532,34 @@ static void connection_cb(uv_stream_t *server, int status) {
 
 static int start_listening(lua_State *L, lc_tcp *t) {
   if (t->listening) return 0;
-  int r = uv_listen((uv_stream_t *)t->tcp, 511, connection_cb);
+  if (t->reserve_fd < 0) t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  /* uv_listen calls listen() again: with the backlog the socket was made with, not another */
+  int backlog = t->backlog > 0 ? t->backlog : current_backlog(t->tcp);
+  if (backlog <= 0) backlog = system_backlog();
+  int r = uv_listen((uv_stream_t *)t->tcp, backlog, connection_cb);
   if (r != 0) return r;
   t->listening = 1;
   (void)L;
   return 0;
 }
 
+/* A listener has one taker at a time: a C function (an HTTP server), a Lua callback (a net
+ * server) or a dispatch picker. Setting one clears the others, so that a listening socket
+ * handed to a server of another kind (a reload's new code, listen.lua) stops feeding the old
+ * one, which may be freed once it has drained. */
+static void clear_takers(lua_State *L, lc_tcp *t) {
+  t->take = NULL;
+  t->take_ctx = NULL;
+  lc_handle_set_cb(L, &t->base, 0);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
+  t->picker_ref = LUA_NOREF;
+}
+
 /* Makes a C function the taker of this listener's connections (the HTTP server). */
 int lc_tcp_accept_with(lua_State *L, int idx, void (*take)(void *ctx, uv_tcp_t *conn), void *ctx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
   if (!t->is_server) luaL_argerror(L, idx, "not a listening socket");
+  clear_takers(L, t);
   t->take = take;
   t->take_ctx = ctx;
   return start_listening(L, t);
@@ -391,6 +569,8 @@ int lc_tcp_accept_with(lua_State *L, int idx, void (*take)(void *ctx, uv_tcp_t *
 static int m_accept(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
   if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  clear_takers(L, t);
   lc_handle_set_cb(L, &t->base, 2);
   int r = start_listening(L, t);
   if (r != 0) return lc_push_error(L, r);
@@ -404,7 +584,7 @@ static int m_dispatch(lua_State *L) {
   if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
   t->dispatch_key = (int)luaL_checkinteger(L, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
+  clear_takers(L, t);
   lua_pushvalue(L, 3);
   t->picker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->want_addr = lua_toboolean(L, 4);
@@ -414,20 +594,51 @@ static int m_dispatch(lua_State *L) {
   return 1;
 }
 
-/* server:dispatch_flush(): hands queued connections to workers that became ready */
+/* server:dispatch_flush(): hands queued connections to workers that became ready -> sent, left */
 static int m_dispatch_flush(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
-  int sent = 0;
-  while (t->nqueued > 0 && t->picker_ref != LUA_NOREF) {
-    uv_tcp_t *conn = t->queued[0];
-    if (!dispatch_one(t, conn)) break;
-    memmove(t->queued, t->queued + 1, (size_t)(t->nqueued - 1) * sizeof *t->queued);
-    t->nqueued--;
-    sent++;
-  }
-  lua_pushinteger(L, sent);
-  lua_pushinteger(L, t->nqueued);
+  size_t sent = 0;
+  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && dispatch_one(t, t->queued[sent])) sent++;
+  memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
+  t->nqueued -= sent;
+  lua_pushinteger(L, (lua_Integer)sent);
+  lua_pushinteger(L, (lua_Integer)t->nqueued);
   return 2;
+}
+
+/* server:dispatch_taken(id, n): worker id took the n oldest connections sent to it; the
+ * master's copies are closed (the worker has its own) */
+static int m_dispatch_taken(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  int id = (int)luaL_checkinteger(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  size_t j = 0;
+  for (size_t i = 0; i < t->ninflight; i++) {
+    if (n > 0 && t->inflight[i].id == id) {
+      uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
+      n--;
+    } else {
+      t->inflight[j++] = t->inflight[i];
+    }
+  }
+  t->ninflight = j;
+  return 0;
+}
+
+/* server:dispatch_requeue(id) -> n: worker id is gone; what it had not taken goes to the front
+ * of the queue, in the order it was sent (then dispatch_flush hands it to other workers) */
+static int m_dispatch_requeue(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  int id = (int)luaL_checkinteger(L, 2);
+  size_t j = 0, n = 0;
+  for (size_t i = t->ninflight; i-- > 0;) {  /* newest first, each to the front */
+    if (t->inflight[i].id == id) { queue_conn(t, t->inflight[i].conn, 1); n++; }
+  }
+  for (size_t i = 0; i < t->ninflight; i++)
+    if (t->inflight[i].id != id) t->inflight[j++] = t->inflight[i];
+  t->ninflight = j;
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
 }
 
 /* ---- outbound connections ---- */
@@ -464,7 +675,7 @@ static int f_tcp_connect(lua_State *L) {
   tconnect *c = calloc(1, sizeof *c);
   uv_tcp_t *tcp = malloc(sizeof *tcp);
   if (c == NULL || tcp == NULL) { free(c); free(tcp); return lc_push_error(L, UV_ENOMEM); }
-  uv_tcp_init(&rt->loop, tcp);
+  if ((r = uv_tcp_init(&rt->loop, tcp)) != 0) { free(c); free(tcp); return lc_push_error(L, r); }
   r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, connect_cb);
   if (r != 0) {
     uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
@@ -514,19 +725,116 @@ static int m_sink_close(lua_State *L) {
   return 0;
 }
 
+/* ---- a worker's acknowledgements of dispatched connections ---- */
+
+/* A tap stands in front of a server's sink for one key (whatever server: HTTP in C, net in
+ * Lua) and counts what it takes; once per loop turn, after the turn's deliveries, cb(n) tells
+ * the master (its copies are then closed). That is before this worker reads from any of them:
+ * the acknowledgement is flushed at the next turn's start, and reading starts in its poll. */
+#define MT_TAP "luacluster.sink_tap"
+typedef struct sink_tap {
+  lc_handle_base base;
+  uv_check_t check;
+  lc_conn_sink_fn fn;       /* the server's sink, which it stands in front of */
+  void *data;
+  int key;
+  lua_Integer taken;        /* not yet reported */
+} sink_tap;
+
+static void tap_report(sink_tap *tp) {
+  lua_Integer n = tp->taken;
+  tp->taken = 0;
+  uv_check_stop(&tp->check);
+  if (n > 0 && lc_handle_push_cb(&tp->base)) {
+    lua_pushinteger(tp->base.rt->L, n);
+    lc_call(tp->base.rt, 1);
+  }
+}
+
+static void tap_check_cb(uv_check_t *c) { tap_report(c->data); }
+
+static void tap_take(void *data, uv_tcp_t *conn) {
+  sink_tap *tp = data;
+  if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
+  tp->fn(tp->data, conn);
+}
+
+static void tap_free_cb(uv_handle_t *h) { free(h->data); }
+
+/* core.sink_tap(key, cb) -> tap | nil, err: cb(n) once a loop turn with the number taken */
+static int f_sink_tap(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  int key = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lc_sink *sk = NULL;
+  for (int i = 0; i < rt->nsinks; i++)
+    if (rt->sinks[i].key == key) sk = &rt->sinks[i];
+  if (sk == NULL) return lc_push_error(L, UV_ENOENT);
+  sink_tap *tp = lc_handle_new(L, sizeof *tp, MT_TAP);
+  int r = uv_check_init(&rt->loop, &tp->check);
+  if (r != 0) {
+    lc_handle_release(&tp->base);
+    free(tp);
+    return lc_push_error(L, r);
+  }
+  tp->check.data = tp;
+  uv_unref((uv_handle_t *)&tp->check);
+  lc_handle_set_cb(L, &tp->base, 2);
+  tp->key = key;
+  tp->fn = sk->fn;
+  tp->data = sk->data;
+  sk->fn = tap_take;
+  sk->data = tp;
+  return 1;
+}
+
+/* tap:close(): reports what is left, and puts the server's own sink back */
+static int m_tap_close(lua_State *L) {
+  sink_tap *tp = lc_handle_test(L, 1, MT_TAP);
+  if (tp == NULL) return 0;
+  tap_report(tp);
+  lc_rt *rt = tp->base.rt;
+  for (int i = 0; i < rt->nsinks; i++) {
+    if (rt->sinks[i].key == tp->key && rt->sinks[i].data == tp) {
+      rt->sinks[i].fn = tp->fn;
+      rt->sinks[i].data = tp->data;
+    }
+  }
+  lc_handle_release(&tp->base);
+  uv_close((uv_handle_t *)&tp->check, tap_free_cb);
+  return 0;
+}
+
 /* Hands a connected socket's uv handle to a C owner (an HTTP server); the Lua object is
  * closed without closing the socket. NULL when it cannot be moved (writes in flight). */
 uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
-  if (t->is_server || t->writes_pending > 0 || t->closing) return NULL;
+  if (t->is_server || t->writes_pending > 0 || t->closing || t->close_after_writes) return NULL;
+  if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
+  if (t->reserve_fd >= 0) close(t->reserve_fd);
   if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
   uv_tcp_t *tcp = t->tcp;
   tcp->data = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, t->picker_ref);
   lc_handle_release(&t->base);
   free(t->queued);
+  free(t->inflight);
   free(t);
   return tcp;
+}
+
+/* sock:set_send_timeout(ms): how long a close() waits for the peer to take some of what is
+ * still to send before the socket is closed anyway (0: forever) */
+static int m_set_send_timeout(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  lua_Number ms = luaL_checknumber(L, 2);
+  luaL_argcheck(L, ms >= 0 && ms <= 1e12, 2, "a number of ms >= 0");
+  t->send_timeout = (uint64_t)ms;
+  if (t->close_after_writes) {
+    if (t->send_timeout == 0) { if (t->send_timer) uv_timer_stop(t->send_timer); }
+    else arm_send_timer(t);
+  }
+  return 0;
 }
 
 static int m_nodelay(lua_State *L) {
@@ -548,14 +856,19 @@ void lc_open_tcp(lua_State *L) {
     {"write", m_write}, {"read_start", m_read_start}, {"read_stop", m_read_stop},
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
-    {"dispatch_flush", m_dispatch_flush}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {"dispatch_flush", m_dispatch_flush}, {"dispatch_taken", m_dispatch_taken},
+    {"dispatch_requeue", m_dispatch_requeue}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {"set_send_timeout", m_set_send_timeout},
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
   static const luaL_Reg sink_methods[] = {{"close", m_sink_close}, {NULL, NULL}};
   lc_newmetatable(L, MT_SINK, sink_methods);
+  static const luaL_Reg tap_methods[] = {{"close", m_tap_close}, {NULL, NULL}};
+  lc_newmetatable(L, MT_TAP, tap_methods);
   static const luaL_Reg fns[] = {
     {"tcp_listen", f_tcp_listen}, {"tcp_connect", f_tcp_connect}, {"sink_new", f_sink_new},
+    {"sink_tap", f_sink_tap},
     {NULL, NULL},
   };
   luaL_register(L, NULL, fns);

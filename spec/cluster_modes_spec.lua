@@ -431,6 +431,23 @@ describe("a port in use", function()
     assert.are_not.equal(0, code)
     assert.matches("listen EADDRINUSE 127.0.0.1:" .. port, q:stderr(), 1, true)
   end)
+
+  -- a newcomer's server at the top level, outside `if cluster.is_worker`: the master listens
+  -- first, and the workers' listen collides with it, not with another program
+  it("names the master's own server when a worker's listen collides with it", function()
+    local port = H.free_port()
+    for _, mode in ipairs({ "dispatch", "shared" }) do
+      local p = H.start_app([[
+        local http = require("luacluster.http")
+        http.create_server(function() return 200, "x" end):listen()
+      ]], { "-w", 1, "-p", port, "-m", mode })
+      local code = p:wait(8000)
+      assert.is_number(code, p:output())
+      assert.are_not.equal(0, code)
+      assert.matches("listen EADDRINUSE 127.0.0.1:" .. port .. ": the master itself listens on this address",
+        p:stderr(), 1, true)
+    end
+  end)
 end)
 
 

@@ -92,6 +92,16 @@ local function on_result(msg, handle)
     end
   else
     server:_take_key(msg.key, true)
+    -- the master keeps a copy of each connection it sends until this worker says it took it
+    local key = msg.key
+    local tap = core.sink_tap(key, function(n)
+      local ch = require("luacluster.worker").channel()
+      if not ch:is_closed() then
+        ch:control({ op = "taken", key = key, n = n })
+      end
+    end)
+    server._taps = server._taps or {}
+    server._taps[key] = tap
   end
   server._keys = server._keys or {}
   server._keys[#server._keys + 1] = msg.key
@@ -124,6 +134,14 @@ end
 -- listening socket instead of closing and reopening it (no connection refused meanwhile).
 local here = {}           -- "host:port" -> { tcp =, server = }
 _M.master_servers = {}    -- server -> true: servers the master's code listens with
+
+
+-- does a server of the master's own code listen on host:port? (a worker's listen there
+-- fails with EADDRINUSE: listen_master.lua names that cause)
+function _M.master_listens(host, port)
+  local h = here[host .. ":" .. port]
+  return h ~= nil and _M.master_servers[h.server] == true and not h.server._closed
+end
 
 
 function _M.listen_here(server, port, host)
@@ -174,23 +192,58 @@ function _M.listen_here(server, port, host)
 end
 
 
--- A closed server gets no more dispatched connections: the master is told.
-function _M.unlisten(server)
+-- A closed server gets no more dispatched connections. The master is told first; what it
+-- sent before it knew is still taken (and served) until it confirms ("unlisten_ok", after
+-- every connection it sent on that key, the channel keeping their order). Then done().
+local confirming = {} -- key -> fn() once the master confirmed
+local function drop_key(server, key)
+  if server._taps and server._taps[key] then
+    server._taps[key]:close()
+    server._taps[key] = nil
+  end
+  server:_take_key(key, false)
+end
+
+function _M.unlisten(server, done)
   if reporters[server] then
     reporters[server]:close()
     reporters[server] = nil
   end
-  if runtime.role ~= "worker" or not server._keys then
+  local keys = server._keys
+  server._keys = nil
+  if runtime.role ~= "worker" or not keys or #keys == 0 then
+    if done then done() end
     return
   end
   local ch = require("luacluster.worker").channel()
-  for _, key in ipairs(server._keys) do
-    server:_take_key(key, false)
-    if not ch:is_closed() then
-      ch:control({ op = "unlisten", key = key })
+  local left = #keys
+  local function one_done(key)
+    confirming[key] = nil
+    drop_key(server, key)
+    left = left - 1
+    if left == 0 and done then done() end
+  end
+  for _, key in ipairs(keys) do
+    if ch:is_closed() or not ch:control({ op = "unlisten", key = key, confirm = true }) then
+      one_done(key)
+    else
+      confirming[key] = function() one_done(key) end
     end
   end
-  server._keys = nil
+end
+
+
+local function on_unlisten_ok(msg)
+  local fn = confirming[msg.key]
+  if fn then fn() end
+end
+
+
+-- the channel closed: no confirmation will come, and nothing more is sent
+function _M.channel_closed()
+  local list = {}
+  for _, fn in pairs(confirming) do list[#list + 1] = fn end
+  for _, fn in ipairs(list) do fn() end
 end
 
 
@@ -211,6 +264,7 @@ end
 if runtime.role == "worker" then
   require("luacluster.worker").control_ops.listen_result = on_result
   require("luacluster.worker").control_ops.extra_listener = on_extra_listener
+  require("luacluster.worker").control_ops.unlisten_ok = on_unlisten_ok
 end
 
 -- ---- what every server (http, net) shares ----
@@ -238,13 +292,14 @@ function server_methods:_release_listener(tcp)
 end
 
 
--- the first step of a drain: no new connections (the master is told; sockets closed)
-function server_methods:_stop_accepting()
-  _M.unlisten(self)
+-- the first step of a drain: no new connections (sockets closed; the master is told, and
+-- done() once it has confirmed, what it sent before taken meanwhile)
+function server_methods:_stop_accepting(done)
   for _, tcp in ipairs(self._listeners) do
     tcp:close()
   end
   self._listeners = {}
+  _M.unlisten(self, done)
 end
 
 
@@ -254,11 +309,12 @@ function server_methods:_drain(fn)
     return
   end
   self._draining = true
-  self:_stop_accepting()
   runtime.hold()
-  self:_when_idle(function()
-    runtime.release()
-    if fn then fn() end
+  self:_stop_accepting(function()
+    self:_when_idle(function()
+      runtime.release()
+      if fn then fn() end
+    end)
   end)
 end
 

@@ -55,9 +55,19 @@ local function rebuild_ready(l)
 end
 
 
+-- the dispatcher's picker (runtime/tcp.c): failed is the worker it named last, whose channel
+-- could not take the connection (it just closed): uncounted and no longer ready
 local function make_picker(l)
   local fallback = round_robin.new()
-  return function(ip, port)
+  return function(failed, ip, port)
+    if failed then
+      local fw = l.ready[failed]
+      if fw then
+        fw.connections = math.max(0, (fw.connections or 1) - 1)
+        l.ready[failed] = nil
+        rebuild_ready(l)
+      end
+    end
     local workers = l.ready_list
     if #workers == 0 then
       return nil
@@ -118,8 +128,12 @@ local function listen_op(w, msg)
   end
   local l = port ~= 0 and listeners[id_key]
   if not l then
-    local tcp, err = open(host, slot_port, reuseport)
+    local tcp, err, code = open(host, slot_port, reuseport)
     if not tcp then
+      if code == "EADDRINUSE" and require("luacluster.listen").master_listens(host, slot_port) then
+        err = err .. ": the master itself listens on this address (a server started in the master;"
+          .. " start servers inside `if cluster.is_worker`)"
+      end
       return fail(err)
     end
     local _, actual = tcp:sockname()
@@ -133,6 +147,7 @@ local function listen_op(w, msg)
       local ok, perr = pcall(make_policy)
       if not ok then
         tcp:close()
+        l.closed = true
         listeners[id_key] = nil
         return fail(perr)
       end
@@ -181,6 +196,16 @@ master.control_ops.unlisten = function(w, msg)
   if l and l.ready[w.id] == w then
     l.ready[w.id] = nil
     rebuild_ready(l)
+  end
+  if msg.confirm then -- after every connection sent to it on this key (listen.lua, unlisten)
+    w:_control({ op = "unlisten_ok", key = msg.key })
+  end
+end
+-- the worker took n connections sent on this key: the master's copies go
+master.control_ops.taken = function(w, msg)
+  local l = w._listens and w._listens[msg.key]
+  if l and l.mode == "dispatch" and not l.closed and type(msg.n) == "number" then
+    l.tcp:dispatch_taken(w.id, msg.n)
   end
 end
 master.control_ops.closed = function(w, msg)
@@ -239,8 +264,21 @@ local function adopt_orphans(w)
   end
 end
 
+-- a worker gone with connections sent to it that it never took (killed with them still in
+-- its channel): they go to other workers
+local function requeue(w)
+  for _, l in pairs(w._listens or {}) do
+    if l.mode == "dispatch" and not l.closed then
+      if l.tcp:dispatch_requeue(w.id) > 0 then
+        l.tcp:dispatch_flush()
+      end
+    end
+  end
+end
+
 master.hooks.gone[#master.hooks.gone + 1] = function(w)
   forget(w)
+  requeue(w)
   adopt_orphans(w)
 end
 
@@ -252,6 +290,7 @@ local previous_on_stop = master.on_stop
 master.on_stop = function()
   for id_key, l in pairs(listeners) do
     listeners[id_key] = nil
+    l.closed = true
     l.tcp:close()
   end
   if previous_on_stop then
@@ -319,6 +358,7 @@ function _M.close_unused(new_workers)
         _M.hand_over(l, heir)
       else
         listeners[k] = nil
+        l.closed = true
         l.tcp:close()
       end
     end

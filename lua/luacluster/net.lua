@@ -167,6 +167,15 @@ function sock_mt:close()
 end
 
 
+-- how long a close() waits for the peer to take some of what is still to send (ms; 0: forever)
+function sock_mt:set_send_timeout(ms)
+  if type(ms) ~= "number" or ms < 0 then
+    error("sock:set_send_timeout: ms must be a number >= 0", 2)
+  end
+  self._h:set_send_timeout(ms)
+end
+
+
 function sock_mt:nodelay(on)
   self._h:nodelay(on ~= false)
 end
@@ -181,6 +190,9 @@ listen.mixin(server_mt)
 
 
 local function on_connection(server, raw)
+  if server._send_timeout then
+    raw:set_send_timeout(server._send_timeout)
+  end
   local sock = _M.wrap(raw)
   server._open = server._open + 1
   sock:on("close", function()
@@ -198,8 +210,9 @@ local function on_connection(server, raw)
 end
 
 
-local function new_server(handler)
-  local server = setmetatable({ _handler = handler, _listeners = {}, _open = 0 }, server_mt)
+local function new_server(handler, opts)
+  local server = setmetatable({ _handler = handler, _listeners = {}, _open = 0,
+    _send_timeout = opts and opts.send_timeout }, server_mt)
   runtime.drain_hooks[server] = function()
     server:_drain()
   end
@@ -207,11 +220,20 @@ local function new_server(handler)
 end
 
 
-function _M.create_server(handler)
+-- opts.send_timeout: ms a sock:close() waits for its peer to take some of what is still to
+-- send before the socket is closed anyway (60000, as an HTTP server's; 0: forever)
+function _M.create_server(handler, opts)
   if handler ~= nil and type(handler) ~= "function" then
     error("net.create_server: handler must be a function", 2)
   end
-  return new_server(handler)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("net.create_server: opts must be a table", 2)
+  end
+  local st = opts and opts.send_timeout
+  if st ~= nil and (type(st) ~= "number" or st < 0) then
+    error("net.create_server: send_timeout must be a number of ms >= 0", 2)
+  end
+  return new_server(handler, opts)
 end
 
 

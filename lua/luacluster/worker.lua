@@ -164,6 +164,7 @@ function _M.init(opts)
       end
     end,
     close = function()
+      require("luacluster.listen").channel_closed() -- servers waiting for the master's unlisten_ok
       if draining then
         exit_now()
       else
