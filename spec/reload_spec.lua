@@ -312,11 +312,20 @@ describe("reload", function()
     local out, rc = ctl(app, "reload")
     assert.equal(0, rc, out .. app.p:output())
     assert.matches("starting 3 workers of generation 2, one at a time", app.p:output(), 1, true)
-    local st = json_decode((ctl(app, "status", "--json")))
+    -- (the old generation's workers may still be draining a moment after the switch)
+    local raw, st
+    H.wait_for(function()
+      raw = ctl(app, "status", "--json")
+      st = json_decode(raw)
+      for _, w in ipairs(st.workers) do
+        if w.generation ~= 2 then return false end
+      end
+      return true
+    end, 5000)
     local hz = tonumber((H.sh("getconf CLK_TCK"))) or 100
     local starts = {}
     for _, w in ipairs(st.workers) do
-      assert.equal(2, w.generation)
+      assert.equal(2, w.generation, raw .. app.p:output())
       local stat = H.read_file("/proc/" .. w.pid .. "/stat"):gsub("^.-%) ", "")
       local fields = {}
       for f in stat:gmatch("%S+") do fields[#fields + 1] = f end
