@@ -26,6 +26,9 @@ struct lc_ipc {
   size_t discard;          /* payload bytes still to skip after an oversized frame */
   uint32_t max_frame;
   int route_id;            /* > 0: reachable by ROUTE/BCAST frames (master side of a worker) */
+  lc_ipc *route_next;      /* the channels of one id: the newest heads rt->routes[id - 1] and
+                              gets ROUTE frames; older ones (a reload's draining workers) stay
+                              on the list for BCAST frames until they close */
   int writes_pending, closing, close_when_flushed, dirty, started;
   lc_ipc *next_dirty;
   uv_stream_t *handles[MAX_PENDING_HANDLES];
@@ -170,11 +173,22 @@ lc_ipc *lc_ipc_route(lc_rt *rt, int id) {
 
 /* ---- closing ---- */
 
+/* Takes ch off the list of its route id. */
+static void unlink_route(lc_ipc *ch) {
+  lc_rt *rt = ch->base.rt;
+  if (ch->route_id > 0 && ch->route_id <= rt->nroutes) {
+    lc_ipc **pp = &rt->routes[ch->route_id - 1];
+    while (*pp && *pp != ch) pp = &(*pp)->route_next;
+    if (*pp) *pp = ch->route_next;
+  }
+  ch->route_next = NULL;
+  ch->route_id = 0;
+}
+
 static void close_cb(uv_handle_t *handle) {
   lc_ipc *ch = handle->data;
   lc_rt *rt = ch->base.rt;
-  if (ch->route_id > 0 && ch->route_id <= rt->nroutes && rt->routes[ch->route_id - 1] == ch)
-    rt->routes[ch->route_id - 1] = NULL;
+  unlink_route(ch);
   for (int i = 0; i < ch->nhandles; i++) uv_close((uv_handle_t *)ch->handles[i], free_handle_cb);
   if (lc_handle_push_cb(&ch->base)) {
     lua_pushstring(rt->L, "close");
@@ -266,8 +280,8 @@ static void route(lc_ipc *from, const lc_frame_header *h, const char *payload) {
   out.seq = 0;
   if (h->kind == LC_KIND_BCAST) {
     for (int i = 0; i < rt->nroutes; i++) {
-      lc_ipc *to = rt->routes[i];
-      if (to && to != from && !to->closing) append_frame(to, &out, payload);
+      for (lc_ipc *to = rt->routes[i]; to; to = to->route_next)
+        if (to != from && !to->closing) append_frame(to, &out, payload);
     }
     return;
   }
@@ -473,7 +487,8 @@ static int m_set_route(lua_State *L) {
     rt->routes = p;
     rt->nroutes = id;
   }
-  if (ch->route_id > 0 && rt->routes[ch->route_id - 1] == ch) rt->routes[ch->route_id - 1] = NULL;
+  unlink_route(ch);
+  ch->route_next = rt->routes[id - 1]; /* an older channel of this id stays, for broadcasts */
   rt->routes[id - 1] = ch;
   ch->route_id = id;
   return 0;
@@ -481,9 +496,7 @@ static int m_set_route(lua_State *L) {
 
 static int m_clear_route(lua_State *L) {
   lc_ipc *ch = lc_handle_check(L, 1, MT);
-  lc_rt *rt = ch->base.rt;
-  if (ch->route_id > 0 && rt->routes[ch->route_id - 1] == ch) rt->routes[ch->route_id - 1] = NULL;
-  ch->route_id = 0;
+  unlink_route(ch);
   return 0;
 }
 

@@ -237,4 +237,32 @@ describe("limits", function()
     end
     assert.is_nil(p:output():find("heartbeat", 1, true), p:output())
   end)
+
+  it("a worker that never calls cluster.worker:ready() under ready = \"manual\" is killed as a stuck one and restarted", function()
+    local marker = H.tmpdir() .. "/started"
+    local p = H.start_app(([[
+      if cluster.is_master then
+        cluster.setup{ workers = 1, ready = "manual", heartbeat_interval = 100, heartbeat_timeout = 600 }
+        cluster.on("exit", function(w, code, signal) say("exit", w.id, w.pid, code, signal) end)
+      else
+        local f = io.open(MARKER)
+        if f then
+          f:close()
+          say("says ready", process.pid)
+          cluster.worker:ready()
+        else
+          io.open(MARKER, "w"):close()
+          say("silent", process.pid)
+        end
+      end
+    ]]):gsub("MARKER", string.format("%q", marker)), {})
+    assert(p:wait_output("silent %d+", 5000), p:output())
+    local pid = p:output():match("silent (%d+)")
+    assert(p:wait_output("worker 1 %(pid " .. pid .. "%) has not become ready since it started %(it has not called cluster.worker:ready%(%)%) for %d+ ms", 5000), p:output())
+    assert(p:wait_output("exit 1 " .. pid .. " nil SIGKILL", 3000, true), p:output())
+    assert(p:wait_output("says ready %d+", 5000), p:output())
+    H.sleep(1000)
+    assert.is_true(p:alive(), p:output())
+    assert.equal(1, p:count("has not become ready", true), p:output())
+  end)
 end)

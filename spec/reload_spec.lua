@@ -312,11 +312,20 @@ describe("reload", function()
     local out, rc = ctl(app, "reload")
     assert.equal(0, rc, out .. app.p:output())
     assert.matches("starting 3 workers of generation 2, one at a time", app.p:output(), 1, true)
-    local st = json_decode((ctl(app, "status", "--json")))
+    -- (the old generation's workers may still be draining a moment after the switch)
+    local raw, st
+    H.wait_for(function()
+      raw = ctl(app, "status", "--json")
+      st = json_decode(raw)
+      for _, w in ipairs(st.workers) do
+        if w.generation ~= 2 then return false end
+      end
+      return true
+    end, 5000)
     local hz = tonumber((H.sh("getconf CLK_TCK"))) or 100
     local starts = {}
     for _, w in ipairs(st.workers) do
-      assert.equal(2, w.generation)
+      assert.equal(2, w.generation, raw .. app.p:output())
       local stat = H.read_file("/proc/" .. w.pid .. "/stat"):gsub("^.-%) ", "")
       local fields = {}
       for f in stat:gmatch("%S+") do fields[#fields + 1] = f end
@@ -752,5 +761,210 @@ end
     local p3 = H.start(app.path, { "-p", H.free_port(), "--control", app.ctl, "-w", 1 })
     assert.not_equal(0, (p3:wait(5000)))
     assert.matches("another luacluster master is running", p3:output(), 1, true)
+  end)
+end)
+
+
+-- issue 13: what a reload keeps, when a new worker counts as ready, who hears broadcasts
+describe("reload lifecycle", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  -- a worker that fetches its configuration from the master, then listens
+  local ASYNC = [[
+local http = require("luacluster.http")
+local TAG = %q
+if cluster.is_master then
+  cluster.on("request", function(w, msg) timer.sleep(200) return { tag = TAG } end)
+else
+  timer.after(0, function()
+    local conf = assert(cluster.worker:request("config"))
+    http.create_server(function()
+      return 200, TAG .. " " .. cluster.worker.id .. " " .. conf.tag .. "\n"
+    end):listen()
+  end)
+end
+]]
+
+  it("waits for a new worker that listens after an asynchronous step: no request refused over two reloads", function()
+    local app = start(ASYNC:format("v1"), { "-w", 2 })
+    local results = under_load(app, function()
+      for gen = 2, 3 do
+        rewrite(app, ASYNC:format("v" .. gen))
+        local out, rc = ctl(app, "reload")
+        assert.equal(0, rc, out .. app.p:output())
+      end
+    end)
+    for _, r in ipairs(results) do
+      assert.truthy(r.bodies.v3, summary(r))
+    end
+  end)
+
+  it("with ready = \"manual\" a reload waits for cluster.worker:ready(), and fails at reload_timeout without it", function()
+    local MANUAL = [[
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup({ workers = 2, ready = "manual", reload_timeout = %d })
+else
+  http.create_server(function() return 200, "%s " .. cluster.worker.generation .. "\n" end):listen()
+  %s
+end
+]]
+    local app = start(MANUAL:format(30000, "v1", "cluster.worker:ready()"), {})
+    rewrite(app, MANUAL:format(30000, "v2", "timer.after(1200, function() say('ready', cluster.worker.id) cluster.worker:ready() end)"))
+    local t0 = H.now()
+    local out, rc = ctl(app, "reload")
+    local took = H.now() - t0
+    assert.equal(0, rc, out)
+    assert.truthy(took >= 1000, "the reload did not wait for ready(): " .. took .. " ms\n" .. app.p:output())
+    assert.equal(2, app.p:count("ready %d"))
+    assert.matches("^v2 2\n$", get(app))
+    -- a worker that never says it is ready is a stuck one: reload_timeout ends the reload
+    rewrite(app, MANUAL:format(1500, "v3", ""))
+    out, rc = ctl(app, "reload")
+    assert.not_equal(0, rc, out)
+    assert.matches("not ready within 1500 ms", out, 1, true)
+    assert.matches("^v2 2\n$", get(app))
+  end)
+
+  it("starts a sequential first start by the same rule: the next worker once the last said ready()", function()
+    local p = H.start_app([[
+      local core = require("luacluster.core")
+      if cluster.is_master then
+        cluster.setup({ workers = 2, start = "sequential", ready = "manual" })
+        cluster.on("fork", function(w) say("fork", w.id, core.now()) end)
+      else
+        timer.after(600, function() say("ready", cluster.worker.id) cluster.worker:ready() end)
+      end
+    ]], {})
+    assert.truthy(p:wait_output("fork 2 %d+", 8000), p:output())
+    local t1 = tonumber(p:output():match("fork 1 (%d+)"))
+    local t2 = tonumber(p:output():match("fork 2 (%d+)"))
+    assert.truthy(t2 - t1 >= 500, "worker 2 started " .. (t2 - t1) .. " ms after worker 1\n" .. p:output())
+    assert.equal(0, (p:stop()))
+  end)
+
+  it("carries cluster.keep() into the new code: ids continue after a reload", function()
+    local STORE = [[
+local http = require("luacluster.http")
+if cluster.is_master then
+  local store = cluster.keep("ids", { next = 1 })
+  local plain = { next = 1 } -- a local: starts afresh with the new code
+  cluster.on("request", function(w, msg)
+    local id = store.next
+    store.next = id + 1
+    plain.next = plain.next + 1
+    return "%s " .. id .. " " .. (plain.next - 1)
+  end)
+  %s
+else
+  http.create_server(function() return 200, cluster.worker:request("id") .. "\n" end):listen()
+end
+]]
+    local app = start(STORE:format("v1", ""), { "-w", 1 })
+    local last
+    for _ = 1, 3 do
+      last = get(app)
+    end
+    assert.matches("^v1 %d+ %d+\n$", last)
+    local n = tonumber(last:match("^v1 (%d+)"))
+    rewrite(app, STORE:format("v2", ""))
+    local out, rc = ctl(app, "reload")
+    assert.equal(0, rc, out)
+    assert.equal("v2 " .. (n + 1) .. " 1\n", get(app))
+    assert.equal("v2 " .. (n + 2) .. " 2\n", get(app))
+    -- data that cannot cross as a message refuses the reload, with the reason, and
+    -- changes nothing
+    rewrite(app, STORE:format("v3", "store.fn = print"))
+    out, rc = ctl(app, "reload")
+    assert.not_equal(0, rc, out)
+    assert.matches("cluster.keep('ids') cannot be carried into the new code", out, 1, true)
+    assert.equal("v2 " .. (n + 3) .. " 3\n", get(app))
+    -- a key the new top level sets is its own; the others continue
+    rewrite(app, STORE:format("v4", "store.version = 4"))
+    out, rc = ctl(app, "reload")
+    assert.equal(0, rc, out)
+    assert.equal("v4 " .. (n + 4) .. " 1\n", get(app))
+  end)
+
+  it("keeps broadcasting to the old generation's draining workers until they exit", function()
+    local port = H.free_port()
+    local CHAT = [[
+local net = require("luacluster.net")
+local TAG = %q
+if cluster.is_master then
+  cluster.setup({ workers = 1, drain_timeout = 20000 })
+  cluster.on("message", function(w, msg)
+    if msg == "say" then cluster.broadcast("from the master") end
+  end)
+else
+  local clients = {}
+  cluster.worker:on("message", function(msg)
+    for s in pairs(clients) do s:write(TAG .. " got: " .. tostring(msg) .. "\n") end
+  end)
+  cluster.worker:on("disconnect", function() for s in pairs(clients) do s:write(TAG .. " draining\n") end end)
+  net.create_server(function(sock)
+    clients[sock] = true
+    sock:write(TAG .. " hello\n")
+    sock:on("data", function(data)
+      if data:find("say") then
+        cluster.worker:broadcast(TAG .. " says hi")
+        cluster.worker:send("say")
+      end
+    end)
+    sock:on("close", function() clients[sock] = nil end)
+  end):listen(PORT)
+end
+]]
+    CHAT = CHAT:gsub("PORT", tostring(port))
+    local app = start(CHAT:format("v1"), {}, { no_http = true })
+    local old
+    assert.truthy(H.wait_for(function()
+      old = H.connect(port)
+      return old
+    end, 8000), app.p:output())
+    local seen = old:read_until(function(d) return d:find("v1 hello", 1, true) end, 5000)
+    assert.matches("v1 hello", seen, 1, true)
+    rewrite(app, CHAT:format("v2"))
+    local out, rc = ctl(app, "reload")
+    assert.equal(0, rc, out)
+    seen = old:read_until(function(d) return d:find("v1 draining", 1, true) end, 5000)
+    assert.matches("v1 draining", seen, 1, true)
+    -- a client of the new generation speaks: the old worker's client hears the new worker's
+    -- broadcast and the master's
+    local new = H.connect(port)
+    new:read_until(function(d) return d:find("v2 hello", 1, true) end, 5000)
+    new:send("say\n")
+    seen = old:read_until(function(d)
+      return d:find("v1 got: v2 says hi", 1, true) and d:find("v1 got: from the master", 1, true)
+    end, 5000)
+    assert.matches("v1 got: v2 says hi", seen, 1, true)
+    assert.matches("v1 got: from the master", seen, 1, true)
+    old:close()
+    new:close()
+  end)
+
+  it("returns a worker from cluster.fork() in the new code's top level", function()
+    local FORKS = [[
+local http = require("luacluster.http")
+if cluster.is_master then
+  local w = cluster.fork()
+  say("%s fork returned", type(w), type(w) == "table" and w.id, type(w) == "table" and w.generation)
+  if type(w) == "table" then
+    w:on("online", function() say("%s online", w.id, w.pid) end)
+  end
+else
+  http.create_server(function() return 200, "%s " .. cluster.worker.generation .. "\n" end):listen()
+end
+]]
+    local app = start(FORKS:format("v1", "v1", "v1"), {})
+    assert.truthy(app.p:wait_output("v1 fork returned table 1 1", 5000, true), app.p:output())
+    rewrite(app, FORKS:format("v2", "v2", "v2"))
+    local out, rc = ctl(app, "reload")
+    assert.equal(0, rc, out)
+    assert.truthy(app.p:wait_output("v2 fork returned table 1 2", 5000, true), app.p:output())
+    assert.truthy(app.p:wait_output("v2 online 1 %d+", 5000), app.p:output())
+    assert.matches("^v2 2\n$", get(app))
   end)
 end)

@@ -111,9 +111,10 @@ local function main_child(role, argv)
   end
   local ran, rerr = run_top_level(chunk)
   if not ran then
-    log.error(rerr)
-    if role == "worker" then -- the master says why when this was a reload's new worker
-      side.channel():control({ op = "failed", err = tostring(rerr):match("^[^\n]*") })
+    if role == "worker" then -- the master reports it: once, not at every restart
+      side.boot_failed(rerr)
+    else
+      log.error(rerr)
     end
     return 1
   end

@@ -17,7 +17,7 @@ function _M.cpu_count()
 end
 
 
-local MASTER_ONLY = { "setup", "fork", "broadcast", "stop" }
+local MASTER_ONLY = { "setup", "fork", "broadcast", "stop", "keep" }
 
 if _M.is_master then
   local master = require("luacluster.master")

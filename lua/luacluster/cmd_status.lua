@@ -30,9 +30,17 @@ function _M.format(st)
   out[#out + 1] = string.format("%-4s %-8s %-4s %-10s %-8s %-9s %-6s %-8s %s",
     "id", "pid", "gen", "state", "uptime", "requests", "conns", "rss", "restarts")
   for _, w in ipairs(st.workers) do
-    out[#out + 1] = string.format("%-4d %-8d %-4d %-10s %-8s %-9d %-6d %-8s %d",
-      w.id, w.pid, w.generation, w.state, human_time(w.uptime), w.requests, w.connections,
+    local row = string.format("%-4d %-8s %-4d %-10s %-8s %-9d %-6d %-8s %d",
+      w.id, w.pid and tostring(w.pid) or "-", w.generation, w.state, human_time(w.uptime), w.requests, w.connections,
       human_bytes(w.rss), w.restarts)
+    -- a crash-looping slot: when it starts again, and why it failed last
+    if w.restart_in then
+      row = row .. string.format("  (restart in %d ms)", w.restart_in)
+    end
+    if w.last_error then
+      row = row .. "  last error: " .. w.last_error
+    end
+    out[#out + 1] = row
   end
   return table.concat(out, "\n") .. "\n"
 end

@@ -5,8 +5,10 @@
 --                                          a worker whose event loop does not answer a ping
 --                                          within heartbeat_timeout is SIGKILLed (and restarted
 --                                          as any crashed worker is); so is one that is not
---                                          ready (its top level still running) that long after
---                                          it started
+--                                          ready (master.lua's rule: its top level still
+--                                          running, or, under ready = "manual", it has not
+--                                          called cluster.worker:ready()) that long after it
+--                                          started
 -- Replacing is graceful, one slot at a time, as a reload does it for that slot: the
 -- replacement starts (same id, current generation), and only once it is ready (its top level
 -- ran, its listens were answered) does it take the slot and the old worker drain. A
@@ -176,7 +178,9 @@ end
 local function start_watch(w, t, timeout)
   if timeout > 0 and w._started_at and t - w._started_at > timeout and not w._hb_killed
     and w.state ~= "dead" and w.pid then
-    kill_stuck(w, "has not become ready since it started (its top level has not finished)", t - w._started_at)
+    local why = w._online and w._ready_mode == "manual" and "(it has not called cluster.worker:ready())"
+      or w._online and "(it does not serve what its slot served)" or "(its top level has not finished)"
+    kill_stuck(w, "has not become ready since it started " .. why, t - w._started_at)
   end
 end
 

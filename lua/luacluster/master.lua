@@ -33,6 +33,13 @@ local generation = 1
 local stopping, stop_code = false, 0
 local retired = {}        -- worker -> true: an old generation's workers, draining after a reload
 local restarts = {}       -- id -> restarts of that slot
+local slot_addrs = {}     -- id -> { "host:port" = true }: what the slot's worker serves (readiness)
+local slot_error = {}     -- id -> the last crash of the slot's worker: its reason, one line
+local restart_at = {}     -- id -> when a pending restart (backoff) starts the slot again
+local logged_detail = {}  -- id -> the last top-level error logged in full for that slot
+-- the first start: until every worker the top level asked for has been ready once, a worker
+-- that fails before it is ready stops the master ("failed to boot"), as gunicorn does
+local boot = { open = true, starting = true, waiting = 0 }
 
 local worker_mt = {}
 worker_mt.__index = worker_mt
@@ -129,6 +136,81 @@ function worker_mt:_control(msg, handle)
 end
 
 
+-- ---- readiness ----
+-- A worker is ready (hooks.ready: a reload or a sequential start goes on, the first start
+-- counts it, the heartbeat watches it) when
+--   ready = "manual": it has called cluster.worker:ready() (sent after its top level ran);
+--   otherwise: one loop turn after its top level ran ("settled"), once it serves every
+--   address its slot served before (w._expect), or an address its slot did not (new code
+--   that listens elsewhere); or as soon as it calls cluster.worker:ready().
+-- A worker that never becomes ready is a reload's reload_timeout or the heartbeat's start
+-- watch (luacluster.limits) to deal with.
+
+local function served(w)
+  local set = {}
+  for _, l in pairs(w._listens or {}) do
+    if l.addr then
+      set[l.addr] = true
+    end
+  end
+  return set
+end
+
+
+local function serves_enough(w)
+  local have = served(w)
+  for addr in pairs(have) do
+    if not w._expect[addr] then
+      return true -- it listens where its slot did not: the code moved
+    end
+  end
+  for addr in pairs(w._expect) do
+    if not have[addr] then
+      return false
+    end
+  end
+  return true
+end
+
+
+local function boot_check()
+  if boot.open and not boot.starting and boot.waiting <= 0 then
+    boot.open = false
+  end
+end
+
+
+local function check_ready(w)
+  if w._ready or w.state == "dead" or w.state == "draining" or not w._online then
+    return
+  end
+  if w._said_ready then
+    -- the app said so
+  elseif w._ready_mode == "manual" or not w._settled or not serves_enough(w) then
+    return
+  end
+  w._ready = true
+  if workers[w.id] == w then
+    slot_addrs[w.id] = served(w)
+  end
+  if w._boot then
+    w._boot = nil
+    boot.waiting = boot.waiting - 1
+    boot_check()
+  end
+  for _, hook in ipairs(_M.hooks.ready) do
+    hook(w)
+  end
+end
+
+
+-- the first line of an error, without the lines `require` adds (where it looked)
+local function short(err)
+  local line = tostring(err):match("^[^\n]*")
+  return (line:gsub(":%s*$", ""))
+end
+
+
 -- ---- lifecycle ----
 
 local spawn_worker
@@ -153,6 +235,7 @@ local function schedule_restart(w, uptime)
   backoff[id] = n
   restarts[id] = (restarts[id] or 0) + 1
   local delay = n == 0 and 0 or math.min(BACKOFF_FIRST_MS * 2 ^ (n - 1), BACKOFF_MAX_MS)
+  restart_at[id] = now() + delay
   log.warn(string.format("restarting worker %d in %d ms%s", id, delay,
     n > 0 and string.format(" (%d quick crash%s in a row)", n, n == 1 and "" or "es") or ""))
   reserved[id] = true
@@ -160,6 +243,7 @@ local function schedule_restart(w, uptime)
   t = core.timer_new(function()
     t:close()
     reserved[id] = nil
+    restart_at[id] = nil
     if not stopping and not workers[id] then
       spawn_worker(id, w._env, generation)
     end
@@ -196,8 +280,24 @@ local function finish(w)
   local crashed = signal ~= nil or code ~= 0
   local how = signal and ("signal " .. signal) or ("code " .. tostring(code))
   local fatal_listen = code == 98 and not _M.listened_once and _M.last_listen_error ~= nil
-  if crashed and not w.exited_after_disconnect and not fatal_listen then
-    log.warn(string.format("worker %d (pid %d) exited with %s after %d ms", w.id, w.pid, how, uptime))
+  -- a worker of the first start that fails before it is ready (not one the heartbeat killed)
+  local boot_failed = w._boot and crashed and not w.exited_after_disconnect and not w._hb_killed
+    and not fatal_listen and not stopping
+  if w._boot then
+    w._boot = nil
+    boot.waiting = boot.waiting - 1
+  end
+  if crashed and not w.exited_after_disconnect and not w._pending then
+    slot_error[w.id] = w._failed and short(w._failed) or ("exited with " .. how .. " after " .. math.floor(uptime) .. " ms")
+  end
+  if crashed and not w.exited_after_disconnect and not fatal_listen and not boot_failed and not stopping then
+    local why = w._failed and (": " .. short(w._failed)) or ""
+    log.warn(string.format("worker %d (pid %d) exited with %s after %d ms%s", w.id, w.pid, how, uptime, why))
+    -- the whole error (a require's list of paths, the traceback) once per slot and error
+    if w._failed_detail and w._failed_detail ~= logged_detail[w.id] then
+      logged_detail[w.id] = w._failed_detail
+      log.error("worker " .. w.id .. " failed at its top level: " .. w._failed_detail)
+    end
   end
   emit(w, "exit", code, signal)
   if fatal_listen and not stopping then
@@ -206,6 +306,14 @@ local function finish(w)
     _M.stop(1)
     return
   end
+  if boot_failed then
+    -- one clear line, not a traceback per restart: the app cannot start, so neither can the cluster
+    io.stderr:write(string.format("luacluster: worker %d failed to boot: %s\n", w.id,
+      w._failed and short(w._failed) or ("it exited with " .. how .. " before it was ready")))
+    _M.stop(1)
+    return
+  end
+  boot_check()
   if crashed and not w.exited_after_disconnect and cfg.restart ~= false and not stopping and not fatal_listen
     and not w._pending and not retired[w] then
     schedule_restart(w, uptime)
@@ -265,13 +373,17 @@ local function on_control(w, msg, handle)
     return
   end
   local op = msg.op
-  if op == "online" then
+  if op == "online" then -- its top level has run
     _M.mark_online(w)
-    -- its top level has run: every listen it asked for there has been answered
-    w._ready = true
-    for _, hook in ipairs(_M.hooks.ready) do
-      hook(w)
-    end
+  elseif op == "settled" then -- one loop turn later: listens asked for by then are answered
+    w._settled = true
+    check_ready(w)
+  elseif op == "ready" then -- cluster.worker:ready()
+    w._said_ready = true
+    check_ready(w)
+  elseif op == "failed" then -- its top level raised (boot.lua): why, before it exits
+    w._failed = type(msg.err) == "string" and msg.err or nil
+    w._failed_detail = type(msg.detail) == "string" and msg.detail or nil
   elseif op == "disconnecting" then -- the worker called cluster.worker:disconnect()
     if w.state ~= "dead" and w.state ~= "draining" then
       w.exited_after_disconnect = true
@@ -316,12 +428,24 @@ end
 
 -- pending: a worker of a new generation during a reload; it joins cluster.workers (and gets
 -- connections and routed messages) only when the reload switches to it (_M.adopt)
-function spawn_worker(id, env, gen, pending)
-  gen = gen or generation
-  local w = setmetatable({
-    id = id, generation = gen, state = "starting", exited_after_disconnect = false,
-    _env = env, _started = now(), _pending = pending or nil,
+local function new_worker(id, env, gen, pending)
+  return setmetatable({
+    id = id, generation = gen or generation, state = "starting", exited_after_disconnect = false,
+    _env = env, _started = now(), _pending = pending or nil, _ready_mode = cfg.ready,
   }, worker_mt)
+end
+
+
+-- w: an object made earlier by new_worker (a fork during a reload's new top level)
+function spawn_worker(id, env, gen, pending, w)
+  gen = gen or generation
+  w = w or new_worker(id, env, gen, pending)
+  w._started = now()
+  local expect = {}
+  for addr in pairs(slot_addrs[id] or {}) do
+    expect[addr] = true
+  end
+  w._expect = expect
   local ch, on_frame = channel.new({
     message = function(msg, handle)
       if not emit(w, "message", msg, handle) and handle then
@@ -369,6 +493,10 @@ function spawn_worker(id, env, gen, pending)
   if not pending then
     ipc:set_route(id)
     workers[id] = w
+    if boot.open then
+      w._boot = true
+      boot.waiting = boot.waiting + 1
+    end
   end
   emit(w, "fork")
   for _, hook in ipairs(_M.hooks.fork) do
@@ -392,6 +520,7 @@ end
 local SETUP_KEYS = {
   workers = "number", mode = "string", scheduler = true, drain_timeout = "number",
   restart = "boolean", start = "string", max_message_size = "number", reload_timeout = "number",
+  ready = "string", -- "auto" (default) | "manual": the worker says when with cluster.worker:ready()
   -- resource limits and the heartbeat (luacluster.limits)
   max_requests = "number", max_memory = "number", heartbeat_interval = "number", heartbeat_timeout = "number",
   metrics = true, -- "host:port" or a port: the Prometheus listener (luacluster.metrics)
@@ -420,6 +549,9 @@ function _M.setup(opts)
   end
   if opts.start and opts.start ~= "parallel" and opts.start ~= "sequential" then
     error("cluster.setup: start must be \"parallel\" or \"sequential\"", 2)
+  end
+  if opts.ready and opts.ready ~= "auto" and opts.ready ~= "manual" then
+    error("cluster.setup: ready must be \"auto\" or \"manual\"", 2)
   end
   if opts.drain_timeout and opts.drain_timeout < 0 then
     error("cluster.setup: drain_timeout must be >= 0", 2)
@@ -460,11 +592,18 @@ function _M.fork(env)
   end
   if _M.staging then -- the new code's top level during a reload: these start as its generation
     local forks = _M.staging.forks
-    forks[#forks + 1] = env or false
-    return true
+    local w = new_worker(#forks + 1, env, _M.staging.gen, true)
+    forks[#forks + 1] = w -- started by reload.lua (spawn_next); its events fire on this object
+    return w
   end
   fork_called = true
   return spawn_worker(free_id(), env)
+end
+
+
+-- cluster.keep(name [, initial]) -> table: state a reload carries into the new code (keep.lua)
+function _M.keep(name, initial)
+  return require("luacluster.keep").keep(_M.staging, name, initial)
 end
 
 
@@ -479,6 +618,12 @@ function _M.broadcast(msg)
   end
   for _, w in pairs(workers) do
     if w.state ~= "dead" then
+      w._ch:send_encoded(bytes)
+    end
+  end
+  -- an old generation's draining workers still have clients to tell (until they exit)
+  for w in pairs(retired) do
+    if w.state ~= "dead" and w._ch and not w._ch:is_closed() then
       w._ch:send_encoded(bytes)
     end
   end
@@ -563,8 +708,8 @@ _M.hooks = { fork = {}, online = {}, draining = {}, gone = {}, adopt = {}, ready
 
 -- ---- generations (used by reload.lua) ----
 
-function _M.spawn(id, env, gen, pending)
-  return spawn_worker(id, env, gen, pending)
+function _M.spawn(id, env, gen, pending, w)
+  return spawn_worker(id, env, gen, pending, w)
 end
 
 
@@ -572,6 +717,8 @@ end
 function _M.adopt(w)
   w._pending = nil
   workers[w.id] = w
+  slot_addrs[w.id] = served(w)
+  slot_error[w.id] = nil
   w._ch.handle:set_route(w.id)
   for _, hook in ipairs(_M.hooks.adopt) do
     hook(w)
@@ -620,6 +767,24 @@ function _M.restarts(id)
 end
 
 
+-- the last crash of slot id's worker (one line), or nil
+function _M.slot_error(id)
+  return slot_error[id]
+end
+
+
+-- slots waiting out a restart's backoff: id -> ms until the restart
+function _M.backoff_slots()
+  local list, t = {}, now()
+  for id in pairs(reserved) do
+    if not workers[id] then
+      list[id] = math.max(0, math.floor((restart_at[id] or t) - t))
+    end
+  end
+  return list
+end
+
+
 function _M.retired()
   return retired
 end
@@ -634,7 +799,17 @@ function _M.wanted_workers(c, was_setup, forks)
   end
   return runtime.options.workers or core.cpu_count()
 end
-_M.emit = emit
+-- listen_master.lua emits "listening" through this: a listen can make a worker ready
+function _M.emit(w, event, ...)
+  local r = emit(w, event, ...)
+  if event == "listening" then
+    if workers[w.id] == w and w._ready then
+      slot_addrs[w.id] = served(w) -- a listen made later (after a ready): the slot serves it too
+    end
+    check_ready(w)
+  end
+  return r
+end
 
 
 -- an event of the cluster itself (reload)
@@ -674,13 +849,24 @@ function _M.after_top_level()
     n = runtime.options.workers or core.cpu_count()
   end
   _M.initial_workers = n -- the first generation serves once n workers are ready (ops.lua: READY=1)
+  local function started()
+    boot.starting = false
+    boot_check()
+  end
   if cfg.start == "sequential" then
-    require("luacluster.sequence").start(n) -- one at a time, each after the previous is ready
+    require("luacluster.sequence").start(n, started) -- one at a time, each after the previous is ready
     return
   end
   for _ = 1, n do
     _M.fork()
   end
+  started()
+end
+
+
+-- a reload that switched ends the first start's watch (its workers are retired anyway)
+function _M.end_boot()
+  boot.open = false
 end
 
 

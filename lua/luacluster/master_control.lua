@@ -88,13 +88,29 @@ function _M.status()
   local now = core.now()
   for _, item in ipairs(_M.collect()) do
     local w, st = item.worker, item.stats
+    if w.state ~= "dead" then -- (one that exited while the others answered has no row)
+      rows[#rows + 1] = {
+        id = w.id, pid = w.pid, generation = w.generation, state = w.state,
+        uptime = math.floor((now - w._started) / 1000),
+        requests = st.requests or 0, connections = st.connections or 0, restarts = master.restarts(w.id),
+        rss = core.pid_rss(w.pid) or 0,
+        -- a slot that crashed and has not served since: why (a crash loop shows here)
+        last_error = not w._ready and w.generation == master.generation() and master.slot_error(w.id) or nil,
+      }
+    end
+  end
+  -- a slot whose worker crashed and waits out its restart backoff has no process: a row anyway
+  for id, ms in pairs(master.backoff_slots()) do
     rows[#rows + 1] = {
-      id = w.id, pid = w.pid, generation = w.generation, state = w.state,
-      uptime = math.floor((now - w._started) / 1000),
-      requests = st.requests or 0, connections = st.connections or 0, restarts = master.restarts(w.id),
-      rss = core.pid_rss(w.pid) or 0,
+      id = id, generation = master.generation(), state = "backoff", uptime = 0, requests = 0,
+      connections = 0, rss = 0, restarts = master.restarts(id), restart_in = ms,
+      last_error = master.slot_error(id),
     }
   end
+  table.sort(rows, function(a, b)
+    if a.id ~= b.id then return a.id < b.id end
+    return a.generation < b.generation
+  end)
   return {
     pid = core.pid(), mode = master.config().mode or runtime.options.mode,
     generation = master.generation(), uptime = math.floor((core.now() - started_at) / 1000),

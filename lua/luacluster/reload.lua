@@ -1,25 +1,22 @@
 -- Zero-downtime reload: a new generation of the app, as DESIGN.md describes.
 --  1. load-check the new app.lua; run its top level in the master with what it registers
 --     (cluster.on handlers, setup, forks, the master's own servers) held in a stage;
---  2. start the new generation's workers and wait until each is ready (its top level ran
---     and its listens were answered), with a deadline; any failure stops them and
---     changes nothing;
---  3. switch: the staged master state takes effect, new workers take their slots
+--  2. start the new generation's workers and wait until each is ready (master.lua's rule:
+--     it serves what its slot served, or it said so under ready = "manual"), with a
+--     deadline; any failure stops them and changes nothing;
+--  3. switch: the master's kept state (cluster.keep, keep.lua) is carried into the new code,
+--     the staged master state takes effect, new workers take their slots
 --     (connections, cluster.workers, routed messages), the master's servers hand their
 --     listening sockets to the new code's servers;
 --  4. drain the old generation (killed after drain_timeout); fire reload(generation).
 local core = require("luacluster.core")
+local keep = require("luacluster.keep")
 local listen = require("luacluster.listen")
 local log = require("luacluster.log")
 local master = require("luacluster.master")
 local runtime = require("luacluster.runtime")
 
 local _M = {}
-
--- a worker whose top level raised tells why before it exits (boot.lua)
-master.control_ops.failed = function(w, msg)
-  w._failed = type(msg.err) == "string" and msg.err or nil
-end
 
 local in_progress = false
 local DEFAULT_READY_TIMEOUT = 30000
@@ -77,13 +74,16 @@ local function stage_new_code(gen)
   if not chunk then
     return nil, err
   end
-  local stage = { cfg = master.default_config(), setup_called = false, forks = {}, listens = {}, events = {} }
+  local stage = { gen = gen, cfg = master.default_config(), setup_called = false, forks = {}, listens = {}, events = {} }
   local saved = unload_app_modules()
   master.staging = stage
   local old_gen = runtime.code_generation
   runtime.code_generation = gen
   local ok, rerr = xpcall(chunk, traceback, unpack(runtime.argv))
   master.staging = nil
+  if ok and stage.keep_error then
+    ok, rerr = false, stage.keep_error
+  end
   if not ok then
     runtime.code_generation = old_gen
     stop_timers(function(g) return g == gen end)
@@ -100,6 +100,11 @@ local function abort(stage, new_workers, err, gen)
     w.exited_after_disconnect = true
     if w.state ~= "dead" then
       w._proc:kill("SIGKILL")
+    end
+  end
+  for _, w in ipairs(stage.forks) do -- forks of the new top level never started
+    if not w._proc then
+      w.state = "dead"
     end
   end
   runtime.code_generation = stage.old_gen
@@ -193,10 +198,20 @@ function _M.reload(cb)
     if deadline then
       deadline:close()
     end
+    if not ferr then
+      local ok, kerr = keep.carry(stage)
+      ferr = not ok and kerr or nil
+    end
     if ferr then
       return done(abort(stage, new_workers, ferr, gen))
     end
     switch(stage, new_workers, gen)
+    master.end_boot()
+    for _, w in ipairs(stage.forks) do -- forks past the workers the new setup asked for
+      if not w._proc then
+        w.state = "dead"
+      end
+    end
     done(nil, gen)
   end
   local function on_ready(w)
@@ -244,13 +259,20 @@ function _M.reload(cb)
   function spawn_next()
     local id = next_id
     next_id = id + 1
-    local env = stage.forks[id] or (master.workers[id] and master.workers[id]._env) or nil
-    local w, serr = master.spawn(id, env or nil, gen, true)
+    local forked = stage.forks[id] -- the object cluster.fork() returned to the new top level
+    local env
+    if forked then
+      env = forked._env
+    else
+      env = master.workers[id] and master.workers[id]._env or nil
+    end
+    local w, serr = master.spawn(id, env, gen, true, forked)
     if not w then
       finish_with("cannot start worker " .. id .. ": " .. tostring(serr))
       return false
     end
     w._reload_gen = gen
+    w._ready_mode = stage.cfg.ready
     new_workers[#new_workers + 1] = w
     return true
   end

@@ -1,8 +1,8 @@
 -- Ordered start and stop: cluster.setup{ start = "sequential" }.
 -- Start: the master forks worker 1, waits until it is ready, then forks worker 2, and so on.
--- A worker is ready when it first listens, or, when it serves nothing, one loop turn after
--- its top level has run: the worker sends "settled" from a 0 ms timer started after its top
--- level, so a listen() made at the top level or in a 0 ms timer started there comes first.
+-- Ready is master.lua's one rule (the same for the first start, a reload and a replacement):
+-- one loop turn after its top level ran, serving what its slot served before, or when it
+-- says so with cluster.worker:ready() under cluster.setup{ ready = "manual" }.
 -- A worker that exits before it is ready does not hold the others back (a crashed one is
 -- restarted as usual, on its own).
 -- Stop (and any drain that goes through disconnect_in_order): workers are disconnected one at a
@@ -26,20 +26,13 @@ local function next_turn(fn)
 end
 
 
-local function ready(w)
-  if w._seq_ready then
-    return
-  end
-  w._seq_ready = true
+master.hooks.ready[#master.hooks.ready + 1] = function(w)
   local fn = on_ready[w]
   if fn then
     on_ready[w] = nil
     fn()
   end
 end
-
-
-master.control_ops.settled = ready
 master.hooks.gone[#master.hooks.gone + 1] = function(w)
   local fn = on_ready[w]
   on_ready[w] = nil
@@ -59,17 +52,10 @@ function _M.when_ready(w, fn)
   local function go()
     next_turn(fn)
   end
-  if w._seq_ready or w.state == "dead" then
-    return go()
-  end
-  if w.state == "listening" then
-    w._seq_ready = true
+  if w._ready or w.state == "dead" then
     return go()
   end
   on_ready[w] = go
-  w:on("listening", function()
-    ready(w)
-  end)
 end
 
 

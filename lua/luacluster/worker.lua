@@ -14,6 +14,7 @@ local ch
 local me            -- cluster.worker
 local draining = false
 local drain_timeout = 30000
+local top_level_done, ready_said = false, false
 
 local worker_mt = {}
 worker_mt.__index = worker_mt
@@ -72,6 +73,20 @@ function worker_mt:disconnect()
     ch:control({ op = "disconnecting" }) -- the master then knows this exit was asked for
   end
   _M.drain()
+end
+
+
+-- cluster.setup{ ready = "manual" }: the app says when this worker is ready (a reload, a
+-- sequential start, the first start wait for it); sent once its top level has run
+function worker_mt:ready()
+  if ready_said then
+    return true
+  end
+  ready_said = true
+  if top_level_done and not ch:is_closed() then
+    ch:control({ op = "ready" })
+  end
+  return true
 end
 
 
@@ -183,9 +198,25 @@ function _M.init(opts)
 end
 
 
+-- The top level raised: the master reports it (once per slot, not at every restart; at the
+-- first start it stops the cluster with it), so only its first line and the whole text go.
+function _M.boot_failed(err)
+  local text = tostring(err)
+  if ch and not ch:is_closed() then
+    ch:control({ op = "failed", err = text:match("^[^\n]*"), detail = text })
+  else
+    log.error(text)
+  end
+end
+
+
 function _M.after_top_level()
   me.state = "online"
+  top_level_done = true
   ch:control({ op = "online" })
+  if ready_said then
+    ch:control({ op = "ready" })
+  end
   -- one loop turn later: a worker that has asked for no listening socket by then serves
   -- nothing, and counts as ready for a sequential start (luacluster.sequence)
   local t
