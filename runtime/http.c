@@ -1218,15 +1218,15 @@ static int m_headers(lua_State *L) {
   http_conn *c = check_conn(L, &ok);
   if (!ok) return push_gone(L);
   lua_createtable(L, 0, c->h.nfields);
-  char name[256];
   for (int i = 0; i < c->h.nfields; i++) {
     lc_http_field *f = &c->h.fields[i];
-    size_t nl = f->name_len < sizeof name ? f->name_len : sizeof name - 1;
-    for (size_t k = 0; k < nl; k++) {
-      char ch = c->head[f->name + k];
-      name[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-    }
-    lua_pushlstring(L, name, nl);
+    /* lower-cased in place, whole: the copy of the head is ours, and only case-insensitive
+     * lookups read its names after this (a name is as long as max_header_size allows; one cut
+     * at a fixed size merged two names that differ after it) */
+    char *name = c->head + f->name;
+    for (size_t k = 0; k < f->name_len; k++)
+      if (name[k] >= 'A' && name[k] <= 'Z') name[k] = (char)(name[k] + 32);
+    lua_pushlstring(L, name, f->name_len);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
     if (lua_isnil(L, -1)) {

@@ -146,6 +146,15 @@ describe("http", function()
       assert.not_matches("h:X-", b, 1, true)
     end)
 
+    it("keeps header names longer than 255 bytes whole, so two of them never merge", function()
+      local stem = ("X-Long"):rep(50) -- 300 bytes
+      local r = U.once(dport, req("/echo", stem .. "-One: 1\r\n" .. stem .. "-Two: 2\r\nConnection: close\r\n"))
+      assert.equal(200, r.status)
+      assert.matches("h:" .. stem:lower() .. "-one=1\n", r.body, 1, true)
+      assert.matches("h:" .. stem:lower() .. "-two=2\n", r.body, 1, true)
+      assert.not_matches("1, 2", r.body, 1, true)
+    end)
+
     it("has no query without '?' and an empty one with a bare '?'", function()
       assert.matches("query=nil\n", U.once(port, req("/echo", "Connection: close\r\n")).body, 1, true)
       assert.matches("query=\n", U.once(port, req("/echo?", "Connection: close\r\n")).body, 1, true)
