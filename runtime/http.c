@@ -148,17 +148,48 @@ static int reserve(char **p, size_t *cap, size_t len, size_t extra) {
 static void conn_write_done(http_conn *c);
 static void clear_timer(http_conn *c);
 
+/* ---- calling Lua from the loop ----
+ * A libuv callback runs outside any protected call: a Lua API call that raises there (out of
+ * memory in lua_pushlstring, lua_newuserdata, luaL_ref, even luaL_unref when the registry's
+ * free list needs a new slot) ends in LuaJIT's panic, which aborts the process. So every Lua
+ * call this file makes from a libuv callback goes through lua_cpcall (protected from its first
+ * allocation: the C function object is made inside it), here: ref_run for a registry
+ * reference, call_handler for a request. The Lua methods below (m_*) are called from Lua and
+ * are protected by their callers. */
+
+static void cpcall_failed(lc_rt *rt, const char *what) {
+  lua_State *L = rt->L;
+  const char *msg = lua_tostring(L, -1);
+  lc_log(rt, "error: http: %s: %s", what, msg ? msg : "(an error that is not a string)");
+  lua_pop(L, 1);
+}
+
+typedef struct ref_call { lc_rt *rt; int ref, call; } ref_call;
+
+static int ref_call_body(lua_State *L) {
+  ref_call *r = lua_touserdata(L, 1);
+  if (r->call) lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
+  if (r->call) lc_call(r->rt, 0);   /* its own pcall: the function's error is logged there */
+  return 0;
+}
+
+/* Drops the registry reference ref, after calling the function it holds when call is 1. */
+static void ref_run(lc_rt *rt, int ref, int call) {
+  if (ref == LUA_NOREF || ref == LUA_REFNIL) return;
+  ref_call r = {rt, ref, call};
+  if (lua_cpcall(rt->L, ref_call_body, &r) != 0) cpcall_failed(rt, call ? "a callback" : "a reference");
+}
+
 /* Wakes a handler waiting for the output queue to drain (a streamed answer to a client that
  * reads slowly). Called from the loop only (a write done, a connection freed), never from
  * inside a Lua call. */
 static void fire_drain(http_conn *c) {
   if (c->drain_ref == LUA_NOREF) return;
   if (c->timer_mode == T_SEND && !c->closed) clear_timer(c);
-  lua_State *L = c->rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->drain_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, c->drain_ref);
+  int ref = c->drain_ref;
   c->drain_ref = LUA_NOREF;
-  lc_call(c->rt, 0);
+  ref_run(c->rt, ref, 1);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -210,7 +241,7 @@ static void free_conn(http_conn *c) {
   http_server *s = c->srv;
   fire_drain(c);  /* a waiting handler resumes; its next write finds the connection gone */
   if (c->box) *c->box = NULL;
-  luaL_unref(c->rt->L, LUA_REGISTRYINDEX, c->box_ref);
+  ref_run(c->rt, c->box_ref, 0);
   free(c->in);
   free(c->head);
   free(c->body);
@@ -225,13 +256,12 @@ static void free_conn(http_conn *c) {
   }
   s->base.rt->http.conns_open--;
   if (s->draining && s->nconns == 0 && s->drain_ref != LUA_NOREF) {
-    lua_rawgeti(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
-    luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
+    int ref = s->drain_ref;
     s->drain_ref = LUA_NOREF;
     /* http.lua's server:close() closes the server from this callback: it is freed below, once
      * the callback has returned, not inside it (a use after free that ASan found) */
     s->in_drain_cb = 1;
-    lc_call(s->base.rt, 0);
+    ref_run(s->base.rt, ref, 1);
     s->in_drain_cb = 0;
   }
   server_maybe_free(s);
@@ -530,14 +560,17 @@ static void push_conn(http_conn *c) {
   }
 }
 
-static void call_handler(http_conn *c) {
-  http_server *s = c->srv;
-  lua_State *L = c->rt->L;
-  s->requests++;
-  c->resp_started = c->resp_chunked = c->resp_close = c->resp_raw = 0;
-  c->resp_cl = -1;
-  c->resp_sent = 0;
-  if (!lc_handle_push_cb(&s->base)) { reject(c, 503); return; }
+/* The handler's call, inside call_handler's lua_cpcall: (conn, seq, method, url, minor, body,
+ * path, query). Its own pcall with the traceback (as lc_call) tells call_handler whether
+ * http.lua's glue failed before a handler took the request. */
+typedef struct handler_call { http_conn *c; int failed; } handler_call;
+
+static int handler_call_body(lua_State *L) {
+  handler_call *hc = lua_touserdata(L, 1);
+  http_conn *c = hc->c;
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->rt->traceback_ref);
+  if (!lc_handle_push_cb(&c->srv->base)) { hc->failed = 503; return 0; }
   push_conn(c);
   lua_pushinteger(L, c->seq);
   lua_pushlstring(L, c->head + c->h.method, c->h.method_len);
@@ -562,7 +595,27 @@ static void call_handler(http_conn *c) {
     lua_pushnil(L);
     lua_pushnil(L);
   }
-  lc_call(c->rt, 8);
+  if (lua_pcall(L, 8, 0, 1) != 0) {
+    hc->failed = 500;
+    lc_log(c->rt, "error: %s", lua_tostring(L, -1));
+  }
+  return 0;
+}
+
+static void call_handler(http_conn *c) {
+  c->srv->requests++;
+  c->resp_started = c->resp_chunked = c->resp_close = c->resp_raw = 0;
+  c->resp_cl = -1;
+  c->resp_sent = 0;
+  uint32_t seq = c->seq;
+  handler_call hc = {c, 0};
+  if (lua_cpcall(c->rt->L, handler_call_body, &hc) != 0) {
+    cpcall_failed(c->rt, "a request");
+    hc.failed = 500;
+  }
+  /* no handler took the request (none set, or out of memory before one ran): the runtime
+   * answers, unless an answer has started meanwhile */
+  if (hc.failed && !c->closed && c->seq == seq && c->state == S_HANDLER && !c->resp_started) reject(c, hc.failed);
 }
 
 /* Feeds buffered input to the parser until a request is complete (and answered) or the
@@ -711,7 +764,7 @@ static void take_conn(void *ctx, uv_tcp_t *tcp) {
 
 static void server_maybe_free(http_server *s) {
   if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF && !s->in_drain_cb) {
-    luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
+    ref_run(s->base.rt, s->drain_ref, 0);
     free(s);
   }
 }
