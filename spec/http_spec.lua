@@ -63,6 +63,29 @@ if cluster.is_worker then
     res:finish("bye")
   end
   routes["/pid"] = function() return 200, tostring(process.pid) end
+  routes["/args"] = function(req)
+    local max = req.headers["x-max"]
+    local args, err = req:args(tonumber(max))
+    local names, out = {}, {}
+    for k in pairs(args) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      local v = args[k]
+      if type(v) == "table" then
+        local parts = {}
+        for i, x in ipairs(v) do parts[i] = ("%q"):format(tostring(x)) .. (x == true and "!" or "") end
+        v = "[" .. table.concat(parts, ",") .. "]"
+      else
+        v = ("%q"):format(tostring(v)) .. (v == true and "!" or "")
+      end
+      out[#out + 1] = ("%q"):format(k) .. "=" .. v
+    end
+    return 200, table.concat(out, " ") .. (err and (" | " .. err) or "") .. " | " .. tostring(req.query)
+  end
+  routes["/args-bad"] = function(req)
+    local ok, err = pcall(req.args, req, -1)
+    return 200, tostring(err)
+  end
   routes["/status204"] = function() return 204, "" end
 
   local function handler(req, res)
@@ -153,6 +176,46 @@ describe("http", function()
       assert.matches("h:" .. stem:lower() .. "-one=1\n", r.body, 1, true)
       assert.matches("h:" .. stem:lower() .. "-two=2\n", r.body, 1, true)
       assert.not_matches("1, 2", r.body, 1, true)
+    end)
+
+    it("parses the query with req:args() as ngx.req.get_uri_args does, and keeps req.query", function()
+      local function args(query, extra)
+        local r = U.once(dport, req("/args" .. query, (extra or "") .. "Connection: close\r\n"))
+        assert.equal(200, r.status)
+        return r.body
+      end
+      assert.equal(' | nil', args(""))
+      assert.equal(' | ', args("?"))
+      assert.equal('"a"="1" "b"="2" | a=1&b=2', args("?a=1&b=2"))
+      -- decoding: %XX and "+" in names and values; "%2B" is a plus
+      assert.equal('"a b"="c d+e/f" | a+b=c%20d%2Be%2ff', args("?a+b=c%20d%2Be%2ff"))
+      -- a repeated name: its values in order, a name alone is true, "name=" is ""
+      assert.equal('"a"=["1","2",""] "f"="true"! "g"="" | a=1&a=2&a=&f&g=', args("?a=1&a=2&a=&f&g="))
+      assert.equal('"x"=["true"!,"1"] | x&x=1', args("?x&x=1"))
+      -- empty pairs and empty names are skipped; only the first "=" splits
+      assert.equal('"a"="1=2" "b"="3" | &&a=1=2&=z&&b=3&', args("?&&a=1=2&=z&&b=3&"))
+      -- malformed escapes stay as they are
+      assert.equal('"k"="%zz%4g%%41%4" | k=%zz%4g%%41%4', args("?k=%zz%4g%%41%4"))
+      assert.equal('"%"="%" | %=%', args("?%=%"))
+    end)
+
+    it("reads at most 100 query arguments by default, or max, and says when it cut", function()
+      local parts = {}
+      for i = 1, 120 do parts[i] = "k" .. i .. "=" .. i end
+      local q = "?" .. table.concat(parts, "&")
+      local r = U.once(dport, req("/args" .. q, "Connection: close\r\n"))
+      assert.equal(100, select(2, r.body:gsub('"k%d+"=', "")))
+      assert.matches(" | truncated | ", r.body, 1, true)
+      assert.matches('"k100"="100"', r.body, 1, true)
+      assert.not_matches('"k101"', r.body, 1, true)
+      r = U.once(dport, req("/args" .. q, "X-Max: 3\r\nConnection: close\r\n"))
+      assert.equal('"k1"="1" "k2"="2" "k3"="3" | truncated', r.body:match("^(.-) | k1="))
+      r = U.once(dport, req("/args" .. q, "X-Max: 0\r\nConnection: close\r\n"))
+      assert.equal(120, select(2, r.body:gsub('"k%d+"=', "")))
+      assert.not_matches("truncated", r.body, 1, true)
+      r = U.once(dport, req("/args?a=1&b=2", "X-Max: 2\r\nConnection: close\r\n"))
+      assert.equal('"a"="1" "b"="2" | a=1&b=2', r.body)
+      assert.matches("req:args: max must be a whole number >= 0", U.once(port, req("/args-bad", "Connection: close\r\n")).body, 1, true)
     end)
 
     it("has no query without '?' and an empty one with a bare '?'", function()

@@ -10,7 +10,8 @@ local runtime = require("luacluster.runtime")
 
 local spawn = coro.spawn
 local type, setmetatable, rawset, tostring = type, setmetatable, rawset, tostring
-local find, sub, lower = string.find, string.sub, string.lower
+local find, sub, lower, gsub, byte, char = string.find, string.sub, string.lower, string.gsub, string.byte, string.char
+local concat = table.concat
 local traceback = debug.traceback
 
 local _M = {}
@@ -78,6 +79,88 @@ local req_mt = {
 
 function req_methods:body()
   return self._b or ""
+end
+
+
+-- ngx.req.get_uri_args's decoding: "+" is a space, %XX a byte, and a malformed escape ("%zz",
+-- "%4" at the end) stays as it is (nginx's ngx_http_lua_unescape_uri does the same)
+local function unescape(s)
+  if not find(s, "%", 1, true) then
+    return find(s, "+", 1, true) and (gsub(s, "+", " ")) or s
+  end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local j = find(s, "[%%+]", i)
+    if not j then
+      out[#out + 1] = sub(s, i)
+      break
+    end
+    if j > i then
+      out[#out + 1] = sub(s, i, j - 1)
+    end
+    if byte(s, j) == 43 then -- "+"
+      out[#out + 1] = " "
+      i = j + 1
+    else
+      local h, l = sub(s, j + 1, j + 1), sub(s, j + 2, j + 2)
+      if find(h, "^%x$") then
+        out[#out + 1] = find(l, "^%x$") and char(tonumber(h .. l, 16)) or "%" .. h .. l
+        i = j + 3
+      else
+        out[#out + 1] = "%" .. h
+        i = j + 2
+      end
+    end
+  end
+  return concat(out)
+end
+
+
+-- req:args([max]) -> { name = value | true | { values... } } [, "truncated"]: the query
+-- string parsed as OpenResty's ngx.req.get_uri_args parses it. Names and values are decoded;
+-- "name" alone gives true, "name=" gives ""; a repeated name gives an array of its values in
+-- order; empty names are skipped. At most max (100; 0: no limit) arguments are read, and a
+-- second result "truncated" says the query had more.
+function req_methods:args(max)
+  if max == nil then
+    max = 100
+  elseif type(max) ~= "number" or max < 0 or max % 1 ~= 0 then
+    error("req:args: max must be a whole number >= 0", 2)
+  end
+  local args, count = {}, 0
+  local q = self.query
+  if q == nil or q == "" then
+    return args
+  end
+  local pos, n = 1, #q
+  while pos <= n do
+    local amp = find(q, "&", pos, true) or n + 1
+    if amp > pos then
+      if max > 0 and count >= max then
+        return args, "truncated"
+      end
+      local eq = find(q, "=", pos, true)
+      local name, value
+      if eq and eq < amp then
+        name, value = unescape(sub(q, pos, eq - 1)), unescape(sub(q, eq + 1, amp - 1))
+      else
+        name, value = unescape(sub(q, pos, amp - 1)), true
+      end
+      if name ~= "" then
+        count = count + 1
+        local prev = args[name]
+        if prev == nil then
+          args[name] = value
+        elseif type(prev) == "table" then
+          prev[#prev + 1] = value
+        else
+          args[name] = { prev, value }
+        end
+      end
+    end
+    pos = amp + 1
+  end
+  return args
 end
 
 
