@@ -771,12 +771,20 @@ static void server_maybe_free(http_server *s) {
 
 /* ---- Lua: server ---- */
 
-static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def) {
+/* An option as a number in [0, max]: http.lua has refused what is not a number >= 0; a value
+ * past what the field holds (math.huge: "no limit") is max, not a cast out of range (undefined:
+ * on x86-64 it gave 0, so max_header_size = math.huge refused every request with 431). */
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def, lua_Number max) {
   lua_getfield(L, t, k);
   lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
   lua_pop(L, 1);
-  return v;
+  if (!(v >= 0)) v = def;  /* NaN too */
+  return v > max ? max : v;
 }
+
+#define MAX_MS 9007199254740992.0     /* 2^53 ms: loop time + a timeout stays in 64 bits */
+#define MAX_HEAD_BYTES 2147483647.0   /* the head's field offsets are 32-bit (http_head.h) */
+#define MAX_BODY_BYTES 9007199254740992.0
 
 /* core.http_server_new(cb, opts) */
 static int f_server_new(lua_State *L) {
@@ -790,12 +798,12 @@ static int f_server_new(lua_State *L) {
   s->keepalive_timeout = 5000;
   s->send_timeout = 60000;
   if (lua_istable(L, 2)) {
-    s->max_header = (size_t)opt_num(L, 2, "max_header_size", 16384);
-    s->max_body = (size_t)opt_num(L, 2, "max_body_size", 1048576);
-    s->header_timeout = (uint64_t)opt_num(L, 2, "header_timeout", 10000);
-    s->keepalive_timeout = (uint64_t)opt_num(L, 2, "keepalive_timeout", 5000);
-    s->send_timeout = (uint64_t)opt_num(L, 2, "send_timeout", 60000);
-    s->max_conns = (int)opt_num(L, 2, "max_connections", 0);
+    s->max_header = (size_t)opt_num(L, 2, "max_header_size", 16384, MAX_HEAD_BYTES);
+    s->max_body = (size_t)opt_num(L, 2, "max_body_size", 1048576, MAX_BODY_BYTES);
+    s->header_timeout = (uint64_t)opt_num(L, 2, "header_timeout", 10000, MAX_MS);
+    s->keepalive_timeout = (uint64_t)opt_num(L, 2, "keepalive_timeout", 5000, MAX_MS);
+    s->send_timeout = (uint64_t)opt_num(L, 2, "send_timeout", 60000, MAX_MS);
+    s->max_conns = (int)opt_num(L, 2, "max_connections", 0, 2147483647.0);
   }
   return 1;
 }

@@ -699,7 +699,8 @@ describe("http", function()
     it("refuses unknown or invalid create_server options", function()
       local p2 = H.start_app([[
         local http = require("luacluster.http")
-        for _, opts in ipairs({ { max_header_sise = 1 }, { max_body_size = -1 }, { header_timeout = "1" }, 5 }) do
+        for _, opts in ipairs({ { max_header_sise = 1 }, { max_body_size = -1 }, { header_timeout = "1" }, 5,
+            { keepalive_timeout = 0 / 0 } }) do
           local ok, err = pcall(http.create_server, function() end, opts)
           say(tostring(ok), err)
         end
@@ -712,8 +713,32 @@ describe("http", function()
       assert.matches("false [^\n]*unknown option 'max_header_sise'", out)
       assert.matches("false [^\n]*max_body_size must be a number", out)
       assert.matches("false [^\n]*header_timeout must be a number", out)
+      assert.matches("false [^\n]*keepalive_timeout must be a number", out)
       assert.matches("false [^\n]*opts must be a table", out)
       assert.matches("false [^\n]*handler must be a function", out)
+    end)
+
+    it("takes math.huge as no limit for sizes and timeouts", function()
+      local hport = H.free_port()
+      local p2 = H.start_app([[
+        local http = require("luacluster.http")
+        if cluster.is_worker then
+          local huge = math.huge
+          http.create_server(function(req) return 200, "got " .. #req:body() .. " " .. #req.headers["x-big"] end, {
+            max_header_size = huge, max_body_size = huge, header_timeout = huge, keepalive_timeout = huge,
+            send_timeout = huge, max_connections = huge,
+          }):listen()
+          say("ready")
+        end
+      ]], { "-w", 1, "-p", hport })
+      assert(p2:wait_output("ready", 5000), p2:output())
+      local body = ("b"):rep(2 * 1048576)
+      local r = U.once(hport, req("/", "X-Big: " .. ("h"):rep(40000) .. "\r\nContent-Length: " .. #body
+        .. "\r\nConnection: close\r\n") .. body, 10000)
+      p2:stop()
+      assert.is_truthy(r, p2:output())
+      assert.equal(200, r.status)
+      assert.equal("got " .. #body .. " 40000", r.body)
     end)
   end)
 end)

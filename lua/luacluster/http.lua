@@ -408,7 +408,7 @@ function _M.create_server(handler, opts)
       if v ~= false and (type(v) ~= "string" or v == "") then
         error("http.create_server: access_log must be a file path, \"stderr\" or false", 2)
       end
-    elseif type(v) ~= "number" or v < 0 then
+    elseif type(v) ~= "number" or not (v >= 0) then -- NaN too
       error("http.create_server: " .. k .. " must be a number >= 0", 2)
     end
   end
