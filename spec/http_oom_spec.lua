@@ -80,9 +80,14 @@ describe("http out of memory in a libuv callback", function()
     H.cleanup()
   end)
 
-  it("logs the error, answers 500 and keeps the worker", function()
+  -- ASan's allocator and shadow memory cannot live under an address-space limit: the
+  -- sanitized run (spec/run_sanitized) skips this one
+  local it_ = os.getenv("ASAN_OPTIONS") and pending or it
+
+  it_("logs the error, answers 500 and keeps the worker", function()
     local wpid = tonumber(p:stdout():match("ready (%d+)"))
-    assert.equal(tostring(wpid), U.once(port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").body)
+    local first = H.wait_for(function() return U.once(port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n") end, 5000)
+    assert.equal(tostring(wpid), first and first.body, p:output())
     local a = assert(H.connect(port))
     set_as_limit(wpid, vm_size(wpid) + 48 * 1048576)
     a:send("GET /fill HTTP/1.1\r\nHost: a\r\n\r\n")
