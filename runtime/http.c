@@ -7,7 +7,11 @@
  * (http_head.c), the body is read by the parser, and the parser is paused at the end of the
  * message until the handler has answered, so pipelined requests are answered in order.
  * The handler is called once per request with (conn, seq, method, url, minor, body); every
- * call back from Lua carries seq, so a late answer to a finished request is refused. */
+ * call back from Lua carries seq, so a late answer to a finished request is refused.
+ * A response's framing is the runtime's: a handler's Content-Length must match the body it
+ * sends (respond, write and finish answer false, reason to a mismatch, and send nothing of it),
+ * a streamed body that ends short closes the connection, Transfer-Encoding is never the
+ * handler's. Lua is entered from libuv callbacks only under lua_cpcall (see ref_run). */
 #define _GNU_SOURCE
 #include "lc.h"
 #include "http_head.h"
