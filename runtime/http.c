@@ -7,7 +7,11 @@
  * (http_head.c), the body is read by the parser, and the parser is paused at the end of the
  * message until the handler has answered, so pipelined requests are answered in order.
  * The handler is called once per request with (conn, seq, method, url, minor, body); every
- * call back from Lua carries seq, so a late answer to a finished request is refused. */
+ * call back from Lua carries seq, so a late answer to a finished request is refused.
+ * A response's framing is the runtime's: a handler's Content-Length must match the body it
+ * sends (respond, write and finish answer false, reason to a mismatch, and send nothing of it),
+ * a streamed body that ends short closes the connection, Transfer-Encoding is never the
+ * handler's. Lua is entered from libuv callbacks only under lua_cpcall (see ref_run). */
 #define _GNU_SOURCE
 #include "lc.h"
 #include "http_head.h"
@@ -53,6 +57,8 @@ typedef struct http_conn {
   int keepalive, is_head, in_parse, read_paused, peer_closed, got_bytes, ending, closed;
   uint32_t seq;
   int resp_started, resp_chunked, resp_close, resp_raw;
+  long long resp_cl;          /* the Content-Length a streamed body must reach, or -1 */
+  unsigned long long resp_sent; /* body bytes of a streamed response so far */
   int writes_pending;
   size_t queued_bytes;
   size_t stall_mark;          /* unsent bytes when the keep-alive timer last fired (progress check) */
@@ -146,17 +152,48 @@ static int reserve(char **p, size_t *cap, size_t len, size_t extra) {
 static void conn_write_done(http_conn *c);
 static void clear_timer(http_conn *c);
 
+/* ---- calling Lua from the loop ----
+ * A libuv callback runs outside any protected call: a Lua API call that raises there (out of
+ * memory in lua_pushlstring, lua_newuserdata, luaL_ref, even luaL_unref when the registry's
+ * free list needs a new slot) ends in LuaJIT's panic, which aborts the process. So every Lua
+ * call this file makes from a libuv callback goes through lua_cpcall (protected from its first
+ * allocation: the C function object is made inside it), here: ref_run for a registry
+ * reference, call_handler for a request. The Lua methods below (m_*) are called from Lua and
+ * are protected by their callers. */
+
+static void cpcall_failed(lc_rt *rt, const char *what) {
+  lua_State *L = rt->L;
+  const char *msg = lua_tostring(L, -1);
+  lc_log(rt, "error: http: %s: %s", what, msg ? msg : "(an error that is not a string)");
+  lua_pop(L, 1);
+}
+
+typedef struct ref_call { lc_rt *rt; int ref, call; } ref_call;
+
+static int ref_call_body(lua_State *L) {
+  ref_call *r = lua_touserdata(L, 1);
+  if (r->call) lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
+  if (r->call) lc_call(r->rt, 0);   /* its own pcall: the function's error is logged there */
+  return 0;
+}
+
+/* Drops the registry reference ref, after calling the function it holds when call is 1. */
+static void ref_run(lc_rt *rt, int ref, int call) {
+  if (ref == LUA_NOREF || ref == LUA_REFNIL) return;
+  ref_call r = {rt, ref, call};
+  if (lua_cpcall(rt->L, ref_call_body, &r) != 0) cpcall_failed(rt, call ? "a callback" : "a reference");
+}
+
 /* Wakes a handler waiting for the output queue to drain (a streamed answer to a client that
  * reads slowly). Called from the loop only (a write done, a connection freed), never from
  * inside a Lua call. */
 static void fire_drain(http_conn *c) {
   if (c->drain_ref == LUA_NOREF) return;
   if (c->timer_mode == T_SEND && !c->closed) clear_timer(c);
-  lua_State *L = c->rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->drain_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, c->drain_ref);
+  int ref = c->drain_ref;
   c->drain_ref = LUA_NOREF;
-  lc_call(c->rt, 0);
+  ref_run(c->rt, ref, 1);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -208,7 +245,7 @@ static void free_conn(http_conn *c) {
   http_server *s = c->srv;
   fire_drain(c);  /* a waiting handler resumes; its next write finds the connection gone */
   if (c->box) *c->box = NULL;
-  luaL_unref(c->rt->L, LUA_REGISTRYINDEX, c->box_ref);
+  ref_run(c->rt, c->box_ref, 0);
   free(c->in);
   free(c->head);
   free(c->body);
@@ -223,13 +260,12 @@ static void free_conn(http_conn *c) {
   }
   s->base.rt->http.conns_open--;
   if (s->draining && s->nconns == 0 && s->drain_ref != LUA_NOREF) {
-    lua_rawgeti(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
-    luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
+    int ref = s->drain_ref;
     s->drain_ref = LUA_NOREF;
     /* http.lua's server:close() closes the server from this callback: it is freed below, once
      * the callback has returned, not inside it (a use after free that ASan found) */
     s->in_drain_cb = 1;
-    lc_call(s->base.rt, 0);
+    ref_run(s->base.rt, ref, 1);
     s->in_drain_cb = 0;
   }
   server_maybe_free(s);
@@ -528,12 +564,17 @@ static void push_conn(http_conn *c) {
   }
 }
 
-static void call_handler(http_conn *c) {
-  http_server *s = c->srv;
-  lua_State *L = c->rt->L;
-  s->requests++;
-  c->resp_started = c->resp_chunked = c->resp_close = c->resp_raw = 0;
-  if (!lc_handle_push_cb(&s->base)) { reject(c, 503); return; }
+/* The handler's call, inside call_handler's lua_cpcall: (conn, seq, method, url, minor, body,
+ * path, query). Its own pcall with the traceback (as lc_call) tells call_handler whether
+ * http.lua's glue failed before a handler took the request. */
+typedef struct handler_call { http_conn *c; int failed; } handler_call;
+
+static int handler_call_body(lua_State *L) {
+  handler_call *hc = lua_touserdata(L, 1);
+  http_conn *c = hc->c;
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->rt->traceback_ref);
+  if (!lc_handle_push_cb(&c->srv->base)) { hc->failed = 503; return 0; }
   push_conn(c);
   lua_pushinteger(L, c->seq);
   lua_pushlstring(L, c->head + c->h.method, c->h.method_len);
@@ -558,7 +599,27 @@ static void call_handler(http_conn *c) {
     lua_pushnil(L);
     lua_pushnil(L);
   }
-  lc_call(c->rt, 8);
+  if (lua_pcall(L, 8, 0, 1) != 0) {
+    hc->failed = 500;
+    lc_log(c->rt, "error: %s", lua_tostring(L, -1));
+  }
+  return 0;
+}
+
+static void call_handler(http_conn *c) {
+  c->srv->requests++;
+  c->resp_started = c->resp_chunked = c->resp_close = c->resp_raw = 0;
+  c->resp_cl = -1;
+  c->resp_sent = 0;
+  uint32_t seq = c->seq;
+  handler_call hc = {c, 0};
+  if (lua_cpcall(c->rt->L, handler_call_body, &hc) != 0) {
+    cpcall_failed(c->rt, "a request");
+    hc.failed = 500;
+  }
+  /* no handler took the request (none set, or out of memory before one ran): the runtime
+   * answers, unless an answer has started meanwhile */
+  if (hc.failed && !c->closed && c->seq == seq && c->state == S_HANDLER && !c->resp_started) reject(c, hc.failed);
 }
 
 /* Feeds buffered input to the parser until a request is complete (and answered) or the
@@ -707,19 +768,27 @@ static void take_conn(void *ctx, uv_tcp_t *tcp) {
 
 static void server_maybe_free(http_server *s) {
   if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF && !s->in_drain_cb) {
-    luaL_unref(s->base.rt->L, LUA_REGISTRYINDEX, s->drain_ref);
+    ref_run(s->base.rt, s->drain_ref, 0);
     free(s);
   }
 }
 
 /* ---- Lua: server ---- */
 
-static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def) {
+/* An option as a number in [0, max]: http.lua has refused what is not a number >= 0; a value
+ * past what the field holds (math.huge: "no limit") is max, not a cast out of range (undefined:
+ * on x86-64 it gave 0, so max_header_size = math.huge refused every request with 431). */
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def, lua_Number max) {
   lua_getfield(L, t, k);
   lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
   lua_pop(L, 1);
-  return v;
+  if (!(v >= 0)) v = def;  /* NaN too */
+  return v > max ? max : v;
 }
+
+#define MAX_MS 9007199254740992.0     /* 2^53 ms: loop time + a timeout stays in 64 bits */
+#define MAX_HEAD_BYTES 2147483647.0   /* the head's field offsets are 32-bit (http_head.h) */
+#define MAX_BODY_BYTES 9007199254740992.0
 
 /* core.http_server_new(cb, opts) */
 static int f_server_new(lua_State *L) {
@@ -733,12 +802,12 @@ static int f_server_new(lua_State *L) {
   s->keepalive_timeout = 5000;
   s->send_timeout = 60000;
   if (lua_istable(L, 2)) {
-    s->max_header = (size_t)opt_num(L, 2, "max_header_size", 16384);
-    s->max_body = (size_t)opt_num(L, 2, "max_body_size", 1048576);
-    s->header_timeout = (uint64_t)opt_num(L, 2, "header_timeout", 10000);
-    s->keepalive_timeout = (uint64_t)opt_num(L, 2, "keepalive_timeout", 5000);
-    s->send_timeout = (uint64_t)opt_num(L, 2, "send_timeout", 60000);
-    s->max_conns = (int)opt_num(L, 2, "max_connections", 0);
+    s->max_header = (size_t)opt_num(L, 2, "max_header_size", 16384, MAX_HEAD_BYTES);
+    s->max_body = (size_t)opt_num(L, 2, "max_body_size", 1048576, MAX_BODY_BYTES);
+    s->header_timeout = (uint64_t)opt_num(L, 2, "header_timeout", 10000, MAX_MS);
+    s->keepalive_timeout = (uint64_t)opt_num(L, 2, "keepalive_timeout", 5000, MAX_MS);
+    s->send_timeout = (uint64_t)opt_num(L, 2, "send_timeout", 60000, MAX_MS);
+    s->max_conns = (int)opt_num(L, 2, "max_connections", 0, 2147483647.0);
   }
   return 1;
 }
@@ -905,7 +974,27 @@ static size_t fmt_u64(char *out, unsigned long long v) {
   return n;
 }
 
-typedef struct head_flags { int length, date, te, conn_keep, conn_close; } head_flags;
+/* What the handler's headers say about framing. The runtime alone frames a response: the
+ * handler may declare a Content-Length (checked against what it sends), never a
+ * Transfer-Encoding. */
+typedef struct head_flags {
+  int length;                 /* a Content-Length was given */
+  unsigned long long cl;      /* its value */
+  int drop_length;            /* a 1xx or 204: the Content-Length is not sent (it must be 0) */
+  int date, conn_keep, conn_close;
+} head_flags;
+
+/* a Content-Length value as the handler gave it: 1 to 18 digits, nothing else */
+static int parse_length(const char *v, size_t n, unsigned long long *out) {
+  if (n == 0 || n > 18) return -1;
+  unsigned long long x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < '0' || v[i] > '9') return -1;
+    x = x * 10 + (unsigned long long)(v[i] - '0');
+  }
+  *out = x;
+  return 0;
+}
 
 /* one "name: value" line; 0, or -1 with the reason pushed as a Lua string */
 static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int name_idx, int value_idx) {
@@ -920,10 +1009,31 @@ static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int na
     lua_pushfstring(L, "invalid value for header '%s' (CR, LF or NUL)", name);
     return -1;
   }
-  if (nl == 14 && strcasecmp(name, "content-length") == 0) f->length = 1;
-  else if (nl == 4 && strcasecmp(name, "date") == 0) f->date = 1;
-  else if (nl == 17 && strcasecmp(name, "transfer-encoding") == 0) f->te = 1;
-  else if (nl == 10 && strcasecmp(name, "connection") == 0) {
+  if (nl == 14 && strcasecmp(name, "content-length") == 0) {
+    unsigned long long cl;
+    if (parse_length(value, vl, &cl) != 0) {
+      lua_pushfstring(L, "invalid Content-Length '%s' (digits only)", value);
+      return -1;
+    }
+    if (f->length && cl != f->cl) {
+      char prev[24];
+      snprintf(prev, sizeof prev, "%llu", f->cl);
+      lua_pushfstring(L, "two different Content-Length headers (%s and %s)", prev, value);
+      return -1;
+    }
+    if (f->drop_length && cl != 0) {
+      lua_pushfstring(L, "Content-Length %s on a response without a body", value);
+      return -1;
+    }
+    int again = f->length;
+    f->length = 1;
+    f->cl = cl;
+    if (again || f->drop_length) return 0;   /* sent once, and never on a 1xx or 204 */
+  } else if (nl == 4 && strcasecmp(name, "date") == 0) f->date = 1;
+  else if (nl == 17 && strcasecmp(name, "transfer-encoding") == 0) {
+    lua_pushliteral(L, "Transfer-Encoding is set by the runtime, not by a handler");
+    return -1;
+  } else if (nl == 10 && strcasecmp(name, "connection") == 0) {
     if (strcasestr(value, "keep-alive")) f->conn_keep = 1;
     if (strcasestr(value, "close")) { c->resp_close = 1; f->conn_close = 1; }
   }
@@ -967,10 +1077,14 @@ static int add_headers(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int h
 
 /* Builds the status line and headers into b. hidx: the handler's headers or 0.
  * body_len < 0: streaming (chunked for HTTP/1.1 unless the handler set Content-Length).
- * Returns 1 when the status has no body, 0 otherwise; raises on a bad header. */
+ * Returns 1 when no body may follow (the status has none, or the request was HEAD), 0 when
+ * one does, -1 for a handler's mistake (a bad header, framing that does not match the body)
+ * with the reason pushed; b is then freed. Sets c->resp_cl: the length a streamed body must
+ * have (-1: no declared length). */
 static int build_head(lua_State *L, http_conn *c, int status, int hidx, long long body_len, hbuf *b) {
   char line[128];
   size_t n = 0;
+  int err = 0;
   memcpy(line, "HTTP/1.", 7);
   line[7] = (char)('0' + c->h.minor);
   line[8] = ' ';
@@ -982,38 +1096,61 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
   n += rl;
   line[n++] = '\r';
   line[n++] = '\n';
-  hb_add(b, line, n);
-  head_flags f = {0, 0, 0, 0, 0};
+  err |= hb_add(b, line, n);
+  int no_body = status < 200 || status == 204 || status == 304;
+  head_flags f;
+  memset(&f, 0, sizeof f);
+  f.drop_length = status < 200 || status == 204;
   if (hidx && add_headers(L, c, b, &f, hidx) != 0) {
     hb_free(b);
-    return lua_error(L);
+    return -1;
   }
-  if (!f.date) hb_add(b, date_line(), strlen(date_line()));
-  int no_body = status < 200 || status == 204 || status == 304;
+  /* a HEAD answer and a 304 may declare the length of the body they do not send */
+  int sends_body = !no_body && !c->is_head;
+  if (f.length && sends_body && body_len >= 0 && (unsigned long long)body_len != f.cl) {
+    char a[24], d[24];
+    snprintf(a, sizeof a, "%llu", f.cl);
+    snprintf(d, sizeof d, "%lld", body_len);
+    lua_pushfstring(L, "Content-Length is %s but the body has %s bytes", a, d);
+    hb_free(b);
+    return -1;
+  }
+  c->resp_cl = f.length && sends_body ? (long long)f.cl : -1;
+  if (!f.date) err |= hb_add(b, date_line(), strlen(date_line()));
   if (body_len >= 0) {
     if (!f.length && !no_body) {
       memcpy(line, "Content-Length: ", 16);
       n = 16 + fmt_u64(line + 16, (unsigned long long)body_len);
       line[n++] = '\r';
       line[n++] = '\n';
-      hb_add(b, line, n);
+      err |= hb_add(b, line, n);
     }
-  } else if (!f.length && !f.te && !no_body) {
-    if (c->h.minor == 1) { HB_LIT(b, "Transfer-Encoding: chunked\r\n"); c->resp_chunked = 1; }
+  } else if (!f.length && !no_body) {
+    if (c->h.minor == 1) { err |= HB_LIT(b, "Transfer-Encoding: chunked\r\n"); c->resp_chunked = 1; }
     else c->resp_close = 1; /* HTTP/1.0: the end of the connection ends the body */
   }
   int keep = c->keepalive && !c->resp_close && !c->srv->draining;
   /* one Connection header: the handler's own when it says what we do */
-  if (!keep) { c->resp_close = 1; if (!f.conn_close) HB_LIT(b, "Connection: close\r\n"); }
-  else if (c->h.minor == 0 && !f.conn_keep) HB_LIT(b, "Connection: keep-alive\r\n");
-  if (HB_LIT(b, "\r\n") != 0) {
+  if (!keep) { c->resp_close = 1; if (!f.conn_close) err |= HB_LIT(b, "Connection: close\r\n"); }
+  else if (c->h.minor == 0 && !f.conn_keep) err |= HB_LIT(b, "Connection: keep-alive\r\n");
+  err |= HB_LIT(b, "\r\n");
+  if (err) {
     hb_free(b);
-    return luaL_error(L, "out of memory");
+    lua_pushliteral(L, "out of memory");
+    return -1;
   }
-  return no_body;
+  return !sends_body;
 }
 
-/* conn:respond(seq, status, headers, body) -> true | nil, err: a whole response */
+/* a handler's mistake, found before anything was sent: false, reason (http.lua raises it at
+ * the handler's line, or logs it with the handler's location, and answers 500) */
+static int push_mistake(lua_State *L) {
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* conn:respond(seq, status, headers, body) -> true | nil, err | false, mistake: a whole response */
 static int m_respond(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
@@ -1026,40 +1163,57 @@ static int m_respond(lua_State *L) {
   hbuf b;
   hb_init(&b);
   int no_body = build_head(L, c, status, hidx, (long long)blen, &b);
-  int send_body = !(no_body || c->is_head);
+  if (no_body < 0) { c->resp_close = 0; return push_mistake(L); }
   c->resp_started = 1;
   c->resp_status = status;
-  c->resp_body = send_body ? (double)blen : 0;
-  conn_write(c, b.p, b.len, body, send_body ? blen : 0);
+  c->resp_body = no_body ? 0 : (double)blen;
+  conn_write(c, b.p, b.len, body, no_body ? 0 : blen);
   hb_free(&b);
   finish_request(c);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* conn:write_head(seq, status, headers): starts a streamed response */
+/* conn:write_head(seq, status, headers) -> true | nil, err | false, mistake: starts a
+ * streamed response */
 static int m_write_head(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
   int status = (int)luaL_checkinteger(L, 3);
   int hidx = lua_istable(L, 4) ? 4 : 0;
+  if (status < 100 || status > 999) return luaL_argerror(L, 3, "status must be from 100 to 999");
   if (!ok || c->resp_started) return push_gone(L);
   hbuf b;
   hb_init(&b);
   int no_body = build_head(L, c, status, hidx, -1, &b);
+  if (no_body < 0) { c->resp_close = c->resp_chunked = 0; return push_mistake(L); }
   c->resp_started = 1;
   c->resp_status = status;
   c->resp_body = 0;
-  c->resp_raw = no_body || c->is_head ? 2 : 0;  /* 2: nothing of a body may be sent */
+  c->resp_sent = 0;
+  c->resp_raw = no_body ? 2 : 0;  /* 2: nothing of a body may be sent */
   conn_write(c, b.p, b.len, NULL, 0);
   hb_free(&b);
   lua_pushboolean(L, 1);
   return 1;
 }
 
+/* a chunk that would take a streamed body past its declared Content-Length: false, mistake
+ * (nothing of it is sent); 0 when it fits */
+static int over_length(lua_State *L, http_conn *c, size_t len) {
+  if (c->resp_cl < 0 || c->resp_raw == 2 || len <= (unsigned long long)c->resp_cl - c->resp_sent) return 0;
+  char a[24], d[24], e[24];
+  snprintf(a, sizeof a, "%zu", len);
+  snprintf(d, sizeof d, "%llu", (unsigned long long)c->resp_cl - c->resp_sent);
+  snprintf(e, sizeof e, "%lld", c->resp_cl);
+  lua_pushfstring(L, "%s bytes written where %s remain of the Content-Length %s", a, d, e);
+  return push_mistake(L);
+}
+
 static int write_chunk(http_conn *c, const char *data, size_t len) {
   if (len == 0 || c->resp_raw == 2) return 0;
   c->resp_body += (double)len;
+  c->resp_sent += len;
   if (!c->resp_chunked) return conn_write(c, data, len, NULL, 0);
   char size[24];
   int n = snprintf(size, sizeof size, "%zx\r\n", len);
@@ -1067,13 +1221,14 @@ static int write_chunk(http_conn *c, const char *data, size_t len) {
   return conn_write(c, "\r\n", 2, NULL, 0);
 }
 
-/* conn:write(seq, chunk) -> true | nil, err */
+/* conn:write(seq, chunk) -> true, queued | nil, err | false, mistake */
 static int m_write(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
   if (!ok || !c->resp_started) return push_gone(L);
+  if (over_length(L, c, len)) return 2;
   if (write_chunk(c, data, len) != 0) return push_gone(L);
   lua_pushboolean(L, 1);
   lua_pushnumber(L, (lua_Number)c->queued_bytes);
@@ -1098,18 +1253,28 @@ static int m_on_drain(lua_State *L) {
   return 1;
 }
 
-/* conn:finish(seq [, chunk]) -> true | nil, err */
+/* conn:finish(seq [, chunk]) -> true [, short] | nil, err | false, mistake. short: the body
+ * ended that many bytes before its declared Content-Length, so the connection is closed once
+ * the response is out (the client sees a short body, not the start of the next response). */
 static int m_finish(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
   size_t len = 0;
   const char *data = lua_isnoneornil(L, 3) ? NULL : luaL_checklstring(L, 3, &len);
   if (!ok || !c->resp_started) return push_gone(L);
+  if (data && over_length(L, c, len)) return 2;
   if (data) write_chunk(c, data, len);
   if (c->resp_chunked && c->resp_raw != 2) conn_write(c, "0\r\n\r\n", 5, NULL, 0);
+  unsigned long long short_by = 0;
+  if (c->resp_cl >= 0 && c->resp_raw != 2 && c->resp_sent < (unsigned long long)c->resp_cl) {
+    short_by = (unsigned long long)c->resp_cl - c->resp_sent;
+    c->resp_close = 1;
+  }
   finish_request(c);
   lua_pushboolean(L, 1);
-  return 1;
+  if (short_by == 0) return 1;
+  lua_pushnumber(L, (lua_Number)short_by);
+  return 2;
 }
 
 /* conn:headers(seq) -> { lower-case name = value } (repeated names joined by ", ") */
@@ -1118,15 +1283,15 @@ static int m_headers(lua_State *L) {
   http_conn *c = check_conn(L, &ok);
   if (!ok) return push_gone(L);
   lua_createtable(L, 0, c->h.nfields);
-  char name[256];
   for (int i = 0; i < c->h.nfields; i++) {
     lc_http_field *f = &c->h.fields[i];
-    size_t nl = f->name_len < sizeof name ? f->name_len : sizeof name - 1;
-    for (size_t k = 0; k < nl; k++) {
-      char ch = c->head[f->name + k];
-      name[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-    }
-    lua_pushlstring(L, name, nl);
+    /* lower-cased in place, whole: the copy of the head is ours, and only case-insensitive
+     * lookups read its names after this (a name is as long as max_header_size allows; one cut
+     * at a fixed size merged two names that differ after it) */
+    char *name = c->head + f->name;
+    for (size_t k = 0; k < f->name_len; k++)
+      if (name[k] >= 'A' && name[k] <= 'Z') name[k] = (char)(name[k] + 32);
+    lua_pushlstring(L, name, f->name_len);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
     if (lua_isnil(L, -1)) {

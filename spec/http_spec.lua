@@ -63,6 +63,29 @@ if cluster.is_worker then
     res:finish("bye")
   end
   routes["/pid"] = function() return 200, tostring(process.pid) end
+  routes["/args"] = function(req)
+    local max = req.headers["x-max"]
+    local args, err = req:args(tonumber(max))
+    local names, out = {}, {}
+    for k in pairs(args) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      local v = args[k]
+      if type(v) == "table" then
+        local parts = {}
+        for i, x in ipairs(v) do parts[i] = ("%q"):format(tostring(x)) .. (x == true and "!" or "") end
+        v = "[" .. table.concat(parts, ",") .. "]"
+      else
+        v = ("%q"):format(tostring(v)) .. (v == true and "!" or "")
+      end
+      out[#out + 1] = ("%q"):format(k) .. "=" .. v
+    end
+    return 200, table.concat(out, " ") .. (err and (" | " .. err) or "") .. " | " .. tostring(req.query)
+  end
+  routes["/args-bad"] = function(req)
+    local ok, err = pcall(req.args, req, -1)
+    return 200, tostring(err)
+  end
   routes["/status204"] = function() return 204, "" end
 
   local function handler(req, res)
@@ -144,6 +167,55 @@ describe("http", function()
       assert.matches("h:x-multi=one, two, three\n", b, 1, true)
       assert.matches("h:content-type=text/plain\n", b, 1, true)
       assert.not_matches("h:X-", b, 1, true)
+    end)
+
+    it("keeps header names longer than 255 bytes whole, so two of them never merge", function()
+      local stem = ("X-Long"):rep(50) -- 300 bytes
+      local r = U.once(dport, req("/echo", stem .. "-One: 1\r\n" .. stem .. "-Two: 2\r\nConnection: close\r\n"))
+      assert.equal(200, r.status)
+      assert.matches("h:" .. stem:lower() .. "-one=1\n", r.body, 1, true)
+      assert.matches("h:" .. stem:lower() .. "-two=2\n", r.body, 1, true)
+      assert.not_matches("1, 2", r.body, 1, true)
+    end)
+
+    it("parses the query with req:args() as ngx.req.get_uri_args does, and keeps req.query", function()
+      local function args(query, extra)
+        local r = U.once(dport, req("/args" .. query, (extra or "") .. "Connection: close\r\n"))
+        assert.equal(200, r.status)
+        return r.body
+      end
+      assert.equal(' | nil', args(""))
+      assert.equal(' | ', args("?"))
+      assert.equal('"a"="1" "b"="2" | a=1&b=2', args("?a=1&b=2"))
+      -- decoding: %XX and "+" in names and values; "%2B" is a plus
+      assert.equal('"a b"="c d+e/f" | a+b=c%20d%2Be%2ff', args("?a+b=c%20d%2Be%2ff"))
+      -- a repeated name: its values in order, a name alone is true, "name=" is ""
+      assert.equal('"a"=["1","2",""] "f"="true"! "g"="" | a=1&a=2&a=&f&g=', args("?a=1&a=2&a=&f&g="))
+      assert.equal('"x"=["true"!,"1"] | x&x=1', args("?x&x=1"))
+      -- empty pairs and empty names are skipped; only the first "=" splits
+      assert.equal('"a"="1=2" "b"="3" | &&a=1=2&=z&&b=3&', args("?&&a=1=2&=z&&b=3&"))
+      -- malformed escapes stay as they are
+      assert.equal('"k"="%zz%4g%%41%4" | k=%zz%4g%%41%4', args("?k=%zz%4g%%41%4"))
+      assert.equal('"%"="%" | %=%', args("?%=%"))
+    end)
+
+    it("reads at most 100 query arguments by default, or max, and says when it cut", function()
+      local parts = {}
+      for i = 1, 120 do parts[i] = "k" .. i .. "=" .. i end
+      local q = "?" .. table.concat(parts, "&")
+      local r = U.once(dport, req("/args" .. q, "Connection: close\r\n"))
+      assert.equal(100, select(2, r.body:gsub('"k%d+"=', "")))
+      assert.matches(" | truncated | ", r.body, 1, true)
+      assert.matches('"k100"="100"', r.body, 1, true)
+      assert.not_matches('"k101"', r.body, 1, true)
+      r = U.once(dport, req("/args" .. q, "X-Max: 3\r\nConnection: close\r\n"))
+      assert.equal('"k1"="1" "k2"="2" "k3"="3" | truncated', r.body:match("^(.-) | k1="))
+      r = U.once(dport, req("/args" .. q, "X-Max: 0\r\nConnection: close\r\n"))
+      assert.equal(120, select(2, r.body:gsub('"k%d+"=', "")))
+      assert.not_matches("truncated", r.body, 1, true)
+      r = U.once(dport, req("/args?a=1&b=2", "X-Max: 2\r\nConnection: close\r\n"))
+      assert.equal('"a"="1" "b"="2" | a=1&b=2', r.body)
+      assert.matches("req:args: max must be a whole number >= 0", U.once(port, req("/args-bad", "Connection: close\r\n")).body, 1, true)
     end)
 
     it("has no query without '?' and an empty one with a bare '?'", function()
@@ -627,7 +699,8 @@ describe("http", function()
     it("refuses unknown or invalid create_server options", function()
       local p2 = H.start_app([[
         local http = require("luacluster.http")
-        for _, opts in ipairs({ { max_header_sise = 1 }, { max_body_size = -1 }, { header_timeout = "1" }, 5 }) do
+        for _, opts in ipairs({ { max_header_sise = 1 }, { max_body_size = -1 }, { header_timeout = "1" }, 5,
+            { keepalive_timeout = 0 / 0 } }) do
           local ok, err = pcall(http.create_server, function() end, opts)
           say(tostring(ok), err)
         end
@@ -640,8 +713,32 @@ describe("http", function()
       assert.matches("false [^\n]*unknown option 'max_header_sise'", out)
       assert.matches("false [^\n]*max_body_size must be a number", out)
       assert.matches("false [^\n]*header_timeout must be a number", out)
+      assert.matches("false [^\n]*keepalive_timeout must be a number", out)
       assert.matches("false [^\n]*opts must be a table", out)
       assert.matches("false [^\n]*handler must be a function", out)
+    end)
+
+    it("takes math.huge as no limit for sizes and timeouts", function()
+      local hport = H.free_port()
+      local p2 = H.start_app([[
+        local http = require("luacluster.http")
+        if cluster.is_worker then
+          local huge = math.huge
+          http.create_server(function(req) return 200, "got " .. #req:body() .. " " .. #req.headers["x-big"] end, {
+            max_header_size = huge, max_body_size = huge, header_timeout = huge, keepalive_timeout = huge,
+            send_timeout = huge, max_connections = huge,
+          }):listen()
+          say("ready")
+        end
+      ]], { "-w", 1, "-p", hport })
+      assert(p2:wait_output("ready", 5000), p2:output())
+      local body = ("b"):rep(2 * 1048576)
+      local r = U.once(hport, req("/", "X-Big: " .. ("h"):rep(40000) .. "\r\nContent-Length: " .. #body
+        .. "\r\nConnection: close\r\n") .. body, 10000)
+      p2:stop()
+      assert.is_truthy(r, p2:output())
+      assert.equal(200, r.status)
+      assert.equal("got " .. #body .. " 40000", r.body)
     end)
   end)
 end)

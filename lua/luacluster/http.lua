@@ -10,7 +10,8 @@ local runtime = require("luacluster.runtime")
 
 local spawn = coro.spawn
 local type, setmetatable, rawset, tostring = type, setmetatable, rawset, tostring
-local find, sub, lower = string.find, string.sub, string.lower
+local find, sub, lower, gsub, byte, char = string.find, string.sub, string.lower, string.gsub, string.byte, string.char
+local concat = table.concat
 local traceback = debug.traceback
 
 local _M = {}
@@ -81,6 +82,88 @@ function req_methods:body()
 end
 
 
+-- ngx.req.get_uri_args's decoding: "+" is a space, %XX a byte, and a malformed escape ("%zz",
+-- "%4" at the end) stays as it is (nginx's ngx_http_lua_unescape_uri does the same)
+local function unescape(s)
+  if not find(s, "%", 1, true) then
+    return find(s, "+", 1, true) and (gsub(s, "+", " ")) or s
+  end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local j = find(s, "[%%+]", i)
+    if not j then
+      out[#out + 1] = sub(s, i)
+      break
+    end
+    if j > i then
+      out[#out + 1] = sub(s, i, j - 1)
+    end
+    if byte(s, j) == 43 then -- "+"
+      out[#out + 1] = " "
+      i = j + 1
+    else
+      local h, l = sub(s, j + 1, j + 1), sub(s, j + 2, j + 2)
+      if find(h, "^%x$") then
+        out[#out + 1] = find(l, "^%x$") and char(tonumber(h .. l, 16)) or "%" .. h .. l
+        i = j + 3
+      else
+        out[#out + 1] = "%" .. h
+        i = j + 2
+      end
+    end
+  end
+  return concat(out)
+end
+
+
+-- req:args([max]) -> { name = value | true | { values... } } [, "truncated"]: the query
+-- string parsed as OpenResty's ngx.req.get_uri_args parses it. Names and values are decoded;
+-- "name" alone gives true, "name=" gives ""; a repeated name gives an array of its values in
+-- order; empty names are skipped. At most max (100; 0: no limit) arguments are read, and a
+-- second result "truncated" says the query had more.
+function req_methods:args(max)
+  if max == nil then
+    max = 100
+  elseif type(max) ~= "number" or max < 0 or max % 1 ~= 0 then
+    error("req:args: max must be a whole number >= 0", 2)
+  end
+  local args, count = {}, 0
+  local q = self.query
+  if q == nil or q == "" then
+    return args
+  end
+  local pos, n = 1, #q
+  while pos <= n do
+    local amp = find(q, "&", pos, true) or n + 1
+    if amp > pos then
+      if max > 0 and count >= max then
+        return args, "truncated"
+      end
+      local eq = find(q, "=", pos, true)
+      local name, value
+      if eq and eq < amp then
+        name, value = unescape(sub(q, pos, eq - 1)), unescape(sub(q, eq + 1, amp - 1))
+      else
+        name, value = unescape(sub(q, pos, amp - 1)), true
+      end
+      if name ~= "" then
+        count = count + 1
+        local prev = args[name]
+        if prev == nil then
+          args[name] = value
+        elseif type(prev) == "table" then
+          prev[#prev + 1] = value
+        else
+          args[name] = { prev, value }
+        end
+      end
+    end
+    pos = amp + 1
+  end
+  return args
+end
+
+
 -- ---- responses ----
 
 local res_methods = {}
@@ -122,21 +205,38 @@ function res_methods:header(name, value)
 end
 
 
+-- Sends the head of a streamed response once. -> true | nil, err | false, mistake
+local function send_head(self)
+  if self._head_sent then
+    return true
+  end
+  local ok, err = self._c:write_head(self._s, self._code, self._h)
+  if ok ~= false then
+    self._head_sent = true -- also when the connection is gone: a later write says so
+  end
+  return ok, err
+end
+
+
 function res_methods:write(chunk)
   if self._done then
     return nil, "the response is finished"
   end
-  if not self._head_sent then
-    self._head_sent = true
-    local ok, err = self._c:write_head(self._s, self._code, self._h)
-    if not ok then
-      return nil, err
-    end
+  local ok, err = send_head(self)
+  if ok == false then
+    error("res:write: " .. err, 2)
+  elseif not ok then
+    return nil, err
   end
   if chunk == nil or chunk == "" then
     return true
   end
-  local ok, queued = self._c:write(self._s, tostring(chunk))
+  local queued
+  ok, queued = self._c:write(self._s, tostring(chunk))
+  if ok == false then
+    -- past the Content-Length the handler declared: nothing of this chunk was sent
+    error("res:write: " .. queued, 2)
+  end
   -- backpressure: past 1 MiB queued for a client that reads slowly (or not at all), the
   -- handler waits until half of it is sent (or the connection is gone: the next write says so)
   if ok and queued > WRITE_HIGH_WATER then
@@ -149,39 +249,97 @@ function res_methods:write(chunk)
 end
 
 
-function res_methods:finish(body)
+-- res:finish's work: -> true | nil, err | false, mistake (the framing or a header is wrong:
+-- nothing more was sent, the response is not finished)
+local function finish(self, body)
   if self._done then
     return nil, "the response is finished"
   end
-  self._done = true
   if body ~= nil and type(body) ~= "string" then
     body = tostring(body)
   end
+  local ok, err
   if self._head_sent then
-    return self._c:finish(self._s, body)
+    ok, err = self._c:finish(self._s, body)
+    if ok and err then
+      -- fewer body bytes than the declared Content-Length: the connection is closed
+      log.warn("a response ended " .. err .. " bytes short of its Content-Length; its connection is closed")
+      err = nil
+    end
+  else
+    ok, err = self._c:respond(self._s, self._code, self._h, body)
   end
-  return self._c:respond(self._s, self._code, self._h, body)
+  if ok ~= false then
+    self._done = true
+  end
+  return ok, err
 end
 
 
--- a handler's `return status, body` or `return status, headers, body`
+function res_methods:finish(body)
+  local ok, err = finish(self, body)
+  if ok == false then
+    error("res:finish: " .. err, 2)
+  end
+  return ok, err
+end
+
+
+local TEXT_PLAIN = { ["Content-Type"] = "text/plain" }
+
+-- the runtime's own answer to a handler that failed: a 500 when nothing was sent yet, else
+-- the connection is cut (the client sees a response that did not end)
+local function fail(res)
+  if res._done then
+    return
+  end
+  res._done = true
+  if res._head_sent then
+    res._c:abort()
+  else
+    res._c:respond(res._s, 500, TEXT_PLAIN, "Internal Server Error\n")
+  end
+end
+
+
+-- "file:line" where the handler is defined (its returned response has no line of its own)
+local function where(fn)
+  local info = debug.getinfo(fn, "S")
+  return info and (info.short_src .. ":" .. tostring(info.linedefined)) or "?"
+end
+
+
+-- a handler's `return status, body` or `return status, headers, body`; raises a response
+-- that does not fit (a framing mistake, a bad header, a status out of range)
 local function shortcut(res, status, b, c)
+  if status < 100 or status > 999 or status % 1 ~= 0 then
+    error("status " .. tostring(status) .. " is not a number from 100 to 999", 0)
+  end
+  local ok, err
   if type(b) == "table" then
     if res._h == nil and not res._head_sent then
       -- the C side reads a {name = value} map as it is: no copy into res._h
-      res._done = true
       if c ~= nil and type(c) ~= "string" then
         c = tostring(c)
       end
-      return res._c:respond(res._s, status, b, c)
+      ok, err = res._c:respond(res._s, status, b, c)
+      if ok ~= false then
+        res._done = true
+      end
+    else
+      for name, value in pairs(b) do
+        res:header(name, value)
+      end
+      b = c
     end
-    for name, value in pairs(b) do
-      res:header(name, value)
-    end
-    b = c
   end
-  res._code = status
-  return res:finish(b)
+  if ok == nil and err == nil then
+    res._code = status
+    ok, err = finish(res, b)
+  end
+  if ok == false then
+    error(err, 0)
+  end
 end
 
 
@@ -194,24 +352,21 @@ local function run(handler, req, res)
   local ok, a, b, c = xpcall(handler, on_error, req, res)
   if not ok then
     log.error("request handler failed: " .. a)
-    if not res._done then
-      res._done = true
-      if res._head_sent then
-        res._c:abort()
-      else
-        res._c:respond(res._s, 500, nil, "Internal Server Error\n")
-      end
-    end
+    fail(res)
     return
   end
   if a ~= nil and not res._done then
     if type(a) ~= "number" then
       log.error("request handler returned " .. type(a) .. " where a status number was expected")
-      res._done = true
-      res._c:respond(res._s, 500, nil, "Internal Server Error\n")
+      fail(res)
       return
     end
-    shortcut(res, a, b, c)
+    -- the handler has returned: its response is logged with the handler's location
+    local sok, serr = pcall(shortcut, res, a, b, c)
+    if not sok then
+      log.error("request handler failed: " .. where(handler) .. ": its response: " .. tostring(serr))
+      fail(res)
+    end
   end
 end
 
@@ -253,7 +408,7 @@ function _M.create_server(handler, opts)
       if v ~= false and (type(v) ~= "string" or v == "") then
         error("http.create_server: access_log must be a file path, \"stderr\" or false", 2)
       end
-    elseif type(v) ~= "number" or v < 0 then
+    elseif type(v) ~= "number" or not (v >= 0) then -- NaN too
       error("http.create_server: " .. k .. " must be a number >= 0", 2)
     end
   end
