@@ -258,6 +258,40 @@ describe("ipc channel", function()
       assert.is_true(run_until(function() return find(events, "error", "over the limit") end), "no error event")
     end)
 
+    -- ~6 GB of memory for a few seconds: only when asked (LUACLUSTER_BIG_SPECS=1)
+    it("writes a batch of frames over 4 GiB from one loop turn whole", function()
+      if os.getenv("LUACLUSTER_BIG_SPECS") ~= "1" then
+        pending("needs ~6 GB of memory: LUACLUSTER_BIG_SPECS=1 spec/run spec/ipc_spec.lua")
+        return
+      end
+      local h, peer = open_channel()
+      closing(h, peer)
+      set_largest_limit(h)
+      local payload = string.rep("z", 1536 * 1024 * 1024)
+      for _ = 1, 3 do
+        assert(h:send(K.MSG, 0, 0, payload)) -- one loop turn: one batch of 4.5 GiB
+      end
+      local want = 3 * (16 + #payload)
+      payload = nil -- luacheck: ignore
+      local size = 1048576
+      local buf, total, idle = ffi.new("char[?]", size), 0, 0
+      while total < want and idle < 300 do
+        core.run("nowait")
+        local n = tonumber(C.read(peer, buf, size))
+        if n > 0 then
+          repeat
+            total = total + n
+            n = tonumber(C.read(peer, buf, size))
+          until n <= 0
+          idle = 0
+        else
+          idle = idle + 1
+          H.sleep(10)
+        end
+      end
+      assert.equal(want, total)
+    end)
+
     it("in the master, refuses to re-frame a routed frame whose header claims nearly 4 GiB", function()
       local a, a_peer, a_events = open_channel()
       local b, b_peer = open_channel()
