@@ -461,7 +461,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     b->off += size;
     deliver(ch, &h, payload);
   }
-  if (!ch->closing) drop_unclaimed(ch);
+  if (!ended(ch)) drop_unclaimed(ch);  /* (a channel that ends closes what it holds) */
   if (b->off == b->len) b->off = b->len = 0;
 }
 
