@@ -22,9 +22,8 @@ static void close_cb(uv_handle_t *h) {
 static void event_cb(uv_fs_event_t *ev, const char *filename, int events, int status) {
   lc_fswatch *w = ev->data;
   (void)events;
-  if (status != 0 || !lc_handle_push_cb(&w->base)) return;
-  lua_pushstring(w->base.rt->L, filename ? filename : "");
-  lc_call(w->base.rt, 1);
+  if (status != 0) return;
+  lc_call_cb_str(&w->base, filename ? filename : "", NULL);
 }
 
 /* core.fswatch(path, cb) -> watch | nil, err */
@@ -33,9 +32,14 @@ static int f_fswatch(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lc_fswatch *w = lc_handle_new(L, sizeof *w, MT);
   lc_handle_set_cb(L, &w->base, 2);
-  uv_fs_event_init(&w->base.rt->loop, &w->ev);
+  int r = uv_fs_event_init(&w->base.rt->loop, &w->ev);
+  if (r != 0) {  /* never opened: nothing to close */
+    lc_handle_release(&w->base);
+    free(w);
+    return lc_push_error(L, r);
+  }
   w->ev.data = w;
-  int r = uv_fs_event_start(&w->ev, event_cb, path, 0);
+  r = uv_fs_event_start(&w->ev, event_cb, path, 0);
   if (r != 0) {
     w->closing = 1;
     uv_close((uv_handle_t *)&w->ev, close_cb);

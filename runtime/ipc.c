@@ -5,12 +5,21 @@
  * appends to the batch and rt's prepare handle flushes every dirty channel once per turn,
  * with one uv_try_write when the pipe is idle. A frame that carries a socket is written on
  * its own with uv_write2, after the batch before it, so order is kept.
- * In the master, ROUTE and BCAST frames are forwarded here, in C, without entering Lua. */
+ * In the master, ROUTE and BCAST frames are forwarded here, in C, without entering Lua.
+ * Sizes: a payload is at most LC_MAX_FRAME_PAYLOAD (what a LuaJIT string holds), every size is
+ * a size_t and every sum is checked. What the peer controls: every header field, the order of
+ * bytes and sockets; a socket is claimed only by the frame it came with (the first byte of
+ * that frame's write), and one no frame can claim is closed at once.
+ * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c): the pushes of
+ * the arguments happen inside the protected call, so out of memory there is an error logged,
+ * not an abort. */
 #include "lc.h"
 #include "ipc_frame.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include <limits.h>
 
 #define MT "luacluster.ipc"
 #define READ_CHUNK 65536
@@ -24,7 +33,7 @@ struct lc_ipc {
   uv_pipe_t pipe;
   bytes in, out;
   size_t discard;          /* payload bytes still to skip after an oversized frame */
-  uint32_t max_frame;
+  size_t max_frame;        /* payload bytes; LC_MAX_FRAME_PAYLOAD at most */
   int route_id;            /* > 0: reachable by ROUTE/BCAST frames (master side of a worker) */
   lc_ipc *route_next;      /* the channels of one id: the newest heads rt->routes[id - 1] and
                               gets ROUTE frames; older ones (a reload's draining workers) stay
@@ -47,10 +56,13 @@ typedef struct wreq {
   uv_stream_t *sent_handle;  /* closed once written: ownership moved to the peer */
 } wreq;
 
+/* room for `extra` more bytes after b->len; UV_ENOMEM when it cannot be had (or sized) */
 static int reserve(bytes *b, size_t extra) {
   if (b->cap - b->len >= extra) return 0;
+  if (extra > SIZE_MAX / 2 - b->len) return UV_ENOMEM;
+  size_t need = b->len + extra;
   size_t cap = b->cap ? b->cap : 4096;
-  while (cap - b->len < extra) cap *= 2;
+  while (cap < need) cap *= 2;
   char *p = realloc(b->data, cap);
   if (p == NULL) return UV_ENOMEM;
   b->data = p;
@@ -63,6 +75,14 @@ static int reserve(bytes *b, size_t extra) {
 /* ---- writing ---- */
 
 static void try_close(lc_ipc *ch);
+
+/* a buffer for uv_write: uv_buf_init takes an unsigned int and would cut a batch over 4 GiB */
+static uv_buf_t buf_of(char *base, size_t len) {
+  uv_buf_t b;
+  b.base = base;
+  b.len = len;
+  return b;
+}
 
 static void write_cb(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
@@ -80,7 +100,7 @@ static int flush(lc_ipc *ch) {
   if (o->len == o->off) { o->len = o->off = 0; return 0; }
   if (ch->closing) { o->len = o->off = 0; return UV_EPIPE; }
   if (ch->writes_pending == 0) {
-    uv_buf_t b = uv_buf_init(o->data + o->off, (unsigned)(o->len - o->off));
+    uv_buf_t b = buf_of(o->data + o->off, o->len - o->off);
     int n = uv_try_write((uv_stream_t *)&ch->pipe, &b, 1);
     if (n > 0) o->off += (size_t)n;
     if (o->off == o->len) { o->len = o->off = 0; return 0; }
@@ -91,7 +111,7 @@ static int flush(lc_ipc *ch) {
   w->ch = ch;
   w->buf = o->data;
   w->sent_handle = NULL;
-  uv_buf_t b = uv_buf_init(o->data + o->off, (unsigned)(o->len - o->off));
+  uv_buf_t b = buf_of(o->data + o->off, o->len - o->off);
   memset(o, 0, sizeof *o);
   int r = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, write_cb);
   if (r != 0) { free(w->buf); free(w); return r; }
@@ -118,38 +138,46 @@ static void mark_dirty(lc_ipc *ch) {
   ch->base.rt->dirty = ch;
 }
 
+/* (a channel that is closing takes nothing: it would go back on the dirty list after its
+ * close callback freed it) */
 static int append_frame(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
-  int r = reserve(&ch->out, LC_FRAME_HEADER + h->len);
+  if (ch->closing) return UV_EPIPE;
+  if (h->len > LC_MAX_FRAME_PAYLOAD) return UV_E2BIG;
+  size_t size = lc_frame_size(h->len);
+  int r = reserve(&ch->out, size);
   if (r != 0) return r;
   lc_frame_encode((unsigned char *)ch->out.data + ch->out.len, h);
   memcpy(ch->out.data + ch->out.len + LC_FRAME_HEADER, payload, h->len);
-  ch->out.len += LC_FRAME_HEADER + h->len;
+  ch->out.len += size;
   ch->frames_out++;
   ch->msgs_out += IS_USER_KIND(h->kind);
-  ch->bytes_out += LC_FRAME_HEADER + h->len;
+  ch->bytes_out += (double)size;
   mark_dirty(ch);
   return 0;
 }
 
 static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle) {
+  if (ch->closing) return UV_EPIPE;
+  if (h->len > LC_MAX_FRAME_PAYLOAD) return UV_E2BIG;
+  size_t size = lc_frame_size(h->len);
   int r = flush(ch);
   if (r != 0) return r;
   wreq *w = malloc(sizeof *w);
-  char *buf = malloc(LC_FRAME_HEADER + h->len);
+  char *buf = malloc(size);
   if (w == NULL || buf == NULL) { free(w); free(buf); return UV_ENOMEM; }
   lc_frame_encode((unsigned char *)buf, h);
   memcpy(buf + LC_FRAME_HEADER, payload, h->len);
   w->ch = ch;
   w->buf = buf;
   w->sent_handle = NULL;
-  uv_buf_t b = uv_buf_init(buf, LC_FRAME_HEADER + h->len);
+  uv_buf_t b = buf_of(buf, size);
   r = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, handle, write_cb);
   if (r != 0) { free(buf); free(w); return r; }
   w->sent_handle = handle;
   ch->writes_pending++;
   ch->frames_out++;
   ch->msgs_out += IS_USER_KIND(h->kind);
-  ch->bytes_out += LC_FRAME_HEADER + h->len;
+  ch->bytes_out += (double)size;
   return 0;
 }
 
@@ -187,13 +215,10 @@ static void unlink_route(lc_ipc *ch) {
 
 static void close_cb(uv_handle_t *handle) {
   lc_ipc *ch = handle->data;
-  lc_rt *rt = ch->base.rt;
   unlink_route(ch);
   for (int i = 0; i < ch->nhandles; i++) uv_close((uv_handle_t *)ch->handles[i], free_handle_cb);
-  if (lc_handle_push_cb(&ch->base)) {
-    lua_pushstring(rt->L, "close");
-    lc_call(rt, 1);
-  }
+  ch->nhandles = 0;
+  lc_call_cb_str(&ch->base, "close", NULL);
   lc_handle_release(&ch->base);
   free(ch->in.data);
   free(ch->out.data);
@@ -223,12 +248,12 @@ static void try_close(lc_ipc *ch) {
 /* ---- reading ---- */
 
 static void emit_error(lc_ipc *ch, const char *msg) {
-  if (lc_handle_push_cb(&ch->base)) {
-    lua_pushstring(ch->base.rt->L, "error");
-    lua_pushstring(ch->base.rt->L, msg);
-    lc_call(ch->base.rt, 2);
-  }
+  lc_call_cb_str(&ch->base, "error", msg);
 }
+
+/* the channel takes no more frames: closed, or closing once its writes are out (by the Lua
+ * side, maybe from inside a callback of this very read) */
+static int ended(const lc_ipc *ch) { return ch->closing || ch->close_when_flushed; }
 
 static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   lc_ipc *ch = handle->data;
@@ -240,8 +265,8 @@ static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     b->len -= b->off;
     b->off = 0;
   }
-  if (reserve(b, READ_CHUNK) != 0) { *buf = uv_buf_init(NULL, 0); return; }
-  *buf = uv_buf_init(b->data + b->len, (unsigned)(b->cap - b->len));
+  if (reserve(b, READ_CHUNK) != 0) { *buf = buf_of(NULL, 0); return; }
+  *buf = buf_of(b->data + b->len, b->cap - b->len);
 }
 
 static void take_pending_handles(lc_ipc *ch) {
@@ -271,6 +296,37 @@ static uv_stream_t *pop_handle(lc_ipc *ch) {
   return s;
 }
 
+/* A socket arrives with the first byte of the write of the frame it belongs to, so once the
+ * complete frames read so far are delivered, only the incomplete frame left can claim one: a
+ * header not read in full yet (which may announce one) or a read header that announced one.
+ * Any other socket is one no frame will claim (a peer's mistake): it is closed now, instead of
+ * being held and handed to a later frame that announces a socket of its own. */
+static void drop_unclaimed(lc_ipc *ch) {
+  bytes *b = &ch->in;
+  size_t avail = b->len - b->off;
+  int keep = 0, dropped = 0;
+  if (ch->discard == 0 && avail > 0) {
+    lc_frame_header h;
+    if (avail < LC_FRAME_HEADER) keep = 1;
+    else if (lc_frame_decode((unsigned char *)b->data + b->off, &h) == NULL && (h.flags & LC_FLAG_HANDLE)) keep = 1;
+  }
+  while (ch->nhandles > keep) {
+    uv_close((uv_handle_t *)pop_handle(ch), free_handle_cb);
+    dropped++;
+  }
+  if (dropped) emit_error(ch, "a socket arrived that no frame announced; closed");
+}
+
+/* whether a frame of this kind may bring a socket: the kinds the Lua side adopts one from,
+ * and a dispatched connection (never a listening socket: a sink takes connections) */
+static int may_carry_socket(const lc_frame_header *h) {
+  switch (h->kind) {
+    case LC_KIND_MSG: case LC_KIND_CTRL: case LC_KIND_REQ: return 1;
+    case LC_KIND_CONN: return !(h->flags & LC_FLAG_SERVER);
+    default: return 0;
+  }
+}
+
 /* Forwards a ROUTE or BCAST frame from worker `from` without decoding its payload. */
 static void route(lc_ipc *from, const lc_frame_header *h, const char *payload) {
   lc_rt *rt = from->base.rt;
@@ -291,16 +347,52 @@ static void route(lc_ipc *from, const lc_frame_header *h, const char *payload) {
   append_frame(from, &fail, "");
 }
 
+typedef struct frame_args {
+  lc_ipc *ch;
+  const lc_frame_header *h;
+  const char *payload;
+  uv_stream_t *handle;
+  int handed;               /* the handle belongs to a Lua object now */
+} frame_args;
+
+/* run by lc_call_with, protected: the callback, kind, peer, seq, payload, socket or nil */
+static int push_frame(lua_State *L, void *ud) {
+  frame_args *a = ud;
+  if (!lc_handle_push_cb(&a->ch->base)) return -1;
+  lua_pushinteger(L, a->h->kind);
+  lua_pushinteger(L, (lua_Integer)a->h->peer);
+  lua_pushinteger(L, (lua_Integer)a->h->seq);
+  lua_pushlstring(L, a->payload, a->h->len);
+  if (a->handle) {
+    lc_tcp_push_received(L, a->ch->base.rt, a->handle, (a->h->flags & LC_FLAG_SERVER) != 0);
+    a->handed = 1;  /* last: until here, a raise leaves the socket to deliver() */
+  } else {
+    lua_pushnil(L);
+  }
+  return 5;
+}
+
 static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
   lc_rt *rt = ch->base.rt;
-  lua_State *L = rt->L;
   uv_stream_t *handle = NULL;
   ch->frames_in++;
   ch->msgs_in += IS_USER_KIND(h->kind);
-  ch->bytes_in += LC_FRAME_HEADER + h->len;
+  ch->bytes_in += (double)lc_frame_size(h->len);
   if (h->flags & LC_FLAG_HANDLE) {
     handle = pop_handle(ch);
-    if (handle == NULL) emit_error(ch, "a frame announced a socket that did not arrive");
+    if (handle == NULL) {
+      emit_error(ch, "a frame announced a socket that did not arrive");
+    } else if (!may_carry_socket(h)) {
+      uv_close((uv_handle_t *)handle, free_handle_cb);
+      handle = NULL;
+      char msg[96];
+      snprintf(msg, sizeof msg, "a socket came with a frame of kind %d, which takes none; closed", h->kind);
+      emit_error(ch, msg);
+    }
+    if (ended(ch)) {  /* the error handler closed the channel: nothing more is delivered */
+      if (handle) uv_close((uv_handle_t *)handle, free_handle_cb);
+      return;
+    }
   }
   if (h->kind == LC_KIND_CONN) {
     if (handle == NULL) return;
@@ -314,17 +406,9 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
     route(ch, h, payload);
     return;
   }
-  if (!lc_handle_push_cb(&ch->base)) {
-    if (handle) uv_close((uv_handle_t *)handle, free_handle_cb);
-    return;
-  }
-  lua_pushinteger(L, h->kind);
-  lua_pushinteger(L, (lua_Integer)h->peer);
-  lua_pushinteger(L, (lua_Integer)h->seq);
-  lua_pushlstring(L, payload, h->len);
-  if (handle) lc_tcp_push_received(L, rt, handle, (h->flags & LC_FLAG_SERVER) != 0);
-  else lua_pushnil(L);
-  lc_call(rt, 5);
+  frame_args a = {ch, h, payload, handle, 0};
+  lc_call_with(rt, push_frame, &a);
+  if (handle && !a.handed) uv_close((uv_handle_t *)handle, free_handle_cb);
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -345,7 +429,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   take_pending_handles(ch);
   bytes *b = &ch->in;
   b->len += (size_t)nread;
-  while (!ch->closing && !ch->close_when_flushed) {
+  while (!ended(ch)) {
     size_t avail = b->len - b->off;
     if (ch->discard > 0) {
       size_t n = avail < ch->discard ? avail : ch->discard;
@@ -366,9 +450,16 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       try_close(ch);
       return;
     }
-    if (h.len > ch->max_frame) {
+    size_t size = lc_frame_size(h.len);
+    /* a frame over the limit, or one whose bytes cannot be held, is skipped (its payload is
+     * read and dropped): the stream stays in sync and the channel goes on */
+    const char *skip = h.len > ch->max_frame ? "is over the limit of"
+                     : avail < size && reserve(b, size - avail) != 0 ? "cannot be held in memory (limit"
+                     : NULL;
+    if (skip) {
       char msg[160];
-      snprintf(msg, sizeof msg, "frame of %u bytes is over the limit of %u bytes; skipped", h.len, ch->max_frame);
+      snprintf(msg, sizeof msg, "frame of %lu bytes %s %lu bytes%s; skipped", (unsigned long)h.len, skip,
+               (unsigned long)ch->max_frame, skip[0] == 'c' ? ")" : "");
       b->off += LC_FRAME_HEADER;
       ch->discard = h.len;
       if (h.flags & LC_FLAG_HANDLE) {
@@ -378,14 +469,12 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       emit_error(ch, msg);
       continue;
     }
-    if (avail < LC_FRAME_HEADER + h.len) {
-      if (reserve(b, LC_FRAME_HEADER + h.len - avail) != 0) { emit_error(ch, "out of memory"); return; }
-      break;
-    }
+    if (avail < size) break;
     const char *payload = b->data + b->off + LC_FRAME_HEADER;
-    b->off += LC_FRAME_HEADER + h.len;
+    b->off += size;
     deliver(ch, &h, payload);
   }
+  if (!ended(ch)) drop_unclaimed(ch);  /* (a channel that ends closes what it holds) */
   if (b->off == b->len) b->off = b->len = 0;
 }
 
@@ -447,8 +536,10 @@ static int m_send(lua_State *L) {
     return 2;
   }
   if (len > ch->max_frame) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "message of %zu bytes is over the limit of %zu bytes", len, ch->max_frame);
     lua_pushnil(L);
-    lua_pushfstring(L, "message of %d bytes is over the limit of %d bytes", (int)len, (int)ch->max_frame);
+    lua_pushstring(L, msg);
     return 2;
   }
   h.len = (uint32_t)len;
@@ -480,6 +571,7 @@ static int m_set_route(lua_State *L) {
   lc_rt *rt = ch->base.rt;
   int id = (int)luaL_checkinteger(L, 2);
   luaL_argcheck(L, id >= 1 && id <= 1000000, 2, "worker id out of range");
+  if (ch->closing) return 0;  /* its close callback is coming: a route to it would outlive it */
   if (id > rt->nroutes) {
     lc_ipc **p = realloc(rt->routes, (size_t)id * sizeof *p);
     if (p == NULL) return luaL_error(L, "out of memory");
@@ -503,8 +595,10 @@ static int m_clear_route(lua_State *L) {
 static int m_set_max_frame(lua_State *L) {
   lc_ipc *ch = lc_handle_check(L, 1, MT);
   lua_Number n = luaL_checknumber(L, 2);
-  luaL_argcheck(L, n >= 16 && n <= 4294967295.0, 2, "limit out of range");
-  ch->max_frame = (uint32_t)n;
+  if (!(n >= 16 && n <= (lua_Number)LC_MAX_FRAME_PAYLOAD))
+    return luaL_error(L, "max_message_size must be from 16 to %d bytes (the longest string LuaJIT holds)",
+                      (int)LC_MAX_FRAME_PAYLOAD);
+  ch->max_frame = (size_t)n;
   return 0;
 }
 
@@ -550,6 +644,8 @@ void lc_open_ipc(lua_State *L) {
     {"MSG", LC_KIND_MSG}, {"CTRL", LC_KIND_CTRL}, {"REQ", LC_KIND_REQ}, {"REPLY", LC_KIND_REPLY},
     {"ROUTE", LC_KIND_ROUTE}, {"BCAST", LC_KIND_BCAST}, {"ROUTE_FAIL", LC_KIND_ROUTE_FAIL}, {"CONN", LC_KIND_CONN}, {NULL, 0},
   };
+  lua_pushnumber(L, (lua_Number)LC_MAX_FRAME_PAYLOAD);
+  lua_setfield(L, -2, "max_message_size");
   lua_newtable(L);
   for (int i = 0; K[i].name; i++) { lua_pushinteger(L, K[i].v); lua_setfield(L, -2, K[i].name); }
   lua_setfield(L, -2, "kind");

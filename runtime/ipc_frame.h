@@ -10,7 +10,17 @@
 #include <stdint.h>
 #include <string.h>
 
-#define LC_FRAME_HEADER 16u
+#define LC_FRAME_HEADER ((size_t)16)
+
+/* The largest payload a frame may carry: the longest string LuaJIT can make (its LJ_MAX_STR is
+ * 0x7fffff00 in every 2.1 branch, OpenResty's luajit2 2.1-20230119 that Debian ships included,
+ * and lj_str_new refuses a length equal to it: "string length overflow"). A payload becomes one
+ * Lua string, so a longer one could never be delivered; the limit also keeps every frame size
+ * (header + payload) far from any 32-bit wrap. Sizes are size_t everywhere all the same. */
+#define LC_MAX_FRAME_PAYLOAD ((size_t)0x7ffffeffu)
+
+/* header + payload bytes of a frame whose header says `len` (no wrap: len < 2^32) */
+static inline size_t lc_frame_size(uint32_t len) { return LC_FRAME_HEADER + (size_t)len; }
 
 enum lc_frame_kind {
   LC_KIND_MSG = 1,      /* a user message */

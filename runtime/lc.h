@@ -51,6 +51,7 @@ typedef struct lc_rt {
   int log_worker;         /* this process's worker id (0: the master or a forked child) */
   lc_http_stats http;
   lc_alog *alogs;         /* the access logs of this state (access_log.c), flushed at exit */
+  int call_ref;           /* lc_call_with's protected trampoline, made once */
 } lc_rt;
 
 /* rt.c */
@@ -60,6 +61,16 @@ int lc_sink_deliver(lc_rt *rt, int key, uv_tcp_t *conn);   /* 0 when no sink too
 lc_rt *lc_rt_get(lua_State *L);                 /* the runtime of this Lua state; raises if absent */
 int lc_rt_open(lua_State *L);                   /* creates it (idempotent), leaves nothing on the stack */
 void lc_call(lc_rt *rt, int nargs);             /* pcall function+args pushed on rt->L; logs errors */
+/* A callback from libuv into Lua with its arguments built inside the protection: push(L, ud)
+ * pushes the function and its arguments and returns how many arguments (or -1: call nothing).
+ * Whatever raises in push (out of memory in lua_pushlstring, lua_newtable, luaL_ref, a handle
+ * box) or in the callback is logged, never thrown through libuv. lc_call(rt, n) after pushes
+ * made outside a protected call is only safe when those pushes cannot allocate.
+ * Returns 0 when the callback was called (it may have raised: logged), -1 when push returned
+ * -1, or a LUA_ERR* status when push raised: then the caller still owns what push was to hand
+ * over (push should take ownership of a resource only as its last step). */
+typedef int (*lc_push_fn)(lua_State *L, void *ud);
+int lc_call_with(lc_rt *rt, lc_push_fn push, void *ud);
 void lc_log(lc_rt *rt, const char *fmt, ...);   /* one line on stderr with the log prefix */
 int lc_push_error(lua_State *L, int uverr);     /* nil, "ENAME: message", "ENAME" */
 void lc_write_all(int fd, const char *buf, size_t len);  /* queued for log.c's writer: never waits */
@@ -81,6 +92,8 @@ void *lc_handle_check(lua_State *L, int idx, const char *mt);     /* raises when
 void *lc_handle_test(lua_State *L, int idx, const char *mt);      /* NULL when not that type or closed */
 void lc_handle_set_cb(lua_State *L, lc_handle_base *h, int idx);
 int lc_handle_push_cb(lc_handle_base *h);       /* pushes the callback; 0 when none */
+/* calls h's callback with the string a (and b unless NULL) through lc_call_with; 1 when called */
+int lc_call_cb_str(lc_handle_base *h, const char *a, const char *b);
 void lc_handle_release(lc_handle_base *h);      /* drops refs, detaches the box; caller frees */
 void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods);
 

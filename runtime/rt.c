@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <unistd.h>
 
 static const char RT_KEY[] = "luacluster.rt";
@@ -47,6 +48,58 @@ void lc_call(lc_rt *rt, int nargs) {
   }
   lua_remove(L, base);
 }
+
+/* The body of lc_call_with, a C function made once (rt->call_ref) and called with lua_pcall
+ * (lua_cpcall would allocate a closure per call): everything that allocates (the pushes of the
+ * callback's arguments, the pcall's own frame) happens inside this protected call, so an error
+ * there (out of memory) comes back as a status instead of unwinding through libuv. */
+typedef struct call_ctx { lc_rt *rt; lc_push_fn push; void *ud; int pushed, declined; } call_ctx;
+
+static int protected_call(lua_State *L) {
+  call_ctx *c = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->rt->traceback_ref);
+  int nargs = c->push(L, c->ud);
+  if (nargs < 0) { c->declined = 1; return 0; }
+  c->pushed = 1;
+  if (lua_pcall(L, nargs, 0, 1) != 0) lc_log(c->rt, "error: %s", lua_tostring(L, -1));
+  return 0;
+}
+
+int lc_call_with(lc_rt *rt, lc_push_fn push, void *ud) {
+  lua_State *L = rt->L;
+  call_ctx c = {rt, push, ud, 0, 0};
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->call_ref);
+  lua_pushlightuserdata(L, &c);
+  int status = lua_pcall(L, 1, 0, 0);
+  if (status != 0) {
+    const char *msg = lua_tostring(L, -1);
+    lc_log(rt, "error: %s (%s)", msg ? msg : "?",
+           c.pushed ? "around a callback" : "building a callback's arguments; the callback was not called");
+  }
+  lua_settop(L, top);
+  if (c.pushed) return 0;
+  return c.declined ? -1 : (status != 0 ? status : LUA_ERRRUN);
+}
+
+typedef struct str_args { lc_handle_base *h; const char *a, *b; } str_args;
+
+static int push_str_args(lua_State *L, void *ud) {
+  str_args *s = ud;
+  if (!lc_handle_push_cb(s->h)) return -1;
+  lua_pushstring(L, s->a);
+  if (s->b == NULL) return 1;
+  lua_pushstring(L, s->b);
+  return 2;
+}
+
+int lc_call_cb_str(lc_handle_base *h, const char *a, const char *b) {
+  if (h->cb_ref == LUA_NOREF) return 0;
+  str_args s = {h, a, b};
+  return lc_call_with(h->rt, push_str_args, &s) == 0;
+}
+
 
 /* Log output never waits on the loop: log.c's writer thread writes it, and drops (counting)
  * what a reader that does not keep up would make wait. */
@@ -139,19 +192,26 @@ void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods) {
   lua_pop(L, 1);
 }
 
+/* Everything that can raise (the box, the registry reference) comes before the calloc, so a
+ * raise leaves nothing behind: a box that reads as closed, collected by the GC. */
 void *lc_handle_new(lua_State *L, size_t size, const char *mt) {
   lc_rt *rt = lc_rt_get(L);
-  lc_handle_base *h = calloc(1, size);
-  if (h == NULL) luaL_error(L, "out of memory");
   void **box = lua_newuserdata(L, sizeof(void *));
-  *box = h;
+  *box = NULL;
   luaL_getmetatable(L, mt);
   lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lc_handle_base *h = calloc(1, size);
+  if (h == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, self_ref);
+    luaL_error(L, "out of memory");
+  }
+  *box = h;
   h->rt = rt;
   h->box = box;
   h->cb_ref = LUA_NOREF;
-  lua_pushvalue(L, -1);
-  h->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  h->self_ref = self_ref;
   return h;
 }
 
@@ -167,7 +227,7 @@ static void mt_cache_clear(void) { memset(mt_cache, 0, sizeof mt_cache); }
 
 void *lc_handle_test(lua_State *L, int idx, const char *mt) {
   unsigned slot = (unsigned)(((uintptr_t)mt >> 3) % MT_CACHE);
-  void **box = lua_touserdata(L, idx);
+  void **box = lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;  /* never a light one */
   if (box != NULL && mt_cache[slot].name == mt && lua_getmetatable(L, idx)) {
     const void *have = lua_topointer(L, -1);
     lua_pop(L, 1);
@@ -254,14 +314,17 @@ int lc_rt_open(lua_State *L) {
   rt->L = main;
   lua_pushcfunction(L, traceback);
   rt->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, protected_call);
+  rt->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   lua_pushcfunction(L, rt_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
-  uv_prepare_init(&rt->loop, &rt->flush);
+  r = uv_prepare_init(&rt->loop, &rt->flush);
+  if (r == 0) r = uv_prepare_start(&rt->flush, flush_cb);
+  if (r != 0) return luaL_error(L, "uv_prepare_init: %s", uv_strerror(r));
   rt->flush.data = rt;
-  uv_prepare_start(&rt->flush, flush_cb);
   uv_unref((uv_handle_t *)&rt->flush);
   /* a peer that goes away must be an error on a write, never a signal that kills us */
   signal(SIGPIPE, SIG_IGN);
@@ -331,25 +394,27 @@ static int f_cwd(lua_State *L) {
   return 1;
 }
 
+/* (no heap copy: a push that raises, out of memory, would leak it) */
 static int f_realpath(lua_State *L) {
-  char *p = realpath(luaL_checkstring(L, 1), NULL);
-  if (p == NULL) return lc_push_error(L, uv_translate_sys_error(errno));
-  lua_pushstring(L, p);
-  free(p);
+  char buf[PATH_MAX];
+  if (realpath(luaL_checkstring(L, 1), buf) == NULL) return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushstring(L, buf);
   return 1;
 }
 
+/* read in place from environ, for the same reason (uv_os_environ copies it to the heap) */
 static int f_environ(lua_State *L) {
-  uv_env_item_t *items;
-  int n;
-  int r = uv_os_environ(&items, &n);
-  if (r != 0) return lc_push_error(L, r);
+  extern char **environ;
+  int n = 0;
+  while (environ[n]) n++;
   lua_createtable(L, 0, n);
   for (int i = 0; i < n; i++) {
-    lua_pushstring(L, items[i].value);
-    lua_setfield(L, -2, items[i].name);
+    const char *eq = strchr(environ[i], '=');
+    if (eq == NULL || eq == environ[i]) continue;
+    lua_pushlstring(L, environ[i], (size_t)(eq - environ[i]));
+    lua_pushstring(L, eq + 1);
+    lua_rawset(L, -3);
   }
-  uv_os_free_environ(items, n);
   return 1;
 }
 

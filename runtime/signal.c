@@ -22,11 +22,8 @@ static void close_cb(uv_handle_t *h) {
 
 static void signal_cb(uv_signal_t *handle, int signum) {
   lc_signal *s = handle->data;
-  if (lc_handle_push_cb(&s->base)) {
-    const char *name = lc_signame(signum);
-    lua_pushstring(s->base.rt->L, name ? name : "SIG?");
-    lc_call(s->base.rt, 1);
-  }
+  const char *name = lc_signame(signum);
+  lc_call_cb_str(&s->base, name ? name : "SIG?", NULL);
 }
 
 /* core.signal_new(name, cb) -> handle | nil, err */
@@ -36,9 +33,14 @@ static int f_signal_new(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lc_signal *s = lc_handle_new(L, sizeof *s, MT);
   lc_handle_set_cb(L, &s->base, 2);
-  uv_signal_init(&s->base.rt->loop, &s->sig);
+  int r = uv_signal_init(&s->base.rt->loop, &s->sig);
+  if (r != 0) {  /* never opened: nothing to close */
+    lc_handle_release(&s->base);
+    free(s);
+    return lc_push_error(L, r);
+  }
   s->sig.data = s;
-  int r = uv_signal_start(&s->sig, signal_cb, signum);
+  r = uv_signal_start(&s->sig, signal_cb, signum);
   if (r != 0) {
     s->closing = 1;
     uv_close((uv_handle_t *)&s->sig, close_cb);

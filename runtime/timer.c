@@ -18,15 +18,25 @@ static void close_cb(uv_handle_t *h) {
   free(t);
 }
 
+static int push_cb(lua_State *L, void *ud) {
+  (void)L;
+  return lc_handle_push_cb(ud) ? 0 : -1;
+}
+
 static void timer_cb(uv_timer_t *handle) {
   lc_timer *t = handle->data;
-  if (lc_handle_push_cb(&t->base)) lc_call(t->base.rt, 0);
+  lc_call_with(t->base.rt, push_cb, &t->base);
 }
 
 static int f_timer_new(lua_State *L) {
   lc_timer *t = lc_handle_new(L, sizeof *t, MT);
   lc_handle_set_cb(L, &t->base, 1);
-  uv_timer_init(&t->base.rt->loop, &t->timer);
+  int r = uv_timer_init(&t->base.rt->loop, &t->timer);
+  if (r != 0) {  /* never opened: nothing to close */
+    lc_handle_release(&t->base);
+    free(t);
+    return luaL_error(L, "uv_timer_init: %s", uv_strerror(r));
+  }
   t->timer.data = t;
   return 1;
 }

@@ -556,8 +556,9 @@ function _M.setup(opts)
   if opts.drain_timeout and opts.drain_timeout < 0 then
     error("cluster.setup: drain_timeout must be >= 0", 2)
   end
-  if opts.max_message_size and (opts.max_message_size < 16 or opts.max_message_size >= 2 ^ 32) then
-    error("cluster.setup: max_message_size must be from 16 to 4294967295 bytes", 2)
+  if opts.max_message_size and not (opts.max_message_size >= 16 and opts.max_message_size <= core.max_message_size) then
+    error("cluster.setup: max_message_size must be from 16 to " .. core.max_message_size
+      .. " bytes (the longest string LuaJIT holds)", 2)
   end
   require("luacluster.limits").check_setup(opts)
   if opts.metrics ~= nil then

@@ -8,7 +8,9 @@
  *   bit 1  that socket is a unix socket (refused by the channel) instead of a TCP one
  *   bit 2  a small frame limit (256 bytes) so oversized frames are skipped
  *   bit 3  the channel is the master's side of worker 1 (ROUTE/BCAST forwarded in C)
- *   bit 4-5  write size: 1, 7, 64 bytes or all at once, with a loop turn between writes */
+ *   bit 4-5  write size: 1, 7, 64 bytes or all at once, with a loop turn between writes
+ *   bit 6  the largest frame limit the runtime takes (core.max_message_size; 2^32 - 1 before
+ *          it had one), unless bit 2 asks for the small one: headers near 4 GiB must be skipped */
 #include "fuzz_common.h"
 
 #include <netinet/in.h>
@@ -29,7 +31,8 @@ static const char INIT[] =
   "    request = function(msg) return msg end, error = function() end,\n"
   "    route_fail = function() end, close = function() closed = true end })\n"
   "  assert(ch, err)\n"
-  "  ch.handle:set_max_frame(bit.band(flags, 4) ~= 0 and 256 or 1048576)\n"
+  "  local big = require('luacluster.core').max_message_size or 4294967295\n"
+  "  ch.handle:set_max_frame(bit.band(flags, 4) ~= 0 and 256 or bit.band(flags, 64) ~= 0 and big or 1048576)\n"
   "  if bit.band(flags, 8) ~= 0 then ch.handle:set_route(1) end\n"
   "  ch:request('q', 0, function() end) -- seq 1 waits: a REPLY frame with seq 1 settles it\n"
   "  return true\n"

@@ -50,6 +50,17 @@ local ipc = {
   trailing_bytes = { 0x30, frame(MSG, enc(1) .. "zz") },
   truncated = { 0x30, frame(MSG, enc({ 1, 2, 3 }), { len = 100 }) },
   split_bytes = { 0x00, frame(MSG, enc({ k = "v" })) .. frame(CTRL, enc({ op = "x" })) .. frame(REQ, enc(3), { seq = 2 }) },
+  -- under the largest limit (bit 6): a header near 4 GiB once wrapped header + len to a few
+  -- bytes (a read out of bounds in delivery), and a routed one overflowed the master's heap
+  huge_len = { 0x70, frame(MSG, "", { len = 0xFFFFFFF0 }) .. enc("tail") },
+  huge_len_split = { 0x40, frame(MSG, "", { len = 0xFFFFFFFF }) .. enc("tail") },
+  huge_len_routed = { 0x78, frame(ROUTE, "", { len = 0xFFFFFFF8, peer = 1, seq = 2 }) .. enc("x") },
+  huge_len_bcast = { 0x78, frame(BCAST, "", { len = 0xFFFFFFF4 }) .. enc("x") },
+  over_lua_string = { 0x70, frame(MSG, "", { len = 0x7FFFFF00 }) .. enc("tail") },
+  -- sockets with frames that take none
+  reply_with_socket = { 0x31, frame(REPLY, enc({ true, 1 }), { flags = 1, seq = 1 }) },
+  route_with_socket = { 0x39, frame(ROUTE, enc("r"), { flags = 1, peer = 1, seq = 1 }) },
+  conn_with_server = { 0x31, frame(CONN, "", { flags = 3, peer = 1 }) },
   deep_table = { 0x30, frame(MSG, enc((function() local t = {} local c = t for _ = 1, 90 do c[1] = {} c = c[1] end return t end)())) },
 }
 local function sorted(t)
