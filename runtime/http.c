@@ -200,10 +200,13 @@ static void fire_drain(http_conn *c) {
 static void write_cb(uv_write_t *req, int status) {
   hwrite *w = (hwrite *)req;
   http_conn *c = w->c;
-  (void)status;
   c->writes_pending--;
   c->queued_bytes -= w->len;
   free(w);
+  /* the client is gone (a reset, a broken pipe): closed now, not at the next write, read or
+   * timer; a handler waiting in res:write resumes once it is freed (free_conn) and its next
+   * write answers that the connection is closed. UV_ECANCELED: uv_close's own cancelling. */
+  if (status < 0) { conn_close(c); return; }
   conn_write_done(c);
   if (!c->closed && c->queued_bytes <= MAX_QUEUED_OUTPUT / 2) fire_drain(c);
 }
