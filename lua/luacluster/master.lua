@@ -110,7 +110,8 @@ function worker_mt:disconnect()
     hook(self)
   end
   if self._ch and not self._ch:is_closed() then
-    self._ch:control({ op = "disconnect" })
+    -- the worker's own deadline is the one the master keeps (a reload may have changed it)
+    self._ch:control({ op = "disconnect", drain_timeout = cfg.drain_timeout })
   end
   self._drain_timer = core.timer_new(function()
     if self.state ~= "dead" then
@@ -400,7 +401,9 @@ local function on_control(w, msg, handle)
 end
 
 
-local function env_list(extra, id, gen)
+-- wcfg: the setup of the worker's generation (a reload's new workers start while the old
+-- generation's setup is still the live one)
+local function env_list(extra, id, gen, wcfg)
   local env = core.environ()
   if extra then
     for k, v in pairs(extra) do
@@ -414,9 +417,9 @@ local function env_list(extra, id, gen)
   env.LUACLUSTER_IPC_FD = "3"
   env.LUACLUSTER_PORT = tostring(o.port)
   env.LUACLUSTER_HOST = o.host
-  env.LUACLUSTER_MODE = cfg.mode or o.mode
-  env.LUACLUSTER_DRAIN_TIMEOUT = tostring(cfg.drain_timeout)
-  env.LUACLUSTER_MAX_MESSAGE_SIZE = cfg.max_message_size and tostring(cfg.max_message_size) or nil
+  env.LUACLUSTER_MODE = wcfg.mode or o.mode
+  env.LUACLUSTER_DRAIN_TIMEOUT = tostring(wcfg.drain_timeout)
+  env.LUACLUSTER_MAX_MESSAGE_SIZE = wcfg.max_message_size and tostring(wcfg.max_message_size) or nil
   env.LUACLUSTER_LOG_FORMAT = o.log_format
   local list = {}
   for k, v in pairs(env) do
@@ -428,18 +431,20 @@ end
 
 -- pending: a worker of a new generation during a reload; it joins cluster.workers (and gets
 -- connections and routed messages) only when the reload switches to it (_M.adopt)
-local function new_worker(id, env, gen, pending)
+local function new_worker(id, env, gen, pending, wcfg)
   return setmetatable({
     id = id, generation = gen or generation, state = "starting", exited_after_disconnect = false,
-    _env = env, _started = now(), _pending = pending or nil, _ready_mode = cfg.ready,
+    _env = env, _started = now(), _pending = pending or nil, _ready_mode = (wcfg or cfg).ready,
   }, worker_mt)
 end
 
 
--- w: an object made earlier by new_worker (a fork during a reload's new top level)
-function spawn_worker(id, env, gen, pending, w)
+-- w: an object made earlier by new_worker (a fork during a reload's new top level);
+-- wcfg: the setup of the worker's generation (reload.lua: the new code's), else the live one
+function spawn_worker(id, env, gen, pending, w, wcfg)
   gen = gen or generation
-  w = w or new_worker(id, env, gen, pending)
+  wcfg = wcfg or cfg
+  w = w or new_worker(id, env, gen, pending, wcfg)
   w._started = now()
   local expect = {}
   for addr in pairs(slot_addrs[id] or {}) do
@@ -466,8 +471,8 @@ function spawn_worker(id, env, gen, pending, w)
   })
   local ipc = core.ipc_new(on_frame)
   ch.handle = ipc
-  if cfg.max_message_size then
-    ipc:set_max_frame(cfg.max_message_size)
+  if wcfg.max_message_size then
+    ipc:set_max_frame(wcfg.max_message_size)
   end
   local args = { runtime.app }
   for i = 1, #runtime.argv do
@@ -477,7 +482,7 @@ function spawn_worker(id, env, gen, pending, w)
   local proc, err = core.spawn({
     file = runtime.exe,
     args = args,
-    env = env_list(env, id, gen),
+    env = env_list(env, id, gen, wcfg),
     stdio = { "ignore", { prefix = prefix, fd = 1 }, { prefix = prefix, fd = 2 }, ipc },
   }, function(code, signal)
     on_process_exit(w, code, signal)
@@ -708,8 +713,8 @@ _M.hooks = { fork = {}, online = {}, draining = {}, gone = {}, adopt = {}, ready
 
 -- ---- generations (used by reload.lua) ----
 
-function _M.spawn(id, env, gen, pending, w)
-  return spawn_worker(id, env, gen, pending, w)
+function _M.spawn(id, env, gen, pending, w, wcfg)
+  return spawn_worker(id, env, gen, pending, w, wcfg)
 end
 
 
