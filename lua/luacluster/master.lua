@@ -11,6 +11,7 @@ local runtime = require("luacluster.runtime")
 local signals = require("luacluster.signals")
 
 local now = core.now
+local K = core.kind
 
 local _M = {}
 
@@ -429,6 +430,41 @@ local function env_list(extra, id, gen, wcfg)
 end
 
 
+-- A message frame for x from worker `from`, as it was encoded by the sender -> true | nil, err
+local function send_frame(x, from, payload)
+  if x.state == "dead" or not x._ch or x._ch:is_closed() then
+    return nil, "worker " .. x.id .. " has exited"
+  end
+  return x._ch.handle:send(K.MSG, from, 0, payload)
+end
+
+
+-- ROUTE and BCAST frames reach Lua only from a channel that has no route in C yet: a reload's
+-- new worker before the switch (ipc.c's route() forwards every other one without Lua). They
+-- go where route() sends them: a broadcast to every routed worker (the serving generation,
+-- the older ones still draining), a send_to to the serving worker of that id or back as a
+-- ROUTE_FAIL; never dropped.
+local function forward(w, kind, peer, seq, payload)
+  if kind == K.BCAST then
+    for _, x in pairs(workers) do
+      if x ~= w then
+        send_frame(x, w.id, payload)
+      end
+    end
+    for x in pairs(retired) do
+      if x ~= w then
+        send_frame(x, w.id, payload)
+      end
+    end
+    return
+  end
+  local to = workers[peer]
+  if not (to and send_frame(to, w.id, payload)) and w._ch and not w._ch:is_closed() then
+    w._ch.handle:send(K.ROUTE_FAIL, peer, seq, "")
+  end
+end
+
+
 -- pending: a worker of a new generation during a reload; it joins cluster.workers (and gets
 -- connections and routed messages) only when the reload switches to it (_M.adopt)
 local function new_worker(id, env, gen, pending, wcfg)
@@ -469,7 +505,12 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
     error = function(err) report_error(w, "worker " .. id .. ": " .. tostring(err)) end,
     close = function() on_channel_close(w) end,
   })
-  local ipc = core.ipc_new(on_frame)
+  local ipc = core.ipc_new(function(kind, peer, seq, payload, handle)
+    if (kind == K.ROUTE or kind == K.BCAST) and handle == nil then
+      return forward(w, kind, peer, seq, payload)
+    end
+    return on_frame(kind, peer, seq, payload, handle)
+  end)
   ch.handle = ipc
   if wcfg.max_message_size then
     ipc:set_max_frame(wcfg.max_message_size)
