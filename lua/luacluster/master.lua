@@ -304,13 +304,13 @@ local function finish(w)
   emit(w, "exit", code, signal)
   if fatal_listen and not stopping then
     -- the cluster could not start serving (a port in use, no permission): say so once, stop
-    io.stderr:write("luacluster: ", _M.last_listen_error, "\n")
+    log.write(2, "luacluster: " .. _M.last_listen_error .. "\n")
     _M.stop(1)
     return
   end
   if boot_failed then
     -- one clear line, not a traceback per restart: the app cannot start, so neither can the cluster
-    io.stderr:write(string.format("luacluster: worker %d failed to boot: %s\n", w.id,
+    log.write(2, string.format("luacluster: worker %d failed to boot: %s\n", w.id,
       w._failed and short(w._failed) or ("it exited with " .. how .. " before it was ready")))
     _M.stop(1)
     return
