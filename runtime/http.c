@@ -11,7 +11,8 @@
  * A response's framing is the runtime's: a handler's Content-Length must match the body it
  * sends (respond, write and finish answer false, reason to a mismatch, and send nothing of it),
  * a streamed body that ends short closes the connection, Transfer-Encoding is never the
- * handler's. Lua is entered from libuv callbacks only under lua_cpcall (see ref_run). */
+ * handler's, and the one Connection header is the runtime's (a handler's `close` asks it to
+ * close). Lua is entered from libuv callbacks only under lua_cpcall (see ref_run). */
 #define _GNU_SOURCE
 #include "lc.h"
 #include "http_head.h"
@@ -199,10 +200,13 @@ static void fire_drain(http_conn *c) {
 static void write_cb(uv_write_t *req, int status) {
   hwrite *w = (hwrite *)req;
   http_conn *c = w->c;
-  (void)status;
   c->writes_pending--;
   c->queued_bytes -= w->len;
   free(w);
+  /* the client is gone (a reset, a broken pipe): closed now, not at the next write, read or
+   * timer; a handler waiting in res:write resumes once it is freed (free_conn) and its next
+   * write answers that the connection is closed. UV_ECANCELED: uv_close's own cancelling. */
+  if (status < 0) { conn_close(c); return; }
   conn_write_done(c);
   if (!c->closed && c->queued_bytes <= MAX_QUEUED_OUTPUT / 2) fire_drain(c);
 }
@@ -981,8 +985,22 @@ typedef struct head_flags {
   int length;                 /* a Content-Length was given */
   unsigned long long cl;      /* its value */
   int drop_length;            /* a 1xx or 204: the Content-Length is not sent (it must be 0) */
-  int date, conn_keep, conn_close;
+  int date;
 } head_flags;
+
+/* whether a Connection value (a comma-separated list of tokens) holds the token `close` */
+static int has_close_token(const char *v, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    size_t start = i;
+    while (i < n && v[i] != ',') i++;
+    size_t end = i;
+    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+    if (end - start == 5 && strncasecmp(v + start, "close", 5) == 0) return 1;
+  }
+  return 0;
+}
 
 /* a Content-Length value as the handler gave it: 1 to 18 digits, nothing else */
 static int parse_length(const char *v, size_t n, unsigned long long *out) {
@@ -1034,8 +1052,11 @@ static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int na
     lua_pushliteral(L, "Transfer-Encoding is set by the runtime, not by a handler");
     return -1;
   } else if (nl == 10 && strcasecmp(name, "connection") == 0) {
-    if (strcasestr(value, "keep-alive")) f->conn_keep = 1;
-    if (strcasestr(value, "close")) { c->resp_close = 1; f->conn_close = 1; }
+    /* the runtime's to send, once, saying what it does: a handler's `close` makes it close
+     * after this response; anything else (keep-alive, a token of its own) is not sent, so
+     * that it never contradicts the runtime's Connection: close */
+    if (has_close_token(value, vl)) c->resp_close = 1;
+    return 0;
   }
   if (hb_add(b, name, nl) || HB_LIT(b, ": ") || hb_add(b, value, vl) || HB_LIT(b, "\r\n")) {
     lua_pushliteral(L, "out of memory");
@@ -1130,9 +1151,9 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
     else c->resp_close = 1; /* HTTP/1.0: the end of the connection ends the body */
   }
   int keep = c->keepalive && !c->resp_close && !c->srv->draining;
-  /* one Connection header: the handler's own when it says what we do */
-  if (!keep) { c->resp_close = 1; if (!f.conn_close) err |= HB_LIT(b, "Connection: close\r\n"); }
-  else if (c->h.minor == 0 && !f.conn_keep) err |= HB_LIT(b, "Connection: keep-alive\r\n");
+  /* one Connection header, the runtime's (a handler's own is never sent: add_header) */
+  if (!keep) { c->resp_close = 1; err |= HB_LIT(b, "Connection: close\r\n"); }
+  else if (c->h.minor == 0) err |= HB_LIT(b, "Connection: keep-alive\r\n");
   err |= HB_LIT(b, "\r\n");
   if (err) {
     hb_free(b);

@@ -454,6 +454,18 @@ static int f_set_log_format(lua_State *L) {
   return 0;
 }
 
+/* core.log_write(fd, text): text (whole lines) for fd 1 or 2 through the writer, as it is;
+ * lines dropped before it are counted in a line of this process's format first */
+static int f_log_write(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  luaL_argcheck(L, fd == 1 || fd == 2, 1, "fd must be 1 or 2");
+  if (n > 0) queue_line(rt, fd, s, n);
+  return 0;
+}
+
 /* core.json_string(s) -> the JSON string literal of s (as the log lines write it) */
 static int f_json_string(lua_State *L) {
   size_t n;
@@ -472,4 +484,6 @@ void lc_open_log(lua_State *L) {
   lua_setfield(L, -2, "set_log_format");
   lua_pushcfunction(L, f_json_string);
   lua_setfield(L, -2, "json_string");
+  lua_pushcfunction(L, f_log_write);
+  lua_setfield(L, -2, "log_write");
 }

@@ -9,8 +9,9 @@ local log = require("luacluster.log")
 local _M = {}
 
 
+-- through the log writer (queued, written at exit at the latest): a full stderr never blocks
 local function stderr(msg)
-  io.stderr:write("luacluster: ", msg, "\n")
+  log.write(2, "luacluster: " .. tostring(msg) .. "\n")
 end
 
 
@@ -187,6 +188,9 @@ local function main_master(argv)
   set_paths(runtime.app_dir)
   set_argv(o.app, o.args)
   log.set_prefix("[master] ")
+  -- the app's print in the master goes through the log writer: a full stdout (a slow
+  -- journald, a pipe nobody reads) must not stall the loop that accepts and dispatches
+  _G.print = log.print
   -- the log format, and what systemd put in the environment (children must not see it)
   local oerr = require("luacluster.ops").master_early(o, take_env("LUACLUSTER_LOG_FORMAT"))
   if oerr then

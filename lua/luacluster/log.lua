@@ -22,6 +22,27 @@ function _M.warn(msg) line("warn", msg) end
 function _M.error(msg) line("error", msg) end
 
 
+-- Text for fd 1 or 2 as it is (whole lines), through the same writer as the log lines: queued,
+-- never waits; past the writer's bound lines are dropped and counted (the count is written
+-- before the next line that fits). The master writes its own output this way, so that a full
+-- stdout or stderr never stalls its loop.
+function _M.write(fd, text)
+  core.log_write(fd, text)
+end
+
+
+-- print() in the master: Lua's print (each value through the global tostring, tab-separated,
+-- one newline), written through the log writer instead of a blocking stdout
+function _M.print(...)
+  local n, tostr = select("#", ...), _G.tostring
+  local t = {}
+  for i = 1, n do
+    t[i] = tostr((select(i, ...)))
+  end
+  core.log_write(1, table.concat(t, "\t") .. "\n")
+end
+
+
 function _M.set_prefix(prefix)
   core.set_log_prefix(prefix)
 end

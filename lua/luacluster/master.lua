@@ -11,6 +11,7 @@ local runtime = require("luacluster.runtime")
 local signals = require("luacluster.signals")
 
 local now = core.now
+local K = core.kind
 
 local _M = {}
 
@@ -110,7 +111,8 @@ function worker_mt:disconnect()
     hook(self)
   end
   if self._ch and not self._ch:is_closed() then
-    self._ch:control({ op = "disconnect" })
+    -- the worker's own deadline is the one the master keeps (a reload may have changed it)
+    self._ch:control({ op = "disconnect", drain_timeout = cfg.drain_timeout })
   end
   self._drain_timer = core.timer_new(function()
     if self.state ~= "dead" then
@@ -302,13 +304,13 @@ local function finish(w)
   emit(w, "exit", code, signal)
   if fatal_listen and not stopping then
     -- the cluster could not start serving (a port in use, no permission): say so once, stop
-    io.stderr:write("luacluster: ", _M.last_listen_error, "\n")
+    log.write(2, "luacluster: " .. _M.last_listen_error .. "\n")
     _M.stop(1)
     return
   end
   if boot_failed then
     -- one clear line, not a traceback per restart: the app cannot start, so neither can the cluster
-    io.stderr:write(string.format("luacluster: worker %d failed to boot: %s\n", w.id,
+    log.write(2, string.format("luacluster: worker %d failed to boot: %s\n", w.id,
       w._failed and short(w._failed) or ("it exited with " .. how .. " before it was ready")))
     _M.stop(1)
     return
@@ -400,7 +402,9 @@ local function on_control(w, msg, handle)
 end
 
 
-local function env_list(extra, id, gen)
+-- wcfg: the setup of the worker's generation (a reload's new workers start while the old
+-- generation's setup is still the live one)
+local function env_list(extra, id, gen, wcfg)
   local env = core.environ()
   if extra then
     for k, v in pairs(extra) do
@@ -414,9 +418,9 @@ local function env_list(extra, id, gen)
   env.LUACLUSTER_IPC_FD = "3"
   env.LUACLUSTER_PORT = tostring(o.port)
   env.LUACLUSTER_HOST = o.host
-  env.LUACLUSTER_MODE = cfg.mode or o.mode
-  env.LUACLUSTER_DRAIN_TIMEOUT = tostring(cfg.drain_timeout)
-  env.LUACLUSTER_MAX_MESSAGE_SIZE = cfg.max_message_size and tostring(cfg.max_message_size) or nil
+  env.LUACLUSTER_MODE = wcfg.mode or o.mode
+  env.LUACLUSTER_DRAIN_TIMEOUT = tostring(wcfg.drain_timeout)
+  env.LUACLUSTER_MAX_MESSAGE_SIZE = wcfg.max_message_size and tostring(wcfg.max_message_size) or nil
   env.LUACLUSTER_LOG_FORMAT = o.log_format
   local list = {}
   for k, v in pairs(env) do
@@ -426,20 +430,57 @@ local function env_list(extra, id, gen)
 end
 
 
+-- A message frame for x from worker `from`, as it was encoded by the sender -> true | nil, err
+local function send_frame(x, from, payload)
+  if x.state == "dead" or not x._ch or x._ch:is_closed() then
+    return nil, "worker " .. x.id .. " has exited"
+  end
+  return x._ch.handle:send(K.MSG, from, 0, payload)
+end
+
+
+-- ROUTE and BCAST frames reach Lua only from a channel that has no route in C yet: a reload's
+-- new worker before the switch (ipc.c's route() forwards every other one without Lua). They
+-- go where route() sends them: a broadcast to every routed worker (the serving generation,
+-- the older ones still draining), a send_to to the serving worker of that id or back as a
+-- ROUTE_FAIL; never dropped.
+local function forward(w, kind, peer, seq, payload)
+  if kind == K.BCAST then
+    for _, x in pairs(workers) do
+      if x ~= w then
+        send_frame(x, w.id, payload)
+      end
+    end
+    for x in pairs(retired) do
+      if x ~= w then
+        send_frame(x, w.id, payload)
+      end
+    end
+    return
+  end
+  local to = workers[peer]
+  if not (to and send_frame(to, w.id, payload)) and w._ch and not w._ch:is_closed() then
+    w._ch.handle:send(K.ROUTE_FAIL, peer, seq, "")
+  end
+end
+
+
 -- pending: a worker of a new generation during a reload; it joins cluster.workers (and gets
 -- connections and routed messages) only when the reload switches to it (_M.adopt)
-local function new_worker(id, env, gen, pending)
+local function new_worker(id, env, gen, pending, wcfg)
   return setmetatable({
     id = id, generation = gen or generation, state = "starting", exited_after_disconnect = false,
-    _env = env, _started = now(), _pending = pending or nil, _ready_mode = cfg.ready,
+    _env = env, _started = now(), _pending = pending or nil, _ready_mode = (wcfg or cfg).ready,
   }, worker_mt)
 end
 
 
--- w: an object made earlier by new_worker (a fork during a reload's new top level)
-function spawn_worker(id, env, gen, pending, w)
+-- w: an object made earlier by new_worker (a fork during a reload's new top level);
+-- wcfg: the setup of the worker's generation (reload.lua: the new code's), else the live one
+function spawn_worker(id, env, gen, pending, w, wcfg)
   gen = gen or generation
-  w = w or new_worker(id, env, gen, pending)
+  wcfg = wcfg or cfg
+  w = w or new_worker(id, env, gen, pending, wcfg)
   w._started = now()
   local expect = {}
   for addr in pairs(slot_addrs[id] or {}) do
@@ -464,10 +505,15 @@ function spawn_worker(id, env, gen, pending, w)
     error = function(err) report_error(w, "worker " .. id .. ": " .. tostring(err)) end,
     close = function() on_channel_close(w) end,
   })
-  local ipc = core.ipc_new(on_frame)
+  local ipc = core.ipc_new(function(kind, peer, seq, payload, handle)
+    if (kind == K.ROUTE or kind == K.BCAST) and handle == nil then
+      return forward(w, kind, peer, seq, payload)
+    end
+    return on_frame(kind, peer, seq, payload, handle)
+  end)
   ch.handle = ipc
-  if cfg.max_message_size then
-    ipc:set_max_frame(cfg.max_message_size)
+  if wcfg.max_message_size then
+    ipc:set_max_frame(wcfg.max_message_size)
   end
   local args = { runtime.app }
   for i = 1, #runtime.argv do
@@ -477,7 +523,7 @@ function spawn_worker(id, env, gen, pending, w)
   local proc, err = core.spawn({
     file = runtime.exe,
     args = args,
-    env = env_list(env, id, gen),
+    env = env_list(env, id, gen, wcfg),
     stdio = { "ignore", { prefix = prefix, fd = 1 }, { prefix = prefix, fd = 2 }, ipc },
   }, function(code, signal)
     on_process_exit(w, code, signal)
@@ -709,8 +755,8 @@ _M.hooks = { fork = {}, online = {}, draining = {}, gone = {}, adopt = {}, ready
 
 -- ---- generations (used by reload.lua) ----
 
-function _M.spawn(id, env, gen, pending, w)
-  return spawn_worker(id, env, gen, pending, w)
+function _M.spawn(id, env, gen, pending, w, wcfg)
+  return spawn_worker(id, env, gen, pending, w, wcfg)
 end
 
 

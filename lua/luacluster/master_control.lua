@@ -194,7 +194,7 @@ function _M.start(options)
   end
   control.serve(path, handle, function(srv, serr)
     if not srv then
-      io.stderr:write("luacluster: ", tostring(serr), "\n")
+      log.write(2, "luacluster: " .. tostring(serr) .. "\n") -- the log writer: never blocks
       core.exit(1)
     end
     runtime.control_path = path

@@ -193,7 +193,7 @@ function _M.master_init(options)
   -- the metrics listener: a port it cannot have stops the cluster, as an app's port does
   local ok, err = metrics.apply(master.config().metrics)
   if not ok then
-    io.stderr:write("luacluster: metrics: ", tostring(err), "\n")
+    log.write(2, "luacluster: metrics: " .. tostring(err) .. "\n") -- the log writer: never blocks
     master.stop(1)
   end
 end

@@ -266,7 +266,8 @@ function _M.reload(cb)
     else
       env = master.workers[id] and master.workers[id]._env or nil
     end
-    local w, serr = master.spawn(id, env, gen, true, forked)
+    -- with the new code's setup: its max_message_size, drain_timeout, ... (not the live one)
+    local w, serr = master.spawn(id, env, gen, true, forked, stage.cfg)
     if not w then
       finish_with("cannot start worker " .. id .. ": " .. tostring(serr))
       return false

@@ -126,6 +126,10 @@ local function on_control(msg, handle)
     return
   end
   if msg.op == "disconnect" then
+    -- the master's drain_timeout now (a reload may have changed it since this worker started)
+    if type(msg.drain_timeout) == "number" and msg.drain_timeout >= 0 then
+      drain_timeout = msg.drain_timeout
+    end
     _M.drain()
   elseif _M.control_ops[msg.op] then
     _M.control_ops[msg.op](msg, handle)
