@@ -14,7 +14,8 @@
  *
  * The writer: lines are queued (lc_log_queue) and written by a thread of their own, so a
  * reader that does not keep up (a slow journald, a full pipe nobody reads) never stalls the
- * loop that accepts and dispatches. Each fd has at most LOG_MAX_QUEUED bytes waiting; past that
+ * loop that accepts and dispatches. stderr has at most LOG_MAX_QUEUED bytes waiting (stdout, where
+ * the master's print() goes, OUT_MAX_QUEUED); past that
  * lines are dropped and counted, and the next line that fits is preceded by
  * "warn: N log lines dropped ...". lc_log_flush writes what waits, for a bounded time, before
  * the process exits (called from lc_alog_flush_all_sync and at exit()).
@@ -121,9 +122,12 @@ static void sb_time(sbuf *b) {
 
 /* ---- the writer thread ---- */
 
-#define LOG_MAX_QUEUED (256u << 10)  /* bytes waiting per fd; past it, lines are dropped */
+#define LOG_MAX_QUEUED (256u << 10)  /* bytes waiting on stderr (log lines); past it, lines are dropped */
+#define OUT_MAX_QUEUED (16u << 20)   /* bytes waiting on stdout: the app's print() output is its data
+                                        (a tool piped into another program), so it gets more room */
 #define LOG_FDS 4                    /* fds with a queue (1 and 2, in practice) */
-#define LOG_FLUSH_MS 2000            /* at exit: how long a reader that takes nothing is waited for */
+#define LOG_FLUSH_MS 2000            /* at exit: how long a reader that takes nothing is waited for
+                                        (one that still takes bytes is waited for as long as it does) */
 
 typedef struct lq { int fd; char *buf; size_t len, cap; uint64_t dropped; } lq;
 
@@ -133,6 +137,7 @@ static struct {
   pthread_t thread;
   int state;            /* 0: not started, 1: running, -1: cannot start (writes are synchronous) */
   int quit, busy;       /* busy: the thread is writing a chunk it took */
+  uint64_t written;     /* bytes written so far (atomic): the exit flush's sign that the reader moves */
   int nq;
   lq q[LOG_FDS];
 } W = {.mu = PTHREAD_MUTEX_INITIALIZER, .more = PTHREAD_COND_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
@@ -156,6 +161,7 @@ static void write_out(int fd, const char *p, size_t n) {
       }
       return;                  /* the reader is gone: nothing sensible to do with log lines */
     }
+    __atomic_add_fetch(&W.written, (uint64_t)w, __ATOMIC_RELAXED);
     p += w;
     n -= (size_t)w;
   }
@@ -232,11 +238,15 @@ static uint64_t count_lines(const char *p, size_t n) {
 }
 
 /* with W.mu held: 0 when queued, -1 when dropped (counted), 1 when there is no queue for it */
+static size_t max_queued(int fd) {
+  return fd == 1 ? OUT_MAX_QUEUED : LOG_MAX_QUEUED;
+}
+
 static int enqueue_locked(int fd, const char *p, size_t n) {
   if (writer_start() != 0) return 1;
   lq *q = queue_for(fd);
   if (q == NULL) return 1;
-  if (n > LOG_MAX_QUEUED - q->len) { q->dropped += count_lines(p, n); return -1; }
+  if (n > max_queued(fd) - q->len) { q->dropped += count_lines(p, n); return -1; }
   if (q->cap - q->len < n) {
     size_t cap = q->cap ? q->cap : 4096;
     while (cap - q->len < n) cap *= 2;
@@ -259,7 +269,7 @@ static void queue_line(lc_rt *rt, int fd, const char *p, size_t n) {
   uint64_t dropped = 0;
   pthread_mutex_lock(&W.mu);
   lq *q = W.state == 1 ? queue_for(fd) : NULL;
-  if (rt && q && q->dropped > 0 && q->len + n + 512 <= LOG_MAX_QUEUED) {
+  if (rt && q && q->dropped > 0 && q->len + n + 512 <= max_queued(fd)) {
     dropped = q->dropped;
     q->dropped = 0;
   }
@@ -292,10 +302,16 @@ void lc_log_flush(void) {
   struct timespec deadline;
   clock_gettime(CLOCK_REALTIME, &deadline);
   deadline.tv_sec += LOG_FLUSH_MS / 1000;
+  uint64_t seen = __atomic_load_n(&W.written, __ATOMIC_RELAXED);
   pthread_mutex_lock(&W.mu);
   while (W.state == 1 && (W.busy || pending_queue() != NULL)) {
     pthread_cond_signal(&W.more);
-    if (pthread_cond_timedwait(&W.idle, &W.mu, &deadline) == ETIMEDOUT) break;  /* a reader that takes nothing */
+    if (pthread_cond_timedwait(&W.idle, &W.mu, &deadline) != ETIMEDOUT) continue;
+    uint64_t now = __atomic_load_n(&W.written, __ATOMIC_RELAXED);
+    if (now == seen) break;   /* a reader that took nothing for LOG_FLUSH_MS */
+    seen = now;               /* a slow reader that still takes bytes: wait on */
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += LOG_FLUSH_MS / 1000;
   }
   pthread_mutex_unlock(&W.mu);
 }

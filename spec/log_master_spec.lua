@@ -55,8 +55,9 @@ local function serves_all(port)
 end
 
 
--- the app: each request its worker serves makes the master write 40 lines of 1000 bytes with
--- `write` (an expression of the master's code), in a cluster.on("message") handler
+-- the app: each request its worker serves makes the master write 700 lines of 1000 bytes with
+-- `write` (an expression of the master's code), in a cluster.on("message") handler: 30 requests
+-- write 21 MB, more than the writer holds for stdout (16 MiB)
 local function app(write, port)
   return ([[
 local http = require("luacluster.http")
@@ -64,7 +65,7 @@ if cluster.is_master then
   cluster.setup{ workers = 1 }
   local line = "noise " .. string.rep("x", 994)
   cluster.on("message", function(w, msg)
-    for i = 1, 40 do %s end
+    for i = 1, 700 do %s end
   end)
 else
   http.create_server(function()
@@ -104,9 +105,23 @@ describe("the master's output", function()
     end, 8000, 100)
     assert.truthy(dropped, all:sub(-500))
     assert.is_true(tonumber(dropped) > 0)
-    assert.truthy(all:find("\nnoise " .. string.rep("x", 994) .. "\t40\n", 1, true))
+    assert.truthy(all:find("\nnoise " .. string.rep("x", 994) .. "\t700\n", 1, true))
     p:stop()
     ffi.C.close(rfd)
+  end)
+
+  it("a tool's print output reaches a slow reader whole, also when it exits right after", function()
+    -- workers = 0: a tool that prints 4 MB and exits; its stdout is a pipe whose reader starts
+    -- reading 2 s later and then reads slowly. Data is not a log line: nothing may be dropped.
+    local dir = H.app({ ["app.lua"] = H.prelude .. [[
+      cluster.setup{ workers = 0 }
+      local line = string.rep("d", 99)
+      for i = 1, 40000 do print(line) end
+    ]] })
+    local out, rc = H.sh("'" .. H.bin .. "' --control " .. dir .. "/control.sock " .. dir ..
+      "/app.lua | (sleep 2; while IFS= read -r l; do n=$((n+1)); done; echo lines=$n)")
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("lines=40000", 1, true), out:sub(-300))
   end)
 
   it("the library's own messages in the master (a worker that failed to boot) never block its exit", function()
