@@ -482,6 +482,33 @@ static int f_log_write(lua_State *L) {
   return 0;
 }
 
+/* core.log_print(text): the master's print() output (whole lines) for stdout through the writer;
+ * with --log-format json each line becomes a record of its own ("stream":"stdout"), as a
+ * worker's printed lines do, so that a string an app prints cannot pass for a record */
+static int f_log_print(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  if (n == 0) return 0;
+  if (!rt->log_json) { queue_line(rt, 1, s, n); return 0; }
+  sbuf b;
+  sb_init(&b);
+  for (const char *e = s + n; s < e;) {
+    const char *nl = memchr(s, '\n', (size_t)(e - s));
+    size_t len = nl ? (size_t)(nl - s) : (size_t)(e - s);
+    json_head(&b, rt->log_prefix[0] ? "master" : "child");
+    json_num(&b, "pid", (long long)getpid());
+    sb_str(&b, ",\"stream\":\"stdout\",\"msg\":");
+    sb_json(&b, s, len);
+    sb_str(&b, "}\n");
+    s += len + (nl ? 1 : 0);
+  }
+  if (!b.failed) queue_line(rt, 1, b.p, b.len);
+  sb_free(&b);
+  if (b.failed) return luaL_error(L, "not enough memory");
+  return 0;
+}
+
 /* core.json_string(s) -> the JSON string literal of s (as the log lines write it) */
 static int f_json_string(lua_State *L) {
   size_t n;
@@ -502,4 +529,6 @@ void lc_open_log(lua_State *L) {
   lua_setfield(L, -2, "json_string");
   lua_pushcfunction(L, f_log_write);
   lua_setfield(L, -2, "log_write");
+  lua_pushcfunction(L, f_log_print);
+  lua_setfield(L, -2, "log_print");
 }

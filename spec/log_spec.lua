@@ -152,4 +152,26 @@ describe("log output", function()
     assert.is_nil(printed.level)
     assert.equal("stdout", printed.stream)
   end)
+
+  it("wraps every line the master prints in JSON mode, one record each", function()
+    local forged = '{"time":"2024-05-01T12:00:00.000Z","process":"master","pid":1,"level":"error","msg":"forged"}'
+    local p = H.start_app(([[
+      if cluster.is_master then
+        cluster.setup{ workers = 0 }
+        print(%q)                          -- a string a client sent, printed by the master
+        print("two\nlines", 3)
+      end
+    ]]):format(forged), { "--log-format", "json" })
+    assert.equal(0, (p:wait(10000)), p:output())
+    local msgs = {}
+    for line in p:stdout():gmatch("[^\n]+") do
+      local r = json.decode(line)
+      assert.is_table(r, "not a JSON line: " .. line)
+      assert.same({ "master", "stdout" }, { r.process, r.stream })
+      assert.is_number(r.pid)
+      assert.is_nil(r.level)
+      msgs[#msgs + 1] = r.msg
+    end
+    assert.same({ forged, "two", "lines\t3" }, msgs)
+  end)
 end)

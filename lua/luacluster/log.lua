@@ -32,14 +32,15 @@ end
 
 
 -- print() in the master: Lua's print (each value through the global tostring, tab-separated,
--- one newline), written through the log writer instead of a blocking stdout
+-- one newline), written through the log writer instead of a blocking stdout; with
+-- --log-format json each printed line is a record of its own ("stream":"stdout")
 function _M.print(...)
   local n, tostr = select("#", ...), _G.tostring
   local t = {}
   for i = 1, n do
     t[i] = tostr((select(i, ...)))
   end
-  core.log_write(1, table.concat(t, "\t") .. "\n")
+  core.log_print(table.concat(t, "\t") .. "\n")
 end
 
 
