@@ -60,11 +60,25 @@ if [ "${LC_FRESH_INNER:-}" != 1 ]; then
     cache=${LUACLUSTER_FRESH_CACHE:-/var/cache/luacluster-fresh}
   fi
   mkdir -p "$cache/debootstrap" "$cache/apt/partial"
-  rc=0
-  # --kill-child: if this script is stopped, the inner part gets SIGTERM and runs its clean-up
+  # the inner part is pid 1 of its namespace: when it ends, whatever it started ends with it.
+  # A SIGTERM or SIGINT here is passed to it as SIGTERM, and it cleans up (--kill-child does the
+  # same if unshare itself is killed).
   LC_FRESH_INNER=1 LC_FRESH_WORK="$work" LC_FRESH_CACHE="$cache" LC_FRESH_REPO="$here" \
     unshare --mount --pid --fork --kill-child=SIGTERM --mount-proc --propagation private \
-    "$0" || rc=$?
+    "$0" &
+  ns_pid=$!
+  forward() {
+    local c
+    for c in $(cat "/proc/$ns_pid/task/$ns_pid/children" 2>/dev/null); do kill -TERM "$c" 2>/dev/null || true; done
+  }
+  trap forward INT TERM
+  rc=0
+  wait "$ns_pid" || rc=$?
+  while kill -0 "$ns_pid" 2>/dev/null; do # a signal interrupted the wait: wait for the clean-up
+    rc=0
+    wait "$ns_pid" || rc=$?
+  done
+  trap - INT TERM
   # the namespace is gone; nothing it mounted may be seen here either
   if grep -qF " $work" /proc/self/mountinfo; then
     say "a mount under $work is left in this machine's namespace:"
@@ -149,7 +163,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT TERM
+trap 'say "interrupted"; exit 143' TERM
 
 # ---- README's two lines, from its first code block ----
 mapfile -t lines < <(awk '/^```/ { n++; next } n == 1 && NF { print } n >= 2 { exit }' "$repo/README.md")
@@ -190,8 +204,10 @@ say "mirror: $mirror; cache: $cache; root: $root"
 
 # ---- phase 1: the minimal root ----
 mkdir -p "$root"
-if ! debootstrap --variant=minbase --cache-dir="$cache/debootstrap" bookworm "$root" "$mirror" \
-    >"$work/debootstrap.log" 2>&1; then
+# long steps run in the background with a wait, so that a SIGTERM is acted on at once
+debootstrap --variant=minbase --cache-dir="$cache/debootstrap" bookworm "$root" "$mirror" \
+  >"$work/debootstrap.log" 2>&1 &
+if ! wait $!; then
   tail -n 30 "$work/debootstrap.log" >&2
   not_ok "debootstrap failed (log above)"
   exit 1
@@ -266,8 +282,11 @@ phase_done "stopping it"
 
 # ---- phase 4: README's second line, in a network namespace of its own ----
 rc=0
-unshare --net bash -c 'ip link set lo up && "$@"' _ bash -c "$(declare -f in_root); root='$root'; in_root \"\$1\"" _ "$line2" \
-  2>&1 | tee "$work/line2.log" || rc=$?
+{
+  unshare --net bash -c 'ip link set lo up && "$@"' _ \
+    bash -c "$(declare -f in_root); root='$root'; in_root \"\$1\"" _ "$line2" 2>&1 | tee "$work/line2.log"
+} &
+wait $! || rc=$?
 last=$(tail -n 1 "$work/line2.log")
 phase_done "README line 2"
 if [ "$rc" -eq 0 ] && [[ "$last" =~ (^|[[:space:]])0\ failed$ ]]; then
