@@ -222,6 +222,8 @@ chmod 755 "$root/usr/sbin/policy-rc.d"
 chmod 700 "$root/root"
 mkdir "$root/root/luacluster"
 git -C "$repo" archive HEAD | tar -x -C "$root/root/luacluster"
+# / is a mount point on a real machine (`ip netns exec` needs it: mount --make-rslave /)
+do_mount "" --bind "$root"
 do_mount /proc -t proc proc
 do_mount /sys -t sysfs sysfs
 do_mount /dev --bind /dev
