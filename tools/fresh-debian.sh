@@ -285,13 +285,15 @@ phase_done "stopping it"
 # ---- phase 4: README's second line, in a network namespace of its own ----
 rc=0
 {
-  unshare --net bash -c 'ip link set lo up && "$@"' _ \
+  timeout 1500 unshare --net bash -c 'ip link set lo up && "$@"' _ \
     bash -c "$(declare -f in_root); root='$root'; in_root \"\$1\"" _ "$line2" 2>&1 | tee "$work/line2.log"
 } &
 wait $! || rc=$?
 last=$(tail -n 1 "$work/line2.log")
 phase_done "README line 2"
-if [ "$rc" -eq 0 ] && [[ "$last" =~ (^|[[:space:]])0\ failed$ ]]; then
+if [ "$rc" -eq 124 ]; then
+  not_ok "README's second line did not end within 25 minutes"
+elif [ "$rc" -eq 0 ] && [[ "$last" =~ (^|[[:space:]])0\ failed$ ]]; then
   ok "README's second line: $last"
 else
   not_ok "README's second line exited $rc, its last line: $last"
