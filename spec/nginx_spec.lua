@@ -121,6 +121,23 @@ local function my_pid()
 end
 
 
+-- Is /run/netns a mount point? The first `ip netns add` makes it one (a bind mount of itself,
+-- to share the namespaces' mounts) and `ip netns del` leaves it: this spec undoes it when it made it.
+-- (mountinfo lists mounts in the order they were made: a later mount on / or /run hides it)
+local function run_netns_mounted()
+  local mounted = false
+  for line in io.lines("/proc/self/mountinfo") do
+    local at = line:match("^%S+ %S+ %S+ %S+ (%S+)")
+    if at == "/run/netns" then
+      mounted = true
+    elseif at == "/" or at == "/run" then
+      mounted = false
+    end
+  end
+  return mounted
+end
+
+
 -- namespaces and veth pairs left by a run of this spec that was killed (its pid is gone)
 local function remove_stale()
   local out = H.sh(IP .. " netns list")
@@ -167,7 +184,7 @@ local function make_namespaces(env)
   if not k then
     return nil, "no free /24 in 198.18.0.0/16 on this machine"
   end
-  env.net = { links = {}, namespaces = {} }
+  env.net = { links = {}, namespaces = {}, run_netns_was_mounted = run_netns_mounted() }
   local hosts = {}
   for i, side in ipairs({ "a", "b" }) do
     local ns = "lcspec-" .. pid .. "-" .. side
@@ -343,6 +360,19 @@ local function teardown(env)
         assert(not left:find(ns, 1, true), "could not delete network namespace " .. ns)
       end
     end)
+    if not env.net.run_netns_was_mounted then
+      step(function()
+        -- leave no mount behind, unless namespaces of someone else's live there by now
+        for _ = 1, 3 do
+          if not run_netns_mounted() or not H.sh(IP .. " netns list"):match("^%s*$") then
+            break
+          end
+          H.sh("umount /run/netns")
+        end
+        assert(not run_netns_mounted() or not H.sh(IP .. " netns list"):match("^%s*$"),
+          "the mount of /run/netns made by `ip netns add` is left behind")
+      end)
+    end
     env.net = nil
   end
   if first_err then
