@@ -562,7 +562,7 @@ describe("operations", function()
   describe("install", function()
     it("installs the binary, the library, the examples and the man page under a prefix, and runs from there", function()
       local prefix = H.tmpdir() .. "/prefix"
-      local out, rc = H.sh("cmake --install " .. H.root .. "/build --prefix " .. prefix)
+      local out, rc = H.sh("cmake --install " .. H.build_dir .. " --prefix " .. prefix)
       assert.equal(0, rc, out)
       local bin = prefix .. "/bin/luacluster"
       for _, f in ipairs({ bin, prefix .. "/share/luacluster/lua/luacluster/boot.lua",
