@@ -5,13 +5,15 @@
 local core = require("luacluster.core")
 local runtime = require("luacluster.runtime")
 local log = require("luacluster.log")
+local error_line = require("luacluster.error_line")
 
 local _M = {}
 
 
--- through the log writer (queued, written at exit at the latest): a full stderr never blocks
+-- through the log writer (queued, written at exit at the latest): a full stderr never blocks;
+-- a JSON record once --log-format json is in force
 local function stderr(msg)
-  log.write(2, "luacluster: " .. tostring(msg) .. "\n")
+  error_line.report(tostring(msg))
 end
 
 
@@ -207,7 +209,7 @@ local function main_master(argv)
   end
   local ran, rerr = run_top_level(chunk)
   if not ran then
-    stderr(rerr)
+    stderr(error_line.line(rerr)) -- the reason and its file:line, not require's search list
     return 1
   end
   master.after_top_level()

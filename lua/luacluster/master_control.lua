@@ -3,6 +3,7 @@
 local core = require("luacluster.core")
 local control = require("luacluster.control")
 local coro = require("luacluster.coro")
+local error_line = require("luacluster.error_line")
 local log = require("luacluster.log")
 local master = require("luacluster.master")
 local reload = require("luacluster.reload")
@@ -125,7 +126,8 @@ local function handle(msg, conn)
   end
   if msg.cmd == "reload" then
     reload.reload(function(err, gen)
-      conn:reply(err and { ok = false, err = err } or { ok = true, generation = gen })
+      -- one line that keeps the reason (whatever the error's path through reload.lua)
+      conn:reply(err and { ok = false, err = error_line.line(err) } or { ok = true, generation = gen })
     end)
   elseif msg.cmd == "status" then
     conn:reply({ ok = true, status = _M.status() })
