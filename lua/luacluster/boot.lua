@@ -5,13 +5,15 @@
 local core = require("luacluster.core")
 local runtime = require("luacluster.runtime")
 local log = require("luacluster.log")
+local error_line = require("luacluster.error_line")
 
 local _M = {}
 
 
--- through the log writer (queued, written at exit at the latest): a full stderr never blocks
+-- through the log writer (queued, written at exit at the latest): a full stderr never blocks;
+-- a JSON record once --log-format json is in force
 local function stderr(msg)
-  log.write(2, "luacluster: " .. tostring(msg) .. "\n")
+  error_line.report(tostring(msg))
 end
 
 
@@ -205,13 +207,35 @@ local function main_master(argv)
   for name in pairs(package.loaded) do
     runtime.preloaded[name] = true
   end
-  local ran, rerr = run_top_level(chunk)
-  if not ran then
-    stderr(rerr)
-    return 1
+  local function start_app()
+    local ran, rerr = run_top_level(chunk)
+    if not ran then
+      stderr(error_line.line(rerr)) -- the reason and its file:line, not require's search list
+      return 1
+    end
+    master.after_top_level()
+    require("luacluster.master_control").start(o)
+    return nil
   end
-  master.after_top_level()
-  require("luacluster.master_control").start(o)
+  -- the control socket first: a second master for this app stops here, before its top level
+  -- and its workers (a socket file already there is probed on the loop, and the app starts then)
+  local decided, code, waiting = false, nil, false
+  require("luacluster.master_control").take_control(o, function(ok, cerr)
+    if ok then
+      code = start_app()
+    else
+      stderr(cerr)
+      code = 1
+    end
+    decided = true
+    if waiting and code then
+      runtime.exit(code)
+    end
+  end)
+  if decided then
+    return code
+  end
+  waiting = true
   return nil
 end
 

@@ -7,7 +7,10 @@
 -- the cluster can end them all (_kill_all, called by master.lua and worker.lua).
 -- exec and exec_file run their command in a process group of its own (a new session): a
 -- timeout, max_buffer, child:kill() and a stop signal the whole group, so the command's own
--- children (`sleep 30 &` in a shell line) end with it.
+-- children (`sleep 30 &` in a shell line) end with it. A group exec killed (timeout,
+-- max_buffer) is followed until it is empty: what is left of it after opts.kill_grace gets
+-- SIGKILL, and a stop SIGKILLs it at once (it had its kill_signal already). A process that
+-- leaves the group (setsid) is not followed.
 -- opts.env, as in Node.js, is the child's whole environment (without it, this process's).
 local core = require("luacluster.core")
 local channel = require("luacluster.channel")
@@ -22,12 +25,16 @@ local _M = {}
 
 local DEFAULT_MAX_BUFFER = 1048576
 local KILL_GRACE_MS = 2000    -- _kill_all: how long a child has after SIGTERM before SIGKILL
+local DEFAULT_KILL_GRACE = 2000 -- exec: how long a killed group has before SIGKILL
+local STOP_POLL_MS = 50       -- _kill_all: how often a stop looks whether the groups are empty
 local EXIT_GRACE_MS = 500     -- fork: after the exit, how long to wait for the last messages
 local MAX_STDIO = 3
 
 local live = {}               -- child -> true: started, not detached, not exited yet
 local kill_waiters = {}       -- functions waiting for every live child to be gone
 local kill_timer
+local stop_poll               -- _kill_all: a timer looking at the followed groups
+local groups = {}             -- pgid -> { child =, killed = bool, timer = t }: exec'd groups followed
 
 local child_mt = {}
 child_mt.__index = child_mt
@@ -213,13 +220,50 @@ end
 
 -- ---- children ----
 
+-- true while a process of the group pgid lives (ESRCH: none left)
+local function group_alive(pgid)
+  return core.kill(-pgid, 0) ~= nil
+end
+
+
+-- stops following the group pgid; SIGKILL to what is left of it first when kill is set
+local function group_end(pgid, kill)
+  local g = groups[pgid]
+  if not g then
+    return
+  end
+  groups[pgid] = nil
+  if g.timer then
+    g.timer:close()
+  end
+  if kill then
+    core.kill(-pgid, "SIGKILL")
+  end
+end
+
+
+local function groups_empty()
+  for pgid in pairs(groups) do
+    if group_alive(pgid) then
+      return false
+    end
+    group_end(pgid)
+  end
+  return true
+end
+
+
 local function run_kill_waiters()
-  if next(live) ~= nil or #kill_waiters == 0 then
+  if next(live) ~= nil or #kill_waiters == 0 or not groups_empty() then
     return
   end
   if kill_timer then
     kill_timer:close()
     kill_timer = nil
+  end
+  if stop_poll then
+    stop_poll:close()
+    stop_poll = nil
   end
   local waiters = kill_waiters
   kill_waiters = {}
@@ -399,6 +443,7 @@ end
 local function run_collect(file, args, opts, text, what, done)
   local max_buffer = opts.max_buffer or DEFAULT_MAX_BUFFER
   local kill_signal = opts.kill_signal or "SIGTERM"
+  local kill_grace = opts.kill_grace or DEFAULT_KILL_GRACE
   local out, errout = { n = 0 }, { n = 0 }
   local finished, timer = false, nil
   local child = new_child(false)
@@ -429,6 +474,16 @@ local function run_collect(file, args, opts, text, what, done)
       -- its id cannot be reused meanwhile, and ESRCH just says nothing is left
       core.kill(-child.pid, kill_signal)
     end
+    -- what is left of the group after kill_grace gets SIGKILL (`trap '' TERM` ignores the first)
+    local pgid, g = child.pid, groups[child.pid]
+    if g and not g.killed then
+      g.killed = true
+      g.timer = core.timer_new(function()
+        group_end(pgid, true)
+        run_kill_waiters()
+      end)
+      g.timer:start(kill_grace, 0)
+    end
     child.stdout:close()
     child.stderr:close()
     finish(exec_error(code, signal, message, { killed = not child._exited, reason = reason }))
@@ -458,9 +513,16 @@ local function run_collect(file, args, opts, text, what, done)
     finish(exec_error(ename or "ESPAWN", nil, err))
     return nil
   end
+  groups[child.pid] = { killed = false, child = child }
   child.stdout._sink = collector(out, "stdout")
   child.stderr._sink = collector(errout, "stderr")
   child._on_close = function(code, signal)
+    -- the command ended on its own: its group is no longer followed (what it left running,
+    -- `daemon &` with its output elsewhere, is its own); a killed group waits for kill_grace
+    local g = groups[child.pid]
+    if g and not g.killed then
+      group_end(child.pid)
+    end
     if code == 0 and signal == nil then
       finish(nil)
     else
@@ -483,7 +545,7 @@ end
 
 local EXEC_OPTS = {
   cwd = "string", env = "table", timeout = "number", max_buffer = "number", kill_signal = true,
-  input = "string",
+  input = "string", kill_grace = "number",
 }
 
 
@@ -494,6 +556,9 @@ local function check_exec_opts(opts, what)
   end
   if opts.max_buffer and not (opts.max_buffer >= 0) then
     error(what .. ": max_buffer must be a number of bytes >= 0", 3)
+  end
+  if opts.kill_grace and not (opts.kill_grace >= 0) then
+    error(what .. ": kill_grace must be a number of milliseconds >= 0", 3)
   end
   if opts.kill_signal ~= nil then
     check_signal(opts.kill_signal, what, 3)
@@ -745,15 +810,21 @@ end
 
 -- ---- ending every child (a cluster stop) ----
 
--- Sends SIGTERM to every live child that is not detached and calls done() once they are
--- all gone; the ones still alive after KILL_GRACE_MS get SIGKILL.
+-- Sends SIGTERM to every live child that is not detached (to the whole group of an exec'd
+-- one) and calls done() once they are all gone and every followed group is empty; what is
+-- alive after KILL_GRACE_MS gets SIGKILL. A group exec already killed (it had its kill_signal)
+-- gets SIGKILL at once: a stop does not wait for a command that ignores SIGTERM twice.
 function _M._kill_all(done)
   if done ~= nil then
     kill_waiters[#kill_waiters + 1] = done
   end
-  if next(live) == nil then
-    run_kill_waiters()
-    return
+  for pgid, g in pairs(groups) do
+    if g.killed then
+      group_end(pgid, true)
+    elseif not g.term_sent and g.child._exited then
+      g.term_sent = true -- the leader has exited; a member still holds its pipes
+      core.kill(-pgid, "SIGTERM")
+    end
   end
   for child in pairs(live) do
     if not child._term_sent then
@@ -761,21 +832,33 @@ function _M._kill_all(done)
       child:kill("SIGTERM")
     end
   end
+  if next(live) == nil and groups_empty() then
+    run_kill_waiters()
+    return
+  end
   if not kill_timer then
     kill_timer = core.timer_new(function()
-      for child in pairs(live) do
-        child:kill("SIGKILL")
-      end
+      _M._kill_all_now()
+      run_kill_waiters()
     end)
     kill_timer:start(KILL_GRACE_MS, 0)
+  end
+  if not stop_poll and next(groups) ~= nil then
+    -- a group's members are not this process's children: no exit event says they are gone
+    stop_poll = core.timer_new(run_kill_waiters)
+    stop_poll:start(STOP_POLL_MS, STOP_POLL_MS)
   end
 end
 
 
--- SIGKILL to every live child that is not detached, now (a stop that cannot wait).
+-- SIGKILL to every live child that is not detached and to every followed group, now (a stop
+-- that cannot wait, or the end of a stop's grace).
 function _M._kill_all_now()
   for child in pairs(live) do
     child:kill("SIGKILL")
+  end
+  for pgid in pairs(groups) do
+    group_end(pgid, true)
   end
 end
 

@@ -6,6 +6,7 @@ local core = require("luacluster.core")
 local channel = require("luacluster.channel")
 local codec = require("luacluster.codec")
 local emitter = require("luacluster.emitter")
+local error_line = require("luacluster.error_line")
 local log = require("luacluster.log")
 local runtime = require("luacluster.runtime")
 local signals = require("luacluster.signals")
@@ -207,9 +208,10 @@ end
 
 
 -- the first line of an error, without the lines `require` adds (where it looked)
-local function short(err)
-  local line = tostring(err):match("^[^\n]*")
-  return (line:gsub(":%s*$", ""))
+-- a worker's failure (w._failed: its first line, w._failed_detail: the whole error) as one line
+-- that keeps the reason (error_line.lua)
+local function short(w)
+  return error_line.line(w._failed_detail or w._failed)
 end
 
 
@@ -290,10 +292,10 @@ local function finish(w)
     boot.waiting = boot.waiting - 1
   end
   if crashed and not w.exited_after_disconnect and not w._pending then
-    slot_error[w.id] = w._failed and short(w._failed) or ("exited with " .. how .. " after " .. math.floor(uptime) .. " ms")
+    slot_error[w.id] = w._failed and short(w) or ("exited with " .. how .. " after " .. math.floor(uptime) .. " ms")
   end
   if crashed and not w.exited_after_disconnect and not fatal_listen and not boot_failed and not stopping then
-    local why = w._failed and (": " .. short(w._failed)) or ""
+    local why = w._failed and (": " .. short(w)) or ""
     log.warn(string.format("worker %d (pid %d) exited with %s after %d ms%s", w.id, w.pid, how, uptime, why))
     -- the whole error (a require's list of paths, the traceback) once per slot and error
     if w._failed_detail and w._failed_detail ~= logged_detail[w.id] then
@@ -304,14 +306,14 @@ local function finish(w)
   emit(w, "exit", code, signal)
   if fatal_listen and not stopping then
     -- the cluster could not start serving (a port in use, no permission): say so once, stop
-    log.write(2, "luacluster: " .. _M.last_listen_error .. "\n")
+    error_line.report(_M.last_listen_error)
     _M.stop(1)
     return
   end
   if boot_failed then
     -- one clear line, not a traceback per restart: the app cannot start, so neither can the cluster
-    log.write(2, string.format("luacluster: worker %d failed to boot: %s\n", w.id,
-      w._failed and short(w._failed) or ("it exited with " .. how .. " before it was ready")))
+    error_line.report(string.format("worker %d failed to boot: %s", w.id,
+      w._failed and short(w) or ("it exited with " .. how .. " before it was ready")))
     _M.stop(1)
     return
   end

@@ -3,6 +3,7 @@
 local core = require("luacluster.core")
 local control = require("luacluster.control")
 local coro = require("luacluster.coro")
+local error_line = require("luacluster.error_line")
 local log = require("luacluster.log")
 local master = require("luacluster.master")
 local reload = require("luacluster.reload")
@@ -125,7 +126,8 @@ local function handle(msg, conn)
   end
   if msg.cmd == "reload" then
     reload.reload(function(err, gen)
-      conn:reply(err and { ok = false, err = err } or { ok = true, generation = gen })
+      -- one line that keeps the reason (whatever the error's path through reload.lua)
+      conn:reply(err and { ok = false, err = error_line.line(err) } or { ok = true, generation = gen })
     end)
   elseif msg.cmd == "status" then
     conn:reply({ ok = true, status = _M.status() })
@@ -175,6 +177,35 @@ local function watch(dir)
 end
 
 
+-- Takes the control socket before the app's top level runs (boot.lua), so that a second master
+-- for the same app is refused before it starts a worker: on_taken(true) once it serves (at
+-- once, or after asking a socket file left there whether its master still answers), or
+-- on_taken(nil, err). Requests wait for the loop, which runs once the start is done.
+function _M.take_control(options, on_taken)
+  local path, err = options.control, nil
+  if not path then
+    path, err = control.default_path(runtime.app)
+  end
+  if not path then
+    log.warn("no control socket: " .. tostring(err))
+    runtime.no_control = true
+    return on_taken(true)
+  end
+  control.serve(path, handle, function(srv, serr)
+    if not srv then
+      if serr and serr:find("another luacluster master is running", 1, true) then
+        serr = serr .. "; stop it first, or give this one its own --control PATH"
+      end
+      return on_taken(nil, serr)
+    end
+    runtime.control_path = path
+    runtime.control_server = srv
+    on_taken(true)
+  end)
+end
+
+
+-- After the app's top level: reloads on SIGHUP and --watch, systemd's notifications.
 function _M.start(options)
   require("luacluster.ops").master_init(options)
   signals.set_action("SIGHUP", function()
@@ -183,23 +214,6 @@ function _M.start(options)
   if options.watch then
     watch(runtime.app_dir)
   end
-  local path, err = options.control, nil
-  if not path then
-    path, err = control.default_path(runtime.app)
-  end
-  if not path then
-    log.warn("no control socket: " .. tostring(err))
-    runtime.no_control = true
-    return
-  end
-  control.serve(path, handle, function(srv, serr)
-    if not srv then
-      log.write(2, "luacluster: " .. tostring(serr) .. "\n") -- the log writer: never blocks
-      core.exit(1)
-    end
-    runtime.control_path = path
-    runtime.control_server = srv
-  end)
 end
 
 

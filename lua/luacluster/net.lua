@@ -268,6 +268,12 @@ function server_mt:_closed_count()
 end
 
 
+-- for `luacluster status` (worker_stats.lua): its open connections; a stream has no requests
+function server_mt:stats()
+  return { requests = 0, connections = self._open }
+end
+
+
 -- a server received in a message starts accepting once it has a connection handler
 function server_mt:on(event, fn)
   emitter.on(self, event, fn)

@@ -10,6 +10,7 @@
 --     listening sockets to the new code's servers;
 --  4. drain the old generation (killed after drain_timeout); fire reload(generation).
 local core = require("luacluster.core")
+local error_line = require("luacluster.error_line")
 local keep = require("luacluster.keep")
 local listen = require("luacluster.listen")
 local log = require("luacluster.log")
@@ -72,7 +73,7 @@ end
 local function stage_new_code(gen)
   local chunk, err = loadfile(runtime.app)
   if not chunk then
-    return nil, err
+    return nil, error_line.line(err)
   end
   local stage = { gen = gen, cfg = master.default_config(), setup_called = false, forks = {}, listens = {}, events = {} }
   local saved = unload_app_modules()
@@ -88,7 +89,7 @@ local function stage_new_code(gen)
     runtime.code_generation = old_gen
     stop_timers(function(g) return g == gen end)
     restore_modules(saved)
-    return nil, rerr
+    return nil, error_line.line(rerr) -- the reason and its file:line, not a traceback through reload.lua
   end
   stage.old_gen = old_gen
   return stage
@@ -229,7 +230,7 @@ function _M.reload(cb)
     if w._reload_gen == gen and not finished then
       local how = w._exit_signal and ("signal " .. w._exit_signal) or ("code " .. tostring(w._exit_code))
       finish_with("new worker " .. w.id .. " exited with " .. how .. " before it was ready"
-        .. (w._failed and (": " .. w._failed) or ""))
+        .. (w._failed and (": " .. error_line.line(w._failed_detail or w._failed)) or ""))
     end
   end
   master.hooks.ready[#master.hooks.ready + 1] = on_ready

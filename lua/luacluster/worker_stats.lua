@@ -1,6 +1,6 @@
 -- A worker's counters for `luacluster status` and the metrics, sent to the master when it
 -- asks (one control frame per scrape, never per request): requests served and open
--- connections of its servers, the process's HTTP counters kept in C (status classes,
+-- connections of its servers (HTTP and net), the process's HTTP counters kept in C (status classes,
 -- duration buckets), its channel's message and byte counts, its access logs'.
 local core = require("luacluster.core")
 local runtime = require("luacluster.runtime")
