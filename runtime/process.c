@@ -3,7 +3,8 @@
  * on every path).
  * The stdio pipes and the IPC channel passed in belong to their own Lua objects (stream.c,
  * ipc.c) or, for a "[worker N] " line forwarder, to prefix code in stream.c.
- * The exit callback reports (code, signal name) to Lua, then the handle is closed and freed.
+ * The exit callback reports (code, signal name) to Lua, then the handle is closed and freed (a
+ * report Lua had no memory for is retried on a timer first: the handle waits for it).
  * Also here, for the child's side: set_parent_death_signal (a forked child ends with its
  * parent, Linux's PR_SET_PDEATHSIG; no handle, nothing to free). */
 #include "lc.h"
@@ -24,6 +25,10 @@ typedef struct lc_proc {
   uv_process_t proc;
   int exited;
   int group;              /* the child leads its own process group: kill() signals all of it */
+  int64_t status;         /* how it exited, kept for a retried exit callback */
+  int term_signal;
+  uv_timer_t *retry;      /* made when Lua had no memory for the exit callback's arguments */
+  uint64_t delay;
 } lc_proc;
 
 static void close_cb(uv_handle_t *h) {
@@ -32,23 +37,57 @@ static void close_cb(uv_handle_t *h) {
   free(p);
 }
 
+typedef struct exit_args { lc_proc *p; int64_t status; int term_signal; } exit_args;
+
+/* run by lc_call_with, protected: cb(code, nil) or cb(nil, "SIGKILL") */
+static int push_exit(lua_State *L, void *ud) {
+  exit_args *a = ud;
+  if (!lc_handle_push_cb(&a->p->base)) return -1;
+  if (a->term_signal) {
+    lua_pushnil(L);
+    const char *name = lc_signame(a->term_signal);
+    if (name) lua_pushstring(L, name);
+    else lua_pushfstring(L, "SIG%d", a->term_signal);
+  } else {
+    lua_pushinteger(L, (lua_Integer)a->status);
+    lua_pushnil(L);
+  }
+  return 2;
+}
+
+static void exit_retry_cb(uv_timer_t *timer);
+
+/* Calls the exit callback; when its arguments cannot be built (out of memory) it is tried again
+ * later (a master that never hears of a worker's exit would never restart it), then the
+ * process handle is closed. */
+static void exit_deliver(lc_proc *p) {
+  exit_args a = {p, p->status, p->term_signal};
+  if (lc_call_with(p->base.rt, push_exit, &a) > 0) {
+    if (p->retry == NULL && (p->retry = malloc(sizeof *p->retry)) != NULL) {
+      if (uv_timer_init(&p->base.rt->loop, p->retry) != 0) { free(p->retry); p->retry = NULL; }
+      else { p->retry->data = p; p->delay = 25; }
+    }
+    if (p->retry) {
+      p->delay = p->delay * 2 > 2000 ? 2000 : p->delay * 2;
+      uv_timer_start(p->retry, exit_retry_cb, p->delay, 0);
+      return;
+    }
+    lc_log(p->base.rt, "error: process %d exited, and its exit callback could not be called (out of memory)",
+           (int)p->proc.pid);
+  }
+  if (p->retry) uv_close((uv_handle_t *)p->retry, lc_free_handle_cb);
+  p->retry = NULL;
+  uv_close((uv_handle_t *)&p->proc, close_cb);
+}
+
+static void exit_retry_cb(uv_timer_t *timer) { exit_deliver(timer->data); }
+
 static void exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   lc_proc *p = proc->data;
-  lc_rt *rt = p->base.rt;
   p->exited = 1;
-  if (lc_handle_push_cb(&p->base)) {
-    if (term_signal) {
-      lua_pushnil(rt->L);
-      const char *name = lc_signame(term_signal);
-      if (name) lua_pushstring(rt->L, name);
-      else lua_pushfstring(rt->L, "SIG%d", term_signal);
-    } else {
-      lua_pushinteger(rt->L, (lua_Integer)status);
-      lua_pushnil(rt->L);
-    }
-    lc_call(rt, 2);
-  }
-  uv_close((uv_handle_t *)proc, close_cb);
+  p->status = status;
+  p->term_signal = term_signal;
+  exit_deliver(p);
 }
 
 /* a NULL-terminated copy of the strings of the array at idx (the strings stay the table's),
