@@ -25,10 +25,6 @@ typedef struct lc_proc {
   uv_process_t proc;
   int exited;
   int group;              /* the child leads its own process group: kill() signals all of it */
-  int64_t status;         /* how it exited, kept for a retried exit callback */
-  int term_signal;
-  uv_timer_t *retry;      /* made when Lua had no memory for the exit callback's arguments */
-  uint64_t delay;
 } lc_proc;
 
 static void close_cb(uv_handle_t *h) {
@@ -37,7 +33,15 @@ static void close_cb(uv_handle_t *h) {
   free(p);
 }
 
-typedef struct exit_args { lc_proc *p; int64_t status; int term_signal; } exit_args;
+/* an exit the callback has not been told of yet: made only when Lua had no memory for the
+ * callback's arguments, freed in its timer's close callback (lc_proc stays as small as it was) */
+typedef struct exit_args {
+  uv_timer_t timer;       /* retries the callback (first member: the close callback frees it) */
+  lc_proc *p;
+  int64_t status;
+  int term_signal;
+  uint64_t delay;
+} exit_args;
 
 /* run by lc_call_with, protected: cb(code, nil) or cb(nil, "SIGKILL") */
 static int push_exit(lua_State *L, void *ud) {
@@ -59,35 +63,42 @@ static void exit_retry_cb(uv_timer_t *timer);
 
 /* Calls the exit callback; when its arguments cannot be built (out of memory) it is tried again
  * later (a master that never hears of a worker's exit would never restart it), then the
- * process handle is closed. */
-static void exit_deliver(lc_proc *p) {
-  exit_args a = {p, p->status, p->term_signal};
-  if (lc_call_with(p->base.rt, push_exit, &a) > 0) {
-    if (p->retry == NULL && (p->retry = malloc(sizeof *p->retry)) != NULL) {
-      if (uv_timer_init(&p->base.rt->loop, p->retry) != 0) { free(p->retry); p->retry = NULL; }
-      else { p->retry->data = p; p->delay = 25; }
+ * process handle is closed. a is on the stack (the first try) or the heap (a retry: later). */
+static void exit_deliver(exit_args *a, exit_args *later) {
+  lc_proc *p = a->p;
+  if (lc_call_with(p->base.rt, push_exit, a) > 0) {
+    if (later == NULL && (later = malloc(sizeof *later)) != NULL) {
+      *later = *a;
+      later->delay = 25;
+      if (uv_timer_init(&p->base.rt->loop, &later->timer) != 0) { free(later); later = NULL; }
+      else later->timer.data = later;
     }
-    if (p->retry) {
-      p->delay = p->delay * 2 > 2000 ? 2000 : p->delay * 2;
-      uv_timer_start(p->retry, exit_retry_cb, p->delay, 0);
+    if (later) {
+      later->delay = later->delay * 2 > 2000 ? 2000 : later->delay * 2;
+      uv_timer_start(&later->timer, exit_retry_cb, later->delay, 0);
       return;
     }
     lc_log(p->base.rt, "error: process %d exited, and its exit callback could not be called (out of memory)",
            (int)p->proc.pid);
   }
-  if (p->retry) uv_close((uv_handle_t *)p->retry, lc_free_handle_cb);
-  p->retry = NULL;
+  if (later) uv_close((uv_handle_t *)&later->timer, lc_free_handle_cb);
   uv_close((uv_handle_t *)&p->proc, close_cb);
 }
 
-static void exit_retry_cb(uv_timer_t *timer) { exit_deliver(timer->data); }
+static void exit_retry_cb(uv_timer_t *timer) {
+  exit_args *later = timer->data;
+  exit_deliver(later, later);
+}
 
 static void exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   lc_proc *p = proc->data;
   p->exited = 1;
-  p->status = status;
-  p->term_signal = term_signal;
-  exit_deliver(p);
+  exit_args a;
+  memset(&a, 0, sizeof a);
+  a.p = p;
+  a.status = status;
+  a.term_signal = term_signal;
+  exit_deliver(&a, NULL);
 }
 
 /* a NULL-terminated copy of the strings of the array at idx (the strings stay the table's),

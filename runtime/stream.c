@@ -29,9 +29,11 @@ struct lc_stream {
   lc_handle_base base;     /* base.box is NULL for a C-owned prefix stream */
   uv_pipe_t pipe;
   uv_timer_t timer;        /* close(): the send timeout while queued writes wait */
-  int closing, close_after_writes, writes_pending, reading;
-  int want_read;           /* Lua asked to read (read_start/resume, not pause since) */
-  read_hold hold;          /* a read event Lua had no memory for, delivered later (read_hold.h) */
+  int writes_pending;
+  unsigned char closing, close_after_writes, reading;
+  unsigned char want_read; /* Lua asked to read (read_start/resume, not pause since) */
+  read_hold *hold;         /* a read event Lua had no memory for, delivered later (read_hold.h);
+                              made on first use, so that a stream is no bigger than it was */
   uint64_t send_timeout;   /* ms; 0: close() waits for the queued writes however long */
   size_t stall_mark;       /* bytes queued when the timer was last started */
   /* prefix mode */
@@ -51,7 +53,9 @@ static void free_cb(uv_handle_t *h) {
 
 static void close_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
-  hold_close(&s->hold);
+  if (s->hold) hold_close(s->hold);
+  free(s->hold);
+  s->hold = NULL;
   if (s->base.box || s->base.self_ref != LUA_NOREF) {
     lc_call_cb_str(&s->base, "close", NULL);
     lc_handle_release(&s->base);
@@ -64,7 +68,7 @@ static void close_now(lc_stream *s) {
   s->closing = 1;
   s->close_after_writes = 0;
   uv_timer_stop(&s->timer);
-  hold_clear(&s->hold);   /* a held read event goes with its stream */
+  if (s->hold) hold_clear(s->hold);   /* a held read event goes with its stream */
   uv_close((uv_handle_t *)&s->pipe, close_cb);   /* queued writes end with UV_ECANCELED */
 }
 
@@ -157,13 +161,15 @@ static int deliver_read(lc_stream *s, ssize_t nread, const char *data) {
   return lc_call_with(s->base.rt, push_read, &a) <= 0;
 }
 
+static int held(const lc_stream *s) { return s->hold && hold_active(s->hold); }
+
 static void stop_reading(lc_stream *s) {
   if (s->reading) uv_read_stop((uv_stream_t *)&s->pipe);
   s->reading = 0;
 }
 
 static void resume_reading(lc_stream *s) {
-  if (s->reading || !s->want_read || s->closing || hold_active(&s->hold)) return;
+  if (s->reading || !s->want_read || s->closing || held(s)) return;
   int r = lc_stream_start(s);
   if (r != 0) {
     s->reading = 0;
@@ -174,20 +180,21 @@ static void resume_reading(lc_stream *s) {
 
 static void hold_timer_cb(uv_timer_t *timer) {
   lc_stream *s = timer->data;
-  if (!hold_active(&s->hold) || s->closing || !s->want_read) return;  /* read_start retries it */
-  ssize_t nread = s->hold.nread;
-  if (!deliver_read(s, nread, s->hold.data)) {
-    hold_retry_later(&s->hold, hold_timer_cb);
+  if (!held(s) || s->closing || !s->want_read) return;  /* read_start retries it */
+  ssize_t nread = s->hold->nread;
+  if (!deliver_read(s, nread, s->hold->data)) {
+    hold_retry_later(s->hold, hold_timer_cb);
     return;
   }
-  hold_clear(&s->hold);
+  hold_clear(s->hold);
   if (nread > 0) resume_reading(s);
 }
 
 /* Lua had no memory for this event: it waits (reading stops behind it) and is retried */
 static void hold_read(lc_stream *s, ssize_t nread, const char *data) {
   stop_reading(s);
-  if (hold_put(&s->hold, s->pipe.loop, nread, data, hold_timer_cb, s) != 0) {
+  if ((s->hold == NULL && (s->hold = calloc(1, sizeof *s->hold)) == NULL) ||
+      hold_put(s->hold, s->pipe.loop, nread, data, hold_timer_cb, s) != 0) {
     lc_log(s->base.rt, "error: stream: a read event could not be kept for a retry (out of memory); the stream is closed");
     close_now(s);
     return;
@@ -258,7 +265,7 @@ void lc_stream_close_if_prefix(lc_stream *s) {
 /* (C's start of a child's pipe, and Lua's read_start/resume: reading is wanted from here on) */
 int lc_stream_start(lc_stream *s) {
   s->want_read = 1;
-  if (hold_active(&s->hold)) { hold_retry_now(&s->hold, hold_timer_cb); return 0; }
+  if (held(s)) { hold_retry_now(s->hold, hold_timer_cb); return 0; }
   s->reading = 1;
   return uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
 }
