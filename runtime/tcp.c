@@ -759,6 +759,31 @@ static int m_dispatch_requeue(lua_State *L) {
   return 1;
 }
 
+/* server:dispatch_lost(id, n) -> n: worker id says the n oldest connections sent to it did
+ * not arrive (it is out of file descriptors): the master's copies go back to the front of the
+ * queue, in the order they were sent, and to other workers a moment later (flush_later: a
+ * worker that is the only one ready does not ping-pong them at full speed) */
+static int m_dispatch_lost(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  int id = (int)luaL_checkinteger(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  size_t end = 0, moved = 0, j = 0;   /* end: just past the n-th oldest of id */
+  for (lua_Integer k = 0; end < t->ninflight && k < n; end++)
+    if (t->inflight[end].id == id) k++;
+  for (size_t i = end; i-- > 0;) {     /* newest first, each to the front: the oldest ends up first */
+    if (t->inflight[i].id != id) continue;
+    queue_conn(t, t->inflight[i].conn, 1);
+    t->inflight[i].conn = NULL;
+    moved++;
+  }
+  for (size_t i = 0; i < t->ninflight; i++)
+    if (t->inflight[i].conn != NULL) t->inflight[j++] = t->inflight[i];
+  t->ninflight = j;
+  if (moved > 0) flush_later(t);
+  lua_pushinteger(L, (lua_Integer)moved);
+  return 1;
+}
+
 /* ---- outbound connections ---- */
 
 typedef struct tconnect {
@@ -892,15 +917,28 @@ static int m_sink_close(lua_State *L) {
 /* A tap stands in front of a server's sink for one key (whatever server: HTTP in C, net in
  * Lua) and counts what it takes; once per loop turn, after the turn's deliveries, cb(n) tells
  * the master (its copies are then closed). That is before this worker reads from any of them:
- * the acknowledgement is flushed at the next turn's start, and reading starts in its poll. */
+ * the acknowledgement is flushed at the next turn's start, and reading starts in its poll.
+ * A connection whose socket did not arrive with its frame (this process is out of file
+ * descriptors: the kernel dropped it) is counted too, and cb(n, true) tells the master, which
+ * sends its own copy to another worker. The master closes or re-sends the oldest copies it
+ * holds for this worker, so the reports keep the order of arrival: a run of taken ones and a
+ * run of lost ones are never merged (the run that ends is reported at once).
+ * Lost connections are logged one line per burst, with their count, when the burst ends (one
+ * arrives, or none was lost for a second; a burst longer than 10 s is cut there). */
 #define MT_TAP "luacluster.sink_tap"
+#define LOST_QUIET_MS 1000
+#define LOST_BURST_MAX_MS 10000
 typedef struct sink_tap {
   lc_handle_base base;
   uv_check_t check;
   lc_conn_sink_fn fn;       /* the server's sink, which it stands in front of */
   void *data;
   int key;
-  lua_Integer taken;        /* not yet reported */
+  lua_Integer taken;        /* not yet reported: a run of taken connections, or of lost ones */
+  int run_lost;             /* the run is of lost ones */
+  uv_timer_t *burst_timer;  /* ends a burst of lost connections (its log line); made on first use */
+  double burst_lost;        /* lost in the current burst (not yet logged) */
+  uint64_t burst_start;
 } sink_tap;
 
 static void tap_check_cb(uv_check_t *c);
@@ -909,7 +947,9 @@ static int push_taken(lua_State *L, void *ud) {
   sink_tap *tp = ud;
   if (!lc_handle_push_cb(&tp->base)) return -1;
   lua_pushinteger(L, tp->taken);
-  return 1;
+  if (!tp->run_lost) return 1;
+  lua_pushboolean(L, 1);
+  return 2;
 }
 
 static void tap_report(sink_tap *tp) {
@@ -924,15 +964,66 @@ static void tap_report(sink_tap *tp) {
 
 static void tap_check_cb(uv_check_t *c) { tap_report(c->data); }
 
+static void burst_end(sink_tap *tp) {
+  if (tp->burst_timer) uv_timer_stop(tp->burst_timer);
+  if (tp->burst_lost == 0) return;
+  lc_log(tp->base.rt, "warn: dispatch: %.0f connection%s sent by the master did not arrive (no free file descriptor"
+         " here?); %s back to the master for another worker", tp->burst_lost, tp->burst_lost == 1 ? "" : "s",
+         tp->burst_lost == 1 ? "it went" : "they went");
+  tp->burst_lost = 0;
+}
+
+static void burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
+
+/* one more connection taken (lost = 0) or lost (1), in the order they came */
+static void tap_count(sink_tap *tp, int lost) {
+  if (tp->taken > 0 && tp->run_lost != lost) tap_report(tp);  /* another run starts */
+  if (tp->taken > 0 && tp->run_lost != lost) {
+    lc_log(tp->base.rt, "error: dispatch: the master could not be told of %ld connection(s); its copies stay",
+           (long)tp->taken);
+    tp->taken = 0;
+  }
+  tp->run_lost = lost;
+  if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
+}
+
 static void tap_take(void *data, uv_tcp_t *conn) {
   sink_tap *tp = data;
-  if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
+  tap_count(tp, 0);
+  if (tp->burst_lost > 0) burst_end(tp);
   tp->fn(tp->data, conn);
+}
+
+/* ipc.c: a CONN frame for key came without its socket; 1 when a tap counted it (the master
+ * will send its copy to another worker), 0 when no tap stands for that key */
+int lc_tcp_conn_lost(lc_rt *rt, int key) {
+  sink_tap *tp = NULL;
+  for (int i = 0; i < rt->nsinks; i++)
+    if (rt->sinks[i].key == key && rt->sinks[i].fn == tap_take) tp = rt->sinks[i].data;
+  if (tp == NULL) return 0;
+  tap_count(tp, 1);
+  uint64_t now = uv_now(&rt->loop);
+  if (tp->burst_lost++ == 0) tp->burst_start = now;
+  if (tp->burst_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer && uv_timer_init(&rt->loop, timer) == 0) {
+      timer->data = tp;
+      uv_unref((uv_handle_t *)timer);
+      tp->burst_timer = timer;
+    } else {
+      free(timer);
+    }
+  }
+  if (tp->burst_timer == NULL) burst_end(tp);   /* no timer: a line now rather than none */
+  else if (now - tp->burst_start < LOST_BURST_MAX_MS || !uv_is_active((uv_handle_t *)tp->burst_timer))
+    uv_timer_start(tp->burst_timer, burst_timer_cb, LOST_QUIET_MS, 0);
+  return 1;
 }
 
 static void tap_free_cb(uv_handle_t *h) { free(h->data); }
 
-/* core.sink_tap(key, cb) -> tap | nil, err: cb(n) once a loop turn with the number taken */
+/* core.sink_tap(key, cb) -> tap | nil, err: cb(n) once a loop turn with the number taken, and
+ * cb(n, true) for n whose sockets did not arrive (in the order of arrival, see above) */
 static int f_sink_tap(lua_State *L) {
   lc_rt *rt = lc_rt_get(L);
   int key = (int)luaL_checkinteger(L, 1);
@@ -964,6 +1055,9 @@ static int m_tap_close(lua_State *L) {
   sink_tap *tp = lc_handle_test(L, 1, MT_TAP);
   if (tp == NULL) return 0;
   tap_report(tp);
+  burst_end(tp);
+  if (tp->burst_timer) uv_close((uv_handle_t *)tp->burst_timer, lc_free_handle_cb);
+  tp->burst_timer = NULL;
   lc_rt *rt = tp->base.rt;
   for (int i = 0; i < rt->nsinks; i++) {
     if (rt->sinks[i].key == tp->key && rt->sinks[i].data == tp) {
@@ -1031,7 +1125,7 @@ void lc_open_tcp(lua_State *L) {
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
     {"dispatch_flush", m_dispatch_flush}, {"dispatch_taken", m_dispatch_taken},
-    {"dispatch_requeue", m_dispatch_requeue}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {"dispatch_requeue", m_dispatch_requeue}, {"dispatch_lost", m_dispatch_lost}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
     {"set_send_timeout", m_set_send_timeout},
     {NULL, NULL},
   };
