@@ -10,7 +10,9 @@
  *    (or wraps it into a JSON record) and queues it for the master's own fd without waiting.
  *    It frees itself when the child's end closes.
  * Each lc_stream has two handles, the pipe and its send timer: the pipe is closed first, its
- * close callback closes the timer, and the timer's close callback frees the struct. */
+ * close callback closes the timer, and the timer's close callback frees the struct.
+ * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c): out of memory
+ * building the arguments is logged, and a read event Lua had no room for waits (read_hold.h). */
 #include "lc.h"
 #include "read_hold.h"
 

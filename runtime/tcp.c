@@ -8,7 +8,11 @@
  * A listening socket is created by the master (tcp_listen, with SO_REUSEPORT when asked) and
  * is then either held (to be passed to workers), dispatched (the master accepts and sends
  * each connection to the worker its Lua picker names), or accepted from in this process by
- * a C taker (an HTTP server) or by Lua (a net server). */
+ * a C taker (an HTTP server) or by Lua (a net server).
+ * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c), its arguments
+ * built inside the protected call: out of memory there is logged, never thrown through libuv.
+ * What Lua must not miss waits for memory instead of being dropped: a read event (read_hold.h),
+ * a connect's callback (retried on a timer), a dispatched connection (queued, flushed later). */
 #define _GNU_SOURCE
 #include "lc.h"
 #include "read_hold.h"
@@ -575,7 +579,7 @@ static size_t flush_queue(lc_tcp *t) {
   size_t sent = 0;
   int r = 1;
   while (sent < t->nqueued && t->picker_ref != LUA_NOREF && (r = dispatch_one(t, t->queued[sent])) == 1) sent++;
-  memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
+  if (sent > 0) memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
   t->nqueued -= sent;
   if (r < 0) flush_later(t);
   return sent;
