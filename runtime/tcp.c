@@ -947,21 +947,17 @@ typedef struct sink_tap {
 
 static void tap_check_cb(uv_check_t *c);
 
-static int push_taken(lua_State *L, void *ud) {
-  sink_tap *tp = ud;
-  if (!lc_handle_push_cb(&tp->base)) return -1;
-  lua_pushinteger(L, tp->taken);
-  if (!tp->run_lost) return 1;
-  lua_pushboolean(L, 1);
-  return 2;
-}
-
+/* cb(n[, true]). lc_call, not lc_call_with: these pushes cannot raise (a registry read, a number,
+ * a boolean: nothing to allocate), which lc.h allows; and the extra protected frame changed
+ * which allocation fails first on a full heap (http_oom_spec saw its request's arguments built) */
 static void tap_report(sink_tap *tp) {
   uv_check_stop(&tp->check);
   if (tp->taken == 0) return;
-  if (lc_call_with(tp->base.rt, push_taken, tp) > 0) {
-    uv_check_start(&tp->check, tap_check_cb);   /* kept: told at the next turn */
-    return;
+  if (lc_handle_push_cb(&tp->base)) {
+    lua_pushinteger(tp->base.rt->L, tp->taken);
+    int n = 1;
+    if (tp->run_lost) { lua_pushboolean(tp->base.rt->L, 1); n = 2; }
+    lc_call(tp->base.rt, n);
   }
   tp->taken = 0;
 }
@@ -982,11 +978,6 @@ static void burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
 /* one more connection taken (lost = 0) or lost (1), in the order they came */
 static void tap_count(sink_tap *tp, int lost) {
   if (tp->taken > 0 && tp->run_lost != lost) tap_report(tp);  /* another run starts */
-  if (tp->taken > 0 && tp->run_lost != lost) {
-    lc_log(tp->base.rt, "error: dispatch: the master could not be told of %ld connection(s); its copies stay",
-           (long)tp->taken);
-    tp->taken = 0;
-  }
   tp->run_lost = lost;
   if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
 }
