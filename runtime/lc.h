@@ -161,5 +161,8 @@ void lc_prefix_set_pid(lc_stream *s, int pid);       /* the child whose lines it
 /* tcp.c: a handle received over IPC becomes a Lua tcp object */
 int lc_tcp_push_received(lua_State *L, lc_rt *rt, uv_stream_t *accepted, int is_server);
 uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server);
+/* tcp.c: a dispatched connection's frame came without its socket (out of fds); 1 when counted
+ * for the master (which re-sends its copy), 0 when nothing stands for that key */
+int lc_tcp_conn_lost(lc_rt *rt, int key);
 
 #endif

@@ -3,7 +3,8 @@
  * on every path).
  * The stdio pipes and the IPC channel passed in belong to their own Lua objects (stream.c,
  * ipc.c) or, for a "[worker N] " line forwarder, to prefix code in stream.c.
- * The exit callback reports (code, signal name) to Lua, then the handle is closed and freed.
+ * The exit callback reports (code, signal name) to Lua, then the handle is closed and freed (a
+ * report Lua had no memory for is retried on a timer first: the handle waits for it).
  * Also here, for the child's side: set_parent_death_signal (a forked child ends with its
  * parent, Linux's PR_SET_PDEATHSIG; no handle, nothing to free). */
 #include "lc.h"
@@ -32,23 +33,72 @@ static void close_cb(uv_handle_t *h) {
   free(p);
 }
 
+/* an exit the callback has not been told of yet: made only when Lua had no memory for the
+ * callback's arguments, freed in its timer's close callback (lc_proc stays as small as it was) */
+typedef struct exit_args {
+  uv_timer_t timer;       /* retries the callback (first member: the close callback frees it) */
+  lc_proc *p;
+  int64_t status;
+  int term_signal;
+  uint64_t delay;
+} exit_args;
+
+/* run by lc_call_with, protected: cb(code, nil) or cb(nil, "SIGKILL") */
+static int push_exit(lua_State *L, void *ud) {
+  exit_args *a = ud;
+  if (!lc_handle_push_cb(&a->p->base)) return -1;
+  if (a->term_signal) {
+    lua_pushnil(L);
+    const char *name = lc_signame(a->term_signal);
+    if (name) lua_pushstring(L, name);
+    else lua_pushfstring(L, "SIG%d", a->term_signal);
+  } else {
+    lua_pushinteger(L, (lua_Integer)a->status);
+    lua_pushnil(L);
+  }
+  return 2;
+}
+
+static void exit_retry_cb(uv_timer_t *timer);
+
+/* Calls the exit callback; when its arguments cannot be built (out of memory) it is tried again
+ * later (a master that never hears of a worker's exit would never restart it), then the
+ * process handle is closed. a is on the stack (the first try) or the heap (a retry: later). */
+static void exit_deliver(exit_args *a, exit_args *later) {
+  lc_proc *p = a->p;
+  if (lc_call_with(p->base.rt, push_exit, a) > 0) {
+    if (later == NULL && (later = malloc(sizeof *later)) != NULL) {
+      *later = *a;
+      later->delay = 25;
+      if (uv_timer_init(&p->base.rt->loop, &later->timer) != 0) { free(later); later = NULL; }
+      else later->timer.data = later;
+    }
+    if (later) {
+      later->delay = later->delay * 2 > 2000 ? 2000 : later->delay * 2;
+      uv_timer_start(&later->timer, exit_retry_cb, later->delay, 0);
+      return;
+    }
+    lc_log(p->base.rt, "error: process %d exited, and its exit callback could not be called (out of memory)",
+           (int)p->proc.pid);
+  }
+  if (later) uv_close((uv_handle_t *)&later->timer, lc_free_handle_cb);
+  uv_close((uv_handle_t *)&p->proc, close_cb);
+}
+
+static void exit_retry_cb(uv_timer_t *timer) {
+  exit_args *later = timer->data;
+  exit_deliver(later, later);
+}
+
 static void exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   lc_proc *p = proc->data;
-  lc_rt *rt = p->base.rt;
   p->exited = 1;
-  if (lc_handle_push_cb(&p->base)) {
-    if (term_signal) {
-      lua_pushnil(rt->L);
-      const char *name = lc_signame(term_signal);
-      if (name) lua_pushstring(rt->L, name);
-      else lua_pushfstring(rt->L, "SIG%d", term_signal);
-    } else {
-      lua_pushinteger(rt->L, (lua_Integer)status);
-      lua_pushnil(rt->L);
-    }
-    lc_call(rt, 2);
-  }
-  uv_close((uv_handle_t *)proc, close_cb);
+  exit_args a;
+  memset(&a, 0, sizeof a);
+  a.p = p;
+  a.status = status;
+  a.term_signal = term_signal;
+  exit_deliver(&a, NULL);
 }
 
 /* a NULL-terminated copy of the strings of the array at idx (the strings stay the table's),

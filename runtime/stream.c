@@ -10,8 +10,11 @@
  *    (or wraps it into a JSON record) and queues it for the master's own fd without waiting.
  *    It frees itself when the child's end closes.
  * Each lc_stream has two handles, the pipe and its send timer: the pipe is closed first, its
- * close callback closes the timer, and the timer's close callback frees the struct. */
+ * close callback closes the timer, and the timer's close callback frees the struct.
+ * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c): out of memory
+ * building the arguments is logged, and a read event Lua had no room for waits (read_hold.h). */
 #include "lc.h"
+#include "read_hold.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,7 +31,11 @@ struct lc_stream {
   lc_handle_base base;     /* base.box is NULL for a C-owned prefix stream */
   uv_pipe_t pipe;
   uv_timer_t timer;        /* close(): the send timeout while queued writes wait */
-  int closing, close_after_writes, writes_pending, reading;
+  int writes_pending;
+  unsigned char closing, close_after_writes, reading;
+  unsigned char want_read; /* Lua asked to read (read_start/resume, not pause since) */
+  read_hold *hold;         /* a read event Lua had no memory for, delivered later (read_hold.h);
+                              made on first use, so that a stream is no bigger than it was */
   uint64_t send_timeout;   /* ms; 0: close() waits for the queued writes however long */
   size_t stall_mark;       /* bytes queued when the timer was last started */
   /* prefix mode */
@@ -48,11 +55,11 @@ static void free_cb(uv_handle_t *h) {
 
 static void close_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
+  if (s->hold) hold_close(s->hold);
+  free(s->hold);
+  s->hold = NULL;
   if (s->base.box || s->base.self_ref != LUA_NOREF) {
-    if (lc_handle_push_cb(&s->base)) {
-      lua_pushstring(s->base.rt->L, "close");
-      lc_call(s->base.rt, 1);
-    }
+    lc_call_cb_str(&s->base, "close", NULL);
     lc_handle_release(&s->base);
   }
   uv_close((uv_handle_t *)&s->timer, free_cb);
@@ -63,6 +70,7 @@ static void close_now(lc_stream *s) {
   s->closing = 1;
   s->close_after_writes = 0;
   uv_timer_stop(&s->timer);
+  if (s->hold) hold_clear(s->hold);   /* a held read event goes with its stream */
   uv_close((uv_handle_t *)&s->pipe, close_cb);   /* queued writes end with UV_ECANCELED */
 }
 
@@ -129,9 +137,78 @@ static void prefix_data(lc_stream *s, const char *p, size_t n) {
   }
 }
 
+typedef struct read_args { lc_stream *s; ssize_t nread; const char *data; } read_args;
+
+/* run by lc_call_with, protected: cb("data", bytes) | cb("end") | cb("error", message) */
+static int push_read(lua_State *L, void *ud) {
+  read_args *a = ud;
+  if (!lc_handle_push_cb(&a->s->base)) return -1;
+  if (a->nread > 0) {
+    lua_pushliteral(L, "data");
+    lua_pushlstring(L, a->data, (size_t)a->nread);
+    return 2;
+  }
+  if (a->nread == UV_EOF) {
+    lua_pushliteral(L, "end");
+    return 1;
+  }
+  lua_pushliteral(L, "error");
+  lua_pushstring(L, uv_strerror((int)a->nread));
+  return 2;
+}
+
+/* 1 when Lua got the event (or has no callback for it), 0 when its arguments could not be built */
+static int deliver_read(lc_stream *s, ssize_t nread, const char *data) {
+  read_args a = {s, nread, data};
+  return lc_call_with(s->base.rt, push_read, &a) <= 0;
+}
+
+static int held(const lc_stream *s) { return s->hold && hold_active(s->hold); }
+
+static void stop_reading(lc_stream *s) {
+  if (s->reading) uv_read_stop((uv_stream_t *)&s->pipe);
+  s->reading = 0;
+}
+
+static void resume_reading(lc_stream *s) {
+  if (s->reading || !s->want_read || s->closing || held(s)) return;
+  int r = lc_stream_start(s);
+  if (r != 0) {
+    s->reading = 0;
+    lc_log(s->base.rt, "error: stream: reading cannot resume: %s; the stream is closed", uv_strerror(r));
+    stream_close(s);
+  }
+}
+
+static void hold_timer_cb(uv_timer_t *timer) {
+  lc_stream *s = timer->data;
+  if (!held(s) || s->closing || !s->want_read) return;  /* read_start retries it */
+  ssize_t nread = s->hold->nread;
+  if (!deliver_read(s, nread, s->hold->data)) {
+    hold_retry_later(s->hold, hold_timer_cb);
+    return;
+  }
+  hold_clear(s->hold);
+  if (nread > 0) resume_reading(s);
+}
+
+/* Lua had no memory for this event: it waits (reading stops behind it) and is retried */
+static void hold_read(lc_stream *s, ssize_t nread, const char *data) {
+  stop_reading(s);
+  if ((s->hold == NULL && (s->hold = calloc(1, sizeof *s->hold)) == NULL) ||
+      hold_put(s->hold, s->pipe.loop, nread, data, hold_timer_cb, s) != 0) {
+    lc_log(s->base.rt, "error: stream: a read event could not be kept for a retry (out of memory); the stream is closed");
+    close_now(s);
+    return;
+  }
+  if (nread > 0)
+    lc_log(s->base.rt, "warn: stream: Lua had no memory for %zd bytes a pipe read; they wait, and reading with them", nread);
+  else
+    lc_log(s->base.rt, "warn: stream: Lua had no memory for a pipe's %s event; it waits", nread == UV_EOF ? "end" : "error");
+}
+
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_stream *s = st->data;
-  lc_rt *rt = s->base.rt;
   if (nread == 0) return;
   if (s->line) {
     if (nread > 0) { prefix_data(s, buf->base, (size_t)nread); return; }
@@ -140,26 +217,8 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     stream_close(s);
     return;
   }
-  if (nread > 0) {
-    if (lc_handle_push_cb(&s->base)) {
-      lua_pushstring(rt->L, "data");
-      lua_pushlstring(rt->L, buf->base, (size_t)nread);
-      lc_call(rt, 2);
-    }
-    return;
-  }
-  uv_read_stop(st);
-  s->reading = 0;
-  if (lc_handle_push_cb(&s->base)) {
-    if (nread == UV_EOF) {
-      lua_pushstring(rt->L, "end");
-      lc_call(rt, 1);
-    } else {
-      lua_pushstring(rt->L, "error");
-      lua_pushstring(rt->L, uv_strerror((int)nread));
-      lc_call(rt, 2);
-    }
-  }
+  if (nread < 0) stop_reading(s);   /* the end, or an error: nothing more to read */
+  if (!deliver_read(s, nread, buf->base)) hold_read(s, nread, buf->base);
 }
 
 /* both handles of a new stream; 0 or a UV_E* code (then nothing is left to close) */
@@ -205,7 +264,10 @@ void lc_stream_close_if_prefix(lc_stream *s) {
   if (s->line) stream_close(s);
 }
 
+/* (C's start of a child's pipe, and Lua's read_start/resume: reading is wanted from here on) */
 int lc_stream_start(lc_stream *s) {
+  s->want_read = 1;
+  if (held(s)) { hold_retry_now(s->hold, hold_timer_cb); return 0; }
   s->reading = 1;
   return uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
 }
@@ -269,8 +331,8 @@ static int m_set_send_timeout(lua_State *L) {
 
 static int m_pause(lua_State *L) {
   lc_stream *s = lc_handle_check(L, 1, MT);
-  if (s->reading) uv_read_stop((uv_stream_t *)&s->pipe);
-  s->reading = 0;
+  s->want_read = 0;
+  stop_reading(s);
   return 0;
 }
 
@@ -290,19 +352,34 @@ static int m_fileno(lua_State *L) {
 
 /* ---- Unix sockets (the control channel) ---- */
 
+typedef struct accept_args { lc_stream *srv; int handed; } accept_args;
+
+/* run by lc_call_with, protected: cb(stream) with a new stream accepted from the server */
+static int push_accepted(lua_State *L, void *ud) {
+  accept_args *a = ud;
+  if (!lc_handle_push_cb(&a->srv->base)) return -1;
+  lc_stream *c = lc_stream_new(L, 0);   /* no callback yet: Lua sets one with :read_start */
+  if (uv_accept((uv_stream_t *)&a->srv->pipe, (uv_stream_t *)&c->pipe) != 0) {
+    stream_close(c);
+    return -1;
+  }
+  a->handed = 1;
+  return 1;
+}
+
 static void pipe_connection_cb(uv_stream_t *server, int status) {
   lc_stream *srv = server->data;
-  lc_rt *rt = srv->base.rt;
   if (status != 0) return;
-  lua_State *L = rt->L;
-  if (!lc_handle_push_cb(&srv->base)) return;
-  lc_stream *c = lc_stream_new(L, 0);   /* no callback yet: Lua sets one with :read_start */
-  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
-    lua_pop(L, 2);
-    stream_close(c);
-    return;
+  accept_args a = {srv, 0};
+  if (lc_call_with(srv->base.rt, push_accepted, &a) > 0 && !a.handed) {
+    /* no memory for its Lua object: taken from the queue and closed, or libuv would call back
+     * for it again and again */
+    uv_pipe_t *p = malloc(sizeof *p);
+    if (p == NULL || uv_pipe_init(server->loop, p, 0) != 0) { free(p); return; }
+    if (uv_accept(server, (uv_stream_t *)p) == 0)
+      lc_log(srv->base.rt, "warn: stream: a connection to a Unix socket was closed: no memory for its Lua object");
+    uv_close((uv_handle_t *)p, lc_free_handle_cb);
   }
-  lc_call(rt, 1);
 }
 
 /* core.pipe_listen(path, cb): cb(stream) per connection; the socket file is made 0600.
@@ -326,24 +403,59 @@ static int f_pipe_listen(lua_State *L) {
   return 1;
 }
 
-typedef struct pconnect { uv_connect_t req; lc_stream *s; int cb_ref; } pconnect;
+typedef struct pconnect {
+  uv_connect_t req;
+  lc_rt *rt;
+  lc_stream *s;            /* closed (and freed) at once when the connect failed: not used then */
+  int cb_ref, status;
+  uv_timer_t *retry;       /* made when Lua had no memory for the callback's arguments */
+  uint64_t delay;
+} pconnect;
+
+/* run by lc_call_with, protected: cb(stream) or cb(nil, "ENOENT: ...") */
+static int push_connect(lua_State *L, void *ud) {
+  pconnect *pc = ud;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->cb_ref);
+  if (pc->status != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", uv_err_name(pc->status), uv_strerror(pc->status));
+    return 2;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->s->base.self_ref);
+  return 1;
+}
+
+static void pipe_connect_retry_cb(uv_timer_t *timer);
+
+/* Calls the connect's callback; when its arguments cannot be built (out of memory) it is tried
+ * again later rather than never called (a coroutine waits on it). Frees pc once called. */
+static void pipe_connect_deliver(pconnect *pc) {
+  lc_rt *rt = pc->rt;
+  if (lc_call_with(rt, push_connect, pc) > 0) {
+    if (pc->retry == NULL && (pc->retry = malloc(sizeof *pc->retry)) != NULL) {
+      if (uv_timer_init(&rt->loop, pc->retry) != 0) { free(pc->retry); pc->retry = NULL; }
+      else { pc->retry->data = pc; pc->delay = 25; }
+    }
+    if (pc->retry) {
+      pc->delay = pc->delay * 2 > 2000 ? 2000 : pc->delay * 2;
+      uv_timer_start(pc->retry, pipe_connect_retry_cb, pc->delay, 0);
+      return;
+    }
+    lc_log(rt, "error: stream: a connect's callback could not be called (out of memory); it never will be");
+    if (pc->status == 0) stream_close(pc->s);
+  }
+  if (pc->retry) uv_close((uv_handle_t *)pc->retry, lc_free_handle_cb);
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, pc->cb_ref);
+  free(pc);
+}
+
+static void pipe_connect_retry_cb(uv_timer_t *timer) { pipe_connect_deliver(timer->data); }
 
 static void pipe_connect_cb(uv_connect_t *req, int status) {
   pconnect *pc = (pconnect *)req;
-  lc_rt *rt = pc->s->base.rt;
-  lua_State *L = rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->cb_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, pc->cb_ref);
-  if (status != 0) {
-    stream_close(pc->s);
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", uv_err_name(status), uv_strerror(status));
-    lc_call(rt, 2);
-  } else {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pc->s->base.self_ref);
-    lc_call(rt, 1);
-  }
-  free(pc);
+  pc->status = status;
+  if (status != 0) stream_close(pc->s);
+  pipe_connect_deliver(pc);
 }
 
 /* core.pipe_connect(path, cb): cb(stream) or cb(nil, err) */
@@ -352,11 +464,17 @@ static int f_pipe_connect(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lc_stream *s = lc_stream_new(L, 0);
   lua_pop(L, 1);
-  pconnect *pc = calloc(1, sizeof *pc);
-  if (pc == NULL) { stream_close(s); return lc_push_error(L, UV_ENOMEM); }
-  pc->s = s;
   lua_pushvalue(L, 2);
-  pc->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (what can raise comes before the calloc) */
+  pconnect *pc = calloc(1, sizeof *pc);
+  if (pc == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
+    stream_close(s);
+    return lc_push_error(L, UV_ENOMEM);
+  }
+  pc->s = s;
+  pc->rt = s->base.rt;
+  pc->cb_ref = cb_ref;
   uv_pipe_connect(&pc->req, &pc->s->pipe, path, pipe_connect_cb);
   lua_pushboolean(L, 1);
   return 1;

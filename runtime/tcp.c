@@ -8,9 +8,14 @@
  * A listening socket is created by the master (tcp_listen, with SO_REUSEPORT when asked) and
  * is then either held (to be passed to workers), dispatched (the master accepts and sends
  * each connection to the worker its Lua picker names), or accepted from in this process by
- * a C taker (an HTTP server) or by Lua (a net server). */
+ * a C taker (an HTTP server) or by Lua (a net server).
+ * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c), its arguments
+ * built inside the protected call: out of memory there is logged, never thrown through libuv.
+ * What Lua must not miss waits for memory instead of being dropped: a read event (read_hold.h),
+ * a connect's callback (retried on a timer), a dispatched connection (queued, flushed later). */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "read_hold.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -33,9 +38,12 @@ typedef struct lc_tcp {
   lc_handle_base base;
   uv_tcp_t *tcp;
   int is_server, closing, reading, writes_pending, close_after_writes, listening;
+  int want_read;            /* Lua asked to read (read_start, not read_stop since) */
+  read_hold hold;           /* a read event Lua had no memory for, delivered later (read_hold.h) */
   int backlog;              /* a listener's: what tcp_listen gave listen(); 0 = read it back */
   uint64_t send_timeout;    /* ms a close() waits for its peer to take some written bytes; 0: forever */
   uv_timer_t *send_timer;   /* running while a close waits for pending writes */
+  uv_timer_t *flush_timer;  /* a dispatching listener's: retries its queue when the picker could not answer */
   int reserve_fd;           /* a listener's spare descriptor, given up to drain its queue on EMFILE */
   int accept_failing;       /* accepts fail (EMFILE...): logged once until one succeeds */
   /* a listener's taker: C (http server), Lua (base.cb_ref), or dispatch to workers */
@@ -56,11 +64,10 @@ typedef struct twrite { uv_write_t req; lc_tcp *t; char data[]; } twrite;
 static void close_cb(uv_handle_t *h) {
   lc_tcp *t = h->data;
   lua_State *L = t->base.rt->L;
-  if (!t->is_server && lc_handle_push_cb(&t->base)) {
-    lua_pushstring(L, "close");
-    lc_call(t->base.rt, 1);
-  }
+  if (!t->is_server) lc_call_cb_str(&t->base, "close", NULL);
+  hold_close(&t->hold);
   if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
+  if (t->flush_timer) uv_close((uv_handle_t *)t->flush_timer, lc_free_handle_cb);
   if (t->reserve_fd >= 0) close(t->reserve_fd);
   for (size_t i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
   free(t->queued);
@@ -76,6 +83,8 @@ static void close_now(lc_tcp *t) {
   if (t->closing) return;
   t->closing = 1;
   if (t->send_timer) uv_timer_stop(t->send_timer);
+  if (t->flush_timer) uv_timer_stop(t->flush_timer);
+  hold_clear(&t->hold);   /* a held read event goes with its socket */
   uv_close((uv_handle_t *)t->tcp, close_cb);  /* pending writes end with UV_ECANCELED */
 }
 
@@ -154,30 +163,82 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(slab, sizeof slab);
 }
 
-static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-  lc_tcp *t = st->data;
-  lc_rt *rt = t->base.rt;
-  if (nread == 0) return;
-  if (nread > 0) {
-    if (lc_handle_push_cb(&t->base)) {
-      lua_pushstring(rt->L, "data");
-      lua_pushlstring(rt->L, buf->base, (size_t)nread);
-      lc_call(rt, 2);
-    }
+typedef struct read_args { lc_tcp *t; ssize_t nread; const char *data; } read_args;
+
+/* run by lc_call_with, protected: cb("data", bytes) | cb("end") | cb("error", message) */
+static int push_read(lua_State *L, void *ud) {
+  read_args *a = ud;
+  if (!lc_handle_push_cb(&a->t->base)) return -1;
+  if (a->nread > 0) {
+    lua_pushliteral(L, "data");
+    lua_pushlstring(L, a->data, (size_t)a->nread);
+    return 2;
+  }
+  if (a->nread == UV_EOF) {
+    lua_pushliteral(L, "end");
+    return 1;
+  }
+  lua_pushliteral(L, "error");
+  lua_pushfstring(L, "%s: %s", uv_err_name((int)a->nread), uv_strerror((int)a->nread));
+  return 2;
+}
+
+/* 1 when Lua got the event (or has no callback for it), 0 when its arguments could not be built */
+static int deliver_read(lc_tcp *t, ssize_t nread, const char *data) {
+  read_args a = {t, nread, data};
+  return lc_call_with(t->base.rt, push_read, &a) <= 0;
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void stop_reading(lc_tcp *t) {
+  if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
+  t->reading = 0;
+}
+
+/* reads again once a held event is delivered, if Lua still wants to */
+static void resume_reading(lc_tcp *t) {
+  if (t->reading || !t->want_read || t->closing || hold_active(&t->hold)) return;
+  int r = uv_read_start((uv_stream_t *)t->tcp, alloc_cb, read_cb);
+  if (r != 0) {
+    lc_log(t->base.rt, "error: tcp: reading cannot resume: %s; the socket is closed", uv_strerror(r));
+    tcp_close(t);
     return;
   }
-  uv_read_stop(st);
-  t->reading = 0;
-  if (lc_handle_push_cb(&t->base)) {
-    if (nread == UV_EOF) {
-      lua_pushstring(rt->L, "end");
-      lc_call(rt, 1);
-    } else {
-      lua_pushstring(rt->L, "error");
-      lua_pushfstring(rt->L, "%s: %s", uv_err_name((int)nread), uv_strerror((int)nread));
-      lc_call(rt, 2);
-    }
+  t->reading = 1;
+}
+
+static void hold_timer_cb(uv_timer_t *timer) {
+  lc_tcp *t = timer->data;
+  if (!hold_active(&t->hold) || t->closing || !t->want_read) return;  /* read_start retries it */
+  ssize_t nread = t->hold.nread;
+  if (!deliver_read(t, nread, t->hold.data)) {
+    hold_retry_later(&t->hold, hold_timer_cb);
+    return;
   }
+  hold_clear(&t->hold);
+  if (nread > 0) resume_reading(t);
+}
+
+/* Lua had no memory for this event: it waits (reading stops behind it) and is retried */
+static void hold_read(lc_tcp *t, ssize_t nread, const char *data) {
+  stop_reading(t);
+  if (hold_put(&t->hold, t->tcp->loop, nread, data, hold_timer_cb, t) != 0) {
+    lc_log(t->base.rt, "error: tcp: a read event could not be kept for a retry (out of memory); the socket is closed");
+    tcp_close(t);
+    return;
+  }
+  if (nread > 0)
+    lc_log(t->base.rt, "warn: tcp: Lua had no memory for %zd bytes a socket read; they wait, and reading with them", nread);
+  else
+    lc_log(t->base.rt, "warn: tcp: Lua had no memory for a socket's %s event; it waits", nread == UV_EOF ? "end" : "error");
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  lc_tcp *t = st->data;
+  if (nread == 0) return;
+  if (nread < 0) stop_reading(t);   /* the end, or an error: nothing more to read */
+  if (!deliver_read(t, nread, buf->base)) hold_read(t, nread, buf->base);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -220,7 +281,10 @@ static int m_write(lua_State *L) {
 static int m_read_start(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
   lc_handle_set_cb(L, &t->base, 2);
-  if (!t->reading && !t->closing) {
+  t->want_read = 1;
+  if (hold_active(&t->hold)) {   /* the held event comes first; reading resumes after it */
+    hold_retry_now(&t->hold, hold_timer_cb);
+  } else if (!t->reading && !t->closing) {
     int r = uv_read_start((uv_stream_t *)t->tcp, alloc_cb, read_cb);
     if (r != 0) return lc_push_error(L, r);
     t->reading = 1;
@@ -231,8 +295,8 @@ static int m_read_start(lua_State *L) {
 
 static int m_read_stop(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
-  if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
-  t->reading = 0;
+  t->want_read = 0;
+  stop_reading(t);
   return 0;
 }
 
@@ -421,13 +485,36 @@ static uv_tcp_t *copy_conn(uv_tcp_t *conn) {
   return out;
 }
 
-/* Asks the Lua picker which worker takes conn and sends it there; 0 when none is ready (conn
- * is then still the caller's). picker(failed, [ip, port]) -> worker id: failed is the id it
+typedef struct pick_args { lc_tcp *t; int failed, id, raised; const char *ip; int port; } pick_args;
+
+/* run by lc_call_with, protected (the address string allocates): calls the picker here, as it
+ * has a result, and declines the call lc_call_with would make */
+static int push_pick(lua_State *L, void *ud) {
+  pick_args *a = ud;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->t->picker_ref);
+  if (a->failed) lua_pushinteger(L, a->failed); else lua_pushnil(L);
+  int nargs = 1;
+  if (a->t->want_addr) {
+    lua_pushstring(L, a->ip);
+    lua_pushinteger(L, a->port);
+    nargs = 3;
+  }
+  if (lua_pcall(L, nargs, 1, 0) == 0) {
+    a->id = (int)lua_tointeger(L, -1);
+  } else {
+    a->raised = 1;
+    lc_log(a->t->base.rt, "error: dispatch picker: %s", lua_tostring(L, -1));
+  }
+  return -1;
+}
+
+/* Asks the Lua picker which worker takes conn and sends it there: 1 when sent, 0 when no worker
+ * is ready, -1 when the picker could not answer (it raised, or out of memory calling it); conn
+ * is then still the caller's. picker(failed, [ip, port]) -> worker id: failed is the id it
  * named last, whose channel could not take the connection (the picker uncounts it and drops
  * that worker); the connection then goes to another. */
 static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
   lc_rt *rt = t->base.rt;
-  lua_State *L = rt->L;
   char ip[64] = "";
   int port = 0;
   if (t->want_addr) {
@@ -445,21 +532,9 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
   }
   int failed = 0;
   for (int attempt = 0; attempt < 1024 && t->picker_ref != LUA_NOREF; attempt++) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->picker_ref);
-    if (failed) lua_pushinteger(L, failed); else lua_pushnil(L);
-    int nargs = 1;
-    if (t->want_addr) {
-      lua_pushstring(L, ip);
-      lua_pushinteger(L, port);
-      nargs = 3;
-    }
-    int id = 0;
-    if (lua_pcall(L, nargs, 1, 0) == 0) {
-      id = (int)lua_tointeger(L, -1);
-    } else {
-      lc_log(rt, "error: dispatch picker: %s", lua_tostring(L, -1));
-    }
-    lua_pop(L, 1);
+    pick_args a = {t, failed, 0, 0, ip, port};
+    if (lc_call_with(rt, push_pick, &a) > 0 || a.raised) return -1;
+    int id = a.id;
     if (id <= 0) return 0;
     failed = id;
     lc_ipc *ch = lc_ipc_route(rt, id);
@@ -482,6 +557,58 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
     return 1;
   }
   return 0;
+}
+
+static void flush_timer_cb(uv_timer_t *timer);
+
+/* the picker could not answer: the queue is tried again soon, not only when a worker becomes
+ * ready (nothing else may come to flush it) */
+static void flush_later(lc_tcp *t) {
+  if (t->flush_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer == NULL) return;
+    if (uv_timer_init(t->tcp->loop, timer) != 0) { free(timer); return; }
+    timer->data = t;
+    t->flush_timer = timer;
+  }
+  if (!uv_is_active((uv_handle_t *)t->flush_timer)) uv_timer_start(t->flush_timer, flush_timer_cb, 200, 0);
+}
+
+/* hands queued connections to ready workers, oldest first; how many went */
+static size_t flush_queue(lc_tcp *t) {
+  size_t sent = 0;
+  int r = 1;
+  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && (r = dispatch_one(t, t->queued[sent])) == 1) sent++;
+  if (sent > 0) memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
+  t->nqueued -= sent;
+  if (r < 0) flush_later(t);
+  return sent;
+}
+
+static void flush_timer_cb(uv_timer_t *timer) {
+  lc_tcp *t = timer->data;
+  if (!t->closing) flush_queue(t);
+}
+
+typedef struct conn_args { lc_handle_base *owner; uv_tcp_t *conn; int handed; } conn_args;
+
+/* run by lc_call_with, protected: the owner's callback and the connection as a Lua socket */
+static int push_conn(lua_State *L, void *ud) {
+  conn_args *a = ud;
+  if (!lc_handle_push_cb(a->owner)) return -1;
+  wrap(L, a->conn, 0);
+  a->handed = 1;  /* last: until here, a raise leaves the connection to give_conn */
+  return 1;
+}
+
+/* cb(sock) for a new connection (a net server's accept, a worker's sink); a connection no
+ * callback can take (none set, or out of memory making its Lua object) is closed */
+static void give_conn(lc_handle_base *owner, uv_tcp_t *conn) {
+  conn_args a = {owner, conn, 0};
+  int r = lc_call_with(owner->rt, push_conn, &a);
+  if (a.handed) return;
+  if (r > 0) lc_log(owner->rt, "warn: tcp: a new connection was closed: no memory for its Lua object");
+  uv_close((uv_handle_t *)conn, lc_free_handle_cb);
 }
 
 /* Out of descriptors, with libuv's own spare gone (it lost it: ENFILE, a lowered limit): the
@@ -520,13 +647,11 @@ static void connection_cb(uv_stream_t *server, int status) {
   if (t->take) {
     t->take(t->take_ctx, conn);
   } else if (t->picker_ref != LUA_NOREF) {
-    if (t->nqueued > 0 || !dispatch_one(t, conn)) queue_conn(t, conn, 0);
-  } else if (lc_handle_push_cb(&t->base)) {
-    lua_State *L = t->base.rt->L;
-    wrap(L, conn, 0);
-    lc_call(t->base.rt, 1);
+    int r = t->nqueued > 0 ? 0 : dispatch_one(t, conn);
+    if (r != 1) queue_conn(t, conn, 0);
+    if (r < 0) flush_later(t);
   } else {
-    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+    give_conn(&t->base, conn);
   }
 }
 
@@ -597,10 +722,7 @@ static int m_dispatch(lua_State *L) {
 /* server:dispatch_flush(): hands queued connections to workers that became ready -> sent, left */
 static int m_dispatch_flush(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
-  size_t sent = 0;
-  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && dispatch_one(t, t->queued[sent])) sent++;
-  memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
-  t->nqueued -= sent;
+  size_t sent = flush_queue(t);
   lua_pushinteger(L, (lua_Integer)sent);
   lua_pushinteger(L, (lua_Integer)t->nqueued);
   return 2;
@@ -641,25 +763,89 @@ static int m_dispatch_requeue(lua_State *L) {
   return 1;
 }
 
+/* server:dispatch_lost(id, n) -> n: worker id says the n oldest connections sent to it did
+ * not arrive (it is out of file descriptors): the master's copies go back to the front of the
+ * queue, in the order they were sent, and to other workers a moment later (flush_later: a
+ * worker that is the only one ready does not ping-pong them at full speed) */
+static int m_dispatch_lost(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  int id = (int)luaL_checkinteger(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  size_t end = 0, moved = 0, j = 0;   /* end: just past the n-th oldest of id */
+  for (lua_Integer k = 0; end < t->ninflight && k < n; end++)
+    if (t->inflight[end].id == id) k++;
+  for (size_t i = end; i-- > 0;) {     /* newest first, each to the front: the oldest ends up first */
+    if (t->inflight[i].id != id) continue;
+    queue_conn(t, t->inflight[i].conn, 1);
+    t->inflight[i].conn = NULL;
+    moved++;
+  }
+  for (size_t i = 0; i < t->ninflight; i++)
+    if (t->inflight[i].conn != NULL) t->inflight[j++] = t->inflight[i];
+  t->ninflight = j;
+  if (moved > 0) flush_later(t);
+  lua_pushinteger(L, (lua_Integer)moved);
+  return 1;
+}
+
 /* ---- outbound connections ---- */
 
-typedef struct tconnect { uv_connect_t req; lc_rt *rt; int cb_ref; uv_tcp_t *tcp; } tconnect;
+typedef struct tconnect {
+  uv_connect_t req;
+  lc_rt *rt;
+  int cb_ref, status;
+  uv_tcp_t *tcp;            /* NULL once handed to Lua (or closed, on a failed connect) */
+  uv_timer_t *retry;        /* made when Lua had no memory for the callback's arguments */
+  uint64_t delay;
+} tconnect;
+
+/* run by lc_call_with, protected: cb(sock) or cb(nil, "connect ECONNREFUSED: ...") */
+static int push_connect(lua_State *L, void *ud) {
+  tconnect *c = ud;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->cb_ref);
+  if (c->status != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "connect %s: %s", uv_err_name(c->status), uv_strerror(c->status));
+    return 2;
+  }
+  wrap(L, c->tcp, 0);
+  c->tcp = NULL;  /* last: until here, a raise leaves the socket to connect_deliver */
+  return 1;
+}
+
+static void connect_retry_cb(uv_timer_t *timer);
+
+/* Calls the connect's callback; when its arguments cannot be built (out of memory) it is tried
+ * again later rather than never called (a coroutine waits on it). Frees c once called. */
+static void connect_deliver(tconnect *c) {
+  if (lc_call_with(c->rt, push_connect, c) > 0) {
+    if (c->retry == NULL && (c->retry = malloc(sizeof *c->retry)) != NULL) {
+      if (uv_timer_init(&c->rt->loop, c->retry) != 0) { free(c->retry); c->retry = NULL; }
+      else { c->retry->data = c; c->delay = 25; }
+    }
+    if (c->retry) {
+      c->delay = c->delay * 2 > 2000 ? 2000 : c->delay * 2;
+      uv_timer_start(c->retry, connect_retry_cb, c->delay, 0);
+      return;
+    }
+    lc_log(c->rt, "error: tcp: a connect's callback could not be called (out of memory); it never will be");
+  }
+  if (c->tcp) uv_close((uv_handle_t *)c->tcp, lc_free_handle_cb);
+  if (c->retry) uv_close((uv_handle_t *)c->retry, lc_free_handle_cb);
+  luaL_unref(c->rt->L, LUA_REGISTRYINDEX, c->cb_ref);
+  free(c);
+}
+
+static void connect_retry_cb(uv_timer_t *timer) { connect_deliver(timer->data); }
 
 static void connect_cb(uv_connect_t *req, int status) {
   tconnect *c = (tconnect *)req;
-  lua_State *L = c->rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->cb_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, c->cb_ref);
+  c->status = status;
   if (status != 0) {
     uv_close((uv_handle_t *)c->tcp, lc_free_handle_cb);
-    lua_pushnil(L);
-    lua_pushfstring(L, "connect %s: %s", uv_err_name(status), uv_strerror(status));
-    lc_call(c->rt, 2);
-  } else {
-    wrap(L, c->tcp, 0);
-    lc_call(c->rt, 1);
+    c->tcp = NULL;
   }
-  free(c);
+  connect_deliver(c);
 }
 
 /* core.tcp_connect(host, port, cb): cb(sock) or cb(nil, err) */
@@ -672,20 +858,27 @@ static int f_tcp_connect(lua_State *L) {
   memset(&ss, 0, sizeof ss);
   int r = parse_addr(host, port, &ss);
   if (r != 0) return lc_push_error(L, r);
+  lua_pushvalue(L, 3);
+  int cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (what can raise comes before the allocations) */
   tconnect *c = calloc(1, sizeof *c);
   uv_tcp_t *tcp = malloc(sizeof *tcp);
-  if (c == NULL || tcp == NULL) { free(c); free(tcp); return lc_push_error(L, UV_ENOMEM); }
-  if ((r = uv_tcp_init(&rt->loop, tcp)) != 0) { free(c); free(tcp); return lc_push_error(L, r); }
-  r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, connect_cb);
+  r = c == NULL || tcp == NULL ? UV_ENOMEM : uv_tcp_init(&rt->loop, tcp);
   if (r != 0) {
-    uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
     free(c);
+    free(tcp);  /* never initialised: not known to the loop */
+    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
     return lc_push_error(L, r);
   }
   c->rt = rt;
   c->tcp = tcp;
-  lua_pushvalue(L, 3);
-  c->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  c->cb_ref = cb_ref;
+  r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, connect_cb);
+  if (r != 0) {
+    uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
+    free(c);
+    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
+    return lc_push_error(L, r);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -696,9 +889,7 @@ typedef struct lua_sink { lc_handle_base base; int key; } lua_sink;
 
 static void lua_sink_take(void *data, uv_tcp_t *conn) {
   lua_sink *s = data;
-  if (!lc_handle_push_cb(&s->base)) { uv_close((uv_handle_t *)conn, lc_free_handle_cb); return; }
-  wrap(s->base.rt->L, conn, 0);
-  lc_call(s->base.rt, 1);
+  give_conn(&s->base, conn);
 }
 
 static int f_sink_new(lua_State *L) {
@@ -730,38 +921,104 @@ static int m_sink_close(lua_State *L) {
 /* A tap stands in front of a server's sink for one key (whatever server: HTTP in C, net in
  * Lua) and counts what it takes; once per loop turn, after the turn's deliveries, cb(n) tells
  * the master (its copies are then closed). That is before this worker reads from any of them:
- * the acknowledgement is flushed at the next turn's start, and reading starts in its poll. */
+ * the acknowledgement is flushed at the next turn's start, and reading starts in its poll.
+ * A connection whose socket did not arrive with its frame (this process is out of file
+ * descriptors: the kernel dropped it) is counted too, and cb(n, true) tells the master, which
+ * sends its own copy to another worker. The master closes or re-sends the oldest copies it
+ * holds for this worker, so the reports keep the order of arrival: a run of taken ones and a
+ * run of lost ones are never merged (the run that ends is reported at once).
+ * Lost connections are logged one line per burst, with their count, when the burst ends (one
+ * arrives, or none was lost for a second; a burst longer than 10 s is cut there). */
 #define MT_TAP "luacluster.sink_tap"
+#define LOST_QUIET_MS 1000
+#define LOST_BURST_MAX_MS 10000
 typedef struct sink_tap {
   lc_handle_base base;
   uv_check_t check;
   lc_conn_sink_fn fn;       /* the server's sink, which it stands in front of */
   void *data;
   int key;
-  lua_Integer taken;        /* not yet reported */
+  lua_Integer taken;        /* not yet reported: a run of taken connections, or of lost ones */
+  int run_lost;             /* the run is of lost ones */
+  uv_timer_t *burst_timer;  /* ends a burst of lost connections (its log line); made on first use */
+  double burst_lost;        /* lost in the current burst (not yet logged) */
+  uint64_t burst_start;
 } sink_tap;
 
+static void tap_check_cb(uv_check_t *c);
+
+/* cb(n[, true]). lc_call, not lc_call_with: these pushes cannot raise (a registry read, a number,
+ * a boolean: nothing to allocate), which lc.h allows; and the extra protected frame changed
+ * which allocation fails first on a full heap (http_oom_spec saw its request's arguments built) */
 static void tap_report(sink_tap *tp) {
-  lua_Integer n = tp->taken;
-  tp->taken = 0;
   uv_check_stop(&tp->check);
-  if (n > 0 && lc_handle_push_cb(&tp->base)) {
-    lua_pushinteger(tp->base.rt->L, n);
-    lc_call(tp->base.rt, 1);
+  if (tp->taken == 0) return;
+  if (lc_handle_push_cb(&tp->base)) {
+    lua_pushinteger(tp->base.rt->L, tp->taken);
+    int n = 1;
+    if (tp->run_lost) { lua_pushboolean(tp->base.rt->L, 1); n = 2; }
+    lc_call(tp->base.rt, n);
   }
+  tp->taken = 0;
 }
 
 static void tap_check_cb(uv_check_t *c) { tap_report(c->data); }
 
+static void burst_end(sink_tap *tp) {
+  if (tp->burst_timer) uv_timer_stop(tp->burst_timer);
+  if (tp->burst_lost == 0) return;
+  lc_log(tp->base.rt, "warn: dispatch: %.0f connection%s sent by the master did not arrive (no free file descriptor"
+         " here?); %s back to the master for another worker", tp->burst_lost, tp->burst_lost == 1 ? "" : "s",
+         tp->burst_lost == 1 ? "it went" : "they went");
+  tp->burst_lost = 0;
+}
+
+static void burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
+
+/* one more connection taken (lost = 0) or lost (1), in the order they came */
+static void tap_count(sink_tap *tp, int lost) {
+  if (tp->taken > 0 && tp->run_lost != lost) tap_report(tp);  /* another run starts */
+  tp->run_lost = lost;
+  if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
+}
+
 static void tap_take(void *data, uv_tcp_t *conn) {
   sink_tap *tp = data;
-  if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
+  tap_count(tp, 0);
+  if (tp->burst_lost > 0) burst_end(tp);
   tp->fn(tp->data, conn);
+}
+
+/* ipc.c: a CONN frame for key came without its socket; 1 when a tap counted it (the master
+ * will send its copy to another worker), 0 when no tap stands for that key */
+int lc_tcp_conn_lost(lc_rt *rt, int key) {
+  sink_tap *tp = NULL;
+  for (int i = 0; i < rt->nsinks; i++)
+    if (rt->sinks[i].key == key && rt->sinks[i].fn == tap_take) tp = rt->sinks[i].data;
+  if (tp == NULL) return 0;
+  tap_count(tp, 1);
+  uint64_t now = uv_now(&rt->loop);
+  if (tp->burst_lost++ == 0) tp->burst_start = now;
+  if (tp->burst_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer && uv_timer_init(&rt->loop, timer) == 0) {
+      timer->data = tp;
+      uv_unref((uv_handle_t *)timer);
+      tp->burst_timer = timer;
+    } else {
+      free(timer);
+    }
+  }
+  if (tp->burst_timer == NULL) burst_end(tp);   /* no timer: a line now rather than none */
+  else if (now - tp->burst_start < LOST_BURST_MAX_MS || !uv_is_active((uv_handle_t *)tp->burst_timer))
+    uv_timer_start(tp->burst_timer, burst_timer_cb, LOST_QUIET_MS, 0);
+  return 1;
 }
 
 static void tap_free_cb(uv_handle_t *h) { free(h->data); }
 
-/* core.sink_tap(key, cb) -> tap | nil, err: cb(n) once a loop turn with the number taken */
+/* core.sink_tap(key, cb) -> tap | nil, err: cb(n) once a loop turn with the number taken, and
+ * cb(n, true) for n whose sockets did not arrive (in the order of arrival, see above) */
 static int f_sink_tap(lua_State *L) {
   lc_rt *rt = lc_rt_get(L);
   int key = (int)luaL_checkinteger(L, 1);
@@ -793,6 +1050,9 @@ static int m_tap_close(lua_State *L) {
   sink_tap *tp = lc_handle_test(L, 1, MT_TAP);
   if (tp == NULL) return 0;
   tap_report(tp);
+  burst_end(tp);
+  if (tp->burst_timer) uv_close((uv_handle_t *)tp->burst_timer, lc_free_handle_cb);
+  tp->burst_timer = NULL;
   lc_rt *rt = tp->base.rt;
   for (int i = 0; i < rt->nsinks; i++) {
     if (rt->sinks[i].key == tp->key && rt->sinks[i].data == tp) {
@@ -806,11 +1066,14 @@ static int m_tap_close(lua_State *L) {
 }
 
 /* Hands a connected socket's uv handle to a C owner (an HTTP server); the Lua object is
- * closed without closing the socket. NULL when it cannot be moved (writes in flight). */
+ * closed without closing the socket. NULL when it cannot be moved (writes in flight, or a read
+ * event held for Lua). */
 uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
-  if (t->is_server || t->writes_pending > 0 || t->closing || t->close_after_writes) return NULL;
+  if (t->is_server || t->writes_pending > 0 || t->closing || t->close_after_writes || hold_active(&t->hold))
+    return NULL;
   if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
+  hold_close(&t->hold);
   if (t->reserve_fd >= 0) close(t->reserve_fd);
   if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
   uv_tcp_t *tcp = t->tcp;
@@ -857,7 +1120,7 @@ void lc_open_tcp(lua_State *L) {
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
     {"dispatch_flush", m_dispatch_flush}, {"dispatch_taken", m_dispatch_taken},
-    {"dispatch_requeue", m_dispatch_requeue}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {"dispatch_requeue", m_dispatch_requeue}, {"dispatch_lost", m_dispatch_lost}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
     {"set_send_timeout", m_set_send_timeout},
     {NULL, NULL},
   };

@@ -94,10 +94,12 @@ local function on_result(msg, handle)
     server:_take_key(msg.key, true)
     -- the master keeps a copy of each connection it sends until this worker says it took it
     local key = msg.key
-    local tap = core.sink_tap(key, function(n)
+    -- (lost: n connections whose sockets did not arrive here, out of descriptors: the master
+    -- sends its copies to another worker)
+    local tap = core.sink_tap(key, function(n, lost)
       local ch = require("luacluster.worker").channel()
       if not ch:is_closed() then
-        ch:control({ op = "taken", key = key, n = n })
+        ch:control({ op = "taken", key = key, n = n, lost = lost or nil })
       end
     end)
     server._taps = server._taps or {}

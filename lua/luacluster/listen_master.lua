@@ -201,11 +201,17 @@ master.control_ops.unlisten = function(w, msg)
     w:_control({ op = "unlisten_ok", key = msg.key })
   end
 end
--- the worker took n connections sent on this key: the master's copies go
+-- the worker took n connections sent on this key: the master's copies go; or (lost) their
+-- sockets did not reach it (out of descriptors): the copies go to another worker
 master.control_ops.taken = function(w, msg)
   local l = w._listens and w._listens[msg.key]
   if l and l.mode == "dispatch" and not l.closed and type(msg.n) == "number" then
-    l.tcp:dispatch_taken(w.id, msg.n)
+    if msg.lost then
+      local n = l.tcp:dispatch_lost(w.id, msg.n)
+      w.connections = math.max(0, (w.connections or 0) - n)
+    else
+      l.tcp:dispatch_taken(w.id, msg.n)
+    end
   end
 end
 master.control_ops.closed = function(w, msg)
