@@ -71,6 +71,13 @@ static int reserve(bytes *b, size_t extra) {
   return 0;
 }
 
+/* how much room to ask for when a frame has `have` bytes here and misses `missing` more:
+ * all of them, or as many as it has already (a doubling of what arrived), when that is less */
+static size_t growth(size_t have, size_t missing) {
+  size_t step = have > READ_CHUNK ? have : READ_CHUNK;
+  return missing < step ? missing : step;
+}
+
 #define free_handle_cb lc_free_handle_cb
 
 /* ---- writing ---- */
@@ -458,9 +465,11 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
     size_t size = lc_frame_size(h.len);
     /* a frame over the limit, or one whose bytes cannot be held, is skipped (its payload is
-     * read and dropped): the stream stays in sync and the channel goes on */
+     * read and dropped): the stream stays in sync and the channel goes on. The buffer grows
+     * (at most doubling) as the frame's bytes arrive, not to the size its header claims: what
+     * a peer makes this process allocate is what it has sent, not what it announced */
     const char *skip = h.len > ch->max_frame ? "is over the limit of"
-                     : avail < size && reserve(b, size - avail) != 0 ? "cannot be held in memory (limit"
+                     : avail < size && reserve(b, growth(avail, size - avail)) != 0 ? "cannot be held in memory (limit"
                      : NULL;
     if (skip) {
       char msg[160];
