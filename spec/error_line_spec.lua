@@ -94,6 +94,12 @@ describe("an app's error on reload", function()
     local ctl = H.tmpdir() .. "/c.sock"
     local p, dir = start(GOOD, { "--control", ctl, "-p", H.free_port() })
     assert.truthy(p:wait_output("started, generation 1", 10000, true))
+    -- the first worker must have read app.lua and be ready before the file changes under it
+    -- (else it boots the broken code: a boot failure, not a reload)
+    assert.truthy(H.wait_for(function()
+      local st = H.sh(H.bin .. " status --json --control " .. ctl)
+      return st:find('"state":"online"', 1, true) or st:find('"state":"listening"', 1, true)
+    end, 10000, 50), p:output())
     for _, case in ipairs({ "top_missing", "top_syntax", "worker_missing", "worker_syntax" }) do
       H.write_file(dir .. "/app.lua", H.prelude .. APPS[case])
       local out, rc = H.sh(H.bin .. " reload --control " .. ctl)
