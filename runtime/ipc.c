@@ -202,8 +202,12 @@ static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *p
   uv_buf_t b = buf_of(buf, size);
   r = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, handle, write_cb);
   if (r != 0) { free(buf); free(w); return r; }
-  w->sent_handle = handle;
   ch->writes_pending++;
+  /* Written already (nothing left in the pipe's queue): the socket has left with sendmsg and
+   * libuv no longer refers to it, so its descriptor is closed now, not at the write callback
+   * of the next loop turn (a burst of dispatched connections held two descriptors each). */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) == 0) uv_close((uv_handle_t *)handle, free_handle_cb);
+  else w->sent_handle = handle;
   ch->frames_out++;
   ch->msgs_out += IS_USER_KIND(h->kind);
   ch->bytes_out += (double)size;
