@@ -2,8 +2,9 @@
  * listening side of every server).
  * Owns: the uv_tcp_t (heap, pointed to by the lc_tcp struct so that a socket received over
  * IPC is adopted as it is), its callback reference, its write requests and, for a
- * dispatching listener, the accepted connections waiting for a ready worker. All freed in
- * close_cb. A socket sent over IPC leaves as a dup of its fd in a standalone uv_tcp_t that
+ * dispatching listener, the accepted connections waiting for a ready worker and the copies of
+ * those sent and not yet acknowledged by the worker's channel (ipc.c calls lc_tcp_conn_ack),
+ * its timers (send, flush, queue deadline, accept pause). All freed in close_cb. A socket sent over IPC leaves as a dup of its fd in a standalone uv_tcp_t that
  * ipc.c closes once written; the Lua side then closes its own copy (ownership moves).
  * A listening socket is created by the master (tcp_listen, with SO_REUSEPORT when asked) and
  * is then either held (to be passed to workers), dispatched (the master accepts and sends
