@@ -58,7 +58,8 @@ typedef struct lc_tcp {
   int accept_failing;       /* accepts fail (EMFILE...): logged once until one succeeds */
   int accept_paused;        /* libuv holds one accepted connection, and stops accepting, until */
   uv_timer_t *pause_timer;  /* this timer takes it (ACCEPT_PAUSE_MS) */
-  int fd_limit;             /* RLIMIT_NOFILE's soft limit when listening started (0: none known) */
+  long fd_limit;            /* RLIMIT_NOFILE's soft limit (0: none), read at fd_limit_at (loop ms) */
+  uint64_t fd_limit_at;
   /* a listener's taker: C (http server), Lua (base.cb_ref), or dispatch to workers */
   void (*take)(void *ctx, uv_tcp_t *conn);
   void *take_ctx;
@@ -837,11 +838,16 @@ static int pause_accepting(lc_tcp *t) {
   return 1;
 }
 
-/* the soft limit of open descriptors (read each time: prlimit can change it), 0 if none */
-static long fd_limit(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > LONG_MAX) return 0;
-  return (long)rl.rlim_cur;
+/* the soft limit of open descriptors, 0 if none; read again once a second (prlimit can change it) */
+static long fd_limit(lc_tcp *t) {
+  uint64_t now = uv_now(t->tcp->loop);
+  if (t->fd_limit_at == 0 || now - t->fd_limit_at >= 1000) {
+    struct rlimit rl;
+    int known = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= LONG_MAX;
+    t->fd_limit = known ? (long)rl.rlim_cur : 0;
+    t->fd_limit_at = now > 0 ? now : 1;
+  }
+  return t->fd_limit;
 }
 
 /* a new connection goes to its taker: C (HTTP), the dispatch, or Lua (a net server) */
@@ -853,7 +859,7 @@ static void take_conn(lc_tcp *t, uv_tcp_t *conn) {
      * near its descriptor limit it stops accepting for a while rather than reaching it, so
      * that its control socket, its workers' pipes and a restart still have descriptors */
     uv_os_fd_t fd;
-    long limit = fd_limit();
+    long limit = fd_limit(t);
     if (limit > 2 * FD_HEADROOM && uv_fileno((uv_handle_t *)conn, &fd) == 0 && fd >= limit - FD_HEADROOM) {
       if (!t->accept_failing) {
         t->accept_failing = 1;
