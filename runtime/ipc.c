@@ -12,10 +12,18 @@
  * that frame's write), and one no frame can claim is closed at once.
  * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c): the pushes of
  * the arguments happen inside the protected call, so out of memory there is an error logged,
- * not an abort. */
+ * not an abort.
+ * Dispatched connections (CONN frames, master -> worker) are acknowledged here, per frame, as
+ * they are read and before any Lua runs: a CONN frame back (worker -> master, no socket, same
+ * key and seq) says taken (empty payload) or not (one byte: its socket did not arrive, or no
+ * server here takes that key), and the master's dispatch (tcp.c) closes or re-sends its copy.
+ * A frame with seq 0 was sent without a copy kept and is not acknowledged. The master counts
+ * the frames each channel has not acknowledged yet (lc_ipc_unacked) and hears of a CONN frame
+ * whose write failed (lc_tcp_conn_unsent). */
 #include "lc.h"
 #include "ipc_frame.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +33,8 @@
 #define READ_CHUNK 65536
 #define DEFAULT_MAX_FRAME (64u * 1024u * 1024u)
 #define MAX_PENDING_HANDLES 64
+#define LOST_QUIET_MS 1000       /* a burst of connections not taken ends after a quiet second */
+#define LOST_BURST_MAX_MS 10000  /* or after 10 s: a line then, and another burst */
 
 typedef struct bytes { char *data; size_t len, cap, off; } bytes;
 
@@ -43,6 +53,12 @@ struct lc_ipc {
   uv_stream_t *handles[MAX_PENDING_HANDLES];
   int nhandles;
   int missing;             /* frames whose announced socket did not arrive, since one did */
+  uint64_t serial;         /* unique per channel in this process: the master's dispatch keys
+                              its copies by it (a reload's new worker reuses the route id) */
+  int unacked;             /* the master: CONN frames with a copy kept, not yet acknowledged */
+  double burst_lost, burst_returned;  /* a worker: connections not taken in the current burst */
+  uint64_t burst_start;
+  uv_timer_t *burst_timer; /* ends a burst (its log line); made on first use */
   double frames_in, frames_out, bytes_in, bytes_out;
   double msgs_in, msgs_out;  /* the scripts' own frames (messages, requests, replies), for metrics */
 };
@@ -55,6 +71,8 @@ typedef struct wreq {
   lc_ipc *ch;
   char *buf;
   uv_stream_t *sent_handle;  /* closed once written: ownership moved to the peer */
+  int conn_key;              /* a CONN frame with a copy kept by the master: its key and seq */
+  uint32_t conn_seq;
 } wreq;
 
 /* room for `extra` more bytes after b->len; UV_ENOMEM when it cannot be had (or sized) */
@@ -95,7 +113,12 @@ static uv_buf_t buf_of(char *base, size_t len) {
 static void write_cb(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
   lc_ipc *ch = w->ch;
-  (void)status; /* a failed write shows up as EOF or an error on the read side */
+  /* a failed write shows up as EOF or an error on the read side; but a connection that did not
+   * leave goes back to the master's dispatch now (the channel may stay open: ETOOMANYREFS) */
+  if (status < 0 && w->conn_seq != 0) {
+    if (ch->unacked > 0) ch->unacked--;
+    lc_tcp_conn_unsent(ch->base.rt, ch->serial, w->conn_key, w->conn_seq);
+  }
   if (w->sent_handle) uv_close((uv_handle_t *)w->sent_handle, free_handle_cb);
   free(w->buf);
   free(w);
@@ -119,6 +142,8 @@ static int flush(lc_ipc *ch) {
   w->ch = ch;
   w->buf = o->data;
   w->sent_handle = NULL;
+  w->conn_key = 0;
+  w->conn_seq = 0;
   uv_buf_t b = buf_of(o->data + o->off, o->len - o->off);
   memset(o, 0, sizeof *o);
   int r = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, write_cb);
@@ -164,7 +189,8 @@ static int append_frame(lc_ipc *ch, const lc_frame_header *h, const char *payloa
   return 0;
 }
 
-static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle) {
+static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle,
+                             uint32_t conn_seq) {
   if (ch->closing) return UV_EPIPE;
   if (h->len > LC_MAX_FRAME_PAYLOAD) return UV_E2BIG;
   size_t size = lc_frame_size(h->len);
@@ -178,28 +204,40 @@ static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *p
   w->ch = ch;
   w->buf = buf;
   w->sent_handle = NULL;
+  w->conn_key = (int)h->peer;
+  w->conn_seq = conn_seq;
   uv_buf_t b = buf_of(buf, size);
   r = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, handle, write_cb);
   if (r != 0) { free(buf); free(w); return r; }
-  w->sent_handle = handle;
   ch->writes_pending++;
+  /* Written already (nothing left in the pipe's queue): the socket has left with sendmsg and
+   * libuv no longer refers to it, so its descriptor is closed now, not at the write callback
+   * of the next loop turn (a burst of dispatched connections held two descriptors each). */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) == 0) uv_close((uv_handle_t *)handle, free_handle_cb);
+  else w->sent_handle = handle;
   ch->frames_out++;
   ch->msgs_out += IS_USER_KIND(h->kind);
   ch->bytes_out += (double)size;
   return 0;
 }
 
-/* Sends an accepted connection to the server `key` in the peer (dispatch mode). */
-int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn) {
+/* Sends an accepted connection to the server `key` in the peer (dispatch mode); seq != 0: the
+ * master keeps a copy and the peer acknowledges the frame (counted in unacked until then). */
+int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn, uint32_t seq) {
   if (ch == NULL || ch->closing || ch->close_when_flushed) {
     uv_close((uv_handle_t *)conn, free_handle_cb);
     return UV_EPIPE;
   }
-  lc_frame_header h = {0, LC_KIND_CONN, LC_FLAG_HANDLE, (uint32_t)key, 0};
-  int r = write_with_handle(ch, &h, "", (uv_stream_t *)conn);
+  lc_frame_header h = {0, LC_KIND_CONN, LC_FLAG_HANDLE, (uint32_t)key, seq};
+  int r = write_with_handle(ch, &h, "", (uv_stream_t *)conn, seq);
   if (r != 0) uv_close((uv_handle_t *)conn, free_handle_cb);
+  else if (seq != 0) ch->unacked++;
   return r;
 }
+
+uint64_t lc_ipc_serial(const lc_ipc *ch) { return ch->serial; }
+
+int lc_ipc_unacked(const lc_ipc *ch) { return ch->unacked; }
 
 lc_ipc *lc_ipc_route(lc_rt *rt, int id) {
   if (id < 1 || id > rt->nroutes) return NULL;
@@ -226,6 +264,8 @@ static void close_cb(uv_handle_t *handle) {
   unlink_route(ch);
   for (int i = 0; i < ch->nhandles; i++) uv_close((uv_handle_t *)ch->handles[i], free_handle_cb);
   ch->nhandles = 0;
+  if (ch->burst_timer) uv_close((uv_handle_t *)ch->burst_timer, free_handle_cb);
+  ch->burst_timer = NULL;
   lc_call_cb_str(&ch->base, "close", NULL);
   lc_handle_release(&ch->base);
   free(ch->in.data);
@@ -325,12 +365,11 @@ static void drop_unclaimed(lc_ipc *ch) {
   if (dropped) emit_error(ch, "a socket arrived that no frame announced; closed");
 }
 
-/* whether a frame of this kind may bring a socket: the kinds the Lua side adopts one from,
- * and a dispatched connection (never a listening socket: a sink takes connections) */
+/* whether a frame of this kind may bring a socket: the kinds the Lua side adopts one from
+ * (a dispatched connection's, CONN, is taken by deliver_conn) */
 static int may_carry_socket(const lc_frame_header *h) {
   switch (h->kind) {
     case LC_KIND_MSG: case LC_KIND_CTRL: case LC_KIND_REQ: return 1;
-    case LC_KIND_CONN: return !(h->flags & LC_FLAG_SERVER);
     default: return 0;
   }
 }
@@ -380,19 +419,101 @@ static int push_frame(lua_State *L, void *ud) {
   return 5;
 }
 
+/* ---- dispatched connections, in a worker ---- */
+
+/* the end of a burst of connections not taken: one line for each kind, with its count */
+static void burst_end(lc_ipc *ch) {
+  lc_rt *rt = ch->base.rt;
+  if (ch->burst_timer) uv_timer_stop(ch->burst_timer);
+  if (ch->burst_lost > 0)
+    lc_log(rt, "warn: dispatch: %.0f connection%s sent by the master did not arrive (no free file descriptor"
+           " here?); %s back to the master for another worker", ch->burst_lost, ch->burst_lost == 1 ? "" : "s",
+           ch->burst_lost == 1 ? "it went" : "they went");
+  if (ch->burst_returned > 0)
+    lc_log(rt, "warn: dispatch: %.0f connection%s sent by the master found no server taking them here; %s back"
+           " to the master for another worker", ch->burst_returned, ch->burst_returned == 1 ? "" : "s",
+           ch->burst_returned == 1 ? "it went" : "they went");
+  ch->burst_lost = ch->burst_returned = 0;
+}
+
+static void burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
+
+/* one more connection not taken here (its socket did not arrive, or no server takes its key) */
+static void count_not_taken(lc_ipc *ch, int returned) {
+  uint64_t now = uv_now(ch->pipe.loop);
+  if (ch->burst_lost + ch->burst_returned == 0) ch->burst_start = now;
+  if (returned) ch->burst_returned++;
+  else ch->burst_lost++;
+  if (ch->burst_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer && uv_timer_init(ch->pipe.loop, timer) == 0) {
+      timer->data = ch;
+      uv_unref((uv_handle_t *)timer);
+      ch->burst_timer = timer;
+    } else {
+      free(timer);
+    }
+  }
+  if (ch->burst_timer == NULL) burst_end(ch);   /* no timer: a line now rather than none */
+  else if (now - ch->burst_start < LOST_BURST_MAX_MS || !uv_is_active((uv_handle_t *)ch->burst_timer))
+    uv_timer_start(ch->burst_timer, burst_timer_cb, LOST_QUIET_MS, 0);
+}
+
+/* the acknowledgement of CONN frame h: taken, or not (the master sends its copy elsewhere) */
+static void ack_conn(lc_ipc *ch, const lc_frame_header *h, int taken) {
+  if (h->seq == 0) return;  /* sent without a copy: nothing to acknowledge */
+  lc_frame_header a = {taken ? 0 : 1, LC_KIND_CONN, 0, h->peer, h->seq};
+  append_frame(ch, &a, "n");
+}
+
+static int has_sink(lc_rt *rt, int key) {
+  for (int i = 0; i < rt->nsinks; i++)
+    if (rt->sinks[i].key == key) return 1;
+  return 0;
+}
+
+/* A CONN frame that announced a socket: acknowledged at once, then handed to its server's sink */
+static void deliver_conn(lc_ipc *ch, const lc_frame_header *h) {
+  lc_rt *rt = ch->base.rt;
+  int key = (int)h->peer;
+  uv_stream_t *handle = pop_handle(ch);
+  if (handle == NULL) {  /* out of file descriptors: the kernel dropped it */
+    count_not_taken(ch, 0);
+    ack_conn(ch, h, 0);
+    return;
+  }
+  ch->missing = 0;
+  if ((h->flags & LC_FLAG_SERVER) || !has_sink(rt, key)) {
+    uv_close((uv_handle_t *)handle, free_handle_cb);
+    count_not_taken(ch, 1);
+    ack_conn(ch, h, 0);
+    return;
+  }
+  ack_conn(ch, h, 1);
+  if (ch->burst_lost + ch->burst_returned > 0) burst_end(ch);
+  lc_sink_deliver(rt, key, (uv_tcp_t *)handle);
+}
+
 static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
   lc_rt *rt = ch->base.rt;
   uv_stream_t *handle = NULL;
   ch->frames_in++;
   ch->msgs_in += IS_USER_KIND(h->kind);
   ch->bytes_in += (double)lc_frame_size(h->len);
+  if (h->kind == LC_KIND_CONN) {
+    if (h->flags & LC_FLAG_HANDLE) {
+      deliver_conn(ch, h);
+    } else {  /* the master: a worker's acknowledgement */
+      if (ch->unacked > 0) ch->unacked--;
+      lc_tcp_conn_ack(rt, ch, (int)h->peer, h->seq, h->len == 0);
+    }
+    return;
+  }
   if (h->flags & LC_FLAG_HANDLE) {
     handle = pop_handle(ch);
     if (handle == NULL) {
-      /* (out of file descriptors, the kernel drops what would have come: one line per burst,
-       * and a dispatched connection's tap tells the master, which sends it elsewhere) */
-      int counted = h->kind == LC_KIND_CONN && lc_tcp_conn_lost(rt, (int)h->peer);
-      if (!counted && ch->missing++ == 0)
+      /* (out of file descriptors, the kernel drops what would have come: one line per burst) */
+      if (ch->missing++ == 0)
         emit_error(ch, "a frame announced a socket that did not arrive (out of file descriptors?); "
                        "more are not reported until one arrives");
     } else if ((ch->missing = 0), !may_carry_socket(h)) {
@@ -406,14 +527,6 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
       if (handle) uv_close((uv_handle_t *)handle, free_handle_cb);
       return;
     }
-  }
-  if (h->kind == LC_KIND_CONN) {
-    if (handle == NULL) return;
-    if (!lc_sink_deliver(rt, (int)h->peer, (uv_tcp_t *)handle)) {
-      uv_close((uv_handle_t *)handle, free_handle_cb);
-      emit_error(ch, "a connection arrived for a server that is not listening here; closed");
-    }
-    return;
   }
   if ((h->kind == LC_KIND_ROUTE || h->kind == LC_KIND_BCAST) && ch->route_id > 0 && handle == NULL) {
     route(ch, h, payload);
@@ -499,6 +612,7 @@ lc_ipc *lc_ipc_new(lua_State *L, int cb_idx) {
   lc_ipc *ch = lc_handle_new(L, sizeof *ch, MT);
   lc_handle_set_cb(L, &ch->base, cb_idx);
   ch->max_frame = DEFAULT_MAX_FRAME;
+  ch->serial = ++ch->base.rt->ipc_serials;
   int r = uv_pipe_init(&ch->base.rt->loop, &ch->pipe, 1);
   if (r != 0) {
     lc_handle_release(&ch->base);
@@ -563,7 +677,7 @@ static int m_send(lua_State *L) {
     int is_server = 0;
     uv_stream_t *s = lc_tcp_stream_for_send(L, 6, &is_server);
     h.flags = LC_FLAG_HANDLE | (is_server ? LC_FLAG_SERVER : 0);
-    r = write_with_handle(ch, &h, payload, s);
+    r = write_with_handle(ch, &h, payload, s, 0);
     if (r != 0) uv_close((uv_handle_t *)s, free_handle_cb);  /* it was detached from Lua already */
   } else {
     r = append_frame(ch, &h, payload);
@@ -638,6 +752,13 @@ static int m_stats(lua_State *L) {
   return 1;
 }
 
+/* ch:serial() -> n: this channel's own number (a worker's, for its dispatched connections) */
+static int m_serial(lua_State *L) {
+  lc_ipc *ch = lc_handle_check(L, 1, MT);
+  lua_pushnumber(L, (lua_Number)ch->serial);
+  return 1;
+}
+
 static int m_is_closed(lua_State *L) {
   lc_ipc *ch = lc_handle_test(L, 1, MT);
   lua_pushboolean(L, ch == NULL || ch->closing || ch->close_when_flushed);
@@ -648,6 +769,7 @@ void lc_open_ipc(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"send", m_send}, {"close", m_close}, {"set_route", m_set_route}, {"clear_route", m_clear_route},
     {"set_max_frame", m_set_max_frame}, {"ref", m_ref}, {"stats", m_stats}, {"is_closed", m_is_closed},
+    {"serial", m_serial},
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);

@@ -52,6 +52,8 @@ typedef struct lc_rt {
   lc_http_stats http;
   lc_alog *alogs;         /* the access logs of this state (access_log.c), flushed at exit */
   int call_ref;           /* lc_call_with's protected trampoline, made once */
+  struct lc_tcp *dispatchers; /* tcp.c: the listeners that dispatch (master), for IPC's acks */
+  uint64_t ipc_serials;   /* ipc.c: the last serial given to a channel (unique per process) */
 } lc_rt;
 
 /* rt.c */
@@ -145,7 +147,10 @@ void lc_free_handle_cb(uv_handle_t *h);               /* close callback that fre
 lc_ipc *lc_ipc_new(lua_State *L, int cb_idx);   /* pushes the box; pipe initialised, not open */
 uv_pipe_t *lc_ipc_pipe(lc_ipc *ch);
 int lc_ipc_start(lc_ipc *ch);                     /* starts reading once the pipe is open */
-int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn); /* takes ownership of conn */
+/* takes ownership of conn; seq != 0: the master keeps a copy, the peer acknowledges that frame */
+int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn, uint32_t seq);
+uint64_t lc_ipc_serial(const lc_ipc *ch);         /* unique per channel in this process */
+int lc_ipc_unacked(const lc_ipc *ch);             /* CONN frames with a copy not acknowledged yet */
 lc_ipc *lc_ipc_route(lc_rt *rt, int id);          /* the channel registered for worker id */
 void lc_ipc_flush_all(lc_rt *rt);                 /* best-effort synchronous flush (before exit) */
 
@@ -161,8 +166,11 @@ void lc_prefix_set_pid(lc_stream *s, int pid);       /* the child whose lines it
 /* tcp.c: a handle received over IPC becomes a Lua tcp object */
 int lc_tcp_push_received(lua_State *L, lc_rt *rt, uv_stream_t *accepted, int is_server);
 uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server);
-/* tcp.c: a dispatched connection's frame came without its socket (out of fds); 1 when counted
- * for the master (which re-sends its copy), 0 when nothing stands for that key */
-int lc_tcp_conn_lost(lc_rt *rt, int key);
+/* tcp.c, the master's dispatch: a worker acknowledged CONN frame seq of key on channel ch:
+ * taken (the master's copy is closed) or not (lost: its socket did not arrive, or no server
+ * takes key there; the copy goes to another worker) */
+void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken);
+/* tcp.c: CONN frame seq of key, sent with a copy kept, was never written to channel serial */
+void lc_tcp_conn_unsent(lc_rt *rt, uint64_t serial, int key, uint32_t seq);
 
 #endif

@@ -453,14 +453,6 @@ static int f_exit(lua_State *L) {
   return 0;
 }
 
-static int f_write_fd(lua_State *L) {
-  size_t len;
-  int fd = (int)luaL_checkinteger(L, 1);
-  const char *s = luaL_checklstring(L, 2, &len);
-  lc_write_all(fd, s, len);
-  return 0;
-}
-
 static int f_set_log_prefix(lua_State *L) {
   lc_rt *rt = lc_rt_get(L);
   snprintf(rt->log_prefix, sizeof rt->log_prefix, "%s", luaL_checkstring(L, 1));
@@ -541,7 +533,7 @@ void lc_open_rt(lua_State *L) {
     {"pid", f_pid}, {"ppid", f_ppid}, {"cpu_count", f_cpu_count}, {"rss", f_rss},
     {"pid_rss", f_pid_rss}, {"exepath", f_exepath}, {"cwd", f_cwd}, {"realpath", f_realpath},
     {"environ", f_environ}, {"kill", f_kill}, {"signum", f_signum}, {"signame", f_signame},
-    {"exit", f_exit}, {"write_fd", f_write_fd}, {"set_log_prefix", f_set_log_prefix},
+    {"exit", f_exit}, {"set_log_prefix", f_set_log_prefix},
     {"log", f_log}, {"set_cloexec", f_set_cloexec}, {"fd_valid", f_fd_valid},
     {"isatty", f_isatty}, {"unsetenv", f_unsetenv}, {"getuid", f_getuid},
     {"private_dir", f_private_dir}, {"file_mode", f_file_mode}, {"unlink", f_unlink}, {"chmod", f_chmod},

@@ -2,8 +2,9 @@
  * listening side of every server).
  * Owns: the uv_tcp_t (heap, pointed to by the lc_tcp struct so that a socket received over
  * IPC is adopted as it is), its callback reference, its write requests and, for a
- * dispatching listener, the accepted connections waiting for a ready worker. All freed in
- * close_cb. A socket sent over IPC leaves as a dup of its fd in a standalone uv_tcp_t that
+ * dispatching listener, the accepted connections waiting for a ready worker and the copies of
+ * those sent and not yet acknowledged by the worker's channel (ipc.c calls lc_tcp_conn_ack),
+ * its timers (send, flush, queue deadline, accept pause). All freed in close_cb. A socket sent over IPC leaves as a dup of its fd in a standalone uv_tcp_t that
  * ipc.c closes once written; the Lua side then closes its own copy (ownership moves).
  * A listening socket is created by the master (tcp_listen, with SO_REUSEPORT when asked) and
  * is then either held (to be passed to workers), dispatched (the master accepts and sends
@@ -21,18 +22,26 @@
 #include <limits.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define MT "luacluster.tcp"
 #define MT_SINK "luacluster.sink"
 #define MAX_QUEUED_CONNS 4096
+#define QUEUE_TIMEOUT_MS 10000   /* a connection waits this long in the master for a ready worker */
 #define DEFAULT_SEND_TIMEOUT 60000  /* ms, as an HTTP server's send_timeout */
 #define MAX_INFLIGHT_CONNS 4096  /* per listener; beyond, a connection is sent without a copy */
+#define MAX_UNACKED_PER_WORKER 128  /* a worker with this many not acknowledged counts as busy */
+#define ACCEPT_PAUSE_MS 500      /* accepting pauses this long out of descriptors (as nginx) */
+#define FD_HEADROOM 32           /* a dispatcher pauses within this many descriptors of the limit */
 
 typedef struct lc_tcp {
   lc_handle_base base;
@@ -43,33 +52,63 @@ typedef struct lc_tcp {
   int backlog;              /* a listener's: what tcp_listen gave listen(); 0 = read it back */
   uint64_t send_timeout;    /* ms a close() waits for its peer to take some written bytes; 0: forever */
   uv_timer_t *send_timer;   /* running while a close waits for pending writes */
+  size_t stall_mark;        /* bytes still to send when send_timer was last armed */
   uv_timer_t *flush_timer;  /* a dispatching listener's: retries its queue when the picker could not answer */
-  int reserve_fd;           /* a listener's spare descriptor, given up to drain its queue on EMFILE */
+  int reserve_fd;           /* a listener's spare descriptor, given up to pause accepting on EMFILE */
   int accept_failing;       /* accepts fail (EMFILE...): logged once until one succeeds */
+  int accept_paused;        /* libuv holds one accepted connection, and stops accepting, until */
+  uv_timer_t *pause_timer;  /* this timer takes it (ACCEPT_PAUSE_MS) */
+  long fd_limit;            /* RLIMIT_NOFILE's soft limit (0: none), read at fd_limit_at (loop ms) */
+  uint64_t fd_limit_at;
   /* a listener's taker: C (http server), Lua (base.cb_ref), or dispatch to workers */
   void (*take)(void *ctx, uv_tcp_t *conn);
   void *take_ctx;
   int dispatch_key, picker_ref, want_addr;
-  uv_tcp_t **queued;        /* dispatch: accepted, waiting for a ready worker (oldest first) */
+  /* dispatch: accepted, waiting for a ready worker (oldest first), each for QUEUE_TIMEOUT_MS
+   * at most (queue_timer sweeps) */
+  struct queued { uv_tcp_t *conn; uint64_t since; } *queued;
   size_t nqueued, queued_cap;
-  /* dispatch: sent to a worker, which has not yet said it took them (dispatch_taken). The
-   * master keeps its own copy of each: if the worker goes before taking it (killed with the
-   * connection still in its channel), the connection goes to another worker (dispatch_requeue). */
-  struct inflight { int id; uv_tcp_t *conn; } *inflight;
+  uv_timer_t *queue_timer;
+  /* dispatch: sent to a worker, which has not yet acknowledged its CONN frame (ipc.c). The
+   * master keeps its own copy of each, keyed by the channel's serial (unique per worker
+   * process: a reload's new worker reuses the old one's id) and the frame's seq: if the worker
+   * goes without taking it, the connection goes to another worker (dispatch_requeue), but only
+   * while nobody has read from it or written to it (conn_pristine). */
+  struct inflight { uint64_t serial; uint32_t seq; int id; uv_tcp_t *conn; } *inflight;
   size_t ninflight, inflight_cap;
+  uint32_t next_seq;        /* the seq of the last CONN frame sent with a copy (never 0) */
+  struct lc_tcp *next_dispatcher;  /* rt->dispatchers, while dispatching */
+  int dispatching;
 } lc_tcp;
 
 typedef struct twrite { uv_write_t req; lc_tcp *t; char data[]; } twrite;
+
+/* takes t off its runtime's list of dispatching listeners */
+static void unlink_dispatcher(lc_tcp *t) {
+  if (!t->dispatching) return;
+  struct lc_tcp **pp = &t->base.rt->dispatchers;
+  while (*pp && *pp != t) pp = &(*pp)->next_dispatcher;
+  if (*pp) *pp = t->next_dispatcher;
+  t->next_dispatcher = NULL;
+  t->dispatching = 0;
+}
+
+static void close_timer(uv_timer_t *timer) {
+  if (timer) uv_close((uv_handle_t *)timer, lc_free_handle_cb);
+}
 
 static void close_cb(uv_handle_t *h) {
   lc_tcp *t = h->data;
   lua_State *L = t->base.rt->L;
   if (!t->is_server) lc_call_cb_str(&t->base, "close", NULL);
   hold_close(&t->hold);
-  if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
-  if (t->flush_timer) uv_close((uv_handle_t *)t->flush_timer, lc_free_handle_cb);
+  unlink_dispatcher(t);
+  close_timer(t->send_timer);
+  close_timer(t->flush_timer);
+  close_timer(t->queue_timer);
+  close_timer(t->pause_timer);
   if (t->reserve_fd >= 0) close(t->reserve_fd);
-  for (size_t i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i], lc_free_handle_cb);
+  for (size_t i = 0; i < t->nqueued; i++) uv_close((uv_handle_t *)t->queued[i].conn, lc_free_handle_cb);
   free(t->queued);
   for (size_t i = 0; i < t->ninflight; i++) uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
   free(t->inflight);
@@ -84,12 +123,24 @@ static void close_now(lc_tcp *t) {
   t->closing = 1;
   if (t->send_timer) uv_timer_stop(t->send_timer);
   if (t->flush_timer) uv_timer_stop(t->flush_timer);
+  if (t->queue_timer) uv_timer_stop(t->queue_timer);
+  if (t->pause_timer) uv_timer_stop(t->pause_timer);
   hold_clear(&t->hold);   /* a held read event goes with its socket */
   uv_close((uv_handle_t *)t->tcp, close_cb);  /* pending writes end with UV_ECANCELED */
 }
 
-/* a close waited send_timeout for a peer that took nothing: the socket goes, unsent bytes too */
-static void send_timer_cb(uv_timer_t *timer) { close_now(timer->data); }
+static size_t write_queued(lc_tcp *t) { return uv_stream_get_write_queue_size((uv_stream_t *)t->tcp); }
+
+static void arm_send_timer(lc_tcp *t);
+
+/* send_timeout has passed since the close's wait began or last saw progress: a peer that took
+ * some bytes meanwhile (the queue shrank, as stream.c measures it) gets another send_timeout;
+ * one that took nothing loses the socket, unsent bytes too */
+static void send_timer_cb(uv_timer_t *timer) {
+  lc_tcp *t = timer->data;
+  if (write_queued(t) < t->stall_mark) arm_send_timer(t);
+  else close_now(t);
+}
 
 /* (re)starts the wait of a close for its pending writes: send_timeout without progress */
 static void arm_send_timer(lc_tcp *t) {
@@ -101,6 +152,7 @@ static void arm_send_timer(lc_tcp *t) {
     timer->data = t;
     t->send_timer = timer;
   }
+  t->stall_mark = write_queued(t);
   uv_timer_start(t->send_timer, send_timer_cb, t->send_timeout, 0);
 }
 
@@ -451,21 +503,91 @@ static int grow(void **arr, size_t *cap, size_t want, size_t sz) {
   return 0;
 }
 
+/* ---- dispatch: the master accepts, a worker serves ---- */
+
+static void flush_later(lc_tcp *t, uint64_t ms);
+static size_t flush_queue(lc_tcp *t);
+
+/* Whether nobody has read from or written to conn since it was accepted, so that another
+ * worker can be given it as new: every byte received waits unread in its receive queue (the
+ * peer's FIN, counted in tcpi_bytes_received, is not in SIOCINQ), and nothing was ever sent
+ * (tcpi_bytes_acked counts from 0 on a passively opened socket; a FIN sent counts 1). Checked
+ * on this kernel by a probe: a fresh socket reads 0/0/0/0; 10 bytes in, 5 read: received 10,
+ * inq 5; a FIN after 10 bytes: received 11, inq 10; 5 bytes written: acked 5. When it cannot
+ * be known, it is not pristine (closed rather than maybe served twice). */
+/* Linux's struct tcp_info (<linux/tcp.h>, which cannot be included beside glibc's
+ * <netinet/tcp.h>) as far as tcpi_bytes_received (Linux 4.1): glibc's struct is its prefix */
+struct lc_tcp_info {
+  struct tcp_info ti;
+  uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+};
+_Static_assert(offsetof(struct lc_tcp_info, bytes_received) == 128, "Linux's tcp_info layout");
+
+static int conn_pristine(uv_tcp_t *conn) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)conn, &fd) != 0) return 0;
+  struct lc_tcp_info info;
+  socklen_t len = sizeof info;
+  memset(&info, 0, sizeof info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return 0;
+  if (len < sizeof info) return 0;   /* a kernel older than 4.1: cannot tell */
+  int inq = 0, outq = 0;
+  if (ioctl(fd, SIOCINQ, &inq) != 0 || ioctl(fd, SIOCOUTQ, &outq) != 0 || inq < 0) return 0;
+  int state = info.ti.tcpi_state;
+  if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT) return 0;
+  uint64_t unread = (uint64_t)inq + (state == TCP_CLOSE_WAIT ? 1 : 0);   /* the FIN */
+  return outq == 0 && info.bytes_acked == 0 && info.bytes_received == unread;
+}
+
+static void queue_timer_cb(uv_timer_t *timer);
+
 /* queues conn for a worker that becomes ready: at the back (a new connection), or at the
- * front (one a worker did not take, so it goes first). A full queue closes the connection. */
+ * front (one a worker did not take, so it goes first). A full queue closes the connection;
+ * one that waits QUEUE_TIMEOUT_MS is closed too (queue_timer_cb). */
 static void queue_conn(lc_tcp *t, uv_tcp_t *conn, int front) {
-  if ((!front && t->nqueued >= MAX_QUEUED_CONNS) ||
+  if ((!front && t->nqueued >= MAX_QUEUED_CONNS) || t->closing ||
       grow((void **)&t->queued, &t->queued_cap, t->nqueued + 1, sizeof *t->queued) != 0) {
     uv_close((uv_handle_t *)conn, lc_free_handle_cb);
     return;
   }
+  struct queued q = {conn, uv_now(t->tcp->loop)};
   if (front) {
     memmove(t->queued + 1, t->queued, t->nqueued * sizeof *t->queued);
-    t->queued[0] = conn;
+    t->queued[0] = q;
   } else {
-    t->queued[t->nqueued] = conn;
+    t->queued[t->nqueued] = q;
   }
   t->nqueued++;
+  if (t->queue_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer == NULL) return;   /* no deadline then: they wait for a worker */
+    if (uv_timer_init(t->tcp->loop, timer) != 0) { free(timer); return; }
+    timer->data = t;
+    t->queue_timer = timer;
+  }
+  if (!uv_is_active((uv_handle_t *)t->queue_timer))
+    uv_timer_start(t->queue_timer, queue_timer_cb, QUEUE_TIMEOUT_MS / 10, QUEUE_TIMEOUT_MS / 10);
+}
+
+/* every tenth of QUEUE_TIMEOUT_MS while connections wait: those that waited it all are closed
+ * (their clients see the end, instead of waiting forever for a worker that may never come) */
+static void queue_timer_cb(uv_timer_t *timer) {
+  lc_tcp *t = timer->data;
+  uint64_t now = uv_now(t->tcp->loop);
+  size_t j = 0, closed = 0;
+  for (size_t i = 0; i < t->nqueued; i++) {
+    if (now - t->queued[i].since >= QUEUE_TIMEOUT_MS) {
+      uv_close((uv_handle_t *)t->queued[i].conn, lc_free_handle_cb);
+      closed++;
+    } else {
+      t->queued[j++] = t->queued[i];
+    }
+  }
+  t->nqueued = j;
+  if (closed > 0)
+    lc_log(t->base.rt, "warn: dispatch: %zu connection%s waited %d ms for a ready worker; closed", closed,
+           closed == 1 ? "" : "s", QUEUE_TIMEOUT_MS);
+  if (t->nqueued == 0) uv_timer_stop(timer);
 }
 
 /* a copy of conn (its own fd and handle) to send, so that the master keeps conn itself */
@@ -485,19 +607,20 @@ static uv_tcp_t *copy_conn(uv_tcp_t *conn) {
   return out;
 }
 
-typedef struct pick_args { lc_tcp *t; int failed, id, raised; const char *ip; int port; } pick_args;
+typedef struct pick_args { lc_tcp *t; int prev; const char *how; int id, raised; const char *ip; int port; } pick_args;
 
 /* run by lc_call_with, protected (the address string allocates): calls the picker here, as it
  * has a result, and declines the call lc_call_with would make */
 static int push_pick(lua_State *L, void *ud) {
   pick_args *a = ud;
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->t->picker_ref);
-  if (a->failed) lua_pushinteger(L, a->failed); else lua_pushnil(L);
-  int nargs = 1;
-  if (a->t->want_addr) {
+  if (a->prev) lua_pushinteger(L, a->prev); else lua_pushnil(L);
+  if (a->how) lua_pushstring(L, a->how); else lua_pushnil(L);
+  int nargs = 2;
+  if (a->t->want_addr && a->ip) {
     lua_pushstring(L, a->ip);
     lua_pushinteger(L, a->port);
-    nargs = 3;
+    nargs = 4;
   }
   if (lua_pcall(L, nargs, 1, 0) == 0) {
     a->id = (int)lua_tointeger(L, -1);
@@ -508,11 +631,21 @@ static int push_pick(lua_State *L, void *ud) {
   return -1;
 }
 
+/* tells the picker that worker id did not take a connection it was counted for */
+static void picker_uncount(lc_tcp *t, int id) {
+  if (t->picker_ref == LUA_NOREF || id <= 0) return;
+  pick_args a = {t, id, "returned", 0, 0, NULL, 0};
+  lc_call_with(t->base.rt, push_pick, &a);
+}
+
 /* Asks the Lua picker which worker takes conn and sends it there: 1 when sent, 0 when no worker
- * is ready, -1 when the picker could not answer (it raised, or out of memory calling it); conn
- * is then still the caller's. picker(failed, [ip, port]) -> worker id: failed is the id it
- * named last, whose channel could not take the connection (the picker uncounts it and drops
- * that worker); the connection then goes to another. */
+ * is ready (or every ready one is busy), -1 when the picker could not answer (it raised, or out
+ * of memory calling it); conn is then still the caller's.
+ * picker(prev, how, [ip, port]) -> worker id: how says what became of the worker prev it named
+ * last for this connection: "gone" (its channel could not take it: the picker uncounts it and
+ * drops that worker), "busy" (MAX_UNACKED_PER_WORKER of its connections are not acknowledged:
+ * uncounted, and not named again for this connection). prev and how are nil on the first call;
+ * "returned" (a connection sent to prev came back) is only a notice (picker_uncount). */
 static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
   lc_rt *rt = t->base.rt;
   char ip[64] = "";
@@ -530,27 +663,34 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
       }
     }
   }
-  int failed = 0;
+  int prev = 0;
+  const char *how = NULL;
   for (int attempt = 0; attempt < 1024 && t->picker_ref != LUA_NOREF; attempt++) {
-    pick_args a = {t, failed, 0, 0, ip, port};
+    pick_args a = {t, prev, how, 0, 0, ip, port};
     if (lc_call_with(rt, push_pick, &a) > 0 || a.raised) return -1;
     int id = a.id;
     if (id <= 0) return 0;
-    failed = id;
+    prev = id;
+    how = "gone";
     lc_ipc *ch = lc_ipc_route(rt, id);
     if (ch == NULL) continue;
-    /* kept until the worker says it took it; sent as it is when it cannot be kept */
+    if (lc_ipc_unacked(ch) >= MAX_UNACKED_PER_WORKER) { how = "busy"; continue; }
+    /* kept until the worker acknowledges it; sent as it is (seq 0) when it cannot be kept */
     uv_tcp_t *copy = NULL;
     if (t->ninflight < MAX_INFLIGHT_CONNS &&
         grow((void **)&t->inflight, &t->inflight_cap, t->ninflight + 1, sizeof *t->inflight) == 0)
       copy = copy_conn(conn);
     if (copy == NULL) {
-      if (lc_ipc_send_conn(ch, t->dispatch_key, conn) != 0) {
+      if (lc_ipc_send_conn(ch, t->dispatch_key, conn, 0) != 0) {
         lc_log(rt, "warn: dispatch: a connection could not be sent to worker %d; closed", id);
       }
       return 1;
     }
-    if (lc_ipc_send_conn(ch, t->dispatch_key, copy) != 0) continue; /* copy closed by ipc.c */
+    uint32_t seq = ++t->next_seq;
+    if (seq == 0) seq = ++t->next_seq;
+    if (lc_ipc_send_conn(ch, t->dispatch_key, copy, seq) != 0) continue; /* copy closed by ipc.c */
+    t->inflight[t->ninflight].serial = lc_ipc_serial(ch);
+    t->inflight[t->ninflight].seq = seq;
     t->inflight[t->ninflight].id = id;
     t->inflight[t->ninflight].conn = conn;
     t->ninflight++;
@@ -561,9 +701,11 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
 
 static void flush_timer_cb(uv_timer_t *timer);
 
-/* the picker could not answer: the queue is tried again soon, not only when a worker becomes
- * ready (nothing else may come to flush it) */
-static void flush_later(lc_tcp *t) {
+/* the queue is tried again in ms: the picker could not answer (nothing else may come to flush
+ * it), a worker gave connections back (not at full speed: it may be the only one ready), or a
+ * busy worker has room again (ms = 0: from the loop, not from inside a channel's read) */
+static void flush_later(lc_tcp *t, uint64_t ms) {
+  if (t->closing) return;
   if (t->flush_timer == NULL) {
     uv_timer_t *timer = malloc(sizeof *timer);
     if (timer == NULL) return;
@@ -571,23 +713,88 @@ static void flush_later(lc_tcp *t) {
     timer->data = t;
     t->flush_timer = timer;
   }
-  if (!uv_is_active((uv_handle_t *)t->flush_timer)) uv_timer_start(t->flush_timer, flush_timer_cb, 200, 0);
+  if (!uv_is_active((uv_handle_t *)t->flush_timer) || (ms == 0 && uv_timer_get_due_in(t->flush_timer) > 0))
+    uv_timer_start(t->flush_timer, flush_timer_cb, ms, 0);
 }
 
 /* hands queued connections to ready workers, oldest first; how many went */
 static size_t flush_queue(lc_tcp *t) {
   size_t sent = 0;
   int r = 1;
-  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && (r = dispatch_one(t, t->queued[sent])) == 1) sent++;
+  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && (r = dispatch_one(t, t->queued[sent].conn)) == 1) sent++;
   if (sent > 0) memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
   t->nqueued -= sent;
-  if (r < 0) flush_later(t);
+  if (r < 0) flush_later(t, 200);
   return sent;
 }
 
 static void flush_timer_cb(uv_timer_t *timer) {
   lc_tcp *t = timer->data;
   if (!t->closing) flush_queue(t);
+}
+
+/* a copy the master kept goes to another worker, when it is still as accepted; otherwise it
+ * was in the hands of a worker that is gone (or gave it back after acting on it), and it is
+ * closed: never served twice. 1 when queued. */
+static int requeue_copy(lc_tcp *t, uv_tcp_t *conn) {
+  if (!conn_pristine(conn)) {
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+    return 0;
+  }
+  queue_conn(t, conn, 1);
+  return 1;
+}
+
+/* the index of the copy kept for CONN frame seq sent on channel serial, or ninflight */
+static size_t find_inflight(lc_tcp *t, uint64_t serial, uint32_t seq) {
+  for (size_t i = 0; i < t->ninflight; i++)
+    if (t->inflight[i].serial == serial && t->inflight[i].seq == seq) return i;
+  return t->ninflight;
+}
+
+static void remove_inflight(lc_tcp *t, size_t i) {
+  memmove(t->inflight + i, t->inflight + i + 1, (t->ninflight - i - 1) * sizeof *t->inflight);
+  t->ninflight--;
+}
+
+static lc_tcp *dispatcher_of(lc_rt *rt, int key) {
+  for (lc_tcp *t = rt->dispatchers; t; t = t->next_dispatcher)
+    if (t->dispatch_key == key && !t->closing) return t;
+  return NULL;
+}
+
+/* ipc.c: a worker acknowledged a CONN frame (see lc.h) */
+void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken) {
+  lc_tcp *t = dispatcher_of(rt, key);
+  if (t != NULL) {
+    size_t i = find_inflight(t, lc_ipc_serial(ch), seq);
+    if (i < t->ninflight) {
+      uv_tcp_t *conn = t->inflight[i].conn;
+      int id = t->inflight[i].id;
+      remove_inflight(t, i);
+      if (taken) {
+        uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+      } else {
+        picker_uncount(t, id);
+        if (requeue_copy(t, conn)) flush_later(t, 200);
+      }
+    }
+  }
+  /* a worker that was busy has room again: what waits goes out */
+  if (lc_ipc_unacked(ch) == MAX_UNACKED_PER_WORKER - 1)
+    for (lc_tcp *d = rt->dispatchers; d; d = d->next_dispatcher)
+      if (d->nqueued > 0) flush_later(d, 0);
+}
+
+/* ipc.c: a CONN frame with a copy kept was never written (see lc.h) */
+void lc_tcp_conn_unsent(lc_rt *rt, uint64_t serial, int key, uint32_t seq) {
+  lc_tcp *t = dispatcher_of(rt, key);
+  if (t == NULL) return;
+  size_t i = find_inflight(t, serial, seq);
+  if (i == t->ninflight) return;
+  uv_tcp_t *conn = t->inflight[i].conn;
+  remove_inflight(t, i);
+  if (requeue_copy(t, conn)) flush_later(t, 0);
 }
 
 typedef struct conn_args { lc_handle_base *owner; uv_tcp_t *conn; int handed; } conn_args;
@@ -611,17 +818,87 @@ static void give_conn(lc_handle_base *owner, uv_tcp_t *conn) {
   uv_close((uv_handle_t *)conn, lc_free_handle_cb);
 }
 
-/* Out of descriptors, with libuv's own spare gone (it lost it: ENFILE, a lowered limit): the
- * listener's spare is given up for a moment to accept and close what waits in the queue, so
- * that libuv's accept loop, which calls back for each failure, finds it empty and returns. */
-static void drain_queue(lc_tcp *t) {
-  uv_os_fd_t fd;
-  if (t->reserve_fd < 0 || uv_fileno((uv_handle_t *)t->tcp, &fd) != 0) return;
-  close(t->reserve_fd);
-  int c;
-  while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR)
-    if (c >= 0) close(c);
-  t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+static void pause_timer_cb(uv_timer_t *timer);
+
+/* Accepting pauses ACCEPT_PAUSE_MS (as nginx does out of descriptors): the next connection
+ * that comes is left to libuv, which keeps it and stops watching the listener until uv_accept
+ * takes it (pause_timer_cb). Meanwhile new connections wait in the kernel's accept queue, and
+ * the loop serves everything else (a control request, the workers). 0 when it cannot pause. */
+static int pause_accepting(lc_tcp *t) {
+  if (t->accept_paused) return 1;
+  if (t->pause_timer == NULL) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer == NULL) return 0;
+    if (uv_timer_init(t->tcp->loop, timer) != 0) { free(timer); return 0; }
+    timer->data = t;
+    t->pause_timer = timer;
+  }
+  t->accept_paused = 1;
+  uv_timer_start(t->pause_timer, pause_timer_cb, ACCEPT_PAUSE_MS, 0);
+  return 1;
+}
+
+/* the soft limit of open descriptors, 0 if none; read again once a second (prlimit can change it) */
+static long fd_limit(lc_tcp *t) {
+  uint64_t now = uv_now(t->tcp->loop);
+  if (t->fd_limit_at == 0 || now - t->fd_limit_at >= 1000) {
+    struct rlimit rl;
+    int known = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= LONG_MAX;
+    t->fd_limit = known ? (long)rl.rlim_cur : 0;
+    t->fd_limit_at = now > 0 ? now : 1;
+  }
+  return t->fd_limit;
+}
+
+/* a new connection goes to its taker: C (HTTP), the dispatch, or Lua (a net server) */
+static void take_conn(lc_tcp *t, uv_tcp_t *conn) {
+  if (t->take) {
+    t->take(t->take_ctx, conn);
+  } else if (t->picker_ref != LUA_NOREF) {
+    /* the master holds the connections it dispatches (a copy until acknowledged, the queue):
+     * near its descriptor limit it stops accepting for a while rather than reaching it, so
+     * that its control socket, its workers' pipes and a restart still have descriptors */
+    uv_os_fd_t fd;
+    long limit = fd_limit(t);
+    if (limit > 2 * FD_HEADROOM && uv_fileno((uv_handle_t *)conn, &fd) == 0 && fd >= limit - FD_HEADROOM) {
+      if (!t->accept_failing) {
+        t->accept_failing = 1;
+        lc_log(t->base.rt, "warn: dispatch: %ld descriptors open (limit %ld); accepting pauses %d ms at a time"
+               " until some close", (long)fd + 1, limit, ACCEPT_PAUSE_MS);
+      }
+      pause_accepting(t);
+    } else if (limit <= 2 * FD_HEADROOM || fd < limit - 2 * FD_HEADROOM) {
+      t->accept_failing = 0;
+    }
+    int r = t->nqueued > 0 ? 0 : dispatch_one(t, conn);
+    if (r != 1) queue_conn(t, conn, 0);
+    if (r < 0) flush_later(t, 200);
+  } else {
+    give_conn(&t->base, conn);
+  }
+}
+
+/* the pause is over: the connection libuv kept (if any) is taken, and libuv watches again */
+static void pause_timer_cb(uv_timer_t *timer) {
+  lc_tcp *t = timer->data;
+  if (t->closing) return;
+  uv_tcp_t *conn = malloc(sizeof *conn);
+  if (conn == NULL || uv_tcp_init(t->tcp->loop, conn) != 0) {
+    free(conn);
+    uv_timer_start(timer, pause_timer_cb, ACCEPT_PAUSE_MS, 0);  /* still paused: again later */
+    return;
+  }
+  t->accept_paused = 0;
+  if (uv_accept((uv_stream_t *)t->tcp, (uv_stream_t *)conn) != 0) {  /* libuv kept none */
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+    conn = NULL;
+  }
+  if (t->reserve_fd < 0 && (t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 && conn) {
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);  /* its descriptor is the spare now */
+    conn = NULL;
+    t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  if (conn) take_conn(t, conn);
 }
 
 static void connection_cb(uv_stream_t *server, int status) {
@@ -630,29 +907,31 @@ static void connection_cb(uv_stream_t *server, int status) {
     /* one line per burst, not one per failed accept: a flood must not flood the log too */
     if (!t->accept_failing) {
       t->accept_failing = 1;
-      lc_log(t->base.rt, "warn: accept: %s (%s); new connections are closed until some end", uv_strerror(status),
-             uv_err_name(status));
+      lc_log(t->base.rt, "warn: accept: %s (%s); accepting pauses %d ms at a time until some descriptors close",
+             uv_strerror(status), uv_err_name(status), ACCEPT_PAUSE_MS);
     }
-    if (status == UV_EMFILE || status == UV_ENFILE) drain_queue(t);
+    /* Out of descriptors, with libuv's own spare gone (ENFILE, a lowered limit): libuv calls
+     * back for each failed accept until one succeeds or none waits. The listener's spare is
+     * given up so that the next accept succeeds: libuv keeps that connection for the pause. */
+    if ((status == UV_EMFILE || status == UV_ENFILE) && t->reserve_fd >= 0 && pause_accepting(t)) {
+      close(t->reserve_fd);
+      t->reserve_fd = -1;
+    }
     return;
   }
-  t->accept_failing = 0;
+  if (t->accept_paused) return;  /* libuv keeps this one, and stops accepting, until the pause ends */
   uv_tcp_t *conn = malloc(sizeof *conn);
-  if (conn == NULL) return;
-  if (uv_tcp_init(server->loop, conn) != 0) { free(conn); return; }
+  if (conn == NULL || uv_tcp_init(server->loop, conn) != 0) {
+    free(conn);
+    pause_accepting(t);  /* libuv keeps it: taken when the pause ends */
+    return;
+  }
   if (uv_accept(server, (uv_stream_t *)conn) != 0) {
     uv_close((uv_handle_t *)conn, lc_free_handle_cb);
     return;
   }
-  if (t->take) {
-    t->take(t->take_ctx, conn);
-  } else if (t->picker_ref != LUA_NOREF) {
-    int r = t->nqueued > 0 ? 0 : dispatch_one(t, conn);
-    if (r != 1) queue_conn(t, conn, 0);
-    if (r < 0) flush_later(t);
-  } else {
-    give_conn(&t->base, conn);
-  }
+  if (t->picker_ref == LUA_NOREF) t->accept_failing = 0;
+  take_conn(t, conn);
 }
 
 static int start_listening(lua_State *L, lc_tcp *t) {
@@ -703,16 +982,23 @@ static int m_accept(lua_State *L) {
   return 1;
 }
 
-/* server:dispatch(key, picker, want_addr): the master accepts; picker([ip, port]) -> worker id */
+/* server:dispatch(key, picker, want_addr): the master accepts and sends each connection to the
+ * worker picker(prev, how, [ip, port]) names (see dispatch_one) */
 static int m_dispatch(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
   if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
-  t->dispatch_key = (int)luaL_checkinteger(L, 2);
+  int key = (int)luaL_checkinteger(L, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   clear_takers(L, t);
+  t->dispatch_key = key;
   lua_pushvalue(L, 3);
   t->picker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->want_addr = lua_toboolean(L, 4);
+  if (!t->dispatching) {
+    t->next_dispatcher = t->base.rt->dispatchers;
+    t->base.rt->dispatchers = t;
+    t->dispatching = 1;
+  }
   int r = start_listening(L, t);
   if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
@@ -728,64 +1014,28 @@ static int m_dispatch_flush(lua_State *L) {
   return 2;
 }
 
-/* server:dispatch_taken(id, n): worker id took the n oldest connections sent to it; the
- * master's copies are closed (the worker has its own) */
-static int m_dispatch_taken(lua_State *L) {
-  lc_tcp *t = lc_handle_check(L, 1, MT);
-  int id = (int)luaL_checkinteger(L, 2);
-  lua_Integer n = luaL_checkinteger(L, 3);
-  size_t j = 0;
-  for (size_t i = 0; i < t->ninflight; i++) {
-    if (n > 0 && t->inflight[i].id == id) {
-      uv_close((uv_handle_t *)t->inflight[i].conn, lc_free_handle_cb);
-      n--;
-    } else {
-      t->inflight[j++] = t->inflight[i];
-    }
-  }
-  t->ninflight = j;
-  return 0;
-}
-
-/* server:dispatch_requeue(id) -> n: worker id is gone; what it had not taken goes to the front
- * of the queue, in the order it was sent (then dispatch_flush hands it to other workers) */
+/* server:dispatch_requeue(serial) -> requeued, closed: the worker whose channel has this serial
+ * is gone; what it had not acknowledged goes to the front of the queue, in the order it was
+ * sent (then dispatch_flush hands it to other workers), unless that worker had begun on it
+ * (read or written: conn_pristine), which is closed instead: a connection is never served twice */
 static int m_dispatch_requeue(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
-  int id = (int)luaL_checkinteger(L, 2);
-  size_t j = 0, n = 0;
+  uint64_t serial = (uint64_t)luaL_checknumber(L, 2);
+  size_t j = 0, n = 0, closed = 0;
   for (size_t i = t->ninflight; i-- > 0;) {  /* newest first, each to the front */
-    if (t->inflight[i].id == id) { queue_conn(t, t->inflight[i].conn, 1); n++; }
+    if (t->inflight[i].serial != serial) continue;
+    if (requeue_copy(t, t->inflight[i].conn)) n++;
+    else closed++;
   }
   for (size_t i = 0; i < t->ninflight; i++)
-    if (t->inflight[i].id != id) t->inflight[j++] = t->inflight[i];
+    if (t->inflight[i].serial != serial) t->inflight[j++] = t->inflight[i];
   t->ninflight = j;
+  if (closed > 0)
+    lc_log(t->base.rt, "warn: dispatch: %zu connection%s a gone worker had begun to serve %s closed, not sent to"
+           " another worker", closed, closed == 1 ? "" : "s", closed == 1 ? "was" : "were");
   lua_pushinteger(L, (lua_Integer)n);
-  return 1;
-}
-
-/* server:dispatch_lost(id, n) -> n: worker id says the n oldest connections sent to it did
- * not arrive (it is out of file descriptors): the master's copies go back to the front of the
- * queue, in the order they were sent, and to other workers a moment later (flush_later: a
- * worker that is the only one ready does not ping-pong them at full speed) */
-static int m_dispatch_lost(lua_State *L) {
-  lc_tcp *t = lc_handle_check(L, 1, MT);
-  int id = (int)luaL_checkinteger(L, 2);
-  lua_Integer n = luaL_checkinteger(L, 3);
-  size_t end = 0, moved = 0, j = 0;   /* end: just past the n-th oldest of id */
-  for (lua_Integer k = 0; end < t->ninflight && k < n; end++)
-    if (t->inflight[end].id == id) k++;
-  for (size_t i = end; i-- > 0;) {     /* newest first, each to the front: the oldest ends up first */
-    if (t->inflight[i].id != id) continue;
-    queue_conn(t, t->inflight[i].conn, 1);
-    t->inflight[i].conn = NULL;
-    moved++;
-  }
-  for (size_t i = 0; i < t->ninflight; i++)
-    if (t->inflight[i].conn != NULL) t->inflight[j++] = t->inflight[i];
-  t->ninflight = j;
-  if (moved > 0) flush_later(t);
-  lua_pushinteger(L, (lua_Integer)moved);
-  return 1;
+  lua_pushinteger(L, (lua_Integer)closed);
+  return 2;
 }
 
 /* ---- outbound connections ---- */
@@ -916,155 +1166,6 @@ static int m_sink_close(lua_State *L) {
   return 0;
 }
 
-/* ---- a worker's acknowledgements of dispatched connections ---- */
-
-/* A tap stands in front of a server's sink for one key (whatever server: HTTP in C, net in
- * Lua) and counts what it takes; once per loop turn, after the turn's deliveries, cb(n) tells
- * the master (its copies are then closed). That is before this worker reads from any of them:
- * the acknowledgement is flushed at the next turn's start, and reading starts in its poll.
- * A connection whose socket did not arrive with its frame (this process is out of file
- * descriptors: the kernel dropped it) is counted too, and cb(n, true) tells the master, which
- * sends its own copy to another worker. The master closes or re-sends the oldest copies it
- * holds for this worker, so the reports keep the order of arrival: a run of taken ones and a
- * run of lost ones are never merged (the run that ends is reported at once).
- * Lost connections are logged one line per burst, with their count, when the burst ends (one
- * arrives, or none was lost for a second; a burst longer than 10 s is cut there). */
-#define MT_TAP "luacluster.sink_tap"
-#define LOST_QUIET_MS 1000
-#define LOST_BURST_MAX_MS 10000
-typedef struct sink_tap {
-  lc_handle_base base;
-  uv_check_t check;
-  lc_conn_sink_fn fn;       /* the server's sink, which it stands in front of */
-  void *data;
-  int key;
-  lua_Integer taken;        /* not yet reported: a run of taken connections, or of lost ones */
-  int run_lost;             /* the run is of lost ones */
-  uv_timer_t *burst_timer;  /* ends a burst of lost connections (its log line); made on first use */
-  double burst_lost;        /* lost in the current burst (not yet logged) */
-  uint64_t burst_start;
-} sink_tap;
-
-static void tap_check_cb(uv_check_t *c);
-
-/* cb(n[, true]). lc_call, not lc_call_with: these pushes cannot raise (a registry read, a number,
- * a boolean: nothing to allocate), which lc.h allows; and the extra protected frame changed
- * which allocation fails first on a full heap (http_oom_spec saw its request's arguments built) */
-static void tap_report(sink_tap *tp) {
-  uv_check_stop(&tp->check);
-  if (tp->taken == 0) return;
-  if (lc_handle_push_cb(&tp->base)) {
-    lua_pushinteger(tp->base.rt->L, tp->taken);
-    int n = 1;
-    if (tp->run_lost) { lua_pushboolean(tp->base.rt->L, 1); n = 2; }
-    lc_call(tp->base.rt, n);
-  }
-  tp->taken = 0;
-}
-
-static void tap_check_cb(uv_check_t *c) { tap_report(c->data); }
-
-static void burst_end(sink_tap *tp) {
-  if (tp->burst_timer) uv_timer_stop(tp->burst_timer);
-  if (tp->burst_lost == 0) return;
-  lc_log(tp->base.rt, "warn: dispatch: %.0f connection%s sent by the master did not arrive (no free file descriptor"
-         " here?); %s back to the master for another worker", tp->burst_lost, tp->burst_lost == 1 ? "" : "s",
-         tp->burst_lost == 1 ? "it went" : "they went");
-  tp->burst_lost = 0;
-}
-
-static void burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
-
-/* one more connection taken (lost = 0) or lost (1), in the order they came */
-static void tap_count(sink_tap *tp, int lost) {
-  if (tp->taken > 0 && tp->run_lost != lost) tap_report(tp);  /* another run starts */
-  tp->run_lost = lost;
-  if (tp->taken++ == 0) uv_check_start(&tp->check, tap_check_cb);
-}
-
-static void tap_take(void *data, uv_tcp_t *conn) {
-  sink_tap *tp = data;
-  tap_count(tp, 0);
-  if (tp->burst_lost > 0) burst_end(tp);
-  tp->fn(tp->data, conn);
-}
-
-/* ipc.c: a CONN frame for key came without its socket; 1 when a tap counted it (the master
- * will send its copy to another worker), 0 when no tap stands for that key */
-int lc_tcp_conn_lost(lc_rt *rt, int key) {
-  sink_tap *tp = NULL;
-  for (int i = 0; i < rt->nsinks; i++)
-    if (rt->sinks[i].key == key && rt->sinks[i].fn == tap_take) tp = rt->sinks[i].data;
-  if (tp == NULL) return 0;
-  tap_count(tp, 1);
-  uint64_t now = uv_now(&rt->loop);
-  if (tp->burst_lost++ == 0) tp->burst_start = now;
-  if (tp->burst_timer == NULL) {
-    uv_timer_t *timer = malloc(sizeof *timer);
-    if (timer && uv_timer_init(&rt->loop, timer) == 0) {
-      timer->data = tp;
-      uv_unref((uv_handle_t *)timer);
-      tp->burst_timer = timer;
-    } else {
-      free(timer);
-    }
-  }
-  if (tp->burst_timer == NULL) burst_end(tp);   /* no timer: a line now rather than none */
-  else if (now - tp->burst_start < LOST_BURST_MAX_MS || !uv_is_active((uv_handle_t *)tp->burst_timer))
-    uv_timer_start(tp->burst_timer, burst_timer_cb, LOST_QUIET_MS, 0);
-  return 1;
-}
-
-static void tap_free_cb(uv_handle_t *h) { free(h->data); }
-
-/* core.sink_tap(key, cb) -> tap | nil, err: cb(n) once a loop turn with the number taken, and
- * cb(n, true) for n whose sockets did not arrive (in the order of arrival, see above) */
-static int f_sink_tap(lua_State *L) {
-  lc_rt *rt = lc_rt_get(L);
-  int key = (int)luaL_checkinteger(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lc_sink *sk = NULL;
-  for (int i = 0; i < rt->nsinks; i++)
-    if (rt->sinks[i].key == key) sk = &rt->sinks[i];
-  if (sk == NULL) return lc_push_error(L, UV_ENOENT);
-  sink_tap *tp = lc_handle_new(L, sizeof *tp, MT_TAP);
-  int r = uv_check_init(&rt->loop, &tp->check);
-  if (r != 0) {
-    lc_handle_release(&tp->base);
-    free(tp);
-    return lc_push_error(L, r);
-  }
-  tp->check.data = tp;
-  uv_unref((uv_handle_t *)&tp->check);
-  lc_handle_set_cb(L, &tp->base, 2);
-  tp->key = key;
-  tp->fn = sk->fn;
-  tp->data = sk->data;
-  sk->fn = tap_take;
-  sk->data = tp;
-  return 1;
-}
-
-/* tap:close(): reports what is left, and puts the server's own sink back */
-static int m_tap_close(lua_State *L) {
-  sink_tap *tp = lc_handle_test(L, 1, MT_TAP);
-  if (tp == NULL) return 0;
-  tap_report(tp);
-  burst_end(tp);
-  if (tp->burst_timer) uv_close((uv_handle_t *)tp->burst_timer, lc_free_handle_cb);
-  tp->burst_timer = NULL;
-  lc_rt *rt = tp->base.rt;
-  for (int i = 0; i < rt->nsinks; i++) {
-    if (rt->sinks[i].key == tp->key && rt->sinks[i].data == tp) {
-      rt->sinks[i].fn = tp->fn;
-      rt->sinks[i].data = tp->data;
-    }
-  }
-  lc_handle_release(&tp->base);
-  uv_close((uv_handle_t *)&tp->check, tap_free_cb);
-  return 0;
-}
-
 /* Hands a connected socket's uv handle to a C owner (an HTTP server); the Lua object is
  * closed without closing the socket. NULL when it cannot be moved (writes in flight, or a read
  * event held for Lua). */
@@ -1119,19 +1220,16 @@ void lc_open_tcp(lua_State *L) {
     {"write", m_write}, {"read_start", m_read_start}, {"read_stop", m_read_stop},
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
-    {"dispatch_flush", m_dispatch_flush}, {"dispatch_taken", m_dispatch_taken},
-    {"dispatch_requeue", m_dispatch_requeue}, {"dispatch_lost", m_dispatch_lost}, {"nodelay", m_nodelay}, {"fileno", m_fileno},
+    {"dispatch_flush", m_dispatch_flush}, {"dispatch_requeue", m_dispatch_requeue},
+    {"nodelay", m_nodelay}, {"fileno", m_fileno},
     {"set_send_timeout", m_set_send_timeout},
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
   static const luaL_Reg sink_methods[] = {{"close", m_sink_close}, {NULL, NULL}};
   lc_newmetatable(L, MT_SINK, sink_methods);
-  static const luaL_Reg tap_methods[] = {{"close", m_tap_close}, {NULL, NULL}};
-  lc_newmetatable(L, MT_TAP, tap_methods);
   static const luaL_Reg fns[] = {
     {"tcp_listen", f_tcp_listen}, {"tcp_connect", f_tcp_connect}, {"sink_new", f_sink_new},
-    {"sink_tap", f_sink_tap},
     {NULL, NULL},
   };
   luaL_register(L, NULL, fns);

@@ -129,6 +129,39 @@ end
       s:close()
     end)
   end
+  -- the send timeout measures progress as the peer takes bytes, not whole writes: one 16 MiB
+  -- write to a client reading 3 MB/s, send_timeout 1000, was cut at 5.4 MB by the close
+  it("close() lets a reader that still takes bytes have all of one large write", function()
+    local port = H.free_port()
+    local app = start([[
+local net = require("luacluster.net")
+cluster.setup({ workers = 0 })
+net.create_server(function(sock)
+  if not sock:read(1) then return sock:close() end -- the spec's readiness probe
+  sock:write(string.rep("x", 16 * 1024 * 1024))
+  sock:close()
+  say("close called")
+end, { send_timeout = 1000 }):listen()
+]], port)
+    assert.truthy(H.wait_for(function()
+      local s = H.connect(port)
+      if s then s:close() end
+      return s ~= nil
+    end, 8000), app.p:output())
+    local ffi = require("ffi")
+    local s = assert(H.connect(port))
+    s:send("g")
+    local buf = ffi.new("char[65536]")
+    local total, t0 = 0, H.now()
+    while H.now() - t0 < 30000 do
+      local n = ffi.C.read(s.fd, buf, 65536)
+      if n <= 0 then break end
+      total = total + tonumber(n)
+      H.sleep(20) -- about 3 MB/s
+    end
+    s:close()
+    assert.equal(16 * 1024 * 1024, total, app.p:output())
+  end)
   -- uv_listen calls listen() again: it kept 511 whatever the socket was made with
   local function backlog_of(port)
     local out = H.sh("ss -ltnH 'sport = :" .. port .. "'")

@@ -13,6 +13,7 @@ local runtime = require("luacluster.runtime")
 local _M = {}
 
 local pending = {}  -- seq -> { server, report }
+local confirming = {} -- key -> fn() once the master confirmed an unlisten (see _M.unlisten)
 local by_address = setmetatable({}, { __mode = "v" })  -- "host:port" -> server given its socket
 local seq = 0
 local reporters = setmetatable({}, { __mode = "k" })
@@ -78,8 +79,17 @@ local function on_result(msg, handle)
     return fail(server, msg.err, msg.fatal)
   end
   if server._closed then
-    if handle then handle:close() end
-    require("luacluster.worker").channel():control({ op = "unlisten", key = msg.key })
+    -- closed before its listen was granted: the master, which counts this worker ready there
+    -- already, is told as by a close (confirmed); the connections it sends meanwhile find no
+    -- server here and go back to it for another worker (ipc.c)
+    if handle then
+      handle:close()
+    elseif msg.key then
+      local ch = require("luacluster.worker").channel()
+      if not ch:is_closed() and ch:control({ op = "unlisten", key = msg.key, confirm = true }) then
+        confirming[msg.key] = function() confirming[msg.key] = nil end
+      end
+    end
     return
   end
   if handle then
@@ -91,19 +101,8 @@ local function on_result(msg, handle)
       by_address[tostring(msg.address.address) .. ":" .. tostring(msg.address.port)] = server
     end
   else
+    -- (the master keeps a copy of each connection it sends until ipc.c acknowledges its frame)
     server:_take_key(msg.key, true)
-    -- the master keeps a copy of each connection it sends until this worker says it took it
-    local key = msg.key
-    -- (lost: n connections whose sockets did not arrive here, out of descriptors: the master
-    -- sends its copies to another worker)
-    local tap = core.sink_tap(key, function(n, lost)
-      local ch = require("luacluster.worker").channel()
-      if not ch:is_closed() then
-        ch:control({ op = "taken", key = key, n = n, lost = lost or nil })
-      end
-    end)
-    server._taps = server._taps or {}
-    server._taps[key] = tap
   end
   server._keys = server._keys or {}
   server._keys[#server._keys + 1] = msg.key
@@ -197,12 +196,7 @@ end
 -- A closed server gets no more dispatched connections. The master is told first; what it
 -- sent before it knew is still taken (and served) until it confirms ("unlisten_ok", after
 -- every connection it sent on that key, the channel keeping their order). Then done().
-local confirming = {} -- key -> fn() once the master confirmed
 local function drop_key(server, key)
-  if server._taps and server._taps[key] then
-    server._taps[key]:close()
-    server._taps[key] = nil
-  end
   server:_take_key(key, false)
 end
 

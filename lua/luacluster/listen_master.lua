@@ -55,20 +55,43 @@ local function rebuild_ready(l)
 end
 
 
--- the dispatcher's picker (runtime/tcp.c): failed is the worker it named last, whose channel
--- could not take the connection (it just closed): uncounted and no longer ready
+-- the dispatcher's picker (runtime/tcp.c, dispatch_one): picker(prev, how, ip, port) -> worker id.
+-- prev is the worker it named last for this connection, and how says what became of it:
+-- "gone" (its channel could not take the connection: uncounted and no longer ready), "busy"
+-- (too many of its connections not acknowledged yet: uncounted, and skipped for this
+-- connection); "returned" only says that a connection sent to prev came back (uncounted)
 local function make_picker(l)
   local fallback = round_robin.new()
-  return function(failed, ip, port)
-    if failed then
-      local fw = l.ready[failed]
-      if fw then
-        fw.connections = math.max(0, (fw.connections or 1) - 1)
-        l.ready[failed] = nil
-        rebuild_ready(l)
+  local skip -- workers skipped for the current connection (busy)
+  return function(prev, how, ip, port)
+    if prev then
+      local pw = l.ready[prev]
+      if pw then
+        pw.connections = math.max(0, (pw.connections or 1) - 1)
+        if how == "gone" then
+          l.ready[prev] = nil
+          rebuild_ready(l)
+        elseif how == "busy" then
+          skip = skip or {}
+          skip[pw] = true
+        end
       end
+      if how == "returned" then
+        return nil
+      end
+    else
+      skip = nil
     end
     local workers = l.ready_list
+    if skip then
+      local left = {}
+      for _, w in ipairs(workers) do
+        if not skip[w] then
+          left[#left + 1] = w
+        end
+      end
+      workers = left
+    end
     if #workers == 0 then
       return nil
     end
@@ -77,7 +100,7 @@ local function make_picker(l)
       conn = { remote_address = ip, remote_port = port, local_port = l.port }
     end
     local ok, w = pcall(l.policy.pick, workers, conn)
-    if not ok or type(w) ~= "table" or l.ready[w.id] ~= w then
+    if not ok or type(w) ~= "table" or l.ready[w.id] ~= w or (skip and skip[w]) then
       report_error(ok and ("scheduler returned " .. (type(w) == "table" and ("worker " .. tostring(w.id) .. ", which is not ready") or tostring(w))
         .. "; using round robin") or ("scheduler failed: " .. tostring(w) .. "; using round robin"))
       w = fallback(workers)
@@ -201,19 +224,6 @@ master.control_ops.unlisten = function(w, msg)
     w:_control({ op = "unlisten_ok", key = msg.key })
   end
 end
--- the worker took n connections sent on this key: the master's copies go; or (lost) their
--- sockets did not reach it (out of descriptors): the copies go to another worker
-master.control_ops.taken = function(w, msg)
-  local l = w._listens and w._listens[msg.key]
-  if l and l.mode == "dispatch" and not l.closed and type(msg.n) == "number" then
-    if msg.lost then
-      local n = l.tcp:dispatch_lost(w.id, msg.n)
-      w.connections = math.max(0, (w.connections or 0) - n)
-    else
-      l.tcp:dispatch_taken(w.id, msg.n)
-    end
-  end
-end
 master.control_ops.closed = function(w, msg)
   if type(msg.n) == "number" then
     w.connections = math.max(0, (w.connections or 0) - msg.n)
@@ -270,12 +280,13 @@ local function adopt_orphans(w)
   end
 end
 
--- a worker gone with connections sent to it that it never took (killed with them still in
--- its channel): they go to other workers
+-- a worker gone with connections sent to it that it never acknowledged (killed with them still
+-- in its channel): they go to other workers, unless it had begun on them (tcp.c closes those).
+-- By its channel's serial: a reload's new worker has the same id, and its own connections.
 local function requeue(w)
   for _, l in pairs(w._listens or {}) do
-    if l.mode == "dispatch" and not l.closed then
-      if l.tcp:dispatch_requeue(w.id) > 0 then
+    if l.mode == "dispatch" and not l.closed and w._serial then
+      if l.tcp:dispatch_requeue(w._serial) > 0 then
         l.tcp:dispatch_flush()
       end
     end

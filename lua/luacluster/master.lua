@@ -514,6 +514,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
     return on_frame(kind, peer, seq, payload, handle)
   end)
   ch.handle = ipc
+  w._serial = ipc:serial() -- this process's channel: the dispatch keys what it sent it by this
   if wcfg.max_message_size then
     ipc:set_max_frame(wcfg.max_message_size)
   end
