@@ -71,8 +71,9 @@ if cluster.is_worker then
       end
       sock:write("echo " .. d)
     end)
+  end):on("listening", function()    -- the master made the socket: clients can connect now
+    say("ready", process.pid, child.pid)
   end):listen()
-  say("ready", process.pid, child.pid)
 end
 ]]
 
