@@ -99,6 +99,7 @@ function _M.status()
     pid = core.pid(), mode = master.config().mode or runtime.options.mode,
     generation = master.generation(), uptime = math.floor((core.now() - started_at) / 1000),
     app = runtime.app, rss = core.rss(), workers = rows,
+    lua_heap_kb = math.floor(collectgarbage("count")), -- garbage not yet collected included
   }
 end
 
