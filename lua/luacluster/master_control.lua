@@ -162,6 +162,7 @@ end
 
 function _M.start(options)
   require("luacluster.ops").master_init(options)
+  require("luacluster.master_jit").init(master, reload)
   signals.set_action("SIGHUP", function()
     reload_quietly("SIGHUP")
   end)

@@ -146,10 +146,6 @@ local function switch(stage, new_workers, gen)
     end
   end
   master.emit_cluster("reload", gen)
-  -- compiled traces hold the closures they were specialised for as constants: the old
-  -- generation's handlers, and through their upvalues all of its state. Drop them all (the
-  -- hot paths compile again in a moment), or the master keeps old generations alive.
-  jit.flush()
 end
 
 
