@@ -6,12 +6,20 @@
 --
 --   luajit bench/soak.lua [seconds=60] [--workers 2] [--conns 16] [--kill-every 3000]
 --                          [--reload-every 7000] [--max-requests 0] [--warmup 5]
+--                          [--master-slope 20]
 --
 -- Every answer names the worker pid that made it. A request that fails counts as "on a
 -- killed worker" when its connection was last answered by a worker this script SIGKILLed, or
 -- when its connection had no answer yet and a kill happened between its connect and its
 -- failure (the master may have handed it to the worker being killed). Any other failure is
 -- "unexplained" and makes the exit status 1, as does RSS or fd growth past the tolerances.
+-- The master's RSS is also sampled every 2 s: its least-squares slope over the second half of
+-- the run, and never before 300 s, must stay under --master-slope kB per minute (default 20):
+-- a master that keeps something per restart or per generation grows at a steady rate there,
+-- while one that is only warming up (its JIT compiling the paths that restarts and reloads
+-- take, its Lua and C heaps reaching their high-water marks: 2-4 minutes under this load) has
+-- flattened out by then. A run whose window is shorter than 2 minutes (under 420 s) reports
+-- the slope without judging it. See bench/README.md, "Soak".
 package.path = "./spec/?.lua;" .. package.path
 local H = require("helper")
 local ffi = require("ffi")
@@ -26,7 +34,8 @@ int close(int fd);
 ]]
 
 -- ---- options ----
-local opt = { seconds = 60, workers = 2, conns = 16, kill_every = 3000, reload_every = 7000, max_requests = 0, warmup = 5 }
+local opt = { seconds = 60, workers = 2, conns = 16, kill_every = 3000, reload_every = 7000, max_requests = 0, warmup = 5,
+  master_slope = 20 }
 do
   local i = 1
   while arg[i] do
@@ -46,7 +55,8 @@ end
 math.randomseed(os.time())
 local port = H.free_port()
 local app = os.getenv("SOAK_APP") or (H.root .. "/bench/soak_app.lua")
-local master = H.start(app, { "-p", port }, {
+local control = H.tmpdir() .. "/control.sock"
+local master = H.start(app, { "-p", port, "--control", control }, {
   dir = H.tmpdir(),
   env = { SOAK_WORKERS = opt.workers, SOAK_MAX_REQUESTS = opt.max_requests },
 })
@@ -56,7 +66,32 @@ local function log(...)
   io.stdout:flush()
 end
 
--- ---- /proc ----
+-- ---- /proc, and the master's status ----
+
+-- the master's Lua heap in kB (status --json), or nil
+local function master_lua_heap()
+  local out = H.sh(H.bin .. " status --control " .. control .. " --json 2>/dev/null")
+  return tonumber(out:match('"lua_heap_kb":(%d+)'))
+end
+
+
+-- least-squares slope of samples {t = s, v = kB} in kB per minute
+local function slope_per_min(samples)
+  local n, st, sv = #samples, 0, 0
+  if n < 3 then
+    return 0
+  end
+  for _, p in ipairs(samples) do
+    st, sv = st + p.t, sv + p.v
+  end
+  local mt, mv, num, den = st / n, sv / n, 0, 0
+  for _, p in ipairs(samples) do
+    num = num + (p.t - mt) * (p.v - mv)
+    den = den + (p.t - mt) ^ 2
+  end
+  return den > 0 and num / den * 60 or 0
+end
+
 local function status_kb(pid, field)
   return tonumber(H.read_file("/proc/" .. pid .. "/status"):match(field .. ":%s*(%d+)"))
 end
@@ -251,13 +286,20 @@ local next_kill = H.now() + opt.warmup * 1000 + opt.kill_every
 local next_reload = H.now() + opt.warmup * 1000 + opt.reload_every
 local deadline = START + opt.seconds * 1000
 local next_report = H.now() + 60000
+local rss_samples, next_sample = {}, H.now() -- the master's RSS every 2 s: { t = s, v = kB }
 while H.now() < deadline do
   local now = H.now()
+  if now >= next_sample then
+    next_sample = now + 2000
+    rss_samples[#rss_samples + 1] = { t = (now - START) / 1000, v = status_kb(master.pid, "VmRSS") }
+  end
   if not start_snap and now >= START + opt.warmup * 1000 then
     start_snap = snapshot()
     start_snap.sent = stats.sent
-    log("start (after %d s of warm-up): master rss %d kB, fds %d; workers rss %.0f kB, fds %.1f on average",
-      opt.warmup, start_snap.master_rss, start_snap.master_fds, start_snap.worker_rss_avg, start_snap.worker_fds_avg)
+    start_snap.lua_heap = master_lua_heap()
+    log("start (after %d s of warm-up): master rss %d kB, lua heap %s kB, fds %d; workers rss %.0f kB, fds %.1f on average",
+      opt.warmup, start_snap.master_rss, tostring(start_snap.lua_heap), start_snap.master_fds, start_snap.worker_rss_avg,
+      start_snap.worker_fds_avg)
   end
   if opt.kill_every > 0 and now >= next_kill then
     next_kill = now + opt.kill_every * (0.5 + math.random())
@@ -278,8 +320,9 @@ while H.now() < deadline do
   if now >= next_report then
     next_report = now + 60000
     local s = snapshot()
-    log("%d sent, %d failed (%d unexplained); master rss %d kB fds %d; workers rss %.0f kB fds %.1f",
-      stats.sent, stats.failed, stats.unexplained, s.master_rss, s.master_fds, s.worker_rss_avg, s.worker_fds_avg)
+    log("%d sent, %d failed (%d unexplained); master rss %d kB, lua heap %s kB, fds %d; workers rss %.0f kB fds %.1f",
+      stats.sent, stats.failed, stats.unexplained, s.master_rss, tostring(master_lua_heap()), s.master_fds,
+      s.worker_rss_avg, s.worker_fds_avg)
   end
   for i = 1, opt.conns do
     pfds[i - 1].fd = conns[i].sock and conns[i].sock.fd or -1
@@ -315,6 +358,25 @@ for i = 1, opt.conns do
 end
 H.sleep(1000)
 local end_snap = snapshot()
+end_snap.lua_heap = master_lua_heap()
+-- the slope over the second half of the run, after the master's warm-up (see the top)
+local SLOPE_FROM, SLOPE_MIN_WINDOW = 300, 120
+local half = math.max(opt.warmup, opt.seconds / 2, SLOPE_FROM)
+local second_half = {}
+for _, p in ipairs(rss_samples) do
+  if p.t >= half then
+    second_half[#second_half + 1] = p
+  end
+end
+local slope = slope_per_min(second_half)
+local judged = opt.seconds - half >= SLOPE_MIN_WINDOW
+if os.getenv("SOAK_SERIES") then -- the samples, "seconds kB" per line, to plot or look at
+  local f = assert(io.open(os.getenv("SOAK_SERIES"), "w"))
+  for _, p in ipairs(rss_samples) do
+    f:write(string.format("%.1f %d\n", p.t, p.v))
+  end
+  f:close()
+end
 local code = master:stop(15000)
 local recycled = master:count("replaced pid", true)
 local hb_kills = master:count("has not answered a heartbeat", true)
@@ -325,9 +387,16 @@ print(string.format("soak result after %d s: %d workers, %d SIGKILLs, %d reloads
   opt.seconds, opt.workers, kills, reloads, stats.connects))
 print(string.format("  requests sent %d, answered 200 %d, failed %d: %d on killed workers, %d unexplained",
   stats.sent, stats.ok, stats.failed, stats.failed_killed, stats.unexplained))
-print(string.format("  master   rss %6d kB -> %6d kB (%+.1f%%), fds %d -> %d",
+print(string.format("  master   rss %6d kB -> %6d kB (%+.1f%%), fds %d -> %d, lua heap %s kB -> %s kB",
   start_snap.master_rss, end_snap.master_rss, growth(start_snap.master_rss, end_snap.master_rss),
-  start_snap.master_fds, end_snap.master_fds))
+  start_snap.master_fds, end_snap.master_fds, tostring(start_snap.lua_heap), tostring(end_snap.lua_heap)))
+if judged then
+  print(string.format("  master   rss slope over the second half (%d samples from %d s): %+.1f kB/min (bound %d kB/min)%s",
+    #second_half, half, slope, opt.master_slope, slope > opt.master_slope and ": STILL GROWING" or ""))
+else
+  print(string.format("  master   rss slope not judged: a run of %d s has no %d s after its first %d s (use 420 s or more)",
+    opt.seconds, SLOPE_MIN_WINDOW, SLOPE_FROM))
+end
 print(string.format("  workers  rss %6.0f kB -> %6.0f kB (%+.1f%%) average of %d -> %d, fds %.1f -> %.1f average",
   start_snap.worker_rss_avg, end_snap.worker_rss_avg, growth(start_snap.worker_rss_avg, end_snap.worker_rss_avg),
   #start_snap.workers, #end_snap.workers, start_snap.worker_fds_avg, end_snap.worker_fds_avg))
@@ -340,6 +409,7 @@ local ok = stats.unexplained == 0 and stats.ok > 0 and code == 0 and hb_kills ==
   and end_snap.master_fds <= start_snap.master_fds + 2
   and end_snap.worker_fds_avg <= start_snap.worker_fds_avg + 2
   and growth(start_snap.master_rss, end_snap.master_rss) < 50
+  and (not judged or slope <= opt.master_slope)
   and growth(start_snap.worker_rss_avg, end_snap.worker_rss_avg) < 50
 print(ok and "soak: PASS" or "soak: FAIL")
 os.exit(ok and 0 or 1)

@@ -25,8 +25,9 @@ end
 
 function _M.format(st)
   local out = {}
-  out[#out + 1] = string.format("master pid %d, mode %s, generation %d, up %s, rss %s",
-    st.pid, tostring(st.mode), st.generation, human_time(st.uptime), human_bytes(st.rss or 0))
+  out[#out + 1] = string.format("master pid %d, mode %s, generation %d, up %s, rss %s, lua heap %s",
+    st.pid, tostring(st.mode), st.generation, human_time(st.uptime), human_bytes(st.rss or 0),
+    human_bytes((st.lua_heap_kb or 0) * 1024))
   out[#out + 1] = string.format("%-4s %-8s %-4s %-10s %-8s %-9s %-6s %-8s %s",
     "id", "pid", "gen", "state", "uptime", "requests", "conns", "rss", "restarts")
   for _, w in ipairs(st.workers) do

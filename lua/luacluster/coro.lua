@@ -58,10 +58,14 @@ local function run(fn, ...)
 end
 
 
-local function body(...)
-  run(...)
+-- A new coroutine is started once with no arguments and waits at once, so that every function
+-- it runs comes in through yield: arguments given to the first resume would stay in its
+-- vararg slots, and keep that first function (a handler of a generation long replaced, the
+-- worker object it was called for) alive for as long as the coroutine lives in the pool.
+local function body()
+  local me = running()
+  run(yield(POOLED))
   while true do
-    local me = running()
     if #pool >= POOL_MAX then
       managed[me] = nil
       return
@@ -80,6 +84,7 @@ function _M.spawn(fn, ...)
   else
     co = co_create(body)
     managed[co] = true
+    resume(co) -- to its first yield: it takes fn and its arguments there
   end
   local ok, err = resume(co, fn, ...)
   if not ok then

@@ -116,6 +116,7 @@ function _M.status()
     pid = core.pid(), mode = master.config().mode or runtime.options.mode,
     generation = master.generation(), uptime = math.floor((core.now() - started_at) / 1000),
     app = runtime.app, rss = core.rss(), workers = rows,
+    lua_heap_kb = math.floor(collectgarbage("count")), -- garbage not yet collected included
   }
 end
 
@@ -208,6 +209,7 @@ end
 -- After the app's top level: reloads on SIGHUP and --watch, systemd's notifications.
 function _M.start(options)
   require("luacluster.ops").master_init(options)
+  require("luacluster.master_jit").init(master, reload)
   signals.set_action("SIGHUP", function()
     reload_quietly("SIGHUP")
   end)
