@@ -5,25 +5,12 @@
 -- lifted by the spec), a request arrives, then the limit is lifted and the same worker serves.
 local H = require("helper")
 local U = require("http_util")
-local ffi = require("ffi")
 
-pcall(ffi.cdef, [[
-struct lc_spec_rlimit { uint64_t cur, max; };
-int prlimit(int pid, int resource, const struct lc_spec_rlimit *new_limit, struct lc_spec_rlimit *old_limit);
-]])
-local RLIMIT_AS = 9
-local INFINITY = ffi.cast("uint64_t", -1)
+local AS = require("address_limit")
+local vm_size = AS.vm_size
 
 local function set_as_limit(pid, bytes)
-  local lim = ffi.new("struct lc_spec_rlimit")
-  lim.cur = bytes or INFINITY
-  lim.max = INFINITY
-  assert(ffi.C.prlimit(pid, RLIMIT_AS, lim, nil) == 0, "prlimit failed")
-end
-
-local function vm_size(pid)
-  local kb = H.read_file("/proc/" .. pid .. "/status"):match("VmSize:%s*(%d+) kB")
-  return tonumber(kb) * 1024
+  assert(AS.set(pid, bytes), "prlimit failed")
 end
 
 local APP = [[

@@ -6,27 +6,9 @@
 -- delivered once Lua has memory again: logged, and nothing is lost.
 -- The worker's Lua heap is filled under an address-space limit (prlimit, set and lifted here).
 local H = require("helper")
-local ffi = require("ffi")
 
-pcall(ffi.cdef, [[
-struct lc_spec_rlimit { uint64_t cur, max; };
-int prlimit(int pid, int resource, const struct lc_spec_rlimit *new_limit, struct lc_spec_rlimit *old_limit);
-]])
-local RLIMIT_AS = 9
-local INFINITY = ffi.cast("uint64_t", -1)
-
--- -> true, or false when the process is gone (a worker that aborted)
-local function set_as_limit(pid, bytes)
-  local lim = ffi.new("struct lc_spec_rlimit")
-  lim.cur = bytes or INFINITY
-  lim.max = INFINITY
-  return ffi.C.prlimit(pid, RLIMIT_AS, lim, nil) == 0
-end
-
-local function vm_size(pid)
-  local kb = H.read_file("/proc/" .. pid .. "/status"):match("VmSize:%s*(%d+) kB")
-  return tonumber(kb) * 1024
-end
+local AS = require("address_limit")
+local set_as_limit, vm_size = AS.set, AS.vm_size
 
 -- A worker with a net echo server (whose "fill" fills its Lua heap) and a child that prints
 -- "ping" on SIGUSR1.
