@@ -608,7 +608,7 @@ static uv_tcp_t *copy_conn(uv_tcp_t *conn) {
   return out;
 }
 
-typedef struct pick_args { lc_tcp *t; int prev; const char *how; int id, raised; const char *ip; int port; } pick_args;
+typedef struct pick_args { lc_tcp *t; int prev; const char *how; int id, raised; const char *ip; int port; uint64_t serial; } pick_args;
 
 /* run by lc_call_with, protected (the address string allocates): calls the picker here, as it
  * has a result, and declines the call lc_call_with would make */
@@ -618,7 +618,10 @@ static int push_pick(lua_State *L, void *ud) {
   if (a->prev) lua_pushinteger(L, a->prev); else lua_pushnil(L);
   if (a->how) lua_pushstring(L, a->how); else lua_pushnil(L);
   int nargs = 2;
-  if (a->t->want_addr && a->ip) {
+  if (a->serial != 0) {  /* "returned": by which channel */
+    lua_pushnumber(L, (lua_Number)a->serial);
+    nargs = 3;
+  } else if (a->t->want_addr && a->ip) {
     lua_pushstring(L, a->ip);
     lua_pushinteger(L, a->port);
     nargs = 4;
@@ -632,10 +635,11 @@ static int push_pick(lua_State *L, void *ud) {
   return -1;
 }
 
-/* tells the picker that worker id did not take a connection it was counted for */
-static void picker_uncount(lc_tcp *t, int id) {
+/* tells the picker that worker id, by its channel serial (a reload's new worker has the same
+ * id), did not take a connection it was counted for */
+static void picker_uncount(lc_tcp *t, int id, uint64_t serial) {
   if (t->picker_ref == LUA_NOREF || id <= 0) return;
-  pick_args a = {t, id, "returned", 0, 0, NULL, 0};
+  pick_args a = {t, id, "returned", 0, 0, NULL, 0, serial};
   lc_call_with(t->base.rt, push_pick, &a);
 }
 
@@ -646,7 +650,8 @@ static void picker_uncount(lc_tcp *t, int id) {
  * last for this connection: "gone" (its channel could not take it: the picker uncounts it and
  * drops that worker), "busy" (MAX_UNACKED_PER_WORKER of its connections are not acknowledged:
  * uncounted, and not named again for this connection). prev and how are nil on the first call;
- * "returned" (a connection sent to prev came back) is only a notice (picker_uncount). */
+ * "returned" (a connection sent to prev came back) is only a notice (picker_uncount), with a
+ * third argument: the serial of the channel it came back by. */
 static int dispatch_one(lc_tcp *t, uv_tcp_t *conn, uint64_t since) {
   lc_rt *rt = t->base.rt;
   char ip[64] = "";
@@ -667,7 +672,7 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn, uint64_t since) {
   int prev = 0;
   const char *how = NULL;
   for (int attempt = 0; attempt < 1024 && t->picker_ref != LUA_NOREF; attempt++) {
-    pick_args a = {t, prev, how, 0, 0, ip, port};
+    pick_args a = {t, prev, how, 0, 0, ip, port, 0};
     if (lc_call_with(rt, push_pick, &a) > 0 || a.raised) return -1;
     int id = a.id;
     if (id <= 0) return 0;
@@ -778,7 +783,7 @@ void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken) {
       if (taken) {
         uv_close((uv_handle_t *)conn, lc_free_handle_cb);
       } else {
-        picker_uncount(t, id);
+        picker_uncount(t, id, lc_ipc_serial(ch));
         if (requeue_copy(t, conn, since)) flush_later(t, 200);
       }
     }
@@ -797,7 +802,9 @@ void lc_tcp_conn_unsent(lc_rt *rt, uint64_t serial, int key, uint32_t seq) {
   if (i == t->ninflight) return;
   uv_tcp_t *conn = t->inflight[i].conn;
   uint64_t since = t->inflight[i].since;
+  int id = t->inflight[i].id;
   remove_inflight(t, i);
+  picker_uncount(t, id, serial);
   if (requeue_copy(t, conn, since)) flush_later(t, 0);
 }
 
