@@ -119,9 +119,17 @@ static void close_cb(uv_handle_t *h) {
   free(t);
 }
 
+static void settle_unacked(lc_rt *rt, lc_ipc *ch);
+
 static void close_now(lc_tcp *t) {
   if (t->closing) return;
   t->closing = 1;
+  /* a closing dispatcher's copies (closed in close_cb) are no longer its workers' unacked:
+   * their late acks match nothing */
+  for (size_t i = 0; i < t->ninflight; i++) {
+    lc_ipc *ch = lc_ipc_by_serial(t->base.rt, t->inflight[i].id, t->inflight[i].serial);
+    if (ch != NULL) settle_unacked(t->base.rt, ch);
+  }
   if (t->send_timer) uv_timer_stop(t->send_timer);
   if (t->flush_timer) uv_timer_stop(t->flush_timer);
   if (t->queue_timer) uv_timer_stop(t->queue_timer);
@@ -770,34 +778,41 @@ static lc_tcp *dispatcher_of(lc_rt *rt, int key) {
   return NULL;
 }
 
-/* ipc.c: a worker acknowledged a CONN frame (see lc.h) */
-void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken) {
-  lc_tcp *t = dispatcher_of(rt, key);
-  if (t != NULL) {
-    size_t i = find_inflight(t, lc_ipc_serial(ch), seq);
-    if (i < t->ninflight) {
-      uv_tcp_t *conn = t->inflight[i].conn;
-      int id = t->inflight[i].id;
-      uint64_t since = t->inflight[i].since;
-      remove_inflight(t, i);
-      if (taken) {
-        uv_close((uv_handle_t *)conn, lc_free_handle_cb);
-      } else {
-        picker_uncount(t, id, lc_ipc_serial(ch));
-        if (requeue_copy(t, conn, since)) flush_later(t, 200);
-      }
-    }
-  }
-  /* a worker that was busy has room again: what waits goes out */
-  if (lc_ipc_unacked(ch) == MAX_UNACKED_PER_WORKER - 1)
+/* one copy kept for channel ch is settled: a worker that was busy (MAX_UNACKED_PER_WORKER)
+ * and has room again gets what waits */
+static void settle_unacked(lc_rt *rt, lc_ipc *ch) {
+  int was_busy = lc_ipc_unacked(ch) >= MAX_UNACKED_PER_WORKER;
+  lc_ipc_acked(ch);
+  if (was_busy && lc_ipc_unacked(ch) < MAX_UNACKED_PER_WORKER)
     for (lc_tcp *d = rt->dispatchers; d; d = d->next_dispatcher)
       if (d->nqueued > 0) flush_later(d, 0);
 }
 
-/* ipc.c: a CONN frame with a copy kept was never written (see lc.h) */
-void lc_tcp_conn_unsent(lc_rt *rt, uint64_t serial, int key, uint32_t seq) {
+/* ipc.c: a worker acknowledged a CONN frame (see lc.h); one that matches no copy (its
+ * dispatcher closed, or its copy was settled already) changes nothing */
+void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken) {
   lc_tcp *t = dispatcher_of(rt, key);
   if (t == NULL) return;
+  size_t i = find_inflight(t, lc_ipc_serial(ch), seq);
+  if (i == t->ninflight) return;
+  uv_tcp_t *conn = t->inflight[i].conn;
+  int id = t->inflight[i].id;
+  uint64_t since = t->inflight[i].since;
+  remove_inflight(t, i);
+  if (taken) {
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+  } else {
+    picker_uncount(t, id, lc_ipc_serial(ch));
+    if (requeue_copy(t, conn, since)) flush_later(t, 200);
+  }
+  settle_unacked(rt, ch);
+}
+
+/* ipc.c: a CONN frame with a copy kept was never written (see lc.h) */
+void lc_tcp_conn_unsent(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq) {
+  lc_tcp *t = dispatcher_of(rt, key);
+  if (t == NULL) return;
+  uint64_t serial = lc_ipc_serial(ch);
   size_t i = find_inflight(t, serial, seq);
   if (i == t->ninflight) return;
   uv_tcp_t *conn = t->inflight[i].conn;
@@ -806,6 +821,7 @@ void lc_tcp_conn_unsent(lc_rt *rt, uint64_t serial, int key, uint32_t seq) {
   remove_inflight(t, i);
   picker_uncount(t, id, serial);
   if (requeue_copy(t, conn, since)) flush_later(t, 0);
+  settle_unacked(rt, ch);
 }
 
 typedef struct conn_args { lc_handle_base *owner; uv_tcp_t *conn; int handed; } conn_args;
@@ -1036,6 +1052,8 @@ static int m_dispatch_requeue(lua_State *L) {
   size_t j = 0, n = 0, closed = 0;
   for (size_t i = t->ninflight; i-- > 0;) {  /* newest first, each to the front */
     if (t->inflight[i].serial != serial) continue;
+    lc_ipc *ch = lc_ipc_by_serial(t->base.rt, t->inflight[i].id, serial);
+    if (ch != NULL) settle_unacked(t->base.rt, ch);   /* (its channel is normally closed already) */
     if (requeue_copy(t, t->inflight[i].conn, t->inflight[i].since)) n++;
     else closed++;
   }
