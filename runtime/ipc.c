@@ -115,10 +115,7 @@ static void write_cb(uv_write_t *req, int status) {
   lc_ipc *ch = w->ch;
   /* a failed write shows up as EOF or an error on the read side; but a connection that did not
    * leave goes back to the master's dispatch now (the channel may stay open: ETOOMANYREFS) */
-  if (status < 0 && w->conn_seq != 0) {
-    if (ch->unacked > 0) ch->unacked--;
-    lc_tcp_conn_unsent(ch->base.rt, ch->serial, w->conn_key, w->conn_seq);
-  }
+  if (status < 0 && w->conn_seq != 0) lc_tcp_conn_unsent(ch->base.rt, ch, w->conn_key, w->conn_seq);
   if (w->sent_handle) uv_close((uv_handle_t *)w->sent_handle, free_handle_cb);
   free(w->buf);
   free(w);
@@ -238,6 +235,19 @@ int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn, uint32_t seq) {
 uint64_t lc_ipc_serial(const lc_ipc *ch) { return ch->serial; }
 
 int lc_ipc_unacked(const lc_ipc *ch) { return ch->unacked; }
+
+/* unacked counts the master's copies kept for this channel: tcp.c settles each one once (its
+ * ack matched, its frame was not written, or the dispatcher closed), never for a stray ack */
+void lc_ipc_acked(lc_ipc *ch) {
+  if (ch->unacked > 0) ch->unacked--;
+}
+
+lc_ipc *lc_ipc_by_serial(lc_rt *rt, int id, uint64_t serial) {
+  if (id < 1 || id > rt->nroutes) return NULL;
+  for (lc_ipc *ch = rt->routes[id - 1]; ch; ch = ch->route_next)
+    if (ch->serial == serial) return ch->closing ? NULL : ch;
+  return NULL;
+}
 
 lc_ipc *lc_ipc_route(lc_rt *rt, int id) {
   if (id < 1 || id > rt->nroutes) return NULL;
@@ -503,8 +513,7 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
   if (h->kind == LC_KIND_CONN) {
     if (h->flags & LC_FLAG_HANDLE) {
       deliver_conn(ch, h);
-    } else {  /* the master: a worker's acknowledgement */
-      if (ch->unacked > 0) ch->unacked--;
+    } else {  /* the master: a worker's acknowledgement (tcp.c settles unacked if it matches) */
       lc_tcp_conn_ack(rt, ch, (int)h->peer, h->seq, h->len == 0);
     }
     return;
@@ -658,6 +667,9 @@ static int m_send(lua_State *L) {
   h.peer = (uint32_t)luaL_optinteger(L, 3, 0);
   h.seq = (uint32_t)luaL_optinteger(L, 4, 0);
   const char *payload = luaL_checklstring(L, 5, &len);
+  /* CONN frames (a dispatched connection, its acknowledgement) are the runtime's own: one
+   * from Lua would settle or return the master's copies of connections it never had */
+  if (h.kind == LC_KIND_CONN) return luaL_argerror(L, 2, "CONN frames are sent by the runtime only");
   h.flags = 0;
   if (ch->closing || ch->close_when_flushed) {
     lua_pushnil(L);

@@ -151,6 +151,8 @@ int lc_ipc_start(lc_ipc *ch);                     /* starts reading once the pip
 int lc_ipc_send_conn(lc_ipc *ch, int key, uv_tcp_t *conn, uint32_t seq);
 uint64_t lc_ipc_serial(const lc_ipc *ch);         /* unique per channel in this process */
 int lc_ipc_unacked(const lc_ipc *ch);             /* CONN frames with a copy not acknowledged yet */
+void lc_ipc_acked(lc_ipc *ch);                    /* tcp.c: one of those is settled (its copy dropped) */
+lc_ipc *lc_ipc_by_serial(lc_rt *rt, int id, uint64_t serial); /* worker id's channel serial, if open */
 lc_ipc *lc_ipc_route(lc_rt *rt, int id);          /* the channel registered for worker id */
 void lc_ipc_flush_all(lc_rt *rt);                 /* best-effort synchronous flush (before exit) */
 
@@ -170,7 +172,7 @@ uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server);
  * taken (the master's copy is closed) or not (lost: its socket did not arrive, or no server
  * takes key there; the copy goes to another worker) */
 void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken);
-/* tcp.c: CONN frame seq of key, sent with a copy kept, was never written to channel serial */
-void lc_tcp_conn_unsent(lc_rt *rt, uint64_t serial, int key, uint32_t seq);
+/* tcp.c: CONN frame seq of key, sent with a copy kept, was never written to channel ch */
+void lc_tcp_conn_unsent(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq);
 
 #endif

@@ -65,7 +65,8 @@ typedef struct lc_tcp {
   void *take_ctx;
   int dispatch_key, picker_ref, want_addr;
   /* dispatch: accepted, waiting for a ready worker (oldest first), each for QUEUE_TIMEOUT_MS
-   * at most (queue_timer sweeps) */
+   * at most from its accept (queue_timer sweeps; since is kept when a worker gives it back, so
+   * one that bounces between workers that cannot take it still ends) */
   struct queued { uv_tcp_t *conn; uint64_t since; } *queued;
   size_t nqueued, queued_cap;
   uv_timer_t *queue_timer;
@@ -74,7 +75,7 @@ typedef struct lc_tcp {
    * process: a reload's new worker reuses the old one's id) and the frame's seq: if the worker
    * goes without taking it, the connection goes to another worker (dispatch_requeue), but only
    * while nobody has read from it or written to it (conn_pristine). */
-  struct inflight { uint64_t serial; uint32_t seq; int id; uv_tcp_t *conn; } *inflight;
+  struct inflight { uint64_t serial; uint32_t seq; int id; uv_tcp_t *conn; uint64_t since; } *inflight;
   size_t ninflight, inflight_cap;
   uint32_t next_seq;        /* the seq of the last CONN frame sent with a copy (never 0) */
   struct lc_tcp *next_dispatcher;  /* rt->dispatchers, while dispatching */
@@ -118,9 +119,17 @@ static void close_cb(uv_handle_t *h) {
   free(t);
 }
 
+static void settle_unacked(lc_rt *rt, lc_ipc *ch);
+
 static void close_now(lc_tcp *t) {
   if (t->closing) return;
   t->closing = 1;
+  /* a closing dispatcher's copies (closed in close_cb) are no longer its workers' unacked:
+   * their late acks match nothing */
+  for (size_t i = 0; i < t->ninflight; i++) {
+    lc_ipc *ch = lc_ipc_by_serial(t->base.rt, t->inflight[i].id, t->inflight[i].serial);
+    if (ch != NULL) settle_unacked(t->base.rt, ch);
+  }
   if (t->send_timer) uv_timer_stop(t->send_timer);
   if (t->flush_timer) uv_timer_stop(t->flush_timer);
   if (t->queue_timer) uv_timer_stop(t->queue_timer);
@@ -541,16 +550,16 @@ static int conn_pristine(uv_tcp_t *conn) {
 
 static void queue_timer_cb(uv_timer_t *timer);
 
-/* queues conn for a worker that becomes ready: at the back (a new connection), or at the
- * front (one a worker did not take, so it goes first). A full queue closes the connection;
- * one that waits QUEUE_TIMEOUT_MS is closed too (queue_timer_cb). */
-static void queue_conn(lc_tcp *t, uv_tcp_t *conn, int front) {
+/* queues conn, accepted at loop time since, for a worker that becomes ready: at the back (a
+ * new connection), or at the front (one a worker did not take, so it goes first). A full queue
+ * closes the connection; one QUEUE_TIMEOUT_MS after its accept is closed too (queue_timer_cb). */
+static void queue_conn(lc_tcp *t, uv_tcp_t *conn, int front, uint64_t since) {
   if ((!front && t->nqueued >= MAX_QUEUED_CONNS) || t->closing ||
       grow((void **)&t->queued, &t->queued_cap, t->nqueued + 1, sizeof *t->queued) != 0) {
     uv_close((uv_handle_t *)conn, lc_free_handle_cb);
     return;
   }
-  struct queued q = {conn, uv_now(t->tcp->loop)};
+  struct queued q = {conn, since};
   if (front) {
     memmove(t->queued + 1, t->queued, t->nqueued * sizeof *t->queued);
     t->queued[0] = q;
@@ -607,7 +616,7 @@ static uv_tcp_t *copy_conn(uv_tcp_t *conn) {
   return out;
 }
 
-typedef struct pick_args { lc_tcp *t; int prev; const char *how; int id, raised; const char *ip; int port; } pick_args;
+typedef struct pick_args { lc_tcp *t; int prev; const char *how; int id, raised; const char *ip; int port; uint64_t serial; } pick_args;
 
 /* run by lc_call_with, protected (the address string allocates): calls the picker here, as it
  * has a result, and declines the call lc_call_with would make */
@@ -617,7 +626,10 @@ static int push_pick(lua_State *L, void *ud) {
   if (a->prev) lua_pushinteger(L, a->prev); else lua_pushnil(L);
   if (a->how) lua_pushstring(L, a->how); else lua_pushnil(L);
   int nargs = 2;
-  if (a->t->want_addr && a->ip) {
+  if (a->serial != 0) {  /* "returned": by which channel */
+    lua_pushnumber(L, (lua_Number)a->serial);
+    nargs = 3;
+  } else if (a->t->want_addr && a->ip) {
     lua_pushstring(L, a->ip);
     lua_pushinteger(L, a->port);
     nargs = 4;
@@ -631,10 +643,11 @@ static int push_pick(lua_State *L, void *ud) {
   return -1;
 }
 
-/* tells the picker that worker id did not take a connection it was counted for */
-static void picker_uncount(lc_tcp *t, int id) {
+/* tells the picker that worker id, by its channel serial (a reload's new worker has the same
+ * id), did not take a connection it was counted for */
+static void picker_uncount(lc_tcp *t, int id, uint64_t serial) {
   if (t->picker_ref == LUA_NOREF || id <= 0) return;
-  pick_args a = {t, id, "returned", 0, 0, NULL, 0};
+  pick_args a = {t, id, "returned", 0, 0, NULL, 0, serial};
   lc_call_with(t->base.rt, push_pick, &a);
 }
 
@@ -645,8 +658,9 @@ static void picker_uncount(lc_tcp *t, int id) {
  * last for this connection: "gone" (its channel could not take it: the picker uncounts it and
  * drops that worker), "busy" (MAX_UNACKED_PER_WORKER of its connections are not acknowledged:
  * uncounted, and not named again for this connection). prev and how are nil on the first call;
- * "returned" (a connection sent to prev came back) is only a notice (picker_uncount). */
-static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
+ * "returned" (a connection sent to prev came back) is only a notice (picker_uncount), with a
+ * third argument: the serial of the channel it came back by. */
+static int dispatch_one(lc_tcp *t, uv_tcp_t *conn, uint64_t since) {
   lc_rt *rt = t->base.rt;
   char ip[64] = "";
   int port = 0;
@@ -666,7 +680,7 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
   int prev = 0;
   const char *how = NULL;
   for (int attempt = 0; attempt < 1024 && t->picker_ref != LUA_NOREF; attempt++) {
-    pick_args a = {t, prev, how, 0, 0, ip, port};
+    pick_args a = {t, prev, how, 0, 0, ip, port, 0};
     if (lc_call_with(rt, push_pick, &a) > 0 || a.raised) return -1;
     int id = a.id;
     if (id <= 0) return 0;
@@ -693,6 +707,7 @@ static int dispatch_one(lc_tcp *t, uv_tcp_t *conn) {
     t->inflight[t->ninflight].seq = seq;
     t->inflight[t->ninflight].id = id;
     t->inflight[t->ninflight].conn = conn;
+    t->inflight[t->ninflight].since = since;
     t->ninflight++;
     return 1;
   }
@@ -721,7 +736,7 @@ static void flush_later(lc_tcp *t, uint64_t ms) {
 static size_t flush_queue(lc_tcp *t) {
   size_t sent = 0;
   int r = 1;
-  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && (r = dispatch_one(t, t->queued[sent].conn)) == 1) sent++;
+  while (sent < t->nqueued && t->picker_ref != LUA_NOREF && (r = dispatch_one(t, t->queued[sent].conn, t->queued[sent].since)) == 1) sent++;
   if (sent > 0) memmove(t->queued, t->queued + sent, (t->nqueued - sent) * sizeof *t->queued);
   t->nqueued -= sent;
   if (r < 0) flush_later(t, 200);
@@ -736,12 +751,12 @@ static void flush_timer_cb(uv_timer_t *timer) {
 /* a copy the master kept goes to another worker, when it is still as accepted; otherwise it
  * was in the hands of a worker that is gone (or gave it back after acting on it), and it is
  * closed: never served twice. 1 when queued. */
-static int requeue_copy(lc_tcp *t, uv_tcp_t *conn) {
+static int requeue_copy(lc_tcp *t, uv_tcp_t *conn, uint64_t since) {
   if (!conn_pristine(conn)) {
     uv_close((uv_handle_t *)conn, lc_free_handle_cb);
     return 0;
   }
-  queue_conn(t, conn, 1);
+  queue_conn(t, conn, 1, since);
   return 1;
 }
 
@@ -763,38 +778,50 @@ static lc_tcp *dispatcher_of(lc_rt *rt, int key) {
   return NULL;
 }
 
-/* ipc.c: a worker acknowledged a CONN frame (see lc.h) */
-void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken) {
-  lc_tcp *t = dispatcher_of(rt, key);
-  if (t != NULL) {
-    size_t i = find_inflight(t, lc_ipc_serial(ch), seq);
-    if (i < t->ninflight) {
-      uv_tcp_t *conn = t->inflight[i].conn;
-      int id = t->inflight[i].id;
-      remove_inflight(t, i);
-      if (taken) {
-        uv_close((uv_handle_t *)conn, lc_free_handle_cb);
-      } else {
-        picker_uncount(t, id);
-        if (requeue_copy(t, conn)) flush_later(t, 200);
-      }
-    }
-  }
-  /* a worker that was busy has room again: what waits goes out */
-  if (lc_ipc_unacked(ch) == MAX_UNACKED_PER_WORKER - 1)
+/* one copy kept for channel ch is settled: a worker that was busy (MAX_UNACKED_PER_WORKER)
+ * and has room again gets what waits */
+static void settle_unacked(lc_rt *rt, lc_ipc *ch) {
+  int was_busy = lc_ipc_unacked(ch) >= MAX_UNACKED_PER_WORKER;
+  lc_ipc_acked(ch);
+  if (was_busy && lc_ipc_unacked(ch) < MAX_UNACKED_PER_WORKER)
     for (lc_tcp *d = rt->dispatchers; d; d = d->next_dispatcher)
       if (d->nqueued > 0) flush_later(d, 0);
 }
 
-/* ipc.c: a CONN frame with a copy kept was never written (see lc.h) */
-void lc_tcp_conn_unsent(lc_rt *rt, uint64_t serial, int key, uint32_t seq) {
+/* ipc.c: a worker acknowledged a CONN frame (see lc.h); one that matches no copy (its
+ * dispatcher closed, or its copy was settled already) changes nothing */
+void lc_tcp_conn_ack(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq, int taken) {
   lc_tcp *t = dispatcher_of(rt, key);
   if (t == NULL) return;
+  size_t i = find_inflight(t, lc_ipc_serial(ch), seq);
+  if (i == t->ninflight) return;
+  uv_tcp_t *conn = t->inflight[i].conn;
+  int id = t->inflight[i].id;
+  uint64_t since = t->inflight[i].since;
+  remove_inflight(t, i);
+  if (taken) {
+    uv_close((uv_handle_t *)conn, lc_free_handle_cb);
+  } else {
+    picker_uncount(t, id, lc_ipc_serial(ch));
+    if (requeue_copy(t, conn, since)) flush_later(t, 200);
+  }
+  settle_unacked(rt, ch);
+}
+
+/* ipc.c: a CONN frame with a copy kept was never written (see lc.h) */
+void lc_tcp_conn_unsent(lc_rt *rt, lc_ipc *ch, int key, uint32_t seq) {
+  lc_tcp *t = dispatcher_of(rt, key);
+  if (t == NULL) return;
+  uint64_t serial = lc_ipc_serial(ch);
   size_t i = find_inflight(t, serial, seq);
   if (i == t->ninflight) return;
   uv_tcp_t *conn = t->inflight[i].conn;
+  uint64_t since = t->inflight[i].since;
+  int id = t->inflight[i].id;
   remove_inflight(t, i);
-  if (requeue_copy(t, conn)) flush_later(t, 0);
+  picker_uncount(t, id, serial);
+  if (requeue_copy(t, conn, since)) flush_later(t, 0);
+  settle_unacked(rt, ch);
 }
 
 typedef struct conn_args { lc_handle_base *owner; uv_tcp_t *conn; int handed; } conn_args;
@@ -858,7 +885,7 @@ static void take_conn(lc_tcp *t, uv_tcp_t *conn) {
     /* the master holds the connections it dispatches (a copy until acknowledged, the queue):
      * near its descriptor limit it stops accepting for a while rather than reaching it, so
      * that its control socket, its workers' pipes and a restart still have descriptors */
-    uv_os_fd_t fd;
+    uv_os_fd_t fd = -1;
     long limit = fd_limit(t);
     if (limit > 2 * FD_HEADROOM && uv_fileno((uv_handle_t *)conn, &fd) == 0 && fd >= limit - FD_HEADROOM) {
       if (!t->accept_failing) {
@@ -870,8 +897,9 @@ static void take_conn(lc_tcp *t, uv_tcp_t *conn) {
     } else if (limit <= 2 * FD_HEADROOM || fd < limit - 2 * FD_HEADROOM) {
       t->accept_failing = 0;
     }
-    int r = t->nqueued > 0 ? 0 : dispatch_one(t, conn);
-    if (r != 1) queue_conn(t, conn, 0);
+    uint64_t now = uv_now(t->tcp->loop);
+    int r = t->nqueued > 0 ? 0 : dispatch_one(t, conn, now);
+    if (r != 1) queue_conn(t, conn, 0, now);
     if (r < 0) flush_later(t, 200);
   } else {
     give_conn(&t->base, conn);
@@ -1024,7 +1052,9 @@ static int m_dispatch_requeue(lua_State *L) {
   size_t j = 0, n = 0, closed = 0;
   for (size_t i = t->ninflight; i-- > 0;) {  /* newest first, each to the front */
     if (t->inflight[i].serial != serial) continue;
-    if (requeue_copy(t, t->inflight[i].conn)) n++;
+    lc_ipc *ch = lc_ipc_by_serial(t->base.rt, t->inflight[i].id, serial);
+    if (ch != NULL) settle_unacked(t->base.rt, ch);   /* (its channel is normally closed already) */
+    if (requeue_copy(t, t->inflight[i].conn, t->inflight[i].since)) n++;
     else closed++;
   }
   for (size_t i = 0; i < t->ninflight; i++)

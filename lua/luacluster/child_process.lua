@@ -226,7 +226,9 @@ local function group_alive(pgid)
 end
 
 
--- stops following the group pgid; SIGKILL to what is left of it first when kill is set
+-- stops following the group pgid; SIGKILL to what is left of it first when kill is set and
+-- some of it is left (once the group is empty and its leader reaped, the id may be reused:
+-- checking first narrows that window to the gap between the two calls)
 local function group_end(pgid, kill)
   local g = groups[pgid]
   if not g then
@@ -236,7 +238,7 @@ local function group_end(pgid, kill)
   if g.timer then
     g.timer:close()
   end
-  if kill then
+  if kill and group_alive(pgid) then
     core.kill(-pgid, "SIGKILL")
   end
 end

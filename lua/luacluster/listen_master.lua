@@ -59,13 +59,18 @@ end
 -- prev is the worker it named last for this connection, and how says what became of it:
 -- "gone" (its channel could not take the connection: uncounted and no longer ready), "busy"
 -- (too many of its connections not acknowledged yet: uncounted, and skipped for this
--- connection); "returned" only says that a connection sent to prev came back (uncounted)
+-- connection); "returned" only says that a connection sent to prev came back (uncounted),
+-- and then the third argument is the serial of the channel it went by: the worker that now
+-- has id prev may be a reload's new one, which was not counted for it
 local function make_picker(l)
   local fallback = round_robin.new()
   local skip -- workers skipped for the current connection (busy)
   return function(prev, how, ip, port)
     if prev then
       local pw = l.ready[prev]
+      if pw and how == "returned" and pw._serial ~= ip then
+        pw = nil
+      end
       if pw then
         pw.connections = math.max(0, (pw.connections or 1) - 1)
         if how == "gone" then
@@ -124,6 +129,9 @@ local function grant(w, msg, l, address, handle)
   w.state = w.state == "draining" and "draining" or "listening"
   w._listens = w._listens or {}
   w._listens[l.key] = l
+  if w._unlistened then
+    w._unlistened[l.key] = nil
+  end
   w:_control({ op = "listen_result", seq = msg.seq, key = l.key, address = address,
     report = l.policy and l.policy.name == "least_connections" or nil }, handle)
   master.emit(w, "listening", address)
@@ -214,8 +222,16 @@ end
 
 
 master.control_ops.listen = listen_op
+-- A worker closed a dispatched server: it no longer serves that address, also for a pending
+-- new-generation worker (not ready yet), which the reload's switch must not make ready on it
+-- (adopt). Until it is gone its connections not acknowledged yet are still its (requeue).
 master.control_ops.unlisten = function(w, msg)
   local l = w._listens and w._listens[msg.key]
+  if l then
+    w._listens[msg.key] = nil
+    w._unlistened = w._unlistened or {}
+    w._unlistened[msg.key] = l
+  end
   if l and l.ready[w.id] == w then
     l.ready[w.id] = nil
     rebuild_ready(l)
@@ -233,7 +249,7 @@ master.hooks.draining[#master.hooks.draining + 1] = forget
 -- a reload switched to this worker: it takes its slot in every listener it asked for
 master.hooks.adopt[#master.hooks.adopt + 1] = function(w)
   for _, l in pairs(w._listens or {}) do
-    if l.mode == "dispatch" and l.ready then
+    if l.mode == "dispatch" and l.ready and not l.closed then
       l.ready[w.id] = w
       rebuild_ready(l)
       l.tcp:dispatch_flush()
@@ -283,14 +299,19 @@ end
 -- a worker gone with connections sent to it that it never acknowledged (killed with them still
 -- in its channel): they go to other workers, unless it had begun on them (tcp.c closes those).
 -- By its channel's serial: a reload's new worker has the same id, and its own connections.
-local function requeue(w)
-  for _, l in pairs(w._listens or {}) do
+local function requeue_on(w, set)
+  for _, l in pairs(set or {}) do
     if l.mode == "dispatch" and not l.closed and w._serial then
       if l.tcp:dispatch_requeue(w._serial) > 0 then
         l.tcp:dispatch_flush()
       end
     end
   end
+end
+
+local function requeue(w)
+  requeue_on(w, w._listens)
+  requeue_on(w, w._unlistened) -- servers it closed, which it may not have acknowledged all of
 end
 
 master.hooks.gone[#master.hooks.gone + 1] = function(w)
