@@ -51,8 +51,9 @@ else
         elseif how == "close" then
           server:close()
         else
-          -- every connection it holds but this one's, which is answered
-          say("frozen", core.pid(), "holding", server._srv:stats().connections - 1)
+          -- every connection it holds (this one's too while its client has not closed it:
+          -- it was answered, so the bound is at most one too loose, never too tight)
+          say("frozen", core.pid(), "holding", server._srv:stats().connections)
           ffi.C.kill(ffi.C.getpid(), 19)
         end
       end)
