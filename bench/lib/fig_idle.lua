@@ -17,11 +17,7 @@ local function all_systems(cfg)
     { id = "lc_reuseport", label = "luacluster reuseport", kind = "luacluster", start = function() return Sys.luacluster{ mode = "reuseport", app = app } end },
     { id = "nginx", label = "nginx return 200", kind = "peer", needs_nginx = true, start = function() return Sys.nginx{ te = true } end },
   }
-  local out = {}
-  for _, s in ipairs(list) do
-    if Sys.available(s) and (not cfg.idle_only or cfg.idle_only[s.id]) then out[#out + 1] = s end
-  end
-  return out
+  return Sys.select(list, cfg.idle_only)
 end
 
 F.systems = all_systems

@@ -4,9 +4,10 @@
 -- encoded per request (lua-cjson in luacluster and in nginx's content_by_lua, JSON.stringify in
 -- Node.js). luacluster runs bench/apps/techempower.lua; nginx's configs are in systems.lua.
 -- Every system is started once and serves both tests; the runs are rotated repeat after
--- repeat as in figure 1, so that the machine's noise lands on every system alike.
+-- repeat as in figure 1 (rounds.lua), so that the machine's noise lands on every system alike.
 local S = require("sys")
 local Sys = require("systems")
+local Rounds = require("rounds")
 
 local F = {}
 
@@ -39,13 +40,7 @@ local function all_systems(cfg)
     { id = "nginx_lua", label = "nginx content_by_lua (cjson)", kind = "peer", needs_nginx = true, needs_lua = true, tests = both,
       start = function() return Sys.nginx{ te = true, lua = true } end },
   }
-  local out = {}
-  for _, s in ipairs(list) do
-    local keep = Sys.available(s)
-    if cfg.te_only then keep = keep and cfg.te_only[s.id] end
-    if keep then out[#out + 1] = s end
-  end
-  return out
+  return Sys.select(list, cfg.te_only)
 end
 
 F.systems = all_systems
@@ -98,23 +93,10 @@ function F.run(cfg, R, tests)
       for _, run in ipairs(runs) do wrk(run, cfg.warmup) end
     end
     local seconds = cfg.te_duration or cfg.duration
-    for rep = 1, cfg.repeats do
-      S.log("techempower: repeat %d/%d (%d runs of %d s)", rep, cfg.repeats, #runs, seconds)
-      local n = #runs
-      for k = 0, n - 1 do
-        local run = runs[((k + (rep - 1) * 3) % n) + 1]
-        local r, werr = wrk(run, seconds)
-        local d = data[run.s.id]
-        if r then
-          d[run.test][rep] = r.rps
-          d.failed[run.test] = d.failed[run.test] + r.failed
-          S.debug("  %-40s %-9s %10.0f req/s  failed %d", run.s.label, run.test, r.rps, r.failed)
-        else
-          S.log("  %s %s: %s", run.s.label, run.test, werr)
-          d[run.test][rep] = 0 / 0
-        end
-      end
-    end
+    Rounds.run(runs, cfg.repeats, "techempower", seconds, function(run, rep)
+      local r, werr = wrk(run, seconds)
+      Rounds.record(data[run.s.id], run.test, rep, run.s.label, r, werr)
+    end)
   end)
   for _, srv in pairs(servers) do Sys.stop(srv, 2000) end
   if not ok then error(err, 0) end

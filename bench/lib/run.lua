@@ -20,7 +20,8 @@ local USAGE = [[
 usage: bench/run [--quick | --smoke] [options]
   (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 20 minutes)
   --quick          2 repeats of 1 s (about 2-3 minutes)
-  --smoke          one short repeat of one figure per kind (seconds); checks that the bench runs
+  --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
+                   connections); checks that the bench runs
   --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload
   --repeats N      repeats of every figure
   --duration S     seconds per wrk run
@@ -87,7 +88,7 @@ local CFG = {
     ipc_seconds = 0.2, ipc_repeats = 1, ipc_only = { pingpong_small = true }, ipc_no_pin = true,
     life_repeats = 1, idle_ms = 100, life_only = { lc = true }, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 3, reload_at_ms = 1000, reloads = 1,
-    parts = { http = true, ipc = true, start = true },
+    parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
 local cfg = CFG[o.mode]

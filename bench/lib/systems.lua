@@ -129,6 +129,15 @@ function Sys.available(s)
   return true
 end
 
+-- the systems of a list that can run here and, when `only` is given, are in only[id]
+function Sys.select(list, only)
+  local out = {}
+  for _, s in ipairs(list) do
+    if Sys.available(s) and (not only or only[s.id]) then out[#out + 1] = s end
+  end
+  return out
+end
+
 function Sys.have_nginx_lua()
   for _, m in ipairs(Sys.nginx_lua_modules) do
     if not io.open(m) then return false end
