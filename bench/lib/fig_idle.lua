@@ -4,6 +4,7 @@
 -- the RSS of the server (master and workers, and every other process of it, summed), then
 -- bench/probes/idle_conns opens N connections, sends one request on each, reads the answer and
 -- holds them all, idle; the RSS is read again. The figure is (RSS held - RSS before) / N in kB.
+-- This process raises its RLIMIT_NOFILE first, so that the servers it starts inherit room for N.
 -- A run where the server closed a held connection before the RSS was read is not counted.
 local S = require("sys")
 local Sys = require("systems")
@@ -54,6 +55,11 @@ end
 function F.run(cfg, R)
   local systems = all_systems(cfg)
   local n = cfg.idle_conns
+  -- the servers inherit it: each of their workers may hold all n (nginx sets its own, too)
+  local limit = S.raise_nofile(n + 1024)
+  if not limit or limit < n + 64 then
+    error(string.format("RLIMIT_NOFILE is %s, below the %d connections of figure 7", tostring(limit), n), 0)
+  end
   local data = {}
   for _, s in ipairs(systems) do data[s.id] = { label = s.label, kind = s.kind, kb = {}, before = {}, held = {} } end
   for rep = 1, cfg.idle_repeats do

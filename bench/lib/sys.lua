@@ -189,6 +189,35 @@ function S.children(pid)
   return list
 end
 
+-- ---- limits ----
+
+ffi.cdef [[
+struct bench_rlimit { unsigned long cur, max; };
+int getrlimit(int resource, struct bench_rlimit *rl);
+int setrlimit(int resource, const struct bench_rlimit *rl);
+]]
+
+local RLIMIT_NOFILE = 7
+
+-- this process's RLIMIT_NOFILE: -> soft, hard
+function S.nofile()
+  local rl = ffi.new("struct bench_rlimit")
+  assert(C.getrlimit(RLIMIT_NOFILE, rl) == 0, "getrlimit")
+  return tonumber(rl.cur), tonumber(rl.max)
+end
+
+-- Raises this process's RLIMIT_NOFILE (which the servers it starts inherit) to at least want
+-- open files, past the hard limit when it may (CAP_SYS_RESOURCE), else to the hard limit:
+-- -> the soft limit now
+function S.raise_nofile(want)
+  local cur, max = S.nofile()
+  if cur >= want then return cur end
+  if C.setrlimit(RLIMIT_NOFILE, ffi.new("struct bench_rlimit", want, math.max(want, max))) ~= 0 then
+    C.setrlimit(RLIMIT_NOFILE, ffi.new("struct bench_rlimit", max, max))
+  end
+  return (S.nofile())
+end
+
 -- pid and all its descendants (children of children ...), pid first
 function S.tree(pid)
   local list, i = { pid }, 1

@@ -159,7 +159,8 @@ function Sys.nginx(o)
   end
   local main, conns, http, server = "", 4096, "", o.lua and LUA or STATIC
   if o.te then
-    main, conns = "worker_rlimit_nofile 40000;", 16384
+    -- a worker's files: all it may hold, within what nginx may set (the hard limit, unless root)
+    main, conns = string.format("worker_rlimit_nofile %d;", math.min(40000, select(2, S.nofile()))), 16384
     http = TE_HTTP .. (o.lua and ("\n" .. TE_LUA_INIT) or "")
     server = o.lua and TE_LUA or TE_STATIC
   end
