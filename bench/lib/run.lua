@@ -18,8 +18,8 @@ end
 
 local USAGE = [[
 usage: bench/run [--quick | --smoke] [options]
-  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 20 minutes)
-  --quick          2 repeats of 1 s (about 2-3 minutes)
+  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 18 minutes)
+  --quick          2 repeats of 1 s (about 3-4 minutes)
   --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
                    connections); checks that the bench runs
   --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload
