@@ -160,11 +160,16 @@ local LAYERS = {
   { 0, "^luacluster%.core$" },
   { 1, "^luacluster%.lib%." },       -- shared lower layers: codec, log, coro, channel, ...
   { 2, "^luacluster%.sched%." },     -- scheduling: the built-in schedulers and their loader
-  { 3, "^luacluster%.serve%." },     -- the servers' shared parts (listening, in master or worker)
+  { 3, "^luacluster%.worker%." },    -- the worker's side (and a forked child's)
+  { 3, "^luacluster%.master%.core$" },     -- the master's core: worker objects and their life,
+  { 3, "^luacluster%.master%.registry$" }, -- what plugs into it,
+  { 3, "^luacluster%.master%.workers$" },  -- the one writer of a worker's state,
+  { 3, "^luacluster%.master%.sequence$" }, -- one-at-a-time starts and stops
+  { 4, "^luacluster%.serve%." },     -- what HTTP and net servers share: listening in any process
   { 8, "^luacluster%.boot$" },       -- every process's entry point (before the public pattern)
-  { 4, "^luacluster%.[%a_]+$" },     -- the public modules: cluster, http, net, timer, ...
-  { 5, "^luacluster%.worker%." },    -- the worker side
-  { 6, "^luacluster%.master%." },    -- the master
+  { 7, "^luacluster%.cmd_" },        -- the commands (reload, status, ...), loaded by name
+  { 5, "^luacluster%.[%a_]+$" },     -- the public modules: cluster, http, net, timer, ...
+  { 6, "^luacluster%.master%." },    -- the master's parts that plug into its core
   { 7, "^luacluster%.cli%." },       -- the command line
 }
 
@@ -251,7 +256,7 @@ end
 
 -- While the library is being layered, how much of the old graph may remain (each step of the
 -- work lowers these; the layering is done when both are 0 and these lines go).
-local LEFT = { cycle_modules = 18, hidden = 70 }
+local LEFT = { cycle_modules = 0, hidden = 0, upward = 0 }
 
 
 describe("the module graph", function()
@@ -293,7 +298,9 @@ local s = "require('luacluster.x')"
   end)
 
   it("requires only downwards across its layers", function()
-    assert.equal("", table.concat(upward, "\n"))
+    if #upward > LEFT.upward then
+      assert.equal("", table.concat(upward, "\n"))
+    end
   end)
 
   it("has no require inside a function but the lazy optional ones", function()

@@ -2,10 +2,20 @@
 -- The master parses the command line and runs the app; a worker or a forked child (started
 -- by its parent with LUACLUSTER_ROLE set) runs its script. main() returns an exit code to
 -- end at once, or nil to run the event loop; loop_ended() gives the code when it empties.
+-- What it loads after it knows the process's role (luacluster.cluster takes its shape from
+-- the role when it loads, and the master's parts load it) is required where it is used,
+-- marked "lazy".
 local core = require("luacluster.core")
-local runtime = require("luacluster.runtime")
-local log = require("luacluster.log")
-local error_line = require("luacluster.error_line")
+local check = require("luacluster.cli.check")
+local cli = require("luacluster.cli.args")
+local error_line = require("luacluster.lib.error_line")
+local log = require("luacluster.lib.log")
+local master = require("luacluster.master.core")
+local ops = require("luacluster.master.ops")
+local optional = require("luacluster.lib.optional")
+local runtime = require("luacluster.lib.runtime")
+local worker_plugins = require("luacluster.worker.plugins")
+require("luacluster.net") -- it wraps the sockets a channel carries (lib/channel.lua), in every process
 
 local _M = {}
 
@@ -93,8 +103,8 @@ local function main_child(role, argv)
   set_paths(runtime.app_dir)
   set_argv(app, args)
   -- log format and SIGUSR1 (access logs reopen) before anything can log or be signalled
-  require("luacluster.ops").child_init(role, take_env("LUACLUSTER_LOG_FORMAT"), tonumber(os.getenv("LUACLUSTER_WORKER_ID")))
-  local side = require(role == "worker" and "luacluster.worker" or "luacluster.child")
+  ops.child_init(role, take_env("LUACLUSTER_LOG_FORMAT"), tonumber(os.getenv("LUACLUSTER_WORKER_ID")))
+  local side = require(role == "worker" and "luacluster.worker.side" or "luacluster.worker.forked_child")
   local ok, err = side.init({
     ipc_fd = tonumber(take_env("LUACLUSTER_IPC_FD")),
     id = tonumber(take_env("LUACLUSTER_WORKER_ID")),
@@ -106,6 +116,9 @@ local function main_child(role, argv)
   if not ok then
     log.error(err)
     return 1
+  end
+  if role == "worker" then
+    worker_plugins.attach(side)
   end
   local chunk, lerr = load_app(app)
   if not chunk then
@@ -121,17 +134,12 @@ local function main_child(role, argv)
     end
     return 1
   end
-  if role == "worker" then
-    require("luacluster.worker_stats")
-    require("luacluster.limits").init_worker()
-  end
   side.after_top_level()
   return nil
 end
 
 
 local function main_master(argv)
-  local cli = require("luacluster.cli")
   local o, err = cli.parse(argv)
   if not o then
     stderr(err)
@@ -145,7 +153,7 @@ local function main_master(argv)
     return 0
   end
   if o.command ~= "run" and o.command ~= "check" then
-    local cmd, lerr = require("luacluster.optional").require("luacluster.cmd_" .. o.command:gsub("-", "_"))
+    local cmd, lerr = optional.require("luacluster.cmd_" .. o.command:gsub("-", "_"))
     if cmd == false then
       stderr("'" .. o.command .. "' is not available in this build")
       return 2
@@ -168,7 +176,7 @@ local function main_master(argv)
   if o.command == "check" then
     -- every require("literal") must resolve on the paths the app will have (nothing is run)
     set_paths(dirname(abs))
-    local problems, notes = require("luacluster.check").check(o.app, dirname(abs))
+    local problems, notes = check.check(o.app, dirname(abs))
     for _, note in ipairs(notes) do
       stderr("note: " .. note)
     end
@@ -194,14 +202,15 @@ local function main_master(argv)
   -- journald, a pipe nobody reads) must not stall the loop that accepts and dispatches
   _G.print = log.print
   -- the log format, and what systemd put in the environment (children must not see it)
-  local oerr = require("luacluster.ops").master_early(o, take_env("LUACLUSTER_LOG_FORMAT"))
+  local oerr = ops.master_early(o, take_env("LUACLUSTER_LOG_FORMAT"))
   if oerr then
     stderr(oerr)
     return 2
   end
-  local master = require("luacluster.master")
-  master.init(o)
-  require("luacluster.pool")._init_master() -- a worker's pool.map is the master's to run
+  master.init(o, require("luacluster.cluster")) -- lazy: the role is known now (cluster.on's events are the master's)
+  local plugins = require("luacluster.master.plugins") -- lazy: the master's parts load luacluster.cluster
+  plugins.attach(master) -- what plugs into the master (a worker's pool.map, ...)
+  local control = require("luacluster.master.control") -- lazy: as plugins
   -- what was loaded before the app: a reload unloads everything else so new code is read
   runtime.preloaded = {}
   for name in pairs(package.loaded) do
@@ -214,13 +223,14 @@ local function main_master(argv)
       return 1
     end
     master.after_top_level()
-    require("luacluster.master_control").start(o)
+    plugins.attach_after_app(master, o)
+    control.start(o)
     return nil
   end
   -- the control socket first: a second master for this app stops here, before its top level
   -- and its workers (a socket file already there is probed on the loop, and the app starts then)
   local decided, code, waiting = false, nil, false
-  require("luacluster.master_control").take_control(o, function(ok, cerr)
+  control.take_control(o, function(ok, cerr)
     if ok then
       code = start_app()
     else

@@ -13,11 +13,11 @@
 -- leaves the group (setsid) is not followed.
 -- opts.env, as in Node.js, is the child's whole environment (without it, this process's).
 local core = require("luacluster.core")
-local channel = require("luacluster.channel")
-local coro = require("luacluster.coro")
-local emitter = require("luacluster.emitter")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
+local channel = require("luacluster.lib.channel")
+local coro = require("luacluster.lib.coro")
+local emitter = require("luacluster.lib.emitter")
+local log = require("luacluster.lib.log")
+local runtime = require("luacluster.lib.runtime")
 
 local concat = table.concat
 
@@ -873,5 +873,7 @@ function _M._live_count()
   return n
 end
 
+
+runtime.set_children_ender(_M._kill_all, _M._kill_all_now) -- a stop ends them (master, worker)
 
 return _M

@@ -2,8 +2,8 @@
 -- worker; this module gives each side its functions (master.lua, worker.lua) and raises a
 -- clear error when a script calls one on the wrong side.
 local core = require("luacluster.core")
-local emitter = require("luacluster.emitter")
-local runtime = require("luacluster.runtime")
+local emitter = require("luacluster.lib.emitter")
+local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
 
@@ -20,7 +20,7 @@ end
 local MASTER_ONLY = { "setup", "fork", "broadcast", "stop", "keep" }
 
 if _M.is_master then
-  local master = require("luacluster.master")
+  local master = require("luacluster.master.core")
   emitter.mixin(_M)
   -- cluster.on(event, fn); cluster:on(event, fn) works too
   _M.on = function(a, b, c)
@@ -46,7 +46,7 @@ else
   end
   _M.workers = {}
   if _M.is_worker then
-    _M.worker = require("luacluster.worker").worker
+    _M.worker = require("luacluster.worker.side").worker
   end
 end
 

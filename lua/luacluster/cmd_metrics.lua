@@ -1,6 +1,6 @@
 -- luacluster metrics [app.lua | --control PATH]: the running cluster's metrics in the
 -- Prometheus text exposition format (the same text as the cluster.setup{ metrics = } listener).
-local common = require("luacluster.cmd_common")
+local common = require("luacluster.cli.common")
 
 local _M = {}
 

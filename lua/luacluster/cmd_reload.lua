@@ -1,6 +1,6 @@
 -- luacluster reload [app.lua | --control PATH]: exit 0 once the new generation serves,
 -- non-zero with the reason if the new code fails.
-local common = require("luacluster.cmd_common")
+local common = require("luacluster.cli.common")
 
 local _M = {}
 

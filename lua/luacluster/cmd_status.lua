@@ -1,6 +1,6 @@
 -- luacluster status [app.lua | --control PATH] [--json]: one row per worker.
-local common = require("luacluster.cmd_common")
-local json = require("luacluster.json")
+local common = require("luacluster.cli.common")
+local json = require("luacluster.lib.json")
 
 local _M = {}
 

@@ -1,9 +1,9 @@
 -- luacluster stop [app.lua | --control PATH]: graceful stop (as SIGTERM); prints "stopped" and
 -- exits 0 only once the master's process is gone (its pid from the stop reply), so that what
 -- comes next (a new start on the same ports, a package upgrade) never meets it.
-local common = require("luacluster.cmd_common")
-local control = require("luacluster.control")
-local coro = require("luacluster.coro")
+local common = require("luacluster.cli.common")
+local control = require("luacluster.lib.control")
+local coro = require("luacluster.lib.coro")
 local core = require("luacluster.core")
 
 local _M = {}

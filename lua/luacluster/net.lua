@@ -3,10 +3,11 @@
 -- makes servers listen through the master like HTTP servers do (listen.lua).
 -- Sockets and servers can travel as the handle of a message; the sender's copy is closed.
 local core = require("luacluster.core")
-local coro = require("luacluster.coro")
-local emitter = require("luacluster.emitter")
-local listen = require("luacluster.listen")
-local runtime = require("luacluster.runtime")
+local channel = require("luacluster.lib.channel")
+local coro = require("luacluster.lib.coro")
+local emitter = require("luacluster.lib.emitter")
+local listen = require("luacluster.serve.listen")
+local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
 
@@ -363,5 +364,7 @@ function _M.raw(obj)
   return obj
 end
 
+
+channel.set_handle_wrappers(_M.adopt, _M.raw) -- what a message carries is a net socket or server
 
 return _M

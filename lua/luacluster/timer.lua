@@ -2,8 +2,8 @@
 -- on. Callbacks run in coroutines, so they may wait. A pending timer keeps its process alive,
 -- as in Node.js.
 local core = require("luacluster.core")
-local coro = require("luacluster.coro")
-local runtime = require("luacluster.runtime")
+local coro = require("luacluster.lib.coro")
+local runtime = require("luacluster.lib.runtime")
 
 local spawn = coro.spawn
 

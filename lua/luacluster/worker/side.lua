@@ -1,12 +1,15 @@
--- The worker's side of the cluster: the channel to the master, cluster.worker, and the
--- graceful exit (drain) when the master says so or goes away.
+-- luacluster.worker.side: the worker's side of the cluster. It owns the channel to the
+-- master, cluster.worker, and the graceful exit (drain) when the master says so or goes away.
+-- What plugs into it (control ops from the master, what runs when the channel closes) is
+-- registered by worker/plugins.lua.
 local core = require("luacluster.core")
-local channel = require("luacluster.channel")
-local emitter = require("luacluster.emitter")
-local log = require("luacluster.log")
-local peers = require("luacluster.peers")
-local runtime = require("luacluster.runtime")
-local signals = require("luacluster.signals")
+local channel = require("luacluster.lib.channel")
+local emitter = require("luacluster.lib.emitter")
+local log = require("luacluster.lib.log")
+local peers = require("luacluster.worker.peers")
+local registry = require("luacluster.lib.registry")
+local runtime = require("luacluster.lib.runtime")
+local signals = require("luacluster.lib.signals")
 
 local _M = {}
 
@@ -15,6 +18,9 @@ local me            -- cluster.worker
 local draining = false
 local drain_timeout = 30000
 local top_level_done, ready_said = false, false
+-- control ops: the master's control message of that op -> fn(msg, handle); hooks fn():
+-- close (the channel to the master closed)
+local plugs = registry.new("worker", { "close" })
 
 local worker_mt = {}
 worker_mt.__index = worker_mt
@@ -92,7 +98,7 @@ end
 
 local function exit_now()
   -- children started through child_process end first (SIGTERM, then SIGKILL)
-  require("luacluster.child_process")._kill_all(function() core.exit(0) end)
+  runtime.end_children(function() core.exit(0) end)
 end
 
 
@@ -131,19 +137,27 @@ local function on_control(msg, handle)
       drain_timeout = msg.drain_timeout
     end
     _M.drain()
-  elseif _M.control_ops[msg.op] then
-    _M.control_ops[msg.op](msg, handle)
+  elseif plugs:handler(msg.op) then
+    plugs:handler(msg.op)(msg, handle)
   elseif handle then
     handle:close()
   end
 end
 
 
-_M.control_ops = {}
-_M.control_ops.peers = peers.set -- the live worker ids (send_to)
-_M.control_ops.task = function(msg) -- a luacluster.pool task
-  require("luacluster.pool")._on_task(msg)
+-- register_op(name, fn) -> remover; a name taken already raises, naming both registrations
+function _M.register_op(name, fn)
+  return plugs:op(name, fn) -- a tail call: the registration names our caller
 end
+
+
+-- add_hook(list, fn) -> remover
+function _M.add_hook(list, fn)
+  return plugs:hook(list, fn)
+end
+
+
+_M.register_op("peers", peers.set) -- the live worker ids (send_to)
 
 
 function _M.init(opts)
@@ -183,7 +197,7 @@ function _M.init(opts)
       end
     end,
     close = function()
-      require("luacluster.listen").channel_closed() -- servers waiting for the master's unlisten_ok
+      plugs:run("close") -- servers waiting for the master's unlisten_ok (serve/listen.lua)
       if draining then
         exit_now()
       else

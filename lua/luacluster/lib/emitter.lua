@@ -1,6 +1,6 @@
 -- Event handlers with :on(event, fn). emit runs each handler in its own coroutine, in the
 -- order they were added; a handler that raises is logged and the others still run.
-local coro = require("luacluster.coro")
+local coro = require("luacluster.lib.coro")
 
 local spawn = coro.spawn
 

@@ -4,11 +4,16 @@
 -- accepted connections, a request-duration histogram (counted in C per response, see
 -- runtime/http.c), RSS, messages and IPC bytes; per cluster: the generation, reloads done
 -- and refused, workers by state, restarts per worker slot. The master asks every worker for
--- its counters in one control frame per scrape (master_control.collect): a scrape costs the
+-- its counters in one control frame per scrape (master/stats.lua): a scrape costs the
 -- request path nothing, and a worker that does not answer within a second gives its last
 -- answer.
 local core = require("luacluster.core")
-local log = require("luacluster.log")
+local http_module = require("luacluster.http")
+local log = require("luacluster.lib.log")
+local master = require("luacluster.master.core")
+local reload = require("luacluster.master.reload")
+local runtime = require("luacluster.lib.runtime")
+local stats = require("luacluster.master.stats")
 
 local _M = {}
 
@@ -162,11 +167,7 @@ end
 
 -- The whole exposition (waits for the workers' answers, up to a second).
 function _M.render()
-  local master = require("luacluster.master")
-  local master_control = require("luacluster.master_control")
-  local reload = require("luacluster.reload")
-  local runtime = require("luacluster.runtime")
-  local items = master_control.collect()
+  local items = stats.collect()
   local out = { families = {}, by_name = {}, time = core.time(), now = core.now() }
   -- cluster
   family(out, "luacluster_info", "gauge", "The master: luacluster's version, the cluster mode and the master's pid.")
@@ -254,8 +255,7 @@ function _M.apply(v)
   if not tcp then
     return nil, lerr
   end
-  local http = require("luacluster.http")
-  local server = http.create_server(function(req)
+  local server = http_module.create_server(function(req)
     if req.path ~= "/metrics" then
       return 404, { ["Content-Type"] = "text/plain" }, "not found: the metrics are at /metrics\n"
     end
@@ -264,7 +264,7 @@ function _M.apply(v)
     end
     return 200, { ["Content-Type"] = CONTENT_TYPE, ["Cache-Control"] = "no-store" }, _M.render()
   end)
-  require("luacluster.runtime").drain_hooks[server] = nil -- not one of the app's servers
+  runtime.drain_hooks[server] = nil -- not one of the app's servers
   local ok, terr = server:_take_listener(tcp)
   if not ok then
     tcp:close()
@@ -277,5 +277,18 @@ end
 
 
 _M.CONTENT_TYPE = CONTENT_TYPE
+
+
+-- plugs the metrics option into the master's cluster.setup (master/plugins.lua)
+function _M.attach(m)
+  m.add_hook("setup_check", function(opts)
+    if opts.metrics ~= nil then
+      local ok, err = _M.parse_address(opts.metrics)
+      if ok == nil then -- false is a valid answer: no listener
+        return err
+      end
+    end
+  end)
+end
 
 return _M

@@ -10,12 +10,15 @@
 --     listening sockets to the new code's servers;
 --  4. drain the old generation (killed after drain_timeout); fire reload(generation).
 local core = require("luacluster.core")
-local error_line = require("luacluster.error_line")
-local keep = require("luacluster.keep")
-local listen = require("luacluster.listen")
-local log = require("luacluster.log")
-local master = require("luacluster.master")
-local runtime = require("luacluster.runtime")
+local cluster = require("luacluster.cluster")
+local error_line = require("luacluster.lib.error_line")
+local keep = require("luacluster.lib.keep")
+local listen = require("luacluster.serve.listen")
+local log = require("luacluster.lib.log")
+local master = require("luacluster.master.core")
+local master_listen = require("luacluster.master.listen")
+local registry = require("luacluster.lib.registry")
+local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
 
@@ -25,12 +28,17 @@ local DEFAULT_READY_TIMEOUT = 30000
 -- reloads done and refused (metrics), and functions(event, generation | err) run when a
 -- reload "start"s, is "done" or is "refused" (systemd's RELOADING=1 / READY=1: ops.lua)
 _M.counts = { done = 0, refused = 0 }
-_M.hooks = {}
+local plugs = registry.new("reload", { "event" })
+
+
+-- add_hook(fn(event, generation | err)) -> remover
+function _M.add_hook(fn)
+  return plugs:hook("event", fn)
+end
+
 
 local function run_hooks(event, arg)
-  for _, fn in ipairs(_M.hooks) do
-    fn(event, arg)
-  end
+  plugs:run("event", event, arg)
 end
 
 
@@ -77,11 +85,11 @@ local function stage_new_code(gen)
   end
   local stage = { gen = gen, cfg = master.default_config(), setup_called = false, forks = {}, listens = {}, events = {} }
   local saved = unload_app_modules()
-  master.staging = stage
+  master.set_staging(stage)
   local old_gen = runtime.code_generation
   runtime.code_generation = gen
   local ok, rerr = xpcall(chunk, traceback, unpack(runtime.argv))
-  master.staging = nil
+  master.set_staging(nil)
   if ok and stage.keep_error then
     ok, rerr = false, stage.keep_error
   end
@@ -116,12 +124,11 @@ end
 
 
 local function switch(stage, new_workers, gen)
-  local cluster = require("luacluster.cluster")
   -- the master's new state
   master.replace_config(stage.cfg, stage.setup_called)
   rawset(cluster, "_events", rawget(stage.events, "_events") or {})
   master.set_generation(gen)
-  require("luacluster.listen_master").reset_policies()
+  master_listen.reset_policies()
   stop_timers(function(g) return g < gen end)
   -- the master's own servers: the new ones take the old ones' sockets
   local old_servers = {}
@@ -145,7 +152,7 @@ local function switch(stage, new_workers, gen)
   for _, w in ipairs(new_workers) do
     master.adopt(w)
   end
-  require("luacluster.listen_master").close_unused(new_workers)
+  master_listen.close_unused(new_workers)
   for _, w in ipairs(old) do
     if w.generation < gen then
       master.retire(w)
@@ -233,16 +240,11 @@ function _M.reload(cb)
         .. (w._failed and (": " .. error_line.line(w._failed_detail or w._failed)) or ""))
     end
   end
-  master.hooks.ready[#master.hooks.ready + 1] = on_ready
-  master.hooks.gone[#master.hooks.gone + 1] = on_gone
+  local unhook_ready = master.add_hook("ready", on_ready)
+  local unhook_gone = master.add_hook("gone", on_gone)
   local function unhook()
-    for _, list in ipairs({ master.hooks.ready, master.hooks.gone }) do
-      for i = #list, 1, -1 do
-        if list[i] == on_ready or list[i] == on_gone then
-          table.remove(list, i)
-        end
-      end
-    end
+    unhook_ready()
+    unhook_gone()
   end
   local inner = finish_with
   finish_with = function(ferr)

@@ -3,15 +3,27 @@
 -- messages, requests and their replies). The same code serves master<->worker and
 -- parent<->forked child.
 local core = require("luacluster.core")
-local codec = require("luacluster.codec")
-local coro = require("luacluster.coro")
-local log = require("luacluster.log")
+local codec = require("luacluster.lib.codec")
+local coro = require("luacluster.lib.coro")
+local log = require("luacluster.lib.log")
 
 local encode, decode = codec.encode, codec.decode
 local K = core.kind
 local MSG, CTRL, REQ, REPLY, ROUTE, BCAST, ROUTE_FAIL = K.MSG, K.CTRL, K.REQ, K.REPLY, K.ROUTE, K.BCAST, K.ROUTE_FAIL
 
 local _M = {}
+
+-- a socket or server a message carries: the core handle is wrapped as a net socket or server
+-- when it arrives (adopt) and unwrapped when it is sent (raw); luacluster.net registers both
+-- when it loads (boot.lua loads it in every process), this layer being below it
+local adopt = function(h) return h end
+local raw = function(obj) return obj end
+
+
+function _M.set_handle_wrappers(wrap, unwrap)
+  adopt, raw = wrap, unwrap
+end
+
 
 local channel_mt = {}
 channel_mt.__index = channel_mt
@@ -157,7 +169,7 @@ local function on_frame(self, kind, peer, seq, payload, handle)
     return
   end
   if handle and (kind == MSG or kind == REQ) then
-    handle = require("luacluster.net").adopt(handle)
+    handle = adopt(handle)
   end
   if kind == MSG then
     if h.message then
@@ -210,7 +222,7 @@ local function write(self, kind, peer, seq, msg, handle)
     return nil, "channel closed"
   end
   if type(handle) == "table" then
-    handle = require("luacluster.net").raw(handle)
+    handle = raw(handle)
   end
   local bytes, err = encode(msg)
   if not bytes then

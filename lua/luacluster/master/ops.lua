@@ -8,10 +8,10 @@
 --    unit asks for it (runtime/notify.c sends the datagrams);
 --  * the metrics listener of cluster.setup{ metrics = } (luacluster.metrics).
 local core = require("luacluster.core")
-local access_log = require("luacluster.access_log")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
-local signals = require("luacluster.signals")
+local access_log = require("luacluster.lib.access_log")
+local log = require("luacluster.lib.log")
+local runtime = require("luacluster.lib.runtime")
+local signals = require("luacluster.lib.signals")
 
 local _M = {}
 
@@ -53,7 +53,7 @@ local function watch_first_generation(master)
     end
     local ready = 0
     for _, w in pairs(master.workers) do
-      if w._ready then
+      if w:is_ready() then
         ready = ready + 1
       end
     end
@@ -118,10 +118,9 @@ function _M.master_early(o, env_format)
 end
 
 
-function _M.master_init(options)
-  local master = require("luacluster.master")
-  local reload = require("luacluster.reload")
-  local metrics = require("luacluster.metrics")
+-- master/plugins.lua passes the master's core, reload and metrics (ops is below them: a
+-- worker loads it too)
+function _M.master_init(options, master, reload, metrics)
 
   -- the runtime's lines about workers (crashes and restarts are master.lua's)
   local function started(w)
@@ -135,28 +134,21 @@ function _M.master_init(options)
   for _, id in ipairs(ids) do
     started(master.workers[id])
   end
-  master.hooks.fork[#master.hooks.fork + 1] = started
-  master.hooks.gone[#master.hooks.gone + 1] = function(w)
+  master.add_hook("fork", started)
+  master.add_hook("gone", function(w)
     local code, signal = w._exit_code, w._exit_signal
     if w.exited_after_disconnect or (code == 0 and not signal) then
       -- "finished", not "exited with": that wording is master.lua's for a crash
       log.info(string.format("worker %d (pid %d) finished (%s)", w.id, w.pid,
         signal and ("signal " .. signal) or ("exit code " .. tostring(code))))
     end
-  end
+  end)
 
   -- logrotate: the master's own access logs, then every worker's
   signals.set_action("SIGUSR1", function()
     log.info("SIGUSR1: reopening the access logs")
     access_log.reopen_all()
-    local list = {}
-    for _, w in pairs(master.workers) do
-      list[#list + 1] = w
-    end
-    for w in pairs(master.retired()) do
-      list[#list + 1] = w
-    end
-    for _, w in ipairs(list) do
+    for _, w in ipairs(master.live_workers()) do
       if w.state ~= "dead" and w._proc then
         w._proc:kill("SIGUSR1")
       end
@@ -169,7 +161,7 @@ function _M.master_init(options)
     start_watchdog()
   end
 
-  reload.hooks[#reload.hooks + 1] = function(event)
+  reload.add_hook(function(event)
     if event == "start" then
       _M.sd_notify("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=" .. core.monotonic_usec())
     else
@@ -181,14 +173,10 @@ function _M.master_init(options)
       end
       _M.sd_notify("READY=1\n" .. status_line(master))
     end
-  end
-  local prev_on_stop = master.on_stop
-  master.on_stop = function(...)
+  end)
+  master.add_hook("stop", function()
     _M.sd_notify("STOPPING=1\nSTATUS=stopping")
-    if prev_on_stop then
-      return prev_on_stop(...)
-    end
-  end
+  end)
 
   -- the metrics listener: a port it cannot have stops the cluster, as an app's port does
   local ok, err = metrics.apply(master.config().metrics)

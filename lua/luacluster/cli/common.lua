@@ -1,8 +1,8 @@
 -- Shared by the commands that talk to a running master (reload, status, stop): finds its
 -- control socket and runs the command in a coroutine on the event loop.
 local core = require("luacluster.core")
-local control = require("luacluster.control")
-local coro = require("luacluster.coro")
+local control = require("luacluster.lib.control")
+local coro = require("luacluster.lib.coro")
 
 local _M = {}
 

@@ -15,10 +15,12 @@
 -- replacement that fails to become ready changes nothing; the old worker keeps serving and
 -- the next try waits (backoff).
 -- The master pings each ready worker every heartbeat_interval ms with a control message; the
--- worker answers from its event loop. The master reads workers' RSS from /proc. A worker
--- counts its requests itself (its HTTP servers' counters) and asks for its replacement.
+-- worker answers from its event loop (worker/limits.lua). The master reads workers' RSS from
+-- /proc. A worker counts its requests itself (its HTTP servers' counters) and asks for its
+-- replacement (worker/limits.lua).
 local core = require("luacluster.core")
-local log = require("luacluster.log")
+local log = require("luacluster.lib.log")
+local reload = require("luacluster.master.reload")
 
 local now = core.now
 
@@ -34,19 +36,19 @@ _M.DEFAULTS = {
 local RETRY_FIRST_MS = 1000
 local RETRY_MAX_MS = 60000
 local REPLACE_TIMEOUT_MS = 30000  -- unless cluster.setup{reload_timeout=}
-local REQUEST_POLL_MS = 100       -- how often a worker with max_requests looks at its counters
 
 
--- cluster.setup's checks of the keys above (their types are checked by master.lua)
-function _M.check_setup(opts)
+-- cluster.setup's checks of the keys above (their types are checked by master/core.lua):
+-- -> nil | the reason it refuses them
+local function check_setup(opts)
   for k in pairs(_M.DEFAULTS) do
     local v = opts[k]
     if v ~= nil and (v < 0 or v ~= v or v == math.huge) then
-      error("cluster.setup: " .. k .. " must be a number >= 0", 3)
+      return k .. " must be a number >= 0"
     end
   end
   if opts.max_requests and opts.max_requests % 1 ~= 0 then
-    error("cluster.setup: max_requests must be a whole number", 3)
+    return "max_requests must be a whole number"
   end
 end
 
@@ -88,7 +90,7 @@ function _M.replace(old, why)
   if old._recycle_after and now() < old._recycle_after then
     return false
   end
-  if require("luacluster.reload").in_progress() then
+  if reload.in_progress() then
     return false -- the reload replaces it anyway
   end
   old._recycling = true
@@ -190,11 +192,11 @@ local function tick()
   local max_memory = setting("max_memory")
   local t = now()
   for _, w in pairs(master.workers) do
-    if not w._ready and not w._pending then
+    if not w:is_ready() and not w._pending then
       if interval > 0 then
         start_watch(w, t, timeout)
       end
-    elseif w._ready and (w.state == "online" or w.state == "listening") and not w._pending then
+    elseif w:is_ready() and (w.state == "online" or w.state == "listening") and not w._pending then
       if interval > 0 then
         heartbeat(w, t, timeout)
       end
@@ -213,19 +215,21 @@ local function tick()
 end
 
 
-function _M.init_master(m)
+-- plugs the master's half into the master (master/plugins.lua)
+function _M.attach(m)
   master = m
-  m.control_ops.pong = function(w)
+  m.add_hook("setup_check", check_setup)
+  m.register_op("pong", function(w)
     w._hb_wait = nil
-  end
+  end)
   -- a worker that has served max_requests asks for its replacement
-  m.control_ops.recycle = function(w, msg)
+  m.register_op("recycle", function(w, msg)
     local max = setting("max_requests")
     if max > 0 and type(msg.requests) == "number" and msg.requests >= max then
       w._recycle_reason = string.format("has served %d requests (max_requests %d)", msg.requests, max)
       _M.replace(w, w._recycle_reason)
     end
-  end
+  end)
   -- ticks from the first worker on (cluster.setup has run by then: its settings hold)
   local function start_ticking()
     if not ticking then
@@ -233,69 +237,21 @@ function _M.init_master(m)
       tick_timer:start(setting("heartbeat_interval") > 0 and setting("heartbeat_interval") or 1000, 0)
     end
   end
-  m.hooks.fork[#m.hooks.fork + 1] = function(w)
+  m.add_hook("fork", function(w)
     w._started_at = now()
     start_ticking()
-  end
-  m.hooks.ready[#m.hooks.ready + 1] = function(w)
+  end)
+  m.add_hook("ready", function(w)
     start_ticking()
     local max = setting("max_requests")
     if max > 0 then
       w:_control({ op = "limits", max_requests = max })
     end
     on_ready(w)
-  end
-  m.hooks.gone[#m.hooks.gone + 1] = on_gone
+  end)
+  m.add_hook("gone", on_gone)
   tick_timer = core.timer_new(tick)
   tick_timer:unref()
-end
-
-
--- ---- the worker's side ----
-
-function _M.init_worker()
-  local worker = require("luacluster.worker")
-  local runtime = require("luacluster.runtime")
-  local poll, asked
-  local function requests()
-    local n = 0
-    for server in pairs(runtime.drain_hooks) do
-      if type(server) == "table" and server.stats then
-        n = n + (server:stats().requests or 0)
-      end
-    end
-    return n
-  end
-  worker.control_ops.ping = function(msg)
-    local ch = worker.channel()
-    if ch and not ch:is_closed() then
-      ch:control({ op = "pong", seq = msg.seq })
-    end
-  end
-  worker.control_ops.limits = function(msg)
-    local max = tonumber(msg.max_requests) or 0
-    if poll then
-      poll:close()
-      poll = nil
-    end
-    if max <= 0 then
-      return
-    end
-    poll = core.timer_new(function()
-      local n = requests()
-      if n >= max and not asked then
-        asked = true -- once: the master replaces this worker, which then drains
-        local ch = worker.channel()
-        if ch and not ch:is_closed() then
-          ch:control({ op = "recycle", requests = n })
-        end
-        poll:close()
-        poll = nil
-      end
-    end)
-    poll:unref()
-    poll:start(REQUEST_POLL_MS, REQUEST_POLL_MS)
-  end
 end
 
 

@@ -7,52 +7,47 @@
 -- restarted as usual, on its own).
 -- Stop (and any drain that goes through disconnect_in_order): workers are disconnected one at a
 -- time in reverse id order, each after the previous one has exited.
-local core = require("luacluster.core")
-local master = require("luacluster.master")
-
-local _M = {}
+-- The master's core (master/core.lua) calls it and passes itself: this module is below it.
+local timer0 = require("luacluster.lib.timer0")
 
 local on_ready = setmetatable({}, { __mode = "k" })  -- worker -> fn, while waiting for it
 local on_gone = setmetatable({}, { __mode = "k" })   -- worker -> fn, while waiting for its exit
+local attached -- the master these hooks are on (hooked at the first use)
 
 
-local function next_turn(fn)
-  local t
-  t = core.timer_new(function()
-    t:close()
-    fn()
+local function attach(master)
+  if attached then
+    return
+  end
+  attached = master
+  master.add_hook("ready", function(w)
+    local fn = on_ready[w]
+    if fn then
+      on_ready[w] = nil
+      fn()
+    end
   end)
-  t:start(0, 0)
-end
-
-
-master.hooks.ready[#master.hooks.ready + 1] = function(w)
-  local fn = on_ready[w]
-  if fn then
+  master.add_hook("gone", function(w)
+    local fn = on_ready[w]
     on_ready[w] = nil
-    fn()
-  end
-end
-master.hooks.gone[#master.hooks.gone + 1] = function(w)
-  local fn = on_ready[w]
-  on_ready[w] = nil
-  if fn then
-    fn()
-  end
-  fn = on_gone[w]
-  on_gone[w] = nil
-  if fn then
-    fn()
-  end
+    if fn then
+      fn()
+    end
+    fn = on_gone[w]
+    on_gone[w] = nil
+    if fn then
+      fn()
+    end
+  end)
 end
 
 
 -- Calls fn (in a later loop turn) once w is ready or gone.
-function _M.when_ready(w, fn)
+local function when_ready(w, fn)
   local function go()
-    next_turn(fn)
+    timer0.next_turn(fn)
   end
-  if w._ready or w.state == "dead" then
+  if w:is_ready() or w.state == "dead" then
     return go()
   end
   on_ready[w] = go
@@ -60,7 +55,8 @@ end
 
 
 -- Forks n workers one at a time; done() (optional) runs once the last is ready.
-function _M.start(n, done)
+local function start(master, n, done)
+  attach(master)
   local i = 0
   local function step()
     if i >= n or master.is_stopping() then
@@ -72,9 +68,9 @@ function _M.start(n, done)
     i = i + 1
     local w = master.fork()
     if not w then
-      return next_turn(step)
+      return timer0.next_turn(step)
     end
-    _M.when_ready(w, step)
+    when_ready(w, step)
   end
   step()
 end
@@ -82,7 +78,8 @@ end
 
 -- Disconnects the workers with these ids one at a time, in the order given, each after the
 -- previous one has exited; done() (optional) runs after the last.
-function _M.disconnect_in_order(ids, done)
+local function disconnect_in_order(master, ids, done)
+  attach(master)
   local k = 0
   local function step()
     k = k + 1
@@ -98,7 +95,7 @@ function _M.disconnect_in_order(ids, done)
       return step()
     end
     on_gone[w] = function()
-      next_turn(step)
+      timer0.next_turn(step)
     end
     w:disconnect()
   end
@@ -106,4 +103,7 @@ function _M.disconnect_in_order(ids, done)
 end
 
 
-return _M
+return {
+  start = start,
+  disconnect_in_order = disconnect_in_order,
+}

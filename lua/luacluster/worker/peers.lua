@@ -90,14 +90,11 @@ local function on_gone(w)
 end
 
 
-function _M.init_master(m)
+function _M.attach(m)
   master = m
-  local hooks = m.hooks
-  hooks.fork[#hooks.fork + 1] = on_fork
-  hooks.gone[#hooks.gone + 1] = on_gone
-  if hooks.adopt then -- a reload's new worker takes its slot
-    hooks.adopt[#hooks.adopt + 1] = function(w) others(w, { op = "peers", add = w.id }) end
-  end
+  m.add_hook("fork", on_fork)
+  m.add_hook("gone", on_gone)
+  m.add_hook("adopt", function(w) others(w, { op = "peers", add = w.id }) end) -- a reload's new worker takes its slot
 end
 
 

@@ -7,8 +7,11 @@
 --   server:_take_key(key, on)    take (on=true) or stop taking dispatched connections
 --   server:emit(event, ...)      "listening" (address) and "error" (err)
 local core = require("luacluster.core")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
+local log = require("luacluster.lib.log")
+local master = require("luacluster.master.core")
+local runtime = require("luacluster.lib.runtime")
+local timer0 = require("luacluster.lib.timer0")
+local worker = require("luacluster.worker.side")
 
 local _M = {}
 
@@ -54,7 +57,6 @@ local function start_reporting(server)
   if reporters[server] then
     return
   end
-  local worker = require("luacluster.worker")
   local t = core.timer_new(function()
     local n = server:_closed_count()
     if n > 0 then
@@ -85,7 +87,7 @@ local function on_result(msg, handle)
     if handle then
       handle:close()
     elseif msg.key then
-      local ch = require("luacluster.worker").channel()
+      local ch = worker.channel()
       if not ch:is_closed() and ch:control({ op = "unlisten", key = msg.key, confirm = true }) then
         confirming[msg.key] = function() confirming[msg.key] = nil end
       end
@@ -117,8 +119,7 @@ end
 function _M.listen(server, port, host)
   port, host = check_args(port, host)
   if runtime.role == "worker" then
-    local worker = require("luacluster.worker")
-    seq = seq + 1
+      seq = seq + 1
     pending[seq] = { server = server }
     local ok, err = worker.channel():control({ op = "listen", seq = seq, host = host, port = port })
     if not ok then
@@ -146,8 +147,7 @@ end
 
 
 function _M.listen_here(server, port, host)
-  local master = runtime.role == "master" and require("luacluster.master")
-  if master and master.staging then -- a reload's new code: listens at the switch
+  if runtime.role == "master" and master.staging then -- a reload's new code: listens at the switch
     local list = master.staging.listens
     list[#list + 1] = { server = server, port = port, host = host }
     return server
@@ -161,18 +161,15 @@ function _M.listen_here(server, port, host)
   else
     tcp, err = core.tcp_listen(host, port)
   end
-  if tcp and master then
+  if tcp and runtime.role == "master" then
     here[key] = { tcp = tcp, server = server }
     _M.master_servers[server] = true
   end
   if not tcp then
     -- reported after the caller's top level has had a chance to add an error handler
-    local t
-    t = core.timer_new(function()
-      t:close()
+    timer0.next_turn(function()
       fail(server, err)
     end)
-    t:start(0, 0)
     return server
   end
   local _, actual = tcp:sockname()
@@ -211,7 +208,7 @@ function _M.unlisten(server, done)
     if done then done() end
     return
   end
-  local ch = require("luacluster.worker").channel()
+  local ch = worker.channel()
   local left = #keys
   local function one_done(key)
     confirming[key] = nil
@@ -257,10 +254,12 @@ local function on_extra_listener(msg, handle)
 end
 
 
-if runtime.role == "worker" then
-  require("luacluster.worker").control_ops.listen_result = on_result
-  require("luacluster.worker").control_ops.extra_listener = on_extra_listener
-  require("luacluster.worker").control_ops.unlisten_ok = on_unlisten_ok
+-- plugs the worker's half into the worker's side (worker/plugins.lua)
+function _M.attach_worker(side)
+  side.register_op("listen_result", on_result)
+  side.register_op("extra_listener", on_extra_listener)
+  side.register_op("unlisten_ok", on_unlisten_ok)
+  side.add_hook("close", _M.channel_closed)
 end
 
 -- ---- what every server (http, net) shares ----

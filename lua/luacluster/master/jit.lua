@@ -11,14 +11,14 @@ local flush = jit and jit.flush or function() end
 
 
 function _M.init(master, reload)
-  master.hooks.gone[#master.hooks.gone + 1] = function()
+  master.add_hook("gone", function()
     flush()
-  end
-  reload.hooks[#reload.hooks + 1] = function(event)
+  end)
+  reload.add_hook(function(event)
     if event == "done" then
       flush()
     end
-  end
+  end)
 end
 
 

@@ -1,93 +1,25 @@
 -- The master's side of the control channel (control.lua): reload, status and stop from
 -- `luacluster reload|status|stop`, plus SIGHUP and --watch, which reload too.
 local core = require("luacluster.core")
-local control = require("luacluster.control")
-local coro = require("luacluster.coro")
-local error_line = require("luacluster.error_line")
-local log = require("luacluster.log")
-local master = require("luacluster.master")
-local reload = require("luacluster.reload")
-local runtime = require("luacluster.runtime")
-local signals = require("luacluster.signals")
+local control = require("luacluster.lib.control")
+local coro = require("luacluster.lib.coro")
+local error_line = require("luacluster.lib.error_line")
+local log = require("luacluster.lib.log")
+local master = require("luacluster.master.core")
+local metrics = require("luacluster.master.metrics")
+local reload = require("luacluster.master.reload")
+local stats = require("luacluster.master.stats")
+local runtime = require("luacluster.lib.runtime")
+local signals = require("luacluster.lib.signals")
 
 local _M = {}
 
 local started_at = core.now()
-local stats_seq = 0
-local stats_waiters = {}
-local STATS_TIMEOUT = 1000
-
-
-master.control_ops.stats_result = function(w, msg)
-  local waiter = stats_waiters[msg.seq]
-  if waiter then
-    stats_waiters[msg.seq] = nil
-    waiter(w, msg)
-  end
-end
-
-
-local function all_workers()
-  local list = {}
-  for _, w in pairs(master.workers) do
-    list[#list + 1] = w
-  end
-  for w in pairs(master.retired()) do
-    list[#list + 1] = w
-  end
-  table.sort(list, function(a, b)
-    if a.id ~= b.id then return a.id < b.id end
-    return a.generation < b.generation
-  end)
-  return list
-end
-
-
--- Every worker's counters, asked for in one control frame per worker (batched: nothing per
--- request), waiting up to 1 s for the answers: -> array of { worker =, stats =, fresh = }.
--- A worker that does not answer in time gives its last answer (fresh = false), so that its
--- counters do not seem to go back.
-function _M.collect()
-  local list, pending = {}, 0
-  local w8 = coro.waiter("stats")
-  for _, w in ipairs(all_workers()) do
-    local item = { worker = w, stats = w._last_stats or {}, fresh = false }
-    list[#list + 1] = item
-    stats_seq = stats_seq + 1
-    local seq = stats_seq
-    if w:_control({ op = "stats", seq = seq }) then
-      item.seq = seq
-      pending = pending + 1
-      stats_waiters[seq] = function(_, msg)
-        if item.done then return end
-        item.done = true
-        w._last_stats, item.stats, item.fresh = msg, msg, true
-        pending = pending - 1
-        if pending == 0 then w8:wake() end
-      end
-    end
-  end
-  if pending > 0 then
-    local t = core.timer_new(function() w8:wake() end)
-    t:start(STATS_TIMEOUT, 0)
-    w8:wait()
-    t:close()
-    for _, item in ipairs(list) do
-      item.done = true -- a late answer is dropped
-      if item.seq then
-        stats_waiters[item.seq] = nil
-      end
-    end
-  end
-  return list
-end
-
-
 -- one row per worker, with the counters each worker reports (waits up to 1 s for them)
 function _M.status()
   local rows = {}
   local now = core.now()
-  for _, item in ipairs(_M.collect()) do
+  for _, item in ipairs(stats.collect()) do
     local w, st = item.worker, item.stats
     if w.state ~= "dead" then -- (one that exited while the others answered has no row)
       rows[#rows + 1] = {
@@ -96,7 +28,7 @@ function _M.status()
         requests = st.requests or 0, connections = st.connections or 0, restarts = master.restarts(w.id),
         rss = core.pid_rss(w.pid) or 0,
         -- a slot that crashed and has not served since: why (a crash loop shows here)
-        last_error = not w._ready and w.generation == master.generation() and master.slot_error(w.id) or nil,
+        last_error = not w:is_ready() and w.generation == master.generation() and master.slot_error(w.id) or nil,
       }
     end
   end
@@ -133,7 +65,7 @@ local function handle(msg, conn)
   elseif msg.cmd == "status" then
     conn:reply({ ok = true, status = _M.status() })
   elseif msg.cmd == "metrics" then
-    conn:reply({ ok = true, text = require("luacluster.metrics").render() })
+    conn:reply({ ok = true, text = metrics.render() })
   elseif msg.cmd == "stop" then
     conn:reply({ ok = true, pid = core.pid() }) -- luacluster stop waits for this pid to go
     master.stop(0)
@@ -208,8 +140,6 @@ end
 
 -- After the app's top level: reloads on SIGHUP and --watch, systemd's notifications.
 function _M.start(options)
-  require("luacluster.ops").master_init(options)
-  require("luacluster.master_jit").init(master, reload)
   signals.set_action("SIGHUP", function()
     reload_quietly("SIGHUP")
   end)

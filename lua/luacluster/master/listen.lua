@@ -7,9 +7,12 @@
 --              worker, so a replacement inherits the same socket and its accept queue
 --   ports      worker slot i gets its own socket on port + i - 1 (for a proxy in front)
 local core = require("luacluster.core")
-local log = require("luacluster.log")
-local master = require("luacluster.master")
-local runtime = require("luacluster.runtime")
+local cluster = require("luacluster.cluster")
+local listen = require("luacluster.serve.listen")
+local log = require("luacluster.lib.log")
+local master = require("luacluster.master.core")
+local runtime = require("luacluster.lib.runtime")
+local sched = require("luacluster.sched.load")
 
 local _M = {}
 
@@ -17,11 +20,8 @@ local listeners = {}   -- "host:port" (or "host:port#slot") -> listener
 local next_key = 0
 local round_robin = require("luacluster.sched.round_robin")
 
-local cluster -- required lazily (it requires master)
-
 
 local function report_error(err)
-  cluster = cluster or require("luacluster.cluster")
   if not cluster:emit("error", err) then
     log.error(err)
   end
@@ -31,15 +31,11 @@ end
 -- the policy named by cluster.setup{scheduler=}: {wants_address, pick(workers, conn)}
 local function make_policy()
   local s = master.config().scheduler or "round_robin"
-  if type(s) == "function" then
-    return { wants_address = true, pick = s, custom = true }
-  end
-  if type(s) ~= "string" or not s:match("^[%w_]+$") then
-    error("cluster.setup: scheduler must be a built-in name or a function", 0)
-  end
-  local mod, lerr = require("luacluster.optional").require("luacluster.sched." .. s)
+  local mod, err = sched.load(s)
   if not mod then
-    error("cluster.setup: " .. (lerr and "scheduler '" .. s .. "' does not load: " .. lerr or "unknown scheduler '" .. s .. "'"), 0)
+    error("cluster.setup: " .. err, 0)
+  elseif type(mod) == "function" then
+    return { wants_address = true, pick = mod, custom = true }
   end
   return { wants_address = mod.wants_address, pick = mod.new(), name = s }
 end
@@ -122,7 +118,7 @@ end
 
 
 local function grant(w, msg, l, address, handle)
-  master.listened_once = true
+  master.listen_granted()
   if not w._online and master.mark_online then
     master.mark_online(w) -- a listen at the worker's top level comes before its "online"
   end
@@ -143,8 +139,8 @@ local function listen_op(w, msg)
   local mode = master.config().mode or runtime.options.mode or "dispatch"
   local function fail(err)
     -- before anything has ever listened, a taken port ends the whole start (see master.lua)
-    master.last_listen_error = err
-    w:_control({ op = "listen_result", seq = msg.seq, err = err, fatal = not master.listened_once or nil })
+    local fatal = master.listen_failed(err)
+    w:_control({ op = "listen_result", seq = msg.seq, err = err, fatal = fatal or nil })
   end
   if type(host) ~= "string" or type(port) ~= "number" then
     return fail("listen: bad address")
@@ -161,7 +157,7 @@ local function listen_op(w, msg)
   if not l then
     local tcp, err, code = open(host, slot_port, reuseport)
     if not tcp then
-      if code == "EADDRINUSE" and require("luacluster.listen").master_listens(host, slot_port) then
+      if code == "EADDRINUSE" and listen.master_listens(host, slot_port) then
         err = err .. ": the master itself listens on this address (a server started in the master;"
           .. " start servers inside `if cluster.is_worker`)"
       end
@@ -221,11 +217,10 @@ local function forget(w)
 end
 
 
-master.control_ops.listen = listen_op
 -- A worker closed a dispatched server: it no longer serves that address, also for a pending
 -- new-generation worker (not ready yet), which the reload's switch must not make ready on it
 -- (adopt). Until it is gone its connections not acknowledged yet are still its (requeue).
-master.control_ops.unlisten = function(w, msg)
+local function on_unlisten(w, msg)
   local l = w._listens and w._listens[msg.key]
   if l then
     w._listens[msg.key] = nil
@@ -240,14 +235,13 @@ master.control_ops.unlisten = function(w, msg)
     w:_control({ op = "unlisten_ok", key = msg.key })
   end
 end
-master.control_ops.closed = function(w, msg)
+local function on_closed(w, msg)
   if type(msg.n) == "number" then
     w.connections = math.max(0, (w.connections or 0) - msg.n)
   end
 end
-master.hooks.draining[#master.hooks.draining + 1] = forget
 -- a reload switched to this worker: it takes its slot in every listener it asked for
-master.hooks.adopt[#master.hooks.adopt + 1] = function(w)
+local function on_adopt(w)
   for _, l in pairs(w._listens or {}) do
     if l.mode == "dispatch" and l.ready and not l.closed then
       l.ready[w.id] = w
@@ -314,7 +308,7 @@ local function requeue(w)
   requeue_on(w, w._unlistened) -- servers it closed, which it may not have acknowledged all of
 end
 
-master.hooks.gone[#master.hooks.gone + 1] = function(w)
+local function on_gone(w)
   forget(w)
   requeue(w)
   adopt_orphans(w)
@@ -324,16 +318,24 @@ end
 -- A graceful stop closes every listening socket at once (the workers close their copies as
 -- they start draining): a new connection is then refused, and a proxy in front moves on to
 -- another server, instead of waiting in the accept queue, unanswered, until the master exits.
-local previous_on_stop = master.on_stop
-master.on_stop = function()
+local function on_stop()
   for id_key, l in pairs(listeners) do
     listeners[id_key] = nil
     l.closed = true
     l.tcp:close()
   end
-  if previous_on_stop then
-    previous_on_stop()
-  end
+end
+
+
+-- plugs this module into the master (master/plugins.lua)
+function _M.attach(m)
+  m.register_op("listen", listen_op)
+  m.register_op("unlisten", on_unlisten)
+  m.register_op("closed", on_closed)
+  m.add_hook("draining", forget)
+  m.add_hook("adopt", on_adopt)
+  m.add_hook("gone", on_gone)
+  m.add_hook("stop", on_stop)
 end
 
 

@@ -3,13 +3,16 @@
 -- cluster gracefully. Decisions live here; the processes, pipes and signals are the C
 -- runtime's (runtime/process.c, ipc.c, signal.c).
 local core = require("luacluster.core")
-local channel = require("luacluster.channel")
-local codec = require("luacluster.codec")
-local emitter = require("luacluster.emitter")
-local error_line = require("luacluster.error_line")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
-local signals = require("luacluster.signals")
+local channel = require("luacluster.lib.channel")
+local codec = require("luacluster.lib.codec")
+local emitter = require("luacluster.lib.emitter")
+local error_line = require("luacluster.lib.error_line")
+local keep = require("luacluster.lib.keep")
+local log = require("luacluster.lib.log")
+local registry = require("luacluster.lib.registry")
+local runtime = require("luacluster.lib.runtime")
+local sequence = require("luacluster.master.sequence")
+local signals = require("luacluster.lib.signals")
 
 local now = core.now
 local K = core.kind
@@ -42,6 +45,10 @@ local logged_detail = {}  -- id -> the last top-level error logged in full for t
 -- the first start: until every worker the top level asked for has been ready once, a worker
 -- that fails before it is ready stops the master ("failed to boot"), as gunicorn does
 local boot = { open = true, starting = true, waiting = 0 }
+-- a worker's listen that fails before any listen was ever granted ends the whole start
+local listened_once, last_listen_error = false, nil
+
+local plugs = registry.new("master", { "fork", "online", "draining", "gone", "adopt", "ready", "stop", "setup_check" })
 
 local worker_mt = {}
 worker_mt.__index = worker_mt
@@ -108,9 +115,7 @@ function worker_mt:disconnect()
   end
   self.exited_after_disconnect = true
   self.state = "draining"
-  for _, hook in ipairs(_M.hooks.draining) do
-    hook(self)
-  end
+  plugs:run("draining", self)
   if self._ch and not self._ch:is_closed() then
     -- the worker's own deadline is the one the master keeps (a reload may have changed it)
     self._ch:control({ op = "disconnect", drain_timeout = cfg.drain_timeout })
@@ -127,6 +132,12 @@ end
 
 function worker_mt:is_dead()
   return self.state == "dead"
+end
+
+
+-- ready: see "readiness" below (the one definition; reload, sequence, limits and status ask this)
+function worker_mt:is_ready()
+  return self._ready == true
 end
 
 
@@ -201,9 +212,7 @@ local function check_ready(w)
     boot.waiting = boot.waiting - 1
     boot_check()
   end
-  for _, hook in ipairs(_M.hooks.ready) do
-    hook(w)
-  end
+  plugs:run("ready", w)
 end
 
 
@@ -223,7 +232,7 @@ local spawn_worker
 local function check_stopped()
   if stopping and next(workers) == nil and next(retired) == nil then
     -- children started through child_process end too (SIGTERM, then SIGKILL)
-    require("luacluster.child_process")._kill_all(function() runtime.exit(stop_code) end)
+    runtime.end_children(function() runtime.exit(stop_code) end)
   end
 end
 
@@ -276,14 +285,12 @@ local function finish(w)
     workers[w.id] = nil
   end
   retired[w] = nil
-  for _, hook in ipairs(_M.hooks.gone) do
-    hook(w)
-  end
+  plugs:run("gone", w)
   local code, signal = w._exit_code, w._exit_signal
   local uptime = now() - w._started
   local crashed = signal ~= nil or code ~= 0
   local how = signal and ("signal " .. signal) or ("code " .. tostring(code))
-  local fatal_listen = code == 98 and not _M.listened_once and _M.last_listen_error ~= nil
+  local fatal_listen = code == 98 and not listened_once and last_listen_error ~= nil
   -- a worker of the first start that fails before it is ready (not one the heartbeat killed)
   local boot_failed = w._boot and crashed and not w.exited_after_disconnect and not w._hb_killed
     and not fatal_listen and not stopping
@@ -306,7 +313,7 @@ local function finish(w)
   emit(w, "exit", code, signal)
   if fatal_listen and not stopping then
     -- the cluster could not start serving (a port in use, no permission): say so once, stop
-    error_line.report(_M.last_listen_error)
+    error_line.report(last_listen_error)
     _M.stop(1)
     return
   end
@@ -366,9 +373,7 @@ function _M.mark_online(w)
     w.state = "online"
   end
   emit(w, "online")
-  for _, hook in ipairs(_M.hooks.online) do
-    hook(w)
-  end
+  plugs:run("online", w)
 end
 
 
@@ -392,12 +397,10 @@ local function on_control(w, msg, handle)
     if w.state ~= "dead" and w.state ~= "draining" then
       w.exited_after_disconnect = true
       w.state = "draining"
-      for _, hook in ipairs(_M.hooks.draining) do
-        hook(w)
-      end
+      plugs:run("draining", w)
     end
-  elseif _M.control_ops[op] then
-    _M.control_ops[op](w, msg, handle)
+  elseif plugs:handler(op) then
+    plugs:handler(op)(w, msg, handle)
   elseif handle then
     handle:close()
   end
@@ -548,9 +551,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
     end
   end
   emit(w, "fork")
-  for _, hook in ipairs(_M.hooks.fork) do
-    hook(w)
-  end
+  plugs:run("fork", w)
   return w
 end
 
@@ -609,12 +610,9 @@ function _M.setup(opts)
     error("cluster.setup: max_message_size must be from 16 to " .. core.max_message_size
       .. " bytes (the longest string LuaJIT holds)", 2)
   end
-  require("luacluster.limits").check_setup(opts)
-  if opts.metrics ~= nil then
-    local ok, merr = require("luacluster.metrics").parse_address(opts.metrics)
-    if ok == nil then -- false is a valid answer: no listener
-      error("cluster.setup: " .. merr, 2)
-    end
+  local refused = plugs:first("setup_check", opts) -- the plugins' own options (limits, metrics)
+  if refused then
+    error("cluster.setup: " .. refused, 2)
   end
   if _M.staging then -- a reload is running the new code: its setup applies at the switch
     for k, v in pairs(opts) do
@@ -627,9 +625,6 @@ function _M.setup(opts)
     cfg[k] = v
   end
   setup_called = true
-  if _M.on_setup then
-    _M.on_setup(cfg)
-  end
 end
 
 
@@ -653,7 +648,7 @@ end
 
 -- cluster.keep(name [, initial]) -> table: state a reload carries into the new code (keep.lua)
 function _M.keep(name, initial)
-  return require("luacluster.keep").keep(_M.staging, name, initial)
+  return keep.keep(_M.staging, name, initial)
 end
 
 
@@ -691,16 +686,14 @@ function _M.stop(code)
   stopping = true
   stop_code = code or 0
   runtime.exit_code = stop_code
-  if _M.on_stop then
-    _M.on_stop()
-  end
+  plugs:run("stop")
   local ids = {}
   for id in pairs(workers) do
     ids[#ids + 1] = id
   end
   table.sort(ids, function(a, b) return a > b end)
   if cfg.start == "sequential" then
-    require("luacluster.sequence").disconnect_in_order(ids) -- each after the previous has exited
+    sequence.disconnect_in_order(_M, ids) -- each after the previous has exited
   else
     for _, id in ipairs(ids) do
       workers[id]:disconnect()
@@ -730,13 +723,33 @@ local function stop_now(code)
       w._proc:kill("SIGKILL")
     end
   end
-  require("luacluster.child_process")._kill_all_now()
+  runtime.end_children_now()
   runtime.exit(code)
 end
 
 
 function _M.config()
   return cfg
+end
+
+
+-- master/listen.lua: a worker was given a listening socket
+function _M.listen_granted()
+  listened_once = true
+end
+
+
+-- master/listen.lua: a worker's listen failed -> fatal (nothing has listened yet: the start ends)
+function _M.listen_failed(err)
+  last_listen_error = err
+  return not listened_once
+end
+
+
+-- master/reload.lua: the new code's top level runs in this stage (nil once it has run); while
+-- it is set, cluster.setup, cluster.fork, cluster.keep and listens go to the stage
+function _M.set_staging(stage)
+  _M.staging = stage
 end
 
 
@@ -750,10 +763,28 @@ function _M.is_stopping()
 end
 
 
--- control ops from workers that other modules add (listen, stats, ...)
-_M.control_ops = {}
--- functions(worker) other modules run when a worker is forked / online / starts draining / is gone
-_M.hooks = { fork = {}, online = {}, draining = {}, gone = {}, adopt = {}, ready = {} }
+-- ---- what plugs into the master (master/plugins.lua lists it, in order) ----
+-- control ops: a worker's control message of that op -> fn(worker, msg, handle);
+-- hooks fn(worker): fork, online, draining (it starts draining), gone (it exited), adopt (a
+-- reload's new worker takes its slot), ready (see readiness); fn(): stop (a graceful stop
+-- begins); fn(opts) -> nil | reason: setup_check (cluster.setup's options of a plugin).
+
+-- register_op(name, fn) -> remover; a name taken already raises, naming both registrations
+function _M.register_op(name, fn)
+  return plugs:op(name, fn) -- a tail call: the registration names our caller
+end
+
+
+-- add_hook(list, fn) -> remover; hooks of a list run in the order they were added
+function _M.add_hook(list, fn)
+  return plugs:hook(list, fn)
+end
+
+
+-- what is plugged in, one line per op and per hook list (file:line of each registration)
+function _M.describe_plugs()
+  return plugs:describe()
+end
 
 
 -- ---- generations (used by reload.lua) ----
@@ -770,9 +801,7 @@ function _M.adopt(w)
   slot_addrs[w.id] = served(w)
   slot_error[w.id] = nil
   w._ch.handle:set_route(w.id)
-  for _, hook in ipairs(_M.hooks.adopt) do
-    hook(w)
-  end
+  plugs:run("adopt", w)
 end
 
 
@@ -840,6 +869,24 @@ function _M.retired()
 end
 
 
+-- every worker with a process: the serving ones and an old generation's draining ones, by id
+-- then generation
+function _M.live_workers()
+  local list = {}
+  for _, w in pairs(workers) do
+    list[#list + 1] = w
+  end
+  for w in pairs(retired) do
+    list[#list + 1] = w
+  end
+  table.sort(list, function(a, b)
+    if a.id ~= b.id then return a.id < b.id end
+    return a.generation < b.generation
+  end)
+  return list
+end
+
+
 -- how many workers a top level asks for
 function _M.wanted_workers(c, was_setup, forks)
   if was_setup then
@@ -870,8 +917,10 @@ end
 _M.workers = workers
 
 
-function _M.init(options)
-  cluster = require("luacluster.cluster")
+-- options: the command line's; the_cluster: the public table (luacluster.cluster) whose
+-- events (cluster.on) the master emits
+function _M.init(options, the_cluster)
+  cluster = the_cluster
   local function on_stop_signal(name)
     if stopping then
       log.warn(name .. " again: stopping at once")
@@ -883,9 +932,6 @@ function _M.init(options)
   signals.set_action("SIGINT", on_stop_signal)
   signals.set_action("SIGTERM", on_stop_signal)
   _M.options = options
-  require("luacluster.listen_master")
-  require("luacluster.peers").init_master(_M)
-  require("luacluster.limits").init_master(_M)
 end
 
 
@@ -904,7 +950,7 @@ function _M.after_top_level()
     boot_check()
   end
   if cfg.start == "sequential" then
-    require("luacluster.sequence").start(n, started) -- one at a time, each after the previous is ready
+    sequence.start(_M, n, started) -- one at a time, each after the previous is ready
     return
   end
   for _ = 1, n do

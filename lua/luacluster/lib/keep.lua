@@ -12,7 +12,7 @@
 --     the old code wrote while the new workers started is lost, and a reload that fails
 --     leaves the old table as it was.
 --   * A name the new code does not keep is dropped with the old code.
-local codec = require("luacluster.codec")
+local codec = require("luacluster.lib.codec")
 
 local _M = {}
 

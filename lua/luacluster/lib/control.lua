@@ -2,8 +2,9 @@
 -- (the socket itself 0600), that `luacluster reload|status|stop` talk to. A message on it
 -- is a 4-byte little-endian length and a codec-encoded table.
 local core = require("luacluster.core")
-local codec = require("luacluster.codec")
-local coro = require("luacluster.coro")
+local codec = require("luacluster.lib.codec")
+local coro = require("luacluster.lib.coro")
+local hash = require("luacluster.lib.hash")
 
 local _M = {}
 
@@ -12,7 +13,7 @@ local MAX_MESSAGE = 16 * 1024 * 1024
 
 -- FNV-1a, shared with the ip_hash policy
 local function fnv1a(s)
-  return bit.tohex(require("luacluster.sched.ip_hash").hash(s))
+  return bit.tohex(hash.fnv1a(s))
 end
 
 

@@ -7,7 +7,7 @@
 -- A traceback (through the app's frames and the library's own) is dropped: it is noise here.
 -- report(line) writes such a line as luacluster's last word: "luacluster: line" on stderr, or
 -- a JSON record (level error) under --log-format json.
-local log = require("luacluster.log")
+local log = require("luacluster.lib.log")
 
 local _M = {}
 

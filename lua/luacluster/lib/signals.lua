@@ -2,7 +2,7 @@
 -- and SIGINT, reloads on SIGHUP) and the script's process.on("signal", fn) listeners share
 -- one handle per signal. Handles do not keep a process alive by themselves.
 local core = require("luacluster.core")
-local coro = require("luacluster.coro")
+local coro = require("luacluster.lib.coro")
 
 local _M = {}
 

@@ -5,11 +5,11 @@
 -- disconnecting (it died), a child that is not detached finishes its in-flight work and exits;
 -- one that was disconnected gets SIGTERM when its parent dies (Linux's parent-death signal).
 local core = require("luacluster.core")
-local channel = require("luacluster.channel")
-local emitter = require("luacluster.emitter")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
-local signals = require("luacluster.signals")
+local channel = require("luacluster.lib.channel")
+local emitter = require("luacluster.lib.emitter")
+local log = require("luacluster.lib.log")
+local runtime = require("luacluster.lib.runtime")
+local signals = require("luacluster.lib.signals")
 
 local _M = {}
 
@@ -24,10 +24,6 @@ local detached = false
 local told_to_disconnect = false -- the parent's disconnect() or our own
 local flush_timer
 
-
-local function process_module()
-  return require("luacluster.process")
-end
 
 
 local function deliver(msg, handle)
@@ -178,7 +174,7 @@ function _M.on(event, fn)
       flush_timer:start(0, 0)
     end
   end
-  return process_module()
+  return true
 end
 
 

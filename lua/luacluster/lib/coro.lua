@@ -2,7 +2,7 @@
 -- coroutine of its own, taken from a pool so that an event costs no coroutine creation
 -- once the pool is warm (skynet's pattern). "Waiting" calls yield the current coroutine
 -- and are resumed by the event loop; outside such a coroutine they raise.
-local log = require("luacluster.log")
+local log = require("luacluster.lib.log")
 
 local co_create, resume, yield, running = coroutine.create, coroutine.resume, coroutine.yield, coroutine.running
 local status = coroutine.status
@@ -15,8 +15,9 @@ local pool = {}
 local POOL_MAX = 256
 local WAITING, POOLED = {}, {}
 
--- the library's own folder (".../luacluster/"), to tell its frames from the app's
-local LIB_DIR = debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$")
+-- the library's own folder (".../luacluster/", this file being in its lib/), to tell its
+-- frames from the app's
+local LIB_DIR = debug.getinfo(1, "S").source:match("^@(.*/)lib/[^/]*$")
 
 
 local function in_library(info)
