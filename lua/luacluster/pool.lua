@@ -102,9 +102,6 @@ local function make_policy(s)
 end
 
 
-local function is_ready(w)
-  return (w.state == "online" or w.state == "listening") and w._online and w._ch ~= nil
-end
 
 
 local function finish(run, err)
@@ -230,7 +227,7 @@ local function candidates(run, index)
   end
   for _, w in pairs(master.workers) do
     local load = run.load[w] or 0
-    if is_ready(w) and load < run.per_worker then
+    if w:is_up() and load < run.per_worker then
       local view = setmetatable({ connections = load, tasks = load, worker = w }, { __index = w })
       list[#list + 1] = view
       if not ids_tried[w.id] then

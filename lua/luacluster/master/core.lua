@@ -141,6 +141,13 @@ function worker_mt:is_ready()
 end
 
 
+-- up: its top level has run, it has its channel, and it is neither draining nor dead (it can
+-- take a pool task; ready or not)
+function worker_mt:is_up()
+  return (self.state == "online" or self.state == "listening") and self._online == true and self._ch ~= nil
+end
+
+
 -- a runtime control message to this worker (listen results, ...); the handle is kept here
 function worker_mt:_control(msg, handle)
   if self.state == "dead" or not self._ch or self._ch:is_closed() then
@@ -487,6 +494,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
   wcfg = wcfg or cfg
   w = w or new_worker(id, env, gen, pending, wcfg)
   w._started = now()
+  w._ready_mode = wcfg.ready -- its generation's rule (a reload's new code may have changed it)
   local expect = {}
   for addr in pairs(slot_addrs[id] or {}) do
     expect[addr] = true
@@ -733,9 +741,67 @@ function _M.config()
 end
 
 
--- master/listen.lua: a worker was given a listening socket
-function _M.listen_granted()
+-- ---- the other writers of a worker's state go through these ----
+
+-- master/listen.lua: worker w was given a listening socket
+function _M.listen_granted(w)
   listened_once = true
+  if not w._online then
+    _M.mark_online(w) -- a listen at the worker's top level comes before its "online"
+  end
+  w.state = w.state == "draining" and "draining" or "listening"
+end
+
+
+-- the listens a worker was granted: key -> listener (master/listen.lua keeps what is in them)
+function _M.listens(w)
+  local l = w._listens
+  if not l then
+    l = {}
+    w._listens = l
+  end
+  return l
+end
+
+
+-- master/listen.lua: the connections handed to w and not closed yet (w.connections, which
+-- the least_connections scheduler reads) change by delta, never below 0
+function _M.count_connections(w, delta)
+  local n = (w.connections or 0) + delta
+  w.connections = n > 0 and n or 0
+end
+
+
+-- master/limits.lua: a worker whose loop is stuck gets SIGKILL (it is restarted as a crash is,
+-- but is not a failed boot)
+function _M.kill_stuck(w)
+  w._hb_killed = true
+  w._proc:kill("SIGKILL")
+end
+
+
+function _M.was_killed_stuck(w)
+  return w._hb_killed == true
+end
+
+
+-- a new worker that is no longer wanted (a reload that failed, a replacement that was not
+-- ready in time): SIGKILL, and it is not restarted
+function _M.abandon(w)
+  w.exited_after_disconnect = true
+  if w.state ~= "dead" then
+    w._proc:kill("SIGKILL")
+  end
+end
+
+
+-- a reload's forks (cluster.fork() in the new code) that were never started are dead
+function _M.discard_unstarted(forks)
+  for _, w in ipairs(forks) do
+    if not w._proc then
+      w.state = "dead"
+    end
+  end
 end
 
 

@@ -58,6 +58,24 @@ end
 local master
 local pending = {}      -- replacement worker -> the worker it replaces
 local tick_timer, ticking
+-- worker -> what this module keeps about it (the worker object is master/core.lua's):
+--   hb_wait   when the oldest ping not answered yet was sent (nil: none is outstanding)
+--   hb_seq    the last ping's number
+--   started   when it was forked (the start watch)
+--   recycling a replacement is starting; recycle_fails, recycle_after: the retry backoff
+--   recycle_reason  why it asked to be replaced (max_requests), tried again after a failure
+--   deadline  (a replacement) the timer that gives up on it
+local per = setmetatable({}, { __mode = "k" })
+
+
+local function of(w)
+  local s = per[w]
+  if not s then
+    s = {}
+    per[w] = s
+  end
+  return s
+end
 
 
 local function setting(k)
@@ -75,25 +93,25 @@ end
 
 
 local function retry_later(old)
-  old._recycling = nil
-  old._recycle_fails = (old._recycle_fails or 0) + 1
-  old._recycle_after = now() + math.min(RETRY_FIRST_MS * 2 ^ (old._recycle_fails - 1), RETRY_MAX_MS)
+  of(old).recycling = nil
+  of(old).recycle_fails = (of(old).recycle_fails or 0) + 1
+  of(old).recycle_after = now() + math.min(RETRY_FIRST_MS * 2 ^ (of(old).recycle_fails - 1), RETRY_MAX_MS)
 end
 
 
 -- Starts the replacement of worker `old` for `why`; the switch happens when it is ready.
 function _M.replace(old, why)
-  if old._recycling or old.state == "dead" or old.state == "draining" or old._pending
+  if of(old).recycling or old.state == "dead" or old.state == "draining" or old._pending
     or master.workers[old.id] ~= old or master.is_stopping() then
     return false
   end
-  if old._recycle_after and now() < old._recycle_after then
+  if of(old).recycle_after and now() < of(old).recycle_after then
     return false
   end
   if reload.in_progress() then
     return false -- the reload replaces it anyway
   end
-  old._recycling = true
+  of(old).recycling = true
   log.info(string.format("worker %d (pid %d) %s; starting its replacement", old.id, old.pid, why))
   local new, err = master.spawn(old.id, old._env, master.generation(), true)
   if not new then
@@ -103,20 +121,17 @@ function _M.replace(old, why)
   end
   pending[new] = old
   local limit = master.config().reload_timeout or REPLACE_TIMEOUT_MS
-  new._replace_deadline = core.timer_new(function()
-    new._replace_deadline:close()
+  of(new).deadline = core.timer_new(function()
+    of(new).deadline:close()
     if pending[new] then
       pending[new] = nil
       log.warn(string.format("the replacement of worker %d (pid %d) was not ready within %d ms; worker %d keeps serving",
         old.id, new.pid, limit, old.id))
-      new.exited_after_disconnect = true
-      if new.state ~= "dead" then
-        new._proc:kill("SIGKILL")
-      end
+      master.abandon(new)
       retry_later(old)
     end
   end)
-  new._replace_deadline:start(limit, 0)
+  of(new).deadline:start(limit, 0)
   return true
 end
 
@@ -127,7 +142,7 @@ local function on_ready(new)
     return
   end
   pending[new] = nil
-  new._replace_deadline:close() -- closing twice is harmless
+  of(new).deadline:close() -- closing twice is harmless
   local current = master.workers[new.id]
   if (current ~= nil and current ~= old) or master.is_stopping() then
     -- the slot was filled meanwhile (the old worker crashed and was restarted), or the
@@ -147,7 +162,7 @@ local function on_gone(w)
   local old = pending[w]
   if old then -- the replacement died before it was ready
     pending[w] = nil
-    w._replace_deadline:close()
+    of(w).deadline:close()
     log.warn(string.format("the replacement of worker %d exited before it was ready; worker %d keeps serving", w.id, w.id))
     retry_later(old)
   end
@@ -156,20 +171,19 @@ end
 
 -- how: what the worker has not done for `ms` ms
 local function kill_stuck(w, how, ms)
-  w._hb_killed = true
   log.warn(string.format("worker %d (pid %d) %s for %d ms; killing it with SIGKILL", w.id, w.pid, how, ms))
-  w._proc:kill("SIGKILL")
+  master.kill_stuck(w)
 end
 
 
--- w._hb_wait: when the oldest ping not answered yet was sent (nil: none is outstanding)
+-- of(w).hb_wait: when the oldest ping not answered yet was sent (nil: none is outstanding)
 local function heartbeat(w, t, timeout)
-  if timeout > 0 and w._hb_wait and t - w._hb_wait > timeout and not w._hb_killed then
-    return kill_stuck(w, "has not answered a heartbeat (its event loop is stuck)", t - w._hb_wait)
+  if timeout > 0 and of(w).hb_wait and t - of(w).hb_wait > timeout and not master.was_killed_stuck(w) then
+    return kill_stuck(w, "has not answered a heartbeat (its event loop is stuck)", t - of(w).hb_wait)
   end
-  w._hb_seq = (w._hb_seq or 0) + 1
-  if w:_control({ op = "ping", seq = w._hb_seq }) and not w._hb_wait then
-    w._hb_wait = t
+  of(w).hb_seq = (of(w).hb_seq or 0) + 1
+  if w:_control({ op = "ping", seq = of(w).hb_seq }) and not of(w).hb_wait then
+    of(w).hb_wait = t
   end
 end
 
@@ -178,11 +192,11 @@ end
 -- listens were not answered) within heartbeat_timeout of its start: its loop cannot answer a
 -- ping either. (A new generation's workers and replacements have their own deadline.)
 local function start_watch(w, t, timeout)
-  if timeout > 0 and w._started_at and t - w._started_at > timeout and not w._hb_killed
+  if timeout > 0 and of(w).started and t - of(w).started > timeout and not master.was_killed_stuck(w)
     and w.state ~= "dead" and w.pid then
     local why = w._online and w._ready_mode == "manual" and "(it has not called cluster.worker:ready())"
       or w._online and "(it does not serve what its slot served)" or "(its top level has not finished)"
-    kill_stuck(w, "has not become ready since it started " .. why, t - w._started_at)
+    kill_stuck(w, "has not become ready since it started " .. why, t - of(w).started)
   end
 end
 
@@ -200,10 +214,10 @@ local function tick()
       if interval > 0 then
         heartbeat(w, t, timeout)
       end
-      if w._recycle_reason and not w._recycling and not w._hb_killed then
-        _M.replace(w, w._recycle_reason) -- a try that failed earlier, again after its backoff
+      if of(w).recycle_reason and not of(w).recycling and not master.was_killed_stuck(w) then
+        _M.replace(w, of(w).recycle_reason) -- a try that failed earlier, again after its backoff
       end
-      if max_memory > 0 and w.pid and not w._recycling and not w._hb_killed then
+      if max_memory > 0 and w.pid and not of(w).recycling and not master.was_killed_stuck(w) then
         local rss = core.pid_rss(w.pid)
         if rss and rss > max_memory then
           _M.replace(w, string.format("uses %s of memory, over max_memory (%s)", mb(rss), mb(max_memory)))
@@ -220,14 +234,14 @@ function _M.attach(m)
   master = m
   m.add_hook("setup_check", check_setup)
   m.register_op("pong", function(w)
-    w._hb_wait = nil
+    of(w).hb_wait = nil
   end)
   -- a worker that has served max_requests asks for its replacement
   m.register_op("recycle", function(w, msg)
     local max = setting("max_requests")
     if max > 0 and type(msg.requests) == "number" and msg.requests >= max then
-      w._recycle_reason = string.format("has served %d requests (max_requests %d)", msg.requests, max)
-      _M.replace(w, w._recycle_reason)
+      of(w).recycle_reason = string.format("has served %d requests (max_requests %d)", msg.requests, max)
+      _M.replace(w, of(w).recycle_reason)
     end
   end)
   -- ticks from the first worker on (cluster.setup has run by then: its settings hold)
@@ -238,7 +252,7 @@ function _M.attach(m)
     end
   end
   m.add_hook("fork", function(w)
-    w._started_at = now()
+    of(w).started = now()
     start_ticking()
   end)
   m.add_hook("ready", function(w)

@@ -17,8 +17,12 @@ local sched = require("luacluster.sched.load")
 local _M = {}
 
 local listeners = {}   -- "host:port" (or "host:port#slot") -> listener
+-- worker -> { key -> listener }: servers it closed (unlisten), whose connections not yet
+-- acknowledged are still its own until it is gone (requeue)
+local unlistened = setmetatable({}, { __mode = "k" })
 local next_key = 0
 local round_robin = require("luacluster.sched.round_robin")
+local count_connections = master.count_connections
 
 
 local function report_error(err)
@@ -68,7 +72,7 @@ local function make_picker(l)
         pw = nil
       end
       if pw then
-        pw.connections = math.max(0, (pw.connections or 1) - 1)
+        count_connections(pw, -1)
         if how == "gone" then
           l.ready[prev] = nil
           rebuild_ready(l)
@@ -106,7 +110,7 @@ local function make_picker(l)
         .. "; using round robin") or ("scheduler failed: " .. tostring(w) .. "; using round robin"))
       w = fallback(workers)
     end
-    w.connections = (w.connections or 0) + 1
+    count_connections(w, 1)
     return w.id
   end
 end
@@ -118,15 +122,10 @@ end
 
 
 local function grant(w, msg, l, address, handle)
-  master.listen_granted()
-  if not w._online and master.mark_online then
-    master.mark_online(w) -- a listen at the worker's top level comes before its "online"
-  end
-  w.state = w.state == "draining" and "draining" or "listening"
-  w._listens = w._listens or {}
-  w._listens[l.key] = l
-  if w._unlistened then
-    w._unlistened[l.key] = nil
+  master.listen_granted(w) -- online (if it was not yet) and listening
+  master.listens(w)[l.key] = l
+  if unlistened[w] then
+    unlistened[w][l.key] = nil
   end
   w:_control({ op = "listen_result", seq = msg.seq, key = l.key, address = address,
     report = l.policy and l.policy.name == "least_connections" or nil }, handle)
@@ -208,7 +207,7 @@ end
 
 -- a worker closed a server, is draining or is gone: it gets no more connections
 local function forget(w)
-  for _, l in pairs(w._listens or {}) do
+  for _, l in pairs(master.listens(w)) do
     if l.ready[w.id] == w then
       l.ready[w.id] = nil
       rebuild_ready(l)
@@ -221,11 +220,11 @@ end
 -- new-generation worker (not ready yet), which the reload's switch must not make ready on it
 -- (adopt). Until it is gone its connections not acknowledged yet are still its (requeue).
 local function on_unlisten(w, msg)
-  local l = w._listens and w._listens[msg.key]
+  local l = master.listens(w)[msg.key]
   if l then
-    w._listens[msg.key] = nil
-    w._unlistened = w._unlistened or {}
-    w._unlistened[msg.key] = l
+    master.listens(w)[msg.key] = nil
+    unlistened[w] = unlistened[w] or {}
+    unlistened[w][msg.key] = l
   end
   if l and l.ready[w.id] == w then
     l.ready[w.id] = nil
@@ -237,12 +236,12 @@ local function on_unlisten(w, msg)
 end
 local function on_closed(w, msg)
   if type(msg.n) == "number" then
-    w.connections = math.max(0, (w.connections or 0) - msg.n)
+    count_connections(w, -msg.n)
   end
 end
 -- a reload switched to this worker: it takes its slot in every listener it asked for
 local function on_adopt(w)
-  for _, l in pairs(w._listens or {}) do
+  for _, l in pairs(master.listens(w)) do
     if l.mode == "dispatch" and l.ready and not l.closed then
       l.ready[w.id] = w
       rebuild_ready(l)
@@ -260,7 +259,7 @@ local function find_heir(l, gone)
   local best
   for id, w in pairs(master.workers) do
     if w ~= gone and w.state == "listening" and (not best or id < best.id) then
-      for _, h in pairs(w._listens or {}) do
+      for _, h in pairs(master.listens(w)) do
         if h ~= l and h.addr == l.addr and h.slot == id then
           best = w
           break
@@ -278,7 +277,7 @@ local function adopt_orphans(w)
   for _, l in pairs(listeners) do
     if l.mode == "reuseport" and (l.slot == w.id or l.heir_id == w.id) then
       local own = master.workers[l.slot]
-      local served = own and own ~= w and own.state ~= "dead" and own._listens and own._listens[l.key] == l
+      local served = own and own ~= w and own.state ~= "dead" and master.listens(own)[l.key] == l
       if not served then
         local heir = find_heir(l, w)
         l.heir_id = heir and heir.id or nil
@@ -304,8 +303,8 @@ local function requeue_on(w, set)
 end
 
 local function requeue(w)
-  requeue_on(w, w._listens)
-  requeue_on(w, w._unlistened) -- servers it closed, which it may not have acknowledged all of
+  requeue_on(w, master.listens(w))
+  requeue_on(w, unlistened[w]) -- servers it closed, which it may not have acknowledged all of
 end
 
 local function on_gone(w)
@@ -353,8 +352,7 @@ end
 -- A reuseport socket of another slot, accepted on by worker w as well (its server takes it
 -- as one more listening socket).
 function _M.hand_over(l, w)
-  w._listens = w._listens or {}
-  w._listens[l.key] = l
+  master.listens(w)[l.key] = l
   w:_control({ op = "extra_listener", host = l.host, port = l.port }, l.tcp)
 end
 
@@ -369,7 +367,7 @@ end
 function _M.close_unused(new_workers)
   local used, own = {}, {}
   for _, w in ipairs(new_workers) do
-    for _, l in pairs(w._listens or {}) do
+    for _, l in pairs(master.listens(w)) do
       used[l] = true
       if l.slot == nil or l.slot == w.id then
         own[l] = true
@@ -383,7 +381,7 @@ function _M.close_unused(new_workers)
       local heirs = {}
       if l.mode == "reuseport" then
         for _, w in ipairs(new_workers) do
-          for _, h in pairs(w._listens or {}) do
+          for _, h in pairs(master.listens(w)) do
             if h.addr == l.addr and h.slot == w.id then
               heirs[#heirs + 1] = w
               break

@@ -23,6 +23,8 @@ local runtime = require("luacluster.lib.runtime")
 local _M = {}
 
 local in_progress = false
+local reload_gen = setmetatable({}, { __mode = "k" }) -- a new worker -> the reload that started it
+local counted = setmetatable({}, { __mode = "k" })    -- a new worker -> true once counted ready
 local DEFAULT_READY_TIMEOUT = 30000
 
 -- reloads done and refused (metrics), and functions(event, generation | err) run when a
@@ -106,16 +108,9 @@ end
 
 local function abort(stage, new_workers, err, gen)
   for _, w in ipairs(new_workers) do
-    w.exited_after_disconnect = true
-    if w.state ~= "dead" then
-      w._proc:kill("SIGKILL")
-    end
+    master.abandon(w)
   end
-  for _, w in ipairs(stage.forks) do -- forks of the new top level never started
-    if not w._proc then
-      w.state = "dead"
-    end
-  end
+  master.discard_unstarted(stage.forks) -- forks of the new top level never started
   runtime.code_generation = stage.old_gen
   stop_timers(function(g) return g == gen end)
   log.warn("reload to generation " .. gen .. " failed: " .. err .. "; generation " .. master.generation() .. " keeps serving")
@@ -215,16 +210,12 @@ function _M.reload(cb)
     end
     switch(stage, new_workers, gen)
     master.end_boot()
-    for _, w in ipairs(stage.forks) do -- forks past the workers the new setup asked for
-      if not w._proc then
-        w.state = "dead"
-      end
-    end
+    master.discard_unstarted(stage.forks) -- forks past the workers the new setup asked for
     done(nil, gen)
   end
   local function on_ready(w)
-    if w._reload_gen == gen and not w._counted then
-      w._counted = true
+    if reload_gen[w] == gen and not counted[w] then
+      counted[w] = true
       waiting = waiting - 1
       if waiting == 0 then
         finish_with(nil)
@@ -234,7 +225,7 @@ function _M.reload(cb)
     end
   end
   local function on_gone(w)
-    if w._reload_gen == gen and not finished then
+    if reload_gen[w] == gen and not finished then
       local how = w._exit_signal and ("signal " .. w._exit_signal) or ("code " .. tostring(w._exit_code))
       finish_with("new worker " .. w.id .. " exited with " .. how .. " before it was ready"
         .. (w._failed and (": " .. error_line.line(w._failed_detail or w._failed)) or ""))
@@ -275,8 +266,7 @@ function _M.reload(cb)
       finish_with("cannot start worker " .. id .. ": " .. tostring(serr))
       return false
     end
-    w._reload_gen = gen
-    w._ready_mode = stage.cfg.ready
+    reload_gen[w] = gen
     new_workers[#new_workers + 1] = w
     return true
   end

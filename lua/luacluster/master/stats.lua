@@ -7,6 +7,7 @@ local master = require("luacluster.master.core")
 
 local stats_seq = 0
 local stats_waiters = {}
+local last = setmetatable({}, { __mode = "k" }) -- worker -> its last answer
 local STATS_TIMEOUT = 1000
 
 
@@ -27,7 +28,7 @@ local function collect()
   local list, pending = {}, 0
   local w8 = coro.waiter("stats")
   for _, w in ipairs(master.live_workers()) do
-    local item = { worker = w, stats = w._last_stats or {}, fresh = false }
+    local item = { worker = w, stats = last[w] or {}, fresh = false }
     list[#list + 1] = item
     stats_seq = stats_seq + 1
     local seq = stats_seq
@@ -37,7 +38,7 @@ local function collect()
       stats_waiters[seq] = function(_, msg)
         if item.done then return end
         item.done = true
-        w._last_stats, item.stats, item.fresh = msg, msg, true
+        last[w], item.stats, item.fresh = msg, msg, true
         pending = pending - 1
         if pending == 0 then w8:wake() end
       end
