@@ -18,6 +18,7 @@ local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
 local log = require("luacluster.lib.log")
 local runtime = require("luacluster.lib.runtime")
+local timer0 = require("luacluster.lib.timer0")
 
 local concat = table.concat
 
@@ -580,12 +581,10 @@ local function collect(file, args, opts, cb, text, what)
         return
       end
       -- it could not start: answer on the next loop turn, never before exec returns
-      local r, t = { n = select("#", ...), ... }, nil
-      t = core.timer_new(function()
-        t:close()
+      local r = { n = select("#", ...), ... }
+      timer0.next_turn(function()
         coro.spawn(cb, unpack(r, 1, r.n))
       end)
-      t:start(0, 0)
     end)
     returned = true
     return child
@@ -709,14 +708,7 @@ local function fork_channel(child)
         handle:close()
       end
     end,
-    request = function(msg)
-      local handlers = rawget(child, "_events")
-      local fn = handlers and handlers.request and handlers.request[1]
-      if not fn then
-        error("the parent has no child:on(\"request\") handler", 0)
-      end
-      return fn(msg)
-    end,
+    request = emitter.request_handler(child, "the parent has no child:on(\"request\") handler"),
     error = function(err)
       if not child:emit("error", err) then
         log.error("forked child " .. tostring(child.pid) .. ": " .. tostring(err))

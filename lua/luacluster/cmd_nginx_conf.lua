@@ -7,6 +7,7 @@
 -- location per --static that nginx serves from disk itself (those requests never reach a
 -- worker). build(o) -> text | nil, err is what run(o) prints; specs call it too.
 local core = require("luacluster.core")
+local defaults = require("luacluster.lib.defaults")
 
 local _M = {}
 
@@ -244,7 +245,7 @@ function _M.build(o)
   if not abs then
     return nil, "cannot open " .. o.app .. ": no such file"
   end
-  local workers = o.workers or core.cpu_count()
+  local workers = defaults.workers(o)
   if workers < 1 then
     return nil, "--workers must be at least 1 for nginx-conf"
   end

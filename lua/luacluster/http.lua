@@ -475,16 +475,9 @@ function server_mt:_when_idle(done)
 end
 
 
-function server_mt:close()
-  if self._closed then
-    return
-  end
-  self._closed = true
-  runtime.drain_hooks[self] = nil
-  self:_drain(function()
-    self._srv:close()
-    self:emit("close")
-  end)
+-- server:close() is listen.mixin's; then the C server goes
+function server_mt:_closed_all()
+  self._srv:close()
 end
 
 

@@ -298,17 +298,6 @@ function server_mt:_when_idle(done)
 end
 
 
-function server_mt:close()
-  if self._closed then
-    return
-  end
-  self._closed = true
-  runtime.drain_hooks[self] = nil
-  self:_drain(function()
-    self:emit("close")
-  end)
-end
-
 
 -- ---- outbound ----
 

@@ -31,6 +31,7 @@ local coro = require("luacluster.lib.coro")
 local log = require("luacluster.lib.log")
 local runtime = require("luacluster.lib.runtime")
 local sched = require("luacluster.sched.load")
+local tables = require("luacluster.lib.tables")
 local timer0 = require("luacluster.lib.timer0")
 local worker = require("luacluster.worker.side")
 
@@ -460,12 +461,7 @@ local function init_worker_side()
   -- the channel to the master closed (it died): no answer will come
   runtime.drain_hooks[asked] = function()
     if worker.channel():is_closed() then
-      local ids = {}
-      for id in pairs(asked) do
-        ids[#ids + 1] = id
-      end
-      table.sort(ids)
-      for _, id in ipairs(ids) do
+      for _, id in ipairs(tables.sorted_keys(asked)) do
         answer_asked(id, nil, "the channel to the master closed before the map finished")
       end
     end

@@ -1,5 +1,7 @@
 -- The command line: luacluster [options] app.lua [script args...] and the subcommands.
 -- parse(argv) -> options | nil, message (a one-line error for stderr).
+local defaults = require("luacluster.lib.defaults")
+
 local _M = {}
 
 _M.usage = [[
@@ -20,7 +22,6 @@ luacluster nginx-conf app.lua [-w N] [-p N] [--hosts H1,H2[:PORT],...] [--listen
                       [--static URL_PREFIX=DIR]...   print an nginx config for ports mode
 luacluster --version | --help]]
 
-local MODES = { dispatch = true, shared = true, reuseport = true, ports = true }
 local COMMANDS = { reload = true, status = true, stop = true, check = true, ["nginx-conf"] = true, metrics = true }
 
 local takes_value = {
@@ -53,8 +54,8 @@ local function check_value(name, value)
       return nil, "--log-format must be text or json, not '" .. value .. "'"
     end
   elseif name == "mode" then
-    if not MODES[value] then
-      return nil, "--mode must be dispatch, shared, reuseport or ports, not '" .. value .. "'"
+    if not defaults.is_mode(value) then
+      return nil, "--mode must be " .. defaults.MODE_NAMES .. ", not '" .. value .. "'"
     end
   end
   return value

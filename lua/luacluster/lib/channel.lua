@@ -6,6 +6,7 @@ local core = require("luacluster.core")
 local codec = require("luacluster.lib.codec")
 local coro = require("luacluster.lib.coro")
 local log = require("luacluster.lib.log")
+local timer0 = require("luacluster.lib.timer0")
 
 local encode, decode = codec.encode, codec.decode
 local K = core.kind
@@ -269,12 +270,9 @@ function _M.fail_request(timeout, cb, err)
     cb = timeout
   end
   if type(cb) == "function" then
-    local t
-    t = core.timer_new(function()
-      t:close()
+    timer0.next_turn(function()
       coro.spawn(cb, nil, err)
     end)
-    t:start(0, 0)
   end
   return nil, err
 end

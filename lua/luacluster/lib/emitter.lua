@@ -70,6 +70,39 @@ function _M.emit(self, event, ...)
 end
 
 
+-- The first handler of event, or nil (a request is answered by one handler: the first).
+function _M.first(self, event)
+  local handlers = rawget(self, "_events")
+  local list = handlers and handlers[event]
+  return list and list[1]
+end
+
+
+-- A channel's request handler that answers with self's first `event` handler (called with
+-- the arguments before msg, then msg), or raises `missing` when there is none.
+function _M.request_handler(self, missing, ...)
+  local n, pre = select("#", ...), { ... }
+  return function(msg)
+    local fn = _M.first(self, "request")
+    if not fn then
+      error(missing, 0)
+    end
+    if n == 0 then
+      return fn(msg)
+    end
+    local args = { unpack(pre, 1, n) }
+    args[n + 1] = msg
+    return fn(unpack(args, 1, n + 1))
+  end
+end
+
+
+-- Gives `to` every handler of `from` (what it had is dropped): a reload's new code takes over.
+function _M.take_over(to, from)
+  rawset(to, "_events", rawget(from, "_events") or {})
+end
+
+
 -- Adds on/off/emit to a table or a metatable's __index.
 function _M.mixin(t)
   t.on, t.off, t.emit, t.has_listeners = _M.on, _M.off, _M.emit, _M.has

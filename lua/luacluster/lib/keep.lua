@@ -13,6 +13,7 @@
 --     leaves the old table as it was.
 --   * A name the new code does not keep is dropped with the old code.
 local codec = require("luacluster.lib.codec")
+local tables = require("luacluster.lib.tables")
 
 local _M = {}
 
@@ -132,12 +133,7 @@ end
 
 -- the names the running code keeps (status, specs)
 function _M.names()
-  local list = {}
-  for name in pairs(kept) do
-    list[#list + 1] = name
-  end
-  table.sort(list)
-  return list
+  return tables.sorted_keys(kept)
 end
 
 

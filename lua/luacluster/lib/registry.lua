@@ -100,6 +100,19 @@ function registry_mt:first(list, ...)
 end
 
 
+-- the two functions a side hands its plugins: register_op(name, fn) -> remover and
+-- add_hook(list, fn) -> remover (tail calls: a registration names the plugin's line)
+function registry_mt:api()
+  local function register_op(name, fn)
+    return self:op(name, fn)
+  end
+  local function add_hook(list, fn)
+    return self:hook(list, fn)
+  end
+  return register_op, add_hook
+end
+
+
 -- "list: file:line, ..." per hook list and "op name: file:line" per op: what is plugged in
 function registry_mt:describe()
   local lines = {}

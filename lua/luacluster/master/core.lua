@@ -5,6 +5,7 @@
 local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local codec = require("luacluster.lib.codec")
+local defaults = require("luacluster.lib.defaults")
 local emitter = require("luacluster.lib.emitter")
 local error_line = require("luacluster.lib.error_line")
 local keep = require("luacluster.lib.keep")
@@ -13,6 +14,7 @@ local registry = require("luacluster.lib.registry")
 local runtime = require("luacluster.lib.runtime")
 local sequence = require("luacluster.master.sequence")
 local signals = require("luacluster.lib.signals")
+local timer0 = require("luacluster.lib.timer0")
 
 local now = core.now
 local K = core.kind
@@ -507,14 +509,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
       end
     end,
     control = function(msg, handle) on_control(w, msg, handle) end,
-    request = function(msg)
-      local handlers = rawget(cluster, "_events")
-      local fn = handlers and handlers.request and handlers.request[1]
-      if not fn then
-        error("the master has no cluster.on(\"request\") handler", 0)
-      end
-      return fn(w, msg)
-    end,
+    request = emitter.request_handler(cluster, "the master has no cluster.on(\"request\") handler", w),
     error = function(err) report_error(w, "worker " .. id .. ": " .. tostring(err)) end,
     close = function() on_channel_close(w) end,
   })
@@ -602,8 +597,8 @@ function _M.setup(opts)
   if opts.workers and (opts.workers < 0 or opts.workers % 1 ~= 0) then
     error("cluster.setup: workers must be a whole number >= 0", 2)
   end
-  if opts.mode and not ({ dispatch = 1, shared = 1, reuseport = 1, ports = 1 })[opts.mode] then
-    error("cluster.setup: mode must be dispatch, shared, reuseport or ports", 2)
+  if opts.mode and not defaults.is_mode(opts.mode) then
+    error("cluster.setup: mode must be " .. defaults.MODE_NAMES, 2)
   end
   if opts.start and opts.start ~= "parallel" and opts.start ~= "sequential" then
     error("cluster.setup: start must be \"parallel\" or \"sequential\"", 2)
@@ -711,12 +706,7 @@ function _M.stop(code)
     w:disconnect()
   end
   -- with no worker to wait for, exit once the caller's callback (or top level) has finished
-  local t
-  t = core.timer_new(function()
-    t:close()
-    check_stopped()
-  end)
-  t:start(0, 0)
+  timer0.next_turn(check_stopped)
 end
 
 
@@ -835,16 +825,9 @@ end
 -- reload's new worker takes its slot), ready (see readiness); fn(): stop (a graceful stop
 -- begins); fn(opts) -> nil | reason: setup_check (cluster.setup's options of a plugin).
 
--- register_op(name, fn) -> remover; a name taken already raises, naming both registrations
-function _M.register_op(name, fn)
-  return plugs:op(name, fn) -- a tail call: the registration names our caller
-end
-
-
--- add_hook(list, fn) -> remover; hooks of a list run in the order they were added
-function _M.add_hook(list, fn)
-  return plugs:hook(list, fn)
-end
+-- register_op(name, fn) -> remover (a name taken already raises, naming both registrations);
+-- add_hook(list, fn) -> remover (hooks of a list run in the order they were added)
+_M.register_op, _M.add_hook = plugs:api()
 
 
 -- what is plugged in, one line per op and per hook list (file:line of each registration)
@@ -953,14 +936,15 @@ function _M.live_workers()
 end
 
 
--- how many workers a top level asks for
+-- how many workers a top level asks for: its setup's count, else as many as it forked, else
+-- the command line's (or one per CPU)
 function _M.wanted_workers(c, was_setup, forks)
   if was_setup then
-    return c.workers or runtime.options.workers or core.cpu_count()
+    return c.workers or defaults.workers(runtime.options)
   elseif forks and forks > 0 then
     return forks
   end
-  return runtime.options.workers or core.cpu_count()
+  return defaults.workers(runtime.options)
 end
 -- listen_master.lua emits "listening" through this: a listen can make a worker ready
 function _M.emit(w, event, ...)
@@ -1002,14 +986,8 @@ end
 
 
 function _M.after_top_level()
-  local n
-  if setup_called then
-    n = cfg.workers or runtime.options.workers or core.cpu_count()
-  elseif fork_called then
-    n = 0
-  else
-    n = runtime.options.workers or core.cpu_count()
-  end
+  -- the workers its cluster.fork() calls started are all it asked for (without a setup)
+  local n = fork_called and not setup_called and 0 or _M.wanted_workers(cfg, setup_called)
   _M.initial_workers = n -- the first generation serves once n workers are ready (ops.lua: READY=1)
   local function started()
     boot.starting = false

@@ -14,6 +14,7 @@ local master = require("luacluster.master.core")
 local reload = require("luacluster.master.reload")
 local runtime = require("luacluster.lib.runtime")
 local stats = require("luacluster.master.stats")
+local tables = require("luacluster.lib.tables")
 
 local _M = {}
 
@@ -211,12 +212,7 @@ function _M.render()
   for _, s in ipairs(STATES) do
     sample(F.luacluster_workers, nil, { { "state", s } }, by_state[s] or 0)
   end
-  local ids = {}
-  for id in pairs(slots) do
-    ids[#ids + 1] = id
-  end
-  table.sort(ids)
-  for _, id in ipairs(ids) do
+  for _, id in ipairs(tables.sorted_keys(slots)) do
     sample(F.luacluster_worker_restarts_total, nil, { { "worker", id } }, master.restarts(id))
   end
   sample(F.luacluster_master_resident_memory_bytes, nil, nil, core.rss() or 0)

@@ -11,6 +11,7 @@
 --  4. drain the old generation (killed after drain_timeout); fire reload(generation).
 local core = require("luacluster.core")
 local cluster = require("luacluster.cluster")
+local emitter = require("luacluster.lib.emitter")
 local error_line = require("luacluster.lib.error_line")
 local keep = require("luacluster.lib.keep")
 local listen = require("luacluster.serve.listen")
@@ -121,7 +122,7 @@ end
 local function switch(stage, new_workers, gen)
   -- the master's new state
   master.replace_config(stage.cfg, stage.setup_called)
-  rawset(cluster, "_events", rawget(stage.events, "_events") or {})
+  emitter.take_over(cluster, stage.events)
   master.set_generation(gen)
   master_listen.reset_policies()
   stop_timers(function(g) return g < gen end)
@@ -186,8 +187,7 @@ function _M.reload(cb)
   if not stage then
     return done(err)
   end
-  local n = #stage.forks > 0 and not stage.setup_called and #stage.forks
-    or master.wanted_workers(stage.cfg, stage.setup_called, 0)
+  local n = master.wanted_workers(stage.cfg, stage.setup_called, #stage.forks)
   local new_workers, waiting, finished = {}, 0, false
   local deadline
   -- start = "sequential": one new worker at a time, each once the previous is ready

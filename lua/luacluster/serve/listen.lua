@@ -180,12 +180,9 @@ function _M.listen_here(server, port, host)
     return server
   end
   server.address = { address = host, port = actual }
-  local t
-  t = core.timer_new(function()
-    t:close()
+  timer0.next_turn(function()
     server:emit("listening", server.address)
   end)
-  t:start(0, 0)
   return server
 end
 
@@ -310,6 +307,23 @@ function server_methods:_drain(fn)
       runtime.release()
       if fn then fn() end
     end)
+  end)
+end
+
+
+-- server:close(): no new connections, the open ones finish, then "close" (after the server's
+-- own _closed_all(), when it has one: the HTTP server's C handle)
+function server_methods:close()
+  if self._closed then
+    return
+  end
+  self._closed = true
+  runtime.drain_hooks[self] = nil
+  self:_drain(function()
+    if self._closed_all then
+      self:_closed_all()
+    end
+    self:emit("close")
   end)
 end
 

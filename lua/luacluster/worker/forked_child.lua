@@ -137,14 +137,7 @@ function _M.init(opts)
   ch, err = channel.open_fd(opts.ipc_fd, {
     message = on_message,
     control = on_control,
-    request = function(msg)
-      local handlers = rawget(events, "_events")
-      local fn = handlers and handlers.request and handlers.request[1]
-      if not fn then
-        error("the forked child has no process.on(\"request\") handler", 0)
-      end
-      return fn(msg)
-    end,
+    request = emitter.request_handler(events, "the forked child has no process.on(\"request\") handler"),
     error = function(e)
       if not events:emit("error", e) then
         log.error(e)

@@ -5,6 +5,7 @@
 -- worker gone), as they happen. Until a worker has heard it, every id counts as live. The master's C route-fail path
 -- (ROUTE_FAIL, an "error" event on cluster.worker) stays for the races in between: a worker
 -- that died after the last update.
+local tables = require("luacluster.lib.tables")
 
 local _M = {}
 
@@ -43,12 +44,7 @@ function _M.ids()
   if not live then
     return nil
   end
-  local list = {}
-  for id in pairs(live) do
-    list[#list + 1] = id
-  end
-  table.sort(list)
-  return list
+  return tables.sorted_keys(live)
 end
 
 

@@ -10,6 +10,7 @@ local peers = require("luacluster.worker.peers")
 local registry = require("luacluster.lib.registry")
 local runtime = require("luacluster.lib.runtime")
 local signals = require("luacluster.lib.signals")
+local timer0 = require("luacluster.lib.timer0")
 
 local _M = {}
 
@@ -145,16 +146,9 @@ local function on_control(msg, handle)
 end
 
 
--- register_op(name, fn) -> remover; a name taken already raises, naming both registrations
-function _M.register_op(name, fn)
-  return plugs:op(name, fn) -- a tail call: the registration names our caller
-end
-
-
+-- register_op(name, fn) -> remover (a name taken already raises, naming both registrations);
 -- add_hook(list, fn) -> remover
-function _M.add_hook(list, fn)
-  return plugs:hook(list, fn)
-end
+_M.register_op, _M.add_hook = plugs:api()
 
 
 _M.register_op("peers", peers.set) -- the live worker ids (send_to)
@@ -177,14 +171,7 @@ function _M.init(opts)
       end
     end,
     control = on_control,
-    request = function(msg)
-      local handlers = rawget(me, "_events")
-      local fn = handlers and handlers.request and handlers.request[1]
-      if not fn then
-        error("worker " .. me.id .. " has no cluster.worker:on(\"request\") handler", 0)
-      end
-      return fn(msg)
-    end,
+    request = emitter.request_handler(me, "worker " .. me.id .. " has no cluster.worker:on(\"request\") handler"),
     error = function(e)
       if not me:emit("error", e) then
         log.error(e)
@@ -237,15 +224,11 @@ function _M.after_top_level()
   end
   -- one loop turn later: a worker that has asked for no listening socket by then serves
   -- nothing, and counts as ready for a sequential start (luacluster.sequence)
-  local t
-  t = core.timer_new(function()
-    t:close()
+  timer0.next_turn(function()
     if not ch:is_closed() then
       ch:control({ op = "settled" })
     end
-  end)
-  t:start(0, 0)
-  t:unref()
+  end, true)
 end
 
 
