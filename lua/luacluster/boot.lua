@@ -17,7 +17,7 @@ local runtime = require("luacluster.lib.runtime")
 local worker_plugins = require("luacluster.worker.plugins")
 require("luacluster.net") -- it wraps the sockets a channel carries (lib/channel.lua), in every process
 
-local _M = {}
+local main, loop_ended
 
 
 -- through the log writer (queued, written at exit at the latest): a full stderr never blocks;
@@ -250,7 +250,7 @@ local function main_master(argv)
 end
 
 
-function _M.main(argv, libdir)
+function main(argv, libdir)
   runtime.libdir = libdir
   runtime.exe = core.exepath()
   local role = os.getenv("LUACLUSTER_ROLE")
@@ -261,7 +261,7 @@ function _M.main(argv, libdir)
 end
 
 
-function _M.loop_ended()
+function loop_ended()
   if runtime.control_path then
     os.remove(runtime.control_path)
   end
@@ -269,4 +269,7 @@ function _M.loop_ended()
 end
 
 
-return _M
+return {
+  main = main,
+  loop_ended = loop_ended,
+}

@@ -4,7 +4,7 @@
 -- luacluster process with a message channel, the same channel code as the cluster's).
 -- The processes and pipes are the C runtime's (runtime/process.c, stream.c, ipc.c).
 -- Every child that is not detached is kept in a registry until it exits, so that stopping
--- the cluster can end them all (_kill_all, called by master.lua and worker.lua).
+-- the cluster can end them all (_kill_all, called by master/core.lua and worker/side.lua).
 -- exec and exec_file run their command in a process group of its own (a new session): a
 -- timeout, max_buffer, child:kill() and a stop signal the whole group, so the command's own
 -- children (`sleep 30 &` in a shell line) end with it. A group exec killed (timeout,
@@ -22,7 +22,7 @@ local timer0 = require("luacluster.lib.timer0")
 
 local concat = table.concat
 
-local _M = {}
+local spawn, exec, exec_file, fork, _kill_all, _kill_all_now, _live_count -- the last three: runtime's (a stop)
 
 local DEFAULT_MAX_BUFFER = 1048576
 local KILL_GRACE_MS = 2000    -- _kill_all: how long a child has after SIGTERM before SIGKILL
@@ -404,7 +404,7 @@ function child_mt:unref()
 end
 
 
-function _M.spawn(file, args, opts)
+function spawn(file, args, opts)
   if type(file) ~= "string" or file == "" then
     error("spawn: file must be a non-empty string", 2)
   end
@@ -602,7 +602,7 @@ end
 
 
 -- exec(command [, opts] [, cb])
-function _M.exec(command, opts, cb)
+function exec(command, opts, cb)
   if type(command) ~= "string" then
     error("exec: command must be a string", 2)
   end
@@ -634,7 +634,7 @@ end
 
 
 -- exec_file(file [, args] [, opts] [, cb])
-function _M.exec_file(file, args, opts, cb)
+function exec_file(file, args, opts, cb)
   if type(file) ~= "string" or file == "" then
     error("exec_file: file must be a non-empty string", 2)
   end
@@ -722,7 +722,7 @@ end
 
 
 -- fork(script [, args] [, opts]) -> child | nil, err
-function _M.fork(script, args, opts)
+function fork(script, args, opts)
   if type(script) ~= "string" or script == "" then
     error("fork: script must be a non-empty string", 2)
   end
@@ -808,7 +808,7 @@ end
 -- one) and calls done() once they are all gone and every followed group is empty; what is
 -- alive after KILL_GRACE_MS gets SIGKILL. A group exec already killed (it had its kill_signal)
 -- gets SIGKILL at once: a stop does not wait for a command that ignores SIGTERM twice.
-function _M._kill_all(done)
+function _kill_all(done)
   if done ~= nil then
     kill_waiters[#kill_waiters + 1] = done
   end
@@ -832,7 +832,7 @@ function _M._kill_all(done)
   end
   if not kill_timer then
     kill_timer = core.timer_new(function()
-      _M._kill_all_now()
+      _kill_all_now()
       run_kill_waiters()
     end)
     kill_timer:start(KILL_GRACE_MS, 0)
@@ -847,7 +847,7 @@ end
 
 -- SIGKILL to every live child that is not detached and to every followed group, now (a stop
 -- that cannot wait, or the end of a stop's grace).
-function _M._kill_all_now()
+function _kill_all_now()
   for child in pairs(live) do
     child:kill("SIGKILL")
   end
@@ -857,7 +857,7 @@ function _M._kill_all_now()
 end
 
 
-function _M._live_count()
+function _live_count()
   local n = 0
   for _ in pairs(live) do
     n = n + 1
@@ -866,6 +866,11 @@ function _M._live_count()
 end
 
 
-runtime.set_children_ender(_M._kill_all, _M._kill_all_now) -- a stop ends them (master, worker)
+runtime.set_children_ender(_kill_all, _kill_all_now, _live_count) -- a stop ends them (master, worker, forked child)
 
-return _M
+return {
+  spawn = spawn,
+  exec = exec,
+  exec_file = exec_file,
+  fork = fork,
+}

@@ -1,5 +1,5 @@
 -- luacluster.cluster: the cluster API. The same script runs in the master and in every
--- worker; this module gives each side its functions (master.lua, worker.lua) and raises a
+-- worker; this module gives each side its functions (master/core.lua, worker/side.lua) and raises a
 -- clear error when a script calls one on the wrong side.
 local core = require("luacluster.core")
 local emitter = require("luacluster.lib.emitter")

@@ -6,7 +6,7 @@ local control = require("luacluster.lib.control")
 local coro = require("luacluster.lib.coro")
 local core = require("luacluster.core")
 
-local _M = {}
+local run
 
 local DEADLINE_MS = 120000
 local POLL_MS = 20
@@ -34,7 +34,7 @@ local function sleep(ms)
 end
 
 
-function _M.run(o)
+function run(o)
   return common.run(o, function(path)
     local started = core.now()
     local reply, err, stream = control.request(path, { cmd = "stop" }, 10000)
@@ -68,4 +68,6 @@ function _M.run(o)
   end)
 end
 
-return _M
+return {
+  run = run,
+}

@@ -17,7 +17,7 @@ local find, sub, lower, gsub, byte, char = string.find, string.sub, string.lower
 local concat = table.concat
 local traceback = debug.traceback
 
-local _M = {}
+local create_server
 
 -- ---- requests ----
 
@@ -68,7 +68,7 @@ local req_mt = {
       return rawget(req, "query")
     elseif k == "remote_address" or k == "remote_port" then
       local ip, port = req._c:peer()
-      if req._t and ip then -- trusted_proxies: the client behind them (see proxy_addr.lua)
+      if req._t and ip then -- trusted_proxies: the client behind them (see lib/proxy_addr.lua)
         ip = proxy_addr.resolve(req._t, ip, req.headers["x-forwarded-for"])
       end
       rawset(req, "remote_address", ip)
@@ -389,7 +389,7 @@ local OPTS = {
 }
 
 
-function _M.create_server(handler, opts)
+function create_server(handler, opts)
   if type(handler) ~= "function" then
     error("http.create_server: handler must be a function", 2)
   end
@@ -481,4 +481,6 @@ function server_mt:_closed_all()
 end
 
 
-return _M
+return {
+  create_server = create_server,
+}

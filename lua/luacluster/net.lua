@@ -1,6 +1,6 @@
 -- luacluster.net: TCP servers and sockets. The sockets are runtime/tcp.c's; this module
 -- gives them the contract's shape (:read waits, :on("data") for the callback style) and
--- makes servers listen through the master like HTTP servers do (listen.lua).
+-- makes servers listen through the master like HTTP servers do (serve/listen.lua).
 -- Sockets and servers can travel as the handle of a message; the sender's copy is closed.
 local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
@@ -269,7 +269,7 @@ function server_mt:_closed_count()
 end
 
 
--- for `luacluster status` (worker_stats.lua): its open connections; a stream has no requests
+-- for `luacluster status` (worker/stats.lua): its open connections; a stream has no requests
 function server_mt:stats()
   return { requests = 0, connections = self._open }
 end

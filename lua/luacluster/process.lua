@@ -25,7 +25,7 @@ function _M.exit(code)
 end
 
 
--- a forked child's events (luacluster.child)
+-- a forked child's events (luacluster.worker.forked_child)
 local CHILD_EVENTS = { message = true, request = true, disconnect = true }
 
 

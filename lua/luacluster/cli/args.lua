@@ -2,9 +2,9 @@
 -- parse(argv) -> options | nil, message (a one-line error for stderr).
 local defaults = require("luacluster.lib.defaults")
 
-local _M = {}
+local usage, parse
 
-_M.usage = [[
+usage = [[
 usage: luacluster [options] app.lua [script args...]   run an app: a master plus workers
   -w, --workers N        worker count (default: number of CPUs)
   -m, --mode MODE        dispatch | shared | reuseport | ports   (default dispatch)
@@ -62,7 +62,7 @@ local function check_value(name, value)
 end
 
 
-function _M.parse(argv)
+function parse(argv)
   local o = { command = "run", args = {}, static = {} }
   local i = 1
   if COMMANDS[argv[1]] then
@@ -135,4 +135,7 @@ function _M.parse(argv)
 end
 
 
-return _M
+return {
+  usage = usage,
+  parse = parse,
+}

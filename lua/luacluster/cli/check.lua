@@ -3,7 +3,7 @@
 -- paths the app will have, so that a missing module is a file:line now instead of a worker
 -- that fails at run time. Nothing is run: the files are only read and compiled. Modules the
 -- binary itself provides (luacluster.core, ffi, jit, ...) are already loaded here and resolve.
-local _M = {}
+local requires, check
 
 
 -- ---- finding require("name") in Lua source ----
@@ -18,7 +18,7 @@ end
 -- -> { { name =, line = }, ... } for each `require("name")` / `require "name"` / require[[name]],
 -- outside comments and strings, not a field (`x.require`); a string followed by anything but
 -- `)` (a name built at run time) is not one.
-function _M.requires(src)
+function requires(src)
   local list = {}
   local i, n, line = 1, #src, 1
   local last_token -- the previous significant token: "." or ":" make `require` a field
@@ -160,7 +160,7 @@ end
 -- when all is well). The app itself has compiled already; its own modules (.lua files under
 -- app_dir) are compiled too. A module not found by code that changes package.path or
 -- package.cpath is a note, not a problem: the change may make it found.
-function _M.check(app_path, app_dir)
+function check(app_path, app_dir)
   local problems, notes, seen = {}, {}, {}
   local lenient = false
   local dir = app_dir:gsub("/*$", "/")
@@ -174,7 +174,7 @@ function _M.check(app_path, app_dir)
       return
     end
     lenient = lenient or changes_paths(src)
-    for _, r in ipairs(_M.requires(src)) do
+    for _, r in ipairs(requires(src)) do
       local file = resolve(r.name)
       if not file and lenient then
         notes[#notes + 1] = string.format("%s:%d: module '%s' is not on the app's paths now (the app changes package.path: not checked)",
@@ -198,4 +198,7 @@ function _M.check(app_path, app_dir)
 end
 
 
-return _M
+return {
+  requires = requires,
+  check = check,
+}

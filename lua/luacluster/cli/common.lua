@@ -4,10 +4,10 @@ local core = require("luacluster.core")
 local control = require("luacluster.lib.control")
 local coro = require("luacluster.lib.coro")
 
-local _M = {}
+local control_path, run, fail, ask
 
 
-function _M.control_path(o)
+function control_path(o)
   if o.control then
     return o.control
   end
@@ -23,8 +23,8 @@ end
 
 
 -- run(o, fn): fn(path) runs in a coroutine and returns the exit code
-function _M.run(o, fn)
-  local path, err = _M.control_path(o)
+function run(o, fn)
+  local path, err = control_path(o)
   if not path then
     io.stderr:write("luacluster: ", err, "\n")
     return 2
@@ -38,7 +38,7 @@ function _M.run(o, fn)
 end
 
 
-function _M.fail(msg)
+function fail(msg)
   io.stderr:write("luacluster: ", msg, "\n")
   return 1
 end
@@ -46,16 +46,21 @@ end
 
 -- A control request whose reply must say ok: -> reply | nil, exit code (the reason printed,
 -- after `prefix` for a refusal)
-function _M.ask(path, msg, timeout_ms, prefix)
+function ask(path, msg, timeout_ms, prefix)
   local reply, err = control.request(path, msg, timeout_ms)
   if not reply then
-    return nil, _M.fail(err)
+    return nil, fail(err)
   end
   if not reply.ok then
-    return nil, _M.fail((prefix or "") .. tostring(reply.err))
+    return nil, fail((prefix or "") .. tostring(reply.err))
   end
   return reply
 end
 
 
-return _M
+return {
+  control_path = control_path,
+  run = run,
+  fail = fail,
+  ask = ask,
+}

@@ -1,16 +1,16 @@
 -- Access logs of HTTP servers (http.create_server(handler, { access_log = path | "stderr" })):
 -- one C object per path in this process, shared by its servers (runtime/access_log.c does the
 -- formatting, the buffering and the writes off the loop). SIGUSR1 reopens them all, for
--- logrotate: the master reopens its own and passes the signal on to its workers (ops.lua).
+-- logrotate: the master reopens its own and passes the signal on to its workers (master/ops.lua).
 local core = require("luacluster.core")
 
-local _M = {}
+local open, reopen_all, flush_all, stats
 
 local logs = {} -- path or "stderr" -> core access log
 
 
 -- -> log | nil, err
-function _M.open(path)
+function open(path)
   if type(path) ~= "string" or path == "" then
     return nil, "access_log must be a file path, \"stderr\" or false"
   end
@@ -28,14 +28,14 @@ function _M.open(path)
 end
 
 
-function _M.reopen_all()
+function reopen_all()
   for _, l in pairs(logs) do
     l:reopen()
   end
 end
 
 
-function _M.flush_all()
+function flush_all()
   for _, l in pairs(logs) do
     l:flush()
   end
@@ -43,7 +43,7 @@ end
 
 
 -- lines written, dropped (a disk that did not keep up), errors, over every access log
-function _M.stats()
+function stats()
   local t = { lines = 0, dropped = 0, errors = 0, reopens = 0 }
   for _, l in pairs(logs) do
     local s = l:stats()
@@ -55,4 +55,9 @@ function _M.stats()
 end
 
 
-return _M
+return {
+  open = open,
+  reopen_all = reopen_all,
+  flush_all = flush_all,
+  stats = stats,
+}

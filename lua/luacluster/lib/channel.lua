@@ -12,7 +12,7 @@ local encode, decode = codec.encode, codec.decode
 local K = core.kind
 local MSG, CTRL, REQ, REPLY, ROUTE, BCAST, ROUTE_FAIL = K.MSG, K.CTRL, K.REQ, K.REPLY, K.ROUTE, K.BCAST, K.ROUTE_FAIL
 
-local _M = {}
+local set_handle_wrappers, new, open_fd, fail_request
 
 -- a socket or server a message carries: the core handle is wrapped as a net socket or server
 -- when it arrives (adopt) and unwrapped when it is sent (raw); luacluster.net registers both
@@ -21,7 +21,7 @@ local adopt = function(h) return h end
 local raw = function(obj) return obj end
 
 
-function _M.set_handle_wrappers(wrap, unwrap)
+function set_handle_wrappers(wrap, unwrap)
   adopt, raw = wrap, unwrap
 end
 
@@ -195,14 +195,14 @@ end
 -- handlers: message(msg, handle, from), control(msg, handle), request(msg, from) -> reply,
 -- error(err), close(), route_fail(target, seq). Either an open fd or an existing core ipc
 -- handle (one created for a spawn) is wrapped.
-function _M.new(handlers)
+function new(handlers)
   local self = setmetatable({ handlers = handlers, pending = {}, npending = 0, seq = 0, closed = false }, channel_mt)
   return self, function(...) return on_frame(self, ...) end
 end
 
 
-function _M.open_fd(fd, handlers)
-  local self, cb = _M.new(handlers)
+function open_fd(fd, handlers)
+  local self, cb = new(handlers)
   local h, err = core.ipc_open(fd, cb)
   if not h then
     return nil, err
@@ -265,7 +265,7 @@ end
 
 -- A request that cannot be sent: returns nil, err, and in the callback form also calls
 -- cb(nil, err) in a later loop turn, so that cb is called exactly once whatever happens.
-function _M.fail_request(timeout, cb, err)
+function fail_request(timeout, cb, err)
   if type(timeout) == "function" then
     cb = timeout
   end
@@ -301,7 +301,7 @@ function channel_mt:request(msg, timeout, cb)
   local seq = self.seq
   local ok, err = write(self, REQ, 0, seq, msg)
   if not ok then
-    return _M.fail_request(nil, cb, err)
+    return fail_request(nil, cb, err)
   end
   local p = { w = w, cb = cb }
   if timeout > 0 then
@@ -328,4 +328,9 @@ function channel_mt:close()
 end
 
 
-return _M
+return {
+  set_handle_wrappers = set_handle_wrappers,
+  new = new,
+  open_fd = open_fd,
+  fail_request = fail_request,
+}

@@ -20,7 +20,7 @@ end
 local type = type
 local find = string.find
 
-local _M = {}
+local encode, decode
 
 local enc = buffer.new()
 local dec = buffer.new()
@@ -63,7 +63,7 @@ local decode_checked = has_core and core.checked(buffer.decode) or protect(decod
 
 
 -- -> string | nil, err
-function _M.encode(value)
+function encode(value)
   local ok, s = encode_protected(value)
   if not ok then
     enc:reset()
@@ -74,7 +74,7 @@ end
 
 
 -- -> true, value | nil, err   (the value itself may be nil)
-function _M.decode(bytes)
+function decode(bytes)
   if type(bytes) ~= "string" then
     return nil, "cannot decode message: not a string"
   end
@@ -87,4 +87,7 @@ function _M.decode(bytes)
 end
 
 
-return _M
+return {
+  encode = encode,
+  decode = decode,
+}

@@ -6,7 +6,7 @@ local codec = require("luacluster.lib.codec")
 local coro = require("luacluster.lib.coro")
 local hash = require("luacluster.lib.hash")
 
-local _M = {}
+local runtime_dir, default_path, serve, request
 
 local MAX_MESSAGE = 16 * 1024 * 1024
 
@@ -18,7 +18,7 @@ end
 
 
 -- the per-user folder for control sockets: -> path | nil, err
-function _M.runtime_dir()
+function runtime_dir()
   local base = os.getenv("XDG_RUNTIME_DIR")
   local dir
   if base and base ~= "" and core.private_dir(base) then
@@ -35,8 +35,8 @@ end
 
 
 -- the control socket of an app, from its absolute path
-function _M.default_path(app_abs)
-  local dir, err = _M.runtime_dir()
+function default_path(app_abs)
+  local dir, err = runtime_dir()
   if not dir then
     return nil, err
   end
@@ -97,7 +97,7 @@ end
 
 -- Serves the control socket at path: -> server | nil, err. Refuses to take over the socket
 -- of a master that still answers.
-function _M.serve(path, handler, on_ready)
+function serve(path, handler, on_ready)
   local function bind()
     local srv, err, name = core.pipe_listen(path, function(stream)
       if type(stream) ~= "userdata" then
@@ -141,7 +141,7 @@ end
 
 -- One request to a running master: -> reply | nil, err (waits). Replies keep coming for
 -- some commands (stop): on_extra(msg) gets the later ones.
-function _M.request(path, msg, timeout_ms)
+function request(path, msg, timeout_ms)
   local w = coro.waiter("control.request")
   local stream
   local timer = core.timer_new(function()
@@ -174,4 +174,9 @@ function _M.request(path, msg, timeout_ms)
 end
 
 
-return _M
+return {
+  runtime_dir = runtime_dir,
+  default_path = default_path,
+  serve = serve,
+  request = request,
+}

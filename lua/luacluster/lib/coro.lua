@@ -8,7 +8,7 @@ local co_create, resume, yield, running = coroutine.create, coroutine.resume, co
 local status = coroutine.status
 local xpcall, traceback = xpcall, debug.traceback
 
-local _M = {}
+local error_at_caller, spawn, current, in_handler, wait, wake, waiter
 
 local managed = setmetatable({}, { __mode = "k" })
 local pool = {}
@@ -31,7 +31,7 @@ end
 
 -- Raises msg at the first Lua function up the stack that is not the library's own: the app's
 -- line that made the call, whichever library functions are between.
-function _M.error_at_caller(msg)
+function error_at_caller(msg)
   local level = 2
   while true do
     local info = debug.getinfo(level, "S")
@@ -78,7 +78,7 @@ end
 
 
 -- Runs fn(...) in a pooled coroutine, now, until it finishes or waits.
-function _M.spawn(fn, ...)
+function spawn(fn, ...)
   local co = pool[#pool]
   if co then
     pool[#pool] = nil
@@ -97,10 +97,10 @@ end
 
 -- The current coroutine if luacluster runs it; otherwise raises, naming the call, at the
 -- app's line that made it.
-function _M.current(what)
+function current(what)
   local co = running()
   if co == nil or not managed[co] then
-    _M.error_at_caller((what or "this call") .. " waits, so it can only be called inside a handler or callback"
+    error_at_caller((what or "this call") .. " waits, so it can only be called inside a handler or callback"
       .. " that luacluster runs (a request, message or event handler, or a timer callback),"
       .. " not at a script's top level")
   end
@@ -108,19 +108,19 @@ function _M.current(what)
 end
 
 
-function _M.in_handler()
+function in_handler()
   local co = running()
   return co ~= nil and managed[co] == true
 end
 
 
 -- Suspends the current coroutine until wake(co, ...) is called; returns wake's arguments.
-function _M.wait()
+function wait()
   return yield(WAITING)
 end
 
 
-function _M.wake(co, ...)
+function wake(co, ...)
   if status(co) ~= "suspended" then
     return false
   end
@@ -137,8 +137,8 @@ end
 local waiter_mt = {}
 waiter_mt.__index = waiter_mt
 
-function _M.waiter(what)
-  return setmetatable({ co = _M.current(what), done = false }, waiter_mt)
+function waiter(what)
+  return setmetatable({ co = current(what), done = false }, waiter_mt)
 end
 
 
@@ -148,7 +148,7 @@ function waiter_mt:wake(...)
   end
   self.done = true
   if self.waiting then
-    return _M.wake(self.co, ...)
+    return wake(self.co, ...)
   end
   self.result = { n = select("#", ...), ... }
   return true
@@ -161,8 +161,16 @@ function waiter_mt:wait()
     return unpack(r, 1, r.n)
   end
   self.waiting = true
-  return _M.wait()
+  return wait()
 end
 
 
-return _M
+return {
+  error_at_caller = error_at_caller,
+  spawn = spawn,
+  current = current,
+  in_handler = in_handler,
+  wait = wait,
+  wake = wake,
+  waiter = waiter,
+}

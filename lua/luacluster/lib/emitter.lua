@@ -4,10 +4,10 @@ local coro = require("luacluster.lib.coro")
 
 local spawn = coro.spawn
 
-local _M = {}
+local on, off, has, emit, first, request_handler, take_over, mixin
 
 
-function _M.on(self, event, fn)
+function on(self, event, fn)
   if type(event) ~= "string" then
     error("event name must be a string", 2)
   end
@@ -29,7 +29,7 @@ function _M.on(self, event, fn)
 end
 
 
-function _M.off(self, event, fn)
+function off(self, event, fn)
   local handlers = rawget(self, "_events")
   local list = handlers and handlers[event]
   if not list then
@@ -44,7 +44,7 @@ function _M.off(self, event, fn)
 end
 
 
-function _M.has(self, event)
+function has(self, event)
   local handlers = rawget(self, "_events")
   local list = handlers and handlers[event]
   return list ~= nil and #list > 0
@@ -52,7 +52,7 @@ end
 
 
 -- Runs every handler of event; returns true when there was at least one.
-function _M.emit(self, event, ...)
+function emit(self, event, ...)
   local handlers = rawget(self, "_events")
   local list = handlers and handlers[event]
   if not list or #list == 0 then
@@ -71,7 +71,7 @@ end
 
 
 -- The first handler of event, or nil (a request is answered by one handler: the first).
-function _M.first(self, event)
+function first(self, event)
   local handlers = rawget(self, "_events")
   local list = handlers and handlers[event]
   return list and list[1]
@@ -80,10 +80,10 @@ end
 
 -- A channel's request handler that answers with self's first `event` handler (called with
 -- the arguments before msg, then msg), or raises `missing` when there is none.
-function _M.request_handler(self, missing, ...)
+function request_handler(self, missing, ...)
   local n, pre = select("#", ...), { ... }
   return function(msg)
-    local fn = _M.first(self, "request")
+    local fn = first(self, "request")
     if not fn then
       error(missing, 0)
     end
@@ -98,16 +98,25 @@ end
 
 
 -- Gives `to` every handler of `from` (what it had is dropped): a reload's new code takes over.
-function _M.take_over(to, from)
+function take_over(to, from)
   rawset(to, "_events", rawget(from, "_events") or {})
 end
 
 
 -- Adds on/off/emit to a table or a metatable's __index.
-function _M.mixin(t)
-  t.on, t.off, t.emit, t.has_listeners = _M.on, _M.off, _M.emit, _M.has
+function mixin(t)
+  t.on, t.off, t.emit, t.has_listeners = on, off, emit, has
   return t
 end
 
 
-return _M
+return {
+  on = on,
+  off = off,
+  has = has,
+  emit = emit,
+  first = first,
+  request_handler = request_handler,
+  take_over = take_over,
+  mixin = mixin,
+}

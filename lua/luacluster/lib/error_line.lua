@@ -1,6 +1,6 @@
 -- error_line: a Lua error (with its traceback, or require's many-line message) as the one line
 -- a person needs: the real reason and its file:line. Used wherever an app's error ends a start or
--- a reload, or is shown by status: boot.lua, master.lua, reload.lua, master_control.lua.
+-- a reload, or is shown by status: boot.lua, master/core.lua, master/reload.lua, master/control.lua.
 --   "app.lua:4: module 'x' not found:\n\tno field ...\n\tno file ..." -> "app.lua:4: module 'x' not found"
 --   "error loading module 'x' from file '/a/x.lua':\n\t/a/x.lua:2: '<eof>' expected near 'end'"
 --     -> "/a/x.lua:2: '<eof>' expected near 'end' (loading module 'x')"

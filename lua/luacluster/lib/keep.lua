@@ -2,7 +2,7 @@
 -- new code. A reload runs the new app.lua's top level again in the master: its locals (and the
 -- app's own modules, loaded anew) start afresh. A table kept under a name is the exception:
 -- the new code's cluster.keep(name) returns a table with the same data.
---   * The data crosses as a message would (luacluster.codec): plain data only (nil, booleans,
+--   * The data crosses as a message would (luacluster.lib.codec): plain data only (nil, booleans,
 --     numbers, strings, tables of those). A kept table that holds anything else refuses the
 --     reload, with the reason; so does one whose name the new code keeps with a non-table.
 --   * The new top level gets a copy taken when it runs; the old code keeps serving (and may
@@ -15,7 +15,7 @@
 local codec = require("luacluster.lib.codec")
 local tables = require("luacluster.lib.tables")
 
-local _M = {}
+local keep, carry, names
 
 local kept = {}  -- name -> table, the running code's
 
@@ -56,7 +56,7 @@ end
 
 
 -- stage: a reload's stage (master.staging) while the new top level runs, else nil
-function _M.keep(stage, name, initial)
+function keep(stage, name, initial)
   if type(name) ~= "string" then
     error("cluster.keep: name must be a string", 3)
   end
@@ -93,7 +93,7 @@ end
 
 -- The switch: the old code's data, copied once more into the new code's tables; the new
 -- tables become the running ones. -> true | nil, err (then nothing has changed)
-function _M.carry(stage)
+function carry(stage)
   if stage.keep_error then
     return nil, stage.keep_error
   end
@@ -132,9 +132,13 @@ end
 
 
 -- the names the running code keeps (status, specs)
-function _M.names()
+function names()
   return tables.sorted_keys(kept)
 end
 
 
-return _M
+return {
+  keep = keep,
+  carry = carry,
+  names = names,
+}

@@ -8,7 +8,7 @@
 local floor = math.floor
 local tonumber, type = tonumber, type
 
-local _M = {}
+local compile, resolve
 
 
 local function ipv4(s)
@@ -143,7 +143,7 @@ end
 
 
 -- compile(list) -> matcher | nil, err
-function _M.compile(list)
+function compile(list)
   if type(list) == "string" then
     list = { list }
   end
@@ -193,7 +193,7 @@ end
 
 
 -- resolve(trusted, peer, xff) -> the client's address
-function _M.resolve(trusted, peer, xff)
+function resolve(trusted, peer, xff)
   if not peer or not xff or xff == "" or not trusted(peer) then
     return peer
   end
@@ -216,4 +216,7 @@ function _M.resolve(trusted, peer, xff)
 end
 
 
-return _M
+return {
+  compile = compile,
+  resolve = resolve,
+}

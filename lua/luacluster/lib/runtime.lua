@@ -29,12 +29,19 @@ end
 
 -- ---- the children this process started (child_process registers how to end them) ----
 
-local end_all, end_all_now -- nil until child_process is loaded (there are no children then)
+local end_all, end_all_now, count -- nil until child_process is loaded (there are no children then)
 
 
--- child_process: graceful(done) ends every child then calls done; now() SIGKILLs them all
-function _M.set_children_ender(graceful, now)
-  end_all, end_all_now = graceful, now
+-- child_process: graceful(done) ends every child then calls done; now() SIGKILLs them all;
+-- live() -> how many are running
+function _M.set_children_ender(graceful, now, live)
+  end_all, end_all_now, count = graceful, now, live
+end
+
+
+-- how many children started through child_process are running
+function _M.live_children()
+  return count and count() or 0
 end
 
 

@@ -4,10 +4,10 @@
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 
-local _M = {}
+local LISTENABLE, set_action, ignore, add_listener, listener_count
 
 -- the signals a script can listen to with process.on("signal")
-_M.LISTENABLE = { "SIGHUP", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH" }
+LISTENABLE = { "SIGHUP", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH" }
 
 local handles = {}   -- name -> core signal handle
 local actions = {}   -- name -> the runtime's function(name), or nil
@@ -33,7 +33,7 @@ end
 
 
 -- The runtime's reaction to a signal (replaces any earlier one).
-function _M.set_action(name, fn)
+function set_action(name, fn)
   actions[name] = fn
   ensure(name)
 end
@@ -41,15 +41,15 @@ end
 
 -- The process ignores this signal (a worker and SIGINT: Ctrl-C reaches the whole group and
 -- the master decides); listeners added later still hear it, and it still does not kill.
-function _M.ignore(name)
+function ignore(name)
   core.signal_ignore(name)
   actions[name] = false
 end
 
 
-function _M.add_listener(fn)
+function add_listener(fn)
   listeners[#listeners + 1] = fn
-  for _, name in ipairs(_M.LISTENABLE) do
+  for _, name in ipairs(LISTENABLE) do
     if actions[name] == nil and (name == "SIGTERM" or name == "SIGINT") then
       -- a listener must not turn these into no-ops: run the listeners, then die as usual
       actions[name] = function(n)
@@ -61,9 +61,15 @@ function _M.add_listener(fn)
 end
 
 
-function _M.listener_count()
+function listener_count()
   return #listeners
 end
 
 
-return _M
+return {
+  LISTENABLE = LISTENABLE,
+  set_action = set_action,
+  ignore = ignore,
+  add_listener = add_listener,
+  listener_count = listener_count,
+}

@@ -1,4 +1,4 @@
--- The master's side of the control channel (control.lua): reload, status and stop from
+-- The master's side of the control channel (lib/control.lua): reload, status and stop from
 -- `luacluster reload|status|stop`, plus SIGHUP and --watch, which reload too.
 local core = require("luacluster.core")
 local control = require("luacluster.lib.control")
@@ -59,7 +59,7 @@ local function handle(msg, conn)
   end
   if msg.cmd == "reload" then
     reload.reload(function(err, gen)
-      -- one line that keeps the reason (whatever the error's path through reload.lua)
+      -- one line that keeps the reason (whatever the error's path through master/reload.lua)
       conn:reply(err and { ok = false, err = error_line.line(err) } or { ok = true, generation = gen })
     end)
   elseif msg.cmd == "status" then

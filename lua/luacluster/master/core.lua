@@ -167,7 +167,7 @@ end
 --   address its slot served before (w._expect), or an address its slot did not (new code
 --   that listens elsewhere); or as soon as it calls cluster.worker:ready().
 -- A worker that never becomes ready is a reload's reload_timeout or the heartbeat's start
--- watch (luacluster.limits) to deal with.
+-- watch (luacluster.master.limits) to deal with.
 
 local function served(w)
   local set = {}
@@ -227,7 +227,7 @@ end
 
 -- the first line of an error, without the lines `require` adds (where it looked)
 -- a worker's failure (w._failed: its first line, w._failed_detail: the whole error) as one line
--- that keeps the reason (error_line.lua)
+-- that keeps the reason (lib/error_line.lua)
 local function short(w)
   return error_line.line(w._failed_detail or w._failed)
 end
@@ -490,7 +490,7 @@ end
 
 
 -- w: an object made earlier by new_worker (a fork during a reload's new top level);
--- wcfg: the setup of the worker's generation (reload.lua: the new code's), else the live one
+-- wcfg: the setup of the worker's generation (master/reload.lua: the new code's), else the live one
 function spawn_worker(id, env, gen, pending, w, wcfg)
   gen = gen or generation
   wcfg = wcfg or cfg
@@ -574,9 +574,9 @@ local SETUP_KEYS = {
   workers = "number", mode = "string", scheduler = true, drain_timeout = "number",
   restart = "boolean", start = "string", max_message_size = "number", reload_timeout = "number",
   ready = "string", -- "auto" (default) | "manual": the worker says when with cluster.worker:ready()
-  -- resource limits and the heartbeat (luacluster.limits)
+  -- resource limits and the heartbeat (luacluster.master.limits)
   max_requests = "number", max_memory = "number", heartbeat_interval = "number", heartbeat_timeout = "number",
-  metrics = true, -- "host:port" or a port: the Prometheus listener (luacluster.metrics)
+  metrics = true, -- "host:port" or a port: the Prometheus listener (luacluster.master.metrics)
 }
 
 
@@ -641,7 +641,7 @@ function _M.fork(env)
   if _M.staging then -- the new code's top level during a reload: these start as its generation
     local forks = _M.staging.forks
     local w = new_worker(#forks + 1, env, _M.staging.gen, true)
-    forks[#forks + 1] = w -- started by reload.lua (spawn_next); its events fire on this object
+    forks[#forks + 1] = w -- started by master/reload.lua (spawn_next); its events fire on this object
     return w
   end
   fork_called = true
@@ -649,7 +649,7 @@ function _M.fork(env)
 end
 
 
--- cluster.keep(name [, initial]) -> table: state a reload carries into the new code (keep.lua)
+-- cluster.keep(name [, initial]) -> table: state a reload carries into the new code (lib/keep.lua)
 function _M.keep(name, initial)
   return keep.keep(_M.staging, name, initial)
 end
@@ -836,7 +836,7 @@ function _M.describe_plugs()
 end
 
 
--- ---- generations (used by reload.lua) ----
+-- ---- generations (used by master/reload.lua) ----
 
 function _M.spawn(id, env, gen, pending, w, wcfg)
   return spawn_worker(id, env, gen, pending, w, wcfg)
@@ -946,7 +946,7 @@ function _M.wanted_workers(c, was_setup, forks)
   end
   return defaults.workers(runtime.options)
 end
--- listen_master.lua emits "listening" through this: a listen can make a worker ready
+-- master/listen.lua emits "listening" through this: a listen can make a worker ready
 function _M.emit(w, event, ...)
   local r = emit(w, event, ...)
   if event == "listening" then
@@ -988,7 +988,7 @@ end
 function _M.after_top_level()
   -- the workers its cluster.fork() calls started are all it asked for (without a setup)
   local n = fork_called and not setup_called and 0 or _M.wanted_workers(cfg, setup_called)
-  _M.initial_workers = n -- the first generation serves once n workers are ready (ops.lua: READY=1)
+  _M.initial_workers = n -- the first generation serves once n workers are ready (master/ops.lua: READY=1)
   local function started()
     boot.starting = false
     boot_check()

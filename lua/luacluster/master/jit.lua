@@ -5,12 +5,12 @@
 -- it generic) and an old generation's handlers with all of its state. Without this, the
 -- master kept dead workers and one or two old generations for the rest of its life. The hot
 -- paths compile again within moments; both events are rare next to the work between them.
-local _M = {}
+local init
 
 local flush = jit and jit.flush or function() end
 
 
-function _M.init(master, reload)
+function init(master, reload)
   master.add_hook("gone", function()
     flush()
   end)
@@ -22,4 +22,6 @@ function _M.init(master, reload)
 end
 
 
-return _M
+return {
+  init = init,
+}

@@ -5,7 +5,7 @@
 --                                          a worker whose event loop does not answer a ping
 --                                          within heartbeat_timeout is SIGKILLed (and restarted
 --                                          as any crashed worker is); so is one that is not
---                                          ready (master.lua's rule: its top level still
+--                                          ready (master/core.lua's rule: its top level still
 --                                          running, or, under ready = "manual", it has not
 --                                          called cluster.worker:ready()) that long after it
 --                                          started
@@ -24,9 +24,9 @@ local reload = require("luacluster.master.reload")
 
 local now = core.now
 
-local _M = {}
+local DEFAULTS, replace, attach
 
-_M.DEFAULTS = {
+DEFAULTS = {
   max_requests = 0,           -- 0: no limit
   max_memory = 0,             -- bytes of RSS; 0: no limit
   heartbeat_interval = 1000,  -- ms between pings; 0: no heartbeat
@@ -41,7 +41,7 @@ local REPLACE_TIMEOUT_MS = 30000  -- unless cluster.setup{reload_timeout=}
 -- cluster.setup's checks of the keys above (their types are checked by master/core.lua):
 -- -> nil | the reason it refuses them
 local function check_setup(opts)
-  for k in pairs(_M.DEFAULTS) do
+  for k in pairs(DEFAULTS) do
     local v = opts[k]
     if v ~= nil and (v < 0 or v ~= v or v == math.huge) then
       return k .. " must be a number >= 0"
@@ -81,7 +81,7 @@ end
 local function setting(k)
   local v = master.config()[k]
   if v == nil then
-    return _M.DEFAULTS[k]
+    return DEFAULTS[k]
   end
   return v
 end
@@ -100,7 +100,7 @@ end
 
 
 -- Starts the replacement of worker `old` for `why`; the switch happens when it is ready.
-function _M.replace(old, why)
+function replace(old, why)
   if of(old).recycling or old.state == "dead" or old.state == "draining" or old._pending
     or master.workers[old.id] ~= old or master.is_stopping() then
     return false
@@ -215,12 +215,12 @@ local function tick()
         heartbeat(w, t, timeout)
       end
       if of(w).recycle_reason and not of(w).recycling and not master.was_killed_stuck(w) then
-        _M.replace(w, of(w).recycle_reason) -- a try that failed earlier, again after its backoff
+        replace(w, of(w).recycle_reason) -- a try that failed earlier, again after its backoff
       end
       if max_memory > 0 and w.pid and not of(w).recycling and not master.was_killed_stuck(w) then
         local rss = core.pid_rss(w.pid)
         if rss and rss > max_memory then
-          _M.replace(w, string.format("uses %s of memory, over max_memory (%s)", mb(rss), mb(max_memory)))
+          replace(w, string.format("uses %s of memory, over max_memory (%s)", mb(rss), mb(max_memory)))
         end
       end
     end
@@ -230,7 +230,7 @@ end
 
 
 -- plugs the master's half into the master (master/plugins.lua)
-function _M.attach(m)
+function attach(m)
   master = m
   m.add_hook("setup_check", check_setup)
   m.register_op("pong", function(w)
@@ -241,7 +241,7 @@ function _M.attach(m)
     local max = setting("max_requests")
     if max > 0 and type(msg.requests) == "number" and msg.requests >= max then
       of(w).recycle_reason = string.format("has served %d requests (max_requests %d)", msg.requests, max)
-      _M.replace(w, of(w).recycle_reason)
+      replace(w, of(w).recycle_reason)
     end
   end)
   -- ticks from the first worker on (cluster.setup has run by then: its settings hold)
@@ -269,4 +269,8 @@ function _M.attach(m)
 end
 
 
-return _M
+return {
+  DEFAULTS = DEFAULTS,
+  replace = replace,
+  attach = attach,
+}

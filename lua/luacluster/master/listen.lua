@@ -137,7 +137,7 @@ local function listen_op(w, msg)
   local host, port = msg.host, msg.port
   local mode = master.config().mode or runtime.options.mode or "dispatch"
   local function fail(err)
-    -- before anything has ever listened, a taken port ends the whole start (see master.lua)
+    -- before anything has ever listened, a taken port ends the whole start (see master/core.lua)
     local fatal = master.listen_failed(err)
     w:_control({ op = "listen_result", seq = msg.seq, err = err, fatal = fatal or nil })
   end
@@ -230,7 +230,7 @@ local function on_unlisten(w, msg)
     l.ready[w.id] = nil
     rebuild_ready(l)
   end
-  if msg.confirm then -- after every connection sent to it on this key (listen.lua, unlisten)
+  if msg.confirm then -- after every connection sent to it on this key (serve/listen.lua, unlisten)
     w:_control({ op = "unlisten_ok", key = msg.key })
   end
 end

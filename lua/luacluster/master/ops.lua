@@ -1,19 +1,19 @@
 -- What an operator sees of a running cluster, set up once per process:
 --  * the log format (--log-format text | json) and the runtime's lines about workers
---    (started, exited) next to those master.lua and reload.lua write (crashes, restart
+--    (started, exited) next to those master/core.lua and master/reload.lua write (crashes, restart
 --    backoff, reload steps, refused reloads);
 --  * SIGUSR1: reopen the access logs (logrotate); the master passes it on to its workers;
 --  * systemd's notify protocol (Type=notify): READY=1 once the first generation serves,
 --    RELOADING=1 then READY=1 around a reload, STOPPING=1 on a stop, WATCHDOG=1 when the
 --    unit asks for it (runtime/notify.c sends the datagrams);
---  * the metrics listener of cluster.setup{ metrics = } (luacluster.metrics).
+--  * the metrics listener of cluster.setup{ metrics = } (luacluster.master.metrics).
 local core = require("luacluster.core")
 local access_log = require("luacluster.lib.access_log")
 local log = require("luacluster.lib.log")
 local runtime = require("luacluster.lib.runtime")
 local signals = require("luacluster.lib.signals")
 
-local _M = {}
+local sd_notify, child_init, master_early, master_init
 
 local notify_addr   -- $NOTIFY_SOCKET, taken from the environment (children do not see it)
 local watchdog_usec
@@ -22,7 +22,7 @@ local ready_sent = false
 
 -- ---- systemd ----
 
-function _M.sd_notify(state)
+function sd_notify(state)
   if not notify_addr then
     return nil, "no NOTIFY_SOCKET"
   end
@@ -62,7 +62,7 @@ local function watch_first_generation(master)
     end
     ready_sent = true
     timer:close()
-    _M.sd_notify("READY=1\n" .. status_line(master) .. "\nMAINPID=" .. core.pid())
+    sd_notify("READY=1\n" .. status_line(master) .. "\nMAINPID=" .. core.pid())
   end
   timer = core.timer_new(check)
   timer:start(0, 20)
@@ -76,7 +76,7 @@ local function start_watchdog()
     return
   end
   local t = core.timer_new(function()
-    _M.sd_notify("WATCHDOG=1")
+    sd_notify("WATCHDOG=1")
   end)
   local every = math.max(1, math.floor(usec / 2000))
   t:start(every, every)
@@ -87,7 +87,7 @@ end
 -- ---- processes ----
 
 -- In a worker or a forked child, before its script runs.
-function _M.child_init(role, format, worker_id)
+function child_init(role, format, worker_id)
   log.set_format(log.FORMATS[format or ""] and format or "text", role == "worker" and worker_id or nil)
   if role == "worker" then
     signals.set_action("SIGUSR1", function()
@@ -100,7 +100,7 @@ end
 -- In the master, before its script runs (and so before any worker is started): the log
 -- format (--log-format, else LUACLUSTER_LOG_FORMAT) and systemd's variables, taken out of
 -- the environment. -> nil | an error message
-function _M.master_early(o, env_format)
+function master_early(o, env_format)
   o.log_format = o.log_format or env_format
   if o.log_format and not log.FORMATS[o.log_format] then
     return "LUACLUSTER_LOG_FORMAT must be text or json, not '" .. o.log_format .. "'"
@@ -120,9 +120,9 @@ end
 
 -- master/plugins.lua passes the master's core, reload and metrics (ops is below them: a
 -- worker loads it too)
-function _M.master_init(options, master, reload, metrics)
+function master_init(options, master, reload, metrics)
 
-  -- the runtime's lines about workers (crashes and restarts are master.lua's)
+  -- the runtime's lines about workers (crashes and restarts are master/core.lua's)
   local function started(w)
     log.info(string.format("worker %d (pid %d) started, generation %d", w.id, w.pid, w.generation))
   end
@@ -138,7 +138,7 @@ function _M.master_init(options, master, reload, metrics)
   master.add_hook("gone", function(w)
     local code, signal = w._exit_code, w._exit_signal
     if w.exited_after_disconnect or (code == 0 and not signal) then
-      -- "finished", not "exited with": that wording is master.lua's for a crash
+      -- "finished", not "exited with": that wording is master/core.lua's for a crash
       log.info(string.format("worker %d (pid %d) finished (%s)", w.id, w.pid,
         signal and ("signal " .. signal) or ("exit code " .. tostring(code))))
     end
@@ -163,7 +163,7 @@ function _M.master_init(options, master, reload, metrics)
 
   reload.add_hook(function(event)
     if event == "start" then
-      _M.sd_notify("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=" .. core.monotonic_usec())
+      sd_notify("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=" .. core.monotonic_usec())
     else
       if event == "done" then
         local ok, err = metrics.apply(master.config().metrics)
@@ -171,11 +171,11 @@ function _M.master_init(options, master, reload, metrics)
           log.error("metrics: " .. tostring(err))
         end
       end
-      _M.sd_notify("READY=1\n" .. status_line(master))
+      sd_notify("READY=1\n" .. status_line(master))
     end
   end)
   master.add_hook("stop", function()
-    _M.sd_notify("STOPPING=1\nSTATUS=stopping")
+    sd_notify("STOPPING=1\nSTATUS=stopping")
   end)
 
   -- the metrics listener: a port it cannot have stops the cluster, as an app's port does
@@ -187,4 +187,9 @@ function _M.master_init(options, master, reload, metrics)
 end
 
 
-return _M
+return {
+  sd_notify = sd_notify,
+  child_init = child_init,
+  master_early = master_early,
+  master_init = master_init,
+}

@@ -1,10 +1,10 @@
 -- Zero-downtime reload: a new generation of the app, as DESIGN.md describes.
 --  1. load-check the new app.lua; run its top level in the master with what it registers
 --     (cluster.on handlers, setup, forks, the master's own servers) held in a stage;
---  2. start the new generation's workers and wait until each is ready (master.lua's rule:
+--  2. start the new generation's workers and wait until each is ready (master/core.lua's rule:
 --     it serves what its slot served, or it said so under ready = "manual"), with a
 --     deadline; any failure stops them and changes nothing;
---  3. switch: the master's kept state (cluster.keep, keep.lua) is carried into the new code,
+--  3. switch: the master's kept state (cluster.keep, lib/keep.lua) is carried into the new code,
 --     the staged master state takes effect, new workers take their slots
 --     (connections, cluster.workers, routed messages), the master's servers hand their
 --     listening sockets to the new code's servers;
@@ -29,7 +29,7 @@ local counted = setmetatable({}, { __mode = "k" })    -- a new worker -> true on
 local DEFAULT_READY_TIMEOUT = 30000
 
 -- reloads done and refused (metrics), and functions(event, generation | err) run when a
--- reload "start"s, is "done" or is "refused" (systemd's RELOADING=1 / READY=1: ops.lua)
+-- reload "start"s, is "done" or is "refused" (systemd's RELOADING=1 / READY=1: master/ops.lua)
 _M.counts = { done = 0, refused = 0 }
 local plugs = registry.new("reload", { "event" })
 
@@ -100,7 +100,7 @@ local function stage_new_code(gen)
     runtime.code_generation = old_gen
     stop_timers(function(g) return g == gen end)
     restore_modules(saved)
-    return nil, error_line.line(rerr) -- the reason and its file:line, not a traceback through reload.lua
+    return nil, error_line.line(rerr) -- the reason and its file:line, not a traceback through master/reload.lua
   end
   stage.old_gen = old_gen
   return stage
@@ -128,11 +128,10 @@ local function switch(stage, new_workers, gen)
   stop_timers(function(g) return g < gen end)
   -- the master's own servers: the new ones take the old ones' sockets
   local old_servers = {}
-  for server in pairs(listen.master_servers) do
+  for server in pairs(listen.take_master_servers()) do
     server._retiring = true
     old_servers[#old_servers + 1] = server
   end
-  listen.master_servers = {}
   for _, l in ipairs(stage.listens) do
     listen.listen_here(l.server, l.port, l.host)
   end

@@ -1,6 +1,6 @@
 -- Ordered start and stop: cluster.setup{ start = "sequential" }.
 -- Start: the master forks worker 1, waits until it is ready, then forks worker 2, and so on.
--- Ready is master.lua's one rule (the same for the first start, a reload and a replacement):
+-- Ready is master/core.lua's one rule (the same for the first start, a reload and a replacement):
 -- one loop turn after its top level ran, serving what its slot served before, or when it
 -- says so with cluster.worker:ready() under cluster.setup{ ready = "manual" }.
 -- A worker that exits before it is ready does not hold the others back (a crashed one is

@@ -13,10 +13,10 @@ local runtime = require("luacluster.lib.runtime")
 local timer0 = require("luacluster.lib.timer0")
 local worker = require("luacluster.worker.side")
 
-local _M = {}
+local FATAL_LISTEN_EXIT, listen, take_master_servers, master_listens, listen_here, unlisten, channel_closed, attach_worker, mixin
 
 local pending = {}  -- seq -> { server, report }
-local confirming = {} -- key -> fn() once the master confirmed an unlisten (see _M.unlisten)
+local confirming = {} -- key -> fn() once the master confirmed an unlisten (see unlisten)
 local by_address = setmetatable({}, { __mode = "v" })  -- "host:port" -> server given its socket
 local seq = 0
 local reporters = setmetatable({}, { __mode = "k" })
@@ -24,13 +24,13 @@ local reporters = setmetatable({}, { __mode = "k" })
 
 -- exit code of a worker whose listen failed while the cluster was starting: the master
 -- then reports the error once and stops with a non-zero code
-_M.FATAL_LISTEN_EXIT = 98
+FATAL_LISTEN_EXIT = 98
 
 
 local function fail(server, err, fatal)
   if not server:emit("error", err) then
     if fatal then
-      core.exit(_M.FATAL_LISTEN_EXIT)
+      core.exit(FATAL_LISTEN_EXIT)
     end
     log.error(err)
     core.exit(1)
@@ -116,7 +116,7 @@ local function on_result(msg, handle)
 end
 
 
-function _M.listen(server, port, host)
+function listen(server, port, host)
   port, host = check_args(port, host)
   if runtime.role == "worker" then
       seq = seq + 1
@@ -128,25 +128,33 @@ function _M.listen(server, port, host)
     end
     return server
   end
-  return _M.listen_here(server, port, host)
+  return listen_here(server, port, host)
 end
 
 
 -- The master's own servers, by address, so that a reload's new code takes over the same
 -- listening socket instead of closing and reopening it (no connection refused meanwhile).
 local here = {}           -- "host:port" -> { tcp =, server = }
-_M.master_servers = {}    -- server -> true: servers the master's code listens with
+local master_servers = {}    -- server -> true: servers the master's code listens with
 
 
--- does a server of the master's own code listen on host:port? (a worker's listen there
--- fails with EADDRINUSE: listen_master.lua names that cause)
-function _M.master_listens(host, port)
-  local h = here[host .. ":" .. port]
-  return h ~= nil and _M.master_servers[h.server] == true and not h.server._closed
+-- a reload's switch: the old code's servers (server -> true), which the new code's replace
+function take_master_servers()
+  local old = master_servers
+  master_servers = {}
+  return old
 end
 
 
-function _M.listen_here(server, port, host)
+-- does a server of the master's own code listen on host:port? (a worker's listen there
+-- fails with EADDRINUSE: master/listen.lua names that cause)
+function master_listens(host, port)
+  local h = here[host .. ":" .. port]
+  return h ~= nil and master_servers[h.server] == true and not h.server._closed
+end
+
+
+function listen_here(server, port, host)
   if runtime.role == "master" and master.staging then -- a reload's new code: listens at the switch
     local list = master.staging.listens
     list[#list + 1] = { server = server, port = port, host = host }
@@ -163,7 +171,7 @@ function _M.listen_here(server, port, host)
   end
   if tcp and runtime.role == "master" then
     here[key] = { tcp = tcp, server = server }
-    _M.master_servers[server] = true
+    master_servers[server] = true
   end
   if not tcp then
     -- reported after the caller's top level has had a chance to add an error handler
@@ -194,7 +202,7 @@ local function drop_key(server, key)
   server:_take_key(key, false)
 end
 
-function _M.unlisten(server, done)
+function unlisten(server, done)
   if reporters[server] then
     reporters[server]:close()
     reporters[server] = nil
@@ -230,7 +238,7 @@ end
 
 
 -- the channel closed: no confirmation will come, and nothing more is sent
-function _M.channel_closed()
+function channel_closed()
   local list = {}
   for _, fn in pairs(confirming) do list[#list + 1] = fn end
   for _, fn in ipairs(list) do fn() end
@@ -238,7 +246,7 @@ end
 
 
 -- reuseport: the socket of a slot that a reload left without its own worker, to accept on
--- beside this server's own (listen_master.lua, close_unused)
+-- beside this server's own (master/listen.lua, close_unused)
 local function on_extra_listener(msg, handle)
   if not handle then
     return
@@ -252,11 +260,11 @@ end
 
 
 -- plugs the worker's half into the worker's side (worker/plugins.lua)
-function _M.attach_worker(side)
+function attach_worker(side)
   side.register_op("listen_result", on_result)
   side.register_op("extra_listener", on_extra_listener)
   side.register_op("unlisten_ok", on_unlisten_ok)
-  side.add_hook("close", _M.channel_closed)
+  side.add_hook("close", channel_closed)
 end
 
 -- ---- what every server (http, net) shares ----
@@ -268,7 +276,7 @@ function server_methods:listen(port, host)
   if self._closed then
     error("server:listen: the server is closed", 2)
   end
-  return _M.listen(self, port, host)
+  return listen(self, port, host)
 end
 
 
@@ -291,7 +299,7 @@ function server_methods:_stop_accepting(done)
     tcp:close()
   end
   self._listeners = {}
-  _M.unlisten(self, done)
+  unlisten(self, done)
 end
 
 
@@ -328,7 +336,7 @@ function server_methods:close()
 end
 
 
-function _M.mixin(mt)
+function mixin(mt)
   for k, fn in pairs(server_methods) do
     mt[k] = fn
   end
@@ -336,4 +344,14 @@ function _M.mixin(mt)
 end
 
 
-return _M
+return {
+  FATAL_LISTEN_EXIT = FATAL_LISTEN_EXIT,
+  listen = listen,
+  take_master_servers = take_master_servers,
+  master_listens = master_listens,
+  listen_here = listen_here,
+  unlisten = unlisten,
+  channel_closed = channel_closed,
+  attach_worker = attach_worker,
+  mixin = mixin,
+}

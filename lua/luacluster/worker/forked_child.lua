@@ -67,24 +67,18 @@ end
 
 local function exit_now()
   local code = runtime.exit_code or 0
-  local cp = package.loaded["luacluster.child_process"]
-  if cp then
-    cp._kill_all(function() core.exit(code) end)
-  else
-    core.exit(code)
-  end
+  runtime.end_children(function() core.exit(code) end)
 end
 
 
 -- SIGTERM (a stop of the parent's cluster, child:kill(), the parent's death): this process's
 -- own children go first, then it dies of the signal, as its parent expects to see.
 local function die_of(name)
-  local cp = package.loaded["luacluster.child_process"]
   local function go()
     core.signal_default(name, true)
   end
-  if cp and cp._live_count() > 0 then
-    cp._kill_all(go)
+  if runtime.live_children() > 0 then
+    runtime.end_children(go)
   else
     go()
   end

@@ -223,7 +223,7 @@ function _M.after_top_level()
     ch:control({ op = "ready" })
   end
   -- one loop turn later: a worker that has asked for no listening socket by then serves
-  -- nothing, and counts as ready for a sequential start (luacluster.sequence)
+  -- nothing, and counts as ready for a sequential start (luacluster.master.sequence)
   timer0.next_turn(function()
     if not ch:is_closed() then
       ch:control({ op = "settled" })
