@@ -356,4 +356,10 @@ end
 
 channel.set_handle_wrappers(_M.adopt, _M.raw) -- what a message carries is a net socket or server
 
-return _M
+return {
+  wrap = _M.wrap,
+  create_server = _M.create_server,
+  connect = _M.connect,
+  adopt = _M.adopt,
+  raw = _M.raw,
+}

@@ -47,4 +47,7 @@ function _M.report(line)
 end
 
 
-return _M
+return {
+  line = _M.line,
+  report = _M.report,
+}

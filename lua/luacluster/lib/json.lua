@@ -73,4 +73,8 @@ function _M.encode(v)
 end
 
 
-return _M
+return {
+  array_mt = _M.array_mt,
+  array = _M.array,
+  encode = _M.encode,
+}

@@ -21,4 +21,6 @@ function _M.require(name)
 end
 
 
-return _M
+return {
+  require = _M.require,
+}

@@ -149,4 +149,8 @@ function _M.start(options)
 end
 
 
-return _M
+return {
+  status = _M.status,
+  take_control = _M.take_control,
+  start = _M.start,
+}

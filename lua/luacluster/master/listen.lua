@@ -409,4 +409,10 @@ function _M.listeners()
 end
 
 
-return _M
+return {
+  attach = _M.attach,
+  reset_policies = _M.reset_policies,
+  hand_over = _M.hand_over,
+  close_unused = _M.close_unused,
+  listeners = _M.listeners,
+}

@@ -287,4 +287,10 @@ function _M.attach(m)
   end)
 end
 
-return _M
+return {
+  parse_address = _M.parse_address,
+  render = _M.render,
+  apply = _M.apply,
+  CONTENT_TYPE = _M.CONTENT_TYPE,
+  attach = _M.attach,
+}

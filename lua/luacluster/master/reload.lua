@@ -289,4 +289,9 @@ function _M.in_progress()
 end
 
 
-return _M
+return {
+  counts = _M.counts,
+  add_hook = _M.add_hook,
+  reload = _M.reload,
+  in_progress = _M.in_progress,
+}

@@ -15,4 +15,8 @@ end
 
 _M.hash = hash
 
-return _M
+return {
+  wants_address = _M.wants_address,
+  new = _M.new,
+  hash = _M.hash,
+}

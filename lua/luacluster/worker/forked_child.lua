@@ -205,4 +205,13 @@ function _M.channel()
 end
 
 
-return _M
+return {
+  init = _M.init,
+  after_top_level = _M.after_top_level,
+  on = _M.on,
+  send = _M.send,
+  request = _M.request,
+  disconnect = _M.disconnect,
+  connected = _M.connected,
+  channel = _M.channel,
+}

@@ -94,4 +94,9 @@ function _M.attach(m)
 end
 
 
-return _M
+return {
+  set = _M.set,
+  is_live = _M.is_live,
+  ids = _M.ids,
+  attach = _M.attach,
+}
