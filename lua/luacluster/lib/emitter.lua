@@ -7,6 +7,13 @@ local spawn = coro.spawn
 local on, off, has, emit, first, request_handler, take_over, mixin
 
 
+-- the handlers of event on self (the one reader of the private _events besides on), or nil
+local function list_of(self, event)
+  local handlers = rawget(self, "_events")
+  return handlers and handlers[event]
+end
+
+
 function on(self, event, fn)
   if type(event) ~= "string" then
     error("event name must be a string", 2)
@@ -30,8 +37,7 @@ end
 
 
 function off(self, event, fn)
-  local handlers = rawget(self, "_events")
-  local list = handlers and handlers[event]
+  local list = list_of(self, event)
   if not list then
     return self
   end
@@ -45,16 +51,14 @@ end
 
 
 function has(self, event)
-  local handlers = rawget(self, "_events")
-  local list = handlers and handlers[event]
+  local list = list_of(self, event)
   return list ~= nil and #list > 0
 end
 
 
 -- Runs every handler of event; returns true when there was at least one.
 function emit(self, event, ...)
-  local handlers = rawget(self, "_events")
-  local list = handlers and handlers[event]
+  local list = list_of(self, event)
   if not list or #list == 0 then
     return false
   end
@@ -72,8 +76,7 @@ end
 
 -- The first handler of event, or nil (a request is answered by one handler: the first).
 function first(self, event)
-  local handlers = rawget(self, "_events")
-  local list = handlers and handlers[event]
+  local list = list_of(self, event)
   return list and list[1]
 end
 
