@@ -11,13 +11,13 @@ local error_line = require("luacluster.lib.error_line")
 local keep = require("luacluster.lib.keep")
 local log = require("luacluster.lib.log")
 local registry = require("luacluster.lib.registry")
+local routing = require("luacluster.master.routing")
 local runtime = require("luacluster.lib.runtime")
 local sequence = require("luacluster.master.sequence")
 local signals = require("luacluster.lib.signals")
 local timer0 = require("luacluster.lib.timer0")
 
 local now = core.now
-local K = core.kind
 
 local _M = {}
 
@@ -444,40 +444,6 @@ local function env_list(extra, id, gen, wcfg)
 end
 
 
--- A message frame for x from worker `from`, as it was encoded by the sender -> true | nil, err
-local function send_frame(x, from, payload)
-  if x.state == "dead" or not x._ch or x._ch:is_closed() then
-    return nil, "worker " .. x.id .. " has exited"
-  end
-  return x._ch.handle:send(K.MSG, from, 0, payload)
-end
-
-
--- ROUTE and BCAST frames reach Lua only from a channel that has no route in C yet: a reload's
--- new worker before the switch (ipc.c's route() forwards every other one without Lua). They
--- go where route() sends them: a broadcast to every routed worker (the serving generation,
--- the older ones still draining), a send_to to the serving worker of that id or back as a
--- ROUTE_FAIL; never dropped.
-local function forward(w, kind, peer, seq, payload)
-  if kind == K.BCAST then
-    for _, x in pairs(workers) do
-      if x ~= w then
-        send_frame(x, w.id, payload)
-      end
-    end
-    for x in pairs(retired) do
-      if x ~= w then
-        send_frame(x, w.id, payload)
-      end
-    end
-    return
-  end
-  local to = workers[peer]
-  if not (to and send_frame(to, w.id, payload)) and w._ch and not w._ch:is_closed() then
-    w._ch.handle:send(K.ROUTE_FAIL, peer, seq, "")
-  end
-end
-
 
 -- pending: a worker of a new generation during a reload; it joins cluster.workers (and gets
 -- connections and routed messages) only when the reload switches to it (_M.adopt)
@@ -514,8 +480,8 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
     close = function() on_channel_close(w) end,
   })
   local ipc = core.ipc_new(function(kind, peer, seq, payload, handle)
-    if (kind == K.ROUTE or kind == K.BCAST) and handle == nil then
-      return forward(w, kind, peer, seq, payload)
+    if routing.is_routed(kind) and handle == nil then
+      return routing.forward(workers, retired, w, kind, peer, seq, payload)
     end
     return on_frame(kind, peer, seq, payload, handle)
   end)
@@ -546,7 +512,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
   w._proc = proc
   w._ch = ch
   if not pending then
-    ipc:set_route(id)
+    routing.route_to(w, ipc) -- routed messages to id now reach this worker
     workers[id] = w
     if boot.open then
       w._boot = true
@@ -849,7 +815,7 @@ function _M.adopt(w)
   workers[w.id] = w
   slot_addrs[w.id] = served(w)
   slot_error[w.id] = nil
-  w._ch.handle:set_route(w.id)
+  routing.route_to(w, w._ch.handle)
   plugs:run("adopt", w)
 end
 
