@@ -160,6 +160,7 @@ local LAYERS = {
   { 0, "^luacluster%.core$" },
   { 1, "^luacluster%.lib%." },       -- shared lower layers: codec, log, coro, channel, ...
   { 2, "^luacluster%.sched%." },     -- scheduling: the built-in schedulers and their loader
+  { 6, "^luacluster%.worker%.plugins$" }, -- the wiring of the worker's side (what plugs into it)
   { 3, "^luacluster%.worker%." },    -- the worker's side (and a forked child's)
   { 3, "^luacluster%.master%.core$" },     -- the master's core: worker objects and their life,
   { 3, "^luacluster%.master%.registry$" }, -- what plugs into it,

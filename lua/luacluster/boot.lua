@@ -2,20 +2,22 @@
 -- The master parses the command line and runs the app; a worker or a forked child (started
 -- by its parent with LUACLUSTER_ROLE set) runs its script. main() returns an exit code to
 -- end at once, or nil to run the event loop; loop_ended() gives the code when it empties.
--- What it loads after it knows the process's role (luacluster.cluster takes its shape from
--- the role when it loads, and the master's parts load it) is required where it is used,
--- marked "lazy".
+-- Each process loads only its own role's parts: they are required where the role is known,
+-- marked "lazy" (luacluster.cluster also takes its shape from the role when it loads), so an
+-- idle worker holds the worker's side and not the master's or the command line's.
 local core = require("luacluster.core")
-local check = require("luacluster.cli.check")
-local cli = require("luacluster.cli.args")
+local channel = require("luacluster.lib.channel")
 local error_line = require("luacluster.lib.error_line")
 local log = require("luacluster.lib.log")
-local master = require("luacluster.master.core")
 local ops = require("luacluster.master.ops")
-local optional = require("luacluster.lib.optional")
 local runtime = require("luacluster.lib.runtime")
-local worker_plugins = require("luacluster.worker.plugins")
-require("luacluster.net") -- it wraps the sockets a channel carries (lib/channel.lua), in every process
+
+-- a socket or server a message carries is a net socket or server (net loads at the first one)
+channel.set_handle_wrappers(function(h)
+  return require("luacluster.net").adopt(h) -- lazy: at the first socket a message carries
+end, function(obj)
+  return require("luacluster.net").raw(obj) -- lazy: as above
+end)
 
 local main, loop_ended
 
@@ -118,7 +120,7 @@ local function main_child(role, argv)
     return 1
   end
   if role == "worker" then
-    worker_plugins.attach(side)
+    require("luacluster.worker.plugins").attach(side) -- lazy: a worker's own parts
   end
   local chunk, lerr = load_app(app)
   if not chunk then
@@ -140,6 +142,7 @@ end
 
 
 local function main_master(argv)
+  local cli = require("luacluster.cli.args") -- lazy: the command line is the master's
   local o, err = cli.parse(argv)
   if not o then
     stderr(err)
@@ -153,6 +156,7 @@ local function main_master(argv)
     return 0
   end
   if o.command ~= "run" and o.command ~= "check" then
+    local optional = require("luacluster.lib.optional") -- lazy: a command's module, by its name
     local cmd, lerr = optional.require("luacluster.cmd_" .. o.command:gsub("-", "_"))
     if cmd == false then
       stderr("'" .. o.command .. "' is not available in this build")
@@ -176,7 +180,7 @@ local function main_master(argv)
   if o.command == "check" then
     -- every require("literal") must resolve on the paths the app will have (nothing is run)
     set_paths(dirname(abs))
-    local problems, notes = check.check(o.app, dirname(abs))
+    local problems, notes = require("luacluster.cli.check").check(o.app, dirname(abs)) -- lazy: luacluster check
     for _, note in ipairs(notes) do
       stderr("note: " .. note)
     end
@@ -207,6 +211,7 @@ local function main_master(argv)
     stderr(oerr)
     return 2
   end
+  local master = require("luacluster.master.core") -- lazy: the master's parts
   master.init(o, require("luacluster.cluster")) -- lazy: the role is known now (cluster.on's events are the master's)
   local plugins = require("luacluster.master.plugins") -- lazy: the master's parts load luacluster.cluster
   plugins.attach(master) -- what plugs into the master (a worker's pool.map, ...)

@@ -28,7 +28,7 @@ if _M.is_master then
       a, b = b, c
     end
     -- during a reload the new code's handlers wait in the stage until the switch
-    emitter.on(master.staging and master.staging.events or _M, a, b)
+    emitter.on(runtime.staging and runtime.staging.events or _M, a, b)
     return _M
   end
   for _, name in ipairs(MASTER_ONLY) do

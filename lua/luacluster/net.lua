@@ -3,7 +3,6 @@
 -- makes servers listen through the master like HTTP servers do (serve/listen.lua).
 -- Sockets and servers can travel as the handle of a message; the sender's copy is closed.
 local core = require("luacluster.core")
-local channel = require("luacluster.lib.channel")
 local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
 local listen = require("luacluster.serve.listen")
@@ -353,8 +352,6 @@ function _M.raw(obj)
   return obj
 end
 
-
-channel.set_handle_wrappers(_M.adopt, _M.raw) -- what a message carries is a net socket or server
 
 return {
   wrap = _M.wrap,

@@ -379,12 +379,6 @@ local function attach(m)
 end
 
 
--- plugs the worker's half into the worker's side (worker/plugins.lua)
-local function attach_worker(side)
-  side.register_op("task", on_task)
-end
-
-
 local OPTS = { per_worker = "number", scheduler = true, timeout = "number", retries = "number", worker_wait = "number" }
 
 
@@ -570,5 +564,5 @@ return {
   handle = _M.handle,
   map = _M.map,
   attach = attach,
-  attach_worker = attach_worker,
+  on_task = on_task, -- a worker's op "task" (worker/plugins.lua)
 }

@@ -15,8 +15,8 @@ local MSG, CTRL, REQ, REPLY, ROUTE, BCAST, ROUTE_FAIL = K.MSG, K.CTRL, K.REQ, K.
 local set_handle_wrappers, new, open_fd, fail_request
 
 -- a socket or server a message carries: the core handle is wrapped as a net socket or server
--- when it arrives (adopt) and unwrapped when it is sent (raw); luacluster.net registers both
--- when it loads (boot.lua loads it in every process), this layer being below it
+-- when it arrives (adopt) and unwrapped when it is sent (raw): luacluster.net's adopt and raw,
+-- which boot.lua registers here (net loads at the first socket); this layer is below net
 local adopt = function(h) return h end
 local raw = function(obj) return obj end
 

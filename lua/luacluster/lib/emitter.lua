@@ -51,14 +51,16 @@ end
 
 
 function has(self, event)
-  local list = list_of(self, event)
+  local handlers = rawget(self, "_events") -- (inline: the hot path of every event)
+  local list = handlers and handlers[event]
   return list ~= nil and #list > 0
 end
 
 
 -- Runs every handler of event; returns true when there was at least one.
 function emit(self, event, ...)
-  local list = list_of(self, event)
+  local handlers = rawget(self, "_events") -- (inline: the hot path of every event)
+  local list = handlers and handlers[event]
   if not list or #list == 0 then
     return false
   end

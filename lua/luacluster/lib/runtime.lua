@@ -13,6 +13,7 @@ local _M = {
   in_flight = 0,        -- requests and connections a drain waits for
   code_generation = 1,  -- the generation of the script code now running (master)
   master_timers = setmetatable({}, { __mode = "k" }),
+  staging = nil,        -- master: a reload's stage while its new code's top level runs (master/core.lua's set_staging)
   drain_waiters = {},
 }
 

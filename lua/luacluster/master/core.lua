@@ -583,11 +583,11 @@ function _M.setup(opts)
   if refused then
     error("cluster.setup: " .. refused, 2)
   end
-  if _M.staging then -- a reload is running the new code: its setup applies at the switch
+  if runtime.staging then -- a reload is running the new code: its setup applies at the switch
     for k, v in pairs(opts) do
-      _M.staging.cfg[k] = v
+      runtime.staging.cfg[k] = v
     end
-    _M.staging.setup_called = true
+    runtime.staging.setup_called = true
     return
   end
   for k, v in pairs(opts) do
@@ -604,9 +604,9 @@ function _M.fork(env)
   if stopping then
     return nil, "the cluster is stopping"
   end
-  if _M.staging then -- the new code's top level during a reload: these start as its generation
-    local forks = _M.staging.forks
-    local w = new_worker(#forks + 1, env, _M.staging.gen, true)
+  if runtime.staging then -- the new code's top level during a reload: these start as its generation
+    local forks = runtime.staging.forks
+    local w = new_worker(#forks + 1, env, runtime.staging.gen, true)
     forks[#forks + 1] = w -- started by master/reload.lua (spawn_next); its events fire on this object
     return w
   end
@@ -617,7 +617,7 @@ end
 
 -- cluster.keep(name [, initial]) -> table: state a reload carries into the new code (lib/keep.lua)
 function _M.keep(name, initial)
-  return keep.keep(_M.staging, name, initial)
+  return keep.keep(runtime.staging, name, initial)
 end
 
 
@@ -771,7 +771,7 @@ end
 -- master/reload.lua: the new code's top level runs in this stage (nil once it has run); while
 -- it is set, cluster.setup, cluster.fork, cluster.keep and listens go to the stage
 function _M.set_staging(stage)
-  _M.staging = stage
+  runtime.staging = stage -- (in runtime: serve/listen.lua and cluster.lua read it, below this module)
 end
 
 

@@ -8,7 +8,6 @@
 -- request path nothing, and a worker that does not answer within a second gives its last
 -- answer.
 local core = require("luacluster.core")
-local http_module = require("luacluster.http")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local reload = require("luacluster.master.reload")
@@ -251,6 +250,7 @@ function _M.apply(v)
   if not tcp then
     return nil, lerr
   end
+  local http_module = require("luacluster.http") -- lazy: only a cluster.setup{metrics=} listener needs it
   local server = http_module.create_server(function(req)
     if req.path ~= "/metrics" then
       return 404, { ["Content-Type"] = "text/plain" }, "not found: the metrics are at /metrics\n"

@@ -8,7 +8,6 @@
 --   server:emit(event, ...)      "listening" (address) and "error" (err)
 local core = require("luacluster.core")
 local log = require("luacluster.lib.log")
-local master = require("luacluster.master.core")
 local runtime = require("luacluster.lib.runtime")
 local timer0 = require("luacluster.lib.timer0")
 local worker = require("luacluster.worker.side")
@@ -119,7 +118,8 @@ end
 function listen(server, port, host)
   port, host = check_args(port, host)
   if runtime.role == "worker" then
-      seq = seq + 1
+    attach_worker()
+    seq = seq + 1
     pending[seq] = { server = server }
     local ok, err = worker.channel():control({ op = "listen", seq = seq, host = host, port = port })
     if not ok then
@@ -155,8 +155,8 @@ end
 
 
 function listen_here(server, port, host)
-  if runtime.role == "master" and master.staging then -- a reload's new code: listens at the switch
-    local list = master.staging.listens
+  if runtime.role == "master" and runtime.staging then -- a reload's new code: listens at the switch
+    local list = runtime.staging.listens
     list[#list + 1] = { server = server, port = port, host = host }
     return server
   end
@@ -259,12 +259,18 @@ local function on_extra_listener(msg, handle)
 end
 
 
--- plugs the worker's half into the worker's side (worker/plugins.lua)
-function attach_worker(side)
-  side.register_op("listen_result", on_result)
-  side.register_op("extra_listener", on_extra_listener)
-  side.register_op("unlisten_ok", on_unlisten_ok)
-  side.add_hook("close", channel_closed)
+-- plugs the worker's half into the worker's side, at this worker's first listen (the master's
+-- answers come only after one; worker/plugins.lua lists it)
+local attached = false
+function attach_worker()
+  if attached then
+    return
+  end
+  attached = true
+  worker.register_op("listen_result", on_result)
+  worker.register_op("extra_listener", on_extra_listener)
+  worker.register_op("unlisten_ok", on_unlisten_ok)
+  worker.add_hook("close", channel_closed)
 end
 
 -- ---- what every server (http, net) shares ----
@@ -352,6 +358,5 @@ return {
   listen_here = listen_here,
   unlisten = unlisten,
   channel_closed = channel_closed,
-  attach_worker = attach_worker,
   mixin = mixin,
 }

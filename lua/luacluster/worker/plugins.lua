@@ -1,29 +1,29 @@
 -- luacluster.worker.plugins: the one list of what plugs into a worker's side
--- (worker/side.lua), attached once its channel to the master is open, before the app's top
--- level runs. Each module's attach_worker(side) registers control ops from the master (a name
--- taken twice raises, naming both places) and hooks.
-local WORKER = {
-  -- server:listen() in a worker: ops listen_result, extra_listener, unlisten_ok; hook close
-  "luacluster.serve.listen",
-  -- pool tasks: op task
-  "luacluster.pool",
-  -- the heartbeat and max_requests: ops ping, limits
-  "luacluster.worker.limits",
-  -- the counters for status and metrics: op stats
-  "luacluster.worker.stats",
-}
--- worker/side.lua registers op peers itself (the live worker ids, worker/peers.lua); pool
--- registers op pool_map_done at a worker's first pool.map.
+-- (worker/side.lua): attached once its channel to the master is open, before the app's top
+-- level runs. A control op from the master is registered once (a name taken twice raises,
+-- naming both places). What only some apps use loads when it is first needed, so that an idle
+-- worker holds no more than it uses.
+local limits = require("luacluster.worker.limits")
+local stats = require("luacluster.worker.stats")
+
+--   worker/side.lua         op peers (the live worker ids, worker/peers.lua): its own
+--   worker/stats.lua        op stats (the counters for status and metrics)
+--   worker/limits.lua       ops ping, limits (the heartbeat, max_requests)
+--   luacluster.pool         op task (loaded at the first task); op pool_map_done (at the
+--                           worker's first pool.map)
+--   serve/listen.lua        ops listen_result, extra_listener, unlisten_ok; hook close (at the
+--                           worker's first server:listen())
 
 
 local function attach(side)
-  for _, name in ipairs(WORKER) do
-    require(name).attach_worker(side)
-  end
+  stats.attach_worker(side)
+  limits.attach_worker(side)
+  side.register_op("task", function(msg)
+    return require("luacluster.pool").on_task(msg) -- lazy: a worker loads pool at its first task
+  end)
 end
 
 
 return {
-  WORKER = WORKER,
   attach = attach,
 }
