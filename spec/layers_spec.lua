@@ -11,6 +11,7 @@ local ROOT = (function()
   return dir
 end)()
 local LIB = ROOT .. "/lua"
+local sorted_keys = require("luacluster.lib.tables").sorted_keys
 
 
 -- ---- reading a module's requires ----
@@ -189,11 +190,7 @@ end
 -- the cycles of the graph (Tarjan's strongly connected components of more than one module)
 local function cycles(mods)
   local index, low, on, st, out, n = {}, {}, {}, {}, {}, 0
-  local names = {}
-  for name in pairs(mods) do
-    names[#names + 1] = name
-  end
-  table.sort(names)
+  local names = sorted_keys(mods)
   local function visit(v)
     n = n + 1
     index[v], low[v] = n, n
@@ -232,11 +229,7 @@ end
 
 
 local function report(mods)
-  local names = {}
-  for name in pairs(mods) do
-    names[#names + 1] = name
-  end
-  table.sort(names)
+  local names = sorted_keys(mods)
   local hidden, upward = {}, {}
   for _, name in ipairs(names) do
     local m = mods[name]
