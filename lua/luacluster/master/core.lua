@@ -1,7 +1,10 @@
--- The master's side of the cluster: starts workers as new processes of this executable,
--- keeps the table of live workers, restarts crashed ones with backoff, and stops the whole
--- cluster gracefully. Decisions live here; the processes, pipes and signals are the C
--- runtime's (runtime/process.c, ipc.c, signal.c).
+-- luacluster.master.core: the master's side of the cluster. It starts workers as new processes
+-- of this executable, keeps the table of live workers, restarts crashed ones with backoff, and
+-- stops the whole cluster gracefully. It owns the worker objects: its functions are the only
+-- writers of a worker's state, and "ready" is defined here (worker:is_ready). What plugs into
+-- it (control ops from workers, hooks) registers through register_op and add_hook, in the
+-- order master/plugins.lua lists. Decisions live here; the processes, pipes and signals are
+-- the C runtime's (runtime/process.c, ipc.c, signal.c).
 local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local codec = require("luacluster.lib.codec")
