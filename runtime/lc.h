@@ -12,6 +12,9 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "buf.h"
+#include "write_queue.h"
+
 #define LC_VERSION "0.1.0"
 
 typedef struct lc_ipc lc_ipc;
@@ -40,8 +43,7 @@ typedef struct lc_rt {
   uv_loop_t loop;
   lua_State *L;           /* the main thread: every callback from the loop runs on it */
   int traceback_ref;      /* the message handler of every callback's pcall, made once */
-  uv_prepare_t flush;     /* flushes batched IPC writes once per loop turn */
-  lc_ipc *dirty;          /* channels with frames waiting for the flush */
+  lc_wq_flusher flusher;  /* flushes batched writes (IPC frames) once per loop turn */
   lc_ipc **routes;        /* worker id -> channel, for frames routed without Lua (master) */
   int nroutes;
   lc_sink sinks[LC_MAX_SINKS];

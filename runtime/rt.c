@@ -274,11 +274,6 @@ void lc_handle_release(lc_handle_base *h) {
 
 /* ---- the runtime object ---- */
 
-static void flush_cb(uv_prepare_t *p) {
-  lc_rt *rt = p->data;
-  lc_ipc_flush_all(rt);
-}
-
 static int rt_gc(lua_State *L) {
   /* Reached only when a Lua state is closed, as the process ends: handles may still be open
    * and hold pointers into the loop, so the loop itself is left to the exit. */
@@ -321,11 +316,8 @@ int lc_rt_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
-  r = uv_prepare_init(&rt->loop, &rt->flush);
-  if (r == 0) r = uv_prepare_start(&rt->flush, flush_cb);
+  r = lc_wq_flusher_init(&rt->loop, &rt->flusher);
   if (r != 0) return luaL_error(L, "uv_prepare_init: %s", uv_strerror(r));
-  rt->flush.data = rt;
-  uv_unref((uv_handle_t *)&rt->flush);
   /* a peer that goes away must be an error on a write, never a signal that kills us */
   signal(SIGPIPE, SIG_IGN);
   return 0;

@@ -31,7 +31,7 @@ struct lc_stream {
   lc_handle_base base;     /* base.box is NULL for a C-owned prefix stream */
   uv_pipe_t pipe;
   uv_timer_t timer;        /* close(): the send timeout while queued writes wait */
-  int writes_pending;
+  lc_wq wq;                /* what is written and not yet taken by the pipe (write_queue.c) */
   unsigned char closing, close_after_writes, reading;
   unsigned char want_read; /* Lua asked to read (read_start/resume, not pause since) */
   read_hold *hold;         /* a read event Lua had no memory for, delivered later (read_hold.h);
@@ -45,8 +45,6 @@ struct lc_stream {
   size_t line_len;
 };
 
-typedef struct swrite { uv_write_t req; lc_stream *s; char data[]; } swrite;
-
 static void free_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
   free(s->line);
@@ -55,6 +53,7 @@ static void free_cb(uv_handle_t *h) {
 
 static void close_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
+  lc_wq_close(&s->wq);
   if (s->hold) hold_close(s->hold);
   free(s->hold);
   s->hold = NULL;
@@ -71,10 +70,11 @@ static void close_now(lc_stream *s) {
   s->close_after_writes = 0;
   uv_timer_stop(&s->timer);
   if (s->hold) hold_clear(s->hold);   /* a held read event goes with its stream */
-  uv_close((uv_handle_t *)&s->pipe, close_cb);   /* queued writes end with UV_ECANCELED */
+  lc_wq_close(&s->wq);                /* unsent bytes go; those in flight end with UV_ECANCELED */
+  uv_close((uv_handle_t *)&s->pipe, close_cb);
 }
 
-static size_t queued(lc_stream *s) { return uv_stream_get_write_queue_size((uv_stream_t *)&s->pipe); }
+static size_t queued(lc_stream *s) { return lc_wq_queued(&s->wq); }
 
 static void send_timer_cb(uv_timer_t *t) {
   lc_stream *s = t->data;
@@ -89,7 +89,7 @@ static void send_timer_cb(uv_timer_t *t) {
 
 static void stream_close(lc_stream *s) {
   if (s->closing) return;
-  if (s->writes_pending > 0) {
+  if (!lc_wq_end(&s->wq)) {
     if (!s->close_after_writes && s->send_timeout > 0) {
       s->stall_mark = queued(s);
       uv_timer_start(&s->timer, send_timer_cb, s->send_timeout, 0);
@@ -98,6 +98,12 @@ static void stream_close(lc_stream *s) {
     return;
   }
   close_now(s);
+}
+
+/* a write of s's queue is done: a close waiting for the writes goes on */
+static void stream_written_cb(lc_wq *q, int status) {
+  lc_stream *s = q->data;
+  if (s->close_after_writes && (status < 0 || lc_wq_idle(q))) close_now(s);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -228,6 +234,7 @@ static int handles_init(lc_rt *rt, lc_stream *s) {
   uv_timer_init(&rt->loop, &s->timer);   /* cannot fail on a live loop */
   s->pipe.data = s->timer.data = s;
   s->send_timeout = SEND_TIMEOUT_MS;
+  lc_wq_init(&s->wq, (uv_stream_t *)&s->pipe, NULL, 0, stream_written_cb, s);
   return 0;
 }
 
@@ -279,36 +286,16 @@ static int f_stream_new(lua_State *L) {
   return 1;
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  swrite *w = (swrite *)req;
-  lc_stream *s = w->s;
-  (void)status;
-  free(w);
-  s->writes_pending--;
-  if (s->writes_pending == 0 && s->close_after_writes) stream_close(s);
-}
-
 static int m_write(lua_State *L) {
   lc_stream *s = lc_handle_check(L, 1, MT);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (s->closing || s->close_after_writes) return lc_push_error(L, UV_EPIPE);
-  if (len > INT_MAX) return lc_push_error(L, UV_E2BIG);   /* uv_buf_t lengths are unsigned, uv_try_write's count an int */
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  if (s->writes_pending == 0) {
-    int n = uv_try_write((uv_stream_t *)&s->pipe, &b, 1);
-    if (n == (int)len) { lua_pushboolean(L, 1); return 1; }
-    if (n < 0 && n != UV_EAGAIN) return lc_push_error(L, n);
-    if (n > 0) { data += n; len -= (size_t)n; }
-  }
-  swrite *w = malloc(sizeof *w + len);
-  if (w == NULL) return lc_push_error(L, UV_ENOMEM);
-  memcpy(w->data, data, len);
-  w->s = s;
-  b = uv_buf_init(w->data, (unsigned)len);
-  int r = uv_write(&w->req, (uv_stream_t *)&s->pipe, &b, 1, write_cb);
-  if (r != 0) { free(w); return lc_push_error(L, r); }
-  s->writes_pending++;
+  uv_buf_t b;
+  b.base = (char *)data;
+  b.len = len;
+  int r = lc_wq_write(&s->wq, &b, 1);
+  if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }

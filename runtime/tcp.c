@@ -46,7 +46,8 @@
 typedef struct lc_tcp {
   lc_handle_base base;
   uv_tcp_t *tcp;
-  int is_server, closing, reading, writes_pending, close_after_writes, listening;
+  int is_server, closing, reading, close_after_writes, listening;
+  lc_wq wq;                 /* what is written and not yet taken by the socket (write_queue.c) */
   int want_read;            /* Lua asked to read (read_start, not read_stop since) */
   read_hold hold;           /* a read event Lua had no memory for, delivered later (read_hold.h) */
   int backlog;              /* a listener's: what tcp_listen gave listen(); 0 = read it back */
@@ -82,8 +83,6 @@ typedef struct lc_tcp {
   int dispatching;
 } lc_tcp;
 
-typedef struct twrite { uv_write_t req; lc_tcp *t; char data[]; } twrite;
-
 /* takes t off its runtime's list of dispatching listeners */
 static void unlink_dispatcher(lc_tcp *t) {
   if (!t->dispatching) return;
@@ -103,6 +102,7 @@ static void close_cb(uv_handle_t *h) {
   lua_State *L = t->base.rt->L;
   if (!t->is_server) lc_call_cb_str(&t->base, "close", NULL);
   hold_close(&t->hold);
+  lc_wq_close(&t->wq);
   unlink_dispatcher(t);
   close_timer(t->send_timer);
   close_timer(t->flush_timer);
@@ -135,10 +135,11 @@ static void close_now(lc_tcp *t) {
   if (t->queue_timer) uv_timer_stop(t->queue_timer);
   if (t->pause_timer) uv_timer_stop(t->pause_timer);
   hold_clear(&t->hold);   /* a held read event goes with its socket */
-  uv_close((uv_handle_t *)t->tcp, close_cb);  /* pending writes end with UV_ECANCELED */
+  lc_wq_close(&t->wq);    /* unsent bytes go; those in flight end with UV_ECANCELED */
+  uv_close((uv_handle_t *)t->tcp, close_cb);
 }
 
-static size_t write_queued(lc_tcp *t) { return uv_stream_get_write_queue_size((uv_stream_t *)t->tcp); }
+static size_t write_queued(lc_tcp *t) { return lc_wq_queued(&t->wq); }
 
 static void arm_send_timer(lc_tcp *t);
 
@@ -167,12 +168,21 @@ static void arm_send_timer(lc_tcp *t) {
 
 static void tcp_close(lc_tcp *t) {
   if (t->closing) return;
-  if (t->writes_pending > 0) {
+  if (!lc_wq_end(&t->wq)) {
     if (!t->close_after_writes) arm_send_timer(t);
     t->close_after_writes = 1;
     return;
   }
   close_now(t);
+}
+
+/* a write of t's queue is done: a close waiting for it goes on */
+static void tcp_written_cb(lc_wq *q, int status) {
+  lc_tcp *t = q->data;
+  if (t->close_after_writes && !t->closing) {
+    if (status < 0 || lc_wq_idle(q)) close_now(t);
+    else arm_send_timer(t);  /* progress: the peer takes bytes */
+  }
 }
 
 static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
@@ -183,6 +193,7 @@ static lc_tcp *wrap(lua_State *L, uv_tcp_t *tcp, int is_server) {
   t->send_timeout = DEFAULT_SEND_TIMEOUT;
   t->reserve_fd = -1;
   tcp->data = t;
+  lc_wq_init(&t->wq, (uv_stream_t *)tcp, NULL, 0, tcp_written_cb, t);
   return t;
 }
 
@@ -302,39 +313,16 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   if (!deliver_read(t, nread, buf->base)) hold_read(t, nread, buf->base);
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  twrite *w = (twrite *)req;
-  lc_tcp *t = w->t;
-  (void)status;
-  free(w);
-  t->writes_pending--;
-  if (t->close_after_writes && !t->closing) {
-    if (status < 0 || t->writes_pending == 0) close_now(t);
-    else arm_send_timer(t);  /* progress: the peer takes bytes */
-  }
-}
-
 static int m_write(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (t->closing || t->close_after_writes || t->is_server) return lc_push_error(L, UV_EPIPE);
-  if (len > UINT_MAX) return lc_push_error(L, UV_E2BIG);  /* a uv_buf_t's length is unsigned */
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  if (t->writes_pending == 0) {
-    int n = uv_try_write((uv_stream_t *)t->tcp, &b, 1);
-    if (n >= 0 && (size_t)n == len) { lua_pushboolean(L, 1); return 1; }
-    if (n < 0 && n != UV_EAGAIN) return lc_push_error(L, n);
-    if (n > 0) { data += n; len -= (size_t)n; }
-  }
-  twrite *w = malloc(sizeof *w + len);
-  if (w == NULL) return lc_push_error(L, UV_ENOMEM);
-  memcpy(w->data, data, len);
-  w->t = t;
-  b = uv_buf_init(w->data, (unsigned)len);
-  int r = uv_write(&w->req, (uv_stream_t *)t->tcp, &b, 1, write_cb);
-  if (r != 0) { free(w); return lc_push_error(L, r); }
-  t->writes_pending++;
+  uv_buf_t b;
+  b.base = (char *)data;
+  b.len = len;
+  int r = lc_wq_write(&t->wq, &b, 1);
+  if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1201,8 +1189,9 @@ static int m_sink_close(lua_State *L) {
  * event held for Lua). */
 uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
-  if (t->is_server || t->writes_pending > 0 || t->closing || t->close_after_writes || hold_active(&t->hold))
+  if (t->is_server || !lc_wq_idle(&t->wq) || t->closing || t->close_after_writes || hold_active(&t->hold))
     return NULL;
+  lc_wq_close(&t->wq);
   if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
   hold_close(&t->hold);
   if (t->reserve_fd >= 0) close(t->reserve_fd);
