@@ -12,6 +12,10 @@
  * it; lc_alog_flush_all_sync writes out what is buffered when the process exits. */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "bindings.h"
+#include "access_log.h"
+#include "log.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,6 +2,7 @@
  * freed in close_cb. The callback gets the changed file's name (relative to the watched
  * folder). Watches do not keep a process alive by themselves. */
 #include "lc.h"
+#include "bindings.h"
 
 #include <stdlib.h>
 

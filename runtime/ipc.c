@@ -21,6 +21,12 @@
  * the frames each channel has not acknowledged yet (lc_ipc_unacked) and hears of a CONN frame
  * whose write failed (lc_tcp_conn_unsent). */
 #include "lc.h"
+#include "bindings.h"
+#include "ipc.h"
+#include "dispatch.h"
+#include "tcp.h"
+#include "write_queue.h"
+#include "buf.h"
 #include "ipc_frame.h"
 
 #include <stdio.h>

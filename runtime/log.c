@@ -23,12 +23,16 @@
  * or when this module is unloaded (atexit in a shared object runs at its dlclose). */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "bindings.h"
+#include "log.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -512,6 +516,27 @@ static int f_json_string(lua_State *L) {
   return 1;
 }
 
+void lc_log(lc_rt *rt, const char *fmt, ...) {
+  char line[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (m < 0) return;
+  lc_log_emit(rt, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1); /* log.c: time, level, prefix */
+}
+
+static int f_set_log_prefix(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  snprintf(rt->log_prefix, sizeof rt->log_prefix, "%s", luaL_checkstring(L, 1));
+  return 0;
+}
+
+static int f_log(lua_State *L) {
+  lc_log(lc_rt_get(L), "%s", luaL_checkstring(L, 1));
+  return 0;
+}
+
 void lc_open_log(lua_State *L) {
   lua_pushcfunction(L, f_set_log_format);
   lua_setfield(L, -2, "set_log_format");
@@ -521,4 +546,8 @@ void lc_open_log(lua_State *L) {
   lua_setfield(L, -2, "log_write");
   lua_pushcfunction(L, f_log_print);
   lua_setfield(L, -2, "log_print");
+  lua_pushcfunction(L, f_set_log_prefix);
+  lua_setfield(L, -2, "set_log_prefix");
+  lua_pushcfunction(L, f_log);
+  lua_setfield(L, -2, "log");
 }

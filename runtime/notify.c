@@ -4,6 +4,7 @@
  * socket is opened and closed around each send. */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "bindings.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -8,6 +8,11 @@
  * Also here, for the child's side: set_parent_death_signal (a forked child ends with its
  * parent, Linux's PR_SET_PDEATHSIG; no handle, nothing to free). */
 #include "lc.h"
+#include "bindings.h"
+#include "ipc.h"
+#include "stream.h"
+#include "log_forward.h"
+#include "signal_names.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -190,7 +195,7 @@ static int f_spawn(lua_State *L) {
   p->proc.data = p;
   p->group = group;
   uv_stdio_container_t stdio[MAX_STDIO];
-  lc_stream *prefixes[MAX_STDIO] = {0};
+  lc_forward *prefixes[MAX_STDIO] = {0};
   const char *why = NULL;          /* a programming mistake: raised once everything is freed */
   int r = 0;
   char **args = string_array(L, args_idx, o.file);
@@ -211,10 +216,10 @@ static int f_spawn(lua_State *L) {
         c->data.stream = (uv_stream_t *)lc_stream_pipe(want[i].box);
         break;
       default:
-        prefixes[i] = lc_prefix_new(rt, want[i].fd, want[i].prefix);
+        prefixes[i] = lc_forward_new(rt, want[i].fd, want[i].prefix);
         if (prefixes[i] == NULL) { r = UV_ENOMEM; goto fail; }
         c->flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-        c->data.stream = (uv_stream_t *)lc_stream_pipe(prefixes[i]);
+        c->data.stream = (uv_stream_t *)lc_forward_pipe(prefixes[i]);
         break;
     }
   }
@@ -237,10 +242,7 @@ static int f_spawn(lua_State *L) {
   for (size_t i = 1; i < nstdio; i++) {
     if (want[i].kind == W_IPC) lc_ipc_start(want[i].box);
     else if (want[i].kind == W_STREAM) lc_stream_start(want[i].box);
-    else if (want[i].kind == W_PREFIX) {
-      lc_prefix_set_pid(prefixes[i], p->proc.pid);
-      lc_stream_start(prefixes[i]);
-    }
+    else if (want[i].kind == W_PREFIX) lc_forward_start(prefixes[i], p->proc.pid);
   }
   return 1;
 
@@ -248,7 +250,7 @@ fail:
   free(args);
   free(env);
   for (size_t i = 0; i < nstdio; i++)
-    if (prefixes[i]) lc_stream_close_if_prefix(prefixes[i]);   /* frees itself once closed */
+    if (prefixes[i]) lc_forward_close(prefixes[i]);   /* frees itself once closed */
   if (p) {                         /* never handed to libuv: nothing to close */
     lc_handle_release(&p->base);
     free(p);

@@ -2,6 +2,8 @@
  * The callback gets the signal's name ("SIGTERM"). Signal handles are unreferenced by
  * default: waiting for a signal alone does not keep a process alive. */
 #include "lc.h"
+#include "bindings.h"
+#include "signal_names.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -75,6 +77,20 @@ static int f_signal_ignore(lua_State *L) {
   return 0;
 }
 
+static int f_signum(lua_State *L) {
+  int n = lc_signum(luaL_checkstring(L, 1));
+  if (n == 0) return 0;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int f_signame(lua_State *L) {
+  const char *s = lc_signame((int)luaL_checkinteger(L, 1));
+  if (s == NULL) return 0;
+  lua_pushstring(L, s);
+  return 1;
+}
+
 void lc_open_signal(lua_State *L) {
   static const luaL_Reg methods[] = {{"close", m_close}, {NULL, NULL}};
   lc_newmetatable(L, MT, methods);
@@ -84,4 +100,8 @@ void lc_open_signal(lua_State *L) {
   lua_setfield(L, -2, "signal_default");
   lua_pushcfunction(L, f_signal_ignore);
   lua_setfield(L, -2, "signal_ignore");
+  lua_pushcfunction(L, f_signum);
+  lua_setfield(L, -2, "signum");
+  lua_pushcfunction(L, f_signame);
+  lua_setfield(L, -2, "signame");
 }

@@ -1,19 +1,18 @@
-/* stream.c: byte pipes to and from child processes (their stdin, stdout, stderr), and the
- * control channel's Unix sockets.
- * Two owners are possible for an lc_stream:
- *  - Lua (core.stream_new): data and end reach the Lua callback; writes copy their bytes
- *    into a request that frees them when done; close() waits for queued writes, then closes,
- *    unless the peer takes no byte of them for send_timeout ms: then it closes at once and
- *    the rest is dropped (a child that never reads its stdin cannot hold a pipe forever).
- *  - C (lc_prefix_new): the master's forwarder of a worker's stdout/stderr. It cuts the bytes
- *    into lines and hands each to log.c (lc_log_forward), which prefixes it with "[worker N] "
- *    (or wraps it into a JSON record) and queues it for the master's own fd without waiting.
- *    It frees itself when the child's end closes.
+/* stream.c: byte pipes bound to Lua: a child process's stdin, stdout or stderr, and the
+ * connections of the control channel's Unix sockets (unix_socket.c).
+ * Data and end reach the Lua callback; writes go through the stream's write queue
+ * (write_queue.c); close() waits for queued writes, then closes, unless the peer takes no
+ * byte of them for send_timeout ms: then it closes at once and the rest is dropped (a child
+ * that never reads its stdin cannot hold a pipe forever). (A worker's output lines that the
+ * master forwards are log_forward.c's.)
  * Each lc_stream has two handles, the pipe and its send timer: the pipe is closed first, its
  * close callback closes the timer, and the timer's close callback frees the struct.
  * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c): out of memory
  * building the arguments is logged, and a read event Lua had no room for waits (read_hold.h). */
 #include "lc.h"
+#include "bindings.h"
+#include "stream.h"
+#include "write_queue.h"
 #include "read_hold.h"
 
 #include <errno.h>
@@ -24,11 +23,10 @@
 #include <unistd.h>
 
 #define MT "luacluster.stream"
-#define LINE_MAX_BYTES 65536
 #define SEND_TIMEOUT_MS 60000   /* close(): the longest a peer may take no byte of what is queued */
 
 struct lc_stream {
-  lc_handle_base base;     /* base.box is NULL for a C-owned prefix stream */
+  lc_handle_base base;
   uv_pipe_t pipe;
   uv_timer_t timer;        /* close(): the send timeout while queued writes wait */
   lc_wq wq;                /* what is written and not yet taken by the pipe (write_queue.c) */
@@ -38,16 +36,10 @@ struct lc_stream {
                               made on first use, so that a stream is no bigger than it was */
   uint64_t send_timeout;   /* ms; 0: close() waits for the queued writes however long */
   size_t stall_mark;       /* bytes queued when the timer was last started */
-  /* prefix mode */
-  int prefix_fd, pid;
-  char prefix[32];
-  char *line;
-  size_t line_len;
 };
 
 static void free_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
-  free(s->line);
   free(s);
 }
 
@@ -111,36 +103,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   static __thread char slab[65536];  /* consumed before the next read on this thread */
   *buf = uv_buf_init(slab, sizeof slab);
-}
-
-/* ---- prefix mode ---- */
-
-static void emit_line(lc_stream *s, const char *p, size_t n) {
-  lc_log_forward(s->base.rt, s->prefix_fd, s->prefix, s->pid, p, n);
-}
-
-static void prefix_data(lc_stream *s, const char *p, size_t n) {
-  while (n > 0) {
-    const char *nl = memchr(p, '\n', n);
-    size_t take = nl ? (size_t)(nl - p) : n;
-    if (s->line_len + take > LINE_MAX_BYTES) {       /* an endless line: pass it on in pieces */
-      size_t room = LINE_MAX_BYTES - s->line_len;
-      memcpy(s->line + s->line_len, p, room);
-      emit_line(s, s->line, LINE_MAX_BYTES);
-      s->line_len = 0;
-      p += room;
-      n -= room;
-      continue;
-    }
-    if (nl && s->line_len == 0) emit_line(s, p, take);
-    else {
-      memcpy(s->line + s->line_len, p, take);
-      s->line_len += take;
-      if (nl) { emit_line(s, s->line, s->line_len); s->line_len = 0; }
-    }
-    p += take + (nl ? 1 : 0);
-    n -= take + (nl ? 1 : 0);
-  }
 }
 
 typedef struct read_args { lc_stream *s; ssize_t nread; const char *data; } read_args;
@@ -216,13 +178,6 @@ static void hold_read(lc_stream *s, ssize_t nread, const char *data) {
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_stream *s = st->data;
   if (nread == 0) return;
-  if (s->line) {
-    if (nread > 0) { prefix_data(s, buf->base, (size_t)nread); return; }
-    if (s->line_len > 0) emit_line(s, s->line, s->line_len);
-    s->line_len = 0;
-    stream_close(s);
-    return;
-  }
   if (nread < 0) stop_reading(s);   /* the end, or an error: nothing more to read */
   if (!deliver_read(s, nread, buf->base)) hold_read(s, nread, buf->base);
 }
@@ -237,20 +192,6 @@ static int handles_init(lc_rt *rt, lc_stream *s) {
   lc_wq_init(&s->wq, (uv_stream_t *)&s->pipe, NULL, 0, stream_written_cb, s);
   return 0;
 }
-
-lc_stream *lc_prefix_new(lc_rt *rt, int out_fd, const char *prefix) {
-  lc_stream *s = calloc(1, sizeof *s);
-  if (s == NULL) return NULL;
-  s->line = malloc(LINE_MAX_BYTES);
-  if (s->line == NULL || handles_init(rt, s) != 0) { free(s->line); free(s); return NULL; }
-  s->base.rt = rt;
-  s->base.cb_ref = s->base.self_ref = LUA_NOREF;
-  s->prefix_fd = out_fd;
-  snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
-  return s;
-}
-
-void lc_prefix_set_pid(lc_stream *s, int pid) { s->pid = pid; }
 
 lc_stream *lc_stream_new(lua_State *L, int cb_idx) {
   if (cb_idx != 0 && !lua_isnoneornil(L, cb_idx)) luaL_checktype(L, cb_idx, LUA_TFUNCTION);
@@ -267,9 +208,9 @@ lc_stream *lc_stream_new(lua_State *L, int cb_idx) {
 
 uv_pipe_t *lc_stream_pipe(lc_stream *s) { return &s->pipe; }
 
-void lc_stream_close_if_prefix(lc_stream *s) {
-  if (s->line) stream_close(s);
-}
+lc_handle_base *lc_stream_base(lc_stream *s) { return &s->base; }
+
+void lc_stream_close(lc_stream *s) { stream_close(s); }
 
 /* (C's start of a child's pipe, and Lua's read_start/resume: reading is wanted from here on) */
 int lc_stream_start(lc_stream *s) {
@@ -337,136 +278,6 @@ static int m_fileno(lua_State *L) {
   return 1;
 }
 
-/* ---- Unix sockets (the control channel) ---- */
-
-typedef struct accept_args { lc_stream *srv; int handed; } accept_args;
-
-/* run by lc_call_with, protected: cb(stream) with a new stream accepted from the server */
-static int push_accepted(lua_State *L, void *ud) {
-  accept_args *a = ud;
-  if (!lc_handle_push_cb(&a->srv->base)) return -1;
-  lc_stream *c = lc_stream_new(L, 0);   /* no callback yet: Lua sets one with :read_start */
-  if (uv_accept((uv_stream_t *)&a->srv->pipe, (uv_stream_t *)&c->pipe) != 0) {
-    stream_close(c);
-    return -1;
-  }
-  a->handed = 1;
-  return 1;
-}
-
-static void pipe_connection_cb(uv_stream_t *server, int status) {
-  lc_stream *srv = server->data;
-  if (status != 0) return;
-  accept_args a = {srv, 0};
-  if (lc_call_with(srv->base.rt, push_accepted, &a) > 0 && !a.handed) {
-    /* no memory for its Lua object: taken from the queue and closed, or libuv would call back
-     * for it again and again */
-    uv_pipe_t *p = malloc(sizeof *p);
-    if (p == NULL || uv_pipe_init(server->loop, p, 0) != 0) { free(p); return; }
-    if (uv_accept(server, (uv_stream_t *)p) == 0)
-      lc_log(srv->base.rt, "warn: stream: a connection to a Unix socket was closed: no memory for its Lua object");
-    uv_close((uv_handle_t *)p, lc_free_handle_cb);
-  }
-}
-
-/* core.pipe_listen(path, cb): cb(stream) per connection; the socket file is made 0600.
- * Made so between bind and listen: nobody can connect before listen, so nobody ever connects
- * to a wider mode, and the process-wide umask is left alone (changing it raced the threads
- * that create files: the access log's reopen, in libuv's pool). */
-static int f_pipe_listen(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lc_stream *s = lc_stream_new(L, 2);
-  int r = uv_pipe_bind(&s->pipe, path);
-  int bound = r == 0;
-  if (r == 0 && chmod(path, 0600) != 0) r = uv_translate_sys_error(errno);
-  if (r == 0) r = uv_listen((uv_stream_t *)&s->pipe, 64, pipe_connection_cb);
-  if (r != 0) {
-    if (bound) unlink(path);
-    stream_close(s);
-    return lc_push_error(L, r);
-  }
-  uv_unref((uv_handle_t *)&s->pipe);
-  return 1;
-}
-
-typedef struct pconnect {
-  uv_connect_t req;
-  lc_rt *rt;
-  lc_stream *s;            /* closed (and freed) at once when the connect failed: not used then */
-  int cb_ref, status;
-  uv_timer_t *retry;       /* made when Lua had no memory for the callback's arguments */
-  uint64_t delay;
-} pconnect;
-
-/* run by lc_call_with, protected: cb(stream) or cb(nil, "ENOENT: ...") */
-static int push_connect(lua_State *L, void *ud) {
-  pconnect *pc = ud;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->cb_ref);
-  if (pc->status != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", uv_err_name(pc->status), uv_strerror(pc->status));
-    return 2;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->s->base.self_ref);
-  return 1;
-}
-
-static void pipe_connect_retry_cb(uv_timer_t *timer);
-
-/* Calls the connect's callback; when its arguments cannot be built (out of memory) it is tried
- * again later rather than never called (a coroutine waits on it). Frees pc once called. */
-static void pipe_connect_deliver(pconnect *pc) {
-  lc_rt *rt = pc->rt;
-  if (lc_call_with(rt, push_connect, pc) > 0) {
-    if (pc->retry == NULL && (pc->retry = malloc(sizeof *pc->retry)) != NULL) {
-      if (uv_timer_init(&rt->loop, pc->retry) != 0) { free(pc->retry); pc->retry = NULL; }
-      else { pc->retry->data = pc; pc->delay = 25; }
-    }
-    if (pc->retry) {
-      pc->delay = pc->delay * 2 > 2000 ? 2000 : pc->delay * 2;
-      uv_timer_start(pc->retry, pipe_connect_retry_cb, pc->delay, 0);
-      return;
-    }
-    lc_log(rt, "error: stream: a connect's callback could not be called (out of memory); it never will be");
-    if (pc->status == 0) stream_close(pc->s);
-  }
-  if (pc->retry) uv_close((uv_handle_t *)pc->retry, lc_free_handle_cb);
-  luaL_unref(rt->L, LUA_REGISTRYINDEX, pc->cb_ref);
-  free(pc);
-}
-
-static void pipe_connect_retry_cb(uv_timer_t *timer) { pipe_connect_deliver(timer->data); }
-
-static void pipe_connect_cb(uv_connect_t *req, int status) {
-  pconnect *pc = (pconnect *)req;
-  pc->status = status;
-  if (status != 0) stream_close(pc->s);
-  pipe_connect_deliver(pc);
-}
-
-/* core.pipe_connect(path, cb): cb(stream) or cb(nil, err) */
-static int f_pipe_connect(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lc_stream *s = lc_stream_new(L, 0);
-  lua_pop(L, 1);
-  lua_pushvalue(L, 2);
-  int cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (what can raise comes before the calloc) */
-  pconnect *pc = calloc(1, sizeof *pc);
-  if (pc == NULL) {
-    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
-    stream_close(s);
-    return lc_push_error(L, UV_ENOMEM);
-  }
-  pc->s = s;
-  pc->rt = s->base.rt;
-  pc->cb_ref = cb_ref;
-  uv_pipe_connect(&pc->req, &pc->s->pipe, path, pipe_connect_cb);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* stream:read_start(cb): (re)sets the callback and starts reading */
 static int m_read_start(lua_State *L) {
   lc_stream *s = lc_handle_check(L, 1, MT);
@@ -486,10 +297,6 @@ void lc_open_stream(lua_State *L) {
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
-  lua_pushcfunction(L, f_pipe_listen);
-  lua_setfield(L, -2, "pipe_listen");
-  lua_pushcfunction(L, f_pipe_connect);
-  lua_setfield(L, -2, "pipe_connect");
   lua_pushcfunction(L, f_stream_new);
   lua_setfield(L, -2, "stream_new");
 }

@@ -1,6 +1,7 @@
 /* timer.c: uv_timer_t bound to Lua. Owns the timer handle; freed in close_cb.
  * A timer calls its Lua callback with no arguments; timer.lua runs it in a coroutine. */
 #include "lc.h"
+#include "bindings.h"
 
 #include <stdlib.h>
 
