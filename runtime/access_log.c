@@ -78,7 +78,7 @@ static int open_path(const char *path) {
   return fd;
 }
 
-static void work_cb(uv_work_t *w) {
+static void alog_work_cb(uv_work_t *w) {
   lc_alog *a = w->data;
   if (a->do_reopen && a->path) {
     int fd = open_path(a->path);
@@ -97,7 +97,7 @@ static void work_cb(uv_work_t *w) {
 
 static void start_write(lc_alog *a);
 
-static void after_work_cb(uv_work_t *w, int status) {
+static void alog_after_work_cb(uv_work_t *w, int status) {
   lc_alog *a = w->data;
   lc_rt *rt = a->base.rt;
   (void)status;
@@ -132,7 +132,7 @@ static void start_write(lc_alog *a) {
   a->busy = 1;
   a->work_done = 0;
   a->work.data = a;
-  if (uv_queue_work(&a->base.rt->loop, &a->work, work_cb, after_work_cb) != 0) {
+  if (uv_queue_work(&a->base.rt->loop, &a->work, alog_work_cb, alog_after_work_cb) != 0) {
     a->busy = 0;          /* cannot happen with a valid loop; the lines are lost, counted */
     a->dropped += a->wbuf.len > 0;
     a->wbuf.len = 0;
@@ -141,7 +141,7 @@ static void start_write(lc_alog *a) {
 
 static void flush_access_logs(lc_rt *rt);
 
-static void timer_cb(uv_timer_t *t) {
+static void alog_timer_cb(uv_timer_t *t) {
   lc_alog *a = t->data;
   if (a->buf.len > 0) start_write(a);
 }
@@ -267,7 +267,7 @@ static int f_open(lua_State *L) {
   lc_rt *rt = a->base.rt;
   uv_timer_init(&rt->loop, &a->timer);   /* cannot fail on a live loop */
   a->timer.data = a;
-  uv_timer_start(&a->timer, timer_cb, FLUSH_MS, FLUSH_MS);
+  uv_timer_start(&a->timer, alog_timer_cb, FLUSH_MS, FLUSH_MS);
   uv_unref((uv_handle_t *)&a->timer);
   a->next = rt->alogs;
   rt->alogs = a;

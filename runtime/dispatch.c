@@ -182,7 +182,7 @@ typedef struct pick_args { lc_dispatch *d; int prev; const char *how; int id, ra
 
 /* run by lc_call_with, protected (the address string allocates): calls the picker here, as it
  * has a result, and declines the call lc_call_with would make */
-static int push_pick(lua_State *L, void *ud) {
+static int dispatch_push_pick(lua_State *L, void *ud) {
   pick_args *a = ud;
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->d->picker_ref);
   if (a->prev) lua_pushinteger(L, a->prev); else lua_pushnil(L);
@@ -210,7 +210,7 @@ static int push_pick(lua_State *L, void *ud) {
 static void picker_uncount(lc_dispatch *d, int id, uint64_t serial) {
   if (d->picker_ref == LUA_NOREF || id <= 0) return;
   pick_args a = {d, id, "returned", 0, 0, NULL, 0, serial};
-  lc_call_with(d->rt, push_pick, &a);
+  lc_call_with(d->rt, dispatch_push_pick, &a);
 }
 
 /* Asks the Lua picker which worker takes conn and sends it there: 1 when sent, 0 when no worker
@@ -243,7 +243,7 @@ static int dispatch_one(lc_dispatch *d, uv_tcp_t *conn, uint64_t since) {
   const char *how = NULL;
   for (int attempt = 0; attempt < 1024 && d->picker_ref != LUA_NOREF; attempt++) {
     pick_args a = {d, prev, how, 0, 0, ip, port, 0};
-    if (lc_call_with(rt, push_pick, &a) > 0 || a.raised) return -1;
+    if (lc_call_with(rt, dispatch_push_pick, &a) > 0 || a.raised) return -1;
     int id = a.id;
     if (id <= 0) return 0;
     prev = id;

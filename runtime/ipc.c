@@ -1,7 +1,7 @@
 /* ipc.c: a framed message channel between two processes over a libuv IPC pipe.
  * Owns: the uv_pipe_t, its read buffer, its batch of unsent frames, the write requests in
  * flight (each owns its bytes), and the sockets received but not yet claimed by a frame.
- * All of it is freed in close_cb. Frames written in one loop turn leave together: send()
+ * All of it is freed in ipc_close_cb. Frames written in one loop turn leave together: send()
  * appends to the channel's write queue (write_queue.c) and rt's flusher flushes every dirty
  * queue once per turn, with one uv_try_write when the pipe is idle. A frame that carries a
  * socket is written on its own with uv_write2, after the batch before it, so order is kept.
@@ -212,7 +212,7 @@ static void unlink_route(lc_ipc *ch) {
   ch->route_id = 0;
 }
 
-static void close_cb(uv_handle_t *handle) {
+static void ipc_close_cb(uv_handle_t *handle) {
   lc_ipc *ch = handle->data;
   unlink_route(ch);
   for (int i = 0; i < ch->nhandles; i++) uv_close((uv_handle_t *)ch->handles[i], free_handle_cb);
@@ -235,7 +235,7 @@ static void try_close(lc_ipc *ch) {
   }
   ch->closing = 1;
   lc_wq_close(&ch->wq);
-  uv_close((uv_handle_t *)&ch->pipe, close_cb);
+  uv_close((uv_handle_t *)&ch->pipe, ipc_close_cb);
 }
 
 /* ---- reading ---- */
@@ -248,7 +248,7 @@ static void emit_error(lc_ipc *ch, const char *msg) {
  * side, maybe from inside a callback of this very read) */
 static int ended(const lc_ipc *ch) { return ch->closing || ch->close_when_flushed; }
 
-static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+static void ipc_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   lc_ipc *ch = handle->data;
   lc_buf *b = &ch->in;
   (void)suggested;
@@ -347,7 +347,7 @@ typedef struct frame_args {
 } frame_args;
 
 /* run by lc_call_with, protected: the callback, kind, peer, seq, payload, socket or nil */
-static int push_frame(lua_State *L, void *ud) {
+static int ipc_push_frame(lua_State *L, void *ud) {
   frame_args *a = ud;
   if (!lc_handle_push_cb(&a->ch->base)) return -1;
   lua_pushinteger(L, a->h->kind);
@@ -380,7 +380,7 @@ static void burst_end(lc_ipc *ch) {
   ch->burst_lost = ch->burst_returned = 0;
 }
 
-static void burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
+static void ipc_burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
 
 /* one more connection not taken here (its socket did not arrive, or no server takes its key) */
 static void count_not_taken(lc_ipc *ch, int returned) {
@@ -400,7 +400,7 @@ static void count_not_taken(lc_ipc *ch, int returned) {
   }
   if (ch->burst_timer == NULL) burst_end(ch);   /* no timer: a line now rather than none */
   else if (now - ch->burst_start < LOST_BURST_MAX_MS || !uv_is_active((uv_handle_t *)ch->burst_timer))
-    uv_timer_start(ch->burst_timer, burst_timer_cb, LOST_QUIET_MS, 0);
+    uv_timer_start(ch->burst_timer, ipc_burst_timer_cb, LOST_QUIET_MS, 0);
 }
 
 /* the acknowledgement of CONN frame h: taken, or not (the master sends its copy elsewhere) */
@@ -476,11 +476,11 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
     return;
   }
   frame_args a = {ch, h, payload, handle, 0};
-  lc_call_with(rt, push_frame, &a);
+  lc_call_with(rt, ipc_push_frame, &a);
   if (handle && !a.handed) uv_close((uv_handle_t *)handle, free_handle_cb);
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   lc_ipc *ch = stream->data;
   (void)buf;
   if (nread < 0) {
@@ -572,7 +572,7 @@ uv_pipe_t *lc_ipc_pipe(lc_ipc *ch) { return &ch->pipe; }
 
 int lc_ipc_start(lc_ipc *ch) {
   ch->started = 1;
-  return uv_read_start((uv_stream_t *)&ch->pipe, alloc_cb, read_cb);
+  return uv_read_start((uv_stream_t *)&ch->pipe, ipc_alloc_cb, ipc_read_cb);
 }
 
 /* ---- Lua bindings ---- */
@@ -583,7 +583,7 @@ static int f_ipc_open(lua_State *L) {
   int r = uv_pipe_open(&ch->pipe, fd);
   if (r == 0) r = lc_ipc_start(ch);
   if (r != 0) {
-    uv_close((uv_handle_t *)&ch->pipe, close_cb);
+    uv_close((uv_handle_t *)&ch->pipe, ipc_close_cb);
     return lc_push_error(L, r);
   }
   return 1;
@@ -608,16 +608,12 @@ static int m_send(lua_State *L) {
   if (h.kind == LC_KIND_CONN) return luaL_argerror(L, 2, "CONN frames are sent by the runtime only");
   h.flags = 0;
   if (ch->closing || ch->close_when_flushed) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "channel closed");
-    return 2;
+    return lc_push_fail(L, 0, "channel closed");
   }
   if (len > ch->max_frame) {
-    char msg[128];
+    char msg[128];   /* (lua_pushfstring has no %zu) */
     snprintf(msg, sizeof msg, "message of %zu bytes is over the limit of %zu bytes", len, ch->max_frame);
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    return 2;
+    return lc_push_fail(L, 0, "%s", msg);
   }
   h.len = (uint32_t)len;
   int r;

@@ -49,9 +49,11 @@ static void sb_free(sbuf *b) { if (b->p != b->local) free(b->p); }
 static int sb_grow(sbuf *b, size_t extra) {
   if (b->cap - b->len >= extra) return 0;
   size_t cap;
-  if (extra > SIZE_MAX - b->len || lc_buf_next_cap(b->cap, b->len + extra, 0, &cap) != 0) return -1;
+  if (extra > SIZE_MAX - b->len) return UV_E2BIG;
+  int r = lc_buf_next_cap(b->cap, b->len + extra, 0, &cap);
+  if (r != 0) return r;
   char *q = b->p == b->local ? malloc(cap) : realloc(b->p, cap);
-  if (q == NULL) return -1;
+  if (q == NULL) return UV_ENOMEM;
   if (b->p == b->local) memcpy(q, b->local, b->len);
   b->p = q;
   b->cap = cap;

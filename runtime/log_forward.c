@@ -2,7 +2,8 @@
  * end of a pipe, cuts the bytes into lines and hands each to log.c (lc_log_forward), which
  * prefixes it with "[worker N] " (or wraps it into a JSON record) and queues it for the
  * master's own fd without waiting. A line longer than LINE_MAX_BYTES goes on in pieces.
- * Owns: the pipe and its line buffer, both owned by C (no Lua object); it frees itself in
+ * Owns: the pipe and its line buffer (made on the first read that ends inside a line), both
+ * owned by C (no Lua object); it frees itself in
  * forward_close_cb once the child's end closes (or its spawn failed: lc_forward_close). */
 #include "lc.h"
 #include "log.h"
@@ -19,7 +20,7 @@ struct lc_forward {
   lc_rt *rt;
   int fd, pid, closing;
   char prefix[32];
-  char *line;              /* LINE_MAX_BYTES: the line not ended yet */
+  char *line;              /* LINE_MAX_BYTES, made when a read ends inside a line: its start */
   size_t line_len;
 };
 
@@ -43,6 +44,13 @@ static void forward_data(lc_forward *f, const char *p, size_t n) {
   while (n > 0) {
     const char *nl = memchr(p, '\n', n);
     size_t take = nl ? (size_t)(nl - p) : n;
+    int whole = nl && f->line_len == 0 && take <= LINE_MAX_BYTES;   /* goes as it is: no copy */
+    if (!whole && f->line == NULL && (f->line = malloc(LINE_MAX_BYTES)) == NULL) {
+      forward_emit(f, p, take);   /* no memory to keep its start: the piece goes as a line */
+      p += take + (nl ? 1 : 0);
+      n -= take + (nl ? 1 : 0);
+      continue;
+    }
     if (f->line_len + take > LINE_MAX_BYTES) {       /* an endless line: pass it on in pieces */
       size_t room = LINE_MAX_BYTES - f->line_len;
       memcpy(f->line + f->line_len, p, room);
@@ -82,8 +90,7 @@ static void forward_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 lc_forward *lc_forward_new(lc_rt *rt, int out_fd, const char *prefix) {
   lc_forward *f = calloc(1, sizeof *f);
   if (f == NULL) return NULL;
-  f->line = malloc(LINE_MAX_BYTES);
-  if (f->line == NULL || uv_pipe_init(&rt->loop, &f->pipe, 0) != 0) { free(f->line); free(f); return NULL; }
+  if (uv_pipe_init(&rt->loop, &f->pipe, 0) != 0) { free(f); return NULL; }
   f->pipe.data = f;
   f->rt = rt;
   f->fd = out_fd;

@@ -24,9 +24,7 @@ static int f_sd_notify(lua_State *L) {
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
   if (alen < 2 || alen >= sizeof sa.sun_path || (addr[0] != '/' && addr[0] != '@')) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "NOTIFY_SOCKET '%s' is not an absolute path or an @abstract name", addr);
-    return 2;
+    return lc_push_fail(L, 0, "NOTIFY_SOCKET '%s' is not an absolute path or an @abstract name", addr);
   }
   memcpy(sa.sun_path, addr, alen);
   if (addr[0] == '@') sa.sun_path[0] = '\0';

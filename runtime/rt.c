@@ -87,7 +87,7 @@ int lc_call_with(lc_rt *rt, lc_push_fn push, void *ud) {
 
 typedef struct str_args { lc_handle_base *h; const char *a, *b; } str_args;
 
-static int push_str_args(lua_State *L, void *ud) {
+static int rt_push_str_args(lua_State *L, void *ud) {
   str_args *s = ud;
   if (!lc_handle_push_cb(s->h)) return -1;
   lua_pushstring(L, s->a);
@@ -99,7 +99,7 @@ static int push_str_args(lua_State *L, void *ud) {
 int lc_call_cb_str(lc_handle_base *h, const char *a, const char *b) {
   if (h->cb_ref == LUA_NOREF) return 0;
   str_args s = {h, a, b};
-  return lc_call_with(h->rt, push_str_args, &s) == 0;
+  return lc_call_with(h->rt, rt_push_str_args, &s) == 0;
 }
 
 

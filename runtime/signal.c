@@ -1,4 +1,4 @@
-/* signal.c: uv_signal_t bound to Lua. Owns the signal handle; freed in close_cb.
+/* signal.c: uv_signal_t bound to Lua. Owns the signal handle; freed in signal_close_cb.
  * The callback gets the signal's name ("SIGTERM"). Signal handles are unreferenced by
  * default: waiting for a signal alone does not keep a process alive. */
 #include "lc.h"
@@ -16,7 +16,7 @@ typedef struct lc_signal {
   int closing;
 } lc_signal;
 
-static void close_cb(uv_handle_t *h) {
+static void signal_close_cb(uv_handle_t *h) {
   lc_signal *s = h->data;
   lc_handle_release(&s->base);
   free(s);
@@ -45,7 +45,7 @@ static int f_signal_new(lua_State *L) {
   r = uv_signal_start(&s->sig, signal_cb, signum);
   if (r != 0) {
     s->closing = 1;
-    uv_close((uv_handle_t *)&s->sig, close_cb);
+    uv_close((uv_handle_t *)&s->sig, signal_close_cb);
     return lc_push_error(L, r);
   }
   uv_unref((uv_handle_t *)&s->sig);
@@ -56,7 +56,7 @@ static int m_close(lua_State *L) {
   lc_signal *s = lc_handle_test(L, 1, MT);
   if (s == NULL || s->closing) return 0;
   s->closing = 1;
-  uv_close((uv_handle_t *)&s->sig, close_cb);
+  uv_close((uv_handle_t *)&s->sig, signal_close_cb);
   return 0;
 }
 

@@ -38,12 +38,12 @@ struct lc_stream {
   size_t stall_mark;       /* bytes queued when the timer was last started */
 };
 
-static void free_cb(uv_handle_t *h) {
+static void stream_free_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
   free(s);
 }
 
-static void close_cb(uv_handle_t *h) {
+static void stream_close_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
   lc_wq_close(&s->wq);
   if (s->hold) hold_close(s->hold);
@@ -53,7 +53,7 @@ static void close_cb(uv_handle_t *h) {
     lc_call_cb_str(&s->base, "close", NULL);
     lc_handle_release(&s->base);
   }
-  uv_close((uv_handle_t *)&s->timer, free_cb);
+  uv_close((uv_handle_t *)&s->timer, stream_free_cb);
 }
 
 static void close_now(lc_stream *s) {
@@ -63,17 +63,17 @@ static void close_now(lc_stream *s) {
   uv_timer_stop(&s->timer);
   if (s->hold) hold_clear(s->hold);   /* a held read event goes with its stream */
   lc_wq_close(&s->wq);                /* unsent bytes go; those in flight end with UV_ECANCELED */
-  uv_close((uv_handle_t *)&s->pipe, close_cb);
+  uv_close((uv_handle_t *)&s->pipe, stream_close_cb);
 }
 
 static size_t queued(lc_stream *s) { return lc_wq_queued(&s->wq); }
 
-static void send_timer_cb(uv_timer_t *t) {
+static void stream_send_timer_cb(uv_timer_t *t) {
   lc_stream *s = t->data;
   size_t now = queued(s);
   if (now < s->stall_mark) {          /* the peer took some: it gets another send_timeout */
     s->stall_mark = now;
-    uv_timer_start(&s->timer, send_timer_cb, s->send_timeout, 0);
+    uv_timer_start(&s->timer, stream_send_timer_cb, s->send_timeout, 0);
     return;
   }
   close_now(s);
@@ -84,7 +84,7 @@ static void stream_close(lc_stream *s) {
   if (!lc_wq_end(&s->wq)) {
     if (!s->close_after_writes && s->send_timeout > 0) {
       s->stall_mark = queued(s);
-      uv_timer_start(&s->timer, send_timer_cb, s->send_timeout, 0);
+      uv_timer_start(&s->timer, stream_send_timer_cb, s->send_timeout, 0);
     }
     s->close_after_writes = 1;
     return;
@@ -98,7 +98,7 @@ static void stream_written_cb(lc_wq *q, int status) {
   if (s->close_after_writes && (status < 0 || lc_wq_idle(q))) close_now(s);
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+static void stream_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;
   static __thread char slab[65536];  /* consumed before the next read on this thread */
@@ -108,7 +108,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 typedef struct read_args { lc_stream *s; ssize_t nread; const char *data; } read_args;
 
 /* run by lc_call_with, protected: cb("data", bytes) | cb("end") | cb("error", message) */
-static int push_read(lua_State *L, void *ud) {
+static int stream_push_read(lua_State *L, void *ud) {
   read_args *a = ud;
   if (!lc_handle_push_cb(&a->s->base)) return -1;
   if (a->nread > 0) {
@@ -128,7 +128,7 @@ static int push_read(lua_State *L, void *ud) {
 /* 1 when Lua got the event (or has no callback for it), 0 when its arguments could not be built */
 static int deliver_read(lc_stream *s, ssize_t nread, const char *data) {
   read_args a = {s, nread, data};
-  return lc_call_with(s->base.rt, push_read, &a) <= 0;
+  return lc_call_with(s->base.rt, stream_push_read, &a) <= 0;
 }
 
 static int held(const lc_stream *s) { return s->hold && hold_active(s->hold); }
@@ -148,12 +148,12 @@ static void resume_reading(lc_stream *s) {
   }
 }
 
-static void hold_timer_cb(uv_timer_t *timer) {
+static void stream_hold_timer_cb(uv_timer_t *timer) {
   lc_stream *s = timer->data;
   if (!held(s) || s->closing || !s->want_read) return;  /* read_start retries it */
   ssize_t nread = s->hold->nread;
   if (!deliver_read(s, nread, s->hold->data)) {
-    hold_retry_later(s->hold, hold_timer_cb);
+    hold_retry_later(s->hold, stream_hold_timer_cb);
     return;
   }
   hold_clear(s->hold);
@@ -164,7 +164,7 @@ static void hold_timer_cb(uv_timer_t *timer) {
 static void hold_read(lc_stream *s, ssize_t nread, const char *data) {
   stop_reading(s);
   if ((s->hold == NULL && (s->hold = calloc(1, sizeof *s->hold)) == NULL) ||
-      hold_put(s->hold, s->pipe.loop, nread, data, hold_timer_cb, s) != 0) {
+      hold_put(s->hold, s->pipe.loop, nread, data, stream_hold_timer_cb, s) != 0) {
     lc_log(s->base.rt, "error: stream: a read event could not be kept for a retry (out of memory); the stream is closed");
     close_now(s);
     return;
@@ -175,7 +175,7 @@ static void hold_read(lc_stream *s, ssize_t nread, const char *data) {
     lc_log(s->base.rt, "warn: stream: Lua had no memory for a pipe's %s event; it waits", nread == UV_EOF ? "end" : "error");
 }
 
-static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+static void stream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_stream *s = st->data;
   if (nread == 0) return;
   if (nread < 0) stop_reading(s);   /* the end, or an error: nothing more to read */
@@ -215,9 +215,9 @@ void lc_stream_close(lc_stream *s) { stream_close(s); }
 /* (C's start of a child's pipe, and Lua's read_start/resume: reading is wanted from here on) */
 int lc_stream_start(lc_stream *s) {
   s->want_read = 1;
-  if (held(s)) { hold_retry_now(s->hold, hold_timer_cb); return 0; }
+  if (held(s)) { hold_retry_now(s->hold, stream_hold_timer_cb); return 0; }
   s->reading = 1;
-  return uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
+  return uv_read_start((uv_stream_t *)&s->pipe, stream_alloc_cb, stream_read_cb);
 }
 
 /* ---- Lua bindings ---- */

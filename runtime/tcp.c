@@ -69,7 +69,7 @@ static void close_timer(uv_timer_t *timer) {
   if (timer) uv_close((uv_handle_t *)timer, lc_free_handle_cb);
 }
 
-static void close_cb(uv_handle_t *h) {
+static void tcp_close_cb(uv_handle_t *h) {
   lc_tcp *t = h->data;
   if (!t->is_server) lc_call_cb_str(&t->base, "close", NULL);
   hold_close(&t->hold);
@@ -91,7 +91,7 @@ static void close_now(lc_tcp *t) {
   if (t->pause_timer) uv_timer_stop(t->pause_timer);
   hold_clear(&t->hold);   /* a held read event goes with its socket */
   lc_wq_close(&t->wq);    /* unsent bytes go; those in flight end with UV_ECANCELED */
-  uv_close((uv_handle_t *)t->tcp, close_cb);
+  uv_close((uv_handle_t *)t->tcp, tcp_close_cb);
 }
 
 static size_t write_queued(lc_tcp *t) { return lc_wq_queued(&t->wq); }
@@ -101,7 +101,7 @@ static void arm_send_timer(lc_tcp *t);
 /* send_timeout has passed since the close's wait began or last saw progress: a peer that took
  * some bytes meanwhile (the queue shrank, as stream.c measures it) gets another send_timeout;
  * one that took nothing loses the socket, unsent bytes too */
-static void send_timer_cb(uv_timer_t *timer) {
+static void tcp_send_timer_cb(uv_timer_t *timer) {
   lc_tcp *t = timer->data;
   if (write_queued(t) < t->stall_mark) arm_send_timer(t);
   else close_now(t);
@@ -118,7 +118,7 @@ static void arm_send_timer(lc_tcp *t) {
     t->send_timer = timer;
   }
   t->stall_mark = write_queued(t);
-  uv_timer_start(t->send_timer, send_timer_cb, t->send_timeout, 0);
+  uv_timer_start(t->send_timer, tcp_send_timer_cb, t->send_timeout, 0);
 }
 
 static void tcp_close(lc_tcp *t) {
@@ -183,7 +183,7 @@ uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
 
 /* ---- reading and writing ---- */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+static void tcp_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;
   static __thread char slab[65536];
@@ -193,7 +193,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 typedef struct read_args { lc_tcp *t; ssize_t nread; const char *data; } read_args;
 
 /* run by lc_call_with, protected: cb("data", bytes) | cb("end") | cb("error", message) */
-static int push_read(lua_State *L, void *ud) {
+static int tcp_push_read(lua_State *L, void *ud) {
   read_args *a = ud;
   if (!lc_handle_push_cb(&a->t->base)) return -1;
   if (a->nread > 0) {
@@ -213,10 +213,10 @@ static int push_read(lua_State *L, void *ud) {
 /* 1 when Lua got the event (or has no callback for it), 0 when its arguments could not be built */
 static int deliver_read(lc_tcp *t, ssize_t nread, const char *data) {
   read_args a = {t, nread, data};
-  return lc_call_with(t->base.rt, push_read, &a) <= 0;
+  return lc_call_with(t->base.rt, tcp_push_read, &a) <= 0;
 }
 
-static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 static void stop_reading(lc_tcp *t) {
   if (t->reading) uv_read_stop((uv_stream_t *)t->tcp);
@@ -226,7 +226,7 @@ static void stop_reading(lc_tcp *t) {
 /* reads again once a held event is delivered, if Lua still wants to */
 static void resume_reading(lc_tcp *t) {
   if (t->reading || !t->want_read || t->closing || hold_active(&t->hold)) return;
-  int r = uv_read_start((uv_stream_t *)t->tcp, alloc_cb, read_cb);
+  int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
   if (r != 0) {
     lc_log(t->base.rt, "error: tcp: reading cannot resume: %s; the socket is closed", uv_strerror(r));
     tcp_close(t);
@@ -235,12 +235,12 @@ static void resume_reading(lc_tcp *t) {
   t->reading = 1;
 }
 
-static void hold_timer_cb(uv_timer_t *timer) {
+static void tcp_hold_timer_cb(uv_timer_t *timer) {
   lc_tcp *t = timer->data;
   if (!hold_active(&t->hold) || t->closing || !t->want_read) return;  /* read_start retries it */
   ssize_t nread = t->hold.nread;
   if (!deliver_read(t, nread, t->hold.data)) {
-    hold_retry_later(&t->hold, hold_timer_cb);
+    hold_retry_later(&t->hold, tcp_hold_timer_cb);
     return;
   }
   hold_clear(&t->hold);
@@ -250,7 +250,7 @@ static void hold_timer_cb(uv_timer_t *timer) {
 /* Lua had no memory for this event: it waits (reading stops behind it) and is retried */
 static void hold_read(lc_tcp *t, ssize_t nread, const char *data) {
   stop_reading(t);
-  if (hold_put(&t->hold, t->tcp->loop, nread, data, hold_timer_cb, t) != 0) {
+  if (hold_put(&t->hold, t->tcp->loop, nread, data, tcp_hold_timer_cb, t) != 0) {
     lc_log(t->base.rt, "error: tcp: a read event could not be kept for a retry (out of memory); the socket is closed");
     tcp_close(t);
     return;
@@ -261,7 +261,7 @@ static void hold_read(lc_tcp *t, ssize_t nread, const char *data) {
     lc_log(t->base.rt, "warn: tcp: Lua had no memory for a socket's %s event; it waits", nread == UV_EOF ? "end" : "error");
 }
 
-static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+static void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_tcp *t = st->data;
   if (nread == 0) return;
   if (nread < 0) stop_reading(t);   /* the end, or an error: nothing more to read */
@@ -287,9 +287,9 @@ static int m_read_start(lua_State *L) {
   lc_handle_set_cb(L, &t->base, 2);
   t->want_read = 1;
   if (hold_active(&t->hold)) {   /* the held event comes first; reading resumes after it */
-    hold_retry_now(&t->hold, hold_timer_cb);
+    hold_retry_now(&t->hold, tcp_hold_timer_cb);
   } else if (!t->reading && !t->closing) {
-    int r = uv_read_start((uv_stream_t *)t->tcp, alloc_cb, read_cb);
+    int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
     if (r != 0) return lc_push_error(L, r);
     t->reading = 1;
   }
@@ -427,10 +427,7 @@ static int f_tcp_listen(lua_State *L) {
   }
   if (err != 0) {
     if (fd >= 0) close(fd);
-    lua_pushnil(L);
-    lua_pushfstring(L, strchr(host, ':') ? "listen %s [%s]:%d" : "listen %s %s:%d", uv_err_name(err), host, port);
-    lua_pushstring(L, uv_err_name(err));
-    return 3;
+    return lc_push_fail(L, err, strchr(host, ':') ? "listen %s [%s]:%d" : "listen %s %s:%d", uv_err_name(err), host, port);
   }
   lc_tcp *t = wrap(L, tcp, 1);
   t->backlog = backlog;
@@ -446,7 +443,7 @@ uv_tcp_t *lc_tcp_listener(lua_State *L, int idx) {
 typedef struct conn_args { lc_handle_base *owner; uv_tcp_t *conn; int handed; } conn_args;
 
 /* run by lc_call_with, protected: the owner's callback and the connection as a Lua socket */
-static int push_conn(lua_State *L, void *ud) {
+static int tcp_push_conn(lua_State *L, void *ud) {
   conn_args *a = ud;
   if (!lc_handle_push_cb(a->owner)) return -1;
   wrap(L, a->conn, 0);
@@ -458,17 +455,17 @@ static int push_conn(lua_State *L, void *ud) {
  * callback can take (none set, or out of memory making its Lua object) is closed */
 void lc_tcp_give_conn(lc_handle_base *owner, uv_tcp_t *conn) {
   conn_args a = {owner, conn, 0};
-  int r = lc_call_with(owner->rt, push_conn, &a);
+  int r = lc_call_with(owner->rt, tcp_push_conn, &a);
   if (a.handed) return;
   if (r > 0) lc_log(owner->rt, "warn: tcp: a new connection was closed: no memory for its Lua object");
   uv_close((uv_handle_t *)conn, lc_free_handle_cb);
 }
 
-static void pause_timer_cb(uv_timer_t *timer);
+static void tcp_pause_timer_cb(uv_timer_t *timer);
 
 /* Accepting pauses ACCEPT_PAUSE_MS (as nginx does out of descriptors): the next connection
  * that comes is left to libuv, which keeps it and stops watching the listener until uv_accept
- * takes it (pause_timer_cb). Meanwhile new connections wait in the kernel's accept queue, and
+ * takes it (tcp_pause_timer_cb). Meanwhile new connections wait in the kernel's accept queue, and
  * the loop serves everything else (a control request, the workers). 0 when it cannot pause. */
 static int pause_accepting(lc_tcp *t) {
   if (t->accept_paused) return 1;
@@ -480,7 +477,7 @@ static int pause_accepting(lc_tcp *t) {
     t->pause_timer = timer;
   }
   t->accept_paused = 1;
-  uv_timer_start(t->pause_timer, pause_timer_cb, ACCEPT_PAUSE_MS, 0);
+  uv_timer_start(t->pause_timer, tcp_pause_timer_cb, ACCEPT_PAUSE_MS, 0);
   return 1;
 }
 
@@ -523,13 +520,13 @@ static void take_conn(lc_tcp *t, uv_tcp_t *conn) {
 }
 
 /* the pause is over: the connection libuv kept (if any) is taken, and libuv watches again */
-static void pause_timer_cb(uv_timer_t *timer) {
+static void tcp_pause_timer_cb(uv_timer_t *timer) {
   lc_tcp *t = timer->data;
   if (t->closing) return;
   uv_tcp_t *conn = malloc(sizeof *conn);
   if (conn == NULL || uv_tcp_init(t->tcp->loop, conn) != 0) {
     free(conn);
-    uv_timer_start(timer, pause_timer_cb, ACCEPT_PAUSE_MS, 0);  /* still paused: again later */
+    uv_timer_start(timer, tcp_pause_timer_cb, ACCEPT_PAUSE_MS, 0);  /* still paused: again later */
     return;
   }
   t->accept_paused = 0;
@@ -545,7 +542,7 @@ static void pause_timer_cb(uv_timer_t *timer) {
   if (conn) take_conn(t, conn);
 }
 
-static void connection_cb(uv_stream_t *server, int status) {
+static void tcp_connection_cb(uv_stream_t *server, int status) {
   lc_tcp *t = server->data;
   if (status != 0) {
     /* one line per burst, not one per failed accept: a flood must not flood the log too */
@@ -584,7 +581,7 @@ static int start_listening(lua_State *L, lc_tcp *t) {
   /* uv_listen calls listen() again: with the backlog the socket was made with, not another */
   int backlog = t->backlog > 0 ? t->backlog : current_backlog(t->tcp);
   if (backlog <= 0) backlog = system_backlog();
-  int r = uv_listen((uv_stream_t *)t->tcp, backlog, connection_cb);
+  int r = uv_listen((uv_stream_t *)t->tcp, backlog, tcp_connection_cb);
   if (r != 0) return r;
   t->listening = 1;
   (void)L;
@@ -676,32 +673,30 @@ typedef struct tconnect {
 } tconnect;
 
 /* run by lc_call_with, protected: cb(sock) or cb(nil, "connect ECONNREFUSED: ...") */
-static int push_connect(lua_State *L, void *ud) {
+static int tcp_push_connect(lua_State *L, void *ud) {
   tconnect *c = ud;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->cb_ref);
   if (c->status != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "connect %s: %s", uv_err_name(c->status), uv_strerror(c->status));
-    return 2;
+    return lc_push_fail(L, 0, "connect %s: %s", uv_err_name(c->status), uv_strerror(c->status));
   }
   wrap(L, c->tcp, 0);
   c->tcp = NULL;  /* last: until here, a raise leaves the socket to connect_deliver */
   return 1;
 }
 
-static void connect_retry_cb(uv_timer_t *timer);
+static void tcp_connect_retry_cb(uv_timer_t *timer);
 
 /* Calls the connect's callback; when its arguments cannot be built (out of memory) it is tried
  * again later rather than never called (a coroutine waits on it). Frees c once called. */
 static void connect_deliver(tconnect *c) {
-  if (lc_call_with(c->rt, push_connect, c) > 0) {
+  if (lc_call_with(c->rt, tcp_push_connect, c) > 0) {
     if (c->retry == NULL && (c->retry = malloc(sizeof *c->retry)) != NULL) {
       if (uv_timer_init(&c->rt->loop, c->retry) != 0) { free(c->retry); c->retry = NULL; }
       else { c->retry->data = c; c->delay = 25; }
     }
     if (c->retry) {
       c->delay = c->delay * 2 > 2000 ? 2000 : c->delay * 2;
-      uv_timer_start(c->retry, connect_retry_cb, c->delay, 0);
+      uv_timer_start(c->retry, tcp_connect_retry_cb, c->delay, 0);
       return;
     }
     lc_log(c->rt, "error: tcp: a connect's callback could not be called (out of memory); it never will be");
@@ -712,9 +707,9 @@ static void connect_deliver(tconnect *c) {
   free(c);
 }
 
-static void connect_retry_cb(uv_timer_t *timer) { connect_deliver(timer->data); }
+static void tcp_connect_retry_cb(uv_timer_t *timer) { connect_deliver(timer->data); }
 
-static void connect_cb(uv_connect_t *req, int status) {
+static void tcp_connect_cb(uv_connect_t *req, int status) {
   tconnect *c = (tconnect *)req;
   c->status = status;
   if (status != 0) {
@@ -748,7 +743,7 @@ static int f_tcp_connect(lua_State *L) {
   c->rt = rt;
   c->tcp = tcp;
   c->cb_ref = cb_ref;
-  r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, connect_cb);
+  r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, tcp_connect_cb);
   if (r != 0) {
     uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
     free(c);
