@@ -58,6 +58,7 @@ struct lc_ipc {
   uv_stream_t *handles[MAX_PENDING_HANDLES];
   int nhandles;
   int missing;             /* frames whose announced socket did not arrive, since one did */
+  uv_stream_t *pending;    /* the socket of the frame being delivered, until Lua holds it */
   uint64_t serial;         /* unique per channel in this process: the master's dispatch keys
                               its copies by it (a reload's new worker reuses the route id) */
   int unacked;             /* the master: CONN frames with a copy kept, not yet acknowledged */
@@ -338,29 +339,28 @@ static void route(lc_ipc *from, const lc_frame_header *h, const char *payload) {
   append_frame(from, &fail, "");
 }
 
-typedef struct frame_args {
-  lc_ipc *ch;
-  const lc_frame_header *h;
-  const char *payload;
-  uv_stream_t *handle;
-  int handed;               /* the handle belongs to a Lua object now */
-} frame_args;
-
-/* run by lc_call_with, protected: the callback, kind, peer, seq, payload, socket or nil */
-static int ipc_push_frame(lua_State *L, void *ud) {
-  frame_args *a = ud;
-  if (!lc_handle_push_cb(&a->ch->base)) return -1;
-  lua_pushinteger(L, a->h->kind);
-  lua_pushinteger(L, (lua_Integer)a->h->peer);
-  lua_pushinteger(L, (lua_Integer)a->h->seq);
-  lua_pushlstring(L, a->payload, a->h->len);
-  if (a->handle) {
-    lc_tcp_push_received(L, a->ch->base.rt, a->handle, (a->h->flags & LC_FLAG_SERVER) != 0);
-    a->handed = 1;  /* last: until here, a raise leaves the socket to deliver() */
-  } else {
-    lua_pushnil(L);
+/* Calls the channel's callback for frame h: callback(kind, peer, seq, payload, socket or nil).
+ * Runs inside ipc_read_frames, a protected call whose stack holds the message handler at 1:
+ * a push that raises (out of memory) unwinds to ipc_read_cb, which closes ch->pending (the
+ * socket no Lua object took yet) and goes on with the next frame; an error in the callback is
+ * logged here. One protected call per read, not one per frame. */
+static void ipc_call_frame(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle) {
+  lua_State *L = ch->base.rt->L;
+  ch->pending = handle;
+  if (!lc_handle_push_cb(&ch->base)) {
+    ch->pending = NULL;
+    if (handle) uv_close((uv_handle_t *)handle, free_handle_cb);
+    return;
   }
-  return 5;
+  lua_pushinteger(L, h->kind);
+  lua_pushinteger(L, (lua_Integer)h->peer);
+  lua_pushinteger(L, (lua_Integer)h->seq);
+  lua_pushlstring(L, payload, h->len);
+  if (handle) lc_tcp_push_received(L, ch->base.rt, handle, (h->flags & LC_FLAG_SERVER) != 0);
+  else lua_pushnil(L);
+  ch->pending = NULL;  /* last: until here, a raise leaves the socket to ipc_read_cb */
+  if (lua_pcall(L, 5, 0, 1) != 0) lc_log(ch->base.rt, "error: %s", lua_tostring(L, -1));
+  lua_settop(L, 1);
 }
 
 /* ---- dispatched connections, in a worker ---- */
@@ -475,29 +475,15 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
     route(ch, h, payload);
     return;
   }
-  frame_args a = {ch, h, payload, handle, 0};
-  lc_call_with(rt, ipc_push_frame, &a);
-  if (handle && !a.handed) uv_close((uv_handle_t *)handle, free_handle_cb);
+  ipc_call_frame(ch, h, payload, handle);
 }
 
-static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  lc_ipc *ch = stream->data;
-  (void)buf;
-  if (nread < 0) {
-    if (nread != UV_EOF && nread != UV_ECONNRESET) {  /* a peer that died is a close, not an error */
-      char msg[128];
-      snprintf(msg, sizeof msg, "channel read failed: %s", uv_strerror((int)nread));
-      emit_error(ch, msg);
-    }
-    uv_read_stop(stream);
-    lc_wq_drop(&ch->wq);  /* nobody will read them */
-    try_close(ch);
-    return;
-  }
-  if (nread == 0) return;
-  take_pending_handles(ch);
+/* run by lc_call_with, protected (its message handler at 1): delivers every complete frame
+ * read so far, until the channel ends; declines the call lc_call_with would make */
+static int ipc_read_frames(lua_State *L, void *ud) {
+  lc_ipc *ch = ud;
   lc_buf *b = &ch->in;
-  b->len += (size_t)nread;
+  (void)L;
   while (!ended(ch)) {
     size_t avail = b->len - ch->in_off;
     if (ch->discard > 0) {
@@ -515,9 +501,9 @@ static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
       snprintf(msg, sizeof msg, "bad frame: %s; closing the channel", bad);
       emit_error(ch, msg);
       ch->in_off = b->len;
-      uv_read_stop(stream);
+      uv_read_stop((uv_stream_t *)&ch->pipe);
       try_close(ch);
-      return;
+      return -1;
     }
     size_t size = lc_frame_size(h.len);
     /* a frame over the limit, or one whose bytes cannot be held, is skipped (its payload is
@@ -544,6 +530,33 @@ static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     const char *payload = b->data + ch->in_off + LC_FRAME_HEADER;
     ch->in_off += size;
     deliver(ch, &h, payload);
+  }
+  return -1;
+}
+
+static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  lc_ipc *ch = stream->data;
+  (void)buf;
+  if (nread < 0) {
+    if (nread != UV_EOF && nread != UV_ECONNRESET) {  /* a peer that died is a close, not an error */
+      char msg[128];
+      snprintf(msg, sizeof msg, "channel read failed: %s", uv_strerror((int)nread));
+      emit_error(ch, msg);
+    }
+    uv_read_stop(stream);
+    lc_wq_drop(&ch->wq);  /* nobody will read them */
+    try_close(ch);
+    return;
+  }
+  if (nread == 0) return;
+  take_pending_handles(ch);
+  lc_buf *b = &ch->in;
+  b->len += (size_t)nread;
+  /* the frames read, in one protected call; a push that raised lost one frame (logged by
+   * lc_call_with): its socket is closed, and the next frames go on */
+  while (lc_call_with(ch->base.rt, ipc_read_frames, ch) > 0) {
+    if (ch->pending) uv_close((uv_handle_t *)ch->pending, free_handle_cb);
+    ch->pending = NULL;
   }
   if (!ended(ch)) drop_unclaimed(ch);  /* (a channel that ends closes what it holds) */
   if (ch->in_off == b->len) ch->in_off = b->len = 0;
