@@ -53,23 +53,18 @@ static int f_pid_rss(lua_State *L) {
   return 1;
 }
 
-static int f_exepath(lua_State *L) {
+/* a path libuv writes into a buffer (uv_exepath, uv_cwd) -> path | nil, err, code */
+static int os_push_path(lua_State *L, int (*get)(char *buf, size_t *len)) {
   char buf[4096];
   size_t len = sizeof buf;
-  int r = uv_exepath(buf, &len);
+  int r = get(buf, &len);
   if (r != 0) return lc_push_error(L, r);
   lua_pushlstring(L, buf, len);
   return 1;
 }
 
-static int f_cwd(lua_State *L) {
-  char buf[4096];
-  size_t len = sizeof buf;
-  int r = uv_cwd(buf, &len);
-  if (r != 0) return lc_push_error(L, r);
-  lua_pushlstring(L, buf, len);
-  return 1;
-}
+static int f_exepath(lua_State *L) { return os_push_path(L, uv_exepath); }
+static int f_cwd(lua_State *L) { return os_push_path(L, uv_cwd); }
 
 /* (no heap copy: a push that raises, out of memory, would leak it) */
 static int f_realpath(lua_State *L) {

@@ -4,52 +4,29 @@
 local H = require("helper")
 
 -- the C checks are their own program (a sanitizer build links ASan in: H.sh drops LD_PRELOAD)
-local function run(case)
-  return H.sh("timeout 60 " .. H.build_dir .. "/test/test_wq " .. case)
+local function check(case)
+  local out, rc = H.sh("timeout 60 " .. H.build_dir .. "/test/test_wq " .. case)
+  assert.equals(0, rc, out)
+  assert.matches("ok " .. case, out)
 end
 
 describe("buf", function()
   it("grows by checked doubling: the cap and the overflow edge are UV_E2BIG, a failed allocation UV_ENOMEM, the buffer unchanged", function()
-    local out, rc = run("buf")
-    assert.equals(0, rc, out)
-    assert.matches("ok buf", out)
+    check("buf")
   end)
 end)
 
 describe("write_queue", function()
-  it("queues what a slow reader's socket does not take, coalesces the writes made meanwhile, keeps the order", function()
-    local out, rc = run("slow")
-    assert.equals(0, rc, out)
-    assert.matches("ok slow", out)
-  end)
-
-  it("closes after the queued writes: every byte arrives before the end, and a write after end is refused", function()
-    local out, rc = run("end")
-    assert.equals(0, rc, out)
-    assert.matches("ok end", out)
-  end)
-
-  it("with a flusher, sends the writes of one loop turn together at the turn's flush", function()
-    local out, rc = run("batch")
-    assert.equals(0, rc, out)
-    assert.matches("ok batch", out)
-  end)
-
-  it("passes a socket with uv_write2 after the bytes queued before it", function()
-    local out, rc = run("write2")
-    assert.equals(0, rc, out)
-    assert.matches("ok write2", out)
-  end)
-
-  it("reports a peer gone through the written callback and refuses the next write", function()
-    local out, rc = run("peer_gone")
-    assert.equals(0, rc, out)
-    assert.matches("ok peer_gone", out)
-  end)
-
-  it("refuses a write over its cap whole", function()
-    local out, rc = run("cap")
-    assert.equals(0, rc, out)
-    assert.matches("ok cap", out)
-  end)
+  for _, c in ipairs({
+    { "slow", "queues what a slow reader's socket does not take, coalesces the writes made meanwhile, keeps the order" },
+    { "end", "closes after the queued writes: every byte arrives before the end, and a write after end is refused" },
+    { "batch", "with a flusher, sends the writes of one loop turn together at the turn's flush" },
+    { "write2", "passes a socket with uv_write2 after the bytes queued before it" },
+    { "peer_gone", "reports a peer gone through the written callback and refuses the next write" },
+    { "cap", "refuses a write over its cap whole" },
+  }) do
+    it(c[2], function()
+      check(c[1])
+    end)
+  end
 end)

@@ -288,18 +288,23 @@ static void t_write2(void) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+/* a pipe on one end of a socketpair with small buffers; fds[1] is the peer's end */
+static void small_pair(uv_loop_t *loop, uv_pipe_t *p, int fds[2]) {
+  CHECK(uv_loop_init(loop) == 0);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  small_buffers(fds);
+  CHECK(uv_pipe_init(loop, p, 0) == 0 && uv_pipe_open(p, fds[0]) == 0);
+}
+
 /* the peer is gone: the queued write fails through written, a new one at once */
 typedef struct gone { lc_wq q; int status; } gone;
 static void gone_written(lc_wq *q, int status) { ((gone *)q->data)->status = status; }
 
 static void t_peer_gone(void) {
   uv_loop_t loop;
-  CHECK(uv_loop_init(&loop) == 0);
-  int fds[2];
-  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-  small_buffers(fds);
   uv_pipe_t p;
-  CHECK(uv_pipe_init(&loop, &p, 0) == 0 && uv_pipe_open(&p, fds[0]) == 0);
+  int fds[2];
+  small_pair(&loop, &p, fds);
   gone g = {.status = 1};
   lc_wq_init(&g.q, (uv_stream_t *)&p, NULL, 0, gone_written, &g);
   static char big[256 * 1024];
@@ -320,12 +325,9 @@ static void t_peer_gone(void) {
 /* the queue's cap: a write over it is refused whole */
 static void t_cap(void) {
   uv_loop_t loop;
-  CHECK(uv_loop_init(&loop) == 0);
-  int fds[2];
-  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-  small_buffers(fds);
   uv_pipe_t p;
-  CHECK(uv_pipe_init(&loop, &p, 0) == 0 && uv_pipe_open(&p, fds[0]) == 0);
+  int fds[2];
+  small_pair(&loop, &p, fds);
   lc_wq q;
   lc_wq_init(&q, (uv_stream_t *)&p, NULL, 64 * 1024, NULL, NULL);
   static char big[48 * 1024];
