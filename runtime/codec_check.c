@@ -10,6 +10,7 @@
  * or NaN table key, a light userdata and tables past LuaJIT's size limits, with a clearer reason
  * than the decoder's; what it lets through may still fail there (a duplicate key), as an error. */
 #include "lc.h"
+#include "codec_check.h"
 
 #include <string.h>
 
@@ -45,6 +46,30 @@ static int is_nan(const unsigned char *p) {
   return (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull && (u & 0x000fffffffffffffull) != 0;
 }
 
+/* The common elements of a table, skipped here without a call of value(): a string whose
+ * length fits the tag byte, an integer, a boolean (and nil, unless a key). 0: not one of
+ * those (or one value() must refuse), left for value() to read from the same place. */
+static inline int short_scalar(scan *s, int is_key) {
+  if (s->r >= s->w) return 0;
+  uint32_t tp = *s->r;
+  size_t left = (size_t)(s->w - s->r) - 1;
+  if (tp >= TAG_STR && tp < 0xe0) {
+    if (tp - TAG_STR > left) return 0;
+    s->r += 1 + (tp - TAG_STR);
+    return 1;
+  }
+  if (tp == TAG_INT) {
+    if (left < 4) return 0;
+    s->r += 5;
+    return 1;
+  }
+  if (tp <= TAG_NULL && !(is_key && tp == TAG_NIL)) {
+    s->r += 1;
+    return 1;
+  }
+  return 0;
+}
+
 /* is_key: the value is a table key, which may be neither nil nor NaN */
 static int value(scan *s, int depth, int is_key) {
   uint32_t tp;
@@ -75,9 +100,11 @@ static int value(scan *s, int depth, int is_key) {
     /* every element takes a byte at least, every key and value too */
     if (elems > left || (uint64_t)nhash * 2 > left - elems) { s->err = "a table larger than its bytes"; return 0; }
     for (uint64_t i = 0; i < elems; i++)
-      if (!value(s, depth + 1, 0)) return 0;
-    for (uint64_t i = 0; i < nhash; i++)
-      if (!value(s, depth + 1, 1) || !value(s, depth + 1, 0)) return 0;
+      if (!short_scalar(s, 0) && !value(s, depth + 1, 0)) return 0;
+    for (uint64_t i = 0; i < nhash; i++) {
+      if (!short_scalar(s, 1) && !value(s, depth + 1, 1)) return 0;
+      if (!short_scalar(s, 0) && !value(s, depth + 1, 0)) return 0;
+    }
   } else {
     s->err = "unknown or dictionary tag";
     return 0;
