@@ -1,11 +1,11 @@
-/* http.c: HTTP/1.x servers and their connections, on Debian's libhttp-parser.
+/* http.c: HTTP/1.x servers and their connections.
  * Owns: an http_server (limits, its list of connections, counters; freed when Lua has closed
  * it and its last connection is gone) and each http_conn (its uv_tcp_t, its timer, its read
  * buffer, the copy of the current request head, the body, and the Lua userdata box handed to
  * handlers; freed when both handles have closed).
  * One request at a time per connection: a complete head is validated strictly
- * (http_head.c), the body is read by the parser, and the parser is paused at the end of the
- * message until the handler has answered, so pipelined requests are answered in order.
+ * (http_head.c), the body is framed by http_body.c, and nothing more is read from the input
+ * until the handler has answered, so pipelined requests are answered in order.
  * The handler is called once per request with (conn, seq, method, url, minor, body); every
  * call back from Lua carries seq, so a late answer to a finished request is refused.
  * A response's framing is the runtime's: a handler's Content-Length must match the body it
@@ -16,8 +16,8 @@
 #define _GNU_SOURCE
 #include "lc.h"
 #include "http_head.h"
+#include "http_body.h"
 
-#include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,20 +42,19 @@ typedef struct http_conn {
   http_server *srv;
   lc_rt *rt;
   struct http_conn *prev, *next;
-  http_parser parser;
   void **box;
   int box_ref;
   char *in;
   size_t in_len, in_off, in_cap;
   char *head;                 /* copy of the current request head */
   size_t head_len, head_cap;
-  lc_http_chunked chunked;    /* the strict check of a chunked body, ahead of the parser */
+  lc_http_body framer;        /* the body's framing (http_body.c) */
   char *body;
   size_t body_len, body_cap;
   int state, timer_mode, handles_open;
   uint64_t deadline;          /* loop time at which timer_mode's timeout is due */
   uint64_t timer_due;         /* loop time at which the armed libuv timer fires */
-  int keepalive, is_head, in_parse, read_paused, peer_closed, got_bytes, ending, closed;
+  int keepalive, upgrade, in_parse, read_paused, peer_closed, got_bytes, ending, closed;
   uint32_t seq;
   int resp_started, resp_chunked, resp_close, resp_raw;
   long long resp_cl;          /* the Content-Length a streamed body must reach, or -1 */
@@ -91,8 +90,6 @@ struct http_server {
 const double lc_http_bounds[LC_HTTP_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 typedef struct hwrite { uv_write_t req; http_conn *c; size_t len; char data[]; } hwrite;
-
-static http_parser_settings parser_settings;
 
 static void conn_close(http_conn *c);
 static void parse_input(http_conn *c);
@@ -519,36 +516,37 @@ static void resume_reading(http_conn *c) {
   if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) != 0) conn_close(c);
 }
 
-/* ---- the parser's callbacks (body and end of message only: the head is ours) ---- */
+/* ---- the body ---- */
 
-static int on_headers_complete(http_parser *p) {
-  http_conn *c = p->data;
-  c->state = S_BODY;
-  c->keepalive = http_should_keep_alive(p) && !c->h.connection_close;
-  if (c->h.minor == 0 && c->h.has_transfer_encoding) c->keepalive = 0; /* RFC 9112 6.1 */
-  c->is_head = p->method == HTTP_HEAD;
-  if (c->h.has_content_length && c->h.content_length > c->srv->max_body) return -1;
-  if (c->h.expect_continue && c->h.minor == 1 && (c->h.has_content_length || c->h.has_transfer_encoding)) {
+/* The head is complete and valid: how the connection goes on after this request, and how its
+ * body is framed. 0, or the status to refuse the request with. */
+static int start_body(http_conn *c) {
+  lc_http_head *h = &c->h;
+  /* RFC 9112 9.3: HTTP/1.1 persists unless `close`, HTTP/1.0 only with `keep-alive`; a
+   * chunked HTTP/1.0 request ends its connection (6.1) */
+  c->keepalive = (h->minor == 1 || h->connection_keep_alive) && !h->connection_close &&
+                 !(h->minor == 0 && h->has_transfer_encoding);
+  /* CONNECT, or an Upgrade the client asks for (Upgrade and Connection: upgrade): what
+   * follows this request is not HTTP; the runtime answers it and closes */
+  c->upgrade = h->is_connect || (h->upgrade && h->connection_upgrade);
+  c->body_len = 0;
+  int r = lc_http_body_init(&c->framer, h->has_transfer_encoding, h->has_content_length ? h->content_length : 0,
+                            c->srv->max_body);
+  if (r >= 400) return r;
+  if (h->expect_continue && h->minor == 1 && (h->has_content_length || h->has_transfer_encoding)) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     conn_write(c, cont, sizeof cont - 1, NULL, 0);
   }
-  return p->method == HTTP_CONNECT ? 1 : 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len) {
-  http_conn *c = p->data;
-  if (c->body_len + len > c->srv->max_body) return -1;
-  if (reserve(&c->body, &c->body_cap, c->body_len, len) != 0) return -1;
-  memcpy(c->body + c->body_len, at, len);
-  c->body_len += len;
+  /* CONNECT has no body, whatever its head says */
+  if (h->is_connect) lc_http_body_init(&c->framer, 0, 0, 0);
+  c->state = S_BODY;
   return 0;
 }
 
-static int on_message_complete(http_parser *p) {
-  http_conn *c = p->data;
-  c->state = S_HANDLER;
-  clear_timer(c);
-  http_parser_pause(p, 1);
+static int append_body(http_conn *c, const char *at, size_t len) {
+  if (reserve(&c->body, &c->body_cap, c->body_len, len) != 0) return -1;
+  memcpy(c->body + c->body_len, at, len);
+  c->body_len += len;
   return 0;
 }
 
@@ -626,7 +624,7 @@ static void call_handler(http_conn *c) {
   if (hc.failed && !c->closed && c->seq == seq && c->state == S_HANDLER && !c->resp_started) reject(c, hc.failed);
 }
 
-/* Feeds buffered input to the parser until a request is complete (and answered) or the
+/* Parses buffered input until a request is complete (and answered) or the
  * input runs out. */
 static void parse_input(http_conn *c) {
   if (c->in_parse) return;
@@ -639,7 +637,7 @@ static void parse_input(http_conn *c) {
       break;
     }
     char *p = c->in + c->in_off;
-    size_t avail = c->in_len - c->in_off, head_bytes = 0;
+    size_t avail = c->in_len - c->in_off;
     if (c->state == S_HEAD) {
       while (avail > 0 && (*p == '\r' || *p == '\n')) { p++; avail--; c->in_off++; }
       if (avail == 0) break;
@@ -658,48 +656,32 @@ static void parse_input(http_conn *c) {
       c->head_len = hl;
       int status = lc_http_head_parse(c->head, hl, &c->h);
       if (status != 0) { reject(c, status); break; }
-      if (c->h.ows_tab) {
-        /* the parser takes only SP as whitespace around some values (Content-Length,
-         * Transfer-Encoding); RFC 9112 allows HTAB too: give it spaces */
-        for (int i = 0; i < c->h.nfields; i++) {
-          lc_http_field *f = &c->h.fields[i];
-          for (size_t k = f->name + f->name_len + 1; k < f->value; k++)
-            if (p[k] == '\t') p[k] = ' ';
-          for (size_t k = f->value + f->value_len; k < hl && p[k] != '\r' && p[k] != '\n'; k++)
-            if (p[k] == '\t') p[k] = ' ';
-        }
-      }
       start_timer(c, T_BODY, c->srv->header_timeout);
-      c->body_len = 0;
-      http_parser_init(&c->parser, HTTP_REQUEST);
-      c->parser.data = c;
-      c->state = S_BODY;
-      head_bytes = hl;
-      if (c->h.has_transfer_encoding) lc_http_chunked_init(&c->chunked);
+      status = start_body(c);
+      if (status != 0) { reject(c, status); break; }
+      p += hl;
+      avail -= hl;
+      c->in_off += hl;
     }
-    size_t give = avail;
-    if (c->h.has_transfer_encoding) {
-      /* the parser only sees chunked framing that passed the strict check */
-      size_t used;
-      int r = lc_http_chunked_scan(&c->chunked, p + head_bytes, avail - head_bytes, c->srv->max_body,
-                                   c->srv->max_header, &used);
-      if (r >= 400) { reject(c, r); break; }
-      give = head_bytes + used;
+    /* the body: framed as it arrives, its data copied once into c->body */
+    int r;
+    for (;;) {
+      size_t used, doff, dlen;
+      r = lc_http_body_frame(&c->framer, p, avail, c->srv->max_body, c->srv->max_header, &used, &doff, &dlen);
+      if (r >= 400) break;
+      if (dlen > 0 && append_body(c, p + doff, dlen) != 0) { r = 413; break; }
+      p += used;
+      avail -= used;
+      c->in_off += used;
+      if (r == LC_HTTP_BODY_DONE || avail == 0) break;
     }
-    size_t n = http_parser_execute(&c->parser, &parser_settings, p, give);
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    c->in_off += n;
-    if (e == HPE_PAUSED) {
-      if (c->parser.upgrade) { c->keepalive = 0; c->in_off = c->in_len; }
-      call_handler(c);
-      continue;
-    }
-    if (e != HPE_OK) {
-      int too_big = e == HPE_CB_headers_complete || e == HPE_CB_body;
-      /* the head passed our check, so a method the parser does not know is a valid token */
-      reject(c, too_big ? 413 : e == HPE_INVALID_METHOD ? 501 : e == HPE_HEADER_OVERFLOW ? 431 : 400);
-      break;
-    }
+    if (r >= 400) { reject(c, r); break; }
+    if (r != LC_HTTP_BODY_DONE) break;
+    /* the request is complete: the handler answers it before anything more is read */
+    c->state = S_HANDLER;
+    clear_timer(c);
+    if (c->upgrade) { c->keepalive = 0; c->in_off = c->in_len; }
+    call_handler(c);
   }
   c->in_parse = 0;
   /* the client has half-closed and every complete request it sent has been answered */
@@ -743,7 +725,7 @@ static void take_conn(void *ctx, uv_tcp_t *tcp) {
     uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
     return;
   }
-  /* zeroed up to the head's field array: the parser fills (and counts) those it uses */
+  /* zeroed up to the head's field array: lc_http_head_parse fills (and counts) those it uses */
   http_conn *c = malloc(sizeof *c);
   if (c == NULL) { uv_close((uv_handle_t *)tcp, lc_free_handle_cb); return; }
   memset(c, 0, offsetof(http_conn, h) + offsetof(lc_http_head, fields));
@@ -791,7 +773,9 @@ static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def, lu
 }
 
 #define MAX_MS 9007199254740992.0     /* 2^53 ms: loop time + a timeout stays in 64 bits */
-#define MAX_HEAD_BYTES 2147483647.0   /* the head's field offsets are 32-bit (http_head.h) */
+/* a head (and a trailer section) is at most 80 KiB with its blank line, whatever
+ * max_header_size says: the limit libhttp-parser set when it read heads, kept */
+#define MAX_HEAD_BYTES 81918.0
 #define MAX_BODY_BYTES 9007199254740992.0
 
 /* core.http_server_new(cb, opts) */
@@ -1127,7 +1111,7 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
     return -1;
   }
   /* a HEAD answer and a 304 may declare the length of the body they do not send */
-  int sends_body = !no_body && !c->is_head;
+  int sends_body = !no_body && !c->h.is_head;
   if (f.length && sends_body && body_len >= 0 && (unsigned long long)body_len != f.cl) {
     char a[24], d[24];
     snprintf(a, sizeof a, "%llu", f.cl);
@@ -1362,10 +1346,6 @@ static int m_is_open(lua_State *L) {
 }
 
 void lc_open_http(lua_State *L) {
-  memset(&parser_settings, 0, sizeof parser_settings);
-  parser_settings.on_headers_complete = on_headers_complete;
-  parser_settings.on_body = on_body;
-  parser_settings.on_message_complete = on_message_complete;
   static const luaL_Reg srv_methods[] = {
     {"listen_on", m_srv_listen_on}, {"sink", m_srv_sink}, {"serve", m_srv_serve}, {"drain", m_srv_drain},
     {"close", m_srv_close}, {"stats", m_srv_stats}, {"set_access_log", m_srv_set_access_log}, {NULL, NULL},
