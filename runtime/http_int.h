@@ -1,0 +1,122 @@
+/* http_int.h: what the files of the HTTP server share, private to them (the runtime sees
+ * lc_open_http in lc.h only). One step of a request's way per file, as nginx's src/http:
+ *   http_head.c      the request head: strict parse into offsets (no allocation)
+ *   http_body.c      the request body's framing (Content-Length, chunked)
+ *   http_server.c    a server: accepting (its connection limit), draining, freeing
+ *   http_conn.c      a connection: read buffer, parse loop, deadlines, keep-alive, backpressure,
+ *                    the write path, lingering close
+ *   http_response.c  a response: status line, Date, the handler's headers checked, the head
+ *                    built, chunk framing, the runtime's own error answers
+ *   http_account.c   the counters and the access log line of each response
+ *   http_lua.c       the Lua binding: the server and connection objects, and every call
+ *                    from the loop into Lua (protected, lua_cpcall)
+ * Functions shared between these files are lc_http_*; each file's own are static. */
+#ifndef LC_HTTP_INT_H
+#define LC_HTTP_INT_H
+
+#include "lc.h"
+#include "http_head.h"
+#include "http_body.h"
+
+#define LC_HTTP_MT_SERVER "luacluster.http_server"
+#define LC_HTTP_MT_CONN "luacluster.http_conn"
+#define LC_HTTP_READ_CHUNK 16384
+#define LC_HTTP_MAX_BUFFERED_INPUT 65536      /* unparsed bytes kept while a handler runs */
+#define LC_HTTP_MAX_QUEUED_OUTPUT (1 << 20)   /* stop reading from a client that does not read */
+
+/* a connection's state: reading a head, reading a body, a handler has the request, ending */
+enum { LC_HTTP_S_HEAD, LC_HTTP_S_BODY, LC_HTTP_S_HANDLER, LC_HTTP_S_CLOSING };
+/* what the connection's deadline is for */
+enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC_HTTP_T_LINGER, LC_HTTP_T_SEND };
+
+typedef struct http_server http_server;
+
+typedef struct http_conn {
+  uv_tcp_t *tcp;
+  uv_timer_t timer;
+  http_server *srv;
+  lc_rt *rt;
+  struct http_conn *prev, *next;
+  void **box;
+  int box_ref;
+  char *in;
+  size_t in_len, in_off, in_cap;
+  char *head;                 /* copy of the current request head */
+  size_t head_len, head_cap;
+  lc_http_body framer;        /* the body's framing (http_body.c) */
+  char *body;
+  size_t body_len, body_cap;
+  int state, timer_mode, handles_open;
+  uint64_t deadline;          /* loop time at which timer_mode's timeout is due */
+  uint64_t timer_due;         /* loop time at which the armed libuv timer fires */
+  int keepalive, upgrade, in_parse, read_paused, peer_closed, got_bytes, ending, closed;
+  uint32_t seq;
+  int resp_started, resp_chunked, resp_close, resp_raw;
+  long long resp_cl;          /* the Content-Length a streamed body must reach, or -1 */
+  unsigned long long resp_sent; /* body bytes of a streamed response so far */
+  int writes_pending;
+  size_t queued_bytes;
+  size_t stall_mark;          /* unsent bytes when the keep-alive timer last fired (progress check) */
+  int drain_ref;              /* a handler waiting in res:write for the queue to drain (m_on_drain) */
+  uint64_t req_start;         /* uv_hrtime() at the request's first byte (metrics, access log) */
+  int resp_status;
+  double resp_body;           /* body bytes of the response (access log) */
+  char peer[48];              /* the client's address, looked up once for the access log */
+  lc_http_head h;             /* last: its fields[] array (1.6 KB) is not zeroed for a new connection */
+} http_conn;
+
+struct http_server {
+  lc_handle_base base;          /* cb: request callback */
+  size_t max_header, max_body;
+  uint64_t header_timeout, keepalive_timeout;
+  uint64_t send_timeout;        /* a client that takes no byte of its answers this long is closed */
+  int max_conns;
+  int at_limit;                 /* refusing connections: warned once for this burst */
+  double refused;               /* connections closed at the limit (this burst, then total) */
+  int closed, draining, drain_ref;
+  int in_drain_cb;              /* the drain callback runs: it may close (not free) the server */
+  http_conn *conns;
+  int nconns;
+  double requests, conns_total, closed_since_report;
+  lc_alog *alog;                /* access log (access_log.c), or NULL */
+};
+
+/* ---- http_server.c ---- */
+void lc_http_server_take(void *srv, uv_tcp_t *tcp);       /* a sink: an accepted connection */
+void lc_http_server_conn_gone(http_server *s);            /* a connection of s was freed */
+void lc_http_server_drain(http_server *s);                /* no new connections; idle ones end */
+void lc_http_server_maybe_free(http_server *s);
+
+/* ---- http_conn.c ---- */
+void lc_http_conn_new(http_server *s, uv_tcp_t *tcp);   /* takes tcp: a connection, or closes it */
+void lc_http_conn_close(http_conn *c);
+void lc_http_conn_end(http_conn *c);          /* closes once everything queued is written */
+/* writes a then b (either may be empty): 0, or a negative UV_E* code (the connection is
+ * closed, or closing) */
+int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, size_t blen);
+void lc_http_conn_finish(http_conn *c);       /* the handler has answered: the next request */
+void lc_http_conn_deadline(http_conn *c, int mode, uint64_t ms);
+static inline void lc_http_conn_no_deadline(http_conn *c) { c->timer_mode = LC_HTTP_T_NONE; }
+
+/* ---- http_response.c ---- */
+void lc_http_reject(http_conn *c, int status);   /* a canned answer to bad input, then close */
+/* The handler's answers. Each returns 0, or -1 with the handler's mistake pushed on L (a
+ * header or a framing that does not match its body: nothing was sent). */
+int lc_http_respond(lua_State *L, http_conn *c, int status, int hidx, const char *body, size_t blen);
+int lc_http_write_head(lua_State *L, http_conn *c, int status, int hidx);
+int lc_http_over_length(lua_State *L, http_conn *c, size_t len);   /* 1: mistake pushed */
+int lc_http_write_chunk(http_conn *c, const char *data, size_t len);
+/* the end of a streamed body: how many bytes it ended short of its Content-Length (then the
+ * connection closes after it), 0 when none */
+unsigned long long lc_http_end_body(http_conn *c);
+
+/* ---- http_account.c ---- */
+void lc_http_account(http_conn *c, int status, double body_bytes, int has_head);
+void lc_http_fill_peer(http_conn *c);
+
+/* ---- http_lua.c ---- */
+void lc_http_call_handler(http_conn *c);      /* the request is complete: Lua answers it */
+void lc_http_fire_drain(http_conn *c);        /* a handler waiting for the queue resumes */
+void lc_http_ref_run(lc_rt *rt, int ref, int call);   /* drops a reference, calling it first */
+
+#endif
