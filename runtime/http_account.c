@@ -12,29 +12,38 @@ const double lc_http_bounds[LC_HTTP_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.
 
 /* the value of the request's header `name` (lower case), or NULL */
 static const char *field(http_conn *c, const char *name, size_t nlen, size_t *vlen) {
-  for (int i = 0; i < c->h.nfields; i++) {
-    lc_http_field *f = &c->h.fields[i];
-    if (f->name_len == nlen && strncasecmp(c->head + f->name, name, nlen) == 0) {
+  const char *head = lc_http_head_ptr(c);
+  for (int i = 0; i < c->req->h.nfields; i++) {
+    lc_http_field *f = &c->req->h.fields[i];
+    if (f->name_len == nlen && strncasecmp(head + f->name, name, nlen) == 0) {
       *vlen = f->value_len;
-      return c->head + f->value;
+      return head + f->value;
     }
   }
   *vlen = 0;
   return NULL;
 }
 
-void lc_http_fill_peer(http_conn *c) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
-  if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
-  else if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+int lc_http_peer(http_conn *c, char *ip, size_t iplen, int *port) {
+  if (c->peer_known == 0) {
+    int len = sizeof c->peer;
+    int r = c->closed ? UV_ENOTCONN : uv_tcp_getpeername(c->tcp, &c->peer.sa, &len);
+    c->peer_known = r == 0 && (c->peer.sa.sa_family == AF_INET || c->peer.sa.sa_family == AF_INET6) ? 1 : -1;
+  }
+  if (c->peer_known < 0) return UV_ENOTCONN;
+  int v6 = c->peer.sa.sa_family == AF_INET6;
+  if (ip != NULL) {
+    int r = v6 ? uv_ip6_name(&c->peer.in6, ip, iplen) : uv_ip4_name(&c->peer.in4, ip, iplen);
+    if (r != 0) return r;
+  }
+  if (port != NULL) *port = ntohs(v6 ? c->peer.in6.sin6_port : c->peer.in4.sin_port);
+  return 0;
 }
 
 void lc_http_account(http_conn *c, int status, double body_bytes, int has_head) {
   lc_http_stats *st = &c->rt->http;
-  uint64_t now = uv_hrtime();
-  double secs = c->req_start && now > c->req_start ? (double)(now - c->req_start) / 1e9 : 0;
+  uint64_t now = uv_hrtime(), start = c->req ? c->req->start : 0;
+  double secs = start && now > start ? (double)(now - start) / 1e9 : 0;
   int cls = status / 100;
   st->status[cls >= 1 && cls <= 5 ? cls : 0]++;
   int b = 0;
@@ -45,14 +54,17 @@ void lc_http_account(http_conn *c, int status, double body_bytes, int has_head) 
   if (c->srv->alog == NULL) return;
   lc_alog_entry e;
   memset(&e, 0, sizeof e);
-  if (c->peer[0] == '\0' && !c->closed) lc_http_fill_peer(c);
-  e.peer = c->peer;
-  if (has_head) {
-    e.method = c->head + c->h.method;
-    e.method_len = c->h.method_len;
-    e.target = c->head + c->h.target;
-    e.target_len = c->h.target_len;
-    e.minor = c->h.minor;
+  char peer[64] = "";
+  if (lc_http_peer(c, peer, sizeof peer, NULL) != 0) peer[0] = '\0';
+  e.peer = peer;
+  if (has_head && c->req) {
+    const char *head = lc_http_head_ptr(c);
+    lc_http_head *h = &c->req->h;
+    e.method = head + h->method;
+    e.method_len = h->method_len;
+    e.target = head + h->target;
+    e.target_len = h->target_len;
+    e.minor = h->minor;
     e.referer = field(c, "referer", 7, &e.referer_len);
     e.agent = field(c, "user-agent", 10, &e.agent_len);
   }
@@ -61,4 +73,3 @@ void lc_http_account(http_conn *c, int status, double body_bytes, int has_head) 
   e.seconds = secs;
   lc_alog_request(c->srv->alog, &e);
 }
-

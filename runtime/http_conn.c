@@ -1,13 +1,18 @@
-/* http_conn.c: an HTTP connection's state machine. It reads into its input buffer, parses
- * one request at a time (the head by http_head.c, the body by http_body.c), hands a complete
- * request to Lua (http_lua.c) and reads nothing more until the handler has answered, so
+/* http_conn.c: an HTTP connection's state machine. It reads, parses one request at a time in
+ * place (the head by http_head.c in one pass, the body by http_body.c), hands a complete
+ * request to Lua (http_lua.c) and parses nothing more until the handler has answered, so
  * pipelined requests are answered in order; then keep-alive or the end. It keeps the
  * connection's deadlines (header, body, keep-alive, send, linger) on one timer, pauses
- * reading for a client that does not read its answers (backpressure), writes (try first,
- * copy what is left) and ends with a lingering close.
- * Owns: each http_conn (its uv_tcp_t, its timer, its input buffer, the copy of the current
- * head, the body, its write requests), freed in one place, once both handles have closed
- * (http_conn_closed_cb -> free_conn). */
+ * reading for a client that does not read its answers (backpressure), writes through a write
+ * queue (write_queue.c: the answers to the requests of one read leave in one write, any
+ * other output once per loop turn) and ends with a lingering close.
+ * Memory follows the requests, not the connections: a read goes into the server's shared
+ * buffer and only what must stay (a head whose request is not answered yet, unparsed bytes)
+ * is copied into a buffer of the connection's own; a request's parse state and body are an
+ * http_req (the server's free list); the write queue exists while output is pending. An idle
+ * keep-alive connection holds its http_conn, its uv_tcp_t and its Lua box.
+ * Owns: each http_conn (its uv_tcp_t, its timer, its own input buffer, its request, its write
+ * queue), freed in one place, once both handles have closed (http_conn_closed_cb -> free_conn). */
 #include "http_int.h"
 
 #include <stdlib.h>
@@ -15,24 +20,9 @@
 
 #define LINGER_MS 2000
 
-typedef struct http_write { uv_write_t req; http_conn *c; size_t len; char data[]; } http_write;
-
 static void parse_input(http_conn *c);
 static void resume_reading(http_conn *c);
 static void write_done(http_conn *c);
-
-/* room for extra more bytes after len in *p (cap *cap): 0, or UV_ENOMEM (nothing changed) */
-static int reserve(char **p, size_t *cap, size_t len, size_t extra) {
-  if (*cap - len >= extra) return 0;
-  if (extra > SIZE_MAX / 2 - len) return UV_ENOMEM;
-  size_t n = *cap ? *cap : 1024;
-  while (n - len < extra) n *= 2;
-  char *q = realloc(*p, n);
-  if (q == NULL) return UV_ENOMEM;
-  *p = q;
-  *cap = n;
-  return 0;
-}
 
 /* ---- closing ---- */
 
@@ -41,9 +31,9 @@ static void free_conn(http_conn *c) {
   lc_http_fire_drain(c);  /* a waiting handler resumes; its next write finds the connection gone */
   if (c->box) *c->box = NULL;
   lc_http_ref_run(c->rt, c->box_ref, 0);
-  free(c->in);
-  free(c->head);
-  free(c->body);
+  if (c->in != s->rbuf) free(c->in);
+  if (c->req) lc_http_server_req_done(s, c->req);
+  free(c->wq);            /* closed with the stream (lc_http_conn_close), its writes all called back */
   free(c);
   lc_http_server_conn_gone(s);
 }
@@ -57,13 +47,17 @@ static void http_conn_closed_cb(uv_handle_t *h) {
 void lc_http_conn_close(http_conn *c) {
   if (c->closed) return;
   /* a request whose response did not end: the status sent, or 499 (the client went away) */
-  if (c->state == LC_HTTP_S_HANDLER) lc_http_account(c, c->resp_started ? c->resp_status : 499, c->resp_body, 1);
+  if (c->state == LC_HTTP_S_HANDLER) {
+    http_req *r = c->req;
+    lc_http_account(c, r->resp_started ? r->resp_status : 499, r->resp_body, 1);
+  }
   c->closed = 1;
   c->state = LC_HTTP_S_CLOSING;
   http_server *s = c->srv;
   if (c->prev) c->prev->next = c->next; else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
+  if (c->wq) lc_wq_close(c->wq);
   uv_close((uv_handle_t *)c->tcp, http_conn_closed_cb);
   uv_close((uv_handle_t *)&c->timer, http_conn_closed_cb);
 }
@@ -78,12 +72,16 @@ static void http_conn_timer_cb(uv_timer_t *t);
  * no timer (it used to stop and start one three times: a heap removal and insertion each). */
 void lc_http_conn_deadline(http_conn *c, int mode, uint64_t ms) {
   uint64_t now = uv_now(c->timer.loop);
-  c->timer_mode = mode;
+  c->timer_mode = (unsigned char)mode;
   c->deadline = now + ms;
   if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
     c->timer_due = c->deadline;
     uv_timer_start(&c->timer, http_conn_timer_cb, ms, 0);
   }
+}
+
+static size_t writing(http_conn *c) {   /* bytes libuv has not written yet, or 0 */
+  return c->wq && c->wq->inflight > 0 ? c->tcp->write_queue_size + 1 : 0;
 }
 
 static void http_conn_timer_cb(uv_timer_t *t) {
@@ -106,7 +104,7 @@ static void http_conn_timer_cb(uv_timer_t *t) {
     case LC_HTTP_T_KEEPALIVE:
       /* not idle while an answer is still being written: a slow reader is closed only after
        * send_timeout without taking a byte, whatever its download takes in all */
-      if (c->writes_pending > 0 && c->tcp->write_queue_size != c->stall_mark) {
+      if (writing(c) && c->tcp->write_queue_size != c->stall_mark) {
         c->stall_mark = c->tcp->write_queue_size;
         lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, c->srv->send_timeout);
         break;
@@ -117,7 +115,7 @@ static void http_conn_timer_cb(uv_timer_t *t) {
       lc_http_conn_close(c);
       break;
     case LC_HTTP_T_SEND: /* a handler waits in res:write: the client must take some bytes each send_timeout */
-      if (c->writes_pending > 0 && c->tcp->write_queue_size == c->stall_mark) { lc_http_conn_close(c); break; }
+      if (writing(c) && c->tcp->write_queue_size == c->stall_mark) { lc_http_conn_close(c); break; }
       c->stall_mark = c->tcp->write_queue_size;
       lc_http_conn_deadline(c, LC_HTTP_T_SEND, c->srv->send_timeout);
       break;
@@ -126,49 +124,59 @@ static void http_conn_timer_cb(uv_timer_t *t) {
 
 /* ---- writing ---- */
 
-static void http_conn_write_cb(uv_write_t *req, int status) {
-  http_write *w = (http_write *)req;
-  http_conn *c = w->c;
-  c->writes_pending--;
-  c->queued_bytes -= w->len;
-  free(w);
-  /* the client is gone (a reset, a broken pipe): closed now, not at the next write, read or
-   * timer; a handler waiting in res:write resumes once it is freed (free_conn) and its next
-   * write answers that the connection is closed. UV_ECANCELED: uv_close's own cancelling. */
-  if (status < 0) { lc_http_conn_close(c); return; }
-  write_done(c);
-  if (!c->closed && c->queued_bytes <= LC_HTTP_MAX_QUEUED_OUTPUT / 2) lc_http_fire_drain(c);
+size_t lc_http_conn_queued(http_conn *c) {
+  return c->wq ? lc_wq_queued(c->wq) : 0;
 }
 
-/* Copies only what the socket did not take at once. */
+/* a queue with nothing left to write, between requests: freed (an idle connection keeps none) */
+static void maybe_drop_wq(http_conn *c) {
+  lc_wq *q = c->wq;
+  if (q == NULL || c->closed || c->ending || !lc_wq_idle(q) || c->state != LC_HTTP_S_HEAD) return;
+  lc_wq_close(q);
+  free(q);
+  c->wq = NULL;
+}
+
+/* the queue wrote what it had (status 0) or failed */
+static void http_conn_written_cb(lc_wq *q, int status) {
+  http_conn *c = q->data;
+  /* the client is gone (a reset, a broken pipe): closed now, not at the next write, read or
+   * timer; a handler waiting in res:write resumes once it is freed (free_conn) and its next
+   * write answers that the connection is closed. */
+  if (status < 0) { lc_http_conn_close(c); return; }
+  write_done(c);
+  if (!c->closed && lc_http_conn_queued(c) <= LC_HTTP_MAX_QUEUED_OUTPUT / 2) lc_http_fire_drain(c);
+  maybe_drop_wq(c);
+}
+
+void lc_http_conn_flush(http_conn *c) {
+  if (c->wq == NULL || c->closed) return;
+  int r = lc_wq_flush(c->wq);
+  if (r != 0) { lc_http_conn_close(c); return; }
+  maybe_drop_wq(c);
+}
+
+/* Appends to the queue, which the end of the parse loop or the loop turn writes. */
 int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, size_t blen) {
   if (c->closed || c->ending == 2) return UV_EPIPE;
-  size_t total = alen + blen, done = 0;
-  if (total == 0) return 0;
-  if (c->writes_pending == 0) {
-    uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
-    int n = uv_try_write((uv_stream_t *)c->tcp, bufs, blen ? 2 : 1);
-    if (n > 0) done = (size_t)n;
-    else if (n != UV_EAGAIN) { lc_http_conn_close(c); return n; }
-    if (done == total) return 0;
+  if (alen + blen == 0) return 0;
+  if (c->wq == NULL) {
+    lc_wq *q = malloc(sizeof *q);
+    if (q == NULL) { lc_http_conn_close(c); return UV_ENOMEM; }
+    lc_wq_init(q, (uv_stream_t *)c->tcp, c->srv->flusher, 0, http_conn_written_cb, c);
+    q->notify_flush = 1;   /* backpressure, drain and the end wait for what the flusher writes */
+    c->wq = q;
   }
-  size_t left = total - done;
-  http_write *w = malloc(sizeof *w + left);
-  if (w == NULL) { lc_http_conn_close(c); return UV_ENOMEM; }
-  size_t off = 0;
-  if (done < alen) { memcpy(w->data, a + done, alen - done); off = alen - done; }
-  size_t bdone = done > alen ? done - alen : 0;
-  if (blen > bdone) memcpy(w->data + off, b + bdone, blen - bdone);  /* b may be NULL when blen is 0 */
-  w->c = c;
-  w->len = left;
-  uv_buf_t buf = uv_buf_init(w->data, (unsigned)left);
-  int r = uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, http_conn_write_cb);
-  if (r != 0) { free(w); lc_http_conn_close(c); return r; }
-  c->writes_pending++;
-  c->queued_bytes += left;
-  if (c->queued_bytes > LC_HTTP_MAX_QUEUED_OUTPUT && !c->read_paused) {
-    uv_read_stop((uv_stream_t *)c->tcp);
-    c->read_paused = 1;
+  uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
+  int r = lc_wq_write(c->wq, bufs, blen ? 2 : 1);
+  if (r != 0) { lc_http_conn_close(c); return r; }
+  if (lc_wq_queued(c->wq) > LC_HTTP_MAX_QUEUED_OUTPUT && !c->read_paused) {
+    /* written now: what is left is in libuv's hands, and its completion resumes reading */
+    lc_http_conn_flush(c);
+    if (!c->closed && lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) {
+      uv_read_stop((uv_stream_t *)c->tcp);
+      c->read_paused = 1;
+    }
   }
   return 0;
 }
@@ -207,7 +215,7 @@ void lc_http_conn_end(http_conn *c) {
   c->state = LC_HTTP_S_CLOSING;
   lc_http_conn_no_deadline(c);
   uv_read_stop((uv_stream_t *)c->tcp);
-  if (c->writes_pending == 0) write_done(c);
+  if (c->wq == NULL || lc_wq_end(c->wq)) write_done(c);
   /* a client that stops taking its last answer is not kept forever */
   else { c->stall_mark = SIZE_MAX; lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, c->srv->send_timeout); }
 }
@@ -216,7 +224,7 @@ void lc_http_conn_end(http_conn *c) {
  * from one paused for its queue */
 static void write_done(http_conn *c) {
   if (c->closed) return;
-  if (c->ending && c->writes_pending == 0) {
+  if (c->ending == 1 && (c->wq == NULL || lc_wq_idle(c->wq))) {
     c->ending = 2; /* shutting down */
     uv_shutdown_t *req = malloc(sizeof *req);
     if (req == NULL) { lc_http_conn_close(c); return; }
@@ -224,7 +232,7 @@ static void write_done(http_conn *c) {
     if (uv_shutdown(req, (uv_stream_t *)c->tcp, http_conn_shutdown_cb) != 0) { free(req); lc_http_conn_close(c); }
     return;
   }
-  if (c->read_paused && c->queued_bytes < LC_HTTP_MAX_QUEUED_OUTPUT / 2 && c->state != LC_HTTP_S_CLOSING) {
+  if (c->read_paused && lc_http_conn_queued(c) < LC_HTTP_MAX_QUEUED_OUTPUT / 2 && c->state != LC_HTTP_S_CLOSING) {
     c->read_paused = 0;
     if (c->state == LC_HTTP_S_HANDLER && c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) return;
     resume_reading(c);
@@ -233,28 +241,90 @@ static void write_done(http_conn *c) {
   }
 }
 
-/* ---- reading ---- */
+/* ---- the input ---- */
+
+/* The bytes that must stay past this read: the head of a request that is read or answered
+ * (it is parsed in place, and Lua reads its fields until the answer ends), then the bytes not
+ * parsed yet. */
+static size_t kept_head(http_conn *c) {
+  return c->req && c->state != LC_HTTP_S_CLOSING ? c->req->head_len : 0;
+}
+
+static size_t kept(http_conn *c) {
+  return c->state == LC_HTTP_S_CLOSING ? 0 : kept_head(c) + (c->in_len - c->in_off);
+}
+
+/* moves what must stay to the start of dst (which may be c->in): the head, then the unparsed
+ * bytes; dst becomes the input */
+static void keep_into(http_conn *c, char *dst) {
+  size_t hl = kept_head(c), rest = c->state == LC_HTTP_S_CLOSING ? 0 : c->in_len - c->in_off;
+  if (hl > 0) memmove(dst, c->in + c->req->head_off, hl);
+  if (rest > 0) memmove(dst + hl, c->in + c->in_off, rest);
+  if (c->req) c->req->head_off = 0;
+  c->in = dst;
+  c->in_off = hl;
+  c->in_len = hl + rest;
+}
+
+/* the end of a read in the shared buffer: what must stay is copied into a buffer of the
+ * connection's own (the only copy of input the runtime makes, and only when it must) */
+static void leave_shared(http_conn *c) {
+  size_t n = kept(c);
+  if (n == 0) {
+    c->in = NULL;
+    c->in_len = c->in_off = c->in_cap = 0;
+    return;
+  }
+  char *own = malloc(n + LC_HTTP_READ_CHUNK);
+  if (own == NULL) { c->in = NULL; c->in_len = c->in_off = c->in_cap = 0; lc_http_conn_close(c); return; }
+  keep_into(c, own);
+  c->in_cap = n + LC_HTTP_READ_CHUNK;
+}
+
+/* a connection's own buffer with nothing to keep is freed */
+static void drop_own(http_conn *c) {
+  if (c->in == NULL || c->in == c->srv->rbuf || kept(c) > 0) return;
+  free(c->in);
+  c->in = NULL;
+  c->in_len = c->in_off = c->in_cap = 0;
+}
 
 static void http_conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   http_conn *c = h->data;
+  http_server *s = c->srv;
   (void)suggested;
-  if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
-  if (c->in_off > 0 && c->in_cap - c->in_len < LC_HTTP_READ_CHUNK) {
-    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-    c->in_len -= c->in_off;
-    c->in_off = 0;
+  drop_own(c);
+  if (c->in == NULL) {
+    if (s->rbuf == NULL) s->rbuf = malloc(LC_HTTP_READ_BUF);
+    if (s->rbuf != NULL) {
+      c->in = s->rbuf;
+      c->in_len = c->in_off = 0;
+      c->in_cap = LC_HTTP_READ_BUF;
+      *buf = uv_buf_init(c->in, LC_HTTP_READ_BUF);
+      return;
+    }
   }
-  if (reserve(&c->in, &c->in_cap, c->in_len, LC_HTTP_READ_CHUNK) != 0) { *buf = uv_buf_init(NULL, 0); return; }
+  /* what is kept moves to the front; the buffer grows to take a read after it */
+  if (c->in != NULL && (c->in_off > kept_head(c) || (c->req && c->req->head_off > 0))) keep_into(c, c->in);
+  size_t need = c->in_len + LC_HTTP_READ_CHUNK;
+  if (c->in_cap < need) {
+    size_t cap = c->in_cap ? c->in_cap : LC_HTTP_READ_CHUNK;
+    while (cap < need) cap *= 2;
+    char *q = realloc(c->in, cap);
+    if (q == NULL) { *buf = uv_buf_init(NULL, 0); return; }   /* libuv reports UV_ENOBUFS */
+    c->in = q;
+    c->in_cap = cap;
+  }
   *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
 }
 
 static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   http_conn *c = st->data;
   (void)buf;
-  if (nread == 0) return;
   if (nread < 0) {
     c->peer_closed = 1;
     uv_read_stop(st);
+    if (c->in == c->srv->rbuf) leave_shared(c);
     /* a client that half-closed after its requests still gets its answers, pipelined ones
      * already read included (the connection ends once they have been answered) */
     if (c->state == LC_HTTP_S_HANDLER && nread == UV_EOF) return;
@@ -262,16 +332,19 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
     return;
   }
   c->in_len += (size_t)nread;
-  /* a body may take its time, but not stall: header_timeout between reads */
-  if (c->state == LC_HTTP_S_BODY) lc_http_conn_deadline(c, LC_HTTP_T_BODY, c->srv->header_timeout);
-  if (c->state == LC_HTTP_S_HANDLER) {
-    if (c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) {
-      uv_read_stop(st);
-      c->read_paused = 1;
+  if (nread > 0) {
+    /* a body may take its time, but not stall: header_timeout between reads */
+    if (c->state == LC_HTTP_S_BODY) lc_http_conn_deadline(c, LC_HTTP_T_BODY, c->srv->header_timeout);
+    if (c->state == LC_HTTP_S_HANDLER) {
+      if (c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) {
+        uv_read_stop(st);
+        c->read_paused = 1;
+      }
+    } else {
+      parse_input(c);
     }
-    return;
   }
-  parse_input(c);
+  if (c->in == c->srv->rbuf) leave_shared(c);
 }
 
 static void resume_reading(http_conn *c) {
@@ -284,7 +357,8 @@ static void resume_reading(http_conn *c) {
 /* The head is complete and valid: how the connection goes on after this request, and how its
  * body is framed. 0, or the status to refuse the request with. */
 static int start_body(http_conn *c) {
-  lc_http_head *h = &c->h;
+  http_req *r = c->req;
+  lc_http_head *h = &r->h;
   /* RFC 9112 9.3: HTTP/1.1 persists unless `close`, HTTP/1.0 only with `keep-alive`; a
    * chunked HTTP/1.0 request ends its connection (6.1) */
   c->keepalive = (h->minor == 1 || h->connection_keep_alive) && !h->connection_close &&
@@ -292,82 +366,89 @@ static int start_body(http_conn *c) {
   /* CONNECT, or an Upgrade the client asks for (Upgrade and Connection: upgrade): what
    * follows this request is not HTTP; the runtime answers it and closes */
   c->upgrade = h->is_connect || (h->upgrade && h->connection_upgrade);
-  c->body_len = 0;
-  int r = lc_http_body_init(&c->framer, h->has_transfer_encoding, h->has_content_length ? h->content_length : 0,
-                            c->srv->max_body);
-  if (r >= 400) return r;
+  int st = lc_http_body_init(&r->framer, h->has_transfer_encoding, h->has_content_length ? h->content_length : 0,
+                             c->srv->max_body);
+  if (st >= 400) return st;
   if (h->expect_continue && h->minor == 1 && (h->has_content_length || h->has_transfer_encoding)) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     lc_http_conn_write(c, cont, sizeof cont - 1, NULL, 0);
+    lc_http_conn_flush(c);   /* the client waits for it before it sends the body */
   }
   /* CONNECT has no body, whatever its head says */
-  if (h->is_connect) lc_http_body_init(&c->framer, 0, 0, 0);
+  if (h->is_connect) lc_http_body_init(&r->framer, 0, 0, 0);
   c->state = LC_HTTP_S_BODY;
   return 0;
 }
 
-static int append_body(http_conn *c, const char *at, size_t len) {
-  int r = reserve(&c->body, &c->body_cap, c->body_len, len);
-  if (r != 0) return r;
-  memcpy(c->body + c->body_len, at, len);
-  c->body_len += len;
+/* the body's data, copied once out of the input; 0 or UV_ENOMEM */
+static int append_body(http_req *r, const char *at, size_t len) {
+  if (r->body_cap - r->body_len < len) {
+    if (len > SIZE_MAX / 4 - r->body_len) return UV_ENOMEM;   /* the doubling cannot wrap */
+    size_t cap = r->body_cap ? r->body_cap : 1024;
+    while (cap - r->body_len < len) cap *= 2;
+    char *q = realloc(r->body, cap);
+    if (q == NULL) return UV_ENOMEM;
+    r->body = q;
+    r->body_cap = cap;
+  }
+  memcpy(r->body + r->body_len, at, len);
+  r->body_len += len;
   return 0;
 }
 
-/* Parses buffered input until a request is complete (and answered) or the input runs out. */
+/* Parses buffered input until a request is complete (and answered) or the input runs out;
+ * then the answers written meanwhile leave in one write. */
 static void parse_input(http_conn *c) {
   if (c->in_parse) return;
   c->in_parse = 1;
   http_server *s = c->srv;
   while (!c->closed && c->state != LC_HTTP_S_CLOSING && c->state != LC_HTTP_S_HANDLER && c->in_off < c->in_len) {
-    /* a client that sends requests but does not read the answers: the next request waits
-     * until the queue is half empty (write_done), so memory stays bounded */
-    if (c->state == LC_HTTP_S_HEAD && c->queued_bytes > LC_HTTP_MAX_QUEUED_OUTPUT) {
-      if (!c->read_paused) { uv_read_stop((uv_stream_t *)c->tcp); c->read_paused = 1; }
-      break;
-    }
-    char *p = c->in + c->in_off;
-    size_t avail = c->in_len - c->in_off;
     if (c->state == LC_HTTP_S_HEAD) {
-      while (avail > 0 && (*p == '\r' || *p == '\n')) { p++; avail--; c->in_off++; }
-      if (avail == 0) break;
-      if (!c->got_bytes) c->req_start = uv_hrtime();
-      c->got_bytes = 1;
-      if (c->timer_mode != LC_HTTP_T_HEADER) lc_http_conn_deadline(c, LC_HTTP_T_HEADER, s->header_timeout);
-      size_t hl = lc_http_head_end(p, avail < s->max_header + 4 ? avail : s->max_header + 4);
-      if (hl == LC_HTTP_HEAD_BAD) { lc_http_reject(c, 400); break; }
-      if (hl == 0) {
-        if (avail > s->max_header) lc_http_reject(c, 431);
-        break;
+      /* a client that sends requests but does not read the answers: the next request waits
+       * until the queue is half empty (write_done), so memory stays bounded */
+      if (lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) {
+        lc_http_conn_flush(c);
+        if (c->closed) break;
+        if (lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) {
+          if (!c->read_paused) { uv_read_stop((uv_stream_t *)c->tcp); c->read_paused = 1; }
+          break;
+        }
       }
-      if (hl > s->max_header + 2) { lc_http_reject(c, 431); break; }
-      if (reserve(&c->head, &c->head_cap, 0, hl) != 0) { lc_http_conn_close(c); break; }
-      memcpy(c->head, p, hl);
-      c->head_len = hl;
-      int status = lc_http_head_parse(c->head, hl, &c->h);
+      if (c->req == NULL) {
+        while (c->in_off < c->in_len && (c->in[c->in_off] == '\r' || c->in[c->in_off] == '\n')) c->in_off++;
+        if (c->in_off == c->in_len) break;
+        if ((c->req = lc_http_server_req(s)) == NULL) { lc_http_conn_close(c); break; }
+        c->req->head_off = c->in_off;
+        c->req->start = uv_hrtime();
+        c->got_bytes = 1;
+        if (c->timer_mode != LC_HTTP_T_HEADER) lc_http_conn_deadline(c, LC_HTTP_T_HEADER, s->header_timeout);
+      }
+      http_req *r = c->req;
+      size_t hl;
+      int status = lc_http_head_parse(c->in + r->head_off, c->in_len - r->head_off, s->max_header, &r->h, &hl);
       if (status != 0) { lc_http_reject(c, status); break; }
+      if (hl == 0) break;
+      r->head_len = hl;
+      c->in_off = r->head_off + hl;
       lc_http_conn_deadline(c, LC_HTTP_T_BODY, s->header_timeout);
       status = start_body(c);
       if (status != 0) { lc_http_reject(c, status); break; }
-      p += hl;
-      avail -= hl;
-      c->in_off += hl;
     }
-    /* the body: framed as it arrives, its data copied once into c->body */
-    int r;
+    /* the body: framed as it arrives, its data copied once into the request */
+    http_req *r = c->req;
+    int st;
     for (;;) {
       size_t used, doff, dlen;
-      r = lc_http_body_frame(&c->framer, p, avail, s->max_body, s->max_header, &used, &doff, &dlen);
-      if (r >= 400) break;
-      if (dlen > 0 && append_body(c, p + doff, dlen) != 0) { r = 413; break; }
-      p += used;
-      avail -= used;
+      char *p = c->in + c->in_off;
+      st = lc_http_body_frame(&r->framer, p, c->in_len - c->in_off, s->max_body, s->max_header, &used, &doff, &dlen);
+      if (st >= 400) break;
+      if (dlen > 0 && append_body(r, p + doff, dlen) != 0) { st = 413; break; }
       c->in_off += used;
-      if (r == LC_HTTP_BODY_DONE || avail == 0) break;
+      if (st == LC_HTTP_BODY_DONE || c->in_off == c->in_len) break;
     }
-    if (r >= 400) { lc_http_reject(c, r); break; }
-    if (r != LC_HTTP_BODY_DONE) break;
-    /* the request is complete: the handler answers it before anything more is read */
+    if (st >= 400) { lc_http_reject(c, st); break; }
+    if (st != LC_HTTP_BODY_DONE) break;
+    /* the request is complete: the handler answers it before anything more is parsed */
     c->state = LC_HTTP_S_HANDLER;
     lc_http_conn_no_deadline(c);
     if (c->upgrade) { c->keepalive = 0; c->in_off = c->in_len; }
@@ -376,20 +457,23 @@ static void parse_input(http_conn *c) {
   c->in_parse = 0;
   /* the client has half-closed and every complete request it sent has been answered */
   if (c->peer_closed && c->state == LC_HTTP_S_HEAD && !c->closed) lc_http_conn_end(c);
+  lc_http_conn_flush(c);
+  drop_own(c);
 }
 
 void lc_http_conn_finish(http_conn *c) {
-  if (!c->closed) lc_http_account(c, c->resp_status, c->resp_body, 1); /* else lc_http_conn_close did */
+  http_req *r = c->req;
+  if (!c->closed) lc_http_account(c, r->resp_status, r->resp_body, 1); /* else lc_http_conn_close did */
   c->seq++;
   if (c->closed) return;
-  if (!c->keepalive || c->resp_close || c->srv->draining) { lc_http_conn_end(c); return; }
+  if (!c->keepalive || r->resp_close || c->srv->draining) { lc_http_conn_end(c); return; }
   c->state = LC_HTTP_S_HEAD;
   c->got_bytes = 0;
-  if (c->body_cap > 65536) { free(c->body); c->body = NULL; c->body_cap = 0; }
-  c->body_len = 0;
+  c->req = NULL;
+  lc_http_server_req_done(c->srv, r);
   c->stall_mark = SIZE_MAX;
   lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, c->srv->keepalive_timeout);
-  if (c->read_paused && c->queued_bytes < LC_HTTP_MAX_QUEUED_OUTPUT) {
+  if (c->read_paused && lc_http_conn_queued(c) < LC_HTTP_MAX_QUEUED_OUTPUT) {
     c->read_paused = 0;
     resume_reading(c);
   }
@@ -399,10 +483,8 @@ void lc_http_conn_finish(http_conn *c) {
 /* ---- a new connection ---- */
 
 void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
-  /* zeroed up to the head's field array: lc_http_head_parse fills (and counts) those it uses */
-  http_conn *c = malloc(sizeof *c);
+  http_conn *c = calloc(1, sizeof *c);
   if (c == NULL) { uv_close((uv_handle_t *)tcp, lc_free_handle_cb); return; }
-  memset(c, 0, offsetof(http_conn, h) + offsetof(lc_http_head, fields));
   c->tcp = tcp;
   c->srv = s;
   c->rt = s->base.rt;
@@ -421,7 +503,7 @@ void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
   c->rt->http.conns_open++;
   c->rt->http.conns_total++;
   uv_tcp_nodelay(tcp, 1);
-  if (s->alog) lc_http_fill_peer(c);  /* while the client is surely there (a reset loses its address) */
+  if (s->alog) lc_http_peer(c, NULL, 0, NULL);  /* while the client is surely there (a reset loses its address) */
   lc_http_conn_deadline(c, LC_HTTP_T_HEADER, s->header_timeout);
   if (uv_read_start((uv_stream_t *)tcp, http_conn_alloc_cb, http_conn_read_cb) != 0) lc_http_conn_close(c);
 }

@@ -5,29 +5,10 @@
 
 #include <string.h>
 
-static const char *find_lf(const char *p, const char *end) {
-  return memchr(p, '\n', (size_t)(end - p));
-}
-
 /* a CR in [s, e) that is not followed by LF (a CR as the last byte may still get its LF) */
 static int has_bare_cr(const char *s, const char *e) {
   for (const char *q = memchr(s, '\r', (size_t)(e - s)); q != NULL; q = memchr(q + 1, '\r', (size_t)(e - q - 1)))
     if (q + 1 < e && q[1] != '\n') return 1;
-  return 0;
-}
-
-size_t lc_http_head_end(const char *p, size_t n) {
-  const char *end = p + n, *s = p;
-  while (s < end) {
-    const char *lf = find_lf(s, end);
-    if (lf == NULL) return has_bare_cr(s, end) ? LC_HTTP_HEAD_BAD : 0;
-    if (has_bare_cr(s, lf)) return LC_HTTP_HEAD_BAD;
-    /* an empty line: "\n" or "\r\n" right after the previous LF */
-    if (lf + 1 < end && lf[1] == '\n') return (size_t)(lf + 2 - p);
-    if (lf + 2 < end && lf[1] == '\r' && lf[2] == '\n') return (size_t)(lf + 3 - p);
-    if (lf + 2 >= end && lf + 1 < end && lf[1] == '\r') return 0; /* need one more byte */
-    s = lf + 1;
-  }
   return 0;
 }
 
@@ -66,18 +47,6 @@ static int ieq(const char *a, size_t alen, const char *lit) {
     if (c != lit[i]) return 0;
   }
   return 1;
-}
-
-/* one line without its terminator: [s, e); returns the next line's start, or NULL on a bare CR */
-static const char *next_line(const char *s, const char *end, const char **line_end) {
-  const char *lf = find_lf(s, end);
-  if (lf == NULL) return NULL;
-  const char *e = lf;
-  if (e > s && e[-1] == '\r') e--;
-  for (const char *q = s; q < e; q++)
-    if (*q == '\r') return NULL;
-  *line_end = e;
-  return lf + 1;
 }
 
 static int parse_request_line(const char *base, const char *s, const char *e, lc_http_head *h) {
@@ -239,22 +208,12 @@ static int known_method(const char *m, size_t n) {
   return 0;
 }
 
-int lc_http_head_parse(const char *p, size_t n, lc_http_head *h) {
-  const char *end = p + n, *s = p, *e;
+void lc_http_head_init(lc_http_head *h) {
   memset(h, 0, offsetof(lc_http_head, fields));
-  const char *next = next_line(s, end, &e);
-  if (next == NULL) return 400;
-  int r = parse_request_line(p, s, e, h);
-  if (r != 0) return r;
-  s = next;
-  while (s < end) {
-    next = next_line(s, end, &e);
-    if (next == NULL) return 400;
-    if (e == s) break;                                /* the blank line */
-    r = check_field(p, s, e, h);
-    if (r != 0) return r;
-    s = next;
-  }
+}
+
+/* the whole head is in: the checks that need all of its fields */
+static int head_done(const char *p, lc_http_head *h) {
   if (h->has_content_length && h->has_transfer_encoding) return 400;
   if (h->te_status != 0) return h->te_status;
   if (h->minor == 1 && h->host_count != 1) return 400;
@@ -266,4 +225,37 @@ int lc_http_head_parse(const char *p, size_t n, lc_http_head *h) {
   if (h->has_content_length > 1) return 400;
   h->is_head = h->method_len == 4 && memcmp(p + h->method, "HEAD", 4) == 0;
   return 0;
+}
+
+/* One pass: a byte is looked at once, whatever the reads that bring it (a line is parsed when
+ * its LF has arrived, the partial line after it is only searched for its LF and a bare CR).
+ * The verdicts come in the order of a check of the whole head: a bare CR anywhere (400) as
+ * soon as it is seen, then the size (431), then the first line that breaks a rule, then the
+ * checks of the whole head; a line's fault is kept until the head ends. */
+int lc_http_head_parse(const char *p, size_t n, size_t limit, lc_http_head *h, size_t *len) {
+  *len = 0;
+  size_t window = limit < SIZE_MAX - 4 && n > limit + 4 ? limit + 4 : n;
+  while (h->scan < window) {
+    const char *s = p + h->scan, *end = p + window;
+    const char *from = p + (h->seen > h->scan ? h->seen : h->scan);
+    const char *lf = memchr(from, '\n', (size_t)(end - from));
+    if (lf == NULL) {
+      if (has_bare_cr(from, end)) return 400;
+      /* a CR as the last byte is looked at again with the byte after it */
+      h->seen = (size_t)(end - p) - (end[-1] == '\r' ? 1 : 0);
+      break;
+    }
+    if (has_bare_cr(from, lf)) return 400;
+    h->scan = h->seen = (size_t)(lf + 1 - p);
+    const char *e = lf > s && lf[-1] == '\r' ? lf - 1 : lf;
+    if (e == s) {                         /* the blank line: the head is complete */
+      if (h->scan > limit + 2) return 431;
+      if (h->err) return h->err;
+      int r = head_done(p, h);
+      if (r == 0) *len = h->scan;
+      return r;
+    }
+    if (h->err == 0) h->err = h->lines++ == 0 ? parse_request_line(p, s, e, h) : check_field(p, s, e, h);
+  }
+  return n > limit ? 431 : 0;
 }

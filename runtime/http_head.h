@@ -14,6 +14,9 @@
 typedef struct lc_http_field { uint32_t name, name_len, value, value_len; } lc_http_field;
 
 typedef struct lc_http_head {
+  size_t scan;                 /* the parse so far: where the next line starts */
+  size_t seen;                 /* how far the line after it has been searched */
+  int lines, err;              /* complete lines so far; the first line's fault (a status) */
   uint32_t method, method_len, target, target_len;
   int minor;                   /* 0 or 1 */
   int host_count;
@@ -27,17 +30,17 @@ typedef struct lc_http_head {
   lc_http_field fields[LC_HTTP_MAX_HEADERS];   /* last: everything before it is reset per request */
 } lc_http_head;
 
-/* Finds the end of a request head in p[0..n): returns the head's length including the blank
- * line, 0 when it is not complete yet, LC_HTTP_HEAD_BAD when it already has a bare CR (a CR
- * not followed by LF). Leading empty lines must have been skipped. */
-#define LC_HTTP_HEAD_BAD ((size_t)-1)
-size_t lc_http_head_end(const char *p, size_t n);
+/* Starts a new head (the one before is forgotten). */
+void lc_http_head_init(lc_http_head *h);
 
-/* Validates the head p[0..n) (as found by lc_http_head_end) and records its fields.
- * Returns 0, or the HTTP status to answer with (400, 431, 501, 505). A method must be one of
- * those the runtime has always known (the list in http_head.c; 501 otherwise), a
- * Content-Length must come once. */
-int lc_http_head_parse(const char *p, size_t n, lc_http_head *h);
+/* Parses the head that starts at p, of which n bytes have arrived; call again with the same p
+ * and more bytes: what was parsed is not parsed again. Leading empty lines must have been
+ * skipped. limit: max_header_size (at most limit + 4 bytes are looked at). Returns 0 with *len
+ * 0 (not complete yet), 0 with *len the head's length with its blank line (complete and
+ * valid: its fields are recorded as offsets from p), or the HTTP status to answer with (400,
+ * 431, 501, 505). A method must be one of those the runtime has always known (the list in
+ * http_head.c; 501 otherwise), a Content-Length must come once. */
+int lc_http_head_parse(const char *p, size_t n, size_t limit, lc_http_head *h, size_t *len);
 
 /* lookup tables of allowed characters (1 = allowed) */
 extern const unsigned char lc_http_tchar[256];

@@ -1,6 +1,6 @@
 /* http_int.h: what the files of the HTTP server share, private to them (the runtime sees
  * lc_open_http in lc.h only). One step of a request's way per file, as nginx's src/http:
- *   http_head.c      the request head: strict parse into offsets (no allocation)
+ *   http_head.c      the request head: strict parse in one pass, in place (offsets)
  *   http_body.c      the request body's framing (Content-Length, chunked)
  *   http_server.c    a server: accepting (its connection limit), draining, freeing
  *   http_conn.c      a connection: read buffer, parse loop, deadlines, keep-alive, backpressure,
@@ -17,10 +17,13 @@
 #include "lc.h"
 #include "http_head.h"
 #include "http_body.h"
+#include "write_queue.h"
 
 #define LC_HTTP_MT_SERVER "luacluster.http_server"
 #define LC_HTTP_MT_CONN "luacluster.http_conn"
-#define LC_HTTP_READ_CHUNK 16384
+#define LC_HTTP_READ_CHUNK 16384              /* room for a read into a connection's own buffer */
+#define LC_HTTP_READ_BUF 65536                /* the server's shared read buffer */
+#define LC_HTTP_FREE_REQS 64
 #define LC_HTTP_MAX_BUFFERED_INPUT 65536      /* unparsed bytes kept while a handler runs */
 #define LC_HTTP_MAX_QUEUED_OUTPUT (1 << 20)   /* stop reading from a client that does not read */
 
@@ -31,6 +34,25 @@ enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC
 
 typedef struct http_server http_server;
 
+/* A request in flight, from its head's first byte to the end of its answer (then it goes back
+ * to its server's free list): an idle connection holds none of this. */
+typedef struct http_req {
+  struct http_req *next_free;
+  size_t head_off;            /* where its head starts in the connection's input */
+  size_t head_len;            /* the head's length once complete (then it stays put), else 0 */
+  lc_http_body framer;        /* the body's framing (http_body.c) */
+  char *body;                 /* the body, copied once out of the input */
+  size_t body_len, body_cap;
+  uint64_t start;             /* uv_hrtime() at its first byte (metrics, access log) */
+  int resp_started, resp_chunked, resp_close, resp_raw, resp_status;
+  long long resp_cl;          /* the Content-Length a streamed body must reach, or -1 */
+  unsigned long long resp_sent; /* body bytes of a streamed response so far */
+  double resp_body;           /* body bytes of the response (access log) */
+  lc_http_head h;             /* last: its fields[] array (1.6 KB) is never zeroed */
+} http_req;
+
+typedef union http_addr { struct sockaddr sa; struct sockaddr_in in4; struct sockaddr_in6 in6; } http_addr;
+
 typedef struct http_conn {
   uv_tcp_t *tcp;
   uv_timer_t timer;
@@ -38,31 +60,22 @@ typedef struct http_conn {
   lc_rt *rt;
   struct http_conn *prev, *next;
   void **box;
-  int box_ref;
+  http_req *req;              /* the request being read or answered; NULL between requests */
+  /* the input: while a read is handled, the server's shared buffer; between reads, a buffer
+   * of the connection's own with what must stay (a request's head, unparsed bytes), or NULL */
   char *in;
   size_t in_len, in_off, in_cap;
-  char *head;                 /* copy of the current request head */
-  size_t head_len, head_cap;
-  lc_http_body framer;        /* the body's framing (http_body.c) */
-  char *body;
-  size_t body_len, body_cap;
-  int state, timer_mode, handles_open;
+  lc_wq *wq;                  /* the output (write_queue.c); NULL when everything is written */
   uint64_t deadline;          /* loop time at which timer_mode's timeout is due */
   uint64_t timer_due;         /* loop time at which the armed libuv timer fires */
-  int keepalive, upgrade, in_parse, read_paused, peer_closed, got_bytes, ending, closed;
-  uint32_t seq;
-  int resp_started, resp_chunked, resp_close, resp_raw;
-  long long resp_cl;          /* the Content-Length a streamed body must reach, or -1 */
-  unsigned long long resp_sent; /* body bytes of a streamed response so far */
-  int writes_pending;
-  size_t queued_bytes;
   size_t stall_mark;          /* unsent bytes when the keep-alive timer last fired (progress check) */
-  int drain_ref;              /* a handler waiting in res:write for the queue to drain (m_on_drain) */
-  uint64_t req_start;         /* uv_hrtime() at the request's first byte (metrics, access log) */
-  int resp_status;
-  double resp_body;           /* body bytes of the response (access log) */
-  char peer[48];              /* the client's address, looked up once for the access log */
-  lc_http_head h;             /* last: its fields[] array (1.6 KB) is not zeroed for a new connection */
+  uint32_t seq;
+  int box_ref;
+  int drain_ref;              /* a handler waiting in res:write for the queue to drain */
+  unsigned char state, timer_mode, handles_open, ending;
+  unsigned char keepalive, upgrade, in_parse, read_paused, peer_closed, got_bytes, closed;
+  signed char peer_known;     /* peer: 0 not looked up yet, 1 known, -1 unknown */
+  http_addr peer;             /* the client's address, looked up once */
 } http_conn;
 
 struct http_server {
@@ -79,13 +92,21 @@ struct http_server {
   int nconns;
   double requests, conns_total, closed_since_report;
   lc_alog *alog;                /* access log (access_log.c), or NULL */
+  char *rbuf;                   /* the read buffer its connections share (LC_HTTP_READ_BUF) */
+  lc_wq_flusher *flusher;       /* writes leave once per loop turn (write_queue.h) */
+  http_req *free_reqs;          /* requests to reuse, at most LC_HTTP_FREE_REQS */
+  int nfree_reqs;
 };
+
+static inline char *lc_http_head_ptr(http_conn *c) { return c->in + c->req->head_off; }
 
 /* ---- http_server.c ---- */
 void lc_http_server_take(void *srv, uv_tcp_t *tcp);       /* a sink: an accepted connection */
 void lc_http_server_conn_gone(http_server *s);            /* a connection of s was freed */
 void lc_http_server_drain(http_server *s);                /* no new connections; idle ones end */
 void lc_http_server_maybe_free(http_server *s);
+http_req *lc_http_server_req(http_server *s);             /* a request to fill, or NULL */
+void lc_http_server_req_done(http_server *s, http_req *r);
 
 /* ---- http_conn.c ---- */
 void lc_http_conn_new(http_server *s, uv_tcp_t *tcp);   /* takes tcp: a connection, or closes it */
@@ -95,6 +116,9 @@ void lc_http_conn_end(http_conn *c);          /* closes once everything queued i
  * closed, or closing) */
 int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, size_t blen);
 void lc_http_conn_finish(http_conn *c);       /* the handler has answered: the next request */
+size_t lc_http_conn_queued(http_conn *c);     /* output bytes not written yet */
+/* the queued output down to the socket now (a try, then one uv_write for the rest) */
+void lc_http_conn_flush(http_conn *c);
 void lc_http_conn_deadline(http_conn *c, int mode, uint64_t ms);
 static inline void lc_http_conn_no_deadline(http_conn *c) { c->timer_mode = LC_HTTP_T_NONE; }
 
@@ -112,7 +136,9 @@ unsigned long long lc_http_end_body(http_conn *c);
 
 /* ---- http_account.c ---- */
 void lc_http_account(http_conn *c, int status, double body_bytes, int has_head);
-void lc_http_fill_peer(http_conn *c);
+/* the client's address as text (and its port): 0, or UV_ENOTCONN when it is not known; looked
+ * up once (getpeername) and kept */
+int lc_http_peer(http_conn *c, char *ip, size_t iplen, int *port);
 
 /* ---- http_lua.c ---- */
 void lc_http_call_handler(http_conn *c);      /* the request is complete: Lua answers it */

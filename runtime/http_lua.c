@@ -86,15 +86,16 @@ static int http_lua_handler_call(lua_State *L) {
   if (!lc_handle_push_cb(&c->srv->base)) { hc->failed = 503; return 0; }
   push_conn(c);
   lua_pushinteger(L, c->seq);
-  lua_pushlstring(L, c->head + c->h.method, c->h.method_len);
-  lua_pushlstring(L, c->head + c->h.target, c->h.target_len);
-  lua_pushinteger(L, c->h.minor);
-  if (c->body_len > 0) lua_pushlstring(L, c->body, c->body_len);
+  const char *head = lc_http_head_ptr(c);
+  lua_pushlstring(L, head + c->req->h.method, c->req->h.method_len);
+  lua_pushlstring(L, head + c->req->h.target, c->req->h.target_len);
+  lua_pushinteger(L, c->req->h.minor);
+  if (c->req->body_len > 0) lua_pushlstring(L, c->req->body, c->req->body_len);
   else lua_pushnil(L);
   /* path and query of an origin-form target, split as http.lua's split_target does (the path
    * ends at '?' and at '#', the query is all after the '?'), so that Lua need not */
-  const char *t = c->head + c->h.target;
-  size_t tl = c->h.target_len;
+  const char *t = head + c->req->h.target;
+  size_t tl = c->req->h.target_len;
   if (tl > 0 && t[0] == '/') {
     const char *q = memchr(t, '?', tl);
     size_t plen = q ? (size_t)(q - t) : tl;
@@ -117,9 +118,10 @@ static int http_lua_handler_call(lua_State *L) {
 
 void lc_http_call_handler(http_conn *c) {
   c->srv->requests++;
-  c->resp_started = c->resp_chunked = c->resp_close = c->resp_raw = 0;
-  c->resp_cl = -1;
-  c->resp_sent = 0;
+  http_req *r = c->req;
+  r->resp_started = r->resp_chunked = r->resp_close = r->resp_raw = 0;
+  r->resp_cl = -1;
+  r->resp_sent = 0;
   uint32_t seq = c->seq;
   handler_call hc = {c, 0};
   if (lua_cpcall(c->rt->L, http_lua_handler_call, &hc) != 0) {
@@ -128,7 +130,7 @@ void lc_http_call_handler(http_conn *c) {
   }
   /* no handler took the request (none set, or out of memory before one ran): the runtime
    * answers, unless an answer has started meanwhile */
-  if (hc.failed && !c->closed && c->seq == seq && c->state == LC_HTTP_S_HANDLER && !c->resp_started) lc_http_reject(c, hc.failed);
+  if (hc.failed && !c->closed && c->seq == seq && c->state == LC_HTTP_S_HANDLER && !c->req->resp_started) lc_http_reject(c, hc.failed);
 }
 
 /* ---- Lua: server ---- */
@@ -297,7 +299,7 @@ static int http_lua_respond(lua_State *L) {
   size_t blen = 0;
   const char *body = lua_isnoneornil(L, 5) ? "" : luaL_checklstring(L, 5, &blen);
   if (status < 100 || status > 999) return luaL_argerror(L, 3, "status must be from 100 to 999");
-  if (!ok || c->resp_started) return push_gone(L);
+  if (!ok || c->req->resp_started) return push_gone(L);
   if (lc_http_respond(L, c, status, hidx, body, blen) != 0) return push_mistake(L);
   lua_pushboolean(L, 1);
   return 1;
@@ -311,7 +313,7 @@ static int http_lua_write_head(lua_State *L) {
   int status = (int)luaL_checkinteger(L, 3);
   int hidx = lua_istable(L, 4) ? 4 : 0;
   if (status < 100 || status > 999) return luaL_argerror(L, 3, "status must be from 100 to 999");
-  if (!ok || c->resp_started) return push_gone(L);
+  if (!ok || c->req->resp_started) return push_gone(L);
   if (lc_http_write_head(L, c, status, hidx) != 0) return push_mistake(L);
   lua_pushboolean(L, 1);
   return 1;
@@ -323,11 +325,11 @@ static int http_lua_write(lua_State *L) {
   http_conn *c = check_conn(L, &ok);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
-  if (!ok || !c->resp_started) return push_gone(L);
+  if (!ok || !c->req->resp_started) return push_gone(L);
   if (lc_http_over_length(L, c, len)) return push_mistake(L);
   if (lc_http_write_chunk(c, data, len) != 0) return push_gone(L);
   lua_pushboolean(L, 1);
-  lua_pushnumber(L, (lua_Number)c->queued_bytes);
+  lua_pushnumber(L, (lua_Number)lc_http_conn_queued(c));
   return 2;
 }
 
@@ -337,7 +339,10 @@ static int http_lua_on_drain(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  if (!ok || c->queued_bytes <= LC_HTTP_MAX_QUEUED_OUTPUT / 2 || c->drain_ref != LUA_NOREF) {
+  /* written as far as the socket takes it now: what is left completes in a callback, which
+   * runs fn (lc_http_fire_drain) */
+  if (ok) lc_http_conn_flush(c);
+  if (!ok || c->closed || lc_http_conn_queued(c) <= LC_HTTP_MAX_QUEUED_OUTPUT / 2 || c->drain_ref != LUA_NOREF) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -357,7 +362,7 @@ static int http_lua_finish(lua_State *L) {
   http_conn *c = check_conn(L, &ok);
   size_t len = 0;
   const char *data = lua_isnoneornil(L, 3) ? NULL : luaL_checklstring(L, 3, &len);
-  if (!ok || !c->resp_started) return push_gone(L);
+  if (!ok || !c->req->resp_started) return push_gone(L);
   if (data && lc_http_over_length(L, c, len)) return push_mistake(L);
   if (data) lc_http_write_chunk(c, data, len);
   unsigned long long short_by = lc_http_end_body(c);
@@ -373,13 +378,14 @@ static int http_lua_headers(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
   if (!ok) return push_gone(L);
-  lua_createtable(L, 0, c->h.nfields);
-  for (int i = 0; i < c->h.nfields; i++) {
-    lc_http_field *f = &c->h.fields[i];
+  const char *head = lc_http_head_ptr(c);
+  lua_createtable(L, 0, c->req->h.nfields);
+  for (int i = 0; i < c->req->h.nfields; i++) {
+    lc_http_field *f = &c->req->h.fields[i];
     /* lower-cased in place, whole: the copy of the head is ours, and only case-insensitive
      * lookups read its names after this (a name is as long as max_header_size allows; one cut
      * at a fixed size merged two names that differ after it) */
-    char *name = c->head + f->name;
+    char *name = (char *)head + f->name;
     for (size_t k = 0; k < f->name_len; k++)
       if (name[k] >= 'A' && name[k] <= 'Z') name[k] = (char)(name[k] + 32);
     lua_pushlstring(L, name, f->name_len);
@@ -387,10 +393,10 @@ static int http_lua_headers(lua_State *L) {
     lua_rawget(L, -3);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
-      lua_pushlstring(L, c->head + f->value, f->value_len);
+      lua_pushlstring(L, head + f->value, f->value_len);
     } else {
       lua_pushliteral(L, ", ");
-      lua_pushlstring(L, c->head + f->value, f->value_len);
+      lua_pushlstring(L, head + f->value, f->value_len);
       lua_concat(L, 3);
     }
     lua_rawset(L, -3);
@@ -398,22 +404,15 @@ static int http_lua_headers(lua_State *L) {
   return 1;
 }
 
+/* conn:peer() -> ip, port (looked up once per connection), or nothing */
 static int http_lua_peer(lua_State *L) {
   http_conn *c = lc_handle_test(L, 1, LC_HTTP_MT_CONN);
   if (c == NULL || c->closed) return 0;
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
   char ip[64];
-  if (ss.ss_family == AF_INET6) {
-    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-  } else {
-    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-    lua_pushstring(L, ip);
-    lua_pushinteger(L, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-  }
+  int port;
+  if (lc_http_peer(c, ip, sizeof ip, &port) != 0) return 0;
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
   return 2;
 }
 

@@ -36,17 +36,19 @@ static const char *reason(int status) {
   }
 }
 
-/* "Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n", rebuilt once a second */
-static const char *date_line(void) {
+/* "Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n", built once a second; *len gets its length */
+static const char *date_line(size_t *len) {
   static __thread char buf[64];
+  static __thread size_t buf_len;
   static __thread time_t last;
   time_t now = time(NULL);
-  if (now != last) {
+  if (now != last || buf_len == 0) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    buf_len = strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     last = now;
   }
+  *len = buf_len;
   return buf;
 }
 
@@ -179,7 +181,7 @@ static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int na
     /* the runtime's to send, once, saying what it does: a handler's `close` makes it close
      * after this response; anything else (keep-alive, a token of its own) is not sent, so
      * that it never contradicts the runtime's Connection: close */
-    if (has_close_token(value, vl)) c->resp_close = 1;
+    if (has_close_token(value, vl)) c->req->resp_close = 1;
     return 0;
   }
   if (hb_add(b, name, nl) || HB_LIT(b, ": ") || hb_add(b, value, vl) || HB_LIT(b, "\r\n")) {
@@ -224,14 +226,14 @@ static int add_headers(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int h
  * body_len < 0: streaming (chunked for HTTP/1.1 unless the handler set Content-Length).
  * Returns 1 when no body may follow (the status has none, or the request was HEAD), 0 when
  * one does, -1 for a handler's mistake (a bad header, framing that does not match the body)
- * with the reason pushed; b is then freed. Sets c->resp_cl: the length a streamed body must
+ * with the reason pushed; b is then freed. Sets c->req->resp_cl: the length a streamed body must
  * have (-1: no declared length). */
 static int build_head(lua_State *L, http_conn *c, int status, int hidx, long long body_len, hbuf *b) {
   char line[128];
   size_t n = 0;
   int err = 0;
   memcpy(line, "HTTP/1.", 7);
-  line[7] = (char)('0' + c->h.minor);
+  line[7] = (char)('0' + c->req->h.minor);
   line[8] = ' ';
   n = 9 + fmt_u64(line + 9, (unsigned long long)status);
   line[n++] = ' ';
@@ -251,7 +253,7 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
     return -1;
   }
   /* a HEAD answer and a 304 may declare the length of the body they do not send */
-  int sends_body = !no_body && !c->h.is_head;
+  int sends_body = !no_body && !c->req->h.is_head;
   if (f.length && sends_body && body_len >= 0 && (unsigned long long)body_len != f.cl) {
     char a[24], d[24];
     snprintf(a, sizeof a, "%llu", f.cl);
@@ -260,8 +262,12 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
     hb_free(b);
     return -1;
   }
-  c->resp_cl = f.length && sends_body ? (long long)f.cl : -1;
-  if (!f.date) err |= hb_add(b, date_line(), strlen(date_line()));
+  c->req->resp_cl = f.length && sends_body ? (long long)f.cl : -1;
+  if (!f.date) {
+    size_t dl;
+    const char *d = date_line(&dl);
+    err |= hb_add(b, d, dl);
+  }
   if (body_len >= 0) {
     if (!f.length && !no_body) {
       memcpy(line, "Content-Length: ", 16);
@@ -271,13 +277,13 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
       err |= hb_add(b, line, n);
     }
   } else if (!f.length && !no_body) {
-    if (c->h.minor == 1) { err |= HB_LIT(b, "Transfer-Encoding: chunked\r\n"); c->resp_chunked = 1; }
-    else c->resp_close = 1; /* HTTP/1.0: the end of the connection ends the body */
+    if (c->req->h.minor == 1) { err |= HB_LIT(b, "Transfer-Encoding: chunked\r\n"); c->req->resp_chunked = 1; }
+    else c->req->resp_close = 1; /* HTTP/1.0: the end of the connection ends the body */
   }
-  int keep = c->keepalive && !c->resp_close && !c->srv->draining;
+  int keep = c->keepalive && !c->req->resp_close && !c->srv->draining;
   /* one Connection header, the runtime's (a handler's own is never sent: add_header) */
-  if (!keep) { c->resp_close = 1; err |= HB_LIT(b, "Connection: close\r\n"); }
-  else if (c->h.minor == 0) err |= HB_LIT(b, "Connection: keep-alive\r\n");
+  if (!keep) { c->req->resp_close = 1; err |= HB_LIT(b, "Connection: close\r\n"); }
+  else if (c->req->h.minor == 0) err |= HB_LIT(b, "Connection: keep-alive\r\n");
   err |= HB_LIT(b, "\r\n");
   if (err) {
     hb_free(b);
@@ -290,11 +296,11 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
 /* a chunk that would take a streamed body past its declared Content-Length: 1 with the mistake
  * pushed (nothing of it is sent); 0 when it fits */
 int lc_http_over_length(lua_State *L, http_conn *c, size_t len) {
-  if (c->resp_cl < 0 || c->resp_raw == 2 || len <= (unsigned long long)c->resp_cl - c->resp_sent) return 0;
+  if (c->req->resp_cl < 0 || c->req->resp_raw == 2 || len <= (unsigned long long)c->req->resp_cl - c->req->resp_sent) return 0;
   char a[24], d[24], e[24];
   snprintf(a, sizeof a, "%zu", len);
-  snprintf(d, sizeof d, "%llu", (unsigned long long)c->resp_cl - c->resp_sent);
-  snprintf(e, sizeof e, "%lld", c->resp_cl);
+  snprintf(d, sizeof d, "%llu", (unsigned long long)c->req->resp_cl - c->req->resp_sent);
+  snprintf(e, sizeof e, "%lld", c->req->resp_cl);
   lua_pushfstring(L, "%s bytes written where %s remain of the Content-Length %s", a, d, e);
   return 1;
 }
@@ -302,10 +308,10 @@ int lc_http_over_length(lua_State *L, http_conn *c, size_t len) {
 /* a piece of a streamed body, as a chunk when the response is chunked: 0, or a UV_E* code
  * (the connection is gone) */
 int lc_http_write_chunk(http_conn *c, const char *data, size_t len) {
-  if (len == 0 || c->resp_raw == 2) return 0;
-  c->resp_body += (double)len;
-  c->resp_sent += len;
-  if (!c->resp_chunked) return lc_http_conn_write(c, data, len, NULL, 0);
+  if (len == 0 || c->req->resp_raw == 2) return 0;
+  c->req->resp_body += (double)len;
+  c->req->resp_sent += len;
+  if (!c->req->resp_chunked) return lc_http_conn_write(c, data, len, NULL, 0);
   char size[24];
   int n = snprintf(size, sizeof size, "%zx\r\n", len);
   int r = lc_http_conn_write(c, size, (size_t)n, data, len);
@@ -314,10 +320,10 @@ int lc_http_write_chunk(http_conn *c, const char *data, size_t len) {
 }
 
 unsigned long long lc_http_end_body(http_conn *c) {
-  if (c->resp_chunked && c->resp_raw != 2) lc_http_conn_write(c, "0\r\n\r\n", 5, NULL, 0);
-  if (c->resp_cl >= 0 && c->resp_raw != 2 && c->resp_sent < (unsigned long long)c->resp_cl) {
-    c->resp_close = 1;
-    return (unsigned long long)c->resp_cl - c->resp_sent;
+  if (c->req->resp_chunked && c->req->resp_raw != 2) lc_http_conn_write(c, "0\r\n\r\n", 5, NULL, 0);
+  if (c->req->resp_cl >= 0 && c->req->resp_raw != 2 && c->req->resp_sent < (unsigned long long)c->req->resp_cl) {
+    c->req->resp_close = 1;
+    return (unsigned long long)c->req->resp_cl - c->req->resp_sent;
   }
   return 0;
 }
@@ -328,10 +334,10 @@ int lc_http_respond(lua_State *L, http_conn *c, int status, int hidx, const char
   hbuf b;
   hb_init(&b);
   int no_body = build_head(L, c, status, hidx, (long long)blen, &b);
-  if (no_body < 0) { c->resp_close = 0; return -1; }
-  c->resp_started = 1;
-  c->resp_status = status;
-  c->resp_body = no_body ? 0 : (double)blen;
+  if (no_body < 0) { c->req->resp_close = 0; return -1; }
+  c->req->resp_started = 1;
+  c->req->resp_status = status;
+  c->req->resp_body = no_body ? 0 : (double)blen;
   lc_http_conn_write(c, b.p, b.len, body, no_body ? 0 : blen);
   hb_free(&b);
   lc_http_conn_finish(c);
@@ -342,12 +348,12 @@ int lc_http_write_head(lua_State *L, http_conn *c, int status, int hidx) {
   hbuf b;
   hb_init(&b);
   int no_body = build_head(L, c, status, hidx, -1, &b);
-  if (no_body < 0) { c->resp_close = c->resp_chunked = 0; return -1; }
-  c->resp_started = 1;
-  c->resp_status = status;
-  c->resp_body = 0;
-  c->resp_sent = 0;
-  c->resp_raw = no_body ? 2 : 0;  /* 2: nothing of a body may be sent */
+  if (no_body < 0) { c->req->resp_close = c->req->resp_chunked = 0; return -1; }
+  c->req->resp_started = 1;
+  c->req->resp_status = status;
+  c->req->resp_body = 0;
+  c->req->resp_sent = 0;
+  c->req->resp_raw = no_body ? 2 : 0;  /* 2: nothing of a body may be sent */
   lc_http_conn_write(c, b.p, b.len, NULL, 0);
   hb_free(&b);
   return 0;
@@ -361,8 +367,10 @@ void lc_http_reject(http_conn *c, int status) {
   const char *r = reason(status);
   int blen = (int)strlen(r) + 5;
   lc_http_account(c, status, blen, c->state == LC_HTTP_S_BODY || c->state == LC_HTTP_S_HANDLER);
-  int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                   "Connection: close\r\n\r\n%d %s\n", status, r, date_line(), blen, status, r);
+  size_t dl;
+  const char *d = date_line(&dl);
+  int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\n%.*sContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                   "Connection: close\r\n\r\n%d %s\n", status, r, (int)dl, d, blen, status, r);
   c->state = LC_HTTP_S_CLOSING;
   c->ending = 0;
   if (lc_http_conn_write(c, buf, (size_t)n, NULL, 0) == 0) lc_http_conn_end(c);

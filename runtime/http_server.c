@@ -2,11 +2,16 @@
  * accepted sockets (from its listening socket, a dispatch sink or srv:serve) up to its
  * connection limit, keeps the count and the one-line-per-burst warning at the limit, drains
  * (no new connections, idle ones end, a callback once the last is gone), and frees itself.
- * Owns: the http_server struct (made by the Lua binding, http_lua.c), freed here once Lua has
- * closed it and its last connection is gone, never while its drain callback runs. */
+ * It also keeps what its connections share so that an idle one holds little: the read buffer
+ * a connection reads into (http_conn.c keeps only what must stay), the flusher that writes
+ * each connection's output once per loop turn, and the requests in flight to reuse.
+ * Owns: the http_server struct (made by the Lua binding, http_lua.c), its read buffer, its
+ * flusher and its free requests, freed here once Lua has closed it and its last connection is
+ * gone, never while its drain callback runs. */
 #include "http_int.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void lc_http_server_take(void *ctx, uv_tcp_t *tcp) {
   http_server *s = ctx;
@@ -24,7 +29,38 @@ void lc_http_server_take(void *ctx, uv_tcp_t *tcp) {
     uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
     return;
   }
+  if (s->flusher == NULL) {
+    lc_wq_flusher *f = malloc(sizeof *f);
+    if (f == NULL || lc_wq_flusher_init(tcp->loop, f) != 0) {
+      free(f);   /* (an init that fails has nothing to close: uv_prepare_init cannot fail) */
+      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
+      return;
+    }
+    s->flusher = f;
+  }
   lc_http_conn_new(s, tcp);
+}
+
+http_req *lc_http_server_req(http_server *s) {
+  http_req *r = s->free_reqs;
+  if (r != NULL) {
+    s->free_reqs = r->next_free;
+    s->nfree_reqs--;
+  } else if ((r = malloc(sizeof *r)) == NULL) {
+    return NULL;
+  }
+  /* zeroed up to the head's field array: lc_http_head_parse fills (and counts) those it uses */
+  memset(r, 0, offsetof(http_req, h));
+  lc_http_head_init(&r->h);
+  return r;
+}
+
+void lc_http_server_req_done(http_server *s, http_req *r) {
+  free(r->body);
+  if (s->nfree_reqs >= LC_HTTP_FREE_REQS || s->closed) { free(r); return; }
+  r->next_free = s->free_reqs;
+  s->free_reqs = r;
+  s->nfree_reqs++;
 }
 
 void lc_http_server_conn_gone(http_server *s) {
@@ -62,6 +98,13 @@ void lc_http_server_drain(http_server *s) {
 void lc_http_server_maybe_free(http_server *s) {
   if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF && !s->in_drain_cb) {
     lc_http_ref_run(s->base.rt, s->drain_ref, 0);
+    if (s->flusher) lc_wq_flusher_close(s->flusher, lc_free_handle_cb);
+    while (s->free_reqs) {
+      http_req *r = s->free_reqs;
+      s->free_reqs = r->next_free;
+      free(r);
+    }
+    free(s->rbuf);
     free(s);
   }
 }
