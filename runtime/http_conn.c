@@ -2,7 +2,7 @@
  * place (the head by http_head.c in one pass, the body by http_body.c), hands a complete
  * request to Lua (http_lua.c) and parses nothing more until the handler has answered, so
  * pipelined requests are answered in order; then keep-alive or the end. It keeps the
- * connection's deadlines (header, body, keep-alive, send, linger) on one timer, pauses
+ * connection's deadlines (header, body, keep-alive, send, linger) in its server's lists, pauses
  * reading for a client that does not read its answers (backpressure), writes through a write
  * queue (write_queue.c: the answers to the requests of one read leave in one write, any
  * other output once per loop turn) and ends with a lingering close.
@@ -11,14 +11,12 @@
  * is copied into a buffer of the connection's own; a request's parse state and body are an
  * http_req (the server's free list); the write queue exists while output is pending. An idle
  * keep-alive connection holds its http_conn, its uv_tcp_t and its Lua box.
- * Owns: each http_conn (its uv_tcp_t, its timer, its own input buffer, its request, its write
- * queue), freed in one place, once both handles have closed (http_conn_closed_cb -> free_conn). */
+ * Owns: each http_conn (its uv_tcp_t, its own input buffer, its request, its write queue),
+ * freed in one place, once its handle has closed (http_conn_closed_cb -> free_conn). */
 #include "http_int.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define LINGER_MS 2000
 
 static void parse_input(http_conn *c);
 static void resume_reading(http_conn *c);
@@ -40,8 +38,8 @@ static void free_conn(http_conn *c) {
 
 static void http_conn_closed_cb(uv_handle_t *h) {
   http_conn *c = h->data;
-  if (h == (uv_handle_t *)c->tcp) free(c->tcp);
-  if (--c->handles_open == 0) free_conn(c);
+  free(c->tcp);
+  free_conn(c);
 }
 
 void lc_http_conn_close(http_conn *c) {
@@ -53,47 +51,75 @@ void lc_http_conn_close(http_conn *c) {
   }
   c->closed = 1;
   c->state = LC_HTTP_S_CLOSING;
+  lc_http_conn_no_deadline(c);
   http_server *s = c->srv;
   if (c->prev) c->prev->next = c->next; else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
   if (c->wq) lc_wq_close(c->wq);
   uv_close((uv_handle_t *)c->tcp, http_conn_closed_cb);
-  uv_close((uv_handle_t *)&c->timer, http_conn_closed_cb);
 }
 
-/* ---- deadlines ---- */
+/* ---- deadlines ----
+ * A connection's timeouts are deadlines in its server's lists, one list per timeout (header,
+ * keep-alive, send, linger): every deadline of a list is now plus the same timeout, so a
+ * deadline set now goes last and each list stays in order without a heap. One timer per server
+ * fires for the earliest; it moves only when it would fire after a new deadline. Moving a
+ * connection's deadline is an unlink and an append; a connection holds no timer of its own. */
 
-static void http_conn_timer_cb(uv_timer_t *t);
+static void dl_unlink(http_conn *c) {
+  if (c->dl_list == 0) return;
+  http_server *s = c->srv;
+  int k = c->dl_list - 1;
+  if (c->dl_prev) c->dl_prev->dl_next = c->dl_next; else s->dl[k].head = c->dl_next;
+  if (c->dl_next) c->dl_next->dl_prev = c->dl_prev; else s->dl[k].tail = c->dl_prev;
+  c->dl_prev = c->dl_next = NULL;
+  c->dl_list = 0;
+  /* nothing due: the timer does not keep the loop alive for a deadline that has gone */
+  if (--s->ndl == 0) uv_timer_stop(s->timer);
+}
 
-/* Connection timeouts are deadlines. The libuv timer moves only when it would fire after the
- * new deadline; one that fires early finds the deadline ahead and re-arms for the rest, and one
- * that fires with nothing due does nothing. A request on a keep-alive connection thus touches
- * no timer (it used to stop and start one three times: a heap removal and insertion each). */
-void lc_http_conn_deadline(http_conn *c, int mode, uint64_t ms) {
-  uint64_t now = uv_now(c->timer.loop);
-  c->timer_mode = (unsigned char)mode;
-  c->deadline = now + ms;
-  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
-    c->timer_due = c->deadline;
-    uv_timer_start(&c->timer, http_conn_timer_cb, ms, 0);
+static uint64_t dl_timeout(http_server *s, int which) {
+  switch (which) {
+    case LC_HTTP_DL_HEADER: return s->header_timeout;
+    case LC_HTTP_DL_KEEPALIVE: return s->keepalive_timeout;
+    case LC_HTTP_DL_SEND: return s->send_timeout;
+    default: return LC_HTTP_LINGER_MS;
   }
+}
+
+static void dl_arm(http_server *s, uint64_t now, uint64_t due) {
+  if (uv_is_active((uv_handle_t *)s->timer) && s->timer_due <= due) return;
+  s->timer_due = due;
+  uv_timer_start(s->timer, lc_http_server_timer_cb, due > now ? due - now : 0, 0);
+}
+
+void lc_http_conn_deadline(http_conn *c, int mode, int which) {
+  http_server *s = c->srv;
+  uint64_t now = uv_now(s->timer->loop);
+  dl_unlink(c);
+  c->timer_mode = (unsigned char)mode;
+  c->deadline = now + dl_timeout(s, which);
+  c->dl_list = (unsigned char)(which + 1);
+  s->ndl++;
+  c->dl_prev = s->dl[which].tail;
+  if (c->dl_prev) c->dl_prev->dl_next = c; else s->dl[which].head = c;
+  s->dl[which].tail = c;
+  dl_arm(s, now, c->deadline);
+}
+
+void lc_http_conn_no_deadline(http_conn *c) {
+  dl_unlink(c);
+  c->timer_mode = LC_HTTP_T_NONE;
 }
 
 static size_t writing(http_conn *c) {   /* bytes libuv has not written yet, or 0 */
   return c->wq && c->wq->inflight > 0 ? c->tcp->write_queue_size + 1 : 0;
 }
 
-static void http_conn_timer_cb(uv_timer_t *t) {
-  http_conn *c = t->data;
-  if (c->timer_mode == LC_HTTP_T_NONE) return;
-  uint64_t now = uv_now(t->loop);
-  if (now < c->deadline) {  /* armed for an earlier deadline that has moved since */
-    c->timer_due = c->deadline;
-    uv_timer_start(t, http_conn_timer_cb, c->deadline - now, 0);
-    return;
-  }
-  switch (c->timer_mode) {
+/* the deadline of c has come */
+static void expire(http_conn *c, int mode) {
+  switch (mode) {
     case LC_HTTP_T_HEADER:
       if (c->got_bytes) lc_http_reject(c, 408);
       else lc_http_conn_close(c);
@@ -106,7 +132,7 @@ static void http_conn_timer_cb(uv_timer_t *t) {
        * send_timeout without taking a byte, whatever its download takes in all */
       if (writing(c) && c->tcp->write_queue_size != c->stall_mark) {
         c->stall_mark = c->tcp->write_queue_size;
-        lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, c->srv->send_timeout);
+        lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, LC_HTTP_DL_SEND);
         break;
       }
       lc_http_conn_close(c);
@@ -117,8 +143,39 @@ static void http_conn_timer_cb(uv_timer_t *t) {
     case LC_HTTP_T_SEND: /* a handler waits in res:write: the client must take some bytes each send_timeout */
       if (writing(c) && c->tcp->write_queue_size == c->stall_mark) { lc_http_conn_close(c); break; }
       c->stall_mark = c->tcp->write_queue_size;
-      lc_http_conn_deadline(c, LC_HTTP_T_SEND, c->srv->send_timeout);
+      lc_http_conn_deadline(c, LC_HTTP_T_SEND, LC_HTTP_DL_SEND);
       break;
+  }
+}
+
+void lc_http_server_timer_cb(uv_timer_t *t) {
+  http_server *s = t->data;
+  uint64_t now = uv_now(t->loop);
+  /* what is due is taken off the lists first: an expiry may set a new deadline (which may be
+   * due at once, with a timeout of 0: it waits for the next turn) */
+  http_conn *due = NULL, **last = &due;
+  for (int k = 0; k < LC_HTTP_DL_COUNT; k++) {
+    while (s->dl[k].head && s->dl[k].head->deadline <= now) {
+      http_conn *c = s->dl[k].head;
+      dl_unlink(c);
+      *last = c;
+      last = &c->dl_next;
+    }
+  }
+  while (due) {
+    http_conn *c = due;
+    due = c->dl_next;
+    c->dl_next = NULL;
+    int mode = c->timer_mode;
+    c->timer_mode = LC_HTTP_T_NONE;
+    expire(c, mode);
+  }
+  uint64_t next = UINT64_MAX;
+  for (int k = 0; k < LC_HTTP_DL_COUNT; k++)
+    if (s->dl[k].head && s->dl[k].head->deadline < next) next = s->dl[k].head->deadline;
+  if (next != UINT64_MAX) {
+    s->timer_due = next;
+    uv_timer_start(t, lc_http_server_timer_cb, next > now ? next - now : 1, 0);
   }
 }
 
@@ -206,7 +263,7 @@ static void http_conn_shutdown_cb(uv_shutdown_t *req, int status) {
     lc_http_conn_close(c);
     return;
   }
-  lc_http_conn_deadline(c, LC_HTTP_T_LINGER, LINGER_MS);
+  lc_http_conn_deadline(c, LC_HTTP_T_LINGER, LC_HTTP_DL_LINGER);
 }
 
 void lc_http_conn_end(http_conn *c) {
@@ -217,7 +274,7 @@ void lc_http_conn_end(http_conn *c) {
   uv_read_stop((uv_stream_t *)c->tcp);
   if (c->wq == NULL || lc_wq_end(c->wq)) write_done(c);
   /* a client that stops taking its last answer is not kept forever */
-  else { c->stall_mark = SIZE_MAX; lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, c->srv->send_timeout); }
+  else { c->stall_mark = SIZE_MAX; lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, LC_HTTP_DL_SEND); }
 }
 
 /* everything queued so far is written: shut down an ending connection, or resume reading
@@ -334,7 +391,7 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
   c->in_len += (size_t)nread;
   if (nread > 0) {
     /* a body may take its time, but not stall: header_timeout between reads */
-    if (c->state == LC_HTTP_S_BODY) lc_http_conn_deadline(c, LC_HTTP_T_BODY, c->srv->header_timeout);
+    if (c->state == LC_HTTP_S_BODY) lc_http_conn_deadline(c, LC_HTTP_T_BODY, LC_HTTP_DL_HEADER);
     if (c->state == LC_HTTP_S_HANDLER) {
       if (c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) {
         uv_read_stop(st);
@@ -421,7 +478,7 @@ static void parse_input(http_conn *c) {
         c->req->head_off = c->in_off;
         c->req->start = uv_hrtime();
         c->got_bytes = 1;
-        if (c->timer_mode != LC_HTTP_T_HEADER) lc_http_conn_deadline(c, LC_HTTP_T_HEADER, s->header_timeout);
+        if (c->timer_mode != LC_HTTP_T_HEADER) lc_http_conn_deadline(c, LC_HTTP_T_HEADER, LC_HTTP_DL_HEADER);
       }
       http_req *r = c->req;
       size_t hl;
@@ -430,7 +487,7 @@ static void parse_input(http_conn *c) {
       if (hl == 0) break;
       r->head_len = hl;
       c->in_off = r->head_off + hl;
-      lc_http_conn_deadline(c, LC_HTTP_T_BODY, s->header_timeout);
+      lc_http_conn_deadline(c, LC_HTTP_T_BODY, LC_HTTP_DL_HEADER);
       status = start_body(c);
       if (status != 0) { lc_http_reject(c, status); break; }
     }
@@ -472,7 +529,7 @@ void lc_http_conn_finish(http_conn *c) {
   c->req = NULL;
   lc_http_server_req_done(c->srv, r);
   c->stall_mark = SIZE_MAX;
-  lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, c->srv->keepalive_timeout);
+  lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, LC_HTTP_DL_KEEPALIVE);
   if (c->read_paused && lc_http_conn_queued(c) < LC_HTTP_MAX_QUEUED_OUTPUT) {
     c->read_paused = 0;
     resume_reading(c);
@@ -491,9 +548,6 @@ void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
   c->box_ref = LUA_NOREF;
   c->drain_ref = LUA_NOREF;
   tcp->data = c;
-  uv_timer_init(tcp->loop, &c->timer);
-  c->timer.data = c;
-  c->handles_open = 2;
   c->state = LC_HTTP_S_HEAD;
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
@@ -504,6 +558,6 @@ void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
   c->rt->http.conns_total++;
   uv_tcp_nodelay(tcp, 1);
   if (s->alog) lc_http_peer(c, NULL, 0, NULL);  /* while the client is surely there (a reset loses its address) */
-  lc_http_conn_deadline(c, LC_HTTP_T_HEADER, s->header_timeout);
+  lc_http_conn_deadline(c, LC_HTTP_T_HEADER, LC_HTTP_DL_HEADER);
   if (uv_read_start((uv_stream_t *)tcp, http_conn_alloc_cb, http_conn_read_cb) != 0) lc_http_conn_close(c);
 }

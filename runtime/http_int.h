@@ -31,6 +31,9 @@
 enum { LC_HTTP_S_HEAD, LC_HTTP_S_BODY, LC_HTTP_S_HANDLER, LC_HTTP_S_CLOSING };
 /* what the connection's deadline is for */
 enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC_HTTP_T_LINGER, LC_HTTP_T_SEND };
+/* which timeout it is: one list of connections per timeout, in deadline order (http_conn.c) */
+enum { LC_HTTP_DL_HEADER, LC_HTTP_DL_KEEPALIVE, LC_HTTP_DL_SEND, LC_HTTP_DL_LINGER, LC_HTTP_DL_COUNT };
+#define LC_HTTP_LINGER_MS 2000
 
 typedef struct http_server http_server;
 
@@ -55,7 +58,6 @@ typedef union http_addr { struct sockaddr sa; struct sockaddr_in in4; struct soc
 
 typedef struct http_conn {
   uv_tcp_t *tcp;
-  uv_timer_t timer;
   http_server *srv;
   lc_rt *rt;
   struct http_conn *prev, *next;
@@ -67,12 +69,12 @@ typedef struct http_conn {
   size_t in_len, in_off, in_cap;
   lc_wq *wq;                  /* the output (write_queue.c); NULL when everything is written */
   uint64_t deadline;          /* loop time at which timer_mode's timeout is due */
-  uint64_t timer_due;         /* loop time at which the armed libuv timer fires */
+  struct http_conn *dl_prev, *dl_next;   /* its place in its server's list for dl_list */
   size_t stall_mark;          /* unsent bytes when the keep-alive timer last fired (progress check) */
   uint32_t seq;
   int box_ref;
   int drain_ref;              /* a handler waiting in res:write for the queue to drain */
-  unsigned char state, timer_mode, handles_open, ending;
+  unsigned char state, timer_mode, dl_list, ending;   /* dl_list: LC_HTTP_DL_* + 1, or 0 */
   unsigned char keepalive, upgrade, in_parse, read_paused, peer_closed, got_bytes, closed;
   signed char peer_known;     /* peer: 0 not looked up yet, 1 known, -1 unknown */
   http_addr peer;             /* the client's address, looked up once */
@@ -96,6 +98,12 @@ struct http_server {
   lc_wq_flusher *flusher;       /* writes leave once per loop turn (write_queue.h) */
   http_req *free_reqs;          /* requests to reuse, at most LC_HTTP_FREE_REQS */
   int nfree_reqs;
+  /* its connections' deadlines: a list per timeout, each in deadline order (a deadline is now
+   * plus the list's timeout, so the newest is last), and one timer for the earliest */
+  struct { http_conn *head, *tail; } dl[LC_HTTP_DL_COUNT];
+  uv_timer_t *timer;
+  uint64_t timer_due;           /* loop time at which the armed timer fires */
+  int ndl;                      /* connections in the lists */
 };
 
 static inline char *lc_http_head_ptr(http_conn *c) { return c->in + c->req->head_off; }
@@ -119,8 +127,9 @@ void lc_http_conn_finish(http_conn *c);       /* the handler has answered: the n
 size_t lc_http_conn_queued(http_conn *c);     /* output bytes not written yet */
 /* the queued output down to the socket now (a try, then one uv_write for the rest) */
 void lc_http_conn_flush(http_conn *c);
-void lc_http_conn_deadline(http_conn *c, int mode, uint64_t ms);
-static inline void lc_http_conn_no_deadline(http_conn *c) { c->timer_mode = LC_HTTP_T_NONE; }
+void lc_http_conn_deadline(http_conn *c, int mode, int which);   /* which: LC_HTTP_DL_* */
+void lc_http_conn_no_deadline(http_conn *c);
+void lc_http_server_timer_cb(uv_timer_t *t);                     /* the deadlines that are due */
 
 /* ---- http_response.c ---- */
 void lc_http_reject(http_conn *c, int status);   /* a canned answer to bad input, then close */

@@ -349,7 +349,7 @@ static int http_lua_on_drain(lua_State *L) {
   lua_pushvalue(L, 3);
   c->drain_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->stall_mark = SIZE_MAX;
-  lc_http_conn_deadline(c, LC_HTTP_T_SEND, c->srv->send_timeout);
+  lc_http_conn_deadline(c, LC_HTTP_T_SEND, LC_HTTP_DL_SEND);
   lua_pushboolean(L, 1);
   return 1;
 }

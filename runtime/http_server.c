@@ -38,6 +38,16 @@ void lc_http_server_take(void *ctx, uv_tcp_t *tcp) {
     }
     s->flusher = f;
   }
+  if (s->timer == NULL) {
+    uv_timer_t *t = malloc(sizeof *t);
+    if (t == NULL || uv_timer_init(tcp->loop, t) != 0) {
+      free(t);
+      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
+      return;
+    }
+    t->data = s;
+    s->timer = t;
+  }
   lc_http_conn_new(s, tcp);
 }
 
@@ -92,13 +102,14 @@ void lc_http_server_drain(http_server *s) {
   s->draining = 1;
   for (http_conn *c = s->conns; c; c = c->next)
     if (c->state == LC_HTTP_S_HEAD && !c->got_bytes && c->timer_mode == LC_HTTP_T_HEADER)
-      lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, s->keepalive_timeout);
+      lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, LC_HTTP_DL_KEEPALIVE);
 }
 
 void lc_http_server_maybe_free(http_server *s) {
   if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF && !s->in_drain_cb) {
     lc_http_ref_run(s->base.rt, s->drain_ref, 0);
     if (s->flusher) lc_wq_flusher_close(s->flusher, lc_free_handle_cb);
+    if (s->timer) uv_close((uv_handle_t *)s->timer, lc_free_handle_cb);
     while (s->free_reqs) {
       http_req *r = s->free_reqs;
       s->free_reqs = r->next_free;
