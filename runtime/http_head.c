@@ -116,7 +116,7 @@ static int target_ok(const char *t, size_t n, int is_connect) {
   return 1;
 }
 
-static int parse_content_length(const char *v, size_t n, uint64_t *out) {
+int lc_http_parse_length(const char *v, size_t n, uint64_t *out) {
   if (n == 0 || n > 18) return -1;
   uint64_t x = 0;
   for (size_t i = 0; i < n; i++) {
@@ -128,7 +128,7 @@ static int parse_content_length(const char *v, size_t n, uint64_t *out) {
 }
 
 /* a comma-separated list contains token (case-insensitive) */
-static int list_has(const char *v, size_t n, const char *token) {
+int lc_http_list_has(const char *v, size_t n, const char *token) {
   const char *end = v + n;
   while (v < end) {
     while (v < end && (*v == ' ' || *v == '\t' || *v == ',')) v++;
@@ -169,7 +169,7 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
     h->host_count++;
   } else if (ieq(s, nlen, "content-length")) {
     uint64_t cl;
-    if (parse_content_length(v, vlen, &cl) != 0) return 400;
+    if (lc_http_parse_length(v, vlen, &cl) != 0) return 400;
     if (h->has_content_length && cl != h->content_length) return 400;
     h->has_content_length++;
     h->content_length = cl;
@@ -178,15 +178,15 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
      * (400); decided once the whole head has passed the syntax check */
     int st = 0;
     if (h->has_transfer_encoding || !ieq(v, vlen, "chunked"))
-      st = list_has(v, vlen, "chunked") || h->has_transfer_encoding ? 400 : 501;
+      st = lc_http_list_has(v, vlen, "chunked") || h->has_transfer_encoding ? 400 : 501;
     if (st == 400 || (st != 0 && h->te_status == 0)) h->te_status = st;
     h->has_transfer_encoding = 1;
   } else if (ieq(s, nlen, "expect")) {
     if (ieq(v, vlen, "100-continue")) h->expect_continue = 1;
   } else if (ieq(s, nlen, "connection")) {
-    if (list_has(v, vlen, "close")) h->connection_close = 1;
-    if (list_has(v, vlen, "keep-alive")) h->connection_keep_alive = 1;
-    if (list_has(v, vlen, "upgrade")) h->connection_upgrade = 1;
+    if (lc_http_list_has(v, vlen, "close")) h->connection_close = 1;
+    if (lc_http_list_has(v, vlen, "keep-alive")) h->connection_keep_alive = 1;
+    if (lc_http_list_has(v, vlen, "upgrade")) h->connection_upgrade = 1;
   } else if (ieq(s, nlen, "upgrade")) {
     if (vlen > 0) h->upgrade = 1;
   }

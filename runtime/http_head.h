@@ -42,6 +42,14 @@ void lc_http_head_init(lc_http_head *h);
  * http_head.c; 501 otherwise), a Content-Length must come once. */
 int lc_http_head_parse(const char *p, size_t n, size_t limit, lc_http_head *h, size_t *len);
 
+/* a Content-Length value: 1 to 18 digits, nothing else (the request's and a handler's);
+ * 0, or -1 when it is not one */
+int lc_http_parse_length(const char *v, size_t n, uint64_t *out);
+
+/* whether a comma-separated list of tokens (a Connection value) holds token, in lower case
+ * (compared without case) */
+int lc_http_list_has(const char *v, size_t n, const char *token);
+
 /* lookup tables of allowed characters (1 = allowed) */
 extern const unsigned char lc_http_tchar[256];
 extern const unsigned char lc_http_hostchar[256];

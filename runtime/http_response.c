@@ -109,36 +109,10 @@ static size_t fmt_u64(char *out, unsigned long long v) {
  * Transfer-Encoding. */
 typedef struct head_flags {
   int length;                 /* a Content-Length was given */
-  unsigned long long cl;      /* its value */
+  uint64_t cl;                /* its value */
   int drop_length;            /* a 1xx or 204: the Content-Length is not sent (it must be 0) */
   int date;
 } head_flags;
-
-/* whether a Connection value (a comma-separated list of tokens) holds the token `close` */
-static int has_close_token(const char *v, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
-    size_t start = i;
-    while (i < n && v[i] != ',') i++;
-    size_t end = i;
-    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
-    if (end - start == 5 && strncasecmp(v + start, "close", 5) == 0) return 1;
-  }
-  return 0;
-}
-
-/* a Content-Length value as the handler gave it: 1 to 18 digits, nothing else */
-static int parse_length(const char *v, size_t n, unsigned long long *out) {
-  if (n == 0 || n > 18) return -1;
-  unsigned long long x = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (v[i] < '0' || v[i] > '9') return -1;
-    x = x * 10 + (unsigned long long)(v[i] - '0');
-  }
-  *out = x;
-  return 0;
-}
 
 /* one "name: value" line; 0, or -1 with the reason pushed as a Lua string */
 static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int name_idx, int value_idx) {
@@ -154,14 +128,14 @@ static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int na
     return -1;
   }
   if (nl == 14 && strcasecmp(name, "content-length") == 0) {
-    unsigned long long cl;
-    if (parse_length(value, vl, &cl) != 0) {
+    uint64_t cl;
+    if (lc_http_parse_length(value, vl, &cl) != 0) {
       lua_pushfstring(L, "invalid Content-Length '%s' (digits only)", value);
       return -1;
     }
     if (f->length && cl != f->cl) {
       char prev[24];
-      snprintf(prev, sizeof prev, "%llu", f->cl);
+      snprintf(prev, sizeof prev, "%llu", (unsigned long long)f->cl);
       lua_pushfstring(L, "two different Content-Length headers (%s and %s)", prev, value);
       return -1;
     }
@@ -181,7 +155,7 @@ static int add_header(lua_State *L, http_conn *c, hbuf *b, head_flags *f, int na
     /* the runtime's to send, once, saying what it does: a handler's `close` makes it close
      * after this response; anything else (keep-alive, a token of its own) is not sent, so
      * that it never contradicts the runtime's Connection: close */
-    if (has_close_token(value, vl)) c->req->resp_close = 1;
+    if (lc_http_list_has(value, vl, "close")) c->req->resp_close = 1;
     return 0;
   }
   if (hb_add(b, name, nl) || HB_LIT(b, ": ") || hb_add(b, value, vl) || HB_LIT(b, "\r\n")) {
@@ -256,7 +230,7 @@ static int build_head(lua_State *L, http_conn *c, int status, int hidx, long lon
   int sends_body = !no_body && !c->req->h.is_head;
   if (f.length && sends_body && body_len >= 0 && (unsigned long long)body_len != f.cl) {
     char a[24], d[24];
-    snprintf(a, sizeof a, "%llu", f.cl);
+    snprintf(a, sizeof a, "%llu", (unsigned long long)f.cl);
     snprintf(d, sizeof d, "%lld", body_len);
     lua_pushfstring(L, "Content-Length is %s but the body has %s bytes", a, d);
     hb_free(b);
