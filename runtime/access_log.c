@@ -12,6 +12,10 @@
  * it; lc_alog_flush_all_sync writes out what is buffered when the process exits. */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "bindings.h"
+#include "access_log.h"
+#include "log.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,25 +37,14 @@ struct lc_alog {
   uv_work_t work;
   char *path;                 /* NULL: stderr */
   int fd;
-  char *buf; size_t len, cap;     /* filled by the loop */
-  char *wbuf; size_t wlen, wcap;  /* written by the pool thread while busy */
+  lc_buf buf;                 /* filled by the loop (MAX_BUFFERED at most) */
+  lc_buf wbuf;                /* written by the pool thread while busy */
   int busy, reopen_wanted, do_reopen;
   int work_done;              /* set (atomically) by the pool thread when its write is done */
   int reopen_err, write_err, last_write_err;
   double lines, dropped, errors, reopens;
   lc_alog *next;
 };
-
-static int grow(char **p, size_t *cap, size_t len, size_t extra) {
-  if (*cap - len >= extra) return 0;
-  size_t n = *cap ? *cap : 65536;
-  while (n - len < extra) n *= 2;
-  char *q = realloc(*p, n);
-  if (q == NULL) return -1;
-  *p = q;
-  *cap = n;
-  return 0;
-}
 
 /* ---- the pool thread's side ---- */
 
@@ -85,7 +78,7 @@ static int open_path(const char *path) {
   return fd;
 }
 
-static void work_cb(uv_work_t *w) {
+static void alog_work_cb(uv_work_t *w) {
   lc_alog *a = w->data;
   if (a->do_reopen && a->path) {
     int fd = open_path(a->path);
@@ -96,7 +89,7 @@ static void work_cb(uv_work_t *w) {
       a->reopen_err = 0;
     }
   }
-  a->write_err = a->wlen ? write_out(a->fd, a->wbuf, a->wlen, a->path == NULL) : 0;
+  a->write_err = a->wbuf.len ? write_out(a->fd, a->wbuf.data, a->wbuf.len, a->path == NULL) : 0;
   __atomic_store_n(&a->work_done, 1, __ATOMIC_RELEASE);
 }
 
@@ -104,12 +97,12 @@ static void work_cb(uv_work_t *w) {
 
 static void start_write(lc_alog *a);
 
-static void after_work_cb(uv_work_t *w, int status) {
+static void alog_after_work_cb(uv_work_t *w, int status) {
   lc_alog *a = w->data;
   lc_rt *rt = a->base.rt;
   (void)status;
   a->busy = 0;
-  a->wlen = 0;
+  a->wbuf.len = 0;
   if (a->do_reopen) {
     a->do_reopen = 0;
     if (a->reopen_err) {
@@ -125,36 +118,32 @@ static void after_work_cb(uv_work_t *w, int status) {
       lc_log(rt, "error: access log: cannot write to %s: %s", a->path ? a->path : "stderr", strerror(a->write_err));
   }
   a->last_write_err = a->write_err;
-  if (a->len >= FLUSH_AT || a->reopen_wanted) start_write(a);
+  if (a->buf.len >= FLUSH_AT || a->reopen_wanted) start_write(a);
 }
 
 static void start_write(lc_alog *a) {
-  if (a->busy || (a->len == 0 && !a->reopen_wanted)) return;
-  char *p = a->wbuf;
-  size_t cap = a->wcap;
+  if (a->busy || (a->buf.len == 0 && !a->reopen_wanted)) return;
+  lc_buf spare = a->wbuf;     /* the two buffers swap: the loop fills the other one meanwhile */
   a->wbuf = a->buf;
-  a->wcap = a->cap;
-  a->wlen = a->len;
-  a->buf = p;
-  a->cap = cap;
-  a->len = 0;
+  a->buf = spare;
+  a->buf.len = 0;
   a->do_reopen = a->reopen_wanted;
   a->reopen_wanted = 0;
   a->busy = 1;
   a->work_done = 0;
   a->work.data = a;
-  if (uv_queue_work(&a->base.rt->loop, &a->work, work_cb, after_work_cb) != 0) {
+  if (uv_queue_work(&a->base.rt->loop, &a->work, alog_work_cb, alog_after_work_cb) != 0) {
     a->busy = 0;          /* cannot happen with a valid loop; the lines are lost, counted */
-    a->dropped += a->wlen > 0;
-    a->wlen = 0;
+    a->dropped += a->wbuf.len > 0;
+    a->wbuf.len = 0;
   }
 }
 
 static void flush_access_logs(lc_rt *rt);
 
-static void timer_cb(uv_timer_t *t) {
+static void alog_timer_cb(uv_timer_t *t) {
   lc_alog *a = t->data;
-  if (a->len > 0) start_write(a);
+  if (a->buf.len > 0) start_write(a);
 }
 
 void lc_alog_flush_all_sync(lc_rt *rt) {
@@ -173,9 +162,9 @@ static void flush_access_logs(lc_rt *rt) {
     }
     /* stderr may be a pipe nobody reads: its lines go through log.c's writer, whose exit
      * flush gives up after a while, instead of a write that could wait forever */
-    if (a->len > 0 && a->path == NULL) lc_log_queue(2, a->buf, a->len);
-    else if (a->len > 0) write_out(a->fd, a->buf, a->len, 0);
-    a->len = 0;
+    if (a->buf.len > 0 && a->path == NULL) lc_log_queue(2, a->buf.data, a->buf.len);
+    else if (a->buf.len > 0) write_out(a->fd, a->buf.data, a->buf.len, 0);
+    a->buf.len = 0;
   }
 }
 
@@ -220,9 +209,13 @@ static char *escape(char *out, const char *s, size_t n) {
 void lc_alog_request(lc_alog *a, const lc_alog_entry *e) {
   size_t tlen;
   const char *t = log_time(&tlen);
-  size_t need = 256 + tlen + 4 * (e->method_len + e->target_len + e->referer_len + e->agent_len);
-  if (a->len + need > MAX_BUFFERED || grow(&a->buf, &a->cap, a->len, need) != 0) { a->dropped++; return; }
-  char *o = a->buf + a->len;
+  size_t fields = e->method_len + e->target_len + e->referer_len + e->agent_len;
+  if (e->method_len > MAX_BUFFERED || e->target_len > MAX_BUFFERED || e->referer_len > MAX_BUFFERED ||
+      e->agent_len > MAX_BUFFERED || lc_buf_reserve(&a->buf, 256 + tlen + 4 * fields) != 0) {
+    a->dropped++;   /* (each under MAX_BUFFERED: the sum cannot wrap) */
+    return;
+  }
+  char *o = lc_buf_end(&a->buf);
   const char *peer = e->peer && e->peer[0] ? e->peer : "-";
   int pn = snprintf(o, 64, "%s - - [", peer);   /* an address: never near 64, but bounded */
   o += pn < 0 ? 0 : pn < 64 ? pn : 63;
@@ -244,9 +237,9 @@ void lc_alog_request(lc_alog *a, const lc_alog_entry *e) {
   o += 3;
   if (e->agent) o = escape(o, e->agent, e->agent_len); else *o++ = '-';
   o += sprintf(o, "\" %.3f\n", e->seconds);
-  a->len = (size_t)(o - a->buf);
+  a->buf.len = (size_t)(o - a->buf.data);
   a->lines++;
-  if (a->len >= FLUSH_AT) start_write(a);
+  if (a->buf.len >= FLUSH_AT) start_write(a);
 }
 
 /* ---- Lua ---- */
@@ -269,10 +262,12 @@ static int f_open(lua_State *L) {
     free(a);
     return lc_push_error(L, err);
   }
+  lc_buf_init(&a->buf, MAX_BUFFERED);
+  lc_buf_init(&a->wbuf, MAX_BUFFERED);
   lc_rt *rt = a->base.rt;
   uv_timer_init(&rt->loop, &a->timer);   /* cannot fail on a live loop */
   a->timer.data = a;
-  uv_timer_start(&a->timer, timer_cb, FLUSH_MS, FLUSH_MS);
+  uv_timer_start(&a->timer, alog_timer_cb, FLUSH_MS, FLUSH_MS);
   uv_unref((uv_handle_t *)&a->timer);
   a->next = rt->alogs;
   rt->alogs = a;
@@ -302,7 +297,7 @@ static int m_stats(lua_State *L) {
   lua_pushnumber(L, a->dropped); lua_setfield(L, -2, "dropped");
   lua_pushnumber(L, a->errors); lua_setfield(L, -2, "errors");
   lua_pushnumber(L, a->reopens); lua_setfield(L, -2, "reopens");
-  lua_pushnumber(L, (lua_Number)(a->len + a->wlen)); lua_setfield(L, -2, "buffered");
+  lua_pushnumber(L, (lua_Number)(a->buf.len + a->wbuf.len)); lua_setfield(L, -2, "buffered");
   return 1;
 }
 

@@ -12,7 +12,7 @@ void lc_buf_init(lc_buf *b, size_t max) {
 }
 
 int lc_buf_next_cap(size_t cap, size_t need, size_t max, size_t *out) {
-  if (max > LC_BUF_NO_CAP) max = LC_BUF_NO_CAP;
+  if (max == 0 || max > LC_BUF_NO_CAP) max = LC_BUF_NO_CAP;
   if (need > max) return UV_E2BIG;
   size_t c = cap >= LC_BUF_MIN ? cap : LC_BUF_MIN;
   while (c < need) c = c > max / 2 ? max : c * 2;   /* c * 2 <= max <= SIZE_MAX / 2: no wrap */

@@ -16,11 +16,11 @@ typedef struct lc_buf {
   char *data;     /* NULL until the first growth */
   size_t len;     /* bytes in use */
   size_t cap;     /* bytes allocated */
-  size_t max;     /* cap never passes it */
+  size_t max;     /* cap never passes it; 0: LC_BUF_NO_CAP (a zeroed lc_buf is empty, uncapped) */
 } lc_buf;
 
 void lc_buf_init(lc_buf *b, size_t max);   /* empty, nothing allocated; max 0: LC_BUF_NO_CAP */
-/* the capacity to grow cap to for need bytes under max: 0 and *out, or UV_E2BIG (need > max) */
+/* the capacity to grow cap to for need bytes under max (0: no cap): 0 and *out, or UV_E2BIG */
 int lc_buf_next_cap(size_t cap, size_t need, size_t max, size_t *out);
 int lc_buf_reserve(lc_buf *b, size_t extra);          /* room for extra more bytes after len */
 int lc_buf_append(lc_buf *b, const void *p, size_t n);

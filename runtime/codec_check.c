@@ -10,6 +10,7 @@
  * or NaN table key, a light userdata and tables past LuaJIT's size limits, with a clearer reason
  * than the decoder's; what it lets through may still fail there (a duplicate key), as an error. */
 #include "lc.h"
+#include "codec_check.h"
 
 #include <string.h>
 

@@ -1,7 +1,8 @@
 /* fswatch.c: file system watches (uv_fs_event_t) for --watch. Owns the watch handle;
- * freed in close_cb. The callback gets the changed file's name (relative to the watched
+ * freed in fswatch_close_cb. The callback gets the changed file's name (relative to the watched
  * folder). Watches do not keep a process alive by themselves. */
 #include "lc.h"
+#include "bindings.h"
 
 #include <stdlib.h>
 
@@ -13,13 +14,13 @@ typedef struct lc_fswatch {
   int closing;
 } lc_fswatch;
 
-static void close_cb(uv_handle_t *h) {
+static void fswatch_close_cb(uv_handle_t *h) {
   lc_fswatch *w = h->data;
   lc_handle_release(&w->base);
   free(w);
 }
 
-static void event_cb(uv_fs_event_t *ev, const char *filename, int events, int status) {
+static void fswatch_event_cb(uv_fs_event_t *ev, const char *filename, int events, int status) {
   lc_fswatch *w = ev->data;
   (void)events;
   if (status != 0) return;
@@ -39,10 +40,10 @@ static int f_fswatch(lua_State *L) {
     return lc_push_error(L, r);
   }
   w->ev.data = w;
-  r = uv_fs_event_start(&w->ev, event_cb, path, 0);
+  r = uv_fs_event_start(&w->ev, fswatch_event_cb, path, 0);
   if (r != 0) {
     w->closing = 1;
-    uv_close((uv_handle_t *)&w->ev, close_cb);
+    uv_close((uv_handle_t *)&w->ev, fswatch_close_cb);
     return lc_push_error(L, r);
   }
   uv_unref((uv_handle_t *)&w->ev);
@@ -53,7 +54,7 @@ static int m_close(lua_State *L) {
   lc_fswatch *w = lc_handle_test(L, 1, MT);
   if (w == NULL || w->closing) return 0;
   w->closing = 1;
-  uv_close((uv_handle_t *)&w->ev, close_cb);
+  uv_close((uv_handle_t *)&w->ev, fswatch_close_cb);
   return 0;
 }
 

@@ -220,7 +220,7 @@ int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, 
   if (c->wq == NULL) {
     lc_wq *q = malloc(sizeof *q);
     if (q == NULL) { lc_http_conn_close(c); return UV_ENOMEM; }
-    lc_wq_init(q, (uv_stream_t *)c->tcp, c->srv->flusher, 0, http_conn_written_cb, c);
+    lc_wq_init(q, (uv_stream_t *)c->tcp, &c->rt->flusher, 0, http_conn_written_cb, c);
     q->notify_flush = 1;   /* backpressure, drain and the end wait for what the flusher writes */
     c->wq = q;
   }

@@ -15,6 +15,7 @@
 #define LC_HTTP_INT_H
 
 #include "lc.h"
+#include "access_log.h"
 #include "http_head.h"
 #include "http_body.h"
 #include "write_queue.h"
@@ -95,7 +96,6 @@ struct http_server {
   double requests, conns_total, closed_since_report;
   lc_alog *alog;                /* access log (access_log.c), or NULL */
   char *rbuf;                   /* the read buffer its connections share (LC_HTTP_READ_BUF) */
-  lc_wq_flusher *flusher;       /* writes leave once per loop turn (write_queue.h) */
   http_req *free_reqs;          /* requests to reuse, at most LC_HTTP_FREE_REQS */
   int nfree_reqs;
   /* its connections' deadlines: a list per timeout, each in deadline order (a deadline is now

@@ -8,6 +8,8 @@
  * Owns: the Lua side of a connection (its userdata box and registry references, released when
  * the connection is freed, http_conn.c) and of a server (lc_handle_base). */
 #include "http_int.h"
+#include "dispatch.h"
+#include "tcp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,11 +188,7 @@ static int http_lua_srv_listen_on(lua_State *L) {
 static int http_lua_srv_serve(lua_State *L) {
   http_server *s = lc_handle_check(L, 1, LC_HTTP_MT_SERVER);
   uv_tcp_t *tcp = lc_tcp_detach(L, 2);
-  if (tcp == NULL) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "cannot serve this socket (closed, listening, or with writes in flight)");
-    return 2;
-  }
+  if (tcp == NULL) return lc_push_fail(L, 0, "cannot serve this socket (closed, listening, or with writes in flight)");
   lc_http_server_take(s, tcp);
   lua_pushboolean(L, 1);
   return 1;
@@ -277,9 +275,7 @@ static http_conn *check_conn(lua_State *L, uint32_t *seq_ok) {
 }
 
 static int push_gone(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "the request is finished or its connection is closed");
-  return 2;
+  return lc_push_fail(L, 0, "the request is finished or its connection is closed");
 }
 
 /* a handler's mistake, found before anything was sent: false, reason (http.lua raises it at

@@ -3,10 +3,10 @@
  * connection limit, keeps the count and the one-line-per-burst warning at the limit, drains
  * (no new connections, idle ones end, a callback once the last is gone), and frees itself.
  * It also keeps what its connections share so that an idle one holds little: the read buffer
- * a connection reads into (http_conn.c keeps only what must stay), the flusher that writes
- * each connection's output once per loop turn, and the requests in flight to reuse.
+ * a connection reads into (http_conn.c keeps only what must stay), the timer of its
+ * connections' deadlines, and the requests in flight to reuse.
  * Owns: the http_server struct (made by the Lua binding, http_lua.c), its read buffer, its
- * flusher and its free requests, freed here once Lua has closed it and its last connection is
+ * timer and its free requests, freed here once Lua has closed it and its last connection is
  * gone, never while its drain callback runs. */
 #include "http_int.h"
 
@@ -28,15 +28,6 @@ void lc_http_server_take(void *ctx, uv_tcp_t *tcp) {
     }
     uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
     return;
-  }
-  if (s->flusher == NULL) {
-    lc_wq_flusher *f = malloc(sizeof *f);
-    if (f == NULL || lc_wq_flusher_init(tcp->loop, f) != 0) {
-      free(f);   /* (an init that fails has nothing to close: uv_prepare_init cannot fail) */
-      uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
-      return;
-    }
-    s->flusher = f;
   }
   if (s->timer == NULL) {
     uv_timer_t *t = malloc(sizeof *t);
@@ -108,7 +99,6 @@ void lc_http_server_drain(http_server *s) {
 void lc_http_server_maybe_free(http_server *s) {
   if (s->closed && s->nconns == 0 && s->base.self_ref == LUA_NOREF && !s->in_drain_cb) {
     lc_http_ref_run(s->base.rt, s->drain_ref, 0);
-    if (s->flusher) lc_wq_flusher_close(s->flusher, lc_free_handle_cb);
     if (s->timer) uv_close((uv_handle_t *)s->timer, lc_free_handle_cb);
     while (s->free_reqs) {
       http_req *r = s->free_reqs;

@@ -1,10 +1,10 @@
 /* ipc.c: a framed message channel between two processes over a libuv IPC pipe.
  * Owns: the uv_pipe_t, its read buffer, its batch of unsent frames, the write requests in
  * flight (each owns its bytes), and the sockets received but not yet claimed by a frame.
- * All of it is freed in close_cb. Frames written in one loop turn leave together: send()
- * appends to the batch and rt's prepare handle flushes every dirty channel once per turn,
- * with one uv_try_write when the pipe is idle. A frame that carries a socket is written on
- * its own with uv_write2, after the batch before it, so order is kept.
+ * All of it is freed in ipc_close_cb. Frames written in one loop turn leave together: send()
+ * appends to the channel's write queue (write_queue.c) and rt's flusher flushes every dirty
+ * queue once per turn, with one uv_try_write when the pipe is idle. A frame that carries a
+ * socket is written on its own with uv_write2, after the batch before it, so order is kept.
  * In the master, ROUTE and BCAST frames are forwarded here, in C, without entering Lua.
  * Sizes: a payload is at most LC_MAX_FRAME_PAYLOAD (what a LuaJIT string holds), every size is
  * a size_t and every sum is checked. What the peer controls: every header field, the order of
@@ -21,6 +21,12 @@
  * the frames each channel has not acknowledged yet (lc_ipc_unacked) and hears of a CONN frame
  * whose write failed (lc_tcp_conn_unsent). */
 #include "lc.h"
+#include "bindings.h"
+#include "ipc.h"
+#include "dispatch.h"
+#include "tcp.h"
+#include "write_queue.h"
+#include "buf.h"
 #include "ipc_frame.h"
 
 #include <stdio.h>
@@ -36,23 +42,23 @@
 #define LOST_QUIET_MS 1000       /* a burst of connections not taken ends after a quiet second */
 #define LOST_BURST_MAX_MS 10000  /* or after 10 s: a line then, and another burst */
 
-typedef struct bytes { char *data; size_t len, cap, off; } bytes;
-
 struct lc_ipc {
   lc_handle_base base;
   uv_pipe_t pipe;
-  bytes in, out;
+  lc_buf in;               /* read, not yet delivered from in_off on */
+  size_t in_off;
+  lc_wq wq;                /* frames to write: batched, flushed once per loop turn (rt->flusher) */
   size_t discard;          /* payload bytes still to skip after an oversized frame */
   size_t max_frame;        /* payload bytes; LC_MAX_FRAME_PAYLOAD at most */
   int route_id;            /* > 0: reachable by ROUTE/BCAST frames (master side of a worker) */
   lc_ipc *route_next;      /* the channels of one id: the newest heads rt->routes[id - 1] and
                               gets ROUTE frames; older ones (a reload's draining workers) stay
                               on the list for BCAST frames until they close */
-  int writes_pending, closing, close_when_flushed, dirty, started;
-  lc_ipc *next_dirty;
+  int closing, close_when_flushed, started;
   uv_stream_t *handles[MAX_PENDING_HANDLES];
   int nhandles;
   int missing;             /* frames whose announced socket did not arrive, since one did */
+  uv_stream_t *pending;    /* the socket of the frame being delivered, until Lua holds it */
   uint64_t serial;         /* unique per channel in this process: the master's dispatch keys
                               its copies by it (a reload's new worker reuses the route id) */
   int unacked;             /* the master: CONN frames with a copy kept, not yet acknowledged */
@@ -65,29 +71,6 @@ struct lc_ipc {
 
 /* a frame a script sent (not the runtime's control frames or dispatched connections) */
 #define IS_USER_KIND(k) ((k) != LC_KIND_CTRL && (k) != LC_KIND_CONN && (k) != LC_KIND_ROUTE_FAIL)
-
-typedef struct wreq {
-  uv_write_t req;
-  lc_ipc *ch;
-  char *buf;
-  uv_stream_t *sent_handle;  /* closed once written: ownership moved to the peer */
-  int conn_key;              /* a CONN frame with a copy kept by the master: its key and seq */
-  uint32_t conn_seq;
-} wreq;
-
-/* room for `extra` more bytes after b->len; UV_ENOMEM when it cannot be had (or sized) */
-static int reserve(bytes *b, size_t extra) {
-  if (b->cap - b->len >= extra) return 0;
-  if (extra > SIZE_MAX / 2 - b->len) return UV_ENOMEM;
-  size_t need = b->len + extra;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap < need) cap *= 2;
-  char *p = realloc(b->data, cap);
-  if (p == NULL) return UV_ENOMEM;
-  b->data = p;
-  b->cap = cap;
-  return 0;
-}
 
 /* how much room to ask for when a frame has `have` bytes here and misses `missing` more:
  * all of them, or as many as it has already (a doubling of what arrived), when that is less */
@@ -102,70 +85,33 @@ static size_t growth(size_t have, size_t missing) {
 
 static void try_close(lc_ipc *ch);
 
-/* a buffer for uv_write: uv_buf_init takes an unsigned int and would cut a batch over 4 GiB */
-static uv_buf_t buf_of(char *base, size_t len) {
-  uv_buf_t b;
-  b.base = base;
-  b.len = len;
-  return b;
-}
+/* a frame that carried a socket is written (or failed): the socket's descriptor has left */
+typedef struct ipc_sent_ctx {
+  lc_ipc *ch;
+  uv_stream_t *sent_handle;  /* closed once written: ownership moved to the peer */
+  int conn_key;              /* a CONN frame with a copy kept by the master: its key and seq */
+  uint32_t conn_seq;
+} ipc_sent_ctx;
 
-static void write_cb(uv_write_t *req, int status) {
-  wreq *w = (wreq *)req;
-  lc_ipc *ch = w->ch;
+static void ipc_sent_cb(void *ctx, int status) {
+  ipc_sent_ctx *s = ctx;
+  lc_ipc *ch = s->ch;
   /* a failed write shows up as EOF or an error on the read side; but a connection that did not
    * leave goes back to the master's dispatch now (the channel may stay open: ETOOMANYREFS) */
-  if (status < 0 && w->conn_seq != 0) lc_tcp_conn_unsent(ch->base.rt, ch, w->conn_key, w->conn_seq);
-  if (w->sent_handle) uv_close((uv_handle_t *)w->sent_handle, free_handle_cb);
-  free(w->buf);
-  free(w);
-  ch->writes_pending--;
+  if (status < 0 && s->conn_seq != 0) lc_tcp_conn_unsent(ch->base.rt, ch, s->conn_key, s->conn_seq);
+  if (s->sent_handle) uv_close((uv_handle_t *)s->sent_handle, free_handle_cb);
+  free(s);
+}
+
+/* after each write of the channel's queue: a close waiting for its writes goes on */
+static void ipc_written_cb(lc_wq *q, int status) {
+  lc_ipc *ch = q->data;
+  (void)status;
   if (ch->close_when_flushed) try_close(ch);
 }
 
-static int flush(lc_ipc *ch) {
-  bytes *o = &ch->out;
-  if (o->len == o->off) { o->len = o->off = 0; return 0; }
-  if (ch->closing) { o->len = o->off = 0; return UV_EPIPE; }
-  if (ch->writes_pending == 0) {
-    uv_buf_t b = buf_of(o->data + o->off, o->len - o->off);
-    int n = uv_try_write((uv_stream_t *)&ch->pipe, &b, 1);
-    if (n > 0) o->off += (size_t)n;
-    if (o->off == o->len) { o->len = o->off = 0; return 0; }
-    if (n < 0 && n != UV_EAGAIN) { o->len = o->off = 0; return n; }
-  }
-  wreq *w = malloc(sizeof *w);
-  if (w == NULL) return UV_ENOMEM;
-  w->ch = ch;
-  w->buf = o->data;
-  w->sent_handle = NULL;
-  w->conn_key = 0;
-  w->conn_seq = 0;
-  uv_buf_t b = buf_of(o->data + o->off, o->len - o->off);
-  memset(o, 0, sizeof *o);
-  int r = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, write_cb);
-  if (r != 0) { free(w->buf); free(w); return r; }
-  ch->writes_pending++;
-  return 0;
-}
-
 void lc_ipc_flush_all(lc_rt *rt) {
-  lc_ipc *ch = rt->dirty;
-  rt->dirty = NULL;
-  while (ch) {
-    lc_ipc *next = ch->next_dirty;
-    ch->dirty = 0;
-    ch->next_dirty = NULL;
-    flush(ch);
-    ch = next;
-  }
-}
-
-static void mark_dirty(lc_ipc *ch) {
-  if (ch->dirty) return;
-  ch->dirty = 1;
-  ch->next_dirty = ch->base.rt->dirty;
-  ch->base.rt->dirty = ch;
+  lc_wq_flush_all(&rt->flusher);
 }
 
 /* (a channel that is closing takes nothing: it would go back on the dirty list after its
@@ -173,16 +119,18 @@ static void mark_dirty(lc_ipc *ch) {
 static int append_frame(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
   if (ch->closing) return UV_EPIPE;
   if (h->len > LC_MAX_FRAME_PAYLOAD) return UV_E2BIG;
-  size_t size = lc_frame_size(h->len);
-  int r = reserve(&ch->out, size);
+  unsigned char head[LC_FRAME_HEADER];
+  lc_frame_encode(head, h);
+  uv_buf_t bufs[2];
+  bufs[0].base = (char *)head;
+  bufs[0].len = LC_FRAME_HEADER;
+  bufs[1].base = (char *)payload;
+  bufs[1].len = h->len;
+  int r = lc_wq_write(&ch->wq, bufs, 2);
   if (r != 0) return r;
-  lc_frame_encode((unsigned char *)ch->out.data + ch->out.len, h);
-  memcpy(ch->out.data + ch->out.len + LC_FRAME_HEADER, payload, h->len);
-  ch->out.len += size;
   ch->frames_out++;
   ch->msgs_out += IS_USER_KIND(h->kind);
-  ch->bytes_out += (double)size;
-  mark_dirty(ch);
+  ch->bytes_out += (double)lc_frame_size(h->len);
   return 0;
 }
 
@@ -191,27 +139,23 @@ static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *p
   if (ch->closing) return UV_EPIPE;
   if (h->len > LC_MAX_FRAME_PAYLOAD) return UV_E2BIG;
   size_t size = lc_frame_size(h->len);
-  int r = flush(ch);
-  if (r != 0) return r;
-  wreq *w = malloc(sizeof *w);
+  ipc_sent_ctx *s = malloc(sizeof *s);
   char *buf = malloc(size);
-  if (w == NULL || buf == NULL) { free(w); free(buf); return UV_ENOMEM; }
+  if (s == NULL || buf == NULL) { free(s); free(buf); return UV_ENOMEM; }
   lc_frame_encode((unsigned char *)buf, h);
   memcpy(buf + LC_FRAME_HEADER, payload, h->len);
-  w->ch = ch;
-  w->buf = buf;
-  w->sent_handle = NULL;
-  w->conn_key = (int)h->peer;
-  w->conn_seq = conn_seq;
-  uv_buf_t b = buf_of(buf, size);
-  r = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &b, 1, handle, write_cb);
-  if (r != 0) { free(buf); free(w); return r; }
-  ch->writes_pending++;
+  s->ch = ch;
+  s->sent_handle = NULL;
+  s->conn_key = (int)h->peer;
+  s->conn_seq = conn_seq;
+  int r = lc_wq_write2(&ch->wq, buf, size, handle, ipc_sent_cb, s);
+  free(buf);
+  if (r != 0) { free(s); return r; }
   /* Written already (nothing left in the pipe's queue): the socket has left with sendmsg and
    * libuv no longer refers to it, so its descriptor is closed now, not at the write callback
    * of the next loop turn (a burst of dispatched connections held two descriptors each). */
   if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) == 0) uv_close((uv_handle_t *)handle, free_handle_cb);
-  else w->sent_handle = handle;
+  else s->sent_handle = handle;
   ch->frames_out++;
   ch->msgs_out += IS_USER_KIND(h->kind);
   ch->bytes_out += (double)size;
@@ -269,7 +213,7 @@ static void unlink_route(lc_ipc *ch) {
   ch->route_id = 0;
 }
 
-static void close_cb(uv_handle_t *handle) {
+static void ipc_close_cb(uv_handle_t *handle) {
   lc_ipc *ch = handle->data;
   unlink_route(ch);
   for (int i = 0; i < ch->nhandles; i++) uv_close((uv_handle_t *)ch->handles[i], free_handle_cb);
@@ -278,29 +222,21 @@ static void close_cb(uv_handle_t *handle) {
   ch->burst_timer = NULL;
   lc_call_cb_str(&ch->base, "close", NULL);
   lc_handle_release(&ch->base);
-  free(ch->in.data);
-  free(ch->out.data);
+  lc_buf_free(&ch->in);
+  lc_wq_close(&ch->wq);
   free(ch);
-}
-
-static void unlink_dirty(lc_ipc *ch) {
-  if (!ch->dirty) return;
-  lc_ipc **pp = &ch->base.rt->dirty;
-  while (*pp && *pp != ch) pp = &(*pp)->next_dirty;
-  if (*pp) *pp = ch->next_dirty;
-  ch->dirty = 0;
 }
 
 static void try_close(lc_ipc *ch) {
   if (ch->closing) return;
-  if (ch->writes_pending > 0 || ch->out.len > ch->out.off) {
+  if (!lc_wq_idle(&ch->wq)) {
     ch->close_when_flushed = 1;
-    if (ch->writes_pending == 0) flush(ch);
-    if (ch->writes_pending > 0) return;
+    lc_wq_flush(&ch->wq);   /* (a failure drops what was queued: nothing left to wait for) */
+    if (!lc_wq_idle(&ch->wq)) return;
   }
   ch->closing = 1;
-  unlink_dirty(ch);
-  uv_close((uv_handle_t *)&ch->pipe, close_cb);
+  lc_wq_close(&ch->wq);
+  uv_close((uv_handle_t *)&ch->pipe, ipc_close_cb);
 }
 
 /* ---- reading ---- */
@@ -313,18 +249,17 @@ static void emit_error(lc_ipc *ch, const char *msg) {
  * side, maybe from inside a callback of this very read) */
 static int ended(const lc_ipc *ch) { return ch->closing || ch->close_when_flushed; }
 
-static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+static void ipc_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   lc_ipc *ch = handle->data;
-  bytes *b = &ch->in;
+  lc_buf *b = &ch->in;
   (void)suggested;
-  if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
-  if (b->off > 0 && b->cap - b->len < READ_CHUNK) {
-    memmove(b->data, b->data + b->off, b->len - b->off);
-    b->len -= b->off;
-    b->off = 0;
+  if (ch->in_off > 0 && (ch->in_off == b->len || lc_buf_room(b) < READ_CHUNK)) {
+    lc_buf_consume(b, ch->in_off);
+    ch->in_off = 0;
   }
-  if (reserve(b, READ_CHUNK) != 0) { *buf = buf_of(NULL, 0); return; }
-  *buf = buf_of(b->data + b->len, b->cap - b->len);
+  if (lc_buf_reserve(b, READ_CHUNK) != 0) { buf->base = NULL; buf->len = 0; return; }
+  buf->base = lc_buf_end(b);
+  buf->len = lc_buf_room(b);
 }
 
 static void take_pending_handles(lc_ipc *ch) {
@@ -360,13 +295,13 @@ static uv_stream_t *pop_handle(lc_ipc *ch) {
  * Any other socket is one no frame will claim (a peer's mistake): it is closed now, instead of
  * being held and handed to a later frame that announces a socket of its own. */
 static void drop_unclaimed(lc_ipc *ch) {
-  bytes *b = &ch->in;
-  size_t avail = b->len - b->off;
+  lc_buf *b = &ch->in;
+  size_t avail = b->len - ch->in_off;
   int keep = 0, dropped = 0;
   if (ch->discard == 0 && avail > 0) {
     lc_frame_header h;
     if (avail < LC_FRAME_HEADER) keep = 1;
-    else if (lc_frame_decode((unsigned char *)b->data + b->off, &h) == NULL && (h.flags & LC_FLAG_HANDLE)) keep = 1;
+    else if (lc_frame_decode((unsigned char *)b->data + ch->in_off, &h) == NULL && (h.flags & LC_FLAG_HANDLE)) keep = 1;
   }
   while (ch->nhandles > keep) {
     uv_close((uv_handle_t *)pop_handle(ch), free_handle_cb);
@@ -404,29 +339,28 @@ static void route(lc_ipc *from, const lc_frame_header *h, const char *payload) {
   append_frame(from, &fail, "");
 }
 
-typedef struct frame_args {
-  lc_ipc *ch;
-  const lc_frame_header *h;
-  const char *payload;
-  uv_stream_t *handle;
-  int handed;               /* the handle belongs to a Lua object now */
-} frame_args;
-
-/* run by lc_call_with, protected: the callback, kind, peer, seq, payload, socket or nil */
-static int push_frame(lua_State *L, void *ud) {
-  frame_args *a = ud;
-  if (!lc_handle_push_cb(&a->ch->base)) return -1;
-  lua_pushinteger(L, a->h->kind);
-  lua_pushinteger(L, (lua_Integer)a->h->peer);
-  lua_pushinteger(L, (lua_Integer)a->h->seq);
-  lua_pushlstring(L, a->payload, a->h->len);
-  if (a->handle) {
-    lc_tcp_push_received(L, a->ch->base.rt, a->handle, (a->h->flags & LC_FLAG_SERVER) != 0);
-    a->handed = 1;  /* last: until here, a raise leaves the socket to deliver() */
-  } else {
-    lua_pushnil(L);
+/* Calls the channel's callback for frame h: callback(kind, peer, seq, payload, socket or nil).
+ * Runs inside ipc_read_frames, a protected call whose stack holds the message handler at 1:
+ * a push that raises (out of memory) unwinds to ipc_read_cb, which closes ch->pending (the
+ * socket no Lua object took yet) and goes on with the next frame; an error in the callback is
+ * logged here. One protected call per read, not one per frame. */
+static void ipc_call_frame(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle) {
+  lua_State *L = ch->base.rt->L;
+  ch->pending = handle;
+  if (!lc_handle_push_cb(&ch->base)) {
+    ch->pending = NULL;
+    if (handle) uv_close((uv_handle_t *)handle, free_handle_cb);
+    return;
   }
-  return 5;
+  lua_pushinteger(L, h->kind);
+  lua_pushinteger(L, (lua_Integer)h->peer);
+  lua_pushinteger(L, (lua_Integer)h->seq);
+  lua_pushlstring(L, payload, h->len);
+  if (handle) lc_tcp_push_received(L, ch->base.rt, handle, (h->flags & LC_FLAG_SERVER) != 0);
+  else lua_pushnil(L);
+  ch->pending = NULL;  /* last: until here, a raise leaves the socket to ipc_read_cb */
+  if (lua_pcall(L, 5, 0, 1) != 0) lc_log(ch->base.rt, "error: %s", lua_tostring(L, -1));
+  lua_settop(L, 1);
 }
 
 /* ---- dispatched connections, in a worker ---- */
@@ -446,7 +380,7 @@ static void burst_end(lc_ipc *ch) {
   ch->burst_lost = ch->burst_returned = 0;
 }
 
-static void burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
+static void ipc_burst_timer_cb(uv_timer_t *timer) { burst_end(timer->data); }
 
 /* one more connection not taken here (its socket did not arrive, or no server takes its key) */
 static void count_not_taken(lc_ipc *ch, int returned) {
@@ -466,7 +400,7 @@ static void count_not_taken(lc_ipc *ch, int returned) {
   }
   if (ch->burst_timer == NULL) burst_end(ch);   /* no timer: a line now rather than none */
   else if (now - ch->burst_start < LOST_BURST_MAX_MS || !uv_is_active((uv_handle_t *)ch->burst_timer))
-    uv_timer_start(ch->burst_timer, burst_timer_cb, LOST_QUIET_MS, 0);
+    uv_timer_start(ch->burst_timer, ipc_burst_timer_cb, LOST_QUIET_MS, 0);
 }
 
 /* the acknowledgement of CONN frame h: taken, or not (the master sends its copy elsewhere) */
@@ -541,49 +475,35 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
     route(ch, h, payload);
     return;
   }
-  frame_args a = {ch, h, payload, handle, 0};
-  lc_call_with(rt, push_frame, &a);
-  if (handle && !a.handed) uv_close((uv_handle_t *)handle, free_handle_cb);
+  ipc_call_frame(ch, h, payload, handle);
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  lc_ipc *ch = stream->data;
-  (void)buf;
-  if (nread < 0) {
-    if (nread != UV_EOF && nread != UV_ECONNRESET) {  /* a peer that died is a close, not an error */
-      char msg[128];
-      snprintf(msg, sizeof msg, "channel read failed: %s", uv_strerror((int)nread));
-      emit_error(ch, msg);
-    }
-    uv_read_stop(stream);
-    ch->out.len = ch->out.off = 0;  /* nobody will read them */
-    try_close(ch);
-    return;
-  }
-  if (nread == 0) return;
-  take_pending_handles(ch);
-  bytes *b = &ch->in;
-  b->len += (size_t)nread;
+/* run by lc_call_with, protected (its message handler at 1): delivers every complete frame
+ * read so far, until the channel ends; declines the call lc_call_with would make */
+static int ipc_read_frames(lua_State *L, void *ud) {
+  lc_ipc *ch = ud;
+  lc_buf *b = &ch->in;
+  (void)L;
   while (!ended(ch)) {
-    size_t avail = b->len - b->off;
+    size_t avail = b->len - ch->in_off;
     if (ch->discard > 0) {
       size_t n = avail < ch->discard ? avail : ch->discard;
-      b->off += n;
+      ch->in_off += n;
       ch->discard -= n;
       if (ch->discard > 0) break;
       continue;
     }
     if (avail < LC_FRAME_HEADER) break;
     lc_frame_header h;
-    const char *bad = lc_frame_decode((unsigned char *)b->data + b->off, &h);
+    const char *bad = lc_frame_decode((unsigned char *)b->data + ch->in_off, &h);
     if (bad) {
       char msg[128];
       snprintf(msg, sizeof msg, "bad frame: %s; closing the channel", bad);
       emit_error(ch, msg);
-      b->off = b->len;
-      uv_read_stop(stream);
+      ch->in_off = b->len;
+      uv_read_stop((uv_stream_t *)&ch->pipe);
       try_close(ch);
-      return;
+      return -1;
     }
     size_t size = lc_frame_size(h.len);
     /* a frame over the limit, or one whose bytes cannot be held, is skipped (its payload is
@@ -591,13 +511,13 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
      * (at most doubling) as the frame's bytes arrive, not to the size its header claims: what
      * a peer makes this process allocate is what it has sent, not what it announced */
     const char *skip = h.len > ch->max_frame ? "is over the limit of"
-                     : avail < size && reserve(b, growth(avail, size - avail)) != 0 ? "cannot be held in memory (limit"
+                     : avail < size && lc_buf_reserve(b, growth(avail, size - avail)) != 0 ? "cannot be held in memory (limit"
                      : NULL;
     if (skip) {
       char msg[160];
       snprintf(msg, sizeof msg, "frame of %lu bytes %s %lu bytes%s; skipped", (unsigned long)h.len, skip,
                (unsigned long)ch->max_frame, skip[0] == 'c' ? ")" : "");
-      b->off += LC_FRAME_HEADER;
+      ch->in_off += LC_FRAME_HEADER;
       ch->discard = h.len;
       if (h.flags & LC_FLAG_HANDLE) {
         uv_stream_t *s = pop_handle(ch);
@@ -607,12 +527,39 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       continue;
     }
     if (avail < size) break;
-    const char *payload = b->data + b->off + LC_FRAME_HEADER;
-    b->off += size;
+    const char *payload = b->data + ch->in_off + LC_FRAME_HEADER;
+    ch->in_off += size;
     deliver(ch, &h, payload);
   }
+  return -1;
+}
+
+static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  lc_ipc *ch = stream->data;
+  (void)buf;
+  if (nread < 0) {
+    if (nread != UV_EOF && nread != UV_ECONNRESET) {  /* a peer that died is a close, not an error */
+      char msg[128];
+      snprintf(msg, sizeof msg, "channel read failed: %s", uv_strerror((int)nread));
+      emit_error(ch, msg);
+    }
+    uv_read_stop(stream);
+    lc_wq_drop(&ch->wq);  /* nobody will read them */
+    try_close(ch);
+    return;
+  }
+  if (nread == 0) return;
+  take_pending_handles(ch);
+  lc_buf *b = &ch->in;
+  b->len += (size_t)nread;
+  /* the frames read, in one protected call; a push that raised lost one frame (logged by
+   * lc_call_with): its socket is closed, and the next frames go on */
+  while (lc_call_with(ch->base.rt, ipc_read_frames, ch) > 0) {
+    if (ch->pending) uv_close((uv_handle_t *)ch->pending, free_handle_cb);
+    ch->pending = NULL;
+  }
   if (!ended(ch)) drop_unclaimed(ch);  /* (a channel that ends closes what it holds) */
-  if (b->off == b->len) b->off = b->len = 0;
+  if (ch->in_off == b->len) ch->in_off = b->len = 0;
 }
 
 /* ---- construction ---- */
@@ -629,6 +576,8 @@ lc_ipc *lc_ipc_new(lua_State *L, int cb_idx) {
     luaL_error(L, "uv_pipe_init: %s", uv_strerror(r));
   }
   ch->pipe.data = ch;
+  lc_buf_init(&ch->in, 0);
+  lc_wq_init(&ch->wq, (uv_stream_t *)&ch->pipe, &ch->base.rt->flusher, 0, ipc_written_cb, ch);
   return ch;
 }
 
@@ -636,7 +585,7 @@ uv_pipe_t *lc_ipc_pipe(lc_ipc *ch) { return &ch->pipe; }
 
 int lc_ipc_start(lc_ipc *ch) {
   ch->started = 1;
-  return uv_read_start((uv_stream_t *)&ch->pipe, alloc_cb, read_cb);
+  return uv_read_start((uv_stream_t *)&ch->pipe, ipc_alloc_cb, ipc_read_cb);
 }
 
 /* ---- Lua bindings ---- */
@@ -647,7 +596,7 @@ static int f_ipc_open(lua_State *L) {
   int r = uv_pipe_open(&ch->pipe, fd);
   if (r == 0) r = lc_ipc_start(ch);
   if (r != 0) {
-    uv_close((uv_handle_t *)&ch->pipe, close_cb);
+    uv_close((uv_handle_t *)&ch->pipe, ipc_close_cb);
     return lc_push_error(L, r);
   }
   return 1;
@@ -672,16 +621,12 @@ static int m_send(lua_State *L) {
   if (h.kind == LC_KIND_CONN) return luaL_argerror(L, 2, "CONN frames are sent by the runtime only");
   h.flags = 0;
   if (ch->closing || ch->close_when_flushed) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "channel closed");
-    return 2;
+    return lc_push_fail(L, 0, "channel closed");
   }
   if (len > ch->max_frame) {
-    char msg[128];
+    char msg[128];   /* (lua_pushfstring has no %zu) */
     snprintf(msg, sizeof msg, "message of %zu bytes is over the limit of %zu bytes", len, ch->max_frame);
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    return 2;
+    return lc_push_fail(L, 0, "%s", msg);
   }
   h.len = (uint32_t)len;
   int r;
@@ -759,7 +704,7 @@ static int m_stats(lua_State *L) {
   lua_pushnumber(L, ch->bytes_out); lua_setfield(L, -2, "bytes_out");
   lua_pushnumber(L, ch->msgs_in); lua_setfield(L, -2, "messages_in");
   lua_pushnumber(L, ch->msgs_out); lua_setfield(L, -2, "messages_out");
-  lua_pushnumber(L, (lua_Number)(ch->out.len - ch->out.off) + (lua_Number)ch->pipe.write_queue_size);
+  lua_pushnumber(L, (lua_Number)lc_wq_queued(&ch->wq));
   lua_setfield(L, -2, "pending_bytes");
   return 1;
 }

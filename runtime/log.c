@@ -23,12 +23,16 @@
  * or when this module is unloaded (atexit in a shared object runs at its dlclose). */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "bindings.h"
+#include "log.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,11 +48,12 @@ static void sb_free(sbuf *b) { if (b->p != b->local) free(b->p); }
 
 static int sb_grow(sbuf *b, size_t extra) {
   if (b->cap - b->len >= extra) return 0;
-  if (extra > SIZE_MAX / 4 - b->len) return -1;
-  size_t cap = b->cap * 2;
-  while (cap - b->len < extra) cap *= 2;
+  size_t cap;
+  if (extra > SIZE_MAX - b->len) return UV_E2BIG;
+  int r = lc_buf_next_cap(b->cap, b->len + extra, 0, &cap);
+  if (r != 0) return r;
   char *q = b->p == b->local ? malloc(cap) : realloc(b->p, cap);
-  if (q == NULL) return -1;
+  if (q == NULL) return UV_ENOMEM;
   if (b->p == b->local) memcpy(q, b->local, b->len);
   b->p = q;
   b->cap = cap;
@@ -129,7 +134,7 @@ static void sb_time(sbuf *b) {
 #define LOG_FLUSH_MS 2000            /* at exit: how long a reader that takes nothing is waited for
                                         (one that still takes bytes is waited for as long as it does) */
 
-typedef struct lq { int fd; char *buf; size_t len, cap; uint64_t dropped; } lq;
+typedef struct lq { int fd; lc_buf b; uint64_t dropped; } lq;   /* b.max: max_queued(fd) */
 
 static struct {
   pthread_mutex_t mu;
@@ -169,14 +174,14 @@ static void write_out(int fd, const char *p, size_t n) {
 
 static lq *pending_queue(void) {
   for (int i = 0; i < W.nq; i++)
-    if (W.q[i].len > 0) return &W.q[i];
+    if (W.q[i].b.len > 0) return &W.q[i];
   return NULL;
 }
 
 static void *writer_main(void *arg) {
   (void)arg;
-  char *chunk = NULL;
-  size_t chunk_cap = 0;
+  lc_buf chunk;
+  lc_buf_init(&chunk, 0);
   pthread_mutex_lock(&W.mu);
   for (;;) {
     lq *q = pending_queue();
@@ -188,21 +193,19 @@ static void *writer_main(void *arg) {
       continue;
     }
     /* take the queue's buffer, give it the spare one: the loop fills that one meanwhile */
-    char *p = q->buf;
-    size_t cap = q->cap, n = q->len;
-    q->buf = chunk;
-    q->cap = chunk_cap;
-    q->len = 0;
+    lc_buf taken = q->b;
+    q->b = chunk;
+    q->b.len = 0;
+    q->b.max = taken.max;
     int fd = q->fd;
     W.busy = 1;
     pthread_mutex_unlock(&W.mu);
-    write_out(fd, p, n);
-    chunk = p;
-    chunk_cap = cap;
+    write_out(fd, taken.data, taken.len);
+    chunk = taken;
     pthread_mutex_lock(&W.mu);
   }
   pthread_mutex_unlock(&W.mu);
-  free(chunk);
+  lc_buf_free(&chunk);
   return NULL;
 }
 
@@ -221,6 +224,8 @@ static int writer_start(void) {
   return W.state == 1 ? 0 : -1;
 }
 
+static size_t max_queued(int fd);
+
 static lq *queue_for(int fd) {
   for (int i = 0; i < W.nq; i++)
     if (W.q[i].fd == fd) return &W.q[i];
@@ -228,6 +233,7 @@ static lq *queue_for(int fd) {
   lq *q = &W.q[W.nq++];
   memset(q, 0, sizeof *q);
   q->fd = fd;
+  lc_buf_init(&q->b, max_queued(fd));
   return q;
 }
 
@@ -246,17 +252,7 @@ static int enqueue_locked(int fd, const char *p, size_t n) {
   if (writer_start() != 0) return 1;
   lq *q = queue_for(fd);
   if (q == NULL) return 1;
-  if (n > max_queued(fd) - q->len) { q->dropped += count_lines(p, n); return -1; }
-  if (q->cap - q->len < n) {
-    size_t cap = q->cap ? q->cap : 4096;
-    while (cap - q->len < n) cap *= 2;
-    char *b = realloc(q->buf, cap);
-    if (b == NULL) { q->dropped += count_lines(p, n); return -1; }
-    q->buf = b;
-    q->cap = cap;
-  }
-  memcpy(q->buf + q->len, p, n);
-  q->len += n;
+  if (lc_buf_append(&q->b, p, n) != 0) { q->dropped += count_lines(p, n); return -1; }  /* full, or no memory */
   pthread_cond_signal(&W.more);
   return 0;
 }
@@ -269,7 +265,7 @@ static void queue_line(lc_rt *rt, int fd, const char *p, size_t n) {
   uint64_t dropped = 0;
   pthread_mutex_lock(&W.mu);
   lq *q = W.state == 1 ? queue_for(fd) : NULL;
-  if (rt && q && q->dropped > 0 && q->len + n + 512 <= max_queued(fd)) {
+  if (rt && q && q->dropped > 0 && q->b.len + n + 512 <= max_queued(fd)) {
     dropped = q->dropped;
     q->dropped = 0;
   }
@@ -522,6 +518,27 @@ static int f_json_string(lua_State *L) {
   return 1;
 }
 
+void lc_log(lc_rt *rt, const char *fmt, ...) {
+  char line[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (m < 0) return;
+  lc_log_emit(rt, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1); /* log.c: time, level, prefix */
+}
+
+static int f_set_log_prefix(lua_State *L) {
+  lc_rt *rt = lc_rt_get(L);
+  snprintf(rt->log_prefix, sizeof rt->log_prefix, "%s", luaL_checkstring(L, 1));
+  return 0;
+}
+
+static int f_log(lua_State *L) {
+  lc_log(lc_rt_get(L), "%s", luaL_checkstring(L, 1));
+  return 0;
+}
+
 void lc_open_log(lua_State *L) {
   lua_pushcfunction(L, f_set_log_format);
   lua_setfield(L, -2, "set_log_format");
@@ -531,4 +548,8 @@ void lc_open_log(lua_State *L) {
   lua_setfield(L, -2, "log_write");
   lua_pushcfunction(L, f_log_print);
   lua_setfield(L, -2, "log_print");
+  lua_pushcfunction(L, f_set_log_prefix);
+  lua_setfield(L, -2, "set_log_prefix");
+  lua_pushcfunction(L, f_log);
+  lua_setfield(L, -2, "log");
 }

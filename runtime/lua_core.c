@@ -2,17 +2,21 @@
  * The executable preloads it; the build also makes it a loadable module
  * (luacluster/core.so) so specs can drive the same code from plain luajit. */
 #include "lc.h"
+#include "bindings.h"
 
 int luaopen_luacluster_core(lua_State *L) {
   lc_rt_open(L);
   lua_newtable(L);
   lc_open_rt(L);
+  lc_open_os(L);
   lc_open_ipc(L);
   lc_open_process(L);
   lc_open_timer(L);
   lc_open_signal(L);
   lc_open_stream(L);
+  lc_open_unix_socket(L);
   lc_open_tcp(L);
+  lc_open_dispatch(L);
   lc_open_http(L);
   lc_open_fswatch(L);
   lc_open_protect(L);

@@ -3,6 +3,9 @@
  * luacluster.boot, runs the event loop, and exits with the code boot chooses.
  * Everything the command line means is decided in Lua (boot.lua, cli.lua). */
 #include "lc.h"
+#include "bindings.h"
+#include "ipc.h"
+#include "access_log.h"
 
 #include <lualib.h>
 #include <stdio.h>

@@ -4,6 +4,7 @@
  * socket is opened and closed around each send. */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "bindings.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -23,9 +24,7 @@ static int f_sd_notify(lua_State *L) {
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
   if (alen < 2 || alen >= sizeof sa.sun_path || (addr[0] != '/' && addr[0] != '@')) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "NOTIFY_SOCKET '%s' is not an absolute path or an @abstract name", addr);
-    return 2;
+    return lc_push_fail(L, 0, "NOTIFY_SOCKET '%s' is not an absolute path or an @abstract name", addr);
   }
   memcpy(sa.sun_path, addr, alen);
   if (addr[0] == '@') sa.sun_path[0] = '\0';

@@ -8,6 +8,11 @@
  * Also here, for the child's side: set_parent_death_signal (a forked child ends with its
  * parent, Linux's PR_SET_PDEATHSIG; no handle, nothing to free). */
 #include "lc.h"
+#include "bindings.h"
+#include "ipc.h"
+#include "stream.h"
+#include "log_forward.h"
+#include "signal_names.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -27,7 +32,7 @@ typedef struct lc_proc {
   int group;              /* the child leads its own process group: kill() signals all of it */
 } lc_proc;
 
-static void close_cb(uv_handle_t *h) {
+static void process_close_cb(uv_handle_t *h) {
   lc_proc *p = h->data;
   lc_handle_release(&p->base);
   free(p);
@@ -44,7 +49,7 @@ typedef struct exit_args {
 } exit_args;
 
 /* run by lc_call_with, protected: cb(code, nil) or cb(nil, "SIGKILL") */
-static int push_exit(lua_State *L, void *ud) {
+static int process_push_exit(lua_State *L, void *ud) {
   exit_args *a = ud;
   if (!lc_handle_push_cb(&a->p->base)) return -1;
   if (a->term_signal) {
@@ -59,14 +64,14 @@ static int push_exit(lua_State *L, void *ud) {
   return 2;
 }
 
-static void exit_retry_cb(uv_timer_t *timer);
+static void process_exit_retry_cb(uv_timer_t *timer);
 
 /* Calls the exit callback; when its arguments cannot be built (out of memory) it is tried again
  * later (a master that never hears of a worker's exit would never restart it), then the
  * process handle is closed. a is on the stack (the first try) or the heap (a retry: later). */
 static void exit_deliver(exit_args *a, exit_args *later) {
   lc_proc *p = a->p;
-  if (lc_call_with(p->base.rt, push_exit, a) > 0) {
+  if (lc_call_with(p->base.rt, process_push_exit, a) > 0) {
     if (later == NULL && (later = malloc(sizeof *later)) != NULL) {
       *later = *a;
       later->delay = 25;
@@ -75,22 +80,22 @@ static void exit_deliver(exit_args *a, exit_args *later) {
     }
     if (later) {
       later->delay = later->delay * 2 > 2000 ? 2000 : later->delay * 2;
-      uv_timer_start(&later->timer, exit_retry_cb, later->delay, 0);
+      uv_timer_start(&later->timer, process_exit_retry_cb, later->delay, 0);
       return;
     }
     lc_log(p->base.rt, "error: process %d exited, and its exit callback could not be called (out of memory)",
            (int)p->proc.pid);
   }
   if (later) uv_close((uv_handle_t *)&later->timer, lc_free_handle_cb);
-  uv_close((uv_handle_t *)&p->proc, close_cb);
+  uv_close((uv_handle_t *)&p->proc, process_close_cb);
 }
 
-static void exit_retry_cb(uv_timer_t *timer) {
+static void process_exit_retry_cb(uv_timer_t *timer) {
   exit_args *later = timer->data;
   exit_deliver(later, later);
 }
 
-static void exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
+static void process_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   lc_proc *p = proc->data;
   p->exited = 1;
   exit_args a;
@@ -190,7 +195,7 @@ static int f_spawn(lua_State *L) {
   p->proc.data = p;
   p->group = group;
   uv_stdio_container_t stdio[MAX_STDIO];
-  lc_stream *prefixes[MAX_STDIO] = {0};
+  lc_forward *prefixes[MAX_STDIO] = {0};
   const char *why = NULL;          /* a programming mistake: raised once everything is freed */
   int r = 0;
   char **args = string_array(L, args_idx, o.file);
@@ -211,10 +216,10 @@ static int f_spawn(lua_State *L) {
         c->data.stream = (uv_stream_t *)lc_stream_pipe(want[i].box);
         break;
       default:
-        prefixes[i] = lc_prefix_new(rt, want[i].fd, want[i].prefix);
+        prefixes[i] = lc_forward_new(rt, want[i].fd, want[i].prefix);
         if (prefixes[i] == NULL) { r = UV_ENOMEM; goto fail; }
         c->flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-        c->data.stream = (uv_stream_t *)lc_stream_pipe(prefixes[i]);
+        c->data.stream = (uv_stream_t *)lc_forward_pipe(prefixes[i]);
         break;
     }
   }
@@ -222,14 +227,14 @@ static int f_spawn(lua_State *L) {
   o.stdio_count = (int)nstdio;
   o.args = args;
   o.env = env;
-  o.exit_cb = exit_cb;
+  o.exit_cb = process_exit_cb;
   r = uv_spawn(&rt->loop, &p->proc, &o);   /* inits the handle whatever it returns */
   free(args);
   free(env);
   args = env = NULL;
   if (r != 0) {
     p->exited = 1;
-    uv_close((uv_handle_t *)&p->proc, close_cb);
+    uv_close((uv_handle_t *)&p->proc, process_close_cb);
     p = NULL;
     goto fail;
   }
@@ -237,10 +242,7 @@ static int f_spawn(lua_State *L) {
   for (size_t i = 1; i < nstdio; i++) {
     if (want[i].kind == W_IPC) lc_ipc_start(want[i].box);
     else if (want[i].kind == W_STREAM) lc_stream_start(want[i].box);
-    else if (want[i].kind == W_PREFIX) {
-      lc_prefix_set_pid(prefixes[i], p->proc.pid);
-      lc_stream_start(prefixes[i]);
-    }
+    else if (want[i].kind == W_PREFIX) lc_forward_start(prefixes[i], p->proc.pid);
   }
   return 1;
 
@@ -248,7 +250,7 @@ fail:
   free(args);
   free(env);
   for (size_t i = 0; i < nstdio; i++)
-    if (prefixes[i]) lc_stream_close_if_prefix(prefixes[i]);   /* frees itself once closed */
+    if (prefixes[i]) lc_forward_close(prefixes[i]);   /* frees itself once closed */
   if (p) {                         /* never handed to libuv: nothing to close */
     lc_handle_release(&p->base);
     free(p);

@@ -8,6 +8,8 @@
  * and the callers around it compile. core.checked(decode) is the same with the codec's bounds
  * check (codec_check.c) in front, so that receiving a message is one C call. */
 #include "lc.h"
+#include "bindings.h"
+#include "codec_check.h"
 
 /* the closure: upvalue 1 is fn; returns true, fn's results | false, the error value */
 static int f_protected(lua_State *L) {

@@ -7,6 +7,8 @@
  * and small process-level functions (pid, cpu count, rss, environ, exit). */
 #define _GNU_SOURCE
 #include "lc.h"
+#include "bindings.h"
+#include "ipc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,7 +87,7 @@ int lc_call_with(lc_rt *rt, lc_push_fn push, void *ud) {
 
 typedef struct str_args { lc_handle_base *h; const char *a, *b; } str_args;
 
-static int push_str_args(lua_State *L, void *ud) {
+static int rt_push_str_args(lua_State *L, void *ud) {
   str_args *s = ud;
   if (!lc_handle_push_cb(s->h)) return -1;
   lua_pushstring(L, s->a);
@@ -97,87 +99,25 @@ static int push_str_args(lua_State *L, void *ud) {
 int lc_call_cb_str(lc_handle_base *h, const char *a, const char *b) {
   if (h->cb_ref == LUA_NOREF) return 0;
   str_args s = {h, a, b};
-  return lc_call_with(h->rt, push_str_args, &s) == 0;
+  return lc_call_with(h->rt, rt_push_str_args, &s) == 0;
 }
 
 
-/* Log output never waits on the loop: log.c's writer thread writes it, and drops (counting)
- * what a reader that does not keep up would make wait. */
-void lc_write_all(int fd, const char *buf, size_t len) {
-  lc_log_queue(fd, buf, len);
-}
-
-void lc_log(lc_rt *rt, const char *fmt, ...) {
-  char line[8192];
+/* The one shape of a failure in Lua: nil, message [, code], where code is the name of the
+ * negative UV_E* code uverr (left out when uverr is 0). Returns how many values it pushed. */
+int lc_push_fail(lua_State *L, int uverr, const char *fmt, ...) {
   va_list ap;
-  va_start(ap, fmt);
-  int m = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  if (m < 0) return;
-  lc_log_emit(rt, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1); /* log.c: time, level, prefix */
-}
-
-int lc_push_error(lua_State *L, int uverr) {
   lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", uv_err_name(uverr), uv_strerror(uverr));
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  if (uverr == 0) return 2;
   lua_pushstring(L, uv_err_name(uverr));
   return 3;
 }
 
-/* ---- signals by name ---- */
-
-static const struct { const char *name; int num; } SIGNALS[] = {
-  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT}, {"SIGILL", SIGILL},
-  {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT}, {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE},
-  {"SIGKILL", SIGKILL}, {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
-  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM}, {"SIGCHLD", SIGCHLD},
-  {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP}, {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN},
-  {"SIGTTOU", SIGTTOU}, {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
-  {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH}, {"SIGIO", SIGIO},
-  {"SIGSYS", SIGSYS}, {NULL, 0},
-};
-
-int lc_signum(const char *name) {
-  for (int i = 0; SIGNALS[i].name; i++) {
-    if (strcmp(SIGNALS[i].name, name) == 0 || strcmp(SIGNALS[i].name + 3, name) == 0)
-      return SIGNALS[i].num;
-  }
-  return 0;
-}
-
-const char *lc_signame(int signum) {
-  for (int i = 0; SIGNALS[i].name; i++)
-    if (SIGNALS[i].num == signum) return SIGNALS[i].name;
-  return NULL;
-}
-
-/* ---- connection sinks ---- */
-
-int lc_sink_add(lc_rt *rt, int key, lc_conn_sink_fn fn, void *data) {
-  for (int i = 0; i < rt->nsinks; i++)
-    if (rt->sinks[i].key == key) { rt->sinks[i].fn = fn; rt->sinks[i].data = data; return 0; }
-  if (rt->nsinks == LC_MAX_SINKS) return UV_ENOBUFS;
-  rt->sinks[rt->nsinks++] = (lc_sink){key, fn, data};
-  return 0;
-}
-
-void lc_sink_remove(lc_rt *rt, int key, void *data) {
-  for (int i = 0; i < rt->nsinks; i++) {
-    if (rt->sinks[i].key == key && rt->sinks[i].data == data) {
-      rt->sinks[i] = rt->sinks[--rt->nsinks];
-      return;
-    }
-  }
-}
-
-int lc_sink_deliver(lc_rt *rt, int key, uv_tcp_t *conn) {
-  for (int i = 0; i < rt->nsinks; i++) {
-    if (rt->sinks[i].key == key) {
-      rt->sinks[i].fn(rt->sinks[i].data, conn);
-      return 1;
-    }
-  }
-  return 0;
+int lc_push_error(lua_State *L, int uverr) {
+  return lc_push_fail(L, uverr, "%s: %s", uv_err_name(uverr), uv_strerror(uverr));
 }
 
 void lc_free_handle_cb(uv_handle_t *h) { free(h); }
@@ -274,11 +214,6 @@ void lc_handle_release(lc_handle_base *h) {
 
 /* ---- the runtime object ---- */
 
-static void flush_cb(uv_prepare_t *p) {
-  lc_rt *rt = p->data;
-  lc_ipc_flush_all(rt);
-}
-
 static int rt_gc(lua_State *L) {
   /* Reached only when a Lua state is closed, as the process ends: handles may still be open
    * and hold pointers into the loop, so the loop itself is left to the exit. */
@@ -321,17 +256,14 @@ int lc_rt_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
-  r = uv_prepare_init(&rt->loop, &rt->flush);
-  if (r == 0) r = uv_prepare_start(&rt->flush, flush_cb);
+  r = lc_wq_flusher_init(&rt->loop, &rt->flusher);
   if (r != 0) return luaL_error(L, "uv_prepare_init: %s", uv_strerror(r));
-  rt->flush.data = rt;
-  uv_unref((uv_handle_t *)&rt->flush);
   /* a peer that goes away must be an error on a write, never a signal that kills us */
   signal(SIGPIPE, SIG_IGN);
   return 0;
 }
 
-/* ---- small process-level bindings ---- */
+/* ---- the loop ---- */
 
 static int f_run(lua_State *L) {
   lc_rt *rt = lc_rt_get(L);
@@ -343,202 +275,8 @@ static int f_run(lua_State *L) {
 
 static int f_stop(lua_State *L) { uv_stop(&lc_rt_get(L)->loop); return 0; }
 static int f_now(lua_State *L) { lua_pushnumber(L, (lua_Number)uv_now(&lc_rt_get(L)->loop)); return 1; }
-static int f_hrtime(lua_State *L) { lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6); return 1; }
-static int f_time(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
-  return 1;
-}
-static int f_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
-static int f_ppid(lua_State *L) { lua_pushinteger(L, getppid()); return 1; }
-static int f_cpu_count(lua_State *L) { lua_pushinteger(L, (lua_Integer)uv_available_parallelism()); return 1; }
-
-static int f_rss(lua_State *L) {
-  size_t rss;
-  int r = uv_resident_set_memory(&rss);
-  if (r != 0) return lc_push_error(L, r);
-  lua_pushnumber(L, (lua_Number)rss);
-  return 1;
-}
-
-static int f_pid_rss(lua_State *L) {
-  /* RSS of another process, from /proc/PID/statm (pages) */
-  char path[64], buf[128];
-  snprintf(path, sizeof path, "/proc/%d/statm", (int)luaL_checkinteger(L, 1));
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return lc_push_error(L, uv_translate_sys_error(errno));
-  long size = 0, res = 0;
-  int ok = fgets(buf, sizeof buf, f) != NULL && sscanf(buf, "%ld %ld", &size, &res) == 2;
-  fclose(f);
-  if (!ok) return lc_push_error(L, UV_EINVAL);
-  lua_pushnumber(L, (lua_Number)res * (lua_Number)sysconf(_SC_PAGESIZE));
-  return 1;
-}
-
-static int f_exepath(lua_State *L) {
-  char buf[4096];
-  size_t len = sizeof buf;
-  int r = uv_exepath(buf, &len);
-  if (r != 0) return lc_push_error(L, r);
-  lua_pushlstring(L, buf, len);
-  return 1;
-}
-
-static int f_cwd(lua_State *L) {
-  char buf[4096];
-  size_t len = sizeof buf;
-  int r = uv_cwd(buf, &len);
-  if (r != 0) return lc_push_error(L, r);
-  lua_pushlstring(L, buf, len);
-  return 1;
-}
-
-/* (no heap copy: a push that raises, out of memory, would leak it) */
-static int f_realpath(lua_State *L) {
-  char buf[PATH_MAX];
-  if (realpath(luaL_checkstring(L, 1), buf) == NULL) return lc_push_error(L, uv_translate_sys_error(errno));
-  lua_pushstring(L, buf);
-  return 1;
-}
-
-/* read in place from environ, for the same reason (uv_os_environ copies it to the heap) */
-static int f_environ(lua_State *L) {
-  extern char **environ;
-  int n = 0;
-  while (environ[n]) n++;
-  lua_createtable(L, 0, n);
-  for (int i = 0; i < n; i++) {
-    const char *eq = strchr(environ[i], '=');
-    if (eq == NULL || eq == environ[i]) continue;
-    lua_pushlstring(L, environ[i], (size_t)(eq - environ[i]));
-    lua_pushstring(L, eq + 1);
-    lua_rawset(L, -3);
-  }
-  return 1;
-}
-
-static int f_kill(lua_State *L) {
-  int pid = (int)luaL_checkinteger(L, 1);
-  int sig = lua_isnumber(L, 2) ? (int)lua_tointeger(L, 2) : lc_signum(luaL_optstring(L, 2, "SIGTERM"));
-  if (sig == 0 && !lua_isnumber(L, 2)) return luaL_error(L, "unknown signal '%s'", lua_tostring(L, 2));
-  int r = uv_kill(pid, sig);
-  if (r != 0) return lc_push_error(L, r);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int f_signum(lua_State *L) {
-  int n = lc_signum(luaL_checkstring(L, 1));
-  if (n == 0) return 0;
-  lua_pushinteger(L, n);
-  return 1;
-}
-
-static int f_signame(lua_State *L) {
-  const char *s = lc_signame((int)luaL_checkinteger(L, 1));
-  if (s == NULL) return 0;
-  lua_pushstring(L, s);
-  return 1;
-}
-
-static int f_exit(lua_State *L) {
-  lc_rt *rt = lc_rt_get(L);
-  int code = (int)luaL_optinteger(L, 1, 0);
-  lc_ipc_flush_all(rt);
-  lc_alog_flush_all_sync(rt);
-  fflush(stdout);
-  fflush(stderr);
-  _exit(code);
-  return 0;
-}
-
-static int f_set_log_prefix(lua_State *L) {
-  lc_rt *rt = lc_rt_get(L);
-  snprintf(rt->log_prefix, sizeof rt->log_prefix, "%s", luaL_checkstring(L, 1));
-  return 0;
-}
-
-static int f_log(lua_State *L) {
-  lc_log(lc_rt_get(L), "%s", luaL_checkstring(L, 1));
-  return 0;
-}
-
-static int f_getuid(lua_State *L) { lua_pushinteger(L, (lua_Integer)getuid()); return 1; }
-
-/* core.private_dir(path) -> true | nil, err: creates path 0700 if missing, and refuses a
- * folder that is not ours or that others can enter (the control socket lives there) */
-static int f_private_dir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  struct stat st;
-  if (mkdir(path, 0700) != 0 && errno != EEXIST) return lc_push_error(L, uv_translate_sys_error(errno));
-  if (lstat(path, &st) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
-  if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077) != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s must be a folder owned by this user with mode 0700", path);
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int f_file_mode(lua_State *L) {
-  struct stat st;
-  if (lstat(luaL_checkstring(L, 1), &st) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
-  lua_pushinteger(L, st.st_mode & 07777);
-  lua_pushinteger(L, (lua_Integer)st.st_uid);
-  return 2;
-}
-
-static int f_chmod(lua_State *L) {
-  if (chmod(luaL_checkstring(L, 1), (mode_t)luaL_checkinteger(L, 2)) != 0)
-    return lc_push_error(L, uv_translate_sys_error(errno));
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int f_unlink(lua_State *L) {
-  if (unlink(luaL_checkstring(L, 1)) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int f_unsetenv(lua_State *L) {
-  uv_os_unsetenv(luaL_checkstring(L, 1));
-  return 0;
-}
-
-static int f_set_cloexec(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
-  int flags = fcntl(fd, F_GETFD);
-  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
-    return lc_push_error(L, uv_translate_sys_error(errno));
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int f_fd_valid(lua_State *L) {
-  lua_pushboolean(L, fcntl((int)luaL_checkinteger(L, 1), F_GETFD) >= 0);
-  return 1;
-}
-
-static int f_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
-  return 1;
-}
-
 void lc_open_rt(lua_State *L) {
-  static const luaL_Reg fns[] = {
-    {"run", f_run}, {"stop", f_stop}, {"now", f_now}, {"hrtime", f_hrtime}, {"time", f_time},
-    {"pid", f_pid}, {"ppid", f_ppid}, {"cpu_count", f_cpu_count}, {"rss", f_rss},
-    {"pid_rss", f_pid_rss}, {"exepath", f_exepath}, {"cwd", f_cwd}, {"realpath", f_realpath},
-    {"environ", f_environ}, {"kill", f_kill}, {"signum", f_signum}, {"signame", f_signame},
-    {"exit", f_exit}, {"set_log_prefix", f_set_log_prefix},
-    {"log", f_log}, {"set_cloexec", f_set_cloexec}, {"fd_valid", f_fd_valid},
-    {"isatty", f_isatty}, {"unsetenv", f_unsetenv}, {"getuid", f_getuid},
-    {"private_dir", f_private_dir}, {"file_mode", f_file_mode}, {"unlink", f_unlink}, {"chmod", f_chmod},
-    {NULL, NULL},
-  };
+  static const luaL_Reg fns[] = {{"run", f_run}, {"stop", f_stop}, {"now", f_now}, {NULL, NULL}};
   luaL_register(L, NULL, fns);
   lua_pushstring(L, LC_VERSION);
   lua_setfield(L, -2, "version");

@@ -1,7 +1,9 @@
-/* signal.c: uv_signal_t bound to Lua. Owns the signal handle; freed in close_cb.
+/* signal.c: uv_signal_t bound to Lua. Owns the signal handle; freed in signal_close_cb.
  * The callback gets the signal's name ("SIGTERM"). Signal handles are unreferenced by
  * default: waiting for a signal alone does not keep a process alive. */
 #include "lc.h"
+#include "bindings.h"
+#include "signal_names.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@ typedef struct lc_signal {
   int closing;
 } lc_signal;
 
-static void close_cb(uv_handle_t *h) {
+static void signal_close_cb(uv_handle_t *h) {
   lc_signal *s = h->data;
   lc_handle_release(&s->base);
   free(s);
@@ -43,7 +45,7 @@ static int f_signal_new(lua_State *L) {
   r = uv_signal_start(&s->sig, signal_cb, signum);
   if (r != 0) {
     s->closing = 1;
-    uv_close((uv_handle_t *)&s->sig, close_cb);
+    uv_close((uv_handle_t *)&s->sig, signal_close_cb);
     return lc_push_error(L, r);
   }
   uv_unref((uv_handle_t *)&s->sig);
@@ -54,7 +56,7 @@ static int m_close(lua_State *L) {
   lc_signal *s = lc_handle_test(L, 1, MT);
   if (s == NULL || s->closing) return 0;
   s->closing = 1;
-  uv_close((uv_handle_t *)&s->sig, close_cb);
+  uv_close((uv_handle_t *)&s->sig, signal_close_cb);
   return 0;
 }
 
@@ -75,6 +77,20 @@ static int f_signal_ignore(lua_State *L) {
   return 0;
 }
 
+static int f_signum(lua_State *L) {
+  int n = lc_signum(luaL_checkstring(L, 1));
+  if (n == 0) return 0;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int f_signame(lua_State *L) {
+  const char *s = lc_signame((int)luaL_checkinteger(L, 1));
+  if (s == NULL) return 0;
+  lua_pushstring(L, s);
+  return 1;
+}
+
 void lc_open_signal(lua_State *L) {
   static const luaL_Reg methods[] = {{"close", m_close}, {NULL, NULL}};
   lc_newmetatable(L, MT, methods);
@@ -84,4 +100,8 @@ void lc_open_signal(lua_State *L) {
   lua_setfield(L, -2, "signal_default");
   lua_pushcfunction(L, f_signal_ignore);
   lua_setfield(L, -2, "signal_ignore");
+  lua_pushcfunction(L, f_signum);
+  lua_setfield(L, -2, "signum");
+  lua_pushcfunction(L, f_signame);
+  lua_setfield(L, -2, "signame");
 }

@@ -1,19 +1,18 @@
-/* stream.c: byte pipes to and from child processes (their stdin, stdout, stderr), and the
- * control channel's Unix sockets.
- * Two owners are possible for an lc_stream:
- *  - Lua (core.stream_new): data and end reach the Lua callback; writes copy their bytes
- *    into a request that frees them when done; close() waits for queued writes, then closes,
- *    unless the peer takes no byte of them for send_timeout ms: then it closes at once and
- *    the rest is dropped (a child that never reads its stdin cannot hold a pipe forever).
- *  - C (lc_prefix_new): the master's forwarder of a worker's stdout/stderr. It cuts the bytes
- *    into lines and hands each to log.c (lc_log_forward), which prefixes it with "[worker N] "
- *    (or wraps it into a JSON record) and queues it for the master's own fd without waiting.
- *    It frees itself when the child's end closes.
+/* stream.c: byte pipes bound to Lua: a child process's stdin, stdout or stderr, and the
+ * connections of the control channel's Unix sockets (unix_socket.c).
+ * Data and end reach the Lua callback; writes go through the stream's write queue
+ * (write_queue.c); close() waits for queued writes, then closes, unless the peer takes no
+ * byte of them for send_timeout ms: then it closes at once and the rest is dropped (a child
+ * that never reads its stdin cannot hold a pipe forever). (A worker's output lines that the
+ * master forwards are log_forward.c's.)
  * Each lc_stream has two handles, the pipe and its send timer: the pipe is closed first, its
  * close callback closes the timer, and the timer's close callback frees the struct.
  * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c): out of memory
  * building the arguments is logged, and a read event Lua had no room for waits (read_hold.h). */
 #include "lc.h"
+#include "bindings.h"
+#include "stream.h"
+#include "write_queue.h"
 #include "read_hold.h"
 
 #include <errno.h>
@@ -24,37 +23,29 @@
 #include <unistd.h>
 
 #define MT "luacluster.stream"
-#define LINE_MAX_BYTES 65536
 #define SEND_TIMEOUT_MS 60000   /* close(): the longest a peer may take no byte of what is queued */
 
 struct lc_stream {
-  lc_handle_base base;     /* base.box is NULL for a C-owned prefix stream */
+  lc_handle_base base;
   uv_pipe_t pipe;
   uv_timer_t timer;        /* close(): the send timeout while queued writes wait */
-  int writes_pending;
+  lc_wq wq;                /* what is written and not yet taken by the pipe (write_queue.c) */
   unsigned char closing, close_after_writes, reading;
   unsigned char want_read; /* Lua asked to read (read_start/resume, not pause since) */
   read_hold *hold;         /* a read event Lua had no memory for, delivered later (read_hold.h);
                               made on first use, so that a stream is no bigger than it was */
   uint64_t send_timeout;   /* ms; 0: close() waits for the queued writes however long */
   size_t stall_mark;       /* bytes queued when the timer was last started */
-  /* prefix mode */
-  int prefix_fd, pid;
-  char prefix[32];
-  char *line;
-  size_t line_len;
 };
 
-typedef struct swrite { uv_write_t req; lc_stream *s; char data[]; } swrite;
-
-static void free_cb(uv_handle_t *h) {
+static void stream_free_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
-  free(s->line);
   free(s);
 }
 
-static void close_cb(uv_handle_t *h) {
+static void stream_close_cb(uv_handle_t *h) {
   lc_stream *s = h->data;
+  lc_wq_close(&s->wq);
   if (s->hold) hold_close(s->hold);
   free(s->hold);
   s->hold = NULL;
@@ -62,7 +53,7 @@ static void close_cb(uv_handle_t *h) {
     lc_call_cb_str(&s->base, "close", NULL);
     lc_handle_release(&s->base);
   }
-  uv_close((uv_handle_t *)&s->timer, free_cb);
+  uv_close((uv_handle_t *)&s->timer, stream_free_cb);
 }
 
 static void close_now(lc_stream *s) {
@@ -71,17 +62,18 @@ static void close_now(lc_stream *s) {
   s->close_after_writes = 0;
   uv_timer_stop(&s->timer);
   if (s->hold) hold_clear(s->hold);   /* a held read event goes with its stream */
-  uv_close((uv_handle_t *)&s->pipe, close_cb);   /* queued writes end with UV_ECANCELED */
+  lc_wq_close(&s->wq);                /* unsent bytes go; those in flight end with UV_ECANCELED */
+  uv_close((uv_handle_t *)&s->pipe, stream_close_cb);
 }
 
-static size_t queued(lc_stream *s) { return uv_stream_get_write_queue_size((uv_stream_t *)&s->pipe); }
+static size_t queued(lc_stream *s) { return lc_wq_queued(&s->wq); }
 
-static void send_timer_cb(uv_timer_t *t) {
+static void stream_send_timer_cb(uv_timer_t *t) {
   lc_stream *s = t->data;
   size_t now = queued(s);
   if (now < s->stall_mark) {          /* the peer took some: it gets another send_timeout */
     s->stall_mark = now;
-    uv_timer_start(&s->timer, send_timer_cb, s->send_timeout, 0);
+    uv_timer_start(&s->timer, stream_send_timer_cb, s->send_timeout, 0);
     return;
   }
   close_now(s);
@@ -89,10 +81,10 @@ static void send_timer_cb(uv_timer_t *t) {
 
 static void stream_close(lc_stream *s) {
   if (s->closing) return;
-  if (s->writes_pending > 0) {
+  if (!lc_wq_end(&s->wq)) {
     if (!s->close_after_writes && s->send_timeout > 0) {
       s->stall_mark = queued(s);
-      uv_timer_start(&s->timer, send_timer_cb, s->send_timeout, 0);
+      uv_timer_start(&s->timer, stream_send_timer_cb, s->send_timeout, 0);
     }
     s->close_after_writes = 1;
     return;
@@ -100,47 +92,23 @@ static void stream_close(lc_stream *s) {
   close_now(s);
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+/* a write of s's queue is done: a close waiting for the writes goes on */
+static void stream_written_cb(lc_wq *q, int status) {
+  lc_stream *s = q->data;
+  if (s->close_after_writes && (status < 0 || lc_wq_idle(q))) close_now(s);
+}
+
+static void stream_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;
   static __thread char slab[65536];  /* consumed before the next read on this thread */
   *buf = uv_buf_init(slab, sizeof slab);
 }
 
-/* ---- prefix mode ---- */
-
-static void emit_line(lc_stream *s, const char *p, size_t n) {
-  lc_log_forward(s->base.rt, s->prefix_fd, s->prefix, s->pid, p, n);
-}
-
-static void prefix_data(lc_stream *s, const char *p, size_t n) {
-  while (n > 0) {
-    const char *nl = memchr(p, '\n', n);
-    size_t take = nl ? (size_t)(nl - p) : n;
-    if (s->line_len + take > LINE_MAX_BYTES) {       /* an endless line: pass it on in pieces */
-      size_t room = LINE_MAX_BYTES - s->line_len;
-      memcpy(s->line + s->line_len, p, room);
-      emit_line(s, s->line, LINE_MAX_BYTES);
-      s->line_len = 0;
-      p += room;
-      n -= room;
-      continue;
-    }
-    if (nl && s->line_len == 0) emit_line(s, p, take);
-    else {
-      memcpy(s->line + s->line_len, p, take);
-      s->line_len += take;
-      if (nl) { emit_line(s, s->line, s->line_len); s->line_len = 0; }
-    }
-    p += take + (nl ? 1 : 0);
-    n -= take + (nl ? 1 : 0);
-  }
-}
-
 typedef struct read_args { lc_stream *s; ssize_t nread; const char *data; } read_args;
 
 /* run by lc_call_with, protected: cb("data", bytes) | cb("end") | cb("error", message) */
-static int push_read(lua_State *L, void *ud) {
+static int stream_push_read(lua_State *L, void *ud) {
   read_args *a = ud;
   if (!lc_handle_push_cb(&a->s->base)) return -1;
   if (a->nread > 0) {
@@ -160,7 +128,7 @@ static int push_read(lua_State *L, void *ud) {
 /* 1 when Lua got the event (or has no callback for it), 0 when its arguments could not be built */
 static int deliver_read(lc_stream *s, ssize_t nread, const char *data) {
   read_args a = {s, nread, data};
-  return lc_call_with(s->base.rt, push_read, &a) <= 0;
+  return lc_call_with(s->base.rt, stream_push_read, &a) <= 0;
 }
 
 static int held(const lc_stream *s) { return s->hold && hold_active(s->hold); }
@@ -180,12 +148,12 @@ static void resume_reading(lc_stream *s) {
   }
 }
 
-static void hold_timer_cb(uv_timer_t *timer) {
+static void stream_hold_timer_cb(uv_timer_t *timer) {
   lc_stream *s = timer->data;
   if (!held(s) || s->closing || !s->want_read) return;  /* read_start retries it */
   ssize_t nread = s->hold->nread;
   if (!deliver_read(s, nread, s->hold->data)) {
-    hold_retry_later(s->hold, hold_timer_cb);
+    hold_retry_later(s->hold, stream_hold_timer_cb);
     return;
   }
   hold_clear(s->hold);
@@ -196,7 +164,7 @@ static void hold_timer_cb(uv_timer_t *timer) {
 static void hold_read(lc_stream *s, ssize_t nread, const char *data) {
   stop_reading(s);
   if ((s->hold == NULL && (s->hold = calloc(1, sizeof *s->hold)) == NULL) ||
-      hold_put(s->hold, s->pipe.loop, nread, data, hold_timer_cb, s) != 0) {
+      hold_put(s->hold, s->pipe.loop, nread, data, stream_hold_timer_cb, s) != 0) {
     lc_log(s->base.rt, "error: stream: a read event could not be kept for a retry (out of memory); the stream is closed");
     close_now(s);
     return;
@@ -207,16 +175,9 @@ static void hold_read(lc_stream *s, ssize_t nread, const char *data) {
     lc_log(s->base.rt, "warn: stream: Lua had no memory for a pipe's %s event; it waits", nread == UV_EOF ? "end" : "error");
 }
 
-static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+static void stream_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_stream *s = st->data;
   if (nread == 0) return;
-  if (s->line) {
-    if (nread > 0) { prefix_data(s, buf->base, (size_t)nread); return; }
-    if (s->line_len > 0) emit_line(s, s->line, s->line_len);
-    s->line_len = 0;
-    stream_close(s);
-    return;
-  }
   if (nread < 0) stop_reading(s);   /* the end, or an error: nothing more to read */
   if (!deliver_read(s, nread, buf->base)) hold_read(s, nread, buf->base);
 }
@@ -228,22 +189,9 @@ static int handles_init(lc_rt *rt, lc_stream *s) {
   uv_timer_init(&rt->loop, &s->timer);   /* cannot fail on a live loop */
   s->pipe.data = s->timer.data = s;
   s->send_timeout = SEND_TIMEOUT_MS;
+  lc_wq_init(&s->wq, (uv_stream_t *)&s->pipe, NULL, 0, stream_written_cb, s);
   return 0;
 }
-
-lc_stream *lc_prefix_new(lc_rt *rt, int out_fd, const char *prefix) {
-  lc_stream *s = calloc(1, sizeof *s);
-  if (s == NULL) return NULL;
-  s->line = malloc(LINE_MAX_BYTES);
-  if (s->line == NULL || handles_init(rt, s) != 0) { free(s->line); free(s); return NULL; }
-  s->base.rt = rt;
-  s->base.cb_ref = s->base.self_ref = LUA_NOREF;
-  s->prefix_fd = out_fd;
-  snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
-  return s;
-}
-
-void lc_prefix_set_pid(lc_stream *s, int pid) { s->pid = pid; }
 
 lc_stream *lc_stream_new(lua_State *L, int cb_idx) {
   if (cb_idx != 0 && !lua_isnoneornil(L, cb_idx)) luaL_checktype(L, cb_idx, LUA_TFUNCTION);
@@ -260,16 +208,16 @@ lc_stream *lc_stream_new(lua_State *L, int cb_idx) {
 
 uv_pipe_t *lc_stream_pipe(lc_stream *s) { return &s->pipe; }
 
-void lc_stream_close_if_prefix(lc_stream *s) {
-  if (s->line) stream_close(s);
-}
+lc_handle_base *lc_stream_base(lc_stream *s) { return &s->base; }
+
+void lc_stream_close(lc_stream *s) { stream_close(s); }
 
 /* (C's start of a child's pipe, and Lua's read_start/resume: reading is wanted from here on) */
 int lc_stream_start(lc_stream *s) {
   s->want_read = 1;
-  if (held(s)) { hold_retry_now(s->hold, hold_timer_cb); return 0; }
+  if (held(s)) { hold_retry_now(s->hold, stream_hold_timer_cb); return 0; }
   s->reading = 1;
-  return uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
+  return uv_read_start((uv_stream_t *)&s->pipe, stream_alloc_cb, stream_read_cb);
 }
 
 /* ---- Lua bindings ---- */
@@ -279,36 +227,16 @@ static int f_stream_new(lua_State *L) {
   return 1;
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  swrite *w = (swrite *)req;
-  lc_stream *s = w->s;
-  (void)status;
-  free(w);
-  s->writes_pending--;
-  if (s->writes_pending == 0 && s->close_after_writes) stream_close(s);
-}
-
 static int m_write(lua_State *L) {
   lc_stream *s = lc_handle_check(L, 1, MT);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (s->closing || s->close_after_writes) return lc_push_error(L, UV_EPIPE);
-  if (len > INT_MAX) return lc_push_error(L, UV_E2BIG);   /* uv_buf_t lengths are unsigned, uv_try_write's count an int */
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  if (s->writes_pending == 0) {
-    int n = uv_try_write((uv_stream_t *)&s->pipe, &b, 1);
-    if (n == (int)len) { lua_pushboolean(L, 1); return 1; }
-    if (n < 0 && n != UV_EAGAIN) return lc_push_error(L, n);
-    if (n > 0) { data += n; len -= (size_t)n; }
-  }
-  swrite *w = malloc(sizeof *w + len);
-  if (w == NULL) return lc_push_error(L, UV_ENOMEM);
-  memcpy(w->data, data, len);
-  w->s = s;
-  b = uv_buf_init(w->data, (unsigned)len);
-  int r = uv_write(&w->req, (uv_stream_t *)&s->pipe, &b, 1, write_cb);
-  if (r != 0) { free(w); return lc_push_error(L, r); }
-  s->writes_pending++;
+  uv_buf_t b;
+  b.base = (char *)data;
+  b.len = len;
+  int r = lc_wq_write(&s->wq, &b, 1);
+  if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -350,136 +278,6 @@ static int m_fileno(lua_State *L) {
   return 1;
 }
 
-/* ---- Unix sockets (the control channel) ---- */
-
-typedef struct accept_args { lc_stream *srv; int handed; } accept_args;
-
-/* run by lc_call_with, protected: cb(stream) with a new stream accepted from the server */
-static int push_accepted(lua_State *L, void *ud) {
-  accept_args *a = ud;
-  if (!lc_handle_push_cb(&a->srv->base)) return -1;
-  lc_stream *c = lc_stream_new(L, 0);   /* no callback yet: Lua sets one with :read_start */
-  if (uv_accept((uv_stream_t *)&a->srv->pipe, (uv_stream_t *)&c->pipe) != 0) {
-    stream_close(c);
-    return -1;
-  }
-  a->handed = 1;
-  return 1;
-}
-
-static void pipe_connection_cb(uv_stream_t *server, int status) {
-  lc_stream *srv = server->data;
-  if (status != 0) return;
-  accept_args a = {srv, 0};
-  if (lc_call_with(srv->base.rt, push_accepted, &a) > 0 && !a.handed) {
-    /* no memory for its Lua object: taken from the queue and closed, or libuv would call back
-     * for it again and again */
-    uv_pipe_t *p = malloc(sizeof *p);
-    if (p == NULL || uv_pipe_init(server->loop, p, 0) != 0) { free(p); return; }
-    if (uv_accept(server, (uv_stream_t *)p) == 0)
-      lc_log(srv->base.rt, "warn: stream: a connection to a Unix socket was closed: no memory for its Lua object");
-    uv_close((uv_handle_t *)p, lc_free_handle_cb);
-  }
-}
-
-/* core.pipe_listen(path, cb): cb(stream) per connection; the socket file is made 0600.
- * Made so between bind and listen: nobody can connect before listen, so nobody ever connects
- * to a wider mode, and the process-wide umask is left alone (changing it raced the threads
- * that create files: the access log's reopen, in libuv's pool). */
-static int f_pipe_listen(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lc_stream *s = lc_stream_new(L, 2);
-  int r = uv_pipe_bind(&s->pipe, path);
-  int bound = r == 0;
-  if (r == 0 && chmod(path, 0600) != 0) r = uv_translate_sys_error(errno);
-  if (r == 0) r = uv_listen((uv_stream_t *)&s->pipe, 64, pipe_connection_cb);
-  if (r != 0) {
-    if (bound) unlink(path);
-    stream_close(s);
-    return lc_push_error(L, r);
-  }
-  uv_unref((uv_handle_t *)&s->pipe);
-  return 1;
-}
-
-typedef struct pconnect {
-  uv_connect_t req;
-  lc_rt *rt;
-  lc_stream *s;            /* closed (and freed) at once when the connect failed: not used then */
-  int cb_ref, status;
-  uv_timer_t *retry;       /* made when Lua had no memory for the callback's arguments */
-  uint64_t delay;
-} pconnect;
-
-/* run by lc_call_with, protected: cb(stream) or cb(nil, "ENOENT: ...") */
-static int push_connect(lua_State *L, void *ud) {
-  pconnect *pc = ud;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->cb_ref);
-  if (pc->status != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", uv_err_name(pc->status), uv_strerror(pc->status));
-    return 2;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, pc->s->base.self_ref);
-  return 1;
-}
-
-static void pipe_connect_retry_cb(uv_timer_t *timer);
-
-/* Calls the connect's callback; when its arguments cannot be built (out of memory) it is tried
- * again later rather than never called (a coroutine waits on it). Frees pc once called. */
-static void pipe_connect_deliver(pconnect *pc) {
-  lc_rt *rt = pc->rt;
-  if (lc_call_with(rt, push_connect, pc) > 0) {
-    if (pc->retry == NULL && (pc->retry = malloc(sizeof *pc->retry)) != NULL) {
-      if (uv_timer_init(&rt->loop, pc->retry) != 0) { free(pc->retry); pc->retry = NULL; }
-      else { pc->retry->data = pc; pc->delay = 25; }
-    }
-    if (pc->retry) {
-      pc->delay = pc->delay * 2 > 2000 ? 2000 : pc->delay * 2;
-      uv_timer_start(pc->retry, pipe_connect_retry_cb, pc->delay, 0);
-      return;
-    }
-    lc_log(rt, "error: stream: a connect's callback could not be called (out of memory); it never will be");
-    if (pc->status == 0) stream_close(pc->s);
-  }
-  if (pc->retry) uv_close((uv_handle_t *)pc->retry, lc_free_handle_cb);
-  luaL_unref(rt->L, LUA_REGISTRYINDEX, pc->cb_ref);
-  free(pc);
-}
-
-static void pipe_connect_retry_cb(uv_timer_t *timer) { pipe_connect_deliver(timer->data); }
-
-static void pipe_connect_cb(uv_connect_t *req, int status) {
-  pconnect *pc = (pconnect *)req;
-  pc->status = status;
-  if (status != 0) stream_close(pc->s);
-  pipe_connect_deliver(pc);
-}
-
-/* core.pipe_connect(path, cb): cb(stream) or cb(nil, err) */
-static int f_pipe_connect(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lc_stream *s = lc_stream_new(L, 0);
-  lua_pop(L, 1);
-  lua_pushvalue(L, 2);
-  int cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (what can raise comes before the calloc) */
-  pconnect *pc = calloc(1, sizeof *pc);
-  if (pc == NULL) {
-    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
-    stream_close(s);
-    return lc_push_error(L, UV_ENOMEM);
-  }
-  pc->s = s;
-  pc->rt = s->base.rt;
-  pc->cb_ref = cb_ref;
-  uv_pipe_connect(&pc->req, &pc->s->pipe, path, pipe_connect_cb);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* stream:read_start(cb): (re)sets the callback and starts reading */
 static int m_read_start(lua_State *L) {
   lc_stream *s = lc_handle_check(L, 1, MT);
@@ -499,10 +297,6 @@ void lc_open_stream(lua_State *L) {
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
-  lua_pushcfunction(L, f_pipe_listen);
-  lua_setfield(L, -2, "pipe_listen");
-  lua_pushcfunction(L, f_pipe_connect);
-  lua_setfield(L, -2, "pipe_connect");
   lua_pushcfunction(L, f_stream_new);
   lua_setfield(L, -2, "stream_new");
 }

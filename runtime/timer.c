@@ -1,6 +1,7 @@
-/* timer.c: uv_timer_t bound to Lua. Owns the timer handle; freed in close_cb.
+/* timer.c: uv_timer_t bound to Lua. Owns the timer handle; freed in timer_close_cb.
  * A timer calls its Lua callback with no arguments; timer.lua runs it in a coroutine. */
 #include "lc.h"
+#include "bindings.h"
 
 #include <stdlib.h>
 
@@ -12,20 +13,20 @@ typedef struct lc_timer {
   int closing;
 } lc_timer;
 
-static void close_cb(uv_handle_t *h) {
+static void timer_close_cb(uv_handle_t *h) {
   lc_timer *t = h->data;
   lc_handle_release(&t->base);
   free(t);
 }
 
-static int push_cb(lua_State *L, void *ud) {
+static int timer_push_cb(lua_State *L, void *ud) {
   (void)L;
   return lc_handle_push_cb(ud) ? 0 : -1;
 }
 
 static void timer_cb(uv_timer_t *handle) {
   lc_timer *t = handle->data;
-  lc_call_with(t->base.rt, push_cb, &t->base);
+  lc_call_with(t->base.rt, timer_push_cb, &t->base);
 }
 
 static int f_timer_new(lua_State *L) {
@@ -61,7 +62,7 @@ static int m_close(lua_State *L) {
   lc_timer *t = lc_handle_test(L, 1, MT);
   if (t == NULL || t->closing) return 0;
   t->closing = 1;
-  uv_close((uv_handle_t *)&t->timer, close_cb);
+  uv_close((uv_handle_t *)&t->timer, timer_close_cb);
   return 0;
 }
 

@@ -57,6 +57,7 @@ static void wq_write_cb(uv_write_t *req, int status) {
   wq_req_give(q, r);
   if (sent) sent(ctx, status);
   if (q->closed) return;
+  if (status < 0) q->out.len = 0;      /* a stream that failed a write takes no more in order */
   if (status == 0 && q->out.len > 0) {
     int e = q->flusher ? (wq_mark_dirty(q), 0) : lc_wq_flush(q);
     if (e != 0) status = e;
@@ -181,6 +182,10 @@ static void wq_unlink_dirty(lc_wq *q) {
   q->next_dirty = NULL;
   q->dirty = 0;
   if (q->flusher->dirty == NULL) uv_unref((uv_handle_t *)&q->flusher->prepare);
+}
+
+void lc_wq_drop(lc_wq *q) {
+  q->out.len = 0;
 }
 
 void lc_wq_close(lc_wq *q) {

@@ -54,6 +54,7 @@ int lc_wq_flush(lc_wq *q);          /* hands what is queued to libuv now (a try 
 /* No more writes; 1 when nothing is left to write (close now), 0 when written will be called
  * once it is all written (lc_wq_idle) or failed */
 int lc_wq_end(lc_wq *q);
+void lc_wq_drop(lc_wq *q);           /* drops what is queued and not in flight (a peer gone) */
 void lc_wq_close(lc_wq *q);          /* the stream closes: drops what is not in flight; idempotent */
 void lc_wq_trim(lc_wq *q);           /* frees the buffers an idle queue keeps */
 static inline int lc_wq_idle(const lc_wq *q) { return q->out.len == 0 && q->inflight == 0; }

@@ -27,6 +27,7 @@ static void t_buf(void) {
   CHECK(lc_buf_next_cap(512, 513, 1000, &c) == 0 && c == 1000);
   CHECK(lc_buf_next_cap(512, 1001, 1000, &c) == UV_E2BIG);
   CHECK(lc_buf_next_cap(0, 10, 100, &c) == 0 && c == 100);
+  CHECK(lc_buf_next_cap(0, 1, 0, &c) == 0 && c == LC_BUF_MIN);   /* max 0: no cap */
   /* the overflow edge: doubling past SIZE_MAX / 2 stops at the cap, never wraps */
   CHECK(lc_buf_next_cap(SIZE_MAX / 4 + 1, SIZE_MAX / 4 + 2, 0 - (size_t)1, &c) == 0 && c == LC_BUF_NO_CAP);
   CHECK(lc_buf_next_cap(LC_BUF_NO_CAP - 1, LC_BUF_NO_CAP, SIZE_MAX, &c) == 0 && c == LC_BUF_NO_CAP);

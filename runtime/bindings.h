@@ -1,0 +1,25 @@
+/* bindings.h: the functions with which each file registers its bindings into the core module
+ * table on the top of the stack; lua_core.c calls them all, in this order. */
+#ifndef LC_BINDINGS_H
+#define LC_BINDINGS_H
+
+#include <lua.h>
+
+void lc_open_rt(lua_State *L);           /* rt.c: run, stop, now, version */
+void lc_open_os(lua_State *L);           /* os.c */
+void lc_open_ipc(lua_State *L);          /* ipc.c */
+void lc_open_process(lua_State *L);      /* process.c */
+void lc_open_timer(lua_State *L);        /* timer.c */
+void lc_open_signal(lua_State *L);       /* signal.c */
+void lc_open_stream(lua_State *L);       /* stream.c */
+void lc_open_unix_socket(lua_State *L);  /* unix_socket.c */
+void lc_open_tcp(lua_State *L);          /* tcp.c */
+void lc_open_dispatch(lua_State *L);     /* dispatch.c: sink_new */
+void lc_open_http(lua_State *L);         /* http.c */
+void lc_open_fswatch(lua_State *L);      /* fswatch.c */
+void lc_open_protect(lua_State *L);      /* protect.c */
+void lc_open_log(lua_State *L);          /* log.c */
+void lc_open_access_log(lua_State *L);   /* access_log.c */
+void lc_open_notify(lua_State *L);       /* notify.c */
+
+#endif
