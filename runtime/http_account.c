@@ -4,6 +4,7 @@
  * are the runtime's (lc_rt.http), the log is the Lua object's. */
 #include "http_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -26,22 +27,30 @@ static const char *field(http_conn *c, const char *name, size_t nlen, size_t *vl
 
 int lc_http_peer(http_conn *c, char *ip, size_t iplen, int *port) {
   if (c->peer_known == 0) {
-    int len = sizeof c->peer;
-    int r = c->closed ? UV_ENOTCONN : uv_tcp_getpeername(c->tcp, &c->peer.sa, &len);
-    c->peer_known = r == 0 && (c->peer.sa.sa_family == AF_INET || c->peer.sa.sa_family == AF_INET6) ? 1 : -1;
+    http_addr a;
+    int len = sizeof a;
+    int r = c->closed ? UV_ENOTCONN : uv_tcp_getpeername(c->tcp, &a.sa, &len);
+    if (r == 0 && (a.sa.sa_family == AF_INET || a.sa.sa_family == AF_INET6)) {
+      if ((c->peer = malloc(sizeof *c->peer)) == NULL) return UV_ENOMEM;   /* asked again later */
+      *c->peer = a;
+      c->peer_known = 1;
+    } else {
+      c->peer_known = -1;
+    }
   }
   if (c->peer_known < 0) return UV_ENOTCONN;
-  int v6 = c->peer.sa.sa_family == AF_INET6;
+  http_addr *a = c->peer;
+  int v6 = a->sa.sa_family == AF_INET6;
   if (ip != NULL) {
-    int r = v6 ? uv_ip6_name(&c->peer.in6, ip, iplen) : uv_ip4_name(&c->peer.in4, ip, iplen);
+    int r = v6 ? uv_ip6_name(&a->in6, ip, iplen) : uv_ip4_name(&a->in4, ip, iplen);
     if (r != 0) return r;
   }
-  if (port != NULL) *port = ntohs(v6 ? c->peer.in6.sin6_port : c->peer.in4.sin_port);
+  if (port != NULL) *port = ntohs(v6 ? a->in6.sin6_port : a->in4.sin_port);
   return 0;
 }
 
 void lc_http_account(http_conn *c, int status, double body_bytes, int has_head) {
-  lc_http_stats *st = &c->rt->http;
+  lc_http_stats *st = &c->srv->base.rt->http;
   uint64_t now = uv_hrtime(), start = c->req ? c->req->start : 0;
   double secs = start && now > start ? (double)(now - start) / 1e9 : 0;
   int cls = status / 100;

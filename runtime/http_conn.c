@@ -28,10 +28,11 @@ static void free_conn(http_conn *c) {
   http_server *s = c->srv;
   lc_http_fire_drain(c);  /* a waiting handler resumes; its next write finds the connection gone */
   if (c->box) *c->box = NULL;
-  lc_http_ref_run(c->rt, c->box_ref, 0);
+  lc_http_ref_run(c->srv->base.rt, c->box_ref, 0);
   if (c->in != s->rbuf) free(c->in);
   if (c->req) lc_http_server_req_done(s, c->req);
   free(c->wq);            /* closed with the stream (lc_http_conn_close), its writes all called back */
+  free(c->peer);
   free(c);
   lc_http_server_conn_gone(s);
 }
@@ -52,10 +53,6 @@ void lc_http_conn_close(http_conn *c) {
   c->closed = 1;
   c->state = LC_HTTP_S_CLOSING;
   lc_http_conn_no_deadline(c);
-  http_server *s = c->srv;
-  if (c->prev) c->prev->next = c->next; else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->prev = c->next = NULL;
   if (c->wq) lc_wq_close(c->wq);
   uv_close((uv_handle_t *)c->tcp, http_conn_closed_cb);
 }
@@ -220,7 +217,7 @@ int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, 
   if (c->wq == NULL) {
     lc_wq *q = malloc(sizeof *q);
     if (q == NULL) { lc_http_conn_close(c); return UV_ENOMEM; }
-    lc_wq_init(q, (uv_stream_t *)c->tcp, &c->rt->flusher, 0, http_conn_written_cb, c);
+    lc_wq_init(q, (uv_stream_t *)c->tcp, &c->srv->base.rt->flusher, 0, http_conn_written_cb, c);
     q->notify_flush = 1;   /* backpressure, drain and the end wait for what the flusher writes */
     c->wq = q;
   }
@@ -544,18 +541,14 @@ void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
   if (c == NULL) { uv_close((uv_handle_t *)tcp, lc_free_handle_cb); return; }
   c->tcp = tcp;
   c->srv = s;
-  c->rt = s->base.rt;
   c->box_ref = LUA_NOREF;
   c->drain_ref = LUA_NOREF;
   tcp->data = c;
   c->state = LC_HTTP_S_HEAD;
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
   s->nconns++;
   s->conns_total++;
-  c->rt->http.conns_open++;
-  c->rt->http.conns_total++;
+  c->srv->base.rt->http.conns_open++;
+  c->srv->base.rt->http.conns_total++;
   uv_tcp_nodelay(tcp, 1);
   if (s->alog) lc_http_peer(c, NULL, 0, NULL);  /* while the client is surely there (a reset loses its address) */
   lc_http_conn_deadline(c, LC_HTTP_T_HEADER, LC_HTTP_DL_HEADER);

@@ -60,8 +60,6 @@ typedef union http_addr { struct sockaddr sa; struct sockaddr_in in4; struct soc
 typedef struct http_conn {
   uv_tcp_t *tcp;
   http_server *srv;
-  lc_rt *rt;
-  struct http_conn *prev, *next;
   void **box;
   http_req *req;              /* the request being read or answered; NULL between requests */
   /* the input: while a read is handled, the server's shared buffer; between reads, a buffer
@@ -78,7 +76,7 @@ typedef struct http_conn {
   unsigned char state, timer_mode, dl_list, ending;   /* dl_list: LC_HTTP_DL_* + 1, or 0 */
   unsigned char keepalive, upgrade, in_parse, read_paused, peer_closed, got_bytes, closed;
   signed char peer_known;     /* peer: 0 not looked up yet, 1 known, -1 unknown */
-  http_addr peer;             /* the client's address, looked up once */
+  http_addr *peer;            /* the client's address, looked up once (when asked for) */
 } http_conn;
 
 struct http_server {
@@ -91,7 +89,6 @@ struct http_server {
   double refused;               /* connections closed at the limit (this burst, then total) */
   int closed, draining, drain_ref;
   int in_drain_cb;              /* the drain callback runs: it may close (not free) the server */
-  http_conn *conns;
   int nconns;
   double requests, conns_total, closed_since_report;
   lc_alog *alog;                /* access log (access_log.c), or NULL */

@@ -56,13 +56,13 @@ void lc_http_fire_drain(http_conn *c) {
   if (c->timer_mode == LC_HTTP_T_SEND && !c->closed) lc_http_conn_no_deadline(c);
   int ref = c->drain_ref;
   c->drain_ref = LUA_NOREF;
-  lc_http_ref_run(c->rt, ref, 1);
+  lc_http_ref_run(c->srv->base.rt, ref, 1);
 }
 
 /* ---- a request to its handler ---- */
 
 static void push_conn(http_conn *c) {
-  lua_State *L = c->rt->L;
+  lua_State *L = c->srv->base.rt->L;
   if (c->box == NULL) {
     c->box = lua_newuserdata(L, sizeof(void *));
     *c->box = c;
@@ -84,7 +84,7 @@ static int http_lua_handler_call(lua_State *L) {
   handler_call *hc = lua_touserdata(L, 1);
   http_conn *c = hc->c;
   lua_settop(L, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->rt->traceback_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->base.rt->traceback_ref);
   if (!lc_handle_push_cb(&c->srv->base)) { hc->failed = 503; return 0; }
   push_conn(c);
   lua_pushinteger(L, c->seq);
@@ -113,7 +113,7 @@ static int http_lua_handler_call(lua_State *L) {
   }
   if (lua_pcall(L, 8, 0, 1) != 0) {
     hc->failed = 500;
-    lc_log(c->rt, "error: %s", lua_tostring(L, -1));
+    lc_log(c->srv->base.rt, "error: %s", lua_tostring(L, -1));
   }
   return 0;
 }
@@ -126,8 +126,8 @@ void lc_http_call_handler(http_conn *c) {
   r->resp_sent = 0;
   uint32_t seq = c->seq;
   handler_call hc = {c, 0};
-  if (lua_cpcall(c->rt->L, http_lua_handler_call, &hc) != 0) {
-    cpcall_failed(c->rt, "a request");
+  if (lua_cpcall(c->srv->base.rt->L, http_lua_handler_call, &hc) != 0) {
+    cpcall_failed(c->srv->base.rt, "a request");
     hc.failed = 500;
   }
   /* no handler took the request (none set, or out of memory before one ran): the runtime

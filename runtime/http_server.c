@@ -91,9 +91,12 @@ void lc_http_server_conn_gone(http_server *s) {
  * request get the shorter of their timers. */
 void lc_http_server_drain(http_server *s) {
   s->draining = 1;
-  for (http_conn *c = s->conns; c; c = c->next)
+  http_conn *next;
+  for (http_conn *c = s->dl[LC_HTTP_DL_HEADER].head; c; c = next) {
+    next = c->dl_next;   /* (c moves to another list) */
     if (c->state == LC_HTTP_S_HEAD && !c->got_bytes && c->timer_mode == LC_HTTP_T_HEADER)
       lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, LC_HTTP_DL_KEEPALIVE);
+  }
 }
 
 void lc_http_server_maybe_free(http_server *s) {
