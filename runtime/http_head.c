@@ -5,29 +5,10 @@
 
 #include <string.h>
 
-static const char *find_lf(const char *p, const char *end) {
-  return memchr(p, '\n', (size_t)(end - p));
-}
-
 /* a CR in [s, e) that is not followed by LF (a CR as the last byte may still get its LF) */
 static int has_bare_cr(const char *s, const char *e) {
   for (const char *q = memchr(s, '\r', (size_t)(e - s)); q != NULL; q = memchr(q + 1, '\r', (size_t)(e - q - 1)))
     if (q + 1 < e && q[1] != '\n') return 1;
-  return 0;
-}
-
-size_t lc_http_head_end(const char *p, size_t n) {
-  const char *end = p + n, *s = p;
-  while (s < end) {
-    const char *lf = find_lf(s, end);
-    if (lf == NULL) return has_bare_cr(s, end) ? LC_HTTP_HEAD_BAD : 0;
-    if (has_bare_cr(s, lf)) return LC_HTTP_HEAD_BAD;
-    /* an empty line: "\n" or "\r\n" right after the previous LF */
-    if (lf + 1 < end && lf[1] == '\n') return (size_t)(lf + 2 - p);
-    if (lf + 2 < end && lf[1] == '\r' && lf[2] == '\n') return (size_t)(lf + 3 - p);
-    if (lf + 2 >= end && lf + 1 < end && lf[1] == '\r') return 0; /* need one more byte */
-    s = lf + 1;
-  }
   return 0;
 }
 
@@ -68,18 +49,6 @@ static int ieq(const char *a, size_t alen, const char *lit) {
   return 1;
 }
 
-/* one line without its terminator: [s, e); returns the next line's start, or NULL on a bare CR */
-static const char *next_line(const char *s, const char *end, const char **line_end) {
-  const char *lf = find_lf(s, end);
-  if (lf == NULL) return NULL;
-  const char *e = lf;
-  if (e > s && e[-1] == '\r') e--;
-  for (const char *q = s; q < e; q++)
-    if (*q == '\r') return NULL;
-  *line_end = e;
-  return lf + 1;
-}
-
 static int parse_request_line(const char *base, const char *s, const char *e, lc_http_head *h) {
   const char *sp1 = memchr(s, ' ', (size_t)(e - s));
   if (sp1 == NULL || sp1 == s) return 400;
@@ -102,6 +71,7 @@ static int parse_request_line(const char *base, const char *s, const char *e, lc
    * for CONNECT only, asterisk-form for OPTIONS only */
   size_t mlen = (size_t)(sp1 - s), tlen = (size_t)(sp2 - t);
   int is_connect = mlen == 7 && memcmp(s, "CONNECT", 7) == 0;
+  h->is_connect = is_connect;
   if (is_connect) {
     if (*t == '/' || *t == '*') return 400;
   } else if (*t == '*') {
@@ -122,7 +92,31 @@ static int parse_request_line(const char *base, const char *s, const char *e, lc
   return 0;
 }
 
-static int parse_content_length(const char *v, size_t n, uint64_t *out) {
+/* RFC 3986's userinfo, host and port characters (unreserved, pct-encoded, sub-delims, ':') */
+static int authority_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != 0 && strchr("-_.!~*'()%;:&=+$,[]@", c) != NULL);
+}
+
+/* The authority of an absolute-form target (after "scheme://") or of CONNECT's
+ * authority-form: up to '/', '?' or the end of the target, no "@@". The scheme is letters
+ * only. (The rules of libhttp-parser 2.9's URL check, which the runtime kept when it dropped
+ * that parser: a target it refused is still refused.) */
+static int target_ok(const char *t, size_t n, int is_connect) {
+  const char *q = t, *e = t + n;
+  if (!is_connect) {
+    if (*t == '/' || *t == '*') return 1;   /* origin-form, asterisk-form: checked already */
+    while (q < e && ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z'))) q++;
+    if (e - q < 3 || memcmp(q, "://", 3) != 0) return 0;
+    q += 3;
+    if (q == e) return 0;
+  }
+  for (; q < e && *q != '/' && *q != '?'; q++)
+    if (!authority_char((unsigned char)*q) || (*q == '@' && q > t && q[-1] == '@')) return 0;
+  return 1;
+}
+
+int lc_http_parse_length(const char *v, size_t n, uint64_t *out) {
   if (n == 0 || n > 18) return -1;
   uint64_t x = 0;
   for (size_t i = 0; i < n; i++) {
@@ -134,7 +128,7 @@ static int parse_content_length(const char *v, size_t n, uint64_t *out) {
 }
 
 /* a comma-separated list contains token (case-insensitive) */
-static int list_has(const char *v, size_t n, const char *token) {
+int lc_http_list_has(const char *v, size_t n, const char *token) {
   const char *end = v + n;
   while (v < end) {
     while (v < end && (*v == ' ' || *v == '\t' || *v == ',')) v++;
@@ -154,8 +148,8 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
   for (const char *q = s; q < colon; q++)
     if (!is_tchar((unsigned char)*q)) return 400;     /* includes whitespace before the colon */
   const char *v = colon + 1, *ve = e;
-  while (v < ve && (*v == ' ' || *v == '\t')) { if (*v == '\t') h->ows_tab = 1; v++; }
-  while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) { if (ve[-1] == '\t') h->ows_tab = 1; ve--; }
+  while (v < ve && (*v == ' ' || *v == '\t')) v++;
+  while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
   for (const char *q = v; q < ve; q++) {
     unsigned char c = (unsigned char)*q;
     if ((c < 0x20 && c != '\t') || c == 0x7f) return 400;
@@ -175,7 +169,7 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
     h->host_count++;
   } else if (ieq(s, nlen, "content-length")) {
     uint64_t cl;
-    if (parse_content_length(v, vlen, &cl) != 0) return 400;
+    if (lc_http_parse_length(v, vlen, &cl) != 0) return 400;
     if (h->has_content_length && cl != h->content_length) return 400;
     h->has_content_length++;
     h->content_length = cl;
@@ -184,190 +178,84 @@ static int check_field(const char *base, const char *s, const char *e, lc_http_h
      * (400); decided once the whole head has passed the syntax check */
     int st = 0;
     if (h->has_transfer_encoding || !ieq(v, vlen, "chunked"))
-      st = list_has(v, vlen, "chunked") || h->has_transfer_encoding ? 400 : 501;
+      st = lc_http_list_has(v, vlen, "chunked") || h->has_transfer_encoding ? 400 : 501;
     if (st == 400 || (st != 0 && h->te_status == 0)) h->te_status = st;
     h->has_transfer_encoding = 1;
   } else if (ieq(s, nlen, "expect")) {
     if (ieq(v, vlen, "100-continue")) h->expect_continue = 1;
   } else if (ieq(s, nlen, "connection")) {
-    if (list_has(v, vlen, "close")) h->connection_close = 1;
+    if (lc_http_list_has(v, vlen, "close")) h->connection_close = 1;
+    if (lc_http_list_has(v, vlen, "keep-alive")) h->connection_keep_alive = 1;
+    if (lc_http_list_has(v, vlen, "upgrade")) h->connection_upgrade = 1;
+  } else if (ieq(s, nlen, "upgrade")) {
+    if (vlen > 0) h->upgrade = 1;
   }
   return 0;
 }
 
-int lc_http_head_parse(const char *p, size_t n, lc_http_head *h) {
-  const char *end = p + n, *s = p, *e;
+/* The methods the runtime knows (those of libhttp-parser 2.9, which read heads before this
+ * file did): another token is answered 501. Case-sensitive (RFC 9110 9.1). */
+static const char *const methods[] = {
+  "DELETE", "GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "COPY", "LOCK", "MKCOL",
+  "MOVE", "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK", "BIND", "REBIND", "UNBIND", "ACL", "REPORT",
+  "MKACTIVITY", "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH",
+  "PURGE", "MKCALENDAR", "LINK", "UNLINK", "SOURCE",
+};
+
+static int known_method(const char *m, size_t n) {
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (strlen(methods[i]) == n && memcmp(methods[i], m, n) == 0) return 1;
+  return 0;
+}
+
+void lc_http_head_init(lc_http_head *h) {
   memset(h, 0, offsetof(lc_http_head, fields));
-  const char *next = next_line(s, end, &e);
-  if (next == NULL) return 400;
-  int r = parse_request_line(p, s, e, h);
-  if (r != 0) return r;
-  s = next;
-  while (s < end) {
-    next = next_line(s, end, &e);
-    if (next == NULL) return 400;
-    if (e == s) break;                                /* the blank line */
-    r = check_field(p, s, e, h);
-    if (r != 0) return r;
-    s = next;
-  }
+}
+
+/* the whole head is in: the checks that need all of its fields */
+static int head_done(const char *p, lc_http_head *h) {
   if (h->has_content_length && h->has_transfer_encoding) return 400;
   if (h->te_status != 0) return h->te_status;
   if (h->minor == 1 && h->host_count != 1) return 400;
   if (h->minor == 0 && h->host_count > 1) return 400;
+  /* the checks libhttp-parser made after these, in its order: the method, the target, a
+   * Content-Length given twice (refused even with the same value; RFC 9110 8.6 allows either) */
+  if (!known_method(p + h->method, h->method_len)) return 501;
+  if (!target_ok(p + h->target, h->target_len, h->is_connect)) return 400;
+  if (h->has_content_length > 1) return 400;
+  h->is_head = h->method_len == 4 && memcmp(p + h->method, "HEAD", 4) == 0;
   return 0;
 }
 
-/* ---- chunked bodies ---- */
-
-enum {
-  CS_SIZE0, CS_SIZE, CS_BWS_SEMI, CS_EXT_NAME0, CS_EXT_NAME, CS_EXT_AFTER_NAME, CS_EXT_VAL0,
-  CS_EXT_TOKEN, CS_EXT_QUOTED, CS_EXT_QP, CS_EXT_AFTER_QUOTE, CS_SIZE_LF,
-  CS_DATA, CS_DATA_CR, CS_DATA_LF,
-  CS_TR_LINE0, CS_TR_NAME, CS_TR_VALUE, CS_TR_LF, CS_END_LF, CS_DONE,
-};
-
-#define MAX_CHUNK_LINE 4096
-
-static int hexval(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-void lc_http_chunked_init(lc_http_chunked *s) {
-  memset(s, 0, sizeof *s);
-  s->state = CS_SIZE0;
-}
-
-int lc_http_chunked_scan(lc_http_chunked *s, const char *p, size_t n, uint64_t max_body,
-                         size_t max_trailers, size_t *used) {
-  size_t i = 0;
-  *used = 0;
-  if (s->state == CS_DONE) return 400; /* more body after its end: the parsers disagree */
-  while (i < n) {
-    unsigned char c = (unsigned char)p[i];
-    int ws = c == ' ' || c == '\t';
-    if (s->state <= CS_SIZE_LF && ++s->line > MAX_CHUNK_LINE) return 400;
-    switch (s->state) {
-      case CS_SIZE0:
-      case CS_SIZE: {
-        int d = hexval(c);
-        if (d >= 0) {
-          if (s->digits > 0 || d > 0) s->digits++;
-          if (s->digits > 16) return 400;               /* does not fit 64 bits */
-          s->size = s->size * 16 + (uint64_t)d;
-          s->state = CS_SIZE;
-          break;
-        }
-        if (s->state == CS_SIZE0) return 400;
-        if (s->size > max_body || s->total + s->size > max_body) return 413;
-        if (ws) s->state = CS_BWS_SEMI;
-        else if (c == ';') s->state = CS_EXT_NAME0;
-        else if (c == '\r') s->state = CS_SIZE_LF;
-        else return 400;
-        break;
-      }
-      case CS_BWS_SEMI:
-        if (c == ';') s->state = CS_EXT_NAME0;
-        else if (!ws) return 400;
-        break;
-      case CS_EXT_NAME0:
-        if (is_tchar(c)) s->state = CS_EXT_NAME;
-        else if (!ws) return 400;
-        break;
-      case CS_EXT_NAME:
-        if (is_tchar(c)) break;
-        if (ws) s->state = CS_EXT_AFTER_NAME;
-        else if (c == '=') s->state = CS_EXT_VAL0;
-        else if (c == ';') s->state = CS_EXT_NAME0;
-        else if (c == '\r') s->state = CS_SIZE_LF;
-        else return 400;
-        break;
-      case CS_EXT_AFTER_NAME:
-        if (c == '=') s->state = CS_EXT_VAL0;
-        else if (c == ';') s->state = CS_EXT_NAME0;
-        else if (!ws) return 400;
-        break;
-      case CS_EXT_VAL0:
-        if (is_tchar(c)) s->state = CS_EXT_TOKEN;
-        else if (c == '"') s->state = CS_EXT_QUOTED;
-        else if (!ws) return 400;
-        break;
-      case CS_EXT_TOKEN:
-        if (is_tchar(c)) break;
-        if (ws) s->state = CS_BWS_SEMI;
-        else if (c == ';') s->state = CS_EXT_NAME0;
-        else if (c == '\r') s->state = CS_SIZE_LF;
-        else return 400;
-        break;
-      case CS_EXT_QUOTED:
-        if (c == '"') s->state = CS_EXT_AFTER_QUOTE;
-        else if (c == '\\') s->state = CS_EXT_QP;
-        else if (!(ws || (c >= 0x21 && c != 0x7f))) return 400;
-        break;
-      case CS_EXT_QP:
-        if (!(ws || (c >= 0x21 && c != 0x7f))) return 400;
-        s->state = CS_EXT_QUOTED;
-        break;
-      case CS_EXT_AFTER_QUOTE:
-        if (ws) s->state = CS_BWS_SEMI;
-        else if (c == ';') s->state = CS_EXT_NAME0;
-        else if (c == '\r') s->state = CS_SIZE_LF;
-        else return 400;
-        break;
-      case CS_SIZE_LF:
-        if (c != '\n') return 400;
-        s->line = 0;
-        s->state = s->size == 0 ? CS_TR_LINE0 : CS_DATA;
-        break;
-      case CS_DATA: {
-        size_t k = n - i;
-        if (k > s->size) k = (size_t)s->size;
-        s->size -= k;
-        s->total += k;
-        i += k;
-        if (s->size == 0) s->state = CS_DATA_CR;
-        continue;
-      }
-      case CS_DATA_CR:
-        if (c != '\r') return 400;
-        s->state = CS_DATA_LF;
-        break;
-      case CS_DATA_LF:
-        if (c != '\n') return 400;
-        s->state = CS_SIZE0;
-        s->digits = 0;
-        s->size = 0;
-        s->line = 0;
-        break;
-      case CS_TR_LINE0:
-        if (c == '\r') s->state = CS_END_LF;
-        else if (is_tchar(c)) s->state = CS_TR_NAME;
-        else return 400;
-        break;
-      case CS_TR_NAME:
-        if (c == ':') s->state = CS_TR_VALUE;
-        else if (!is_tchar(c)) return 400;
-        break;
-      case CS_TR_VALUE:
-        if (c == '\r') s->state = CS_TR_LF;
-        else if ((c < 0x20 && c != '\t') || c == 0x7f) return 400;
-        break;
-      case CS_TR_LF:
-        if (c != '\n') return 400;
-        s->state = CS_TR_LINE0;
-        break;
-      case CS_END_LF:
-        if (c != '\n') return 400;
-        s->state = CS_DONE;
-        *used = i + 1;
-        return LC_CHUNKED_DONE;
+/* One pass: a byte is looked at once, whatever the reads that bring it (a line is parsed when
+ * its LF has arrived, the partial line after it is only searched for its LF and a bare CR).
+ * The verdicts come in the order of a check of the whole head: a bare CR anywhere (400) as
+ * soon as it is seen, then the size (431), then the first line that breaks a rule, then the
+ * checks of the whole head; a line's fault is kept until the head ends. */
+int lc_http_head_parse(const char *p, size_t n, size_t limit, lc_http_head *h, size_t *len) {
+  *len = 0;
+  size_t window = limit < SIZE_MAX - 4 && n > limit + 4 ? limit + 4 : n;
+  while (h->scan < window) {
+    const char *s = p + h->scan, *end = p + window;
+    const char *from = p + (h->seen > h->scan ? h->seen : h->scan);
+    const char *lf = memchr(from, '\n', (size_t)(end - from));
+    if (lf == NULL) {
+      if (has_bare_cr(from, end)) return 400;
+      /* a CR as the last byte is looked at again with the byte after it */
+      h->seen = (size_t)(end - p) - (end[-1] == '\r' ? 1 : 0);
+      break;
     }
-    if (s->state >= CS_TR_LINE0 && ++s->line > max_trailers) return 431;
-    i++;
+    if (has_bare_cr(from, lf)) return 400;
+    h->scan = h->seen = (size_t)(lf + 1 - p);
+    const char *e = lf > s && lf[-1] == '\r' ? lf - 1 : lf;
+    if (e == s) {                         /* the blank line: the head is complete */
+      if (h->scan > limit + 2) return 431;
+      if (h->err) return h->err;
+      int r = head_done(p, h);
+      if (r == 0) *len = h->scan;
+      return r;
+    }
+    if (h->err == 0) h->err = h->lines++ == 0 ? parse_request_line(p, s, e, h) : check_field(p, s, e, h);
   }
-  *used = n;
-  return LC_CHUNKED_MORE;
+  return n > limit ? 431 : 0;
 }

@@ -224,6 +224,9 @@ void lc_wq_flush_all(lc_wq_flusher *f) {
     q->next_dirty = NULL;
     int e = lc_wq_flush(q);
     if (e != 0 && q->written) q->written(q, e);
+    /* the try wrote it all: no write request will call back, so this does (an ending queue
+     * is waiting for it; a queue that asks, notify_flush, wants to know it is idle) */
+    else if (e == 0 && q->written && lc_wq_idle(q) && (q->ending || q->notify_flush)) q->written(q, 0);
     q = next;
   }
 }

@@ -32,6 +32,7 @@ struct lc_wq {
   lc_buf out;               /* accepted, not yet handed to libuv */
   unsigned inflight;        /* write requests not completed */
   unsigned char dirty, ending, closed;
+  unsigned char notify_flush; /* written(q, 0) also when the flusher's try leaves it idle */
   lc_wq *next_dirty;
   lc_wq_req *spare;         /* a completed request and its buffer, kept for the next write */
   lc_wq_written_fn written;

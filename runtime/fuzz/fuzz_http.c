@@ -1,6 +1,6 @@
 /* fuzz_http.c: fuzz target for the HTTP connection layer: runtime/http.c (keep-alive,
- * pipelining, limits, backpressure, response framing), http_head.c (the strict head and
- * chunked checks), libhttp-parser, and lua/luacluster/http.lua with a handler. Input bytes are
+ * pipelining, limits, backpressure, response framing), http_head.c (the strict head parse),
+ * http_body.c (body framing), and lua/luacluster/http.lua with a handler. Input bytes are
  * what a client sends on one connection (a socketpair whose server end the runtime takes as
  * an accepted connection); what comes back is checked to be a well-framed sequence of HTTP
  * responses (a response-splitting or framing bug traps).
