@@ -1,6 +1,6 @@
 /* access_log.c: HTTP access logs in the combined log format, plus the request's duration:
  *   127.0.0.1 - - [01/May/2024:12:00:00 +0000] "GET /a?b HTTP/1.1" 200 5 "referer" "agent" 0.001
- * written without blocking the loop: http.c appends a line to a buffer at the end of each
+ * written without blocking the loop: http_account.c appends a line to a buffer at the end of each
  * response; the buffer goes to the file through libuv's thread pool (uv_queue_work) once it
  * holds FLUSH_AT bytes or every FLUSH_MS, one write in flight at a time (two buffers swap).
  * Past MAX_BUFFERED bytes waiting (a disk that does not keep up) lines are dropped and

@@ -25,7 +25,7 @@ typedef struct lc_ipc lc_ipc;
 typedef struct lc_alog lc_alog;
 
 /* HTTP counters of the whole process (every server of this Lua state), kept in C per response
- * (http.c) and read by the metrics (core.http_stats). Durations go into fixed buckets. */
+ * (http_account.c) and read by the metrics (core.http_stats). Durations go into fixed buckets. */
 #define LC_HTTP_BUCKETS 14
 extern const double lc_http_bounds[LC_HTTP_BUCKETS];   /* upper bounds in seconds */
 typedef struct lc_http_stats {
@@ -98,10 +98,5 @@ int lc_handle_push_cb(lc_handle_base *h);       /* pushes the callback; 0 when n
 int lc_call_cb_str(lc_handle_base *h, const char *a, const char *b);
 void lc_handle_release(lc_handle_base *h);      /* drops refs, detaches the box; caller frees */
 void lc_newmetatable(lua_State *L, const char *name, const luaL_Reg *methods);
-
-/* For now, until http*.c include the headers they use (their engineer's change): */
-#include "access_log.h"
-#include "tcp.h"
-void lc_open_http(lua_State *L);
 
 #endif
