@@ -252,7 +252,7 @@ describe("child_process.exec", function()
     local _, out = run([[
       local c = cp.exec("echo one; echo two >&2; echo $((6*7))", function(err, stdout, stderr)
         say("ok", err, (stdout:gsub("\n", "|")), (stderr:gsub("\n", "|")))
-        say("in handler", require("luacluster.coro").in_handler())
+        say("in handler", require("luacluster.lib.coro").in_handler())
         cp.exec("echo partial; exit 7", function(err2, stdout2)
           say("fail", err2.code, err2.signal, type(err2.message), (stdout2:gsub("\n", "|")))
           cp.exec("kill -KILL $$", function(err3)

@@ -575,7 +575,7 @@ describe("cluster", function()
         cluster.on("message", function(w, msg) say("master got", msg) cluster.stop() end)
       else
         -- a garbled user message, written under the codec (not something a script can do)
-        local ch = require("luacluster.worker").channel()
+        local ch = require("luacluster.worker.side").channel()
         ch.handle:send(core.kind.MSG, 0, 0, "\255garbage")
         cluster.worker:send("still here")
       end

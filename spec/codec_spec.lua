@@ -1,7 +1,7 @@
 -- Unit specs of the message codec (lua/luacluster/codec.lua): what a message may be, what
 -- it may not be, and how garbage is refused. The integration specs check the same rules
 -- through real processes.
-local codec = require("luacluster.codec")
+local codec = require("luacluster.lib.codec")
 
 
 local function roundtrip(v)
@@ -185,7 +185,7 @@ describe("codec", function()
       -- its own process, so that a crash shows as a failure here rather than ending busted
       local H = require("helper")
       local dir = H.app({ ["loop.lua"] = [[
-        local codec = require("luacluster.codec")
+        local codec = require("luacluster.lib.codec")
         for _ = 1, 50 do
           local bytes = codec.encode({ a = string.rep("x", 100), b = { 1, 2, 3 } })
           for _, n in ipairs({ 1, 2, 10, #bytes - 1 }) do codec.decode(bytes:sub(1, n)) end

@@ -17,7 +17,7 @@ local net = require("luacluster.net")
 local core = require("luacluster.core")
 if cluster.is_worker then
   net.create_server(function(sock) sock:write("hello\n") sock:close() end):listen()
-  local handle = require("luacluster.worker").channel().handle
+  local handle = require("luacluster.worker.side").channel().handle
   for seq = 1, 200 do
     local ok, err = pcall(handle.send, handle, core.kind.CONN, 1, seq, "n")
     if ok then

@@ -126,7 +126,7 @@ describe("status's last error of a crash-looping slot", function()
     local ctl = H.tmpdir() .. "/c.sock"
     local p, dir = start(MASTER .. [[
       if cluster.is_worker then
-        local f = io.open(require("luacluster.runtime").app_dir .. "/broken")
+        local f = io.open(require("luacluster.lib.runtime").app_dir .. "/broken")
         if f then f:close() require("chatfmt") end
         cluster.worker:send(process.pid)
       else

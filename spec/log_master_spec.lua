@@ -132,7 +132,7 @@ describe("the master's output", function()
     local p, rfd = start_with_fifo([[
       if cluster.is_master then
         cluster.setup{ workers = 1 }
-        local log = require("luacluster.log")
+        local log = require("luacluster.lib.log")
         for i = 1, 100 do log.warn(string.format("filler %04d ", i) .. string.rep("y", 4043)) end
       else
         timer.sleep(300)

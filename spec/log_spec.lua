@@ -110,7 +110,7 @@ describe("log output", function()
         io.stderr:write('warn: "level from stderr"\n')
         io.stdout:write('error: "not a level on stdout"\n')
         io.stdout:flush()
-        require("luacluster.log").warn("the worker's own line")
+        require("luacluster.lib.log").warn("the worker's own line")
       end
     ]]):format(forged), { "--log-format", "json" })
     assert.equal(0, (p:wait(10000)), p:output())

@@ -102,7 +102,7 @@ describe("messaging", function()
           me:on("error", function(err) me:send("error event: " .. err) end)
           me:on("message", function(msg)
             -- under the live-set check, as a message sent just before the news of an exit is
-            local ok = require("luacluster.worker").channel():route(9, "lost?")
+            local ok = require("luacluster.worker.side").channel():route(9, "lost?")
             print("sent " .. tostring(ok))
           end)
         end

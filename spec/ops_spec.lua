@@ -394,7 +394,7 @@ describe("operations", function()
 
   describe("logs", function()
     local CRASHY = [[
-      local log = require("luacluster.log")
+      local log = require("luacluster.lib.log")
       if cluster.is_master then
         cluster.setup{ workers = 1 }
         cluster.on("exit", function(w, code) if code == 3 then say("saw exit 3") end end)

@@ -8,13 +8,15 @@ set -euo pipefail
 
 build_pkgs=(cmake gcc libc6-dev make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev lua-busted curl)
 test_pkgs=(procps wrk nginx libnginx-mod-http-lua python3-prometheus-client iproute2)
+# what every app can require with no set-up: lua-cjson (`require("cjson")`, spec/cjson_spec.lua)
+app_pkgs=(lua-cjson)
 # bench/ writes its SVG chart itself; its peers are Node.js (npm installs PM2 into bench/.peers)
 # and nginx. A node already on PATH (nodesource, nvm) is used as it is.
 bench_pkgs=()
 command -v node >/dev/null 2>&1 || bench_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || bench_pkgs+=(npm)
 
-want=("${build_pkgs[@]}" "${test_pkgs[@]}")
+want=("${build_pkgs[@]}" "${app_pkgs[@]}" "${test_pkgs[@]}")
 fuzz_pkgs=(clang libclang-rt-14-dev)
 for arg in "$@"; do
   case "$arg" in

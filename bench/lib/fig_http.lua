@@ -4,6 +4,7 @@
 -- lands on every system alike. Figure 4 (workers 1 -> 2) comes from the same loop.
 local S = require("sys")
 local Sys = require("systems")
+local Rounds = require("rounds")
 
 local F = {}
 
@@ -27,13 +28,7 @@ local function all_systems(cfg)
     { id = "nginx_w1", label = "nginx return 200, 1 worker", kind = "peer", needs_nginx = true, scale = true, start = function() return Sys.nginx{ workers = 1 } end },
     { id = "probe_hello_w1", label = "probe: raw libuv hello, 1 process", kind = "probe", scale = true, start = function() return Sys.probe{ name = "uv_hello", workers = 1 } end },
   }
-  local out = {}
-  for _, s in ipairs(list) do
-    local keep = Sys.available(s)
-    if cfg.http_only then keep = keep and cfg.http_only[s.id] end
-    if keep then out[#out + 1] = s end
-  end
-  return out
+  return Sys.select(list, cfg.http_only)
 end
 
 F.systems = all_systems
@@ -62,24 +57,10 @@ function F.run(cfg, R)
         runs[#runs + 1] = { s = s, conn = conn }
       end
     end
-    for rep = 1, cfg.repeats do
-      S.log("http: repeat %d/%d (%d runs of %d s)", rep, cfg.repeats, #runs, cfg.duration)
-      -- rotate by a prime stride so neighbours change from repeat to repeat
-      local n = #runs
-      for k = 0, n - 1 do
-        local run = runs[((k + (rep - 1) * 3) % n) + 1]
-        local r, werr = S.wrk{ port = servers[run.s.id].port, seconds = cfg.duration, close = run.conn == "close" }
-        local d = data[run.s.id]
-        if r then
-          d[run.conn][rep] = r.rps
-          d.failed[run.conn] = d.failed[run.conn] + r.failed
-          S.debug("  %-40s %-6s %10.0f req/s  failed %d", run.s.label, run.conn, r.rps, r.failed)
-        else
-          S.log("  %s %s: %s", run.s.label, run.conn, werr)
-          d[run.conn][rep] = 0 / 0
-        end
-      end
-    end
+    Rounds.run(runs, cfg.repeats, "http", cfg.duration, function(run, rep)
+      local r, werr = S.wrk{ port = servers[run.s.id].port, seconds = cfg.duration, close = run.conn == "close" }
+      Rounds.record(data[run.s.id], run.conn, rep, run.s.label, r, werr)
+    end)
   end)
   for _, srv in pairs(servers) do Sys.stop(srv, 2000) end
   if not ok then error(err, 0) end

@@ -1,6 +1,6 @@
 -- bench/lib/report.lua: from the raw samples of a run to figures (median, spread over the
 -- repeats, ratios to the peers and to the probe, each ratio the median of per-repeat ratios of
--- systems measured next to each other), the targets of issue 7, and the three outputs: the
+-- systems measured next to each other), the targets of issues 7 and 14, and the three outputs: the
 -- table on stdout (and as markdown), the JSON file, and the SVG bar chart.
 local St = require("stats")
 
@@ -167,6 +167,39 @@ function M.build(R)
     ratios(ft, "lc_wrk", { "pm2" }, "medians")
     ratios(fn, "lc_dispatch", { "pm2" }, "medians")
   end
+  -- 5, 6. TechEmpower plaintext (pipelined) and JSON
+  if R.te then
+    local lc_ids = { "lc_dispatch", "lc_shared", "lc_reuseport" }
+    for _, t in ipairs({
+      { test = "plaintext", id = "te_plaintext", group = 5, vs = { "nginx", "nginx_lua", "node_rr" },
+        title = "5. TechEmpower plaintext, pipelined x16, 2 workers (wrk -t1 -c256)" },
+      { test = "json", id = "te_json", group = 6, vs = { "nginx_lua", "node_rr" },
+        title = "6. TechEmpower JSON, encoded per request (lua-cjson; Node: JSON.stringify), 2 workers (wrk -t1 -c256)" },
+    }) do
+      local f
+      for _, id in ipairs({ "lc_dispatch", "lc_shared", "lc_reuseport", "node_rr", "nginx", "nginx_lua" }) do
+        local d = R.te[id]
+        if d and #d[t.test] > 0 then
+          f = f or fig(figs, { id = t.id, group = t.group, title = t.title, unit = "req/s", better = "higher" })
+          row(f, id, d.label, d.kind, d[t.test], { short = SHORT[id], failed = d.failed[t.test] })
+        end
+      end
+      if f then
+        for _, id in ipairs(lc_ids) do ratios(f, id, t.vs) end
+      end
+    end
+  end
+  -- 7. memory per idle keep-alive connection
+  if R.idle then
+    local f = fig(figs, { id = "idle_conn_kb", group = 7, unit = "kB", better = "lower",
+      title = string.format("7. Memory per idle keep-alive connection, %d held (server RSS, all processes)", R.idle.conns) })
+    for _, id in ipairs({ "lc_dispatch", "lc_reuseport", "nginx" }) do
+      local d = R.idle.data[id]
+      if d then row(f, id, d.label, d.kind, d.kb, { short = SHORT[id] }) end
+    end
+    ratios(f, "lc_dispatch", { "nginx" })
+    ratios(f, "lc_reuseport", { "nginx" })
+  end
   return figs
 end
 
@@ -213,6 +246,24 @@ function M.targets(figs, notes)
     local v = ratio_of(figs, fid, rid, vs)
     if v then add(name, v, string.format("%.2fx %s (target <= %g)", v, text, goal), v <= goal) else add(name, nil, "not measured", nil) end
   end
+  -- issue 14
+  local modes, least = {}, nil
+  for _, id in ipairs({ "lc_dispatch", "lc_shared", "lc_reuseport", "lc_ports" }) do
+    local v = ratio_of(figs, "http_keepalive", id, "nginx")
+    if v then
+      modes[#modes + 1] = string.format("%s %.2fx", (id:gsub("^lc_", "")), v)
+      least = math.min(least or v, v)
+    end
+  end
+  if least then
+    add("keep-alive hello >= nginx static, every mode", least,
+      table.concat(modes, ", ") .. " nginx return 200 (target >= 1x)", least >= 1)
+  end
+  cmp("plaintext x16, dispatch >= 1.3x nginx static", "te_plaintext", "lc_dispatch", "nginx", 1.3, "nginx return 200")
+  cmp("plaintext x16, reuseport >= 1.3x nginx static", "te_plaintext", "lc_reuseport", "nginx", 1.3, "nginx return 200")
+  cmp("JSON, dispatch >= 1.1x nginx+Lua", "te_json", "lc_dispatch", "nginx_lua", 1.1, "nginx+Lua (cjson)")
+  cmp("JSON, reuseport >= 1.1x nginx+Lua", "te_json", "lc_reuseport", "nginx_lua", 1.1, "nginx+Lua (cjson)")
+  le("memory per idle keep-alive connection <= nginx's", "idle_conn_kb", "lc_dispatch", "nginx", 1, "nginx's")
   le("start to first 200 <= 1/5 of Node cluster", "start_200", "lc", "node_rr", 0.2, "Node cluster")
   le("SIGKILL to replacement serving <= 1/5 of Node", "restart", "lc", "node_rr", 0.2, "Node cluster")
   local lc_lost = find(figs, "reload_failed", "lc_dispatch")
@@ -234,6 +285,7 @@ end
 local function si(v, unit)
   if v == nil or v ~= v then return "-" end
   if unit == "MB" then return string.format("%.1f", v) end
+  if unit == "kB" then return string.format("%.2f", v) end
   if unit == "ms" then return v < 10 and string.format("%.2f", v) or string.format("%.0f", v) end
   if unit:match("^x") then return string.format("%.2fx", v) end
   local a = math.abs(v)

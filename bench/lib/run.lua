@@ -18,10 +18,11 @@ end
 
 local USAGE = [[
 usage: bench/run [--quick | --smoke] [options]
-  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 15 minutes)
-  --quick          2 repeats of 1 s (about 2-3 minutes)
-  --smoke          one short repeat of one figure per kind (seconds); checks that the bench runs
-  --only LIST      comma-separated parts: http,ipc,start,restart,reload
+  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 18 minutes)
+  --quick          2 repeats of 1 s (about 3-4 minutes)
+  --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
+                   connections); checks that the bench runs
+  --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload
   --repeats N      repeats of every figure
   --duration S     seconds per wrk run
   --bin PATH       the luacluster executable to measure (default: build it in build-bench/)
@@ -68,22 +69,26 @@ end
 
 local CFG = {
   full = {
-    repeats = 5, duration = 3, warmup = 1, http_conns = { "ka", "close" },
+    repeats = 5, duration = 3, warmup = 1, http_conns = { "ka", "close" }, te_duration = 2,
+    idle_conns = 10000, idle_repeats = 3, idle_settle_ms = 500,
     ipc_seconds = 1, ipc_repeats = 5, life_repeats = 7, idle_ms = 500, restart_after_ms = 1500,
     reload_repeats = 3, reload_load_s = 6, reload_at_ms = 2000, reloads = 10,
   },
   quick = {
-    repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" },
+    repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" }, te_duration = 1,
+    idle_conns = 10000, idle_repeats = 1, idle_settle_ms = 300,
     ipc_seconds = 0.5, ipc_repeats = 2, life_repeats = 3, idle_ms = 300, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 4, reload_at_ms = 1500, reloads = 3,
   },
   smoke = {
-    repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" },
+    repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" }, te_duration = 1,
+    te_only = { lc_dispatch = true, nginx = true, nginx_lua = true },
+    idle_conns = 1000, idle_repeats = 1, idle_settle_ms = 200, idle_only = { lc_dispatch = true, nginx = true },
     http_only = { lc_dispatch = true, node_single = true, probe_hello = true },
     ipc_seconds = 0.2, ipc_repeats = 1, ipc_only = { pingpong_small = true }, ipc_no_pin = true,
     life_repeats = 1, idle_ms = 100, life_only = { lc = true }, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 3, reload_at_ms = 1000, reloads = 1,
-    parts = { http = true, ipc = true, start = true },
+    parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
 local cfg = CFG[o.mode]
@@ -92,7 +97,9 @@ cfg.ipc_repeats = o.repeats or cfg.ipc_repeats
 cfg.life_repeats = o.repeats or cfg.life_repeats
 cfg.reload_repeats = o.repeats and math.max(1, math.floor(o.repeats / 2)) or cfg.reload_repeats
 cfg.duration = o.duration or cfg.duration
-local parts = cfg.parts or { http = true, ipc = true, start = true, restart = true, reload = true }
+cfg.te_duration = o.duration or cfg.te_duration
+cfg.idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.idle_repeats
+local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true }
 if o.only then
   parts = {}
   for p in o.only:gmatch("[^,]+") do parts[p] = true end
@@ -122,8 +129,8 @@ end
 
 local probes = S.mkdir(build .. "/probes")
 S.log("building the probes (gcc)")
-for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo" }) do
-  local libs = p == "sock_echo" and "" or "-luv -lhttp_parser"
+for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo", "idle_conns" }) do
+  local libs = (p == "sock_echo" or p == "idle_conns") and "" or "-luv"
   local tmp = probes .. "/." .. p .. "." .. S.run_id
   must(string.format("gcc -O2 -Wall -Wextra -o '%s' '%s/bench/probes/%s.c' %s && mv -f '%s' '%s/%s'", tmp, root, p, libs, tmp, probes, p),
     "building bench/probes/" .. p .. ".c")
@@ -177,12 +184,15 @@ local meta = {
   load_before = first_line("cat /proc/loadavg"),
   config = {
     http_repeats = cfg.repeats, http_seconds = cfg.duration, wrk = "wrk -t1 -c64", ipc_seconds = cfg.ipc_seconds,
+    te_seconds = cfg.te_duration, te_wrk = "wrk -t1 -c256 --timeout 8s (plaintext: -s bench/lib/wrk_pipeline.lua -- 16)",
+    idle_conns = cfg.idle_conns, idle_repeats = cfg.idle_repeats,
     ipc_repeats = cfg.ipc_repeats, life_repeats = cfg.life_repeats, reload_repeats = cfg.reload_repeats,
   },
   notes = notes,
 }
-meta.repeats_text = string.format("%d HTTP repeats of %d s, %d IPC repeats of %g s, %d start/restart repeats, %d reloads (+%d under wrk)",
-  cfg.repeats, cfg.duration, cfg.ipc_repeats, cfg.ipc_seconds, cfg.life_repeats, cfg.reloads, cfg.reload_repeats)
+meta.repeats_text = string.format("%d HTTP repeats of %d s (TechEmpower: %d s), %d IPC repeats of %g s, %d start/restart repeats, %d reloads (+%d under wrk), %d idle-connection repeats of %d connections",
+  cfg.repeats, cfg.duration, cfg.te_duration, cfg.ipc_repeats, cfg.ipc_seconds, cfg.life_repeats, cfg.reloads, cfg.reload_repeats,
+  cfg.idle_repeats, cfg.idle_conns)
 
 local R = { notes = notes }
 local function part(name, fn)
@@ -199,6 +209,14 @@ local function part(name, fn)
 end
 
 part("http", function() require("fig_http").run(cfg, R) end)
+do
+  local tests = {}
+  if parts.plaintext then tests[#tests + 1] = "plaintext" end
+  if parts.json then tests[#tests + 1] = "json" end
+  if #tests > 0 then parts.te = true end
+  part("te", function() require("fig_te").run(cfg, R, tests) end)
+end
+part("idle", function() require("fig_idle").run(cfg, R) end)
 part("ipc", function() require("fig_ipc").run(cfg, R) end)
 part("start", function() require("fig_life").start_and_rss(cfg, R) end)
 part("restart", function() require("fig_life").restart(cfg, R) end)

@@ -189,6 +189,55 @@ function S.children(pid)
   return list
 end
 
+-- ---- limits ----
+
+ffi.cdef [[
+struct bench_rlimit { unsigned long cur, max; };
+int getrlimit(int resource, struct bench_rlimit *rl);
+int setrlimit(int resource, const struct bench_rlimit *rl);
+]]
+
+local RLIMIT_NOFILE = 7
+
+-- this process's RLIMIT_NOFILE: -> soft, hard
+function S.nofile()
+  local rl = ffi.new("struct bench_rlimit")
+  assert(C.getrlimit(RLIMIT_NOFILE, rl) == 0, "getrlimit")
+  return tonumber(rl.cur), tonumber(rl.max)
+end
+
+-- Raises this process's RLIMIT_NOFILE (which the servers it starts inherit) to at least want
+-- open files, past the hard limit when it may (CAP_SYS_RESOURCE), else to the hard limit:
+-- -> the soft limit now
+function S.raise_nofile(want)
+  local cur, max = S.nofile()
+  if cur >= want then return cur end
+  if C.setrlimit(RLIMIT_NOFILE, ffi.new("struct bench_rlimit", want, math.max(want, max))) ~= 0 then
+    C.setrlimit(RLIMIT_NOFILE, ffi.new("struct bench_rlimit", max, max))
+  end
+  return (S.nofile())
+end
+
+-- pid and all its descendants (children of children ...), pid first
+function S.tree(pid)
+  local list, i = { pid }, 1
+  while list[i] do
+    for _, c in ipairs(S.children(list[i])) do list[#list + 1] = c end
+    i = i + 1
+  end
+  return list
+end
+
+-- RSS summed over pid and its descendants (a server's master and workers): -> kB, process count
+function S.tree_rss_kb(pid)
+  local sum, n = 0, 0
+  for _, p in ipairs(S.tree(pid)) do
+    local kb = S.rss_kb(p)
+    if kb then sum, n = sum + kb, n + 1 end
+  end
+  return sum, n
+end
+
 function S.comm(pid)
   return (H.read_file("/proc/" .. pid .. "/comm"):gsub("%s+$", ""))
 end
@@ -203,12 +252,18 @@ local function num(s)
   return n * (({ k = 1e3, K = 1e3, M = 1e6, G = 1e9 })[unit] or 1)
 end
 
--- wrk{ port=, path=, seconds=, connections=, close= } -> { rps, requests, errors, non2xx, ... }
--- wrk -t1 always; bounded by timeout(1) in case it hangs.
+-- wrk{ port=, path=, seconds=, connections=, close=, headers = { "Name: value", ... },
+-- timeout= (s), script= (a wrk Lua script), args = { ... } (the script's) }
+-- -> { rps, requests, errors, non2xx, ... }. wrk -t1 always; bounded by timeout(1) in case it hangs.
 function S.wrk(o)
   local url = "http://127.0.0.1:" .. o.port .. (o.path or "/")
-  local cmd = string.format("timeout -k 2 %d wrk -t1 -c%d -d%ds %s %s 2>&1", o.seconds + 15, o.connections or 64,
-    o.seconds, o.close and "-H 'Connection: close'" or "", url)
+  local opts = { o.close and "-H 'Connection: close'" or "" }
+  for _, h in ipairs(o.headers or {}) do opts[#opts + 1] = "-H '" .. h .. "'" end
+  if o.timeout then opts[#opts + 1] = "--timeout " .. o.timeout .. "s" end
+  if o.script then opts[#opts + 1] = "-s '" .. o.script .. "'" end
+  local tail = o.args and (" -- " .. table.concat(o.args, " ")) or ""
+  local cmd = string.format("timeout -k 2 %d wrk -t1 -c%d -d%ds %s %s%s 2>&1", o.seconds + (o.timeout or 2) + 15,
+    o.connections or 64, o.seconds, table.concat(opts, " "), url, tail)
   return S.parse_wrk(H.sh(cmd))
 end
 

@@ -1,5 +1,7 @@
 // Node.js peer of bench/apps/hello.lua: "Hello, World!\n" on every path but /pid (the serving
-// process's pid, for the restart figure).
+// process's pid, for the restart figure), /plaintext and /json (TechEmpower's tests, the peer of
+// bench/apps/techempower.lua: Server, Date and Content-Type headers; the JSON message made with
+// JSON.stringify per request, as TechEmpower's Node.js entry does).
 // Usage: node node_hello.js PORT WORKERS SCHED   SCHED: rr (cluster.SCHED_RR), none
 // (cluster.SCHED_NONE: the workers share the listening socket) or single (no cluster: one
 // process). The cluster master restarts a worker that exits (restart-on-exit), as luacluster does.
@@ -17,6 +19,17 @@ function serve() {
     if (req.url === '/pid') {
       const s = String(process.pid) + '\n';
       res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': s.length });
+      res.end(s);
+      return;
+    }
+    if (req.url === '/plaintext') {
+      res.writeHead(200, { 'Server': 'Node', 'Content-Type': 'text/plain', 'Content-Length': 13 });
+      res.end('Hello, World!');
+      return;
+    }
+    if (req.url === '/json') {
+      const s = JSON.stringify({ message: 'Hello, World!' });
+      res.writeHead(200, { 'Server': 'Node', 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(s) });
       res.end(s);
       return;
     }

@@ -1,6 +1,6 @@
 /* Probe: the ceiling of luacluster's `dispatch` mode. A master accepts each connection on a
  * libuv TCP server and passes it with uv_write2 over an IPC pipe to one of N worker processes
- * in turn (round robin); the workers serve it with the same raw libuv + http-parser hello
+ * in turn (round robin); the workers serve it with the same raw libuv hello
  * server as uv_hello (no Lua anywhere).
  * Usage: uv_dispatch PORT [WORKERS]   (SIGTERM/SIGINT stop it; workers exit with the master) */
 #include "uv_http.h"

@@ -1,4 +1,4 @@
-/* Probe: the ceiling of luacluster's HTTP figures. A raw libuv + libhttp-parser keep-alive
+/* Probe: the ceiling of luacluster's HTTP figures. A raw libuv keep-alive
  * "Hello, World!\n" server with no Lua, in N processes that accept on one shared listening
  * socket (luacluster's `shared` mode without the runtime and the Lua call).
  * Usage: uv_hello PORT [WORKERS]   (listens on 127.0.0.1; SIGTERM/SIGINT stop it and its workers;

@@ -2,12 +2,24 @@
 -- The master parses the command line and runs the app; a worker or a forked child (started
 -- by its parent with LUACLUSTER_ROLE set) runs its script. main() returns an exit code to
 -- end at once, or nil to run the event loop; loop_ended() gives the code when it empties.
+-- Each process loads only its own role's parts: they are required where the role is known,
+-- marked "lazy" (luacluster.cluster also takes its shape from the role when it loads), so an
+-- idle worker holds the worker's side and not the master's or the command line's.
 local core = require("luacluster.core")
-local runtime = require("luacluster.runtime")
-local log = require("luacluster.log")
-local error_line = require("luacluster.error_line")
+local channel = require("luacluster.lib.channel")
+local error_line = require("luacluster.lib.error_line")
+local log = require("luacluster.lib.log")
+local ops = require("luacluster.master.ops")
+local runtime = require("luacluster.lib.runtime")
 
-local _M = {}
+-- a socket or server a message carries is a net socket or server (net loads at the first one)
+channel.set_handle_wrappers(function(h)
+  return require("luacluster.net").adopt(h) -- lazy: at the first socket a message carries
+end, function(obj)
+  return require("luacluster.net").raw(obj) -- lazy: as above
+end)
+
+local main, loop_ended
 
 
 -- through the log writer (queued, written at exit at the latest): a full stderr never blocks;
@@ -93,8 +105,8 @@ local function main_child(role, argv)
   set_paths(runtime.app_dir)
   set_argv(app, args)
   -- log format and SIGUSR1 (access logs reopen) before anything can log or be signalled
-  require("luacluster.ops").child_init(role, take_env("LUACLUSTER_LOG_FORMAT"), tonumber(os.getenv("LUACLUSTER_WORKER_ID")))
-  local side = require(role == "worker" and "luacluster.worker" or "luacluster.child")
+  ops.child_init(role, take_env("LUACLUSTER_LOG_FORMAT"), tonumber(os.getenv("LUACLUSTER_WORKER_ID")))
+  local side = require(role == "worker" and "luacluster.worker.side" or "luacluster.worker.forked_child")
   local ok, err = side.init({
     ipc_fd = tonumber(take_env("LUACLUSTER_IPC_FD")),
     id = tonumber(take_env("LUACLUSTER_WORKER_ID")),
@@ -106,6 +118,9 @@ local function main_child(role, argv)
   if not ok then
     log.error(err)
     return 1
+  end
+  if role == "worker" then
+    require("luacluster.worker.plugins").attach(side) -- lazy: a worker's own parts
   end
   local chunk, lerr = load_app(app)
   if not chunk then
@@ -121,17 +136,13 @@ local function main_child(role, argv)
     end
     return 1
   end
-  if role == "worker" then
-    require("luacluster.worker_stats")
-    require("luacluster.limits").init_worker()
-  end
   side.after_top_level()
   return nil
 end
 
 
 local function main_master(argv)
-  local cli = require("luacluster.cli")
+  local cli = require("luacluster.cli.args") -- lazy: the command line is the master's
   local o, err = cli.parse(argv)
   if not o then
     stderr(err)
@@ -145,7 +156,8 @@ local function main_master(argv)
     return 0
   end
   if o.command ~= "run" and o.command ~= "check" then
-    local cmd, lerr = require("luacluster.optional").require("luacluster.cmd_" .. o.command:gsub("-", "_"))
+    local optional = require("luacluster.lib.optional") -- lazy: a command's module, by its name
+    local cmd, lerr = optional.require("luacluster.cmd_" .. o.command:gsub("-", "_"))
     if cmd == false then
       stderr("'" .. o.command .. "' is not available in this build")
       return 2
@@ -168,7 +180,7 @@ local function main_master(argv)
   if o.command == "check" then
     -- every require("literal") must resolve on the paths the app will have (nothing is run)
     set_paths(dirname(abs))
-    local problems, notes = require("luacluster.check").check(o.app, dirname(abs))
+    local problems, notes = require("luacluster.cli.check").check(o.app, dirname(abs)) -- lazy: luacluster check
     for _, note in ipairs(notes) do
       stderr("note: " .. note)
     end
@@ -194,14 +206,16 @@ local function main_master(argv)
   -- journald, a pipe nobody reads) must not stall the loop that accepts and dispatches
   _G.print = log.print
   -- the log format, and what systemd put in the environment (children must not see it)
-  local oerr = require("luacluster.ops").master_early(o, take_env("LUACLUSTER_LOG_FORMAT"))
+  local oerr = ops.master_early(o, take_env("LUACLUSTER_LOG_FORMAT"))
   if oerr then
     stderr(oerr)
     return 2
   end
-  local master = require("luacluster.master")
-  master.init(o)
-  require("luacluster.pool")._init_master() -- a worker's pool.map is the master's to run
+  local master = require("luacluster.master.core") -- lazy: the master's parts
+  master.init(o, require("luacluster.cluster")) -- lazy: the role is known now (cluster.on's events are the master's)
+  local plugins = require("luacluster.master.plugins") -- lazy: the master's parts load luacluster.cluster
+  plugins.attach(master) -- what plugs into the master (a worker's pool.map, ...)
+  local control = require("luacluster.master.control") -- lazy: as plugins
   -- what was loaded before the app: a reload unloads everything else so new code is read
   runtime.preloaded = {}
   for name in pairs(package.loaded) do
@@ -214,13 +228,14 @@ local function main_master(argv)
       return 1
     end
     master.after_top_level()
-    require("luacluster.master_control").start(o)
+    plugins.attach_after_app(master, o)
+    control.start(o)
     return nil
   end
   -- the control socket first: a second master for this app stops here, before its top level
   -- and its workers (a socket file already there is probed on the loop, and the app starts then)
   local decided, code, waiting = false, nil, false
-  require("luacluster.master_control").take_control(o, function(ok, cerr)
+  control.take_control(o, function(ok, cerr)
     if ok then
       code = start_app()
     else
@@ -240,7 +255,7 @@ local function main_master(argv)
 end
 
 
-function _M.main(argv, libdir)
+function main(argv, libdir)
   runtime.libdir = libdir
   runtime.exe = core.exepath()
   local role = os.getenv("LUACLUSTER_ROLE")
@@ -251,7 +266,7 @@ function _M.main(argv, libdir)
 end
 
 
-function _M.loop_ended()
+function loop_ended()
   if runtime.control_path then
     os.remove(runtime.control_path)
   end
@@ -259,4 +274,7 @@ function _M.loop_ended()
 end
 
 
-return _M
+return {
+  main = main,
+  loop_ended = loop_ended,
+}

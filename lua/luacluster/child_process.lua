@@ -4,7 +4,7 @@
 -- luacluster process with a message channel, the same channel code as the cluster's).
 -- The processes and pipes are the C runtime's (runtime/process.c, stream.c, ipc.c).
 -- Every child that is not detached is kept in a registry until it exits, so that stopping
--- the cluster can end them all (_kill_all, called by master.lua and worker.lua).
+-- the cluster can end them all (_kill_all, called by master/core.lua and worker/side.lua).
 -- exec and exec_file run their command in a process group of its own (a new session): a
 -- timeout, max_buffer, child:kill() and a stop signal the whole group, so the command's own
 -- children (`sleep 30 &` in a shell line) end with it. A group exec killed (timeout,
@@ -13,15 +13,16 @@
 -- leaves the group (setsid) is not followed.
 -- opts.env, as in Node.js, is the child's whole environment (without it, this process's).
 local core = require("luacluster.core")
-local channel = require("luacluster.channel")
-local coro = require("luacluster.coro")
-local emitter = require("luacluster.emitter")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
+local channel = require("luacluster.lib.channel")
+local coro = require("luacluster.lib.coro")
+local emitter = require("luacluster.lib.emitter")
+local log = require("luacluster.lib.log")
+local runtime = require("luacluster.lib.runtime")
+local timer0 = require("luacluster.lib.timer0")
 
 local concat = table.concat
 
-local _M = {}
+local spawn, exec, exec_file, fork, _kill_all, _kill_all_now, _live_count -- the last three: runtime's (a stop)
 
 local DEFAULT_MAX_BUFFER = 1048576
 local KILL_GRACE_MS = 2000    -- _kill_all: how long a child has after SIGTERM before SIGKILL
@@ -403,7 +404,7 @@ function child_mt:unref()
 end
 
 
-function _M.spawn(file, args, opts)
+function spawn(file, args, opts)
   if type(file) ~= "string" or file == "" then
     error("spawn: file must be a non-empty string", 2)
   end
@@ -580,12 +581,10 @@ local function collect(file, args, opts, cb, text, what)
         return
       end
       -- it could not start: answer on the next loop turn, never before exec returns
-      local r, t = { n = select("#", ...), ... }, nil
-      t = core.timer_new(function()
-        t:close()
+      local r = { n = select("#", ...), ... }
+      timer0.next_turn(function()
         coro.spawn(cb, unpack(r, 1, r.n))
       end)
-      t:start(0, 0)
     end)
     returned = true
     return child
@@ -603,7 +602,7 @@ end
 
 
 -- exec(command [, opts] [, cb])
-function _M.exec(command, opts, cb)
+function exec(command, opts, cb)
   if type(command) ~= "string" then
     error("exec: command must be a string", 2)
   end
@@ -635,7 +634,7 @@ end
 
 
 -- exec_file(file [, args] [, opts] [, cb])
-function _M.exec_file(file, args, opts, cb)
+function exec_file(file, args, opts, cb)
   if type(file) ~= "string" or file == "" then
     error("exec_file: file must be a non-empty string", 2)
   end
@@ -709,14 +708,7 @@ local function fork_channel(child)
         handle:close()
       end
     end,
-    request = function(msg)
-      local handlers = rawget(child, "_events")
-      local fn = handlers and handlers.request and handlers.request[1]
-      if not fn then
-        error("the parent has no child:on(\"request\") handler", 0)
-      end
-      return fn(msg)
-    end,
+    request = emitter.request_handler(child, "the parent has no child:on(\"request\") handler"),
     error = function(err)
       if not child:emit("error", err) then
         log.error("forked child " .. tostring(child.pid) .. ": " .. tostring(err))
@@ -730,7 +722,7 @@ end
 
 
 -- fork(script [, args] [, opts]) -> child | nil, err
-function _M.fork(script, args, opts)
+function fork(script, args, opts)
   if type(script) ~= "string" or script == "" then
     error("fork: script must be a non-empty string", 2)
   end
@@ -816,7 +808,7 @@ end
 -- one) and calls done() once they are all gone and every followed group is empty; what is
 -- alive after KILL_GRACE_MS gets SIGKILL. A group exec already killed (it had its kill_signal)
 -- gets SIGKILL at once: a stop does not wait for a command that ignores SIGTERM twice.
-function _M._kill_all(done)
+function _kill_all(done)
   if done ~= nil then
     kill_waiters[#kill_waiters + 1] = done
   end
@@ -840,7 +832,7 @@ function _M._kill_all(done)
   end
   if not kill_timer then
     kill_timer = core.timer_new(function()
-      _M._kill_all_now()
+      _kill_all_now()
       run_kill_waiters()
     end)
     kill_timer:start(KILL_GRACE_MS, 0)
@@ -855,7 +847,7 @@ end
 
 -- SIGKILL to every live child that is not detached and to every followed group, now (a stop
 -- that cannot wait, or the end of a stop's grace).
-function _M._kill_all_now()
+function _kill_all_now()
   for child in pairs(live) do
     child:kill("SIGKILL")
   end
@@ -865,7 +857,7 @@ function _M._kill_all_now()
 end
 
 
-function _M._live_count()
+function _live_count()
   local n = 0
   for _ in pairs(live) do
     n = n + 1
@@ -874,4 +866,11 @@ function _M._live_count()
 end
 
 
-return _M
+runtime.set_children_ender(_kill_all, _kill_all_now, _live_count) -- a stop ends them (master, worker, forked child)
+
+return {
+  spawn = spawn,
+  exec = exec,
+  exec_file = exec_file,
+  fork = fork,
+}

@@ -1,9 +1,9 @@
 -- luacluster.cluster: the cluster API. The same script runs in the master and in every
--- worker; this module gives each side its functions (master.lua, worker.lua) and raises a
+-- worker; this module gives each side its functions (master/core.lua, worker/side.lua) and raises a
 -- clear error when a script calls one on the wrong side.
 local core = require("luacluster.core")
-local emitter = require("luacluster.emitter")
-local runtime = require("luacluster.runtime")
+local emitter = require("luacluster.lib.emitter")
+local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
 
@@ -20,7 +20,7 @@ end
 local MASTER_ONLY = { "setup", "fork", "broadcast", "stop", "keep" }
 
 if _M.is_master then
-  local master = require("luacluster.master")
+  local master = require("luacluster.master.core")
   emitter.mixin(_M)
   -- cluster.on(event, fn); cluster:on(event, fn) works too
   _M.on = function(a, b, c)
@@ -28,7 +28,7 @@ if _M.is_master then
       a, b = b, c
     end
     -- during a reload the new code's handlers wait in the stage until the switch
-    emitter.on(master.staging and master.staging.events or _M, a, b)
+    emitter.on(runtime.staging and runtime.staging.events or _M, a, b)
     return _M
   end
   for _, name in ipairs(MASTER_ONLY) do
@@ -46,7 +46,7 @@ else
   end
   _M.workers = {}
   if _M.is_worker then
-    _M.worker = require("luacluster.worker").worker
+    _M.worker = require("luacluster.worker.side").worker
   end
 end
 

@@ -1,11 +1,11 @@
 -- luacluster metrics [app.lua | --control PATH]: the running cluster's metrics in the
 -- Prometheus text exposition format (the same text as the cluster.setup{ metrics = } listener).
-local common = require("luacluster.cmd_common")
+local common = require("luacluster.cli.common")
 
-local _M = {}
+local run
 
 
-function _M.run(o)
+function run(o)
   return common.run(o, function(path)
     local reply, code = common.ask(path, { cmd = "metrics" }, 10000)
     if not reply then
@@ -16,4 +16,6 @@ function _M.run(o)
   end)
 end
 
-return _M
+return {
+  run = run,
+}

@@ -7,16 +7,17 @@
 -- location per --static that nginx serves from disk itself (those requests never reach a
 -- worker). build(o) -> text | nil, err is what run(o) prints; specs call it too.
 local core = require("luacluster.core")
+local defaults = require("luacluster.lib.defaults")
 
-local _M = {}
+local MAX_FAILS, FAIL_TIMEOUT, KEEPALIVE, KEEPALIVE_TIMEOUT, CONNECT_TIMEOUT, STATIC_EXPIRES, build, run
 
 -- the passive health check and keep-alive settings the fragment uses (and the README explains)
-_M.MAX_FAILS = 2
-_M.FAIL_TIMEOUT = 5       -- seconds a slot is left out after max_fails failures
-_M.KEEPALIVE = 32         -- idle upstream connections kept per nginx worker process
-_M.KEEPALIVE_TIMEOUT = 4  -- seconds; below luacluster's keepalive_timeout (5 s), so nginx closes first
-_M.CONNECT_TIMEOUT = 2    -- seconds; a host that is down (no answer at all) is skipped this fast
-_M.STATIC_EXPIRES = "1h"
+MAX_FAILS = 2
+FAIL_TIMEOUT = 5       -- seconds a slot is left out after max_fails failures
+KEEPALIVE = 32         -- idle upstream connections kept per nginx worker process
+KEEPALIVE_TIMEOUT = 4  -- seconds; below luacluster's keepalive_timeout (5 s), so nginx closes first
+CONNECT_TIMEOUT = 2    -- seconds; a host that is down (no answer at all) is skipped this fast
+STATIC_EXPIRES = "1h"
 
 
 local function basename(path)
@@ -231,7 +232,7 @@ local function command_line(o, hosts_given)
 end
 
 
-function _M.build(o)
+function build(o)
   if o.mode and o.mode ~= "ports" then
     return nil, "nginx-conf writes the config for --mode ports, not " .. o.mode
   end
@@ -244,7 +245,7 @@ function _M.build(o)
   if not abs then
     return nil, "cannot open " .. o.app .. ": no such file"
   end
-  local workers = o.workers or core.cpu_count()
+  local workers = defaults.workers(o)
   if workers < 1 then
     return nil, "--workers must be at least 1 for nginx-conf"
   end
@@ -295,15 +296,15 @@ function _M.build(o)
     local base = h.port or port
     for slot = 1, workers do
       add(string.format("    server %s:%d max_fails=%d fail_timeout=%ds;  # %s worker %d",
-        h.host, base + slot - 1, _M.MAX_FAILS, _M.FAIL_TIMEOUT, h.host, slot))
+        h.host, base + slot - 1, MAX_FAILS, FAIL_TIMEOUT, h.host, slot))
     end
   end
   add("")
   add("    # keep-alive connections to the workers (idle ones per nginx worker process); nginx")
   add("    # closes an idle one before luacluster's keepalive_timeout (5 s) would")
-  add("    keepalive " .. _M.KEEPALIVE .. ";")
+  add("    keepalive " .. KEEPALIVE .. ";")
   add("    keepalive_requests 10000;")
-  add("    keepalive_timeout " .. _M.KEEPALIVE_TIMEOUT .. "s;")
+  add("    keepalive_timeout " .. KEEPALIVE_TIMEOUT .. "s;")
   add("}")
   add("")
   add("server {")
@@ -313,7 +314,7 @@ function _M.build(o)
     add("    # " .. s.prefix .. " is served by nginx from disk; these requests never reach a worker")
     add("    location ^~ " .. s.prefix .. " {")
     add("        alias \"" .. s.dir .. "\";")
-    add("        expires " .. _M.STATIC_EXPIRES .. ";")
+    add("        expires " .. STATIC_EXPIRES .. ";")
     add("        add_header Cache-Control \"public\";")
     add("        etag on;")
     add("    }")
@@ -327,7 +328,7 @@ function _M.build(o)
   add("        proxy_set_header X-Real-IP $remote_addr;")
   add("        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
   add("        proxy_set_header X-Forwarded-Proto $scheme;")
-  add("        proxy_connect_timeout " .. _M.CONNECT_TIMEOUT .. "s;")
+  add("        proxy_connect_timeout " .. CONNECT_TIMEOUT .. "s;")
   add("        # a slot that refuses, fails or times out: the request goes to the next slot;")
   add("        # POST, PATCH and LOCK are not sent twice (non_idempotent is not set)")
   add("        proxy_next_upstream error timeout http_502 http_503 http_504;")
@@ -338,8 +339,8 @@ function _M.build(o)
 end
 
 
-function _M.run(o)
-  local text, err = _M.build(o)
+function run(o)
+  local text, err = build(o)
   if not text then
     io.stderr:write("luacluster: ", err, "\n")
     return 2
@@ -350,4 +351,13 @@ function _M.run(o)
 end
 
 
-return _M
+return {
+  MAX_FAILS = MAX_FAILS,
+  FAIL_TIMEOUT = FAIL_TIMEOUT,
+  KEEPALIVE = KEEPALIVE,
+  KEEPALIVE_TIMEOUT = KEEPALIVE_TIMEOUT,
+  CONNECT_TIMEOUT = CONNECT_TIMEOUT,
+  STATIC_EXPIRES = STATIC_EXPIRES,
+  build = build,
+  run = run,
+}

@@ -1,10 +1,10 @@
 -- luacluster reload [app.lua | --control PATH]: exit 0 once the new generation serves,
 -- non-zero with the reason if the new code fails.
-local common = require("luacluster.cmd_common")
+local common = require("luacluster.cli.common")
 
-local _M = {}
+local run
 
-function _M.run(o)
+function run(o)
   return common.run(o, function(path)
     local reply, code = common.ask(path, { cmd = "reload" }, 120000, "reload failed: ")
     if not reply then
@@ -15,4 +15,6 @@ function _M.run(o)
   end)
 end
 
-return _M
+return {
+  run = run,
+}

@@ -1,8 +1,8 @@
 -- luacluster status [app.lua | --control PATH] [--json]: one row per worker.
-local common = require("luacluster.cmd_common")
-local json = require("luacluster.json")
+local common = require("luacluster.cli.common")
+local json = require("luacluster.lib.json")
 
-local _M = {}
+local format, run
 
 
 local function human_bytes(n)
@@ -23,7 +23,7 @@ local function human_time(s)
 end
 
 
-function _M.format(st)
+function format(st)
   local out = {}
   out[#out + 1] = string.format("master pid %d, mode %s, generation %d, up %s, rss %s, lua heap %s",
     st.pid, tostring(st.mode), st.generation, human_time(st.uptime), human_bytes(st.rss or 0),
@@ -47,7 +47,7 @@ function _M.format(st)
 end
 
 
-function _M.run(o)
+function run(o)
   return common.run(o, function(path)
     local reply, code = common.ask(path, { cmd = "status" }, 10000)
     if not reply then
@@ -58,10 +58,13 @@ function _M.run(o)
       st.workers = json.array(st.workers)
       io.stdout:write(json.encode(st), "\n")
     else
-      io.stdout:write(_M.format(st))
+      io.stdout:write(format(st))
     end
     return 0
   end)
 end
 
-return _M
+return {
+  format = format,
+  run = run,
+}

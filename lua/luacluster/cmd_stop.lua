@@ -1,12 +1,12 @@
 -- luacluster stop [app.lua | --control PATH]: graceful stop (as SIGTERM); prints "stopped" and
 -- exits 0 only once the master's process is gone (its pid from the stop reply), so that what
 -- comes next (a new start on the same ports, a package upgrade) never meets it.
-local common = require("luacluster.cmd_common")
-local control = require("luacluster.control")
-local coro = require("luacluster.coro")
+local common = require("luacluster.cli.common")
+local control = require("luacluster.lib.control")
+local coro = require("luacluster.lib.coro")
 local core = require("luacluster.core")
 
-local _M = {}
+local run
 
 local DEADLINE_MS = 120000
 local POLL_MS = 20
@@ -34,7 +34,7 @@ local function sleep(ms)
 end
 
 
-function _M.run(o)
+function run(o)
   return common.run(o, function(path)
     local started = core.now()
     local reply, err, stream = control.request(path, { cmd = "stop" }, 10000)
@@ -68,4 +68,6 @@ function _M.run(o)
   end)
 end
 
-return _M
+return {
+  run = run,
+}

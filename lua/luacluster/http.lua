@@ -2,11 +2,14 @@
 -- are C (runtime/http.c, http_head.c); this module makes the request and response objects
 -- a handler sees and runs each handler in a coroutine of its own.
 local core = require("luacluster.core")
-local coro = require("luacluster.coro")
-local emitter = require("luacluster.emitter")
-local listen = require("luacluster.listen")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
+local access_log = require("luacluster.lib.access_log")
+local coro = require("luacluster.lib.coro")
+local emitter = require("luacluster.lib.emitter")
+local listen = require("luacluster.serve.listen")
+local log = require("luacluster.lib.log")
+local net = require("luacluster.net")
+local proxy_addr = require("luacluster.lib.proxy_addr")
+local runtime = require("luacluster.lib.runtime")
 
 local spawn = coro.spawn
 local type, setmetatable, rawset, tostring = type, setmetatable, rawset, tostring
@@ -14,7 +17,7 @@ local find, sub, lower, gsub, byte, char = string.find, string.sub, string.lower
 local concat = table.concat
 local traceback = debug.traceback
 
-local _M = {}
+local create_server
 
 -- ---- requests ----
 
@@ -65,8 +68,8 @@ local req_mt = {
       return rawget(req, "query")
     elseif k == "remote_address" or k == "remote_port" then
       local ip, port = req._c:peer()
-      if req._t and ip then -- trusted_proxies: the client behind them (see proxy_addr.lua)
-        ip = require("luacluster.proxy_addr").resolve(req._t, ip, req.headers["x-forwarded-for"])
+      if req._t and ip then -- trusted_proxies: the client behind them (see lib/proxy_addr.lua)
+        ip = proxy_addr.resolve(req._t, ip, req.headers["x-forwarded-for"])
       end
       rawset(req, "remote_address", ip)
       rawset(req, "remote_port", port)
@@ -386,7 +389,7 @@ local OPTS = {
 }
 
 
-function _M.create_server(handler, opts)
+function create_server(handler, opts)
   if type(handler) ~= "function" then
     error("http.create_server: handler must be a function", 2)
   end
@@ -399,7 +402,7 @@ function _M.create_server(handler, opts)
       error("http.create_server: unknown option '" .. tostring(k) .. "'", 2)
     end
     if k == "trusted_proxies" then
-      local matcher, terr = require("luacluster.proxy_addr").compile(v)
+      local matcher, terr = proxy_addr.compile(v)
       if not matcher then
         error("http.create_server: " .. terr, 2)
       end
@@ -421,7 +424,7 @@ function _M.create_server(handler, opts)
     spawn(run, handler, req, res)
   end, opts)
   if opts and opts.access_log then -- one combined-format line per response, written off the loop
-    local alog, aerr = require("luacluster.access_log").open(opts.access_log)
+    local alog, aerr = access_log.open(opts.access_log)
     if not alog then
       error("http.create_server: access_log: " .. aerr, 2)
     end
@@ -448,7 +451,7 @@ end
 -- Serves a connection accepted elsewhere: a net socket received in a message (the hand-off
 -- by hand: a master's net server accepts, a worker's HTTP server answers).
 function server_mt:serve(sock)
-  local raw = require("luacluster.net").raw(sock)
+  local raw = net.raw(sock)
   if type(raw) ~= "userdata" then
     error("server:serve: expected a socket", 2)
   end
@@ -472,17 +475,12 @@ function server_mt:_when_idle(done)
 end
 
 
-function server_mt:close()
-  if self._closed then
-    return
-  end
-  self._closed = true
-  runtime.drain_hooks[self] = nil
-  self:_drain(function()
-    self._srv:close()
-    self:emit("close")
-  end)
+-- server:close() is listen.mixin's; then the C server goes
+function server_mt:_closed_all()
+  self._srv:close()
 end
 
 
-return _M
+return {
+  create_server = create_server,
+}

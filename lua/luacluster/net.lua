@@ -1,12 +1,12 @@
 -- luacluster.net: TCP servers and sockets. The sockets are runtime/tcp.c's; this module
 -- gives them the contract's shape (:read waits, :on("data") for the callback style) and
--- makes servers listen through the master like HTTP servers do (listen.lua).
+-- makes servers listen through the master like HTTP servers do (serve/listen.lua).
 -- Sockets and servers can travel as the handle of a message; the sender's copy is closed.
 local core = require("luacluster.core")
-local coro = require("luacluster.coro")
-local emitter = require("luacluster.emitter")
-local listen = require("luacluster.listen")
-local runtime = require("luacluster.runtime")
+local coro = require("luacluster.lib.coro")
+local emitter = require("luacluster.lib.emitter")
+local listen = require("luacluster.serve.listen")
+local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
 
@@ -268,7 +268,7 @@ function server_mt:_closed_count()
 end
 
 
--- for `luacluster status` (worker_stats.lua): its open connections; a stream has no requests
+-- for `luacluster status` (worker/stats.lua): its open connections; a stream has no requests
 function server_mt:stats()
   return { requests = 0, connections = self._open }
 end
@@ -296,17 +296,6 @@ function server_mt:_when_idle(done)
   end
 end
 
-
-function server_mt:close()
-  if self._closed then
-    return
-  end
-  self._closed = true
-  runtime.drain_hooks[self] = nil
-  self:_drain(function()
-    self:emit("close")
-  end)
-end
 
 
 -- ---- outbound ----
@@ -364,4 +353,10 @@ function _M.raw(obj)
 end
 
 
-return _M
+return {
+  wrap = _M.wrap,
+  create_server = _M.create_server,
+  connect = _M.connect,
+  adopt = _M.adopt,
+  raw = _M.raw,
+}

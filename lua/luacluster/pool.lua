@@ -27,9 +27,13 @@
 -- (cluster.setup{restart=false}), else after opts.worker_wait ms (default 30000); a map still
 -- running when the cluster stops fails once its running tasks are done.
 local core = require("luacluster.core")
-local coro = require("luacluster.coro")
-local log = require("luacluster.log")
-local runtime = require("luacluster.runtime")
+local coro = require("luacluster.lib.coro")
+local log = require("luacluster.lib.log")
+local runtime = require("luacluster.lib.runtime")
+local sched = require("luacluster.sched.load")
+local tables = require("luacluster.lib.tables")
+local timer0 = require("luacluster.lib.timer0")
+local worker = require("luacluster.worker.side")
 
 local _M = {}
 
@@ -56,12 +60,11 @@ local function traceback(err)
 end
 
 
--- a task from the master (worker.lua's control op "task")
-function _M._on_task(msg)
+-- a task from the master (the worker's control op "task")
+local function on_task(msg)
   if type(msg) ~= "table" or type(msg.id) ~= "number" then
     return
   end
-  local worker = require("luacluster.worker")
   coro.spawn(function()
     runtime.hold() -- a drain waits for the task to finish and its result to be sent
     local ok, value
@@ -92,23 +95,14 @@ local ROUND_ROBIN = require("luacluster.sched.round_robin")
 
 
 local function make_policy(s)
-  if type(s) == "function" then
-    return s
-  end
-  if type(s) ~= "string" or not s:match("^[%w_]+$") then
-    coro.error_at_caller("pool.map: scheduler must be a built-in name or a function")
-  end
-  local mod, lerr = require("luacluster.optional").require("luacluster.sched." .. s)
+  local mod, err = sched.load(s)
   if not mod then
-    coro.error_at_caller("pool.map: " .. (lerr and "scheduler '" .. s .. "' does not load: " .. lerr or "unknown scheduler '" .. s .. "'"))
+    coro.error_at_caller("pool.map: " .. err)
   end
-  return mod.new()
+  return type(mod) == "function" and mod or mod.new()
 end
 
 
-local function is_ready(w)
-  return (w.state == "online" or w.state == "listening") and w._online and w._ch ~= nil
-end
 
 
 local function finish(run, err)
@@ -234,7 +228,7 @@ local function candidates(run, index)
   end
   for _, w in pairs(master.workers) do
     local load = run.load[w] or 0
-    if is_ready(w) and load < run.per_worker then
+    if w:is_up() and load < run.per_worker then
       local view = setmetatable({ connections = load, tasks = load, worker = w }, { __index = w })
       list[#list + 1] = view
       if not ids_tried[w.id] then
@@ -350,22 +344,20 @@ end
 local on_asked -- a worker's map, in the master (below)
 
 
-local function init_master()
-  if master then
-    return
-  end
-  master = require("luacluster.master")
-  master.control_ops.task_done = function(w, msg)
+-- plugs the master's half into the master (master/plugins.lua)
+local function attach(m)
+  master = m
+  m.register_op("task_done", function(w, msg)
     if type(msg.id) == "number" then
       local t = in_flight[msg.id]
       if t and t.worker == w then
         settle(msg.id, msg.ok == true, msg.value)
       end
     end
-  end
-  master.control_ops.pool_map = on_asked -- a worker's pool.map
-  master.hooks.online[#master.hooks.online + 1] = pump_all
-  master.hooks.gone[#master.hooks.gone + 1] = function(w)
+  end)
+  m.register_op("pool_map", function(...) return on_asked(...) end) -- a worker's pool.map
+  m.add_hook("online", pump_all)
+  m.add_hook("gone", function(w)
     local affected = {}
     for id, t in pairs(in_flight) do
       if t.worker == w then
@@ -383,7 +375,7 @@ local function init_master()
       end
     end
     pump_all()
-  end
+  end)
 end
 
 
@@ -443,12 +435,15 @@ local function answer_asked(id, ...)
 end
 
 
+local worker_side_ready = false
+
+
 local function init_worker_side()
-  local worker = require("luacluster.worker")
-  if worker.control_ops.pool_map_done then
+  if worker_side_ready then
     return
   end
-  worker.control_ops.pool_map_done = function(msg)
+  worker_side_ready = true
+  worker.register_op("pool_map_done", function(msg)
     if type(msg.id) == "number" then
       if msg.err ~= nil then
         answer_asked(msg.id, nil, msg.err, msg.partial)
@@ -456,16 +451,11 @@ local function init_worker_side()
         answer_asked(msg.id, msg.results)
       end
     end
-  end
+  end)
   -- the channel to the master closed (it died): no answer will come
   runtime.drain_hooks[asked] = function()
     if worker.channel():is_closed() then
-      local ids = {}
-      for id in pairs(asked) do
-        ids[#ids + 1] = id
-      end
-      table.sort(ids)
-      for _, id in ipairs(ids) do
+      for _, id in ipairs(tables.sorted_keys(asked)) do
         answer_asked(id, nil, "the channel to the master closed before the map finished")
       end
     end
@@ -482,16 +472,14 @@ local function map_from_worker(tasks, opts, cb)
   if not cb then
     w = coro.waiter("pool.map")
   end
-  local ch = require("luacluster.worker").channel()
+  local ch = worker.channel()
   asked_seq = asked_seq + 1
   local id = asked_seq
   local ok, err = ch:control({ op = "pool_map", id = id, tasks = tasks, opts = opts })
   if not ok then
     err = "pool.map: cannot ask the master: " .. tostring(err)
     if cb then
-      local t
-      t = core.timer_new(function() t:close() coro.spawn(cb, nil, err) end)
-      t:start(0, 0)
+      timer0.next_turn(function() coro.spawn(cb, nil, err) end)
       return true
     end
     return nil, err
@@ -536,7 +524,6 @@ function _M.map(tasks, opts, cb)
     return map_from_worker(tasks, opts, cb)
   end
   local per_worker = opts.per_worker or 1
-  init_master()
   local w
   if not cb then
     w = coro.waiter("pool.map")
@@ -557,9 +544,7 @@ function _M.map(tasks, opts, cb)
   end
   if run.n == 0 then
     if cb then
-      local t
-      t = core.timer_new(function() t:close() finish(run) end)
-      t:start(0, 0)
+      timer0.next_turn(function() finish(run) end)
       return true
     end
     return run.results
@@ -573,8 +558,11 @@ function _M.map(tasks, opts, cb)
 end
 
 
--- the master registers its side at start, so that a worker's map is answered whatever the
--- master's own code requires (boot.lua)
-_M._init_master = init_master
-
-return _M
+-- the master attaches its half at start (master/plugins.lua), so that a worker's map is
+-- answered whatever the master's own code requires
+return {
+  handle = _M.handle,
+  map = _M.map,
+  attach = attach,
+  on_task = on_task, -- a worker's op "task" (worker/plugins.lua)
+}

@@ -2,8 +2,9 @@
 -- started by child_process.fork, the channel to its parent: send, on("message"),
 -- disconnect, on("disconnect").
 local core = require("luacluster.core")
-local runtime = require("luacluster.runtime")
-local signals = require("luacluster.signals")
+local forked_child = require("luacluster.worker.forked_child")
+local runtime = require("luacluster.lib.runtime")
+local signals = require("luacluster.lib.signals")
 
 local _M = {}
 
@@ -24,7 +25,7 @@ function _M.exit(code)
 end
 
 
--- a forked child's events (luacluster.child)
+-- a forked child's events (luacluster.worker.forked_child)
 local CHILD_EVENTS = { message = true, request = true, disconnect = true }
 
 
@@ -37,7 +38,8 @@ function _M.on(event, fn)
     return _M
   end
   if runtime.role == "child" then
-    return require("luacluster.child").on(event, fn)
+    forked_child.on(event, fn)
+    return _M
   end
   -- the master and the workers have no parent channel: a handler here would never run
   if CHILD_EVENTS[event] then
@@ -53,7 +55,7 @@ function _M.send(msg, handle)
   if runtime.role ~= "child" then
     error("process.send is only available in a process started by child_process.fork", 2)
   end
-  return require("luacluster.child").send(msg, handle)
+  return forked_child.send(msg, handle)
 end
 
 
@@ -61,7 +63,7 @@ function _M.disconnect()
   if runtime.role ~= "child" then
     error("process.disconnect is only available in a process started by child_process.fork", 2)
   end
-  return require("luacluster.child").disconnect()
+  return forked_child.disconnect()
 end
 
 

@@ -2,12 +2,12 @@
 -- on. Callbacks run in coroutines, so they may wait. A pending timer keeps its process alive,
 -- as in Node.js.
 local core = require("luacluster.core")
-local coro = require("luacluster.coro")
-local runtime = require("luacluster.runtime")
+local coro = require("luacluster.lib.coro")
+local runtime = require("luacluster.lib.runtime")
 
 local spawn = coro.spawn
 
-local _M = {}
+local after, every, now, sleep
 
 local timer_mt = {}
 timer_mt.__index = timer_mt
@@ -55,12 +55,12 @@ local function start(ms, fn, repeating, what)
 end
 
 
-function _M.after(ms, fn)
+function after(ms, fn)
   return start(ms, fn, false, "timer.after")
 end
 
 
-function _M.every(ms, fn)
+function every(ms, fn)
   return start(ms, fn, true, "timer.every")
 end
 
@@ -68,10 +68,10 @@ end
 -- The event loop's clock in milliseconds: monotonic (a change of the wall clock does not move
 -- it), the time the current loop turn started, which is what timers count from. Only
 -- differences between two readings mean something.
-_M.now = core.now
+now = core.now
 
 
-function _M.sleep(ms)
+function sleep(ms)
   check_ms(ms, "timer.sleep")
   local w = coro.waiter("timer.sleep")
   local h
@@ -84,4 +84,9 @@ function _M.sleep(ms)
 end
 
 
-return _M
+return {
+  after = after,
+  every = every,
+  now = now,
+  sleep = sleep,
+}

@@ -2,7 +2,7 @@
 -- Run from the repository root: luajit spec/fuzz/make_corpus.lua
 -- Each file's first byte is the target's delivery mode (see the target's header comment).
 package.path = "./lua/?.lua;" .. package.path
-local codec = require("luacluster.codec")
+local codec = require("luacluster.lib.codec")
 
 local function le32(n)
   return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)

@@ -1,18 +1,8 @@
 -- IP hash: the same client address goes to the same worker while the set of ready workers
 -- stays the same (workers are taken in id order).
-local bit = require("bit")
+local hash = require("luacluster.lib.hash").fnv1a
 
 local _M = { wants_address = true }
-
-
-local function hash(s)
-  local h = 2166136261
-  for i = 1, #s do
-    h = bit.bxor(h, s:byte(i))
-    h = bit.tobit(h + bit.lshift(h, 1) + bit.lshift(h, 4) + bit.lshift(h, 7) + bit.lshift(h, 8) + bit.lshift(h, 24))
-  end
-  return h
-end
 
 
 function _M.new()
@@ -25,4 +15,8 @@ end
 
 _M.hash = hash
 
-return _M
+return {
+  wants_address = _M.wants_address,
+  new = _M.new,
+  hash = _M.hash,
+}

@@ -21,4 +21,7 @@ function _M.new()
 end
 
 
-return _M
+return {
+  wants_address = _M.wants_address,
+  new = _M.new,
+}

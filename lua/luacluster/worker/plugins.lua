@@ -1,0 +1,29 @@
+-- luacluster.worker.plugins: the one list of what plugs into a worker's side
+-- (worker/side.lua): attached once its channel to the master is open, before the app's top
+-- level runs. A control op from the master is registered once (a name taken twice raises,
+-- naming both places). What only some apps use loads when it is first needed, so that an idle
+-- worker holds no more than it uses.
+local limits = require("luacluster.worker.limits")
+local stats = require("luacluster.worker.stats")
+
+--   worker/side.lua         op peers (the live worker ids, worker/peers.lua): its own
+--   worker/stats.lua        op stats (the counters for status and metrics)
+--   worker/limits.lua       ops ping, limits (the heartbeat, max_requests)
+--   luacluster.pool         op task (loaded at the first task); op pool_map_done (at the
+--                           worker's first pool.map)
+--   serve/listen.lua        ops listen_result, extra_listener, unlisten_ok; hook close (at the
+--                           worker's first server:listen())
+
+
+local function attach(side)
+  stats.attach_worker(side)
+  limits.attach_worker(side)
+  side.register_op("task", function(msg)
+    return require("luacluster.pool").on_task(msg) -- lazy: a worker loads pool at its first task
+  end)
+end
+
+
+return {
+  attach = attach,
+}
