@@ -44,8 +44,7 @@ local function split_target(req)
   if hash then
     path = sub(path, 1, hash - 1)
   end
-  rawset(req, "path", path)
-  rawset(req, "_split", true)
+  rawset(req, "path", path) -- split: path is set (query only if there is one)
   if query then
     rawset(req, "query", query)
   end
@@ -62,7 +61,7 @@ local req_mt = {
       return rawget(req, "path")
     elseif k == "query" then
       -- no query: stays absent (nil), so only split once
-      if not rawget(req, "_split") then
+      if rawget(req, "path") == nil then
         split_target(req)
       end
       return rawget(req, "query")
@@ -74,6 +73,10 @@ local req_mt = {
       rawset(req, "remote_address", ip)
       rawset(req, "remote_port", port)
       return rawget(req, k)
+    elseif k == "version" then
+      local v = req._m == 1 and "1.1" or "1.0"
+      rawset(req, "version", v)
+      return v
     end
     return req_methods[k]
   end,
@@ -432,8 +435,13 @@ function create_server(handler, opts)
   local server = setmetatable({ _listeners = {} }, server_mt)
   -- path and query come split from C for an origin-form target ("/..."); nil otherwise
   server._srv = core.http_server_new(function(conn, seq, method, url, minor, body, path, query)
-    local req = setmetatable({ method = method, url = url, path = path, query = query, _split = path ~= nil,
-      version = minor == 1 and "1.1" or "1.0", _c = conn, _s = seq, _b = body, _t = trusted }, req_mt)
+    -- eight fields, so that the table's hash part is 8 slots, not 16: version comes lazily
+    -- (req_mt.__index), the trusted proxies only when the server has them
+    local req = setmetatable({ method = method, url = url, path = path, query = query,
+      _c = conn, _s = seq, _b = body, _m = minor }, req_mt)
+    if trusted then
+      req._t = trusted
+    end
     local res = setmetatable({ _c = conn, _s = seq, _code = 200 }, res_mt)
     spawn_guarded(failed, res, run, handler, req, res)
   end, opts)
