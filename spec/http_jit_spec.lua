@@ -36,21 +36,15 @@ end
 
 
 describe("the HTTP request path", function()
-  local p, port, line
-
-  lazy_setup(function()
-    port = H.free_port()
-    p = H.start_app(APP, { "-w", 1, "-p", port })
-    line = p:wait_output("ready %d+ %a+", 5000)
-    assert(line, p:output())
-  end)
-
-  lazy_teardown(function()
-    if p then p:stop() end
-    H.cleanup()
-  end)
-
   it("is compiled by the JIT: no trace of a handler or its response is aborted", function()
+    local port = H.free_port()
+    local p = H.start_app(APP, { "-w", 1, "-p", port })
+    finally(function()
+      p:stop()
+      H.cleanup()
+    end)
+    local line = p:wait_output("ready %d+ %a+", 5000)
+    assert(line, p:output())
     if not line:find("ready %d+ jit") then pending("the JIT is off") return end
     local s = assert(H.connect(port))
     local batch = {}
