@@ -1,8 +1,9 @@
 /* http_int.h: what the files of the HTTP server share, private to them (the runtime sees
- * lc_open_http in lc.h only). One step of a request's way per file, as nginx's src/http:
+ * lc_open_http, bindings.h). One step of a request's way per file, as nginx's src/http:
  *   http_head.c      the request head: strict parse in one pass, in place (offsets)
  *   http_body.c      the request body's framing (Content-Length, chunked)
- *   http_server.c    a server: accepting (its connection limit), draining, freeing
+ *   http_server.c    a server: accepting (its connection limit), draining, freeing, and what
+ *                    its connections share (read buffer, deadline timer, requests to reuse)
  *   http_conn.c      a connection: read buffer, parse loop, deadlines, keep-alive, backpressure,
  *                    the write path, lingering close
  *   http_response.c  a response: status line, Date, the handler's headers checked, the head
