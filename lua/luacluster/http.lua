@@ -11,7 +11,7 @@ local net = require("luacluster.net")
 local proxy_addr = require("luacluster.lib.proxy_addr")
 local runtime = require("luacluster.lib.runtime")
 
-local spawn = coro.spawn
+local spawn_guarded = coro.spawn_guarded
 local type, setmetatable, rawset, tostring = type, setmetatable, rawset, tostring
 local find, sub, lower, gsub, byte, char = string.find, string.sub, string.lower, string.gsub, string.byte, string.char
 local concat = table.concat
@@ -44,8 +44,7 @@ local function split_target(req)
   if hash then
     path = sub(path, 1, hash - 1)
   end
-  rawset(req, "path", path)
-  rawset(req, "_split", true)
+  rawset(req, "path", path) -- split: path is set (query only if there is one)
   if query then
     rawset(req, "query", query)
   end
@@ -62,7 +61,7 @@ local req_mt = {
       return rawget(req, "path")
     elseif k == "query" then
       -- no query: stays absent (nil), so only split once
-      if not rawget(req, "_split") then
+      if rawget(req, "path") == nil then
         split_target(req)
       end
       return rawget(req, "query")
@@ -74,6 +73,10 @@ local req_mt = {
       rawset(req, "remote_address", ip)
       rawset(req, "remote_port", port)
       return rawget(req, k)
+    elseif k == "version" then
+      local v = req._m == 1 and "1.1" or "1.0"
+      rawset(req, "version", v)
+      return v
     end
     return req_methods[k]
   end,
@@ -312,11 +315,26 @@ local function where(fn)
 end
 
 
--- a handler's `return status, body` or `return status, headers, body`; raises a response
--- that does not fit (a framing mistake, a bad header, a status out of range)
+-- res:header for each of a handler's returned headers, when the response already has some:
+-- -> nil | the error of a bad name
+local function merge_headers(res, headers)
+  local ok, err = pcall(function()
+    for name, value in pairs(headers) do
+      res:header(name, value)
+    end
+  end)
+  if not ok then
+    return err
+  end
+end
+
+
+-- a handler's `return status, body` or `return status, headers, body`: -> nil | what does not
+-- fit in the response (a framing mistake, a bad header, a status out of range); nothing of it
+-- was sent then
 local function shortcut(res, status, b, c)
   if status < 100 or status > 999 or status % 1 ~= 0 then
-    error("status " .. tostring(status) .. " is not a number from 100 to 999", 0)
+    return "status " .. tostring(status) .. " is not a number from 100 to 999"
   end
   local ok, err
   if type(b) == "table" then
@@ -330,8 +348,9 @@ local function shortcut(res, status, b, c)
         res._done = true
       end
     else
-      for name, value in pairs(b) do
-        res:header(name, value)
+      err = merge_headers(res, b)
+      if err then
+        return err
       end
       b = c
     end
@@ -341,23 +360,21 @@ local function shortcut(res, status, b, c)
     ok, err = finish(res, b)
   end
   if ok == false then
-    error(err, 0)
+    return err
   end
 end
 
 
-local function on_error(err)
-  return traceback(tostring(err), 2)
+-- A handler runs without a pcall of its own (see lib/coro.lua's call): when it raises, its
+-- coroutine ends and coro calls failed(res, co, err).
+local function failed(res, co, err)
+  log.error("request handler failed: " .. traceback(co, tostring(err)))
+  fail(res)
 end
 
 
 local function run(handler, req, res)
-  local ok, a, b, c = xpcall(handler, on_error, req, res)
-  if not ok then
-    log.error("request handler failed: " .. a)
-    fail(res)
-    return
-  end
+  local a, b, c = handler(req, res)
   if a ~= nil and not res._done then
     if type(a) ~= "number" then
       log.error("request handler returned " .. type(a) .. " where a status number was expected")
@@ -365,9 +382,9 @@ local function run(handler, req, res)
       return
     end
     -- the handler has returned: its response is logged with the handler's location
-    local sok, serr = pcall(shortcut, res, a, b, c)
-    if not sok then
-      log.error("request handler failed: " .. where(handler) .. ": its response: " .. tostring(serr))
+    local err = shortcut(res, a, b, c)
+    if err then
+      log.error("request handler failed: " .. where(handler) .. ": its response: " .. tostring(err))
       fail(res)
     end
   end
@@ -418,10 +435,15 @@ function create_server(handler, opts)
   local server = setmetatable({ _listeners = {} }, server_mt)
   -- path and query come split from C for an origin-form target ("/..."); nil otherwise
   server._srv = core.http_server_new(function(conn, seq, method, url, minor, body, path, query)
-    local req = setmetatable({ method = method, url = url, path = path, query = query, _split = path ~= nil,
-      version = minor == 1 and "1.1" or "1.0", _c = conn, _s = seq, _b = body, _t = trusted }, req_mt)
+    -- eight fields, so that the table's hash part is 8 slots, not 16: version comes lazily
+    -- (req_mt.__index), the trusted proxies only when the server has them
+    local req = setmetatable({ method = method, url = url, path = path, query = query,
+      _c = conn, _s = seq, _b = body, _m = minor }, req_mt)
+    if trusted then
+      req._t = trusted
+    end
     local res = setmetatable({ _c = conn, _s = seq, _code = 200 }, res_mt)
-    spawn(run, handler, req, res)
+    spawn_guarded(failed, res, run, handler, req, res)
   end, opts)
   if opts and opts.access_log then -- one combined-format line per response, written off the loop
     local alog, aerr = access_log.open(opts.access_log)

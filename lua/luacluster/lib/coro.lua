@@ -6,7 +6,7 @@ local log = require("luacluster.lib.log")
 
 local co_create, resume, yield, running = coroutine.create, coroutine.resume, coroutine.yield, coroutine.running
 local status = coroutine.status
-local xpcall, traceback = xpcall, debug.traceback
+local traceback = debug.traceback
 
 local error_at_caller, spawn, current, in_handler, wait, wake, waiter
 
@@ -46,16 +46,11 @@ function error_at_caller(msg)
 end
 
 
-local function on_error(err)
-  return traceback(tostring(err), 2)
-end
-
-
-local function run(fn, ...)
-  local ok, err = xpcall(fn, on_error, ...)
-  if not ok then
-    log.error(err)
-  end
+-- fn(...) runs unprotected: no pcall per event, so that the JIT compiles a handler and its
+-- return into the library (a return into a pcall frame ends a trace). An error ends the
+-- coroutine, its resume (in spawn or wake) returns it, and the dead coroutine is not pooled.
+local function call(fn, ...)
+  fn(...)
 end
 
 
@@ -65,20 +60,45 @@ end
 -- worker object it was called for) alive for as long as the coroutine lives in the pool.
 local function body()
   local me = running()
-  run(yield(POOLED))
+  call(yield(POOLED))
   while true do
     if #pool >= POOL_MAX then
       managed[me] = nil
       return
     end
     pool[#pool + 1] = me
-    run(yield(POOLED))
+    call(yield(POOLED))
   end
 end
 
 
--- Runs fn(...) in a pooled coroutine, now, until it finishes or waits.
-function spawn(fn, ...)
+local function log_failure(_, co, err)
+  log.error(traceback(co, tostring(err)))
+end
+
+-- on_fail and its ctx of each coroutine that waits (only those: a function that finishes at
+-- once costs no entry); a pooled coroutine has none
+local fails = setmetatable({}, { __mode = "k" })
+local ctxs = setmetatable({}, { __mode = "k" })
+
+
+-- after a resume of co: its error to on_fail, or its on_fail kept while it waits
+local function settle(co, on_fail, ctx, ok, r)
+  if not ok then
+    fails[co], ctxs[co] = nil, nil
+    on_fail(ctx, co, r)
+  elseif r ~= POOLED and status(co) == "suspended" then
+    fails[co], ctxs[co] = on_fail, ctx
+  else
+    fails[co], ctxs[co] = nil, nil
+  end
+end
+
+
+-- Runs fn(...) in a pooled coroutine, now, until it finishes or waits. If fn raises (now or
+-- after a wait), on_fail(ctx, co, err) is called in its place: debug.traceback(co, err) gives
+-- the failed stack.
+local function spawn_guarded(on_fail, ctx, fn, ...)
   local co = pool[#pool]
   if co then
     pool[#pool] = nil
@@ -87,11 +107,18 @@ function spawn(fn, ...)
     managed[co] = true
     resume(co) -- to its first yield: it takes fn and its arguments there
   end
-  local ok, err = resume(co, fn, ...)
-  if not ok then
-    log.error(traceback(co, tostring(err)))
+  local ok, r = resume(co, fn, ...)
+  if r ~= POOLED then -- it did not finish at once (or failed)
+    settle(co, on_fail, ctx, ok, r)
   end
   return co
+end
+
+
+-- Runs fn(...) in a pooled coroutine, now, until it finishes or waits; an error is logged
+-- with its traceback.
+function spawn(fn, ...)
+  return spawn_guarded(log_failure, nil, fn, ...)
 end
 
 
@@ -124,10 +151,9 @@ function wake(co, ...)
   if status(co) ~= "suspended" then
     return false
   end
-  local ok, err = resume(co, ...)
-  if not ok then
-    log.error(traceback(co, tostring(err)))
-  end
+  local on_fail, ctx = fails[co] or log_failure, ctxs[co]
+  local ok, r = resume(co, ...)
+  settle(co, on_fail, ctx, ok, r)
   return true
 end
 
@@ -168,6 +194,7 @@ end
 return {
   error_at_caller = error_at_caller,
   spawn = spawn,
+  spawn_guarded = spawn_guarded,
   current = current,
   in_handler = in_handler,
   wait = wait,
