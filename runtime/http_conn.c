@@ -326,7 +326,12 @@ static void leave_shared(http_conn *c) {
     return;
   }
   char *own = malloc(n + LC_HTTP_READ_CHUNK);
-  if (own == NULL) { c->in = NULL; c->in_len = c->in_off = c->in_cap = 0; lc_http_conn_close(c); return; }
+  if (own == NULL) {
+    lc_http_conn_close(c);   /* first: it logs a pending request, whose head is still in the shared buffer */
+    c->in = NULL;
+    c->in_len = c->in_off = c->in_cap = 0;
+    return;
+  }
   keep_into(c, own);
   c->in_cap = n + LC_HTTP_READ_CHUNK;
 }
