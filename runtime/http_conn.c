@@ -444,6 +444,7 @@ static int start_body(http_conn *c) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     lc_http_conn_write(c, cont, sizeof cont - 1, NULL, 0);
     lc_http_conn_flush(c);   /* the client waits for it before it sends the body */
+    if (c->closed) return 0; /* it could not be written (a reset): parse_input stops */
   }
   /* CONNECT has no body, whatever its head says */
   if (h->is_connect) lc_http_body_init(&r->framer, 0, 0, 0);
@@ -504,6 +505,7 @@ static void parse_input(http_conn *c) {
       lc_http_conn_deadline(c, LC_HTTP_T_BODY, LC_HTTP_DL_HEADER);
       status = start_body(c);
       if (status != 0) { lc_http_reject(c, status); break; }
+      if (c->closed) break;   /* no body is framed and no handler runs for a closed connection */
     }
     /* the body: framed as it arrives, its data copied once into the request */
     http_req *r = c->req;
