@@ -20,6 +20,8 @@
 
 static void parse_input(http_conn *c);
 static void resume_reading(http_conn *c);
+static void pause_reading(http_conn *c, int out);
+static int update_pauses(http_conn *c);
 static void write_done(http_conn *c);
 
 /* ---- closing ---- */
@@ -224,13 +226,10 @@ int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, 
   uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
   int r = lc_wq_write(c->wq, bufs, blen ? 2 : 1);
   if (r != 0) { lc_http_conn_close(c); return r; }
-  if (lc_wq_queued(c->wq) > LC_HTTP_MAX_QUEUED_OUTPUT && !c->read_paused) {
+  if (lc_wq_queued(c->wq) > LC_HTTP_MAX_QUEUED_OUTPUT && !c->out_paused) {
     /* written now: what is left is in libuv's hands, and its completion resumes reading */
     lc_http_conn_flush(c);
-    if (!c->closed && lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) {
-      uv_read_stop((uv_stream_t *)c->tcp);
-      c->read_paused = 1;
-    }
+    if (!c->closed && lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) pause_reading(c, 1);
   }
   return 0;
 }
@@ -286,10 +285,7 @@ static void write_done(http_conn *c) {
     if (uv_shutdown(req, (uv_stream_t *)c->tcp, http_conn_shutdown_cb) != 0) { free(req); lc_http_conn_close(c); }
     return;
   }
-  if (c->read_paused && lc_http_conn_queued(c) < LC_HTTP_MAX_QUEUED_OUTPUT / 2 && c->state != LC_HTTP_S_CLOSING) {
-    c->read_paused = 0;
-    if (c->state == LC_HTTP_S_HANDLER && c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) return;
-    resume_reading(c);
+  if (c->out_paused && c->state != LC_HTTP_S_CLOSING && update_pauses(c)) {
     /* pipelined requests that waited for the client to read its answers (parse_input) */
     if (c->state == LC_HTTP_S_HEAD && c->in_off < c->in_len) parse_input(c);
   }
@@ -330,7 +326,12 @@ static void leave_shared(http_conn *c) {
     return;
   }
   char *own = malloc(n + LC_HTTP_READ_CHUNK);
-  if (own == NULL) { c->in = NULL; c->in_len = c->in_off = c->in_cap = 0; lc_http_conn_close(c); return; }
+  if (own == NULL) {
+    lc_http_conn_close(c);   /* first: it logs a pending request, whose head is still in the shared buffer */
+    c->in = NULL;
+    c->in_len = c->in_off = c->in_cap = 0;
+    return;
+  }
   keep_into(c, own);
   c->in_cap = n + LC_HTTP_READ_CHUNK;
 }
@@ -390,10 +391,7 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
     /* a body may take its time, but not stall: header_timeout between reads */
     if (c->state == LC_HTTP_S_BODY) lc_http_conn_deadline(c, LC_HTTP_T_BODY, LC_HTTP_DL_HEADER);
     if (c->state == LC_HTTP_S_HANDLER) {
-      if (c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) {
-        uv_read_stop(st);
-        c->read_paused = 1;
-      }
+      if (c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) pause_reading(c, 0);
     } else {
       parse_input(c);
     }
@@ -404,6 +402,25 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
 static void resume_reading(http_conn *c) {
   if (c->closed || c->state == LC_HTTP_S_CLOSING || c->peer_closed) return;
   if (uv_read_start((uv_stream_t *)c->tcp, http_conn_alloc_cb, http_conn_read_cb) != 0) lc_http_conn_close(c);
+}
+
+/* stops reading for one reason (out: the output queue, else the input behind a handler);
+ * reading stays stopped until neither holds */
+static void pause_reading(http_conn *c, int out) {
+  if (!c->in_paused && !c->out_paused) uv_read_stop((uv_stream_t *)c->tcp);
+  if (out) c->out_paused = 1;
+  else c->in_paused = 1;
+}
+
+/* clears the pauses that no longer hold and resumes reading when none is left; 1 if it did */
+static int update_pauses(http_conn *c) {
+  if (!c->in_paused && !c->out_paused) return 0;
+  if (c->in_paused && !(c->state == LC_HTTP_S_HANDLER && c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT))
+    c->in_paused = 0;
+  if (c->out_paused && lc_http_conn_queued(c) < LC_HTTP_MAX_QUEUED_OUTPUT / 2) c->out_paused = 0;
+  if (c->in_paused || c->out_paused) return 0;
+  resume_reading(c);
+  return 1;
 }
 
 /* ---- a request ---- */
@@ -427,6 +444,7 @@ static int start_body(http_conn *c) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     lc_http_conn_write(c, cont, sizeof cont - 1, NULL, 0);
     lc_http_conn_flush(c);   /* the client waits for it before it sends the body */
+    if (c->closed) return 0; /* it could not be written (a reset): parse_input stops */
   }
   /* CONNECT has no body, whatever its head says */
   if (h->is_connect) lc_http_body_init(&r->framer, 0, 0, 0);
@@ -464,7 +482,7 @@ static void parse_input(http_conn *c) {
         lc_http_conn_flush(c);
         if (c->closed) break;
         if (lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) {
-          if (!c->read_paused) { uv_read_stop((uv_stream_t *)c->tcp); c->read_paused = 1; }
+          if (!c->out_paused) pause_reading(c, 1);
           break;
         }
       }
@@ -487,6 +505,7 @@ static void parse_input(http_conn *c) {
       lc_http_conn_deadline(c, LC_HTTP_T_BODY, LC_HTTP_DL_HEADER);
       status = start_body(c);
       if (status != 0) { lc_http_reject(c, status); break; }
+      if (c->closed) break;   /* no body is framed and no handler runs for a closed connection */
     }
     /* the body: framed as it arrives, its data copied once into the request */
     http_req *r = c->req;
@@ -527,10 +546,7 @@ void lc_http_conn_finish(http_conn *c) {
   lc_http_server_req_done(c->srv, r);
   c->stall_mark = SIZE_MAX;
   lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, LC_HTTP_DL_KEEPALIVE);
-  if (c->read_paused && lc_http_conn_queued(c) < LC_HTTP_MAX_QUEUED_OUTPUT) {
-    c->read_paused = 0;
-    resume_reading(c);
-  }
+  update_pauses(c);   /* no handler runs now: the input's pause is over, the output's maybe */
   parse_input(c);
 }
 

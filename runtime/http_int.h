@@ -75,7 +75,10 @@ typedef struct http_conn {
   int box_ref;
   int drain_ref;              /* a handler waiting in res:write for the queue to drain */
   unsigned char state, timer_mode, dl_list, ending;   /* dl_list: LC_HTTP_DL_* + 1, or 0 */
-  unsigned char keepalive, upgrade, in_parse, read_paused, peer_closed, got_bytes, closed;
+  unsigned char keepalive, upgrade, in_parse, peer_closed, got_bytes, closed;
+  /* reading stops while either holds: in_paused, too much input buffered behind a running
+   * handler; out_paused, too much output queued for a client that does not read */
+  unsigned char in_paused, out_paused;
   signed char peer_known;     /* peer: 0 not looked up yet, 1 known, -1 unknown */
   http_addr *peer;            /* the client's address, looked up once (when asked for) */
 } http_conn;

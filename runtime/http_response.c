@@ -340,7 +340,9 @@ void lc_http_reject(http_conn *c, int status) {
   char buf[512];
   const char *r = reason(status);
   int blen = (int)strlen(r) + 5;
-  lc_http_account(c, status, blen, c->state == LC_HTTP_S_BODY || c->state == LC_HTTP_S_HANDLER);
+  /* the request line is logged once the head is complete, a body refused for its
+   * Content-Length (413 before the body starts) included */
+  lc_http_account(c, status, blen, c->req != NULL && c->req->head_len > 0);
   size_t dl;
   const char *d = date_line(&dl);
   int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\n%.*sContent-Type: text/plain\r\nContent-Length: %d\r\n"

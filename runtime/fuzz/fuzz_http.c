@@ -9,7 +9,8 @@
  *   bit 2    the client half-closes right after its last byte (else only once it is idle)
  *   bit 3    the client reads nothing until it has written everything (backpressure)
  * Handler paths: /stream (chunked, echoes the body), /big (300 kB), /err (raises),
- * /nc (204), /close (Connection: close), anything else a short summary of the request. */
+ * /nc (204), /close (Connection: close), /wait (answers after a timer: input arrives and
+ * output drains while a handler waits), anything else a short summary of the request. */
 #include "fuzz_common.h"
 
 static lua_State *L;
@@ -18,6 +19,7 @@ static lc_rt *rt;
 static const char INIT[] =
   "local http = require('luacluster.http')\n"
   "require('luacluster.log').error = function() end\n"
+  "local timer = require('luacluster.timer')\n"
   "local big = string.rep('x', 300000)\n"
   "local server = http.create_server(function(req, res)\n"
   "  local path, h, body = req.path, req.headers, req:body()\n"
@@ -26,6 +28,7 @@ static const char INIT[] =
   "    res:write('a') res:write(body) res:finish('z')\n"
   "  elseif path == '/big' then return 200, big\n"
   "  elseif path == '/err' then error('fuzz: a handler that raises')\n"
+  "  elseif path == '/wait' then timer.sleep(0) res:write('w') timer.sleep(0) res:finish(body)\n"
   "  elseif path == '/nc' then return 204, ''\n"
   "  elseif path == '/close' then return 200, { Connection = 'close' }, 'bye'\n"
   "  else\n"

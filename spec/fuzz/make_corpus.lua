@@ -124,6 +124,12 @@ for _, name in ipairs(sorted(http)) do -- sorted: the same files on every run
   i = i + 1
   write("http", name, string.char(modes[i % #modes + 1]) .. http[name])
 end
+-- a handler that waits on a timer (/wait): pipelined requests arrive behind it, and more than
+-- the 64 KiB of input kept behind a running handler (reading must resume once it answers)
+local wait = "POST /wait HTTP/1.1\r\n" .. host .. "Content-Length: 5\r\n\r\nhello"
+local p = "GET /p HTTP/1.1\r\n" .. host .. "\r\n"
+write("http", "wait", string.char(0) .. wait .. p:rep(3))
+write("http", "wait_pipelined_big", string.char(3) .. p .. wait .. p:rep(math.floor(100000 / #p)))
 -- the request vectors of spec/data/http_vectors.lua (strict parsing and request smuggling),
 -- each followed by a second request that a refusal must keep from being served
 local ok, vectors = pcall(dofile, "spec/data/http_vectors.lua")
