@@ -377,9 +377,16 @@ local function run(handler, req, res)
   local a, b, c = handler(req, res)
   if a ~= nil and not res._done then
     if type(a) ~= "number" then
-      log.error("request handler returned " .. type(a) .. " where a status number was expected")
+      log.error("request handler failed: " .. where(handler) .. ": returned " .. type(a)
+        .. " where a status number was expected")
       fail(res)
       return
+    end
+    if res._head_sent then
+      -- res:write sent the head already: the returned status cannot be sent, and saying
+      -- nothing hid the mistake (the returned body still goes out, as res:finish would)
+      log.error("request handler " .. where(handler) .. ": returned status " .. tostring(a)
+        .. " after res:write had sent status " .. tostring(res._code) .. "; the returned status is ignored")
     end
     -- the handler has returned: its response is logged with the handler's location
     local err = shortcut(res, a, b, c)
