@@ -8,7 +8,7 @@ local coro = require("luacluster.lib.coro")
 local log = require("luacluster.lib.log")
 local timer0 = require("luacluster.lib.timer0")
 
-local encode, decode = codec.encode, codec.decode
+local encode, decode_string, decode_error = codec.encode, codec.decode_string, codec.decode_error
 local K = core.kind
 local MSG, CTRL, REQ, REPLY, ROUTE, BCAST, ROUTE_FAIL = K.MSG, K.CTRL, K.REQ, K.REPLY, K.ROUTE, K.BCAST, K.ROUTE_FAIL
 
@@ -137,8 +137,26 @@ local function answer(self, seq, from, handler, msg)
 end
 
 
+-- a frame whose payload does not decode: its socket is closed, the error reported
+local function bad_payload(h, err, handle)
+  if handle then handle:close() end
+  if h.error then h.error(decode_error(err)) end
+end
+
+
 local function on_frame(self, kind, peer, seq, payload, handle)
   local h = self.handlers
+  if kind == MSG and handle == nil then -- the hot path: a message without a socket
+    local ok, msg = decode_string(payload)
+    if not ok then
+      return bad_payload(h, msg, nil)
+    end
+    local message = h.message
+    if message then
+      message(msg, nil, peer ~= 0 and peer or nil)
+    end
+    return
+  end
   if kind == "close" then
     self.closed = true
     local seqs = {}
@@ -163,11 +181,9 @@ local function on_frame(self, kind, peer, seq, payload, handle)
     if h.route_fail then h.route_fail(peer, seq) end
     return
   end
-  local ok, msg = decode(payload)
+  local ok, msg = decode_string(payload)
   if not ok then
-    if handle then handle:close() end
-    if h.error then h.error(msg) end
-    return
+    return bad_payload(h, msg, handle)
   end
   if handle and (kind == MSG or kind == REQ) then
     handle = adopt(handle)
@@ -197,7 +213,9 @@ end
 -- handle (one created for a spawn) is wrapped.
 function new(handlers)
   local self = setmetatable({ handlers = handlers, pending = {}, npending = 0, seq = 0, closed = false }, channel_mt)
-  return self, function(...) return on_frame(self, ...) end
+  return self, function(kind, peer, seq, payload, handle)
+    return on_frame(self, kind, peer, seq, payload, handle)
+  end
 end
 
 

@@ -73,6 +73,13 @@ function encode(value)
 end
 
 
+-- decode_checked's failure -> the message decode gives for it
+local function decode_error(err)
+  dec:reset()
+  return "cannot decode message: " .. tostring(err):gsub("^.-:%d+: ", "")
+end
+
+
 -- -> true, value | nil, err   (the value itself may be nil)
 function decode(bytes)
   if type(bytes) ~= "string" then
@@ -80,8 +87,7 @@ function decode(bytes)
   end
   local ok, value = decode_checked(bytes)
   if not ok then
-    dec:reset()
-    return nil, "cannot decode message: " .. tostring(value):gsub("^.-:%d+: ", "")
+    return nil, decode_error(value)
   end
   return true, value
 end
@@ -90,4 +96,8 @@ end
 return {
   encode = encode,
   decode = decode,
+  -- the receive path's form, for a caller that already has a string (a frame's payload):
+  -- decode_string(bytes) -> true, value | false, e; decode_error(e) -> decode's err for it
+  decode_string = decode_checked,
+  decode_error = decode_error,
 }

@@ -1,10 +1,12 @@
 -- Event handlers with :on(event, fn). emit runs each handler in its own coroutine, in the
 -- order they were added; a handler that raises is logged and the others still run.
 local coro = require("luacluster.lib.coro")
+local log = require("luacluster.lib.log")
 
 local spawn = coro.spawn
+local resume, yield, traceback = coroutine.resume, coroutine.yield, debug.traceback
 
-local on, off, has, emit, first, request_handler, take_over, mixin
+local on, off, has, emit, emit3, first, request_handler, take_over, mixin
 
 
 -- the handlers of event on self (the one reader of the private _events besides on), or nil
@@ -76,6 +78,77 @@ function emit(self, event, ...)
 end
 
 
+-- emit3's dispatcher: one coroutine from coro's pool that runs handlers one after another, with
+-- three arguments each, for as long as none waits. A resume with fixed arguments and a loop
+-- without a vararg call cost ~520 instructions where coro.spawn's (vararg) costs ~800: the
+-- worker's message path, a message at a time. A handler that waits keeps the coroutine: the
+-- dispatcher is given up (gone, the next emit3 takes another), and when that handler ends, the
+-- coroutine leaves the loop and goes back to coro's pool.
+local DONE = {}
+local idle -- the dispatcher not running a handler now, or nil
+
+
+local function on_error(err)
+  return traceback(tostring(err), 2)
+end
+
+
+local function new_dispatcher()
+  local d = { gone = false }
+  d.co = spawn(function()
+    local fn, a, b, c = yield(DONE)
+    while true do
+      local ok, err = xpcall(fn, on_error, a, b, c)
+      if not ok then
+        log.error(err)
+      end
+      if d.gone then
+        return
+      end
+      fn, a, b, c = nil, nil, nil, nil -- (nothing kept alive while it waits for the next)
+      fn, a, b, c = yield(DONE)
+    end
+  end)
+  return d
+end
+
+
+local function dispatch3(fn, a, b, c)
+  local d = idle or new_dispatcher()
+  idle = nil -- (a handler that emits meanwhile takes another)
+  local ok, r = resume(d.co, fn, a, b, c)
+  if ok and r == DONE then
+    idle = d
+  else -- it waits (or yielded by itself): the coroutine is that handler's now
+    d.gone = true
+    if not ok then
+      log.error(traceback(d.co, tostring(r)))
+    end
+  end
+end
+
+
+-- emit(self, event, a, b, c) for exactly three arguments (each handler gets three, nils
+-- included), on a path that costs less per event: for the hot events (a worker's messages).
+function emit3(self, event, a, b, c)
+  local handlers = rawget(self, "_events")
+  local list = handlers and handlers[event]
+  local n = list and #list or 0
+  if n == 0 then
+    return false
+  end
+  if n == 1 then
+    dispatch3(list[1], a, b, c)
+    return true
+  end
+  local copy = { unpack(list) }
+  for i = 1, n do
+    dispatch3(copy[i], a, b, c)
+  end
+  return true
+end
+
+
 -- The first handler of event, or nil (a request is answered by one handler: the first).
 function first(self, event)
   local list = list_of(self, event)
@@ -120,6 +193,7 @@ return {
   off = off,
   has = has,
   emit = emit,
+  emit3 = emit3,
   first = first,
   request_handler = request_handler,
   take_over = take_over,

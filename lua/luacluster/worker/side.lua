@@ -5,6 +5,7 @@
 local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local emitter = require("luacluster.lib.emitter")
+local emit3 = emitter.emit3
 local log = require("luacluster.lib.log")
 local peers = require("luacluster.worker.peers")
 local registry = require("luacluster.lib.registry")
@@ -166,7 +167,7 @@ function _M.init(opts)
   local err
   ch, err = channel.open_fd(opts.ipc_fd, {
     message = function(msg, handle, from)
-      if not me:emit("message", msg, handle, from) and handle then
+      if not emit3(me, "message", msg, handle, from) and handle then
         handle:close()
       end
     end,
