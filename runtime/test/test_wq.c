@@ -59,6 +59,29 @@ static void t_buf(void) {
 #endif
   CHECK(lc_buf_reserve(&b, LC_BUF_NO_CAP) == UV_E2BIG);
   lc_buf_free(&b);
+
+  /* a buffer handed to an owner with a smaller max (log.c's spare, a write queue's request) has
+   * more room than that max: appends past max are refused all the same */
+  lc_buf_init(&b, 0);
+  static char big[64800];
+  CHECK(lc_buf_append(&b, big, sizeof big) == 0 && b.cap >= sizeof big);
+  b.len = 0;
+  b.max = 1000;
+  CHECK(lc_buf_append(&b, big, 1000) == 0);
+  CHECK(lc_buf_append(&b, "x", 1) == UV_E2BIG && b.len == 1000);
+  CHECK(lc_buf_reserve(&b, 1) == UV_E2BIG);
+  /* lc_buf_set_max: an empty buffer bigger than its new max is freed, a full one shrunk */
+  b.len = 0;
+  lc_buf_set_max(&b, 1000);
+  CHECK(b.data == NULL && b.cap == 0 && b.max == 1000);
+  lc_buf_init(&b, 0);
+  CHECK(lc_buf_append(&b, big, sizeof big) == 0);
+  b.len = 10;
+  lc_buf_set_max(&b, 100);
+  CHECK(b.cap == 100 && b.len == 10 && b.max == 100);
+  lc_buf_set_max(&b, 0);
+  CHECK(b.cap == 100 && b.max == LC_BUF_NO_CAP);
+  lc_buf_free(&b);
 }
 
 /* ---- the write queue ---- */
