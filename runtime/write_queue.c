@@ -72,7 +72,7 @@ static int wq_submit(lc_wq *q, uv_stream_t *send_handle, lc_wq_sent_fn sent, voi
   lc_buf tmp = r->bytes;             /* the request takes the bytes, the queue its empty buffer */
   r->bytes = *bytes;
   *bytes = tmp;
-  bytes->max = r->bytes.max;
+  lc_buf_set_max(bytes, r->bytes.max);   /* a write2's uncapped buffer is over q's max: freed */
   r->sent = sent;
   r->ctx = ctx;
   uv_buf_t b;

@@ -366,9 +366,58 @@ static void t_cap(void) {
   close(fds[1]);
 }
 
+/* fills the socket fd until it takes nothing more */
+static void fill_socket(int fd) {
+  static char junk[65536];
+  while (write(fd, junk, sizeof junk) > 0) {}
+  CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* reads what fd holds now: the bytes read */
+static size_t drain_socket(int fd) {
+  static char buf[65536];
+  size_t got = 0;
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) got += (size_t)n;
+  return got;
+}
+
+/* a write2 without a handle or sent callback leaves its (uncapped) buffer as the spare; the
+ * queue's next write takes that buffer, and the queue's cap holds all the same */
+static void t_write2_cap(void) {
+  uv_loop_t loop;
+  uv_pipe_t p;
+  int fds[2];
+  small_pair(&loop, &p, fds);
+  lc_wq q;
+  lc_wq_init(&q, (uv_stream_t *)&p, NULL, 1000, NULL, NULL);
+  static char big[64800];
+  CHECK(lc_wq_write2(&q, big, sizeof big, NULL, NULL, NULL) == 0);
+  size_t got = 0;
+  while (got < sizeof big) {
+    got += drain_socket(fds[1]);
+    CHECK(uv_run(&loop, UV_RUN_NOWAIT) >= 0);
+  }
+  while (!lc_wq_idle(&q)) uv_run(&loop, UV_RUN_NOWAIT);
+  fill_socket(fds[0]);
+  uv_buf_t b = uv_buf_init(big, 100);
+  size_t accepted = 0;
+  while (lc_wq_write(&q, &b, 1) == 0) {
+    accepted += 100;
+    CHECK(accepted <= 2 * sizeof big);
+  }
+  CHECK(q.out.len <= 1000 && q.out.cap <= 1000);   /* the big buffer was freed, not kept */
+  CHECK(accepted <= 2000);               /* one request in flight (at most 1000), the cap queued */
+  lc_wq_close(&q);
+  uv_close((uv_handle_t *)&p, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  close(fds[1]);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
-  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap\n"); return 2; }
+  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap|write2_cap\n"); return 2; }
   const char *c = argv[1];
   if (strcmp(c, "buf") == 0) t_buf();
   else if (strcmp(c, "slow") == 0) t_slow(0);
@@ -377,6 +426,7 @@ int main(int argc, char **argv) {
   else if (strcmp(c, "write2") == 0) t_write2();
   else if (strcmp(c, "peer_gone") == 0) t_peer_gone();
   else if (strcmp(c, "cap") == 0) t_cap();
+  else if (strcmp(c, "write2_cap") == 0) t_write2_cap();
   else { fprintf(stderr, "unknown case %s\n", c); return 2; }
   printf("ok %s\n", c);
   return 0;
