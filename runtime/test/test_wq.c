@@ -415,9 +415,63 @@ static void t_write2_cap(void) {
   close(fds[1]);
 }
 
+/* the flusher's walk: A's written closes B, which the walk has not reached yet; B hears
+ * nothing after its close, and C, after B on the list, is flushed */
+typedef struct wq_link { lc_wq q; uv_pipe_t p; int fds[2]; int written, closed, written_after_close; struct wq_link *closes; } wq_link;
+
+static void link_written(lc_wq *q, int status) {
+  wq_link *l = q->data;
+  (void)status;
+  l->written++;
+  if (l->closed) l->written_after_close++;
+  if (l->closes && !l->closes->closed) {
+    l->closes->closed = 1;
+    lc_wq_close(&l->closes->q);
+    uv_close((uv_handle_t *)&l->closes->p, NULL);
+  }
+}
+
+static void t_chain(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  lc_wq_flusher f;
+  CHECK(lc_wq_flusher_init(&loop, &f) == 0);
+  wq_link l[3];
+  memset(l, 0, sizeof l);
+  for (int i = 0; i < 3; i++) {
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, l[i].fds) == 0);
+    CHECK(fcntl(l[i].fds[1], F_SETFL, O_NONBLOCK) == 0);
+    CHECK(uv_pipe_init(&loop, &l[i].p, 0) == 0 && uv_pipe_open(&l[i].p, l[i].fds[0]) == 0);
+    lc_wq_init(&l[i].q, (uv_stream_t *)&l[i].p, &f, 0, link_written, &l[i]);
+  }
+  l[0].closes = &l[1];
+  close(l[0].fds[1]);                        /* A's peer is gone: its flush fails */
+  uv_buf_t b = uv_buf_init("abc", 3);
+  for (int i = 2; i >= 0; i--) CHECK(lc_wq_write(&l[i].q, &b, 1) == 0);   /* the list: A, B, C */
+  CHECK(f.dirty == &l[0].q && l[0].q.next_dirty == &l[1].q && l[1].q.next_dirty == &l[2].q);
+  lc_wq_flush_all(&f);
+  CHECK(l[0].written == 1 && l[1].closed);
+  CHECK(l[1].written_after_close == 0);
+  CHECK(!l[2].q.dirty && lc_wq_idle(&l[2].q));   /* C was flushed */
+  char got[8];
+  CHECK(read(l[2].fds[1], got, sizeof got) == 3 && memcmp(got, "abc", 3) == 0);
+  CHECK(f.dirty == NULL && f.walking == NULL);
+  /* C goes back on the list at its next write */
+  CHECK(lc_wq_write(&l[2].q, &b, 1) == 0 && l[2].q.dirty && f.dirty == &l[2].q);
+  CHECK(uv_run(&loop, UV_RUN_NOWAIT) == 0);
+  CHECK(read(l[2].fds[1], got, sizeof got) == 3);
+  for (int i = 0; i < 3; i++) {
+    if (i != 1) { lc_wq_close(&l[i].q); uv_close((uv_handle_t *)&l[i].p, NULL); }
+    if (i != 0) close(l[i].fds[1]);
+  }
+  lc_wq_flusher_close(&f, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
-  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap|write2_cap\n"); return 2; }
+  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap|write2_cap|chain\n"); return 2; }
   const char *c = argv[1];
   if (strcmp(c, "buf") == 0) t_buf();
   else if (strcmp(c, "slow") == 0) t_slow(0);
@@ -427,6 +481,7 @@ int main(int argc, char **argv) {
   else if (strcmp(c, "peer_gone") == 0) t_peer_gone();
   else if (strcmp(c, "cap") == 0) t_cap();
   else if (strcmp(c, "write2_cap") == 0) t_write2_cap();
+  else if (strcmp(c, "chain") == 0) t_chain();
   else { fprintf(stderr, "unknown case %s\n", c); return 2; }
   printf("ok %s\n", c);
   return 0;
