@@ -116,7 +116,11 @@ int lc_wq_flush(lc_wq *q) {
   }
   if (n > 0) lc_buf_consume(&q->out, (size_t)n);
   if (q->out.len == 0) return 0;
-  return wq_submit(q, NULL, NULL, NULL, &q->out);
+  int e = wq_submit(q, NULL, NULL, NULL, &q->out);
+  /* nothing is in flight to hand the bytes over later, and they may be left unmarked: dropped,
+   * as on a failed try, so that no one waits for a written that never comes */
+  if (e != 0) q->out.len = 0;
+  return e;
 }
 
 int lc_wq_write(lc_wq *q, const uv_buf_t *bufs, unsigned nbufs) {
@@ -170,7 +174,8 @@ int lc_wq_write2(lc_wq *q, const char *p, size_t n, uv_stream_t *send_handle,
 int lc_wq_end(lc_wq *q) {
   if (q->closed) return 1;
   q->ending = 1;
-  if (q->flusher && q->out.len > 0) lc_wq_flush(q);
+  /* a failure dropped what was queued (lc_wq_flush): nothing left to wait for but what is in flight */
+  if (q->flusher && q->out.len > 0) (void)lc_wq_flush(q);
   return lc_wq_idle(q);
 }
 

@@ -469,9 +469,72 @@ static void t_chain(void) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+/* allocations that fail on demand: the test target links with --wrap=malloc,--wrap=realloc, so
+ * buf.c's and write_queue.c's allocations come here */
+static int fail_allocs;   /* the next this many allocations fail */
+void *__real_malloc(size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n) {
+  if (fail_allocs > 0) { fail_allocs--; return NULL; }
+  return __real_malloc(n);
+}
+void *__wrap_realloc(void *p, size_t n) {
+  if (fail_allocs > 0) { fail_allocs--; return NULL; }
+  return __real_realloc(p, n);
+}
+
+typedef struct oomq { lc_wq q; int status, calls; } oomq;
+static void oom_written(lc_wq *q, int status) { oomq *o = q->data; o->status = status; o->calls++; }
+
+/* a flush that cannot get a write request: the bytes are dropped and the failure reported, so
+ * that nothing waits for a written that never comes (an ending queue, ipc's try_close) */
+static void t_oom(void) {
+  uv_loop_t loop;
+  uv_pipe_t p;
+  int fds[2];
+  small_pair(&loop, &p, fds);
+  lc_wq_flusher f;
+  CHECK(lc_wq_flusher_init(&loop, &f) == 0);
+  oomq o = {.status = 1};
+  lc_wq_init(&o.q, (uv_stream_t *)&p, &f, 0, oom_written, &o);
+  fill_socket(fds[0]);
+  static char bytes[1000];
+  uv_buf_t b = uv_buf_init(bytes, sizeof bytes);
+  /* the loop turn's flush */
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0 && o.q.dirty);
+  fail_allocs = 1;
+  lc_wq_flush_all(&f);
+  CHECK(fail_allocs == 0);
+  CHECK(o.calls == 1 && o.status == UV_ENOMEM);
+  CHECK(lc_wq_idle(&o.q) || o.q.dirty);          /* dropped, or to be tried again */
+  CHECK(lc_wq_idle(&o.q));
+  /* a flush asked for (ipc's try_close): its failure leaves nothing to wait for */
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0);
+  fail_allocs = 1;
+  CHECK(lc_wq_flush(&o.q) == UV_ENOMEM && fail_allocs == 0);
+  CHECK(lc_wq_idle(&o.q));
+  /* lc_wq_end: nothing in flight, the failed flush dropped the rest: close now */
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0);
+  fail_allocs = 1;
+  CHECK(lc_wq_end(&o.q) == 1 && fail_allocs == 0);
+  /* with memory again, the queue works: a fresh one on the same stream */
+  lc_wq_close(&o.q);
+  lc_wq_init(&o.q, (uv_stream_t *)&p, &f, 0, oom_written, &o);
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0);
+  lc_wq_flush_all(&f);
+  CHECK(o.q.inflight == 1);
+  while (!lc_wq_idle(&o.q)) { drain_socket(fds[1]); uv_run(&loop, UV_RUN_NOWAIT); }
+  lc_wq_close(&o.q);
+  uv_close((uv_handle_t *)&p, NULL);
+  lc_wq_flusher_close(&f, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  close(fds[1]);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
-  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap|write2_cap|chain\n"); return 2; }
+  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap|write2_cap|chain|oom\n"); return 2; }
   const char *c = argv[1];
   if (strcmp(c, "buf") == 0) t_buf();
   else if (strcmp(c, "slow") == 0) t_slow(0);
@@ -482,6 +545,7 @@ int main(int argc, char **argv) {
   else if (strcmp(c, "cap") == 0) t_cap();
   else if (strcmp(c, "write2_cap") == 0) t_write2_cap();
   else if (strcmp(c, "chain") == 0) t_chain();
+  else if (strcmp(c, "oom") == 0) t_oom();
   else { fprintf(stderr, "unknown case %s\n", c); return 2; }
   printf("ok %s\n", c);
   return 0;
