@@ -22,8 +22,10 @@ int lc_buf_next_cap(size_t cap, size_t need, size_t max, size_t *out) {
 }
 
 int lc_buf_reserve(lc_buf *b, size_t extra) {
+  /* max first: a buffer handed over from another owner may have more room than its max allows */
+  size_t max = (b->max == 0 || b->max > LC_BUF_NO_CAP) ? LC_BUF_NO_CAP : b->max;
+  if (b->len > max || extra > max - b->len) return UV_E2BIG;
   if (b->cap - b->len >= extra) return 0;
-  if (extra > SIZE_MAX - b->len) return UV_E2BIG;
   size_t cap;
   int r = lc_buf_next_cap(b->cap, b->len + extra, b->max, &cap);
   if (r != 0) return r;
@@ -53,4 +55,15 @@ void lc_buf_free(lc_buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+void lc_buf_set_max(lc_buf *b, size_t max) {
+  b->max = (max == 0 || max > LC_BUF_NO_CAP) ? LC_BUF_NO_CAP : max;
+  if (b->cap <= b->max) return;
+  if (b->len == 0) { lc_buf_free(b); return; }
+  if (b->len > b->max) return;
+  char *p = realloc(b->data, b->max);
+  if (p == NULL) return;
+  b->data = p;
+  b->cap = b->max;
 }

@@ -26,6 +26,10 @@ int lc_buf_reserve(lc_buf *b, size_t extra);          /* room for extra more byt
 int lc_buf_append(lc_buf *b, const void *p, size_t n);
 void lc_buf_consume(lc_buf *b, size_t n);             /* drops the first n bytes (n <= len) */
 void lc_buf_free(lc_buf *b);                          /* frees the bytes; empty again, max kept */
+/* gives b (bytes handed over from another owner) the max max (0: no cap); an allocation bigger
+ * than max is freed when b is empty, else shrunk to max when its bytes fit (kept on failure:
+ * lc_buf_reserve refuses past max whatever cap is) */
+void lc_buf_set_max(lc_buf *b, size_t max);
 
 static inline char *lc_buf_end(lc_buf *b) { return b->data + b->len; }
 static inline size_t lc_buf_room(const lc_buf *b) { return b->cap - b->len; }

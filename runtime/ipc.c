@@ -534,6 +534,33 @@ static int ipc_read_frames(lua_State *L, void *ud) {
   return -1;
 }
 
+/* drops the next frame if all of it was read (its socket too): 1, else 0 (nothing to drop now) */
+static int drop_next_frame(lc_ipc *ch) {
+  lc_buf *b = &ch->in;
+  size_t avail = b->len - ch->in_off;
+  lc_frame_header h;
+  if (ch->discard > 0 || avail < LC_FRAME_HEADER) return 0;
+  if (lc_frame_decode((unsigned char *)b->data + ch->in_off, &h) != NULL) return 0;
+  if (avail < lc_frame_size(h.len)) return 0;
+  ch->in_off += lc_frame_size(h.len);
+  ch->frames_in++;
+  if (h.kind == LC_KIND_CONN && !(h.flags & LC_FLAG_HANDLE)) {   /* an acknowledgement: C only */
+    lc_tcp_conn_ack(ch->base.rt, ch, (int)h.peer, h.seq, h.len == 0);
+    return 1;
+  }
+  if (h.flags & LC_FLAG_HANDLE) {
+    uv_stream_t *s = pop_handle(ch);
+    if (s) uv_close((uv_handle_t *)s, free_handle_cb);
+  }
+  if (h.kind == LC_KIND_CONN) {   /* not taken here: the master sends its copy elsewhere */
+    count_not_taken(ch, 1);
+    ack_conn(ch, &h, 0);
+    return 1;
+  }
+  lc_log(ch->base.rt, "error: a channel frame of kind %d was dropped: its callback could not be called", h.kind);
+  return 1;
+}
+
 static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   lc_ipc *ch = stream->data;
   (void)buf;
@@ -553,10 +580,16 @@ static void ipc_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   lc_buf *b = &ch->in;
   b->len += (size_t)nread;
   /* the frames read, in one protected call; a push that raised lost one frame (logged by
-   * lc_call_with): its socket is closed, and the next frames go on */
+   * lc_call_with): its socket is closed, and the next frames go on. A call that failed before
+   * it took a frame (Lua could not be entered: out of memory) drops the next one itself, as a
+   * raise would have: every failed call moves on by a frame, so the loop ends */
+  size_t off = ch->in_off, discard = ch->discard;
   while (lc_call_with(ch->base.rt, ipc_read_frames, ch) > 0) {
     if (ch->pending) uv_close((uv_handle_t *)ch->pending, free_handle_cb);
     ch->pending = NULL;
+    if (ch->in_off == off && ch->discard == discard && !drop_next_frame(ch)) break;
+    off = ch->in_off;
+    discard = ch->discard;
   }
   if (!ended(ch)) drop_unclaimed(ch);  /* (a channel that ends closes what it holds) */
   if (ch->in_off == b->len) ch->in_off = b->len = 0;

@@ -196,7 +196,7 @@ static void *writer_main(void *arg) {
     lc_buf taken = q->b;
     q->b = chunk;
     q->b.len = 0;
-    q->b.max = taken.max;
+    lc_buf_set_max(&q->b, taken.max);   /* stdout's big spare is not stderr's: freed, not kept */
     int fd = q->fd;
     W.busy = 1;
     pthread_mutex_unlock(&W.mu);

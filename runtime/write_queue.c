@@ -72,7 +72,7 @@ static int wq_submit(lc_wq *q, uv_stream_t *send_handle, lc_wq_sent_fn sent, voi
   lc_buf tmp = r->bytes;             /* the request takes the bytes, the queue its empty buffer */
   r->bytes = *bytes;
   *bytes = tmp;
-  bytes->max = r->bytes.max;
+  lc_buf_set_max(bytes, r->bytes.max);   /* a write2's uncapped buffer is over q's max: freed */
   r->sent = sent;
   r->ctx = ctx;
   uv_buf_t b;
@@ -116,7 +116,11 @@ int lc_wq_flush(lc_wq *q) {
   }
   if (n > 0) lc_buf_consume(&q->out, (size_t)n);
   if (q->out.len == 0) return 0;
-  return wq_submit(q, NULL, NULL, NULL, &q->out);
+  int e = wq_submit(q, NULL, NULL, NULL, &q->out);
+  /* nothing is in flight to hand the bytes over later, and they may be left unmarked: dropped,
+   * as on a failed try, so that no one waits for a written that never comes */
+  if (e != 0) q->out.len = 0;
+  return e;
 }
 
 int lc_wq_write(lc_wq *q, const uv_buf_t *bufs, unsigned nbufs) {
@@ -170,18 +174,27 @@ int lc_wq_write2(lc_wq *q, const char *p, size_t n, uv_stream_t *send_handle,
 int lc_wq_end(lc_wq *q) {
   if (q->closed) return 1;
   q->ending = 1;
-  if (q->flusher && q->out.len > 0) lc_wq_flush(q);
+  /* a failure dropped what was queued (lc_wq_flush): nothing left to wait for but what is in flight */
+  if (q->flusher && q->out.len > 0) (void)lc_wq_flush(q);
   return lc_wq_idle(q);
 }
 
+/* takes q off whichever list holds it: the marked ones, or those being flushed this turn (a
+ * written callback may close a queue the walk has not reached yet) */
 static void wq_unlink_dirty(lc_wq *q) {
   if (!q->dirty) return;
-  lc_wq **pp = &q->flusher->dirty;
-  while (*pp && *pp != q) pp = &(*pp)->next_dirty;
-  if (*pp) *pp = q->next_dirty;
+  lc_wq_flusher *f = q->flusher;
+  lc_wq **lists[2] = {&f->dirty, &f->walking};
+  for (int i = 0; i < 2; i++) {
+    lc_wq **pp = lists[i];
+    while (*pp && *pp != q) pp = &(*pp)->next_dirty;
+    if (*pp == NULL) continue;
+    *pp = q->next_dirty;
+    if (i == 0 && f->dirty == NULL) uv_unref((uv_handle_t *)&f->prepare);
+    break;
+  }
   q->next_dirty = NULL;
   q->dirty = 0;
-  if (q->flusher->dirty == NULL) uv_unref((uv_handle_t *)&q->flusher->prepare);
 }
 
 void lc_wq_drop(lc_wq *q) {
@@ -214,20 +227,24 @@ static void wq_mark_dirty(lc_wq *q) {
   f->dirty = q;
 }
 
+/* flushes the queues marked before this call; those marked meanwhile wait for the next turn.
+ * One queue at a time leaves f->walking, so that a written callback that closes (unlinks)
+ * another queue of this turn takes it off the list being walked */
 void lc_wq_flush_all(lc_wq_flusher *f) {
-  lc_wq *q = f->dirty;
+  f->walking = f->dirty;
   f->dirty = NULL;
-  if (q) uv_unref((uv_handle_t *)&f->prepare);
-  while (q) {
-    lc_wq *next = q->next_dirty;
+  if (f->walking) uv_unref((uv_handle_t *)&f->prepare);
+  lc_wq *q;
+  while ((q = f->walking) != NULL) {
+    f->walking = q->next_dirty;
     q->dirty = 0;
     q->next_dirty = NULL;
+    if (q->closed) continue;
     int e = lc_wq_flush(q);
     if (e != 0 && q->written) q->written(q, e);
     /* the try wrote it all: no write request will call back, so this does (an ending queue
      * is waiting for it; a queue that asks, notify_flush, wants to know it is idle) */
     else if (e == 0 && q->written && lc_wq_idle(q) && (q->ending || q->notify_flush)) q->written(q, 0);
-    q = next;
   }
 }
 
@@ -236,7 +253,7 @@ static void wq_prepare_cb(uv_prepare_t *p) {
 }
 
 int lc_wq_flusher_init(uv_loop_t *loop, lc_wq_flusher *f) {
-  f->dirty = NULL;
+  f->dirty = f->walking = NULL;
   int e = uv_prepare_init(loop, &f->prepare);
   if (e != 0) return e;
   f->prepare.data = f;
@@ -248,5 +265,6 @@ int lc_wq_flusher_init(uv_loop_t *loop, lc_wq_flusher *f) {
 
 void lc_wq_flusher_close(lc_wq_flusher *f, uv_close_cb cb) {
   while (f->dirty) wq_unlink_dirty(f->dirty);
+  while (f->walking) wq_unlink_dirty(f->walking);
   uv_close((uv_handle_t *)&f->prepare, cb);
 }

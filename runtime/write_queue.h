@@ -23,7 +23,8 @@ typedef void (*lc_wq_sent_fn)(void *ctx, int status);
 /* flushes the queues written to in a loop turn, once per turn (a prepare handle) */
 typedef struct lc_wq_flusher {
   uv_prepare_t prepare;
-  lc_wq *dirty;
+  lc_wq *dirty;             /* marked since the last flush (the prepare is ref'd while there are) */
+  lc_wq *walking;           /* the ones lc_wq_flush_all has yet to flush this turn */
 } lc_wq_flusher;
 
 struct lc_wq {

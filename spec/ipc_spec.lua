@@ -223,6 +223,60 @@ push(small)
 print("GOT " .. table.concat(got, ","))
 ]=]
 
+-- Run in its own luajit: the loop is run from near the Lua stack's limit, k slots short of it for
+-- each k (and a few depths) in turn, with a frame waiting; for some k the protected call that delivers the frames
+-- fails on entry (stack overflow), before it took a frame. Prints DONE and what was delivered.
+local DEEP_SCRIPT = [=[
+local ffi = require("ffi")
+ffi.cdef [[
+int socketpair(int domain, int type, int protocol, int sv[2]);
+long write(int fd, const void *buf, unsigned long n);
+]]
+local C = ffi.C
+local core = require("luacluster.core")
+local function le32(n)
+  return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)
+end
+local function frame(payload) return le32(#payload) .. "\1\0\0\0" .. le32(0) .. le32(0) .. payload end
+local sv = ffi.new("int[2]")
+assert(C.socketpair(1, 1, 0, sv) == 0)
+local got = {}
+local h = assert(core.ipc_open(sv[0], function(kind, _, _, payload)
+  if type(kind) == "number" then got[#got + 1] = payload end
+end))
+local cwrite, run, unpack = C.write, core.run, unpack
+local f = frame("deep")
+local pad = {}
+for i = 1, 64 do pad[i] = i end
+local k = 0
+local function fill(...)
+  local ok, err = pcall(run, "nowait")
+  return ok, err
+end
+local maxd, target = 0, math.huge
+local function deep(n)
+  if n > maxd then maxd = n end
+  if n >= target then
+    cwrite(sv[1], f, #f)
+    return fill(unpack(pad, 1, k))
+  end
+  local a, b = deep(n + 1)
+  return a, b
+end
+pcall(deep, 1)
+for slack = 8, 16 do
+  target = maxd - slack
+  for i = 0, 40 do
+    k = i
+    pcall(deep, 1)
+  end
+end
+local last = frame("after")
+cwrite(sv[1], last, #last)
+for _ = 1, 10 do run("nowait") end
+print("DONE " .. got[#got])
+]=]
+
 local closers = {}
 local function closing(h, fd)
   closers[#closers + 1] = function()
@@ -407,6 +461,21 @@ describe("ipc channel", function()
       assert.not_matches("RAISED", out, 1, true)
       assert.matches("not enough memory", out, 1, true)   -- the log line
       assert.matches("GOT 5\n", out, 1, true)             -- the next frame still arrives
+    end)
+  end)
+
+  describe("a read whose delivery cannot enter Lua", function()
+    it("drops the frame and goes on: the read never spins on it", function()
+      local script = H.write_file(os.tmpname(), DEEP_SCRIPT)
+      local cpath = package.cpath:match("^[^;]*")
+      local preload = os.getenv("LD_PRELOAD")
+      local out, rc = H.sh("timeout 30 " .. (preload and ("env LD_PRELOAD=" .. preload .. " ") or "") .. "luajit -e \"package.path='"
+        .. H.root .. "/lua/?.lua;' .. package.path; package.cpath='" .. cpath .. "'\" " .. script)
+      os.remove(script)
+      assert.are_not.equal(124, rc, "the read spun: " .. out:sub(1, 500))
+      assert.matches("building a callback's arguments", out, 1, true)   -- the path was reached
+      assert.matches("was dropped", out, 1, true)
+      assert.matches("DONE after\n", out, 1, true)                     -- the channel goes on
     end)
   end)
 

@@ -97,6 +97,73 @@ describe("log output", function()
     ffi.C.close(rfd)
   end)
 
+  it("keeps stderr's bound after a big stdout backlog: past it lines are dropped and counted", function()
+    -- stdout's queue (16 MB bound) holds 8 MB while nobody reads it; once read, the writer keeps
+    -- that buffer as its spare and hands it to stderr's queue (256 KB bound) when it takes
+    -- stderr's lines: the bound must hold all the same
+    local dir = H.app({ ["app.lua"] = H.prelude .. [[
+      local log = require("luacluster.lib.log")
+      cluster.setup({ workers = 0 })
+      local dir = debug.getinfo(1, "S").source:match("^@(.*)/")
+      local line = string.rep("x", 1023) .. "\n"
+      local function exists(p) local f = io.open(p) if f then f:close() return true end end
+      for _ = 1, 8192 do log.write(1, line) end
+      local stage = 0
+      timer.every(50, function()
+        if stage == 0 and exists(dir .. "/go") then
+          stage = 1
+          log.write(2, string.rep(line, 70))   -- fills the pipe: the writer waits on it
+          timer.after(1000, function()
+            for _ = 1, 4096 do log.write(2, line) end
+            io.open(dir .. "/queued", "w"):close()   -- (not on stdout: the writer waits on stderr)
+          end)
+        elseif stage == 1 and exists(dir .. "/go2") then
+          stage = 2
+          log.write(2, "after\n")              -- room again: the drop count comes first
+        end
+      end)
+    ]] })
+    local fds = {}
+    for _, name in ipairs({ "out", "err" }) do
+      local fifo = dir .. "/" .. name .. ".fifo"
+      assert(ffi.C.mkfifo(fifo, 384) == 0, "mkfifo")
+      fds[name] = ffi.C.open(fifo, O_RDONLY + O_NONBLOCK, 0)
+      assert(fds[name] >= 0, "open fifo")
+    end
+    local cmd = "exec '" .. H.bin .. "' --control " .. dir .. "/control.sock " .. dir .. "/app.lua >"
+      .. dir .. "/out.fifo 2>" .. dir .. "/err.fifo"
+    local p = H.spawn({ "/bin/sh", "-c", cmd }, { dir = dir })
+    -- stdout: all 8 MB, read now
+    local out = ""
+    local stdout_bytes = 0
+    assert.truthy(H.wait_for(function()
+      local got = drain(fds.out)
+      stdout_bytes = stdout_bytes + #got
+      return stdout_bytes >= 8192 * 1024
+    end, 30000, 20), "stdout bytes read: " .. stdout_bytes)
+    local err = drain(fds.err)
+    H.write_file(dir .. "/go", "")
+    -- stderr is not read until all 70 + 4096 lines were queued
+    assert.truthy(H.wait_for(function()
+      out = out .. drain(fds.out)
+      local f = io.open(dir .. "/queued")
+      return f and f:close()
+    end, 30000, 50), "the app did not queue its lines: " .. #out .. " more bytes on stdout")
+    H.write_file(dir .. "/go2", "")
+    local dropped = H.wait_for(function()
+      err = err .. drain(fds.err)
+      return err:match("%[master%] [%d%-T:%.Z]+ warn: (%d+) log lines dropped: stderr did not take them in time\n")
+    end, 15000, 20)
+    local lines = select(2, err:gsub(string.rep("x", 1023) .. "\n", ""))
+    -- 70 lines, then at most 256 KB queued and a pipe's worth (64 KB) in flight
+    assert.is_true(lines <= 70 + 256 + 70, lines .. " lines of 1 KB reached stderr")
+    assert.truthy(dropped, "no drop count on stderr (" .. lines .. " lines of 1 KB)")
+    assert.is_true(tonumber(dropped) >= 4096 - 256 - 70, "dropped: " .. dropped)
+    p:stop()
+    ffi.C.close(fds.out)
+    ffi.C.close(fds.err)
+  end)
+
   it("wraps every line a worker prints in JSON mode: a printed record cannot pass for the master's", function()
     local forged = '{"time":"2024-05-01T12:00:00.000Z","process":"master","pid":1,"level":"error","msg":"forged"}'
     local p = H.start_app(([[

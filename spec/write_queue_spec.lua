@@ -24,6 +24,9 @@ describe("write_queue", function()
     { "write2", "passes a socket with uv_write2 after the bytes queued before it" },
     { "peer_gone", "reports a peer gone through the written callback and refuses the next write" },
     { "cap", "refuses a write over its cap whole" },
+    { "write2_cap", "keeps its cap when a write2's buffer, bigger than the cap, comes back as its buffer" },
+    { "chain", "flushes every queue of a turn when a written callback closes a queue not yet flushed, and calls no written after a close" },
+    { "oom", "drops and reports what a flush cannot hand over for want of memory: nothing waits for a written that never comes" },
   }) do
     it(c[2], function()
       check(c[1])

@@ -59,6 +59,29 @@ static void t_buf(void) {
 #endif
   CHECK(lc_buf_reserve(&b, LC_BUF_NO_CAP) == UV_E2BIG);
   lc_buf_free(&b);
+
+  /* a buffer handed to an owner with a smaller max (log.c's spare, a write queue's request) has
+   * more room than that max: appends past max are refused all the same */
+  lc_buf_init(&b, 0);
+  static char big[64800];
+  CHECK(lc_buf_append(&b, big, sizeof big) == 0 && b.cap >= sizeof big);
+  b.len = 0;
+  b.max = 1000;
+  CHECK(lc_buf_append(&b, big, 1000) == 0);
+  CHECK(lc_buf_append(&b, "x", 1) == UV_E2BIG && b.len == 1000);
+  CHECK(lc_buf_reserve(&b, 1) == UV_E2BIG);
+  /* lc_buf_set_max: an empty buffer bigger than its new max is freed, a full one shrunk */
+  b.len = 0;
+  lc_buf_set_max(&b, 1000);
+  CHECK(b.data == NULL && b.cap == 0 && b.max == 1000);
+  lc_buf_init(&b, 0);
+  CHECK(lc_buf_append(&b, big, sizeof big) == 0);
+  b.len = 10;
+  lc_buf_set_max(&b, 100);
+  CHECK(b.cap == 100 && b.len == 10 && b.max == 100);
+  lc_buf_set_max(&b, 0);
+  CHECK(b.cap == 100 && b.max == LC_BUF_NO_CAP);
+  lc_buf_free(&b);
 }
 
 /* ---- the write queue ---- */
@@ -343,9 +366,175 @@ static void t_cap(void) {
   close(fds[1]);
 }
 
+/* fills the socket fd until it takes nothing more */
+static void fill_socket(int fd) {
+  static char junk[65536];
+  while (write(fd, junk, sizeof junk) > 0) {}
+  CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* reads what fd holds now: the bytes read */
+static size_t drain_socket(int fd) {
+  static char buf[65536];
+  size_t got = 0;
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) got += (size_t)n;
+  return got;
+}
+
+/* a write2 without a handle or sent callback leaves its (uncapped) buffer as the spare; the
+ * queue's next write takes that buffer, and the queue's cap holds all the same */
+static void t_write2_cap(void) {
+  uv_loop_t loop;
+  uv_pipe_t p;
+  int fds[2];
+  small_pair(&loop, &p, fds);
+  lc_wq q;
+  lc_wq_init(&q, (uv_stream_t *)&p, NULL, 1000, NULL, NULL);
+  static char big[64800];
+  CHECK(lc_wq_write2(&q, big, sizeof big, NULL, NULL, NULL) == 0);
+  size_t got = 0;
+  while (got < sizeof big) {
+    got += drain_socket(fds[1]);
+    CHECK(uv_run(&loop, UV_RUN_NOWAIT) >= 0);
+  }
+  while (!lc_wq_idle(&q)) uv_run(&loop, UV_RUN_NOWAIT);
+  fill_socket(fds[0]);
+  uv_buf_t b = uv_buf_init(big, 100);
+  size_t accepted = 0;
+  while (lc_wq_write(&q, &b, 1) == 0) {
+    accepted += 100;
+    CHECK(accepted <= 2 * sizeof big);
+  }
+  CHECK(q.out.len <= 1000 && q.out.cap <= 1000);   /* the big buffer was freed, not kept */
+  CHECK(accepted <= 2000);               /* one request in flight (at most 1000), the cap queued */
+  lc_wq_close(&q);
+  uv_close((uv_handle_t *)&p, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  close(fds[1]);
+}
+
+/* the flusher's walk: A's written closes B, which the walk has not reached yet; B hears
+ * nothing after its close, and C, after B on the list, is flushed */
+typedef struct wq_link { lc_wq q; uv_pipe_t p; int fds[2]; int written, closed, written_after_close; struct wq_link *closes; } wq_link;
+
+static void link_written(lc_wq *q, int status) {
+  wq_link *l = q->data;
+  (void)status;
+  l->written++;
+  if (l->closed) l->written_after_close++;
+  if (l->closes && !l->closes->closed) {
+    l->closes->closed = 1;
+    lc_wq_close(&l->closes->q);
+    uv_close((uv_handle_t *)&l->closes->p, NULL);
+  }
+}
+
+static void t_chain(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  lc_wq_flusher f;
+  CHECK(lc_wq_flusher_init(&loop, &f) == 0);
+  wq_link l[3];
+  memset(l, 0, sizeof l);
+  for (int i = 0; i < 3; i++) {
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, l[i].fds) == 0);
+    CHECK(fcntl(l[i].fds[1], F_SETFL, O_NONBLOCK) == 0);
+    CHECK(uv_pipe_init(&loop, &l[i].p, 0) == 0 && uv_pipe_open(&l[i].p, l[i].fds[0]) == 0);
+    lc_wq_init(&l[i].q, (uv_stream_t *)&l[i].p, &f, 0, link_written, &l[i]);
+  }
+  l[0].closes = &l[1];
+  close(l[0].fds[1]);                        /* A's peer is gone: its flush fails */
+  uv_buf_t b = uv_buf_init("abc", 3);
+  for (int i = 2; i >= 0; i--) CHECK(lc_wq_write(&l[i].q, &b, 1) == 0);   /* the list: A, B, C */
+  CHECK(f.dirty == &l[0].q && l[0].q.next_dirty == &l[1].q && l[1].q.next_dirty == &l[2].q);
+  lc_wq_flush_all(&f);
+  CHECK(l[0].written == 1 && l[1].closed);
+  CHECK(l[1].written_after_close == 0);
+  CHECK(!l[2].q.dirty && lc_wq_idle(&l[2].q));   /* C was flushed */
+  char got[8];
+  CHECK(read(l[2].fds[1], got, sizeof got) == 3 && memcmp(got, "abc", 3) == 0);
+  CHECK(f.dirty == NULL && f.walking == NULL);
+  /* C goes back on the list at its next write */
+  CHECK(lc_wq_write(&l[2].q, &b, 1) == 0 && l[2].q.dirty && f.dirty == &l[2].q);
+  CHECK(uv_run(&loop, UV_RUN_NOWAIT) == 0);
+  CHECK(read(l[2].fds[1], got, sizeof got) == 3);
+  for (int i = 0; i < 3; i++) {
+    if (i != 1) { lc_wq_close(&l[i].q); uv_close((uv_handle_t *)&l[i].p, NULL); }
+    if (i != 0) close(l[i].fds[1]);
+  }
+  lc_wq_flusher_close(&f, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+/* allocations that fail on demand: the test target links with --wrap=malloc,--wrap=realloc, so
+ * buf.c's and write_queue.c's allocations come here */
+static int fail_allocs;   /* the next this many allocations fail */
+void *__real_malloc(size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n) {
+  if (fail_allocs > 0) { fail_allocs--; return NULL; }
+  return __real_malloc(n);
+}
+void *__wrap_realloc(void *p, size_t n) {
+  if (fail_allocs > 0) { fail_allocs--; return NULL; }
+  return __real_realloc(p, n);
+}
+
+typedef struct oomq { lc_wq q; int status, calls; } oomq;
+static void oom_written(lc_wq *q, int status) { oomq *o = q->data; o->status = status; o->calls++; }
+
+/* a flush that cannot get a write request: the bytes are dropped and the failure reported, so
+ * that nothing waits for a written that never comes (an ending queue, ipc's try_close) */
+static void t_oom(void) {
+  uv_loop_t loop;
+  uv_pipe_t p;
+  int fds[2];
+  small_pair(&loop, &p, fds);
+  lc_wq_flusher f;
+  CHECK(lc_wq_flusher_init(&loop, &f) == 0);
+  oomq o = {.status = 1};
+  lc_wq_init(&o.q, (uv_stream_t *)&p, &f, 0, oom_written, &o);
+  fill_socket(fds[0]);
+  static char bytes[1000];
+  uv_buf_t b = uv_buf_init(bytes, sizeof bytes);
+  /* the loop turn's flush */
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0 && o.q.dirty);
+  fail_allocs = 1;
+  lc_wq_flush_all(&f);
+  CHECK(fail_allocs == 0);
+  CHECK(o.calls == 1 && o.status == UV_ENOMEM);
+  CHECK(lc_wq_idle(&o.q) || o.q.dirty);          /* dropped, or to be tried again */
+  CHECK(lc_wq_idle(&o.q));
+  /* a flush asked for (ipc's try_close): its failure leaves nothing to wait for */
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0);
+  fail_allocs = 1;
+  CHECK(lc_wq_flush(&o.q) == UV_ENOMEM && fail_allocs == 0);
+  CHECK(lc_wq_idle(&o.q));
+  /* lc_wq_end: nothing in flight, the failed flush dropped the rest: close now */
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0);
+  fail_allocs = 1;
+  CHECK(lc_wq_end(&o.q) == 1 && fail_allocs == 0);
+  /* with memory again, the queue works: a fresh one on the same stream */
+  lc_wq_close(&o.q);
+  lc_wq_init(&o.q, (uv_stream_t *)&p, &f, 0, oom_written, &o);
+  CHECK(lc_wq_write(&o.q, &b, 1) == 0);
+  lc_wq_flush_all(&f);
+  CHECK(o.q.inflight == 1);
+  while (!lc_wq_idle(&o.q)) { drain_socket(fds[1]); uv_run(&loop, UV_RUN_NOWAIT); }
+  lc_wq_close(&o.q);
+  uv_close((uv_handle_t *)&p, NULL);
+  lc_wq_flusher_close(&f, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  close(fds[1]);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
-  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap\n"); return 2; }
+  if (argc != 2) { fprintf(stderr, "usage: test_wq buf|slow|end|batch|write2|peer_gone|cap|write2_cap|chain|oom\n"); return 2; }
   const char *c = argv[1];
   if (strcmp(c, "buf") == 0) t_buf();
   else if (strcmp(c, "slow") == 0) t_slow(0);
@@ -354,6 +543,9 @@ int main(int argc, char **argv) {
   else if (strcmp(c, "write2") == 0) t_write2();
   else if (strcmp(c, "peer_gone") == 0) t_peer_gone();
   else if (strcmp(c, "cap") == 0) t_cap();
+  else if (strcmp(c, "write2_cap") == 0) t_write2_cap();
+  else if (strcmp(c, "chain") == 0) t_chain();
+  else if (strcmp(c, "oom") == 0) t_oom();
   else { fprintf(stderr, "unknown case %s\n", c); return 2; }
   printf("ok %s\n", c);
   return 0;
