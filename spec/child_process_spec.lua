@@ -238,7 +238,9 @@ describe("core.spawn failing half-way", function()
     })
     -- before: three of the cases leaked a forwarder each time (a 64 KiB line buffer, a pipe handle)
     assert.is_true(tonumber(line(out, "rss growth MB")) < 6, out)
-    assert.equal("0", line(out, "fd growth"))
+    -- no growth (a leak is one fd or more a spawn: thousands); one fewer is a handle of the
+    -- warm-up round whose close finished between the two counts (CI saw -1)
+    assert.is_true(tonumber(line(out, "fd growth")) <= 0, out)
   end)
 end)
 
