@@ -238,9 +238,10 @@ describe("core.spawn failing half-way", function()
     })
     -- before: three of the cases leaked a forwarder each time (a 64 KiB line buffer, a pipe handle)
     assert.is_true(tonumber(line(out, "rss growth MB")) < 6, out)
-    -- no growth (a leak is one fd or more a spawn: thousands); one fewer is a handle of the
-    -- warm-up round whose close finished between the two counts (CI saw -1)
-    assert.is_true(tonumber(line(out, "fd growth")) <= 0, out)
+    -- a leak is one fd or more a spawn (10,000 spawns between the two counts); the count of a
+    -- process whose loop is running moves by one either way with handles closing or opening
+    -- between the two counts (CI saw -1 and +1), so only a growth past a few fds is a leak
+    assert.is_true(math.abs(tonumber(line(out, "fd growth"))) < 10, out)
   end)
 end)
 
