@@ -360,16 +360,26 @@ describe("scheduling policies", function()
 end)
 
 
--- a listening socket held by the spec itself, so that the port is in use
-local function occupy(port)
-  local fd = ffi.C.socket(2, 1, 0)
-  local sa = ffi.new("struct lc_sockaddr_in")
-  sa.family = 2
-  sa.port = bit.bor(bit.lshift(bit.band(port, 0xff), 8), bit.rshift(port, 8))
-  sa.addr = 0x0100007f
-  assert(ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0, "bind")
-  assert(ffi.C.listen(fd, 16) == 0, "listen")
-  return fd
+-- A listening socket held by the spec itself, so that a port is in use: returns fd, port.
+-- It binds as port_is_free checked (SO_REUSEADDR, so a TIME_WAIT left by an earlier spec does
+-- not fail it) and takes another port if one was taken between the check and the bind.
+local function occupy()
+  for _ = 1, 50 do
+    local port = H.free_port()
+    local fd = ffi.C.socket(2, 1, 0)
+    assert(fd >= 0, "socket")
+    local one = ffi.new("int[1]", 1)
+    assert(ffi.C.setsockopt(fd, 1, 2, one, ffi.sizeof("int")) == 0, "setsockopt")
+    local sa = ffi.new("struct lc_sockaddr_in")
+    sa.family = 2
+    sa.port = bit.bor(bit.lshift(bit.band(port, 0xff), 8), bit.rshift(port, 8))
+    sa.addr = 0x0100007f
+    if ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0 and ffi.C.listen(fd, 16) == 0 then
+      return fd, port
+    end
+    ffi.C.close(fd)
+  end
+  error("no port could be occupied in 50 tries")
 end
 
 
@@ -382,8 +392,8 @@ describe("a port in use", function()
   end)
 
   it("is the server's error event 'listen EADDRINUSE 127.0.0.1:PORT' in a worker", function()
-    local port = H.free_port()
-    fd = occupy(port)
+    local port
+    fd, port = occupy()
     local p = H.start_app(app("{ workers = 1 }"), { "-p", port })
     local line = "server error: listen EADDRINUSE 127.0.0.1:" .. port
     assert(p:wait_output(line, 5000, true), p:output())
@@ -397,8 +407,8 @@ describe("a port in use", function()
   end)
 
   it("without an error handler: the line is logged and luacluster exits non-zero", function()
-    local port = H.free_port()
-    fd = occupy(port)
+    local port
+    fd, port = occupy()
     local p = H.start_app([[
       local http = require("luacluster.http")
       if cluster.is_worker then
@@ -412,8 +422,8 @@ describe("a port in use", function()
   end)
 
   it("in the master: the server's error event, or the line and a non-zero exit", function()
-    local port = H.free_port()
-    fd = occupy(port)
+    local port
+    fd, port = occupy()
     local p = H.start_app([[
       local http = require("luacluster.http")
       local s = http.create_server(function() return 200, "x" end)
