@@ -10,9 +10,12 @@
  * buffer and only what must stay (a head whose request is not answered yet, unparsed bytes)
  * is copied into a buffer of the connection's own; a request's parse state and body are an
  * http_req (the server's free list); the write queue exists while output is pending. An idle
- * keep-alive connection holds its http_conn, its uv_tcp_t and its Lua box.
+ * keep-alive connection holds its http_conn and its uv_tcp_t, and nothing in Lua (Lua names
+ * it by its address: see http_int.h).
  * Owns: each http_conn (its uv_tcp_t, its own input buffer, its request, its write queue),
- * freed in one place, once its handle has closed (http_conn_closed_cb -> free_conn). */
+ * released in one place, once its handle has closed (http_conn_closed_cb -> free_conn): what
+ * it holds is freed, its own memory goes to the runtime's spares (freed with the Lua state,
+ * lc_http_free_spares). */
 #include "http_int.h"
 
 #include <stdlib.h>
@@ -28,15 +31,31 @@ static void write_done(http_conn *c);
 
 static void free_conn(http_conn *c) {
   http_server *s = c->srv;
+  lc_rt *rt = s->base.rt;
   lc_http_fire_drain(c);  /* a waiting handler resumes; its next write finds the connection gone */
-  if (c->box) *c->box = NULL;
-  lc_http_ref_run(c->srv->base.rt, c->box_ref, 0);
   if (c->in != s->rbuf) free(c->in);
   if (c->req) lc_http_server_req_done(s, c->req);
   free(c->wq);            /* closed with the stream (lc_http_conn_close), its writes all called back */
   free(c->peer);
-  free(c);
+  /* its memory stays an http_conn (Lua may hold its address): closed, with its seqs, among
+   * the spares; nothing else in it is read until it is reused */
+  c->in = NULL;
+  c->req = NULL;
+  c->wq = NULL;
+  c->peer = NULL;
+  c->tcp = NULL;
+  c->srv = NULL;
+  c->dl_next = rt->http_spares;
+  rt->http_spares = c;
   lc_http_server_conn_gone(s);
+}
+
+void lc_http_free_spares(lc_rt *rt) {
+  while (rt->http_spares) {
+    http_conn *c = rt->http_spares;
+    rt->http_spares = c->dl_next;
+    free(c);
+  }
 }
 
 static void http_conn_closed_cb(uv_handle_t *h) {
@@ -537,7 +556,7 @@ static void parse_input(http_conn *c) {
 void lc_http_conn_finish(http_conn *c) {
   http_req *r = c->req;
   if (!c->closed) lc_http_account(c, r->resp_status, r->resp_body, 1); /* else lc_http_conn_close did */
-  c->seq++;
+  c->seq = ++c->srv->base.rt->http_seq;   /* the next request's: this one's calls are refused */
   if (c->closed) return;
   if (!c->keepalive || r->resp_close || c->srv->draining) { lc_http_conn_end(c); return; }
   c->state = LC_HTTP_S_HEAD;
@@ -553,11 +572,18 @@ void lc_http_conn_finish(http_conn *c) {
 /* ---- a new connection ---- */
 
 void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
-  http_conn *c = calloc(1, sizeof *c);
-  if (c == NULL) { uv_close((uv_handle_t *)tcp, lc_free_handle_cb); return; }
+  lc_rt *rt = s->base.rt;
+  http_conn *c = rt->http_spares;
+  if (c) {
+    rt->http_spares = c->dl_next;
+    memset(c, 0, sizeof *c);
+  } else {
+    c = calloc(1, sizeof *c);
+    if (c == NULL) { uv_close((uv_handle_t *)tcp, lc_free_handle_cb); return; }
+  }
   c->tcp = tcp;
   c->srv = s;
-  c->box_ref = LUA_NOREF;
+  c->seq = c->first_seq = ++rt->http_seq;
   c->drain_ref = LUA_NOREF;
   tcp->data = c;
   c->state = LC_HTTP_S_HEAD;

@@ -22,7 +22,6 @@
 #include "write_queue.h"
 
 #define LC_HTTP_MT_SERVER "luacluster.http_server"
-#define LC_HTTP_MT_CONN "luacluster.http_conn"
 #define LC_HTTP_READ_CHUNK 16384              /* room for a read into a connection's own buffer */
 #define LC_HTTP_READ_BUF 65536                /* the server's shared read buffer */
 #define LC_HTTP_FREE_REQS 64
@@ -31,7 +30,7 @@
 
 /* a connection's state: reading a head, reading a body, a handler has the request, ending */
 enum { LC_HTTP_S_HEAD, LC_HTTP_S_BODY, LC_HTTP_S_HANDLER, LC_HTTP_S_CLOSING };
-/* what the connection's deadline is for */
+/* what the connection's deadline is for (LC_HTTP_T_COUNT at most 8: http_conn's timer_mode) */
 enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC_HTTP_T_LINGER, LC_HTTP_T_SEND };
 /* which timeout it is: one list of connections per timeout, in deadline order (http_conn.c) */
 enum { LC_HTTP_DL_HEADER, LC_HTTP_DL_KEEPALIVE, LC_HTTP_DL_SEND, LC_HTTP_DL_LINGER, LC_HTTP_DL_COUNT };
@@ -58,10 +57,16 @@ typedef struct http_req {
 
 typedef union http_addr { struct sockaddr sa; struct sockaddr_in in4; struct sockaddr_in6 in6; } http_addr;
 
+/* A connection. Lua names it by its address (a light userdata, no allocation: an idle
+ * connection holds no Lua memory) and a request by seq; both are checked on every call from
+ * Lua. So that an address Lua still holds never dangles, a connection's memory is never given
+ * back while its Lua state lives: a closed one waits in the runtime's spares (rt->http_spares,
+ * linked through dl_next) and is reused for the next connection, as nginx keeps its connection
+ * array. seq numbers are unique in the state and only grow, so a seq of an earlier connection
+ * in the same memory is below first_seq: a late call never reaches the wrong connection. */
 typedef struct http_conn {
   uv_tcp_t *tcp;
   http_server *srv;
-  void **box;
   http_req *req;              /* the request being read or answered; NULL between requests */
   /* the input: while a read is handled, the server's shared buffer; between reads, a buffer
    * of the connection's own with what must stay (a request's head, unparsed bytes), or NULL */
@@ -71,15 +76,20 @@ typedef struct http_conn {
   uint64_t deadline;          /* loop time at which timer_mode's timeout is due */
   struct http_conn *dl_prev, *dl_next;   /* its place in its server's list for dl_list */
   size_t stall_mark;          /* unsent bytes when the keep-alive timer last fired (progress check) */
-  uint32_t seq;
-  int box_ref;
+  uint64_t seq;               /* the request being read or answered (rt->http_seq) */
+  uint64_t first_seq;         /* the seq of its first request: its own seqs are >= this */
   int drain_ref;              /* a handler waiting in res:write for the queue to drain */
-  unsigned char state, timer_mode, dl_list, ending;   /* dl_list: LC_HTTP_DL_* + 1, or 0 */
-  unsigned char keepalive, upgrade, in_parse, peer_closed, got_bytes, closed;
+  /* bit fields: an idle connection's size decides how many a worker holds (a 120-byte
+   * http_conn is one 128-byte malloc chunk; twelve bytes of flags made it 160) */
+  unsigned state : 2;         /* LC_HTTP_S_* */
+  unsigned timer_mode : 3;    /* LC_HTTP_T_* */
+  unsigned dl_list : 3;       /* LC_HTTP_DL_* + 1, or 0 */
+  unsigned ending : 2;        /* 0, 1 ending (output to finish), 2 shutting down */
+  unsigned keepalive : 1, upgrade : 1, in_parse : 1, peer_closed : 1, got_bytes : 1, closed : 1;
   /* reading stops while either holds: in_paused, too much input buffered behind a running
    * handler; out_paused, too much output queued for a client that does not read */
-  unsigned char in_paused, out_paused;
-  signed char peer_known;     /* peer: 0 not looked up yet, 1 known, -1 unknown */
+  unsigned in_paused : 1, out_paused : 1;
+  signed peer_known : 2;      /* peer: 0 not looked up yet, 1 known, -1 unknown */
   http_addr *peer;            /* the client's address, looked up once (when asked for) */
 } http_conn;
 

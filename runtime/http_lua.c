@@ -1,12 +1,13 @@
 /* http_lua.c: the Lua binding of the HTTP server (lua/luacluster/http.lua is its one user):
  * core.http_server_new, the server object (listen_on, sink, serve, drain, close, stats,
- * set_access_log), the connection object a handler answers through (respond, write_head,
- * write, finish, on_drain, headers, peer, abort, is_open; every call carries the request's seq,
- * so a late answer to a finished request is refused), core.http_stats, and every call from
- * the loop into Lua: a request handed to its handler, a drain callback, a reference dropped.
- * Policy stays in Lua; this file only moves values across.
- * Owns: the Lua side of a connection (its userdata box and registry references, released when
- * the connection is freed, http_conn.c) and of a server (lc_handle_base). */
+ * set_access_log), the functions a handler answers through (core.http_respond, http_write_head,
+ * http_write, http_finish, http_on_drain, http_headers, http_peer, http_abort: each takes the
+ * connection, a light userdata, and the request's seq, so a late answer to a finished request
+ * or a closed connection is refused: http_int.h says why that is safe), core.http_stats, and
+ * every call from the loop into Lua: a request handed to its handler, a drain callback, a
+ * reference dropped. Policy stays in Lua; this file only moves values across.
+ * Owns: the Lua side of a server (lc_handle_base) and a connection's drain callback reference
+ * (released when the connection is freed, http_conn.c). */
 #include "http_int.h"
 #include "dispatch.h"
 #include "tcp.h"
@@ -61,20 +62,6 @@ void lc_http_fire_drain(http_conn *c) {
 
 /* ---- a request to its handler ---- */
 
-static void push_conn(http_conn *c) {
-  lua_State *L = c->srv->base.rt->L;
-  if (c->box == NULL) {
-    c->box = lua_newuserdata(L, sizeof(void *));
-    *c->box = c;
-    luaL_getmetatable(L, LC_HTTP_MT_CONN);
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    c->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  } else {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->box_ref);
-  }
-}
-
 /* The handler's call, inside lc_http_call_handler's lua_cpcall: (conn, seq, method, url, minor, body,
  * path, query). Its own pcall with the traceback (as lc_call) tells lc_http_call_handler whether
  * http.lua's glue failed before a handler took the request. */
@@ -86,8 +73,8 @@ static int http_lua_handler_call(lua_State *L) {
   lua_settop(L, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->base.rt->traceback_ref);
   if (!lc_handle_push_cb(&c->srv->base)) { hc->failed = 503; return 0; }
-  push_conn(c);
-  lua_pushinteger(L, c->seq);
+  lua_pushlightuserdata(L, c);
+  lua_pushnumber(L, (lua_Number)c->seq);
   const char *head = lc_http_head_ptr(c);
   lua_pushlstring(L, head + c->req->h.method, c->req->h.method_len);
   lua_pushlstring(L, head + c->req->h.target, c->req->h.target_len);
@@ -124,7 +111,7 @@ void lc_http_call_handler(http_conn *c) {
   r->resp_started = r->resp_chunked = r->resp_close = r->resp_raw = 0;
   r->resp_cl = -1;
   r->resp_sent = 0;
-  uint32_t seq = c->seq;
+  uint64_t seq = c->seq;
   handler_call hc = {c, 0};
   if (lua_cpcall(c->srv->base.rt->L, http_lua_handler_call, &hc) != 0) {
     cpcall_failed(c->srv->base.rt, "a request");
@@ -265,13 +252,29 @@ static int http_lua_stats(lua_State *L) {
   return 1;
 }
 
-/* ---- Lua: connection (the handle a handler answers through) ---- */
+/* ---- Lua: a connection and its request (what a handler answers through) ---- */
 
+/* Arguments 1 and 2: the connection (a light userdata from the handler's call) and a seq. */
+static http_conn *arg_conn(lua_State *L, uint64_t *seq) {
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  lua_Number n = luaL_checknumber(L, 2);
+  *seq = n >= 1 && n < 9007199254740992.0 ? (uint64_t)n : 0;
+  return lua_touserdata(L, 1);
+}
+
+/* the connection, with *seq_ok set when seq is the request it is answering now */
 static http_conn *check_conn(lua_State *L, uint32_t *seq_ok) {
-  http_conn *c = lc_handle_test(L, 1, LC_HTTP_MT_CONN);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
-  *seq_ok = c != NULL && !c->closed && c->seq == seq && c->state == LC_HTTP_S_HANDLER;
+  uint64_t seq;
+  http_conn *c = arg_conn(L, &seq);
+  *seq_ok = !c->closed && c->seq == seq && c->state == LC_HTTP_S_HANDLER;
   return c;
+}
+
+/* the connection when it is open and seq is one of its requests (answered or not), else NULL */
+static http_conn *open_conn(lua_State *L) {
+  uint64_t seq;
+  http_conn *c = arg_conn(L, &seq);
+  return !c->closed && seq >= c->first_seq && seq <= c->seq ? c : NULL;
 }
 
 static int push_gone(lua_State *L) {
@@ -286,7 +289,7 @@ static int push_mistake(lua_State *L) {
   return 2;
 }
 
-/* conn:respond(seq, status, headers, body) -> true | nil, err | false, mistake: a whole response */
+/* core.http_respond(conn, seq, status, headers, body) -> true | nil, err | false, mistake: a whole response */
 static int http_lua_respond(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
@@ -301,7 +304,7 @@ static int http_lua_respond(lua_State *L) {
   return 1;
 }
 
-/* conn:write_head(seq, status, headers) -> true | nil, err | false, mistake: starts a
+/* core.http_write_head(conn, seq, status, headers) -> true | nil, err | false, mistake: starts a
  * streamed response */
 static int http_lua_write_head(lua_State *L) {
   uint32_t ok;
@@ -315,7 +318,7 @@ static int http_lua_write_head(lua_State *L) {
   return 1;
 }
 
-/* conn:write(seq, chunk) -> true, queued | nil, err | false, mistake */
+/* core.http_write(conn, seq, chunk) -> true, queued | nil, err | false, mistake */
 static int http_lua_write(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
@@ -329,7 +332,7 @@ static int http_lua_write(lua_State *L) {
   return 2;
 }
 
-/* conn:on_drain(seq, fn) -> true: fn() runs once the queued output is down to half the limit
+/* core.http_on_drain(conn, seq, fn) -> true: fn() runs once the queued output is down to half the limit
  * (or the connection is gone); false: nothing to wait for. res:write waits this way. */
 static int http_lua_on_drain(lua_State *L) {
   uint32_t ok;
@@ -350,7 +353,7 @@ static int http_lua_on_drain(lua_State *L) {
   return 1;
 }
 
-/* conn:finish(seq [, chunk]) -> true [, short] | nil, err | false, mistake. short: the body
+/* core.http_finish(conn, seq [, chunk]) -> true [, short] | nil, err | false, mistake. short: the body
  * ended that many bytes before its declared Content-Length, so the connection is closed once
  * the response is out (the client sees a short body, not the start of the next response). */
 static int http_lua_finish(lua_State *L) {
@@ -369,7 +372,7 @@ static int http_lua_finish(lua_State *L) {
   return 2;
 }
 
-/* conn:headers(seq) -> { lower-case name = value } (repeated names joined by ", ") */
+/* core.http_headers(conn, seq) -> { lower-case name = value } (repeated names joined by ", ") */
 static int http_lua_headers(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
@@ -400,10 +403,11 @@ static int http_lua_headers(lua_State *L) {
   return 1;
 }
 
-/* conn:peer() -> ip, port (looked up once per connection), or nothing */
+/* core.http_peer(conn, seq) -> ip, port (looked up once per connection), or nothing: seq may
+ * be any request of the connection's, answered or not */
 static int http_lua_peer(lua_State *L) {
-  http_conn *c = lc_handle_test(L, 1, LC_HTTP_MT_CONN);
-  if (c == NULL || c->closed) return 0;
+  http_conn *c = open_conn(L);
+  if (c == NULL) return 0;
   char ip[64];
   int port;
   if (lc_http_peer(c, ip, sizeof ip, &port) != 0) return 0;
@@ -412,18 +416,12 @@ static int http_lua_peer(lua_State *L) {
   return 2;
 }
 
-/* conn:abort(): closes the connection at once (a handler that failed mid-stream) */
+/* core.http_abort(conn, seq): closes the connection at once (a handler that failed
+ * mid-stream), when seq is one of its requests */
 static int http_lua_abort(lua_State *L) {
-  http_conn *c = lc_handle_test(L, 1, LC_HTTP_MT_CONN);
-  if (c && !c->closed) lc_http_conn_close(c);
+  http_conn *c = open_conn(L);
+  if (c) lc_http_conn_close(c);
   return 0;
-}
-
-static int http_lua_is_open(lua_State *L) {
-  uint32_t ok;
-  check_conn(L, &ok);
-  lua_pushboolean(L, ok);
-  return 1;
 }
 
 void lc_open_http(lua_State *L) {
@@ -432,14 +430,14 @@ void lc_open_http(lua_State *L) {
     {"close", http_lua_srv_close}, {"stats", http_lua_srv_stats}, {"set_access_log", http_lua_srv_set_access_log}, {NULL, NULL},
   };
   lc_newmetatable(L, LC_HTTP_MT_SERVER, srv_methods);
-  static const luaL_Reg conn_methods[] = {
-    {"respond", http_lua_respond}, {"write_head", http_lua_write_head}, {"write", http_lua_write}, {"finish", http_lua_finish},
-    {"on_drain", http_lua_on_drain},
-    {"headers", http_lua_headers}, {"peer", http_lua_peer}, {"abort", http_lua_abort}, {"is_open", http_lua_is_open}, {NULL, NULL},
+  static const luaL_Reg fns[] = {
+    {"http_server_new", http_lua_server_new}, {"http_stats", http_lua_stats},
+    {"http_respond", http_lua_respond}, {"http_write_head", http_lua_write_head}, {"http_write", http_lua_write},
+    {"http_finish", http_lua_finish}, {"http_on_drain", http_lua_on_drain}, {"http_headers", http_lua_headers},
+    {"http_peer", http_lua_peer}, {"http_abort", http_lua_abort}, {NULL, NULL},
   };
-  lc_newmetatable(L, LC_HTTP_MT_CONN, conn_methods);
-  lua_pushcfunction(L, http_lua_server_new);
-  lua_setfield(L, -2, "http_server_new");
-  lua_pushcfunction(L, http_lua_stats);
-  lua_setfield(L, -2, "http_stats");
+  for (const luaL_Reg *f = fns; f->name; f++) {
+    lua_pushcfunction(L, f->func);
+    lua_setfield(L, -2, f->name);
+  }
 }

@@ -49,6 +49,8 @@ typedef struct lc_rt {
   int log_json;           /* --log-format json: log lines (and forwarded worker lines) are JSON */
   int log_worker;         /* this process's worker id (0: the master or a forked child) */
   lc_http_stats http;
+  struct http_conn *http_spares; /* http_conn.c: closed connections' memory, kept for reuse */
+  uint64_t http_seq;      /* http_conn.c: the last request number given (unique per state) */
   lc_alog *alogs;         /* the access logs of this state (access_log.c), flushed at exit */
   int call_ref;           /* lc_call_with's protected trampoline, made once */
   lc_dispatch *dispatchers; /* dispatch.c: the listeners that dispatch (master), for IPC's acks */
@@ -59,6 +61,7 @@ typedef struct lc_rt {
 lc_rt *lc_rt_get(lua_State *L);                 /* the runtime of this Lua state; raises if absent */
 int lc_rt_open(lua_State *L);                   /* creates it (idempotent), leaves nothing on the stack */
 void lc_call(lc_rt *rt, int nargs);             /* pcall function+args pushed on rt->L; logs errors */
+void lc_http_free_spares(lc_rt *rt);            /* http_conn.c: frees rt->http_spares (the state closes) */
 /* A callback from libuv into Lua with its arguments built inside the protection: push(L, ud)
  * pushes the function and its arguments and returns how many arguments (or -1: call nothing).
  * Whatever raises in push (out of memory in lua_pushlstring, lua_newtable, luaL_ref, a handle

@@ -220,6 +220,7 @@ static int rt_gc(lua_State *L) {
   lc_rt *rt = lua_touserdata(L, 1);
   free(rt->routes);
   rt->routes = NULL;
+  lc_http_free_spares(rt);   /* no Lua value can name a closed connection any more */
   mt_cache_clear();
   rt->nroutes = 0;
   return 0;

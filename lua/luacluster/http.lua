@@ -1,5 +1,5 @@
 -- luacluster.http: HTTP/1.1 servers. The connection, parsing, limits and response framing
--- are C (runtime/http.c, http_head.c); this module makes the request and response objects
+-- are C (runtime/http_*.c); this module makes the request and response objects
 -- a handler sees and runs each handler in a coroutine of its own.
 local core = require("luacluster.core")
 local access_log = require("luacluster.lib.access_log")
@@ -12,6 +12,10 @@ local proxy_addr = require("luacluster.lib.proxy_addr")
 local runtime = require("luacluster.lib.runtime")
 
 local spawn_guarded = coro.spawn_guarded
+-- a request's connection (_c, a light userdata) and seq (_s) go to these; each refuses a
+-- request that is finished or a connection that is closed
+local http_respond, http_write_head, http_write, http_finish = core.http_respond, core.http_write_head, core.http_write, core.http_finish
+local http_on_drain, http_headers, http_peer, http_abort = core.http_on_drain, core.http_headers, core.http_peer, core.http_abort
 local type, setmetatable, rawset, tostring = type, setmetatable, rawset, tostring
 local find, sub, lower, gsub, byte, char = string.find, string.sub, string.lower, string.gsub, string.byte, string.char
 local concat = table.concat
@@ -53,7 +57,7 @@ end
 local req_mt = {
   __index = function(req, k)
     if k == "headers" then
-      local h = req._c:headers(req._s) or {}
+      local h = http_headers(req._c, req._s) or {}
       rawset(req, "headers", h)
       return h
     elseif k == "path" then
@@ -66,7 +70,7 @@ local req_mt = {
       end
       return rawget(req, "query")
     elseif k == "remote_address" or k == "remote_port" then
-      local ip, port = req._c:peer()
+      local ip, port = http_peer(req._c, req._s)
       if req._t and ip then -- trusted_proxies: the client behind them (see lib/proxy_addr.lua)
         ip = proxy_addr.resolve(req._t, ip, req.headers["x-forwarded-for"])
       end
@@ -216,7 +220,7 @@ local function send_head(self)
   if self._head_sent then
     return true
   end
-  local ok, err = self._c:write_head(self._s, self._code, self._h)
+  local ok, err = http_write_head(self._c, self._s, self._code, self._h)
   if ok ~= false then
     self._head_sent = true -- also when the connection is gone: a later write says so
   end
@@ -238,7 +242,7 @@ function res_methods:write(chunk)
     return true
   end
   local queued
-  ok, queued = self._c:write(self._s, tostring(chunk))
+  ok, queued = http_write(self._c, self._s, tostring(chunk))
   if ok == false then
     -- past the Content-Length the handler declared: nothing of this chunk was sent
     error("res:write: " .. queued, 2)
@@ -247,7 +251,7 @@ function res_methods:write(chunk)
   -- handler waits until half of it is sent (or the connection is gone: the next write says so)
   if ok and queued > WRITE_HIGH_WATER then
     local w = coro.waiter("res:write")
-    if self._c:on_drain(self._s, function() w:wake() end) then
+    if http_on_drain(self._c, self._s, function() w:wake() end) then
       w:wait()
     end
   end
@@ -266,14 +270,14 @@ local function finish(self, body)
   end
   local ok, err
   if self._head_sent then
-    ok, err = self._c:finish(self._s, body)
+    ok, err = http_finish(self._c, self._s, body)
     if ok and err then
       -- fewer body bytes than the declared Content-Length: the connection is closed
       log.warn("a response ended " .. err .. " bytes short of its Content-Length; its connection is closed")
       err = nil
     end
   else
-    ok, err = self._c:respond(self._s, self._code, self._h, body)
+    ok, err = http_respond(self._c, self._s, self._code, self._h, body)
   end
   if ok ~= false then
     self._done = true
@@ -301,9 +305,9 @@ local function fail(res)
   end
   res._done = true
   if res._head_sent then
-    res._c:abort()
+    http_abort(res._c, res._s)
   else
-    res._c:respond(res._s, 500, TEXT_PLAIN, "Internal Server Error\n")
+    http_respond(res._c, res._s, 500, TEXT_PLAIN, "Internal Server Error\n")
   end
 end
 
@@ -343,7 +347,7 @@ local function shortcut(res, status, b, c)
       if c ~= nil and type(c) ~= "string" then
         c = tostring(c)
       end
-      ok, err = res._c:respond(res._s, status, b, c)
+      ok, err = http_respond(res._c, res._s, status, b, c)
       if ok ~= false then
         res._done = true
       end
