@@ -97,8 +97,9 @@ function H.write_file(path, s)
 end
 
 
+-- (under $LCSPEC_TMP when spec/run set it: removed with the run)
 function H.tmpdir()
-  local out = H.sh("mktemp -d /tmp/lcspec.XXXXXX")
+  local out = H.sh("mktemp -d " .. (os.getenv("LCSPEC_TMP") or "/tmp") .. "/lcspec.XXXXXX")
   return (out:gsub("%s+$", ""))
 end
 
