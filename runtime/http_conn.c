@@ -37,6 +37,11 @@ static void free_conn(http_conn *c) {
   if (c->req) lc_http_server_req_done(s, c->req);
   free(c->wq);            /* closed with the stream (lc_http_conn_close), its writes all called back */
   free(c->peer);
+  if (!c->lua_named) {     /* Lua never had its address: nothing can name it */
+    free(c);
+    lc_http_server_conn_gone(s);
+    return;
+  }
   /* its memory stays an http_conn (Lua may hold its address): closed, with its seqs, among
    * the spares; nothing else in it is read until it is reused */
   c->in = NULL;
@@ -47,6 +52,7 @@ static void free_conn(http_conn *c) {
   c->srv = NULL;
   c->dl_next = rt->http_spares;
   rt->http_spares = c;
+  rt->http_nspares++;
   lc_http_server_conn_gone(s);
 }
 
@@ -56,6 +62,7 @@ void lc_http_free_spares(lc_rt *rt) {
     rt->http_spares = c->dl_next;
     free(c);
   }
+  rt->http_nspares = 0;
 }
 
 static void http_conn_closed_cb(uv_handle_t *h) {
@@ -576,6 +583,7 @@ void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
   http_conn *c = rt->http_spares;
   if (c) {
     rt->http_spares = c->dl_next;
+    rt->http_nspares--;
     memset(c, 0, sizeof *c);
   } else {
     c = calloc(1, sizeof *c);

@@ -30,8 +30,8 @@
 
 /* a connection's state: reading a head, reading a body, a handler has the request, ending */
 enum { LC_HTTP_S_HEAD, LC_HTTP_S_BODY, LC_HTTP_S_HANDLER, LC_HTTP_S_CLOSING };
-/* what the connection's deadline is for (LC_HTTP_T_COUNT at most 8: http_conn's timer_mode) */
-enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC_HTTP_T_LINGER, LC_HTTP_T_SEND };
+/* what the connection's deadline is for (at most 8 values: http_conn's timer_mode has 3 bits) */
+enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC_HTTP_T_LINGER, LC_HTTP_T_SEND, LC_HTTP_T_COUNT };
 /* which timeout it is: one list of connections per timeout, in deadline order (http_conn.c) */
 enum { LC_HTTP_DL_HEADER, LC_HTTP_DL_KEEPALIVE, LC_HTTP_DL_SEND, LC_HTTP_DL_LINGER, LC_HTTP_DL_COUNT };
 #define LC_HTTP_LINGER_MS 2000
@@ -59,11 +59,15 @@ typedef union http_addr { struct sockaddr sa; struct sockaddr_in in4; struct soc
 
 /* A connection. Lua names it by its address (a light userdata, no allocation: an idle
  * connection holds no Lua memory) and a request by seq; both are checked on every call from
- * Lua. So that an address Lua still holds never dangles, a connection's memory is never given
- * back while its Lua state lives: a closed one waits in the runtime's spares (rt->http_spares,
- * linked through dl_next) and is reused for the next connection, as nginx keeps its connection
- * array. seq numbers are unique in the state and only grow, so a seq of an earlier connection
- * in the same memory is below first_seq: a late call never reaches the wrong connection. */
+ * Lua. So that an address Lua still holds never dangles, the memory of a connection Lua was
+ * given (lua_named: it had a request) is never given back while its Lua state lives: a closed
+ * one waits in the runtime's spares (rt->http_spares, linked through dl_next) and is reused
+ * for the next connection, as nginx keeps its connection array; a connection that never
+ * reached Lua is freed. So a worker keeps the memory of the most connections it ever had
+ * answering at once (144 bytes each), bounded by max_connections and its descriptor limit, and
+ * a flood of connections that send nothing leaves nothing behind. seq numbers are unique in
+ * the state and only grow, so a seq of an earlier connection in the same memory is below
+ * first_seq: a late call never reaches the wrong connection. */
 typedef struct http_conn {
   uv_tcp_t *tcp;
   http_server *srv;
@@ -79,8 +83,8 @@ typedef struct http_conn {
   uint64_t seq;               /* the request being read or answered (rt->http_seq) */
   uint64_t first_seq;         /* the seq of its first request: its own seqs are >= this */
   int drain_ref;              /* a handler waiting in res:write for the queue to drain */
-  /* bit fields: an idle connection's size decides how many a worker holds (a 120-byte
-   * http_conn is one 128-byte malloc chunk; twelve bytes of flags made it 160) */
+  /* bit fields: an idle connection's size decides how many a worker holds (128 bytes, one
+   * 144-byte malloc chunk; twelve bytes of flags made it a 160-byte one) */
   unsigned state : 2;         /* LC_HTTP_S_* */
   unsigned timer_mode : 3;    /* LC_HTTP_T_* */
   unsigned dl_list : 3;       /* LC_HTTP_DL_* + 1, or 0 */
@@ -89,6 +93,7 @@ typedef struct http_conn {
   /* reading stops while either holds: in_paused, too much input buffered behind a running
    * handler; out_paused, too much output queued for a client that does not read */
   unsigned in_paused : 1, out_paused : 1;
+  unsigned lua_named : 1;     /* Lua was given its address: its memory goes to the spares */
   signed peer_known : 2;      /* peer: 0 not looked up yet, 1 known, -1 unknown */
   http_addr *peer;            /* the client's address, looked up once (when asked for) */
 } http_conn;
@@ -116,6 +121,11 @@ struct http_server {
   uint64_t timer_due;           /* loop time at which the armed timer fires */
   int ndl;                      /* connections in the lists */
 };
+
+/* the bit fields' ranges (http_conn) */
+_Static_assert(LC_HTTP_S_CLOSING < 4, "http_conn.state has 2 bits");
+_Static_assert(LC_HTTP_T_COUNT <= 8, "http_conn.timer_mode has 3 bits");
+_Static_assert(LC_HTTP_DL_COUNT + 1 <= 8, "http_conn.dl_list has 3 bits");
 
 static inline char *lc_http_head_ptr(http_conn *c) { return c->in + c->req->head_off; }
 

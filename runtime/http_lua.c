@@ -73,6 +73,7 @@ static int http_lua_handler_call(lua_State *L) {
   lua_settop(L, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->base.rt->traceback_ref);
   if (!lc_handle_push_cb(&c->srv->base)) { hc->failed = 503; return 0; }
+  c->lua_named = 1;
   lua_pushlightuserdata(L, c);
   lua_pushnumber(L, (lua_Number)c->seq);
   const char *head = lc_http_head_ptr(c);
@@ -249,6 +250,7 @@ static int http_lua_stats(lua_State *L) {
   lua_pushnumber(L, st->body_bytes); lua_setfield(L, -2, "body_bytes");
   lua_pushnumber(L, st->conns_open); lua_setfield(L, -2, "connections");
   lua_pushnumber(L, st->conns_total); lua_setfield(L, -2, "connections_total");
+  lua_pushnumber(L, (lua_Number)lc_rt_get(L)->http_nspares); lua_setfield(L, -2, "spare_connections");
   return 1;
 }
 
@@ -257,9 +259,12 @@ static int http_lua_stats(lua_State *L) {
 /* Arguments 1 and 2: the connection (a light userdata from the handler's call) and a seq. */
 static http_conn *arg_conn(lua_State *L, uint64_t *seq) {
   luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  http_conn *c = lua_touserdata(L, 1);
+  if (c == NULL) luaL_argerror(L, 1, "not a connection");
   lua_Number n = luaL_checknumber(L, 2);
-  *seq = n >= 1 && n < 9007199254740992.0 ? (uint64_t)n : 0;
-  return lua_touserdata(L, 1);
+  /* a seq is a whole number from 1 to 2^53; anything else matches no request (0) */
+  *seq = n >= 1 && n < 9007199254740992.0 && n == (lua_Number)(uint64_t)n ? (uint64_t)n : 0;
+  return c;
 }
 
 /* the connection, with *seq_ok set when seq is the request it is answering now */
@@ -417,10 +422,12 @@ static int http_lua_peer(lua_State *L) {
 }
 
 /* core.http_abort(conn, seq): closes the connection at once (a handler that failed
- * mid-stream), when seq is one of its requests */
+ * mid-stream), when seq is the request it is answering (a late abort of an earlier request
+ * must not cut the answer to a later one) */
 static int http_lua_abort(lua_State *L) {
-  http_conn *c = open_conn(L);
-  if (c) lc_http_conn_close(c);
+  uint32_t ok;
+  http_conn *c = check_conn(L, &ok);
+  if (ok) lc_http_conn_close(c);
   return 0;
 }
 

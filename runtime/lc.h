@@ -50,6 +50,7 @@ typedef struct lc_rt {
   int log_worker;         /* this process's worker id (0: the master or a forked child) */
   lc_http_stats http;
   struct http_conn *http_spares; /* http_conn.c: closed connections' memory, kept for reuse */
+  size_t http_nspares;    /* how many (core.http_stats's spare_connections) */
   uint64_t http_seq;      /* http_conn.c: the last request number given (unique per state) */
   lc_alog *alogs;         /* the access logs of this state (access_log.c), flushed at exit */
   int call_ref;           /* lc_call_with's protected trampoline, made once */
