@@ -296,3 +296,16 @@ describe("ngx time, worker and what is left out", function()
     assert.is_nil(ngx.no_such_field)
   end)
 end)
+
+
+describe("Debian's lua-nginx-* drivers", function()
+  it("load unmodified with luacluster.ngx as their ngx", function()
+    assert.equal(ngx, rawget(_G, "ngx"))
+    for _, name in ipairs({ "nginx.redis", "nginx.memcached", "nginx.dns.resolver", "nginx.websocket.client",
+      "nginx.redis.connector" }) do
+      local ok, mod = pcall(require, name)
+      assert(ok, name .. ": " .. tostring(mod))
+      assert.equal("table", type(mod), name)
+    end
+  end)
+end)

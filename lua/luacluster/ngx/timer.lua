@@ -105,7 +105,11 @@ end
 -- the worker drains: the timers that wait with a delay run now, prematurely
 runtime.drain_hooks[_M] = function()
   exiting = true
+  local list = {} -- first the list: a premature callback may make new timers
   for entry in pairs(pending) do
+    list[#list + 1] = entry
+  end
+  for _, entry in ipairs(list) do
     if entry.ms > 0 then
       entry.t:stop()
       pending[entry] = nil
