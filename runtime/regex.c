@@ -172,14 +172,6 @@ static int m_free(lua_State *L) {
   return 0;
 }
 
-/* core.pcre2_version() -> "10.42 2022-12-11" */
-static int f_pcre2_version(lua_State *L) {
-  char buf[64];
-  if (pcre2_config(PCRE2_CONFIG_VERSION, buf) < 0) buf[0] = '\0';
-  lua_pushstring(L, buf);
-  return 1;
-}
-
 void lc_open_regex(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"exec", m_exec}, {"info", m_info}, {"free", m_free}, {NULL, NULL},
@@ -191,6 +183,4 @@ void lc_open_regex(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, f_regex_compile);
   lua_setfield(L, -2, "regex_compile");
-  lua_pushcfunction(L, f_pcre2_version);
-  lua_setfield(L, -2, "pcre2_version");
 }
