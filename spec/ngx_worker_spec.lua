@@ -117,7 +117,7 @@ describe("luacluster.ngx timers in a worker that serves nothing", function()
     H.cleanup()
   end)
 
-  it("a drain waits for a zero-delay timer made while it drains", function()
+  it("a drain waits for a zero-delay timer made while it drains; a failing callback is logged", function()
     local p = H.start_app([[
       local ngx = require("luacluster.ngx")
       if cluster.is_master then
@@ -129,11 +129,13 @@ describe("luacluster.ngx timers in a worker that serves nothing", function()
             say("cleanup done after", tostring(premature))
           end)
         end)
-        say("worker up")
+        ngx.timer.at(0, function() error("boom-in-a-timer") end)
+        ngx.timer.at(0.05, function() say("worker up") end) -- after the failing one: it goes on
       end
     ]], {})
     assert(p:wait_output("worker up", 10000), p:output())
     p:stop(10000)
     assert.matches("cleanup done after true", p:stdout(), 1, true)
+    assert.matches("error: ngx.timer.at callback failed: [^\n]*boom%-in%-a%-timer\n%[worker 1%] stack traceback", p:stderr())
   end)
 end)
