@@ -21,5 +21,8 @@ void lc_open_protect(lua_State *L);      /* protect.c */
 void lc_open_log(lua_State *L);          /* log.c */
 void lc_open_access_log(lua_State *L);   /* access_log.c */
 void lc_open_notify(lua_State *L);       /* notify.c */
+void lc_open_regex(lua_State *L);        /* regex.c: PCRE2 for luacluster.ngx's ngx.re */
+void lc_open_digest(lua_State *L);       /* digest.c: md5, sha1, base64 */
+void lc_open_uri_escape(lua_State *L);   /* uri_escape.c: ngx.escape_uri's sets */
 
 #endif

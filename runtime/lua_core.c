@@ -23,5 +23,10 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_log(L);
   lc_open_access_log(L);
   lc_open_notify(L);
+  lc_open_regex(L);
+  lc_open_digest(L);
+  lc_open_uri_escape(L);
+  lua_pushlightuserdata(L, NULL);  /* core.null: the NULL light userdata (ngx.null, cjson.null) */
+  lua_setfield(L, -2, "null");
   return 1;
 }

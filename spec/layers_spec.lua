@@ -172,6 +172,7 @@ local LAYERS = {
   { 8, "^luacluster%.boot$" },       -- every process's entry point (before the public pattern)
   { 7, "^luacluster%.cmd_" },        -- the commands (reload, status, ...), loaded by name
   { 5, "^luacluster%.[%a_]+$" },     -- the public modules: cluster, http, net, timer, ...
+  { 5, "^luacluster%.ngx%." },       -- luacluster.ngx's parts (ngx.re, ngx.log, ngx.timer)
   { 6, "^luacluster%.master%." },    -- the master's parts that plug into its core
   { 7, "^luacluster%.cli%." },       -- the command line
 }

@@ -437,6 +437,7 @@ local function env_list(extra, id, gen, wcfg)
   env.LUACLUSTER_PORT = tostring(o.port)
   env.LUACLUSTER_HOST = o.host
   env.LUACLUSTER_MODE = wcfg.mode or o.mode
+  env.LUACLUSTER_WORKERS = tostring(wcfg.workers or defaults.workers(o)) -- ngx.worker.count()
   env.LUACLUSTER_DRAIN_TIMEOUT = tostring(wcfg.drain_timeout)
   env.LUACLUSTER_MAX_MESSAGE_SIZE = wcfg.max_message_size and tostring(wcfg.max_message_size) or nil
   env.LUACLUSTER_LOG_FORMAT = o.log_format
