@@ -28,7 +28,7 @@ typedef struct lc_udp {
   uv_udp_t udp;
   uv_timer_t timer;         /* the waiting receive's timeout */
   int open_handles;         /* handles not yet closed (udp, timer): freed at 0 */
-  int closing, receiving;
+  int closing, receiving, reading;  /* reading: uv_udp_recv_start is on */
   size_t want;              /* the waiting receive's size */
 } lc_udp;
 
@@ -100,7 +100,10 @@ static void recv_done(lc_udp *u, ssize_t nread, const char *data) {
     return;
   }
   luaL_unref(u->base.rt->L, LUA_REGISTRYINDEX, a.ref);
-  if (!u->receiving && !u->closing) uv_udp_recv_stop(&u->udp);  /* the kernel keeps what comes */
+  if (!u->receiving && !u->closing && u->reading) {  /* the kernel keeps what comes */
+    uv_udp_recv_stop(&u->udp);
+    u->reading = 0;
+  }
 }
 
 static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
@@ -110,6 +113,7 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const s
   if (nread == 0 && addr == NULL) return;  /* nothing more to read now */
   if (!u->receiving) {  /* never: reading stops with each receive's end */
     uv_udp_recv_stop(h);
+    u->reading = 0;
     return;
   }
   recv_done(u, nread, buf->base);
@@ -133,10 +137,13 @@ static int m_recv(lua_State *L) {
   if (u->receiving) return luaL_error(L, "udp: a receive already waits on this socket");
   if (u->closing) return lc_push_fail(L, 0, "closed");
   lc_handle_set_cb(L, &u->base, 4);   /* (what can raise comes before reading starts) */
-  int r = uv_udp_recv_start(&u->udp, udp_alloc_cb, udp_recv_cb);
-  if (r != 0) {
-    lc_handle_set_cb(L, &u->base, 0);
-    return lc_push_fail(L, r, "%s", uv_strerror(r));
+  if (!u->reading) {  /* (it still is when a receive's callback receives again) */
+    int r = uv_udp_recv_start(&u->udp, udp_alloc_cb, udp_recv_cb);
+    if (r != 0) {
+      lc_handle_set_cb(L, &u->base, 0);
+      return lc_push_fail(L, r, "%s", uv_strerror(r));
+    }
+    u->reading = 1;
   }
   u->want = size > MAX_DATAGRAM ? MAX_DATAGRAM : (size_t)size;
   u->receiving = 1;

@@ -178,7 +178,10 @@ function udp_mt:receive(...)
   local data
   data, err = w:wait()
   self._waiting = nil
-  return data, err
+  if data then
+    return data
+  end
+  return nil, err
 end
 
 
