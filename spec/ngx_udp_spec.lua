@@ -133,6 +133,29 @@ function tests.dns(req)
   return table.concat(out, "; ")
 end
 
+-- sockets that nobody closes (lua-nginx-dns never closes its own) close when collected
+function tests.gc()
+  local function fds()
+    local p = io.popen("ls /proc/" .. ngx.worker.pid() .. "/fd")
+    local n = select(2, p:read("*a"):gsub("%d+", ""))
+    p:close()
+    return n
+  end
+  collectgarbage()
+  local before = fds()
+  collectgarbage("stop") -- none collected before they are counted
+  for _ = 1, 50 do
+    local r = resolver:new({ nameservers = { { "127.0.0.1", DNS } } })
+    assert(r:query("example.test", { qtype = r.TYPE_A }))
+  end
+  local made = fds() - before
+  collectgarbage("restart")
+  collectgarbage()
+  collectgarbage()
+  ngx.sleep(0.05)
+  return show(made, fds() - before)
+end
+
 if cluster.is_worker then
   http.create_server(function(req)
     local test = tests[req.path:sub(2)]
@@ -221,6 +244,12 @@ describe("ngx.socket.udp", function()
 
   it("another coroutine's calls on a socket that a receive waits on are \"socket busy\"", function()
     assert.equal("nil,timeout nil,socket busy nil,socket busy nil,socket busy 1", get("/busy"))
+  end)
+
+  it("closes the sockets nobody closed when they are collected", function()
+    local made, left = get("/gc"):match("^(%d+),(%d+)$")
+    assert.is_true(tonumber(made) >= 50, made)
+    assert.is_true(tonumber(left) <= 2, left)
   end)
 
   describe("lua-nginx-dns (nginx.dns.resolver), unmodified", function()
