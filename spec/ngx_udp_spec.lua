@@ -205,29 +205,23 @@ describe("ngx.socket.udp", function()
     return body
   end
 
-  it("sends a string, an array table or a number, and receives each answer", function()
-    assert.equal("1 hello 1 ab12.5 1 42 1", get("/echo"))
-  end)
-
-  it("sends to a peer given by name, as the system resolves it", function()
-    assert.equal("by name", get("/name"))
-  end)
-
-  it("a receive that times out returns nil, \"timeout\" and the socket stays usable", function()
-    assert.equal("nil,timeout still usable", get("/timeout"))
-  end)
-
-  it("cuts a datagram longer than the receive size, and drops the rest of it", function()
-    assert.equal("100,012345678901,next,9000,789", get("/big"))
-  end)
-
-  it("keeps the datagrams that arrive while nobody receives, in order", function()
-    assert.equal("d1,d2,d3", get("/kept"))
-  end)
-
-  it("a peer that nobody listens for is \"connection refused\"", function()
-    assert.equal("nil,connection refused", get("/refused"))
-  end)
+  -- { what it shows, the handler's test, its answer }
+  for _, case in ipairs({
+    { "sends a string, an array table or a number, and receives each answer", "/echo", "1 hello 1 ab12.5 1 42 1" },
+    { "sends to a peer given by name, as the system resolves it", "/name", "by name" },
+    { 'a receive that times out returns nil, "timeout" and the socket stays usable', "/timeout",
+      "nil,timeout still usable" },
+    { "cuts a datagram longer than the receive size, and drops the rest of it", "/big",
+      "100,012345678901,next,9000,789" },
+    { "keeps the datagrams that arrive while nobody receives, in order", "/kept", "d1,d2,d3" },
+    { 'a peer that nobody listens for is "connection refused"', "/refused", "nil,connection refused" },
+    { 'another coroutine\'s calls on a socket that a receive waits on are "socket busy"', "/busy",
+      "nil,timeout nil,socket busy nil,socket busy nil,socket busy 1" },
+  }) do
+    it(case[1], function()
+      assert.equal(case[3], get(case[2]))
+    end)
+  end
 
   it("a closed socket, or one with no peer, fails with OpenResty's errors", function()
     local body = get("/closed")
@@ -242,14 +236,11 @@ describe("ngx.socket.udp", function()
     assert.matches("false,[^,]*: bad argument #1 to 'send' %(bad data type nil found%)", body)
   end)
 
-  it("another coroutine's calls on a socket that a receive waits on are \"socket busy\"", function()
-    assert.equal("nil,timeout nil,socket busy nil,socket busy nil,socket busy 1", get("/busy"))
-  end)
-
   it("closes the sockets nobody closed when they are collected", function()
-    local made, left = get("/gc"):match("^(%d+),(%d+)$")
-    assert.is_true(tonumber(made) >= 50, made)
-    assert.is_true(tonumber(left) <= 2, left)
+    local body = get("/gc")
+    local made, left = body:match("^(%-?%d+),(%-?%d+)$") -- (an earlier connection may close meanwhile)
+    assert.is_true(tonumber(made) >= 50, body)
+    assert.is_true(tonumber(left) <= 2, body)
   end)
 
   describe("lua-nginx-dns (nginx.dns.resolver), unmodified", function()

@@ -67,6 +67,27 @@ local function close_handle(self)
 end
 
 
+-- n arguments (the object included) between lo and hi, or raises msg (a format of n)
+local function check_count(n, lo, hi, msg)
+  if n < lo or n > hi then
+    raise(fmt(msg, n))
+  end
+end
+
+
+-- the handle of a socket that has a peer and no receive waiting | nil, err
+local function usable(self)
+  local h = self._h
+  if not h then
+    return nil, "closed"
+  end
+  if self._waiting then
+    return nil, "socket busy"
+  end
+  return h
+end
+
+
 -- the guard that closes a socket's handle when its object is collected
 local function guard(h)
   local p = newproxy(true)
@@ -80,9 +101,7 @@ end
 -- setpeername(host, port) -> 1 | nil, err; a socket that had a peer is closed first
 function udp_mt:setpeername(...)
   local n = select("#", ...) + 1
-  if n ~= 2 and n ~= 3 then
-    raise(fmt("ngx.socket.udp setpeername: expecting 2 or 3 arguments (including the object), but seen %d", n))
-  end
+  check_count(n, 2, 3, "ngx.socket.udp setpeername: expecting 2 or 3 arguments (including the object), but seen %d")
   local host, port = ...
   if type(host) ~= "string" and type(host) ~= "number" then
     raise("bad argument #1 to 'setpeername' (string expected, got " .. type(host) .. ")")
@@ -125,18 +144,13 @@ end
 
 -- send(data) -> 1 | nil, err (data: a string, a number, an array table of them, nested)
 function udp_mt:send(...)
-  local n = select("#", ...) + 1
-  if n ~= 2 then
-    raise(fmt("expecting 2 arguments (including the object), but got %d", n))
-  end
-  local h = self._h
+  check_count(select("#", ...) + 1, 2, 2, "expecting 2 arguments (including the object), but got %d")
+  local h, err = usable(self)
   if not h then
-    return nil, "closed"
+    return nil, err
   end
-  if self._waiting then
-    return nil, "socket busy"
-  end
-  local ok, err = h:send(send_data.tostring((...), "send"))
+  local ok
+  ok, err = h:send(send_data.tostring((...), "send"))
   if not ok then
     return nil, err
   end
@@ -147,9 +161,7 @@ end
 -- receive([size]) -> datagram | nil, "timeout" | nil, err (waits)
 function udp_mt:receive(...)
   local n = select("#", ...) + 1
-  if n ~= 1 and n ~= 2 then
-    raise(fmt("expecting 1 or 2 arguments (including the object), but got %d", n))
-  end
+  check_count(n, 1, 2, "expecting 1 or 2 arguments (including the object), but got %d")
   local size = MAX_SIZE
   if n == 2 and (...) ~= nil then
     size = tonumber((...))
@@ -160,15 +172,13 @@ function udp_mt:receive(...)
       size = MAX_SIZE
     end
   end
-  local h = self._h
+  local h, err = usable(self)
   if not h then
-    return nil, "closed"
-  end
-  if self._waiting then
-    return nil, "socket busy"
+    return nil, err
   end
   local w = coro.waiter("udpsock:receive")
-  local ok, err = h:recv(floor(size), self._timeout or DEFAULT_TIMEOUT, function(data, rerr)
+  local ok
+  ok, err = h:recv(floor(size), self._timeout or DEFAULT_TIMEOUT, function(data, rerr)
     w:wake(data, rerr)
   end)
   if not ok then
@@ -187,10 +197,8 @@ end
 
 -- settimeout(ms): for the receives that follow; 0 or less (or nil): the default, 60 s
 function udp_mt:settimeout(...)
-  local n = select("#", ...) + 1
-  if n ~= 2 then
-    raise(fmt("ngx.socket settimeout: expecting at least 2 arguments (including the object) but seen %d", n))
-  end
+  check_count(select("#", ...) + 1, 2, 2,
+    "ngx.socket settimeout: expecting at least 2 arguments (including the object) but seen %d")
   local ms = tonumber((...)) or 0
   self._timeout = ms > 0 and floor(ms) or nil
 end
@@ -198,15 +206,10 @@ end
 
 -- close() -> 1 | nil, err
 function udp_mt:close(...)
-  local n = select("#", ...) + 1
-  if n ~= 1 then
-    raise(fmt("expecting 1 argument (including the object) but seen %d", n))
-  end
-  if not self._h then
-    return nil, "closed"
-  end
-  if self._waiting then
-    return nil, "socket busy"
+  check_count(select("#", ...) + 1, 1, 1, "expecting 1 argument (including the object) but seen %d")
+  local h, err = usable(self)
+  if not h then
+    return nil, err
   end
   close_handle(self)
   self._guard = nil
@@ -216,10 +219,7 @@ end
 
 -- ngx.socket.udp() -> a socket with no peer yet
 function _M.udp(...)
-  local n = select("#", ...)
-  if n ~= 0 then
-    raise(fmt("expecting zero arguments, but got %d", n))
-  end
+  check_count(select("#", ...), 0, 0, "expecting zero arguments, but got %d")
   return setmetatable({}, udp_mt)
 end
 
