@@ -219,28 +219,6 @@ static int m_close(lua_State *L) {
   return 0;
 }
 
-/* u:sockname() -> ip, port (the local address the system chose) | nil, err */
-static int m_sockname(lua_State *L) {
-  lc_udp *u = lc_handle_check(L, 1, MT);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int r = uv_udp_getsockname(&u->udp, (struct sockaddr *)&ss, &len);
-  if (r != 0) return lc_push_error(L, r);
-  char ip[INET6_ADDRSTRLEN];
-  int port;
-  if (ss.ss_family == AF_INET6) {
-    r = uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  } else {
-    r = uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  }
-  if (r != 0) return lc_push_error(L, r);
-  lua_pushstring(L, ip);
-  lua_pushinteger(L, port);
-  return 2;
-}
-
 /* core.udp_new() -> an unconnected UDP socket */
 static int f_udp_new(lua_State *L) {
   lc_udp *u = lc_handle_new(L, sizeof *u, MT);
@@ -341,7 +319,7 @@ static int f_udp_resolve(lua_State *L) {
 void lc_open_udp(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"connect", m_connect}, {"send", m_send}, {"recv", m_recv}, {"close", m_close},
-    {"sockname", m_sockname}, {NULL, NULL},
+    {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);
   static const luaL_Reg fns[] = {
