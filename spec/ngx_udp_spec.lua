@@ -44,6 +44,10 @@ function tests.name()
   return show(sock:receive())
 end
 
+function tests.unresolved()
+  return show(ngx.socket.udp():setpeername("no-such-host.invalid", ECHO))
+end
+
 function tests.timeout()
   local sock = peer()
   sock:settimeout(200)
@@ -234,6 +238,11 @@ describe("ngx.socket.udp", function()
     assert.matches("false,[^,]*: bad argument #1 to 'send' %(string, number, boolean, nil, or array table expected, got function%)", body)
     assert.matches("false,[^,]*: bad argument #1 to 'send' %(non%-array table found%)", body)
     assert.matches("false,[^,]*: bad argument #1 to 'send' %(bad data type nil found%)", body)
+  end)
+
+  it("a name that does not resolve is nil and nginx's resolver's words", function()
+    -- (3: Host not found) from a DNS server that says so, (2: Server failure) when none answers
+    assert.matches("^nil,no%-such%-host%.invalid could not be resolved %([23]: [%a ]+%)$", get("/unresolved"))
   end)
 
   it("closes the sockets nobody closed when they are collected", function()
