@@ -14,6 +14,7 @@ void lc_open_signal(lua_State *L);       /* signal.c */
 void lc_open_stream(lua_State *L);       /* stream.c */
 void lc_open_unix_socket(lua_State *L);  /* unix_socket.c */
 void lc_open_tcp(lua_State *L);          /* tcp.c */
+void lc_open_udp(lua_State *L);          /* udp.c: connected UDP sockets (ngx.socket.udp) */
 void lc_open_dispatch(lua_State *L);     /* dispatch.c: sink_new */
 void lc_open_http(lua_State *L);         /* http_lua.c */
 void lc_open_fswatch(lua_State *L);      /* fswatch.c */

@@ -15,6 +15,7 @@ app_pkgs=(lua-cjson)
 bench_pkgs=()
 command -v node >/dev/null 2>&1 || bench_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || bench_pkgs+=(npm)
+test_pkgs+=(lua-nginx-dns)  # spec/ngx_udp_spec.lua: Debian's nginx.dns.resolver over ngx.socket.udp
 
 want=("${build_pkgs[@]}" "${app_pkgs[@]}" "${test_pkgs[@]}")
 fuzz_pkgs=(clang libclang-rt-14-dev)

@@ -2,7 +2,8 @@
 -- use outside a request's own input and output, with OpenResty's (lua-nginx-module 0.10.26's)
 -- arguments, return values and error strings, mapped onto luacluster's modules.
 -- require("luacluster.ngx") returns `ngx` and sets the global `ngx` when there is none.
--- Not here: ngx.socket (arrives with the socket layer), ngx.shared (with the shared
+-- ngx.socket.udp is luacluster.ngx.udp's.
+-- Not here: ngx.socket.tcp (arrives with the socket layer), ngx.shared (with the shared
 -- dictionaries), and the request API (ngx.req, ngx.var, ngx.say, ngx.ctx, ...): reading one of
 -- those raises an error that says what to use instead.
 local core = require("luacluster.core")
@@ -12,6 +13,7 @@ local timer = require("luacluster.timer")
 local ngx_log = require("luacluster.ngx.log")
 local ngx_re = require("luacluster.ngx.re")
 local ngx_timer = require("luacluster.ngx.timer")
+local ngx_udp = require("luacluster.ngx.udp")
 
 local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
 local fmt, floor = string.format, math.floor
@@ -206,16 +208,27 @@ ngx.timer = {
 
 -- ---- what is not here ----
 
-local function missing(what, instead)
+-- Until luacluster's TCP cosocket comes (with the socket layer), ngx.socket.tcp() makes a
+-- socket that keeps its timeouts and fails every other call with nil, err: a driver that
+-- makes one up front and uses it only now and then (lua-nginx-dns's resolver:new, for
+-- truncated answers) runs, and says why when it does use it.
+local TCP_MISSING = "ngx.socket.tcp is not provided by luacluster.ngx yet: it arrives with"
+  .. " luacluster's socket layer (use luacluster.net meanwhile)"
+local tcp_mt = { __index = {
+  settimeout = function() end,
+  settimeouts = function() end,
+} }
+setmetatable(tcp_mt.__index, { __index = function()
   return function()
-    error(what .. " is not provided by luacluster.ngx: " .. instead, 2)
+    return nil, TCP_MISSING
   end
-end
+end })
 
--- the drivers read ngx.socket.tcp when they load: they load, and a call says why it fails
 ngx.socket = {
-  tcp = missing("ngx.socket.tcp", "it arrives with luacluster's socket layer (use luacluster.net meanwhile)"),
-  udp = missing("ngx.socket.udp", "it arrives with luacluster's socket layer"),
+  tcp = function()
+    return setmetatable({}, tcp_mt)
+  end,
+  udp = ngx_udp.udp,
 }
 
 ngx.shared = setmetatable({}, {
