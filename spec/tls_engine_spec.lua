@@ -256,13 +256,20 @@ describe("tls engine: session reuse", function()
     local out = client("--port " .. port .. " --host localhost --ca " .. dir .. "/ca.pem --times 2 --no-key " .. GET)
     assert.matches("conn 2: handshake ok [^\n]* resumed=0", out)
     assert.matches("sessions cached: 0\n", out)
-    -- one pool key, verify on and off in turn: a session made without verification is never
-    -- offered by a connection that verifies (it would skip the checks), nor the other way
-    out = client("--port " .. port .. " --host localhost --ca " .. dir .. "/ca.pem --times 4 --alternate-no-verify " .. GET)
+    -- one pool key, verify on and off in turn: sessions are kept apart by their settings
+    out = client("--port " .. port .. " --host localhost --ca " .. dir .. "/ca.pem --times 4 --verify-seq 10 " .. GET)
     assert.matches("conn 2: handshake ok [^\n]* resumed=0", out)
     assert.matches("conn 3: handshake ok [^\n]* resumed=1", out)
     assert.matches("conn 4: handshake ok [^\n]* resumed=1", out)
     assert.matches("sessions cached: 2\n", out)
+  end)
+
+  it("never lets a connection that verifies resume a session that was not verified", function()
+    -- the certificate is for sni.test: only verify = false accepts it for localhost
+    local port = s_server({ "-cert", dir .. "/sni.test.pem", "-key", dir .. "/sni.test.key", "-www" })
+    local out = client("--port " .. port .. " --host localhost --ca " .. dir .. "/ca.pem --times 2 --verify-seq 01 " .. GET)
+    assert.matches("conn 1: handshake ok ", out)
+    assert.matches("conn 2: error: certificate verify failed: hostname mismatch %(the certificate is not for localhost%)\n", out)
   end)
 end)
 

@@ -14,7 +14,7 @@
  *       conn I: error: MESSAGE
  *       conn I: received B bytes, end=close_notify|expected|MESSAGE
  *     and at the end "sessions cached: K". Exit 0 unless the harness itself failed (2).
- *     --alternate-no-verify: every even-numbered connection has verify off (the same pool key).
+ *     --verify-seq 0110: connection I verifies when the (I-1 mod length)th digit is 1 (one pool key).
  *   test_tls garbage PORT [close]
  *     Listens on 127.0.0.1:PORT, prints "listening", answers one connection's first bytes
  *     with bytes that are not TLS (or, with close, closes), waits for the client to close,
@@ -216,7 +216,8 @@ static int cmd_connect(int argc, char **argv) {
   lc_tls_opts_init(&a.opts);
   a.host = "127.0.0.1";
   a.feed = 16384;
-  int times = 1, no_key = 0, alternate = 0;
+  int times = 1, no_key = 0;
+  const char *verify_seq = NULL;
   char *send_file = NULL, *out_path = NULL;
   char keybuf[300];
   for (int i = 2; i < argc; i++) {
@@ -224,7 +225,6 @@ static int cmd_connect(int argc, char **argv) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(o, "--no-verify") == 0) { a.opts.verify = 0; continue; }
     if (strcmp(o, "--no-key") == 0) { no_key = 1; continue; }
-    if (strcmp(o, "--alternate-no-verify") == 0) { alternate = 1; continue; }
     if (!v) DIE("%s needs a value", o);
     i++;
     if (strcmp(o, "--port") == 0) a.port = atoi(v);
@@ -239,6 +239,7 @@ static int cmd_connect(int argc, char **argv) {
     else if (strcmp(o, "--feed") == 0) a.feed = (size_t)strtoull(v, NULL, 10);
     else if (strcmp(o, "--times") == 0) times = atoi(v);
     else if (strcmp(o, "--key") == 0) a.key = v;
+    else if (strcmp(o, "--verify-seq") == 0) verify_seq = *v ? v : NULL;
     else if (strcmp(o, "--seed") == 0) rnd_state = (uint32_t)strtoul(v, NULL, 10);
     else DIE("unknown option %s", o);
   }
@@ -256,9 +257,8 @@ static int cmd_connect(int argc, char **argv) {
   if (out_path && !(a.out = fopen(out_path, "wb"))) DIE("%s: %s", out_path, strerror(errno));
   lc_tls_store *store = lc_tls_store_new();
   if (!store) DIE("lc_tls_store_new failed");
-  int verify = a.opts.verify;
   for (int i = 1; i <= times; i++) {
-    a.opts.verify = alternate && i % 2 == 0 ? 0 : verify;
+    if (verify_seq) a.opts.verify = verify_seq[(size_t)(i - 1) % strlen(verify_seq)] == '1';
     run_conn(i, store, &a);
     fflush(stdout);
   }
