@@ -36,11 +36,16 @@ local function issue(name, sans)
 end
 
 
--- openssl s_server on a free port with args (a list) -> port, proc
-local function s_server(args, cwd)
+-- openssl s_server on a free port with args (a list) -> port, proc; stdin: a path to read
+-- its standard input from (a FIFO), else /dev/null
+local function s_server(args, cwd, stdin)
   local port = H.free_port()
   local argv = { OPENSSL, "s_server", "-accept", "127.0.0.1:" .. port }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
+  if stdin then
+    for i, a in ipairs(argv) do argv[i] = q(a) end
+    argv = { "/bin/sh", "-c", "exec " .. table.concat(argv, " ") .. " < " .. q(stdin) }
+  end
   local p = H.spawn(argv, { cwd = cwd })
   servers[#servers + 1] = p
   assert(p:wait_output("ACCEPT", 10000, true), "s_server did not start: " .. p:output())
@@ -88,6 +93,16 @@ end)
 after_each(function()
   for _, p in ipairs(servers) do p:stop() end
   servers = {}
+end)
+
+
+describe("tls engine: calls", function()
+  it("refuse bad settings and early reads and writes, keep a failure, and outlive their store", function()
+    local out, rc = H.sh("ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1\" timeout 60 " ..
+      H.build_dir .. "/test/test_tls api")
+    assert.equals(0, rc, out)
+    assert.matches("ok api", out)
+  end)
 end)
 
 
@@ -215,6 +230,22 @@ describe("tls engine: data", function()
     local body = H.read_file(dir .. "/big.out"):match("\r\n\r\n(.*)$")
     assert.equals(1048576, #body)
     assert.equals(table.concat(blob), body)
+  end)
+
+  it("closes with close_notify: the server reads a clean end, not a truncation", function()
+    -- s_server's plain mode prints what it reads, DONE on close_notify, ERROR on a bare close;
+    -- its standard input (which it sends) is a FIFO that stays open while the test runs
+    local fifo = dir .. "/stdin.fifo"
+    sh_ok("rm -f " .. fifo .. " && mkfifo " .. fifo)
+    local keep = assert(io.open(fifo, "r+"))   -- read-write: the open does not wait for a reader
+    local port, server = s_server({ "-cert", dir .. "/localhost.pem", "-key", dir .. "/localhost.key" }, nil, fifo)
+    local out = client("--port " .. port .. " --host localhost --ca " .. dir .. "/ca.pem --send " ..
+      q("hello server\n") .. " --end-after-send")
+    assert.matches("conn 1: received 0 bytes, end=sent\n", out)
+    assert(server:wait_output("DONE", 5000, true), server:output())
+    assert.matches("hello server\n", server:output())
+    assert.not_matches("ERROR", server:output())
+    keep:close()
   end)
 
   it("reports a peer that closes without close_notify as a possible truncation", function()

@@ -4,21 +4,25 @@
  *
  *   test_tls connect --port N [--host NAME] [--server-name NAME] [--ca FILE] [--no-verify]
  *            [--alpn LIST] [--send-file FILE] [--send STR] [--out FILE] [--expect BYTES]
- *            [--feed MAX] [--times N] [--key KEY | --no-key] [--seed N]
+ *            [--feed MAX] [--times N] [--key KEY | --no-key] [--seed N] [--end-after-send]
  *     Makes N connections in turn (one engine store for all: a worker's), each to 127.0.0.1:N
  *     with NAME as the host the engine is told (SNI, verification). Ciphertext is fed in random
  *     pieces of 1..MAX bytes and plaintext read in random pieces as well. After the handshake it
  *     sends the file or string, then reads until the peer ends the stream (or BYTES came), and
- *     closes with close_notify. Prints one line per event:
+ *     closes with close_notify (--end-after-send: once all is sent). Prints one line per event:
  *       conn I: handshake ok protocol=P cipher=C resumed=0|1 alpn=A sni=S
  *       conn I: error: MESSAGE
- *       conn I: received B bytes, end=close_notify|expected|MESSAGE
+ *       conn I: received B bytes, end=close_notify|expected|sent|MESSAGE
  *     and at the end "sessions cached: K". Exit 0 unless the harness itself failed (2).
  *     --verify-seq 0110: connection I verifies when the (I-1 mod length)th digit is 1 (one pool key).
+ *   test_tls api
+ *     The calls' contracts without a network: refusals before the handshake, bad settings, a
+ *     fatal alert, EOF in a handshake, a store freed before its session. Prints "ok api".
  *   test_tls garbage PORT [close]
  *     Listens on 127.0.0.1:PORT, prints "listening", answers one connection's first bytes
  *     with bytes that are not TLS (or, with close, closes), waits for the client to close,
  *     and exits. */
+#define _GNU_SOURCE             /* memmem */
 #include "../tls.h"
 
 #include <errno.h>
@@ -33,6 +37,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); exit(1); } } while (0)
 #define DIE(...) do { fprintf(stderr, "test_tls: " __VA_ARGS__); fputc('\n', stderr); exit(2); } while (0)
 
 static uint32_t rnd_state = 1;
@@ -94,6 +99,7 @@ typedef struct conn_args {
   size_t send_len;
   FILE *out;
   size_t expect, feed;
+  int end_after_send;
 } conn_args;
 
 
@@ -128,8 +134,8 @@ static void run_conn(int idx, lc_tls_store *store, const conn_args *a) {
         break;
       }
     }
+    const char *p;
     if (done) {
-      const char *p;
       while (sent < a->send_len && lc_tls_out(t, &p) < 65536) {
         size_t n = rnd_upto(a->send_len - sent < 16384 ? a->send_len - sent : 16384);
         int r = lc_tls_write(t, a->send + sent, n);
@@ -160,8 +166,8 @@ static void run_conn(int idx, lc_tls_store *store, const conn_args *a) {
       }
     }
     flush_out(fd, t, 0);
+    if (!end && done && a->end_after_send && sent == a->send_len && lc_tls_out(t, &p) == 0) end = "sent";
     if (end) break;
-    const char *p;
     struct pollfd pf = { fd, (short)(POLLIN | (lc_tls_out(t, &p) ? POLLOUT : 0)), 0 };
     int pr = poll(&pf, 1, 10000);
     if (pr < 0 && errno == EINTR) continue;
@@ -225,6 +231,7 @@ static int cmd_connect(int argc, char **argv) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(o, "--no-verify") == 0) { a.opts.verify = 0; continue; }
     if (strcmp(o, "--no-key") == 0) { no_key = 1; continue; }
+    if (strcmp(o, "--end-after-send") == 0) { a.end_after_send = 1; continue; }
     if (!v) DIE("%s needs a value", o);
     i++;
     if (strcmp(o, "--port") == 0) a.port = atoi(v);
@@ -304,10 +311,81 @@ static int cmd_garbage(int port, int close_only) {
 }
 
 
+static int cmd_api(void) {
+  char err[256], buf[16];
+  size_t n;
+  const char *p;
+  lc_tls_opts o;
+  lc_tls_opts_init(&o);
+  CHECK(o.verify == 1 && !o.ca_file && !o.server_name && !o.alpn);
+  lc_tls_store *s = lc_tls_store_new();
+  CHECK(s != NULL);
+
+  /* settings refused whole, with the reason */
+  CHECK(lc_tls_client_new(s, &o, NULL, "k", err, sizeof err) == NULL && strstr(err, "no host name"));
+  o.alpn = "h2,";
+  CHECK(lc_tls_client_new(s, &o, "a.test", "k", err, sizeof err) == NULL && strstr(err, "bad ALPN list"));
+  o.alpn = NULL;
+  o.ca_file = "/nonexistent/ca.pem";
+  CHECK(lc_tls_client_new(s, &o, "a.test", "k", err, sizeof err) == NULL);
+  CHECK(strncmp(err, "cannot load ca_file /nonexistent/ca.pem: ", 41) == 0);
+  o.ca_file = NULL;
+
+  /* before the handshake: nothing to read or write, nothing known */
+  lc_tls *t = lc_tls_client_new(s, &o, "example.com", "example.com:443", err, sizeof err);
+  CHECK(t != NULL);
+  CHECK(lc_tls_read(t, buf, sizeof buf, &n) == UV_ENOTCONN && n == 0);
+  CHECK(lc_tls_write(t, "x", 1) == UV_ENOTCONN);
+  CHECK(!lc_tls_done(t) && lc_tls_protocol(t) == NULL && lc_tls_cipher(t) == NULL && !lc_tls_resumed(t));
+  CHECK(strcmp(lc_tls_server_name(t), "example.com") == 0 && strcmp(lc_tls_error(t), "") == 0);
+  CHECK(lc_tls_alpn(t, &n) == NULL && n == 0);
+
+  /* the ClientHello, a handshake record carrying the SNI, taken in two pieces */
+  CHECK(lc_tls_handshake(t) == LC_TLS_WANT_READ);
+  size_t len = lc_tls_out(t, &p);
+  CHECK(len > 5 && p[0] == 0x16 && memmem(p, len, "example.com", 11) != NULL);
+  lc_tls_out_consume(t, 5);
+  CHECK(lc_tls_out(t, &p) == len - 5);
+  lc_tls_out_consume(t, len - 5);
+  CHECK(lc_tls_out(t, &p) == 0);
+  CHECK(lc_tls_handshake(t) == LC_TLS_WANT_READ && lc_tls_out(t, &p) == 0);   /* nothing new */
+
+  /* the owner lets the store go first: the session keeps it until its own free */
+  lc_tls_store_free(s);
+
+  /* a fatal alert (handshake_failure) instead of a ServerHello: a failure that stays */
+  CHECK(lc_tls_feed(t, "\x15\x03\x03\x00\x02\x02\x28", 7) == 0);
+  CHECK(lc_tls_handshake(t) == UV_EPROTO);
+  CHECK(strstr(lc_tls_error(t), "TLS handshake failed: sslv3 alert handshake failure") == lc_tls_error(t));
+  CHECK(lc_tls_handshake(t) == UV_EPROTO && lc_tls_write(t, "x", 1) == UV_EPROTO);
+  CHECK(lc_tls_read(t, buf, sizeof buf, &n) == UV_EPROTO);
+  len = lc_tls_out(t, &p);
+  CHECK(lc_tls_shutdown(t) == 0 && lc_tls_out(t, &p) == len);   /* no close_notify after it */
+  lc_tls_trim(t);
+  lc_tls_free(t);                 /* and the store with it (LeakSanitizer checks) */
+
+  /* an IP literal gets no SNI; the peer closing in a handshake is said in those words */
+  s = lc_tls_store_new();
+  CHECK(s != NULL);
+  t = lc_tls_client_new(s, &o, "::1", NULL, err, sizeof err);
+  CHECK(t != NULL && lc_tls_server_name(t) == NULL);
+  CHECK(lc_tls_handshake(t) == LC_TLS_WANT_READ);
+  lc_tls_feed_eof(t);
+  CHECK(lc_tls_handshake(t) == UV_ECONNRESET);
+  CHECK(strcmp(lc_tls_error(t), "TLS handshake failed: the peer closed the connection") == 0);
+  CHECK(lc_tls_store_sessions(s) == 0);
+  lc_tls_free(t);
+  lc_tls_store_free(s);
+  printf("ok api\n");
+  return 0;
+}
+
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "connect") == 0) return cmd_connect(argc, argv);
+  if (argc == 2 && strcmp(argv[1], "api") == 0) return cmd_api();
   if ((argc == 3 || argc == 4) && strcmp(argv[1], "garbage") == 0)
     return cmd_garbage(atoi(argv[2]), argc == 4 && strcmp(argv[3], "close") == 0);
-  fprintf(stderr, "usage: test_tls connect --port N [options] | test_tls garbage PORT [close]\n");
+  fprintf(stderr, "usage: test_tls connect --port N [options] | test_tls api | test_tls garbage PORT [close]\n");
   return 2;
 }
