@@ -76,10 +76,10 @@ struct lc_tls {
   size_t in_off;
   lc_buf out;                     /* ciphertext for the peer */
   char *key;                      /* the session cache key; NULL: no resumption */
-  char *sni;                      /* the name sent; NULL: none */
-  char *name;                     /* the name (or IP) verified; NULL: no verification */
+  char *name;                     /* the name (or IP) connected to: SNI, verification, messages */
+  const char *sni;                /* name when it was sent as SNI; NULL: none (an IP literal) */
   int failed;                     /* 0, or the code every later call returns */
-  unsigned char done, eof, shut, resumed, offered, oom;
+  unsigned char verify, done, eof, shut, resumed, offered, oom;
   char err[TLS_MSG];
 };
 
@@ -178,7 +178,7 @@ static void cache_drop(lc_tls_store *s, const char *key);
 
 static int fail(lc_tls *t, int sslerr) {
   unsigned long e = ERR_peek_error();
-  long v = t->name ? SSL_get_verify_result(t->ssl) : X509_V_OK;
+  long v = t->verify ? SSL_get_verify_result(t->ssl) : X509_V_OK;
   int code = UV_EPROTO;
   if (t->oom) {
     code = UV_ENOMEM;
@@ -464,11 +464,21 @@ lc_tls *lc_tls_client_new(lc_tls_store *s, const lc_tls_opts *o, const char *hos
   s->refs++;
   lc_buf_init(&t->in, 0);
   lc_buf_init(&t->out, 0);
+  t->verify = o->verify != 0;
   const char *what = "out of memory";
   ERR_clear_error();
+  /* "example.com." is "example.com": SNI carries no trailing dot (RFC 6066), names match without */
+  size_t len = strlen(name);
+  if (len > 1 && name[len - 1] == '.') len--;
+  int ok = (t->name = malloc(len + 1)) != NULL;
+  if (ok) {
+    memcpy(t->name, name, len);
+    t->name[len] = '\0';
+    name = t->name;
+  }
   BIO *b = NULL;
-  int ip = is_ip_literal(name);
-  int ok = (t->ssl = SSL_new(ctx)) != NULL && (b = BIO_new(s->bio_method)) != NULL;
+  int ip = ok && is_ip_literal(name);
+  ok = ok && (t->ssl = SSL_new(ctx)) != NULL && (b = BIO_new(s->bio_method)) != NULL;
   if (ok) {
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b);    /* the SSL owns it from here */
@@ -479,14 +489,14 @@ lc_tls *lc_tls_client_new(lc_tls_store *s, const lc_tls_opts *o, const char *hos
   }
   if (ok && !ip) {
     what = "bad server name";
-    ok = (t->sni = strdup(name)) != NULL && SSL_set_tlsext_host_name(t->ssl, name) == 1;
+    ok = SSL_set_tlsext_host_name(t->ssl, name) == 1;
+    t->sni = name;
   }
-  if (ok && o->verify) {
+  if (ok && t->verify) {
     what = "bad name to verify";
-    ok = (t->name = strdup(name)) != NULL;
-    if (ok && ip) {
+    if (ip) {
       ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name) == 1;
-    } else if (ok) {
+    } else {
       SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
       ok = SSL_set1_host(t->ssl, name) == 1;
     }
@@ -522,7 +532,6 @@ void lc_tls_free(lc_tls *t) {
   lc_buf_free(&t->in);
   lc_buf_free(&t->out);
   free(t->key);
-  free(t->sni);
   free(t->name);
   store_unref(t->store);
   free(t);

@@ -146,6 +146,12 @@ describe("tls engine: verification", function()
     assert.not_matches("handshake ok", out)
   end)
 
+  it("fails a self-signed certificate, saying so", function()
+    local port = s_server({ "-cert", dir .. "/ca.pem", "-key", dir .. "/ca.key", "-www" })
+    local out = client("--port " .. port .. " --host localhost " .. GET)
+    assert.matches("conn 1: error: certificate verify failed: self%-signed certificate\n", out)
+  end)
+
   it("fails a certificate for another name, naming the mismatch and the name", function()
     local port = www()
     local out = client("--port " .. port .. " --host localhost --server-name wrong.test --ca " .. dir .. "/ca.pem " .. GET)
@@ -185,9 +191,11 @@ describe("tls engine: SNI", function()
       "-servername", "localhost", "-servername_fatal", "-www" })
   end
 
-  it("sends the host name connected to, by default", function()
+  it("sends the host name connected to, by default (a fully qualified one without its trailing dot)", function()
     local port = sni_server()
     local out = client("--port " .. port .. " --host localhost --ca " .. dir .. "/ca.pem " .. GET)
+    assert.matches("conn 1: handshake ok [^\n]* sni=localhost\n", out)
+    out = client("--port " .. port .. " --host localhost. --ca " .. dir .. "/ca.pem " .. GET)
     assert.matches("conn 1: handshake ok [^\n]* sni=localhost\n", out)
   end)
 

@@ -364,9 +364,16 @@ static int cmd_api(void) {
   lc_tls_trim(t);
   lc_tls_free(t);                 /* and the store with it (LeakSanitizer checks) */
 
-  /* an IP literal gets no SNI; the peer closing in a handshake is said in those words */
   s = lc_tls_store_new();
   CHECK(s != NULL);
+  /* a fully qualified name is sent and verified without its trailing dot */
+  t = lc_tls_client_new(s, &o, "example.com.", NULL, err, sizeof err);
+  CHECK(t != NULL && strcmp(lc_tls_server_name(t), "example.com") == 0);
+  CHECK(lc_tls_handshake(t) == LC_TLS_WANT_READ && (len = lc_tls_out(t, &p)) > 0);
+  CHECK(memmem(p, len, "example.com", 11) != NULL && memmem(p, len, "example.com.", 12) == NULL);
+  lc_tls_free(t);
+
+  /* an IP literal gets no SNI; the peer closing in a handshake is said in those words */
   t = lc_tls_client_new(s, &o, "::1", NULL, err, sizeof err);
   CHECK(t != NULL && lc_tls_server_name(t) == NULL);
   CHECK(lc_tls_handshake(t) == LC_TLS_WANT_READ);
