@@ -14,6 +14,8 @@
  *   lc_tls_feed_eof(t)); while handshaking it calls lc_tls_handshake again; once done it calls
  *   lc_tls_read into the socket's C read buffer until it is no longer 0, and the Lua side reads
  *   plaintext from that buffer as from a plain socket (UV_EOF and UV_ECONNRESET end the stream).
+ * - backpressure as for a plain socket: while the socket's read buffer is full the stream stops
+ *   reading (uv_read_stop), so nothing more is fed; what was fed waits in t (it is copied).
  * - sock:write(data): lc_tls_write(t, data), then the output goes out.
  * - "the output goes out", after every call on t (a read too: TLS 1.3 key updates answer):
  *   n = lc_tls_out(t, &p); lc_wq_write(q, {p, n}) (runtime/write_queue.c copies what the socket
@@ -46,7 +48,7 @@
  * up by type, so one fixed type number serves every store */
 #define TLS_BIO_TYPE (0x7e | BIO_TYPE_SOURCE_SINK)
 #define TLS_MAX_SESSIONS 256      /* cached client sessions per store (least recent dropped) */
-#define TLS_MSG 512
+#define TLS_MSG 512                /* the longest failure message */
 
 typedef struct tls_ctx_entry {
   struct tls_ctx_entry *next;
@@ -80,7 +82,7 @@ struct lc_tls {
   const char *sni;                /* name when it was sent as SNI; NULL: none (an IP literal) */
   int failed;                     /* 0, or the code every later call returns */
   unsigned char verify, done, eof, shut, resumed, offered, oom;
-  char err[TLS_MSG];
+  char *err;                      /* the failure's message (made when it fails); NULL: none */
 };
 
 
@@ -177,28 +179,31 @@ static const char *ssl_hint(unsigned long e) {
 static void cache_drop(lc_tls_store *s, const char *key);
 
 static int fail(lc_tls *t, int sslerr) {
+  char msg[TLS_MSG];
   unsigned long e = ERR_peek_error();
   long v = t->verify ? SSL_get_verify_result(t->ssl) : X509_V_OK;
   int code = UV_EPROTO;
   if (t->oom) {
     code = UV_ENOMEM;
-    snprintf(t->err, sizeof t->err, "TLS: out of memory");
+    snprintf(msg, sizeof msg, "TLS: out of memory");
   } else if (v != X509_V_OK && !t->done) {
     if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
-      snprintf(t->err, sizeof t->err, "certificate verify failed: %s (the certificate is not for %s)",
+      snprintf(msg, sizeof msg, "certificate verify failed: %s (the certificate is not for %s)",
                X509_verify_cert_error_string(v), t->name);
     else
-      snprintf(t->err, sizeof t->err, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+      snprintf(msg, sizeof msg, "certificate verify failed: %s", X509_verify_cert_error_string(v));
   } else if (sslerr == SSL_ERROR_ZERO_RETURN || sslerr == SSL_ERROR_SYSCALL ||
              (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
     code = UV_ECONNRESET;
-    snprintf(t->err, sizeof t->err, t->done ? "TLS: the peer closed the connection without close_notify"
+    snprintf(msg, sizeof msg, "%s", t->done ? "TLS: the peer closed the connection without close_notify"
                                             : "TLS handshake failed: the peer closed the connection");
   } else {
-    snprintf(t->err, sizeof t->err, "%s%s%s", t->done ? "TLS: " : "TLS handshake failed: ",
+    snprintf(msg, sizeof msg, "%s%s%s", t->done ? "TLS: " : "TLS handshake failed: ",
              ssl_reason(e), ssl_hint(e));
   }
   ERR_clear_error();
+  free(t->err);
+  t->err = strdup(msg);
   if (t->offered && !t->done && t->key) cache_drop(t->store, t->key);
   t->failed = code;
   return code;
@@ -533,6 +538,7 @@ void lc_tls_free(lc_tls *t) {
   lc_buf_free(&t->out);
   free(t->key);
   free(t->name);
+  free(t->err);
   store_unref(t->store);
   free(t);
 }
@@ -638,7 +644,8 @@ void lc_tls_trim(lc_tls *t) {
 
 
 const char *lc_tls_error(const lc_tls *t) {
-  return t->err;
+  if (t->err) return t->err;
+  return t->failed ? "TLS: out of memory" : "";   /* failed, and its message could not be kept */
 }
 
 
