@@ -175,8 +175,9 @@ static const char *ssl_hint(unsigned long e) {
 
 
 /* the session fails with code: its message is set from sslerr (SSL_get_error's) and OpenSSL's
- * queue; a cached session it offered is dropped (it may be why) */
+ * queue; a cached session it offered is dropped (it may be why), and so is the context (below) */
 static void cache_drop(lc_tls_store *s, const char *key);
+static void ctx_drop(lc_tls_store *s, SSL_CTX *ctx);
 
 static int fail(lc_tls *t, int sslerr) {
   char msg[TLS_MSG];
@@ -204,7 +205,10 @@ static int fail(lc_tls *t, int sslerr) {
   ERR_clear_error();
   free(t->err);
   t->err = strdup(msg);
-  if (t->offered && !t->done && t->key) cache_drop(t->store, t->key);
+  if (!t->done) {
+    if (t->offered && t->key) cache_drop(t->store, t->key);
+    ctx_drop(t->store, SSL_get_SSL_CTX(t->ssl));
+  }
   t->failed = code;
   return code;
 }
@@ -315,13 +319,7 @@ lc_tls_store *lc_tls_store_new(void) {
 
 static void store_unref(lc_tls_store *s) {
   if (--s->refs > 0) return;
-  while (s->ctxs) {
-    tls_ctx_entry *c = s->ctxs;
-    s->ctxs = c->next;
-    SSL_CTX_free(c->ctx);
-    free(c->ca_file);
-    free(c);
-  }
+  while (s->ctxs) ctx_drop(s, s->ctxs->ctx);
   while (s->sessions) {
     tls_sess_entry *x = s->sessions;
     s->sessions = x->next;
@@ -398,6 +396,27 @@ static SSL_CTX *client_ctx(lc_tls_store *s, int verify, const char *ca_file, cha
   c->next = s->ctxs;
   s->ctxs = c;
   return ctx;
+}
+
+
+/* A handshake that failed drops the context it used from the store: the next connection with
+ * those settings makes a fresh one. OpenSSL keeps some failures in a context for good (an
+ * allocation that failed while it first checked a CA certificate marks that certificate invalid
+ * in the context's store; a cipher it could not fetch at creation stays disabled), so a context
+ * is never trusted again after a failure; a ca_file changed since is read again too. Failures
+ * are rare and a context is cheap next to the handshake that failed. Sessions still using it
+ * keep it (OpenSSL counts references). */
+static void ctx_drop(lc_tls_store *s, SSL_CTX *ctx) {
+  for (tls_ctx_entry **pp = &s->ctxs; *pp; pp = &(*pp)->next) {
+    tls_ctx_entry *c = *pp;
+    if (c->ctx == ctx) {
+      *pp = c->next;
+      SSL_CTX_free(c->ctx);
+      free(c->ca_file);
+      free(c);
+      return;
+    }
+  }
 }
 
 

@@ -5,6 +5,7 @@
  *   test_tls connect --port N [--host NAME] [--server-name NAME] [--ca FILE] [--no-verify]
  *            [--alpn LIST] [--send-file FILE] [--send STR] [--out FILE] [--expect BYTES]
  *            [--feed MAX] [--times N] [--key KEY | --no-key] [--seed N] [--end-after-send]
+ *            [--fail-alloc N]
  *     Makes N connections in turn (one engine store for all: a worker's), each to 127.0.0.1:N
  *     with NAME as the host the engine is told (SNI, verification). Ciphertext is fed in random
  *     pieces of 1..MAX bytes and plaintext read in random pieces as well. After the handshake it
@@ -13,7 +14,9 @@
  *       conn I: handshake ok protocol=P cipher=C resumed=0|1 alpn=A sni=S
  *       conn I: error: MESSAGE
  *       conn I: received B bytes, end=close_notify|expected|sent|MESSAGE
- *     and at the end "sessions cached: K". Exit 0 unless the harness itself failed (2).
+ *     and at the end "sessions cached: K" and "allocations: A" (made after the store was).
+ *     --fail-alloc N: the Nth of those fails, in any connection but the last (with --times 2 or
+ *     more), which shows that what failed left nothing broken behind. Exit 0 unless the harness itself failed (2).
  *     --verify-seq 0110: connection I verifies when the (I-1 mod length)th digit is 1 (one pool key).
  *   test_tls api
  *     The calls' contracts without a network: refusals before the handshake, bad settings, a
@@ -36,8 +39,42 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+#include <openssl/crypto.h>
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); exit(1); } } while (0)
+/* --fail-alloc N: the Nth allocation made by the engine or OpenSSL once the store exists
+ * fails (once); the calls must fail cleanly, with a message and nothing leaked. Ours are
+ * wrapped at link time (CMakeLists.txt: --wrap), OpenSSL's through CRYPTO_set_mem_functions. */
+static long alloc_fail_at, alloc_count;
+static int alloc_armed;
+
+static int alloc_fails(void) {
+  if (!alloc_armed) return 0;
+  return ++alloc_count == alloc_fail_at;
+}
+
+void *__real_malloc(size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__real_calloc(size_t k, size_t n);
+char *__real_strdup(const char *s);
+void *__wrap_malloc(size_t n) { return alloc_fails() ? NULL : __real_malloc(n); }
+void *__wrap_realloc(void *p, size_t n) { return alloc_fails() ? NULL : __real_realloc(p, n); }
+void *__wrap_calloc(size_t k, size_t n) { return alloc_fails() ? NULL : __real_calloc(k, n); }
+char *__wrap_strdup(const char *s) { return alloc_fails() ? NULL : __real_strdup(s); }
+
+static void *ossl_malloc(size_t n, const char *file, int line) {
+  (void)file; (void)line;
+  return alloc_fails() ? NULL : __real_malloc(n);
+}
+static void *ossl_realloc(void *p, size_t n, const char *file, int line) {
+  (void)file; (void)line;
+  return alloc_fails() ? NULL : __real_realloc(p, n);
+}
+static void ossl_free(void *p, const char *file, int line) {
+  (void)file; (void)line;
+  free(p);
+}
+
 #define DIE(...) do { fprintf(stderr, "test_tls: " __VA_ARGS__); fputc('\n', stderr); exit(2); } while (0)
 
 static uint32_t rnd_state = 1;
@@ -139,10 +176,14 @@ static void run_conn(int idx, lc_tls_store *store, const conn_args *a) {
       while (sent < a->send_len && lc_tls_out(t, &p) < 65536) {
         size_t n = rnd_upto(a->send_len - sent < 16384 ? a->send_len - sent : 16384);
         int r = lc_tls_write(t, a->send + sent, n);
-        if (r != 0) DIE("lc_tls_write: %s (%s)", uv_err_name(r), lc_tls_error(t));
+        if (r != 0) {
+          snprintf(endmsg, sizeof endmsg, "write %s: %s", uv_err_name(r), lc_tls_error(t));
+          end = endmsg;
+          break;
+        }
         sent += n;
       }
-      for (;;) {
+      while (!end) {
         size_t n = 0;
         int r = lc_tls_read(t, buf, rnd_upto(a->feed < sizeof buf ? a->feed : sizeof buf), &n);
         if (r == 0) {
@@ -178,7 +219,10 @@ static void run_conn(int idx, lc_tls_store *store, const conn_args *a) {
     if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = recv(fd, buf, rnd_upto(a->feed < sizeof buf ? a->feed : sizeof buf), 0);
       if (n > 0) {
-        if (lc_tls_feed(t, buf, (size_t)n) != 0) DIE("lc_tls_feed: out of memory");
+        if (lc_tls_feed(t, buf, (size_t)n) != 0) {
+          end = "feed: out of memory";
+          break;
+        }
       } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         lc_tls_feed_eof(t);
       }
@@ -248,6 +292,7 @@ static int cmd_connect(int argc, char **argv) {
     else if (strcmp(o, "--key") == 0) a.key = v;
     else if (strcmp(o, "--verify-seq") == 0) verify_seq = *v ? v : NULL;
     else if (strcmp(o, "--seed") == 0) rnd_state = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(o, "--fail-alloc") == 0) alloc_fail_at = strtol(v, NULL, 10);
     else DIE("unknown option %s", o);
   }
   if (a.port <= 0) DIE("--port is needed");
@@ -262,15 +307,29 @@ static int cmd_connect(int argc, char **argv) {
     a.send = file;
   }
   if (out_path && !(a.out = fopen(out_path, "wb"))) DIE("%s: %s", out_path, strerror(errno));
+  if (alloc_fail_at > 0) {
+    /* OpenSSL fills process-wide caches (algorithm names, fetched methods) on first use; an
+     * allocation that fails in there leaks, or leaves an algorithm "unsupported" in the whole
+     * process for good, which no caller can undo. A first connection ("conn 0", its own store)
+     * warms them, so that what fails afterwards is what the engine can answer for. */
+    lc_tls_store *warm = lc_tls_store_new();
+    if (!warm) DIE("lc_tls_store_new failed");
+    run_conn(0, warm, &a);
+    lc_tls_store_free(warm);
+  }
   lc_tls_store *store = lc_tls_store_new();
   if (!store) DIE("lc_tls_store_new failed");
+  alloc_armed = 1;
   for (int i = 1; i <= times; i++) {
+    if (alloc_fail_at > 0 && i == times && times > 1) alloc_armed = 0;   /* the last one: recovered? */
     if (verify_seq) a.opts.verify = verify_seq[(size_t)(i - 1) % strlen(verify_seq)] == '1';
     run_conn(i, store, &a);
     fflush(stdout);
   }
   printf("sessions cached: %zu\n", lc_tls_store_sessions(store));
   lc_tls_store_free(store);
+  alloc_armed = 0;
+  printf("allocations: %ld\n", alloc_count);
   if (a.out && fclose(a.out) != 0) DIE("%s: %s", out_path, strerror(errno));
   free(file);
   return 0;
@@ -370,7 +429,7 @@ static int cmd_api(void) {
   t = lc_tls_client_new(s, &o, "example.com.", NULL, err, sizeof err);
   CHECK(t != NULL && strcmp(lc_tls_server_name(t), "example.com") == 0);
   CHECK(lc_tls_handshake(t) == LC_TLS_WANT_READ && (len = lc_tls_out(t, &p)) > 0);
-  CHECK(memmem(p, len, "example.com", 11) != NULL && memmem(p, len, "example.com.", 12) == NULL);
+  CHECK(p != NULL && memmem(p, len, "example.com", 11) != NULL && memmem(p, len, "example.com.", 12) == NULL);
   lc_tls_free(t);
 
   /* an IP literal gets no SNI; the peer closing in a handshake is said in those words */
@@ -389,6 +448,8 @@ static int cmd_api(void) {
 
 
 int main(int argc, char **argv) {
+  /* before OpenSSL allocates anything */
+  if (CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) != 1) DIE("CRYPTO_set_mem_functions");
   if (argc >= 2 && strcmp(argv[1], "connect") == 0) return cmd_connect(argc, argv);
   if (argc == 2 && strcmp(argv[1], "api") == 0) return cmd_api();
   if ((argc == 3 || argc == 4) && strcmp(argv[1], "garbage") == 0)
