@@ -63,6 +63,30 @@ describe("outbound socket reads", function()
       "read_n_closed", "line_partial" })
   end)
 
+  it("delivers data and close events to a socket read by :on", function()
+    local port = H.free_port()
+    N.server(port)
+    local p = N.client([[
+  local s = assert(net.connect("127.0.0.1", env_port("PORT")))
+  local got, closed = {}, false
+  s:on("data", function(d) got[#got + 1] = d end)
+  s:on("close", function() closed = true end)
+  assert(s:write("echo abc\ndrip def\nclose\n"))
+  for _ = 1, 100 do
+    if closed then break end
+    timer.sleep(20)
+  end
+  check("events", table.concat(got) == "abcdef" and closed, table.concat(got), closed)
+  -- a socket whose peer ends, with nothing unread, is closed without a read (its fd goes)
+  local s2 = assert(net.connect("127.0.0.1", env_port("PORT")))
+  local fd = s2:fileno()
+  assert(s2:write("close\n"))
+  timer.sleep(300)
+  check("closed_at_end", s2:fileno() == nil and select(2, s2:read()) == "closed", fd, s2:fileno())
+]], { PORT = port })
+    N.assert_checks(p, { "events", "closed_at_end" })
+  end)
+
   it("speaks to redis-server: status lines and bulk replies", function()
     local port = H.free_port()
     local dir = H.tmpdir()
