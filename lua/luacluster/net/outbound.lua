@@ -141,13 +141,45 @@ local function connect_one(ip, port, ms, key)
 end
 
 
+-- The TLS layer, once loaded, sets this: tls_layer.key(tls) -> the pool key's part for
+-- opts.tls (true or { server_name =, verify =, ca_file = }), and
+-- tls_layer.handshake(sock, tls, host, deadline_ms) -> sock | nil, reason: run on a new
+-- connection (a pooled one has had its handshake already).
+local tls_layer
+
+
+function _M.set_tls_layer(layer)
+  tls_layer = layer
+end
+
+
+-- the pool key's part for opts.tls: "" for plain TCP
+local function tls_part(tls)
+  if not tls then
+    return ""
+  end
+  if tls_layer then
+    return tls_layer.key(tls)
+  end
+  if tls == true then
+    return "tls"
+  end
+  return "tls " .. tostring(tls.server_name) .. " " .. tostring(tls.verify ~= false) .. " " .. tostring(tls.ca_file)
+end
+
+
 -- connect(host, port, opts) -> sock | nil, "connect host:port: reason" (waits).
--- opts.timeout: ms for the whole connect (every address tried in turn within it); opts.pool:
--- the pool's name (default host:port, plus the TLS settings: opts.tls_key, the TLS layer's).
+-- opts.timeout: ms for the whole connect (every address tried in turn within it, the TLS
+-- handshake included); opts.tls: TLS settings (the TLS layer's); opts.pool: the pool's name
+-- (default host:port plus the TLS settings).
 function _M.connect(host, port, opts)
   current("net.connect")
   local timeout = opts and opts.timeout or DEFAULT_TIMEOUT
-  local key = opts and opts.pool or pool.key(host, port, opts and opts.tls_key)
+  local tls = opts and opts.tls
+  if tls and not tls_layer then
+    return nil, "connect " .. where(host, port) .. ": TLS is not available in this build"
+  end
+  local key = opts and opts.pool or pool.key(host, port, tls_part(tls))
   local st = pool.take(key)
   if st then
     st.reused = st.reused + 1
@@ -169,7 +201,16 @@ function _M.connect(host, port, opts)
     end
     st, err = connect_one(addrs[i], port, left, key)
     if st then
-      return sock_for(st)
+      local sock = sock_for(st)
+      if not tls then
+        return sock
+      end
+      sock, err = tls_layer.handshake(sock, tls, host, deadline - now())
+      if sock then
+        return sock
+      end
+      st.h:close(true)
+      return nil, "connect " .. where(host, port) .. ": " .. tostring(err)
     end
   end
   if #addrs > 1 then
@@ -395,5 +436,6 @@ end
 return {
   resolve = _M.resolve,
   connect = _M.connect,
+  set_tls_layer = _M.set_tls_layer,
   DEFAULT_TIMEOUT = DEFAULT_TIMEOUT,
 }
