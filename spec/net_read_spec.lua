@@ -38,6 +38,17 @@ describe("outbound socket reads", function()
   assert(s:write("drip " .. esc("slow line\nab--END--") .. "\n"))
   check("drip_line", s:read_line() == "slow line")
   check("drip_until", s:read_until("--END--") == "ab")
+  -- a delimiter that overlaps itself, arriving a byte at a time: whole, then in chunks of 3
+  assert(s:write("drip " .. esc("aabaabab") .. "\n"))
+  check("overlap", s:read_until("abab") == "aaba")
+  assert(s:write("drip " .. esc("aabaabab") .. "\n"))
+  local x1, g1 = s:read_until("abab", 3)
+  local x2, g2 = s:read_until("abab", 3)
+  check("overlap_chunks", x1 == "aab" and g1 == false and x2 == "a" and g2 == true, x1, g1, x2, g2)
+  -- a chunk never cuts a delimiter that is still arriving
+  assert(s:write("drip " .. esc("xabab") .. "\n"))
+  local y1, h1 = s:read_until("abab", 3)
+  check("tail_kept", y1 == "x" and h1 == true, y1, h1)
   -- n bytes across several packets
   assert(s:write("drip " .. esc("0123456789") .. "\n"))
   check("drip_n", s:read(10) == "0123456789")
@@ -56,7 +67,7 @@ describe("outbound socket reads", function()
   local l, err, partial = s3:read_line()
   check("line_partial", l == nil and err == "closed" and partial == "no end", l, err, partial)
 ]], { "line_crlf", "no_wait", "until", "read_n", "until_at_once", "read_8", "chunks",
-      "inclusive", "any", "drip_line", "drip_until", "drip_n", "read_all", "after_end", "read_n_left",
+      "inclusive", "any", "drip_line", "drip_until", "overlap", "overlap_chunks", "tail_kept", "drip_n", "read_all", "after_end", "read_n_left",
       "read_n_closed", "line_partial" })
   end)
 

@@ -22,6 +22,7 @@ local count = 0
 local server = net.create_server(function(sock)
   count = count + 1
   local id = count
+  sock:nodelay(true) -- drip's bytes leave one by one, not gathered by Nagle's algorithm
   local buf = ""
   while true do
     local d = sock:read()
