@@ -73,17 +73,9 @@ function _M.take(key)
 end
 
 
--- how many idle connections pool key holds (for specs and stats)
-function _M.count(key)
-  local list = pools[key]
-  return list and #list or 0
-end
-
-
 return {
   key = _M.key,
   put = _M.put,
   take = _M.take,
   forget = _M.forget,
-  count = _M.count,
 }
