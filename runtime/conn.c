@@ -16,9 +16,9 @@
  * usable, and what comes later is read by the next call. A read that the end of the read side cuts
  * short (the peer's end, an error) closes the socket, as OpenResty's cosockets do; so does an end
  * with nothing left unread and no read pending.
- * TLS seam: every byte from the socket enters through conn_input(), and every byte to it leaves
- * through conn_output(); a TLS filter (tls.c) goes between those two and the socket, and nothing
- * else touches `in` or `wq`.
+ * TLS seam: every byte from the socket enters `in` through conn_input(), and every byte the user
+ * writes leaves through conn_output(); a filter (conn.h: TLS) goes between those two and the
+ * socket, and nothing else touches `in` or `wq`.
  * Pools: park() makes a connection idle (its read buffer freed, reading on as the watch): a byte,
  * the peer's end, an error or idle_ms without use closes it, and the Lua callback then gets
  * cb("close"), so the pool drops it. unpark() takes it out again.
@@ -28,6 +28,7 @@
 #include "lc.h"
 #include "bindings.h"
 #include "read_buffer.h"
+#include "conn.h"
 #include "tcp.h"
 
 #include <stdlib.h>
@@ -40,7 +41,7 @@
 #define CLOSE_WAIT_MS 60000                 /* close(): the longest wait for its writes to leave */
 #define RETRY_MS 50                         /* a read's answer Lua had no memory for: again then */
 
-typedef struct lc_conn {
+struct lc_conn {
   lc_handle_base base;
   uv_tcp_t tcp;
   uv_timer_t rtimer, wtimer;
@@ -55,7 +56,9 @@ typedef struct lc_conn {
   lc_rb_want want;           /* the pending read; want.kind 0: none */
   char *delim;               /* its delimiter (heap copy) */
   uint64_t read_timeout, send_timeout;   /* ms; 0: none */
-} lc_conn;
+  const lc_conn_filter *filter;          /* between the socket and `in` / `wq` (conn.h), or NULL */
+  void *filter_ctx;
+};
 
 static size_t buffered(const lc_conn *c) { return c->in.len - c->roff; }
 static const char *unread(const lc_conn *c) { return c->in.data ? c->in.data + c->roff : ""; }
@@ -79,6 +82,7 @@ static void conn_handle_closed_cb(uv_handle_t *h) {
   lc_conn *c = h->data;
   if (--c->open_handles > 0) return;
   lc_call_cb_str(&c->base, "close", NULL);
+  if (c->filter && c->filter->free) c->filter->free(c->filter_ctx);
   lc_wq_close(&c->wq);
   lc_buf_free(&c->in);
   free(c->delim);
@@ -186,6 +190,10 @@ static void deliver_event(lc_conn *c, const char *name, const char *err) {
   }
 }
 
+void lc_conn_event(lc_conn *c, const char *name, const char *err) {
+  if (!c->closing) deliver_event(c, name, err);
+}
+
 static void conn_rtimer_cb(uv_timer_t *t);
 
 /* the pending read's answer, if the buffer settles it now; retried later when Lua had no memory */
@@ -260,6 +268,10 @@ static void conn_input(lc_conn *c, const char *p, size_t n) {
   if (!c->closing && c->want.kind == 0 && buffered(c) >= HIGH_WATER) stop_reading(c);
 }
 
+void lc_conn_input(lc_conn *c, const char *p, size_t n) {
+  if (!c->closing && n > 0) conn_input(c, p, n);
+}
+
 static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_conn *c = st->data;
   if (nread == 0 || c->closing) return;
@@ -267,8 +279,14 @@ static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     close_now(c);
     return;
   }
-  if (nread < 0) conn_ended(c, (int)nread);
-  else conn_input(c, buf->base, (size_t)nread);
+  if (nread < 0) {
+    conn_ended(c, (int)nread);
+  } else if (c->filter) {
+    int r = c->filter->read(c->filter_ctx, c, buf->base, (size_t)nread);
+    if (r != 0 && !c->closing) conn_ended(c, r);
+  } else {
+    conn_input(c, buf->base, (size_t)nread);
+  }
 }
 
 /* ---- writing ---- */
@@ -287,11 +305,17 @@ static void conn_written_cb(lc_wq *q, int status) {
   }
 }
 
-/* The seam for what goes to the socket (a TLS filter encrypts here): 0 or a UV_E* code. */
-static int conn_output(lc_conn *c, const char *p, size_t n) {
+int lc_conn_send_raw(lc_conn *c, const char *p, size_t n) {
+  if (c->closing) return UV_EPIPE;
   if (n > UINT32_MAX) return UV_E2BIG;
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
   return lc_wq_write(&c->wq, &b, 1);
+}
+
+/* The seam for what the user writes (a filter encrypts it): 0 or a UV_E* code. */
+static int conn_output(lc_conn *c, const char *p, size_t n) {
+  if (c->filter) return c->filter->write(c->filter_ctx, c, p, n);
+  return lc_conn_send_raw(c, p, n);
 }
 
 /* ---- connecting ---- */
@@ -331,6 +355,13 @@ static void conn_wtimer_cb(uv_timer_t *t) {
 }
 
 /* ---- Lua bindings ---- */
+
+lc_conn *lc_conn_check(lua_State *L, int idx) { return lc_handle_check(L, idx, MT); }
+
+void lc_conn_set_filter(lc_conn *c, const lc_conn_filter *f, void *ctx) {
+  c->filter = f;
+  c->filter_ctx = ctx;
+}
 
 /* core.conn_new(cb) -> conn: a TCP socket not yet connected; cb(event, ...) gets its events:
  * "connect" [, err], "read", <recv's values>, "sent" [, err], "close" */
