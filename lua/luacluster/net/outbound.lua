@@ -153,21 +153,6 @@ function _M.set_tls_layer(layer)
 end
 
 
--- the pool key's part for opts.tls: "" for plain TCP
-local function tls_part(tls)
-  if not tls then
-    return ""
-  end
-  if tls_layer then
-    return tls_layer.key(tls)
-  end
-  if tls == true then
-    return "tls"
-  end
-  return "tls " .. tostring(tls.server_name) .. " " .. tostring(tls.verify ~= false) .. " " .. tostring(tls.ca_file)
-end
-
-
 -- connect(host, port, opts) -> sock | nil, "connect host:port: reason" (waits).
 -- opts.timeout: ms for the whole connect (every address tried in turn within it, the TLS
 -- handshake included); opts.tls: TLS settings (the TLS layer's); opts.pool: the pool's name
@@ -179,7 +164,7 @@ function _M.connect(host, port, opts)
   if tls and not tls_layer then
     return nil, "connect " .. where(host, port) .. ": TLS is not available in this build"
   end
-  local key = opts and opts.pool or pool.key(host, port, tls_part(tls))
+  local key = opts and opts.pool or pool.key(host, port, tls and tls_layer.key(tls))
   local st = pool.take(key)
   if st then
     st.reused = st.reused + 1
