@@ -87,6 +87,34 @@ describe("net.resolve and net.connect", function()
     N.assert_checks(p, { "timeout", "took" })
   end)
 
+  it("an outbound socket travels as the handle of a message; the sender's copy is closed", function()
+    local port, up = H.free_port(), H.free_port()
+    N.server(up)
+    local p = H.start_app([[
+local net = require("luacluster.net")
+if cluster.is_master then
+  cluster.setup({ workers = 1 })
+  cluster.on("online", function(w)
+    local s = assert(net.connect("127.0.0.1", tonumber(os.getenv("UP"))))
+    assert(s:write("id\n"))
+    local id = s:read_line()
+    local ok, err = w:send({ id = id }, s)
+    say("sent", ok, err)
+    timer.sleep(100)
+    say("master copy", select(2, s:read()))
+  end)
+else
+  cluster.worker:on("message", function(msg, sock)
+    sock:write("id\n")
+    say("worker got", msg.id, sock:read())
+  end)
+end
+]], { "-w", 1, "-p", port }, { env = { UP = up } })
+    assert(p:wait_output("worker got 1 1\n", 10000, true), p:output())
+    assert(p:wait_output("sent true nil", 1000, true), p:output())
+    assert(p:wait_output("master copy closed", 3000, true), p:output())
+  end)
+
   -- the app gets its own /etc/hosts in a private mount namespace (nothing on the machine
   -- changes): multi.test is ::1 then 127.0.0.1, and localhost is ::1 only
   it("tries every address of a name in turn, and has no special case for localhost", function()

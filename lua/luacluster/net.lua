@@ -359,7 +359,7 @@ function _M.raw(obj)
   elseif getmetatable(obj) == server_mt then
     return obj._listeners[1]
   end
-  return obj
+  return outbound.raw(obj) or obj
 end
 
 

@@ -418,7 +418,17 @@ function sock_mt:on(event, fn)
 end
 
 
+-- the core handle to send for an outbound socket (ownership moves with it), or nil
+function _M.raw(obj)
+  if getmetatable(obj) == sock_mt then
+    return obj._h or error("cannot send this socket: it is closed", 0)
+  end
+  return nil
+end
+
+
 return {
+  raw = _M.raw,
   resolve = _M.resolve,
   connect = _M.connect,
   set_tls_layer = _M.set_tls_layer,
