@@ -13,6 +13,7 @@ app_pkgs=(lua-cjson ca-certificates)  # and the CA store TLS verifies against (r
 # bench/ writes its SVG chart itself; its peers are Node.js (npm installs PM2 into bench/.peers)
 # and nginx. A node already on PATH (nodesource, nvm) is used as it is.
 bench_pkgs=()
+test_pkgs+=(redis-server util-linux)  # spec/net_read_spec.lua's real Redis; unshare (net_connect_spec)
 command -v node >/dev/null 2>&1 || bench_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || bench_pkgs+=(npm)
 test_pkgs+=(lua-nginx-dns)  # spec/ngx_udp_spec.lua: Debian's nginx.dns.resolver over ngx.socket.udp
