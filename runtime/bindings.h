@@ -16,6 +16,7 @@ void lc_open_unix_socket(lua_State *L);  /* unix_socket.c */
 void lc_open_tcp(lua_State *L);          /* tcp.c */
 void lc_open_dispatch(lua_State *L);     /* dispatch.c: sink_new */
 void lc_open_http(lua_State *L);         /* http_lua.c */
+void lc_open_http_client(lua_State *L);  /* http_client_lua.c: http_response */
 void lc_open_fswatch(lua_State *L);      /* fswatch.c */
 void lc_open_protect(lua_State *L);      /* protect.c */
 void lc_open_log(lua_State *L);          /* log.c */

@@ -18,6 +18,7 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_tcp(L);
   lc_open_dispatch(L);
   lc_open_http(L);
+  lc_open_http_client(L);
   lc_open_fswatch(L);
   lc_open_protect(L);
   lc_open_log(L);
