@@ -36,6 +36,7 @@ http {
   keepalive_requests 100000;
   server {
     listen 127.0.0.1:%d;
+    location / { return 404 "nothing here"; }
     location = /cl { return 200 "hello"; }
     location = /conn { return 200 "$connection"; }
     location = /204 { return 204; }
