@@ -156,19 +156,9 @@ local function read(ex, n)
     return nil, "timeout"
   end
   local sock = ex.sock
-  if sock.set_timeouts then
-    left = ceil(left) -- 0 would be no limit
-    sock:set_timeouts(left, left, left)
-    return sock:read(n)
-  end
-  -- TEMPORARY until i15-net: no read timeout, a timer closes the socket at the deadline
-  local t = require("luacluster.timer").after(left, function() ex.late = true sock:close() end)
-  local data, err = sock:read(n)
-  t:stop()
-  if ex.late then
-    return nil, "timeout"
-  end
-  return data, err
+  left = ceil(left) -- 0 would be no limit
+  sock:set_timeouts(left, left, left)
+  return sock:read(n)
 end
 
 
@@ -282,9 +272,11 @@ local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS
 local function exchange(ex, request, method, max_body, keepalive)
   local sock = ex.sock
   local rem = ceil(ex.deadline - now())
-  if sock.set_timeouts and rem > 0 then
-    sock:set_timeouts(rem, rem, rem)
+  if rem <= 0 then
+    sock:close(true)
+    return nil, "timeout"
   end
+  sock:set_timeouts(rem, rem, rem)
   local ok, werr = sock:write(request)
   if not ok then
     sock:close(true)
@@ -308,7 +300,7 @@ local function exchange(ex, request, method, max_body, keepalive)
     return nil, left
   end
   if keepalive and left == "" and rr:keepalive() then
-    local pok = sock.set_keepalive and sock:set_keepalive(ex.idle, ex.pool_size)
+    local pok = sock:set_keepalive(ex.idle, ex.pool_size)
     if not pok then
       sock:close()
     end
@@ -328,12 +320,7 @@ local function connect(ex, scheme, host, port, tls)
   if scheme == "https" then
     copts.tls = tls or true
   end
-  local sock, err
-  if net.resolve then
-    sock, err = net.connect(host, port, copts)
-  else -- TEMPORARY until i15-net
-    sock, err = net.connect(host, port)
-  end
+  local sock, err = net.connect(host, port, copts)
   if not sock then
     err = tostring(err)
     if err == "timeout" or sub(err, -9) == ": timeout" then
@@ -342,7 +329,7 @@ local function connect(ex, scheme, host, port, tls)
     return nil, err -- "connect host:port: reason"
   end
   ex.sock = sock
-  ex.reused = sock.reused_times ~= nil and sock:reused_times() > 0
+  ex.reused = sock:reused_times() > 0
   return sock
 end
 
