@@ -59,6 +59,10 @@ class Handler(socketserver.BaseRequestHandler):
 
     # -> whether the connection stays open for another request
     def answer(self, s, n, method, path, body):
+        if path in FIXED:
+            data, keep = FIXED[path]
+            s.sendall(data)
+            return keep
         if path == "/ok":
             s.sendall(ok(n))
             return True
@@ -68,27 +72,6 @@ class Handler(socketserver.BaseRequestHandler):
         if path == "/ok-then-close":      # allows keep-alive, then closes at once
             s.sendall(ok(n))
             return False
-        if path == "/garbage":
-            s.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
-            return True
-        if path == "/close-mid-head":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
-            return False
-        if path == "/close-mid-body":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-            return False
-        if path == "/close-mid-chunk":
-            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
-            return False
-        if path == "/conflict-cl":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
-            return True
-        if path == "/cl-and-te":
-            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-            return True
-        if path == "/bad-chunk":
-            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
-            return True
         if path == "/chunked":          # split across writes, with a trailer
             s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Conn: %d\r\n\r\n3\r\nabc\r\n" % n)
             time.sleep(0.05)
@@ -115,15 +98,26 @@ class Handler(socketserver.BaseRequestHandler):
         if path == "/extra":            # two bytes more than its Content-Length says
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Conn: %d\r\n\r\nokXX" % n)
             return True
-        if path == "/stall":
-            time.sleep(10)
-            return False
         if path == "/stall-body":
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+        if path in ("/stall", "/stall-body"):
             time.sleep(10)
             return False
         s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         return True
+
+
+# path -> (the bytes sent, whether the connection stays open)
+FIXED = {
+    "/garbage": (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", True),
+    "/close-mid-head": (b"HTTP/1.1 200 OK\r\nContent-Le", False),
+    "/close-mid-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", False),
+    "/close-mid-chunk": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", False),
+    "/conflict-cl": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", True),
+    "/cl-and-te": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5\r\nhello\r\n0\r\n\r\n", True),
+    "/bad-chunk": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", True),
+}
 
 
 class Server(socketserver.ThreadingTCPServer):
