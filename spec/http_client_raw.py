@@ -50,8 +50,8 @@ class Handler(socketserver.BaseRequestHandler):
         try:
             while True:
                 method, path, body, buf = self.read_request(buf)
-                if method is None:
-                    return
+                if method is None or getattr(self, "drop_next", False):
+                    return                  # closed without an answer (/ok-then-drop)
                 if not self.answer(s, n, method, path, body):
                     return
         except (BrokenPipeError, ConnectionResetError):
@@ -72,6 +72,10 @@ class Handler(socketserver.BaseRequestHandler):
         if path == "/ok-then-close":      # allows keep-alive, then closes at once
             s.sendall(ok(n))
             return False
+        if path == "/ok-then-drop":       # allows keep-alive, then closes on the next request,
+            s.sendall(ok(n))              # unanswered (an idle close racing the client's send)
+            self.drop_next = True
+            return True
         if path == "/chunked":          # split across writes, with a trailer
             s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Conn: %d\r\n\r\n3\r\nabc\r\n" % n)
             time.sleep(0.05)

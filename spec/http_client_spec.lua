@@ -132,6 +132,17 @@ local cases = {
     local b = conn_of(RAW .. "/ok")
     return err .. " " .. (a ~= b and "fresh" or "reused")
   end,
+  -- the server closes the pooled connection as the next request arrives: a GET goes again on
+  -- a new connection, a POST (not idempotent) does not
+  retried_get = function()
+    local a = conn_of(RAW .. "/ok-then-drop")
+    local b = conn_of(RAW .. "/ok")
+    return (a ~= b and not b:find("^err")) and "fresh" or ("bad " .. a .. " " .. b)
+  end,
+  unretried_post = function()
+    conn_of(RAW .. "/ok-then-drop")
+    return get(RAW .. "/method", { method = "POST", body = "x", keepalive = true })
+  end,
   server_closed_pooled = function()
     local a = conn_of(RAW .. "/ok-then-close")
     timer.sleep(100)
@@ -299,6 +310,11 @@ local have = U.have_nginx()
 
     it("does not fail on a pooled connection the server closed", function()
       assert.equal("fresh", case("server_closed_pooled"))
+    end)
+
+    it("sends a GET again on a new connection when the pooled one closes unanswered, not a POST", function()
+      assert.equal("fresh", case("retried_get"))
+      assert.equal("err connection closed by the server before the response", case("unretried_post"))
     end)
   end)
 end)
