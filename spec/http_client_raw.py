@@ -27,6 +27,7 @@ class Handler(socketserver.BaseRequestHandler):
                 return None, None, None, b""
             buf += data
         head, rest = buf.split(b"\r\n\r\n", 1)
+        self.head = head
         lines = head.decode("latin-1").split("\r\n")
         method, path, _ = lines[0].split(" ", 2)
         length = 0
@@ -65,6 +66,9 @@ class Handler(socketserver.BaseRequestHandler):
             return keep
         if path == "/ok":
             s.sendall(ok(n))
+            return True
+        if path.startswith("/head"):       # the request head as it came, as the body
+            s.sendall(ok(n, self.head.decode("latin-1")))
             return True
         if path == "/method":
             s.sendall(ok(n, method + " " + body.decode("latin-1")))

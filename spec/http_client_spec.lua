@@ -81,6 +81,11 @@ local cases = {
   end,
   interim = function() return get(RAW .. "/interim") end,
   method = function() return get(RAW .. "/method", { method = "PUT", body = "data" }) end,
+  request_head = function()
+    local a = http.request(RAW .. "/head?q=1#frag", { headers = { ["X-Multi"] = { "a", "b" }, ["X-N"] = 5 } }).body
+    local b = http.request(RAW .. "/head", { method = "POST", keepalive = true, headers = { host = "example.test" } }).body
+    return a .. "|" .. b
+  end,
   stall = function()
     local t0 = timer.now()
     return get(RAW .. "/stall", { timeout = 300 }) .. " " .. (timer.now() - t0 < 3000 and "soon" or "late")
@@ -255,6 +260,21 @@ local have = U.have_nginx()
 
     it("sends another method with a body", function()
       assert.matches("^200 %d+ PUT data$", case("method"))
+    end)
+
+    it("sends the request line, Host, the caller's headers and the framing", function()
+      local a, b = case("request_head"):match("^(.*)|(.*)$")
+      local port = a:match("Host: 127%.0%.0%.1:(%d+)")
+      assert.is_truthy(port, a)
+      local lines = {}
+      for line in (a .. "\r\n"):gmatch("(.-)\r\n") do
+        lines[#lines + 1] = line
+      end
+      assert.equal("GET /head?q=1 HTTP/1.1", lines[1])
+      table.sort(lines, function(x, y) return x < y end)
+      assert.same({ "Connection: close", "GET /head?q=1 HTTP/1.1", "Host: 127.0.0.1:" .. port, "X-Multi: a", "X-Multi: b",
+        "X-N: 5" }, lines)
+      assert.equal("POST /head HTTP/1.1\r\nhost: example.test\r\nContent-Length: 0", b)
     end)
 
     it("refuses garbage instead of a status line", function()
