@@ -102,7 +102,10 @@ local cases = {
       { RAW .. "/ok", { headers = { ["Content-Length"] = "1" } } } }) do
       r[#r + 1] = tostring((pcall(http.request, args[1], args[2])))
     end
-    return table.concat(r, " ")
+    -- raised at the caller's line
+    local _, e1 = pcall(function() local res = http.request(RAW .. "/ok", { timeout = "x" }) return res end)
+    local _, e2 = pcall(function() local res = http.request(RAW .. "/ok", { headers = { ["Bad Name"] = "x" } }) return res end)
+    return table.concat(r, " ") .. "|" .. e1 .. "|" .. e2
   end,
 
   -- the pool: a connection goes back only after a complete, correctly framed answer
@@ -314,7 +317,10 @@ local have = U.have_nginx()
     end)
 
     it("raises on programming mistakes", function()
-      assert.equal("false false false false false false", case("mistakes"))
+      local flags, e1, e2 = case("mistakes"):match("^(.-)|(.-)|(.*)$")
+      assert.equal("false false false false false false", flags)
+      assert.matches("app%.lua:%d+: http%.request: timeout must be a number >= 0", e1)
+      assert.matches('app%.lua:%d+: http%.request: invalid header name "Bad Name"', e2)
     end)
   end)
 

@@ -111,18 +111,18 @@ local function build_request(method, target, authority, opts, keepalive)
   local has_host, n = false, 4
   for name, value in pairs(opts.headers or {}) do
     if type(name) ~= "string" or not find(name, TOKEN) then
-      error("http.request: invalid header name " .. format("%q", tostring(name)), 4)
+      error("http.request: invalid header name " .. format("%q", tostring(name)), 3)
     end
     local lname = lower(name)
     if FRAMING[lname] then
-      error("http.request: " .. name .. " is set by http.request from opts.body", 4)
+      error("http.request: " .. name .. " is set by http.request from opts.body", 3)
     end
     has_host = has_host or lname == "host"
     local values = type(value) == "table" and value or { value }
     for _, v in ipairs(values) do
       v = tostring(v)
       if find(v, "[%z\r\n]") then
-        error("http.request: header " .. name .. " has a CR, LF or NUL in its value", 4)
+        error("http.request: header " .. name .. " has a CR, LF or NUL in its value", 3)
       end
       out[n + 1], out[n + 2], out[n + 3], out[n + 4] = name, ": ", v, "\r\n"
       n = n + 4
