@@ -13,7 +13,9 @@
  * otherwise it is pending, at most one at a time, and its answer goes to the Lua callback as
  * cb("read", ...). Reading pauses while HIGH_WATER bytes wait and no read is pending.
  * A read that times out answers nil, "timeout" and leaves the buffer as it was: the socket stays
- * usable, and what comes later is read by the next call.
+ * usable, and what comes later is read by the next call. A read that the end of the read side cuts
+ * short (the peer's end, an error) closes the socket, as OpenResty's cosockets do; so does an end
+ * with nothing left unread and no read pending.
  * TLS seam: every byte from the socket enters through conn_input(), and every byte to it leaves
  * through conn_output(); a TLS filter (tls.c) goes between those two and the socket, and nothing
  * else touches `in` or `wq`.
@@ -127,6 +129,7 @@ static int settle(lua_State *L, lc_conn *c, lc_rb_want *w) {
     if (w->kind == LC_RB_UNTIL) { lua_pushboolean(L, t.found); n = 2; }
     consume(c, t.drop);
     w->scanned = 0;
+    if (c->rerr != 0 && buffered(c) == 0) conn_close(c);   /* the last bytes of an ended socket */
     return n;
   }
   if (c->rerr == 0 && !c->closing) return 0;
@@ -135,6 +138,7 @@ static int settle(lua_State *L, lc_conn *c, lc_rb_want *w) {
   else lua_pushstring(L, uv_strerror(c->rerr));
   lua_pushlstring(L, unread(c), len);
   consume(c, len);
+  conn_close(c);   /* as OpenResty's cosockets: a read that fails closes (what was written leaves) */
   return 3;
 }
 
@@ -231,6 +235,9 @@ static void conn_ended(lc_conn *c, int err) {
   stop_reading(c);
   if (c->rerr == 0) c->rerr = err;
   try_answer(c);
+  /* nothing left to read and no one reading: closed now, not whenever its owner thinks of it
+   * (a read later gets nil, "closed" all the same) */
+  if (c->want.kind == 0 && buffered(c) == 0) conn_close(c);
 }
 
 /* The seam for what the socket delivers (a TLS filter hands its plaintext here): the bytes join

@@ -11,9 +11,7 @@ describe("outbound connection pools", function()
   end)
 
   it("reuses an idle connection, and keeps none that is not clean", function()
-    local port = H.free_port()
-    N.server(port)
-    local p = N.client([[
+    N.run([[
   local port = env_port("PORT")
   local function id(s)
     assert(s:write("id\n"))
@@ -69,16 +67,13 @@ describe("outbound connection pools", function()
   timer.sleep(200)
   check("pending_done", got == "done", got)
   f:close()
-]], { PORT = port })
-    N.assert_checks(p, { "fresh", "keepalive", "closed_after", "reused", "reused_twice", "other_pool",
+]], { "fresh", "keepalive", "closed_after", "reused", "reused_twice", "other_pool",
       "peer_closed", "spoke_while_idle", "idle_timeout", "read_a", "unread_refused", "still_usable",
       "pending_refused", "pending_done" })
   end)
 
   it("keeps at most pool_size idle connections per pool, the oldest going first", function()
-    local port = H.free_port()
-    N.server(port)
-    local p = N.client([[
+    N.run([[
   local port = env_port("PORT")
   local socks, ids = {}, {}
   for i = 1, 3 do
@@ -104,7 +99,6 @@ describe("outbound connection pools", function()
   local again = assert(net.connect("127.0.0.1", port))
   local n, cap = again:buffered()
   check("no_buffer", again:reused_times() > 0 and n == 0 and cap == 0, again:reused_times(), n, cap)
-]], { PORT = port })
-    N.assert_checks(p, { "size", "no_buffer" })
+]], { "size", "no_buffer" })
   end)
 end)

@@ -11,9 +11,7 @@ describe("outbound socket reads", function()
   end)
 
   it("reads a line, n bytes, up to a delimiter, chunks of it, and everything", function()
-    local port = H.free_port()
-    N.server(port)
-    local p = N.client([[
+    N.run([[
   local s = assert(net.connect("127.0.0.1", env_port("PORT")))
   assert(s:write("echo " .. esc("one\r\ntwo\nthree--END--four|abcdefgh") .. "\n"))
   check("line_crlf", s:read_line() == "one")
@@ -57,10 +55,30 @@ describe("outbound socket reads", function()
   assert(s3:write("echo " .. esc("no end") .. "\nclose\n"))
   local l, err, partial = s3:read_line()
   check("line_partial", l == nil and err == "closed" and partial == "no end", l, err, partial)
-]], { PORT = port })
-    N.assert_checks(p, { "line_crlf", "no_wait", "until", "read_n", "until_at_once", "read_8", "chunks",
+]], { "line_crlf", "no_wait", "until", "read_n", "until_at_once", "read_8", "chunks",
       "inclusive", "any", "drip_line", "drip_until", "drip_n", "read_all", "after_end", "read_n_left",
       "read_n_closed", "line_partial" })
+  end)
+
+  it("delivers data and close events to a socket read by :on", function()
+    N.run([[
+  local s = assert(net.connect("127.0.0.1", env_port("PORT")))
+  local got, closed = {}, false
+  s:on("data", function(d) got[#got + 1] = d end)
+  s:on("close", function() closed = true end)
+  assert(s:write("echo abc\ndrip def\nclose\n"))
+  for _ = 1, 100 do
+    if closed then break end
+    timer.sleep(20)
+  end
+  check("events", table.concat(got) == "abcdef" and closed, table.concat(got), closed)
+  -- a socket whose peer ends, with nothing unread, is closed without a read (its fd goes)
+  local s2 = assert(net.connect("127.0.0.1", env_port("PORT")))
+  local fd = s2:fileno()
+  assert(s2:write("close\n"))
+  timer.sleep(300)
+  check("closed_at_end", s2:fileno() == nil and select(2, s2:read()) == "closed", fd, s2:fileno())
+]], { "events", "closed_at_end" })
   end)
 
   it("speaks to redis-server: status lines and bulk replies", function()
@@ -95,9 +113,7 @@ describe("outbound socket reads", function()
   end)
 
   it("a read that times out returns timeout and leaves the socket usable", function()
-    local port = H.free_port()
-    N.server(port)
-    local p = N.client([[
+    N.run([[
   local s = assert(net.connect("127.0.0.1", env_port("PORT")))
   s:set_timeouts(5000, 5000, 200)
   assert(s:write("later 800 " .. esc("late\n") .. "\n"))
@@ -119,14 +135,11 @@ describe("outbound socket reads", function()
   check("timeout_n", select(2, s:read(3)) == "timeout")
   check("timeout_until", select(2, s:read_until("x")) == "timeout")
   s:close()
-]], { PORT = port })
-    N.assert_checks(p, { "timeout", "waited", "late_line", "timeout2", "partial_kept", "timeout_n", "timeout_until" })
+]], { "timeout", "waited", "late_line", "timeout2", "partial_kept", "timeout_n", "timeout_until" })
   end)
 
   it("a send the peer does not take in send_ms returns timeout", function()
-    local port = H.free_port()
-    N.server(port)
-    local p = N.client([[
+    N.run([[
   local s = assert(net.connect("127.0.0.1", env_port("PORT")))
   assert(s:write("hold\n"))
   s:set_timeouts(5000, 300, 5000)
@@ -135,8 +148,7 @@ describe("outbound socket reads", function()
   check("send_timeout", ok == nil and err == "timeout", ok, err)
   check("send_waited", core.now() - t0 >= 250, core.now() - t0)
   s:close(true)
-]], { PORT = port })
-    N.assert_checks(p, { "send_timeout", "send_waited" })
+]], { "send_timeout", "send_waited" })
   end)
 
   -- one worker; each request connects to an upstream that answers after 300 ms: blocking the

@@ -121,4 +121,15 @@ function N.assert_checks(p, names)
 end
 
 
+-- starts the scripted server on a free port, runs body in a client app (the port in env PORT)
+-- and asserts its checks names; returns the client's process
+function N.run(body, names)
+  local port = H.free_port()
+  N.server(port)
+  local p = N.client(body, { PORT = port })
+  N.assert_checks(p, names)
+  return p
+end
+
+
 return N
