@@ -30,6 +30,9 @@ class Handler(socketserver.BaseRequestHandler):
         self.head = head
         lines = head.decode("latin-1").split("\r\n")
         method, path, _ = lines[0].split(" ", 2)
+        if path == "/noread":               # reads nothing more: a big body fills the buffers
+            time.sleep(10)
+            return None, None, None, b""
         length = 0
         for line in lines[1:]:
             name, _, value = line.partition(":")

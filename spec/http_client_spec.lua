@@ -90,6 +90,12 @@ local cases = {
     local t0 = timer.now()
     return get(RAW .. "/stall", { timeout = 300 }) .. " " .. (timer.now() - t0 < 3000 and "soon" or "late")
   end,
+  stall_send = function()
+    local t0 = timer.now()
+    local big = string.rep("b", 32 * 1048576)
+    return get(RAW .. "/noread", { method = "POST", body = big, timeout = 500 }) .. " "
+      .. (timer.now() - t0 < 5000 and "soon" or "late")
+  end,
   stall_body = function() return get(RAW .. "/stall-body", { timeout = 300 }) end,
   refused = function() return get(CLOSED .. "/") end,
   unresolvable = function() return get("http://no-such-host.invalid/") end,
@@ -303,6 +309,7 @@ local have = U.have_nginx()
     it("times out an upstream that stalls before the head or in the body", function()
       assert.equal("err timeout soon", case("stall"))
       assert.equal("err timeout", case("stall_body"))
+      assert.equal("err timeout soon", case("stall_send")) -- a body the upstream does not read
     end)
 
     it("reports a refused connect and a name that does not resolve", function()

@@ -280,7 +280,7 @@ local function exchange(ex, request, method, max_body, keepalive)
   local ok, werr = sock:write(request)
   if not ok then
     sock:close(true)
-    return nil, "write failed: " .. tostring(werr), ex.reused
+    return nil, werr == "timeout" and "timeout" or "write failed: " .. tostring(werr), ex.reused and werr ~= "timeout"
   end
   local rr = new_reader()
   local status, headers, rest = read_head(ex, rr)
