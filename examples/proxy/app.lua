@@ -9,16 +9,15 @@ local process = require("luacluster.process")
 
 local UPSTREAM = process.env.UPSTREAM or "http://127.0.0.1:8081"
 
--- the request headers an upstream may see (hop-by-hop ones and the framing stay here)
-local FORWARD = { "accept", "accept-language", "content-type", "user-agent", "authorization", "cookie" }
-
 if cluster.is_worker then
   http.create_server(function(req)
-    local headers = {}
-    for _, name in ipairs(FORWARD) do
-      headers[name] = req.headers[name]
-    end
-    headers["x-forwarded-for"] = req.remote_address
+    -- the request headers the upstream sees (hop-by-hop ones and the framing stay here)
+    local h = req.headers
+    local headers = {
+      ["accept"] = h["accept"], ["accept-language"] = h["accept-language"], ["content-type"] = h["content-type"],
+      ["user-agent"] = h["user-agent"], ["authorization"] = h["authorization"], ["cookie"] = h["cookie"],
+      ["x-forwarded-for"] = req.remote_address,
+    }
     local body = req:body()
     local res, err = http.request(UPSTREAM .. req.url, {
       method = req.method,
