@@ -121,6 +121,7 @@ class Handler(socketserver.BaseRequestHandler):
 # path -> (the bytes sent, whether the connection stays open)
 FIXED = {
     "/garbage": (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", True),
+    "/switch": (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", True),
     "/close-mid-head": (b"HTTP/1.1 200 OK\r\nContent-Le", False),
     "/close-mid-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", False),
     "/close-mid-chunk": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", False),

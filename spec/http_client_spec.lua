@@ -66,6 +66,7 @@ local cases = {
   slow_timeout = function() return get(NGX .. "/slow", { timeout = 100 }) end,
 
   garbage = function() return get(RAW .. "/garbage") end,
+  switch = function() return get(RAW .. "/switch") end,
   close_mid_head = function() return get(RAW .. "/close-mid-head") end,
   close_mid_body = function() return get(RAW .. "/close-mid-body") end,
   close_mid_chunk = function() return get(RAW .. "/close-mid-chunk") end,
@@ -288,6 +289,7 @@ local have = U.have_nginx()
 
     it("refuses garbage instead of a status line", function()
       assert.equal('err invalid status line: "SSH-2.0-OpenSSH_9.2"', case("garbage"))
+      assert.equal("err unexpected 101 Switching Protocols (the request asked for no upgrade)", case("switch"))
     end)
 
     it("reports a peer that closes mid-head or mid-body", function()
