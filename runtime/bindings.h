@@ -19,6 +19,7 @@ void lc_open_dispatch(lua_State *L);     /* dispatch.c: sink_new */
 void lc_open_http(lua_State *L);         /* http_lua.c */
 void lc_open_conn(lua_State *L);         /* conn.c: conn_new (outbound sockets) */
 void lc_open_resolve(lua_State *L);      /* resolve.c: resolve */
+void lc_open_http_client(lua_State *L);  /* http_client_lua.c: http_response */
 void lc_open_fswatch(lua_State *L);      /* fswatch.c */
 void lc_open_protect(lua_State *L);      /* protect.c */
 void lc_open_log(lua_State *L);          /* log.c */
