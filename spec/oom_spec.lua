@@ -51,7 +51,10 @@ if cluster.is_worker then
         sock:write("released " .. n .. "\n")
         return
       end
-      sock:write("echo " .. d)
+      -- two writes, no concatenation: the handler needs no Lua memory of its own, so data
+      -- delivered the moment Lua can hold it is echoed even while the heap is nearly full
+      sock:write("echo ")
+      sock:write(d)
     end)
   end):on("listening", function()    -- the master made the socket: clients can connect now
     say("ready", process.pid, child.pid)
@@ -105,15 +108,20 @@ describe("out of memory in a read callback's arguments", function()
     if filled then
       victim:send("victim\n")
       held = p:wait_output("Lua had no memory for 7 bytes a socket read", 5000, true)
-      early = victim:recv(300)  -- nothing comes while the heap is full
+      -- usually nothing comes while the heap is full; a retry may find room freed meanwhile
+      -- (the allocator gave back some address space) and deliver it early: also right
+      early = victim:recv(300)
     end
     set_as_limit(wpid, nil)
     assert(filled, p:output())
     assert(held, p:output())
-    assert.is_nil(early, p:output())
     assert.matches("not enough memory", p:stderr(), 1, true)
-    -- memory is back: what was held arrives, and the socket reads on
-    assert.equal("echo victim\n", line(victim), p:output())
+    -- memory is back: what was held arrives, once, and the socket reads on
+    if early and early:find("\n") then
+      assert.equal("echo victim\n", early, p:output())
+    else
+      assert.equal("echo victim\n", (early or "") .. line(victim), p:output())
+    end
     filler:send("release\n")
     assert.matches("^released", line(filler))
     assert(victim:send("after\n"))
