@@ -14,7 +14,7 @@ local send_data = require("luacluster.ngx.send_data")
 
 local type, select, tonumber, tostring = type, select, tonumber, tostring
 local setmetatable, getmetatable, newproxy = setmetatable, getmetatable, newproxy
-local floor, fmt = math.floor, string.format
+local floor, fmt, find, gsub, sub = math.floor, string.format, string.find, string.gsub, string.sub
 
 local _M = {}
 
@@ -68,11 +68,12 @@ local function guard(box)
 end
 
 
--- the connection and nothing busy on it | nil, err (2 values, as OpenResty's checks)
-local function usable(self, busy_reading, busy_writing)
+-- the connection and nothing busy on it | nil, err (2 values, as OpenResty's checks).
+-- reading: a read is to come (refused once the peer has ended the stream: self._eof).
+local function usable(self, busy_reading, busy_writing, reading)
   local box = self._box
   local sock = box and box.sock
-  if not sock then
+  if not sock or (reading and self._eof) then
     return nil, "closed"
   end
   if self._connecting then
@@ -198,6 +199,7 @@ function tcp_mt:connect(...)
     return nil, "socket busy writing"
   end
   drop(self)
+  self._eof = nil
   if not self._box then
     self._box = {}
     self._guard = guard(self._box)
@@ -275,7 +277,9 @@ local function take_buffered(sock)
 end
 
 
--- a read's answer in OpenResty's shape: data | nil, err, partial
+-- a read's answer in OpenResty's shape: data | nil, err, partial. The peer's end ("closed")
+-- ends reading only: as in OpenResty, close() then still answers 1 (runtime/conn.c has closed
+-- the socket itself, so a send after it is "closed"); any other error drops the connection.
 local function answer(self, sock, data, err, partial)
   if data then
     return data
@@ -283,7 +287,11 @@ local function answer(self, sock, data, err, partial)
   if err == "timeout" then
     return nil, "timeout", take_buffered(sock)
   end
-  drop(self)
+  if err == "closed" then
+    self._eof = true
+  else
+    drop(self)
+  end
   return nil, err, partial or ""
 end
 
@@ -297,8 +305,16 @@ local function read(self, sock, fn, a, b, c)
 end
 
 
+-- a line without its LF and without any CR in it ("all CR characters are ignored by the
+-- pattern", as lua-nginx-module's read_line filter drops them), the partial one's too
 local function read_line(sock)
-  return sock:read_line()
+  local line, err, partial = sock:read_line()
+  if line and find(line, "\r", 1, true) then
+    line = gsub(line, "\r", "")
+  elseif partial and find(partial, "\r", 1, true) then
+    partial = gsub(partial, "\r", "")
+  end
+  return line, err, partial
 end
 
 
@@ -322,7 +338,7 @@ end
 function tcp_mt:receive(...)
   local n = select("#", ...) + 1
   check_count(n, 1, 2, "expecting 1 or 2 arguments (including the object), but got %d")
-  local sock, err = usable(self, true, false)
+  local sock, err = usable(self, true, false, true)
   if not sock then
     return nil, err
   end
@@ -363,7 +379,7 @@ end
 -- receiveany(max) -> what has come, at most max bytes | nil, err, partial (waits)
 function tcp_mt:receiveany(...)
   check_count(select("#", ...) + 1, 2, 2, "expecting 2 arguments (including the object), but got %d")
-  local sock, err = usable(self, true, false)
+  local sock, err = usable(self, true, false, true)
   if not sock then
     return nil, err
   end
@@ -406,7 +422,11 @@ function tcp_mt:receiveuntil(...)
   if pattern == "" then
     return nil, "pattern is empty"
   end
-  local done = false -- iterator(size) handed out the chunk that ended at the pattern
+  -- after iterator(size) handed out the chunk that ended at the pattern: nil once. held: the
+  -- final chunk still to come, when the last one was exactly size bytes long: OpenResty hands
+  -- those out before it looks at the pattern, and the pattern's chunk ("", or the pattern when
+  -- inclusive) on the next call.
+  local done, held = false, nil
   return function(...)
     local argc = select("#", ...)
     if argc > 1 then
@@ -420,7 +440,7 @@ function tcp_mt:receiveuntil(...)
       end
       size = int(s) > 0 and int(s) or 0
     end
-    local sock, err = usable(self, true, false)
+    local sock, err = usable(self, true, false, true)
     if not sock then
       return nil, err
     end
@@ -428,11 +448,22 @@ function tcp_mt:receiveuntil(...)
       done = false
       return nil, nil, nil
     end
+    if held then
+      local data = held
+      held = nil
+      done = true
+      return data
+    end
     local data, found, partial = read(self, sock, read_until, pattern, size > 0 and size or nil, inclusive)
     if data == nil then
       return answer(self, sock, nil, found, partial)
     end
     if size > 0 and found then
+      local before = inclusive and #data - #pattern or #data
+      if before == size then
+        held = inclusive and pattern or ""
+        return sub(data, 1, size)
+      end
       done = true
     end
     return data
@@ -508,14 +539,14 @@ function tcp_mt:setkeepalive(...)
   check_count(n, 1, 3, "expecting 1 to 3 arguments (including the object), but got %d")
   local timeout, size = ...
   timeout = timeout ~= nil and integer_arg(timeout, 1, "setkeepalive") or DEFAULT_IDLE
-  size = size ~= nil and integer_arg(size, 2, "setkeepalive") or DEFAULT_POOL_SIZE
   local sock, err = usable(self, true, true)
   if not sock then
     return nil, err
   end
   local key = self._key
   local pool_size = pool_sizes[key]
-  if not pool_size then
+  if not pool_size then -- the size argument counts (and is checked) only when it makes the pool
+    size = size ~= nil and integer_arg(size, 2, "setkeepalive") or DEFAULT_POOL_SIZE
     if size <= 0 then
       raise(fmt('bad argument #%d to \'setkeepalive\' (bad "pool_size" option value: %d)', n - 1, size))
     end
