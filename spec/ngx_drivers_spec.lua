@@ -8,8 +8,9 @@
 local H = require("helper")
 
 local APP = [[
+package.path = os.getenv("SPEC_DIR") .. "/?.lua;" .. package.path
 local ngx = require("luacluster.ngx")
-local http = require("luacluster.http")
+local app = require("ngx_app")
 local redis = require("nginx.redis")
 local memcached = require("nginx.memcached")
 local connector = require("nginx.redis.connector")
@@ -149,16 +150,7 @@ function tests.blpop(req)
   return show(res, err)
 end
 
-if cluster.is_worker then
-  http.create_server(function(req)
-    local test = tests[req.path:sub(2)]
-    if not test then
-      return 404, "no such test"
-    end
-    local ok, out = xpcall(test, debug.traceback, req)
-    return ok and 200 or 500, out
-  end):listen()
-end
+app.serve(tests)
 ]]
 
 
@@ -181,11 +173,7 @@ describe("Debian's lua-nginx-* drivers, unmodified, on luacluster.ngx", function
   local app, port, servers
 
   setup(function()
-    local ports
-    repeat
-      ports = H.free_ports(4)
-    until ports[1] ~= ports[2] and ports[1] ~= ports[3] and ports[2] ~= ports[3]
-      and ports[4] ~= ports[1] and ports[4] ~= ports[2] and ports[4] ~= ports[3]
+    local ports = H.free_ports(4)
     local redis_port, memc_port, ws_port = ports[1], ports[2], ports[3]
     port = ports[4]
     servers = {
@@ -199,7 +187,7 @@ describe("Debian's lua-nginx-* drivers, unmodified, on luacluster.ngx", function
         "the WebSocket echo server"),
     }
     app = H.start_app(APP, { "-w", 1, "-p", port },
-      { env = { REDIS_PORT = redis_port, MEMC_PORT = memc_port, WS_PORT = ws_port } })
+      { env = { REDIS_PORT = redis_port, MEMC_PORT = memc_port, WS_PORT = ws_port, SPEC_DIR = H.root .. "/spec" } })
     assert(H.wait_for(function()
       local _, status = H.curl("http://127.0.0.1:" .. port .. "/none")
       return status == 404

@@ -4,7 +4,7 @@
 -- file:line). spec/ngx_tcp_spec.lua runs the same file in Debian's nginx (content_by_lua) and
 -- in a luacluster worker's handler, and compares the lines.
 -- Plain Lua 5.1 / LuaJIT, no luacluster module: nginx loads it too.
-local ser = require("ngx_cases").ser
+local ser, run_list = require("ngx_cases").ser, require("ngx_cases").run_list
 
 local cases = {}
 
@@ -352,26 +352,7 @@ add("setoption", function(ngx, port)
 end)
 
 local function run(ngx, port)
-  local lines = {}
-  for _, c in ipairs(cases) do
-    local r = { n = 0 }
-    local function pack(...)
-      r = { n = select("#", ...), ... }
-    end
-    pack(pcall(c[2], ngx, port))
-    local text
-    if r[1] then
-      local parts = {}
-      for i = 2, r.n do
-        parts[#parts + 1] = ser(r[i])
-      end
-      text = table.concat(parts, ", ")
-    else
-      text = "error: " .. tostring(r[2]):gsub("^[^\n]-:%d+: ", "")
-    end
-    lines[#lines + 1] = c[1] .. " => " .. text
-  end
-  return lines
+  return run_list(cases, ngx, port)
 end
 
 

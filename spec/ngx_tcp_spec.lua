@@ -11,7 +11,7 @@ local nginx_lua = require("nginx_lua")
 local APP = [[
 package.path = os.getenv("SPEC_DIR") .. "/?.lua;" .. package.path
 local ngx = require("luacluster.ngx")
-local http = require("luacluster.http")
+local app = require("ngx_app")
 local cases = require("ngx_tcp_cases")
 local ser = require("ngx_cases").ser
 local PORT = tonumber(os.getenv("PEER_PORT"))
@@ -83,36 +83,12 @@ function tests.words()
 end
 
 function tests.gc()
-  local function fds()
-    local p = io.popen("ls /proc/" .. ngx.worker.pid() .. "/fd")
-    local n = select(2, p:read("*a"):gsub("%d+", ""))
-    p:close()
-    return n
-  end
-  collectgarbage()
-  local before = fds()
-  collectgarbage("stop")
-  for _ = 1, 40 do
-    local s = ngx.socket.tcp()
-    assert(s:connect("127.0.0.1", PORT))
-  end
-  local made = fds() - before
-  collectgarbage("restart")
-  collectgarbage()
-  collectgarbage()
-  ngx.sleep(0.1)
-  return show(made, fds() - before)
+  return show(app.collected(40, function()
+    assert(ngx.socket.tcp():connect("127.0.0.1", PORT))
+  end))
 end
 
-if cluster.is_worker then
-  http.create_server(function(req)
-    local test = tests[req.path:sub(2)]
-    if not test then
-      return 404, "no such test"
-    end
-    return 200, test(req)
-  end):listen()
-end
+app.serve(tests)
 ]]
 
 

@@ -8,9 +8,11 @@
 -- when it is collected.
 -- Not here: "unix:" peers, sslhandshake (until net.connect's TLS client lands), bind, and
 -- backlog's limit on open connections (the option is checked and accepted).
-local coro = require("luacluster.lib.coro")
+local args = require("luacluster.ngx.args")
 local outbound = require("luacluster.net.outbound")
 local send_data = require("luacluster.ngx.send_data")
+
+local raise, check_count = args.raise, args.check_count
 
 local type, select, tonumber, tostring = type, select, tonumber, tostring
 local setmetatable, getmetatable, newproxy = setmetatable, getmetatable, newproxy
@@ -30,19 +32,6 @@ local pool_sizes = {}
 
 local tcp_mt = {}
 tcp_mt.__index = tcp_mt
-
-
-local function raise(msg)
-  coro.error_at_caller(msg)
-end
-
-
--- n arguments (the object included) between lo and hi, or raises msg (a format of n)
-local function check_count(n, lo, hi, msg)
-  if n < lo or n > hi then
-    raise(fmt(msg, n))
-  end
-end
 
 
 -- a number as C's (int) cast of lua_tointeger makes it: toward zero
@@ -164,10 +153,7 @@ function tcp_mt:connect(...)
   local n = select("#", ...) + 1
   check_count(n, 2, 4, "ngx.socket connect: expecting 2, 3, or 4 arguments (including the object), but seen %d")
   local host, port = ...
-  if type(host) ~= "string" and type(host) ~= "number" then
-    raise("bad argument #1 to 'connect' (string expected, got " .. type(host) .. ")")
-  end
-  host = tostring(host)
+  host = args.host(host, "connect")
   local last = select(n - 1, ...)
   local pool, pool_size
   if type(last) == "table" then
