@@ -6,6 +6,7 @@
 -- 50 concurrent requests that each wait 300 ms in a Redis BLPOP in well under the 15 s a
 -- blocking client would take.
 local H = require("helper")
+local run = require("ngx_app_run")
 
 local APP = [[
 package.path = os.getenv("SPEC_DIR") .. "/?.lua;" .. package.path
@@ -170,12 +171,11 @@ end
 
 
 describe("Debian's lua-nginx-* drivers, unmodified, on luacluster.ngx", function()
-  local app, port, servers
+  local app, get, port, servers
 
   setup(function()
-    local ports = H.free_ports(4)
+    local ports = H.free_ports(3)
     local redis_port, memc_port, ws_port = ports[1], ports[2], ports[3]
-    port = ports[4]
     servers = {
       start_server({ "/usr/bin/redis-server", "--port", tostring(redis_port), "--bind", "127.0.0.1",
         "--save", "", "--appendonly", "no" }, redis_port, "redis-server"),
@@ -186,12 +186,7 @@ describe("Debian's lua-nginx-* drivers, unmodified, on luacluster.ngx", function
       start_server({ "/usr/bin/python3", H.root .. "/spec/ws_echo.py", tostring(ws_port) }, ws_port,
         "the WebSocket echo server"),
     }
-    app = H.start_app(APP, { "-w", 1, "-p", port },
-      { env = { REDIS_PORT = redis_port, MEMC_PORT = memc_port, WS_PORT = ws_port, SPEC_DIR = H.root .. "/spec" } })
-    assert(H.wait_for(function()
-      local _, status = H.curl("http://127.0.0.1:" .. port .. "/none")
-      return status == 404
-    end, 10000), app:output())
+    app, get, port = run.start(APP, { REDIS_PORT = redis_port, MEMC_PORT = memc_port, WS_PORT = ws_port })
   end)
 
   teardown(function()
@@ -200,12 +195,6 @@ describe("Debian's lua-nginx-* drivers, unmodified, on luacluster.ngx", function
     end
     H.cleanup()
   end)
-
-  local function get(path)
-    local body, status = H.curl("http://127.0.0.1:" .. port .. path)
-    assert.equal(200, status, body .. "\n" .. app:output())
-    return body
-  end
 
   describe("nginx.redis", function()
     it("sets and gets, answers null for a missing key, hmset/hgetall, and an error reply", function()

@@ -7,6 +7,7 @@
 local H = require("helper")
 local N = require("net_util")
 local nginx_lua = require("nginx_lua")
+local run = require("ngx_app_run")
 
 local APP = [[
 package.path = os.getenv("SPEC_DIR") .. "/?.lua;" .. package.path
@@ -93,18 +94,12 @@ app.serve(tests)
 
 
 describe("ngx.socket.tcp", function()
-  local app, port, peer_port
+  local get_, peer_port
 
   setup(function()
     peer_port = H.free_port_range(2) -- and peer_port + 1, free: the cases' refused connect
     N.server(peer_port)
-    port = H.free_port()
-    app = H.start_app(APP, { "-w", 1, "-p", port },
-      { env = { PEER_PORT = peer_port, SPEC_DIR = H.root .. "/spec" } })
-    assert(H.wait_for(function()
-      local _, status = H.curl("http://127.0.0.1:" .. port .. "/none")
-      return status == 404
-    end, 10000), app:output())
+    get_ = select(2, run.start(APP, { PEER_PORT = peer_port }))
   end)
 
   teardown(function()
@@ -112,9 +107,7 @@ describe("ngx.socket.tcp", function()
   end)
 
   local function get(path)
-    local body, status = H.curl("http://127.0.0.1:" .. port .. path, "-m 30")
-    assert.equal(200, status, body .. "\n" .. app:output())
-    return body
+    return get_(path, "-m 30")
   end
 
   it("answers every case of spec/ngx_tcp_cases.lua as OpenResty does", function()
