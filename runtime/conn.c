@@ -358,6 +358,21 @@ static void conn_wtimer_cb(uv_timer_t *t) {
 
 lc_conn *lc_conn_check(lua_State *L, int idx) { return lc_handle_check(L, idx, MT); }
 
+uv_tcp_t *lc_conn_tcp_for_send(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  luaL_getmetatable(L, MT);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!same) return NULL;
+  lc_conn *c = lc_conn_check(L, idx);
+  if (c->closing || c->close_after_writes || !c->connected || c->parked || c->rerr != 0)
+    luaL_error(L, "cannot send this socket: it is closed");
+  if (buffered(c) > 0 || c->want.kind != 0)
+    luaL_error(L, "cannot send this socket: it holds unread bytes or a pending read");
+  if (c->filter) luaL_error(L, "cannot send this socket: its TLS state cannot move");
+  return &c->tcp;
+}
+
 void lc_conn_set_filter(lc_conn *c, const lc_conn_filter *f, void *ctx) {
   c->filter = f;
   c->filter_ctx = ctx;

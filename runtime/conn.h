@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <lua.h>
+#include <uv.h>
 
 typedef struct lc_conn lc_conn;
 
@@ -21,6 +22,9 @@ typedef struct lc_conn_filter {
 } lc_conn_filter;
 
 lc_conn *lc_conn_check(lua_State *L, int idx);    /* the connection of a conn object; raises */
+/* the socket of the conn object at idx, for tcp.c to send over IPC; NULL when idx holds no conn
+ * object; raises when it cannot move (closed, in a pool, unread bytes, a pending read, a filter) */
+uv_tcp_t *lc_conn_tcp_for_send(lua_State *L, int idx);
 void lc_conn_set_filter(lc_conn *c, const lc_conn_filter *f, void *ctx);
 void lc_conn_input(lc_conn *c, const char *p, size_t n);          /* plaintext into the buffer */
 int lc_conn_send_raw(lc_conn *c, const char *p, size_t n);        /* bytes to the socket: 0 or UV_E* */

@@ -18,6 +18,7 @@
 #include "lc.h"
 #include "bindings.h"
 #include "tcp.h"
+#include "conn.h"
 #include "dispatch.h"
 #include "write_queue.h"
 #include "read_hold.h"
@@ -158,15 +159,22 @@ int lc_tcp_push_received(lua_State *L, lc_rt *rt, uv_stream_t *accepted, int is_
   return 1;
 }
 
+/* (an outbound socket, conn.c's, travels the same way: its descriptor is dup'ed) */
 uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
-  lc_tcp *t = lc_handle_check(L, idx, MT);
+  uv_tcp_t *src = lc_conn_tcp_for_send(L, idx);
+  *is_server = 0;
+  if (src == NULL) {
+    lc_tcp *t = lc_handle_check(L, idx, MT);
+    src = t->tcp;
+    *is_server = t->is_server;
+  }
   uv_os_fd_t fd;
-  int r = uv_fileno((uv_handle_t *)t->tcp, &fd);
+  int r = uv_fileno((uv_handle_t *)src, &fd);
   if (r != 0) luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) luaL_error(L, "cannot send this socket: %s", strerror(errno));
   uv_tcp_t *out = malloc(sizeof *out);
-  r = out == NULL ? UV_ENOMEM : uv_tcp_init(&t->base.rt->loop, out);
+  r = out == NULL ? UV_ENOMEM : uv_tcp_init(src->loop, out);
   if (r != 0) {
     close(copy);
     free(out);  /* never initialised: not known to the loop */
@@ -177,7 +185,6 @@ uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
     uv_close((uv_handle_t *)out, lc_free_handle_cb);
     luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
   }
-  *is_server = t->is_server;
   return (uv_stream_t *)out;
 }
 

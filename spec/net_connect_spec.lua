@@ -87,6 +87,34 @@ describe("net.resolve and net.connect", function()
     N.assert_checks(p, { "timeout", "took" })
   end)
 
+  it("an outbound socket travels as the handle of a message; the sender's copy is closed", function()
+    local port, up = H.free_port(), H.free_port()
+    N.server(up)
+    local p = H.start_app([[
+local net = require("luacluster.net")
+if cluster.is_master then
+  cluster.setup({ workers = 1 })
+  cluster.on("online", function(w)
+    local s = assert(net.connect("127.0.0.1", tonumber(os.getenv("UP"))))
+    assert(s:write("id\n"))
+    local id = s:read_line()
+    local ok, err = w:send({ id = id }, s)
+    say("sent", ok, err)
+    timer.sleep(100)
+    say("master copy", select(2, s:read()))
+  end)
+else
+  cluster.worker:on("message", function(msg, sock)
+    sock:write("id\n")
+    say("worker got", msg.id, sock:read())
+  end)
+end
+]], { "-w", 1, "-p", port }, { env = { UP = up } })
+    assert(p:wait_output("worker got 1 1\n", 10000, true), p:output())
+    assert(p:wait_output("sent true nil", 1000, true), p:output())
+    assert(p:wait_output("master copy closed", 3000, true), p:output())
+  end)
+
   -- the app gets its own /etc/hosts in a private mount namespace (nothing on the machine
   -- changes): multi.test is ::1 then 127.0.0.1, and localhost is ::1 only
   it("tries every address of a name in turn, and has no special case for localhost", function()
@@ -122,5 +150,40 @@ describe("net.resolve and net.connect", function()
         { env = env, dir = app })
     end })
     N.assert_checks(p, { "both", "second_address", "talks", "localhost_v6", "localhost_not_v4" })
+  end)
+
+  -- a name server that never answers (in the app's own network namespace, on its loopback):
+  -- the lookup counts in opts.timeout (the system's resolver would wait 5 s per attempt)
+  it("a lookup that does not come back in time is a connect timeout", function()
+    if not can_unshare() then
+      pending("unshare -rm (a private mount namespace) is not allowed here")
+      return
+    end
+    local dir = H.tmpdir()
+    local resolv = H.write_file(dir .. "/resolv.conf", "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
+    local silent = H.write_file(dir .. "/silent_dns.lua", [[
+local ffi = require("ffi")
+ffi.cdef("int socket(int, int, int); int bind(int, const void *, unsigned); int poll(void *, unsigned long, int);")
+local fd = ffi.C.socket(2, 2, 0)
+local sa = ffi.new("uint8_t[16]", { 2, 0, 0, 53, 127, 0, 0, 1 })
+assert(ffi.C.bind(fd, sa, 16) == 0, "bind 127.0.0.1:53")
+io.stdout:write("dns listening\n")
+io.stdout:flush()
+ffi.C.poll(nil, 0, 20000)
+]])
+    local p = N.client([[
+  local t0 = core.now()
+  local s, err = net.connect("slow.example", 80, { timeout = 500 })
+  local ms = core.now() - t0
+  check("dns_timeout", s == nil and err == "connect slow.example:80: timeout", err)
+  check("dns_took", ms >= 400 and ms < 4000, ms)
+]], {}, { spawn = function(src, env)
+      local app = H.app({ ["app.lua"] = H.prelude .. src })
+      return H.spawn({ "/usr/bin/unshare", "-rmn", "sh", "-c",
+        'ip link set lo up && mount --bind "$0" /etc/resolv.conf && { luajit "$1" & } && sleep 0.3 && shift && exec "$@"',
+        resolv, silent, H.bin, "-p", "8080", "--control", app .. "/ctl.sock", app .. "/app.lua" },
+        { env = env, dir = app })
+    end })
+    N.assert_checks(p, { "dns_timeout", "dns_took" })
   end)
 end)
