@@ -344,6 +344,21 @@ end)
 
 -- ---- options ----
 
+add("getoption reads what setoption set", function(ngx, port)
+  local s = peer(ngx, port)
+  local out = {}
+  for _, o in ipairs({ { "keepalive", true }, { "tcp-nodelay", true }, { "reuseaddr", 1 }, { "keepalive", false },
+    { "tcp-nodelay", 0 } }) do
+    local before = s:getoption(o[1])
+    out[#out + 1] = o[1] .. " " .. ser(before) .. " " .. ser(s:setoption(o[1], o[2])) .. " " .. ser(s:getoption(o[1]))
+  end
+  out[#out + 1] = ser({ s:getoption("bogus") })
+  out[#out + 1] = ser({ s:getoption() })
+  s:close()
+  out[#out + 1] = ser({ s:getoption("keepalive") })
+  return out
+end)
+
 add("setoption", function(ngx, port)
   local s = peer(ngx, port)
   return s:setoption("tcp-nodelay", true), s:setoption("keepalive", true), s:setoption("sndbuf", 65536),

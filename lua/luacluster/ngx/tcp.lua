@@ -204,6 +204,9 @@ function tcp_mt:connect(...)
     return nil, connect_error(host, err)
   end
   sock:set_timeouts(self._ct or DEFAULT_TIMEOUT, self._st or DEFAULT_TIMEOUT, self._rt or DEFAULT_TIMEOUT)
+  if sock:reused_times() == 0 then
+    sock:nodelay(true) -- lua_tcp_nodelay's default: on
+  end
   self._box.sock = sock
   return 1
 end
@@ -574,28 +577,39 @@ end
 
 -- ---- options ----
 
-local OPTIONS = { keepalive = true, reuseaddr = true, ["tcp-nodelay"] = true, sndbuf = true, rcvbuf = true }
 local sockopt -- luacluster.ngx.sockopt, loaded on first use
 
 
--- setoption(option, value) -> true | nil, err: "keepalive", "reuseaddr", "tcp-nodelay",
--- "sndbuf", "rcvbuf", as lua-resty-core's
-function tcp_mt:setoption(option, value)
+-- the connection for setoption / getoption | nil, err; raises for a socket never connected
+local function option_sock(self, option)
   if not self._box then
     raise("socket is never created nor connected")
   end
   if option == nil then
     return nil, 'missing the "option" argument'
   end
-  if value == nil then
-    return nil, 'missing the "value" argument'
-  end
-  if not OPTIONS[option] then
+  sockopt = sockopt or require("luacluster.ngx.sockopt")
+  if not sockopt.OPTIONS[option] then
     return nil, "unsupported option " .. tostring(option)
   end
   local sock = self._box.sock
   if not sock then
     return nil, "closed"
+  end
+  return sock
+end
+
+
+-- setoption(option, value) -> true | nil, err: "keepalive", "reuseaddr", "tcp-nodelay",
+-- "sndbuf", "rcvbuf", as lua-resty-core's (sndbuf and rcvbuf are the buffers they name:
+-- lua-nginx-module 0.10.26 sets and reads each one's opposite)
+function tcp_mt:setoption(option, value)
+  if option ~= nil and value == nil and self._box then
+    return nil, 'missing the "value" argument'
+  end
+  local sock, err = option_sock(self, option)
+  if not sock then
+    return nil, err
   end
   local v = value == true and 1 or value == false and 0 or tonumber(value)
   if v == nil then
@@ -605,8 +619,17 @@ function tcp_mt:setoption(option, value)
     sock:nodelay(v ~= 0)
     return true
   end
-  sockopt = sockopt or require("luacluster.ngx.sockopt")
   return sockopt.set(sock:fileno(), option, int(v))
+end
+
+
+-- getoption(option) -> its value (a number) | nil, err
+function tcp_mt:getoption(option)
+  local sock, err = option_sock(self, option)
+  if not sock then
+    return nil, err
+  end
+  return sockopt.get(sock:fileno(), option)
 end
 
 
