@@ -342,6 +342,35 @@ add("setkeepalive's argument errors", function(ngx, port)
   return out
 end)
 
+add("backlog: pool_size connections in use, backlog connects wait, more are refused", function(ngx, port)
+  local opts = { pool = "backlog-" .. port, pool_size = 1, backlog = 1 }
+  local out = {}
+  local a = ngx.socket.tcp()
+  out[#out + 1] = "a " .. ser(a:connect("127.0.0.1", port, opts))
+  ngx.timer.at(0, function()
+    local b = ngx.socket.tcp()
+    local ok, err = b:connect("127.0.0.1", port, opts) -- waits for a's place
+    out[#out + 1] = "b " .. ser(ok) .. " " .. ser(err) .. " reused " .. ser(b:getreusedtimes())
+    ngx.sleep(0.3)
+    b:close()
+  end)
+  ngx.timer.at(0, function()
+    local c = ngx.socket.tcp()
+    out[#out + 1] = "c " .. ser({ c:connect("127.0.0.1", port, opts) })
+  end)
+  ngx.timer.at(0.15, function()
+    local d = ngx.socket.tcp()
+    d:settimeouts(100, 1000, 1000) -- b holds the place until 0.35 s
+    out[#out + 1] = "d " .. ser({ d:connect("127.0.0.1", port, opts) })
+  end)
+  ngx.sleep(0.05)
+  out[#out + 1] = "a keepalive " .. ser(a:setkeepalive())
+  ngx.sleep(0.6)
+  out[#out + 1] = "e " .. ser({ a:connect("127.0.0.1", port, opts) }) .. " reused " .. ser(a:getreusedtimes())
+  a:close()
+  return out
+end)
+
 -- ---- options ----
 
 add("getoption reads what setoption set", function(ngx, port)

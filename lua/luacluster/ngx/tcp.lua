@@ -6,9 +6,10 @@
 -- without yielding. A read timeout is the only error that leaves the socket open; every other
 -- failure closes it, as OpenResty's does. A socket that is neither closed nor kept alive closes
 -- when it is collected.
--- Not here: "unix:" peers, sslhandshake (until net.connect's TLS client lands), bind, and
--- backlog's limit on open connections (the option is checked and accepted).
+-- backlog limits the connections of a pool in use at once (ngx/backlog.lua).
+-- Not here: "unix:" peers, sslhandshake (until net.connect's TLS client lands), bind.
 local args = require("luacluster.ngx.args")
+local backlog = require("luacluster.ngx.backlog")
 local outbound = require("luacluster.net.outbound")
 local send_data = require("luacluster.ngx.send_data")
 
@@ -44,12 +45,25 @@ end
 
 -- A cosocket's connection is self._box.sock (an outbound socket), so that the guard made with
 -- it can close it when the cosocket is collected without holding the cosocket itself.
+-- box.limit: the backlog limit (ngx/backlog.lua) whose place the connection holds, if any.
+
+-- the connection is no longer this cosocket's (closed, or put in its pool)
+local function let_go(box)
+  box.sock = nil
+  local l = box.limit
+  if l then
+    box.limit = nil
+    backlog.release(l)
+  end
+end
+
+
 local function guard(box)
   local p = newproxy(true)
   getmetatable(p).__gc = function()
     local sock = box.sock
     if sock then
-      box.sock = nil
+      let_go(box)
       sock:close()
     end
   end
@@ -83,7 +97,7 @@ local function drop(self)
   local box = self._box
   local sock = box and box.sock
   if sock then
-    box.sock = nil
+    let_go(box)
     sock:close()
   end
 end
@@ -115,9 +129,9 @@ local function connect_error(host, err)
 end
 
 
--- the options table of connect (argument #arg of the method) -> pool, pool_size, backlog
+-- the options table of connect (argument #arg of the method) -> pool, pool_size, backlog_size
 local function connect_opts(t, arg)
-  local pool, pool_size, backlog
+  local pool, pool_size, backlog_size
   local v = t.pool_size
   if tonumber(v) then
     pool_size = int(tonumber(v))
@@ -129,9 +143,9 @@ local function connect_opts(t, arg)
   end
   v = t.backlog
   if tonumber(v) then
-    backlog = int(tonumber(v))
-    if backlog < 0 then
-      raise(fmt('bad argument #%d to \'connect\' (bad "backlog" option value: %d)', arg, backlog))
+    backlog_size = int(tonumber(v))
+    if backlog_size < 0 then
+      raise(fmt('bad argument #%d to \'connect\' (bad "backlog" option value: %d)', arg, backlog_size))
     end
     pool_size = pool_size or DEFAULT_POOL_SIZE
   end
@@ -141,23 +155,23 @@ local function connect_opts(t, arg)
   elseif v ~= nil then
     raise(fmt('bad argument #%d to \'connect\' (bad "pool" option type: %s)', arg, type(v)))
   end
-  return pool, pool_size, backlog
+  return pool, pool_size, backlog_size
 end
 
 
 -- connect(host, port [, opts]) | connect("unix:/path" [, opts]) -> 1 | nil, err (waits).
 -- A connection this socket held is closed first. opts.pool names the pool (default
--- "host:port"); opts.pool_size sizes it when it is made; opts.backlog is checked and accepted,
--- but luacluster does not limit the connections open to a pool (see the README).
+-- "host:port"); opts.pool_size sizes it when it is made; with opts.backlog, at most pool_size
+-- connections of the pool are in use at once and backlog connects wait for one (backlog.lua).
 function tcp_mt:connect(...)
   local n = select("#", ...) + 1
   check_count(n, 2, 4, "ngx.socket connect: expecting 2, 3, or 4 arguments (including the object), but seen %d")
   local host, port = ...
   host = args.host(host, "connect")
   local last = select(n - 1, ...)
-  local pool, pool_size
+  local pool, pool_size, backlog_size
   if type(last) == "table" then
-    pool, pool_size = connect_opts(last, n - 1)
+    pool, pool_size, backlog_size = connect_opts(last, n - 1)
     n = n - 1
   end
   if n == 4 then
@@ -198,11 +212,23 @@ function tcp_mt:connect(...)
     return nil, "connection refused"
   end
   self._connecting = true
+  local limit = backlog.limit(key, pool_sizes[key], backlog_size)
+  if limit then
+    local ok, err = backlog.acquire(limit, self._ct or DEFAULT_TIMEOUT)
+    if not ok then
+      self._connecting = nil
+      return nil, err
+    end
+  end
   local sock, err = outbound.connect(host, port, { timeout = self._ct or DEFAULT_TIMEOUT, pool = key })
   self._connecting = nil
   if not sock then
+    if limit then
+      backlog.release(limit)
+    end
     return nil, connect_error(host, err)
   end
+  self._box.limit = limit
   sock:set_timeouts(self._ct or DEFAULT_TIMEOUT, self._st or DEFAULT_TIMEOUT, self._rt or DEFAULT_TIMEOUT)
   if sock:reused_times() == 0 then
     sock:nodelay(true) -- lua_tcp_nodelay's default: on
@@ -547,7 +573,7 @@ function tcp_mt:setkeepalive(...)
   if not ok then
     return nil, KEEPALIVE_ERRORS[err] or err
   end
-  self._box.sock = nil
+  let_go(self._box)
   return 1
 end
 
