@@ -293,14 +293,15 @@ local function ser(v, depth)
 end
 
 
-local function run(ngx)
+-- the lines of a list of cases { { name, fn }, ... }, each called as fn(...)
+local function run_list(list, ...)
   local lines = {}
-  for _, c in ipairs(cases) do
+  for _, c in ipairs(list) do
     local r = { n = 0 }
     local function pack(...)
       r = { n = select("#", ...), ... }
     end
-    pack(pcall(c[2], ngx))
+    pack(pcall(c[2], ...))
     local text
     if r[1] then
       local parts = {}
@@ -318,4 +319,9 @@ local function run(ngx)
 end
 
 
-return { run = run, ser = ser }
+local function run(ngx)
+  return run_list(cases, ngx)
+end
+
+
+return { run = run, run_list = run_list, ser = ser }

@@ -17,6 +17,7 @@ test_pkgs+=(redis-server util-linux)  # spec/net_read_spec.lua's real Redis; uns
 command -v node >/dev/null 2>&1 || bench_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || bench_pkgs+=(npm)
 test_pkgs+=(lua-nginx-dns)  # spec/ngx_udp_spec.lua: Debian's nginx.dns.resolver over ngx.socket.udp
+test_pkgs+=(memcached lua-nginx-redis lua-nginx-memcached lua-nginx-redis-connector lua-nginx-websocket python3-websockets)  # spec/ngx_drivers_spec.lua
 
 want=("${build_pkgs[@]}" "${app_pkgs[@]}" "${test_pkgs[@]}")
 fuzz_pkgs=(clang libclang-rt-14-dev)

@@ -2,8 +2,9 @@
 -- use outside a request's own input and output, with OpenResty's (lua-nginx-module 0.10.26's)
 -- arguments, return values and error strings, mapped onto luacluster's modules.
 -- require("luacluster.ngx") returns `ngx` and sets the global `ngx` when there is none.
--- ngx.socket.udp is luacluster.ngx.udp's.
--- Not here: ngx.socket.tcp (arrives with the socket layer), ngx.shared (with the shared
+-- ngx.socket.tcp and ngx.socket.connect are luacluster.ngx.tcp's, ngx.socket.udp is
+-- luacluster.ngx.udp's.
+-- Not here: ngx.shared (with the shared
 -- dictionaries), and the request API (ngx.req, ngx.var, ngx.say, ngx.ctx, ...): reading one of
 -- those raises an error that says what to use instead.
 local core = require("luacluster.core")
@@ -13,6 +14,7 @@ local timer = require("luacluster.timer")
 local ngx_log = require("luacluster.ngx.log")
 local ngx_re = require("luacluster.ngx.re")
 local ngx_timer = require("luacluster.ngx.timer")
+local ngx_tcp = require("luacluster.ngx.tcp")
 local ngx_udp = require("luacluster.ngx.udp")
 
 local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
@@ -208,26 +210,9 @@ ngx.timer = {
 
 -- ---- what is not here ----
 
--- Until luacluster's TCP cosocket comes (with the socket layer), ngx.socket.tcp() makes a
--- socket that keeps its timeouts and fails every other call with nil, err: a driver that
--- makes one up front and uses it only now and then (lua-nginx-dns's resolver:new, for
--- truncated answers) runs, and says why when it does use it.
-local TCP_MISSING = "ngx.socket.tcp is not provided by luacluster.ngx yet: it arrives with"
-  .. " luacluster's socket layer (use luacluster.net meanwhile)"
-local tcp_mt = { __index = {
-  settimeout = function() end,
-  settimeouts = function() end,
-} }
-setmetatable(tcp_mt.__index, { __index = function()
-  return function()
-    return nil, TCP_MISSING
-  end
-end })
-
 ngx.socket = {
-  tcp = function()
-    return setmetatable({}, tcp_mt)
-  end,
+  tcp = ngx_tcp.tcp,
+  connect = ngx_tcp.connect,
   udp = ngx_udp.udp,
 }
 

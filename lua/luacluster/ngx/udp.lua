@@ -7,7 +7,10 @@
 -- Not here: "unix:" datagram peers and bind().
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
+local args = require("luacluster.ngx.args")
 local send_data = require("luacluster.ngx.send_data")
+
+local raise, check_count = args.raise, args.check_count
 
 local type, select, tonumber, tostring = type, select, tonumber, tostring
 local floor, random = math.floor, math.random
@@ -21,11 +24,6 @@ local DEFAULT_TIMEOUT = 60000 -- ms: lua_socket_read_timeout's default
 
 local udp_mt = {}
 udp_mt.__index = udp_mt
-
-
-local function raise(msg)
-  coro.error_at_caller(msg)
-end
 
 
 -- getaddrinfo's failures in the words of nginx's resolver ("example.test could not be
@@ -67,14 +65,6 @@ local function close_handle(self)
 end
 
 
--- n arguments (the object included) between lo and hi, or raises msg (a format of n)
-local function check_count(n, lo, hi, msg)
-  if n < lo or n > hi then
-    raise(fmt(msg, n))
-  end
-end
-
-
 -- the handle of a socket that has a peer and no receive waiting | nil, err
 local function usable(self)
   local h = self._h
@@ -103,10 +93,7 @@ function udp_mt:setpeername(...)
   local n = select("#", ...) + 1
   check_count(n, 2, 3, "ngx.socket.udp setpeername: expecting 2 or 3 arguments (including the object), but seen %d")
   local host, port = ...
-  if type(host) ~= "string" and type(host) ~= "number" then
-    raise("bad argument #1 to 'setpeername' (string expected, got " .. type(host) .. ")")
-  end
-  host = tostring(host)
+  host = args.host(host, "setpeername")
   if n == 3 then
     local p = tonumber(port)
     if p == nil then
