@@ -1,5 +1,5 @@
-/* tcp.c: TCP sockets and listening sockets bound to Lua (the net module's mechanism, and the
- * listening side of every server).
+/* tcp.c: TCP sockets accepted by a server and listening sockets, bound to Lua (the net module's
+ * mechanism, and the listening side of every server; outbound sockets are conn.c's).
  * Owns: the uv_tcp_t (heap, pointed to by the lc_tcp struct so that a socket received over
  * IPC is adopted as it is), its callback reference, its write queue (write_queue.c), its
  * timers (send, accept pause) and, for a dispatching listener, its lc_dispatch (dispatch.c:
@@ -13,11 +13,12 @@
  * Every entry into Lua from a libuv callback goes through lc_call_with (rt.c), its arguments
  * built inside the protected call: out of memory there is logged, never thrown through libuv.
  * What Lua must not miss waits for memory instead of being dropped: a read event (read_hold.h),
- * a connect's callback (retried on a timer), a dispatched connection (queued, flushed later). */
+ * a dispatched connection (queued, flushed later). */
 #define _GNU_SOURCE
 #include "lc.h"
 #include "bindings.h"
 #include "tcp.h"
+#include "conn.h"
 #include "dispatch.h"
 #include "write_queue.h"
 #include "read_hold.h"
@@ -158,15 +159,22 @@ int lc_tcp_push_received(lua_State *L, lc_rt *rt, uv_stream_t *accepted, int is_
   return 1;
 }
 
+/* (an outbound socket, conn.c's, travels the same way: its descriptor is dup'ed) */
 uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
-  lc_tcp *t = lc_handle_check(L, idx, MT);
+  uv_tcp_t *src = lc_conn_tcp_for_send(L, idx);
+  *is_server = 0;
+  if (src == NULL) {
+    lc_tcp *t = lc_handle_check(L, idx, MT);
+    src = t->tcp;
+    *is_server = t->is_server;
+  }
   uv_os_fd_t fd;
-  int r = uv_fileno((uv_handle_t *)t->tcp, &fd);
+  int r = uv_fileno((uv_handle_t *)src, &fd);
   if (r != 0) luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) luaL_error(L, "cannot send this socket: %s", strerror(errno));
   uv_tcp_t *out = malloc(sizeof *out);
-  r = out == NULL ? UV_ENOMEM : uv_tcp_init(&t->base.rt->loop, out);
+  r = out == NULL ? UV_ENOMEM : uv_tcp_init(src->loop, out);
   if (r != 0) {
     close(copy);
     free(out);  /* never initialised: not known to the loop */
@@ -177,7 +185,6 @@ uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
     uv_close((uv_handle_t *)out, lc_free_handle_cb);
     luaL_error(L, "cannot send this socket: %s", uv_strerror(r));
   }
-  *is_server = t->is_server;
   return (uv_stream_t *)out;
 }
 
@@ -310,7 +317,7 @@ static int m_close(lua_State *L) {
   return 0;
 }
 
-static int push_addr(lua_State *L, const struct sockaddr_storage *ss) {
+int lc_tcp_push_addr(lua_State *L, const struct sockaddr_storage *ss) {
   char ip[64];
   int port;
   if (ss->ss_family == AF_INET6) {
@@ -333,7 +340,7 @@ static int m_peername(lua_State *L) {
   int len = sizeof ss;
   int r = uv_tcp_getpeername(t->tcp, (struct sockaddr *)&ss, &len);
   if (r != 0) return lc_push_error(L, r);
-  return push_addr(L, &ss);
+  return lc_tcp_push_addr(L, &ss);
 }
 
 static int m_sockname(lua_State *L) {
@@ -342,7 +349,7 @@ static int m_sockname(lua_State *L) {
   int len = sizeof ss;
   int r = uv_tcp_getsockname(t->tcp, (struct sockaddr *)&ss, &len);
   if (r != 0) return lc_push_error(L, r);
-  return push_addr(L, &ss);
+  return lc_tcp_push_addr(L, &ss);
 }
 
 static int m_is_server(lua_State *L) {
@@ -353,6 +360,7 @@ static int m_is_server(lua_State *L) {
 
 /* ---- listening ---- */
 
+/* a listening address: an IP literal, or "localhost" (outbound names are resolve.c's) */
 static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
   if (strchr(host, ':')) return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
@@ -661,99 +669,6 @@ static int m_dispatch_requeue(lua_State *L) {
   return 2;
 }
 
-/* ---- outbound connections ---- */
-
-typedef struct tconnect {
-  uv_connect_t req;
-  lc_rt *rt;
-  int cb_ref, status;
-  uv_tcp_t *tcp;            /* NULL once handed to Lua (or closed, on a failed connect) */
-  uv_timer_t *retry;        /* made when Lua had no memory for the callback's arguments */
-  uint64_t delay;
-} tconnect;
-
-/* run by lc_call_with, protected: cb(sock) or cb(nil, "connect ECONNREFUSED: ...") */
-static int tcp_push_connect(lua_State *L, void *ud) {
-  tconnect *c = ud;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->cb_ref);
-  if (c->status != 0) {
-    return lc_push_fail(L, 0, "connect %s: %s", uv_err_name(c->status), uv_strerror(c->status));
-  }
-  wrap(L, c->tcp, 0);
-  c->tcp = NULL;  /* last: until here, a raise leaves the socket to connect_deliver */
-  return 1;
-}
-
-static void tcp_connect_retry_cb(uv_timer_t *timer);
-
-/* Calls the connect's callback; when its arguments cannot be built (out of memory) it is tried
- * again later rather than never called (a coroutine waits on it). Frees c once called. */
-static void connect_deliver(tconnect *c) {
-  if (lc_call_with(c->rt, tcp_push_connect, c) > 0) {
-    if (c->retry == NULL && (c->retry = malloc(sizeof *c->retry)) != NULL) {
-      if (uv_timer_init(&c->rt->loop, c->retry) != 0) { free(c->retry); c->retry = NULL; }
-      else { c->retry->data = c; c->delay = 25; }
-    }
-    if (c->retry) {
-      c->delay = c->delay * 2 > 2000 ? 2000 : c->delay * 2;
-      uv_timer_start(c->retry, tcp_connect_retry_cb, c->delay, 0);
-      return;
-    }
-    lc_log(c->rt, "error: tcp: a connect's callback could not be called (out of memory); it never will be");
-  }
-  if (c->tcp) uv_close((uv_handle_t *)c->tcp, lc_free_handle_cb);
-  if (c->retry) uv_close((uv_handle_t *)c->retry, lc_free_handle_cb);
-  luaL_unref(c->rt->L, LUA_REGISTRYINDEX, c->cb_ref);
-  free(c);
-}
-
-static void tcp_connect_retry_cb(uv_timer_t *timer) { connect_deliver(timer->data); }
-
-static void tcp_connect_cb(uv_connect_t *req, int status) {
-  tconnect *c = (tconnect *)req;
-  c->status = status;
-  if (status != 0) {
-    uv_close((uv_handle_t *)c->tcp, lc_free_handle_cb);
-    c->tcp = NULL;
-  }
-  connect_deliver(c);
-}
-
-/* core.tcp_connect(host, port, cb): cb(sock) or cb(nil, err) */
-static int f_tcp_connect(lua_State *L) {
-  lc_rt *rt = lc_rt_get(L);
-  const char *host = luaL_checkstring(L, 1);
-  int port = (int)luaL_checkinteger(L, 2);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  int r = parse_addr(host, port, &ss);
-  if (r != 0) return lc_push_error(L, r);
-  lua_pushvalue(L, 3);
-  int cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (what can raise comes before the allocations) */
-  tconnect *c = calloc(1, sizeof *c);
-  uv_tcp_t *tcp = malloc(sizeof *tcp);
-  r = c == NULL || tcp == NULL ? UV_ENOMEM : uv_tcp_init(&rt->loop, tcp);
-  if (r != 0) {
-    free(c);
-    free(tcp);  /* never initialised: not known to the loop */
-    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
-    return lc_push_error(L, r);
-  }
-  c->rt = rt;
-  c->tcp = tcp;
-  c->cb_ref = cb_ref;
-  r = uv_tcp_connect(&c->req, tcp, (struct sockaddr *)&ss, tcp_connect_cb);
-  if (r != 0) {
-    uv_close((uv_handle_t *)tcp, lc_free_handle_cb);
-    free(c);
-    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
-    return lc_push_error(L, r);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* Hands a connected socket's uv handle to a C owner (an HTTP server); the Lua object is
  * closed without closing the socket. NULL when it cannot be moved (writes in flight, or a read
  * event held for Lua). */
@@ -814,7 +729,7 @@ void lc_open_tcp(lua_State *L) {
   };
   lc_newmetatable(L, MT, methods);
   static const luaL_Reg fns[] = {
-    {"tcp_listen", f_tcp_listen}, {"tcp_connect", f_tcp_connect},
+    {"tcp_listen", f_tcp_listen},
     {NULL, NULL},
   };
   luaL_register(L, NULL, fns);

@@ -18,6 +18,9 @@ int lc_tcp_push_received(lua_State *L, lc_rt *rt, uv_stream_t *accepted, int is_
 uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server);
 /* owner's callback gets conn as a Lua socket; closed when no callback can take it */
 void lc_tcp_give_conn(lc_handle_base *owner, uv_tcp_t *conn);
+struct sockaddr_storage;
+/* pushes ip, port of an address (the peer's or our own) */
+int lc_tcp_push_addr(lua_State *L, const struct sockaddr_storage *ss);
 void lc_open_tcp(lua_State *L);
 
 #endif

@@ -1,11 +1,13 @@
--- luacluster.net: TCP servers and sockets. The sockets are runtime/tcp.c's; this module
+-- luacluster.net: TCP servers and sockets. Accepted sockets are runtime/tcp.c's; this module
 -- gives them the contract's shape (:read waits, :on("data") for the callback style) and
--- makes servers listen through the master like HTTP servers do (serve/listen.lua).
+-- makes servers listen through the master like HTTP servers do (serve/listen.lua). Outbound
+-- sockets (connect, resolve, pools) are net/outbound.lua's.
 -- Sockets and servers can travel as the handle of a message; the sender's copy is closed.
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
 local listen = require("luacluster.serve.listen")
+local outbound = require("luacluster.net.outbound")
 local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
@@ -300,32 +302,40 @@ end
 
 -- ---- outbound ----
 
--- connect(host, port) -> sock | nil, err (waits); with cb: cb(sock) or cb(nil, err)
-function _M.connect(host, port, cb)
-  if type(host) ~= "string" or type(port) ~= "number" then
-    error("net.connect: host must be a string and port a number", 2)
+-- connect(host, port [, opts]) -> sock | nil, err (waits); connect(host, port [, opts], cb):
+-- cb(sock) or cb(nil, err) in a coroutine of its own. The sockets are net/outbound.lua's.
+function _M.connect(host, port, opts, cb)
+  if type(opts) == "function" and cb == nil then
+    opts, cb = nil, opts
   end
-  local w = cb == nil and coro.waiter("net.connect") or nil
-  local ok, err = core.tcp_connect(host, port, function(raw, cerr)
-    local sock = raw and _M.wrap(raw) or nil
-    if cb then
-      coro.spawn(cb, sock, cerr)
-    else
-      w:wake(sock, cerr)
-    end
-  end)
-  if not ok then
-    if cb then
-      coro.spawn(cb, nil, err)
-      return nil, err
-    end
-    return nil, err
+  if type(host) ~= "string" or host == "" then
+    error("net.connect: host must be a non-empty string", 2)
+  end
+  if type(port) ~= "number" or port < 1 or port > 65535 or port % 1 ~= 0 then
+    error("net.connect: port must be a number 1-65535", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("net.connect: opts must be a table", 2)
+  end
+  local timeout = opts and opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then
+    error("net.connect: opts.timeout must be a number of ms > 0", 2)
+  end
+  if cb ~= nil and type(cb) ~= "function" then
+    error("net.connect: cb must be a function", 2)
   end
   if cb then
+    coro.spawn(function()
+      cb(outbound.connect(host, port, opts))
+    end)
     return true
   end
-  return w:wait()
+  return outbound.connect(host, port, opts)
 end
+
+
+-- resolve(name) -> { address, ... } | nil, err (waits)
+_M.resolve = outbound.resolve
 
 
 -- ---- handles that travel in messages ----
@@ -349,7 +359,7 @@ function _M.raw(obj)
   elseif getmetatable(obj) == server_mt then
     return obj._listeners[1]
   end
-  return obj
+  return outbound.raw(obj) or obj
 end
 
 
@@ -357,6 +367,7 @@ return {
   wrap = _M.wrap,
   create_server = _M.create_server,
   connect = _M.connect,
+  resolve = _M.resolve,
   adopt = _M.adopt,
   raw = _M.raw,
 }
