@@ -10,8 +10,6 @@ build_pkgs=(cmake gcc libc6-dev make pkg-config luajit2 libluajit2-5.1-dev libuv
 test_pkgs=(procps wrk nginx libnginx-mod-http-lua python3-prometheus-client iproute2)
 # what every app can require with no set-up: lua-cjson (`require("cjson")`, spec/cjson_spec.lua)
 app_pkgs=(lua-cjson ca-certificates)  # and the CA store TLS verifies against (runtime/tls.c)
-build_pkgs+=(libssl-dev)  # OpenSSL 3: runtime/tls.c
-app_pkgs=(lua-cjson)
 test_pkgs+=(redis-server util-linux)  # spec/net_read_spec.lua's real Redis; unshare (net_connect_spec)
 # bench/ writes its SVG chart itself; its peers are Node.js (npm installs PM2 into bench/.peers)
 # and nginx. A node already on PATH (nodesource, nvm) is used as it is.
