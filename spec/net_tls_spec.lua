@@ -191,6 +191,39 @@ describe("net.connect with opts.tls", function()
 ]], { "connected", "info", "page", "closed_after", "cached", "resumed", "reused_page", "ip", "plain_info" })
   end)
 
+  it("serves from a worker's HTTP handler what it fetched over TLS, through the pool", function()
+    local port = H.free_port()
+    local p = H.start_app([[
+local net = require("luacluster.net")
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup({ workers = 1 })
+else
+  local server = http.create_server(function(req, res)
+    local s, err = net.connect("localhost", tonumber(os.getenv("NPORT")), { tls = { ca_file = os.getenv("CA") } })
+    if not s then return 502, err end
+    assert(s:write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+    local head = assert(s:read_until("\r\n\r\n"))
+    local body = assert(s:read(tonumber(head:match("Content%-Length: (%d+)"))))
+    local info = s:tls_info()
+    local reused = s:reused_times()
+    assert(s:set_keepalive())
+    return 200, body .. "reused_times=" .. reused .. " " .. info.protocol .. "\n"
+  end)
+  server:on("listening", function() say("listening") end)
+  server:listen(tonumber(os.getenv("PORT")), "127.0.0.1")
+end
+]], { "-p", port }, { env = { PORT = port, NPORT = env.NPORT, CA = env.CA } })
+    clients[#clients + 1] = p
+    assert(p:wait_output("listening", 10000, true), p:output())
+    local a, sa = H.curl("http://127.0.0.1:" .. port .. "/")
+    local b, sb = H.curl("http://127.0.0.1:" .. port .. "/")
+    assert.are.same({ 200, 200 }, { sa, sb }, a .. b .. p:output())
+    assert.matches("reqs=1 .*reused_times=0 TLSv1.3", a)
+    assert.matches("reqs=2 .*reused_times=1 TLSv1.3", b)
+    assert.are.equal(a:match("conn=(%d+)"), b:match("conn=(%d+)"))
+  end)
+
   it("fails verification with the reason: the system store, a name mismatch; verify = false connects", function()
     run([[
   local port = env_port("SPORT")

@@ -57,6 +57,12 @@ function _M.handshake(sock, tls, host, ms)
     return nil, "timeout"
   end
   local st, h = sock._st, sock._h
+  if h == nil then
+    return nil, "closed"
+  end
+  if h:buffered() > 0 then
+    return nil, "unread bytes before the TLS handshake"
+  end
   local ok, err = core.conn_tls(h, host, st.key, verify, ca_file, server_name)
   if not ok then
     return nil, err
