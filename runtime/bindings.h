@@ -15,11 +15,12 @@ void lc_open_stream(lua_State *L);       /* stream.c */
 void lc_open_unix_socket(lua_State *L);  /* unix_socket.c */
 void lc_open_tcp(lua_State *L);          /* tcp.c */
 void lc_open_udp(lua_State *L);          /* udp.c: connected UDP sockets (ngx.socket.udp) */
+void lc_open_dispatch(lua_State *L);     /* dispatch.c: sink_new */
+void lc_open_http(lua_State *L);         /* http_lua.c */
 void lc_open_conn(lua_State *L);         /* conn.c: conn_new (outbound sockets) */
 void lc_open_conn_tls(lua_State *L);     /* conn_tls.c: conn_tls, conn_tls_info (TLS on outbound sockets) */
 void lc_open_resolve(lua_State *L);      /* resolve.c: resolve */
-void lc_open_dispatch(lua_State *L);     /* dispatch.c: sink_new */
-void lc_open_http(lua_State *L);         /* http_lua.c */
+void lc_open_http_client(lua_State *L);  /* http_client_lua.c: http_response */
 void lc_open_fswatch(lua_State *L);      /* fswatch.c */
 void lc_open_protect(lua_State *L);      /* protect.c */
 void lc_open_log(lua_State *L);          /* log.c */

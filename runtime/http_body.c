@@ -10,6 +10,7 @@ enum {
   BS_DATA, BS_DATA_CR, BS_DATA_LF,
   BS_TR_LINE0, BS_TR_NAME, BS_TR_VALUE, BS_TR_CL_OWS, BS_TR_CL_DIGITS, BS_TR_LF,
   BS_END_LF, BS_DONE,
+  BS_CLOSE,                    /* a response body that ends at the close: data until then */
 };
 
 #define MAX_CHUNK_LINE 4096    /* a chunk-size line with its extensions */
@@ -43,6 +44,11 @@ int lc_http_body_init(lc_http_body *b, int chunked, uint64_t length, uint64_t ma
   return length > 0 ? LC_HTTP_BODY_MORE : LC_HTTP_BODY_DONE;
 }
 
+void lc_http_body_init_close(lc_http_body *b) {
+  lc_http_body_init(b, 0, 0, 0);
+  b->state = BS_CLOSE;
+}
+
 int lc_http_body_frame(lc_http_body *b, const char *p, size_t n, uint64_t max_body,
                        size_t max_trailers, size_t *used, size_t *data_off, size_t *data_len) {
   size_t i = 0;
@@ -50,6 +56,13 @@ int lc_http_body_frame(lc_http_body *b, const char *p, size_t n, uint64_t max_bo
   *data_off = 0;
   *data_len = 0;
   if (b->state == BS_DONE) return LC_HTTP_BODY_DONE;
+  if (b->state == BS_CLOSE) {
+    if (b->total > max_body || n > max_body - b->total) return 413;
+    b->total += n;
+    *data_len = n;
+    *used = n;
+    return LC_HTTP_BODY_MORE;
+  }
   if (b->state == BS_LENGTH) {
     size_t k = n;
     if (k > b->size) k = (size_t)b->size;

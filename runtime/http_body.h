@@ -1,5 +1,6 @@
 /* http_body.h: the framing of a request body (RFC 9112 section 6): a Content-Length counter,
- * or the chunked coding (section 7.1) with its strict grammar and its trailer section.
+ * or the chunked coding (section 7.1) with its strict grammar and its trailer section; and of a
+ * response body (the HTTP client's), which may also be delimited by the close.
  * An incremental state machine over the bytes as they arrive: it keeps no bytes of its own
  * (a few counters), and hands back where the body's data lies in what it was given, so the
  * caller copies the data once and nothing else. It is the only body parser: the head is
@@ -35,6 +36,12 @@ enum { LC_HTTP_BODY_MORE = 0, LC_HTTP_BODY_DONE = 1 };
  * there is no body, LC_HTTP_BODY_MORE when one follows, 413 when its Content-Length is over
  * max_body. */
 int lc_http_body_init(lc_http_body *b, int chunked, uint64_t length, uint64_t max_body);
+
+/* Starts a body delimited by the close of the connection (a response with neither
+ * Content-Length nor chunked, RFC 9112 6.3 point 8): lc_http_body_frame hands every byte back
+ * as data and never ends it (the caller ends it at the close), or 413 once the body would pass
+ * max_body. */
+void lc_http_body_init_close(lc_http_body *b);
 
 /* Frames p[0..n): reads framing up to and including at most one run of body data, which is
  * p[*data_off, *data_off + *data_len) (*data_len 0: none). *used: how many bytes of p it took

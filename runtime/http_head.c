@@ -1,6 +1,8 @@
 /* http_head.c: see http_head.h. The request head is checked byte by byte against RFC 9112:
  * request-line = method SP request-target SP HTTP-version; field-line = field-name ":" OWS
- * field-value OWS; lines end in CRLF (a bare LF is accepted, a bare CR is not). */
+ * field-value OWS; lines end in CRLF (a bare LF is accepted, a bare CR is not). A response
+ * head (the HTTP client's) differs only in its first line, status-line = HTTP-version SP
+ * status-code SP [ reason-phrase ], and in the framing checks at its end (response_done). */
 #include "http_head.h"
 
 #include <string.h>
@@ -212,6 +214,67 @@ void lc_http_head_init(lc_http_head *h) {
   memset(h, 0, offsetof(lc_http_head, fields));
 }
 
+void lc_http_response_init(lc_http_head *h) {
+  memset(h, 0, offsetof(lc_http_head, fields));
+  h->response = 1;
+}
+
+/* status-line = HTTP-version SP status-code SP [ reason-phrase ]; the reason may be left out
+ * with its SP ("HTTP/1.1 200", as RFC 7230's erratum allows); reason-phrase = *( HTAB / SP /
+ * VCHAR / obs-text ) */
+static int parse_status_line(const char *s, const char *e, lc_http_head *h) {
+  size_t n = (size_t)(e - s);
+  h->why = "invalid status line";
+  if (n < 12 || memcmp(s, "HTTP/", 5) != 0 || s[6] != '.' || s[5] < '0' || s[5] > '9' || s[7] < '0' ||
+      s[7] > '9' || s[8] != ' ')
+    return 400;
+  if (s[5] != '1') {
+    h->why = "unsupported HTTP version in the status line";
+    return 400;
+  }
+  int code = 0;
+  for (int i = 9; i < 12; i++) {
+    if (s[i] < '0' || s[i] > '9') return 400;
+    code = code * 10 + (s[i] - '0');
+  }
+  if (code < 100 || code > 599) return 400;
+  if (n > 12 && s[12] != ' ') return 400;
+  for (const char *q = s + 12; q < e; q++) {
+    unsigned char c = (unsigned char)*q;
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return 400;
+  }
+  h->why = NULL;
+  h->minor = s[7] == '0' ? 0 : 1;
+  h->status = code;
+  return 0;
+}
+
+/* why a response's header line was refused (check_field's 400 or 431) */
+static const char *field_fault(const char *s, const char *e, int code) {
+  if (code == 431) return "more than 100 header fields";
+  const char *colon = memchr(s, ':', (size_t)(e - s));
+  if (colon != NULL && ieq(s, (size_t)(colon - s), "content-length")) {
+    const char *v = colon + 1, *ve = e;
+    while (v < ve && (*v == ' ' || *v == '\t')) v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    uint64_t cl;
+    return lc_http_parse_length(v, (size_t)(ve - v), &cl) == 0 ? "conflicting Content-Length values"
+                                                                : "invalid Content-Length";
+  }
+  return "invalid header field";
+}
+
+/* the whole response head is in: RFC 9112 6.3's framing rules (for every status: a message
+ * whose framing fields are at fault is not read, whether it has a body or not) */
+static int response_done(lc_http_head *h) {
+  if (h->lines == 0) h->why = "empty status line";
+  else if (h->has_content_length && h->has_transfer_encoding) h->why = "both Content-Length and Transfer-Encoding";
+  else if (h->has_transfer_encoding && h->minor == 0) h->why = "Transfer-Encoding in an HTTP/1.0 response";
+  else if (h->te_status != 0) h->why = "a Transfer-Encoding other than chunked";
+  else return 0;
+  return 400;
+}
+
 /* the whole head is in: the checks that need all of its fields */
 static int head_done(const char *p, lc_http_head *h) {
   if (h->has_content_length && h->has_transfer_encoding) return 400;
@@ -251,11 +314,19 @@ int lc_http_head_parse(const char *p, size_t n, size_t limit, lc_http_head *h, s
     if (e == s) {                         /* the blank line: the head is complete */
       if (h->scan > limit + 2) return 431;
       if (h->err) return h->err;
-      int r = head_done(p, h);
+      int r = h->response ? response_done(h) : head_done(p, h);
       if (r == 0) *len = h->scan;
       return r;
     }
-    if (h->err == 0) h->err = h->lines++ == 0 ? parse_request_line(p, s, e, h) : check_field(p, s, e, h);
+    if (h->err == 0 && h->response) {
+      h->err = h->lines++ == 0 ? parse_status_line(s, e, h) : check_field(p, s, e, h);
+      if (h->err != 0) {
+        if (h->why == NULL) h->why = field_fault(s, e, h->err);
+        h->fault = (size_t)(s - p);
+      }
+    } else if (h->err == 0) {
+      h->err = h->lines++ == 0 ? parse_request_line(p, s, e, h) : check_field(p, s, e, h);
+    }
   }
   return n > limit ? 431 : 0;
 }

@@ -1,4 +1,5 @@
 /* http_head.h: the strict parse of an HTTP/1.x request head (request line + header fields),
+ * or of a response head (status line + header fields, for the HTTP client: lc_http_response_init),
  * the one reading of a head in the runtime (bodies: http_body.h). RFC 9112's rules are enforced
  * (no space before the colon, no bare CR, no obs-fold, no control bytes: each leniency is a
  * request-smuggling hole), and what the runtime needs is recorded as offsets into the head.
@@ -26,6 +27,10 @@ typedef struct lc_http_head {
   int te_status;               /* 400 or 501 for a Transfer-Encoding we refuse */
   int is_head, is_connect;     /* the method is HEAD, CONNECT */
   uint64_t content_length;
+  int response;                /* a response head: a status line first (lc_http_response_init) */
+  int status;                  /* a response's status code, 100..599 */
+  const char *why;             /* a response head's fault in words (NULL: see the code returned) */
+  size_t fault;                /* where the line at fault starts (with why) */
   int nfields;
   lc_http_field fields[LC_HTTP_MAX_HEADERS];   /* last: everything before it is reset per request */
 } lc_http_head;
@@ -41,6 +46,16 @@ void lc_http_head_init(lc_http_head *h);
  * 431, 501, 505). A method must be one of those the runtime has always known (the list in
  * http_head.c; 501 otherwise), a Content-Length must come once. */
 int lc_http_head_parse(const char *p, size_t n, size_t limit, lc_http_head *h, size_t *len);
+
+/* Starts a new response head: lc_http_head_parse then reads a status line (HTTP/1.x NNN
+ * [reason], NNN in 100..599; 1.0 and 1.1, a higher minor read as 1.1) and the same header
+ * fields with the same rules and limits; `minor`, `status`, the framing and Connection fields
+ * are recorded. At the end RFC 9112 6.3's framing rules for a response: Content-Length and
+ * Transfer-Encoding together, Content-Length values that differ (the same value repeated is
+ * one, RFC 9110 8.6), a Transfer-Encoding other than "chunked" once, or one in an HTTP/1.0
+ * response are faults. A fault returns 400 (431: over limit, or over LC_HTTP_MAX_HEADERS
+ * fields) and, for a fault of a line or of the framing, sets why (and fault: its line). */
+void lc_http_response_init(lc_http_head *h);
 
 /* a Content-Length value: 1 to 18 digits, nothing else (the request's and a handler's);
  * 0, or -1 when it is not one */

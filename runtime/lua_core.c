@@ -17,11 +17,12 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_unix_socket(L);
   lc_open_tcp(L);
   lc_open_udp(L);
+  lc_open_dispatch(L);
+  lc_open_http(L);
   lc_open_conn(L);
   lc_open_conn_tls(L);
   lc_open_resolve(L);
-  lc_open_dispatch(L);
-  lc_open_http(L);
+  lc_open_http_client(L);
   lc_open_fswatch(L);
   lc_open_protect(L);
   lc_open_log(L);

@@ -151,4 +151,39 @@ end
     end })
     N.assert_checks(p, { "both", "second_address", "talks", "localhost_v6", "localhost_not_v4" })
   end)
+
+  -- a name server that never answers (in the app's own network namespace, on its loopback):
+  -- the lookup counts in opts.timeout (the system's resolver would wait 5 s per attempt)
+  it("a lookup that does not come back in time is a connect timeout", function()
+    if not can_unshare() then
+      pending("unshare -rm (a private mount namespace) is not allowed here")
+      return
+    end
+    local dir = H.tmpdir()
+    local resolv = H.write_file(dir .. "/resolv.conf", "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
+    local silent = H.write_file(dir .. "/silent_dns.lua", [[
+local ffi = require("ffi")
+ffi.cdef("int socket(int, int, int); int bind(int, const void *, unsigned); int poll(void *, unsigned long, int);")
+local fd = ffi.C.socket(2, 2, 0)
+local sa = ffi.new("uint8_t[16]", { 2, 0, 0, 53, 127, 0, 0, 1 })
+assert(ffi.C.bind(fd, sa, 16) == 0, "bind 127.0.0.1:53")
+io.stdout:write("dns listening\n")
+io.stdout:flush()
+ffi.C.poll(nil, 0, 20000)
+]])
+    local p = N.client([[
+  local t0 = core.now()
+  local s, err = net.connect("slow.example", 80, { timeout = 500 })
+  local ms = core.now() - t0
+  check("dns_timeout", s == nil and err == "connect slow.example:80: timeout", err)
+  check("dns_took", ms >= 400 and ms < 4000, ms)
+]], {}, { spawn = function(src, env)
+      local app = H.app({ ["app.lua"] = H.prelude .. src })
+      return H.spawn({ "/usr/bin/unshare", "-rmn", "sh", "-c",
+        'ip link set lo up && mount --bind "$0" /etc/resolv.conf && { luajit "$1" & } && sleep 0.3 && shift && exec "$@"',
+        resolv, silent, H.bin, "-p", "8080", "--control", app .. "/ctl.sock", app .. "/app.lua" },
+        { env = env, dir = app })
+    end })
+    N.assert_checks(p, { "dns_timeout", "dns_took" })
+  end)
 end)

@@ -1,6 +1,7 @@
--- luacluster.http: HTTP/1.1 servers. The connection, parsing, limits and response framing
--- are C (runtime/http_*.c); this module makes the request and response objects
--- a handler sees and runs each handler in a coroutine of its own.
+-- luacluster.http: HTTP/1.1 servers (and http.request, the client: http_client.lua). The
+-- connection, parsing, limits and response framing are C (runtime/http_*.c); this module
+-- makes the request and response objects a handler sees and runs each handler in a coroutine
+-- of its own.
 local core = require("luacluster.core")
 local access_log = require("luacluster.lib.access_log")
 local coro = require("luacluster.lib.coro")
@@ -516,4 +517,5 @@ end
 
 return {
   create_server = create_server,
+  request = require("luacluster.http_client").request, -- the client: http_client.lua
 }

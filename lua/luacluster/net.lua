@@ -7,12 +7,21 @@ local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
 local listen = require("luacluster.serve.listen")
-local outbound = require("luacluster.net.outbound")
 local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
 
 local HIGH_WATER = 65536 -- buffered, unread bytes before reading pauses
+
+-- net/outbound.lua, loaded at the first connect or resolve: an app that only serves loads none
+-- of it (its memory stays what it was)
+local outbound
+
+
+local function out()
+  outbound = outbound or require("luacluster.net.outbound")
+  return outbound
+end
 
 -- ---- sockets ----
 
@@ -326,16 +335,21 @@ function _M.connect(host, port, opts, cb)
   end
   if cb then
     coro.spawn(function()
-      cb(outbound.connect(host, port, opts))
+      cb(out().connect(host, port, opts))
     end)
     return true
   end
-  return outbound.connect(host, port, opts)
+  return out().connect(host, port, opts)
 end
 
 
 -- resolve(name) -> { address, ... } | nil, err (waits)
-_M.resolve = outbound.resolve
+function _M.resolve(name)
+  if type(name) ~= "string" then
+    error("net.resolve: name must be a string", 2)
+  end
+  return out().resolve(name)
+end
 
 
 -- ---- handles that travel in messages ----
@@ -359,7 +373,7 @@ function _M.raw(obj)
   elseif getmetatable(obj) == server_mt then
     return obj._listeners[1]
   end
-  return outbound.raw(obj) or obj
+  return outbound and outbound.raw(obj) or obj
 end
 
 

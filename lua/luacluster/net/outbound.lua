@@ -94,11 +94,10 @@ end
 
 -- ---- names ----
 
--- resolve(name) -> { address, ... } | nil, err (waits unless name is an IP address)
-function _M.resolve(name)
-  if type(name) ~= "string" then
-    error("net.resolve: name must be a string", 2)
-  end
+-- resolve(name [, timeout_ms]) -> { address, ... } | nil, "name: reason" (waits unless name is
+-- an IP address). A lookup on the thread pool cannot be stopped: past timeout_ms its answer is
+-- not waited for (it goes nowhere when it comes).
+local function resolve(name, timeout_ms)
   local w
   local r, err, code = core.resolve(name, function(list, e, c)
     if w then
@@ -109,7 +108,24 @@ function _M.resolve(name)
     return r, err, code -- an IP address: at once, even outside a handler
   end
   w = waiter("net.resolve") -- raises outside a handler (the lookup's answer then goes nowhere)
-  return w:wait()
+  if not timeout_ms then
+    return w:wait()
+  end
+  local t = core.timer_new(function()
+    w:wake(nil, name .. ": timeout")
+  end)
+  t:start(timeout_ms > 0 and timeout_ms or 0, 0)
+  local list, e, c = w:wait()
+  t:close()
+  return list, e, c
+end
+
+
+function _M.resolve(name)
+  if type(name) ~= "string" then
+    error("net.resolve: name must be a string", 2)
+  end
+  return resolve(name)
 end
 
 
@@ -174,7 +190,7 @@ function _M.connect(host, port, opts)
     return sock_for(st)
   end
   local deadline = now() + timeout
-  local addrs, err = _M.resolve(host)
+  local addrs, err = resolve(host, timeout) -- the lookup counts in the connect's time
   if not addrs then
     if err and err:sub(1, #host + 2) == host .. ": " then
       err = err:sub(#host + 3)

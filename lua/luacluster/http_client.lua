@@ -1,0 +1,388 @@
+-- luacluster.http_client: http.request(url [, opts]), an HTTP/1.1 client (luacluster.http
+-- exports it). One exchange on an outbound socket (luacluster.net): the request goes out in
+-- one write, the response head and body are read with runtime/http_client_lua.c's reader
+-- (the server's strict head parser in response mode, its body framer), within one deadline
+-- for the whole exchange. A connection goes back to its origin's pool only after a complete,
+-- correctly framed response that allows keep-alive, with nothing unread behind it; after an
+-- error, a timeout or a body delimited by the close it is closed.
+local core = require("luacluster.core")
+local net = require("luacluster.net")
+
+local new_reader = core.http_response
+local now = core.now
+local type, tostring, pairs, error = type, tostring, pairs, error
+local find, sub, lower, match, format = string.find, string.sub, string.lower, string.match, string.format
+local concat = table.concat
+local ceil = math.ceil
+
+local DEFAULT_TIMEOUT = 60000          -- ms for the whole exchange
+local DEFAULT_MAX_BODY = 16 * 1048576
+local MAX_HEADER = 65536               -- a response head with its blank line
+local DEFAULT_IDLE = 60000             -- ms a pooled connection may stay idle (nginx keeps 75 s)
+local DEFAULT_POOL_SIZE = 128          -- idle connections kept per origin in a worker
+-- https: the URL's TLS settings go down to net.connect's opts.tls (connect below); refused
+-- until the TLS client is merged, then this is true
+local HTTPS = false
+
+local _M = {}
+
+
+-- ---- the URL ----
+
+-- "http://host[:port][/path][?query][#fragment]" -> scheme, host, port, target, authority
+local function parse_url(url)
+  local scheme, authority, rest = match(url, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme then
+    return nil, "invalid URL (expected http://host[:port]/path): " .. url
+  end
+  scheme = lower(scheme)
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "unsupported URL scheme '" .. scheme .. "' (http and https only)"
+  end
+  if find(authority, "@", 1, true) then
+    return nil, "user information in the URL is not supported: " .. url
+  end
+  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")
+  if not host then
+    host, port = match(authority, "^([%w.%-_~%%!$&'()*+,;=]+):?(%d*)$")
+  end
+  if not host then
+    return nil, "invalid host in URL: " .. url
+  end
+  if port == "" then
+    port = scheme == "https" and 443 or 80
+  else
+    port = tonumber(port)
+    if port < 1 or port > 65535 then
+      return nil, "invalid port in URL: " .. url
+    end
+  end
+  local target = match(rest, "^([^#]*)")
+  if target == "" or sub(target, 1, 1) == "?" then
+    target = "/" .. target
+  end
+  if find(target, "[%c ]") then
+    return nil, "invalid characters in the URL's path: " .. url
+  end
+  return scheme, host, port, target, authority
+end
+
+
+-- ---- the request ----
+
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true }
+
+
+-- (no loop over the names: a loop here kept the JIT from compiling the request's path)
+local function check_number(opts, k)
+  local v = opts[k]
+  if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
+    error("http.request: " .. k .. " must be a number >= 0", 4)
+  end
+end
+
+
+local function check_opts(opts)
+  if opts == nil then
+    return {}
+  end
+  if type(opts) ~= "table" then
+    error("http.request: opts must be a table", 3)
+  end
+  local m = opts.method
+  if m ~= nil and (type(m) ~= "string" or not find(m, TOKEN)) then
+    error("http.request: method must be a token such as \"GET\"", 3)
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then
+    error("http.request: headers must be a table", 3)
+  end
+  local tls = opts.tls
+  if tls ~= nil and type(tls) ~= "boolean" and type(tls) ~= "table" then
+    error("http.request: tls must be true or a table (as for net.connect)", 3)
+  end
+  if opts.body ~= nil and type(opts.body) ~= "string" then
+    error("http.request: body must be a string", 3)
+  end
+  check_number(opts, "timeout")
+  check_number(opts, "max_body_size")
+  check_number(opts, "keepalive_timeout")
+  check_number(opts, "keepalive_pool")
+  return opts
+end
+
+
+-- the request head and body as one string; raises on a header a request cannot carry
+local function build_request(method, target, authority, opts, keepalive)
+  local out = { method, " ", target, " HTTP/1.1\r\n" }
+  local has_host, n = false, 4
+  for name, value in pairs(opts.headers or {}) do
+    if type(name) ~= "string" or not find(name, TOKEN) then
+      error("http.request: invalid header name " .. format("%q", tostring(name)), 3)
+    end
+    local lname = lower(name)
+    if FRAMING[lname] then
+      error("http.request: " .. name .. " is set by http.request from opts.body", 3)
+    end
+    has_host = has_host or lname == "host"
+    local values = type(value) == "table" and value or { value }
+    for _, v in ipairs(values) do
+      v = tostring(v)
+      if find(v, "[%z\r\n]") then
+        error("http.request: header " .. name .. " has a CR, LF or NUL in its value", 3)
+      end
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = name, ": ", v, "\r\n"
+      n = n + 4
+    end
+  end
+  if not has_host then
+    out[n + 1], out[n + 2], out[n + 3] = "Host: ", authority, "\r\n"
+    n = n + 3
+  end
+  local body = opts.body
+  if body or method == "POST" or method == "PUT" or method == "PATCH" then
+    out[n + 1], out[n + 2], out[n + 3] = "Content-Length: ", tostring(body and #body or 0), "\r\n"
+    n = n + 3
+  end
+  if not keepalive then
+    out[n + 1] = "Connection: close\r\n"
+    n = n + 1
+  end
+  out[n + 1] = "\r\n"
+  out[n + 2] = body
+  return concat(out)
+end
+
+
+-- ---- the response ----
+
+-- the exchange's state: sock, deadline; read() -> data | nil, err ("timeout" past the deadline)
+local function read(ex, n)
+  local left = ex.deadline - now()
+  if left <= 0 then
+    return nil, "timeout"
+  end
+  local sock = ex.sock
+  left = ceil(left) -- 0 would be no limit
+  sock:set_timeouts(left, left, left)
+  return sock:read(n)
+end
+
+
+local function closed_error(err, where)
+  if err == "timeout" then
+    return "timeout"
+  end
+  if err == "closed" then
+    return "connection closed by the server " .. where
+  end
+  return "read failed " .. where .. ": " .. tostring(err)
+end
+
+
+-- reads the head (1xx skipped) -> status, headers, bytes after the head | nil, err, nothing
+-- (nothing: not one byte came before the connection closed)
+local function read_head(ex, rr)
+  local buf, interim = "", false
+  while true do
+    local len, status, headers = rr:head(buf, MAX_HEADER)
+    if len == nil then
+      return nil, status
+    end
+    if len > 0 then
+      if status >= 200 then
+        return status, headers, sub(buf, len + 1)
+      end
+      if status == 101 then
+        return nil, "unexpected 101 Switching Protocols (the request asked for no upgrade)"
+      end
+      buf = sub(buf, len + 1) -- an interim response (100 Continue, 103 Early Hints): skipped
+      interim = true
+      rr:reset()
+    else
+      local data, err = read(ex)
+      if not data then
+        local nothing = buf == "" and not interim
+        return nil, closed_error(err, nothing and "before the response" or "in the response head"), nothing
+      end
+      buf = buf .. data
+    end
+  end
+end
+
+
+-- reads the body framed as the head says -> body, leftover | nil, err
+local function read_body(ex, rr, kind, length, rest)
+  if kind == "none" then
+    return "", rest
+  end
+  if kind == "length" then
+    if #rest >= length then
+      return sub(rest, 1, length), sub(rest, length + 1)
+    end
+    local data, err = read(ex, length - #rest)
+    if not data or #data < length - #rest then
+      if data or err == "closed" then
+        return nil, format("connection closed by the server in the body (%d of %d bytes)", #rest + (data and #data or 0),
+          length)
+      end
+      return nil, closed_error(err, "in the body")
+    end
+    return rest .. data, ""
+  end
+  local parts, np = {}, 0
+  local data = rest
+  while true do
+    if data ~= "" then
+      local piece, used, done = rr:body(data)
+      if not piece then
+        return nil, used
+      end
+      if piece ~= "" then
+        np = np + 1
+        parts[np] = piece
+      end
+      if done then
+        return concat(parts), sub(data, used + 1)
+      end
+    end
+    local err
+    data, err = read(ex)
+    if not data then
+      if kind == "close" and err == "closed" then
+        return concat(parts), ""
+      end
+      return nil, closed_error(err, kind == "chunked" and "in the chunked body" or "in the body")
+    end
+  end
+end
+
+
+-- ---- the exchange ----
+
+-- the pool of an origin: its scheme, host and port, and for https the TLS settings
+local function pool_name(scheme, host, port, tls)
+  local name = scheme .. "://" .. host .. ":" .. port
+  if scheme == "https" and type(tls) == "table" then
+    name = name .. " " .. tostring(tls.server_name or "") .. " " .. tostring(tls.verify ~= false) .. " "
+      .. tostring(tls.ca_file or "")
+  end
+  return name
+end
+
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
+
+
+-- one attempt on one connection -> res | nil, err, retry (a reused connection that the server
+-- had closed before any byte of the answer: the request may go again on another)
+local function exchange(ex, request, method, max_body, keepalive)
+  local sock = ex.sock
+  local rem = ceil(ex.deadline - now())
+  if rem <= 0 then
+    sock:close(true)
+    return nil, "timeout"
+  end
+  sock:set_timeouts(rem, rem, rem)
+  local ok, werr = sock:write(request)
+  if not ok then
+    sock:close(true)
+    return nil, werr == "timeout" and "timeout" or "write failed: " .. tostring(werr), ex.reused and werr ~= "timeout"
+  end
+  local rr = new_reader()
+  local status, headers, rest = read_head(ex, rr)
+  if not status then
+    sock:close(true)
+    local nothing = rest
+    return nil, headers, ex.reused and nothing and headers ~= "timeout"
+  end
+  local kind, length = rr:framing(method == "HEAD", max_body)
+  if not kind then
+    sock:close(true)
+    return nil, length
+  end
+  local body, left = read_body(ex, rr, kind, length, rest)
+  if not body then
+    sock:close(true)
+    return nil, left
+  end
+  if keepalive and left == "" and rr:keepalive() then
+    local pok = sock:set_keepalive(ex.idle, ex.pool_size)
+    if not pok then
+      sock:close()
+    end
+  else
+    sock:close()
+  end
+  return { status = status, headers = headers, body = body }
+end
+
+
+local function connect(ex, scheme, host, port, tls)
+  local left = ex.deadline - now()
+  if left <= 0 then
+    return nil, "timeout"
+  end
+  local copts = { timeout = ceil(left), pool = ex.pool }
+  if scheme == "https" then
+    copts.tls = tls or true
+  end
+  local sock, err = net.connect(host, port, copts)
+  if not sock then
+    err = tostring(err)
+    if err == "timeout" or sub(err, -9) == ": timeout" then
+      return nil, "timeout"
+    end
+    return nil, err -- "connect host:port: reason"
+  end
+  ex.sock = sock
+  ex.reused = sock:reused_times() > 0
+  return sock
+end
+
+
+-- http.request(url [, opts]) -> { status =, headers =, body = } | nil, err (waits)
+function _M.request(url, opts)
+  if type(url) ~= "string" then
+    error("http.request: url must be a string", 2)
+  end
+  opts = check_opts(opts)
+  local scheme, host, port, target, authority = parse_url(url)
+  if not scheme then
+    return nil, host
+  end
+  if scheme == "https" and not HTTPS then
+    return nil, "https is not supported yet (the TLS client is not in this build)"
+  end
+  local method = opts.method or "GET"
+  local keepalive = opts.keepalive and true or false
+  local request = build_request(method, target, authority, opts, keepalive)
+  local ex = { deadline = now() + (opts.timeout or DEFAULT_TIMEOUT) }
+  if keepalive then
+    ex.pool = pool_name(scheme, host, port, opts.tls)
+    ex.idle = opts.keepalive_timeout or DEFAULT_IDLE
+    ex.pool_size = math.max(1, opts.keepalive_pool or DEFAULT_POOL_SIZE)
+  end
+  local max_body = opts.max_body_size or DEFAULT_MAX_BODY
+  local res, err, retry
+  for _ = 1, 3 do -- a pooled connection that the server closed meanwhile: another (at most twice)
+    local sock, cerr = connect(ex, scheme, host, port, opts.tls)
+    if not sock then
+      return nil, cerr
+    end
+    res, err, retry = exchange(ex, request, method, max_body, keepalive)
+    if res or not (retry and IDEMPOTENT[method]) then
+      return res, err
+    end
+  end
+  return nil, err
+end
+
+
+_M.parse_url = parse_url
+
+
+return {
+  request = _M.request,
+  parse_url = parse_url,
+}
