@@ -224,6 +224,21 @@ end
     assert.are.equal(a:match("conn=(%d+)"), b:match("conn=(%d+)"))
   end)
 
+  it("serves http.request's https:// URLs: verified, pooled, and a failed verification's reason", function()
+    run([[
+  local http = require("luacluster.http")
+  local url = "https://localhost:" .. env_port("NPORT") .. "/x"
+  local a, err = http.request(url, { tls = TLS, keepalive = true })
+  check("https", a and a.status == 200 and a.body:find("reqs=1 ", 1, true) and a.body:find("sni=localhost", 1, true), err)
+  local b, berr = http.request(url, { tls = TLS, keepalive = true })
+  check("https_pooled", b and b.body:match("conn=(%d+)") == a.body:match("conn=(%d+)") and b.body:find("reqs=2 ", 1, true),
+    b and b.body, berr)
+  local c, cerr = http.request(url, { timeout = 5000 })
+  check("https_verify", c == nil and cerr == "connect localhost:" .. env_port("NPORT") ..
+    ": certificate verify failed: unable to get local issuer certificate", cerr)
+]], { "https", "https_pooled", "https_verify" })
+  end)
+
   it("fails verification with the reason: the system store, a name mismatch; verify = false connects", function()
     run([[
   local port = env_port("SPORT")
