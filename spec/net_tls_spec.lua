@@ -7,30 +7,13 @@
 local ffi = require("ffi")
 local H = require("helper")
 local N = require("net_util")
+local T = require("tls_util")
+local U = require("http_client_util")
 
-local OPENSSL = "/usr/bin/openssl"
-local NGINX = "/usr/sbin/nginx"
-local dir                 -- the certificates and nginx's prefix
+local OPENSSL = T.OPENSSL
+local dir                 -- the certificates
 local servers = {}        -- processes started for the whole file
 local env = {}            -- the ports and paths the clients get
-
-local function sh_ok(cmd)
-  local out, rc = H.sh(cmd)
-  assert(rc == 0, cmd .. "\n" .. out)
-  return out
-end
-
-
--- a key and a certificate for sans signed by the test CA
-local function issue(name, sans)
-  H.write_file(dir .. "/" .. name .. ".ext", "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n" ..
-    "extendedKeyUsage=serverAuth\nsubjectAltName=" .. sans .. "\n")
-  local base = dir .. "/" .. name
-  sh_ok(OPENSSL .. " req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " .. base ..
-    ".key -out " .. base .. ".csr -subj /CN=" .. name)
-  sh_ok(OPENSSL .. " x509 -req -in " .. base .. ".csr -CA " .. dir .. "/ca.pem -CAkey " .. dir ..
-    "/ca.key -CAcreateserial -days 2 -out " .. base .. ".pem -extfile " .. base .. ".ext")
-end
 
 
 local function start(argv, ready)
@@ -51,61 +34,28 @@ local function s_server(extra)
 end
 
 
--- nginx: HTTPS on one port (its answer names the connection, its request count, whether the
--- session was resumed and the SNI it got), plain HTTP on another -> https port, http port
+-- nginx (http_client_util's, plain HTTP on its port) with an HTTPS server whose answer names
+-- the connection, its request count, whether the session was resumed and the SNI it got
+-- -> https port, http port
 local function nginx()
-  local tls_port, plain_port = H.free_port(), H.free_port()
-  local prefix = dir .. "/nginx"
-  sh_ok("mkdir -p " .. prefix)
-  H.write_file(prefix .. "/nginx.conf", table.concat({
-    "daemon off;",
-    "worker_processes 1;",
-    "pid " .. prefix .. "/nginx.pid;",
-    "error_log " .. prefix .. "/error.log info;",
-    "events { worker_connections 256; }",
-    "http {",
-    "  access_log off;",
-    "  client_body_temp_path " .. prefix .. "/tmp;",
-    "  proxy_temp_path " .. prefix .. "/tmp;",
-    "  fastcgi_temp_path " .. prefix .. "/tmp;",
-    "  uwsgi_temp_path " .. prefix .. "/tmp;",
-    "  scgi_temp_path " .. prefix .. "/tmp;",
+  local tls_port = H.free_port()
+  local up = U.nginx(table.concat({
     "  server {",
     "    listen 127.0.0.1:" .. tls_port .. " ssl;",
     "    ssl_certificate " .. dir .. "/localhost.pem;",
     "    ssl_certificate_key " .. dir .. "/localhost.key;",
     "    ssl_protocols TLSv1.2 TLSv1.3;",
-    "    keepalive_timeout 60s;",
     '    location / { return 200 "conn=$connection reqs=$connection_requests reused=$ssl_session_reused' ..
       ' proto=$ssl_protocol sni=$ssl_server_name\\n"; }',
     "  }",
-    "  server {",
-    "    listen 127.0.0.1:" .. plain_port .. ";",
-    '    location / { return 200 "plain\\n"; }',
-    "  }",
-    "}",
-    "",
   }, "\n"))
-  start({ NGINX, "-p", prefix, "-c", prefix .. "/nginx.conf", "-e", prefix .. "/error.log" }, function()
-    local a, b = H.connect(tls_port), H.connect(plain_port)
-    if a then a:close() end
-    if b then b:close() end
-    return a and b
-  end)
-  return tls_port, plain_port
-end
-
-
--- a listener whose connections are never accepted nor answered (the kernel completes the TCP
--- handshake) -> its fd
-local function silent_listener(port)
-  local sa = ffi.new("struct lc_sockaddr_in")
-  sa.family = 2
-  sa.port = bit.bor(bit.lshift(bit.band(port, 0xff), 8), bit.rshift(port, 8))
-  sa.addr = 0x0100007f
-  local fd = ffi.C.socket(2, 1, 0)
-  assert(ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0 and ffi.C.listen(fd, 16) == 0, "listen failed")
-  return fd
+  servers[#servers + 1] = up
+  assert(H.wait_for(function()
+    local s = H.connect(tls_port)
+    if s then s:close() end
+    return s
+  end, 10000, 50), "nginx's https server did not start")
+  return tls_port, up.port
 end
 
 
@@ -139,12 +89,7 @@ end
 
 
 lazy_setup(function()
-  dir = H.tmpdir()
-  H.sh("chmod 755 " .. dir)   -- nginx's workers (nobody, under root) read nothing here but may look
-  sh_ok(OPENSSL .. " req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " ..
-    dir .. "/ca.key -out " .. dir .. "/ca.pem -days 2 -subj '/CN=luacluster test CA'")
-  issue("localhost", "DNS:localhost,IP:127.0.0.1")
-  issue("sni.test", "DNS:sni.test")
+  dir = T.certs()
   env.CA = dir .. "/ca.pem"
   env.SPORT = s_server()
   env.NPORT, env.PPORT = nginx()
@@ -375,7 +320,7 @@ end
 
   it("fails against a peer that does not speak TLS, and within the timeout against one that never answers", function()
     local hold = H.free_port()
-    local fd = silent_listener(hold)
+    local fd = N.listener(hold, 16) -- connects complete, nothing answers
     local ok, err = pcall(run, [[
   local port = env_port("PPORT")
   local s, err = net.connect("localhost", port, { tls = TLS })
