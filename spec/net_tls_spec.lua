@@ -318,7 +318,7 @@ end
     assert.matches("hello\nDONE\n", proc:output())
   end)
 
-  it("fails against a peer that does not speak TLS, and within the timeout against one that never answers", function()
+  it("fails against a peer that does not speak TLS or closes, and within the timeout against one that never answers", function()
     local hold = H.free_port()
     local fd = N.listener(hold, 16) -- connects complete, nothing answers
     local ok, err = pcall(run, [[
@@ -331,7 +331,16 @@ end
   local ms = core.now() - t0
   check("timeout", s == nil and err == "connect 127.0.0.1:" .. env_port("HOLD") .. ": timeout", err)
   check("took", ms >= 250 and ms < 5000, ms)
-]], { "not_tls", "timeout", "took" }, { HOLD = hold })
+  -- a peer that closes before answering the ClientHello
+  local closer, up = net.create_server(function(sock) sock:close() end), false
+  closer:on("listening", function() up = true end)
+  closer:listen(env_port("CLOSER"), "127.0.0.1")
+  while not up do timer.sleep(10) end
+  s, err = net.connect("127.0.0.1", env_port("CLOSER"), { tls = TLS })
+  check("peer_closed", s == nil and err == "connect 127.0.0.1:" .. env_port("CLOSER") ..
+    ": TLS handshake failed: the peer closed the connection", err)
+  closer:close()
+]], { "not_tls", "timeout", "took", "peer_closed" }, { HOLD = hold, CLOSER = H.free_port() })
     ffi.C.close(fd)
     assert(ok, err)
   end)
