@@ -19,7 +19,7 @@ local outbound
 
 
 local function out()
-  outbound = outbound or require("luacluster.net.outbound")
+  outbound = outbound or require("luacluster.net.outbound") -- lazy: loaded at the first connect
   return outbound
 end
 
