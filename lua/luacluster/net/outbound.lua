@@ -178,7 +178,7 @@ function _M.connect(host, port, opts)
   local timeout = opts and opts.timeout or DEFAULT_TIMEOUT
   local tls = opts and opts.tls
   if tls and not tls_layer then
-    require("luacluster.net.tls") -- loaded at the first use; it registers through set_tls_layer
+    _M.set_tls_layer(require("luacluster.net.tls")) -- lazy: loaded at the first TLS connect
   end
   if tls and not tls_layer then
     return nil, "connect " .. where(host, port) .. ": TLS is not available in this build"

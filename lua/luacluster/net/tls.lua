@@ -1,7 +1,8 @@
 -- luacluster.net.tls: the TLS layer of outbound sockets (net.connect's opts.tls), plugged into
--- net/outbound.lua through set_tls_layer. The mechanism is runtime/conn_tls.c (tls.c's engine as
--- the connection's filter); here: the settings (checked, defaults), their part of the pool key,
--- and the handshake as the last step of a connect, within the connect's deadline.
+-- net/outbound.lua through its set_tls_layer (outbound loads it at the first TLS connect). The
+-- mechanism is runtime/conn_tls.c (tls.c's engine as the connection's filter); here: the
+-- settings (checked, defaults), their part of the pool key, and the handshake as the last step
+-- of a connect, within the connect's deadline.
 -- opts.tls: true, or { server_name =, verify = true, ca_file = }: verification against the
 -- system's CA store (or ca_file) and of the name (server_name, else the host connected to) is on
 -- unless verify = false.
@@ -92,11 +93,8 @@ function _M.info(h)
 end
 
 
-local layer = {
+return {
   key = _M.key,
   handshake = _M.handshake,
   info = _M.info,
 }
-require("luacluster.net.outbound").set_tls_layer(layer)
-
-return layer
