@@ -108,6 +108,7 @@ static void conn_wtimer_cb(uv_timer_t *t);
 /* close(): what was written leaves first (CLOSE_WAIT_MS at most), then the socket closes */
 static void conn_close(lc_conn *c) {
   if (c->closing || c->close_after_writes) return;
+  if (c->connected && c->filter && c->filter->close) c->filter->close(c->filter_ctx, c);
   if (!c->connected || lc_wq_end(&c->wq)) { close_now(c); return; }
   c->close_after_writes = 1;
   c->send_waiting = 0;
@@ -269,13 +270,18 @@ static void conn_input(lc_conn *c, const char *p, size_t n) {
 }
 
 void lc_conn_input(lc_conn *c, const char *p, size_t n) {
-  if (!c->closing && n > 0) conn_input(c, p, n);
+  if (c->closing || n == 0) return;
+  if (c->parked) close_now(c);   /* a filter's data for a pooled connection: never handed out */
+  else conn_input(c, p, n);
 }
 
 static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_conn *c = st->data;
   if (nread == 0 || c->closing) return;
   if (c->parked) {   /* a pooled connection that speaks, ends or fails is not handed out again */
+    if (nread > 0 && c->filter && c->filter->idle &&
+        c->filter->idle(c->filter_ctx, c, buf->base, (size_t)nread) == 0)
+      return;          /* the filter's own bytes (TLS session tickets), nothing for the user */
     close_now(c);
     return;
   }
@@ -376,6 +382,10 @@ uv_tcp_t *lc_conn_tcp_for_send(lua_State *L, int idx) {
 void lc_conn_set_filter(lc_conn *c, const lc_conn_filter *f, void *ctx) {
   c->filter = f;
   c->filter_ctx = ctx;
+}
+
+void *lc_conn_filter_ctx(lc_conn *c, const lc_conn_filter *f) {
+  return c->filter == f ? c->filter_ctx : NULL;
 }
 
 /* core.conn_new(cb) -> conn: a TCP socket not yet connected; cb(event, ...) gets its events:
@@ -542,6 +552,7 @@ static int m_park(lua_State *L) {
   lc_buf_free(&c->in);
   c->roff = 0;
   lc_wq_trim(&c->wq);
+  if (c->filter && c->filter->park) c->filter->park(c->filter_ctx);
   if (ms > 0) uv_timer_start(&c->wtimer, conn_wtimer_cb, (uint64_t)ms, 0);
   lua_pushboolean(L, 1);
   return 1;

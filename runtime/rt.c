@@ -9,6 +9,7 @@
 #include "lc.h"
 #include "bindings.h"
 #include "ipc.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -221,6 +222,8 @@ static int rt_gc(lua_State *L) {
   free(rt->routes);
   rt->routes = NULL;
   lc_http_free_spares(rt);   /* no Lua value can name a closed connection any more */
+  lc_tls_store_free(rt->tls_store);   /* sessions still open keep it until their own end */
+  rt->tls_store = NULL;
   mt_cache_clear();
   rt->nroutes = 0;
   return 0;

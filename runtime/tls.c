@@ -552,6 +552,10 @@ lc_tls *lc_tls_client_new(lc_tls_store *s, const lc_tls_opts *o, const char *hos
 
 void lc_tls_free(lc_tls *t) {
   if (!t) return;
+  /* A session that completed and never failed stays resumable though no close_notify was sent
+   * (an idle pooled connection closed at its idle time, close(true)): SSL_free would otherwise
+   * mark it not resumable in the cache (TLS 1.1 and later allow resuming it, RFC 4346 7.2.1). */
+  if (t->ssl && t->done && !t->failed) SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   SSL_free(t->ssl);                 /* and the BIO, which points to t: before t's buffers go */
   lc_buf_free(&t->in);
   lc_buf_free(&t->out);

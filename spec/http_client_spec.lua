@@ -319,8 +319,8 @@ local have = U.have_nginx()
       assert.matches("^err connect no%-such%-host%.invalid:80: ", case("unresolvable"))
     end)
 
-    it("refuses https until the TLS client is there, and URLs it cannot use", function()
-      assert.matches("^err https is not supported yet", case("https"))
+    it("connects for https (spec/net_tls_spec.lua has the TLS), and refuses URLs it cannot use", function()
+      assert.matches("^err connect 127%.0%.0%.1:1: .*refused", case("https"))
       assert.equal("err unsupported URL scheme 'ftp' (http and https only)|err invalid URL (expected http://host[:port]/path): no url",
         case("bad_url"))
     end)

@@ -58,6 +58,7 @@ http {
       }
     }
   }
+%s
 }
 ]]
 
@@ -72,13 +73,14 @@ function up_mt:stop()
 end
 
 
--- nginx on a free port, answering once it accepts connections
-function U.nginx()
+-- nginx on a free port, answering once it accepts connections; extra: more of the http block
+-- (another server: net_tls_spec's HTTPS one)
+function U.nginx(extra)
   local dir = H.tmpdir()
   H.sh("mkdir -p " .. dir .. "/tmp")
   local port = H.free_port()
   H.write_file(dir .. "/nginx.conf", string.format(NGINX_CONF, U.LUA_MODULES[1], U.LUA_MODULES[2], dir, dir, dir, dir,
-    dir, dir, dir, port))
+    dir, dir, dir, port, extra or ""))
   local proc = H.spawn({ U.NGINX, "-p", dir, "-c", dir .. "/nginx.conf", "-e", dir .. "/error.log", "-g", "daemon off;" },
     { dir = dir })
   local up = H.wait_for(function()

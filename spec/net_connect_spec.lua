@@ -10,13 +10,8 @@ local N = require("net_util")
 -- a listener on 127.0.0.1:port whose accept queue is full (backlog 0, never accepted, filled
 -- by connects that stay pending): a new connect there is never answered. -> fds to close
 local function full_listener(port)
-  local sa = ffi.new("struct lc_sockaddr_in")
-  sa.family = 2
-  sa.port = bit.bor(bit.lshift(bit.band(port, 0xff), 8), bit.rshift(port, 8))
-  sa.addr = 0x0100007f
-  local fd = ffi.C.socket(2, 1, 0)
-  assert(ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0 and ffi.C.listen(fd, 0) == 0, "listen failed")
-  local fds = { fd }
+  local sa = N.sockaddr(port)
+  local fds = { N.listener(port, 0) }
   for _ = 1, 6 do
     local c = ffi.C.socket(2, 1 + 2048, 0) -- SOCK_NONBLOCK
     ffi.C.connect(c, sa, ffi.sizeof(sa))

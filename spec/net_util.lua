@@ -1,6 +1,7 @@
 -- Shared by the outbound socket specs (net_connect_spec, net_read_spec, net_pool_spec): a
 -- scripted TCP server (a luacluster app of its own, a real process) and a client app whose
 -- checks print "ok NAME" or "FAIL NAME detail", then "done".
+local ffi = require("ffi")
 local H = require("helper")
 
 local N = {}
@@ -107,6 +108,26 @@ function N.client(body, env, opts)
   assert(p:wait_output("\ndone\n", opts.timeout or 30000, true) or p:output():match("^done\n"),
     "the client did not finish:\n" .. p:output())
   return p
+end
+
+
+-- a struct lc_sockaddr_in (declared by helper.lua) for 127.0.0.1:port
+function N.sockaddr(port)
+  local sa = ffi.new("struct lc_sockaddr_in")
+  sa.family = 2
+  sa.port = bit.bor(bit.lshift(bit.band(port, 0xff), 8), bit.rshift(port, 8))
+  sa.addr = 0x0100007f
+  return sa
+end
+
+
+-- a socket listening on 127.0.0.1:port with backlog, from which nothing is ever accepted (the
+-- kernel completes connects while its queue has room; none is answered) -> its fd, to close
+function N.listener(port, backlog)
+  local sa = N.sockaddr(port)
+  local fd = ffi.C.socket(2, 1, 0)
+  assert(ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0 and ffi.C.listen(fd, backlog) == 0, "listen failed")
+  return fd
 end
 
 

@@ -5,35 +5,12 @@
 -- Under the sanitizer build (spec/run_sanitized) test_tls runs with LeakSanitizer on: a leak
 -- in any path (a failed handshake included) is a report, which fails the run.
 local H = require("helper")
+local T = require("tls_util")
 
-local OPENSSL = "/usr/bin/openssl"
+local OPENSSL = T.OPENSSL
 local dir        -- the certificates
 local servers = {}
-
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-
-local function sh_ok(cmd)
-  local out, rc = H.sh(cmd)
-  assert(rc == 0, cmd .. "\n" .. out)
-  return out
-end
-
-
--- a key and a certificate for names (SANs) signed by the test CA: -> cert, key paths
-local function issue(name, sans)
-  local ext = H.write_file(dir .. "/" .. name .. ".ext", "basicConstraints=CA:FALSE\n" ..
-    "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=" .. sans .. "\n")
-  local key, csr, crt = dir .. "/" .. name .. ".key", dir .. "/" .. name .. ".csr", dir .. "/" .. name .. ".pem"
-  sh_ok(OPENSSL .. " req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " .. key ..
-    " -out " .. csr .. " -subj /CN=" .. name)
-  sh_ok(OPENSSL .. " x509 -req -in " .. csr .. " -CA " .. dir .. "/ca.pem -CAkey " .. dir ..
-    "/ca.key -CAcreateserial -days 2 -out " .. crt .. " -extfile " .. ext)
-  return crt, key
-end
+local q, sh_ok = T.q, T.sh_ok
 
 
 -- openssl s_server on a free port with args (a list) -> port, proc; stdin: a path to read
@@ -88,11 +65,7 @@ end
 local GET = "--send " .. q("GET / HTTP/1.0\r\n\r\n")
 
 lazy_setup(function()
-  dir = H.tmpdir()
-  sh_ok(OPENSSL .. " req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " ..
-    dir .. "/ca.key -out " .. dir .. "/ca.pem -days 2 -subj " .. q("/CN=luacluster test CA"))
-  issue("localhost", "DNS:localhost,IP:127.0.0.1")
-  issue("sni.test", "DNS:sni.test")
+  dir = T.certs()
 end)
 
 after_each(function()

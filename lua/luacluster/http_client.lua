@@ -20,9 +20,7 @@ local DEFAULT_MAX_BODY = 16 * 1048576
 local MAX_HEADER = 65536               -- a response head with its blank line
 local DEFAULT_IDLE = 60000             -- ms a pooled connection may stay idle (nginx keeps 75 s)
 local DEFAULT_POOL_SIZE = 128          -- idle connections kept per origin in a worker
--- https: the URL's TLS settings go down to net.connect's opts.tls (connect below); refused
--- until the TLS client is merged, then this is true
-local HTTPS = false
+-- https: the URL's TLS settings go down to net.connect's opts.tls (connect below)
 
 local _M = {}
 
@@ -350,9 +348,6 @@ function _M.request(url, opts)
   local scheme, host, port, target, authority = parse_url(url)
   if not scheme then
     return nil, host
-  end
-  if scheme == "https" and not HTTPS then
-    return nil, "https is not supported yet (the TLS client is not in this build)"
   end
   local method = opts.method or "GET"
   local keepalive = opts.keepalive and true or false

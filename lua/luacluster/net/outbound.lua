@@ -52,7 +52,7 @@ local function on_event(st, event, a, b, c)
     else
       wake(w, true)
     end
-  elseif event == "connect" then
+  elseif event == "connect" or event == "handshake" then -- "handshake": the TLS layer's
     local w = st.cw
     st.cw = nil
     wake(w, a)
@@ -177,6 +177,9 @@ function _M.connect(host, port, opts)
   current("net.connect")
   local timeout = opts and opts.timeout or DEFAULT_TIMEOUT
   local tls = opts and opts.tls
+  if tls and not tls_layer then
+    _M.set_tls_layer(require("luacluster.net.tls")) -- lazy: loaded at the first TLS connect
+  end
   if tls and not tls_layer then
     return nil, "connect " .. where(host, port) .. ": TLS is not available in this build"
   end
@@ -377,6 +380,13 @@ function sock_mt:set_keepalive(idle_ms, pool_size)
   st.owner = nil
   pool.put(st, pool_size)
   return true
+end
+
+
+-- tls_info() -> { protocol =, cipher =, session_reused =, server_name = } | nil (plain TCP)
+function sock_mt:tls_info()
+  local h = self._h
+  return h and tls_layer and tls_layer.info(h) or nil
 end
 
 
