@@ -8,16 +8,16 @@ set -euo pipefail
 
 build_pkgs=(cmake gcc libc6-dev make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev lua-busted curl libpcre2-dev libssl-dev)  # OpenSSL 3: runtime/tls.c, ngx digests
 test_pkgs=(procps wrk nginx libnginx-mod-http-lua python3-prometheus-client iproute2)
+test_pkgs+=(redis-server util-linux)  # spec/net_read_spec.lua's real Redis; unshare (net_connect_spec)
+test_pkgs+=(lua-nginx-dns)  # spec/ngx_udp_spec.lua: Debian's nginx.dns.resolver over ngx.socket.udp
+test_pkgs+=(memcached lua-nginx-redis lua-nginx-memcached lua-nginx-redis-connector lua-nginx-websocket python3-websockets)  # spec/ngx_drivers_spec.lua
 # what every app can require with no set-up: lua-cjson (`require("cjson")`, spec/cjson_spec.lua)
 app_pkgs=(lua-cjson ca-certificates)  # and the CA store TLS verifies against (runtime/tls.c)
 # bench/ writes its SVG chart itself; its peers are Node.js (npm installs PM2 into bench/.peers)
 # and nginx. A node already on PATH (nodesource, nvm) is used as it is.
 bench_pkgs=()
-test_pkgs+=(redis-server util-linux)  # spec/net_read_spec.lua's real Redis; unshare (net_connect_spec)
 command -v node >/dev/null 2>&1 || bench_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || bench_pkgs+=(npm)
-test_pkgs+=(lua-nginx-dns)  # spec/ngx_udp_spec.lua: Debian's nginx.dns.resolver over ngx.socket.udp
-test_pkgs+=(memcached lua-nginx-redis lua-nginx-memcached lua-nginx-redis-connector lua-nginx-websocket python3-websockets)  # spec/ngx_drivers_spec.lua
 
 want=("${build_pkgs[@]}" "${app_pkgs[@]}" "${test_pkgs[@]}")
 fuzz_pkgs=(clang libclang-rt-14-dev)
