@@ -183,7 +183,10 @@ function _M.connect(host, port, opts)
   if tls and not tls_layer then
     return nil, "connect " .. where(host, port) .. ": TLS is not available in this build"
   end
-  local key = opts and opts.pool or pool.key(host, port, tls and tls_layer.key(tls))
+  -- a pool's name never stands for its TLS settings: a named pool's key carries them too, so
+  -- a connect with tls never takes a plain or an unverified connection parked under that name
+  local key = opts and opts.pool and (opts.pool .. (tls and (" " .. tls_layer.key(tls)) or " plain"))
+    or pool.key(host, port, tls and tls_layer.key(tls))
   local st = pool.take(key)
   if st then
     st.reused = st.reused + 1

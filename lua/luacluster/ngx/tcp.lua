@@ -7,11 +7,14 @@
 -- failure closes it, as OpenResty's does. A socket that is neither closed nor kept alive closes
 -- when it is collected.
 -- backlog limits the connections of a pool in use at once (ngx/backlog.lua).
--- Not here: "unix:" peers, sslhandshake (until net.connect's TLS client lands), bind.
+-- Not here: "unix:" peers, bind. sslhandshake runs net.connect's TLS client (net/tls.lua) on
+-- the connected socket.
 local args = require("luacluster.ngx.args")
 local backlog = require("luacluster.ngx.backlog")
 local outbound = require("luacluster.net.outbound")
 local send_data = require("luacluster.ngx.send_data")
+local net_tls = require("luacluster.net.tls")
+outbound.set_tls_layer(net_tls) -- sslhandshake's sockets answer tls_info like net.connect's
 
 local raise, check_count = args.raise, args.check_count
 
@@ -24,8 +27,9 @@ local _M = {}
 local DEFAULT_TIMEOUT = 60000   -- ms: lua_socket_{connect,send,read}_timeout's defaults
 local DEFAULT_IDLE = 60000      -- ms: lua_socket_keepalive_timeout's default
 local DEFAULT_POOL_SIZE = 30    -- lua_socket_pool_size's default
-local TLS_MISSING = "sslhandshake is not provided by luacluster.ngx yet: it arrives with"
-  .. " luacluster's TLS client (net.connect's opts.tls)"
+-- what sslhandshake returns for a session when reused_session is not false: luacluster keeps
+-- and resumes sessions itself (per pool, net/tls.lua), so passing it back changes nothing
+local SESSION = setmetatable({}, { __tostring = function() return "ssl session" end })
 
 -- pool key -> its size, fixed when the pool is made (connect's pool_size or the first
 -- setkeepalive), as OpenResty's pools are
@@ -234,11 +238,16 @@ function tcp_mt:connect(...)
     sock:nodelay(true) -- lua_tcp_nodelay's default: on
   end
   self._box.sock = sock
+  self._box.host = host
   return 1
 end
 
 
--- sslhandshake(reused_session, server_name, ssl_verify, send_status_req) -> nil, err for now
+-- sslhandshake(reused_session, server_name, ssl_verify, send_status_req) -> session | true |
+-- nil, err. ssl_verify true verifies the peer's certificate against the system's CA store and
+-- the name (OpenResty's lua_ssl_trusted_certificate is not there); false or nil does not, as
+-- OpenResty's default. A connection taken from a pool that already speaks TLS returns at once.
+-- send_status_req (OCSP stapling) is accepted and not acted on.
 function tcp_mt:sslhandshake(...)
   local extra = select("#", ...) - 4
   if extra > 0 then
@@ -247,11 +256,30 @@ function tcp_mt:sslhandshake(...)
   if not self._box then
     raise("socket is never created nor connected")
   end
-  local _, err = usable(self, true, true)
-  if err then
+  local sock, err = usable(self, true, true)
+  if not sock then
     return nil, err
   end
-  return nil, TLS_MISSING
+  local reused_session, server_name, ssl_verify = ...
+  if server_name ~= nil and type(server_name) ~= "string" then
+    raise("bad server name")
+  end
+  if sock:tls_info() == nil then
+    local ms = self._ct or DEFAULT_TIMEOUT
+    self._connecting = true
+    local ok
+    ok, err = net_tls.handshake(sock, { verify = ssl_verify == true, server_name = server_name ~= "" and server_name or nil },
+      self._box.host, ms)
+    self._connecting = nil
+    if not ok then
+      drop(self)
+      return nil, err
+    end
+  end
+  if reused_session == false then
+    return true
+  end
+  return SESSION
 end
 
 
@@ -614,7 +642,7 @@ local function option_sock(self, option)
   if option == nil then
     return nil, 'missing the "option" argument'
   end
-  sockopt = sockopt or require("luacluster.ngx.sockopt")
+  sockopt = sockopt or require("luacluster.ngx.sockopt") -- lazy: setoption's FFI, loaded when first used
   if not sockopt.OPTIONS[option] then
     return nil, "unsupported option " .. tostring(option)
   end
