@@ -51,6 +51,7 @@ struct lc_conn {
   size_t roff;
   int open_handles;          /* handles not yet closed (tcp and the two timers) */
   int rerr;                  /* 0, or UV_EOF / an error once the read side has ended */
+  const char *rmsg;          /* the filter's words for rerr (lc_conn_read_error), or NULL */
   unsigned char closing, reading, connecting, connected, parked;
   unsigned char send_waiting, close_after_writes, retrying;
   lc_rb_want want;           /* the pending read; want.kind 0: none */
@@ -140,7 +141,7 @@ static int settle(lua_State *L, lc_conn *c, lc_rb_want *w) {
   if (c->rerr == 0 && !c->closing) return 0;
   lua_pushnil(L);
   if (c->rerr == 0 || c->rerr == UV_EOF) lua_pushliteral(L, "closed");
-  else lua_pushstring(L, uv_strerror(c->rerr));
+  else lua_pushstring(L, c->rmsg ? c->rmsg : uv_strerror(c->rerr));
   lua_pushlstring(L, unread(c), len);
   consume(c, len);
   conn_close(c);   /* as OpenResty's cosockets: a read that fails closes (what was written leaves) */
@@ -252,6 +253,7 @@ static void conn_ended(lc_conn *c, int err) {
 /* The seam for what the socket delivers (a TLS filter hands its plaintext here): the bytes join
  * the buffer, and a pending read is answered if they settle it. */
 static void conn_input(lc_conn *c, const char *p, size_t n) {
+  if (c->rerr != 0) return;   /* the read side has ended (a gap): nothing after it joins */
   if (buffered(c) == 0) c->roff = c->in.len = 0;
   if (c->roff > 0 && lc_buf_room(&c->in) < n) {    /* room by moving the unread bytes down */
     memmove(c->in.data, c->in.data + c->roff, buffered(c));
@@ -267,6 +269,10 @@ static void conn_input(lc_conn *c, const char *p, size_t n) {
   }
   try_answer(c);
   if (!c->closing && c->want.kind == 0 && buffered(c) >= HIGH_WATER) stop_reading(c);
+}
+
+void lc_conn_read_error(lc_conn *c, const char *msg) {
+  c->rmsg = msg;
 }
 
 void lc_conn_input(lc_conn *c, const char *p, size_t n) {
@@ -286,7 +292,13 @@ static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    conn_ended(c, (int)nread);
+    int err = (int)nread;
+    /* a filter decides whether the end is clean (TLS: a close_notify came before it) */
+    if (err == UV_EOF && c->filter && c->filter->end) {
+      int r = c->filter->end(c->filter_ctx, c);
+      if (r != 0) err = r;
+    }
+    if (!c->closing) conn_ended(c, err);
   } else if (c->filter) {
     int r = c->filter->read(c->filter_ctx, c, buf->base, (size_t)nread);
     if (r != 0 && !c->closing) conn_ended(c, r);

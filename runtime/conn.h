@@ -25,6 +25,10 @@ typedef struct lc_conn_filter {
   int (*idle)(void *ctx, lc_conn *c, const char *p, size_t n);
   void (*park)(void *ctx);
   void (*close)(void *ctx, lc_conn *c);
+  /* optional: the socket's read side ended (the peer's FIN): 0 when that is a clean end of the
+   * stream, else a UV_E* code (the stream was cut: TLS without close_notify), after
+   * lc_conn_read_error has said why */
+  int (*end)(void *ctx, lc_conn *c);
 } lc_conn_filter;
 
 lc_conn *lc_conn_check(lua_State *L, int idx);    /* the connection of a conn object; raises */
@@ -36,5 +40,7 @@ void *lc_conn_filter_ctx(lc_conn *c, const lc_conn_filter *f);   /* c's filter c
 void lc_conn_input(lc_conn *c, const char *p, size_t n);          /* plaintext into the buffer */
 int lc_conn_send_raw(lc_conn *c, const char *p, size_t n);        /* bytes to the socket: 0 or UV_E* */
 void lc_conn_event(lc_conn *c, const char *name, const char *err); /* cb(name [, err]) in Lua */
+/* why the read side failed, for the read that meets it (msg lives as long as the filter) */
+void lc_conn_read_error(lc_conn *c, const char *msg);
 
 #endif

@@ -91,6 +91,19 @@ static void tls_park(void *ctx) {
   lc_tls_trim(ct->t);
 }
 
+/* the peer's FIN: a clean end only after its close_notify (or before the handshake is done,
+ * where the connect fails as it did); without one the stream may have been cut by anyone on
+ * the path, and the read that meets it fails with tls.c's words instead of ending cleanly */
+static int tls_end(void *ctx, lc_conn *c) {
+  conn_tls *ct = ctx;
+  if (!lc_tls_done(ct->t)) return 0;
+  lc_tls_feed_eof(ct->t);
+  int r = drain(ct, c);
+  if (r == 0 || r == UV_EOF) return 0;
+  lc_conn_read_error(c, lc_tls_error(ct->t));
+  return r;
+}
+
 /* a graceful close: close_notify leaves before the socket closes */
 static void tls_close(void *ctx, lc_conn *c) {
   conn_tls *ct = ctx;
@@ -105,7 +118,7 @@ static void tls_free(void *ctx) {
 
 static const lc_conn_filter tls_filter = {
   .read = tls_read, .write = tls_write, .free = tls_free,
-  .idle = tls_idle, .park = tls_park, .close = tls_close,
+  .idle = tls_idle, .park = tls_park, .close = tls_close, .end = tls_end,
 };
 
 /* ---- Lua bindings ---- */

@@ -404,4 +404,23 @@ end
   unverified:close()
 ]], { "parked", "fresh", "parked_tls", "reused_tls", "apart" })
   end)
+
+  it("fails a read that meets the peer's FIN without close_notify: the stream may have been cut", function()
+    local port = H.free_port()
+    local srv = H.spawn({ "/usr/bin/python3", H.root .. "/spec/tls_trunc_server.py", tostring(port), dir .. "/localhost.pem",
+      dir .. "/localhost.key" })
+    servers[#servers + 1] = srv
+    assert(H.wait_for(function() return srv:output():find("READY", 1, true) end, 10000, 50), srv:output())
+    run([[
+  local http = require("luacluster.http")
+  local res, err = http.request("https://localhost:" .. env_port("TPORT") .. "/", { tls = TLS })
+  check("refused", res == nil and tostring(err):find("without close_notify", 1, true) ~= nil,
+    res and res.body, err)
+  local s = assert(net.connect("localhost", env_port("TPORT"), { tls = TLS }))
+  s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+  local all, rerr, partial = s:read_all()
+  check("read_all", all == nil and tostring(rerr):find("without close_notify", 1, true) ~= nil
+    and partial:find("TRANSFER", 1, true) ~= nil, all, rerr)
+]], { "refused", "read_all" }, { TPORT = port })
+  end)
 end)
