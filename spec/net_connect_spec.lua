@@ -63,8 +63,22 @@ describe("net.resolve and net.connect", function()
     check("callback", sock == nil and cerr:find("connection refused", 1, true) ~= nil, cerr)
   end)
   timer.sleep(200)
+  -- arguments out of range raise at the caller, before a socket exists (none is left open)
+  local function fds()
+    local n = 0
+    for _ in io.popen("ls /proc/" .. process.pid .. "/fd"):lines() do n = n + 1 end
+    return n
+  end
+  local before = fds()
+  for _ = 1, 20 do
+    local ok, perr = pcall(net.connect, "127.0.0.1", dead, { timeout = 0 / 0 })
+    assert(not ok and perr:find("opts.timeout must be", 1, true), perr)
+    ok, perr = pcall(net.connect, "127.0.0.1", 70000)
+    assert(not ok and perr:find("port must be", 1, true), perr)
+  end
+  check("no_leak", fds() - before < 3, before, fds())
 ]], { DEAD = dead })
-    N.assert_checks(p, { "refused", "unresolvable", "v6", "callback" })
+    N.assert_checks(p, { "refused", "unresolvable", "v6", "callback", "no_leak" })
   end)
 
   it("a connect that gets no answer fails after opts.timeout", function()

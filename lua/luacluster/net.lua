@@ -327,7 +327,7 @@ function _M.connect(host, port, opts, cb)
     error("net.connect: opts must be a table", 2)
   end
   local timeout = opts and opts.timeout
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout > 0 and timeout <= 1e12)) then
     error("net.connect: opts.timeout must be a number of ms > 0", 2)
   end
   if cb ~= nil and type(cb) ~= "function" then

@@ -176,6 +176,12 @@ end
 function _M.connect(host, port, opts)
   current("net.connect")
   local timeout = opts and opts.timeout or DEFAULT_TIMEOUT
+  -- net.connect and ngx.socket.tcp check their callers' arguments; what reaches here out of
+  -- range is refused before a socket exists (conn.c's argument errors raise after it exists)
+  if type(port) ~= "number" or port % 1 ~= 0 or port < 1 or port > 65535
+      or type(timeout) ~= "number" or not (timeout >= 0 and timeout <= 1e12) then
+    return nil, "connect " .. where(host, port) .. ": invalid port or timeout"
+  end
   local tls = opts and opts.tls
   if tls and not tls_layer then
     _M.set_tls_layer(require("luacluster.net.tls")) -- lazy: loaded at the first TLS connect
