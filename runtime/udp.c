@@ -8,8 +8,7 @@
  * any socket's), in order, for the next receive. A datagram longer than the size asked for is
  * cut to it, the rest dropped, as recv(2) does. A receive that times out leaves the socket as
  * it was.
- * Also here until net.resolve is on main: core.udp_resolve, a lookup of a host name as the
- * system does it (uv_getaddrinfo on the thread pool), for setpeername's names. */
+ * Names are looked up by resolve.c (core.resolve), as for TCP. */
 #define _GNU_SOURCE
 #include "lc.h"
 #include "bindings.h"
@@ -241,81 +240,6 @@ static int f_udp_new(lua_State *L) {
   return 1;
 }
 
-/* ---- names (until net.resolve is on main) ---- */
-
-typedef struct lookup {
-  uv_getaddrinfo_t req;
-  lc_rt *rt;
-  int cb_ref, status;
-  struct addrinfo *res;
-  char name[];
-} lookup;
-
-/* run by lc_call_with, protected: cb({ ip, ... }) | cb(nil, "NAME: reason", name) */
-static int resolve_push(lua_State *L, void *ud) {
-  lookup *q = ud;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, q->cb_ref);
-  if (q->status != 0) return lc_push_fail(L, q->status, "%s: %s", q->name, uv_strerror(q->status));
-  lua_newtable(L);
-  int n = 0;
-  for (const struct addrinfo *a = q->res; a; a = a->ai_next) {
-    char ip[INET6_ADDRSTRLEN];
-    int r = a->ai_family == AF_INET ? uv_ip4_name((const struct sockaddr_in *)a->ai_addr, ip, sizeof ip)
-          : a->ai_family == AF_INET6 ? uv_ip6_name((const struct sockaddr_in6 *)a->ai_addr, ip, sizeof ip)
-          : UV_EAFNOSUPPORT;
-    if (r != 0) continue;
-    lua_pushstring(L, ip);
-    lua_rawseti(L, -2, ++n);
-  }
-  if (n == 0) {
-    lua_pop(L, 1);
-    return lc_push_fail(L, UV_EAI_NODATA, "%s: %s", q->name, uv_strerror(UV_EAI_NODATA));
-  }
-  return 1;
-}
-
-static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  lookup *q = (lookup *)req;
-  q->status = status;
-  q->res = res;
-  if (lc_call_with(q->rt, resolve_push, q) > 0)
-    lc_log(q->rt, "error: udp: the addresses of %s could not be handed to Lua (out of memory)", q->name);
-  if (res) uv_freeaddrinfo(res);
-  luaL_unref(q->rt->L, LUA_REGISTRYINDEX, q->cb_ref);
-  free(q);
-}
-
-/* core.udp_resolve(name, cb) -> true, later cb({ ip, ... }) or cb(nil, err) | nil, err */
-static int f_udp_resolve(lua_State *L) {
-  lc_rt *rt = lc_rt_get(L);
-  size_t len;
-  const char *name = luaL_checklstring(L, 1, &len);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (len == 0 || len > 253 || memchr(name, '\0', len)) return lc_push_fail(L, UV_EINVAL, "%s: not a host name", name);
-  lua_pushvalue(L, 2);
-  int cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* (what can raise comes before the allocation) */
-  lookup *q = calloc(1, sizeof *q + len + 1);
-  if (q == NULL) {
-    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
-    return lc_push_error(L, UV_ENOMEM);
-  }
-  q->rt = rt;
-  q->cb_ref = cb_ref;
-  memcpy(q->name, name, len + 1);
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_DGRAM;   /* one entry per address */
-  int r = uv_getaddrinfo(&rt->loop, &q->req, resolve_cb, q->name, NULL, &hints);
-  if (r != 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
-    free(q);
-    return lc_push_fail(L, r, "%s: %s", name, uv_strerror(r));
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 void lc_open_udp(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"connect", m_connect}, {"send", m_send}, {"recv", m_recv}, {"close", m_close},
@@ -323,7 +247,7 @@ void lc_open_udp(lua_State *L) {
   };
   lc_newmetatable(L, MT, methods);
   static const luaL_Reg fns[] = {
-    {"udp_new", f_udp_new}, {"udp_resolve", f_udp_resolve},
+    {"udp_new", f_udp_new},
     {NULL, NULL},
   };
   luaL_register(L, NULL, fns);

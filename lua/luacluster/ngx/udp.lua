@@ -42,7 +42,7 @@ local function address_of(host)
     return host
   end
   local w = coro.waiter("udpsock:setpeername")
-  local ok, err, code = core.udp_resolve(host, function(list, _, code2)
+  local ok, err, code = core.resolve(host, function(list, _, code2)
     w:wake(list, code2)
   end)
   if not ok then
