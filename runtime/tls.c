@@ -32,6 +32,8 @@
 #include "tls.h"
 #include "buf.h"
 
+#include <unistd.h>
+#include <errno.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,7 +384,10 @@ static SSL_CTX *client_ctx(lc_tls_store *s, int verify, const char *ca_file, cha
   }
   if (!ok) {
     unsigned long e = ERR_peek_error();
-    if (loading)
+    /* a file that is not there or not readable says so (OpenSSL's reason was "unknown error") */
+    if (loading && access(ca_file, R_OK) != 0)
+      snprintf(err, errlen, "%s %s: %s", what, ca_file, strerror(errno));
+    else if (loading)
       snprintf(err, errlen, "%s %s: %s", what, ca_file, ssl_reason(e));
     else
       snprintf(err, errlen, "%s: %s", what, ssl_reason(e));

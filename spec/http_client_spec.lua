@@ -106,13 +106,14 @@ local cases = {
     local r = {}
     for _, args in ipairs({ { 42 }, { RAW .. "/ok", { method = 1 } }, { RAW .. "/ok", { timeout = "x" } },
       { RAW .. "/ok", { headers = { ["Bad Name"] = "x" } } }, { RAW .. "/ok", { headers = { A = "a\r\nB: b" } } },
-      { RAW .. "/ok", { headers = { ["Content-Length"] = "1" } } } }) do
+      { RAW .. "/ok", { headers = { ["Content-Length"] = "1" } } }, { RAW .. "/ok", { timout = 500 } } }) do
       r[#r + 1] = tostring((pcall(http.request, args[1], args[2])))
     end
     -- raised at the caller's line
     local _, e1 = pcall(function() local res = http.request(RAW .. "/ok", { timeout = "x" }) return res end)
     local _, e2 = pcall(function() local res = http.request(RAW .. "/ok", { headers = { ["Bad Name"] = "x" } }) return res end)
-    return table.concat(r, " ") .. "|" .. e1 .. "|" .. e2
+    local _, e3 = pcall(function() local res = http.request(RAW .. "/ok", { timout = 500 }) return res end)
+    return table.concat(r, " ") .. "|" .. e1 .. "|" .. e2 .. "|" .. e3
   end,
 
   -- the pool: a connection goes back only after a complete, correctly framed answer
@@ -326,10 +327,12 @@ local have = U.have_nginx()
     end)
 
     it("raises on programming mistakes", function()
-      local flags, e1, e2 = case("mistakes"):match("^(.-)|(.-)|(.*)$")
-      assert.equal("false false false false false false", flags)
+      local flags, e1, e2, e3 = case("mistakes"):match("^(.-)|(.-)|(.-)|(.*)$")
+      assert.equal("false false false false false false false", flags)
       assert.matches("app%.lua:%d+: http%.request: timeout must be a number >= 0", e1)
       assert.matches('app%.lua:%d+: http%.request: invalid header name "Bad Name"', e2)
+      -- a misspelt option raises (it was ignored: the request waited the default 60 s)
+      assert.matches("app%.lua:%d+: http%.request: unknown option timout", e3)
     end)
   end)
 

@@ -81,12 +81,25 @@ local function check_number(opts, k)
 end
 
 
+-- the options http.request knows: a misspelt one raises (it was ignored: `timout = 500`
+-- waited the default 60 s)
+local OPTS = {
+  method = true, headers = true, body = true, timeout = true, tls = true, max_body_size = true,
+  keepalive = true, keepalive_timeout = true, keepalive_pool = true,
+}
+
 local function check_opts(opts)
   if opts == nil then
     return {}
   end
   if type(opts) ~= "table" then
     error("http.request: opts must be a table", 3)
+  end
+  for k in pairs(opts) do
+    if not OPTS[k] then
+      error("http.request: unknown option " .. tostring(k) .. " (method, headers, body, timeout, tls,"
+        .. " max_body_size, keepalive, keepalive_timeout, keepalive_pool)", 3)
+    end
   end
   local m = opts.method
   if m ~= nil and (type(m) ~= "string" or not find(m, TOKEN)) then
