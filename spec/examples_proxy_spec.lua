@@ -38,6 +38,17 @@ local U = require("http_client_util")
     assert.same({ "nothing here", 404 }, { get("/nothing-here") })
   end)
 
+  it("passes the upstream's headers back, but not the hop-by-hop ones; a HEAD keeps its Content-Length", function()
+    local head = H.sh("curl -s -m 5 -D - -o /dev/null http://127.0.0.1:" .. port .. "/moved")
+    assert.matches("^HTTP/1.1 302", head)
+    assert.matches("\r\n[Ll]ocation: http://example.test/cl\r\n", head)
+    assert.matches("\r\n[Xx]%-[Uu]pstream: yes\r\n", head)
+    local n = select(2, head:lower():gsub("\r\nconnection:", ""))
+    assert.is_true(n <= 1, head)   -- the runtime's own, never a second one from upstream
+    head = H.sh("curl -s -m 5 -I http://127.0.0.1:" .. port .. "/cl")
+    assert.matches("\r\n[Cc]ontent%-[Ll]ength: 5\r\n", head)
+  end)
+
   it("keeps its connection to the upstream", function()
     local a = get("/conn")
     local b = get("/conn")

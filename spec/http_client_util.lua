@@ -39,6 +39,7 @@ http {
     location / { return 404 "nothing here"; }
     location = /cl { return 200 "hello"; }
     location = /conn { return 200 "$connection"; }
+    location = /moved { add_header X-Upstream yes; return 302 http://example.test/cl; }
     location = /204 { return 204; }
     location = /304 { return 304; }
     location = /chunked {
