@@ -520,7 +520,13 @@ static int m_write(lua_State *L) {
   if (c->parked) return luaL_error(L, "conn:write: the socket is in a pool");
   if (wait && c->send_waiting) return luaL_error(L, "another coroutine is already sending on this socket");
   int r = conn_output(c, data, len);
-  if (r != 0) return lc_push_fail(L, r, "%s", uv_strerror(r));
+  if (r != 0) {
+    /* part of it may be gone already (write_queue.c: the caller closes), and a TLS record
+     * stream with a hole is broken: the socket closes; only a write too big to start leaves
+     * nothing behind */
+    if (r != UV_E2BIG) close_now(c);
+    return lc_push_fail(L, r, "%s", uv_strerror(r));
+  }
   if (lc_wq_idle(&c->wq)) {
     lua_pushboolean(L, 1);
     return 1;
