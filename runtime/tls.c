@@ -209,7 +209,9 @@ static int fail(lc_tls *t, int sslerr) {
   t->err = strdup(msg);
   if (!t->done) {
     if (t->offered && t->key) cache_drop(t->store, t->key);
-    ctx_drop(t->store, SSL_get_SSL_CTX(t->ssl));
+    /* not for a peer that only closed: one that resets every handshake would make each
+     * attempt reload the CA store on the loop (review) */
+    if (code != UV_ECONNRESET) ctx_drop(t->store, SSL_get_SSL_CTX(t->ssl));
   }
   t->failed = code;
   return code;
@@ -404,7 +406,8 @@ static SSL_CTX *client_ctx(lc_tls_store *s, int verify, const char *ca_file, cha
 }
 
 
-/* A handshake that failed drops the context it used from the store: the next connection with
+/* A handshake that failed (other than by the peer's close) drops the context it used from the
+ * store: the next connection with
  * those settings makes a fresh one. OpenSSL keeps some failures in a context for good (an
  * allocation that failed while it first checked a CA certificate marks that certificate invalid
  * in the context's store; a cipher it could not fetch at creation stays disabled), so a context
