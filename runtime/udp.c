@@ -13,7 +13,6 @@
 #include "lc.h"
 #include "bindings.h"
 
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
