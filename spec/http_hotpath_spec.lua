@@ -59,6 +59,24 @@ local function count(lines, pattern)
 end
 
 
+-- opens n keep-alive connections, each answered once, and holds them idle -> the sockets
+local function hold_idle(port, n)
+  local socks = {}
+  for i = 1, n do
+    local s = assert(H.connect(port))
+    s:send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    socks[i] = s
+    if i % 100 == 0 then
+      for k = i - 99, i do
+        local list = U.exchange(socks[k], nil, 1, 3000)
+        assert.equal(200, list[1] and list[1].status)
+      end
+    end
+  end
+  return socks
+end
+
+
 describe("the HTTP hot path", function()
   local p, port, pid
 
@@ -108,24 +126,13 @@ describe("the HTTP hot path", function()
 
   it("keeps no buffers for an idle keep-alive connection", function()
     local n = 2000
-    local socks = {}
     -- warm: the first connections make what every connection shares (Lua's state, buffers)
     for _ = 1, 20 do
       local r = U.once(port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
       assert.equal(200, r.status)
     end
     local before = rss_kb(pid)
-    for i = 1, n do
-      local s = assert(H.connect(port))
-      s:send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-      socks[i] = s
-      if i % 100 == 0 then
-        for k = i - 99, i do
-          local list = U.exchange(socks[k], nil, 1, 3000)
-          assert.equal(200, list[1] and list[1].status)
-        end
-      end
-    end
+    local socks = hold_idle(port, n)
     H.sleep(300)
     local per_conn = (rss_kb(pid) - before) * 1024 / n
     for _, s in ipairs(socks) do s:close() end
@@ -139,20 +146,9 @@ describe("the HTTP hot path", function()
       return tonumber(U.once(port, "GET /lua_kb HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").body)
     end
     local n = 2000
-    local socks = {}
     lua_kb()
     local before = lua_kb()
-    for i = 1, n do
-      local s = assert(H.connect(port))
-      s:send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-      socks[i] = s
-      if i % 100 == 0 then
-        for k = i - 99, i do
-          local list = U.exchange(socks[k], nil, 1, 3000)
-          assert.equal(200, list[1] and list[1].status)
-        end
-      end
-    end
+    local socks = hold_idle(port, n)
     local per_conn = (lua_kb() - before) * 1024 / n
     for _, s in ipairs(socks) do s:close() end
     -- none (under a byte of noise): Lua names a connection by its address; a userdata box
