@@ -12,13 +12,7 @@ local U = require("http_client_util")
     port = H.free_port()
     app = H.start(H.root .. "/examples/proxy/app.lua", { "-w", "1", "-p", port },
       { dir = H.tmpdir(), env = { UPSTREAM = "http://127.0.0.1:" .. nginx.port } })
-    assert(H.wait_for(function()
-      local s = H.connect(port)
-      if s then
-        s:close()
-        return true
-      end
-    end, 10000), app:output())
+    assert(H.wait_listening(port, 10000), app:output())
   end)
 
   teardown(function()

@@ -461,6 +461,18 @@ function H.free_ports(n)
 end
 
 
+-- Waits until something accepts connections on 127.0.0.1:port: -> true | nil
+function H.wait_listening(port, timeout_ms)
+  return H.wait_for(function()
+    local s = H.connect(port)
+    if s then
+      s:close()
+      return true
+    end
+  end, timeout_ms or 10000)
+end
+
+
 -- connect(port [, timeout_ms]) -> sock | nil, err
 function H.connect(port, timeout_ms)
   local fd = C.socket(2, 1, 0)

@@ -84,13 +84,7 @@ function U.nginx(extra)
     dir, dir, dir, port, extra or ""))
   local proc = H.spawn({ U.NGINX, "-p", dir, "-c", dir .. "/nginx.conf", "-e", dir .. "/error.log", "-g", "daemon off;" },
     { dir = dir })
-  local up = H.wait_for(function()
-    local s = H.connect(port)
-    if s then
-      s:close()
-      return true
-    end
-  end, 10000)
+  local up = H.wait_listening(port, 10000)
   assert(up, "nginx did not start: " .. proc:output() .. H.read_file(dir .. "/error.log"))
   return setmetatable({ proc = proc, port = port, dir = dir }, up_mt)
 end

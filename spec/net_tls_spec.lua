@@ -50,11 +50,7 @@ local function nginx()
     "  }",
   }, "\n"))
   servers[#servers + 1] = up
-  assert(H.wait_for(function()
-    local s = H.connect(tls_port)
-    if s then s:close() end
-    return s
-  end, 10000, 50), "nginx's https server did not start")
+  assert(H.wait_listening(tls_port, 10000), "nginx's https server did not start")
   return tls_port, up.port
 end
 

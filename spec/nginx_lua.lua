@@ -65,13 +65,7 @@ function M.start(files, location, lua)
     "",
   }, "\n"))
   local p = H.spawn({ M.NGINX, "-p", dir, "-c", dir .. "/nginx.conf", "-e", dir .. "/error.log" }, { dir = dir })
-  local up = H.wait_for(function()
-    local s = H.connect(port)
-    if s then
-      s:close()
-      return true
-    end
-  end, 5000)
+  local up = H.wait_listening(port, 5000)
   assert(up, "nginx did not start: " .. p:output() .. H.read_file(dir .. "/error.log"))
   return p, port, dir
 end
