@@ -7,6 +7,8 @@
 --              idle, a pool of N): "pooled N in MS ms"
 --   /warm/N    the same into the pool "warm", idle 100 ms: the code paths run once before the
 --              figure is taken, and those connections close by themselves
+--   /open/N    the same, but the N connections stay open in use, not pooled (kept in a table):
+--              the control, what a connection costs while it still has its read buffer
 --   /stats     after two full Lua collections and malloc_trim(0): "heap_kb H lua_kb L", the
 --              bytes in use in the C heap (glibc mallinfo2: uordblks + hblkhd) and in Lua's
 --   /          "ok"
@@ -37,8 +39,10 @@ local function stats()
   return string.format("heap_kb %.1f lua_kb %.1f\n", tonumber(mi.uordblks + mi.hblkhd) / 1024, collectgarbage("count"))
 end
 
--- n connections open at once, each after one GET; then all into pool `pool`
--- -> count pooled | nil, err
+local kept_open = {} -- /open's connections
+
+-- n connections open at once, each after one GET; then all into pool `pool` (idle_ms nil: all
+-- kept open in kept_open instead) -> count | nil, err
 local function fill(n, pool, idle_ms)
   local reds, failed = {}, {}
   local done = 0
@@ -68,6 +72,10 @@ local function fill(n, pool, idle_ms)
     for _, red in pairs(reds) do red:close() end
     return nil, #failed .. " of " .. n .. " failed, the first: " .. failed[1]
   end
+  if not idle_ms then
+    for k = 1, n do kept_open[#kept_open + 1] = reds[k] end
+    return n
+  end
   -- all n are open: now every one goes to the pool
   local kept = 0
   for k = 1, n do
@@ -83,11 +91,13 @@ if cluster.is_worker then
   http.create_server(function(req)
     local what, n = req.path:match("^/(%a+)/(%d+)$")
     n = tonumber(n)
-    if (what == "fill" or what == "warm") and n >= 1 then
+    if (what == "fill" or what == "warm" or what == "open") and n >= 1 then
       local t0 = timer.now()
       local kept, err
       if what == "fill" then
         kept, err = fill(n, "held", 600000)
+      elseif what == "open" then
+        kept, err = fill(n, "open")
       else
         kept, err = fill(n, "warm", 100)
       end

@@ -241,6 +241,9 @@ function M.build(R)
         R.pool.conns, R.pool.size) })
     row(f, "lc_rss", d.label .. ": RSS", d.kind, d.rss, { short = "RSS" })
     row(f, "lc_heap", d.label .. ": C + Lua heap in use", d.kind, d.heap, { short = "heap in use" })
+    if d.open and #d.open > 0 then
+      row(f, "lc_open_heap", "control: held open in use, not pooled: heap in use", "probe", d.open, { short = "in use" })
+    end
   end
   return figs
 end
