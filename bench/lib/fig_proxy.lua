@@ -7,7 +7,6 @@
 -- proxies lift nginx's keepalive_requests (1000 by default: a reconnect every 1000 requests) so
 -- that every pooled connection lives through the run. Every system is started once, its answer
 -- read back, and the runs rotated repeat after repeat (rounds.lua).
-local S = require("sys")
 local Sys = require("systems")
 local Rounds = require("rounds")
 
@@ -59,45 +58,16 @@ end
 
 F.systems = all_systems
 
-local function check(srv)
-  local status, body = S.get(srv.port, "/", 3000)
-  if status ~= 200 or body ~= F.BODY then
-    return string.format("status %s, body %q", tostring(status), tostring(body):sub(1, 300))
-  end
-end
-
 -- -> data[id] = { label=, kind=, proxy = {rps...}, failed = { proxy = n } }
 function F.run(cfg, R)
   if not Sys.have_nginx() then error("nginx is not installed: no upstream for the proxy figure", 0) end
   local up = Sys.nginx{ workers = 1, name = "upstream", http = UPSTREAM_HTTP, server = UPSTREAM_SERVER }
-  local servers, data = {}, {}
-  local ok, err = pcall(function()
+  local ok, data = pcall(function()
     Sys.ready(up)
-    local systems = all_systems(cfg, up.port)
-    S.log("proxy: starting %d servers (upstream nginx on port %d)", #systems, up.port)
-    for _, s in ipairs(systems) do servers[s.id] = s.start() end
-    local runs = {}
-    for _, s in ipairs(systems) do
-      Sys.ready(servers[s.id])
-      local bad = check(servers[s.id])
-      if bad then error(s.label .. ": " .. bad .. "\n" .. servers[s.id].proc:output():sub(-1000), 0) end
-      data[s.id] = { label = s.label, kind = s.kind, proxy = {}, failed = { proxy = 0 } }
-      runs[#runs + 1] = { s = s }
-    end
-    local function wrk(run, seconds)
-      return S.wrk{ port = servers[run.s.id].port, path = "/", seconds = seconds, connections = 64 }
-    end
-    if cfg.warmup > 0 then
-      for _, run in ipairs(runs) do wrk(run, cfg.warmup) end
-    end
-    Rounds.run(runs, cfg.repeats, "proxy", cfg.duration, function(run, rep)
-      local r, werr = wrk(run, cfg.duration)
-      Rounds.record(data[run.s.id], "proxy", rep, run.s.label, r, werr)
-    end)
+    return Rounds.keepalive_figure(cfg, all_systems(cfg, up.port), { what = "proxy", key = "proxy", body = F.BODY })
   end)
-  for _, srv in pairs(servers) do Sys.stop(srv, 2000) end
   Sys.stop(up, 2000)
-  if not ok then error(err, 0) end
+  if not ok then error(data, 0) end
   R.proxy = data
   return data
 end

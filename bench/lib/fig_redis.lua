@@ -5,7 +5,6 @@
 -- (content_by_lua, below). 2 workers each, one redis-server started here on a free loopback
 -- port (no persistence), wrk -t1 -c64 keep-alive. Every system is started once, its answer read
 -- back (200 and the value), and the runs rotated repeat after repeat (rounds.lua).
-local S = require("sys")
 local Sys = require("systems")
 local Rounds = require("rounds")
 
@@ -65,47 +64,17 @@ end
 
 F.systems = all_systems
 
--- the answer must be a 200 with the value: -> nil | an error message
-local function check(srv)
-  local status, body = S.get(srv.port, "/", 3000)
-  if status ~= 200 or body ~= F.VALUE then
-    return string.format("status %s, body %q", tostring(status), tostring(body):sub(1, 300))
-  end
-end
-
 -- -> data[id] = { label=, kind=, get = {rps...}, failed = { get = n } }
 function F.run(cfg, R)
   if not Sys.have_redis() then error("redis-server is not installed (vendor/install-deps.sh): no Redis figure", 0) end
   local redis = Sys.redis()
-  local servers, data = {}, {}
-  local ok, err = pcall(function()
+  local ok, data = pcall(function()
     local set, serr = Sys.redis_cmd(redis.port, { "SET", F.KEY, F.VALUE })
     if set ~= "+OK\r\n" then error("redis SET: " .. tostring(set or serr), 0) end
-    local systems = all_systems(cfg, redis.port)
-    S.log("redis GET: starting %d servers (redis-server on port %d)", #systems, redis.port)
-    for _, s in ipairs(systems) do servers[s.id] = s.start() end
-    local runs = {}
-    for _, s in ipairs(systems) do
-      Sys.ready(servers[s.id])
-      local bad = check(servers[s.id])
-      if bad then error(s.label .. ": " .. bad .. "\n" .. servers[s.id].proc:output():sub(-1000), 0) end
-      data[s.id] = { label = s.label, kind = s.kind, get = {}, failed = { get = 0 } }
-      runs[#runs + 1] = { s = s }
-    end
-    local function wrk(run, seconds)
-      return S.wrk{ port = servers[run.s.id].port, path = "/", seconds = seconds, connections = 64 }
-    end
-    if cfg.warmup > 0 then
-      for _, run in ipairs(runs) do wrk(run, cfg.warmup) end
-    end
-    Rounds.run(runs, cfg.repeats, "redis GET", cfg.duration, function(run, rep)
-      local r, werr = wrk(run, cfg.duration)
-      Rounds.record(data[run.s.id], "get", rep, run.s.label, r, werr)
-    end)
+    return Rounds.keepalive_figure(cfg, all_systems(cfg, redis.port), { what = "redis GET", key = "get", body = F.VALUE })
   end)
-  for _, srv in pairs(servers) do Sys.stop(srv, 2000) end
   Sys.stop(redis, 2000)
-  if not ok then error(err, 0) end
+  if not ok then error(data, 0) end
   R.redis = data
   return data
 end

@@ -201,37 +201,30 @@ function M.build(R)
     ratios(f, "lc_dispatch", { "nginx" })
     ratios(f, "lc_reuseport", { "nginx" })
   end
-  -- 8. Redis GET through nginx.redis
-  if R.redis then
-    local f
-    for _, id in ipairs({ "lc_dispatch", "lc_reuseport", "openresty" }) do
-      local d = R.redis[id]
-      if d and #d.get > 0 then
-        f = f or fig(figs, { id = "redis_get", group = 8, unit = "req/s", better = "higher",
-          title = "8. Redis GET through lua-nginx-redis (nginx.redis), pooled, 2 workers (wrk -t1 -c64)" })
-        row(f, id, d.label, d.kind, d.get, { short = SHORT[id], failed = d.failed.get })
+  -- 8. Redis GET through nginx.redis; 9. proxy to a local nginx upstream
+  local function wrk_figure(data, key, ids, vs, f)
+    local made
+    for _, id in ipairs(ids) do
+      local d = data[id]
+      if d and #d[key] > 0 then
+        made = made or fig(figs, f)
+        row(made, id, d.label, d.kind, d[key], { short = SHORT[id], failed = d.failed[key] })
       end
     end
-    if f then
-      ratios(f, "lc_dispatch", { "openresty" })
-      ratios(f, "lc_reuseport", { "openresty" })
+    if made then
+      ratios(made, "lc_dispatch", vs)
+      ratios(made, "lc_reuseport", vs)
     end
   end
-  -- 9. proxy to a local nginx upstream
+  if R.redis then
+    wrk_figure(R.redis, "get", { "lc_dispatch", "lc_reuseport", "openresty" }, { "openresty" },
+      { id = "redis_get", group = 8, unit = "req/s", better = "higher",
+        title = "8. Redis GET through lua-nginx-redis (nginx.redis), pooled, 2 workers (wrk -t1 -c64)" })
+  end
   if R.proxy then
-    local f
-    for _, id in ipairs({ "lc_dispatch", "lc_reuseport", "nginx_proxy", "node_proxy" }) do
-      local d = R.proxy[id]
-      if d and #d.proxy > 0 then
-        f = f or fig(figs, { id = "proxy", group = 9, unit = "req/s", better = "higher",
-          title = "9. Proxy to a local nginx upstream, pooled keep-alive connections, 2 workers (wrk -t1 -c64)" })
-        row(f, id, d.label, d.kind, d.proxy, { short = SHORT[id], failed = d.failed.proxy })
-      end
-    end
-    if f then
-      ratios(f, "lc_dispatch", { "nginx_proxy", "node_proxy" })
-      ratios(f, "lc_reuseport", { "nginx_proxy", "node_proxy" })
-    end
+    wrk_figure(R.proxy, "proxy", { "lc_dispatch", "lc_reuseport", "nginx_proxy", "node_proxy" }, { "nginx_proxy", "node_proxy" },
+      { id = "proxy", group = 9, unit = "req/s", better = "higher",
+        title = "9. Proxy to a local nginx upstream, pooled keep-alive connections, 2 workers (wrk -t1 -c64)" })
   end
   -- 10. memory per idle pooled outbound connection
   if R.pool then
