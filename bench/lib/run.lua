@@ -74,14 +74,14 @@ local CFG = {
     idle_conns = 10000, idle_repeats = 3, idle_settle_ms = 500,
     ipc_seconds = 1, ipc_repeats = 5, life_repeats = 7, idle_ms = 500, restart_after_ms = 1500,
     reload_repeats = 3, reload_load_s = 6, reload_at_ms = 2000, reloads = 10,
-    pool_conns = 2000, pool_repeats = 3,
+    pool_conns = 2000, pool_repeats = 3, out_warmup = 2,
   },
   quick = {
     repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" }, te_duration = 1,
     idle_conns = 10000, idle_repeats = 1, idle_settle_ms = 300,
     ipc_seconds = 0.5, ipc_repeats = 2, life_repeats = 3, idle_ms = 300, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 4, reload_at_ms = 1500, reloads = 3,
-    pool_conns = 2000, pool_repeats = 1,
+    pool_conns = 2000, pool_repeats = 1, out_warmup = 1,
   },
   smoke = {
     repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" }, te_duration = 1,
@@ -93,7 +93,7 @@ local CFG = {
     reload_repeats = 1, reload_load_s = 3, reload_at_ms = 1000, reloads = 1,
     redis_only = { lc_dispatch = true, openresty = true },
     proxy_only = { lc_dispatch = true, nginx_proxy = true, node_proxy = true },
-    pool_conns = 500, pool_repeats = 1,
+    pool_conns = 500, pool_repeats = 1, out_warmup = 0,
     parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
