@@ -1,7 +1,8 @@
 -- bench/lib/report.lua: from the raw samples of a run to figures (median, spread over the
 -- repeats, ratios to the peers and to the probe, each ratio the median of per-repeat ratios of
 -- systems measured next to each other), the targets of issues 7 and 14, and the three outputs: the
--- table on stdout (and as markdown), the JSON file, and the SVG bar chart.
+-- table on stdout (and as markdown), the JSON file, and the SVG bar chart. Figures 8-10 and
+-- their targets are issue 15's (the outbound side: Redis, a proxy, pooled connections).
 local St = require("stats")
 
 local M = {}
@@ -49,7 +50,7 @@ end
 local SHORT = {
   node_rr = "Node rr", node_shared = "Node shared", node_single = "Node single", nginx = "nginx",
   nginx_lua = "nginx+Lua", probe_hello = "probe", probe_dispatch = "dispatch probe", node = "Node", probe = "probe",
-  pm2 = "PM2", lc = "luacluster",
+  pm2 = "PM2", lc = "luacluster", openresty = "OpenResty", nginx_proxy = "nginx proxy_pass", node_proxy = "Node",
 }
 
 local function kb_to_mb(xs)
@@ -200,6 +201,43 @@ function M.build(R)
     ratios(f, "lc_dispatch", { "nginx" })
     ratios(f, "lc_reuseport", { "nginx" })
   end
+  -- 8. Redis GET through nginx.redis; 9. proxy to a local nginx upstream
+  local function wrk_figure(data, key, ids, vs, f)
+    local made
+    for _, id in ipairs(ids) do
+      local d = data[id]
+      if d and #d[key] > 0 then
+        made = made or fig(figs, f)
+        row(made, id, d.label, d.kind, d[key], { short = SHORT[id], failed = d.failed[key] })
+      end
+    end
+    if made then
+      ratios(made, "lc_dispatch", vs)
+      ratios(made, "lc_reuseport", vs)
+    end
+  end
+  if R.redis then
+    wrk_figure(R.redis, "get", { "lc_dispatch", "lc_reuseport", "openresty" }, { "openresty" },
+      { id = "redis_get", group = 8, unit = "req/s", better = "higher",
+        title = "8. Redis GET through lua-nginx-redis (nginx.redis), pooled, 2 workers (wrk -t1 -c64)" })
+  end
+  if R.proxy then
+    wrk_figure(R.proxy, "proxy", { "lc_dispatch", "lc_reuseport", "nginx_proxy", "node_proxy" }, { "nginx_proxy", "node_proxy" },
+      { id = "proxy", group = 9, unit = "req/s", better = "higher",
+        title = "9. Proxy to a local nginx upstream, pooled keep-alive connections, 2 workers (wrk -t1 -c64)" })
+  end
+  -- 10. memory per idle pooled outbound connection
+  if R.pool then
+    local d = R.pool.data.lc
+    local f = fig(figs, { id = "pool_idle_kb", group = 10, unit = "kB", better = "lower",
+      title = string.format("10. Memory per idle pooled outbound connection, %d pooled after a %d-byte read each (one worker)",
+        R.pool.conns, R.pool.size) })
+    row(f, "lc_rss", d.label .. ": RSS", d.kind, d.rss, { short = "RSS" })
+    row(f, "lc_heap", d.label .. ": C + Lua heap in use", d.kind, d.heap, { short = "heap in use" })
+    if d.open and #d.open > 0 then
+      row(f, "lc_open_heap", "control: held open in use, not pooled: heap in use", "probe", d.open, { short = "in use" })
+    end
+  end
   return figs
 end
 
@@ -266,6 +304,24 @@ function M.targets(figs, notes)
   le("memory per idle keep-alive connection <= nginx's", "idle_conn_kb", "lc_dispatch", "nginx", 1, "nginx's")
   le("start to first 200 <= 1/5 of Node cluster", "start_200", "lc", "node_rr", 0.2, "Node cluster")
   le("SIGKILL to replacement serving <= 1/5 of Node", "restart", "lc", "node_rr", 0.2, "Node cluster")
+  -- issue 15
+  cmp("Redis GET (nginx.redis), dispatch >= OpenResty", "redis_get", "lc_dispatch", "openresty", 1, "OpenResty, same driver")
+  cmp("Redis GET (nginx.redis), reuseport >= OpenResty", "redis_get", "lc_reuseport", "openresty", 1, "OpenResty, same driver")
+  cmp("proxy, dispatch >= 0.8x nginx proxy_pass", "proxy", "lc_dispatch", "nginx_proxy", 0.8, "nginx proxy_pass")
+  cmp("proxy, reuseport >= 0.8x nginx proxy_pass", "proxy", "lc_reuseport", "nginx_proxy", 0.8, "nginx proxy_pass")
+  cmp("proxy, dispatch >= 2x Node", "proxy", "lc_dispatch", "node_proxy", 2, "Node (keep-alive Agent)")
+  cmp("proxy, reuseport >= 2x Node", "proxy", "lc_reuseport", "node_proxy", 2, "Node (keep-alive Agent)")
+  -- a read buffer kept per idle pooled connection would be 16 kB or more each (the figure reads
+  -- 16 KiB on every connection before it is pooled): half of that is the bound
+  for _, m in ipairs({ { "lc_heap", "heap in use" }, { "lc_rss", "RSS" } }) do
+    local r = find(figs, "pool_idle_kb", m[1])
+    if r then
+      local v = r.summary.max
+      add("idle pooled connection < 8 kB (no read buffer), " .. m[2], v,
+        v and string.format("%.2f kB per connection, the largest of %d repeats (a kept 16 KiB buffer: >= 16)", v, r.summary.n)
+          or "not measured", v and v < 8 or nil)
+    end
+  end
   local lc_lost = find(figs, "reload_failed", "lc_dispatch")
   local lc_wrk = find(figs, "reload_failed", "lc_wrk")
   local rt = ratio_of(figs, "reload_time", "lc_dispatch", "pm2")
@@ -488,7 +544,7 @@ local function esc(s)
 end
 
 -- the ratios a bar is labelled with: the main peers and the probe, at most four
-local SVG_ORDER = { "node_rr", "node", "pm2", "nginx_lua", "nginx", "probe_dispatch", "probe_hello", "probe" }
+local SVG_ORDER = { "node_rr", "node", "node_proxy", "pm2", "openresty", "nginx_proxy", "nginx_lua", "nginx", "probe_dispatch", "probe_hello", "probe" }
 local function svg_ratios(r)
   local out = {}
   for _, vs in ipairs(SVG_ORDER) do

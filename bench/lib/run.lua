@@ -18,11 +18,12 @@ end
 
 local USAGE = [[
 usage: bench/run [--quick | --smoke] [options]
-  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 18 minutes)
+  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 21 minutes)
   --quick          2 repeats of 1 s (about 3-4 minutes)
   --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
                    connections); checks that the bench runs
-  --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload
+  --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload,
+                   redis,proxy,pool (figures 8-10; --smoke runs them only when named here)
   --repeats N      repeats of every figure
   --duration S     seconds per wrk run
   --bin PATH       the luacluster executable to measure (default: build it in build-bench/)
@@ -73,12 +74,14 @@ local CFG = {
     idle_conns = 10000, idle_repeats = 3, idle_settle_ms = 500,
     ipc_seconds = 1, ipc_repeats = 5, life_repeats = 7, idle_ms = 500, restart_after_ms = 1500,
     reload_repeats = 3, reload_load_s = 6, reload_at_ms = 2000, reloads = 10,
+    pool_conns = 2000, pool_repeats = 3, out_warmup = 2,
   },
   quick = {
     repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" }, te_duration = 1,
     idle_conns = 10000, idle_repeats = 1, idle_settle_ms = 300,
     ipc_seconds = 0.5, ipc_repeats = 2, life_repeats = 3, idle_ms = 300, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 4, reload_at_ms = 1500, reloads = 3,
+    pool_conns = 2000, pool_repeats = 1, out_warmup = 1,
   },
   smoke = {
     repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" }, te_duration = 1,
@@ -88,6 +91,9 @@ local CFG = {
     ipc_seconds = 0.2, ipc_repeats = 1, ipc_only = { pingpong_small = true }, ipc_no_pin = true,
     life_repeats = 1, idle_ms = 100, life_only = { lc = true }, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 3, reload_at_ms = 1000, reloads = 1,
+    redis_only = { lc_dispatch = true, openresty = true },
+    proxy_only = { lc_dispatch = true, nginx_proxy = true, node_proxy = true },
+    pool_conns = 500, pool_repeats = 1, out_warmup = 0,
     parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
@@ -99,7 +105,9 @@ cfg.reload_repeats = o.repeats and math.max(1, math.floor(o.repeats / 2)) or cfg
 cfg.duration = o.duration or cfg.duration
 cfg.te_duration = o.duration or cfg.te_duration
 cfg.idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.idle_repeats
-local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true }
+cfg.pool_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.pool_repeats
+local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true,
+  redis = true, proxy = true, pool = true }
 if o.only then
   parts = {}
   for p in o.only:gmatch("[^,]+") do parts[p] = true end
@@ -185,7 +193,7 @@ local meta = {
   config = {
     http_repeats = cfg.repeats, http_seconds = cfg.duration, wrk = "wrk -t1 -c64", ipc_seconds = cfg.ipc_seconds,
     te_seconds = cfg.te_duration, te_wrk = "wrk -t1 -c256 --timeout 8s (plaintext: -s bench/lib/wrk_pipeline.lua -- 16)",
-    idle_conns = cfg.idle_conns, idle_repeats = cfg.idle_repeats,
+    idle_conns = cfg.idle_conns, idle_repeats = cfg.idle_repeats, pool_conns = cfg.pool_conns, pool_repeats = cfg.pool_repeats,
     ipc_repeats = cfg.ipc_repeats, life_repeats = cfg.life_repeats, reload_repeats = cfg.reload_repeats,
   },
   notes = notes,
@@ -193,6 +201,9 @@ local meta = {
 meta.repeats_text = string.format("%d HTTP repeats of %d s (TechEmpower: %d s), %d IPC repeats of %g s, %d start/restart repeats, %d reloads (+%d under wrk), %d idle-connection repeats of %d connections",
   cfg.repeats, cfg.duration, cfg.te_duration, cfg.ipc_repeats, cfg.ipc_seconds, cfg.life_repeats, cfg.reloads, cfg.reload_repeats,
   cfg.idle_repeats, cfg.idle_conns)
+if parts.pool then
+  meta.repeats_text = meta.repeats_text .. string.format(", %d pooled-connection repeats of %d connections", cfg.pool_repeats, cfg.pool_conns)
+end
 
 local R = { notes = notes }
 local function part(name, fn)
@@ -221,6 +232,9 @@ part("ipc", function() require("fig_ipc").run(cfg, R) end)
 part("start", function() require("fig_life").start_and_rss(cfg, R) end)
 part("restart", function() require("fig_life").restart(cfg, R) end)
 part("reload", function() require("fig_life").reload(cfg, R) end)
+part("redis", function() require("fig_redis").run(cfg, R) end)
+part("proxy", function() require("fig_proxy").run(cfg, R) end)
+part("pool", function() require("fig_pool").run(cfg, R) end)
 S.stop_all()
 
 meta.load_after = first_line("cat /proc/loadavg")

@@ -17,7 +17,8 @@ local function newdir(name)
   return S.mkdir(string.format("%s/%02d-%s", ctx.tmp, seq, name))
 end
 
--- luacluster{ mode=, workers=, app= } (app defaults to bench/apps/hello.lua)
+-- luacluster{ mode=, workers=, app=, env = { NAME = value } } (app defaults to
+-- bench/apps/hello.lua; env: added to its environment, e.g. the port of a Redis it talks to)
 function Sys.luacluster(o)
   o = o or {}
   local mode, workers = o.mode or "dispatch", o.workers or 2
@@ -31,18 +32,19 @@ function Sys.luacluster(o)
   local control = dir .. "/control.sock"
   local t0 = S.now()
   local p = S.spawn({ ctx.bin, "-w", tostring(workers), "-m", mode, "-p", tostring(port), "--control", control, app },
-    { dir = dir, cwd = dir })
+    { dir = dir, cwd = dir, env = o.env })
   return { id = "luacluster", proc = p, pid = p.pid, port = port, dir = dir, control = control, app = app, t0 = t0 }
 end
 
--- node{ sched = "rr" | "none" | "single", workers= }
+-- node{ sched = "rr" | "none" | "single", workers=, script=, env= } (script: a peer taking
+-- the arguments of bench/peers/node_hello.js, the default; env: added to its environment)
 function Sys.node(o)
   o = o or {}
   local port = S.free_port()
   local dir = newdir("node-" .. (o.sched or "rr"))
   local t0 = S.now()
-  local p = S.spawn({ ctx.node, ctx.root .. "/bench/peers/node_hello.js", tostring(port), tostring(o.workers or 2), o.sched or "rr" },
-    { dir = dir, cwd = dir })
+  local p = S.spawn({ ctx.node, o.script or (ctx.root .. "/bench/peers/node_hello.js"), tostring(port), tostring(o.workers or 2), o.sched or "rr" },
+    { dir = dir, cwd = dir, env = o.env })
   return { id = "node", proc = p, pid = p.pid, port = port, dir = dir, t0 = t0 }
 end
 
@@ -145,12 +147,14 @@ function Sys.have_nginx_lua()
   return true
 end
 
--- nginx{ lua = bool, workers=, te = bool }: its own prefix, config and pid file under the
--- run's folder; te: the TechEmpower configs above instead of figure 1's hello
+-- nginx{ lua = bool, workers=, te = bool, name=, http=, server= }: its own prefix, config and
+-- pid file under the run's folder; te: the TechEmpower configs above instead of figure 1's
+-- hello; http: lines added to the http block, server: the server block's body instead (figures
+-- 8-10: OpenResty with a Redis driver, nginx proxy_pass and the upstream; name: the folder's)
 function Sys.nginx(o)
   o = o or {}
   local port = S.free_port()
-  local dir = newdir((o.lua and "nginx-lua" or "nginx") .. (o.te and "-te" or ""))
+  local dir = newdir(o.name or ((o.lua and "nginx-lua" or "nginx") .. (o.te and "-te" or "")))
   S.mkdir(dir .. "/tmp")
   S.mkdir(dir .. "/logs")
   local modules = ""
@@ -164,6 +168,8 @@ function Sys.nginx(o)
     http = TE_HTTP .. (o.lua and ("\n" .. TE_LUA_INIT) or "")
     server = o.lua and TE_LUA or TE_STATIC
   end
+  if o.http then http = http .. "\n" .. o.http end
+  if o.server then server = o.server end
   local conf = string.format(NGINX_CONF, modules, o.workers or 2, dir, dir, main, conns, http, dir, dir, dir, dir, dir, port,
     server)
   S.write_file(dir .. "/nginx.conf", conf)
@@ -179,6 +185,55 @@ function Sys.probe(o)
   local t0 = S.now()
   local p = S.spawn({ ctx.probes .. "/" .. o.name, tostring(port), tostring(o.workers or 2) }, { dir = dir, cwd = dir })
   return { id = o.name, proc = p, pid = p.pid, port = port, dir = dir, t0 = t0 }
+end
+
+-- ---- Redis (figures 8 and 10) ----
+
+Sys.redis_bin = "/usr/bin/redis-server"
+function Sys.have_redis() return io.open(Sys.redis_bin) ~= nil end
+
+-- one Redis command over its own connection (RESP): -> the reply as sent ("+OK\r\n",
+-- "$5\r\nhello\r\n", ...) | nil, err
+function Sys.redis_cmd(port, args, timeout_ms)
+  local parts = { "*" .. #args .. "\r\n" }
+  for _, a in ipairs(args) do
+    a = tostring(a)
+    parts[#parts + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+  end
+  local s = S.H.connect(port)
+  if not s then return nil, "refused" end
+  s:send(table.concat(parts))
+  local data, why = s:read_until(function(d)
+    local head = d:match("^[%+%-:][^\r]*\r\n")
+    if head then return true end
+    local len, rest = d:match("^%$(%-?%d+)\r\n()")
+    if not len then return false end
+    len = tonumber(len)
+    return len < 0 or #d >= rest - 1 + len + 2
+  end, timeout_ms or 5000)
+  s:close()
+  if why then return nil, why .. " after " .. string.format("%q", data:sub(1, 200)) end
+  return data
+end
+
+-- redis{ }: redis-server on a free loopback port, no persistence; waits until it answers PING
+function Sys.redis(o)
+  o = o or {}
+  local port = S.free_port()
+  local dir = newdir("redis")
+  local t0 = S.now()
+  local p = S.spawn({ Sys.redis_bin, "--port", tostring(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    "--dir", dir, "--daemonize", "no" }, { dir = dir, cwd = dir })
+  local srv = { id = "redis", proc = p, pid = p.pid, port = port, dir = dir, t0 = t0 }
+  local deadline = S.now() + (o.timeout_ms or 10000)
+  while S.now() < deadline do
+    if Sys.redis_cmd(port, { "PING" }, 1000) == "+PONG\r\n" then return srv end
+    if p:poll() then break end
+    S.sleep(5)
+  end
+  local out = p:output()
+  S.stop(p, 1000)
+  error("redis-server is not answering on port " .. port .. ": " .. out:sub(-1000), 0)
 end
 
 -- Waits until the server answers 200; raises with its output if it does not.
