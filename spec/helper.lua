@@ -406,8 +406,16 @@ local pool_low, pool_high = (function()
   local f = io.open("/proc/sys/net/ipv4/ip_local_port_range")
   local low = f and tonumber(f:read("*n")) or 32768
   if f then f:close() end
-  if low > 12000 then return 10000, low - 1 end
-  return 61000, 65535
+  local a, b = 10000, low - 1
+  if low <= 12000 then a, b = 61000, 65535 end
+  -- spec/run's shards run at once: each takes its own slice of the range
+  local shard, shards = tonumber(os.getenv("LCSPEC_SHARD")), tonumber(os.getenv("LCSPEC_SHARDS"))
+  if shard and shards and shards > 1 and shard >= 0 and shard < shards then
+    local width = math.floor((b - a + 1) / shards)
+    a = a + shard * width
+    b = a + width - 1
+  end
+  return a, b
 end)()
 math.randomseed(os.time() + tonumber(ffi.C.getpid()))
 
