@@ -401,6 +401,26 @@ end
 ]], { "parked", "fresh", "parked_tls", "reused_tls", "apart" })
   end)
 
+  it("keeps pools apart whose names and TLS settings would join into the same words", function()
+    run([[
+  local port = env_port("NPORT")
+  -- pool "p tls noverify" with SNI "x", and pool "p" with SNI "tls noverify x": once joined
+  -- with spaces these were one key, and the second connect took the first's connection
+  local a = assert(net.connect("localhost", port, { pool = "p tls noverify", tls = { verify = false, server_name = "x" } }))
+  check("parked", a:set_keepalive() == true)
+  local b = assert(net.connect("localhost", port, { pool = "p", tls = { verify = false, server_name = "tls noverify x" } }))
+  check("apart", b:reused_times() == 0, b:reused_times())
+  b:close()
+  -- http.request's origin pools: SNI "a false b" + no CA against SNI "a" + CA "b false "
+  local http = require("luacluster.http")
+  local url = "https://localhost:" .. port .. "/"
+  local r1 = assert(http.request(url, { keepalive = true, tls = { verify = false, server_name = "a false b" } }))
+  local r2 = assert(http.request(url, { keepalive = true, tls = { verify = false, server_name = "a", ca_file = "b false " } }))
+  local c1, c2 = r1.body:match("conn=(%d+)"), r2.body:match("conn=(%d+)")
+  check("http_apart", c1 ~= c2 and r2.body:find("reqs=1 ", 1, true) ~= nil, r1.body .. r2.body)
+]], { "parked", "apart", "http_apart" })
+  end)
+
   it("fails a read that meets the peer's FIN without close_notify: the stream may have been cut", function()
     local port = H.free_port()
     local srv = H.spawn({ "/usr/bin/python3", H.root .. "/spec/tls_trunc_server.py", tostring(port), dir .. "/localhost.pem",

@@ -275,8 +275,9 @@ end
 local function pool_name(scheme, host, port, tls)
   local name = scheme .. "://" .. host .. ":" .. port
   if scheme == "https" and type(tls) == "table" then
-    name = name .. " " .. tostring(tls.server_name or "") .. " " .. tostring(tls.verify ~= false) .. " "
-      .. tostring(tls.ca_file or "")
+    -- lengths first: no two settings join into the same name
+    local sn, ca = tostring(tls.server_name or ""), tostring(tls.ca_file or "")
+    name = name .. " " .. #sn .. ":" .. sn .. " " .. tostring(tls.verify ~= false) .. " " .. #ca .. ":" .. ca
   end
   return name
 end

@@ -191,7 +191,7 @@ function _M.connect(host, port, opts)
   end
   -- a pool's name never stands for its TLS settings: a named pool's key carries them too, so
   -- a connect with tls never takes a plain or an unverified connection parked under that name
-  local key = opts and opts.pool and (opts.pool .. (tls and (" " .. tls_layer.key(tls)) or " plain"))
+  local key = opts and opts.pool and (#opts.pool .. ":" .. opts.pool .. (tls and (" " .. tls_layer.key(tls)) or " plain"))
     or pool.key(host, port, tls and tls_layer.key(tls))
   local st = pool.take(key)
   if st then

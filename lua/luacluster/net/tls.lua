@@ -40,13 +40,21 @@ local function settings(tls)
 end
 
 
+-- a field of a pool key, length first, so that no two settings join into the same key
+-- ("a b" + "c" and "a" + "b c" stay apart)
+local function field(s)
+  s = s or ""
+  return #s .. ":" .. s
+end
+
+
 -- the pool key's part for opts.tls: connections with other settings never share a pool
 function _M.key(tls)
   local verify, ca_file, server_name = settings(tls)
   if not verify then
-    return "tls noverify " .. (server_name or "")
+    return "tls noverify " .. field(server_name)
   end
-  return "tls verify " .. (server_name or "") .. " " .. (ca_file or "")
+  return "tls verify " .. field(server_name) .. " " .. field(ca_file)
 end
 
 
