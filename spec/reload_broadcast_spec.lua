@@ -16,6 +16,7 @@ else
   me:on("error", function(err) say("error at", me.generation .. "/" .. me.id, err) end)
   http.create_server(function(req)
     if req.path == "/hang" then
+      say("hang at", me.generation .. "/" .. me.id)
       timer.sleep(tonumber(req.query))
     end
     return 200, "g" .. me.generation .. " " .. me.id
@@ -41,13 +42,18 @@ describe("reload messages", function()
     local p = H.start(path, { "-p", port, "--control", ctl })
     local url = "http://127.0.0.1:" .. port
     assert(H.wait_for(function() return (H.curl(url .. "/")):match("^g1 ") end, 8000, 50), p:output())
-    -- generation 1 keeps draining past the next reloads: each worker has a long request
+    -- generation 1 keeps draining past the next reloads: each worker has a long request (the
+    -- scheduler may give two in a row to one worker: more until both have one)
     local hangs = {}
-    for i = 1, 2 do
-      hangs[i] = assert(H.connect(port))
-      hangs[i]:send("GET /hang?6000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    for _ = 1, 20 do
+      local s = assert(H.connect(port))
+      s:send("GET /hang?6000 HTTP/1.1\r\nHost: t\r\n\r\n")
+      hangs[#hangs + 1] = s
+      H.sleep(100)
+      local out = p:output()
+      if out:find("hang at 1/1", 1, true) and out:find("hang at 1/2", 1, true) then break end
     end
-    H.sleep(200)
+    assert(p:output():find("hang at 1/1", 1, true) and p:output():find("hang at 1/2", 1, true), p:output())
     local out, rc = H.sh(H.bin .. " reload --control " .. ctl)
     assert.equal(0, rc, out .. p:output())
     -- generation 2's top level ran before the switch: generation 1 (serving then) got all
