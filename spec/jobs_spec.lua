@@ -154,6 +154,31 @@ describe("cluster.job", function()
     end
   end)
 
+  it("turns each job's runs over the workers, whatever other jobs run", function()
+    -- two jobs of the same period: one turn over all runs would give each job one worker
+    local app = start([[
+      if cluster.is_master then cluster.setup{ workers = 2 } end
+      for _, name in ipairs({ "a", "b" }) do
+        cluster.job(name, { every = 300 }, function(run)
+          say("fired", run.name, cluster.worker.id, T())
+        end)
+      end
+    ]])
+    wait_lines(app.p, "fired", 12)
+    for _, name in ipairs({ "a", "b" }) do
+      local ids = {}
+      for _, r in ipairs(lines_of(app.p, "fired")) do
+        if r[1] == name then
+          ids[#ids + 1] = r[2]
+        end
+      end
+      assert(#ids >= 4, app.p:output())
+      for i = 3, #ids do
+        assert(ids[i] ~= ids[i - 1], "job " .. name .. ": two runs in a row on worker " .. ids[i] .. "\n" .. app.p:output())
+      end
+    end
+  end)
+
   it("never overlaps two runs: a run due while the last one runs is skipped and counted", function()
     local app = start([[
       if cluster.is_master then cluster.setup{ workers = 2 } end

@@ -1,8 +1,8 @@
 -- luacluster.master.jobs: the schedule of cluster.job, kept by the master.
 --  * Each job's timer (every: one period after the start, then each period; cron: the next
 --    matching minute in local time, lib/cron.lua) makes a run due.
---  * A due run goes to one ready worker of the serving generation, round robin over the runs
---    of all jobs (the control op "job_run", answered by worker/jobs.lua with "job_done").
+--  * A due run goes to one ready worker of the serving generation, each job's runs round robin
+--    over them (the control op "job_run", answered by worker/jobs.lua with "job_done").
 --  * Two runs of one job never overlap: a run due while the last one still runs (or waits
 --    for a worker after its worker died) is skipped and counted. A job's state lives by its
 --    name across reloads, so a run still going in an old generation's worker counts too.
@@ -32,7 +32,6 @@ local order = {}         -- the scheduled names, in the order they were defined
 local runs = {}          -- run id -> run { id, job, worker, attempt, scheduled, tried }
 local waiting = {}       -- runs whose worker died, waiting for a ready worker
 local next_id = 0
-local rr_last = 0        -- round robin: the id of the worker that took the last run
 local stopped = false
 local hold_lease
 
@@ -70,8 +69,9 @@ local function pick(run, refused)
     return nil
   end
   table.sort(list, function(a, b) return a.id < b.id end)
+  local last = run.job and run.job.rr_last or 0 -- the id of the worker that took the job's last run
   for _, w in ipairs(list) do
-    if w.id > rr_last then
+    if w.id > last then
       return w
     end
   end
@@ -137,7 +137,7 @@ local function send(run)
       waiting[#waiting + 1] = run
       return
     end
-    rr_last = w.id
+    run.job.rr_last = w.id
     run.worker = w
     run.started_at = run.started_at or now_s()
     local ok, err = w:_control({ op = "job_run", id = run.id, name = run.job.name, scheduled = run.scheduled,
