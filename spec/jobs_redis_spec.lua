@@ -8,13 +8,13 @@ local H = require("helper")
 
 local APP = [[
 local core = require("luacluster.core")
-local HOST, REDIS = process.argv[1], process.argv[2]
+local HOST, REDIS, RUN_MS = process.argv[1], process.argv[2], tonumber(process.argv[3])
 if cluster.is_master then
   cluster.setup{ workers = 1, jobs = { redis = "127.0.0.1:" .. REDIS, prefix = "spec:", lease = 1500 } }
 end
 cluster.job("tick", { every = 500 }, function(run)
   say("begin", HOST, process.pid, run.claim, string.format("%.4f", core.time()))
-  timer.sleep(300)
+  timer.sleep(RUN_MS)
   say("end", HOST, process.pid, run.claim, string.format("%.4f", core.time()))
 end)
 ]]
@@ -71,9 +71,11 @@ describe("cluster.job with jobs = { redis = }", function()
     end
   end)
 
-  local function instance(tag)
+  -- an instance ("a host") whose runs last run_ms
+  local function instance(tag, run_ms)
     local own = H.tmpdir()
-    local p = H.start(dir .. "/app.lua", { "--control", own .. "/ctl.sock" }, { args = { tag, port }, dir = own })
+    local p = H.start(dir .. "/app.lua", { "--control", own .. "/ctl.sock" },
+      { args = { tag, port, run_ms or 300 }, dir = own })
     p.ctl = own .. "/ctl.sock"
     return p
   end
@@ -84,7 +86,11 @@ describe("cluster.job with jobs = { redis = }", function()
   end
 
   it("runs each run on one host only", function()
-    local a, b = instance("A"), instance("B")
+    -- short runs, and the second host's ticks some 200 ms after the first's: the job is free
+    -- again when the other host's tick for the same run comes
+    local a = instance("A", 20)
+    H.sleep(200)
+    local b = instance("B", 20)
     assert(H.wait_for(function() return #begins(a, b) >= 2 end, 15000), a:output() .. b:output())
     local n0 = #begins(a, b)
     H.sleep(3000)
