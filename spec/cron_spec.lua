@@ -35,14 +35,8 @@ local function series(spec, n, y, mo, d, h, mi)
 end
 
 
-local function keys(set)
-  local list = {}
-  for k in pairs(set) do
-    list[#list + 1] = k
-  end
-  table.sort(list)
-  return list
-end
+-- the members of a parsed field's set, in order
+local keys = require("luacluster.lib.tables").sorted_keys
 
 
 describe("cron.parse", function()
