@@ -392,6 +392,19 @@ describe("cluster.job", function()
     end
   end)
 
+  it("fails each run of a job the workers do not define, saying so", function()
+    local app = start([[
+      if cluster.is_master then
+        cluster.setup{ workers = 1 }
+        cluster.job("master_only", { every = 200 }, function() end)
+      end
+    ]])
+    assert(app.p:wait_output("job 'master_only' failed on worker 1", 10000, true), app.p:output())
+    assert.truthy(app.p:output():find("worker 1 has no job named 'master_only' (call cluster.job at the top level"
+      .. " of the script in the workers too)", 1, true))
+    assert.equal(0, status(app).workers[1].restarts)
+  end)
+
   it("raises when cluster.job is called after the top level, in the master and in a worker", function()
     local app = start([[
       if cluster.is_master then cluster.setup{ workers = 1 } end
