@@ -191,7 +191,8 @@ function hold_lease(run, lease)
   local t = core.timer_new(function()
     coro.spawn(function()
       local ok, err = jobs_redis.renew(lease)
-      if not ok and run.lease == lease then
+      if not ok and run.lease == lease and not run.renew_failed then
+        run.renew_failed = true -- once per run: another host may run the job once the lease expires
         log.warn("job '" .. run.job.name .. "': cannot renew its lease in Redis: " .. tostring(err))
       end
     end)
