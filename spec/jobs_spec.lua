@@ -274,6 +274,44 @@ describe("cluster.job", function()
     assert(retried and retried >= 1, text)
   end)
 
+  it("runs a run again when its worker crashes, and fails it when the second worker dies too", function()
+    local app = start([[
+      if cluster.is_master then cluster.setup{ workers = 2 } end
+      cluster.job("crashy", { every = 400 }, function(run)
+        say("attempt", run.attempt, string.format("%.4f", run.scheduled), process.pid)
+        if run.attempt == 1 then os.exit(3) end
+        say("survived", string.format("%.4f", run.scheduled))
+      end)
+    ]])
+    local first = wait_lines(app.p, "attempt", 1)[1]
+    assert.equal("1", first[1])
+    local survived = H.wait_for(function()
+      for _, l in ipairs(lines_of(app.p, "survived")) do
+        if l[1] == first[2] then
+          return true
+        end
+      end
+    end, 15000)
+    assert(survived, app.p:output())
+    local row = job_row(app, "crashy")
+    assert(row.lost >= 1 and row.runs >= 1, cjson.encode(row))
+  end)
+
+  it("fails a run that kills every worker it runs on after its second try", function()
+    local app = start([[
+      if cluster.is_master then cluster.setup{ workers = 2 } end
+      cluster.job("deadly", { every = 300 }, function(run)
+        say("attempt", run.attempt, process.pid)
+        os.exit(3)
+      end)
+    ]])
+    assert(app.p:wait_output("job 'deadly' failed on worker %d+ %(pid %d+%) after [%d.]+ ms: lost: its worker died 2 times",
+      15000), app.p:output())
+    local row = job_row(app, "deadly")
+    assert(row.failures >= 1, cjson.encode(row))
+    assert.truthy(row.last_error:find("lost: its worker died 2 times", 1, true))
+  end)
+
   it("shows each job in luacluster status (last run, next run, failures) and in the metrics", function()
     local app = start([[
       if cluster.is_master then cluster.setup{ workers = 1 } end
