@@ -312,6 +312,32 @@ describe("cluster.job", function()
     assert.truthy(row.last_error:find("lost: its worker died 2 times", 1, true))
   end)
 
+  it("lets a run in flight finish at a graceful stop, and does not run again one cut by drain_timeout", function()
+    local src = [[
+      if cluster.is_master then cluster.setup{ workers = 1, drain_timeout = %d } end
+      cluster.job("work", { every = 300 }, function()
+        say("begin", process.pid)
+        timer.sleep(%d)
+        say("end", process.pid)
+      end)
+    ]]
+    -- the run ends before the worker exits
+    local app = start(src:format(30000, 600))
+    wait_lines(app.p, "begin", 1)
+    app.p:kill("SIGTERM")
+    assert.equal(0, app.p:wait(15000))
+    assert.equal(1, #lines_of(app.p, "end"), app.p:output())
+    -- a run longer than drain_timeout: its worker is killed, the run is lost, not run again
+    app = start(src:format(200, 5000))
+    wait_lines(app.p, "begin", 1)
+    app.p:kill("SIGTERM")
+    app.p:wait(15000)
+    local out = app.p:output()
+    assert.truthy(out:find("lost: its worker ended as the cluster stopped", 1, true), out)
+    assert.falsy(out:find("running it again", 1, true), out)
+    assert.equal(1, #lines_of(app.p, "begin"), out)
+  end)
+
   it("shows each job in luacluster status (last run, next run, failures) and in the metrics", function()
     local app = start([[
       if cluster.is_master then cluster.setup{ workers = 1 } end

@@ -162,6 +162,9 @@ local function lost(run, w)
   if run.attempt > RETRIES then
     return finish(run, false, string.format("lost: its worker died %d times (last %s)", run.attempt, describe(w)), 0)
   end
+  if stopped or master.is_stopping() then
+    return finish(run, false, "lost: its worker ended as the cluster stopped (" .. describe(w) .. ")", 0)
+  end
   log.warn(string.format("job '%s': %s died during a run; running it again on another worker", run.job.name,
     describe(w)))
   run.job.lost = run.job.lost + 1
