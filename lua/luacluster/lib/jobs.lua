@@ -5,7 +5,6 @@
 -- keeps the definitions; a reload's new top level (in the master) defines into its stage,
 -- which master/jobs.lua takes when the new generation serves.
 local coro = require("luacluster.lib.coro")
-local cron = require("luacluster.lib.cron")
 local runtime = require("luacluster.lib.runtime")
 
 local error_at_caller = coro.error_at_caller
@@ -43,6 +42,7 @@ local function check(name, spec, fn)
     end
     def.every, def.schedule = ms, "every " .. ms .. " ms"
   elseif spec.cron ~= nil then
+    local cron = require("luacluster.lib.cron") -- lazy: only an app with a cron job loads the parser
     local c, err = cron.parse(spec.cron)
     if not c then
       error_at_caller("cluster.job('" .. name .. "'): " .. err)
