@@ -3,6 +3,7 @@
 -- clear error when a script calls one on the wrong side.
 local core = require("luacluster.core")
 local emitter = require("luacluster.lib.emitter")
+local jobs = require("luacluster.lib.jobs")
 local runtime = require("luacluster.lib.runtime")
 
 local _M = {}
@@ -14,6 +15,13 @@ _M.is_worker = role == "worker"
 
 function _M.cpu_count()
   return core.cpu_count()
+end
+
+
+-- cluster.job(name, { every = ms } | { cron = "m h dom mon dow" }, fn) at the script's top
+-- level, in the master (its schedule, master/jobs.lua) and in the workers (fn, worker/jobs.lua)
+function _M.job(name, spec, fn)
+  jobs.define(name, spec, fn, _M.worker ~= nil and _M.worker.state == "starting")
 end
 
 

@@ -43,6 +43,20 @@ function format(st)
     end
     out[#out + 1] = row
   end
+  -- cluster.job: one row per job (times in UTC)
+  if st.jobs and #st.jobs > 0 then
+    out[#out + 1] = string.format("%-16s %-22s %-6s %-6s %-6s %-21s %-9s %-21s %s",
+      "job", "schedule", "runs", "fail", "skip", "last run", "last ms", "next run", "last error")
+    for _, j in ipairs(st.jobs) do
+      local row = string.format("%-16s %-22s %-6d %-6d %-6d %-21s %-9s %-21s %s", j.name, j.schedule, j.runs,
+        j.failures, j.skipped, j.last_run or "-", j.last_ms and tostring(j.last_ms) or "-", j.next_run or "-",
+        j.last_ok == false and tostring(j.last_error) or "-")
+      if j.running then
+        row = row .. (j.running > 0 and ("  (running on worker " .. j.running .. ")") or "  (running)")
+      end
+      out[#out + 1] = row
+    end
+  end
   return table.concat(out, "\n") .. "\n"
 end
 
@@ -56,6 +70,7 @@ function run(o)
     local st = reply.status
     if o.json then
       st.workers = json.array(st.workers)
+      st.jobs = json.array(st.jobs or {})
       io.stdout:write(json.encode(st), "\n")
     else
       io.stdout:write(format(st))

@@ -4,6 +4,7 @@ local core = require("luacluster.core")
 local control = require("luacluster.lib.control")
 local coro = require("luacluster.lib.coro")
 local error_line = require("luacluster.lib.error_line")
+local jobs = require("luacluster.master.jobs")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local metrics = require("luacluster.master.metrics")
@@ -49,6 +50,7 @@ function _M.status()
     generation = master.generation(), uptime = math.floor((core.now() - started_at) / 1000),
     app = runtime.app, rss = core.rss(), workers = rows,
     lua_heap_kb = math.floor(collectgarbage("count")), -- garbage not yet collected included
+    jobs = jobs.status(), -- cluster.job: one row per job (master/jobs.lua)
   }
 end
 

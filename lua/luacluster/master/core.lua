@@ -550,6 +550,7 @@ local SETUP_KEYS = {
   -- resource limits and the heartbeat (luacluster.master.limits)
   max_requests = "number", max_memory = "number", heartbeat_interval = "number", heartbeat_timeout = "number",
   metrics = true, -- "host:port" or a port: the Prometheus listener (luacluster.master.metrics)
+  jobs = "table", -- { redis = "host:port" }: cluster.job's runs claimed in Redis (luacluster.master.jobs)
 }
 
 

@@ -8,6 +8,7 @@
 -- request path nothing, and a worker that does not answer within a second gives its last
 -- answer.
 local core = require("luacluster.core")
+local jobs = require("luacluster.master.jobs")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local reload = require("luacluster.master.reload")
@@ -216,6 +217,7 @@ function _M.render()
   end
   sample(F.luacluster_master_resident_memory_bytes, nil, nil, core.rss() or 0)
   worker_series(out, items, core.http_stats().bounds)
+  jobs.series(out, family, sample) -- cluster.job: runs, failures, skipped, duration per job
   return text(out)
 end
 

@@ -4,6 +4,7 @@
 -- an op name taken twice raises, naming both places. Hooks of one list run in this order.
 -- What each registers (ops: a worker's control message; hooks: see master/core.lua):
 local jit_flush = require("luacluster.master.jit")
+local jobs = require("luacluster.master.jobs")
 local metrics = require("luacluster.master.metrics")
 local ops = require("luacluster.master.ops")
 local reload = require("luacluster.master.reload")
@@ -23,6 +24,8 @@ local BEFORE_APP = {
   "luacluster.pool",
   -- the workers' counters (status, metrics): op stats_result
   "luacluster.master.stats",
+  -- cluster.job's schedule: op job_done; hooks gone, ready, adopt, stop, setup_check (jobs =)
+  "luacluster.master.jobs",
 }
 -- Also hooked, by the modules themselves when they act:
 --   master/sequence.lua  hooks ready, gone (at the first sequential start or stop)
@@ -44,6 +47,7 @@ end
 local function attach_after_app(master, options)
   ops.master_init(options, master, reload, metrics)
   jit_flush.init(master, reload)
+  jobs.start() -- the schedule of the top level's cluster.job calls; a reload's "done" takes it over
 end
 
 

@@ -11,6 +11,7 @@ local stats = require("luacluster.worker.stats")
 --   worker/limits.lua       ops ping, limits (the heartbeat, max_requests)
 --   luacluster.pool         op task (loaded at the first task); op pool_map_done (at the
 --                           worker's first pool.map)
+--   worker/jobs.lua         op job_run (a run of a cluster.job; loaded at the first run)
 --   serve/listen.lua        ops listen_result, extra_listener, unlisten_ok; hook close (at the
 --                           worker's first server:listen())
 
@@ -20,6 +21,9 @@ local function attach(side)
   limits.attach_worker(side)
   side.register_op("task", function(msg)
     return require("luacluster.pool").on_task(msg) -- lazy: a worker loads pool at its first task
+  end)
+  side.register_op("job_run", function(msg)
+    return require("luacluster.worker.jobs").on_run(msg) -- lazy: a worker loads jobs at its first run
   end)
 end
 

@@ -1,0 +1,184 @@
+-- cluster.job across hosts: two luacluster instances (two masters, as on two hosts) name the
+-- same real redis-server (started on a free loopback port, stopped by pid) in
+-- cluster.setup{ jobs = { redis = } }: each run happens on one of them only, and runs on the
+-- two never overlap; a host killed mid-run holds the job until its lease expires, then the
+-- later runs happen on the other; while Redis is down runs are skipped (logged once) and they
+-- resume when it answers.
+local H = require("helper")
+
+local APP = [[
+local core = require("luacluster.core")
+local HOST, REDIS, RUN_MS = process.argv[1], process.argv[2], tonumber(process.argv[3])
+if cluster.is_master then
+  cluster.setup{ workers = 1, jobs = { redis = "127.0.0.1:" .. REDIS, prefix = "spec:", lease = 1500 } }
+end
+cluster.job("tick", { every = 500 }, function(run)
+  say("begin", HOST, process.pid, run.claim, string.format("%.4f", core.time()))
+  timer.sleep(RUN_MS)
+  say("end", HOST, process.pid, run.claim, string.format("%.4f", core.time()))
+end)
+]]
+
+
+local function start_redis(port)
+  local dir = H.tmpdir()
+  local p = H.spawn({ "/usr/bin/redis-server", "--port", tostring(port), "--bind", "127.0.0.1", "--save", "",
+    "--appendonly", "no" }, { dir = dir, cwd = dir })
+  assert(H.wait_listening(port, 10000), "redis-server did not start:\n" .. p:output())
+  return p
+end
+
+
+local function redis_cli(port, cmd)
+  local out = H.sh("redis-cli -p " .. port .. " " .. cmd)
+  return (out:gsub("%s+$", ""))
+end
+
+
+-- { host, pid, claim, t, done } of every "begin" of the instances, by time (done: its end)
+local function begins(...)
+  local list, ends = {}, {}
+  for _, app in ipairs({ ... }) do
+    local out = app:output()
+    for claim, t in out:gmatch("end %a %d+ (%S+) (%d+%.%d+)") do
+      ends[claim] = tonumber(t)
+    end
+    for host, pid, claim, t in out:gmatch("begin (%a) (%d+) (%S+) (%d+%.%d+)") do
+      list[#list + 1] = { host = host, pid = pid, claim = claim, t = tonumber(t) }
+    end
+  end
+  for _, r in ipairs(list) do
+    r.done = ends[r.claim]
+  end
+  table.sort(list, function(a, b) return a.t < b.t end)
+  return list
+end
+
+
+describe("cluster.job with jobs = { redis = }", function()
+  local redis, port, dir
+
+  before_each(function()
+    port = H.free_port()
+    redis = start_redis(port)
+    dir = H.app({ ["app.lua"] = H.prelude .. APP })
+  end)
+
+  after_each(function()
+    H.cleanup()
+    if redis then
+      redis:stop()
+    end
+  end)
+
+  -- an instance ("a host") whose runs last run_ms
+  local function instance(tag, run_ms)
+    local own = H.tmpdir()
+    local p = H.start(dir .. "/app.lua", { "--control", own .. "/ctl.sock" },
+      { args = { tag, port, run_ms or 300 }, dir = own })
+    p.ctl = own .. "/ctl.sock"
+    return p
+  end
+
+
+  local function slot(claim)
+    return tonumber(claim:match("(%d+)$"))
+  end
+
+  it("runs each run on one host only", function()
+    -- short runs, and the second host's ticks some 200 ms after the first's: the job is free
+    -- again when the other host's tick for the same run comes
+    local a = instance("A", 20)
+    H.sleep(200)
+    local b = instance("B", 20)
+    assert(H.wait_for(function() return #begins(a, b) >= 2 end, 15000), a:output() .. b:output())
+    local n0 = #begins(a, b)
+    H.sleep(3000)
+    local list = begins(a, b)
+    -- one run per period of 500 ms over 3 s, not one per host (loose: a loaded machine)
+    local n = #list - n0
+    assert(n >= 3 and n <= 8, n .. " runs in 3 s\n" .. a:output() .. b:output())
+    local seen = {}
+    for _, r in ipairs(list) do
+      assert(not seen[r.claim], "run " .. r.claim .. " ran twice\n" .. a:output() .. b:output())
+      seen[r.claim] = r.host
+      assert.truthy(r.claim:match("^spec:tick:%d+$"), r.claim)
+    end
+    -- no run began before the one before it had ended, on either host
+    for i = 2, #list do
+      local prev = list[i - 1].done or math.huge
+      assert(list[i].t >= prev - 0.001, "two runs overlap\n" .. a:output() .. b:output())
+    end
+    -- the claims are in Redis, each naming the master that took it
+    local last = list[#list]
+    local owner = redis_cli(port, "GET " .. last.claim)
+    local master_pid = tonumber(owner:match(":(%d+) %d+$"))
+    assert(master_pid, owner)
+    assert.equal(last.host == "A" and a.pid or b.pid, master_pid)
+  end)
+
+  it("a host killed mid-run holds the job until its lease expires; the later runs happen on the other", function()
+    local a, b = instance("A"), instance("B")
+    local victim_run = H.wait_for(function()
+      local list = begins(a, b)
+      local r = list[#list]
+      return #list >= 2 and not r.done and r -- mid-run
+    end, 15000, 5)
+    assert(victim_run, a:output() .. b:output())
+    local victim = victim_run.host == "A" and a or b
+    local other = victim == a and b or a
+    victim:kill_group("SIGKILL")
+    victim:wait(5000)
+    local killed_at = H.now()
+    -- the run it was running never ended; the job's lease expires (1.5 s), its run's key too
+    assert.is_nil(victim_run.done)
+    assert.is_nil(begins(victim)[#begins(victim)].done, victim:output())
+    assert(H.wait_for(function() return redis_cli(port, "EXISTS spec:tick:running") == "0" end, 5000),
+      "the lease did not expire")
+    assert(H.wait_for(function() return redis_cli(port, "EXISTS " .. victim_run.claim) == "0" end, 5000),
+      "the run's claim did not expire")
+    -- later runs: on the other host
+    local later = H.wait_for(function()
+      local n = 0
+      for _, r in ipairs(begins(other)) do
+        if slot(r.claim) > slot(victim_run.claim) then
+          n = n + 1
+        end
+      end
+      return n >= 3
+    end, 15000)
+    assert(later, other:output())
+    assert(H.now() - killed_at < 15000)
+    -- none of them before the lease ran out: at least a lease (1.5 s) after the claim, less
+    -- the slack of a loaded machine
+    local first
+    for _, r in ipairs(begins(other)) do
+      if slot(r.claim) > slot(victim_run.claim) then
+        first = first or r
+      end
+    end
+    assert(first.t - victim_run.t >= 1.2, string.format("the other host ran %.3f s after the killed run began",
+      first.t - victim_run.t))
+    -- the other host counted the runs it skipped while the dead one held the job
+    local st = require("cjson").decode((H.sh(H.bin .. " status --json --control " .. other.ctl)))
+    assert(st.jobs[1].skipped >= 1, other:output())
+  end)
+
+  it("skips runs while Redis is down (logged once) and claims again when it answers", function()
+    local a = instance("A")
+    assert(H.wait_for(function() return #begins(a) >= 1 end, 15000), a:output())
+    redis:stop()
+    redis = nil
+    assert(a:wait_output("cannot claim runs in Redis", 10000, true), a:output())
+    local n_down = #begins(a)
+    H.sleep(1500)
+    assert.equal(1, a:count("cannot claim runs in Redis", true))
+    assert(#begins(a) <= n_down + 1, a:output()) -- (one that was claimed as Redis went)
+    local st = require("cjson").decode((H.sh(H.bin .. " status --json --control " .. a.ctl)))
+    assert(st.jobs[1].skipped >= 1, a:output())
+    redis = start_redis(port)
+    assert(a:wait_output("answers again", 10000, true), a:output())
+    local n_back = #begins(a)
+    assert(H.wait_for(function() return #begins(a) >= n_back + 2 end, 15000), a:output())
+  end)
+end)
