@@ -17,8 +17,9 @@ describe("http: access log of a refused request", function()
     local port, dir = H.free_port(), H.tmpdir()
     local p = H.start_app(APP, { "-w", 1, "-p", port }, { args = { dir .. "/a.log" } })
     assert(p:wait_output("ready", 5000), p:output())
-    local r = U.once(port, "POST /upload-too-big HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n")
-    assert.equal(413, r and r.status)
+    assert(H.wait_listening(port, 10000), p:output())
+    local r, data, how = U.once(port, "POST /upload-too-big HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", 10000)
+    assert.equal(413, r and r.status, tostring(data) .. " " .. tostring(how) .. "\n" .. p:output())
     local log = ""
     for _ = 1, 50 do
       log = H.read_file(dir .. "/a.log") or ""
