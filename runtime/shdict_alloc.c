@@ -58,10 +58,12 @@ uint32_t lc_shd_alloc(shd_hdr *h, size_t bytes) {
     list_push(h, off + (1u << k), k);
   }
   shd_free *b = blk(h, off);
-  /* the bytes a free block means something by, saved before the caller writes over them */
+  /* the bytes a free block means something by, saved before the caller writes over them
+   * without the journal: always journaled, even when they already hold the new value
+   * (shd_j32 would skip them, and an undone allocation would find them overwritten) */
+  static const uint32_t nil2[2] = { SHD_NIL, SHD_NIL };
   shd_j32(h, &b->tag, SHD_TAG_NODE | k);
-  shd_j32(h, &b->next, SHD_NIL);
-  shd_j32(h, &b->prev, SHD_NIL);
+  shd_jwrite(h, &b->next, nil2, sizeof nil2);
   shd_j32(h, &h->used, h->used + (1u << k));
   return off;
 }

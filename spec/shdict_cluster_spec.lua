@@ -112,14 +112,20 @@ shared.c:set("boot:" .. process.pid, "up")
 local boot_ok = shared.c:get("boot:" .. process.pid) == "up" and shared.c:incr("boots", 1, 0)
 local boot_ms = core.hrtime() - b0
 
+-- made once: the loop below spends its time in the dictionary's operations
+local values, items = {}, {}
+for i = 1, 97 do
+  values[i] = payload(i, 1000 + i * 7919 % 60000)
+  items[i] = payload(i, 100 + i * 13 % 500)
+end
 local n = cluster.worker.id * 1000000 + math.floor(core.hrtime()) % 1000 * 1000
 timer.every(1, function()
   local deadline = core.hrtime() + 20
   while core.hrtime() < deadline do
     n = n + 1
-    shared.c:set("v" .. n % 64, payload(n, 1000 + n * 7919 % 60000))
+    shared.c:set("v" .. n % 64, values[n % 97 + 1])
     shared.c:incr("count", 1, 0)
-    shared.c:rpush("q", payload(n, 100 + n % 500))
+    shared.c:rpush("q", items[n % 97 + 1])
     if (shared.c:llen("q") or 0) > 200 then
       shared.c:lpop("q")
     end
@@ -164,6 +170,120 @@ end)
     assert.is_true(tonumber(kills) >= 4, out)
     -- kills that landed while a worker held the lock: the next holder repaired the region
     assert.is_true(tonumber(repairs) >= 1, out)
+  end)
+end)
+
+
+describe("a holder killed at every point of every operation", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  -- A forked copy of the process runs one operation and SIGKILLs itself (core.shdict_crash_at)
+  -- at its n-th point (before and after each journaled write, at each commit), holding the
+  -- lock; then the parent's next call repairs the region: for n = 1, 2, ... until the
+  -- operation finishes, the region checks out and the entry is the old one or the new one.
+  it("leaves the dictionary whole and each entry old or new", function()
+    local app = H.start_app([[
+local ffi = require("ffi")
+local core = require("luacluster.core")
+local shared = require("luacluster.shared")
+ffi.cdef("int fork(void); int waitpid(int pid, int *status, int options); void _exit(int code); int usleep(unsigned us);")
+cluster.setup{ workers = 0, shared_dicts = { c = "256k", tiny = "32k" } }
+local d, t = shared.c, shared.tiny
+
+local function killed_at(n, op)
+  local pid = ffi.C.fork()
+  if pid == 0 then
+    core.shdict_crash_at(n)
+    op(n)
+    core.shdict_crash_at(0)
+    ffi.C._exit(0)
+  end
+  local st = ffi.new("int[1]")
+  ffi.C.waitpid(pid, st, 0)
+  return bit.band(st[0], 0x7f) == 9
+end
+
+local function rep(c, n) return string.rep(c, n) end
+local function list(key)
+  local out = {}
+  for _ = 1, d:llen(key) do local v = d:lpop(key) out[#out + 1] = v d:rpush(key, v) end
+  return table.concat(out, ",")
+end
+local function fill_tiny()
+  for i = 1, 1000 do
+    local _, _, forcible = t:set("f" .. i, rep("f", 300))
+    if forcible then return end
+  end
+end
+
+local OPS = {
+  { "set new", function(i) d:delete("new") end, function(i) d:set("new", rep("n", 100 + i)) end,
+    function(i) local v = d:get("new") return v == nil or v == rep("n", 100 + i) end },
+  { "set over", function(i) d:set("over", rep("a", i * 37 % 2000)) end, function(i) d:set("over", rep("b", i * 53 % 3000), 0, i) end,
+    function(i) local v, f = d:get("over") return (v == rep("a", i * 37 % 2000) and f == nil) or (v == rep("b", i * 53 % 3000) and f == i) end },
+  { "set evicting", function(i) fill_tiny() end, function(i) t:set("e" .. i, rep("e", 3000)) end,
+    function(i) local v = t:get("e" .. i) return v == nil or v == rep("e", 3000) end },
+  { "safe_add", function(i) d:delete("sa") end, function(i) d:safe_add("sa", i) end,
+    function(i) local v = d:get("sa") return v == nil or v == i end },
+  { "incr", function(i) d:set("num", 10) end, function(i) d:incr("num", 1) end,
+    function(i) local v = d:get("num") return v == 10 or v == 11 end },
+  { "incr init", function(i) d:delete("ni") end, function(i) d:incr("ni", 1, 5, 100) end,
+    function(i) local v = d:get("ni") return v == nil or (v == 6 and d:ttl("ni") > 99) end },
+  { "lpush", function(i) d:delete("l") d:rpush("l", "a") end, function(i) d:lpush("l", "b") end,
+    function(i) local l = list("l") return l == "a" or l == "b,a" end },
+  { "rpop last", function(i) d:delete("l") d:rpush("l", "a") end, function(i) d:rpop("l") end,
+    function(i) local l = list("l") return l == "" or l == "a" end },
+  { "delete a list", function(i) d:delete("l") for j = 1, 20 do d:rpush("l", j) end end, function(i) d:delete("l") end,
+    function(i) local n = d:llen("l") return n == 0 or n == 20 end },
+  { "set over a list", function(i) d:delete("l") for j = 1, 20 do d:rpush("l", j) end end, function(i) d:set("l", "s") end,
+    function(i) return d:get("l") == "s" or d:llen("l") == 20 end },
+  { "get", function(i) d:set("g1", 1) d:set("g2", 2) end, function(i) d:get("g1") end,
+    function(i) return d:get("g1") == 1 and d:get("g2") == 2 end },
+  { "expire", function(i) d:set("x", 1) end, function(i) d:expire("x", 100) end,
+    function(i) local ttl = d:ttl("x") return ttl == 0 or ttl > 99 end },
+  { "flush_expired", function(i) for j = 1, 5 do d:set("fe" .. j, j, 0.001) end ffi.C.usleep(5000) end,
+    function(i) d:flush_expired() end,
+    function(i) local n = 0 for j = 1, 5 do if d:get_stale("fe" .. j) then n = n + 1 end end return n <= 5 end },
+  { "flush_all", function(i) for j = 1, 5 do t:set("fa" .. j, j) end end, function(i) t:flush_all() end,
+    function(i) return true end },
+}
+
+local points, killed = 0, 0
+for _, op in ipairs(OPS) do
+  local name, prepare, run, check = op[1], op[2], op[3], op[4]
+  local n = 0
+  repeat
+    n = n + 1
+    prepare(n)
+    local k = killed_at(n, run)
+    if k then killed = killed + 1 end
+    local ok, err = d:verify()
+    local ok2, err2 = t:verify()
+    if not ok or not ok2 then say("BROKEN", name, n, err, err2) end
+    if not check(n) then say("WRONG", name, n) end
+  until not k or n > 5000
+  say("op", name, "points", n - 1)
+  points = points + n - 1
+end
+local repairs = 0
+for _, st in ipairs(core.shdict_stats()) do repairs = repairs + st.repairs end
+say("points", points, "killed", killed, "repairs", repairs)
+]], { "-w", "0" })
+    local code = app:wait(120000)
+    local out = app:output()
+    assert.equal(0, code, out)
+    assert.is_nil(out:find("BROKEN", 1, true), out)
+    assert.is_nil(out:find("WRONG", 1, true), out)
+    local points, killed, repairs = out:match("points (%d+) killed (%d+) repairs (%d+)")
+    assert.truthy(points, out)
+    assert.equal(points, killed, out)
+    assert.equal(killed, repairs, out)
+    for name in ("set new,set over,set evicting,incr,lpush,rpop last,delete a list,flush_all"):gmatch("[^,]+") do
+      local n = tonumber(out:match("op " .. name:gsub("%-", "%%-") .. " points (%d+)"))
+      assert.is_true(n and n >= 3, name .. "\n" .. out)
+    end
   end)
 end)
 
