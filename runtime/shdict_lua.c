@@ -16,6 +16,7 @@
  *   core.shdict_stats() -> { { name=, capacity=, used=, free=, entries=, evictions= }, ... }
  *   core.shdict_lock_timeout(ms)                            (master)
  *   core.shdict_crash_at(n)         (specs: SIGKILL itself at the n-th point of a step, shdict_int.h)
+ *   core.shdict_base(dict) -> lightuserdata, core.shdict_methods() -> table (lib/shdict_ffi.lua)
  *   dict:<OpenResty's ngx.shared.DICT methods>, dict:verify() (specs)
  * Argument checks, return values and error strings follow lua-resty-core's shdict.lua and
  * lua-nginx-module's list functions. Nothing is pushed while a dictionary's lock is held. */
@@ -520,6 +521,19 @@ static int m_verify(lua_State *L) {
   return 1;
 }
 
+/* core.shdict_base(dict) -> the region's address (a light userdata, for the FFI fast path) */
+static int f_base(lua_State *L) {
+  lua_pushlightuserdata(L, zone(L));
+  return 1;
+}
+
+/* core.shdict_methods() -> the dictionaries' method table (the FFI fast path replaces some) */
+static int f_methods(lua_State *L) {
+  luaL_getmetatable(L, MT);
+  lua_getfield(L, -1, "__index");
+  return 1;
+}
+
 static int m_tostring(lua_State *L) {
   dict **box = luaL_checkudata(L, 1, MT);
   lua_pushfstring(L, "shared dict: %s", (*box)->name);
@@ -543,7 +557,8 @@ void lc_open_shdict(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"shdict_create", f_create}, {"shdict_fd", f_fd}, {"shdict_spec", f_spec},
     {"shdict_attach", f_attach}, {"shdict_all", f_all}, {"shdict_stats", f_stats},
-    {"shdict_lock_timeout", f_lock_timeout}, {"shdict_crash_at", f_crash_at}, {NULL, NULL},
+    {"shdict_lock_timeout", f_lock_timeout}, {"shdict_crash_at", f_crash_at},
+    {"shdict_base", f_base}, {"shdict_methods", f_methods}, {NULL, NULL},
   };
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);

@@ -223,6 +223,12 @@ local OPS = {
     function(i) local v = d:get("new") return v == nil or v == rep("n", 100 + i) end },
   { "set over", function(i) d:set("over", rep("a", i * 37 % 2000)) end, function(i) d:set("over", rep("b", i * 53 % 3000), 0, i) end,
     function(i) local v, f = d:get("over") return (v == rep("a", i * 37 % 2000) and f == nil) or (v == rep("b", i * 53 % 3000) and f == i) end },
+  { "set over in place", function(i) d:set("os", rep("a", 20 + i % 30), 0, 1) end,
+    function(i) d:set("os", rep("b", 20 + i * 7 % 30), 100, i + 1) end,
+    function(i) local v, f = d:get("os") local t = d:ttl("os")
+      return (v == rep("a", 20 + i % 30) and f == 1 and t == 0) or (v == rep("b", 20 + i * 7 % 30) and f == i + 1 and t > 99) end },
+  { "set number in place", function(i) d:set("on", 1) end, function(i) d:set("on", true) end,
+    function(i) local v = d:get("on") return v == 1 or v == true end },
   { "set evicting", function(i) fill_tiny() end, function(i) t:set("e" .. i, rep("e", 3000)) end,
     function(i) local v = t:get("e" .. i) return v == nil or v == rep("e", 3000) end },
   { "safe_add", function(i) d:delete("sa") end, function(i) d:safe_add("sa", i) end,
@@ -280,7 +286,7 @@ say("points", points, "killed", killed, "repairs", repairs)
     assert.truthy(points, out)
     assert.equal(points, killed, out)
     assert.equal(killed, repairs, out)
-    for name in ("set new,set over,set evicting,incr,lpush,rpop last,delete a list,flush_all"):gmatch("[^,]+") do
+    for name in ("set new,set over,set over in place,set number in place,set evicting,incr,lpush,rpop last,delete a list,flush_all"):gmatch("[^,]+") do
       local n = tonumber(out:match("op " .. name:gsub("%-", "%%-") .. " points (%d+)"))
       assert.is_true(n and n >= 3, name .. "\n" .. out)
     end

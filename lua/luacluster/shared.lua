@@ -5,6 +5,9 @@
 -- declared is nil, as in ngx.shared. The master maps a dictionary when cluster.setup creates
 -- it; a worker maps them all when it boots (boot.lua), before the app's first line.
 local core = require("luacluster.core")
+local shdict_ffi = require("luacluster.lib.shdict_ffi")
+
+shdict_ffi.install() -- get, set, incr, ... compiled by the JIT (the C methods otherwise)
 
 return setmetatable({}, {
   __index = function(t, name)
