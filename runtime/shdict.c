@@ -116,10 +116,28 @@ static void rollback(shd_hdr *h) {
   shd_commit(h);
 }
 
+/* A holder keeps the lock for a few hundred ns at most: spin a little before sleeping in the
+ * kernel (as nginx's shmtx does; a robust mutex cannot be glibc's adaptive kind). The lock
+ * word is only read while spinning (glibc's; 0 when free), and taken with trylock. */
+#define SPIN_TRIES 200
+static int spin_trylock(shd_hdr *h) {
+  int r = pthread_mutex_trylock(&h->mutex);
+  for (int i = 0; r == EBUSY && i < SPIN_TRIES; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+#ifdef __GLIBC__
+    if (__atomic_load_n(&h->mutex.__data.__lock, __ATOMIC_RELAXED) != 0) continue;
+#endif
+    r = pthread_mutex_trylock(&h->mutex);
+  }
+  return r;
+}
+
 static int shd_lock(shd_hdr *h) {
-  int r;
-  if (lock_timeout_ms > 0 && (r = pthread_mutex_trylock(&h->mutex)) != EBUSY) {
-    /* taken at once (or found its holder dead): no clock read */
+  int r = spin_trylock(h);
+  if (r != EBUSY) {
+    /* taken (or found its holder dead) without sleeping, and without a clock read */
   } else if (lock_timeout_ms > 0) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
