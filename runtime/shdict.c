@@ -123,13 +123,15 @@ static void rollback(shd_hdr *h) {
 /* A holder keeps the lock for a few hundred ns at most: spin a little before sleeping in the
  * kernel (as nginx's shmtx does; a robust mutex cannot be glibc's adaptive kind). The lock
  * word is only read while spinning (glibc's; 0 when free), and taken with trylock. */
-#define SPIN_TRIES 200
+#define SPIN_MAX 2048        /* nginx's lock spins up to 2047 pauses, doubling, before sleeping */
 static int spin_trylock(shd_hdr *h) {
   int r = pthread_mutex_trylock(&h->mutex);
-  for (int i = 0; r == EBUSY && i < SPIN_TRIES; i++) {
+  for (int n = 1; r == EBUSY && n < SPIN_MAX; n <<= 1) {
+    for (int i = 0; i < n; i++) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
+    }
 #ifdef __GLIBC__
     if (__atomic_load_n(&h->mutex.__data.__lock, __ATOMIC_RELAXED) != 0) continue;
 #endif
