@@ -57,6 +57,10 @@ function format(st)
       out[#out + 1] = row
     end
   end
+  for _, d in ipairs(st.shared_dicts or {}) do -- one row per shared dictionary
+    out[#out + 1] = string.format("shared dict %s: capacity %s, used %s, entries %d, evictions %d",
+      d.name, human_bytes(d.capacity), human_bytes(d.used), d.entries, d.evictions)
+  end
   return table.concat(out, "\n") .. "\n"
 end
 
@@ -71,6 +75,7 @@ function run(o)
     if o.json then
       st.workers = json.array(st.workers)
       st.jobs = json.array(st.jobs or {})
+      st.shared_dicts = json.array(st.shared_dicts or {})
       io.stdout:write(json.encode(st), "\n")
     else
       io.stdout:write(format(st))

@@ -9,6 +9,7 @@ local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local metrics = require("luacluster.master.metrics")
 local reload = require("luacluster.master.reload")
+local shdict = require("luacluster.master.shdict")
 local stats = require("luacluster.master.stats")
 local runtime = require("luacluster.lib.runtime")
 local signals = require("luacluster.lib.signals")
@@ -51,6 +52,7 @@ function _M.status()
     app = runtime.app, rss = core.rss(), workers = rows,
     lua_heap_kb = math.floor(collectgarbage("count")), -- garbage not yet collected included
     jobs = jobs.status(), -- cluster.job: one row per job (master/jobs.lua)
+    shared_dicts = shdict.stats(), -- capacity, used, entries, evictions (read without their locks)
   }
 end
 
