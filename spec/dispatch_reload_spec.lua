@@ -12,10 +12,12 @@ local function load(port, conns)
   local dir = H.tmpdir()
   local h = { stop = dir .. "/stop", out = dir .. "/result.lua" }
   h.p = H.spawn({ "/usr/bin/env", "luajit", GREET, tostring(port), "--conns", tostring(conns),
-    "--until", h.stop, "--max-ms", "30000", "--max-wait", "8000", "--out", h.out }, { dir = dir })
+    "--until", h.stop, "--max-ms", "40000", "--max-wait", "20000", "--out", h.out }, { dir = dir })
+  -- (a connection's end may wait for its worker's queue of 150 ms CPU bursts, seconds on a loaded
+  -- machine: --max-wait is how long a read may wait before the connection counts as never ended)
   function h.finish()
     H.write_file(h.stop, "")
-    h.p:wait(15000)
+    h.p:wait(30000)
     local f = loadfile(h.out)
     assert(f, "the load client wrote no result: " .. h.p:output())
     return f()
