@@ -182,3 +182,86 @@ describe("cluster.job with jobs = { redis = }", function()
     assert(H.wait_for(function() return #begins(a) >= n_back + 2 end, 15000), a:output())
   end)
 end)
+
+
+-- A "Redis" that is not one (another service on that port, a proxy that adds bytes): a
+-- luacluster app whose worker answers every command with what its mode says and prints how
+-- many connections it holds open.
+local FAKE = [[
+local net = require("luacluster.net")
+local MODE, PORT = process.argv[1], tonumber(process.argv[2])
+local REPLY = {
+  extra = "+OK\r\n+EXTRA\r\n",                 -- a reply, then bytes no command asked for
+  http = "HTTP/1.1 400 Bad Request\r\n\r\n",   -- another service on the port
+}
+if cluster.is_worker then
+  local open = 0
+  net.create_server(function(sock)
+    open = open + 1
+    say("open", open)
+    sock:on("close", function()
+      open = open - 1
+      say("open", open)
+    end)
+    sock:on("data", function()
+      sock:write(REPLY[MODE])
+    end)
+  end):listen(PORT)
+  say("fake redis listens")
+end
+]]
+
+local CLIENT = [[
+local REDIS = process.argv[1]
+if cluster.is_master then
+  cluster.setup{ workers = 1, jobs = { redis = "127.0.0.1:" .. REDIS, lease = 900 } }
+end
+cluster.job("tick", { every = 150 }, function(run)
+  say("ran", run.claim)
+end)
+]]
+
+describe("cluster.job with a Redis that answers what Redis does not (hostile_redis)", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  local function fake(mode)
+    local port = H.free_port()
+    local p = H.start_app(FAKE, { "-w", 1 }, { args = { mode, port } })
+    assert(p:wait_output("fake redis listens", 10000, true), p:output())
+    assert(H.wait_listening(port, 10000), p:output())
+    return p, port
+  end
+
+  local function most_open(p)
+    local most = 0
+    for n in p:output():gmatch("open (%d+)") do
+      most = math.max(most, tonumber(n))
+    end
+    return most
+  end
+
+  it("says Redis does not answer and skips the runs when the reply is not Redis's", function()
+    local f, port = fake("http")
+    local own = H.tmpdir()
+    local a = H.start_app(CLIENT, { "--control", own .. "/ctl.sock" }, { args = { port } })
+    -- not a silent "another host has it": logged as Redis down, the runs counted as skipped
+    assert(a:wait_output("cannot claim runs in Redis", 10000, true), a:output())
+    assert.truthy(a:output():find("HTTP/1.1 400", 1, true), a:output())
+    H.sleep(1000)
+    assert.equal(0, a:count("ran ", true))
+    local st = require("cjson").decode((H.sh(H.bin .. " status --json --control " .. own .. "/ctl.sock")))
+    assert(st.jobs[1].skipped >= 2, a:output())
+    -- and no connection kept open per command
+    assert(most_open(f) <= 4, "the fake Redis held " .. most_open(f) .. " connections open\n" .. a:output())
+  end)
+
+  it("closes a connection that holds bytes no command asked for instead of leaving it open", function()
+    local f, port = fake("extra")
+    local a = H.start_app(CLIENT, {}, { args = { port } })
+    assert(H.wait_for(function() return a:count("ran ", true) >= 8 end, 15000), a:output() .. f:output())
+    -- each run sends two or three commands: one connection kept per command would be dozens
+    assert(most_open(f) <= 4, "the fake Redis held " .. most_open(f) .. " connections open\n" .. a:output())
+  end)
+end)
