@@ -10,8 +10,8 @@
 -- run due while another host runs the job is skipped and counted, as on one host; a host
 -- that dies mid-run loses the job's key when its lease expires, and the later runs go to
 -- whichever host claims them.
--- While Redis does not answer (or gives a line no Redis gives to these commands), runs are skipped (and counted as skipped): running them on
--- every host would break "once per cluster". That is logged once when it starts and once
+-- While Redis does not answer (or gives a line no Redis gives to these commands), runs are
+-- skipped (and counted as skipped): running them on every host would break "once per cluster". That is logged once when it starts and once
 -- when Redis answers again.
 -- The client is the master's outbound socket (luacluster.net, pooled connections) and RESP.
 local core = require("luacluster.core")
