@@ -483,3 +483,105 @@ describe("cluster.job", function()
     assert.equal(0, #status(app).jobs)
   end)
 end)
+
+
+-- A wall clock the spec moves: an LD_PRELOAD shim (built here) adds the seconds written in
+-- the file LCSPEC_WALL_OFFSET to CLOCK_REALTIME, time() and gettimeofday(); the monotonic
+-- clock (libuv's timers) runs on as it is.
+local SHIM = [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/time.h>
+#include <time.h>
+static long long offset(void) {
+  const char *p = getenv("LCSPEC_WALL_OFFSET");
+  long long o = 0;
+  FILE *f = p ? fopen(p, "r") : NULL;
+  if (f) {
+    if (fscanf(f, "%lld", &o) != 1) o = 0;
+    fclose(f);
+  }
+  return o;
+}
+int clock_gettime(clockid_t id, struct timespec *ts) {
+  static int (*real)(clockid_t, struct timespec *);
+  if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+  int r = real(id, ts);
+  if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) ts->tv_sec += offset();
+  return r;
+}
+time_t time(time_t *out) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (out) *out = ts.tv_sec;
+  return ts.tv_sec;
+}
+int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
+  struct timespec ts;
+  (void)tz;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (tv) {
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = ts.tv_nsec / 1000;
+  }
+  return 0;
+}
+]]
+
+
+describe("cluster.job's cron schedule when the wall clock moves (wall_clock)", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  it("runs once, late, after the clock is set forward (no burst), and starts afresh after it is set far back",
+    function()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/shim.c", SHIM)
+    local out, rc = H.sh("cc -shared -fPIC -O1 -o " .. dir .. "/shim.so " .. dir .. "/shim.c -ldl")
+    assert(rc == 0, "cannot build the clock shim: " .. out)
+    local offset_file = dir .. "/offset"
+    -- the app's wall clock starts at second 52 of a minute: its first run comes some 8 s later
+    local offset = (52 - os.time() % 60) % 60
+    H.write_file(offset_file, tostring(offset))
+    local function wall()
+      return os.time() + offset
+    end
+    local function move(by)
+      offset = offset + by
+      H.write_file(offset_file, tostring(offset))
+    end
+    local app = { dir = dir, path = dir .. "/app.lua", ctl = dir .. "/ctl.sock" }
+    H.write_file(app.path, H.prelude .. PRELUDE .. [[
+      if cluster.is_master then cluster.setup{ workers = 1 } end
+      cluster.job("minutely", { cron = "* * * * *" }, function(run)
+        say("fired", run.scheduled, string.format("%.0f", core.time()))
+      end)
+    ]])
+    app.p = H.start(app.path, { "--control", app.ctl }, { env = { LD_PRELOAD = dir .. "/shim.so",
+      LCSPEC_WALL_OFFSET = offset_file, ASAN_OPTIONS = "verify_asan_link_order=0:detect_leaks=0" } })
+    local first = tonumber(wait_lines(app.p, "fired", 1, 75000)[1][1])
+    -- forward an hour: the run due a minute after the first goes once (late, within the wake
+    -- of 10 s), the 59 others of that hour are counted as skipped, not run one after another
+    move(3600)
+    local jumped = H.now()
+    local second = wait_lines(app.p, "fired", 2, 25000)[2]
+    assert.equal(first + 60, tonumber(second[1]))
+    assert(H.now() - jumped < 20000, "the late run came " .. (H.now() - jumped) .. " ms after the jump")
+    assert(app.p:wait_output("woke %d+ s late", 5000), app.p:output())
+    H.sleep(1500)
+    assert(#lines_of(app.p, "fired") <= 3, app.p:output())
+    local row = job_row(app, "minutely")
+    assert(row.skipped >= 55 and row.skipped <= 60, "skipped " .. row.skipped)
+    assert(row.next_run > os.date("!%Y-%m-%dT%H:%M:%SZ", wall()), row.next_run)
+    -- back five hours, to second 50 of a minute: the schedule starts again from the new time
+    -- (it does not wait five hours for the run it had planned)
+    local n = #lines_of(app.p, "fired")
+    move(-5 * 3600 + (50 - wall() % 60) % 60)
+    local back = wait_lines(app.p, "fired", n + 1, 40000)[n + 1]
+    assert(tonumber(back[1]) < first, app.p:output())
+    assert.truthy(app.p:output():find("the wall clock went back", 1, true))
+  end)
+end)

@@ -25,6 +25,9 @@ local reload = require("luacluster.master.reload")
 local _M = {}
 
 local RETRIES = 1 -- a run whose worker died runs again this many times
+local CRON_WAKE_MS = 10000 -- a cron job's timer reads the wall clock again at least this often
+local BACK_JUMP_S = 3 * 3600 -- a wall clock set back more than this restarts a cron schedule
+local MISSED_COUNT_MAX = 1000 -- the missed runs of one late wake counted at most (a bound on the loop)
 
 local master
 local jobs = {}          -- name -> job (its definition, timer and counters), kept across reloads
@@ -291,25 +294,53 @@ local function arm(job)
     return
   end
   local c = def.cron
+  local wait
   local function schedule(after)
     local at = cron.next(c, after)
     if not at then
       job.next_at = nil
       return
     end
+    wait(at, after)
+  end
+  -- the timer counts on the monotonic clock, the schedule is on the wall clock: it wakes at
+  -- least every CRON_WAKE_MS to read the wall clock again (one set forward is seen then)
+  function wait(at, after)
     job.next_at = at
     local t = core.timer_new(function()
       job.timer:close()
       job.timer = nil
-      if now_s() < at - 0.001 then -- the loop's clock ran ahead of the wall clock: wait the rest
-        return schedule(at - 60)
+      local now = now_s()
+      if now < at - 0.001 then
+        -- not yet (a wake to look, or the loop's clock ran ahead of the wall clock). A wall
+        -- clock set back more than 3 hours starts the schedule afresh; less, and what has run
+        -- is not run again (Vixie cron's rule)
+        if now < after - BACK_JUMP_S then
+          log.warn(string.format("job '%s': the wall clock went back %.0f s; its schedule starts again from now",
+            job.name, after - now))
+          return schedule(now)
+        end
+        return wait(at, after)
       end
       local following = cron.next(c, at)
       due(job, at, string.format("%d", at), math.max(((following or at + 60) - at) * 1000, 1000))
-      schedule(at)
+      -- late (the wall clock set forward, the machine slept, the loop stalled): the run due at
+      -- `at` goes now, once; those due since are missed and counted, not run one after another
+      if following and following <= now then
+        local missed, n = 0, following
+        while n and n <= now and missed < MISSED_COUNT_MAX do
+          missed = missed + 1
+          n = cron.next(c, n)
+        end
+        job.skipped = job.skipped + missed
+        log.warn(string.format("job '%s': its schedule woke %.0f s late (the wall clock was set forward, or the"
+          .. " machine slept): %s run(s) due meanwhile are skipped", job.name, now - at,
+          missed < MISSED_COUNT_MAX and tostring(missed) or ("more than " .. missed)))
+      end
+      schedule(math.max(at, now))
     end)
     job.timer = t
-    t:start(math.max(0, math.ceil((at - now_s()) * 1000 + stale_ms())), 0)
+    t:start(math.min(CRON_WAKE_MS, math.max(0, math.ceil((at - now_s()) * 1000 + stale_ms()))), 0)
   end
   schedule(now_s())
 end
