@@ -436,6 +436,8 @@ describe("cluster.job", function()
       { 'cluster.job("x", { cron = "0 0 30 2 *" }, function() end)', "matches no date" },
       { 'cluster.job("x", { every = 0 }, function() end)', "every must be a number of milliseconds >= 1" },
       { 'cluster.job("x", { every = "5" }, function() end)', "every must be a number of milliseconds >= 1" },
+      -- past 2^53 ms the runtime's timer could not hold it (a double cast to 64 bits)
+      { 'cluster.job("x", { every = 1e20 }, function() end)', "every must be a number of milliseconds >= 1 (at most 2^53)" },
       { 'cluster.job("x", { every = 100, cron = "* * * * *" }, function() end)', "give every or cron, not both" },
       { 'cluster.job("x", { evry = 100 }, function() end)', "unknown option 'evry'" },
       { 'cluster.job("x", {}, function() end)', "expected { every = ms } or { cron" },
