@@ -195,8 +195,13 @@ end
 function hold_lease(run, lease)
   run.claim, run.lease = lease.key, lease
   local t = core.timer_new(function()
+    if run.renewing then -- one renewal at a time: a Redis that hangs is not asked again and again
+      return
+    end
+    run.renewing = true
     coro.spawn(function()
       local ok, err = jobs_redis.renew(lease)
+      run.renewing = nil
       if not ok and run.lease == lease and not run.renew_failed then
         run.renew_failed = true -- once per run: another host may run the job once the lease expires
         log.warn("job '" .. run.job.name .. "': cannot renew its lease in Redis: " .. tostring(err))

@@ -173,6 +173,10 @@ local function call(c, args)
 end
 
 
+local RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+local RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 -- claim(job, slot, ttl_ms) (waits) -> what to do with the run:
 --   "ok", lease   ours: run it (lease: what renew and release take; lease.key is the run's key)
 --   "taken"       another host claimed this run
@@ -192,23 +196,23 @@ function _M.claim(name, slot, ttl_ms)
   elseif line ~= "+OK" then
     return failed(c, "redis " .. c.addr .. ": SET NX answered " .. shown(line))
   end
-  answered(c)
   local lease = { c = c, key = key, running = c.prefix .. name .. ":running", value = value }
   line, err = call(c, { "SET", lease.running, value, "NX", "PX", c.lease })
   if not line then
+    -- Redis may have done the SET whose answer did not come: the job's lease is given back
+    -- if it is ours, not held by nobody until it expires
+    call(c, { "EVAL", RELEASE, 1, lease.running, value })
     return failed(c, err)
   end
   if line == "$-1" then
+    answered(c)
     return "busy"
   elseif line ~= "+OK" then
     return failed(c, "redis " .. c.addr .. ": SET NX answered " .. shown(line))
   end
+  answered(c) -- (once the whole claim went through: a Redis that answers half is not back)
   return "ok", lease
 end
-
-
-local RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-local RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 -- while a run of ours goes on: its lease again (waits) -> true | nil, err
