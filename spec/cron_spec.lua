@@ -23,13 +23,13 @@ local function next_of(spec, y, mo, d, h, mi)
 end
 
 
--- the next n matches from a time
-local function series(spec, n, y, mo, d, h, mi)
+-- the next n matches from a time (shown by show, or by fmt)
+local function series(spec, n, y, mo, d, h, mi, fmt)
   local c = assert(cron.parse(spec))
   local t, out = at(y, mo, d, h, mi), {}
   for i = 1, n do
     t = cron.next(c, t)
-    out[i] = show(t)
+    out[i] = (fmt or show)(t)
   end
   return out
 end
@@ -179,13 +179,7 @@ end
 
 
 local function series_z(spec, n, y, mo, d, h, mi)
-  local c = assert(cron.parse(spec))
-  local t, out = at(y, mo, d, h, mi), {}
-  for i = 1, n do
-    t = cron.next(c, t)
-    out[i] = show_z(t)
-  end
-  return out
+  return series(spec, n, y, mo, d, h, mi or 0, show_z)
 end
 
 
