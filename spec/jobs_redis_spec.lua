@@ -164,6 +164,18 @@ describe("cluster.job with jobs = { redis = }", function()
     assert(st.jobs[1].skipped >= 1, other:output())
   end)
 
+  it("sends a long lease as the whole number it is (lease_digits)", function()
+    -- 10^14 ms: Lua's tostring writes it "1e+14", which Redis refuses as an expiry
+    local p = H.start_app([[
+      if cluster.is_master then
+        cluster.setup{ workers = 1, jobs = { redis = "127.0.0.1:" .. process.argv[1], lease = 1e14 } }
+      end
+      cluster.job("tick", { every = 200 }, function(run) say("tick ran", run.claim) end)
+    ]], {}, { args = { port } })
+    assert(p:wait_output("tick ran", 10000, true), p:output())
+    assert.equal(0, p:count("cannot claim runs in Redis", true))
+  end)
+
   it("renews a lease one request at a time while Redis hangs (lease_renew)", function()
     -- a run of 8 s with a lease of 300 ms: renewed every 100 ms; Redis stopped (SIGSTOP: the
     -- kernel still takes connections, nothing answers) for 2.5 s, each renewal waits its 2 s

@@ -96,10 +96,11 @@ local function bulk(s)
 end
 
 
+-- (a number goes as its digits: tostring writes 1e14 as "1e+14", which Redis refuses)
 local function command(args)
   local parts = { "*" .. #args .. "\r\n" }
   for i, a in ipairs(args) do
-    parts[i + 1] = bulk(tostring(a))
+    parts[i + 1] = bulk(type(a) == "number" and string.format("%.0f", a) or tostring(a))
   end
   return table.concat(parts)
 end
