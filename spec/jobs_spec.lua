@@ -209,6 +209,22 @@ describe("cluster.job", function()
     assert(app.p:count("a run was due and is skipped", true) < skipped, app.p:output())
   end)
 
+  it("keeps saying so while a run that never ends holds the job (stuck_run)", function()
+    local app = start([[
+      if cluster.is_master then cluster.setup{ workers = 1 } end
+      cluster.job("stuck", { every = 50 }, function()
+        say("stuck begins")
+        timer.sleep(1e9)
+      end)
+    ]])
+    assert(app.p:wait_output("stuck begins", 10000, true), app.p:output())
+    -- one line at the first skip, then at the 10th and the 100th: not silence until it ends
+    assert(app.p:wait_output("job 'stuck': 10 runs in a row were skipped: the last run still runs on worker 1",
+      15000, true), app.p:output())
+    assert(app.p:wait_output("job 'stuck': 100 runs in a row were skipped", 30000, true), app.p:output())
+    assert(app.p:count("job 'stuck'", true) <= 4, app.p:output())
+  end)
+
   it("logs a job that raises with its traceback, counts it, and the worker goes on", function()
     local app = start([[
       if cluster.is_master then cluster.setup{ workers = 1 } end

@@ -89,11 +89,16 @@ local function describe(w)
 end
 
 
+-- logged at the first skip of a streak, then at the 10th, 100th, ...: a run that never ends
+-- is not one line and then silence
 local function note_skip(job, why)
   job.skipped = job.skipped + 1
-  job.skip_streak = job.skip_streak + 1
-  if job.skip_streak == 1 then
+  local n = job.skip_streak + 1
+  job.skip_streak = n
+  if n == 1 then
     log.warn("job '" .. job.name .. "': a run was due and is skipped: " .. why)
+  elseif n >= 10 and 10 ^ math.floor(math.log10(n) + 1e-9) == n then
+    log.warn(string.format("job '%s': %d runs in a row were skipped: %s", job.name, n, why))
   end
 end
 
