@@ -14,8 +14,8 @@ local PRELUDE = 'local core = require("luacluster.core")\n'
   .. 'local function T() return string.format("%.4f", core.time()) end\n'
 
 
--- starts src with its own control socket; -> app { p, ctl, dir, path }
-local function start(src, options)
+-- starts src with its own control socket (and the app's arguments args); -> app { p, ctl, dir, path }
+local function start(src, options, args)
   local dir = H.tmpdir()
   local app = { dir = dir, path = dir .. "/app.lua", ctl = dir .. "/ctl.sock" }
   H.write_file(app.path, H.prelude .. PRELUDE .. src)
@@ -23,7 +23,7 @@ local function start(src, options)
   for _, o in ipairs(options or {}) do
     argv[#argv + 1] = o
   end
-  app.p = H.start(app.path, argv)
+  app.p = H.start(app.path, argv, { args = args })
   return app
 end
 
@@ -311,6 +311,34 @@ describe("cluster.job", function()
     assert(survived, app.p:output())
     local row = job_row(app, "crashy")
     assert(row.lost >= 1 and row.runs >= 1, cjson.encode(row))
+  end)
+
+  it("gives up a run waiting for a worker when the next run is due (waiting_run)", function()
+    -- one worker; the first run kills it, and its replacement is not ready for 4 s
+    local dir = H.tmpdir()
+    local app = start([[
+      local mark = process.argv[1]
+      if cluster.is_master then cluster.setup{ workers = 1, ready = "manual" } end
+      if cluster.is_worker then
+        local f = io.open(mark)
+        timer.after(f and 4000 or 0, function() cluster.worker:ready() end)
+        if f then f:close() end
+      end
+      cluster.job("once", { every = 400 }, function(run)
+        say("attempt", run.attempt, process.pid)
+        if run.attempt == 1 and not io.open(mark) then
+          io.open(mark, "w"):close()
+          os.exit(3)
+        end
+      end)
+    ]], {}, { dir .. "/crashed" })
+    assert(app.p:wait_output("died during a run", 15000, true), app.p:output())
+    -- the run is not held (nor its Redis lease) until a worker comes: lost at the next tick
+    assert(app.p:wait_output("lost: no worker was ready to run it again before the next run was due", 3000, true),
+      app.p:output())
+    H.sleep(4500)
+    local out = app.p:output()
+    assert.falsy(out:find("attempt 2", 1, true), out)
   end)
 
   it("fails a run that kills every worker it runs on after its second try", function()

@@ -142,9 +142,11 @@ local function send(run)
   while true do
     local w = pick(run, refused)
     if not w then
+      run.waiting = true
       waiting[#waiting + 1] = run
       return
     end
+    run.waiting = nil
     run.job.rr_last = w.id
     run.worker = w
     run.started_at = run.started_at or now_s()
@@ -237,6 +239,12 @@ local function due(job, scheduled, slot, ttl_ms)
     return
   end
   local r = job.running
+  if r and r.waiting then
+    -- its worker died and none has been ready since: it is not held (nor its Redis lease,
+    -- which blocks the job on every host) until one comes
+    finish(r, false, "lost: no worker was ready to run it again before the next run was due", 0)
+    r = nil
+  end
   if r then
     local since = r.started_at and string.format(" for %.1f s", now_s() - r.started_at) or ""
     return note_skip(job, "the last run still runs" .. (r.worker and (" on " .. describe(r.worker)) or "") .. since)
