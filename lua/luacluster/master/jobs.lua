@@ -3,11 +3,14 @@
 --    matching minute in local time, lib/cron.lua) makes a run due.
 --  * A due run goes to one ready worker of the serving generation, each job's runs round robin
 --    over them (the control op "job_run", answered by worker/jobs.lua with "job_done").
---  * Two runs of one job never overlap: a run due while the last one still runs (or waits
---    for a worker after its worker died) is skipped and counted. A job's state lives by its
---    name across reloads, so a run still going in an old generation's worker counts too.
+--  * Two runs of one job never overlap: a run due while the last one still runs is skipped
+--    and counted. A job's state lives by its name across reloads, so a run still going in an
+--    old generation's worker counts too.
 --  * A run whose worker dies before it answers (a crash, SIGKILL) runs again on another
---    worker, once; a second loss counts as a failure.
+--    worker, once; a second loss counts as a failure, and so does a run still waiting for a
+--    ready worker when the next run is due.
+--  * A cron schedule's timer wakes at least every CRON_WAKE_MS to read the wall clock again
+--    (a clock set forward or back, a machine that slept: see wait() in arm()).
 --  * With cluster.setup{ jobs = { redis = "host:port" } } every run is claimed in Redis
 --    first (master/jobs_redis.lua), so that of several hosts only one runs it.
 --  * A reload's new code defines its own jobs (lib/jobs.lua stages them); they take the
