@@ -23,13 +23,13 @@ local function next_of(spec, y, mo, d, h, mi)
 end
 
 
--- the next n matches from a time
-local function series(spec, n, y, mo, d, h, mi)
+-- the next n matches from a time (shown by show, or by fmt)
+local function series(spec, n, y, mo, d, h, mi, fmt)
   local c = assert(cron.parse(spec))
   local t, out = at(y, mo, d, h, mi), {}
   for i = 1, n do
     t = cron.next(c, t)
-    out[i] = show(t)
+    out[i] = (fmt or show)(t)
   end
   return out
 end
@@ -81,6 +81,8 @@ describe("cron.parse", function()
       { "* * * jan *x", nil },
       { "5/10 * * * *", "a step needs" },
       { "-1 * * * *", nil },
+      -- a number too big for an integer is named as written
+      { "99999999999999999999 * * * *", "minute 99999999999999999999 is out of range 0%-59" },
     }
     for _, case in ipairs(cases) do
       local c, err = cron.parse(case[1])
@@ -148,5 +150,75 @@ describe("cron.next", function()
   it("combines month, day and hour lists", function()
     assert.same({ "2024-06-01 08:00", "2024-06-01 20:00", "2024-06-15 08:00", "2024-06-15 20:00",
       "2024-12-01 08:00" }, series("0 8,20 1,15 jun,dec *", 5, 2024, 1, 1))
+  end)
+end)
+
+
+-- the spec process's local time zone is TZ=zone while fn runs (then what it was)
+local function in_zone(zone, fn)
+  local ffi = require("ffi")
+  pcall(ffi.cdef, "int setenv(const char *, const char *, int); int unsetenv(const char *); void tzset(void);")
+  local was = os.getenv("TZ")
+  ffi.C.setenv("TZ", zone, 1)
+  ffi.C.tzset()
+  local ok, err = pcall(fn)
+  if was then
+    ffi.C.setenv("TZ", was, 1)
+  else
+    ffi.C.unsetenv("TZ")
+  end
+  ffi.C.tzset()
+  assert(ok, err)
+end
+
+
+-- "YYYY-MM-DD HH:MM ZONE" of an epoch time, local
+local function show_z(t)
+  return t and os.date("%Y-%m-%d %H:%M %Z", t) or "never"
+end
+
+
+local function series_z(spec, n, y, mo, d, h, mi)
+  return series(spec, n, y, mo, d, h, mi or 0, show_z)
+end
+
+
+describe("cron.next across daylight saving time", function()
+  it("runs a time the spring-forward gap skips once, right after the gap, as Vixie cron does", function()
+    in_zone("America/New_York", function()
+      -- 2024-03-10: 02:00 EST is 03:00 EDT; 02:30 does not exist that day
+      assert.same({ "2024-03-09 02:30 EST", "2024-03-10 03:30 EDT", "2024-03-11 02:30 EDT" },
+        series_z("30 2 * * *", 3, 2024, 3, 8, 12))
+      -- every 20 minutes: the gap's runs come once after it, then the hour goes on as usual
+      assert.same({ "2024-03-10 01:40 EST", "2024-03-10 03:00 EDT", "2024-03-10 03:20 EDT",
+        "2024-03-10 03:40 EDT" }, series_z("*/20 * * * *", 4, 2024, 3, 10, 1, 30))
+    end)
+    in_zone("America/Havana", function()
+      -- 2024-03-10: midnight does not exist in Havana (00:00 CST is 01:00 CDT): a daily job at
+      -- midnight runs at 01:00 that day, not a day later
+      assert.same({ "2024-03-09 00:00 CST", "2024-03-10 01:00 CDT", "2024-03-11 00:00 CDT" },
+        series_z("0 0 * * *", 3, 2024, 3, 8, 12))
+    end)
+  end)
+
+  it("runs a time the fall-back hour repeats once, and always ends and moves forward", function()
+    in_zone("America/New_York", function()
+      local got = series_z("30 1 * * *", 3, 2024, 11, 2, 12)
+      assert.equal("2024-11-03 01:30", got[1]:sub(1, 16))
+      assert.same({ "2024-11-04 01:30 EST", "2024-11-05 01:30 EST" }, { got[2], got[3] })
+    end)
+    for _, zone in ipairs({ "America/New_York", "America/Havana", "America/Santiago", "Australia/Lord_Howe" }) do
+      in_zone(zone, function()
+        for _, spec in ipairs({ "*/20 * * * *", "0 0 * * *", "30 2 * * *", "15 1 * * *" }) do
+          local c = assert(cron.parse(spec))
+          local t, stop = at(2024, 1, 1), at(2025, 1, 1)
+          while t < stop do
+            local n = cron.next(c, t)
+            assert(n and n > t, zone .. " " .. spec .. " after " .. show_z(t) .. ": " .. show_z(n))
+            t = n
+          end
+        end
+      end)
+    end
   end)
 end)

@@ -164,6 +164,50 @@ describe("cluster.job with jobs = { redis = }", function()
     assert(st.jobs[1].skipped >= 1, other:output())
   end)
 
+  it("sends a long lease as the whole number it is (lease_digits)", function()
+    -- 10^14 ms: Lua's tostring writes it "1e+14", which Redis refuses as an expiry
+    local p = H.start_app([[
+      if cluster.is_master then
+        cluster.setup{ workers = 1, jobs = { redis = "127.0.0.1:" .. process.argv[1], lease = 1e14 } }
+      end
+      cluster.job("tick", { every = 200 }, function(run) say("tick ran", run.claim) end)
+    ]], {}, { args = { port } })
+    assert(p:wait_output("tick ran", 10000, true), p:output())
+    assert.equal(0, p:count("cannot claim runs in Redis", true))
+  end)
+
+  it("renews a lease one request at a time while Redis hangs (lease_renew)", function()
+    -- a run of 8 s with a lease of 300 ms: renewed every 100 ms; Redis stopped (SIGSTOP: the
+    -- kernel still takes connections, nothing answers) for 2.5 s, each renewal waits its 2 s
+    local own = H.tmpdir()
+    local p = H.start_app([[
+      if cluster.is_master then
+        cluster.setup{ workers = 1, jobs = { redis = "127.0.0.1:" .. process.argv[1], lease = 300 } }
+      end
+      cluster.job("long", { every = 200 }, function(run)
+        say("long begins", run.claim)
+        timer.sleep(8000)
+      end)
+    ]], { "--control", own .. "/ctl.sock" }, { args = { port } })
+    assert(p:wait_output("long begins", 15000, true), p:output())
+    local function sockets()
+      local out = H.sh("ls -l /proc/" .. p.pid .. "/fd")
+      local n = 0
+      for _ in out:gmatch("socket:") do
+        n = n + 1
+      end
+      return n
+    end
+    H.sleep(300)
+    local before = sockets()
+    redis:kill(19) -- SIGSTOP
+    H.sleep(2500)
+    local during = sockets()
+    redis:kill(18) -- SIGCONT
+    assert(during - before <= 3, string.format("%d sockets before Redis hung, %d after 2.5 s\n%s", before, during,
+      p:output()))
+  end)
+
   it("skips runs while Redis is down (logged once) and claims again when it answers", function()
     local a = instance("A")
     assert(H.wait_for(function() return #begins(a) >= 1 end, 15000), a:output())
@@ -180,5 +224,114 @@ describe("cluster.job with jobs = { redis = }", function()
     assert(a:wait_output("answers again", 10000, true), a:output())
     local n_back = #begins(a)
     assert(H.wait_for(function() return #begins(a) >= n_back + 2 end, 15000), a:output())
+  end)
+end)
+
+
+-- A "Redis" that is not one (another service on that port, a proxy that adds bytes): a
+-- luacluster app whose worker answers every command with what its mode says and prints how
+-- many connections it holds open.
+local FAKE = [[
+local net = require("luacluster.net")
+local MODE, PORT = process.argv[1], tonumber(process.argv[2])
+local REPLY = {
+  extra = function() return "+OK\r\n+EXTRA\r\n" end,             -- a reply, then bytes no command asked for
+  http = function() return "HTTP/1.1 400 Bad Request\r\n\r\n" end, -- another service on the port
+  -- the SET of the job's lease is taken and never answered (a reply lost on the way)
+  hang_lease = function(data)
+    if data:find("EVAL", 1, true) then
+      say("eval", data:match("(luacluster:job:%S-:running)"))
+      return ":1\r\n"
+    elseif data:find(":running", 1, true) then
+      return nil
+    end
+    return "+OK\r\n"
+  end,
+}
+if cluster.is_worker then
+  local open = 0
+  net.create_server(function(sock)
+    open = open + 1
+    say("open", open)
+    sock:on("close", function()
+      open = open - 1
+      say("open", open)
+    end)
+    sock:on("data", function(data)
+      local reply = REPLY[MODE](data)
+      if reply then
+        sock:write(reply)
+      end
+    end)
+  end):listen(PORT)
+  say("fake redis listens")
+end
+]]
+
+local CLIENT = [[
+local REDIS = process.argv[1]
+if cluster.is_master then
+  cluster.setup{ workers = 1, jobs = { redis = "127.0.0.1:" .. REDIS, lease = 900 } }
+end
+cluster.job("tick", { every = 150 }, function(run)
+  say("ran", run.claim)
+end)
+]]
+
+describe("cluster.job with a Redis that answers what Redis does not (hostile_redis)", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  local function fake(mode)
+    local port = H.free_port()
+    local p = H.start_app(FAKE, { "-w", 1 }, { args = { mode, port } })
+    assert(p:wait_output("fake redis listens", 10000, true), p:output())
+    assert(H.wait_listening(port, 10000), p:output())
+    return p, port
+  end
+
+  local function most_open(p)
+    local most = 0
+    for n in p:output():gmatch("open (%d+)") do
+      most = math.max(most, tonumber(n))
+    end
+    return most
+  end
+
+  it("says Redis does not answer and skips the runs when the reply is not Redis's", function()
+    local f, port = fake("http")
+    local own = H.tmpdir()
+    local a = H.start_app(CLIENT, { "--control", own .. "/ctl.sock" }, { args = { port } })
+    -- not a silent "another host has it": logged as Redis down, the runs counted as skipped
+    assert(a:wait_output("cannot claim runs in Redis", 10000, true), a:output())
+    assert.truthy(a:output():find("HTTP/1.1 400", 1, true), a:output())
+    H.sleep(1000)
+    assert.equal(0, a:count("ran ", true))
+    local st = require("cjson").decode((H.sh(H.bin .. " status --json --control " .. own .. "/ctl.sock")))
+    assert(st.jobs[1].skipped >= 2, a:output())
+    -- and no connection kept open per command
+    assert(most_open(f) <= 4, "the fake Redis held " .. most_open(f) .. " connections open\n" .. a:output())
+  end)
+
+  it("gives the job's lease back when the SET that took it got no answer", function()
+    local f, port = fake("hang_lease")
+    local a = H.start_app(CLIENT, {}, { args = { port } })
+    assert(a:wait_output("cannot claim runs in Redis", 15000, true), a:output())
+    -- the SET may have been done: the lease is released if it is ours, not left to its expiry
+    assert(f:wait_output("eval luacluster:job:tick:running", 10000, true), f:output() .. a:output())
+    -- a Redis that answers half a claim is not "back": logged once, not twice a run
+    assert(H.wait_for(function() return f:count("eval ", true) >= 3 end, 15000), f:output())
+    assert.equal(1, a:count("cannot claim runs in Redis", true))
+    assert.equal(0, a:count("answers again", true))
+    assert.equal(0, a:count("ran ", true))
+  end)
+
+  it("closes a connection that holds bytes no command asked for instead of leaving it open", function()
+    local f, port = fake("extra")
+    local a = H.start_app(CLIENT, {}, { args = { port } })
+    assert(H.wait_for(function() return a:count("ran ", true) >= 8 end, 15000), a:output() .. f:output())
+    -- each run sends two or three commands: one connection kept per command would be dozens
+    assert(most_open(f) <= 4, "the fake Redis held " .. most_open(f) .. " connections open\n" .. a:output())
   end)
 end)

@@ -14,8 +14,8 @@ local PRELUDE = 'local core = require("luacluster.core")\n'
   .. 'local function T() return string.format("%.4f", core.time()) end\n'
 
 
--- starts src with its own control socket; -> app { p, ctl, dir, path }
-local function start(src, options)
+-- starts src with its own control socket (and the app's arguments args); -> app { p, ctl, dir, path }
+local function start(src, options, args)
   local dir = H.tmpdir()
   local app = { dir = dir, path = dir .. "/app.lua", ctl = dir .. "/ctl.sock" }
   H.write_file(app.path, H.prelude .. PRELUDE .. src)
@@ -23,7 +23,7 @@ local function start(src, options)
   for _, o in ipairs(options or {}) do
     argv[#argv + 1] = o
   end
-  app.p = H.start(app.path, argv)
+  app.p = H.start(app.path, argv, { args = args })
   return app
 end
 
@@ -209,6 +209,22 @@ describe("cluster.job", function()
     assert(app.p:count("a run was due and is skipped", true) < skipped, app.p:output())
   end)
 
+  it("keeps saying so while a run that never ends holds the job (stuck_run)", function()
+    local app = start([[
+      if cluster.is_master then cluster.setup{ workers = 1 } end
+      cluster.job("stuck", { every = 50 }, function()
+        say("stuck begins")
+        timer.sleep(1e9)
+      end)
+    ]])
+    assert(app.p:wait_output("stuck begins", 10000, true), app.p:output())
+    -- one line at the first skip, then at the 10th and the 100th: not silence until it ends
+    assert(app.p:wait_output("job 'stuck': 10 runs in a row were skipped: the last run still runs on worker 1",
+      15000, true), app.p:output())
+    assert(app.p:wait_output("job 'stuck': 100 runs in a row were skipped", 30000, true), app.p:output())
+    assert(app.p:count("job 'stuck'", true) <= 4, app.p:output())
+  end)
+
   it("logs a job that raises with its traceback, counts it, and the worker goes on", function()
     local app = start([[
       if cluster.is_master then cluster.setup{ workers = 1 } end
@@ -295,6 +311,34 @@ describe("cluster.job", function()
     assert(survived, app.p:output())
     local row = job_row(app, "crashy")
     assert(row.lost >= 1 and row.runs >= 1, cjson.encode(row))
+  end)
+
+  it("gives up a run waiting for a worker when the next run is due (waiting_run)", function()
+    -- one worker; the first run kills it, and its replacement is not ready for 4 s
+    local dir = H.tmpdir()
+    local app = start([[
+      local mark = process.argv[1]
+      if cluster.is_master then cluster.setup{ workers = 1, ready = "manual" } end
+      if cluster.is_worker then
+        local f = io.open(mark)
+        timer.after(f and 4000 or 0, function() cluster.worker:ready() end)
+        if f then f:close() end
+      end
+      cluster.job("once", { every = 400 }, function(run)
+        say("attempt", run.attempt, process.pid)
+        if run.attempt == 1 and not io.open(mark) then
+          io.open(mark, "w"):close()
+          os.exit(3)
+        end
+      end)
+    ]], {}, { dir .. "/crashed" })
+    assert(app.p:wait_output("died during a run", 15000, true), app.p:output())
+    -- the run is not held (nor its Redis lease) until a worker comes: lost at the next tick
+    assert(app.p:wait_output("lost: no worker was ready to run it again before the next run was due", 3000, true),
+      app.p:output())
+    H.sleep(4500)
+    local out = app.p:output()
+    assert.falsy(out:find("attempt 2", 1, true), out)
   end)
 
   it("fails a run that kills every worker it runs on after its second try", function()
@@ -436,6 +480,8 @@ describe("cluster.job", function()
       { 'cluster.job("x", { cron = "0 0 30 2 *" }, function() end)', "matches no date" },
       { 'cluster.job("x", { every = 0 }, function() end)', "every must be a number of milliseconds >= 1" },
       { 'cluster.job("x", { every = "5" }, function() end)', "every must be a number of milliseconds >= 1" },
+      -- past 2^53 ms the runtime's timer could not hold it (a double cast to 64 bits)
+      { 'cluster.job("x", { every = 1e20 }, function() end)', "every must be a number of milliseconds >= 1 (at most 2^53)" },
       { 'cluster.job("x", { every = 100, cron = "* * * * *" }, function() end)', "give every or cron, not both" },
       { 'cluster.job("x", { evry = 100 }, function() end)', "unknown option 'evry'" },
       { 'cluster.job("x", {}, function() end)', "expected { every = ms } or { cron" },
@@ -481,5 +527,109 @@ describe("cluster.job", function()
     assert(app.p:wait_output("worker late: false", 10000, true), app.p:output())
     assert.equal(2, app.p:count("must be called at the script's top level", true))
     assert.equal(0, #status(app).jobs)
+  end)
+end)
+
+
+-- A wall clock the spec moves: an LD_PRELOAD shim (built here) adds the seconds written in
+-- the file LCSPEC_WALL_OFFSET to CLOCK_REALTIME, time() and gettimeofday(); the monotonic
+-- clock (libuv's timers) runs on as it is.
+local SHIM = [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/time.h>
+#include <time.h>
+static long long offset(void) {
+  const char *p = getenv("LCSPEC_WALL_OFFSET");
+  long long o = 0;
+  FILE *f = p ? fopen(p, "r") : NULL;
+  if (f) {
+    if (fscanf(f, "%lld", &o) != 1) o = 0;
+    fclose(f);
+  }
+  return o;
+}
+int clock_gettime(clockid_t id, struct timespec *ts) {
+  static int (*real)(clockid_t, struct timespec *);
+  if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+  int r = real(id, ts);
+  if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) ts->tv_sec += offset();
+  return r;
+}
+time_t time(time_t *out) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (out) *out = ts.tv_sec;
+  return ts.tv_sec;
+}
+int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
+  struct timespec ts;
+  (void)tz;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (tv) {
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = ts.tv_nsec / 1000;
+  }
+  return 0;
+}
+]]
+
+
+describe("cluster.job's cron schedule when the wall clock moves (wall_clock)", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  it("runs once, late, after the clock is set forward (no burst), and starts afresh after it is set far back",
+    function()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/shim.c", SHIM)
+    local out, rc = H.sh("cc -shared -fPIC -O1 -o " .. dir .. "/shim.so " .. dir .. "/shim.c -ldl")
+    assert(rc == 0, "cannot build the clock shim: " .. out)
+    local offset_file = dir .. "/offset"
+    -- the app's wall clock starts at second 52 of a minute: its first run comes some 8 s later
+    local offset = (52 - os.time() % 60) % 60
+    H.write_file(offset_file, tostring(offset))
+    local function wall()
+      return os.time() + offset
+    end
+    local function move(by)
+      offset = offset + by
+      H.write_file(offset_file, tostring(offset))
+    end
+    local app = { dir = dir, path = dir .. "/app.lua", ctl = dir .. "/ctl.sock" }
+    H.write_file(app.path, H.prelude .. PRELUDE .. [[
+      if cluster.is_master then cluster.setup{ workers = 1 } end
+      cluster.job("minutely", { cron = "* * * * *" }, function(run)
+        say("fired", run.scheduled, string.format("%.0f", core.time()))
+      end)
+    ]])
+    app.p = H.start(app.path, { "--control", app.ctl }, { env = { LD_PRELOAD = dir .. "/shim.so",
+      LCSPEC_WALL_OFFSET = offset_file,
+      -- (the sanitizer build: the shim comes before ASan's runtime, and that is fine here)
+      ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "detect_leaks=0") .. ":verify_asan_link_order=0" } })
+    local first = tonumber(wait_lines(app.p, "fired", 1, 75000)[1][1])
+    -- forward an hour: the run due a minute after the first goes once (late, within the wake
+    -- of 10 s), the 59 others of that hour are counted as skipped, not run one after another
+    move(3600)
+    local jumped = H.now()
+    local second = wait_lines(app.p, "fired", 2, 25000)[2]
+    assert.equal(first + 60, tonumber(second[1]))
+    assert(H.now() - jumped < 20000, "the late run came " .. (H.now() - jumped) .. " ms after the jump")
+    assert(app.p:wait_output("woke %d+ s late", 5000), app.p:output())
+    H.sleep(1500)
+    assert(#lines_of(app.p, "fired") <= 3, app.p:output())
+    local row = job_row(app, "minutely")
+    assert(row.skipped >= 55 and row.skipped <= 60, "skipped " .. row.skipped)
+    assert(row.next_run > os.date("!%Y-%m-%dT%H:%M:%SZ", wall()), row.next_run)
+    -- back five hours, to second 50 of a minute: the schedule starts again from the new time
+    -- (it does not wait five hours for the run it had planned)
+    local n = #lines_of(app.p, "fired")
+    move(-5 * 3600 + (50 - wall() % 60) % 60)
+    local back = wait_lines(app.p, "fired", n + 1, 40000)[n + 1]
+    assert(tonumber(back[1]) < first, app.p:output())
+    assert.truthy(app.p:output():find("the wall clock went back", 1, true))
   end)
 end)

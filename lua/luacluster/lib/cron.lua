@@ -34,7 +34,7 @@ local function value(text, f)
     return nil, string.format("'%s' is not a %s", text, f[1])
   end
   if n < f[2] or n > f[3] then
-    return nil, string.format("%s %d is out of range %d-%d", f[1], n, f[2], f[3])
+    return nil, string.format("%s %s is out of range %d-%d", f[1], text, f[2], f[3])
   end
   return n
 end
@@ -118,8 +118,29 @@ local function parse(spec)
 end
 
 
-local function day_matches(c, d)
-  local by_dom, by_dow = c.dom[d.day] == true, c.dow[d.wday - 1] == true
+local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+local WEEKDAY_SHIFT = { 0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4 } -- Sakamoto's day of week
+
+
+local function days_in(y, m)
+  if m == 2 and y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) then
+    return 29
+  end
+  return MONTH_DAYS[m]
+end
+
+
+-- the day of week of a date of the calendar, 0 = Sunday
+local function weekday(y, m, d)
+  if m < 3 then
+    y = y - 1
+  end
+  return (y + floor(y / 4) - floor(y / 100) + floor(y / 400) + WEEKDAY_SHIFT[m] + d) % 7
+end
+
+
+local function day_matches(c, y, m, d)
+  local by_dom, by_dow = c.dom[d] == true, c.dow[weekday(y, m, d)] == true
   if c.dom_star or c.dow_star then
     return by_dom and by_dow
   end
@@ -128,30 +149,50 @@ end
 
 
 -- next(c, after) -> the first minute after `after` (epoch seconds) at which c matches, in
--- local time, as epoch seconds | nil when it matches none within SEARCH_YEARS years
+-- local time, as epoch seconds | nil when it matches none within SEARCH_YEARS years.
+-- It walks the wall clock's calendar (its own arithmetic: no daylight saving time in it) and
+-- turns a match into an instant last, so that it always moves forward and ends. Across
+-- daylight saving time, as Vixie cron: a wall time the spring-forward gap skips (02:30, or
+-- 00:00 where the change is at midnight) is run once right after the gap (os.time's reading
+-- of a time that does not exist); a wall time the fall-back hour repeats is run once.
 local function next_time(c, after)
   local d = os_date("*t", floor(after))
-  local last_year = d.year + SEARCH_YEARS
-  d.sec, d.min, d.isdst = 0, d.min + 1, nil
-  local t = os_time(d)
+  local y, mo, dd, h, mi = d.year, d.month, d.day, d.hour, d.min + 1
+  local last_year = y + SEARCH_YEARS
   while true do
-    d = os_date("*t", t)
-    if d.year > last_year then
+    if mi > 59 then
+      h, mi = h + 1, 0
+    end
+    if h > 23 then
+      dd, h = dd + 1, 0
+    end
+    if mo > 12 then
+      y, mo = y + 1, 1
+    end
+    if dd > days_in(y, mo) then
+      mo, dd = mo + 1, 1
+      if mo > 12 then
+        y, mo = y + 1, 1
+      end
+    end
+    if y > last_year then
       return nil
     end
-    if not c.month[d.month] then
-      d.month, d.day, d.hour, d.min = d.month + 1, 1, 0, 0
-    elseif not day_matches(c, d) then
-      d.day, d.hour, d.min = d.day + 1, 0, 0
-    elseif not c.hour[d.hour] then
-      d.hour, d.min = d.hour + 1, 0
-    elseif not c.minute[d.min] then
-      d.min = d.min + 1
+    if not c.month[mo] then
+      mo, dd, h, mi = mo + 1, 1, 0, 0
+    elseif not day_matches(c, y, mo, dd) then
+      dd, h, mi = dd + 1, 0, 0
+    elseif not c.hour[h] then
+      h, mi = h + 1, 0
+    elseif not c.minute[mi] then
+      mi = mi + 1
     else
-      return t
+      local t = os_time({ year = y, month = mo, day = dd, hour = h, min = mi, sec = 0 })
+      if t > after then
+        return t
+      end
+      mi = mi + 1 -- the fall-back hour's second pass reads as the first: that one has run
     end
-    d.sec, d.isdst = 0, nil
-    t = os_time(d)
   end
 end
 

@@ -37,8 +37,8 @@ local function check(name, spec, fn)
     error_at_caller("cluster.job('" .. name .. "'): give every or cron, not both")
   elseif spec.every ~= nil then
     local ms = spec.every
-    if type(ms) ~= "number" or ms ~= ms or ms < 1 or ms == math.huge then
-      error_at_caller("cluster.job('" .. name .. "'): every must be a number of milliseconds >= 1")
+    if type(ms) ~= "number" or ms ~= ms or ms < 1 or ms > 2 ^ 53 then -- (the timer takes a 64-bit integer)
+      error_at_caller("cluster.job('" .. name .. "'): every must be a number of milliseconds >= 1 (at most 2^53)")
     end
     def.every, def.schedule = ms, "every " .. ms .. " ms"
   elseif spec.cron ~= nil then

@@ -3,11 +3,14 @@
 --    matching minute in local time, lib/cron.lua) makes a run due.
 --  * A due run goes to one ready worker of the serving generation, each job's runs round robin
 --    over them (the control op "job_run", answered by worker/jobs.lua with "job_done").
---  * Two runs of one job never overlap: a run due while the last one still runs (or waits
---    for a worker after its worker died) is skipped and counted. A job's state lives by its
---    name across reloads, so a run still going in an old generation's worker counts too.
+--  * Two runs of one job never overlap: a run due while the last one still runs is skipped
+--    and counted. A job's state lives by its name across reloads, so a run still going in an
+--    old generation's worker counts too.
 --  * A run whose worker dies before it answers (a crash, SIGKILL) runs again on another
---    worker, once; a second loss counts as a failure.
+--    worker, once; a second loss counts as a failure, and so does a run still waiting for a
+--    ready worker when the next run is due.
+--  * A cron schedule's timer wakes at least every CRON_WAKE_MS to read the wall clock again
+--    (a clock set forward or back, a machine that slept: see wait() in arm()).
 --  * With cluster.setup{ jobs = { redis = "host:port" } } every run is claimed in Redis
 --    first (master/jobs_redis.lua), so that of several hosts only one runs it.
 --  * A reload's new code defines its own jobs (lib/jobs.lua stages them); they take the
@@ -25,6 +28,9 @@ local reload = require("luacluster.master.reload")
 local _M = {}
 
 local RETRIES = 1 -- a run whose worker died runs again this many times
+local CRON_WAKE_MS = 10000 -- a cron job's timer reads the wall clock again at least this often
+local BACK_JUMP_S = 3 * 3600 -- a wall clock set back more than this restarts a cron schedule
+local MISSED_COUNT_MAX = 1000 -- the missed runs of one late wake counted at most (a bound on the loop)
 
 local master
 local jobs = {}          -- name -> job (its definition, timer and counters), kept across reloads
@@ -86,11 +92,16 @@ local function describe(w)
 end
 
 
+-- logged at the first skip of a streak, then at the 10th, 100th, ...: a run that never ends
+-- is not one line and then silence
 local function note_skip(job, why)
   job.skipped = job.skipped + 1
-  job.skip_streak = job.skip_streak + 1
-  if job.skip_streak == 1 then
+  local n = job.skip_streak + 1
+  job.skip_streak = n
+  if n == 1 then
     log.warn("job '" .. job.name .. "': a run was due and is skipped: " .. why)
+  elseif n >= 10 and 10 ^ math.floor(math.log10(n) + 1e-9) == n then
+    log.warn(string.format("job '%s': %d runs in a row were skipped: %s", job.name, n, why))
   end
 end
 
@@ -134,9 +145,11 @@ local function send(run)
   while true do
     local w = pick(run, refused)
     if not w then
+      run.waiting = true
       waiting[#waiting + 1] = run
       return
     end
+    run.waiting = nil
     run.job.rr_last = w.id
     run.worker = w
     run.started_at = run.started_at or now_s()
@@ -192,8 +205,13 @@ end
 function hold_lease(run, lease)
   run.claim, run.lease = lease.key, lease
   local t = core.timer_new(function()
+    if run.renewing then -- one renewal at a time: a Redis that hangs is not asked again and again
+      return
+    end
+    run.renewing = true
     coro.spawn(function()
       local ok, err = jobs_redis.renew(lease)
+      run.renewing = nil
       if not ok and run.lease == lease and not run.renew_failed then
         run.renew_failed = true -- once per run: another host may run the job once the lease expires
         log.warn("job '" .. run.job.name .. "': cannot renew its lease in Redis: " .. tostring(err))
@@ -224,6 +242,12 @@ local function due(job, scheduled, slot, ttl_ms)
     return
   end
   local r = job.running
+  if r and r.waiting then
+    -- its worker died and none has been ready since: it is not held (nor its Redis lease,
+    -- which blocks the job on every host) until one comes
+    finish(r, false, "lost: no worker was ready to run it again before the next run was due", 0)
+    r = nil
+  end
   if r then
     local since = r.started_at and string.format(" for %.1f s", now_s() - r.started_at) or ""
     return note_skip(job, "the last run still runs" .. (r.worker and (" on " .. describe(r.worker)) or "") .. since)
@@ -291,25 +315,53 @@ local function arm(job)
     return
   end
   local c = def.cron
+  local wait
   local function schedule(after)
     local at = cron.next(c, after)
     if not at then
       job.next_at = nil
       return
     end
+    wait(at, after)
+  end
+  -- the timer counts on the monotonic clock, the schedule is on the wall clock: it wakes at
+  -- least every CRON_WAKE_MS to read the wall clock again (one set forward is seen then)
+  function wait(at, after)
     job.next_at = at
     local t = core.timer_new(function()
       job.timer:close()
       job.timer = nil
-      if now_s() < at - 0.001 then -- the loop's clock ran ahead of the wall clock: wait the rest
-        return schedule(at - 60)
+      local now = now_s()
+      if now < at - 0.001 then
+        -- not yet (a wake to look, or the loop's clock ran ahead of the wall clock). A wall
+        -- clock set back more than 3 hours starts the schedule afresh; less, and what has run
+        -- is not run again (Vixie cron's rule)
+        if now < after - BACK_JUMP_S then
+          log.warn(string.format("job '%s': the wall clock went back %.0f s; its schedule starts again from now",
+            job.name, after - now))
+          return schedule(now)
+        end
+        return wait(at, after)
       end
       local following = cron.next(c, at)
       due(job, at, string.format("%d", at), math.max(((following or at + 60) - at) * 1000, 1000))
-      schedule(at)
+      -- late (the wall clock set forward, the machine slept, the loop stalled): the run due at
+      -- `at` goes now, once; those due since are missed and counted, not run one after another
+      if following and following <= now then
+        local missed, n = 0, following
+        while n and n <= now and missed < MISSED_COUNT_MAX do
+          missed = missed + 1
+          n = cron.next(c, n)
+        end
+        job.skipped = job.skipped + missed
+        log.warn(string.format("job '%s': its schedule woke %.0f s late (the wall clock was set forward, or the"
+          .. " machine slept): %s run(s) due meanwhile are skipped", job.name, now - at,
+          missed < MISSED_COUNT_MAX and tostring(missed) or ("more than " .. missed)))
+      end
+      schedule(math.max(at, now))
     end)
     job.timer = t
-    t:start(math.max(0, math.ceil((at - now_s()) * 1000 + stale_ms())), 0)
+    t:start(math.min(CRON_WAKE_MS, math.max(0, math.ceil((at - now_s()) * 1000 + stale_ms()))), 0)
   end
   schedule(now_s())
 end

@@ -10,8 +10,8 @@
 -- run due while another host runs the job is skipped and counted, as on one host; a host
 -- that dies mid-run loses the job's key when its lease expires, and the later runs go to
 -- whichever host claims them.
--- While Redis does not answer, runs are skipped (and counted as skipped): running them on
--- every host would break "once per cluster". That is logged once when it starts and once
+-- While Redis does not answer (or gives a line no Redis gives to these commands), runs are
+-- skipped (and counted as skipped): running them on every host would break "once per cluster". That is logged once when it starts and once
 -- when Redis answers again.
 -- The client is the master's outbound socket (luacluster.net, pooled connections) and RESP.
 local core = require("luacluster.core")
@@ -96,16 +96,26 @@ local function bulk(s)
 end
 
 
+-- (a number goes as its digits: tostring writes 1e14 as "1e+14", which Redis refuses)
 local function command(args)
   local parts = { "*" .. #args .. "\r\n" }
   for i, a in ipairs(args) do
-    parts[i + 1] = bulk(tostring(a))
+    parts[i + 1] = bulk(type(a) == "number" and string.format("%.0f", a) or tostring(a))
   end
   return table.concat(parts)
 end
 
 
--- one command, one reply line: -> the line | nil, err
+-- a reply line as a message shows it: printable, at most 60 bytes
+local function shown(line)
+  local s = line:sub(1, 60):gsub("[^\32-\126]", "?")
+  return "'" .. s .. (#line > 60 and "...'" or "'")
+end
+
+
+-- one command, one reply line: -> the line | nil, err. The commands here answer a status
+-- (+), an error (-), an integer (:) or the nil bulk ($-1); any other line is not Redis's
+-- answer to them (another service on the port): an error, and the connection is closed.
 local function ask(c, args)
   local net = require("luacluster.net") -- lazy: only a master with cluster.setup{ jobs = { redis = } }
   local sock, err = net.connect(c.host, c.port, { timeout = TIMEOUT_MS, pool = "luacluster.jobs " .. c.addr })
@@ -123,10 +133,15 @@ local function ask(c, args)
     sock:close()
     return nil, "redis " .. c.addr .. ": " .. tostring(rerr)
   end
-  if line:sub(1, 1) == "$" and line ~= "$-1" then -- a bulk reply (not one SET NX gives): read it out
+  local kind = line:sub(1, 1)
+  if kind ~= "+" and kind ~= "-" and kind ~= ":" and line ~= "$-1" then
     sock:close()
-  else
-    sock:set_keepalive(60000, 4)
+    return nil, "redis " .. c.addr .. ": not a Redis reply to " .. args[1] .. ": " .. shown(line)
+  end
+  -- refused while bytes no command asked for wait unread, or the peer has ended: closed then,
+  -- never left open
+  if not sock:set_keepalive(60000, 4) then
+    sock:close()
   end
   return line
 end
@@ -159,6 +174,10 @@ local function call(c, args)
 end
 
 
+local RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+local RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 -- claim(job, slot, ttl_ms) (waits) -> what to do with the run:
 --   "ok", lease   ours: run it (lease: what renew and release take; lease.key is the run's key)
 --   "taken"       another host claimed this run
@@ -172,24 +191,29 @@ function _M.claim(name, slot, ttl_ms)
   if not line then
     return failed(c, err)
   end
-  answered(c)
-  if line ~= "+OK" then
+  if line == "$-1" then
+    answered(c)
     return "taken"
+  elseif line ~= "+OK" then
+    return failed(c, "redis " .. c.addr .. ": SET NX answered " .. shown(line))
   end
   local lease = { c = c, key = key, running = c.prefix .. name .. ":running", value = value }
   line, err = call(c, { "SET", lease.running, value, "NX", "PX", c.lease })
   if not line then
+    -- Redis may have done the SET whose answer did not come: the job's lease is given back
+    -- if it is ours, not held by nobody until it expires
+    call(c, { "EVAL", RELEASE, 1, lease.running, value })
     return failed(c, err)
   end
-  if line ~= "+OK" then
+  if line == "$-1" then
+    answered(c)
     return "busy"
+  elseif line ~= "+OK" then
+    return failed(c, "redis " .. c.addr .. ": SET NX answered " .. shown(line))
   end
+  answered(c) -- (once the whole claim went through: a Redis that answers half is not back)
   return "ok", lease
 end
-
-
-local RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-local RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 -- while a run of ours goes on: its lease again (waits) -> true | nil, err
@@ -197,8 +221,10 @@ function _M.renew(lease)
   local line, err = call(lease.c, { "EVAL", RENEW, 1, lease.running, lease.value, lease.c.lease })
   if line == ":1" then
     return true
+  elseif line == ":0" then
+    return nil, "the lease " .. lease.running .. " is no longer ours (it expired)"
   end
-  return nil, err or "the lease " .. lease.running .. " is no longer ours (it expired)"
+  return nil, err or ("redis " .. lease.c.addr .. ": EVAL answered " .. shown(line))
 end
 
 
