@@ -42,13 +42,19 @@ static int f_timer_new(lua_State *L) {
   return 1;
 }
 
+/* a delay in ms as libuv takes it: past what uint64_t holds (math.huge, 1e20) is "never" (libuv
+ * saturates loop time + UINT64_MAX), where a plain cast was undefined and fired at once */
+static uint64_t ms_of(lua_Number ms) {
+  return ms >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)ms;
+}
+
 static int m_start(lua_State *L) {
   lc_timer *t = lc_handle_check(L, 1, MT);
   lua_Number timeout = luaL_checknumber(L, 2);
   lua_Number repeat = luaL_optnumber(L, 3, 0);
   luaL_argcheck(L, timeout >= 0, 2, "negative timeout");
   luaL_argcheck(L, repeat >= 0, 3, "negative repeat");
-  uv_timer_start(&t->timer, timer_cb, (uint64_t)timeout, (uint64_t)repeat);
+  uv_timer_start(&t->timer, timer_cb, ms_of(timeout), ms_of(repeat));
   return 0;
 }
 

@@ -59,6 +59,25 @@ describe("timer", function()
     assert.not_matches("after sleep", p:stdout(), 1, true)
   end)
 
+  it("takes a delay past what a 64-bit count of ms holds as never, not as now", function()
+    local p = H.start_app(ALONE .. [[
+      local big = { math.huge, 1e20, 2^64 }
+      local ts = {}
+      for i, ms in ipairs(big) do
+        ts[i] = timer.after(ms, function() say("fired", ms) end)
+      end
+      local e = timer.every(1e30, function() say("every fired") end)
+      timer.after(300, function()
+        for _, t in ipairs(ts) do t:stop() end
+        e:stop()
+        say("done")
+      end)
+    ]], {})
+    assert.equal(0, (p:wait(5000)))
+    assert.matches("done", p:output(), 1, true)
+    assert.not_matches("fired", p:output(), 1, true)
+  end)
+
   it("refuses bad arguments", function()
     local p = H.start_app(ALONE .. [[
       for _, args in ipairs({ { -1, print }, { "x", print }, { 10, "nope" } }) do
