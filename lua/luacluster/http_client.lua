@@ -10,7 +10,7 @@ local net = require("luacluster.net")
 
 local new_reader = core.http_response
 local now = core.now
-local type, tostring, pairs, error = type, tostring, pairs, error
+local type, tostring, pairs, next, error = type, tostring, pairs, next, error
 local find, sub, lower, match, format = string.find, string.sub, string.lower, string.match, string.format
 local concat = table.concat
 local ceil = math.ceil
@@ -66,6 +66,43 @@ local function parse_url(url)
 end
 
 
+-- parse_url's answers for the URLs seen last (a proxy asks for the same few again and again):
+-- url -> { scheme, host, port, target, authority, pool name }; emptied when it is full
+local URL_CACHE_MAX = 256
+local url_cache, url_cached = {}, 0
+
+
+-- the pool of an origin: its scheme, host and port, and for https the TLS settings
+local function pool_name(scheme, host, port, tls)
+  local name = scheme .. "://" .. host .. ":" .. port
+  if scheme == "https" and type(tls) == "table" then
+    name = name .. " " .. tostring(tls.server_name or "") .. " " .. tostring(tls.verify ~= false) .. " "
+      .. tostring(tls.ca_file or "")
+  end
+  return name
+end
+
+
+-- parse_url through the cache -> the cache's entry | nil, err
+local function parsed_url(url)
+  local u = url_cache[url]
+  if u then
+    return u
+  end
+  local scheme, host, port, target, authority = parse_url(url)
+  if not scheme then
+    return nil, host
+  end
+  u = { scheme, host, port, target, authority, pool_name(scheme, host, port, nil) }
+  if url_cached >= URL_CACHE_MAX then
+    url_cache, url_cached = {}, 0
+  end
+  url_cache[url] = u
+  url_cached = url_cached + 1
+  return u
+end
+
+
 -- ---- the request ----
 
 local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
@@ -88,19 +125,32 @@ local OPTS = {
   keepalive = true, keepalive_timeout = true, keepalive_pool = true,
 }
 
+-- raises at the first name in opts that is not an option. A tail call per name, not a loop:
+-- a loop here made every trace through http.request abort ("inner loop in root trace").
+local function check_names(opts, k)
+  k = next(opts, k)
+  if k == nil then
+    return
+  end
+  if not OPTS[k] then
+    error("http.request: unknown option " .. tostring(k) .. " (method, headers, body, timeout, tls,"
+      .. " max_body_size, keepalive, keepalive_timeout, keepalive_pool)", 4)
+  end
+  return check_names(opts, k)
+end
+
+
+local NO_OPTS = {}
+
+
 local function check_opts(opts)
   if opts == nil then
-    return {}
+    return NO_OPTS -- read only
   end
   if type(opts) ~= "table" then
     error("http.request: opts must be a table", 3)
   end
-  for k in pairs(opts) do
-    if not OPTS[k] then
-      error("http.request: unknown option " .. tostring(k) .. " (method, headers, body, timeout, tls,"
-        .. " max_body_size, keepalive, keepalive_timeout, keepalive_pool)", 3)
-    end
-  end
+  check_names(opts, nil)
   local m = opts.method
   if m ~= nil and (type(m) ~= "string" or not find(m, TOKEN)) then
     error("http.request: method must be a token such as \"GET\"", 3)
@@ -125,6 +175,12 @@ end
 
 -- the request head and body as one string; raises on a header a request cannot carry
 local function build_request(method, target, authority, opts, keepalive)
+  local body = opts.body
+  if opts.headers == nil and body == nil and method ~= "POST" and method ~= "PUT" and method ~= "PATCH" then
+    -- the common GET: one concatenation, no table
+    return method .. " " .. target .. " HTTP/1.1\r\nHost: " .. authority
+      .. (keepalive and "\r\n\r\n" or "\r\nConnection: close\r\n\r\n")
+  end
   local out = { method, " ", target, " HTTP/1.1\r\n" }
   local has_host, n = false, 4
   for name, value in pairs(opts.headers or {}) do
@@ -150,7 +206,6 @@ local function build_request(method, target, authority, opts, keepalive)
     out[n + 1], out[n + 2], out[n + 3] = "Host: ", authority, "\r\n"
     n = n + 3
   end
-  local body = opts.body
   if body or method == "POST" or method == "PUT" or method == "PATCH" then
     out[n + 1], out[n + 2], out[n + 3] = "Content-Length: ", tostring(body and #body or 0), "\r\n"
     n = n + 3
@@ -271,14 +326,31 @@ end
 
 -- ---- the exchange ----
 
--- the pool of an origin: its scheme, host and port, and for https the TLS settings
-local function pool_name(scheme, host, port, tls)
-  local name = scheme .. "://" .. host .. ":" .. port
-  if scheme == "https" and type(tls) == "table" then
-    name = name .. " " .. tostring(tls.server_name or "") .. " " .. tostring(tls.verify ~= false) .. " "
-      .. tostring(tls.ca_file or "")
+-- Response readers for the next exchanges: a reader is a userdata of some 1.7 KB (the head's
+-- field array), and one made per request was most of the bytes a request allocated. One
+-- exchange uses a reader at a time and gives it back (reset) when it ends, error or not; a
+-- reader an error raised past is left to the GC.
+local READERS_MAX = 64
+local readers, nreaders = {}, 0
+
+
+local function take_reader()
+  if nreaders == 0 then
+    return new_reader()
   end
-  return name
+  local rr = readers[nreaders]
+  readers[nreaders] = nil
+  nreaders = nreaders - 1
+  return rr
+end
+
+
+local function give_reader(rr)
+  if nreaders < READERS_MAX then
+    rr:reset()
+    nreaders = nreaders + 1
+    readers[nreaders] = rr
+  end
 end
 
 
@@ -300,24 +372,29 @@ local function exchange(ex, request, method, max_body, keepalive)
     sock:close(true)
     return nil, werr == "timeout" and "timeout" or "write failed: " .. tostring(werr), ex.reused and werr ~= "timeout"
   end
-  local rr = new_reader()
+  local rr = take_reader()
   local status, headers, rest = read_head(ex, rr)
   if not status then
     sock:close(true)
+    give_reader(rr)
     local nothing = rest
     return nil, headers, ex.reused and nothing and headers ~= "timeout"
   end
   local kind, length = rr:framing(method == "HEAD", max_body)
   if not kind then
     sock:close(true)
+    give_reader(rr)
     return nil, length
   end
   local body, left = read_body(ex, rr, kind, length, rest)
   if not body then
     sock:close(true)
+    give_reader(rr)
     return nil, left
   end
-  if keepalive and left == "" and rr:keepalive() then
+  local again = keepalive and left == "" and rr:keepalive()
+  give_reader(rr)
+  if again then
     local pok = sock:set_keepalive(ex.idle, ex.pool_size)
     if not pok then
       sock:close()
@@ -334,10 +411,7 @@ local function connect(ex, scheme, host, port, tls)
   if left <= 0 then
     return nil, "timeout"
   end
-  local copts = { timeout = ceil(left), pool = ex.pool }
-  if scheme == "https" then
-    copts.tls = tls or true
-  end
+  local copts = { timeout = ceil(left), pool = ex.pool or nil, tls = scheme == "https" and (tls or true) or nil }
   local sock, err = net.connect(host, port, copts)
   if not sock then
     err = tostring(err)
@@ -358,16 +432,20 @@ function _M.request(url, opts)
     error("http.request: url must be a string", 2)
   end
   opts = check_opts(opts)
-  local scheme, host, port, target, authority = parse_url(url)
-  if not scheme then
-    return nil, host
+  local u, uerr = parsed_url(url)
+  if not u then
+    return nil, uerr
   end
+  local scheme, host, port = u[1], u[2], u[3]
   local method = opts.method or "GET"
   local keepalive = opts.keepalive and true or false
-  local request = build_request(method, target, authority, opts, keepalive)
-  local ex = { deadline = now() + (opts.timeout or DEFAULT_TIMEOUT) }
+  local request = build_request(method, u[4], u[5], opts, keepalive)
+  -- every field at once: the table is not rehashed as they are set
+  local ex = { deadline = now() + (opts.timeout or DEFAULT_TIMEOUT), pool = false, idle = false, pool_size = false,
+    sock = false, reused = false }
   if keepalive then
-    ex.pool = pool_name(scheme, host, port, opts.tls)
+    local tls = opts.tls
+    ex.pool = (scheme == "https" and type(tls) == "table") and pool_name(scheme, host, port, tls) or u[6]
     ex.idle = opts.keepalive_timeout or DEFAULT_IDLE
     ex.pool_size = math.max(1, opts.keepalive_pool or DEFAULT_POOL_SIZE)
   end

@@ -18,6 +18,7 @@ local DEFAULT_POOL_SIZE = 30  -- idle connections per pool
 local ANY, EXACT, LINE, UNTIL, ALL = 1, 2, 3, 4, 5
 
 local in_handler, waiter, current = coro.in_handler, coro.waiter, coro.current
+local wait, wake_co = coro.wait, coro.wake
 local now = core.now
 
 local sock_mt = {}
@@ -25,37 +26,44 @@ sock_mt.__index = sock_mt
 emitter.mixin(sock_mt)
 
 
-local function wake(w, ...)
-  if w then
-    w:wake(...)
+-- rw / ww / cw hold the coroutine that waits (coro.wait) rather than a waiter object: the
+-- event is always later than the wait (conn.c answers a pending read, a send or a connect from
+-- the loop), so the rendezvous needs no table of its own, and the fixed arguments keep the
+-- varargs of coro.waiter off the hot path. The TLS layer's handshake, which races a timer,
+-- parks a waiter in cw.
+local function wake(w, a, b, c)
+  if type(w) == "thread" then
+    wake_co(w, a, b, c)
+  elseif w then
+    w:wake(a, b, c)
   end
 end
 
 
 -- Each connection has one record for its whole life, pooled or not: st = { h = conn.c's
--- handle, owner = the socket object using it (nil while pooled), rw / ww / cw = the waiters of
--- a read, a send, the connect, reused, key (its pool), address, port, pooled }. The socket
--- object a user holds is made anew each time the connection is handed out, so that one kept
--- after set_keepalive reads as closed and never sees the next user's bytes.
+-- handle, owner = the socket object using it (nil while pooled), rw / ww / cw = who waits for
+-- a read, a send, the connect (above), reused, key (its pool), address, port, pooled }. The
+-- socket object a user holds is made anew each time the connection is handed out, so that one
+-- kept after set_keepalive reads as closed and never sees the next user's bytes.
 
 -- conn.c's events for the connection st
 local function on_event(st, event, a, b, c)
   if event == "read" then
-    local w = st.rw
+    local co = st.rw
     st.rw = nil
-    wake(w, a, b, c)
+    wake(co, a, b, c)
   elseif event == "sent" then
-    local w = st.ww
+    local co = st.ww
     st.ww = nil
     if a then
-      wake(w, nil, a)
+      wake(co, nil, a)
     else
-      wake(w, true)
+      wake(co, true)
     end
   elseif event == "connect" or event == "handshake" then -- "handshake": the TLS layer's
-    local w = st.cw
+    local co = st.cw
     st.cw = nil
-    wake(w, a)
+    wake(co, a)
   elseif event == "close" then
     if st.pooled then
       pool.forget(st)
@@ -75,7 +83,8 @@ end
 
 -- a new connection's record and handle (not connected)
 local function new_conn(key)
-  local st = { reused = 0, key = key }
+  local st = { reused = 0, key = key, h = false, owner = false, rw = false, ww = false, cw = false,
+    address = false, port = false, pooled = false } -- every field: no rehash as they are set
   st.h = core.conn_new(function(event, a, b, c)
     on_event(st, event, a, b, c)
   end)
@@ -146,9 +155,8 @@ local function connect_one(ip, port, ms, key)
   if not ok then
     return nil, err
   end
-  local w = waiter("net.connect")
-  st.cw = w
-  err = w:wait()
+  st.cw = current("net.connect")
+  err = wait()
   if err then
     return nil, err
   end
@@ -249,9 +257,8 @@ local function recv(self, what, kind, n, delim, inclusive)
     h:cancel_read()
     current(what) -- raises: this call waits
   end
-  local w = waiter(what)
-  self._st.rw = w
-  return w:wait()
+  self._st.rw = current(what)
+  return wait()
 end
 
 
@@ -340,9 +347,8 @@ function sock_mt:write(data)
   if not can_wait then
     return true
   end
-  local w = waiter("sock:write")
-  self._st.ww = w
-  return w:wait()
+  self._st.ww = current("sock:write")
+  return wait()
 end
 
 
@@ -350,12 +356,17 @@ end
 
 -- set_timeouts(connect_ms, send_ms, read_ms): 0 is no limit (connect_ms is kept for a
 -- reconnect through the ngx layer; this socket is connected already)
-function sock_mt:set_timeouts(connect_ms, send_ms, read_ms)
-  for i, v in ipairs({ connect_ms, send_ms, read_ms }) do
-    if type(v) ~= "number" or v < 0 then
-      error("sock:set_timeouts: argument " .. i .. " must be a number of ms >= 0", 2)
-    end
+local function check_ms(v, i)
+  if type(v) ~= "number" or not (v >= 0) then
+    error("sock:set_timeouts: argument " .. i .. " must be a number of ms >= 0", 3)
   end
+end
+
+
+function sock_mt:set_timeouts(connect_ms, send_ms, read_ms)
+  check_ms(connect_ms, 1) -- no table and loop per call: the HTTP client sets them per read
+  check_ms(send_ms, 2)
+  check_ms(read_ms, 3)
   self._connect_ms, self._send_ms, self._read_ms = connect_ms, send_ms, read_ms
   local h = self._h
   if h then
