@@ -7,6 +7,7 @@
 -- error, a timeout or a body delimited by the close it is closed.
 local core = require("luacluster.core")
 local net = require("luacluster.net")
+local outbound -- luacluster.net.outbound, loaded at the first connect as net.lua loads it
 
 local new_reader = core.http_response
 local now = core.now
@@ -410,6 +411,15 @@ local function connect(ex, scheme, host, port, tls)
   local left = ex.deadline - now()
   if left <= 0 then
     return nil, "timeout"
+  end
+  if ex.pool and scheme == "http" then -- an idle connection of the origin first, as net.connect would
+    outbound = outbound or require("luacluster.net.outbound")
+    local sock = outbound.from_pool(ex.pool)
+    if sock then
+      ex.sock = sock
+      ex.reused = true
+      return sock
+    end
   end
   local copts = { timeout = ceil(left), pool = ex.pool or nil, tls = scheme == "https" and (tls or true) or nil }
   local sock, err = net.connect(host, port, copts)

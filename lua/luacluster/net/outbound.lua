@@ -177,6 +177,39 @@ function _M.set_tls_layer(layer)
 end
 
 
+-- the pool key of the plain connections of the pool named name (name .. " plain"), kept: the
+-- same few names come with every connect
+local plain_keys, nplain = {}, 0
+
+
+local function plain_key(name)
+  local key = plain_keys[name]
+  if key == nil then
+    key = name .. " plain"
+    if nplain >= 1024 then
+      plain_keys, nplain = {}, 0
+    end
+    plain_keys[name] = key
+    nplain = nplain + 1
+  end
+  return key
+end
+
+
+-- from_pool(name) -> a socket on an idle plain connection of the pool named name | nil (none
+-- idle: connect then makes one). connect(host, port, { pool = name }) without tls takes the
+-- same connections first; this is that step alone, with no options table per call.
+function _M.from_pool(name)
+  current("net.connect")
+  local st = pool.take(plain_key(name))
+  if st then
+    st.reused = st.reused + 1
+    return sock_for(st)
+  end
+  return nil
+end
+
+
 -- connect(host, port, opts) -> sock | nil, "connect host:port: reason" (waits).
 -- opts.timeout: ms for the whole connect (every address tried in turn within it, the TLS
 -- handshake included); opts.tls: TLS settings (the TLS layer's); opts.pool: the pool's name
@@ -199,7 +232,8 @@ function _M.connect(host, port, opts)
   end
   -- a pool's name never stands for its TLS settings: a named pool's key carries them too, so
   -- a connect with tls never takes a plain or an unverified connection parked under that name
-  local key = opts and opts.pool and (opts.pool .. (tls and (" " .. tls_layer.key(tls)) or " plain"))
+  local name = opts and opts.pool
+  local key = name and (tls and (name .. " " .. tls_layer.key(tls)) or plain_key(name))
     or pool.key(host, port, tls and tls_layer.key(tls))
   local st = pool.take(key)
   if st then
@@ -477,6 +511,7 @@ return {
   raw = _M.raw,
   resolve = _M.resolve,
   connect = _M.connect,
+  from_pool = _M.from_pool,
   set_tls_layer = _M.set_tls_layer,
   DEFAULT_TIMEOUT = DEFAULT_TIMEOUT,
 }

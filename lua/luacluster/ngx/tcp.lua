@@ -20,6 +20,7 @@ local raise, check_count = args.raise, args.check_count
 
 local type, select, tonumber, tostring = type, select, tonumber, tostring
 local setmetatable, getmetatable, newproxy = setmetatable, getmetatable, newproxy
+local getfenv, setfenv = debug.getfenv, debug.setfenv
 local floor, fmt, find, gsub, sub = math.floor, string.format, string.find, string.gsub, string.sub
 
 local _M = {}
@@ -62,15 +63,22 @@ local function let_go(box)
 end
 
 
-local function guard(box)
-  local p = newproxy(true)
-  getmetatable(p).__gc = function()
-    local sock = box.sock
-    if sock then
-      let_go(box)
-      sock:close()
-    end
+-- the guards share one metatable; each one's box is its environment (a metatable and a
+-- closure per cosocket were most of what a connect allocated)
+local GUARD = newproxy(true)
+getmetatable(GUARD).__gc = function(p)
+  local box = getfenv(p)
+  local sock = box.sock
+  if sock then
+    let_go(box)
+    sock:close()
   end
+end
+
+
+local function guard(box)
+  local p = newproxy(GUARD)
+  setfenv(p, box)
   return p
 end
 
@@ -163,6 +171,32 @@ local function connect_opts(t, arg)
 end
 
 
+-- the default pool name of host and port, "host:port": kept per host and port, as the same
+-- few come with every connect (emptied past 1024)
+local default_keys, ndefault = {}, 0
+
+
+local function default_key(host, port)
+  if port ~= port then -- NaN: no table key
+    return host .. ":" .. tostring(port)
+  end
+  local ports = default_keys[host]
+  local key = ports and ports[port]
+  if key == nil then
+    key = host .. ":" .. tostring(port)
+    if ndefault >= 1024 then
+      default_keys, ndefault = {}, 0
+    end
+    if not default_keys[host] then
+      default_keys[host] = {}
+    end
+    default_keys[host][port] = key
+    ndefault = ndefault + 1
+  end
+  return key
+end
+
+
 -- connect(host, port [, opts]) | connect("unix:/path" [, opts]) -> 1 | nil, err (waits).
 -- A connection this socket held is closed first. opts.pool names the pool (default
 -- "host:port"); opts.pool_size sizes it when it is made; with opts.backlog, at most pool_size
@@ -183,7 +217,7 @@ function tcp_mt:connect(...)
   end
   local key
   if n == 3 and tonumber(port) then
-    key = pool or host .. ":" .. tostring(port)
+    key = pool or default_key(host, port)
     port = int(tonumber(port))
     if port < 0 or port > 65535 then
       return nil, fmt("bad port number: %d", port)
@@ -205,8 +239,9 @@ function tcp_mt:connect(...)
   drop(self)
   self._eof = nil
   if not self._box then
-    self._box = {}
-    self._guard = guard(self._box)
+    local box = { sock = false, limit = false, host = false } -- every field: no rehash
+    self._box = box
+    self._guard = guard(box)
   end
   if pool_size and not pool_sizes[key] then
     pool_sizes[key] = pool_size
@@ -224,7 +259,11 @@ function tcp_mt:connect(...)
       return nil, err
     end
   end
-  local sock, err = outbound.connect(host, port, { timeout = self._ct or DEFAULT_TIMEOUT, pool = key })
+  -- an idle connection of the pool first: no options table for the common case
+  local sock, err = outbound.from_pool(key)
+  if not sock then
+    sock, err = outbound.connect(host, port, { timeout = self._ct or DEFAULT_TIMEOUT, pool = key })
+  end
   self._connecting = nil
   if not sock then
     if limit then
@@ -690,15 +729,22 @@ end
 -- ---- making sockets ----
 
 -- ngx.socket.tcp() -> a socket with no connection yet
+-- a cosocket with all its fields (false until set): no rehash as a connect sets them
+local function new_tcp()
+  return setmetatable({ _box = false, _guard = false, _key = false, _eof = false, _connecting = false,
+    _reading = false, _writing = false, _ct = false, _st = false, _rt = false }, tcp_mt)
+end
+
+
 function _M.tcp(...)
   check_count(select("#", ...), 0, 0, "expecting zero arguments, but got %d")
-  return setmetatable({}, tcp_mt)
+  return new_tcp()
 end
 
 
 -- ngx.socket.connect(host, port) | ngx.socket.connect("unix:/path") -> sock | nil, err
 function _M.connect(...)
-  local sock = setmetatable({}, tcp_mt)
+  local sock = new_tcp()
   local ok, err = sock:connect(...)
   if not ok then
     return nil, err
