@@ -223,13 +223,14 @@ end
 
 -- ---- the response ----
 
--- the exchange's state: sock, deadline; read() -> data | nil, err ("timeout" past the deadline)
-local function read(ex, n)
-  local left = ex.deadline - now()
+-- An exchange's state is passed as arguments (sock, deadline: now() + ms), not held in a
+-- table: one less table per request.
+-- read() -> data | nil, err ("timeout" past the deadline)
+local function read(sock, deadline, n)
+  local left = deadline - now()
   if left <= 0 then
     return nil, "timeout"
   end
-  local sock = ex.sock
   left = ceil(left) -- 0 would be no limit
   sock:set_timeouts(left, left, left)
   return sock:read(n)
@@ -249,7 +250,7 @@ end
 
 -- reads the head (1xx skipped) -> status, headers, bytes after the head | nil, err, nothing
 -- (nothing: not one byte came before the connection closed)
-local function read_head(ex, rr)
+local function read_head(sock, deadline, rr)
   local buf, interim = "", false
   while true do
     local len, status, headers = rr:head(buf, MAX_HEADER)
@@ -267,7 +268,7 @@ local function read_head(ex, rr)
       interim = true
       rr:reset()
     else
-      local data, err = read(ex)
+      local data, err = read(sock, deadline)
       if not data then
         local nothing = buf == "" and not interim
         return nil, closed_error(err, nothing and "before the response" or "in the response head"), nothing
@@ -279,7 +280,7 @@ end
 
 
 -- reads the body framed as the head says -> body, leftover | nil, err
-local function read_body(ex, rr, kind, length, rest)
+local function read_body(sock, deadline, rr, kind, length, rest)
   if kind == "none" then
     return "", rest
   end
@@ -287,7 +288,7 @@ local function read_body(ex, rr, kind, length, rest)
     if #rest >= length then
       return sub(rest, 1, length), sub(rest, length + 1)
     end
-    local data, err = read(ex, length - #rest)
+    local data, err = read(sock, deadline, length - #rest)
     if not data or #data < length - #rest then
       if data or err == "closed" then
         return nil, format("connection closed by the server in the body (%d of %d bytes)", #rest + (data and #data or 0),
@@ -314,7 +315,7 @@ local function read_body(ex, rr, kind, length, rest)
       end
     end
     local err
-    data, err = read(ex)
+    data, err = read(sock, deadline)
     if not data then
       if kind == "close" and err == "closed" then
         return concat(parts), ""
@@ -360,9 +361,9 @@ local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS
 
 -- one attempt on one connection -> res | nil, err, retry (a reused connection that the server
 -- had closed before any byte of the answer: the request may go again on another)
-local function exchange(ex, request, method, max_body, keepalive)
-  local sock = ex.sock
-  local rem = ceil(ex.deadline - now())
+-- (pool: the connection goes back to its pool, idle_ms and pool_size for set_keepalive)
+local function exchange(sock, reused, deadline, request, method, max_body, pool, idle, pool_size)
+  local rem = ceil(deadline - now())
   if rem <= 0 then
     sock:close(true)
     return nil, "timeout"
@@ -371,15 +372,15 @@ local function exchange(ex, request, method, max_body, keepalive)
   local ok, werr = sock:write(request)
   if not ok then
     sock:close(true)
-    return nil, werr == "timeout" and "timeout" or "write failed: " .. tostring(werr), ex.reused and werr ~= "timeout"
+    return nil, werr == "timeout" and "timeout" or "write failed: " .. tostring(werr), reused and werr ~= "timeout"
   end
   local rr = take_reader()
-  local status, headers, rest = read_head(ex, rr)
+  local status, headers, rest = read_head(sock, deadline, rr)
   if not status then
     sock:close(true)
     give_reader(rr)
     local nothing = rest
-    return nil, headers, ex.reused and nothing and headers ~= "timeout"
+    return nil, headers, reused and nothing and headers ~= "timeout"
   end
   local kind, length = rr:framing(method == "HEAD", max_body)
   if not kind then
@@ -387,16 +388,16 @@ local function exchange(ex, request, method, max_body, keepalive)
     give_reader(rr)
     return nil, length
   end
-  local body, left = read_body(ex, rr, kind, length, rest)
+  local body, left = read_body(sock, deadline, rr, kind, length, rest)
   if not body then
     sock:close(true)
     give_reader(rr)
     return nil, left
   end
-  local again = keepalive and left == "" and rr:keepalive()
+  local again = pool and left == "" and rr:keepalive()
   give_reader(rr)
   if again then
-    local pok = sock:set_keepalive(ex.idle, ex.pool_size)
+    local pok = sock:set_keepalive(idle, pool_size)
     if not pok then
       sock:close()
     end
@@ -407,21 +408,20 @@ local function exchange(ex, request, method, max_body, keepalive)
 end
 
 
-local function connect(ex, scheme, host, port, tls)
-  local left = ex.deadline - now()
+-- -> sock, reused | nil, err
+local function connect(deadline, pool, scheme, host, port, tls)
+  local left = deadline - now()
   if left <= 0 then
     return nil, "timeout"
   end
-  if ex.pool and scheme == "http" then -- an idle connection of the origin first, as net.connect would
+  if pool and scheme == "http" then -- an idle connection of the origin first, as net.connect would
     outbound = outbound or require("luacluster.net.outbound")
-    local sock = outbound.from_pool(ex.pool)
+    local sock = outbound.from_pool(pool)
     if sock then
-      ex.sock = sock
-      ex.reused = true
-      return sock
+      return sock, true
     end
   end
-  local copts = { timeout = ceil(left), pool = ex.pool or nil, tls = scheme == "https" and (tls or true) or nil }
+  local copts = { timeout = ceil(left), pool = pool, tls = scheme == "https" and (tls or true) or nil }
   local sock, err = net.connect(host, port, copts)
   if not sock then
     err = tostring(err)
@@ -430,9 +430,7 @@ local function connect(ex, scheme, host, port, tls)
     end
     return nil, err -- "connect host:port: reason"
   end
-  ex.sock = sock
-  ex.reused = sock:reused_times() > 0
-  return sock
+  return sock, sock:reused_times() > 0
 end
 
 
@@ -450,23 +448,22 @@ function _M.request(url, opts)
   local method = opts.method or "GET"
   local keepalive = opts.keepalive and true or false
   local request = build_request(method, u[4], u[5], opts, keepalive)
-  -- every field at once: the table is not rehashed as they are set
-  local ex = { deadline = now() + (opts.timeout or DEFAULT_TIMEOUT), pool = false, idle = false, pool_size = false,
-    sock = false, reused = false }
+  local deadline = now() + (opts.timeout or DEFAULT_TIMEOUT)
+  local pool, idle, pool_size -- the origin's pool (keepalive)
   if keepalive then
     local tls = opts.tls
-    ex.pool = (scheme == "https" and type(tls) == "table") and pool_name(scheme, host, port, tls) or u[6]
-    ex.idle = opts.keepalive_timeout or DEFAULT_IDLE
-    ex.pool_size = math.max(1, opts.keepalive_pool or DEFAULT_POOL_SIZE)
+    pool = (scheme == "https" and type(tls) == "table") and pool_name(scheme, host, port, tls) or u[6]
+    idle = opts.keepalive_timeout or DEFAULT_IDLE
+    pool_size = math.max(1, opts.keepalive_pool or DEFAULT_POOL_SIZE)
   end
   local max_body = opts.max_body_size or DEFAULT_MAX_BODY
   local res, err, retry
   for _ = 1, 3 do -- a pooled connection that the server closed meanwhile: another (at most twice)
-    local sock, cerr = connect(ex, scheme, host, port, opts.tls)
+    local sock, reused = connect(deadline, pool, scheme, host, port, opts.tls)
     if not sock then
-      return nil, cerr
+      return nil, reused
     end
-    res, err, retry = exchange(ex, request, method, max_body, keepalive)
+    res, err, retry = exchange(sock, reused, deadline, request, method, max_body, pool, idle, pool_size)
     if res or not (retry and IDEMPOTENT[method]) then
       return res, err
     end
