@@ -48,8 +48,11 @@ end
 
 -- ---- the connection a cosocket holds ----
 
--- A cosocket's connection is self._box.sock (an outbound socket), so that the guard made with
--- it can close it when the cosocket is collected without holding the cosocket itself.
+-- A cosocket's connection is self._box.sock (an outbound socket), so that its guard can close
+-- it when the cosocket is collected without holding the cosocket itself. A cosocket has a
+-- guard (self._guard) only while it holds a connection: a guard given back goes to a free
+-- list, for the next connect of any cosocket, so that a request that connects, takes its
+-- connection from the pool and puts it back (a driver's round trip) leaves no finalizer to run.
 -- box.limit: the backlog limit (ngx/backlog.lua) whose place the connection holds, if any.
 
 -- the connection is no longer this cosocket's (closed, or put in its pool)
@@ -63,8 +66,7 @@ local function let_go(box)
 end
 
 
--- the guards share one metatable; each one's box is its environment (a metatable and a
--- closure per cosocket were most of what a connect allocated)
+-- the guards share one metatable; a guard's box is its environment
 local GUARD = newproxy(true)
 getmetatable(GUARD).__gc = function(p)
   local box = getfenv(p)
@@ -75,11 +77,38 @@ getmetatable(GUARD).__gc = function(p)
   end
 end
 
+local NO_BOX = { sock = false } -- the environment of a guard in the free list
+local free_guards, nfree = {}, 0
+local FREE_GUARDS_MAX = 256
 
-local function guard(box)
-  local p = newproxy(GUARD)
+
+-- a guard for the connection of box, from the free list or new
+local function take_guard(box)
+  local p
+  if nfree > 0 then
+    p = free_guards[nfree]
+    free_guards[nfree] = nil
+    nfree = nfree - 1
+  else
+    p = newproxy(GUARD)
+  end
   setfenv(p, box)
   return p
+end
+
+
+-- the connection is no longer this cosocket's: its place in a backlog and its guard go
+local function release(self)
+  let_go(self._box)
+  local p = self._guard
+  if p then
+    self._guard = false
+    setfenv(p, NO_BOX)
+    if nfree < FREE_GUARDS_MAX then
+      nfree = nfree + 1
+      free_guards[nfree] = p
+    end
+  end
 end
 
 
@@ -109,7 +138,7 @@ local function drop(self)
   local box = self._box
   local sock = box and box.sock
   if sock then
-    let_go(box)
+    release(self)
     sock:close()
   end
 end
@@ -239,9 +268,7 @@ function tcp_mt:connect(...)
   drop(self)
   self._eof = nil
   if not self._box then
-    local box = { sock = false, limit = false, host = false } -- every field: no rehash
-    self._box = box
-    self._guard = guard(box)
+    self._box = { sock = false, limit = false, host = false } -- every field: no rehash
   end
   if pool_size and not pool_sizes[key] then
     pool_sizes[key] = pool_size
@@ -276,6 +303,7 @@ function tcp_mt:connect(...)
   if sock:reused_times() == 0 then
     sock:nodelay(true) -- lua_tcp_nodelay's default: on
   end
+  self._guard = take_guard(self._box)
   self._box.sock = sock
   self._box.host = host
   return 1
@@ -640,7 +668,7 @@ function tcp_mt:setkeepalive(...)
   if not ok then
     return nil, KEEPALIVE_ERRORS[err] or err
   end
-  let_go(self._box)
+  release(self)
   return 1
 end
 
