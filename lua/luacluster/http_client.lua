@@ -416,7 +416,8 @@ local function connect(deadline, pool, scheme, host, port, tls)
   end
   if pool and scheme == "http" then -- an idle connection of the origin first, as net.connect would
     outbound = outbound or require("luacluster.net.outbound")
-    local sock = outbound.from_pool(pool)
+    local ms = ceil(left)
+    local sock = outbound.from_pool(pool, ms, ms) -- the exchange's timeouts at once
     if sock then
       return sock, true
     end

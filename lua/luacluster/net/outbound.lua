@@ -84,7 +84,7 @@ end
 -- a new connection's record and handle (not connected)
 local function new_conn(key)
   local st = { reused = 0, key = key, h = false, owner = false, rw = false, ww = false, cw = false,
-    address = false, port = false, pooled = false } -- every field: no rehash as they are set
+    address = false, port = false, pooled = false, sms = -1, rms = -1 } -- every field: no rehash as they are set
   st.h = core.conn_new(function(event, a, b, c)
     on_event(st, event, a, b, c)
   end)
@@ -92,11 +92,22 @@ local function new_conn(key)
 end
 
 
--- a socket object for the connection st (new, or taken from a pool)
-local function sock_for(st)
+-- the send and read timeouts of the connection st: conn.c is told only when they change (st.sms,
+-- st.rms: what it has), as a client that sets the same ones for every read is the common case
+local function apply_timeouts(st, send_ms, read_ms)
+  if st.sms ~= send_ms or st.rms ~= read_ms then
+    st.h:set_timeouts(send_ms, read_ms) -- raises on a value out of range: nothing is kept then
+    st.sms, st.rms = send_ms, read_ms
+  end
+end
+
+
+-- a socket object for the connection st (new, or taken from a pool), with the default
+-- timeouts or send_ms and read_ms
+local function sock_for(st, send_ms, read_ms)
   local self = setmetatable({ _h = st.h, _st = st, remote_address = st.address, remote_port = st.port }, sock_mt)
   st.owner = self
-  st.h:set_timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
+  apply_timeouts(st, send_ms or DEFAULT_TIMEOUT, read_ms or DEFAULT_TIMEOUT)
   return self
 end
 
@@ -196,15 +207,16 @@ local function plain_key(name)
 end
 
 
--- from_pool(name) -> a socket on an idle plain connection of the pool named name | nil (none
--- idle: connect then makes one). connect(host, port, { pool = name }) without tls takes the
--- same connections first; this is that step alone, with no options table per call.
-function _M.from_pool(name)
+-- from_pool(name [, send_ms, read_ms]) -> a socket on an idle plain connection of the pool
+-- named name, with those timeouts (default 60 s) | nil (none idle: connect then makes one).
+-- connect(host, port, { pool = name }) without tls takes the same connections first; this is
+-- that step alone, with no options table per call.
+function _M.from_pool(name, send_ms, read_ms)
   current("net.connect")
   local st = pool.take(plain_key(name))
   if st then
     st.reused = st.reused + 1
-    return sock_for(st)
+    return sock_for(st, send_ms, read_ms)
   end
   return nil
 end
@@ -391,7 +403,7 @@ end
 -- set_timeouts(connect_ms, send_ms, read_ms): 0 is no limit (connect_ms is kept for a
 -- reconnect through the ngx layer; this socket is connected already)
 local function check_ms(v, i)
-  if type(v) ~= "number" or not (v >= 0) then
+  if type(v) ~= "number" or v < 0 then
     error("sock:set_timeouts: argument " .. i .. " must be a number of ms >= 0", 3)
   end
 end
@@ -402,9 +414,8 @@ function sock_mt:set_timeouts(connect_ms, send_ms, read_ms)
   check_ms(send_ms, 2)
   check_ms(read_ms, 3)
   self._connect_ms, self._send_ms, self._read_ms = connect_ms, send_ms, read_ms
-  local h = self._h
-  if h then
-    h:set_timeouts(send_ms, read_ms)
+  if self._h then
+    apply_timeouts(self._st, send_ms, read_ms)
   end
 end
 

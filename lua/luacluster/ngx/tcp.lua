@@ -287,7 +287,7 @@ function tcp_mt:connect(...)
     end
   end
   -- an idle connection of the pool first: no options table for the common case
-  local sock, err = outbound.from_pool(key)
+  local sock, err = outbound.from_pool(key, self._st or DEFAULT_TIMEOUT, self._rt or DEFAULT_TIMEOUT)
   if not sock then
     sock, err = outbound.connect(host, port, { timeout = self._ct or DEFAULT_TIMEOUT, pool = key })
   end
