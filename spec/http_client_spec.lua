@@ -87,6 +87,12 @@ local cases = {
     local b = http.request(RAW .. "/head", { method = "POST", keepalive = true, headers = { host = "example.test" } }).body
     return a .. "|" .. b
   end,
+  plain_head = function() -- a GET with no headers and no body: built in one piece; the URL then cached
+    local a = http.request(RAW .. "/head").body
+    local b = http.request(RAW .. "/head", { keepalive = true }).body
+    local c = http.request(RAW .. "/head", { keepalive = true, timeout = 5000 }).body
+    return a .. "|" .. b .. "|" .. c
+  end,
   stall = function()
     local t0 = timer.now()
     return get(RAW .. "/stall", { timeout = 300 }) .. " " .. (timer.now() - t0 < 3000 and "soon" or "late")
@@ -286,6 +292,15 @@ local have = U.have_nginx()
       assert.same({ "Connection: close", "GET /head?q=1 HTTP/1.1", "Host: 127.0.0.1:" .. port, "X-Multi: a", "X-Multi: b",
         "X-N: 5" }, lines)
       assert.equal("POST /head HTTP/1.1\r\nhost: example.test\r\nContent-Length: 0", b)
+    end)
+
+    it("sends a plain GET as its request line, Host and the framing, the same for a URL seen before", function()
+      local a, b, c = case("plain_head"):match("^(.*)|(.*)|(.*)$")
+      local port = a:match("Host: 127%.0%.0%.1:(%d+)")
+      assert.is_truthy(port, a)
+      assert.equal("GET /head HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\nConnection: close", a)
+      assert.equal("GET /head HTTP/1.1\r\nHost: 127.0.0.1:" .. port, b)
+      assert.equal(b, c)
     end)
 
     it("refuses garbage instead of a status line", function()
