@@ -53,7 +53,8 @@ end
 -- guard (self._guard) only while it holds a connection: a guard given back goes to a free
 -- list, for the next connect of any cosocket, so that a request that connects, takes its
 -- connection from the pool and puts it back (a driver's round trip) leaves no finalizer to run.
--- box.limit: the backlog limit (ngx/backlog.lua) whose place the connection holds, if any.
+-- box.limit: the backlog limit (ngx/backlog.lua) whose place the connection holds, if any;
+-- box.host, box.key: the host and the pool's name of the last connect.
 
 -- the connection is no longer this cosocket's (closed, or put in its pool)
 local function let_go(box)
@@ -266,14 +267,18 @@ function tcp_mt:connect(...)
     return nil, "socket busy writing"
   end
   drop(self)
-  self._eof = nil
-  if not self._box then
-    self._box = { sock = false, limit = false, host = false } -- every field: no rehash
+  if self._eof then -- (storing nil under an absent key would add it, and grow the table)
+    self._eof = nil
+  end
+  local box = self._box
+  if not box then
+    box = { sock = false, limit = false, host = false, key = false } -- every field: no rehash
+    self._box = box
   end
   if pool_size and not pool_sizes[key] then
     pool_sizes[key] = pool_size
   end
-  self._key = key
+  box.key = key
   if port == 0 then
     return nil, "connection refused"
   end
@@ -653,7 +658,7 @@ function tcp_mt:setkeepalive(...)
   if not sock then
     return nil, err
   end
-  local key = self._key
+  local key = self._box.key
   local pool_size = pool_sizes[key]
   if not pool_size then -- the size argument counts (and is checked) only when it makes the pool
     size = size ~= nil and integer_arg(size, 2, "setkeepalive") or DEFAULT_POOL_SIZE
@@ -757,10 +762,12 @@ end
 -- ---- making sockets ----
 
 -- ngx.socket.tcp() -> a socket with no connection yet
--- a cosocket with all its fields (false until set): no rehash as a connect sets them
+-- a cosocket with the fields a connect, a send and a read set (false until set): eight, so
+-- that its hash part is made once, with 8 slots, not grown to 16 (_eof comes only with a
+-- peer's end; the pool's name and the host are the box's)
 local function new_tcp()
-  return setmetatable({ _box = false, _guard = false, _key = false, _eof = false, _connecting = false,
-    _reading = false, _writing = false, _ct = false, _st = false, _rt = false }, tcp_mt)
+  return setmetatable({ _box = false, _guard = false, _connecting = false, _reading = false, _writing = false,
+    _ct = false, _st = false, _rt = false }, tcp_mt)
 end
 
 
