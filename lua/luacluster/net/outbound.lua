@@ -400,8 +400,9 @@ end
 
 -- ---- timeouts, pools, close ----
 
--- set_timeouts(connect_ms, send_ms, read_ms): 0 is no limit (connect_ms is kept for a
--- reconnect through the ngx layer; this socket is connected already)
+-- set_timeouts(connect_ms, send_ms, read_ms): 0 is no limit (connect_ms is checked and not
+-- used: this socket is connected already; the ngx layer keeps its own for a reconnect). The
+-- values are not stored in the socket object: three more keys grew its table per request.
 local function check_ms(v, i)
   if type(v) ~= "number" or v < 0 then
     error("sock:set_timeouts: argument " .. i .. " must be a number of ms >= 0", 3)
@@ -413,7 +414,6 @@ function sock_mt:set_timeouts(connect_ms, send_ms, read_ms)
   check_ms(connect_ms, 1) -- no table and loop per call: the HTTP client sets them per read
   check_ms(send_ms, 2)
   check_ms(read_ms, 3)
-  self._connect_ms, self._send_ms, self._read_ms = connect_ms, send_ms, read_ms
   if self._h then
     apply_timeouts(self._st, send_ms, read_ms)
   end
