@@ -253,7 +253,10 @@ end
 local function read_head(sock, deadline, rr)
   local buf, interim = "", false
   while true do
-    local len, status, headers = rr:head(buf, MAX_HEADER)
+    local len, status, headers = 0, nil, nil -- (no bytes: nothing to parse, no call)
+    if buf ~= "" then
+      len, status, headers = rr:head(buf, MAX_HEADER)
+    end
     if len == nil then
       return nil, status
     end
@@ -273,7 +276,7 @@ local function read_head(sock, deadline, rr)
         local nothing = buf == "" and not interim
         return nil, closed_error(err, nothing and "before the response" or "in the response head"), nothing
       end
-      buf = buf .. data
+      buf = buf == "" and data or buf .. data
     end
   end
 end
