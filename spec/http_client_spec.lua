@@ -66,6 +66,11 @@ local cases = {
   slow_timeout = function() return get(NGX .. "/slow", { timeout = 100 }) end,
 
   garbage = function() return get(RAW .. "/garbage") end,
+  names = function()
+    local h = http.request(RAW .. "/names").headers
+    local name = "x-" .. ("ab"):rep(31)
+    return table.concat({ tostring(h[name]), tostring(h[name .. "c"]), tostring(h["x-rep"]) }, "|")
+  end,
   switch = function() return get(RAW .. "/switch") end,
   close_mid_head = function() return get(RAW .. "/close-mid-head") end,
   close_mid_body = function() return get(RAW .. "/close-mid-body") end,
@@ -301,6 +306,10 @@ local have = U.have_nginx()
       assert.equal("GET /head HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\nConnection: close", a)
       assert.equal("GET /head HTTP/1.1\r\nHost: 127.0.0.1:" .. port, b)
       assert.equal(b, c)
+    end)
+
+    it("hands out header names lower-cased, short and long, a repeated one's values joined", function()
+      assert.equal("sixty-four|sixty-five|a, b", case("names"))
     end)
 
     it("refuses garbage instead of a status line", function()
