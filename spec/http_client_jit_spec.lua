@@ -87,6 +87,7 @@ describe("the outbound request path", function()
       pending("the JIT is off, or jit.vmdef is not installed: " .. line)
       return
     end
+    assert(H.wait_listening(port, 5000), p:output())
     local s = assert(H.connect(port))
     local batch = {}
     for i = 1, 50 do

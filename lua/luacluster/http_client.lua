@@ -250,8 +250,8 @@ end
 
 -- reads the head (1xx skipped) -> status, headers, bytes after the head | nil, err, nothing
 -- (nothing: not one byte came before the connection closed)
-local function read_head(sock, deadline, rr)
-  local buf, interim = "", false
+local function read_head_rest(sock, deadline, rr, buf)
+  local interim = false
   while true do
     local len, status, headers = 0, nil, nil -- (no bytes: nothing to parse, no call)
     if buf ~= "" then
@@ -279,6 +279,23 @@ local function read_head(sock, deadline, rr)
       buf = buf == "" and data or buf .. data
     end
   end
+end
+
+
+-- The common case first, with no loop (a loop entered on every request made the traces
+-- through it abort, "inner loop in root trace"): the first bytes read hold a final head.
+-- Anything else (a head in pieces, an interim response, an error) goes on in read_head_rest.
+local function read_head(sock, deadline, rr)
+  local data, err = read(sock, deadline)
+  if not data then
+    return nil, closed_error(err, "before the response"), true
+  end
+  local len, status, headers = rr:head(data, MAX_HEADER)
+  if len and len > 0 and status >= 200 then
+    return status, headers, sub(data, len + 1)
+  end
+  rr:reset() -- read_head_rest parses the same bytes again, from the start
+  return read_head_rest(sock, deadline, rr, data)
 end
 
 
