@@ -76,33 +76,20 @@ end
 describe("the outbound request path", function()
   it("is compiled by the JIT: no trace of http.request or a cosocket round trip aborts on a loop, closure or varargs", function()
     local port = H.free_port()
-    local p = H.start_app(string.format(APP, port), { "-w", 1, "-p", port })
-    finally(function()
-      p:stop()
-      H.cleanup()
-    end)
-    local line = p:wait_output("ready %d+ %a+ %a+", 5000)
-    assert(line, p:output())
-    if not line:find("ready %d+ jit vmdef") then
-      pending("the JIT is off, or jit.vmdef is not installed: " .. line)
+    local _, line = U.jit_app(finally, string.format(APP, port), port, "jit vmdef")
+    if not line then
+      pending("the JIT is off, or jit.vmdef is not installed")
       return
     end
-    assert(H.wait_listening(port, 5000), p:output())
-    local s = assert(H.connect(port))
-    local batch = {}
+    local paths = {}
     for i = 1, 50 do
-      batch[i] = (i % 2 == 0 and "GET /proxy" or "GET /cosocket") .. " HTTP/1.1\r\nHost: a\r\n\r\n"
+      paths[i] = i % 2 == 0 and "/proxy" or "/cosocket"
     end
-    batch = table.concat(batch)
-    for _ = 1, 60 do
-      local list = U.exchange(s, batch, 50, 10000)
-      assert.equal(50, #list)
+    local res = U.jit_aborts(port, paths, 60, function(list)
       assert.equal("200 up", list[1].body)
       assert.equal("up", list[2].body)
-    end
-    local list = U.exchange(s, "GET /aborts HTTP/1.1\r\nHost: a\r\n\r\n", 1, 3000)
-    s:close()
-    assert.equal(200, list[1].status)
-    assert.equal("0", list[1].body:match("^(%d+)"), list[1].body)
+    end)
+    assert.equal(200, res.status)
+    assert.equal("0", res.body:match("^(%d+)"), res.body)
   end)
 end)

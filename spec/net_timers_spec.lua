@@ -52,10 +52,7 @@ describe("outbound timers", function()
   it("times each stay in a pool from its own start, and never a send that waits with no limit", function()
     N.run([[
   local port = env_port("PORT")
-  local function id(s)
-    assert(s:write("id\n"))
-    return s:read_line()
-  end
+  local id = server_id
   local function take()
     return assert(net.connect("127.0.0.1", port, { pool = "timers" }))
   end
