@@ -231,12 +231,14 @@ end
 -- A connection this socket held is closed first. opts.pool names the pool (default
 -- "host:port"); opts.pool_size sizes it when it is made; with opts.backlog, at most pool_size
 -- connections of the pool are in use at once and backlog connects wait for one (backlog.lua).
-function tcp_mt:connect(...)
-  local n = select("#", ...) + 1
+-- (The methods that a driver calls for every request take their arguments as varargs only to
+-- count them, as OpenResty's checks do, and hand them on to a function of fixed arguments: the
+-- JIT starts no trace at a vararg function, so a method's whole body ran interpreted when it
+-- was called from interpreted code, which every call after a wait is.)
+-- n: the count of arguments, the object included; last: the last one
+local function connect(self, n, host, port, last)
   check_count(n, 2, 4, "ngx.socket connect: expecting 2, 3, or 4 arguments (including the object), but seen %d")
-  local host, port = ...
   host = args.host(host, "connect")
-  local last = select(n - 1, ...)
   local pool, pool_size, backlog_size
   if type(last) == "table" then
     pool, pool_size, backlog_size = connect_opts(last, n - 1)
@@ -315,6 +317,13 @@ function tcp_mt:connect(...)
 end
 
 
+function tcp_mt:connect(...)
+  local n = select("#", ...) + 1
+  local host, port = ...
+  return connect(self, n, host, port, n >= 2 and select(n - 1, ...) or nil)
+end
+
+
 -- sslhandshake(reused_session, server_name, ssl_verify, send_status_req) -> session | true |
 -- nil, err. ssl_verify true verifies the peer's certificate against the system's CA store and
 -- the name (OpenResty's lua_ssl_trusted_certificate is not there); false or nil does not, as
@@ -358,13 +367,12 @@ end
 -- ---- sending ----
 
 -- send(data) -> the count of bytes sent | nil, err (waits until the socket took them all)
-function tcp_mt:send(...)
-  check_count(select("#", ...) + 1, 2, 2, "expecting 2 arguments (including the object), but got %d")
+local function send(self, data)
   local sock, err = usable(self, false, true)
   if not sock then
     return nil, err
   end
-  local data = send_data.tostring((...), "send")
+  data = send_data.tostring(data, "send")
   if #data == 0 then
     return 0
   end
@@ -377,6 +385,12 @@ function tcp_mt:send(...)
     return nil, err
   end
   return #data
+end
+
+
+function tcp_mt:send(...)
+  check_count(select("#", ...) + 1, 2, 2, "expecting 2 arguments (including the object), but got %d")
+  return send(self, (...))
 end
 
 
@@ -450,16 +464,13 @@ end
 
 -- receive([pattern]) with "*l" (the default), "*a", or a size (a number or a numeric string)
 -- -> data | nil, err, partial (waits)
-function tcp_mt:receive(...)
-  local n = select("#", ...) + 1
-  check_count(n, 1, 2, "expecting 1 or 2 arguments (including the object), but got %d")
+local function receive(self, n, pat)
   local sock, err = usable(self, true, false, true)
   if not sock then
     return nil, err
   end
   local fn, size = read_line, nil
   if n == 2 then
-    local pat = ...
     if tonumber(pat) then
       size = int(tonumber(pat))
       if size < 0 then
@@ -483,6 +494,13 @@ function tcp_mt:receive(...)
     end
   end
   return answer(self, sock, read(self, sock, fn, size))
+end
+
+
+function tcp_mt:receive(...)
+  local n = select("#", ...) + 1
+  check_count(n, 1, 2, "expecting 1 or 2 arguments (including the object), but got %d")
+  return receive(self, n, (...))
 end
 
 
@@ -608,12 +626,17 @@ end
 
 
 -- settimeout(ms): connect, send and read; 0 (or less than a ms) goes back to the defaults (60 s)
+local function settimeout(self, v)
+  local ms = timeout_arg(v)
+  self._ct, self._st, self._rt = ms, ms, ms
+  apply_timeouts(self)
+end
+
+
 function tcp_mt:settimeout(...)
   check_count(select("#", ...) + 1, 2, 2,
     "ngx.socket settimeout: expecting 2 arguments (including the object) but seen %d")
-  local ms = timeout_arg((...))
-  self._ct, self._st, self._rt = ms, ms, ms
-  apply_timeouts(self)
+  return settimeout(self, (...))
 end
 
 
@@ -649,10 +672,7 @@ end
 -- setkeepalive([timeout [, size]]) -> 1 | nil, err: the connection goes to its pool (idle
 -- timeout ms, 0 for none; size: the pool's size when this makes the pool) and this socket is
 -- closed. Refused while unread bytes wait ("unread data in buffer") or the peer has ended.
-function tcp_mt:setkeepalive(...)
-  local n = select("#", ...) + 1
-  check_count(n, 1, 3, "expecting 1 to 3 arguments (including the object), but got %d")
-  local timeout, size = ...
+local function setkeepalive(self, n, timeout, size)
   timeout = timeout ~= nil and integer_arg(timeout, 1, "setkeepalive") or DEFAULT_IDLE
   local sock, err = usable(self, true, true)
   if not sock then
@@ -675,6 +695,14 @@ function tcp_mt:setkeepalive(...)
   end
   release(self)
   return 1
+end
+
+
+function tcp_mt:setkeepalive(...)
+  local n = select("#", ...) + 1
+  check_count(n, 1, 3, "expecting 1 to 3 arguments (including the object), but got %d")
+  local timeout, size = ...
+  return setkeepalive(self, n, timeout, size)
 end
 
 
