@@ -310,7 +310,9 @@ local function connect(self, n, host, port, last)
   if sock:reused_times() == 0 then
     sock:nodelay(true) -- lua_tcp_nodelay's default: on
   end
-  self._guard = take_guard(self._box)
+  if not self._guard then -- (none while no connection is held: drop above gave it back)
+    self._guard = take_guard(self._box)
+  end
   self._box.sock = sock
   self._box.host = host
   return 1
