@@ -305,7 +305,10 @@ local function read_body(sock, deadline, rr, kind, length, rest)
     return "", rest
   end
   if kind == "length" then
-    if #rest >= length then
+    local have = #rest
+    if have == length then -- (the common case: the body came whole with the head, and no more)
+      return rest, ""
+    elseif have > length then
       return sub(rest, 1, length), sub(rest, length + 1)
     end
     local data, err = read(sock, deadline, length - #rest)
