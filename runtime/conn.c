@@ -7,6 +7,11 @@
  *           memory for.
  *   wtimer: one use at a time: the connect's timeout, then a waiting send's (send_timeout), a
  *           close's wait for its writes, or a pooled connection's idle time.
+ * The read timeout and the idle time are lazy: each has its deadline (rdeadline, idle_deadline),
+ * and its timer is started only when it is not running or would fire after that deadline; a
+ * timer that fires early (for a read answered since, or a connection taken out of its pool)
+ * finds nothing due and starts itself again for what is. A request/response round trip on a
+ * pooled connection then starts and stops no timer (libuv's timer heap per read and per park).
  * Reading: bytes are read as they come, from the connect on, into `in`, and reads by pattern
  * (recv: read_buffer.h's kinds) are served from it: one that the buffer satisfies returns in the
  * same C call, without the Lua side yielding (the hot path of a request/response driver);
@@ -57,6 +62,7 @@ struct lc_conn {
   lc_rb_want want;           /* the pending read; want.kind 0: none */
   char *delim;               /* its delimiter (heap copy) */
   uint64_t read_timeout, send_timeout;   /* ms; 0: none */
+  uint64_t rdeadline, idle_deadline;     /* loop time; UINT64_MAX: none */
   const lc_conn_filter *filter;          /* between the socket and `in` / `wq` (conn.h), or NULL */
   void *filter_ctx;
 };
@@ -74,7 +80,7 @@ static void clear_pending(lc_conn *c) {
   free(c->delim);
   c->delim = NULL;
   c->retrying = 0;
-  uv_timer_stop(&c->rtimer);
+  c->rdeadline = UINT64_MAX;   /* the timer may run on: it finds nothing pending (lazy, above) */
 }
 
 /* ---- closing ---- */
@@ -211,6 +217,11 @@ static void conn_rtimer_cb(uv_timer_t *t) {
   lc_conn *c = t->data;
   if (c->want.kind == 0 || c->closing) return;
   if (c->retrying) { try_answer(c); return; }
+  uint64_t now = uv_now(t->loop);
+  if (now < c->rdeadline) {   /* an earlier read's timer: this read's deadline is later */
+    if (c->rdeadline != UINT64_MAX) uv_timer_start(&c->rtimer, conn_rtimer_cb, c->rdeadline - now, 0);
+    return;
+  }
   if (lc_call_with(c->base.rt, conn_push_timeout, c) > 0) {
     c->retrying = 1;   /* the timeout could not be told: the answer is retried as it stands */
     uv_timer_start(&c->rtimer, conn_rtimer_cb, RETRY_MS, 0);
@@ -364,8 +375,12 @@ static void conn_wtimer_cb(uv_timer_t *t) {
   if (c->connecting) {
     deliver_event(c, "connect", "timeout");
     close_now(c);
-  } else if (c->close_after_writes || c->parked) {
+  } else if (c->close_after_writes) {
     close_now(c);
+  } else if (c->parked) {
+    uint64_t now = uv_now(t->loop);
+    if (now >= c->idle_deadline) close_now(c);
+    else if (c->idle_deadline != UINT64_MAX) uv_timer_start(&c->wtimer, conn_wtimer_cb, c->idle_deadline - now, 0);
   } else if (c->send_waiting) {
     c->send_waiting = 0;
     deliver_event(c, "sent", "timeout");
@@ -416,6 +431,7 @@ static int f_conn_new(lua_State *L) {
   uv_timer_init(loop, &c->wtimer);
   c->open_handles = 3;
   c->tcp.data = c->rtimer.data = c->wtimer.data = c;
+  c->rdeadline = c->idle_deadline = UINT64_MAX;
   lc_buf_init(&c->in, MAX_BUFFER);
   lc_wq_init(&c->wq, (uv_stream_t *)&c->tcp, NULL, 0, conn_written_cb, c);
   lc_handle_set_cb(L, &c->base, 1);
@@ -497,7 +513,11 @@ static int m_recv(lua_State *L) {
     conn_ended(c, r);
     return lc_push_fail(L, r, "%s", uv_strerror(r));
   }
-  if (c->read_timeout > 0) uv_timer_start(&c->rtimer, conn_rtimer_cb, c->read_timeout, 0);
+  if (c->read_timeout > 0) {   /* lazy (above): a running timer due first is left to run */
+    c->rdeadline = uv_now(&c->base.rt->loop) + c->read_timeout;
+    if (!uv_is_active((uv_handle_t *)&c->rtimer) || uv_timer_get_due_in(&c->rtimer) > c->read_timeout)
+      uv_timer_start(&c->rtimer, conn_rtimer_cb, c->read_timeout, 0);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -534,6 +554,7 @@ static int m_write(lua_State *L) {
   if (wait) {
     c->send_waiting = 1;
     if (c->send_timeout > 0) uv_timer_start(&c->wtimer, conn_wtimer_cb, c->send_timeout, 0);
+    else uv_timer_stop(&c->wtimer);   /* a pooled time's timer still running: not this send's */
   }
   lua_pushboolean(L, 0);
   return 1;
@@ -571,7 +592,10 @@ static int m_park(lua_State *L) {
   c->roff = 0;
   lc_wq_trim(&c->wq);
   if (c->filter && c->filter->park) c->filter->park(c->filter_ctx);
-  if (ms > 0) uv_timer_start(&c->wtimer, conn_wtimer_cb, (uint64_t)ms, 0);
+  /* lazy (above): the timer of an earlier stay in the pool, due first, is left to run */
+  c->idle_deadline = ms > 0 ? uv_now(&c->base.rt->loop) + (uint64_t)ms : UINT64_MAX;
+  if (ms > 0 && (!uv_is_active((uv_handle_t *)&c->wtimer) || uv_timer_get_due_in(&c->wtimer) > (uint64_t)ms))
+    uv_timer_start(&c->wtimer, conn_wtimer_cb, (uint64_t)ms, 0);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -581,7 +605,7 @@ static int m_unpark(lua_State *L) {
   lc_conn *c = lc_handle_test(L, 1, MT);
   if (c == NULL || c->closing || !c->parked) return lc_push_fail(L, 0, "closed");
   c->parked = 0;
-  uv_timer_stop(&c->wtimer);
+  c->idle_deadline = UINT64_MAX;   /* its timer may run on: it finds the connection in use */
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -78,18 +78,34 @@ static void quote_line(const char *p, size_t n, char *out, size_t cap) {
   out[o] = '\0';
 }
 
+/* the lower-cased name of field f, pushed: a name of up to 64 bytes (all but odd ones) is made
+ * on the stack and pushed at once, a longer one goes through a luaL_Buffer */
+static void push_name(lua_State *L, const char *p, const lc_http_field *f) {
+  char small[64];
+  const char *s = p + f->name;
+  if (f->name_len <= sizeof small) {
+    for (uint32_t k = 0; k < f->name_len; k++) {
+      char c = s[k];
+      small[k] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+    }
+    lua_pushlstring(L, small, f->name_len);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (uint32_t k = 0; k < f->name_len; k++) {
+    char c = s[k];
+    luaL_addchar(&b, c >= 'A' && c <= 'Z' ? (char)(c + 32) : c);
+  }
+  luaL_pushresult(&b);
+}
+
 /* lower-case names; a repeated name's values joined by ", " */
 static void push_headers(lua_State *L, const char *p, const lc_http_head *h) {
   lua_createtable(L, 0, h->nfields);
   for (int i = 0; i < h->nfields; i++) {
     const lc_http_field *f = &h->fields[i];
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (uint32_t k = 0; k < f->name_len; k++) {
-      char c = p[f->name + k];
-      luaL_addchar(&b, c >= 'A' && c <= 'Z' ? (char)(c + 32) : c);
-    }
-    luaL_pushresult(&b);
+    push_name(L, p, f);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
     if (lua_isnil(L, -1)) {

@@ -121,6 +121,9 @@ class Handler(socketserver.BaseRequestHandler):
 # path -> (the bytes sent, whether the connection stays open)
 FIXED = {
     "/garbage": (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", True),
+    # names of 64 and 65 bytes (the client lower-cases short ones on the stack), one repeated
+    "/names": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-" + b"Ab" * 31 + b": sixty-four\r\nX-" + b"Ab" * 31
+               + b"C: sixty-five\r\nX-Rep: a\r\nx-REP: b\r\n\r\nok", True),
     "/switch": (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", True),
     "/close-mid-head": (b"HTTP/1.1 200 OK\r\nContent-Le", False),
     "/close-mid-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", False),

@@ -66,6 +66,11 @@ local cases = {
   slow_timeout = function() return get(NGX .. "/slow", { timeout = 100 }) end,
 
   garbage = function() return get(RAW .. "/garbage") end,
+  names = function()
+    local h = http.request(RAW .. "/names").headers
+    local name = "x-" .. ("ab"):rep(31)
+    return table.concat({ tostring(h[name]), tostring(h[name .. "c"]), tostring(h["x-rep"]) }, "|")
+  end,
   switch = function() return get(RAW .. "/switch") end,
   close_mid_head = function() return get(RAW .. "/close-mid-head") end,
   close_mid_body = function() return get(RAW .. "/close-mid-body") end,
@@ -86,6 +91,12 @@ local cases = {
     local a = http.request(RAW .. "/head?q=1#frag", { headers = { ["X-Multi"] = { "a", "b" }, ["X-N"] = 5 } }).body
     local b = http.request(RAW .. "/head", { method = "POST", keepalive = true, headers = { host = "example.test" } }).body
     return a .. "|" .. b
+  end,
+  plain_head = function() -- a GET with no headers and no body: built in one piece; the URL then cached
+    local a = http.request(RAW .. "/head").body
+    local b = http.request(RAW .. "/head", { keepalive = true }).body
+    local c = http.request(RAW .. "/head", { keepalive = true, timeout = 5000 }).body
+    return a .. "|" .. b .. "|" .. c
   end,
   stall = function()
     local t0 = timer.now()
@@ -286,6 +297,19 @@ local have = U.have_nginx()
       assert.same({ "Connection: close", "GET /head?q=1 HTTP/1.1", "Host: 127.0.0.1:" .. port, "X-Multi: a", "X-Multi: b",
         "X-N: 5" }, lines)
       assert.equal("POST /head HTTP/1.1\r\nhost: example.test\r\nContent-Length: 0", b)
+    end)
+
+    it("sends a plain GET as its request line, Host and the framing, the same for a URL seen before", function()
+      local a, b, c = case("plain_head"):match("^(.*)|(.*)|(.*)$")
+      local port = a:match("Host: 127%.0%.0%.1:(%d+)")
+      assert.is_truthy(port, a)
+      assert.equal("GET /head HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\nConnection: close", a)
+      assert.equal("GET /head HTTP/1.1\r\nHost: 127.0.0.1:" .. port, b)
+      assert.equal(b, c)
+    end)
+
+    it("hands out header names lower-cased, short and long, a repeated one's values joined", function()
+      assert.equal("sixty-four|sixty-five|a, b", case("names"))
     end)
 
     it("refuses garbage instead of a status line", function()

@@ -38,29 +38,17 @@ end
 describe("the HTTP request path", function()
   it("is compiled by the JIT: no trace of a handler or its response is aborted", function()
     local port = H.free_port()
-    local p = H.start_app(APP, { "-w", 1, "-p", port })
-    finally(function()
-      p:stop()
-      H.cleanup()
-    end)
-    local line = p:wait_output("ready %d+ %a+", 5000)
-    assert(line, p:output())
-    if not line:find("ready %d+ jit") then pending("the JIT is off") return end
-    local s = assert(H.connect(port))
-    local batch = {}
+    local _, line = U.jit_app(finally, APP, port)
+    if not line then pending("the JIT is off") return end
+    local paths = {}
     for i = 1, 100 do
-      batch[i] = (i % 2 == 0 and "GET /status" or "GET /") .. " HTTP/1.1\r\nHost: a\r\n\r\n"
+      paths[i] = i % 2 == 0 and "/status" or "/"
     end
-    batch = table.concat(batch)
-    for _ = 1, 30 do
-      local list = U.exchange(s, batch, 100, 5000)
-      assert.equal(100, #list)
+    local res = U.jit_aborts(port, paths, 30, function(list)
       assert.equal("Hello, World!", list[1].body)
       assert.equal("hello", list[2].body)
-    end
-    local list = U.exchange(s, "GET /aborts HTTP/1.1\r\nHost: a\r\n\r\n", 1, 3000)
-    s:close()
-    assert.equal(200, list[1].status)
-    assert.equal("0", list[1].body:match("^(%d+)"), list[1].body)
+    end)
+    assert.equal(200, res.status)
+    assert.equal("0", res.body:match("^(%d+)"), res.body)
   end)
 end)

@@ -116,6 +116,47 @@ function U.exchange(sock, request, n, timeout_ms, no_body)
 end
 
 
+-- The JIT specs' run (spec/http_jit_spec.lua, spec/http_client_jit_spec.lua): the app src on
+-- port with one worker, stopped when the spec ends (finally: busted's, of the spec), that says
+-- "ready PID jit|nojit ..." -> its process and that line (nil when the JIT is off or the line
+-- lacks want)
+function U.jit_app(finally, src, port, want)
+  local p = H.start_app(src, { "-w", 1, "-p", port })
+  finally(function()
+    p:stop()
+    H.cleanup()
+  end)
+  local line = p:wait_output("ready %d+ [%a ]+", 5000)
+  assert(line, p:output())
+  assert(H.wait_listening(port, 5000), p:output())
+  if not line:find("ready %d+ jit") or (want and not line:find(want, 1, true)) then
+    return p, nil
+  end
+  return p, line
+end
+
+
+-- ... then its load: on one connection, rounds times the GETs of paths (in turn), each
+-- round's answers given to check(list); then GET /aborts (the worker's count of aborted
+-- traces, a number, then what they were) -> that response
+function U.jit_aborts(port, paths, rounds, check)
+  local s = assert(H.connect(port))
+  local batch = {}
+  for i, path in ipairs(paths) do
+    batch[i] = "GET " .. path .. " HTTP/1.1\r\nHost: a\r\n\r\n"
+  end
+  batch = table.concat(batch)
+  for _ = 1, rounds do
+    local list = U.exchange(s, batch, #paths, 10000)
+    assert(#list == #paths, #list .. " answers of " .. #paths)
+    check(list)
+  end
+  local list = U.exchange(s, "GET /aborts HTTP/1.1\r\nHost: a\r\n\r\n", 1, 3000)
+  s:close()
+  return list[1]
+end
+
+
 -- One request on a fresh connection; reads to EOF. -> first final response (or nil), data, how
 function U.once(port, request, timeout_ms, no_body)
   local data, how = H.http_raw(port, request, timeout_ms)

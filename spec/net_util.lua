@@ -72,7 +72,7 @@ end
 
 
 -- The client's lines before its body: net, core, esc(s) (for the server's commands),
--- check(name, cond, ...) and a body run in a timer's coroutine, then "done".
+-- check(name, cond, ...), server_id(s) and a body run in a timer's coroutine, then "done".
 N.client_head = [[
 local net = require("luacluster.net")
 local core = require("luacluster.core")
@@ -86,6 +86,11 @@ local function check(name, cond, ...)
   say((cond and "ok " or "FAIL ") .. name .. " " .. table.concat(t, " "))
 end
 local function env_port(name) return tonumber(os.getenv(name)) end
+-- the scripted server's number for the connection of s (its "id" command)
+local function server_id(s)
+  assert(s:write("id\n"))
+  return s:read_line()
+end
 timer.after(0, function()
 ]]
 N.client_tail = [[

@@ -91,6 +91,25 @@ function tests.gc()
   end))
 end
 
+-- the guards that setkeepalive gives back serve the next connects: a socket that took its
+-- connection from the pool and its guard from those, then was dropped, still closes it
+function tests.gc_reused()
+  local kept = {}
+  for i = 1, 40 do
+    kept[i] = ngx.socket.tcp()
+    assert(kept[i]:connect("127.0.0.1", PORT, { pool = "gc_reused", pool_size = 50 }))
+  end
+  for i = 1, 40 do
+    assert(kept[i]:setkeepalive(0))
+  end
+  kept = nil
+  return show(app.collected(40, function()
+    local s = ngx.socket.tcp()
+    assert(s:connect("127.0.0.1", PORT, { pool = "gc_reused" }))
+    assert(s:getreusedtimes() == 1)
+  end))
+end
+
 app.serve(tests)
 ]]
 
@@ -155,5 +174,12 @@ describe("ngx.socket.tcp", function()
     local made, left = get("/gc"):match("^(%-?%d+),(%-?%d+)$")
     assert.is_true(tonumber(made) >= 38, made)
     assert.is_true(tonumber(left) <= 2, left)
+  end)
+
+  it("closes them too when the sockets took pooled connections and reused guards", function()
+    -- 40 pooled connections taken and dropped: none made, all 40 closed once collected
+    local made, left = get("/gc_reused"):match("^(%-?%d+),(%-?%d+)$")
+    assert.is_true(math.abs(tonumber(made)) <= 2, made)
+    assert.is_true(tonumber(left) <= -38, left)
   end)
 end)

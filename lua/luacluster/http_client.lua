@@ -7,10 +7,11 @@
 -- error, a timeout or a body delimited by the close it is closed.
 local core = require("luacluster.core")
 local net = require("luacluster.net")
+local outbound -- luacluster.net.outbound, loaded at the first connect as net.lua loads it
 
 local new_reader = core.http_response
 local now = core.now
-local type, tostring, pairs, error = type, tostring, pairs, error
+local type, tostring, pairs, next, error = type, tostring, pairs, next, error
 local find, sub, lower, match, format = string.find, string.sub, string.lower, string.match, string.format
 local concat = table.concat
 local ceil = math.ceil
@@ -66,6 +67,44 @@ local function parse_url(url)
 end
 
 
+-- parse_url's answers for the URLs seen last (a proxy asks for the same few again and again):
+-- url -> { scheme, host, port, target, authority, pool name }; emptied when it is full
+local URL_CACHE_MAX = 256
+local url_cache, url_cached = {}, 0
+
+
+-- the pool of an origin: its scheme, host and port, and for https the TLS settings
+local function pool_name(scheme, host, port, tls)
+  local name = scheme .. "://" .. host .. ":" .. port
+  if scheme == "https" and type(tls) == "table" then
+    -- lengths first: no two settings join into the same name
+    local sn, ca = tostring(tls.server_name or ""), tostring(tls.ca_file or "")
+    name = name .. " " .. #sn .. ":" .. sn .. " " .. tostring(tls.verify ~= false) .. " " .. #ca .. ":" .. ca
+  end
+  return name
+end
+
+
+-- parse_url through the cache -> the cache's entry | nil, err
+local function parsed_url(url)
+  local u = url_cache[url]
+  if u then
+    return u
+  end
+  local scheme, host, port, target, authority = parse_url(url)
+  if not scheme then
+    return nil, host
+  end
+  u = { scheme, host, port, target, authority, pool_name(scheme, host, port, nil) }
+  if url_cached >= URL_CACHE_MAX then
+    url_cache, url_cached = {}, 0
+  end
+  url_cache[url] = u
+  url_cached = url_cached + 1
+  return u
+end
+
+
 -- ---- the request ----
 
 local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
@@ -88,19 +127,32 @@ local OPTS = {
   keepalive = true, keepalive_timeout = true, keepalive_pool = true,
 }
 
+-- raises at the first name in opts that is not an option. A tail call per name, not a loop:
+-- a loop here made every trace through http.request abort ("inner loop in root trace").
+local function check_names(opts, k)
+  k = next(opts, k)
+  if k == nil then
+    return
+  end
+  if not OPTS[k] then
+    error("http.request: unknown option " .. tostring(k) .. " (method, headers, body, timeout, tls,"
+      .. " max_body_size, keepalive, keepalive_timeout, keepalive_pool)", 4)
+  end
+  return check_names(opts, k)
+end
+
+
+local NO_OPTS = {}
+
+
 local function check_opts(opts)
   if opts == nil then
-    return {}
+    return NO_OPTS -- read only
   end
   if type(opts) ~= "table" then
     error("http.request: opts must be a table", 3)
   end
-  for k in pairs(opts) do
-    if not OPTS[k] then
-      error("http.request: unknown option " .. tostring(k) .. " (method, headers, body, timeout, tls,"
-        .. " max_body_size, keepalive, keepalive_timeout, keepalive_pool)", 3)
-    end
-  end
+  check_names(opts, nil)
   local m = opts.method
   if m ~= nil and (type(m) ~= "string" or not find(m, TOKEN)) then
     error("http.request: method must be a token such as \"GET\"", 3)
@@ -125,6 +177,12 @@ end
 
 -- the request head and body as one string; raises on a header a request cannot carry
 local function build_request(method, target, authority, opts, keepalive)
+  local body = opts.body
+  if opts.headers == nil and body == nil and method ~= "POST" and method ~= "PUT" and method ~= "PATCH" then
+    -- the common GET: one concatenation, no table
+    return method .. " " .. target .. " HTTP/1.1\r\nHost: " .. authority
+      .. (keepalive and "\r\n\r\n" or "\r\nConnection: close\r\n\r\n")
+  end
   local out = { method, " ", target, " HTTP/1.1\r\n" }
   local has_host, n = false, 4
   for name, value in pairs(opts.headers or {}) do
@@ -150,7 +208,6 @@ local function build_request(method, target, authority, opts, keepalive)
     out[n + 1], out[n + 2], out[n + 3] = "Host: ", authority, "\r\n"
     n = n + 3
   end
-  local body = opts.body
   if body or method == "POST" or method == "PUT" or method == "PATCH" then
     out[n + 1], out[n + 2], out[n + 3] = "Content-Length: ", tostring(body and #body or 0), "\r\n"
     n = n + 3
@@ -167,13 +224,14 @@ end
 
 -- ---- the response ----
 
--- the exchange's state: sock, deadline; read() -> data | nil, err ("timeout" past the deadline)
-local function read(ex, n)
-  local left = ex.deadline - now()
+-- An exchange's state is passed as arguments (sock, deadline: now() + ms), not held in a
+-- table: one less table per request.
+-- read() -> data | nil, err ("timeout" past the deadline)
+local function read(sock, deadline, n)
+  local left = deadline - now()
   if left <= 0 then
     return nil, "timeout"
   end
-  local sock = ex.sock
   left = ceil(left) -- 0 would be no limit
   sock:set_timeouts(left, left, left)
   return sock:read(n)
@@ -193,10 +251,13 @@ end
 
 -- reads the head (1xx skipped) -> status, headers, bytes after the head | nil, err, nothing
 -- (nothing: not one byte came before the connection closed)
-local function read_head(ex, rr)
-  local buf, interim = "", false
+local function read_head_rest(sock, deadline, rr, buf)
+  local interim = false
   while true do
-    local len, status, headers = rr:head(buf, MAX_HEADER)
+    local len, status, headers = 0, nil, nil -- (no bytes: nothing to parse, no call)
+    if buf ~= "" then
+      len, status, headers = rr:head(buf, MAX_HEADER)
+    end
     if len == nil then
       return nil, status
     end
@@ -211,27 +272,47 @@ local function read_head(ex, rr)
       interim = true
       rr:reset()
     else
-      local data, err = read(ex)
+      local data, err = read(sock, deadline)
       if not data then
         local nothing = buf == "" and not interim
         return nil, closed_error(err, nothing and "before the response" or "in the response head"), nothing
       end
-      buf = buf .. data
+      buf = buf == "" and data or buf .. data
     end
   end
 end
 
 
+-- The common case first, with no loop (a loop entered on every request made the traces
+-- through it abort, "inner loop in root trace"): the first bytes read hold a final head.
+-- Anything else (a head in pieces, an interim response, an error) goes on in read_head_rest.
+local function read_head(sock, deadline, rr)
+  local data, err = read(sock, deadline)
+  if not data then
+    return nil, closed_error(err, "before the response"), true
+  end
+  local len, status, headers = rr:head(data, MAX_HEADER)
+  if len and len > 0 and status >= 200 then
+    return status, headers, sub(data, len + 1)
+  end
+  rr:reset() -- read_head_rest parses the same bytes again, from the start
+  return read_head_rest(sock, deadline, rr, data)
+end
+
+
 -- reads the body framed as the head says -> body, leftover | nil, err
-local function read_body(ex, rr, kind, length, rest)
+local function read_body(sock, deadline, rr, kind, length, rest)
   if kind == "none" then
     return "", rest
   end
   if kind == "length" then
-    if #rest >= length then
+    local have = #rest
+    if have == length then -- (the common case: the body came whole with the head, and no more)
+      return rest, ""
+    elseif have > length then
       return sub(rest, 1, length), sub(rest, length + 1)
     end
-    local data, err = read(ex, length - #rest)
+    local data, err = read(sock, deadline, length - #rest)
     if not data or #data < length - #rest then
       if data or err == "closed" then
         return nil, format("connection closed by the server in the body (%d of %d bytes)", #rest + (data and #data or 0),
@@ -258,7 +339,7 @@ local function read_body(ex, rr, kind, length, rest)
       end
     end
     local err
-    data, err = read(ex)
+    data, err = read(sock, deadline)
     if not data then
       if kind == "close" and err == "closed" then
         return concat(parts), ""
@@ -271,15 +352,31 @@ end
 
 -- ---- the exchange ----
 
--- the pool of an origin: its scheme, host and port, and for https the TLS settings
-local function pool_name(scheme, host, port, tls)
-  local name = scheme .. "://" .. host .. ":" .. port
-  if scheme == "https" and type(tls) == "table" then
-    -- lengths first: no two settings join into the same name
-    local sn, ca = tostring(tls.server_name or ""), tostring(tls.ca_file or "")
-    name = name .. " " .. #sn .. ":" .. sn .. " " .. tostring(tls.verify ~= false) .. " " .. #ca .. ":" .. ca
+-- Response readers for the next exchanges: a reader is a userdata of some 1.7 KB (the head's
+-- field array), and one made per request was most of the bytes a request allocated. One
+-- exchange uses a reader at a time and gives it back (reset) when it ends, error or not; a
+-- reader an error raised past is left to the GC.
+local READERS_MAX = 64
+local readers, nreaders = {}, 0
+
+
+local function take_reader()
+  if nreaders == 0 then
+    return new_reader()
   end
-  return name
+  local rr = readers[nreaders]
+  readers[nreaders] = nil
+  nreaders = nreaders - 1
+  return rr
+end
+
+
+local function give_reader(rr)
+  if nreaders < READERS_MAX then
+    rr:reset()
+    nreaders = nreaders + 1
+    readers[nreaders] = rr
+  end
 end
 
 
@@ -288,9 +385,9 @@ local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS
 
 -- one attempt on one connection -> res | nil, err, retry (a reused connection that the server
 -- had closed before any byte of the answer: the request may go again on another)
-local function exchange(ex, request, method, max_body, keepalive)
-  local sock = ex.sock
-  local rem = ceil(ex.deadline - now())
+-- (pool: the connection goes back to its pool, idle_ms and pool_size for set_keepalive)
+local function exchange(sock, reused, deadline, request, method, max_body, pool, idle, pool_size)
+  local rem = ceil(deadline - now())
   if rem <= 0 then
     sock:close(true)
     return nil, "timeout"
@@ -299,27 +396,32 @@ local function exchange(ex, request, method, max_body, keepalive)
   local ok, werr = sock:write(request)
   if not ok then
     sock:close(true)
-    return nil, werr == "timeout" and "timeout" or "write failed: " .. tostring(werr), ex.reused and werr ~= "timeout"
+    return nil, werr == "timeout" and "timeout" or "write failed: " .. tostring(werr), reused and werr ~= "timeout"
   end
-  local rr = new_reader()
-  local status, headers, rest = read_head(ex, rr)
+  local rr = take_reader()
+  local status, headers, rest = read_head(sock, deadline, rr)
   if not status then
     sock:close(true)
+    give_reader(rr)
     local nothing = rest
-    return nil, headers, ex.reused and nothing and headers ~= "timeout"
+    return nil, headers, reused and nothing and headers ~= "timeout"
   end
   local kind, length = rr:framing(method == "HEAD", max_body)
   if not kind then
     sock:close(true)
+    give_reader(rr)
     return nil, length
   end
-  local body, left = read_body(ex, rr, kind, length, rest)
+  local body, left = read_body(sock, deadline, rr, kind, length, rest)
   if not body then
     sock:close(true)
+    give_reader(rr)
     return nil, left
   end
-  if keepalive and left == "" and rr:keepalive() then
-    local pok = sock:set_keepalive(ex.idle, ex.pool_size)
+  local again = pool and left == "" and rr:keepalive()
+  give_reader(rr)
+  if again then
+    local pok = sock:set_keepalive(idle, pool_size)
     if not pok then
       sock:close()
     end
@@ -330,15 +432,21 @@ local function exchange(ex, request, method, max_body, keepalive)
 end
 
 
-local function connect(ex, scheme, host, port, tls)
-  local left = ex.deadline - now()
+-- -> sock, reused | nil, err
+local function connect(deadline, pool, scheme, host, port, tls)
+  local left = deadline - now()
   if left <= 0 then
     return nil, "timeout"
   end
-  local copts = { timeout = ceil(left), pool = ex.pool }
-  if scheme == "https" then
-    copts.tls = tls or true
+  if pool and scheme == "http" then -- an idle connection of the origin first, as net.connect would
+    outbound = outbound or require("luacluster.net.outbound") -- lazy: net.connect loads it too, at the first request
+    local ms = ceil(left)
+    local sock = outbound.from_pool(pool, ms, ms) -- the exchange's timeouts at once
+    if sock then
+      return sock, true
+    end
   end
+  local copts = { timeout = ceil(left), pool = pool, tls = scheme == "https" and (tls or true) or nil }
   local sock, err = net.connect(host, port, copts)
   if not sock then
     err = tostring(err)
@@ -347,9 +455,7 @@ local function connect(ex, scheme, host, port, tls)
     end
     return nil, err -- "connect host:port: reason"
   end
-  ex.sock = sock
-  ex.reused = sock:reused_times() > 0
-  return sock
+  return sock, sock:reused_times() > 0
 end
 
 
@@ -359,27 +465,30 @@ function _M.request(url, opts)
     error("http.request: url must be a string", 2)
   end
   opts = check_opts(opts)
-  local scheme, host, port, target, authority = parse_url(url)
-  if not scheme then
-    return nil, host
+  local u, uerr = parsed_url(url)
+  if not u then
+    return nil, uerr
   end
+  local scheme, host, port = u[1], u[2], u[3]
   local method = opts.method or "GET"
   local keepalive = opts.keepalive and true or false
-  local request = build_request(method, target, authority, opts, keepalive)
-  local ex = { deadline = now() + (opts.timeout or DEFAULT_TIMEOUT) }
+  local request = build_request(method, u[4], u[5], opts, keepalive)
+  local deadline = now() + (opts.timeout or DEFAULT_TIMEOUT)
+  local pool, idle, pool_size -- the origin's pool (keepalive)
   if keepalive then
-    ex.pool = pool_name(scheme, host, port, opts.tls)
-    ex.idle = opts.keepalive_timeout or DEFAULT_IDLE
-    ex.pool_size = math.max(1, opts.keepalive_pool or DEFAULT_POOL_SIZE)
+    local tls = opts.tls
+    pool = (scheme == "https" and type(tls) == "table") and pool_name(scheme, host, port, tls) or u[6]
+    idle = opts.keepalive_timeout or DEFAULT_IDLE
+    pool_size = math.max(1, opts.keepalive_pool or DEFAULT_POOL_SIZE)
   end
   local max_body = opts.max_body_size or DEFAULT_MAX_BODY
   local res, err, retry
   for _ = 1, 3 do -- a pooled connection that the server closed meanwhile: another (at most twice)
-    local sock, cerr = connect(ex, scheme, host, port, opts.tls)
+    local sock, reused = connect(deadline, pool, scheme, host, port, opts.tls)
     if not sock then
-      return nil, cerr
+      return nil, reused
     end
-    res, err, retry = exchange(ex, request, method, max_body, keepalive)
+    res, err, retry = exchange(sock, reused, deadline, request, method, max_body, pool, idle, pool_size)
     if res or not (retry and IDEMPOTENT[method]) then
       return res, err
     end

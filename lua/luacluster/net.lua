@@ -311,6 +311,16 @@ end
 
 -- ---- outbound ----
 
+-- connect's callback form, apart: a closure made in connect itself kept the JIT from
+-- compiling every call of it (NYI: UCLO)
+local function connect_async(host, port, opts, cb)
+  coro.spawn(function()
+    cb(out().connect(host, port, opts))
+  end)
+  return true
+end
+
+
 -- connect(host, port [, opts]) -> sock | nil, err (waits); connect(host, port [, opts], cb):
 -- cb(sock) or cb(nil, err) in a coroutine of its own. The sockets are net/outbound.lua's.
 function _M.connect(host, port, opts, cb)
@@ -334,10 +344,7 @@ function _M.connect(host, port, opts, cb)
     error("net.connect: cb must be a function", 2)
   end
   if cb then
-    coro.spawn(function()
-      cb(out().connect(host, port, opts))
-    end)
-    return true
+    return connect_async(host, port, opts, cb)
   end
   return out().connect(host, port, opts)
 end

@@ -18,6 +18,7 @@ local DEFAULT_POOL_SIZE = 30  -- idle connections per pool
 local ANY, EXACT, LINE, UNTIL, ALL = 1, 2, 3, 4, 5
 
 local in_handler, waiter, current = coro.in_handler, coro.waiter, coro.current
+local wait, wake_co = coro.wait, coro.wake
 local now = core.now
 
 local sock_mt = {}
@@ -25,37 +26,44 @@ sock_mt.__index = sock_mt
 emitter.mixin(sock_mt)
 
 
-local function wake(w, ...)
-  if w then
-    w:wake(...)
+-- rw / ww / cw hold the coroutine that waits (coro.wait) rather than a waiter object: the
+-- event is always later than the wait (conn.c answers a pending read, a send or a connect from
+-- the loop), so the rendezvous needs no table of its own, and the fixed arguments keep the
+-- varargs of coro.waiter off the hot path. The TLS layer's handshake, which races a timer,
+-- parks a waiter in cw.
+local function wake(w, a, b, c)
+  if type(w) == "thread" then
+    wake_co(w, a, b, c)
+  elseif w then
+    w:wake(a, b, c)
   end
 end
 
 
 -- Each connection has one record for its whole life, pooled or not: st = { h = conn.c's
--- handle, owner = the socket object using it (nil while pooled), rw / ww / cw = the waiters of
--- a read, a send, the connect, reused, key (its pool), address, port, pooled }. The socket
--- object a user holds is made anew each time the connection is handed out, so that one kept
--- after set_keepalive reads as closed and never sees the next user's bytes.
+-- handle, owner = the socket object using it (nil while pooled), rw / ww / cw = who waits for
+-- a read, a send, the connect (above), reused, key (its pool), address, port, pooled }. The
+-- socket object a user holds is made anew each time the connection is handed out, so that one
+-- kept after set_keepalive reads as closed and never sees the next user's bytes.
 
 -- conn.c's events for the connection st
 local function on_event(st, event, a, b, c)
   if event == "read" then
-    local w = st.rw
+    local co = st.rw
     st.rw = nil
-    wake(w, a, b, c)
+    wake(co, a, b, c)
   elseif event == "sent" then
-    local w = st.ww
+    local co = st.ww
     st.ww = nil
     if a then
-      wake(w, nil, a)
+      wake(co, nil, a)
     else
-      wake(w, true)
+      wake(co, true)
     end
   elseif event == "connect" or event == "handshake" then -- "handshake": the TLS layer's
-    local w = st.cw
+    local co = st.cw
     st.cw = nil
-    wake(w, a)
+    wake(co, a)
   elseif event == "close" then
     if st.pooled then
       pool.forget(st)
@@ -75,7 +83,8 @@ end
 
 -- a new connection's record and handle (not connected)
 local function new_conn(key)
-  local st = { reused = 0, key = key }
+  local st = { reused = 0, key = key, h = false, owner = false, rw = false, ww = false, cw = false,
+    address = false, port = false, pooled = false, sms = -1, rms = -1 } -- every field: no rehash as they are set
   st.h = core.conn_new(function(event, a, b, c)
     on_event(st, event, a, b, c)
   end)
@@ -83,11 +92,22 @@ local function new_conn(key)
 end
 
 
--- a socket object for the connection st (new, or taken from a pool)
-local function sock_for(st)
+-- the send and read timeouts of the connection st: conn.c is told only when they change (st.sms,
+-- st.rms: what it has), as a client that sets the same ones for every read is the common case
+local function apply_timeouts(st, send_ms, read_ms)
+  if st.sms ~= send_ms or st.rms ~= read_ms then
+    st.h:set_timeouts(send_ms, read_ms) -- raises on a value out of range: nothing is kept then
+    st.sms, st.rms = send_ms, read_ms
+  end
+end
+
+
+-- a socket object for the connection st (new, or taken from a pool), with the default
+-- timeouts or send_ms and read_ms
+local function sock_for(st, send_ms, read_ms)
   local self = setmetatable({ _h = st.h, _st = st, remote_address = st.address, remote_port = st.port }, sock_mt)
   st.owner = self
-  st.h:set_timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
+  apply_timeouts(st, send_ms or DEFAULT_TIMEOUT, read_ms or DEFAULT_TIMEOUT)
   return self
 end
 
@@ -146,9 +166,8 @@ local function connect_one(ip, port, ms, key)
   if not ok then
     return nil, err
   end
-  local w = waiter("net.connect")
-  st.cw = w
-  err = w:wait()
+  st.cw = current("net.connect")
+  err = wait()
   if err then
     return nil, err
   end
@@ -166,6 +185,40 @@ local tls_layer
 
 function _M.set_tls_layer(layer)
   tls_layer = layer
+end
+
+
+-- the pool key of the plain connections of the pool named name (name .. " plain"), kept: the
+-- same few names come with every connect
+local plain_keys, nplain = {}, 0
+
+
+local function plain_key(name)
+  local key = plain_keys[name]
+  if key == nil then
+    key = #name .. ":" .. name .. " plain" -- the name's length first: no name ends like another's key
+    if nplain >= 1024 then
+      plain_keys, nplain = {}, 0
+    end
+    plain_keys[name] = key
+    nplain = nplain + 1
+  end
+  return key
+end
+
+
+-- from_pool(name [, send_ms, read_ms]) -> a socket on an idle plain connection of the pool
+-- named name, with those timeouts (default 60 s) | nil (none idle: connect then makes one).
+-- connect(host, port, { pool = name }) without tls takes the same connections first; this is
+-- that step alone, with no options table per call.
+function _M.from_pool(name, send_ms, read_ms)
+  current("net.connect")
+  local st = pool.take(plain_key(name))
+  if st then
+    st.reused = st.reused + 1
+    return sock_for(st, send_ms, read_ms)
+  end
+  return nil
 end
 
 
@@ -191,7 +244,8 @@ function _M.connect(host, port, opts)
   end
   -- a pool's name never stands for its TLS settings: a named pool's key carries them too, so
   -- a connect with tls never takes a plain or an unverified connection parked under that name
-  local key = opts and opts.pool and (#opts.pool .. ":" .. opts.pool .. (tls and (" " .. tls_layer.key(tls)) or " plain"))
+  local name = opts and opts.pool
+  local key = name and (tls and (#name .. ":" .. name .. " " .. tls_layer.key(tls)) or plain_key(name))
     or pool.key(host, port, tls and tls_layer.key(tls))
   local st = pool.take(key)
   if st then
@@ -249,9 +303,8 @@ local function recv(self, what, kind, n, delim, inclusive)
     h:cancel_read()
     current(what) -- raises: this call waits
   end
-  local w = waiter(what)
-  self._st.rw = w
-  return w:wait()
+  self._st.rw = current(what)
+  return wait()
 end
 
 
@@ -340,26 +393,29 @@ function sock_mt:write(data)
   if not can_wait then
     return true
   end
-  local w = waiter("sock:write")
-  self._st.ww = w
-  return w:wait()
+  self._st.ww = current("sock:write")
+  return wait()
 end
 
 
 -- ---- timeouts, pools, close ----
 
--- set_timeouts(connect_ms, send_ms, read_ms): 0 is no limit (connect_ms is kept for a
--- reconnect through the ngx layer; this socket is connected already)
-function sock_mt:set_timeouts(connect_ms, send_ms, read_ms)
-  for i, v in ipairs({ connect_ms, send_ms, read_ms }) do
-    if type(v) ~= "number" or v < 0 then
-      error("sock:set_timeouts: argument " .. i .. " must be a number of ms >= 0", 2)
-    end
+-- set_timeouts(connect_ms, send_ms, read_ms): 0 is no limit (connect_ms is checked and not
+-- used: this socket is connected already; the ngx layer keeps its own for a reconnect). The
+-- values are not stored in the socket object: three more keys grew its table per request.
+local function check_ms(v, i)
+  if type(v) ~= "number" or v < 0 then
+    error("sock:set_timeouts: argument " .. i .. " must be a number of ms >= 0", 3)
   end
-  self._connect_ms, self._send_ms, self._read_ms = connect_ms, send_ms, read_ms
-  local h = self._h
-  if h then
-    h:set_timeouts(send_ms, read_ms)
+end
+
+
+function sock_mt:set_timeouts(connect_ms, send_ms, read_ms)
+  check_ms(connect_ms, 1) -- no table and loop per call: the HTTP client sets them per read
+  check_ms(send_ms, 2)
+  check_ms(read_ms, 3)
+  if self._h then
+    apply_timeouts(self._st, send_ms, read_ms)
   end
 end
 
@@ -466,6 +522,7 @@ return {
   raw = _M.raw,
   resolve = _M.resolve,
   connect = _M.connect,
+  from_pool = _M.from_pool,
   set_tls_layer = _M.set_tls_layer,
   DEFAULT_TIMEOUT = DEFAULT_TIMEOUT,
 }

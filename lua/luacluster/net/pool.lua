@@ -55,21 +55,35 @@ function _M.put(st, size)
 end
 
 
+-- take's work on the list of key: a tail call for each connection that its peer closed
+-- meanwhile (unpark refuses it), not a loop: a loop here made the traces of every connect
+-- through a pool abort ("inner loop in root trace")
+local function take_from(list, key)
+  local n = #list
+  if n == 0 then
+    return nil
+  end
+  local st = list[n]
+  list[n] = nil
+  if n == 1 then
+    pools[key] = nil
+  end
+  st.pooled = false
+  if st.h:unpark() then
+    return st
+  end
+  return take_from(list, key)
+end
+
+
 -- An idle connection's record from pool key, taken out of it (the most recently used first);
 -- nil when the pool has none.
 function _M.take(key)
   local list = pools[key]
-  while list and #list > 0 do
-    local st = remove(list)
-    if #list == 0 then
-      pools[key] = nil
-    end
-    st.pooled = false
-    if st.h:unpark() then
-      return st
-    end
+  if list == nil then
+    return nil
   end
-  return nil
+  return take_from(list, key)
 end
 
 

@@ -6,13 +6,15 @@ local coro = require("luacluster.lib.coro")
 
 local type, pairs, floor, tostring = type, pairs, math.floor, tostring
 local fmt, concat = string.format, table.concat
+local clear = require("table.clear")
 
 local _M = {}
 
 
 local function num(n)
   if n == floor(n) and n >= -2147483648 and n <= 2147483647 then
-    return fmt("%d", n)
+    -- %.14g (tostring) prints such a number as %d does, -0 aside; tostring compiles, format does not
+    return n == 0 and "0" or tostring(n)
   end
   return fmt("%.14g", n)
 end
@@ -25,7 +27,7 @@ end
 
 -- the parts of an array table, appended to out; strict, as send's: nil, booleans and
 -- ngx.null inside a table are refused
-local function flatten(t, out, method)
+local function flatten(t, out, n, method)
   local max = 0
   for k in pairs(t) do
     if type(k) ~= "number" or k < 1 or k ~= floor(k) then
@@ -39,16 +41,25 @@ local function flatten(t, out, method)
     local v = t[i]
     local tv = type(v)
     if tv == "string" then
-      out[#out + 1] = v
+      n = n + 1
+      out[n] = v
     elseif tv == "number" then
-      out[#out + 1] = num(v)
+      n = n + 1
+      out[n] = num(v)
     elseif tv == "table" then
-      flatten(v, out, method)
+      n = flatten(v, out, n, method)
     else
       bad(method, "bad data type " .. tv .. " found")
     end
   end
+  return n
 end
+
+
+-- flatten's parts: one table for every send (a send's table is made a string at once, with no
+-- wait between), emptied after each, so that a send of a table (nginx.redis sends every
+-- command as one) makes no table of its own
+local parts = {}
 
 
 -- data -> the string to send; method names the call in errors ("send")
@@ -59,9 +70,10 @@ function _M.tostring(data, method)
   elseif td == "number" then
     return num(data)
   elseif td == "table" then
-    local out = {}
-    flatten(data, out, method)
-    return concat(out)
+    local n = flatten(data, parts, 0, method) -- a refusal raises: what it left is overwritten
+    local s = concat(parts, "", 1, n)          -- or cleared by the next send
+    clear(parts)
+    return s
   elseif td == "nil" or td == "boolean" then
     return tostring(data)
   end

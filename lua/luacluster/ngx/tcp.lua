@@ -20,6 +20,7 @@ local raise, check_count = args.raise, args.check_count
 
 local type, select, tonumber, tostring = type, select, tonumber, tostring
 local setmetatable, getmetatable, newproxy = setmetatable, getmetatable, newproxy
+local getfenv, setfenv = debug.getfenv, debug.setfenv
 local floor, fmt, find, gsub, sub = math.floor, string.format, string.find, string.gsub, string.sub
 
 local _M = {}
@@ -47,9 +48,13 @@ end
 
 -- ---- the connection a cosocket holds ----
 
--- A cosocket's connection is self._box.sock (an outbound socket), so that the guard made with
--- it can close it when the cosocket is collected without holding the cosocket itself.
--- box.limit: the backlog limit (ngx/backlog.lua) whose place the connection holds, if any.
+-- A cosocket's connection is self._box.sock (an outbound socket), so that its guard can close
+-- it when the cosocket is collected without holding the cosocket itself. A cosocket has a
+-- guard (self._guard) only while it holds a connection: a guard given back goes to a free
+-- list, for the next connect of any cosocket, so that a request that connects, takes its
+-- connection from the pool and puts it back (a driver's round trip) leaves no finalizer to run.
+-- box.limit: the backlog limit (ngx/backlog.lua) whose place the connection holds, if any;
+-- box.host, box.key: the host and the pool's name of the last connect.
 
 -- the connection is no longer this cosocket's (closed, or put in its pool)
 local function let_go(box)
@@ -62,16 +67,49 @@ local function let_go(box)
 end
 
 
-local function guard(box)
-  local p = newproxy(true)
-  getmetatable(p).__gc = function()
-    local sock = box.sock
-    if sock then
-      let_go(box)
-      sock:close()
+-- the guards share one metatable; a guard's box is its environment
+local GUARD = newproxy(true)
+getmetatable(GUARD).__gc = function(p)
+  local box = getfenv(p)
+  local sock = box.sock
+  if sock then
+    let_go(box)
+    sock:close()
+  end
+end
+
+local NO_BOX = { sock = false } -- the environment of a guard in the free list
+local free_guards, nfree = {}, 0
+local FREE_GUARDS_MAX = 256
+
+
+-- a guard for the connection of box, from the free list or new
+local function take_guard(box)
+  local p
+  if nfree > 0 then
+    p = free_guards[nfree]
+    free_guards[nfree] = nil
+    nfree = nfree - 1
+  else
+    p = newproxy(GUARD)
+  end
+  setfenv(p, box)
+  return p
+end
+
+
+-- the connection is no longer this cosocket's: its place in a backlog and its guard go
+local function release(self)
+  let_go(self._box)
+  local p = self._guard
+  if p then
+    self._guard = false
+    setfenv(p, NO_BOX)
+    if nfree < FREE_GUARDS_MAX then
+      nfree = nfree + 1
+      free_guards[nfree] = p
     end
   end
-  return p
 end
 
 
@@ -101,7 +139,7 @@ local function drop(self)
   local box = self._box
   local sock = box and box.sock
   if sock then
-    let_go(box)
+    release(self)
     sock:close()
   end
 end
@@ -163,16 +201,44 @@ local function connect_opts(t, arg)
 end
 
 
+-- the default pool name of host and port, "host:port": kept per host and port, as the same
+-- few come with every connect (emptied past 1024)
+local default_keys, ndefault = {}, 0
+
+
+local function default_key(host, port)
+  if port ~= port then -- NaN: no table key
+    return host .. ":" .. tostring(port)
+  end
+  local ports = default_keys[host]
+  local key = ports and ports[port]
+  if key == nil then
+    key = host .. ":" .. tostring(port)
+    if ndefault >= 1024 then
+      default_keys, ndefault = {}, 0
+    end
+    if not default_keys[host] then
+      default_keys[host] = {}
+    end
+    default_keys[host][port] = key
+    ndefault = ndefault + 1
+  end
+  return key
+end
+
+
 -- connect(host, port [, opts]) | connect("unix:/path" [, opts]) -> 1 | nil, err (waits).
 -- A connection this socket held is closed first. opts.pool names the pool (default
 -- "host:port"); opts.pool_size sizes it when it is made; with opts.backlog, at most pool_size
 -- connections of the pool are in use at once and backlog connects wait for one (backlog.lua).
-function tcp_mt:connect(...)
-  local n = select("#", ...) + 1
+-- (The methods that a driver calls for every request take their arguments as varargs only to
+-- count them, as OpenResty's checks do, and hand them on to a function of fixed arguments: the
+-- JIT starts no trace at a vararg function, so a method's whole body ran interpreted when it
+-- was called from interpreted code, which every call after a wait is.)
+-- n: the count of arguments, the object included; last: the last one
+local function connect(self, n, host, port, last)
   check_count(n, 2, 4, "ngx.socket connect: expecting 2, 3, or 4 arguments (including the object), but seen %d")
-  local host, port = ...
   host = args.host(host, "connect")
-  local last = select(n - 1, ...)
   local pool, pool_size, backlog_size
   if type(last) == "table" then
     pool, pool_size, backlog_size = connect_opts(last, n - 1)
@@ -183,7 +249,7 @@ function tcp_mt:connect(...)
   end
   local key
   if n == 3 and tonumber(port) then
-    key = pool or host .. ":" .. tostring(port)
+    key = pool or default_key(host, port)
     port = int(tonumber(port))
     if port < 0 or port > 65535 then
       return nil, fmt("bad port number: %d", port)
@@ -203,15 +269,18 @@ function tcp_mt:connect(...)
     return nil, "socket busy writing"
   end
   drop(self)
-  self._eof = nil
-  if not self._box then
-    self._box = {}
-    self._guard = guard(self._box)
+  if self._eof then -- (storing nil under an absent key would add it, and grow the table)
+    self._eof = nil
+  end
+  local box = self._box
+  if not box then
+    box = { sock = false, limit = false, host = false, key = false } -- every field: no rehash
+    self._box = box
   end
   if pool_size and not pool_sizes[key] then
     pool_sizes[key] = pool_size
   end
-  self._key = key
+  box.key = key
   if port == 0 then
     return nil, "connection refused"
   end
@@ -224,7 +293,11 @@ function tcp_mt:connect(...)
       return nil, err
     end
   end
-  local sock, err = outbound.connect(host, port, { timeout = self._ct or DEFAULT_TIMEOUT, pool = key })
+  -- an idle connection of the pool first: no options table for the common case
+  local sock, err = outbound.from_pool(key, self._st or DEFAULT_TIMEOUT, self._rt or DEFAULT_TIMEOUT)
+  if not sock then
+    sock, err = outbound.connect(host, port, { timeout = self._ct or DEFAULT_TIMEOUT, pool = key })
+  end
   self._connecting = nil
   if not sock then
     if limit then
@@ -237,9 +310,19 @@ function tcp_mt:connect(...)
   if sock:reused_times() == 0 then
     sock:nodelay(true) -- lua_tcp_nodelay's default: on
   end
+  if not self._guard then -- (none while no connection is held: drop above gave it back)
+    self._guard = take_guard(self._box)
+  end
   self._box.sock = sock
   self._box.host = host
   return 1
+end
+
+
+function tcp_mt:connect(...)
+  local n = select("#", ...) + 1
+  local host, port = ...
+  return connect(self, n, host, port, n >= 2 and select(n - 1, ...) or nil)
 end
 
 
@@ -286,13 +369,12 @@ end
 -- ---- sending ----
 
 -- send(data) -> the count of bytes sent | nil, err (waits until the socket took them all)
-function tcp_mt:send(...)
-  check_count(select("#", ...) + 1, 2, 2, "expecting 2 arguments (including the object), but got %d")
+local function send(self, data)
   local sock, err = usable(self, false, true)
   if not sock then
     return nil, err
   end
-  local data = send_data.tostring((...), "send")
+  data = send_data.tostring(data, "send")
   if #data == 0 then
     return 0
   end
@@ -305,6 +387,12 @@ function tcp_mt:send(...)
     return nil, err
   end
   return #data
+end
+
+
+function tcp_mt:send(...)
+  check_count(select("#", ...) + 1, 2, 2, "expecting 2 arguments (including the object), but got %d")
+  return send(self, (...))
 end
 
 
@@ -378,16 +466,13 @@ end
 
 -- receive([pattern]) with "*l" (the default), "*a", or a size (a number or a numeric string)
 -- -> data | nil, err, partial (waits)
-function tcp_mt:receive(...)
-  local n = select("#", ...) + 1
-  check_count(n, 1, 2, "expecting 1 or 2 arguments (including the object), but got %d")
+local function receive(self, n, pat)
   local sock, err = usable(self, true, false, true)
   if not sock then
     return nil, err
   end
   local fn, size = read_line, nil
   if n == 2 then
-    local pat = ...
     if tonumber(pat) then
       size = int(tonumber(pat))
       if size < 0 then
@@ -411,6 +496,13 @@ function tcp_mt:receive(...)
     end
   end
   return answer(self, sock, read(self, sock, fn, size))
+end
+
+
+function tcp_mt:receive(...)
+  local n = select("#", ...) + 1
+  check_count(n, 1, 2, "expecting 1 or 2 arguments (including the object), but got %d")
+  return receive(self, n, (...))
 end
 
 
@@ -536,12 +628,17 @@ end
 
 
 -- settimeout(ms): connect, send and read; 0 (or less than a ms) goes back to the defaults (60 s)
+local function settimeout(self, v)
+  local ms = timeout_arg(v)
+  self._ct, self._st, self._rt = ms, ms, ms
+  apply_timeouts(self)
+end
+
+
 function tcp_mt:settimeout(...)
   check_count(select("#", ...) + 1, 2, 2,
     "ngx.socket settimeout: expecting 2 arguments (including the object) but seen %d")
-  local ms = timeout_arg((...))
-  self._ct, self._st, self._rt = ms, ms, ms
-  apply_timeouts(self)
+  return settimeout(self, (...))
 end
 
 
@@ -577,16 +674,13 @@ end
 -- setkeepalive([timeout [, size]]) -> 1 | nil, err: the connection goes to its pool (idle
 -- timeout ms, 0 for none; size: the pool's size when this makes the pool) and this socket is
 -- closed. Refused while unread bytes wait ("unread data in buffer") or the peer has ended.
-function tcp_mt:setkeepalive(...)
-  local n = select("#", ...) + 1
-  check_count(n, 1, 3, "expecting 1 to 3 arguments (including the object), but got %d")
-  local timeout, size = ...
+local function setkeepalive(self, n, timeout, size)
   timeout = timeout ~= nil and integer_arg(timeout, 1, "setkeepalive") or DEFAULT_IDLE
   local sock, err = usable(self, true, true)
   if not sock then
     return nil, err
   end
-  local key = self._key
+  local key = self._box.key
   local pool_size = pool_sizes[key]
   if not pool_size then -- the size argument counts (and is checked) only when it makes the pool
     size = size ~= nil and integer_arg(size, 2, "setkeepalive") or DEFAULT_POOL_SIZE
@@ -601,8 +695,16 @@ function tcp_mt:setkeepalive(...)
   if not ok then
     return nil, KEEPALIVE_ERRORS[err] or err
   end
-  let_go(self._box)
+  release(self)
   return 1
+end
+
+
+function tcp_mt:setkeepalive(...)
+  local n = select("#", ...) + 1
+  check_count(n, 1, 3, "expecting 1 to 3 arguments (including the object), but got %d")
+  local timeout, size = ...
+  return setkeepalive(self, n, timeout, size)
 end
 
 
@@ -690,15 +792,24 @@ end
 -- ---- making sockets ----
 
 -- ngx.socket.tcp() -> a socket with no connection yet
+-- a cosocket with the fields a connect, a send and a read set (false until set): eight, so
+-- that its hash part is made once, with 8 slots, not grown to 16 (_eof comes only with a
+-- peer's end; the pool's name and the host are the box's)
+local function new_tcp()
+  return setmetatable({ _box = false, _guard = false, _connecting = false, _reading = false, _writing = false,
+    _ct = false, _st = false, _rt = false }, tcp_mt)
+end
+
+
 function _M.tcp(...)
   check_count(select("#", ...), 0, 0, "expecting zero arguments, but got %d")
-  return setmetatable({}, tcp_mt)
+  return new_tcp()
 end
 
 
 -- ngx.socket.connect(host, port) | ngx.socket.connect("unix:/path") -> sock | nil, err
 function _M.connect(...)
-  local sock = setmetatable({}, tcp_mt)
+  local sock = new_tcp()
   local ok, err = sock:connect(...)
   if not ok then
     return nil, err
