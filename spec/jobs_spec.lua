@@ -290,6 +290,24 @@ describe("cluster.job", function()
     assert(retried and retried >= 1, text)
   end)
 
+  it("abandons a run when the master is SIGKILLed: the worker exits instead of running it on alone", function()
+    -- a restarted master (or another host, with Redis) runs the job again: an orphaned run that
+    -- went on to its end would overlap it
+    local app = start([[
+      if cluster.is_master then cluster.setup{ workers = 1 } end
+      cluster.job("long", { every = 300 }, function(run)
+        say("start", cluster.worker.id, process.pid, run.attempt)
+        timer.sleep(60000)
+      end)
+    ]])
+    local first = wait_lines(app.p, "start", 1)[1]
+    local worker = tonumber(first[2])
+    assert(H.pid_alive(worker))
+    H.sh("kill -9 " .. app.p.pid)
+    assert(H.wait_for(function() return not H.pid_alive(worker) end, 10000),
+      "the worker ran its job on after its master died:\n" .. app.p:output())
+  end)
+
   it("runs a run again when its worker crashes, and fails it when the second worker dies too", function()
     local app = start([[
       if cluster.is_master then cluster.setup{ workers = 2 } end
@@ -371,6 +389,8 @@ describe("cluster.job", function()
     app.p:kill("SIGTERM")
     assert.equal(0, app.p:wait(15000))
     assert.equal(1, #lines_of(app.p, "end"), app.p:output())
+    -- and the wait is said
+    assert.truthy(app.p:output():find("job 'work': the worker drains once this run ends", 1, true), app.p:output())
     -- a run longer than drain_timeout: its worker is killed, the run is lost, not run again
     app = start(src:format(200, 5000))
     wait_lines(app.p, "begin", 1)
