@@ -255,10 +255,20 @@ static int push_fail(lua_State *L, int rc) {
   return 2;
 }
 
+/* v's string is in the scratch buffer: it is taken (lc_shd_scratch_take) while it is copied,
+ * since the copy's allocation may run a finalizer that reads a dictionary (a memory error
+ * raised by the copy loses the buffer: one leak on the way out of an out-of-memory state) */
 static void push_value(lua_State *L, const lc_shd_value *v) {
-  if (v->type == LC_SHD_TSTRING) lua_pushlstring(L, v->str, v->len);
-  else if (v->type == LC_SHD_TNUMBER) lua_pushnumber(L, v->num);
-  else lua_pushboolean(L, v->num != 0);
+  if (v->type == LC_SHD_TSTRING) {
+    size_t cap;
+    char *buf = lc_shd_scratch_take(&cap);
+    lua_pushlstring(L, v->str, v->len);
+    lc_shd_scratch_give(buf, cap);
+  } else if (v->type == LC_SHD_TNUMBER) {
+    lua_pushnumber(L, v->num);
+  } else {
+    lua_pushboolean(L, v->num != 0);
+  }
 }
 
 static int do_get(lua_State *L, int stale) {
@@ -488,15 +498,18 @@ static int m_get_keys(lua_State *L) {
   uint32_t count = 0;
   int rc = lc_shd_keys(z, max, &buf, &count);
   if (rc != LC_SHD_OK) return push_fail(L, rc);
+  size_t cap;
+  char *mine = lc_shd_scratch_take(&cap);  /* buf: a finalizer's read fills another (push_value) */
   lua_createtable(L, (int)count, 0);
   size_t at = 0;
   for (uint32_t i = 1; i <= count; i++) {
     uint16_t kl;
     memcpy(&kl, buf + at, 2);
-    lua_pushlstring(L, buf + at + 2, kl);   /* buf is the scratch buffer: no other read runs */
+    lua_pushlstring(L, buf + at + 2, kl);
     lua_rawseti(L, -2, (int)i);
     at += 2 + (size_t)kl;
   }
+  lc_shd_scratch_give(mine, cap);
   return 1;
 }
 

@@ -1,0 +1,60 @@
+-- Shared dictionaries, hardening: what a review of the store found (runtime/shdict*.c,
+-- runtime/shdict_lua.c, lib/shdict_ffi.lua), each case run in a master with no workers.
+local H = require("helper")
+
+describe("shared dictionaries, hardening", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  -- A read copies the value into a per-process buffer under the lock and Lua copies it out
+  -- afterwards; the allocation of that copy can run a finalizer (LuaJIT runs __gc in GC steps),
+  -- and a finalizer that reads the dictionary writes the same buffer (or moves it): the outer
+  -- read must still return its own value.
+  it("returns its own value when a finalizer reads the dictionary while the value is copied out", function()
+    local app = H.start_app([[
+jit.off()
+local shared = require("luacluster.shared")
+cluster.setup{ workers = 0, shared_dicts = { d = "4m" } }
+local d = shared.d
+local A, B = string.rep("a", 3000), string.rep("b", 3000)
+d:set("a", A)
+d:set("b", B)
+for i = 1, 40 do d:set("k" .. i, i) end
+local want_keys = {}
+for _, k in ipairs(d:get_keys(0)) do want_keys[#want_keys + 1] = k end
+table.sort(want_keys)
+want_keys = table.concat(want_keys, ",")
+local nested = 0
+local function fin()
+  nested = nested + 1
+  local v = d:get("b")
+  if nested % 50 == 0 then -- a longer value: the buffer moves
+    d:set("grow", string.rep("g", 4096 + nested % 65536))
+    d:get("grow")
+  end
+  assert(v == B)
+end
+local bad = { get = 0, get_stale = 0, lpop = 0, keys = 0 }
+for i = 1, 20000 do
+  for _ = 1, 20 do
+    local p = newproxy(true)
+    getmetatable(p).__gc = fin
+  end
+  if d:get("a") ~= A then bad.get = bad.get + 1 end
+  if d:get_stale("a") ~= A then bad.get_stale = bad.get_stale + 1 end
+  d:rpush("l", A)
+  if d:lpop("l") ~= A then bad.lpop = bad.lpop + 1 end
+  local ks = {}
+  for _, k in ipairs(d:get_keys(0)) do if not k:match("^grow") then ks[#ks + 1] = k end end
+  table.sort(ks)
+  if table.concat(ks, ",") ~= want_keys then bad.keys = bad.keys + 1 end
+end
+say("nested", nested > 0, "bad get", bad.get, "get_stale", bad.get_stale, "lpop", bad.lpop, "keys", bad.keys)
+]], { "-w", "0" })
+    local code = app:wait(120000)
+    local out = app:output()
+    assert.equal(0, code, out)
+    assert.matches("nested true bad get 0 get_stale 0 lpop 0 keys 0", out, 1, true)
+  end)
+end)
