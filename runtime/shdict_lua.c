@@ -27,6 +27,7 @@
 #include "shdict_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ static dict dicts[MAX_DICTS];
 static int ndicts;
 static int arena_fd = -1;          /* the master's; -1 in a worker once mapped */
 static uint64_t arena_end;         /* bytes of the arena file in use */
+static uint64_t arena_file;        /* bytes of the arena file (sealed: it never shrinks) */
 
 static dict *find_dict(const char *name) {
   for (int i = 0; i < ndicts; i++)
@@ -82,10 +84,21 @@ static int f_create(lua_State *L) {
   size_t size = ((size_t)want + page - 1) / page * page;
   if (size > LC_SHD_MAX_SIZE) size -= page;
   if (arena_fd < 0) {
-    arena_fd = memfd_create("luacluster-shdict", MFD_CLOEXEC);
+    arena_fd = memfd_create("luacluster-shdict", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (arena_fd < 0) return lc_push_error(L, uv_translate_sys_error(errno));
+    /* never shrunk (every process's access past a new end would be a SIGBUS); it grows when
+     * a reload adds a dictionary */
+    if (fcntl(arena_fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
+      int e = errno;
+      close(arena_fd);
+      arena_fd = -1;
+      return lc_push_error(L, uv_translate_sys_error(e));
+    }
   }
-  if (ftruncate(arena_fd, (off_t)(arena_end + size)) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  if (arena_end + size > arena_file) {     /* (a failed create may have grown it already) */
+    if (ftruncate(arena_fd, (off_t)(arena_end + size)) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+    arena_file = arena_end + size;
+  }
   void *base = NULL;
   int r = map_range(arena_fd, arena_end, size, &base);
   if (r == 0 && (r = lc_shd_format(base, size)) != 0) munmap(base, size);

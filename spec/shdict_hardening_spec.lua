@@ -58,3 +58,33 @@ say("nested", nested > 0, "bad get", bad.get, "get_stale", bad.get_stale, "lpop"
     assert.matches("nested true bad get 0 get_stale 0 lpop 0 keys 0", out, 1, true)
   end)
 end)
+
+describe("shared dictionaries' memory file", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  -- Every process maps ranges of one memfd: shrinking it would make every access past the new
+  -- end a SIGBUS in every process of the cluster. The file is sealed against shrinking (it
+  -- still grows: a reload may add a dictionary).
+  it("cannot be shrunk, and still grows when a dictionary is added", function()
+    local app = H.start_app([[
+local ffi = require("ffi")
+local core = require("luacluster.core")
+local shared = require("luacluster.shared")
+ffi.cdef("int ftruncate(int fd, int64_t len);")
+cluster.setup{ workers = 0, shared_dicts = { a = "64k" } }
+local fd = core.shdict_fd()
+say("shrink", ffi.C.ftruncate(fd, 4096), ffi.errno())
+say("a", shared.a:set("k", "v"), shared.a:get("k"))
+cluster.setup{ shared_dicts = { b = "64k" } }
+say("b", shared.b:set("k", "w"), shared.b:get("k"), shared.a:get("k"))
+]], { "-w", "0" })
+    local code = app:wait(20000)
+    local out = app:output()
+    assert.equal(0, code, out)
+    assert.matches("shrink -1 1\n", out, 1, true) -- EPERM
+    assert.matches("a true v\n", out, 1, true)
+    assert.matches("b true w v\n", out, 1, true)
+  end)
+end)
