@@ -88,3 +88,31 @@ say("b", shared.b:set("k", "w"), shared.b:get("k"), shared.a:get("k"))
     assert.matches("b true w v\n", out, 1, true)
   end)
 end)
+
+describe("shared dictionaries' file in a worker", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  -- (a regression check, not a fix) The worker maps the file and closes its fd 4 before the
+  -- app's first line: what the app starts (io.popen, child_process) has neither the fd nor
+  -- LUACLUSTER_SHDICT.
+  it("is neither an open fd nor in the environment of what a worker starts", function()
+    local app = H.start_app([[
+if cluster.is_master then
+  cluster.setup{ workers = 1, shared_dicts = { a = "64k" } }
+  return
+end
+local shared = require("luacluster.shared")
+local f = io.popen("ls -l /proc/self/fd/ 2>&1; echo env=$LUACLUSTER_SHDICT.")
+local out = f:read("*a")
+f:close()
+say("memfd in child", out:find("luacluster-shdict", 1, true) ~= nil, "env", out:match("env=(%S*)"))
+say("dict works", shared.a:set("x", 1), shared.a:get("x"))
+]], { "-w", "1" })
+    assert.truthy(app:wait_output("dict works", 20000, true), app:output())
+    local out = app:output()
+    assert.matches("memfd in child false env .", out, 1, true)
+    assert.matches("dict works true 1", out, 1, true)
+  end)
+end)
