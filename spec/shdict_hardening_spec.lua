@@ -116,3 +116,58 @@ say("dict works", shared.a:set("x", 1), shared.a:get("x"))
     assert.matches("dict works true 1", out, 1, true)
   end)
 end)
+
+describe("the master and a dictionary's lock", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  -- README: a script's own call in the master gives up after 5 s ("timeout") rather than wait
+  -- forever for a process stopped while holding the lock; once that process is killed, the next
+  -- call repairs the region and goes on.
+  it("gives up after about 5 s on a lock a stopped process holds, and repairs it once that one dies", function()
+    local app = H.start_app([=[
+local ffi = require("ffi")
+local core = require("luacluster.core")
+local shared = require("luacluster.shared")
+ffi.cdef[[
+int fork(void); int kill(int pid, int sig); int getpid(void); void _exit(int code);
+int waitpid(int pid, int *status, int options);
+int pthread_mutex_lock(void *m);
+struct lc_tv { long sec; long usec; }; int gettimeofday(struct lc_tv *tv, void *tz);
+]]
+local function now()
+  local tv = ffi.new("struct lc_tv")
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.sec) + tonumber(tv.usec) / 1e6
+end
+cluster.setup{ workers = 0, shared_dicts = { d = "64k" } }
+local d = shared.d
+d:set("k", "v")
+local pid = ffi.C.fork()
+if pid == 0 then
+  -- the region's robust mutex is at offset 64 (runtime/shdict_int.h: shd_hdr.mutex)
+  ffi.C.pthread_mutex_lock(ffi.cast("char *", core.shdict_base(d)) + 64)
+  ffi.C.kill(ffi.C.getpid(), 19) -- SIGSTOP, holding it
+  ffi.C._exit(0)
+end
+local st = ffi.new("int[1]")
+ffi.C.waitpid(pid, st, 2) -- WUNTRACED: it has stopped
+local t0 = now()
+local v, err = d:get("k")
+local took = now() - t0
+say("stopped holder", v, err, took >= 4.5 and took < 30 and "about 5 s" or ("took " .. took))
+local ok, serr = d:set("k2", "w")
+say("set", ok, serr)
+ffi.C.kill(pid, 9)
+ffi.C.waitpid(pid, st, 0)
+say("after kill", d:get("k"), d:set("k2", "w"), d:verify(), core.shdict_stats()[1].repairs)
+]=], { "-w", "0" })
+    local code = app:wait(60000)
+    local out = app:output()
+    assert.equal(0, code, out)
+    assert.matches("stopped holder nil timeout about 5 s\n", out, 1, true)
+    assert.matches("set false timeout\n", out, 1, true)
+    assert.matches("after kill v true true 1\n", out, 1, true)
+  end)
+end)
