@@ -163,12 +163,14 @@ static int shd_lock(shd_hdr *h) {
   if (r != EBUSY) {
     /* taken (or found its holder dead) without sleeping, and without a clock read */
   } else if (lock_timeout_ms > 0) {
+    /* a deadline on the monotonic clock: on CLOCK_REALTIME (pthread_mutex_timedlock's), a wall
+     * clock stepped back during the wait would stretch it by as much */
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += lock_timeout_ms / 1000;
     ts.tv_nsec += (long)(lock_timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    r = pthread_mutex_timedlock(&h->mutex, &ts);
+    r = pthread_mutex_clocklock(&h->mutex, CLOCK_MONOTONIC, &ts);
   } else {
     r = pthread_mutex_lock(&h->mutex);
   }

@@ -171,3 +171,63 @@ say("after kill", d:get("k"), d:set("k2", "w"), d:verify(), core.shdict_stats()[
     assert.matches("after kill v true true 1\n", out, 1, true)
   end)
 end)
+
+
+describe("the master's wait for a dictionary's lock", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  -- The master's 5 s are 5 s of the monotonic clock: a wall clock stepped back while it waits
+  -- (NTP, a VM resumed, date -s) must not stretch them. A preloaded clock_gettime shows the
+  -- master a CLOCK_REALTIME one hour ahead, which is what a step back of one hour just after it
+  -- read the time looks like to a deadline taken on that clock.
+  it("gives up after 5 s of the monotonic clock, whatever the wall clock does", function()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/shim.c", [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <time.h>
+int clock_gettime(clockid_t c, struct timespec *ts) {
+  static int (*real)(clockid_t, struct timespec *);
+  if (real == NULL) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+  int r = real(c, ts);
+  if (r == 0 && c == CLOCK_REALTIME) ts->tv_sec += 3600;
+  return r;
+}
+]])
+    local out, rc = H.sh("cc -shared -fPIC -o " .. dir .. "/shim.so " .. dir .. "/shim.c -ldl")
+    assert.equal(0, rc, out)
+    local asan = os.getenv("ASAN_OPTIONS")
+    local app = H.start_app([=[
+local ffi = require("ffi")
+local core = require("luacluster.core")
+local shared = require("luacluster.shared")
+ffi.cdef[[
+int fork(void); int kill(int pid, int sig); int getpid(void); void _exit(int code);
+int waitpid(int pid, int *status, int options);
+int pthread_mutex_lock(void *m);
+]]
+cluster.setup{ workers = 0, shared_dicts = { d = "64k" } }
+local d = shared.d
+local pid = ffi.C.fork()
+if pid == 0 then
+  ffi.C.pthread_mutex_lock(ffi.cast("char *", core.shdict_base(d)) + 64) -- shd_hdr.mutex
+  ffi.C.kill(ffi.C.getpid(), 19)
+  ffi.C._exit(0)
+end
+local st = ffi.new("int[1]")
+ffi.C.waitpid(pid, st, 2)
+local t0 = os.time()
+local v, err = d:get("k")
+say("gave up", v, err, os.time() - t0 < 30)
+ffi.C.kill(pid, 9)
+ffi.C.waitpid(pid, st, 0)
+]=], { "-w", "0" }, { env = { LD_PRELOAD = dir .. "/shim.so",
+      ASAN_OPTIONS = asan and (asan .. ":verify_asan_link_order=0") or nil } })
+    local done = app:wait_output("gave up", 40000, true)
+    local all = app:output()
+    assert.truthy(done, "the master still waits after 40 s\n" .. all)
+    assert.matches("gave up nil timeout true", all, 1, true)
+  end)
+end)
