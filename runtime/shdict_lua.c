@@ -87,8 +87,8 @@ static int f_create(lua_State *L) {
     arena_fd = memfd_create("luacluster-shdict", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (arena_fd < 0) return lc_push_error(L, uv_translate_sys_error(errno));
     /* never shrunk (every process's access past a new end would be a SIGBUS); it grows when
-     * a reload adds a dictionary */
-    if (fcntl(arena_fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
+     * a reload adds a dictionary, and F_SEAL_SEAL keeps anyone from sealing that off */
+    if (fcntl(arena_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
       int e = errno;
       close(arena_fd);
       arena_fd = -1;

@@ -66,16 +66,18 @@ describe("shared dictionaries' memory file", function()
 
   -- Every process maps ranges of one memfd: shrinking it would make every access past the new
   -- end a SIGBUS in every process of the cluster. The file is sealed against shrinking (it
-  -- still grows: a reload may add a dictionary).
+  -- still grows: a reload may add a dictionary, and F_SEAL_SEAL keeps anyone from sealing it
+  -- against growing).
   it("cannot be shrunk, and still grows when a dictionary is added", function()
     local app = H.start_app([[
 local ffi = require("ffi")
 local core = require("luacluster.core")
 local shared = require("luacluster.shared")
-ffi.cdef("int ftruncate(int fd, int64_t len);")
+ffi.cdef("int ftruncate(int fd, int64_t len); int fcntl(int fd, int cmd, ...);")
 cluster.setup{ workers = 0, shared_dicts = { a = "64k" } }
 local fd = core.shdict_fd()
 say("shrink", ffi.C.ftruncate(fd, 4096), ffi.errno())
+say("seal grow", ffi.C.fcntl(fd, 1033, ffi.new("int", 4)), ffi.errno()) -- F_ADD_SEALS, F_SEAL_GROW
 say("a", shared.a:set("k", "v"), shared.a:get("k"))
 cluster.setup{ shared_dicts = { b = "64k" } }
 say("b", shared.b:set("k", "w"), shared.b:get("k"), shared.a:get("k"))
@@ -84,6 +86,7 @@ say("b", shared.b:set("k", "w"), shared.b:get("k"), shared.a:get("k"))
     local out = app:output()
     assert.equal(0, code, out)
     assert.matches("shrink -1 1\n", out, 1, true) -- EPERM
+    assert.matches("seal grow -1 1\n", out, 1, true) -- F_SEAL_SEAL: nobody stops it growing
     assert.matches("a true v\n", out, 1, true)
     assert.matches("b true w v\n", out, 1, true)
   end)
