@@ -105,28 +105,22 @@ function _M.install()
     if not base then
       return nil, key
     end
-    -- every field is read before ffi_str, whose allocation may run such a finalizer
-    local typ, v, flags, was_stale
-    while true do
-      local rc = S.lc_shd_get_into(base, key, klen, stale, val, is_stale, buf, buf_cap, vlen)
-      if rc ~= 0 then
-        return nil, errstr(rc)
-      end
-      typ, flags, was_stale = val.type, val.flags, is_stale[0] == 1
-      if typ ~= 4 then
-        v = val.num
-        break
-      end
-      local n = vlen[0]
-      if n <= buf_cap then
-        v = ffi_str(buf, n)
-        break
-      end
-      local cap = math.max(n, buf_cap * 2) -- then read again: it may have changed meanwhile
-      local nb = ffi.new("char[?]", cap)
-      buf, buf_cap = nb, cap
+    local rc = S.lc_shd_get_into(base, key, klen, stale, val, is_stale, buf, buf_cap, vlen)
+    if rc ~= 0 then
+      return nil, errstr(rc)
     end
-    if typ == 0 then
+    -- every field is read before ffi_str, whose allocation may run such a finalizer
+    local typ, flags, was_stale, v = val.type, val.flags, is_stale[0] == 1, val.num
+    if typ == 4 then
+      local n = vlen[0]
+      if n > buf_cap then -- (no loop here: it would keep a loop of gets from compiling well)
+        local cap = math.max(n, buf_cap * 2)
+        local nb = ffi.new("char[?]", cap) -- (may run a finalizer: buf and buf_cap still agree)
+        buf, buf_cap = nb, cap
+        return get_impl(dict, key, stale) -- read again: it may have changed meanwhile
+      end
+      v = ffi_str(buf, n)
+    elseif typ == 0 then
       return nil
     elseif typ == 1 then
       v = v ~= 0
