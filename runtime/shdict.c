@@ -158,19 +158,27 @@ static int spin_trylock(shd_hdr *h) {
   return r;
 }
 
+/* the deadline of a timed wait on the monotonic clock where the C library can (on
+ * CLOCK_REALTIME, a wall clock stepped back during the wait would stretch it by as much) */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 30)
+#define LOCK_CLOCK CLOCK_MONOTONIC
+#define timed_lock(m, ts) pthread_mutex_clocklock((m), CLOCK_MONOTONIC, (ts))
+#else
+#define LOCK_CLOCK CLOCK_REALTIME
+#define timed_lock(m, ts) pthread_mutex_timedlock((m), (ts))
+#endif
+
 static int shd_lock(shd_hdr *h) {
   int r = spin_trylock(h);
   if (r != EBUSY) {
     /* taken (or found its holder dead) without sleeping, and without a clock read */
   } else if (lock_timeout_ms > 0) {
-    /* a deadline on the monotonic clock: on CLOCK_REALTIME (pthread_mutex_timedlock's), a wall
-     * clock stepped back during the wait would stretch it by as much */
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(LOCK_CLOCK, &ts);
     ts.tv_sec += lock_timeout_ms / 1000;
     ts.tv_nsec += (long)(lock_timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    r = pthread_mutex_clocklock(&h->mutex, CLOCK_MONOTONIC, &ts);
+    r = timed_lock(&h->mutex, &ts);
   } else {
     r = pthread_mutex_lock(&h->mutex);
   }
