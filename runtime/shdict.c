@@ -60,6 +60,24 @@ static int scratch_fit(size_t n) {
   return 0;
 }
 
+char *lc_shd_scratch_take(size_t *cap) {
+  char *p = scratch;
+  *cap = scratch_cap;
+  scratch = NULL;
+  scratch_cap = 0;
+  return p;
+}
+
+void lc_shd_scratch_give(char *buf, size_t cap) {
+  if (scratch == NULL || cap > scratch_cap) {
+    free(scratch);
+    scratch = buf;
+    scratch_cap = cap;
+  } else {
+    free(buf);
+  }
+}
+
 /* ---- time, hashing, layout helpers ---- */
 
 /* the coarse clock (the kernel's tick, 1 to 4 ms; a few ns to read where the precise one
@@ -140,17 +158,27 @@ static int spin_trylock(shd_hdr *h) {
   return r;
 }
 
+/* the deadline of a timed wait on the monotonic clock where the C library can (on
+ * CLOCK_REALTIME, a wall clock stepped back during the wait would stretch it by as much) */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 30)
+#define LOCK_CLOCK CLOCK_MONOTONIC
+#define timed_lock(m, ts) pthread_mutex_clocklock((m), CLOCK_MONOTONIC, (ts))
+#else
+#define LOCK_CLOCK CLOCK_REALTIME
+#define timed_lock(m, ts) pthread_mutex_timedlock((m), (ts))
+#endif
+
 static int shd_lock(shd_hdr *h) {
   int r = spin_trylock(h);
   if (r != EBUSY) {
     /* taken (or found its holder dead) without sleeping, and without a clock read */
   } else if (lock_timeout_ms > 0) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(LOCK_CLOCK, &ts);
     ts.tv_sec += lock_timeout_ms / 1000;
     ts.tv_nsec += (long)(lock_timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    r = pthread_mutex_timedlock(&h->mutex, &ts);
+    r = timed_lock(&h->mutex, &ts);
   } else {
     r = pthread_mutex_lock(&h->mutex);
   }
@@ -359,16 +387,22 @@ static int store_in_place(shd_hdr *h, uint32_t off, const lc_shd_value *v, uint6
   return 1;
 }
 
-/* copies a node's or element's value out into v (the scratch buffer for strings) */
-static int read_value(int type, const char *val, uint32_t vlen, lc_shd_value *v) {
+/* copies a node's or element's value out into v: a string into buf when the caller gives one
+ * (and only when it fits: v->len says how long it is either way), else into the scratch buffer */
+static int read_value(int type, const char *val, uint32_t vlen, lc_shd_value *v, char *buf, size_t cap) {
   v->type = type;
   v->str = NULL;
   v->len = 0;
   if (type == LC_SHD_TSTRING) {
+    v->len = vlen;
+    if (buf != NULL) {
+      v->str = buf;
+      if (vlen <= cap) memcpy(buf, val, vlen);
+      return 0;
+    }
     if (scratch_fit(vlen ? vlen : 1) != 0) return UV_ENOMEM;
     memcpy(scratch, val, vlen);
     v->str = scratch;
-    v->len = vlen;
   } else if (type == LC_SHD_TNUMBER) {
     memcpy(&v->num, val, sizeof(double));
   } else {
@@ -436,7 +470,8 @@ static uint32_t find_key(shd_hdr *h, const char *key, size_t klen, uint32_t hash
 
 /* ---- reads ---- */
 
-int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale) {
+static int get_value(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale,
+                     char *buf, size_t cap) {
   shd_hdr *h = base;
   uint32_t hash = hash_key(h, key, klen);
   *is_stale = 0;
@@ -457,12 +492,23 @@ int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value
         touch(h, off);
         shd_commit(h);
       }
-      rc = read_value(n->vtype, node_val(n), n->vlen, v);
+      rc = read_value(n->vtype, node_val(n), n->vlen, v, buf, cap);
       v->flags = n->flags;
       *is_stale = old;
     }
   }
   shd_unlock(h);
+  return rc;
+}
+
+int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale) {
+  return get_value(base, key, klen, stale, v, is_stale, NULL, 0);
+}
+
+int lc_shd_get_into(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale,
+                    char *buf, size_t cap, uint32_t *len) {
+  int rc = get_value(base, key, klen, stale, v, is_stale, buf, cap);
+  *len = v->type == LC_SHD_TSTRING ? (uint32_t)v->len : 0;
   return rc;
 }
 
@@ -641,7 +687,7 @@ int lc_shd_pop(void *base, const char *key, size_t klen, int left, lc_shd_value 
     } else if (ends[0] != SHD_NIL) {
       uint32_t e = left ? ends[0] : ends[1];
       shd_elem *el = elem_at(h, e);
-      rc = read_value(el->vtype, (char *)(el + 1), el->vlen, v);
+      rc = read_value(el->vtype, (char *)(el + 1), el->vlen, v, NULL, 0);
       if (rc == 0) {
         if (n->vlen <= 1) {
           remove_node(h, off);        /* the list's last element: the key goes with it */

@@ -56,6 +56,11 @@ int lc_shd_valid(const void *base, size_t size);
 void lc_shd_lock_timeout(int ms);
 
 int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale);
+/* lc_shd_get for the FFI (lib/shdict_ffi.lua): a string is copied into buf, when it fits in cap
+ * bytes, and *len is its length (a uint32_t: Lua reads it without allocating, so that no GC
+ * step, and no finalizer that reads a dictionary, runs before Lua has copied buf out) */
+int lc_shd_get_into(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale,
+                    char *buf, size_t cap, uint32_t *len);
 int lc_shd_store(void *base, int op, const char *key, size_t klen, const lc_shd_value *v,
                  int64_t exptime_ms, int *forcible);
 int lc_shd_incr(void *base, const char *key, size_t klen, double *value, int has_init,
@@ -69,6 +74,12 @@ int lc_shd_flush_all(void *base);
 int lc_shd_flush_expired(void *base, uint32_t max, uint32_t *freed);
 /* the live keys, oldest first, at most max (0: all), into the scratch buffer as (u16 len, bytes)... */
 int lc_shd_keys(void *base, uint32_t max, const char **buf, uint32_t *count);
+/* The scratch buffer (where reads put strings, and lc_shd_keys its list), handed over to a
+ * caller that copies out of it with Lua allocations: an allocation can run a finalizer that
+ * reads a dictionary, which would otherwise write (or move) the buffer being copied. While it
+ * is taken, a read fills a new one; give keeps the larger of the two and frees the other. */
+char *lc_shd_scratch_take(size_t *cap);
+void lc_shd_scratch_give(char *buf, size_t cap);
 /* never locks: counters read as they are (the master's status and metrics) */
 void lc_shd_stats_read(const void *base, lc_shd_stats *s);
 /* a structural check of the whole region under the lock (specs): 0 or a negative code */

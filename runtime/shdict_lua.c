@@ -27,6 +27,7 @@
 #include "shdict_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ static dict dicts[MAX_DICTS];
 static int ndicts;
 static int arena_fd = -1;          /* the master's; -1 in a worker once mapped */
 static uint64_t arena_end;         /* bytes of the arena file in use */
+static uint64_t arena_file;        /* bytes of the arena file (sealed: it never shrinks) */
 
 static dict *find_dict(const char *name) {
   for (int i = 0; i < ndicts; i++)
@@ -82,10 +84,21 @@ static int f_create(lua_State *L) {
   size_t size = ((size_t)want + page - 1) / page * page;
   if (size > LC_SHD_MAX_SIZE) size -= page;
   if (arena_fd < 0) {
-    arena_fd = memfd_create("luacluster-shdict", MFD_CLOEXEC);
+    arena_fd = memfd_create("luacluster-shdict", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (arena_fd < 0) return lc_push_error(L, uv_translate_sys_error(errno));
+    /* never shrunk (every process's access past a new end would be a SIGBUS); it grows when
+     * a reload adds a dictionary, and F_SEAL_SEAL keeps anyone from sealing that off */
+    if (fcntl(arena_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+      int e = errno;
+      close(arena_fd);
+      arena_fd = -1;
+      return lc_push_error(L, uv_translate_sys_error(e));
+    }
   }
-  if (ftruncate(arena_fd, (off_t)(arena_end + size)) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  if (arena_end + size > arena_file) {     /* (a failed create may have grown it already) */
+    if (ftruncate(arena_fd, (off_t)(arena_end + size)) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+    arena_file = arena_end + size;
+  }
   void *base = NULL;
   int r = map_range(arena_fd, arena_end, size, &base);
   if (r == 0 && (r = lc_shd_format(base, size)) != 0) munmap(base, size);
@@ -255,10 +268,20 @@ static int push_fail(lua_State *L, int rc) {
   return 2;
 }
 
+/* v's string is in the scratch buffer: it is taken (lc_shd_scratch_take) while it is copied,
+ * since the copy's allocation may run a finalizer that reads a dictionary (a memory error
+ * raised by the copy loses the buffer: one leak on the way out of an out-of-memory state) */
 static void push_value(lua_State *L, const lc_shd_value *v) {
-  if (v->type == LC_SHD_TSTRING) lua_pushlstring(L, v->str, v->len);
-  else if (v->type == LC_SHD_TNUMBER) lua_pushnumber(L, v->num);
-  else lua_pushboolean(L, v->num != 0);
+  if (v->type == LC_SHD_TSTRING) {
+    size_t cap;
+    char *buf = lc_shd_scratch_take(&cap);
+    lua_pushlstring(L, v->str, v->len);
+    lc_shd_scratch_give(buf, cap);
+  } else if (v->type == LC_SHD_TNUMBER) {
+    lua_pushnumber(L, v->num);
+  } else {
+    lua_pushboolean(L, v->num != 0);
+  }
 }
 
 static int do_get(lua_State *L, int stale) {
@@ -488,15 +511,18 @@ static int m_get_keys(lua_State *L) {
   uint32_t count = 0;
   int rc = lc_shd_keys(z, max, &buf, &count);
   if (rc != LC_SHD_OK) return push_fail(L, rc);
+  size_t cap;
+  char *mine = lc_shd_scratch_take(&cap);  /* buf: a finalizer's read fills another (push_value) */
   lua_createtable(L, (int)count, 0);
   size_t at = 0;
   for (uint32_t i = 1; i <= count; i++) {
     uint16_t kl;
     memcpy(&kl, buf + at, 2);
-    lua_pushlstring(L, buf + at + 2, kl);   /* buf is the scratch buffer: no other read runs */
+    lua_pushlstring(L, buf + at + 2, kl);
     lua_rawseti(L, -2, (int)i);
     at += 2 + (size_t)kl;
   }
+  lc_shd_scratch_give(mine, cap);
   return 1;
 }
 

@@ -15,7 +15,8 @@ local _M = {}
 
 pcall(ffi.cdef, [[ /* (pcall: a second load of this file must not raise "attempt to redefine") */
 typedef struct lc_shd_value { int type; double num; const char *str; size_t len; int32_t flags; } lc_shd_value;
-int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale);
+int lc_shd_get_into(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale,
+                    char *buf, size_t cap, uint32_t *len);
 int lc_shd_store(void *base, int op, const char *key, size_t klen, const lc_shd_value *v,
                  int64_t exptime_ms, int *forcible);
 int lc_shd_incr(void *base, const char *key, size_t klen, double *value, int has_init,
@@ -39,7 +40,7 @@ end
 function _M.install()
   local ok, S = pcall(function()
     local C = ffi.C
-    local _ = C.lc_shd_get -- the executable's own symbols (it exports them)
+    local _ = C.lc_shd_get_into -- the executable's own symbols (it exports them)
     return C
   end)
   if not ok then
@@ -50,6 +51,11 @@ function _M.install()
   local is_stale = ffi.new("int[1]")
   local forcible = ffi.new("int[1]")
   local num = ffi.new("double[1]")
+  -- where get copies a string: between the call and ffi_str nothing allocates (no boxed cdata:
+  -- the length is a uint32_t), so no GC step runs a finalizer whose own get would write here
+  local vlen = ffi.new("uint32_t[1]")
+  local buf_cap = 4096
+  local buf = ffi.new("char[?]", buf_cap)
   local bases = setmetatable({}, { __mode = "k" }) -- dict -> its region's address
 
   local function base_of(dict)
@@ -99,23 +105,26 @@ function _M.install()
     if not base then
       return nil, key
     end
-    local rc = S.lc_shd_get(base, key, klen, stale, val, is_stale)
+    local rc = S.lc_shd_get_into(base, key, klen, stale, val, is_stale, buf, buf_cap, vlen)
     if rc ~= 0 then
       return nil, errstr(rc)
     end
-    local typ = val.type
-    if typ == 0 then
-      return nil
-    end
-    local v
+    -- every field is read before ffi_str, whose allocation may run such a finalizer
+    local typ, flags, was_stale, v = val.type, val.flags, is_stale[0] == 1, val.num
     if typ == 4 then
-      v = ffi_str(val.str, val.len)
-    elseif typ == 3 then
-      v = tonumber(val.num)
-    else
-      v = val.num ~= 0
+      local n = vlen[0]
+      if n > buf_cap then -- (no loop here: it would keep a loop of gets from compiling well)
+        local cap = math.max(n, buf_cap * 2)
+        local nb = ffi.new("char[?]", cap) -- (may run a finalizer: buf and buf_cap still agree)
+        buf, buf_cap = nb, cap
+        return get_impl(dict, key, stale) -- read again: it may have changed meanwhile
+      end
+      v = ffi_str(buf, n)
+    elseif typ == 0 then
+      return nil
+    elseif typ == 1 then
+      v = v ~= 0
     end
-    local flags = tonumber(val.flags)
     if stale == 0 then
       if flags ~= 0 then
         return v, flags
@@ -125,7 +134,7 @@ function _M.install()
     if flags == 0 then
       flags = nil
     end
-    return v, flags, is_stale[0] == 1
+    return v, flags, was_stale
   end
 
   function methods.get(dict, key)
