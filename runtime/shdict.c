@@ -537,7 +537,22 @@ int lc_shd_store(void *base, int op, const char *key, size_t klen, const lc_shd_
     shd_commit(h);
   } else {
     size_t bytes = sizeof(shd_node) + klen + value_bytes(v);
-    uint32_t off = alloc_evicting(h, bytes, !(op & LC_SHD_SAFE), now, forcible);
+    uint32_t off = SHD_NIL;
+    if (live && node_at(h, old)->vtype != LC_SHD_TLIST
+        && lc_shd_order_of(bytes) == SHD_TAG_ORDER(node_at(h, old)->tag)) {
+      /* the new value fits the live entry's block: nothing else is evicted for it, safe_* or
+       * not (OpenResty reuses the node). A new block first, so that the old entry stays whole
+       * if this process dies here; when none is free, the old entry goes in a step of its own
+       * (a death after it leaves the key absent, never torn) and its block takes the new one */
+      off = lc_shd_alloc(h, bytes);
+      if (off == SHD_NIL) {
+        remove_node(h, old);
+        shd_commit(h);
+        old = SHD_NIL;
+        off = lc_shd_alloc(h, bytes);
+      }
+    }
+    if (off == SHD_NIL) off = alloc_evicting(h, bytes, !(op & LC_SHD_SAFE), now, forcible);
     if (off == SHD_NIL) {
       rc = LC_SHD_NO_MEMORY;
     } else {
@@ -613,7 +628,9 @@ int lc_shd_push(void *base, const char *key, size_t klen, int left, const lc_shd
     goto out;
   }
   /* the element, and the entry when there is none (or it expired): both, or none and one
-   * more entry evicted (its own step) until both fit */
+   * more expired entry removed (its own step) until both fit. A live entry is never evicted
+   * for a push, as in OpenResty ("no memory"): a list filling its dictionary would evict
+   * itself, its own older elements with it */
   size_t vbytes = value_bytes(v), ebytes = sizeof(shd_elem) + vbytes, nbytes = list_pos(klen) + 2 * sizeof(uint32_t);
   uint32_t e, fresh;
   int have;
@@ -625,7 +642,11 @@ int lc_shd_push(void *base, const char *key, size_t klen, int left, const lc_shd
     if (e != SHD_NIL && (have || fresh != SHD_NIL)) break;
     rollback(h);                        /* what was allocated of the two */
     if (e == SHD_NIL && ebytes + nbytes > h->arena_len) { rc = LC_SHD_NO_MEMORY; goto out; }
-    if (tries >= EVICT_TRIES || !evict_one(h, now, &forcible)) { rc = LC_SHD_NO_MEMORY; goto out; }
+    if (tries >= EVICT_TRIES || h->lru_tail == SHD_NIL || !expired(node_at(h, h->lru_tail), now)
+        || !evict_one(h, now, &forcible)) {
+      rc = LC_SHD_NO_MEMORY;
+      goto out;
+    }
   }
   if (!have) {
     if (off != SHD_NIL) remove_node(h, off);   /* expired: a new list replaces it */

@@ -218,6 +218,15 @@ local function fill_tiny()
   end
 end
 
+-- fills t with entries that expire at once: a push makes room by removing expired ones only
+local function fill_tiny_expired()
+  for i = 1, 1000 do
+    local _, _, forcible = t:set("f" .. i, rep("f", 300), 0.001)
+    if forcible then break end
+  end
+  ffi.C.usleep(5000)
+end
+
 local OPS = {
   { "set new", function(i) d:delete("new") end, function(i) d:set("new", rep("n", 100 + i)) end,
     function(i) local v = d:get("new") return v == nil or v == rep("n", 100 + i) end },
@@ -239,7 +248,7 @@ local OPS = {
     function(i) local v = d:get("ni") return v == nil or (v == 6 and d:ttl("ni") > 99) end },
   { "lpush", function(i) d:delete("l") d:rpush("l", "a") end, function(i) d:lpush("l", "b") end,
     function(i) local l = list("l") return l == "a" or l == "b,a" end },
-  { "lpush a new list evicting", function(i) fill_tiny() end, function(i) t:lpush("nl" .. i, rep("x", 2000)) end,
+  { "lpush a new list evicting", function(i) fill_tiny_expired() end, function(i) t:lpush("nl" .. i, rep("x", 2000)) end,
     function(i) local n = t:llen("nl" .. i) return n == 0 or (n == 1 and t:lpop("nl" .. i) == rep("x", 2000)) end },
   { "rpop last", function(i) d:delete("l") d:rpush("l", "a") end, function(i) d:rpop("l") end,
     function(i) local l = list("l") return l == "" or l == "a" end },

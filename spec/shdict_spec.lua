@@ -58,6 +58,35 @@ http.create_server(function(req)
     out[#out + 1] = "incr init " .. tostring(d:incr("counter", 1, 0))
     local len, lerr = d:lpush("list", v100)
     out[#out + 1] = "lpush " .. tostring(len) .. " " .. tostring(lerr)
+    -- full, with 1000-byte values: a same-size overwrite takes the entry's own block, safe_*
+    -- included, and evicts nothing (the key count stays); a list never evicts (itself
+    -- included: its pushes say "no memory", as nginx's)
+    d:flush_all()
+    d:flush_expired()
+    local v1000 = string.rep("w", 1000)
+    local n = 0
+    for i = 1, 1000 do
+      local sok, _, sforcible = d:set("b" .. i, v1000)
+      if not sok or sforcible then break end
+      n = i
+    end
+    local keys = #d:get_keys(0)
+    -- (the newest keys: the set that first evicted took the oldest ones)
+    ok, err, forcible = d:safe_set("b" .. n, string.rep("x", 1000))
+    out[#out + 1] = "same size safe_set " .. tostring(ok) .. " " .. tostring(err) .. " " .. tostring(forcible)
+    ok, err, forcible = d:replace("b" .. (n - 1), string.rep("y", 1000))
+    out[#out + 1] = "same size replace " .. tostring(ok) .. " " .. tostring(err) .. " " .. tostring(forcible)
+      .. " keys kept " .. tostring(#d:get_keys(0) == keys) .. " value " .. tostring(d:get("b" .. (n - 1)) == string.rep("y", 1000))
+    d:flush_all()
+    d:flush_expired()
+    local pushed, perr
+    for i = 1, 1000 do
+      local l, e = d:rpush("queue", v1000)
+      if not l then perr = e break end
+      pushed = l
+    end
+    out[#out + 1] = "list fills " .. tostring(pushed and pushed > 100) .. " " .. tostring(perr)
+      .. " kept " .. tostring(d:llen("queue") == pushed) .. " (" .. tostring(n) .. " entries)"
     out[#out + 1] = "verify " .. tostring(d:verify())
     out[#out + 1] = "free " .. tostring(d:free_space() < d:capacity())
     return 200, table.concat(out, "\n")
@@ -121,7 +150,10 @@ describe("shared dictionaries, one worker", function()
     assert.truthy(body:find("too big false no memory", 1, true), body)
     assert.truthy(body:find("set evicts true nil true", 1, true), body)
     assert.truthy(body:find("incr init 1", 1, true), body)
-    assert.truthy(body:find("lpush 1", 1, true), body)
+    assert.truthy(body:find("lpush nil no memory", 1, true), body)
+    assert.truthy(body:find("same size safe_set true nil false", 1, true), body)
+    assert.truthy(body:find("same size replace true nil false keys kept true value true", 1, true), body)
+    assert.truthy(body:find("list fills true no memory kept true", 1, true), body)
     assert.truthy(body:find("verify true", 1, true), body)
   end)
 
