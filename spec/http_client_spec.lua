@@ -110,6 +110,22 @@ local cases = {
   end,
   stall_body = function() return get(RAW .. "/stall-body", { timeout = 300 }) end,
   refused = function() return get(CLOSED .. "/") end,
+  -- the parsed-URL cache keeps no long URL: 200 distinct 64 KiB URLs (a proxy passing its
+  -- clients' paths on) leave no 12 MiB behind -> the KiB still held after a full collection
+  long_urls = function()
+    local long = string.rep("a", 65536)
+    local res, err = http.request(CLOSED .. "/" .. long .. "0") -- (the code a request runs, loaded)
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    for i = 1, 200 do
+      res, err = http.request(CLOSED .. "/" .. long .. i)
+    end
+    long = nil
+    collectgarbage()
+    collectgarbage()
+    return math.floor(collectgarbage("count") - before) .. " " .. tostring(res == nil and err:match("refused"))
+  end,
   unresolvable = function() return get("http://no-such-host.invalid/") end,
   https = function() return get("https://127.0.0.1:1/") end,
   bad_url = function() return get("ftp://example.com/") .. "|" .. get("no url") end,
@@ -342,6 +358,12 @@ local have = U.have_nginx()
     it("reports a refused connect and a name that does not resolve", function()
       assert.matches("^err connect 127%.0%.0%.1:%d+: .*refused", case("refused"))
       assert.matches("^err connect no%-such%-host%.invalid:80: ", case("unresolvable"))
+    end)
+
+    it("keeps no long URL in its cache of parsed URLs", function()
+      local kib, refused = case("long_urls"):match("^(%-?%d+) (%a+)$")
+      assert.equal("refused", refused)
+      assert.is_true(tonumber(kib) < 2048, kib .. " KiB held")
     end)
 
     it("connects for https (spec/net_tls_spec.lua has the TLS), and refuses URLs it cannot use", function()

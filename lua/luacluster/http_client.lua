@@ -68,8 +68,10 @@ end
 
 
 -- parse_url's answers for the URLs seen last (a proxy asks for the same few again and again):
--- url -> { scheme, host, port, target, authority, pool name }; emptied when it is full
-local URL_CACHE_MAX = 256
+-- url -> { scheme, host, port, target, authority, pool name }; emptied when it is full. A URL
+-- longer than URL_CACHE_LEN is parsed each time: the cache would hold it (and its target) for
+-- as long as it lives, 256 of a proxy's long client paths being megabytes per worker.
+local URL_CACHE_MAX, URL_CACHE_LEN = 256, 2048
 local url_cache, url_cached = {}, 0
 
 
@@ -96,6 +98,9 @@ local function parsed_url(url)
     return nil, host
   end
   u = { scheme, host, port, target, authority, pool_name(scheme, host, port, nil) }
+  if #url > URL_CACHE_LEN then
+    return u
+  end
   if url_cached >= URL_CACHE_MAX then
     url_cache, url_cached = {}, 0
   end
