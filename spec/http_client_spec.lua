@@ -140,7 +140,13 @@ local cases = {
     local _, e1 = pcall(function() local res = http.request(RAW .. "/ok", { timeout = "x" }) return res end)
     local _, e2 = pcall(function() local res = http.request(RAW .. "/ok", { headers = { ["Bad Name"] = "x" } }) return res end)
     local _, e3 = pcall(function() local res = http.request(RAW .. "/ok", { timout = 500 }) return res end)
-    return table.concat(r, " ") .. "|" .. e1 .. "|" .. e2 .. "|" .. e3
+    -- times past what a timer takes: at the caller, before any byte goes (not from net.connect,
+    -- nor after the whole answer from set_keepalive)
+    local _, e4 = pcall(function() local res = http.request(RAW .. "/ok", { timeout = math.huge }) return res end)
+    local _, e5 = pcall(function()
+      local res = http.request(RAW .. "/ok", { keepalive = true, keepalive_timeout = 1e13 }) return res
+    end)
+    return table.concat(r, " ") .. "|" .. e1 .. "|" .. e2 .. "|" .. e3 .. "|" .. tostring(e4) .. "|" .. tostring(e5)
   end,
 
   -- the pool: a connection goes back only after a complete, correctly framed answer
@@ -373,12 +379,14 @@ local have = U.have_nginx()
     end)
 
     it("raises on programming mistakes", function()
-      local flags, e1, e2, e3 = case("mistakes"):match("^(.-)|(.-)|(.-)|(.*)$")
+      local flags, e1, e2, e3, e4, e5 = case("mistakes"):match("^(.-)|(.-)|(.-)|(.-)|(.-)|(.*)$")
       assert.equal("false false false false false false false", flags)
       assert.matches("app%.lua:%d+: http%.request: timeout must be a number >= 0", e1)
       assert.matches('app%.lua:%d+: http%.request: invalid header name "Bad Name"', e2)
       -- a misspelt option raises (it was ignored: the request waited the default 60 s)
       assert.matches("app%.lua:%d+: http%.request: unknown option timout", e3)
+      assert.matches("app%.lua:%d+: http%.request: timeout must be a number >= 0 and <= 1e12", e4)
+      assert.matches("app%.lua:%d+: http%.request: keepalive_timeout must be a number >= 0 and <= 1e12", e5)
     end)
   end)
 

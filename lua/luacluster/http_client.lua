@@ -125,6 +125,19 @@ local function check_number(opts, k)
 end
 
 
+-- a time in ms, as check_number and at most what a timer takes (conn.c's 1e12): past that,
+-- timeout raised from inside net.connect and keepalive_timeout from set_keepalive, after the
+-- whole answer had come
+local function check_ms(opts, k)
+  local v = opts[k]
+  if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
+    error("http.request: " .. k .. " must be a number >= 0", 4)
+  elseif v ~= nil and v > 1e12 then
+    error("http.request: " .. k .. " must be a number >= 0 and <= 1e12", 4)
+  end
+end
+
+
 -- the options http.request knows: a misspelt one raises (it was ignored: `timout = 500`
 -- waited the default 60 s)
 local OPTS = {
@@ -172,9 +185,9 @@ local function check_opts(opts)
   if opts.body ~= nil and type(opts.body) ~= "string" then
     error("http.request: body must be a string", 3)
   end
-  check_number(opts, "timeout")
+  check_ms(opts, "timeout")
   check_number(opts, "max_body_size")
-  check_number(opts, "keepalive_timeout")
+  check_ms(opts, "keepalive_timeout")
   check_number(opts, "keepalive_pool")
   return opts
 end
