@@ -110,6 +110,22 @@ local cases = {
   end,
   stall_body = function() return get(RAW .. "/stall-body", { timeout = 300 }) end,
   refused = function() return get(CLOSED .. "/") end,
+  -- the parsed-URL cache keeps no long URL: 200 distinct 64 KiB URLs (a proxy passing its
+  -- clients' paths on) leave no 12 MiB behind -> the KiB still held after a full collection
+  long_urls = function()
+    local long = string.rep("a", 65536)
+    local res, err = http.request(CLOSED .. "/" .. long .. "0") -- (the code a request runs, loaded)
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    for i = 1, 200 do
+      res, err = http.request(CLOSED .. "/" .. long .. i)
+    end
+    long = nil
+    collectgarbage()
+    collectgarbage()
+    return math.floor(collectgarbage("count") - before) .. " " .. tostring(res == nil and err:match("refused"))
+  end,
   unresolvable = function() return get("http://no-such-host.invalid/") end,
   https = function() return get("https://127.0.0.1:1/") end,
   bad_url = function() return get("ftp://example.com/") .. "|" .. get("no url") end,
@@ -124,7 +140,13 @@ local cases = {
     local _, e1 = pcall(function() local res = http.request(RAW .. "/ok", { timeout = "x" }) return res end)
     local _, e2 = pcall(function() local res = http.request(RAW .. "/ok", { headers = { ["Bad Name"] = "x" } }) return res end)
     local _, e3 = pcall(function() local res = http.request(RAW .. "/ok", { timout = 500 }) return res end)
-    return table.concat(r, " ") .. "|" .. e1 .. "|" .. e2 .. "|" .. e3
+    -- times past what a timer takes: at the caller, before any byte goes (not from net.connect,
+    -- nor after the whole answer from set_keepalive)
+    local _, e4 = pcall(function() local res = http.request(RAW .. "/ok", { timeout = math.huge }) return res end)
+    local _, e5 = pcall(function()
+      local res = http.request(RAW .. "/ok", { keepalive = true, keepalive_timeout = 1e13 }) return res
+    end)
+    return table.concat(r, " ") .. "|" .. e1 .. "|" .. e2 .. "|" .. e3 .. "|" .. tostring(e4) .. "|" .. tostring(e5)
   end,
 
   -- the pool: a connection goes back only after a complete, correctly framed answer
@@ -344,6 +366,12 @@ local have = U.have_nginx()
       assert.matches("^err connect no%-such%-host%.invalid:80: ", case("unresolvable"))
     end)
 
+    it("keeps no long URL in its cache of parsed URLs", function()
+      local kib, refused = case("long_urls"):match("^(%-?%d+) (%a+)$")
+      assert.equal("refused", refused)
+      assert.is_true(tonumber(kib) < 2048, kib .. " KiB held")
+    end)
+
     it("connects for https (spec/net_tls_spec.lua has the TLS), and refuses URLs it cannot use", function()
       assert.matches("^err connect 127%.0%.0%.1:1: .*refused", case("https"))
       assert.equal("err unsupported URL scheme 'ftp' (http and https only)|err invalid URL (expected http://host[:port]/path): no url",
@@ -351,12 +379,14 @@ local have = U.have_nginx()
     end)
 
     it("raises on programming mistakes", function()
-      local flags, e1, e2, e3 = case("mistakes"):match("^(.-)|(.-)|(.-)|(.*)$")
+      local flags, e1, e2, e3, e4, e5 = case("mistakes"):match("^(.-)|(.-)|(.-)|(.-)|(.-)|(.*)$")
       assert.equal("false false false false false false false", flags)
       assert.matches("app%.lua:%d+: http%.request: timeout must be a number >= 0", e1)
       assert.matches('app%.lua:%d+: http%.request: invalid header name "Bad Name"', e2)
       -- a misspelt option raises (it was ignored: the request waited the default 60 s)
       assert.matches("app%.lua:%d+: http%.request: unknown option timout", e3)
+      assert.matches("app%.lua:%d+: http%.request: timeout must be a number >= 0 and <= 1e12", e4)
+      assert.matches("app%.lua:%d+: http%.request: keepalive_timeout must be a number >= 0 and <= 1e12", e5)
     end)
   end)
 

@@ -68,8 +68,10 @@ end
 
 
 -- parse_url's answers for the URLs seen last (a proxy asks for the same few again and again):
--- url -> { scheme, host, port, target, authority, pool name }; emptied when it is full
-local URL_CACHE_MAX = 256
+-- url -> { scheme, host, port, target, authority, pool name }; emptied when it is full. A URL
+-- longer than URL_CACHE_LEN is parsed each time: the cache would hold it (and its target) for
+-- as long as it lives, 256 of a proxy's long client paths being megabytes per worker.
+local URL_CACHE_MAX, URL_CACHE_LEN = 256, 2048
 local url_cache, url_cached = {}, 0
 
 
@@ -96,6 +98,9 @@ local function parsed_url(url)
     return nil, host
   end
   u = { scheme, host, port, target, authority, pool_name(scheme, host, port, nil) }
+  if #url > URL_CACHE_LEN then
+    return u
+  end
   if url_cached >= URL_CACHE_MAX then
     url_cache, url_cached = {}, 0
   end
@@ -116,6 +121,19 @@ local function check_number(opts, k)
   local v = opts[k]
   if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
     error("http.request: " .. k .. " must be a number >= 0", 4)
+  end
+end
+
+
+-- a time in ms, as check_number and at most what a timer takes (conn.c's 1e12): past that,
+-- timeout raised from inside net.connect and keepalive_timeout from set_keepalive, after the
+-- whole answer had come
+local function check_ms(opts, k)
+  local v = opts[k]
+  if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
+    error("http.request: " .. k .. " must be a number >= 0", 4)
+  elseif v ~= nil and v > 1e12 then
+    error("http.request: " .. k .. " must be a number >= 0 and <= 1e12", 4)
   end
 end
 
@@ -167,9 +185,9 @@ local function check_opts(opts)
   if opts.body ~= nil and type(opts.body) ~= "string" then
     error("http.request: body must be a string", 3)
   end
-  check_number(opts, "timeout")
+  check_ms(opts, "timeout")
   check_number(opts, "max_body_size")
-  check_number(opts, "keepalive_timeout")
+  check_ms(opts, "keepalive_timeout")
   check_number(opts, "keepalive_pool")
   return opts
 end

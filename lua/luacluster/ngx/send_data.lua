@@ -60,6 +60,7 @@ end
 -- wait between), emptied after each, so that a send of a table (nginx.redis sends every
 -- command as one) makes no table of its own
 local parts = {}
+local PARTS_KEPT = 1024 -- a send of more parts than this leaves no array that large behind
 
 
 -- data -> the string to send; method names the call in errors ("send")
@@ -72,7 +73,11 @@ function _M.tostring(data, method)
   elseif td == "table" then
     local n = flatten(data, parts, 0, method) -- a refusal raises: what it left is overwritten
     local s = concat(parts, "", 1, n)          -- or cleared by the next send
-    clear(parts)
+    if n > PARTS_KEPT then
+      parts = {} -- (clear keeps the array's size: a big MSET's would stay for good)
+    else
+      clear(parts)
+    end
     return s
   elseif td == "nil" or td == "boolean" then
     return tostring(data)
