@@ -1,8 +1,9 @@
--- A rate limiter held by the master and used by every worker's HTTP handler: each request asks
--- the master (cluster.worker:request) whether its client may go on; the master keeps one fixed
--- window of counts for the whole cluster, so the limit holds however the connections are spread.
--- Run: build/luacluster -w 4 examples/rate_limiter/app.lua [limit] [window_ms]
---      then: curl -i -H 'X-Client: alice' http://127.0.0.1:8080/
+-- bench/apps/rate_limiter_rr.lua: the rate limiter as examples/rate_limiter was before it moved
+-- to a shared dictionary, kept as the other side of bench/run's `ratelimit` figure: every HTTP
+-- request asks the master (cluster.worker:request) whether its client may go on; the master keeps
+-- one fixed window of counts for the whole cluster, so the limit holds however the connections
+-- are spread. The same answers and headers as the example's.
+-- Run: build/luacluster -w 2 bench/apps/rate_limiter_rr.lua [limit] [window_ms]
 local cluster = require("luacluster.cluster")
 local process = require("luacluster.process")
 local timer = require("luacluster.timer")
