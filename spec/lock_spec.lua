@@ -138,9 +138,11 @@ describe("luacluster.lock", function()
     out("waited", el > 0.05 and el < 1)
     g:unlock()
     -- a lock object collected while it holds: its lock is released, as resty.lock's is
-    local h = assert(lock.new("locks"))
-    h:lock("gc")
-    h = nil
+    local function hold_and_drop() -- (in a frame of its own: no stack slot keeps the object)
+      local h = assert(lock.new("locks"))
+      h:lock("gc")
+    end
+    hold_and_drop()
     collectgarbage()
     collectgarbage()
     out("collected", assert(lock.new("locks", { timeout = 0 })):lock("gc"))

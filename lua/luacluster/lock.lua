@@ -58,10 +58,10 @@ local function guard(state)
 end
 
 
-local function check_seconds(opts, name)
+local function check_number(opts, name)
   local v = opts[name]
   if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0) then
-    error_at_caller("lock.new: " .. name .. " must be a number of seconds >= 0")
+    error_at_caller("lock.new: " .. name .. " must be a number >= 0")
   end
   return v
 end
@@ -86,11 +86,11 @@ function _M.new(dict_name, opts, more)
     return nil, "dictionary not found"
   end
   opts = opts or {}
-  local exptime = check_seconds(opts, "exptime") or 30
-  local timeout = check_seconds(opts, "timeout")
-  local step = check_seconds(opts, "step")
-  local ratio = check_seconds(opts, "ratio")
-  local max_step = check_seconds(opts, "max_step")
+  local exptime = check_number(opts, "exptime") or 30
+  local timeout = check_number(opts, "timeout")
+  local step = check_number(opts, "step")
+  local ratio = check_number(opts, "ratio")
+  local max_step = check_number(opts, "max_step")
   -- as resty.lock: a given timeout is at most exptime, a given step at most that timeout
   if timeout then
     timeout = min(timeout, exptime)
