@@ -50,6 +50,16 @@ local SERVER = [[
 ]]
 
 
+-- starts SERVER in `workers` workers; -> process, base url, port, once it answers
+local function serve(workers)
+  local port = H.free_port()
+  local p = H.start_app(app(SERVER, workers), { "-p", port })
+  local url = "http://127.0.0.1:" .. port
+  assert.truthy(H.wait_for(function() return select(2, H.curl(url .. "/ping")) == 200 end, 10000), p:output())
+  return p, url, port
+end
+
+
 describe("luacluster.lock", function()
   after_each(function()
     H.cleanup()
@@ -185,10 +195,7 @@ describe("luacluster.lock", function()
   end)
 
   it("is released at exptime when its holder is SIGKILLed", function()
-    local port = H.free_port()
-    local p = H.start_app(app(SERVER, 2), { "-p", port })
-    local url = "http://127.0.0.1:" .. port
-    assert.truthy(H.wait_for(function() return select(2, H.curl(url .. "/ping")) == 200 end, 10000), p:output())
+    local p, url = serve(2)
     local t_hold = H.now()
     local body = H.curl(url .. "/hold?exptime=2")
     local holder = tonumber(body:match("^held (%d+)"))
@@ -212,10 +219,7 @@ describe("luacluster.lock", function()
   end)
 
   it("waits without blocking the loop: the same worker serves while a lock() waits", function()
-    local port = H.free_port()
-    local p = H.start_app(app(SERVER, 1), { "-p", port })
-    local url = "http://127.0.0.1:" .. port
-    assert.truthy(H.wait_for(function() return select(2, H.curl(url .. "/ping")) == 200 end, 10000), p:output())
+    local p, url, port = serve(1)
     assert.matches("^held", (H.curl(url .. "/hold?exptime=30")))
     local s = assert(H.connect(port))
     s:send("GET /try?timeout=1.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
