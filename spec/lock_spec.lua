@@ -161,7 +161,7 @@ describe("luacluster.lock", function()
 ]]), {})
     assert.truthy(p:wait_output("done: true", 10000), p:output())
     local lines = {}
-    for name, rest in p:stdout():gmatch("([^\n]-): ([^\n]*)") do
+    for name, rest in p:stdout():gmatch("%[worker 1%] ([^\n]-): ([^\n]*)") do
       lines[name] = rest
     end
     local function line(name)
