@@ -244,7 +244,7 @@ function M.build(R)
     local sd = R.shdict
     for _, w in ipairs({ 1, 2 }) do
       local f = fig(figs, { id = "shdict_ops_" .. w, group = 11, unit = "ops/s", better = "higher",
-        title = string.format("11. Shared dictionary operations per second, %s (the same loop of %d, timed in the worker)",
+        title = string.format("11. Shared dictionary operations per second, %s (the same loops of %d operations, timed in the worker)",
           w == 1 and "one worker" or "two workers at once", sd.n) })
       for _, op in ipairs(sd.ops_list) do
         for _, id in ipairs({ "lc", "openresty" }) do
