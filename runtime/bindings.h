@@ -29,5 +29,6 @@ void lc_open_notify(lua_State *L);       /* notify.c */
 void lc_open_regex(lua_State *L);        /* regex.c: PCRE2 for luacluster.ngx's ngx.re */
 void lc_open_digest(lua_State *L);       /* digest.c: md5, sha1, base64 */
 void lc_open_uri_escape(lua_State *L);   /* uri_escape.c: ngx.escape_uri's sets */
+void lc_open_shdict(lua_State *L);       /* shdict_lua.c: shared dictionaries */
 
 #endif

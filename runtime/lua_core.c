@@ -31,6 +31,7 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_regex(L);
   lc_open_digest(L);
   lc_open_uri_escape(L);
+  lc_open_shdict(L);
   lua_pushlightuserdata(L, NULL);  /* core.null: the NULL light userdata (ngx.null, cjson.null) */
   lua_setfield(L, -2, "null");
   return 1;

@@ -125,12 +125,22 @@ static char **string_array(lua_State *L, int idx, const char *first) {
 
 #define MAX_STDIO 8
 
+/* a stdio entry { inherit = fd } (the table on the top): 1 and *fd set, else 0 */
+static int inherit_fd(lua_State *L, int *fd) {
+  lua_getfield(L, -1, "inherit");
+  int yes = lua_isnumber(L, -1);
+  if (yes) *fd = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return yes;
+}
+
 /* what one stdio entry asks for, read (and checked) before anything is allocated */
 typedef struct stdio_want { int kind; int fd; const char *prefix; void *box; } stdio_want;
 enum { W_IGNORE, W_INHERIT, W_IPC, W_STREAM, W_PREFIX };
 
 /* core.spawn{ file=, args={...}, env={"K=V",...}, cwd=, detached=, group=, stdio={...} }, on_exit
- * stdio[i] (fd i-1): "ignore" | "inherit" | stream box | ipc box | {prefix=, fd=}
+ * stdio[i] (fd i-1): "ignore" | "inherit" | stream box | ipc box | {prefix=, fd=} | {inherit=fd}
+ *   ({inherit=fd}: this process's fd becomes the child's fd i-1: the shared dictionaries' file)
  * group: the child leads a new session and process group (as detached), and kill() signals
  * the whole group, so its own children end with it.
  * -> process | nil, err, ename
@@ -169,12 +179,15 @@ static int f_spawn(lua_State *L) {
     memset(w, 0, sizeof *w);
     if (lua_type(L, -1) == LUA_TSTRING) {
       w->kind = strcmp(lua_tostring(L, -1), "inherit") == 0 ? W_INHERIT : W_IGNORE;
+      w->fd = (int)i;
     } else if ((box = luaL_testudata(L, -1, MT_IPC)) != NULL && *box) {
       w->kind = W_IPC;
       w->box = *box;
     } else if ((box = luaL_testudata(L, -1, MT_STREAM)) != NULL && *box) {
       w->kind = W_STREAM;
       w->box = *box;
+    } else if (lua_istable(L, -1) && inherit_fd(L, &w->fd)) {
+      w->kind = W_INHERIT;               /* { inherit = fd }: the child gets this fd as fd i */
     } else if (lua_istable(L, -1)) {
       w->kind = W_PREFIX;
       lua_getfield(L, -1, "fd");
@@ -205,7 +218,7 @@ static int f_spawn(lua_State *L) {
   for (size_t i = 0; i < nstdio; i++) {
     uv_stdio_container_t *c = &stdio[i];
     switch (want[i].kind) {
-      case W_INHERIT: c->flags = UV_INHERIT_FD; c->data.fd = (int)i; break;
+      case W_INHERIT: c->flags = UV_INHERIT_FD; c->data.fd = want[i].fd; break;
       case W_IGNORE: c->flags = UV_IGNORE; break;
       case W_IPC:
         c->flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;

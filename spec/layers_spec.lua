@@ -168,6 +168,7 @@ local LAYERS = {
   { 3, "^luacluster%.master%.workers$" },  -- the one writer of a worker's state,
   { 3, "^luacluster%.master%.sequence$" }, -- one-at-a-time starts and stops,
   { 3, "^luacluster%.master%.routing$" },  -- worker-to-worker messages
+  { 3, "^luacluster%.master%.shdict$" },   -- the shared dictionaries' regions (setup, spawn)
   { 4, "^luacluster%.serve%." },     -- what HTTP and net servers share: listening in any process
   { 8, "^luacluster%.boot$" },       -- every process's entry point (before the public pattern)
   { 7, "^luacluster%.cmd_" },        -- the commands (reload, status, ...), loaded by name

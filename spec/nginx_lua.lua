@@ -26,9 +26,10 @@ function M.available()
 end
 
 
--- start(files, location, lua) -> process, port, dir: nginx serving `location` with the Lua
--- code `lua` (content_by_lua_block), the spec/ files in the list `files` beside it
-function M.start(files, location, lua)
+-- start(files, location, lua [, http_lines]) -> process, port, dir: nginx serving `location`
+-- with the Lua code `lua` (content_by_lua_block), the spec/ files in the list `files` beside
+-- it, and http_lines (directives such as "lua_shared_dict cases 1m;") in its http block
+function M.start(files, location, lua, http_lines)
   local dir = H.tmpdir()
   H.sh("chmod 755 " .. dir) -- nginx's workers may run as another user
   for _, name in ipairs(files) do
@@ -52,6 +53,7 @@ function M.start(files, location, lua)
     "    uwsgi_temp_path " .. dir .. "/uwsgi_temp;",
     "    scgi_temp_path " .. dir .. "/scgi_temp;",
     "    lua_package_path '" .. dir .. "/?.lua;;';",
+    "    " .. table.concat(http_lines or {}, "\n    "),
     "    server {",
     "        listen 127.0.0.1:" .. port .. ";",
     "        location = " .. location .. " {",

@@ -106,6 +106,16 @@ local function main_child(role, argv)
   set_argv(app, args)
   -- log format and SIGUSR1 (access logs reopen) before anything can log or be signalled
   ops.child_init(role, take_env("LUACLUSTER_LOG_FORMAT"), tonumber(os.getenv("LUACLUSTER_WORKER_ID")))
+  -- the shared dictionaries' file, inherited from the master: mapped before the app's first line
+  local shd = take_env("LUACLUSTER_SHDICT")
+  if shd and role == "worker" then
+    local fd, list = shd:match("^(%d+);(.*)$")
+    local mapped, serr = core.shdict_attach(tonumber(fd) or -1, list or "")
+    if not mapped then
+      log.error(serr)
+      return 1
+    end
+  end
   local side = require(role == "worker" and "luacluster.worker.side" or "luacluster.worker.forked_child")
   local ok, err = side.init({
     ipc_fd = tonumber(take_env("LUACLUSTER_IPC_FD")),

@@ -43,6 +43,10 @@ function format(st)
     end
     out[#out + 1] = row
   end
+  for _, d in ipairs(st.shared_dicts or {}) do -- one row per shared dictionary
+    out[#out + 1] = string.format("shared dict %s: capacity %s, used %s, entries %d, evictions %d",
+      d.name, human_bytes(d.capacity), human_bytes(d.used), d.entries, d.evictions)
+  end
   return table.concat(out, "\n") .. "\n"
 end
 
@@ -56,6 +60,7 @@ function run(o)
     local st = reply.status
     if o.json then
       st.workers = json.array(st.workers)
+      st.shared_dicts = json.array(st.shared_dicts or {})
       io.stdout:write(json.encode(st), "\n")
     else
       io.stdout:write(format(st))

@@ -4,11 +4,11 @@
 -- require("luacluster.ngx") returns `ngx` and sets the global `ngx` when there is none.
 -- ngx.socket.tcp and ngx.socket.connect are luacluster.ngx.tcp's, ngx.socket.udp is
 -- luacluster.ngx.udp's.
--- Not here: ngx.shared (with the shared
--- dictionaries), and the request API (ngx.req, ngx.var, ngx.say, ngx.ctx, ...): reading one of
+-- ngx.shared is luacluster.shared (the same table). Not here: the request API (ngx.req, ngx.var, ngx.say, ngx.ctx, ...): reading one of
 -- those raises an error that says what to use instead.
 local core = require("luacluster.core")
 local runtime = require("luacluster.lib.runtime")
+local shared = require("luacluster.shared")
 local defaults = require("luacluster.lib.defaults")
 local timer = require("luacluster.timer")
 local ngx_log = require("luacluster.ngx.log")
@@ -216,12 +216,8 @@ ngx.socket = {
   udp = ngx_udp.udp,
 }
 
-ngx.shared = setmetatable({}, {
-  __index = function(_, name)
-    error("ngx.shared." .. tostring(name) .. " is not provided by luacluster.ngx yet:"
-      .. " shared dictionaries come with their own issue (luacluster.shared)", 2)
-  end,
-})
+-- the cluster's shared dictionaries: ngx.shared.NAME is require("luacluster.shared").NAME
+ngx.shared = shared
 
 local INSTEAD = {
   req = "a handler's req (req.method, req.path, req.headers, req:body())",

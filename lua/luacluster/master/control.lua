@@ -8,6 +8,7 @@ local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local metrics = require("luacluster.master.metrics")
 local reload = require("luacluster.master.reload")
+local shdict = require("luacluster.master.shdict")
 local stats = require("luacluster.master.stats")
 local runtime = require("luacluster.lib.runtime")
 local signals = require("luacluster.lib.signals")
@@ -49,6 +50,7 @@ function _M.status()
     generation = master.generation(), uptime = math.floor((core.now() - started_at) / 1000),
     app = runtime.app, rss = core.rss(), workers = rows,
     lua_heap_kb = math.floor(collectgarbage("count")), -- garbage not yet collected included
+    shared_dicts = shdict.stats(), -- capacity, used, entries, evictions (read without their locks)
   }
 end
 

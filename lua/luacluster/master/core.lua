@@ -18,6 +18,7 @@ local registry = require("luacluster.lib.registry")
 local routing = require("luacluster.master.routing")
 local runtime = require("luacluster.lib.runtime")
 local sequence = require("luacluster.master.sequence")
+local shdict = require("luacluster.master.shdict")
 local signals = require("luacluster.lib.signals")
 local timer0 = require("luacluster.lib.timer0")
 
@@ -441,6 +442,7 @@ local function env_list(extra, id, gen, wcfg)
   env.LUACLUSTER_DRAIN_TIMEOUT = tostring(wcfg.drain_timeout)
   env.LUACLUSTER_MAX_MESSAGE_SIZE = wcfg.max_message_size and tostring(wcfg.max_message_size) or nil
   env.LUACLUSTER_LOG_FORMAT = o.log_format
+  env.LUACLUSTER_SHDICT = shdict.env_value() -- the shared dictionaries' file (stdio entry 5)
   local list = {}
   for k, v in pairs(env) do
     list[#list + 1] = k .. "=" .. v
@@ -506,7 +508,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
     file = runtime.exe,
     args = args,
     env = env_list(env, id, gen, wcfg),
-    stdio = { "ignore", { prefix = prefix, fd = 1 }, { prefix = prefix, fd = 2 }, ipc },
+    stdio = { "ignore", { prefix = prefix, fd = 1 }, { prefix = prefix, fd = 2 }, ipc, shdict.stdio_entry() },
   }, function(code, signal)
     on_process_exit(w, code, signal)
   end)
@@ -550,6 +552,7 @@ local SETUP_KEYS = {
   -- resource limits and the heartbeat (luacluster.master.limits)
   max_requests = "number", max_memory = "number", heartbeat_interval = "number", heartbeat_timeout = "number",
   metrics = true, -- "host:port" or a port: the Prometheus listener (luacluster.master.metrics)
+  shared_dicts = "table", -- name = size: luacluster.shared's dictionaries (master/shdict.lua)
 }
 
 
@@ -589,6 +592,15 @@ function _M.setup(opts)
   local refused = plugs:first("setup_check", opts) -- the plugins' own options (limits, metrics)
   if refused then
     error("cluster.setup: " .. refused, 2)
+  end
+  if opts.shared_dicts then -- created now: the top level may use them, every worker maps them
+    local want, serr = shdict.check(opts.shared_dicts)
+    if want then
+      serr = select(2, shdict.declare(want, runtime.staging ~= nil, fork_called or next(workers) ~= nil))
+    end
+    if serr then
+      error("cluster.setup: " .. serr, 2)
+    end
   end
   if runtime.staging then -- a reload is running the new code: its setup applies at the switch
     for k, v in pairs(opts) do

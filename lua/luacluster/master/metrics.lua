@@ -11,6 +11,7 @@ local core = require("luacluster.core")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local reload = require("luacluster.master.reload")
+local shdict = require("luacluster.master.shdict")
 local runtime = require("luacluster.lib.runtime")
 local stats = require("luacluster.master.stats")
 local tables = require("luacluster.lib.tables")
@@ -194,6 +195,11 @@ function _M.render()
   family(out, "luacluster_worker_ipc_bytes_received_total", "counter", "Bytes the worker read from its channel to the master, runtime frames included.")
   family(out, "luacluster_access_log_lines_total", "counter", "Access log lines written.")
   family(out, "luacluster_access_log_dropped_lines_total", "counter", "Access log lines dropped because the disk did not keep up.")
+  -- shared dictionaries (label dict), read without their locks
+  family(out, "luacluster_shared_dict_capacity_bytes", "gauge", "A shared dictionary's size.")
+  family(out, "luacluster_shared_dict_used_bytes", "gauge", "Bytes of a shared dictionary's memory in use.")
+  family(out, "luacluster_shared_dict_entries", "gauge", "Keys in a shared dictionary, expired ones not yet removed included.")
+  family(out, "luacluster_shared_dict_evictions_total", "counter", "Live entries evicted to make room (forcible stores).")
 
   local F = out.by_name
   local mode = master.config().mode or runtime.options.mode
@@ -216,6 +222,13 @@ function _M.render()
   end
   sample(F.luacluster_master_resident_memory_bytes, nil, nil, core.rss() or 0)
   worker_series(out, items, core.http_stats().bounds)
+  for _, d in ipairs(shdict.stats()) do
+    local l = { { "dict", d.name } }
+    sample(F.luacluster_shared_dict_capacity_bytes, nil, l, d.capacity)
+    sample(F.luacluster_shared_dict_used_bytes, nil, l, d.used)
+    sample(F.luacluster_shared_dict_entries, nil, l, d.entries)
+    sample(F.luacluster_shared_dict_evictions_total, nil, l, d.evictions)
+  end
   return text(out)
 end
 

@@ -7,6 +7,7 @@ local jit_flush = require("luacluster.master.jit")
 local metrics = require("luacluster.master.metrics")
 local ops = require("luacluster.master.ops")
 local reload = require("luacluster.master.reload")
+local shdict = require("luacluster.master.shdict")
 
 local BEFORE_APP = {
   -- the listening sockets, dispatch and the scheduler call: ops listen, unlisten, closed;
@@ -44,6 +45,14 @@ end
 local function attach_after_app(master, options)
   ops.master_init(options, master, reload, metrics)
   jit_flush.init(master, reload)
+  -- a reload's new code may drop a shared dictionary: it is kept, and logged (master/shdict.lua)
+  reload.add_hook(function(event)
+    if event == "done" then
+      shdict.reload_done()
+    elseif event == "refused" then
+      shdict.reload_refused()
+    end
+  end)
 end
 
 
