@@ -6,8 +6,8 @@
 --   handle(dicts, path, query, pid) -> body, for the requests:
 --   /                          "ok"
 --   /prepare                   fills the `bench` dictionary with the keys `get` reads
---   /run?op=OP&n=N             N operations OP (get, get_hot, set, incr) on `bench`:
---                              "OP N SECONDS PID"
+--   /run?op=OP&ms=T            operations OP (get, get_hot, set, incr) on `bench` for T ms,
+--                              in rounds of 1000: "OP COUNT SECONDS PID"
 --   /fill?n=N&size=S           flushes the `mem` dictionary, stores N entries of an S-byte
 --                              string: "BYTES_PER_ENTRY PID" (the drop of free_space over N)
 local ffi = require("ffi")
@@ -48,14 +48,12 @@ function M.prepare(dict)
 end
 
 
--- run(dict, op, n) -> seconds | nil, err. Each loop checks what it got, so that nothing can be
--- optimised away and a failing dictionary is not timed as a fast one.
-function M.run(dict, op, n)
+-- one round: n operations op, from key i0 on -> failed count | nil (an unknown op)
+local function round(dict, op, n, i0)
   local K, value = M.KEYS, M.VALUE
   local bad = 0
-  local t0 = now()
   if op == "get" then
-    for i = 1, n do
+    for i = i0, i0 + n - 1 do
       if dict:get(get_keys[i % K + 1]) ~= value then bad = bad + 1 end
     end
   elseif op == "get_hot" then
@@ -64,21 +62,41 @@ function M.run(dict, op, n)
       if dict:get(key) ~= value then bad = bad + 1 end
     end
   elseif op == "set" then
-    for i = 1, n do
+    for i = i0, i0 + n - 1 do
       if not dict:set(set_keys[i % K + 1], value) then bad = bad + 1 end
     end
   elseif op == "incr" then
-    for i = 1, n do
+    for i = i0, i0 + n - 1 do
       if not dict:incr(incr_keys[i % K + 1], 1, 0) then bad = bad + 1 end
     end
   else
-    return nil, "unknown op " .. tostring(op)
+    return nil
   end
-  local secs = now() - t0
-  if bad > 0 then
-    return nil, format("%d of %d %s operations failed", bad, n, op)
-  end
-  return secs
+  return bad
+end
+
+
+-- run(dict, op, ms) -> operations, seconds | nil, err: rounds of M.ROUND operations until ms
+-- have passed (a time, not a count, so that two workers started together run side by side
+-- for as long whatever their speed). Each round checks what it got, so that nothing can be
+-- optimised away and a failing dictionary is not timed as a fast one.
+M.ROUND = 1000
+function M.run(dict, op, ms)
+  local limit = ms / 1000
+  local count = 0
+  local t0 = now()
+  local secs
+  repeat
+    local bad = round(dict, op, M.ROUND, count)
+    if bad == nil then
+      return nil, "unknown op " .. tostring(op)
+    elseif bad > 0 then
+      return nil, format("%d of %d %s operations failed", bad, M.ROUND, op)
+    end
+    count = count + M.ROUND
+    secs = now() - t0
+  until secs >= limit
+  return count, secs
 end
 
 
@@ -111,10 +129,9 @@ function M.handle(dicts, path, query, pid)
     M.prepare(dicts.bench)
     return "ok"
   elseif path == "/run" then
-    local n = tonumber(q.n) or 100000
-    local secs, err = M.run(dicts.bench, q.op, n)
-    if not secs then return "error " .. err end
-    return format("%s %d %.9f %d", q.op, n, secs, pid)
+    local count, secs = M.run(dicts.bench, q.op, tonumber(q.ms) or 100)
+    if not count then return "error " .. secs end
+    return format("%s %d %.9f %d", q.op, count, secs, pid)
   elseif path == "/fill" then
     local per, err = M.fill(dicts.mem, tonumber(q.n) or 10000, tonumber(q.size) or 16)
     if not per then return "error " .. err end

@@ -244,8 +244,8 @@ function M.build(R)
     local sd = R.shdict
     for _, w in ipairs({ 1, 2 }) do
       local f = fig(figs, { id = "shdict_ops_" .. w, group = 11, unit = "ops/s", better = "higher",
-        title = string.format("11. Shared dictionary operations per second, %s (the same loops of %d operations, timed in the worker)",
-          w == 1 and "one worker" or "two workers at once", sd.n) })
+        title = string.format("11. Shared dictionary operations per second, %s (the same loops, %d ms each, timed in the worker)",
+          w == 1 and "one worker" or "two workers at once", sd.ms) })
       for _, op in ipairs(sd.ops_list) do
         for _, id in ipairs({ "lc", "openresty" }) do
           local d = sd.ops[id]

@@ -76,7 +76,7 @@ local CFG = {
     ipc_seconds = 1, ipc_repeats = 5, life_repeats = 7, idle_ms = 500, restart_after_ms = 1500,
     reload_repeats = 3, reload_load_s = 6, reload_at_ms = 2000, reloads = 10,
     pool_conns = 2000, pool_repeats = 3, out_warmup = 2,
-    shdict_ops = 2000000, shdict_entries = 20000,
+    shdict_ms = 500, shdict_entries = 20000,
   },
   quick = {
     repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" }, te_duration = 1,
@@ -84,7 +84,7 @@ local CFG = {
     ipc_seconds = 0.5, ipc_repeats = 2, life_repeats = 3, idle_ms = 300, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 4, reload_at_ms = 1500, reloads = 3,
     pool_conns = 2000, pool_repeats = 1, out_warmup = 1,
-    shdict_ops = 1000000, shdict_entries = 20000,
+    shdict_ms = 300, shdict_entries = 20000,
   },
   smoke = {
     repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" }, te_duration = 1,
@@ -97,7 +97,7 @@ local CFG = {
     redis_only = { lc_dispatch = true, openresty = true },
     proxy_only = { lc_dispatch = true, nginx_proxy = true, node_proxy = true },
     pool_conns = 500, pool_repeats = 1, out_warmup = 0,
-    shdict_ops = 50000, shdict_entries = 5000,
+    shdict_ms = 100, shdict_entries = 5000,
     parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
@@ -209,8 +209,8 @@ if parts.pool then
   meta.repeats_text = meta.repeats_text .. string.format(", %d pooled-connection repeats of %d connections", cfg.pool_repeats, cfg.pool_conns)
 end
 if parts.shdict then
-  meta.repeats_text = meta.repeats_text .. string.format(", %d shared-dictionary repeats of %d operations per loop and %d entries",
-    cfg.repeats, cfg.shdict_ops, cfg.shdict_entries)
+  meta.repeats_text = meta.repeats_text .. string.format(", %d shared-dictionary repeats of %d ms per loop and %d entries",
+    cfg.repeats, cfg.shdict_ms, cfg.shdict_entries)
 end
 
 local R = { notes = notes }
