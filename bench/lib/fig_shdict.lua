@@ -106,7 +106,7 @@ local function two(srv, op, ms)
 end
 
 
--- -> R.shdict = { n =, entries =, ops = { [id] = { label=, kind=, [op .. "_1"|"_2"] = {ops/s...} } },
+-- -> R.shdict = { ms =, entries =, ops = { [id] = { label=, kind=, [op .. "_1"|"_2"] = {ops/s...} } },
 --    mem = { [id] = { label=, kind=, [size] = {bytes...} } } }
 function F.run(cfg, R)
   local list = systems()
