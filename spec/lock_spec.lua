@@ -194,6 +194,35 @@ describe("luacluster.lock", function()
     assert.equal(0, (p:stop(10000)))
   end)
 
+  it("never evicts a held lock to make room for another: a full dictionary says no memory", function()
+    local p = H.start_app([[
+if cluster.is_master then
+  cluster.setup({ workers = 1, shared_dicts = { locks = "32k" } })
+end
+if cluster.is_worker then
+  local lock = require("luacluster.lock")
+  timer.after(0, function()
+    local held, err = {}, nil
+    for i = 1, 5000 do
+      local l = assert(lock.new("locks", { timeout = 0 }))
+      local elapsed
+      elapsed, err = l:lock("key" .. i)
+      if not elapsed then break end
+      held[i] = l
+    end
+    local probe = assert(lock.new("locks", { timeout = 0 }))
+    say("held", #held, "then", err, "first", select(2, probe:lock("key1")))
+  end)
+end
+]], {})
+    local line = p:wait_output("held %d+ then [^\n]*", 10000)
+    assert.truthy(line, p:output())
+    local n = tonumber(line:match("held (%d+)"))
+    assert.truthy(n > 10 and n < 5000, line)
+    assert.equal("held " .. n .. " then no memory first timeout", line)
+    assert.equal(0, (p:stop(10000)))
+  end)
+
   it("is released at exptime when its holder is SIGKILLed", function()
     local p, url = serve(2)
     local t_hold = H.now()

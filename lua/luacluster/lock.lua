@@ -2,7 +2,7 @@
 -- strings: new(dict_name [, opts]) (also as lock:new(...)), lock:lock(key) -> elapsed | nil,
 -- err, lock:unlock() -> true | nil, "unlocked" (resty.lock's 1 is true here, as the contract
 -- says), lock:expire([exptime]) -> true | nil, err.
--- A lock is one dictionary entry made with `add` and an expiry (exptime), so it is held across
+-- A lock is one dictionary entry made with `safe_add` and an expiry (exptime), so it is held across
 -- every process of the cluster, and a holder that dies (SIGKILL included) releases it at
 -- exptime at the latest. Waiting for a busy lock sleeps by growing steps (step, ratio,
 -- max_step, as resty.lock does) on the event loop's timers: the caller's coroutine yields and
@@ -116,7 +116,9 @@ end
 local function take(self, key, exptime)
   token_seq = token_seq + 1
   local token = token_prefix .. token_seq
-  local ok, err = self.dict:add(key, token, exptime)
+  -- safe_add, where resty.lock has add: in a full dictionary add would evict the least
+  -- recently used entry, which may be a lock another holder still counts on
+  local ok, err = self.dict:safe_add(key, token, exptime)
   if ok then
     local state = self.state
     state.key, state.token = key, token
