@@ -400,6 +400,14 @@ void lc_shd_stats_read(const void *base, lc_shd_stats *s) {
 /* every operation: take the lock, finish what a dead holder left */
 #define BEGIN(h) do { int r_ = shd_lock(h); if (r_ != 0) return r_; if ((h)->garbage) collect_garbage(h); } while (0)
 
+/* the start of an operation that may write (with the lock): the clock, the two expired
+ * entries OpenResty removes before each write, and the key's node, live or not */
+static uint32_t find_key(shd_hdr *h, const char *key, size_t klen, uint32_t hash, uint64_t *now) {
+  *now = now_ms();
+  expire_tail(h, *now, 2);
+  return lookup(h, key, klen, hash);
+}
+
 /* ---- reads ---- */
 
 int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale) {
@@ -440,9 +448,8 @@ int lc_shd_store(void *base, int op, const char *key, size_t klen, const lc_shd_
   uint32_t hash = hash_key(key, klen);
   *forcible = 0;
   BEGIN(h);
-  uint64_t now = now_ms();
-  expire_tail(h, now, 2);
-  uint32_t old = lookup(h, key, klen, hash);
+  uint64_t now;
+  uint32_t old = find_key(h, key, klen, hash, &now);
   int live = old != SHD_NIL && !expired(node_at(h, old), now);
   int rc = LC_SHD_OK;
   if ((op & LC_SHD_REPLACE) && !live) {
@@ -480,9 +487,8 @@ int lc_shd_incr(void *base, const char *key, size_t klen, double *value, int has
   uint32_t hash = hash_key(key, klen);
   *forcible = 0;
   BEGIN(h);
-  uint64_t now = now_ms();
-  expire_tail(h, now, 2);
-  uint32_t off = lookup(h, key, klen, hash);
+  uint64_t now;
+  uint32_t off = find_key(h, key, klen, hash, &now);
   int rc = LC_SHD_OK;
   if (off == SHD_NIL || expired(node_at(h, off), now)) {
     if (!has_init) {
@@ -527,10 +533,9 @@ int lc_shd_push(void *base, const char *key, size_t klen, int left, const lc_shd
   uint32_t hash = hash_key(key, klen);
   int forcible = 0;
   BEGIN(h);
-  uint64_t now = now_ms();
-  expire_tail(h, now, 2);
+  uint64_t now;
   int rc = LC_SHD_OK;
-  uint32_t off = lookup(h, key, klen, hash);
+  uint32_t off = find_key(h, key, klen, hash, &now);
   if (off != SHD_NIL && !expired(node_at(h, off), now) && node_at(h, off)->vtype != LC_SHD_TLIST) {
     rc = LC_SHD_NOT_LIST;
     goto out;
@@ -596,10 +601,9 @@ int lc_shd_pop(void *base, const char *key, size_t klen, int left, lc_shd_value 
   uint32_t hash = hash_key(key, klen);
   v->type = LC_SHD_TNIL;
   BEGIN(h);
-  uint64_t now = now_ms();
-  expire_tail(h, now, 2);
+  uint64_t now;
   int rc = LC_SHD_OK;
-  uint32_t off = lookup(h, key, klen, hash);
+  uint32_t off = find_key(h, key, klen, hash, &now);
   if (off != SHD_NIL && !expired(node_at(h, off), now)) {
     shd_node *n = node_at(h, off);
     uint32_t *ends = list_ends(n);
@@ -638,10 +642,9 @@ int lc_shd_llen(void *base, const char *key, size_t klen, uint32_t *len) {
   uint32_t hash = hash_key(key, klen);
   *len = 0;
   BEGIN(h);
-  uint64_t now = now_ms();
-  expire_tail(h, now, 2);
+  uint64_t now;
   int rc = LC_SHD_OK;
-  uint32_t off = lookup(h, key, klen, hash);
+  uint32_t off = find_key(h, key, klen, hash, &now);
   if (off != SHD_NIL && !expired(node_at(h, off), now)) {
     shd_node *n = node_at(h, off);
     if (n->vtype != LC_SHD_TLIST) {

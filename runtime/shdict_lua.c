@@ -164,21 +164,17 @@ static int f_stats(lua_State *L) {
   for (int i = 0; i < ndicts; i++) {
     lc_shd_stats s;
     lc_shd_stats_read(dicts[i].base, &s);
-    lua_createtable(L, 0, 6);
+    const struct { const char *k; double v; } f[] = {
+      {"capacity", (double)s.capacity}, {"used", (double)s.used}, {"free", (double)s.free},
+      {"entries", (double)s.entries}, {"evictions", (double)s.evictions}, {"repairs", (double)s.repairs},
+    };
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, dicts[i].name);
     lua_setfield(L, -2, "name");
-    lua_pushnumber(L, (lua_Number)s.capacity);
-    lua_setfield(L, -2, "capacity");
-    lua_pushnumber(L, (lua_Number)s.used);
-    lua_setfield(L, -2, "used");
-    lua_pushnumber(L, (lua_Number)s.free);
-    lua_setfield(L, -2, "free");
-    lua_pushnumber(L, (lua_Number)s.entries);
-    lua_setfield(L, -2, "entries");
-    lua_pushnumber(L, (lua_Number)s.evictions);
-    lua_setfield(L, -2, "evictions");
-    lua_pushnumber(L, (lua_Number)s.repairs);
-    lua_setfield(L, -2, "repairs");
+    for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) {
+      lua_pushnumber(L, f[j].v);
+      lua_setfield(L, -2, f[j].k);
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
@@ -467,26 +463,30 @@ static int m_flush_all(lua_State *L) {
   return 0;
 }
 
-static int m_flush_expired(lua_State *L) {
+/* flush_expired's and get_keys's optional count (0: all) */
+static uint32_t max_arg(lua_State *L, lua_Integer dflt) {
   int n = lua_gettop(L);
-  if (n != 1 && n != 2) return luaL_error(L, "expecting 1 or 2 argument(s), but saw %d", n);
+  if (n != 1 && n != 2) luaL_error(L, "expecting 1 or 2 argument(s), but saw %d", n);
+  lua_Integer max = n == 2 ? luaL_checkinteger(L, 2) : dflt;
+  return max > 0 ? (uint32_t)max : 0;
+}
+
+static int m_flush_expired(lua_State *L) {
+  uint32_t max = max_arg(L, 0);
   void *z = zone(L);
-  lua_Integer max = n == 2 ? luaL_checkinteger(L, 2) : 0;
   uint32_t freed = 0;
-  int rc = lc_shd_flush_expired(z, max > 0 ? (uint32_t)max : 0, &freed);
+  int rc = lc_shd_flush_expired(z, max, &freed);
   if (rc != LC_SHD_OK) return push_fail(L, rc);
   lua_pushnumber(L, freed);
   return 1;
 }
 
 static int m_get_keys(lua_State *L) {
-  int n = lua_gettop(L);
-  if (n != 1 && n != 2) return luaL_error(L, "expecting 1 or 2 argument(s), but saw %d", n);
+  uint32_t max = max_arg(L, 1024);
   void *z = zone(L);
-  lua_Integer max = n == 2 ? luaL_checkinteger(L, 2) : 1024;
   const char *buf;
   uint32_t count = 0;
-  int rc = lc_shd_keys(z, max > 0 ? (uint32_t)max : 0, &buf, &count);
+  int rc = lc_shd_keys(z, max, &buf, &count);
   if (rc != LC_SHD_OK) return push_fail(L, rc);
   lua_createtable(L, (int)count, 0);
   size_t at = 0;

@@ -165,11 +165,11 @@ end)
     local stdout = app:stdout()
     local _, checks = stdout:gsub("check %d ok %d+", "")
     assert.equal(2, checks, out)
-    local kills, repairs = stdout:match("kills (%d+) repairs (%d+) checked 2 verify true count number")
+    local kills = stdout:match("kills (%d+) repairs %d+ checked 2 verify true count number")
     assert.truthy(kills, out)
     assert.is_true(tonumber(kills) >= 4, out)
-    -- kills that landed while a worker held the lock: the next holder repaired the region
-    assert.is_true(tonumber(repairs) >= 1, out)
+    -- (how many of these kills landed while the lock was held is chance: "repairs" says; the
+    -- spec below kills a holder at every point of every operation on purpose)
   end)
 end)
 

@@ -74,10 +74,7 @@ describe("shared dictionaries, one worker", function()
     dir = H.tmpdir()
     ctl = dir .. "/control.sock"
     app = H.start_app(APP, { "-p", port, "--control", ctl }, { env = { SPEC_DIR = H.root .. "/spec" } })
-    assert(H.wait_for(function()
-      local _, status = H.curl("http://127.0.0.1:" .. port .. "/none")
-      return status == 404
-    end, 10000), app:output())
+    assert(H.wait_listening(port, 10000), app:output())
   end)
 
   teardown(function()

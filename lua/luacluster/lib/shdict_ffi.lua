@@ -66,8 +66,7 @@ function _M.install()
   end
 
   -- key -> key, len | nil, err (as lua-resty-core checks it)
-  local function get_impl(dict, key, stale)
-    local base = base_of(dict)
+  local function check_key(key)
     if key == nil then
       return nil, "nil key"
     end
@@ -79,6 +78,26 @@ function _M.install()
       return nil, "empty key"
     elseif klen > 65535 then
       return nil, "key too long"
+    end
+    return key, klen
+  end
+
+  -- dict, key -> base, key, len | nil, err
+  local function dict_key(dict, key)
+    local base = base_of(dict)
+    local klen
+    key, klen = check_key(key)
+    if not key then
+      return nil, klen
+    end
+    return base, key, klen
+  end
+
+  local function get_impl(dict, key, stale)
+    local base, klen
+    base, key, klen = dict_key(dict, key)
+    if not base then
+      return nil, key
     end
     local rc = S.lc_shd_get(base, key, klen, stale, val, is_stale)
     if rc ~= 0 then
@@ -132,17 +151,10 @@ function _M.install()
     elseif type(flags) ~= "number" then
       error('bad "flags" argument', 3)
     end
-    if key == nil then
-      return nil, "nil key"
-    end
-    if type(key) ~= "string" then
-      key = tostring(key)
-    end
-    local klen = #key
-    if klen == 0 then
-      return nil, "empty key"
-    elseif klen > 65535 then
-      return nil, "key too long"
+    local klen
+    key, klen = check_key(key)
+    if not key then
+      return nil, klen
     end
     local t = type(value)
     if t == "string" then
@@ -172,24 +184,10 @@ function _M.install()
     return false, errstr(rc), forcible[0] == 1
   end
 
-  function methods.set(dict, key, value, exptime, flags)
-    return store(dict, SET, key, value, exptime, flags)
-  end
-
-  function methods.safe_set(dict, key, value, exptime, flags)
-    return store(dict, SET + SAFE, key, value, exptime, flags)
-  end
-
-  function methods.add(dict, key, value, exptime, flags)
-    return store(dict, ADD, key, value, exptime, flags)
-  end
-
-  function methods.safe_add(dict, key, value, exptime, flags)
-    return store(dict, ADD + SAFE, key, value, exptime, flags)
-  end
-
-  function methods.replace(dict, key, value, exptime, flags)
-    return store(dict, REPLACE, key, value, exptime, flags)
+  for name, op in pairs({ set = SET, safe_set = SET + SAFE, add = ADD, safe_add = ADD + SAFE, replace = REPLACE }) do
+    methods[name] = function(dict, key, value, exptime, flags)
+      return store(dict, op, key, value, exptime, flags)
+    end
   end
 
   function methods.delete(dict, key)
@@ -205,18 +203,10 @@ function _M.install()
   end
 
   function methods.incr(dict, key, value, init, init_ttl)
-    local base = base_of(dict)
-    if key == nil then
-      return nil, "nil key"
-    end
-    if type(key) ~= "string" then
-      key = tostring(key)
-    end
-    local klen = #key
-    if klen == 0 then
-      return nil, "empty key"
-    elseif klen > 65535 then
-      return nil, "key too long"
+    local base, klen
+    base, key, klen = dict_key(dict, key)
+    if not base then
+      return nil, key
     end
     if type(value) ~= "number" then
       value = number_arg(value, "value")
