@@ -126,7 +126,7 @@ function F.run(cfg, R)
       -- warm: every loop compiled in both workers before it is timed
       for _, op in ipairs(F.OPS) do get_two(srv, "/run?op=" .. op .. "&ms=" .. math.min(ms, 200)) end
     end
-    Rounds.run(list, cfg.repeats, "shared dictionary", 0, function(s, rep)
+    Rounds.run(list, cfg.repeats, "shared dictionary", math.ceil(2 * #F.OPS * ms / 1000), function(s, rep)
       local srv = servers[s.id]
       for _, op in ipairs(F.OPS) do
         local d = data[s.id]
