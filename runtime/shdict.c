@@ -34,7 +34,9 @@
 #include "shdict_int.h"
 
 #include <errno.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 int lc_shd_crash_countdown;      /* shdict_int.h: fault injection for the specs */
@@ -68,8 +70,10 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint32_t hash_key(const char *key, size_t len) {
-  uint32_t h = 2166136261u;
+/* FNV-1a from a basis drawn when the region was made: keys chosen to fall in one chain of
+ * one dictionary do not do so in another */
+static uint32_t hash_key(const shd_hdr *hd, const char *key, size_t len) {
+  uint32_t h = 2166136261u ^ hd->seed;
   for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
   return h;
 }
@@ -116,10 +120,28 @@ static void rollback(shd_hdr *h) {
   shd_commit(h);
 }
 
+/* A holder keeps the lock for a few hundred ns at most: spin a little before sleeping in the
+ * kernel (as nginx's shmtx does; a robust mutex cannot be glibc's adaptive kind). The lock
+ * word is only read while spinning (glibc's; 0 when free), and taken with trylock. */
+#define SPIN_TRIES 200
+static int spin_trylock(shd_hdr *h) {
+  int r = pthread_mutex_trylock(&h->mutex);
+  for (int i = 0; r == EBUSY && i < SPIN_TRIES; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+#ifdef __GLIBC__
+    if (__atomic_load_n(&h->mutex.__data.__lock, __ATOMIC_RELAXED) != 0) continue;
+#endif
+    r = pthread_mutex_trylock(&h->mutex);
+  }
+  return r;
+}
+
 static int shd_lock(shd_hdr *h) {
-  int r;
-  if (lock_timeout_ms > 0 && (r = pthread_mutex_trylock(&h->mutex)) != EBUSY) {
-    /* taken at once (or found its holder dead): no clock read */
+  int r = spin_trylock(h);
+  if (r != EBUSY) {
+    /* taken (or found its holder dead) without sleeping, and without a clock read */
   } else if (lock_timeout_ms > 0) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -367,6 +389,8 @@ int lc_shd_format(void *base, size_t size) {
   memset(SHD_AT(h, h->buckets), 0, nb * sizeof(uint32_t));
   h->arena = (uint32_t)((h->buckets + nb * sizeof(uint32_t) + 63) & ~(size_t)63);
   h->arena_len = (uint32_t)((size - h->arena) & ~(size_t)((1u << SHD_MIN_ORDER) - 1));
+  if (getrandom(&h->seed, sizeof h->seed, GRND_NONBLOCK) != (ssize_t)sizeof h->seed)
+    h->seed = (uint32_t)now_ms() * 2654435761u ^ (uint32_t)getpid();
   pthread_mutexattr_t a;
   int r = pthread_mutexattr_init(&a);
   if (r == 0) r = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
@@ -412,7 +436,7 @@ static uint32_t find_key(shd_hdr *h, const char *key, size_t klen, uint32_t hash
 
 int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value *v, int *is_stale) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   *is_stale = 0;
   v->type = LC_SHD_TNIL;
   v->flags = 0;
@@ -445,7 +469,7 @@ int lc_shd_get(void *base, const char *key, size_t klen, int stale, lc_shd_value
 int lc_shd_store(void *base, int op, const char *key, size_t klen, const lc_shd_value *v,
                  int64_t exptime_ms, int *forcible) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   *forcible = 0;
   BEGIN(h);
   uint64_t now;
@@ -484,7 +508,7 @@ int lc_shd_store(void *base, int op, const char *key, size_t klen, const lc_shd_
 int lc_shd_incr(void *base, const char *key, size_t klen, double *value, int has_init,
                 double init, int64_t init_ttl_ms, int *forcible) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   *forcible = 0;
   BEGIN(h);
   uint64_t now;
@@ -530,7 +554,7 @@ int lc_shd_incr(void *base, const char *key, size_t klen, double *value, int has
 
 int lc_shd_push(void *base, const char *key, size_t klen, int left, const lc_shd_value *v, uint32_t *len) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   int forcible = 0;
   BEGIN(h);
   uint64_t now;
@@ -598,7 +622,7 @@ out:
 
 int lc_shd_pop(void *base, const char *key, size_t klen, int left, lc_shd_value *v) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   v->type = LC_SHD_TNIL;
   BEGIN(h);
   uint64_t now;
@@ -639,7 +663,7 @@ int lc_shd_pop(void *base, const char *key, size_t klen, int left, lc_shd_value 
 
 int lc_shd_llen(void *base, const char *key, size_t klen, uint32_t *len) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   *len = 0;
   BEGIN(h);
   uint64_t now;
@@ -664,7 +688,7 @@ int lc_shd_llen(void *base, const char *key, size_t klen, uint32_t *len) {
 /* the time left, in ms (negative once expired, as OpenResty's: it does not look at expiry) */
 int lc_shd_ttl(void *base, const char *key, size_t klen, int64_t *ms) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   BEGIN(h);
   uint32_t off = lookup(h, key, klen, hash);
   int rc = LC_SHD_NOT_FOUND;
@@ -679,7 +703,7 @@ int lc_shd_ttl(void *base, const char *key, size_t klen, int64_t *ms) {
 
 int lc_shd_expire(void *base, const char *key, size_t klen, int64_t exptime_ms) {
   shd_hdr *h = base;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash = hash_key(h, key, klen);
   BEGIN(h);
   uint32_t off = lookup(h, key, klen, hash);
   int rc = LC_SHD_NOT_FOUND;
@@ -766,7 +790,7 @@ int lc_shd_verify(void *base) {
     for (uint32_t off = ((uint32_t *)SHD_AT(h, h->buckets))[b]; off != SHD_NIL && !bad; off = node_at(h, off)->hnext) {
       shd_node *n = node_at(h, off);
       if (off < h->arena || off >= h->arena + h->arena_len || SHD_TAG_KIND(n->tag) != SHD_TAG_NODE
-          || (n->hash & (h->nbuckets - 1)) != b || n->hash != hash_key(node_key(n), n->klen) || ++count > limit)
+          || (n->hash & (h->nbuckets - 1)) != b || n->hash != hash_key(h, node_key(n), n->klen) || ++count > limit)
         bad = 1;
       else if (n->vtype == LC_SHD_TLIST) {
         uint32_t len = 0, prev = SHD_NIL;

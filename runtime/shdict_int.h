@@ -37,7 +37,7 @@ typedef struct shd_hdr {
   uint32_t buckets;      /* offset of the bucket array (uint32_t offsets of chain heads) */
   uint32_t arena;        /* offset of the blocks */
   uint32_t arena_len;
-  uint32_t pad0;
+  uint32_t seed;         /* the hash's basis, drawn at format */
   pthread_mutex_t mutex; /* process-shared, robust */
   /* below: changed only by the mutex's holder, each write through the journal */
   uint32_t lru_head, lru_tail;   /* nodes, most recently used first */
