@@ -123,13 +123,15 @@ static void rollback(shd_hdr *h) {
 /* A holder keeps the lock for a few hundred ns at most: spin a little before sleeping in the
  * kernel (as nginx's shmtx does; a robust mutex cannot be glibc's adaptive kind). The lock
  * word is only read while spinning (glibc's; 0 when free), and taken with trylock. */
-#define SPIN_TRIES 200
+#define SPIN_MAX 2048        /* nginx's lock spins up to 2047 pauses, doubling, before sleeping */
 static int spin_trylock(shd_hdr *h) {
   int r = pthread_mutex_trylock(&h->mutex);
-  for (int i = 0; r == EBUSY && i < SPIN_TRIES; i++) {
+  for (int n = 1; r == EBUSY && n < SPIN_MAX; n <<= 1) {
+    for (int i = 0; i < n; i++) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
+    }
 #ifdef __GLIBC__
     if (__atomic_load_n(&h->mutex.__data.__lock, __ATOMIC_RELAXED) != 0) continue;
 #endif
@@ -564,24 +566,27 @@ int lc_shd_push(void *base, const char *key, size_t klen, int left, const lc_shd
     rc = LC_SHD_NOT_LIST;
     goto out;
   }
-  size_t vbytes = value_bytes(v);
-  uint32_t e = alloc_evicting(h, sizeof(shd_elem) + vbytes, 1, now, &forcible);
-  if (e == SHD_NIL) { rc = LC_SHD_NO_MEMORY; goto out; }
-  off = lookup(h, key, klen, hash);   /* evictions may have taken it */
-  if (off != SHD_NIL && expired(node_at(h, off), now)) {
-    remove_node(h, off);
-    off = SHD_NIL;
+  /* the element, and the entry when there is none (or it expired): both, or none and one
+   * more entry evicted (its own step) until both fit */
+  size_t vbytes = value_bytes(v), ebytes = sizeof(shd_elem) + vbytes, nbytes = list_pos(klen) + 2 * sizeof(uint32_t);
+  uint32_t e, fresh;
+  int have;
+  for (int tries = 0;; tries++) {
+    off = lookup(h, key, klen, hash);   /* an eviction may have taken it */
+    have = off != SHD_NIL && !expired(node_at(h, off), now);
+    e = ebytes + nbytes <= h->arena_len ? lc_shd_alloc(h, ebytes) : SHD_NIL;
+    fresh = e != SHD_NIL && !have ? lc_shd_alloc(h, nbytes) : SHD_NIL;
+    if (e != SHD_NIL && (have || fresh != SHD_NIL)) break;
+    rollback(h);                        /* what was allocated of the two */
+    if (e == SHD_NIL && ebytes + nbytes > h->arena_len) { rc = LC_SHD_NO_MEMORY; goto out; }
+    if (tries >= EVICT_TRIES || !evict_one(h, now, &forcible)) { rc = LC_SHD_NO_MEMORY; goto out; }
   }
-  if (off == SHD_NIL) {
-    off = lc_shd_alloc(h, list_pos(klen) + 2 * sizeof(uint32_t));
-    if (off == SHD_NIL) {
-      rollback(h);                   /* the element's allocation too */
-      rc = LC_SHD_NO_MEMORY;
-      goto out;
-    }
+  if (!have) {
+    if (off != SHD_NIL) remove_node(h, off);   /* expired: a new list replaces it */
     lc_shd_value lv = { .type = LC_SHD_TLIST };
-    fill_node(node_at(h, off), key, klen, hash, &lv, 0);
-    link_new(h, off);
+    fill_node(node_at(h, fresh), key, klen, hash, &lv, 0);
+    link_new(h, fresh);
+    off = fresh;
   } else {
     touch(h, off);
   }

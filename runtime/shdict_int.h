@@ -38,9 +38,11 @@ typedef struct shd_hdr {
   uint32_t arena;        /* offset of the blocks */
   uint32_t arena_len;
   uint32_t seed;         /* the hash's basis, drawn at format */
-  pthread_mutex_t mutex; /* process-shared, robust */
+  /* the lock on a cache line of its own: the fields above are read before taking it */
+  pthread_mutex_t mutex __attribute__((aligned(64))); /* process-shared, robust */
   /* below: changed only by the mutex's holder, each write through the journal */
-  uint32_t lru_head, lru_tail;   /* nodes, most recently used first */
+  uint32_t lru_head __attribute__((aligned(64)));     /* nodes, most recently used first */
+  uint32_t lru_tail;
   uint32_t free_head[SHD_ORDERS];/* free blocks by order (doubly linked through their blocks) */
   uint32_t garbage;              /* detached list nodes whose elements are still to be freed */
   uint32_t entries;              /* nodes in the table */

@@ -239,6 +239,8 @@ local OPS = {
     function(i) local v = d:get("ni") return v == nil or (v == 6 and d:ttl("ni") > 99) end },
   { "lpush", function(i) d:delete("l") d:rpush("l", "a") end, function(i) d:lpush("l", "b") end,
     function(i) local l = list("l") return l == "a" or l == "b,a" end },
+  { "lpush a new list evicting", function(i) fill_tiny() end, function(i) t:lpush("nl" .. i, rep("x", 2000)) end,
+    function(i) local n = t:llen("nl" .. i) return n == 0 or (n == 1 and t:lpop("nl" .. i) == rep("x", 2000)) end },
   { "rpop last", function(i) d:delete("l") d:rpush("l", "a") end, function(i) d:rpop("l") end,
     function(i) local l = list("l") return l == "" or l == "a" end },
   { "delete a list", function(i) d:delete("l") for j = 1, 20 do d:rpush("l", j) end end, function(i) d:delete("l") end,
@@ -286,7 +288,7 @@ say("points", points, "killed", killed, "repairs", repairs)
     assert.truthy(points, out)
     assert.equal(points, killed, out)
     assert.equal(killed, repairs, out)
-    for name in ("set new,set over,set over in place,set number in place,set evicting,incr,lpush,rpop last,delete a list,flush_all"):gmatch("[^,]+") do
+    for name in ("set new,set over,set over in place,set number in place,set evicting,incr,lpush,lpush a new list evicting,rpop last,delete a list,flush_all"):gmatch("[^,]+") do
       local n = tonumber(out:match("op " .. name:gsub("%-", "%%-") .. " points (%d+)"))
       assert.is_true(n and n >= 3, name .. "\n" .. out)
     end
