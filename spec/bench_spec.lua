@@ -78,3 +78,57 @@ describe("bench/run --smoke", function()
     assert.are.equal("", left)
   end)
 end)
+
+
+-- issue 16's figures, which --smoke runs only when named: shared dictionaries against
+-- OpenResty's lua_shared_dict (the same loops) and the rate limiter against its request/reply
+-- version
+describe("bench/run --smoke --only shdict,ratelimit", function()
+  local out, output, rc
+
+  setup(function()
+    out = H.tmpdir()
+    output, rc = H.sh(string.format("cd '%s' && timeout -k 5 120 bench/run --smoke --only shdict,ratelimit --bin '%s' --out '%s'",
+      H.root, H.bin, out))
+  end)
+
+  teardown(function()
+    H.sh("rm -rf '" .. out .. "'")
+  end)
+
+  it("measures operations per second, memory per entry and the rate limiter, with ratios", function()
+    assert.are.equal(0, rc, output)
+    assert.truthy(json_ok, "dkjson is needed to read the JSON")
+    local doc = json.decode(H.read_file(out .. "/latest.json"))
+    assert.are.equal("table", type(doc), output)
+    local by_id = {}
+    for _, f in ipairs(doc.figures) do
+      local rows = {}
+      for _, r in ipairs(f.rows) do rows[r.id] = r end
+      by_id[f.id] = rows
+    end
+    local nginx_lua = H.sh("ls /usr/lib/nginx/modules/ngx_http_lua_module.so 2>/dev/null") ~= ""
+    for _, fid in ipairs({ "shdict_ops_1", "shdict_ops_2", "shdict_mem" }) do
+      assert.truthy(by_id[fid], "figure " .. fid .. " is missing\n" .. output)
+    end
+    for _, rid in ipairs({ "lc_get", "lc_get_hot", "lc_set", "lc_incr" }) do
+      for _, fid in ipairs({ "shdict_ops_1", "shdict_ops_2" }) do
+        local r = by_id[fid][rid]
+        assert.truthy(r and type(r.median) == "number" and r.median > 0, fid .. " " .. rid .. "\n" .. output)
+        if nginx_lua then
+          assert.are.equal("number", type(r.ratios[1] and r.ratios[1].median), fid .. " " .. rid .. ": no ratio to OpenResty")
+        end
+      end
+    end
+    for _, rid in ipairs({ "lc_16", "lc_256" }) do
+      local r = by_id.shdict_mem[rid]
+      assert.truthy(r and type(r.median) == "number" and r.median > 0, rid)
+    end
+    local rl = by_id.ratelimit
+    assert.truthy(rl and rl.lc_shdict and rl.lc_rr, "figure ratelimit is missing\n" .. output)
+    assert.truthy(rl.lc_shdict.median > 0 and rl.lc_rr.median > 0)
+    assert.are.equal("lc_rr", rl.lc_shdict.ratios[1].vs)
+    local id = output:match("run id: (%S+)")
+    assert.are.equal("", H.sh("grep -lzxF 'BENCH_RUN_ID=" .. tostring(id) .. "' /proc/[0-9]*/environ 2>/dev/null"))
+  end)
+end)

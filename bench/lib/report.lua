@@ -2,7 +2,8 @@
 -- repeats, ratios to the peers and to the probe, each ratio the median of per-repeat ratios of
 -- systems measured next to each other), the targets of issues 7 and 14, and the three outputs: the
 -- table on stdout (and as markdown), the JSON file, and the SVG bar chart. Figures 8-10 and
--- their targets are issue 15's (the outbound side: Redis, a proxy, pooled connections).
+-- their targets are issue 15's (the outbound side: Redis, a proxy, pooled connections); 11-13
+-- issue 16's (shared dictionaries against OpenResty's, the rate limiter on one).
 local St = require("stats")
 
 local M = {}
@@ -238,6 +239,48 @@ function M.build(R)
       row(f, "lc_open_heap", "control: held open in use, not pooled: heap in use", "probe", d.open, { short = "in use" })
     end
   end
+  -- 11. shared dictionary operations; 12. memory per entry; 13. the rate limiter on one
+  if R.shdict then
+    local sd = R.shdict
+    for _, w in ipairs({ 1, 2 }) do
+      local f = fig(figs, { id = "shdict_ops_" .. w, group = 11, unit = "ops/s", better = "higher",
+        title = string.format("11. Shared dictionary operations per second, %s (the same loops, %d ms each, timed in the worker)",
+          w == 1 and "one worker" or "two workers at once", sd.ms) })
+      for _, op in ipairs(sd.ops_list) do
+        for _, id in ipairs({ "lc", "openresty" }) do
+          local d = sd.ops[id]
+          local xs = d and d[op .. "_" .. w]
+          if xs and #xs > 0 then
+            row(f, id .. "_" .. op, d.label .. ": " .. sd.op_labels[op], d.kind, xs, { short = SHORT[id] })
+          end
+        end
+        ratios(f, "lc_" .. op, { "openresty_" .. op })
+      end
+    end
+    local f = fig(figs, { id = "shdict_mem", group = 12, unit = "bytes", better = "lower",
+      title = string.format("12. Shared dictionary memory per entry, %d entries (drop of free_space / entries)", sd.entries) })
+    for _, size in ipairs(sd.sizes) do
+      for _, id in ipairs({ "lc", "openresty" }) do
+        local d = sd.mem[id]
+        if d and d[size] and #d[size] > 0 then
+          row(f, id .. "_" .. size, string.format("%s: %d-byte values", d.label, size), d.kind, d[size], { short = SHORT[id] })
+        end
+      end
+      ratios(f, "lc_" .. size, { "openresty_" .. size })
+    end
+  end
+  if R.ratelimit then
+    local f
+    for _, id in ipairs({ "lc_shdict", "lc_rr" }) do
+      local d = R.ratelimit[id]
+      if d and #d.take > 0 then
+        f = f or fig(figs, { id = "ratelimit", group = 13, unit = "req/s", better = "higher",
+          title = "13. examples/rate_limiter: shared dictionary vs request/reply to the master, 2 workers (wrk -t1 -c64)" })
+        row(f, id, d.label, d.kind, d.take, { short = id == "lc_rr" and "request/reply" or "shared dictionary", failed = d.failed.take })
+      end
+    end
+    if f then ratios(f, "lc_shdict", { "lc_rr" }) end
+  end
   return figs
 end
 
@@ -311,6 +354,21 @@ function M.targets(figs, notes)
   cmp("proxy, reuseport >= 0.8x nginx proxy_pass", "proxy", "lc_reuseport", "nginx_proxy", 0.8, "nginx proxy_pass")
   cmp("proxy, dispatch >= 2x Node", "proxy", "lc_dispatch", "node_proxy", 2, "Node (keep-alive Agent)")
   cmp("proxy, reuseport >= 2x Node", "proxy", "lc_reuseport", "node_proxy", 2, "Node (keep-alive Agent)")
+  -- issue 16
+  for _, w in ipairs({ 1, 2 }) do
+    for _, op in ipairs({ "get", "get_hot", "set", "incr" }) do
+      if find(figs, "shdict_ops_" .. w, "lc_" .. op) then
+        cmp(string.format("shared dict %s, %s >= OpenResty", op, w == 1 and "1 worker" or "2 at once"), "shdict_ops_" .. w,
+          "lc_" .. op, "openresty_" .. op, 1, "OpenResty lua_shared_dict")
+      end
+    end
+  end
+  for _, size in ipairs({ 16, 256 }) do
+    if find(figs, "shdict_mem", "lc_" .. size) then
+      le(string.format("shared dict memory per entry, %d-byte values <= OpenResty's", size), "shdict_mem", "lc_" .. size,
+        "openresty_" .. size, 1, "OpenResty's")
+    end
+  end
   -- a read buffer kept per idle pooled connection would be 16 kB or more each (the figure reads
   -- 16 KiB on every connection before it is pooled): half of that is the bound
   for _, m in ipairs({ { "lc_heap", "heap in use" }, { "lc_rss", "RSS" } }) do
@@ -544,7 +602,8 @@ local function esc(s)
 end
 
 -- the ratios a bar is labelled with: the main peers and the probe, at most four
-local SVG_ORDER = { "node_rr", "node", "node_proxy", "pm2", "openresty", "nginx_proxy", "nginx_lua", "nginx", "probe_dispatch", "probe_hello", "probe" }
+local SVG_ORDER = { "node_rr", "node", "node_proxy", "pm2", "openresty", "nginx_proxy", "nginx_lua", "nginx", "probe_dispatch", "probe_hello", "probe",
+  "openresty_get", "openresty_get_hot", "openresty_set", "openresty_incr", "openresty_16", "openresty_256", "lc_rr" }
 local function svg_ratios(r)
   local out = {}
   for _, vs in ipairs(SVG_ORDER) do

@@ -1,4 +1,4 @@
--- bench/lib/rounds.lua: the measuring loop of the wrk figures (1, 4, 5, 6, 8, 9). Every run (a
+-- bench/lib/rounds.lua: the measuring loop of the wrk figures (1, 4, 5, 6, 8, 9, 13). Every run (a
 -- system and a load) is taken once per repeat, the order rotated by a prime stride from repeat
 -- to repeat (A B C .. then D E .. A B ..), so that neighbours change and the machine's noise
 -- lands on every system alike; a wrk result goes into the system's samples under its key.
@@ -31,11 +31,12 @@ function M.record(d, key, rep, label, r, err)
   end
 end
 
--- Figures 8 and 9: each system of the list started once, ready, its answer to GET / checked
--- (o.body: the exact body of a 200), warmed (cfg.out_warmup s each: Node's proxy needs about
--- 2 s of load before its JIT has compiled the path; 8k then 20k req/s here), then wrk -t1
--- -c64 on / rotated over the repeats.
--- systems: { id=, label=, kind=, start= } (systems.lua); o = { what=, key=, body= }
+-- Figures 8, 9 and 13: each system of the list started once, ready, its answer to GET /
+-- checked (o.body: the exact body of a 200, or o.check), warmed (cfg.out_warmup s each: Node's
+-- proxy needs about 2 s of load before its JIT has compiled the path; 8k then 20k req/s here),
+-- then wrk -t1 -c64 on / rotated over the repeats.
+-- systems: { id=, label=, kind=, start= } (systems.lua); o = { what=, key=, body= } (or check =
+-- function(status, body) -> true for a good answer, instead of body)
 -- -> data[id] = { label=, kind=, [key] = {rps...}, failed = { [key] = n } }; stops what it started
 function M.keepalive_figure(cfg, systems, o)
   local servers, data, runs = {}, {}, {}
@@ -46,7 +47,9 @@ function M.keepalive_figure(cfg, systems, o)
       local srv = servers[s.id]
       Sys.ready(srv)
       local status, body = S.get(srv.port, "/", 3000)
-      if status ~= 200 or body ~= o.body then
+      local good
+      if o.check then good = o.check(status, body) else good = status == 200 and body == o.body end
+      if not good then
         error(string.format("%s: status %s, body %q\n%s", s.label, tostring(status), tostring(body):sub(1, 300),
           srv.proc:output():sub(-1000)), 0)
       end

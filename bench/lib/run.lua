@@ -23,7 +23,8 @@ usage: bench/run [--quick | --smoke] [options]
   --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
                    connections); checks that the bench runs
   --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload,
-                   redis,proxy,pool (figures 8-10; --smoke runs them only when named here)
+                   redis,proxy,pool (figures 8-10), shdict,ratelimit (figures 11-13); --smoke
+                   runs figures 8-13 only when named here
   --repeats N      repeats of every figure
   --duration S     seconds per wrk run
   --bin PATH       the luacluster executable to measure (default: build it in build-bench/)
@@ -75,6 +76,7 @@ local CFG = {
     ipc_seconds = 1, ipc_repeats = 5, life_repeats = 7, idle_ms = 500, restart_after_ms = 1500,
     reload_repeats = 3, reload_load_s = 6, reload_at_ms = 2000, reloads = 10,
     pool_conns = 2000, pool_repeats = 3, out_warmup = 2,
+    shdict_ms = 500, shdict_entries = 20000,
   },
   quick = {
     repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" }, te_duration = 1,
@@ -82,6 +84,7 @@ local CFG = {
     ipc_seconds = 0.5, ipc_repeats = 2, life_repeats = 3, idle_ms = 300, restart_after_ms = 1200,
     reload_repeats = 1, reload_load_s = 4, reload_at_ms = 1500, reloads = 3,
     pool_conns = 2000, pool_repeats = 1, out_warmup = 1,
+    shdict_ms = 300, shdict_entries = 20000,
   },
   smoke = {
     repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" }, te_duration = 1,
@@ -94,6 +97,7 @@ local CFG = {
     redis_only = { lc_dispatch = true, openresty = true },
     proxy_only = { lc_dispatch = true, nginx_proxy = true, node_proxy = true },
     pool_conns = 500, pool_repeats = 1, out_warmup = 0,
+    shdict_ms = 100, shdict_entries = 5000,
     parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
@@ -107,7 +111,7 @@ cfg.te_duration = o.duration or cfg.te_duration
 cfg.idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.idle_repeats
 cfg.pool_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.pool_repeats
 local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true,
-  redis = true, proxy = true, pool = true }
+  redis = true, proxy = true, pool = true, shdict = true, ratelimit = true }
 if o.only then
   parts = {}
   for p in o.only:gmatch("[^,]+") do parts[p] = true end
@@ -204,6 +208,10 @@ meta.repeats_text = string.format("%d HTTP repeats of %d s (TechEmpower: %d s), 
 if parts.pool then
   meta.repeats_text = meta.repeats_text .. string.format(", %d pooled-connection repeats of %d connections", cfg.pool_repeats, cfg.pool_conns)
 end
+if parts.shdict then
+  meta.repeats_text = meta.repeats_text .. string.format(", %d shared-dictionary repeats of %d ms per loop and %d entries",
+    cfg.repeats, cfg.shdict_ms, cfg.shdict_entries)
+end
 
 local R = { notes = notes }
 local function part(name, fn)
@@ -235,6 +243,8 @@ part("reload", function() require("fig_life").reload(cfg, R) end)
 part("redis", function() require("fig_redis").run(cfg, R) end)
 part("proxy", function() require("fig_proxy").run(cfg, R) end)
 part("pool", function() require("fig_pool").run(cfg, R) end)
+part("shdict", function() require("fig_shdict").run(cfg, R) end)
+part("ratelimit", function() require("fig_shdict").ratelimit(cfg, R) end)
 S.stop_all()
 
 meta.load_after = first_line("cat /proc/loadavg")

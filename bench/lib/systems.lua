@@ -17,8 +17,9 @@ local function newdir(name)
   return S.mkdir(string.format("%s/%02d-%s", ctx.tmp, seq, name))
 end
 
--- luacluster{ mode=, workers=, app=, env = { NAME = value } } (app defaults to
--- bench/apps/hello.lua; env: added to its environment, e.g. the port of a Redis it talks to)
+-- luacluster{ mode=, workers=, app=, env = { NAME = value }, args = { ... } } (app defaults to
+-- bench/apps/hello.lua; env: added to its environment, e.g. the port of a Redis it talks to;
+-- args: the script's arguments)
 function Sys.luacluster(o)
   o = o or {}
   local mode, workers = o.mode or "dispatch", o.workers or 2
@@ -31,8 +32,9 @@ function Sys.luacluster(o)
   end
   local control = dir .. "/control.sock"
   local t0 = S.now()
-  local p = S.spawn({ ctx.bin, "-w", tostring(workers), "-m", mode, "-p", tostring(port), "--control", control, app },
-    { dir = dir, cwd = dir, env = o.env })
+  local argv = { ctx.bin, "-w", tostring(workers), "-m", mode, "-p", tostring(port), "--control", control, app }
+  for _, a in ipairs(o.args or {}) do argv[#argv + 1] = a end
+  local p = S.spawn(argv, { dir = dir, cwd = dir, env = o.env })
   return { id = "luacluster", proc = p, pid = p.pid, port = port, dir = dir, control = control, app = app, t0 = t0 }
 end
 
@@ -64,7 +66,7 @@ http {
   uwsgi_temp_path %s/tmp;
   scgi_temp_path %s/tmp;
   server {
-    listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d%s;
     default_type text/plain;
 %s
   }
@@ -150,7 +152,8 @@ end
 -- nginx{ lua = bool, workers=, te = bool, name=, http=, server= }: its own prefix, config and
 -- pid file under the run's folder; te: the TechEmpower configs above instead of figure 1's
 -- hello; http: lines added to the http block, server: the server block's body instead (figures
--- 8-10: OpenResty with a Redis driver, nginx proxy_pass and the upstream; name: the folder's)
+-- 8-10: OpenResty with a Redis driver, nginx proxy_pass and the upstream; name: the folder's);
+-- listen: parameters of the listen directive (" reuseport")
 function Sys.nginx(o)
   o = o or {}
   local port = S.free_port()
@@ -171,7 +174,7 @@ function Sys.nginx(o)
   if o.http then http = http .. "\n" .. o.http end
   if o.server then server = o.server end
   local conf = string.format(NGINX_CONF, modules, o.workers or 2, dir, dir, main, conns, http, dir, dir, dir, dir, dir, port,
-    server)
+    o.listen or "", server)
   S.write_file(dir .. "/nginx.conf", conf)
   local t0 = S.now()
   local p = S.spawn({ Sys.nginx_bin, "-p", dir, "-c", dir .. "/nginx.conf", "-g", "daemon off;" }, { dir = dir, cwd = dir })
