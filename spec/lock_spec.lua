@@ -271,4 +271,31 @@ end
     assert.truthy(slowest < 1000, "a /ping took " .. slowest .. " ms while lock() waited")
     assert.equal(0, (p:stop(10000)))
   end)
+
+  it("times out on the loop's clock when the loop is busy: timeout = 0.3 s is not 300 sleeps of 1 ms", function()
+    local p = H.start_app(app([[
+  timer.after(0, function()
+    local h = assert(lock.new("locks"))
+    assert(h:lock("busy"))
+    -- other work on the same loop: 20 ms of CPU every 5 ms, so each 1 ms sleep lasts ~20 ms
+    local hog = timer.every(5, function()
+      local t = os.clock() + 0.02
+      while os.clock() < t do end
+    end)
+    local f = assert(lock.new("locks", { timeout = 0.3, step = 0.001, ratio = 1 }))
+    local t0 = timer.now()
+    local el, err = f:lock("busy")
+    say("busy wait:", el, err, timer.now() - t0)
+    hog:stop()
+  end)
+]]), {})
+    local line = p:wait_output("busy wait: [^\n]*", 30000)
+    assert.truthy(line, p:output())
+    local waited = tonumber(line:match("nil timeout (%d+)"))
+    assert.truthy(waited, line)
+    assert.truthy(waited >= 290, line)
+    -- before the fix: ~6 s (the sum of the 1 ms steps reached 0.3 s only after 300 loop turns)
+    assert.truthy(waited < 2500, line)
+    assert.equal(0, (p:stop(10000)))
+  end)
 end)

@@ -17,7 +17,7 @@ local coro = require("luacluster.lib.coro")
 
 local type, tostring, setmetatable = type, tostring, setmetatable
 local min, max = math.min, math.max
-local sleep = timer.sleep
+local sleep, now = timer.sleep, timer.now
 local error_at_caller = coro.error_at_caller
 
 local _M = { _VERSION = "0.08" }
@@ -149,13 +149,16 @@ function _M.lock(self, key)
     return nil, err
   end
   -- held by another: sleep by steps and try again (the loop serves meanwhile)
+  -- The timeout is kept on the loop's clock, not only as the sum of the steps: on a busy loop
+  -- a 1 ms sleep lasts a loop turn, and 0.3 s of 1 ms steps took seconds.
   local step, ratio, max_step = self.step, self.ratio, self.max_step
   local timeout = self.timeout
+  local deadline = now() + timeout * 1000
   local elapsed = 0
   while timeout > 0 do
     sleep(step * 1000)
     elapsed = elapsed + step
-    timeout = timeout - step
+    timeout = min(timeout - step, (deadline - now()) / 1000)
     ok, err = take(self, key, exptime)
     if ok then
       return elapsed
