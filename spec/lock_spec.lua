@@ -298,4 +298,22 @@ end
     assert.truthy(waited < 2500, line)
     assert.equal(0, (p:stop(10000)))
   end)
+
+  it("raises on a method called with a dot (a programming mistake, not nil, err)", function()
+    local p = H.start_app(app([[
+  timer.after(0, function()
+    local a = assert(lock.new("locks"))
+    say("dot lock:", pcall(a.lock, "k"))
+    say("dot unlock:", pcall(a.unlock))
+    say("dot expire:", pcall(a.expire, 3))
+    say("done:", true)
+  end)
+]]), {})
+    assert.truthy(p:wait_output("done: true", 10000), p:output())
+    for _, name in ipairs({ "lock", "unlock", "expire" }) do
+      local line = p:stdout():match("dot " .. name .. ": ([^\n]*)")
+      assert.matches("^false .*lock:" .. name .. ": call it as l:" .. name, line)
+    end
+    assert.equal(0, (p:stop(10000)))
+  end)
 end)

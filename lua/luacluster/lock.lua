@@ -15,7 +15,7 @@ local timer = require("luacluster.timer")
 local process = require("luacluster.process")
 local coro = require("luacluster.lib.coro")
 
-local type, tostring, setmetatable = type, tostring, setmetatable
+local type, tostring, setmetatable, getmetatable = type, tostring, setmetatable, getmetatable
 local min, max = math.min, math.max
 local sleep, now = timer.sleep, timer.now
 local error_at_caller = coro.error_at_caller
@@ -130,7 +130,15 @@ end
 
 -- lock(key) -> seconds waited (the sum of the sleeps) | nil, "timeout" | "locked" (this object
 -- already holds a lock) | "nil key" | the dictionary's error ("no memory", ...)
+local function check_self(self, name)
+  if type(self) ~= "table" or getmetatable(self) ~= mt then
+    error_at_caller("lock:" .. name .. ": call it as l:" .. name .. "(...), on an object of lock.new")
+  end
+end
+
+
 function _M.lock(self, key)
+  check_self(self, "lock")
   if key == nil then
     return nil, "nil key"
   end
@@ -178,6 +186,7 @@ end
 -- unlock() -> true | nil, "unlocked" (this object holds no lock). A lock that expired while held
 -- and was taken by another is left to that holder.
 function _M.unlock(self)
+  check_self(self, "unlock")
   local state = self.state
   local key = state.key
   if key == nil then
@@ -199,6 +208,7 @@ end
 -- expire([exptime]) -> true | nil, "unlocked" | "not found" (the lock expired under its holder):
 -- the held lock now expires exptime seconds from now (the object's exptime by default; 0: never)
 function _M.expire(self, exptime)
+  check_self(self, "expire")
   local state = self.state
   local key = state.key
   if key == nil then
