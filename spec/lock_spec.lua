@@ -316,4 +316,30 @@ end
     end
     assert.equal(0, (p:stop(10000)))
   end)
+
+  it("releases a lock whose object was collected in a process that takes no other lock", function()
+    local p = H.start_app(app([[
+  timer.after(0, function()
+    if cluster.worker.id == 1 then
+      local function hold_and_drop() -- (a frame of its own: no stack slot keeps the object)
+        assert(assert(lock.new("locks")):lock("gc")) -- exptime 30 s
+      end
+      hold_and_drop()
+      collectgarbage()
+      collectgarbage()
+      data:set("dropped", true) -- and this worker never calls into luacluster.lock again
+    else
+      while not data:get("dropped") do timer.sleep(10) end
+      local l = assert(lock.new("locks", { timeout = 5 }))
+      say("other worker:", l:lock("gc"))
+    end
+  end)
+]], 2), {})
+    local line = p:wait_output("other worker: [^\n]*", 20000)
+    assert.truthy(line, p:output())
+    -- resty.lock deletes the entry when the object is collected; before the fix the entry stayed
+    -- until the next lock call of worker 1, here until its exptime (nil timeout after 5 s)
+    assert.truthy(tonumber(line:match("other worker: ([%d%.]+)$")), line)
+    assert.equal(0, (p:stop(10000)))
+  end)
 end)

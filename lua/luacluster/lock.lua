@@ -33,9 +33,17 @@ local token_seq = 0
 local orphans, n_orphans = {}, 0
 
 
+-- Locks this process holds (orphans not yet released included), and the timer that releases
+-- orphans while there are any: without it, an orphan of a process that makes no further call
+-- into this module stayed held until its exptime, where resty.lock's is released at collection.
+local n_held = 0
+local sweeper = nil
+
+
 local function release_orphans()
   local list, n = orphans, n_orphans
   orphans, n_orphans = {}, 0
+  n_held = n_held - n
   for i = 1, n do
     local o = list[i]
     if o.dict:get(o.key) == o.token then
@@ -47,6 +55,17 @@ end
 
 -- The collector's hook: a cdata whose finalizer sees only the held-state table (never the lock
 -- object, which would then never be collected).
+local function sweep()
+  if n_orphans > 0 then
+    release_orphans()
+  end
+  if n_held == 0 and sweeper then
+    sweeper:stop()
+    sweeper = nil
+  end
+end
+
+
 local function guard(state)
   return ffi.gc(ffi.new("char[1]"), function()
     if state.key ~= nil then
@@ -123,6 +142,10 @@ local function take(self, key, exptime)
     local state = self.state
     state.key, state.token = key, token
     self.key = key
+    n_held = n_held + 1
+    if not sweeper then
+      sweeper = timer.every(100, sweep)
+    end
   end
   return ok, err
 end
@@ -201,6 +224,7 @@ function _M.unlock(self)
   end
   state.key, state.token = nil, nil
   self.key = nil
+  n_held = n_held - 1
   return true
 end
 
