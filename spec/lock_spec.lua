@@ -271,4 +271,75 @@ end
     assert.truthy(slowest < 1000, "a /ping took " .. slowest .. " ms while lock() waited")
     assert.equal(0, (p:stop(10000)))
   end)
+
+  it("times out on the loop's clock when the loop is busy: timeout = 0.3 s is not 300 sleeps of 1 ms", function()
+    local p = H.start_app(app([[
+  timer.after(0, function()
+    local h = assert(lock.new("locks"))
+    assert(h:lock("busy"))
+    -- other work on the same loop: 20 ms of CPU every 5 ms, so each 1 ms sleep lasts ~20 ms
+    local hog = timer.every(5, function()
+      local t = os.clock() + 0.02
+      while os.clock() < t do end
+    end)
+    local f = assert(lock.new("locks", { timeout = 0.3, step = 0.001, ratio = 1 }))
+    local t0 = timer.now()
+    local el, err = f:lock("busy")
+    say("busy wait:", el, err, timer.now() - t0)
+    hog:stop()
+  end)
+]]), {})
+    local line = p:wait_output("busy wait: [^\n]*", 30000)
+    assert.truthy(line, p:output())
+    local waited = tonumber(line:match("nil timeout (%d+)"))
+    assert.truthy(waited, line)
+    assert.truthy(waited >= 290, line)
+    -- before the fix: ~6 s (the sum of the 1 ms steps reached 0.3 s only after 300 loop turns)
+    assert.truthy(waited < 2500, line)
+    assert.equal(0, (p:stop(10000)))
+  end)
+
+  it("raises on a method called with a dot (a programming mistake, not nil, err)", function()
+    local p = H.start_app(app([[
+  timer.after(0, function()
+    local a = assert(lock.new("locks"))
+    say("dot lock:", pcall(a.lock, "k"))
+    say("dot unlock:", pcall(a.unlock))
+    say("dot expire:", pcall(a.expire, 3))
+    say("done:", true)
+  end)
+]]), {})
+    assert.truthy(p:wait_output("done: true", 10000), p:output())
+    for _, name in ipairs({ "lock", "unlock", "expire" }) do
+      local line = p:stdout():match("dot " .. name .. ": ([^\n]*)")
+      assert.matches("^false .*lock:" .. name .. ": call it as l:" .. name, line)
+    end
+    assert.equal(0, (p:stop(10000)))
+  end)
+
+  it("releases a lock whose object was collected in a process that takes no other lock", function()
+    local p = H.start_app(app([[
+  timer.after(0, function()
+    if cluster.worker.id == 1 then
+      local function hold_and_drop() -- (a frame of its own: no stack slot keeps the object)
+        assert(assert(lock.new("locks")):lock("gc")) -- exptime 30 s
+      end
+      hold_and_drop()
+      collectgarbage()
+      collectgarbage()
+      data:set("dropped", true) -- and this worker never calls into luacluster.lock again
+    else
+      while not data:get("dropped") do timer.sleep(10) end
+      local l = assert(lock.new("locks", { timeout = 5 }))
+      say("other worker:", l:lock("gc"))
+    end
+  end)
+]], 2), {})
+    local line = p:wait_output("other worker: [^\n]*", 20000)
+    assert.truthy(line, p:output())
+    -- resty.lock deletes the entry when the object is collected; before the fix the entry stayed
+    -- until the next lock call of worker 1, here until its exptime (nil timeout after 5 s)
+    assert.truthy(tonumber(line:match("other worker: ([%d%.]+)$")), line)
+    assert.equal(0, (p:stop(10000)))
+  end)
 end)

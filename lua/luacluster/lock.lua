@@ -15,9 +15,9 @@ local timer = require("luacluster.timer")
 local process = require("luacluster.process")
 local coro = require("luacluster.lib.coro")
 
-local type, tostring, setmetatable = type, tostring, setmetatable
+local type, tostring, setmetatable, getmetatable = type, tostring, setmetatable, getmetatable
 local min, max = math.min, math.max
-local sleep = timer.sleep
+local sleep, now = timer.sleep, timer.now
 local error_at_caller = coro.error_at_caller
 
 local _M = { _VERSION = "0.08" }
@@ -33,9 +33,17 @@ local token_seq = 0
 local orphans, n_orphans = {}, 0
 
 
+-- Locks this process holds (orphans not yet released included), and the timer that releases
+-- orphans while there are any: without it, an orphan of a process that makes no further call
+-- into this module stayed held until its exptime, where resty.lock's is released at collection.
+local n_held = 0
+local sweeper = nil
+
+
 local function release_orphans()
   local list, n = orphans, n_orphans
   orphans, n_orphans = {}, 0
+  n_held = n_held - n
   for i = 1, n do
     local o = list[i]
     if o.dict:get(o.key) == o.token then
@@ -47,6 +55,17 @@ end
 
 -- The collector's hook: a cdata whose finalizer sees only the held-state table (never the lock
 -- object, which would then never be collected).
+local function sweep()
+  if n_orphans > 0 then
+    release_orphans()
+  end
+  if n_held == 0 and sweeper then
+    sweeper:stop()
+    sweeper = nil
+  end
+end
+
+
 local function guard(state)
   return ffi.gc(ffi.new("char[1]"), function()
     if state.key ~= nil then
@@ -123,6 +142,10 @@ local function take(self, key, exptime)
     local state = self.state
     state.key, state.token = key, token
     self.key = key
+    n_held = n_held + 1
+    if not sweeper then
+      sweeper = timer.every(100, sweep)
+    end
   end
   return ok, err
 end
@@ -130,7 +153,15 @@ end
 
 -- lock(key) -> seconds waited (the sum of the sleeps) | nil, "timeout" | "locked" (this object
 -- already holds a lock) | "nil key" | the dictionary's error ("no memory", ...)
+local function check_self(self, name)
+  if type(self) ~= "table" or getmetatable(self) ~= mt then
+    error_at_caller("lock:" .. name .. ": call it as l:" .. name .. "(...), on an object of lock.new")
+  end
+end
+
+
 function _M.lock(self, key)
+  check_self(self, "lock")
   if key == nil then
     return nil, "nil key"
   end
@@ -149,13 +180,16 @@ function _M.lock(self, key)
     return nil, err
   end
   -- held by another: sleep by steps and try again (the loop serves meanwhile)
+  -- The timeout is kept on the loop's clock, not only as the sum of the steps: on a busy loop
+  -- a 1 ms sleep lasts a loop turn, and 0.3 s of 1 ms steps took seconds.
   local step, ratio, max_step = self.step, self.ratio, self.max_step
   local timeout = self.timeout
+  local deadline = now() + timeout * 1000
   local elapsed = 0
   while timeout > 0 do
     sleep(step * 1000)
     elapsed = elapsed + step
-    timeout = timeout - step
+    timeout = min(timeout - step, (deadline - now()) / 1000)
     ok, err = take(self, key, exptime)
     if ok then
       return elapsed
@@ -175,6 +209,7 @@ end
 -- unlock() -> true | nil, "unlocked" (this object holds no lock). A lock that expired while held
 -- and was taken by another is left to that holder.
 function _M.unlock(self)
+  check_self(self, "unlock")
   local state = self.state
   local key = state.key
   if key == nil then
@@ -189,6 +224,7 @@ function _M.unlock(self)
   end
   state.key, state.token = nil, nil
   self.key = nil
+  n_held = n_held - 1
   return true
 end
 
@@ -196,6 +232,7 @@ end
 -- expire([exptime]) -> true | nil, "unlocked" | "not found" (the lock expired under its holder):
 -- the held lock now expires exptime seconds from now (the object's exptime by default; 0: never)
 function _M.expire(self, exptime)
+  check_self(self, "expire")
   local state = self.state
   local key = state.key
   if key == nil then
