@@ -72,6 +72,12 @@ describe("messaging examples", function()
     assert.equal(0, (p:stop(10000)))
   end)
 
+  it("rate_limiter: refuses a window of 0 (its counts would never expire: a client over the limit stayed out)", function()
+    local out, rc = H.sh("timeout 10 " .. H.bin .. " -w 1 -p " .. H.free_port() .. " " .. H.root .. "/examples/rate_limiter/app.lua 5 0 2>&1")
+    assert.not_equal(0, rc, out)
+    assert.matches("limit and window_ms must be >= 1", out, 1, true)
+  end)
+
   it("rate_limiter: the counts live in a shared dictionary: a reload keeps them", function()
     local p, url, control = limiter(H.root .. "/examples/rate_limiter/app.lua", 60000)
     assert.equal("200,200,200,200,200,429", (take(url, "dave", 6)))

@@ -11,6 +11,8 @@ local process = require("luacluster.process")
 
 local limit = tonumber(process.argv[1]) or 10        -- requests per client ...
 local window_ms = tonumber(process.argv[2]) or 1000  -- ... per window
+-- a window of 0 would make each client's count an entry that never expires (init_ttl 0)
+assert(limit >= 1 and window_ms >= 1, "rate_limiter: limit and window_ms must be >= 1")
 
 if cluster.is_master then
   -- made by the master before any worker starts; every worker maps it (1 MiB: ~10,000 clients)
