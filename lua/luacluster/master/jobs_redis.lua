@@ -183,33 +183,43 @@ local RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
 --   "taken"       another host claimed this run
 --   "busy"        this run is ours, but another host still runs the job: skipped
 --   "down", why   Redis does not answer: skipped
+-- SET key value NX PX ms -> "+OK" | "$-1" (the key is someone else's) | nil, err (no answer, or
+-- an answer that is not Redis's)
+local function set_nx(c, key, value, ms)
+  local line, err = call(c, { "SET", key, value, "NX", "PX", ms })
+  if line and line ~= "+OK" and line ~= "$-1" then
+    return nil, "redis " .. c.addr .. ": SET NX answered " .. shown(line), true
+  end
+  return line, err
+end
+
+
 function _M.claim(name, slot, ttl_ms)
   local c = cfg
   local key = c.prefix .. name .. ":" .. slot
   local value = me .. " " .. slot
-  local line, err = call(c, { "SET", key, value, "NX", "PX", math.floor(ttl_ms) })
+  local line, err = set_nx(c, key, value, math.floor(ttl_ms))
   if not line then
     return failed(c, err)
   end
   if line == "$-1" then
     answered(c)
     return "taken"
-  elseif line ~= "+OK" then
-    return failed(c, "redis " .. c.addr .. ": SET NX answered " .. shown(line))
   end
   local lease = { c = c, key = key, running = c.prefix .. name .. ":running", value = value }
-  line, err = call(c, { "SET", lease.running, value, "NX", "PX", c.lease })
+  local answered_badly
+  line, err, answered_badly = set_nx(c, lease.running, value, c.lease)
   if not line then
-    -- Redis may have done the SET whose answer did not come: the job's lease is given back
-    -- if it is ours, not held by nobody until it expires
-    call(c, { "EVAL", RELEASE, 1, lease.running, value })
+    if not answered_badly then
+      -- Redis may have done the SET whose answer did not come: the job's lease is given back
+      -- if it is ours, not held by nobody until it expires
+      call(c, { "EVAL", RELEASE, 1, lease.running, value })
+    end
     return failed(c, err)
   end
   if line == "$-1" then
     answered(c)
     return "busy"
-  elseif line ~= "+OK" then
-    return failed(c, "redis " .. c.addr .. ": SET NX answered " .. shown(line))
   end
   answered(c) -- (once the whole claim went through: a Redis that answers half is not back)
   return "ok", lease
