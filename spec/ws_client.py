@@ -17,7 +17,7 @@ async def echo():
         print("binary", repr(await ws.recv()))
         await ws.send(["frag1", "frag2"])
         print("fragments", await ws.recv())
-        await (await ws.ping(b"p"))
+        await asyncio.wait_for(await ws.ping(b"p"), 10)
         print("pong")
         await ws.send("x" * 50000)
         print("big", len(await ws.recv()))
