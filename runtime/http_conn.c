@@ -409,7 +409,8 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
     if (c->in == c->srv->rbuf) leave_shared(c);
     /* a client that half-closed after its requests still gets its answers, pipelined ones
      * already read included (the connection ends once they have been answered) */
-    if (c->state == LC_HTTP_S_HANDLER && nread == UV_EOF) return;
+    if (c->state == LC_HTTP_S_HANDLER && nread == UV_EOF && !(c->req && c->req->ws)) return;
+    /* a WebSocket's peer gone without a close frame: closed now (its "close" is told 1006) */
     lc_http_conn_close(c);
     return;
   }

@@ -92,7 +92,24 @@ RAW = {
     "close_echo": lambda: frame(8, struct.pack(">H", 3001) + b"why"),
 }
 
-if mode == "echo":
+def vanish():
+    """a message, then the TCP connection closed without a close frame"""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    s.sendall(frame(1, b"vanishing"))
+    s.recv(100)  # its echo
+    s.close()
+    print("vanished")
+
+
+if mode == "vanish":
+    vanish()
+elif mode == "echo":
     asyncio.run(echo())
 elif mode == "client_close":
     asyncio.run(client_close())

@@ -58,6 +58,11 @@ describe("websocket server", function()
     assert.equals("3001", tostring(client("close_echo", port):match("close (%d+)")))
   end)
 
+  it("closes a connection whose client went away without a close frame, and tells ws:on(\"close\") 1006", function()
+    assert.matches("vanished", client("vanish", port), 1, true)
+    assert.truthy(H.wait_for(function() return p:stdout():find("closed 1006", 1, true) end, 5000), p:output())
+  end)
+
   it("refuses a bad upgrade with 400 and another version with 426 and Sec-WebSocket-Version: 13", function()
     local out = H.http_raw(port, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
