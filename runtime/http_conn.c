@@ -34,6 +34,7 @@ static void free_conn(http_conn *c) {
   lc_rt *rt = s->base.rt;
   lc_http_fire_drain(c);  /* a waiting handler resumes; its next write finds the connection gone */
   if (c->in != s->rbuf) free(c->in);
+  if (c->req && c->req->ws) { lc_ws_conn *ws = c->req->ws; c->req->ws = NULL; lc_ws_conn_free(c, ws); }
   if (c->req) lc_http_server_req_done(s, c->req);
   free(c->wq);            /* closed with the stream (lc_http_conn_close), its writes all called back */
   free(c->peer);
@@ -408,7 +409,8 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
     if (c->in == c->srv->rbuf) leave_shared(c);
     /* a client that half-closed after its requests still gets its answers, pipelined ones
      * already read included (the connection ends once they have been answered) */
-    if (c->state == LC_HTTP_S_HANDLER && nread == UV_EOF) return;
+    if (c->state == LC_HTTP_S_HANDLER && nread == UV_EOF && !(c->req && c->req->ws)) return;
+    /* a WebSocket's peer gone without a close frame: closed now (its "close" is told 1006) */
     lc_http_conn_close(c);
     return;
   }
@@ -416,7 +418,9 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
   if (nread > 0) {
     /* a body may take its time, but not stall: header_timeout between reads */
     if (c->state == LC_HTTP_S_BODY) lc_http_conn_deadline(c, LC_HTTP_T_BODY, LC_HTTP_DL_HEADER);
-    if (c->state == LC_HTTP_S_HANDLER) {
+    if (c->state == LC_HTTP_S_HANDLER && c->req && c->req->ws) {
+      lc_ws_conn_input(c);
+    } else if (c->state == LC_HTTP_S_HANDLER) {
       if (c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT) pause_reading(c, 0);
     } else {
       parse_input(c);

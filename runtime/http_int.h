@@ -37,6 +37,7 @@ enum { LC_HTTP_DL_HEADER, LC_HTTP_DL_KEEPALIVE, LC_HTTP_DL_SEND, LC_HTTP_DL_LING
 #define LC_HTTP_LINGER_MS 2000
 
 typedef struct http_server http_server;
+typedef struct lc_ws_conn lc_ws_conn;   /* ws_conn.c: a request that became a WebSocket */
 
 /* A request in flight, from its head's first byte to the end of its answer (then it goes back
  * to its server's free list): an idle connection holds none of this. */
@@ -52,6 +53,7 @@ typedef struct http_req {
   long long resp_cl;          /* the Content-Length a streamed body must reach, or -1 */
   unsigned long long resp_sent; /* body bytes of a streamed response so far */
   double resp_body;           /* body bytes of the response (access log) */
+  lc_ws_conn *ws;             /* after a 101 to a WebSocket upgrade (ws_conn.c), else NULL */
   lc_http_head h;             /* last: its fields[] array (1.6 KB) is never zeroed */
 } http_req;
 
@@ -174,5 +176,10 @@ int lc_http_peer(http_conn *c, char *ip, size_t iplen, int *port);
 void lc_http_call_handler(http_conn *c);      /* the request is complete: Lua answers it */
 void lc_http_fire_drain(http_conn *c);        /* a handler waiting for the queue resumes */
 void lc_http_ref_run(lc_rt *rt, int ref, int call);   /* drops a reference, calling it first */
+
+/* ---- ws_conn.c ---- */
+void lc_ws_conn_input(http_conn *c);                 /* frames in the input (req->ws set) */
+void lc_ws_conn_free(http_conn *c, lc_ws_conn *ws);  /* the connection is freed */
+void lc_open_ws(lua_State *L);
 
 #endif

@@ -110,6 +110,7 @@ void lc_http_call_handler(http_conn *c) {
   c->srv->requests++;
   http_req *r = c->req;
   r->resp_started = r->resp_chunked = r->resp_close = r->resp_raw = 0;
+  r->ws = NULL;
   r->resp_cl = -1;
   r->resp_sent = 0;
   uint64_t seq = c->seq;
@@ -447,4 +448,5 @@ void lc_open_http(lua_State *L) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);
   }
+  lc_open_ws(L);
 }

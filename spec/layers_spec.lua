@@ -174,7 +174,8 @@ local LAYERS = {
   { 7, "^luacluster%.cmd_" },        -- the commands (reload, status, ...), loaded by name
   { 5, "^luacluster%.[%a_]+$" },     -- the public modules: cluster, http, net, timer, ...
   { 5, "^luacluster%.ngx%." },       -- luacluster.ngx's parts (ngx.re, ngx.log, ngx.timer)
-  { 5, "^luacluster%.net%." },       -- luacluster.net's parts (outbound sockets, their pools)
+  { 5, "^luacluster%.net%." },
+  { 5, "^luacluster%.ws%." },        -- WebSocket's parts (the handshake, the connection's Lua side)       -- luacluster.net's parts (outbound sockets, their pools)
   { 6, "^luacluster%.master%." },    -- the master's parts that plug into its core
   { 7, "^luacluster%.cli%." },       -- the command line
 }

@@ -88,6 +88,12 @@ local req_mt = {
 }
 
 
+-- req:websocket([opts]) -> ws | nil, err: luacluster.ws.socket
+function req_methods:websocket(opts)
+  return require("luacluster.ws.socket").accept(self, opts) -- lazy: apps without WebSocket never load it
+end
+
+
 function req_methods:body()
   return self._b or ""
 end
