@@ -175,6 +175,36 @@ end
     p:stop()
   end)
 
+  it("after a reload, the new generation's subscriptions register as its workers start", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("online", function(w)
+    if w.generation == 2 then
+      timer.after(1000, function()
+        pubsub.publish("r", "after-reload")
+        say("topics r=" .. tostring(pubsub.topics().r))
+      end)
+    end
+  end)
+else
+  local me = cluster.worker
+  pubsub.subscribe("r", function(d) say("gen" .. me.generation .. " got " .. d) end)
+  say("gen" .. me.generation .. " subscribed")
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    assert.truthy(p:wait_output("gen1 subscribed", 20000), p:output())
+    p:kill("SIGHUP")
+    assert.truthy(p:wait_output("topics r=", 20000), p:output())
+    assert.truthy(H.wait_for(function() return p:count("gen2 got after-reload", true) == 1 end, 5000), p:output())
+    local out = p:stdout()
+    assert.equal(0, p:count("gen1 got", true), out) -- the old generation has drained and exited
+    assert.truthy(out:find("topics r=1\n", 1, true), out)
+    p:stop()
+  end)
+
   it("raises on bad arguments", function()
     local src = [[
 local pubsub = require("luacluster.pubsub")
