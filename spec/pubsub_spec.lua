@@ -205,6 +205,46 @@ end
     p:stop()
   end)
 
+  it("a draining worker keeps receiving publishes until it exits", function()
+    local port = H.free_port()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("online", function(w)
+    if w.generation == 2 then
+      timer.after(500, function()
+        pubsub.publish("d", "during-drain")
+        say("topics d=" .. tostring(pubsub.topics().d))
+      end)
+    end
+  end)
+else
+  local me = cluster.worker
+  pubsub.subscribe("d", function(d) say("gen" .. me.generation .. " got " .. d) end)
+  http.create_server(function(req, res)
+    if req.url == "/slow" then
+      say("gen" .. me.generation .. " slow")
+      timer.sleep(3000)
+    end
+    return 200, "ok\n"
+  end):listen()
+end
+]]
+    local p = H.start_app(src, { "-w", 1, "-p", port })
+    assert.truthy(H.wait_listening(port, 20000), p:output())
+    os.execute("curl -s -m 10 http://127.0.0.1:" .. port .. "/slow >/dev/null 2>&1 &")
+    assert.truthy(p:wait_output("gen1 slow", 10000), p:output())
+    p:kill("SIGHUP") -- the old worker drains while /slow is in flight
+    assert.truthy(p:wait_output("topics d=", 20000), p:output())
+    assert.truthy(H.wait_for(function()
+      return p:count("gen1 got during-drain", true) == 1 and p:count("gen2 got during-drain", true) == 1
+    end, 5000), p:output())
+    assert.truthy(p:stdout():find("topics d=2\n", 1, true), p:output())
+    p:stop()
+  end)
+
   it("raises on bad arguments", function()
     local src = [[
 local pubsub = require("luacluster.pubsub")
