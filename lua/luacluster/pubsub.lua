@@ -21,8 +21,8 @@ local worker = require("luacluster.worker.side")
 
 local _M = {}
 
--- this process's subscribers: topic -> { [sub] = true } ; counts: topic -> number
-local subs, nsubs = {}, {}
+-- this process's subscribers: topic -> array of subscriptions (copied on every change)
+local subs = {}
 -- what this process has seen (worker: publishes forwarded to it; master: forwarded to workers)
 local stats = { received = 0, forwarded = 0, published = 0 }
 
@@ -53,18 +53,16 @@ local function call(fn, data, topic, kind)
 end
 
 
--- delivers one publish to this process's subscribers of topic, once each
+-- delivers one publish to this process's subscribers of topic, once each, in the order they
+-- subscribed (the array is replaced, never changed, so a subscriber that cancels or subscribes
+-- during a delivery does not disturb it)
 local function deliver(topic, data, kind)
-  local set = subs[topic]
-  if not set then
+  local list = subs[topic]
+  if not list then
     return
   end
-  local list = {}
-  for s in pairs(set) do
-    list[#list + 1] = s
-  end
-  table.sort(list, function(a, b) return a.n < b.n end) -- in the order they subscribed
-  for _, s in ipairs(list) do
+  for i = 1, #list do
+    local s = list[i]
     if not s.cancelled then
       coro.spawn(call, s.fn, data, topic, kind)
     end
@@ -75,20 +73,24 @@ end
 -- ---- the master's side ----
 
 local topics = {} -- topic -> { [worker object] = true }
+local lists = {}  -- topic -> array of the same workers, made at the first publish after a change
 
 
 local function forward(topic, data, kind)
   stats.published = stats.published + 1
   deliver(topic, data, kind)
-  local set = topics[topic]
-  if not set then
-    return
+  local list = lists[topic]
+  if not list then
+    local set = topics[topic]
+    if not set then
+      return
+    end
+    list = {}
+    for w in pairs(set) do
+      list[#list + 1] = w
+    end
+    lists[topic] = list
   end
-  local list = {}
-  for w in pairs(set) do
-    list[#list + 1] = w
-  end
-  table.sort(list, function(a, b) return (a.pid or 0) < (b.pid or 0) end)
   for _, w in ipairs(list) do
     if w:_control({ op = "ps_msg", topic = topic, data = data, kind = kind }) then
       stats.forwarded = stats.forwarded + 1
@@ -101,6 +103,7 @@ local function drop(w)
   for topic, set in pairs(topics) do
     if set[w] then
       set[w] = nil
+      lists[topic] = nil
       if next(set) == nil then
         topics[topic] = nil
       end
@@ -119,12 +122,14 @@ local function attach(m)
     if type(msg.topic) == "string" and w.state ~= "dead" then
       topics[msg.topic] = topics[msg.topic] or {}
       topics[msg.topic][w] = true
+      lists[msg.topic] = nil
     end
   end)
   m.register_op("ps_unsub", function(w, msg)
     local set = type(msg.topic) == "string" and topics[msg.topic]
     if set then
       set[w] = nil
+      lists[msg.topic] = nil
       if next(set) == nil then
         topics[msg.topic] = nil
       end
@@ -169,7 +174,6 @@ end
 
 local sub_mt = {}
 sub_mt.__index = sub_mt
-local seq = 0
 
 
 -- sub:cancel(): this subscriber gets no more publishes (a second call does nothing)
@@ -182,15 +186,22 @@ function sub_mt:cancel()
   end
   self.cancelled = true
   local topic = self.topic
-  local set = subs[topic]
-  if set and set[self] then
-    set[self] = nil
-    nsubs[topic] = nsubs[topic] - 1
-    if nsubs[topic] == 0 then
-      subs[topic], nsubs[topic] = nil, nil
-      if runtime.role == "worker" then
-        send_up({ op = "ps_unsub", topic = topic })
-      end
+  local list = subs[topic]
+  if not list then
+    return true
+  end
+  local rest = {}
+  for i = 1, #list do
+    if list[i] ~= self then
+      rest[#rest + 1] = list[i]
+    end
+  end
+  if #rest > 0 then
+    subs[topic] = rest
+  else
+    subs[topic] = nil
+    if runtime.role == "worker" then
+      send_up({ op = "ps_unsub", topic = topic })
     end
   end
   return true
@@ -208,16 +219,20 @@ function _M.subscribe(topic, fn)
   if runtime.role == "worker" then
     init_worker_side()
   end
-  seq = seq + 1
-  local s = setmetatable({ topic = topic, fn = fn, n = seq }, sub_mt)
-  if not subs[topic] then
-    subs[topic], nsubs[topic] = {}, 0
+  local s = setmetatable({ topic = topic, fn = fn }, sub_mt)
+  local list = subs[topic]
+  if not list then
+    list = {}
     if runtime.role == "worker" then
       send_up({ op = "ps_sub", topic = topic })
     end
   end
-  subs[topic][s] = true
-  nsubs[topic] = nsubs[topic] + 1
+  local copy = {}
+  for i = 1, #list do
+    copy[i] = list[i]
+  end
+  copy[#list + 1] = s -- the new one last
+  subs[topic] = copy
   return s
 end
 
