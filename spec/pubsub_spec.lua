@@ -245,6 +245,32 @@ end
     p:stop()
   end)
 
+  it("a worker's own publish reaches its own subscribers once; a raising or self-cancelling subscriber does not disturb the others", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("message", function(_, msg) say(msg) if msg == "done" then cluster.stop() end end)
+else
+  pubsub.subscribe("s", function(d) error("boom " .. d) end)
+  local once
+  once = pubsub.subscribe("s", function(d) say("once " .. d) once:cancel() end)
+  pubsub.subscribe("s", function(d, topic, kind) say("all " .. d .. " " .. topic .. " " .. kind) end)
+  for i = 1, 3 do pubsub.publish("s", "n" .. i) end
+  timer.after(500, function() cluster.worker:send("done") end)
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    assert.equal(0, (p:wait(20000)), p:output())
+    local out = p:stdout()
+    assert.equal(1, p:count("once n1\n", true), out)
+    assert.equal(1, p:count("once ", true), out)
+    for i = 1, 3 do
+      assert.equal(1, p:count("all n" .. i .. " s text\n", true), out)
+    end
+    assert.equal(3, p:count("pubsub subscriber failed", true), p:output())
+  end)
+
   it("raises on bad arguments", function()
     local src = [[
 local pubsub = require("luacluster.pubsub")
