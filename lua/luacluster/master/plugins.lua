@@ -23,6 +23,9 @@ local BEFORE_APP = {
   "luacluster.master.metrics",
   -- pool.map in the master and a worker's pool.map: ops task_done, pool_map; hooks online, gone
   "luacluster.pool",
+  -- pubsub.publish/subscribe: which workers have subscribers of a topic; ops ps_sub, ps_unsub,
+  -- ps_pub; hook gone
+  "luacluster.pubsub",
   -- the workers' counters (status, metrics): op stats_result
   "luacluster.master.stats",
   -- cluster.job's schedule: op job_done; hooks gone, ready, adopt, stop, setup_check (jobs =)

@@ -1,0 +1,306 @@
+-- luacluster.pubsub with real processes: a publish from the master or a worker reaches every
+-- subscriber in every worker once, only subscribed workers get the frame, unsubscribe and a
+-- killed worker take a worker out of a topic, one publisher's order is kept, bad arguments raise.
+local H = require("helper")
+
+
+describe("pubsub", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  it("delivers a worker's and the master's publishes to every subscriber in every worker, in order, only to subscribed workers", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 3 }
+  local subscribed = 0
+  pubsub.subscribe("news", function(data) say("master got " .. data) end)
+  cluster.on("message", function(w, msg)
+    if msg == "subscribed" then
+      subscribed = subscribed + 1
+      if subscribed == 3 then
+        timer.after(200, function()
+          -- publish from the master, then ask worker 3 (no subscriber of "news") to publish
+          for i = 1, 5 do pubsub.publish("news", "m" .. i) end
+          cluster.workers[3]:send("publish")
+        end)
+      end
+    elseif msg == "stats" then
+      local t = pubsub.topics()
+      say("master forwarded=" .. pubsub.stats().forwarded .. " news_workers=" .. tostring(t.news))
+    else
+      say(msg)
+    end
+  end)
+else
+  local me = cluster.worker
+  if me.id ~= 3 then
+    -- two subscribers in each of workers 1 and 2
+    pubsub.subscribe("news", function(data, topic, kind) say("w" .. me.id .. "a " .. topic .. " " .. data .. " " .. kind) end)
+    pubsub.subscribe("news", function(data) say("w" .. me.id .. "b " .. data) end)
+  else
+    pubsub.subscribe("other", function(data) say("w3 other " .. data) end)
+    me:on("message", function(msg)
+      if msg == "publish" then
+        for i = 1, 20 do pubsub.publish("news", "p" .. i, "binary") end
+        timer.after(1000, function()
+          me:send("w3 received=" .. pubsub.stats().received)
+          me:send("stats")
+        end)
+      end
+    end)
+  end
+  me:send("subscribed")
+end
+]]
+    local p = H.start_app(src, { "-w", 3 })
+    assert.truthy(p:wait_output("w3 received=", 20000), p:output())
+    assert.truthy(p:wait_output("master forwarded=", 5000), p:output())
+    local out = p:stdout()
+    for _, w in ipairs({ "w1", "w2" }) do
+      for i = 1, 5 do
+        assert.equal(1, p:count(w .. "a news m" .. i .. " text\n", true), out)
+        assert.equal(1, p:count(w .. "b m" .. i .. "\n", true), out)
+      end
+      local last = 0
+      for i = 1, 20 do
+        assert.equal(1, p:count(w .. "a news p" .. i .. " binary\n", true), out)
+        -- order per publisher: p1..p20 in that order
+        local at = out:find(w .. "a news p" .. i .. " binary\n", 1, true)
+        assert.truthy(at > last, "out of order at p" .. i .. "\n" .. out)
+        last = at
+      end
+    end
+    for i = 1, 20 do
+      assert.equal(1, p:count("master got p" .. i .. "\n", true), out)
+    end
+    assert.equal(5, p:count("master got m", true), out)
+    -- worker 3 has no subscriber of "news": the master never forwarded it a frame
+    assert.truthy(out:find("w3 received=0\n", 1, true), out)
+    assert.equal(0, p:count("w3 other", true), out)
+    -- 25 publishes to 2 workers
+    assert.truthy(out:find("master forwarded=50 news_workers=2\n", 1, true), out)
+    p:stop()
+  end)
+
+  it("unsubscribe stops delivery; the last one takes the worker out of the topic", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("message", function(w, msg)
+    if msg == "pub" then
+      pubsub.publish("t", "x" .. pubsub.stats().published)
+      w:send("published")
+    elseif msg == "stats" then
+      say("forwarded=" .. pubsub.stats().forwarded .. " workers=" .. tostring(pubsub.topics().t))
+    else
+      say(msg)
+    end
+  end)
+else
+  local me = cluster.worker
+  local a = pubsub.subscribe("t", function(d) say("a " .. d) end)
+  local b = pubsub.subscribe("t", function(d) say("b " .. d) end)
+  local step = 0
+  me:on("message", function()
+    step = step + 1
+    if step == 1 then
+      a:cancel()
+      me:send("pub")
+    elseif step == 2 then
+      b:unsubscribe()
+      b:cancel() -- twice: nothing
+      me:send("pub")
+    elseif step == 3 then
+      timer.after(300, function() me:send("received=" .. pubsub.stats().received) me:send("stats") end)
+    end
+  end)
+  timer.after(100, function() me:send("pub") end)
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    assert.truthy(p:wait_output("forwarded=", 20000), p:output())
+    local out = p:stdout()
+    assert.equal(1, p:count("a x0\n", true), out)
+    assert.equal(1, p:count("b x0\n", true), out)
+    assert.equal(0, p:count("a x1", true), out)
+    assert.equal(1, p:count("b x1\n", true), out)
+    assert.equal(0, p:count(" x2", true), out)
+    assert.truthy(out:find("received=2\n", 1, true), out)
+    assert.truthy(out:find("forwarded=2 workers=nil\n", 1, true), out)
+    p:stop()
+  end)
+
+  it("drops a SIGKILLed subscriber's worker from every topic; its replacement registers its own", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 2 }
+  local onlines = 0
+  cluster.on("online", function()
+    onlines = onlines + 1
+    if onlines == 3 then -- worker 2's replacement
+      timer.after(500, function()
+        local before = pubsub.stats().forwarded
+        pubsub.publish("k", "after")
+        say("topics k=" .. tostring(pubsub.topics().k) .. " j=" .. tostring(pubsub.topics().j)
+          .. " forwarded=" .. (pubsub.stats().forwarded - before))
+      end)
+    end
+  end)
+else
+  local me = cluster.worker
+  pubsub.subscribe("k", function(d) say("w" .. me.id .. " got " .. d) end)
+  if me.id == 2 then
+    pubsub.subscribe("j", function() end)
+  end
+  say("pid " .. me.id .. " " .. me.pid)
+end
+]]
+    local p = H.start_app(src, { "-w", 2 })
+    assert.truthy(p:wait_output("pid 2 %d+", 20000), p:output())
+    assert.truthy(p:wait_output("pid 1 %d+", 20000), p:output())
+    H.sleep(300)
+    local pid2 = tonumber(p:stdout():match("pid 2 (%d+)"))
+    H.sh("kill -9 " .. pid2)
+    assert.truthy(p:wait_output("topics k=", 20000), p:output())
+    local out = p:stdout()
+    assert.equal(2, p:count("pid 2 ", true), out) -- the replacement started
+    -- the dead worker is out of both its topics; the replacement took "k" and "j" again
+    assert.truthy(out:find("topics k=2 j=1 forwarded=2\n", 1, true), out)
+    assert.truthy(H.wait_for(function() return p:count("w2 got after", true) == 1 end, 5000), p:output())
+    assert.equal(1, p:count("w1 got after", true), out)
+    p:stop()
+  end)
+
+  it("after a reload, the new generation's subscriptions register as its workers start", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("online", function(w)
+    if w.generation == 2 then
+      timer.after(1000, function()
+        pubsub.publish("r", "after-reload")
+        say("topics r=" .. tostring(pubsub.topics().r))
+      end)
+    end
+  end)
+else
+  local me = cluster.worker
+  pubsub.subscribe("r", function(d) say("gen" .. me.generation .. " got " .. d) end)
+  say("gen" .. me.generation .. " subscribed")
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    assert.truthy(p:wait_output("gen1 subscribed", 20000), p:output())
+    p:kill("SIGHUP")
+    assert.truthy(p:wait_output("topics r=", 20000), p:output())
+    assert.truthy(H.wait_for(function() return p:count("gen2 got after-reload", true) == 1 end, 5000), p:output())
+    local out = p:stdout()
+    assert.equal(0, p:count("gen1 got", true), out) -- the old generation has drained and exited
+    assert.truthy(out:find("topics r=1\n", 1, true), out)
+    p:stop()
+  end)
+
+  it("a draining worker keeps receiving publishes until it exits", function()
+    local port = H.free_port()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("online", function(w)
+    if w.generation == 2 then
+      timer.after(500, function()
+        pubsub.publish("d", "during-drain")
+        say("topics d=" .. tostring(pubsub.topics().d))
+      end)
+    end
+  end)
+else
+  local me = cluster.worker
+  pubsub.subscribe("d", function(d) say("gen" .. me.generation .. " got " .. d) end)
+  http.create_server(function(req, res)
+    if req.url == "/slow" then
+      say("gen" .. me.generation .. " slow")
+      timer.sleep(3000)
+    end
+    return 200, "ok\n"
+  end):listen()
+end
+]]
+    local p = H.start_app(src, { "-w", 1, "-p", port })
+    assert.truthy(H.wait_listening(port, 20000), p:output())
+    os.execute("curl -s -m 10 http://127.0.0.1:" .. port .. "/slow >/dev/null 2>&1 &")
+    assert.truthy(p:wait_output("gen1 slow", 10000), p:output())
+    p:kill("SIGHUP") -- the old worker drains while /slow is in flight
+    assert.truthy(p:wait_output("topics d=", 20000), p:output())
+    assert.truthy(H.wait_for(function()
+      return p:count("gen1 got during-drain", true) == 1 and p:count("gen2 got during-drain", true) == 1
+    end, 5000), p:output())
+    assert.truthy(p:stdout():find("topics d=2\n", 1, true), p:output())
+    p:stop()
+  end)
+
+  it("a worker's own publish reaches its own subscribers once; a raising or self-cancelling subscriber does not disturb the others", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("message", function(_, msg) say(msg) if msg == "done" then cluster.stop() end end)
+else
+  pubsub.subscribe("s", function(d) error("boom " .. d) end)
+  local once
+  once = pubsub.subscribe("s", function(d) say("once " .. d) once:cancel() end)
+  pubsub.subscribe("s", function(d, topic, kind) say("all " .. d .. " " .. topic .. " " .. kind) end)
+  for i = 1, 3 do pubsub.publish("s", "n" .. i) end
+  timer.after(500, function() cluster.worker:send("done") end)
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    assert.equal(0, (p:wait(20000)), p:output())
+    local out = p:stdout()
+    assert.equal(1, p:count("once n1\n", true), out)
+    assert.equal(1, p:count("once ", true), out)
+    for i = 1, 3 do
+      assert.equal(1, p:count("all n" .. i .. " s text\n", true), out)
+    end
+    assert.equal(3, p:count("pubsub subscriber failed", true), p:output())
+  end)
+
+  it("raises on bad arguments", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+local function try(name, f)
+  local ok, err = pcall(f)
+  say(name .. " " .. tostring(ok) .. " " .. tostring(err))
+end
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  cluster.on("message", function(_, msg) say(msg) if msg == "done" then cluster.stop() end end)
+else
+  try("topic", function() pubsub.publish(1, "x") end)
+  try("empty", function() pubsub.publish("", "x") end)
+  try("data", function() pubsub.publish("t", { 1 }) end)
+  try("kind", function() pubsub.publish("t", "x", "json") end)
+  try("fn", function() pubsub.subscribe("t", "nope") end)
+  try("stopic", function() pubsub.subscribe(nil, function() end) end)
+  try("dot", function() local s = pubsub.subscribe("t", function() end) s.cancel() end)
+  cluster.worker:send("done")
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    assert.equal(0, (p:wait(20000)), p:output())
+    local out = p:stdout()
+    assert.truthy(out:find("topic false [^\n]*topic must be a non%-empty string"), out)
+    assert.truthy(out:find("empty false [^\n]*topic must be a non%-empty string"), out)
+    assert.truthy(out:find("data false [^\n]*data must be a string"), out)
+    assert.truthy(out:find('kind false [^\n]*kind must be "text" or "binary"'), out)
+    assert.truthy(out:find("fn false [^\n]*expected a function"), out)
+    assert.truthy(out:find("stopic false [^\n]*topic must be a non%-empty string"), out)
+    assert.truthy(out:find("dot false [^\n]*with a colon"), out)
+  end)
+end)
