@@ -233,8 +233,13 @@ else
 end
 ]]
     local p = H.start_app(src, { "-w", 1, "-p", port })
-    assert.truthy(H.wait_listening(port, 20000), p:output())
-    os.execute("curl -s -m 10 http://127.0.0.1:" .. port .. "/slow >/dev/null 2>&1 &")
+    -- the worker answers (not just the master's port accepting) before the slow request goes out
+    assert.truthy(H.wait_for(function()
+      local _, st = H.curl("http://127.0.0.1:" .. port .. "/")
+      return st == 200
+    end, 20000), p:output())
+    local slow = assert(H.connect(port))
+    slow:send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
     assert.truthy(p:wait_output("gen1 slow", 10000), p:output())
     p:kill("SIGHUP") -- the old worker drains while /slow is in flight
     assert.truthy(p:wait_output("topics d=", 20000), p:output())
@@ -242,6 +247,7 @@ end
       return p:count("gen1 got during-drain", true) == 1 and p:count("gen2 got during-drain", true) == 1
     end, 5000), p:output())
     assert.truthy(p:stdout():find("topics d=2\n", 1, true), p:output())
+    slow:close()
     p:stop()
   end)
 
