@@ -55,15 +55,6 @@ end
 ]]
 
 
-local function start_redis(port)
-  local dir = H.tmpdir()
-  local p = H.spawn({ "/usr/bin/redis-server", "--port", tostring(port), "--bind", "127.0.0.1", "--save", "",
-    "--appendonly", "no" }, { dir = dir, cwd = dir })
-  assert(H.wait_listening(port, 10000), "redis-server did not start:\n" .. p:output())
-  return p
-end
-
-
 -- CLIENT LIST -> { { id =, name =, psub = }, ... }
 local function clients(port)
   local out = H.sh("redis-cli -p " .. port .. " CLIENT LIST")
@@ -89,12 +80,11 @@ end
 
 
 describe("pubsub across hosts through Redis", function()
-  local redis, rport, dir
+  local redis, rport
 
   before_each(function()
     rport = H.free_port()
-    redis = start_redis(rport)
-    dir = H.app({ ["app.lua"] = H.prelude .. APP })
+    redis = H.start_redis(rport)
   end)
 
   after_each(function()
@@ -106,11 +96,11 @@ describe("pubsub across hosts through Redis", function()
   end)
 
   -- an instance ("a host") with 2 workers, its HTTP port and its own app folder
-  local function host(tag, prefix)
+  local function host(tag)
     local own = H.tmpdir()
     local port = H.free_port()
-    H.sh("cp " .. dir .. "/app.lua " .. own .. "/app.lua")
-    local p = H.start(own .. "/app.lua", { "-p", port }, { args = { tag, rport, prefix }, dir = own })
+    H.write_file(own .. "/app.lua", H.prelude .. APP)
+    local p = H.start(own .. "/app.lua", { "-p", port }, { args = { tag, rport }, dir = own })
     p.port, p.tag, p.app = port, tag, own .. "/app.lua"
     return p
   end
@@ -232,7 +222,7 @@ describe("pubsub across hosts through Redis", function()
     assert.equal(1, a:count("does not answer", true), a:output())
     assert.equal(1, b:count("does not answer", true), b:output())
     -- Redis again on the same port: both come back by themselves
-    redis = start_redis(rport)
+    redis = H.start_redis(rport)
     for _, p in ipairs({ a, b }) do
       assert(p:wait_output("answers again", 15000, true), p:output())
     end

@@ -172,9 +172,11 @@ local function read_reply(sock)
 end
 
 
-local function named(l, role, pool)
+-- a connection named luacluster-<role>-<pid> (CLIENT SETNAME) -> the socket | nil, err
+local function named(l, role)
   local net = require("luacluster.net") -- lazy: only a master with cluster.setup{ pubsub = { redis = } }
-  local sock, err = net.connect(l.host, l.port, { timeout = TIMEOUT_MS, pool = pool .. " " .. l.addr })
+  -- (a pool of its own: never an app's idle connection, which may have done AUTH or SELECT)
+  local sock, err = net.connect(l.host, l.port, { timeout = TIMEOUT_MS, pool = "luacluster.pubsub." .. role .. " " .. l.addr })
   if not sock then
     return nil, err
   end
@@ -192,26 +194,30 @@ local function named(l, role, pool)
 end
 
 
--- the publishing connection, then the subscription -> nil | err (a stop while it waits: both
--- closed, "stopped")
-local function connect(l, epoch)
-  local pub, err = named(l, "publish", "luacluster.pubsub.publish")
-  if not pub then
-    return err
-  elseif l.epoch ~= epoch then
-    pub:close(true)
-    return "stopped"
+-- one named connection of the link, kept in l[field] -> the socket | nil, err ("stopped": a stop
+-- came while it was made, and it is closed)
+local function open(l, epoch, field, role)
+  local sock, err = named(l, role)
+  if sock and l.epoch ~= epoch then
+    sock:close(true)
+    sock, err = nil, "stopped"
   end
-  l.pub = pub
+  l[field] = sock
+  return sock, err
+end
+
+
+-- the publishing connection, then the subscription -> nil | err
+local function connect(l, epoch)
+  local _, err = open(l, epoch, "pub", "publish")
+  if err then
+    return err
+  end
   local sub
-  sub, err = named(l, "pubsub", "luacluster.pubsub.subscribe")
+  sub, err = open(l, epoch, "sub", "pubsub")
   if not sub then
     return err
-  elseif l.epoch ~= epoch then
-    sub:close(true)
-    return "stopped"
   end
-  l.sub = sub
   local ok, werr = sub:write(command({ "PSUBSCRIBE", l.pattern }))
   if not ok then
     return werr
@@ -293,6 +299,9 @@ local function send_queue(l, epoch)
       local line, rerr = pub:read_line()
       if not line or line:sub(1, 1) ~= ":" then
         -- (an error reply too: PUBLISH has none a working Redis gives)
+        if rerr == "timeout" then
+          rerr = "no answer to PUBLISH in " .. TIMEOUT_MS .. " ms"
+        end
         return fail(l, epoch, rerr or ("PUBLISH answered " .. shown(line)))
       end
       counts.sent = counts.sent + 1
