@@ -242,6 +242,30 @@ describe("pubsub across hosts through Redis", function()
     assert.equal(1, a:count("answers again", true), a:output())
   end)
 
+  it("finds a Redis that hangs (SIGSTOP) down instead of queueing for it, and crosses hosts again when it goes on", function()
+    local a, b = host("A"), host("B")
+    wait_ready(a)
+    wait_ready(b)
+    redis:kill(19) -- SIGSTOP: the kernel takes the bytes, nothing answers
+    pub(a, "worker", "Ah1")
+    assert(a:wait_output("does not answer", 15000, true), a:output())
+    assert(H.wait_for(function() return has(a, "Ah1") end, 5000), a:output())
+    pub(a, "worker", "Ah2")
+    assert(H.wait_for(function() return has(a, "Ah2") end, 5000), a:output())
+    redis:kill(18) -- SIGCONT
+    assert(a:wait_output("answers again", 15000, true), a:output())
+    wait_ready(a)
+    wait_ready(b)
+    pub(a, "master", "Aon")
+    assert(H.wait_for(function() return has(b, "Aon") and has(a, "Aon") end, 10000), a:output() .. b:output())
+    H.sleep(300)
+    check(a, "Ah2")
+    check(a, "Aon")
+    check(b, "Aon")
+    assert.equal(0, b:count("Ah2", true), b:output()) -- (made while Redis was down)
+    assert.equal(1, a:count("does not answer", true), a:output())
+  end)
+
   it("keeps one subscription connection per master across a reload, and delivers to the new generation", function()
     local a, b = host("A"), host("B")
     wait_ready(a)
@@ -316,5 +340,41 @@ end
     assert.truthy(out:find("refused true [^\n]*pubsub.prefix must be a string\n"), out)
     assert.truthy(out:find("refused true [^\n]*pubsub: unknown option 'channel' %(expected redis, prefix%)\n"), out)
     assert.truthy(out:find("refused true [^\n]*cluster.setup: pubsub must be a table\n"), out)
+  end)
+end)
+
+
+describe("pubsub = { redis = } naming a port where no Redis answers", function()
+  after_each(function()
+    H.cleanup()
+  end)
+
+  it("delivers locally, logs once, and tries again with backoff, not in a loop", function()
+    local port = H.free_port()
+    local web = H.spawn({ "/usr/bin/python3", "-m", "http.server", tostring(port), "--bind", "127.0.0.1" },
+      { dir = H.tmpdir() })
+    assert(H.wait_listening(port, 10000), web:output())
+    local p = H.start_app([[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1, pubsub = { redis = "127.0.0.1:" .. process.argv[1] } }
+  pubsub.subscribe("t", function(d) say("master got " .. d) end)
+  timer.every(300, function() pubsub.publish("t", "tick") end)
+else
+  pubsub.subscribe("t", function(d) say("worker got " .. d) end)
+end
+]], {}, { args = { port } })
+    assert(p:wait_output("does not answer", 10000, true), p:output())
+    -- (the reply named, as the service on the port gave it)
+    assert(p:wait_output("not a Redis reply: '<!DOCTYPE", 1000, true), p:output())
+    local before = web:count("code 400", true)
+    H.sleep(3000)
+    local tries = web:count("code 400", true) - before
+    -- a try at 100, 200, 400 ... 3000 ms: a handful in 3 s (a loop would be hundreds)
+    assert(tries >= 1 and tries <= 6, tries .. " connections in 3 s\n" .. web:output())
+    assert.equal(1, p:count("does not answer", true), p:output())
+    assert(p:count("worker got tick", true) >= 5, p:output())
+    assert(p:count("master got tick", true) >= 5, p:output())
+    web:stop()
   end)
 end)
