@@ -20,7 +20,9 @@
 -- both connections are closed, publishes reach this host's subscribers only (other hosts miss
 -- them: pub/sub keeps nothing), the outage is logged once, and both connections are made again
 -- (100 ms, doubling to 3 s between attempts); the next line says when it answers again.
--- Publishes made before the first connection is up wait for it (10,000 at most).
+-- Publishes made before the first connection is up wait for it. At most 16 MiB of publishes wait
+-- for Redis (a burst faster than Redis takes them): the later ones stay on this host (logged
+-- once until the queue is empty again).
 -- A reload keeps the link as it is when the option is unchanged, else closes it and opens the
 -- new one; stop closes it.
 local coro = require("luacluster.lib.coro")
@@ -35,7 +37,7 @@ local _M = {}
 local TIMEOUT_MS = 2000        -- connect, a write, a reply to a command
 local PING_MS = 5000           -- silence on the subscription before a PING; as long again: down
 local BACKOFF_FIRST_MS, BACKOFF_MAX_MS = 100, 3000
-local QUEUE_MAX = 10000        -- publishes waiting for Redis, beyond which they stay on this host
+local QUEUE_MAX_BYTES = 16 * 1048576 -- publishes waiting for Redis, beyond which they stay here
 local DEFAULT_PREFIX = "luacluster:"
 local VERSION = "\1"
 local KIND_TAG = { text = "t", binary = "b" }
@@ -110,7 +112,7 @@ local function fail(l, epoch, err)
   l.epoch = epoch + 1
   l.state = "down"
   counts.dropped = counts.dropped + #l.queue
-  l.queue = {}
+  l.queue, l.queued = {}, 0
   l.sending = false
   close_sockets(l)
   if not l.stopped and not l.down then
@@ -289,7 +291,7 @@ end
 local function send_queue(l, epoch)
   while l.epoch == epoch and #l.queue > 0 do
     local batch = l.queue
-    l.queue = {}
+    l.queue, l.queued = {}, 0
     local pub = l.pub
     local ok, err = pub:write(table.concat(batch))
     if not ok then
@@ -308,7 +310,7 @@ local function send_queue(l, epoch)
     end
   end
   if l.epoch == epoch then
-    l.sending = false
+    l.sending, l.behind = false, false
   end
 end
 
@@ -354,17 +356,24 @@ local function publish(topic, data, kind)
   if not l then
     return
   end
-  local q = l.queue
-  if l.state == "down" or #q >= QUEUE_MAX then
+  if l.state == "down" or l.queued + #data > QUEUE_MAX_BYTES then
     counts.dropped = counts.dropped + 1
+    if l.state ~= "down" and not l.behind then
+      l.behind = true
+      log.warn("pubsub: more than " .. QUEUE_MAX_BYTES .. " bytes of publishes wait for Redis at " .. l.addr
+        .. "; the next ones reach this host's subscribers only until they have left")
+    end
     return
   end
+  local q = l.queue
   q[#q + 1] = command({ "PUBLISH", l.prefix .. topic, VERSION .. KIND_TAG[kind] .. origin .. data })
+  l.queued = l.queued + #data
   if l.state == "up" and not l.sending then
     l.sending = true
     coro.spawn(send_queue, l, l.epoch)
   end
 end
+
 
 local BRIDGE = { publish = publish }
 
@@ -395,7 +404,7 @@ local function configure(opts)
   end
   origin = origin or make_origin()
   want.pattern = pattern_of(want.prefix)
-  want.state, want.epoch, want.queue, want.sending = "connecting", 0, {}, false
+  want.state, want.epoch, want.queue, want.queued, want.sending = "connecting", 0, {}, 0, false
   link = want
   pubsub.set_bridge(BRIDGE)
   coro.spawn(run, link)
