@@ -96,10 +96,10 @@ describe("pubsub across hosts through Redis", function()
   end)
 
   -- an instance ("a host") with 2 workers, its HTTP port and its own app folder
-  local function host(tag)
+  local function host(tag, src)
     local own = H.tmpdir()
     local port = H.free_port()
-    H.write_file(own .. "/app.lua", H.prelude .. APP)
+    H.write_file(own .. "/app.lua", H.prelude .. (src or APP))
     local p = H.start(own .. "/app.lua", { "-p", port }, { args = { tag, rport }, dir = own })
     p.port, p.tag, p.app = port, tag, own .. "/app.lua"
     return p
@@ -264,6 +264,41 @@ describe("pubsub across hosts through Redis", function()
     check(b, "Aon")
     assert.equal(0, b:count("Ah2", true), b:output()) -- (made while Redis was down)
     assert.equal(1, a:count("does not answer", true), a:output())
+  end)
+
+  it("keeps at most 16 MiB waiting for Redis: a bigger burst's rest stays on this host, logged once", function()
+    local BIG = [[
+local pubsub = require("luacluster.pubsub")
+local http = require("luacluster.http")
+local HOST, REDIS = process.argv[1], process.argv[2]
+if cluster.is_master then
+  cluster.setup{ workers = 1, pubsub = { redis = "127.0.0.1:" .. REDIS, prefix = "spec:" } }
+  local n = 0
+  pubsub.subscribe("big", function(d) n = n + 1 say(HOST, "m got", #d, n) end)
+  cluster.on("message", function()
+    local mib = string.rep("x", 1048576)
+    for _ = 1, 24 do pubsub.publish("big", mib) end -- in one go: nothing leaves meanwhile
+  end)
+else
+  http.create_server(function()
+    cluster.worker:send("go")
+    return 200, "ok\n"
+  end):listen()
+end
+]]
+    local a, b = host("A", BIG), host("B", BIG)
+    for _, p in ipairs({ a, b }) do
+      assert(H.wait_for(function() return #named(rport, "luacluster-pubsub-" .. p.pid) == 1 end, 10000), p:output())
+    end
+    assert(H.wait_listening(a.port, 10000), a:output())
+    local _, status = H.curl("http://127.0.0.1:" .. a.port .. "/")
+    assert.equal(200, status, a:output())
+    assert(a:wait_output("A m got 1048576 24", 20000, true), a:output()) -- all 24 here
+    assert(a:wait_output("bytes of publishes wait for Redis", 5000, true), a:output())
+    H.sleep(1500)
+    local got = b:count("B m got 1048576", true)
+    assert(got >= 15 and got <= 17, got .. " of 24 crossed\n" .. b:output())
+    assert.equal(1, a:count("bytes of publishes wait for Redis", true), a:output())
   end)
 
   it("keeps one subscription connection per master across a reload, and delivers to the new generation", function()
