@@ -266,6 +266,30 @@ describe("pubsub across hosts through Redis", function()
     assert.equal(1, a:count("does not answer", true), a:output())
   end)
 
+  it("logs once that Redis refuses PUBLISH (an ACL), keeps the subscription, and crosses again when it is allowed", function()
+    local a, b = host("A"), host("B")
+    wait_ready(a)
+    wait_ready(b)
+    local sub_id = named(rport, "luacluster-pubsub-" .. a.pid)[1].id
+    H.sh("redis-cli -p " .. rport .. " ACL SETUSER default -publish")
+    for i = 1, 3 do
+      pub(a, "worker", "Ar" .. i)
+    end
+    assert(H.wait_for(function() return has(a, "Ar3") end, 10000), a:output())
+    assert(a:wait_output("refuses PUBLISH ('NOPERM", 10000, true), a:output())
+    H.sleep(500)
+    assert.equal(1, a:count("refuses PUBLISH", true), a:output())
+    assert.equal(0, a:count("does not answer", true), a:output())
+    assert.equal(0, b:count("Ar1", true), b:output())
+    H.sh("redis-cli -p " .. rport .. " ACL SETUSER default +publish")
+    pub(a, "worker", "Aok")
+    assert(H.wait_for(function() return has(b, "Aok") end, 10000), a:output() .. b:output())
+    H.sleep(300)
+    check(a, "Aok")
+    check(b, "Aok")
+    assert.equal(sub_id, named(rport, "luacluster-pubsub-" .. a.pid)[1].id) -- the same subscription
+  end)
+
   it("keeps at most 16 MiB waiting for Redis: a bigger burst's rest stays on this host, logged once", function()
     local BIG = [[
 local pubsub = require("luacluster.pubsub")

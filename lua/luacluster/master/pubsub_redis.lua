@@ -20,7 +20,8 @@
 -- both connections are closed, publishes reach this host's subscribers only (other hosts miss
 -- them: pub/sub keeps nothing), the outage is logged once, and both connections are made again
 -- (100 ms, doubling to 3 s between attempts); the next line says when it answers again.
--- Publishes made before the first connection is up wait for it. At most 16 MiB of publishes wait
+-- A PUBLISH that Redis refuses (an error reply: an ACL without it) is logged once per link; the
+-- link stays. Publishes made before the first connection is up wait for it. At most 16 MiB of publishes wait
 -- for Redis (a burst faster than Redis takes them): the later ones stay on this host (logged
 -- once until the queue is empty again).
 -- A reload keeps the link as it is when the option is unchanged, else closes it and opens the
@@ -48,7 +49,7 @@ local command, shown = jobs_redis.command, jobs_redis.shown
 
 local origin       -- this master's 8 random bytes
 local link         -- the link in force | nil
-local counts = { sent = 0, received = 0, dropped = 0, own = 0, foreign = 0 }
+local counts = { sent = 0, received = 0, dropped = 0, refused = 0, own = 0, foreign = 0 }
 
 
 -- cluster.setup{ pubsub = } -> nil | what is wrong with it
@@ -299,14 +300,23 @@ local function send_queue(l, epoch)
     end
     for _ = 1, #batch do
       local line, rerr = pub:read_line()
-      if not line or line:sub(1, 1) ~= ":" then
-        -- (an error reply too: PUBLISH has none a working Redis gives)
+      local t = line and line:sub(1, 1)
+      if t == "-" then
+        -- Redis answered, and refused (an ACL without PUBLISH): the link stays, logged once
+        counts.refused = counts.refused + 1
+        if not l.refused then
+          l.refused = true
+          log.warn("pubsub: Redis at " .. l.addr .. " refuses PUBLISH (" .. shown(line:sub(2)) .. "); refused"
+            .. " publishes reach this host's subscribers only")
+        end
+      elseif t ~= ":" then
         if rerr == "timeout" then
           rerr = "no answer to PUBLISH in " .. TIMEOUT_MS .. " ms"
         end
         return fail(l, epoch, rerr or ("PUBLISH answered " .. shown(line)))
+      else
+        counts.sent = counts.sent + 1
       end
-      counts.sent = counts.sent + 1
     end
   end
   if l.epoch == epoch then
@@ -439,11 +449,12 @@ function _M.start(m, reload)
 end
 
 
--- publishes sent to Redis, received from other hosts, dropped (Redis down or behind), own
--- (this master's, come back), foreign (not published by a luacluster master); and the state
+-- publishes sent to Redis, received from other hosts, dropped (Redis down or behind), refused
+-- (an error reply to PUBLISH), own (this master's, come back), foreign (not published by a
+-- luacluster master); and the state
 function _M.stats()
-  return { sent = counts.sent, received = counts.received, dropped = counts.dropped, own = counts.own,
-    foreign = counts.foreign, state = link and link.state or "off" }
+  return { sent = counts.sent, received = counts.received, dropped = counts.dropped, refused = counts.refused,
+    own = counts.own, foreign = counts.foreign, state = link and link.state or "off" }
 end
 
 
