@@ -120,6 +120,14 @@ describe("pubsub across hosts through Redis", function()
     H.sleep(200) -- (the workers' ps_sub have reached their master)
   end
 
+  -- hosts A and B, both ready
+  local function two_hosts()
+    local a, b = host("A"), host("B")
+    wait_ready(a)
+    wait_ready(b)
+    return a, b
+  end
+
   -- a burst of N text publishes and one binary, named who, from host p's master or a worker
   local function pub(p, from, who)
     local body, status = H.curl("http://127.0.0.1:" .. p.port .. "/pub/" .. from .. "/" .. who .. "/" .. N)
@@ -163,9 +171,7 @@ describe("pubsub across hosts through Redis", function()
   end
 
   it("delivers every host's publishes, from its master and its workers, once to every subscriber of both hosts, in order, binary intact", function()
-    local a, b = host("A"), host("B")
-    wait_ready(a)
-    wait_ready(b)
+    local a, b = two_hosts()
     pub(a, "worker", "Aw")
     pub(a, "master", "Am")
     pub(b, "worker", "Bw")
@@ -193,9 +199,7 @@ describe("pubsub across hosts through Redis", function()
   end)
 
   it("goes on delivering on each host while Redis is down, logs the outage once, and crosses hosts again when Redis is back", function()
-    local a, b = host("A"), host("B")
-    wait_ready(a)
-    wait_ready(b)
+    local a, b = two_hosts()
     redis:stop()
     redis = nil
     for _, p in ipairs({ a, b }) do
@@ -243,9 +247,7 @@ describe("pubsub across hosts through Redis", function()
   end)
 
   it("finds a Redis that hangs (SIGSTOP) down instead of queueing for it, and crosses hosts again when it goes on", function()
-    local a, b = host("A"), host("B")
-    wait_ready(a)
-    wait_ready(b)
+    local a, b = two_hosts()
     redis:kill(19) -- SIGSTOP: the kernel takes the bytes, nothing answers
     pub(a, "worker", "Ah1")
     assert(a:wait_output("does not answer", 15000, true), a:output())
@@ -267,9 +269,7 @@ describe("pubsub across hosts through Redis", function()
   end)
 
   it("logs once that Redis refuses PUBLISH (an ACL), keeps the subscription, and crosses again when it is allowed", function()
-    local a, b = host("A"), host("B")
-    wait_ready(a)
-    wait_ready(b)
+    local a, b = two_hosts()
     local sub_id = named(rport, "luacluster-pubsub-" .. a.pid)[1].id
     H.sh("redis-cli -p " .. rport .. " ACL SETUSER default -publish")
     for i = 1, 3 do
@@ -326,9 +326,7 @@ end
   end)
 
   it("keeps one subscription connection per master across a reload, and delivers to the new generation", function()
-    local a, b = host("A"), host("B")
-    wait_ready(a)
-    wait_ready(b)
+    local a, b = two_hosts()
     local sub_before = named(rport, "luacluster-pubsub-" .. a.pid)[1].id
     local pub_before = named(rport, "luacluster-publish-" .. a.pid)[1].id
     a:kill("SIGHUP")
