@@ -141,6 +141,17 @@ function H.start_app(src, options, opts)
 end
 
 
+-- start_redis(port) -> the process of a real redis-server on 127.0.0.1:port (no persistence),
+-- once it listens (stop it by pid: p:stop())
+function H.start_redis(port)
+  local dir = H.tmpdir()
+  local p = H.spawn({ "/usr/bin/redis-server", "--port", tostring(port), "--bind", "127.0.0.1", "--save", "",
+    "--appendonly", "no" }, { dir = dir, cwd = dir })
+  assert(H.wait_listening(port, 10000), "redis-server did not start:\n" .. p:output())
+  return p
+end
+
+
 -- Polls fn until it returns a true value or timeout_ms passes; returns that value.
 function H.wait_for(fn, timeout_ms, step_ms)
   local deadline = H.now() + (timeout_ms or 5000)

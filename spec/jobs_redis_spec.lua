@@ -20,13 +20,7 @@ end)
 ]]
 
 
-local function start_redis(port)
-  local dir = H.tmpdir()
-  local p = H.spawn({ "/usr/bin/redis-server", "--port", tostring(port), "--bind", "127.0.0.1", "--save", "",
-    "--appendonly", "no" }, { dir = dir, cwd = dir })
-  assert(H.wait_listening(port, 10000), "redis-server did not start:\n" .. p:output())
-  return p
-end
+local start_redis = H.start_redis
 
 
 local function redis_cli(port, cmd)

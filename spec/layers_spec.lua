@@ -176,6 +176,7 @@ local LAYERS = {
   { 5, "^luacluster%.ngx%." },       -- luacluster.ngx's parts (ngx.re, ngx.log, ngx.timer)
   { 5, "^luacluster%.net%." },
   { 5, "^luacluster%.ws%." },        -- WebSocket's parts (the handshake, the connection's Lua side)       -- luacluster.net's parts (outbound sockets, their pools)
+  { 6, "^luacluster%.master%.pubsub_redis$" }, -- pubsub across hosts (uses pubsub, net, jobs_redis's RESP)
   { 6, "^luacluster%.master%." },    -- the master's parts that plug into its core
   { 7, "^luacluster%.cli%." },       -- the command line
 }

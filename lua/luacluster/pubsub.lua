@@ -13,7 +13,11 @@
 -- topics as its code subscribes). A worker delivers a forwarded publish once to each of its
 -- subscribers. A worker's own publish goes through the master too, so that every subscriber sees
 -- one publisher's messages in publish order (control frames keep their order on each channel).
--- Not yet: Redis across hosts, the C fan-out to WebSockets (ws:subscribe plugs into deliver()).
+-- Across hosts (master only): set_bridge(bridge) gives every publish made on this host (the
+-- master's or a worker's) once, in publish order, to bridge.publish(topic, data, kind)
+-- (master/pubsub_redis.lua carries it through Redis); deliver_remote(topic, data, kind) routes
+-- another host's publish to this host's subscribers without giving it to the bridge again.
+-- Not yet: the C fan-out to WebSockets (ws:subscribe plugs into deliver()).
 local coro = require("luacluster.lib.coro")
 local log = require("luacluster.lib.log")
 local runtime = require("luacluster.lib.runtime")
@@ -74,9 +78,11 @@ end
 
 local topics = {} -- topic -> { [worker object] = true }
 local lists = {}  -- topic -> array of the same workers, made at the first publish after a change
+local bridge      -- set_bridge's: { publish = fn(topic, data, kind) } | nil
 
 
-local function forward(topic, data, kind)
+-- a publish to the master's subscribers and to each worker with subscribers of topic
+local function route(topic, data, kind)
   stats.published = stats.published + 1
   deliver(topic, data, kind)
   local list = lists[topic]
@@ -95,6 +101,15 @@ local function forward(topic, data, kind)
     if w:_control({ op = "ps_msg", topic = topic, data = data, kind = kind }) then
       stats.forwarded = stats.forwarded + 1
     end
+  end
+end
+
+
+-- a publish made on this host: routed here, then given to the bridge (other hosts)
+local function forward(topic, data, kind)
+  route(topic, data, kind)
+  if bridge then
+    bridge.publish(topic, data, kind)
   end
 end
 
@@ -264,6 +279,36 @@ function _M.stats()
 end
 
 
+-- master only: set_bridge(bridge | nil): bridge.publish(topic, data, kind) is given every
+-- publish made on this host from now on, once each, in publish order
+function _M.set_bridge(b)
+  if runtime.role ~= "master" then
+    error("pubsub.set_bridge is only available in the master", 2)
+  end
+  if b ~= nil and (type(b) ~= "table" or type(b.publish) ~= "function") then
+    error("pubsub.set_bridge: expected nil or a table with a publish function", 2)
+  end
+  bridge = b
+end
+
+
+-- master only: deliver_remote(topic, data, kind): another host's publish, to this host's
+-- subscribers (the master's and the workers'), not given to the bridge
+function _M.deliver_remote(topic, data, kind)
+  if runtime.role ~= "master" then
+    error("pubsub.deliver_remote is only available in the master", 2)
+  end
+  check_topic("deliver_remote", topic)
+  if type(data) ~= "string" then
+    error("pubsub.deliver_remote: data must be a string", 2)
+  end
+  if not valid_kind(kind) then
+    error('pubsub.deliver_remote: kind must be "text" or "binary"', 2)
+  end
+  route(topic, data, kind)
+end
+
+
 -- master only: the topics and how many workers have subscribers of each
 function _M.topics()
   local out = {}
@@ -283,6 +328,8 @@ return {
   publish = _M.publish,
   stats = _M.stats,
   topics = _M.topics,
+  set_bridge = _M.set_bridge,
+  deliver_remote = _M.deliver_remote,
   deliver = deliver, -- for ws:subscribe later
   attach = attach, -- the master's half (master/plugins.lua)
 }

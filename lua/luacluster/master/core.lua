@@ -553,6 +553,7 @@ local SETUP_KEYS = {
   max_requests = "number", max_memory = "number", heartbeat_interval = "number", heartbeat_timeout = "number",
   metrics = true, -- "host:port" or a port: the Prometheus listener (luacluster.master.metrics)
   jobs = "table", -- { redis = "host:port" }: cluster.job's runs claimed in Redis (luacluster.master.jobs)
+  pubsub = "table", -- { redis = "host:port" }: publishes across hosts (luacluster.master.pubsub_redis)
   shared_dicts = "table", -- name = size: luacluster.shared's dictionaries (master/shdict.lua)
 }
 

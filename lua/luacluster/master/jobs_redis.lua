@@ -258,4 +258,8 @@ return {
   renew = _M.renew,
   release = _M.release,
   renew_every = _M.renew_every,
+  -- shared with master/pubsub_redis.lua: "host:port" -> host, port | nil; a command in RESP
+  parse_address = parse,
+  command = command,
+  shown = shown,
 }

@@ -7,6 +7,7 @@ local jit_flush = require("luacluster.master.jit")
 local jobs = require("luacluster.master.jobs")
 local metrics = require("luacluster.master.metrics")
 local ops = require("luacluster.master.ops")
+local pubsub_redis = require("luacluster.master.pubsub_redis")
 local reload = require("luacluster.master.reload")
 local shdict = require("luacluster.master.shdict")
 
@@ -26,6 +27,9 @@ local BEFORE_APP = {
   -- pubsub.publish/subscribe: which workers have subscribers of a topic; ops ps_sub, ps_unsub,
   -- ps_pub; hook gone
   "luacluster.pubsub",
+  -- cluster.setup{ pubsub = { redis = } }: publishes across hosts (pubsub's bridge); hooks
+  -- setup_check (pubsub =), stop
+  "luacluster.master.pubsub_redis",
   -- the workers' counters (status, metrics): op stats_result
   "luacluster.master.stats",
   -- cluster.job's schedule: op job_done; hooks gone, ready, adopt, stop, setup_check (jobs =)
@@ -51,6 +55,7 @@ end
 local function attach_after_app(master, options)
   ops.master_init(options, master, reload, metrics)
   jit_flush.init(master, reload)
+  pubsub_redis.start(master, reload) -- the link to Redis, if the top level named one; again per reload
   jobs.start() -- the schedule of the top level's cluster.job calls; a reload's "done" takes it over
   -- a reload's new code may drop a shared dictionary: it is kept, and logged (master/shdict.lua)
   reload.add_hook(function(event)
