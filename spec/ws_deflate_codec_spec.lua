@@ -1,0 +1,25 @@
+-- permessage-deflate's codec (runtime/ws_deflate.c), checked in C with RFC 7692's examples (7.2.3)
+-- and one case per rule by build/test/test_ws_deflate (runtime/test/test_ws_deflate.c).
+local H = require("helper")
+
+local function check(case)
+  local out, rc = H.sh("timeout 120 " .. H.build_dir .. "/test/test_ws_deflate " .. case)
+  assert.equals(0, rc, out)
+  assert.matches("ok " .. case, out)
+end
+
+describe("ws_deflate", function()
+  for _, c in ipairs({
+    { "rfc_examples", "inflates RFC 7692 7.2.3's payloads (one block, context takeover, stored, BFINAL, two blocks, empty) and deflates 7.2.3.1/7.2.3.2's bytes" },
+    { "bomb", "stops a message that inflates past max_message_size there (1009), holding at most max + 1 bytes" },
+    { "invalid", "refuses data that is not deflate (1007): reserved block type, bad stored length, junk after a final block, a distance with no history" },
+    { "utf8", "validates inflated text as UTF-8 (1007), not binary" },
+    { "round_trip", "deflates and inflates large messages with every window size 9..15, with and without context takeover" },
+    { "no_context_takeover", "shares one inflater among sockets whose client resets per message, reset before each message" },
+    { "memory", "holds a socket's own streams only with context takeover, of the sizes zlib documents" },
+  }) do
+    it(c[2], function()
+      check(c[1])
+    end)
+  end
+end)
