@@ -128,6 +128,9 @@ int lc_ws_pmd_inflate(lc_ws_pmd *d, const unsigned char *p, size_t n, uint64_t m
   out->len = 0;
   size_t limit = max == 0 || max >= LC_BUF_NO_CAP ? LC_BUF_NO_CAP - 1 : (size_t)max;
   lc_buf_set_max(out, limit + 1);   /* one byte past max tells "too big" */
+  /* no bytes at all: the empty message (7.2.3.6's is 0x00); the tail alone would leave the
+   * stream inside a stored block's header */
+  if (n == 0) return 0;
   z_stream *z = inflater_of(d);
   if (z == NULL) { *err = "out of memory"; return 1011; }
   lc_utf8 u;
@@ -206,6 +209,13 @@ int lc_ws_pmd_deflate(lc_ws_pmd *d, const unsigned char *p, size_t n, lc_buf *ou
     out->len += before - z->avail_out;
     if (r != Z_OK && r != Z_BUF_ERROR) return UV_EINVAL;
     if (flush == Z_SYNC_FLUSH && z->avail_in == 0 && z->avail_out > 0) break;
+  }
+  /* an empty message right after another: zlib has nothing to flush; 0x00 is the empty
+   * message (7.2.3.6): an empty stored block's header, with the tail the receiver adds */
+  if (out->len == 0) {
+    out->data[0] = 0x00;
+    out->len = 1;
+    return 0;
   }
   /* a sync flush ends with an empty stored block: its 00 00 ff ff is not sent (7.2.1) */
   if (out->len < 4 || memcmp(out->data + out->len - 4, TAIL, 4) != 0) return UV_EINVAL;

@@ -71,8 +71,25 @@ static void t_rfc_examples(void) {
   deflate_is(reset, "Hello", hello, sizeof hello);
   const unsigned char nothing[] = { 0x00 };
   deflate_is(reset, "", nothing, sizeof nothing);
+  /* an empty message after another with context takeover (zlib has nothing to flush there), and
+   * the next message still inflates in the same stream: "Hello" 10 bytes back */
+  deflate_is(keep, "", nothing, sizeof nothing);
+  const unsigned char third[] = { 0x02, 0x13, 0x00, 0x00 };
+  deflate_is(keep, "Hello", third, sizeof third);
+  lc_ws_pmd *peer = pmd(1, 0, 15, 15);
+  CHECK(inflate_is(peer, hello, sizeof hello, "Hello", 5) == 0);
+  CHECK(inflate_is(peer, again, sizeof again, "Hello", 5) == 0);
+  CHECK(inflate_is(peer, nothing, sizeof nothing, "", 0) == 0);
+  CHECK(inflate_is(peer, third, sizeof third, "Hello", 5) == 0);
+  lc_ws_pmd_free(peer);
   lc_ws_pmd_free(keep);
   lc_ws_pmd_free(reset);
+  /* no bytes at all read as the empty message, and leave the stream as it was */
+  d = pmd(1, 0, 15, 15);
+  CHECK(inflate_is(d, hello, sizeof hello, "Hello", 5) == 0);
+  CHECK(inflate_is(d, "", 0, "", 0) == 0);
+  CHECK(inflate_is(d, again, sizeof again, "Hello", 5) == 0);
+  lc_ws_pmd_free(d);
 }
 
 /* zlib's raw deflate of n bytes of c, sync-flushed with the tail cut, into a malloc'ed buffer */
