@@ -2,12 +2,6 @@
 -- and one case per rule by build/test/test_ws_deflate (runtime/test/test_ws_deflate.c).
 local H = require("helper")
 
-local function check(case)
-  local out, rc = H.sh("timeout 120 " .. H.build_dir .. "/test/test_ws_deflate " .. case)
-  assert.equals(0, rc, out)
-  assert.matches("ok " .. case, out)
-end
-
 describe("ws_deflate", function()
   for _, c in ipairs({
     { "rfc_examples", "inflates RFC 7692 7.2.3's payloads (one block, context takeover, stored, BFINAL, two blocks, empty) and deflates 7.2.3.1/7.2.3.2's bytes" },
@@ -19,7 +13,9 @@ describe("ws_deflate", function()
     { "memory", "holds a socket's own streams only with context takeover, of the sizes zlib documents" },
   }) do
     it(c[2], function()
-      check(c[1])
+      local out, rc = H.c_case("test_ws_deflate", c[1], 120)
+      assert.equals(0, rc, out)
+      assert.matches("ok " .. c[1], out, 1, true)
     end)
   end
 end)
