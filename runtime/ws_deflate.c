@@ -60,7 +60,10 @@ static z_stream *inflater_new(size_t *counter, int bits) {
   return z;
 }
 
+/* zlib's raw deflate takes no 8 bits: 9 is right for 8 too, since zlib never reaches further back
+ * than its window less MIN_LOOKAHEAD (262): 250 bytes with 9 bits, inside a 256-byte window */
 static z_stream *deflater_new(size_t *counter, int bits, int level, int mem_level) {
+  if (bits < 9) bits = 9;
   z_stream *z = stream_new(counter);
   if (z == NULL) return NULL;
   if (deflateInit2(z, level, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) { free(z); return NULL; }
@@ -95,7 +98,7 @@ static z_stream *deflater_of(lc_ws_pmd *d) {
 }
 
 lc_ws_pmd *lc_ws_pmd_new(const lc_ws_pmd_params *p) {
-  if (p->server_max_window_bits < 9 || p->server_max_window_bits > 15 || p->client_max_window_bits < 8 ||
+  if (p->server_max_window_bits < 8 || p->server_max_window_bits > 15 || p->client_max_window_bits < 8 ||
       p->client_max_window_bits > 15 || p->level < 0 || p->level > 9 || p->mem_level < 1 || p->mem_level > 9)
     return NULL;
   lc_ws_pmd *d = calloc(1, sizeof *d);

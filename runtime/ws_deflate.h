@@ -11,7 +11,7 @@
 typedef struct lc_ws_pmd_params {
   int server_no_context_takeover;  /* the server resets its compressor per message */
   int client_no_context_takeover;  /* the client does: the server resets its decompressor per message */
-  int server_max_window_bits;      /* 9..15 (zlib's raw deflate has no 8) */
+  int server_max_window_bits;      /* 8..15 */
   int client_max_window_bits;      /* 8..15 */
   int level;                       /* zlib's 0..9 */
   int mem_level;                   /* zlib's 1..9, for a socket's own compressor */

@@ -69,6 +69,8 @@ describe("websocket permessage-deflate", function()
       "the server's windows of 9 bits, smaller than the client's 12" },
     { "/z", "sbits=10,cbits=9", "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9",
       "the client's server_max_window_bits=10 and client_max_window_bits=9" },
+    { "/keep", "sbits=8", "permessage-deflate; server_max_window_bits=8",
+      "server_max_window_bits=8 (zlib deflates with 9 bits, reaching 250 bytes back at most)" },
   }) do
     it("echoes text, binary, fragments, empty, random, compressible and far-matching messages: " .. c[4], function()
       local out = client("echo", c[1], c[2])

@@ -107,7 +107,7 @@ describe("ws.handshake", function()
       assert.is_nil(neg('permessage-deflate; client_no_context_takeover=""'))
     end)
 
-    it("answers server_max_window_bits with the same or a smaller value (7.1.2.1); 8 cannot be honoured on zlib and is declined", function()
+    it("answers server_max_window_bits with the same or a smaller value (7.1.2.1), 8 included", function()
       local resp, p = neg("permessage-deflate; server_max_window_bits=10")
       assert.equal("permessage-deflate; server_no_context_takeover; server_max_window_bits=10", resp)
       assert.equal(10, p.server_max_window_bits)
@@ -116,9 +116,11 @@ describe("ws.handshake", function()
       assert.equal(11, p.server_max_window_bits)
       -- unasked, the server may still name a smaller window of its own
       assert.matches("server_max_window_bits=9$", neg("permessage-deflate", hs.deflate_settings({ server_max_window_bits = 9 })))
-      assert.is_nil(neg("permessage-deflate; server_max_window_bits=8"))
-      -- then the next offer is taken
-      resp = neg("permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=9")
+      resp, p = neg("permessage-deflate; server_max_window_bits=8")
+      assert.matches("server_max_window_bits=8$", resp)
+      assert.equal(8, p.server_max_window_bits)
+      -- the first acceptable offer is taken
+      resp = neg("permessage-deflate; server_max_window_bits=7, permessage-deflate; server_max_window_bits=9")
       assert.matches("server_max_window_bits=9$", resp)
     end)
 
@@ -177,7 +179,7 @@ describe("ws.handshake", function()
     end)
 
     it("refuses bad compress settings", function()
-      for _, bad in ipairs({ "yes", { level = 10 }, { server_max_window_bits = 8 }, { client_max_window_bits = 16 },
+      for _, bad in ipairs({ "yes", { level = 10 }, { server_max_window_bits = 7 }, { client_max_window_bits = 16 },
         { mem_level = 0 }, { window = 10 }, { server_no_context_takeover = 1 }, { level = 1.5 } }) do
         assert.has_error(function() hs.deflate_settings(bad) end)
       end

@@ -206,8 +206,49 @@ static void round_trips(int nct, int bits, int n_msgs) {
   lc_ws_pmd_free(c);
 }
 
+/* server_max_window_bits=8: zlib deflates with 9 bits, yet a 256-byte window inflates it all */
+static void t_window_8(void) {
+  for (int nct = 0; nct <= 1; nct++) {
+    lc_ws_pmd *s = pmd(nct, 1, 8, 15);
+    z_stream inf;
+    memset(&inf, 0, sizeof inf);
+    CHECK(inflateInit2(&inf, -8) == Z_OK);
+    lc_buf z;
+    lc_buf_init(&z, 0);
+    unsigned char m[20000], out[20000];
+    unsigned seed = 3;
+    for (int k = 0; k < 4; k++) {
+      /* repeats at every distance from 1 to 600 */
+      for (size_t i = 0; i < sizeof m; i++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t back = 1 + (seed >> 8) % 600;
+        m[i] = i >= back && (seed >> 20) % 4 ? m[i - back] : (unsigned char)(seed >> 16);
+      }
+      CHECK(lc_ws_pmd_deflate(s, m, sizeof m, &z) == 0);
+      CHECK(lc_buf_append(&z, "\x00\x00\xff\xff", 4) == 0);
+      if (nct) CHECK(inflateReset(&inf) == Z_OK);
+      /* 64 bytes of output at a time: what is further back comes from the 256-byte window */
+      inf.next_in = (Bytef *)z.data; inf.avail_in = (uInt)z.len;
+      size_t got = 0;
+      while (inf.avail_in > 0 && got < sizeof out) {
+        inf.next_out = out + got;
+        inf.avail_out = sizeof out - got < 64 ? (uInt)(sizeof out - got) : 64;
+        uInt before = inf.avail_out;
+        int r = inflate(&inf, Z_SYNC_FLUSH);
+        if (r != Z_OK && r != Z_BUF_ERROR) fprintf(stderr, "k=%d nct=%d got=%zu: %s\n", k, nct, got, inf.msg ? inf.msg : "");
+        CHECK(r == Z_OK || r == Z_BUF_ERROR);
+        got += before - inf.avail_out;
+      }
+      CHECK(got == sizeof m && memcmp(out, m, sizeof m) == 0);
+    }
+    inflateEnd(&inf);
+    lc_buf_free(&z);
+    lc_ws_pmd_free(s);
+  }
+}
+
 static void t_round_trip(void) {
-  for (int bits = 9; bits <= 15; bits++) {
+  for (int bits = 8; bits <= 15; bits++) {
     round_trips(0, bits, 4);
     round_trips(1, bits, 4);
   }
@@ -266,15 +307,15 @@ static void t_memory(void) {
   CHECK(lc_ws_pmd_stream_bytes(d) == 0);
   lc_buf_free(&z);
   lc_ws_pmd_free(d);
-  /* settings zlib's raw deflate cannot take are refused */
-  lc_ws_pmd_params bad = {0, 0, 8, 15, 1, 8};
+  /* window bits outside 8..15 are refused */
+  lc_ws_pmd_params bad = {0, 0, 7, 15, 1, 8};
   CHECK(lc_ws_pmd_new(&bad) == NULL);
 }
 
 int main(int argc, char **argv) {
   static const struct { const char *name; void (*fn)(void); } cases[] = {
     {"rfc_examples", t_rfc_examples}, {"bomb", t_bomb}, {"invalid", t_invalid}, {"utf8", t_utf8},
-    {"round_trip", t_round_trip}, {"no_context_takeover", t_no_context_takeover}, {"memory", t_memory},
+    {"round_trip", t_round_trip}, {"window_8", t_window_8}, {"no_context_takeover", t_no_context_takeover}, {"memory", t_memory},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (argc < 2 || strcmp(argv[1], cases[i].name) == 0) {

@@ -134,12 +134,11 @@ function M.deflate_settings(compress)
     if type(v) ~= type(d) then error("compress." .. k .. " must be a " .. type(d), 0) end
     s[k] = v
   end
-  -- zlib's raw deflate has no 256-byte window: 9..15 for the server's own
   local function range(k, lo, hi)
     local v = s[k]
     if v % 1 ~= 0 or v < lo or v > hi then error("compress." .. k .. " must be an integer " .. lo .. ".." .. hi, 0) end
   end
-  range("server_max_window_bits", 9, 15)
+  range("server_max_window_bits", 8, 15)
   range("client_max_window_bits", 8, 15)
   range("level", 0, 9)
   range("mem_level", 1, 9)
@@ -174,11 +173,10 @@ local function accept_offer(params, s)
   if server_nct then resp[#resp + 1] = "server_no_context_takeover" end
   local client_nct = s.client_no_context_takeover or seen.client_no_context_takeover ~= nil
   if client_nct then resp[#resp + 1] = "client_no_context_takeover" end
-  -- the server's window: at most what the client offered (7.1.2.1); zlib cannot deflate raw with 8
+  -- the server's window: at most what the client offered (7.1.2.1)
   local sbits = s.server_max_window_bits
   if seen.server_max_window_bits then
     sbits = math.min(sbits, seen.server_max_window_bits)
-    if sbits < 9 then return nil end
     resp[#resp + 1] = "server_max_window_bits=" .. sbits
   elseif sbits < 15 then
     resp[#resp + 1] = "server_max_window_bits=" .. sbits
