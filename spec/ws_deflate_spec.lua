@@ -91,6 +91,13 @@ describe("websocket permessage-deflate", function()
     assert.matches("close 1000\n", out, 1, true)
   end)
 
+  it("speaks uncompressed to a client that offers nothing, with compress on", function()
+    local out = client("echo", "/z", "none")
+    assert.matches("extensions None\n", out, 1, true)
+    assert.matches("negotiated 0\n", out, 1, true)
+    echoes(out)
+  end)
+
   it("ignores the offer when compress is off: no extension, and RSV1 is a protocol error (1002)", function()
     local out = client("echo", "/off", "default")
     assert.matches("extensions None\n", out, 1, true)
