@@ -149,6 +149,16 @@ def raw_echo():
     print("close", until_close(s))
 
 
+def vanish():
+    """a compressed message, its echo, then the TCP connection closed without a close frame"""
+    s, resp = connect("permessage-deflate")
+    s.sendall(frame(0xC1, deflate(b"vanishing " * 100)))
+    b0, payload, _ = read_frame(s, b"")
+    print("echo rsv1=%d" % (b0 >> 6 & 1), len(zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")))
+    s.close()
+    print("vanished")
+
+
 RAW = {
     # a text message that inflates to 10 MB of "a": over max_message_size
     "bomb": lambda: frame(0xC1, deflate(b"a" * (10 << 20))),
@@ -176,6 +186,8 @@ if mode == "echo":
     asyncio.run(echo())
 elif mode == "raw_echo":
     raw_echo()
+elif mode == "vanish":
+    vanish()
 else:
     s, resp = connect(opts or "permessage-deflate")
     print("extensions", resp)

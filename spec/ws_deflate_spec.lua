@@ -91,6 +91,12 @@ describe("websocket permessage-deflate", function()
     assert.matches("close 1000\n", out, 1, true)
   end)
 
+  it("ends a compressed WebSocket whose client vanished without a close (its zlib streams go with it), and goes on", function()
+    local out = client("vanish", "/keep")
+    assert.matches("echo rsv1=1 1000\nvanished\n", out, 1, true)
+    assert.matches("text hello", client("echo", "/keep", "default"), 1, true)
+  end)
+
   it("speaks uncompressed to a client that offers nothing, with compress on", function()
     local out = client("echo", "/z", "none")
     assert.matches("extensions None\n", out, 1, true)
