@@ -3,14 +3,17 @@
  * close accounts it as a 101), req->ws set: its reader hands input to lc_ws_conn_input instead
  * of the HTTP parser, and its writer is the same queue. Frames are read by ws_frame.c; each
  * message, and the close, goes to one Lua function (core.ws_accept's fn(event, a, b)).
- *   core.ws_accept(conn, seq, head, max_message, fn) -> true | nil, err: writes the 101 (head,
- *     built by luacluster.ws.handshake) and switches the reader
+ *   core.ws_accept(conn, seq, head, max_message, fn [, pmd]) -> true | nil, err: writes the 101
+ *     (head, built by luacluster.ws.handshake) and switches the reader; pmd: permessage-deflate's
+ *     negotiated parameters (a table, ws_deflate.c compresses)
  *   core.ws_send(conn, seq, data, opcode) -> true, queued | nil, err
  *   core.ws_close(conn, seq, code, reason) -> true | nil, err: the close handshake's first frame
- * Owns: the lc_ws_conn (freed with the connection, lc_ws_conn_free) and its Lua reference. */
+ * Owns: the lc_ws_conn (freed with the connection, lc_ws_conn_free) and its Lua reference, and
+ * its permessage-deflate state (lc_ws_pmd, freed there too). */
 #include "http_int.h"
 #include "buf.h"
 #include "ws_frame.h"
+#include "ws_deflate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@ struct lc_ws_conn {
   lc_ws_parser ps;
   lc_buf msg;              /* the fragments of the message being read */
   int cb_ref;
+  lc_ws_pmd *pmd;          /* permessage-deflate, when negotiated */
   unsigned close_sent : 1, close_told : 1;
 };
 
@@ -72,6 +76,7 @@ void lc_ws_conn_free(http_conn *c, lc_ws_conn *ws) {
   lc_http_ref_run(c->srv->base.rt, ws->cb_ref, 0);
   ws->cb_ref = LUA_NOREF;
   lc_buf_free(&ws->msg);
+  lc_ws_pmd_free(ws->pmd);
   free(ws);
 }
 
@@ -83,6 +88,63 @@ static void ws_end(http_conn *c) {
   lc_http_conn_end(c);
 }
 
+/* a protocol error: our close with its code, the end of the connection, the close told to Lua */
+static void fail_close(http_conn *c, lc_ws_conn *ws, int code, const char *err) {
+  send_close(c, ws, code, err, strlen(err));
+  ws_end(c);
+  c->in_off = c->in_len;
+  tell_close(c, ws, code, err, strlen(err));
+}
+
+/* ---- permessage-deflate (ws_deflate.c) ---- */
+
+/* a compressed message (RSV1 on its first frame) inflated into plain, bounded by max_message_size;
+ * on failure the connection is closed (1007, 1009, 1011) and -1 returned */
+static int inflate_message(http_conn *c, lc_ws_conn *ws, unsigned opcode, const char **data, size_t *len,
+                           lc_buf *plain) {
+  const char *err = NULL;
+  int code = lc_ws_pmd_inflate(ws->pmd, (const unsigned char *)*data, *len, ws->ps.max_message, opcode == LC_WS_TEXT,
+                               plain, &err);
+  if (code != 0) {
+    lc_buf_free(plain);
+    fail_close(c, ws, code, err);
+    return -1;
+  }
+  *data = plain->data ? plain->data : "";
+  *len = plain->len;
+  return 0;
+}
+
+/* a data message, compressed (RSV1) when permessage-deflate was negotiated */
+static int send_message(http_conn *c, lc_ws_conn *ws, unsigned opcode, const char *data, size_t len) {
+  if (ws->pmd == NULL || opcode == LC_WS_PING) return send_frame(c, opcode, data, len);
+  lc_buf z;
+  lc_buf_init(&z, 0);
+  int r = lc_ws_pmd_deflate(ws->pmd, (const unsigned char *)data, len, &z);
+  if (r == 0) {
+    unsigned char h[10];
+    size_t hl = lc_ws_frame_header(h, 1, LC_WS_RSV1, opcode, z.len);
+    r = lc_http_conn_write(c, (const char *)h, hl, z.data, z.len);
+  }
+  lc_buf_free(&z);
+  return r;
+}
+
+/* core.ws_accept's pmd table -> ws->pmd: 0, or -1 (out of memory or a bad table) */
+static int pmd_from_lua(lua_State *L, int idx, lc_ws_conn *ws) {
+  static const char *const names[] = {"server_no_context_takeover", "client_no_context_takeover",
+                                      "server_max_window_bits", "client_max_window_bits", "level", "mem_level"};
+  int v[6];
+  for (int i = 0; i < 6; i++) {
+    lua_getfield(L, idx, names[i]);
+    v[i] = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lc_ws_pmd_params p = {v[0], v[1], v[2], v[3], v[4], v[5]};
+  ws->pmd = lc_ws_pmd_new(&p);
+  return ws->pmd ? 0 : -1;
+}
+
 /* the frames in c->in[in_off..in_len) */
 void lc_ws_conn_input(http_conn *c) {
   lc_ws_conn *ws = c->req->ws;
@@ -91,10 +153,7 @@ void lc_ws_conn_input(http_conn *c) {
     long long r = lc_ws_next(&ws->ps, (unsigned char *)c->in + c->in_off, c->in_len - c->in_off, &ev);
     if (r == 0) break;
     if (r < 0) {
-      send_close(c, ws, ev.close_code, ev.err, strlen(ev.err));
-      ws_end(c);
-      c->in_off = c->in_len;
-      tell_close(c, ws, ev.close_code, ev.err, strlen(ev.err));
+      fail_close(c, ws, ev.close_code, ev.err);
       break;
     }
     c->in_off += (size_t)r;
@@ -121,8 +180,11 @@ void lc_ws_conn_input(http_conn *c) {
       if (!ev.fin) continue;
       data = ws->msg.data; len = ws->msg.len;
     }
+    lc_buf plain = {0};
+    if ((ev.msg_rsv & LC_WS_RSV1) && inflate_message(c, ws, ev.opcode, &data, &len, &plain) != 0) break;
     ws_event e = {ws, "message", data, len, 0, ev.opcode == LC_WS_TEXT ? "text" : "binary"};
     lc_call_with(c->srv->base.rt, ws_push_event, &e);
+    lc_buf_free(&plain);
     if (c->closed || c->req == NULL || c->req->ws != ws) return;
     if (ws->msg.len > 0) lc_buf_free(&ws->msg);
   }
@@ -146,8 +208,12 @@ static int ws_lua_accept(lua_State *L) {
   if (c == NULL || c->req->resp_started || c->req->ws) return lc_push_fail(L, 0, "the request is finished or its connection is closed");
   lc_ws_conn *ws = calloc(1, sizeof *ws);
   if (ws == NULL) return lc_push_fail(L, UV_ENOMEM, "a WebSocket");
-  lc_ws_parser_init(&ws->ps, max > 0 ? (uint64_t)max : 0, 0);
   lc_buf_init(&ws->msg, 0);
+  if (lua_istable(L, 6) && pmd_from_lua(L, 6, ws) != 0) {
+    free(ws);
+    return lc_push_fail(L, UV_ENOMEM, "a WebSocket's permessage-deflate");
+  }
+  lc_ws_parser_init(&ws->ps, max > 0 ? (uint64_t)max : 0, ws->pmd ? LC_WS_RSV1 : 0);
   lua_pushvalue(L, 5);
   ws->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   http_req *r = c->req;
@@ -170,7 +236,7 @@ static int ws_lua_send(lua_State *L) {
   if (opcode != LC_WS_TEXT && opcode != LC_WS_BINARY && opcode != LC_WS_PING) return luaL_argerror(L, 4, "opcode");
   if (opcode == LC_WS_PING && len > 125) return luaL_argerror(L, 3, "a ping carries at most 125 bytes");
   if (c == NULL || c->req->ws == NULL || c->req->ws->close_sent) return lc_push_fail(L, 0, "closed");
-  if (send_frame(c, (unsigned)opcode, data, len) != 0) return lc_push_fail(L, 0, "closed");
+  if (send_message(c, c->req->ws, (unsigned)opcode, data, len) != 0) return lc_push_fail(L, 0, "closed");
   lua_pushboolean(L, 1);
   lua_pushnumber(L, (lua_Number)lc_http_conn_queued(c));
   return 2;

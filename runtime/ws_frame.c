@@ -125,7 +125,7 @@ long long lc_ws_next(lc_ws_parser *ps, unsigned char *p, size_t n, lc_ws_event *
     int r = parse_header(ps, p, n, ev);
     if (r <= 0) return r;
     if (ps->opcode == LC_WS_TEXT || ps->opcode == LC_WS_BINARY) {  /* a message starts */
-      ps->msg_opcode = ps->opcode; ps->msg_len = 0;
+      ps->msg_opcode = ps->opcode; ps->msg_len = 0; ps->msg_rsv = ps->rsv;
       lc_utf8_init(&ps->utf8);
     }
   }
@@ -137,7 +137,7 @@ long long lc_ws_next(lc_ws_parser *ps, unsigned char *p, size_t n, lc_ws_event *
   if (avail > ps->done) {
     lc_ws_unmask(pl + ps->done, (size_t)(avail - ps->done), ps->mask, ps->done);
     /* text of a message without compression (compressed text is validated after inflating) */
-    int is_text = ps->opcode < 0x8 && ps->msg_opcode == LC_WS_TEXT && !(ps->rsv_allowed & LC_WS_RSV1);
+    int is_text = ps->opcode < 0x8 && ps->msg_opcode == LC_WS_TEXT && !(ps->msg_rsv & LC_WS_RSV1);
     if (is_text && lc_utf8_feed(&ps->utf8, pl + ps->done, (size_t)(avail - ps->done)) < 0) {
       ps->have_header = 0;
       return fail(ev, 1007, "invalid UTF-8 in a text message");
@@ -165,10 +165,10 @@ long long lc_ws_next(lc_ws_parser *ps, unsigned char *p, size_t n, lc_ws_event *
     }
     return (long long)(hl + ps->len);
   }
-  ev->opcode = ps->msg_opcode; ev->fin = (int)ps->fin;
+  ev->opcode = ps->msg_opcode; ev->fin = (int)ps->fin; ev->msg_rsv = ps->msg_rsv;
   ps->msg_len += ps->len;
   if (ps->fin) {
-    int is_text = ps->msg_opcode == LC_WS_TEXT && !(ps->rsv_allowed & LC_WS_RSV1);
+    int is_text = ps->msg_opcode == LC_WS_TEXT && !(ps->msg_rsv & LC_WS_RSV1);
     ps->msg_opcode = 0;
     if (is_text && !lc_utf8_complete(&ps->utf8)) return fail(ev, 1007, "text message ends inside a UTF-8 sequence");
   }

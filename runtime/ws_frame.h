@@ -20,6 +20,7 @@ typedef struct lc_ws_event {
   unsigned opcode;        /* LC_WS_TEXT/BINARY (the message's, also for continuations), PING, PONG, CLOSE */
   int fin;                /* data: this frame ends the message */
   unsigned rsv;           /* the frame's RSV bits (only those the parser allows) */
+  unsigned msg_rsv;       /* data: the RSV bits of the message's first frame (RSV1: compressed) */
   unsigned char *data;    /* the payload, unmasked in place in the caller's buffer */
   size_t len;
   uint16_t close_code;    /* CLOSE: the peer's code, 1005 when it sent none; on error: the code to close with */
@@ -32,6 +33,7 @@ typedef struct lc_ws_parser {
   uint64_t max_message;   /* bytes; a message (or frame) announcing more fails with 1009; 0 no limit */
   /* the message in progress */
   unsigned msg_opcode;    /* 0 none */
+  unsigned msg_rsv;       /* the RSV bits of its first frame */
   uint64_t msg_len;
   lc_utf8 utf8;
   /* the frame in progress (header parsed, payload not all there yet) */

@@ -67,6 +67,13 @@ function H.now()
 end
 
 
+-- Runs one case of a C test binary in build/test, which prints "ok CASE" and exits 0 when it
+-- passes; returns its output and exit code.
+function H.c_case(name, case, timeout_s)
+  return H.sh("timeout " .. (timeout_s or 60) .. " " .. H.build_dir .. "/test/" .. name .. " " .. case)
+end
+
+
 -- Runs a shell command; returns its output (stdout and stderr) and exit code.
 function H.sh(cmd)
   -- LD_PRELOAD is only for busted's own luajit (the sanitizer run's core.so): not for curl & co

@@ -6,7 +6,7 @@
 #   --valgrind valgrind (spec/valgrind.sh)
 set -euo pipefail
 
-build_pkgs=(cmake gcc libc6-dev make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev lua-busted curl libpcre2-dev libssl-dev)  # OpenSSL 3: runtime/tls.c, ngx digests
+build_pkgs=(cmake gcc libc6-dev make pkg-config luajit2 libluajit2-5.1-dev libuv1-dev lua-busted curl libpcre2-dev libssl-dev zlib1g-dev)  # OpenSSL 3: runtime/tls.c, ngx digests; zlib: ws_deflate.c
 test_pkgs=(procps wrk nginx libnginx-mod-http-lua python3-prometheus-client iproute2)
 test_pkgs+=(redis-server util-linux)  # spec/net_read_spec.lua's real Redis; unshare (net_connect_spec)
 test_pkgs+=(lua-nginx-dns)  # spec/ngx_udp_spec.lua: Debian's nginx.dns.resolver over ngx.socket.udp

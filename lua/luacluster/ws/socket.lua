@@ -57,7 +57,13 @@ function M.accept(req, opts)
   if opts.protocols ~= nil and type(opts.protocols) ~= "table" then
     error("req:websocket: protocols must be a list of names", 3)
   end
-  local h, protocol, err, extra = handshake.check(req.method, req._m, req.headers, opts.protocols)
+  local deflate
+  if opts.compress then
+    local ok, s = pcall(handshake.deflate_settings, opts.compress)
+    if not ok then error("req:websocket: " .. s, 3) end
+    deflate = s
+  end
+  local h, protocol, err, extra = handshake.check(req.method, req._m, req.headers, opts.protocols, deflate)
   if not h then
     local status = protocol
     local headers = { ["Content-Type"] = "text/plain", Connection = "close" }
@@ -73,9 +79,10 @@ function M.accept(req, opts)
   end
   lines[#lines + 1] = "\r\n"
   local ws = setmetatable({ protocol = protocol, _c = req._c, _s = req._s, _queue = {} }, ws_mt)
+  local pmd = err   -- permessage-deflate's parameters when negotiated (see handshake.check)
   local ok, aerr = ws_accept(req._c, req._s, concat(lines, "\r\n"), max, function(event, a, b)
     on_event(ws, event, a, b)
-  end)
+  end, pmd)
   if not ok then
     return nil, aerr
   end
