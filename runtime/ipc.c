@@ -521,6 +521,13 @@ static int ipc_read_frames(lua_State *L, void *ud) {
       return -1;
     }
     size_t size = lc_frame_size(h.len);
+    /* an incomplete frame after delivered ones moves to the buffer's start before it grows:
+     * else, in a stream of frames that never ends on a read's end (a burst of 64 KiB
+     * publishes), the delivered bytes before it were kept and the buffer doubled on and on */
+    if (avail < size && ch->in_off > 0) {
+      lc_buf_consume(b, ch->in_off);
+      ch->in_off = 0;
+    }
     /* a frame over the limit, or one whose bytes cannot be held, is skipped (its payload is
      * read and dropped): the stream stays in sync and the channel goes on. The buffer grows
      * (at most doubling) as the frame's bytes arrive, not to the size its header claims: what
