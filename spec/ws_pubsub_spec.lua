@@ -82,10 +82,11 @@ local function rss_kb(pid)
 end
 
 describe("ws:subscribe", function()
-  local p, port
+  local p, port, ctl
   setup(function()
     port = H.free_port()
-    p = H.start_app(APP, { "-w", "2" }, { env = { WS_PORT = tostring(port) } })
+    ctl = H.tmpdir() .. "/ctl.sock"
+    p = H.start_app(APP, { "-w", "2", "--control", ctl }, { env = { WS_PORT = tostring(port) } })
     assert.truthy(H.wait_listening(port, 20000), p and p:output())
   end)
   teardown(function()
@@ -102,6 +103,19 @@ describe("ws:subscribe", function()
       local s = H.curl("http://127.0.0.1:" .. port .. "/stats")
       assert.matches("lua=40 ", s, 1, true)
     end
+  end)
+
+  it("luacluster status and the metrics count publishes, forwards and deliveries", function()
+    local st = H.sh(H.bin .. " status --control " .. ctl)
+    -- the fanout above: 40 publishes to news (each forwarded to 2 workers) and 2 HTTP requests' worth
+    local pubs, fwd, dlv = st:match("pubsub: (%d+) publishes, (%d+) forwarded to workers, (%d+) delivered to WebSockets")
+    assert.truthy(pubs, st)
+    assert.is_true(tonumber(pubs) >= 40 and tonumber(fwd) >= 80 and tonumber(dlv) >= 6 * 40, st)
+    local m = H.sh(H.bin .. " metrics --control " .. ctl)
+    assert.truthy(m:find("\nluacluster_pubsub_publishes_total " .. pubs .. "\n", 1, true), m)
+    local sum = 0
+    for n in m:gmatch('\nluacluster_worker_pubsub_deliveries_total{worker="%d",generation="1"} (%d+)') do sum = sum + tonumber(n) end
+    assert.equal(tonumber(dlv), sum, m)
   end)
 
   it("ws:unsubscribe stops the publishes of that topic; a socket takes a second topic", function()
