@@ -109,6 +109,9 @@ void lc_ws_conn_fail(http_conn *c, int code, const char *reason) {
   tell_close(c, ws, code, reason, strlen(reason));
 }
 
+static http_conn *ws_arg(lua_State *L);
+http_conn *lc_ws_conn_arg(lua_State *L) { return ws_arg(L); }
+
 /* the frames in c->in[in_off..in_len) */
 void lc_ws_conn_input(http_conn *c) {
   lc_ws_conn *ws = c->req->ws;

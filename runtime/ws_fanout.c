@@ -82,16 +82,8 @@ void lc_ws_fanout(lc_ps *ps, lc_ps_topic *e, unsigned opcode, const char *data, 
 
 /* ---- Lua ---- */
 
-static http_conn *ws_conn_arg(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
-  http_conn *c = lua_touserdata(L, 1);
-  lua_Number seq = luaL_checknumber(L, 2);
-  if (c == NULL || c->closed || c->state != LC_HTTP_S_HANDLER || (lua_Number)c->seq != seq || c->req == NULL) return NULL;
-  return c;
-}
-
 static int f_subscribe(lua_State *L) {
-  http_conn *c = ws_conn_arg(L);
+  http_conn *c = lc_ws_conn_arg(L);
   size_t len;
   const char *topic = luaL_checklstring(L, 3, &len);
   luaL_argcheck(L, len > 0, 3, "empty topic");
@@ -122,7 +114,7 @@ static int f_subscribe(lua_State *L) {
 }
 
 static int f_unsubscribe(lua_State *L) {
-  http_conn *c = ws_conn_arg(L);
+  http_conn *c = lc_ws_conn_arg(L);
   size_t len;
   const char *topic = luaL_checklstring(L, 3, &len);
   lc_ps *ps = lc_rt_get(L)->ps;

@@ -209,16 +209,24 @@ local function check_publish(fname, topic, data, kind)
 end
 
 
--- pubsub.publish(topic, data [, kind]) -> true | nil, err (a worker whose master is gone)
-function _M.publish(topic, data, kind)
-  in_cluster("publish")
-  kind = check_publish("publish", topic, data, kind)
+-- a publish to this host's subscribers: the master's own at once (and to the bridge when
+-- bridged), the workers' through the runtime -> n | nil, err
+local function publish_here(topic, data, kind, bridged)
   init()
   if runtime.role == "master" then
     deliver(topic, data, kind)
-    to_bridge(topic, data, kind)
+    if bridged then
+      to_bridge(topic, data, kind)
+    end
   end
-  local n, err = ps_publish(topic, data, OPCODE[kind])
+  return ps_publish(topic, data, OPCODE[kind])
+end
+
+
+-- pubsub.publish(topic, data [, kind]) -> true | nil, err (a worker whose master is gone)
+function _M.publish(topic, data, kind)
+  in_cluster("publish")
+  local n, err = publish_here(topic, data, check_publish("publish", topic, data, kind), true)
   if not n then
     return nil, err
   end
@@ -229,10 +237,7 @@ end
 -- master: a publish made on another host, to this host's subscribers (not to the bridge)
 function _M.deliver_remote(topic, data, kind)
   master_only("deliver_remote")
-  kind = check_publish("deliver_remote", topic, data, kind)
-  init()
-  deliver(topic, data, kind)
-  ps_publish(topic, data, OPCODE[kind])
+  publish_here(topic, data, check_publish("deliver_remote", topic, data, kind), false)
   return true
 end
 

@@ -129,31 +129,28 @@ function ws_mt:receive()
   return w:wait()
 end
 
-local function check_topic(fname, topic)
+-- ws:subscribe / ws:unsubscribe: fn(conn, seq, topic) in the runtime (runtime/ws_fanout.c)
+local function topic_call(self, fname, fn, topic)
   if type(topic) ~= "string" or topic == "" then
     error("ws:" .. fname .. ": topic must be a non-empty string", 3)
   end
+  if self._closed then
+    return nil, "closed"
+  end
+  return fn(self._c, self._s, topic)
 end
 
 -- ws:subscribe(topic) -> true | nil, err: every publish of topic is sent on this socket
 function ws_mt:subscribe(topic)
-  check_topic("subscribe", topic)
-  if self._closed then
-    return nil, "closed"
-  end
   local ok, err = require("luacluster.pubsub").ready_for_sockets() -- lazy: only apps that subscribe
   if not ok then
     return nil, err
   end
-  return ws_subscribe(self._c, self._s, topic)
+  return topic_call(self, "subscribe", ws_subscribe, topic)
 end
 
 function ws_mt:unsubscribe(topic)
-  check_topic("unsubscribe", topic)
-  if self._closed then
-    return nil, "closed"
-  end
-  return ws_unsubscribe(self._c, self._s, topic)
+  return topic_call(self, "unsubscribe", ws_unsubscribe, topic)
 end
 
 function ws_mt:close(code, reason)
