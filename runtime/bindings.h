@@ -8,6 +8,7 @@
 void lc_open_rt(lua_State *L);           /* rt.c: run, stop, now, version */
 void lc_open_os(lua_State *L);           /* os.c */
 void lc_open_ipc(lua_State *L);          /* ipc.c */
+void lc_open_ps(lua_State *L);           /* ps_route.c, ws_fanout.c */
 void lc_open_process(lua_State *L);      /* process.c */
 void lc_open_timer(lua_State *L);        /* timer.c */
 void lc_open_signal(lua_State *L);       /* signal.c */

@@ -181,5 +181,9 @@ void lc_http_ref_run(lc_rt *rt, int ref, int call);   /* drops a reference, call
 void lc_ws_conn_input(http_conn *c);                 /* frames in the input (req->ws set) */
 void lc_ws_conn_free(http_conn *c, lc_ws_conn *ws);  /* the connection is freed */
 void lc_open_ws(lua_State *L);
+http_conn *lc_ws_conn_arg(lua_State *L);            /* core.ws_*(conn, seq, ...)'s connection, or NULL */
+struct lc_ws_sub **lc_ws_conn_subs(http_conn *c);   /* its topics' list, or NULL: not open */
+int lc_ws_conn_queue_framed(http_conn *c, const char *h, size_t hlen, const char *data, size_t len, size_t max_queued);
+void lc_ws_conn_fail(http_conn *c, int code, const char *reason);
 
 #endif

@@ -28,6 +28,7 @@
 #include "write_queue.h"
 #include "buf.h"
 #include "ipc_frame.h"
+#include "pubsub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +71,7 @@ struct lc_ipc {
 };
 
 /* a frame a script sent (not the runtime's control frames or dispatched connections) */
-#define IS_USER_KIND(k) ((k) != LC_KIND_CTRL && (k) != LC_KIND_CONN && (k) != LC_KIND_ROUTE_FAIL)
+#define IS_USER_KIND(k) ((k) != LC_KIND_CTRL && (k) != LC_KIND_CONN && (k) != LC_KIND_ROUTE_FAIL && (k) < LC_KIND_PS_PUB)
 
 /* how much room to ask for when a frame has `have` bytes here and misses `missing` more:
  * all of them, or as many as it has already (a doubling of what arrived), when that is less */
@@ -133,6 +134,14 @@ static int append_frame(lc_ipc *ch, const lc_frame_header *h, const char *payloa
   ch->bytes_out += (double)lc_frame_size(h->len);
   return 0;
 }
+
+/* a frame without a socket, queued behind the others (pubsub: ps_route.c): 0 or UV_E* */
+int lc_ipc_send_frame(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
+  if (ch->close_when_flushed) return UV_EPIPE;
+  return append_frame(ch, h, payload);
+}
+
+lc_rt *lc_ipc_rt(const lc_ipc *ch) { return ch->base.rt; }
 
 static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle,
                              uint32_t conn_seq) {
@@ -215,6 +224,7 @@ static void unlink_route(lc_ipc *ch) {
 
 static void ipc_close_cb(uv_handle_t *handle) {
   lc_ipc *ch = handle->data;
+  lc_ps_channel_gone(ch->base.rt, ch);
   unlink_route(ch);
   for (int i = 0; i < ch->nhandles; i++) uv_close((uv_handle_t *)ch->handles[i], free_handle_cb);
   ch->nhandles = 0;
@@ -471,6 +481,11 @@ static void deliver(lc_ipc *ch, const lc_frame_header *h, const char *payload) {
       return;
     }
   }
+  if (h->kind >= LC_KIND_PS_PUB) {   /* publish/subscribe: ps_route.c (never with a socket) */
+    if (handle) uv_close((uv_handle_t *)handle, free_handle_cb);
+    lc_ps_frame(ch, h, payload);
+    return;
+  }
   if ((h->kind == LC_KIND_ROUTE || h->kind == LC_KIND_BCAST) && ch->route_id > 0 && handle == NULL) {
     route(ch, h, payload);
     return;
@@ -506,6 +521,13 @@ static int ipc_read_frames(lua_State *L, void *ud) {
       return -1;
     }
     size_t size = lc_frame_size(h.len);
+    /* an incomplete frame after delivered ones moves to the buffer's start before it grows:
+     * else, in a stream of frames that never ends on a read's end (a burst of 64 KiB
+     * publishes), the delivered bytes before it were kept and the buffer doubled on and on */
+    if (avail < size && ch->in_off > 0) {
+      lc_buf_consume(b, ch->in_off);
+      ch->in_off = 0;
+    }
     /* a frame over the limit, or one whose bytes cannot be held, is skipped (its payload is
      * read and dropped): the stream stays in sync and the channel goes on. The buffer grows
      * (at most doubling) as the frame's bytes arrive, not to the size its header claims: what

@@ -8,6 +8,7 @@
 
 typedef struct lc_rt lc_rt;
 typedef struct lc_ipc lc_ipc;
+struct lc_frame_header;
 
 lc_ipc *lc_ipc_new(lua_State *L, int cb_idx);   /* pushes the box; pipe initialised, not open */
 uv_pipe_t *lc_ipc_pipe(lc_ipc *ch);
@@ -20,6 +21,8 @@ void lc_ipc_acked(lc_ipc *ch);                    /* dispatch.c: one of those is
 lc_ipc *lc_ipc_by_serial(lc_rt *rt, int id, uint64_t serial); /* worker id's channel serial, if open */
 lc_ipc *lc_ipc_route(lc_rt *rt, int id);          /* the channel registered for worker id */
 void lc_ipc_flush_all(lc_rt *rt);                 /* best-effort synchronous flush (before exit) */
+int lc_ipc_send_frame(lc_ipc *ch, const struct lc_frame_header *h, const char *payload); /* 0 or UV_E* */
+lc_rt *lc_ipc_rt(const lc_ipc *ch);
 void lc_open_ipc(lua_State *L);
 
 #endif

@@ -31,7 +31,10 @@ enum lc_frame_kind {
   LC_KIND_BCAST = 6,    /* worker -> master: forward this MSG to every other worker */
   LC_KIND_ROUTE_FAIL = 7, /* master -> worker: a ROUTE with this seq found no live target */
   LC_KIND_CONN = 8,     /* master -> worker: an accepted connection for the server with key `peer` */
-  LC_KIND_MAX = 8
+  LC_KIND_PS_PUB = 9,   /* a publish (pubsub.h): peer = opcode, seq = topic length, topic .. data */
+  LC_KIND_PS_SUB = 10,  /* worker -> master: its first subscriber of the topic (the payload) */
+  LC_KIND_PS_UNSUB = 11, /* worker -> master: its last subscriber of the topic left */
+  LC_KIND_MAX = 11
 };
 
 enum lc_frame_flags {

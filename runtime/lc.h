@@ -56,6 +56,7 @@ typedef struct lc_rt {
   int call_ref;           /* lc_call_with's protected trampoline, made once */
   lc_dispatch *dispatchers; /* dispatch.c: the listeners that dispatch (master), for IPC's acks */
   uint64_t ipc_serials;   /* ipc.c: the last serial given to a channel (unique per process) */
+  struct lc_ps *ps;       /* ps_route.c: publish/subscribe (made on first use, freed by rt_gc) */
   struct lc_tls_store *tls_store; /* conn_tls.c: TLS contexts and client sessions, made on the
                                    * first TLS connect; rt_gc lets go of it (tls.h) */
 } lc_rt;

@@ -10,6 +10,7 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_rt(L);
   lc_open_os(L);
   lc_open_ipc(L);
+  lc_open_ps(L);
   lc_open_process(L);
   lc_open_timer(L);
   lc_open_signal(L);

@@ -10,6 +10,7 @@
 #include "bindings.h"
 #include "ipc.h"
 #include "tls.h"
+#include "pubsub.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -221,6 +222,7 @@ static int rt_gc(lua_State *L) {
   lc_rt *rt = lua_touserdata(L, 1);
   free(rt->routes);
   rt->routes = NULL;
+  lc_ps_free(rt);
   lc_http_free_spares(rt);   /* no Lua value can name a closed connection any more */
   lc_tls_store_free(rt->tls_store);   /* sessions still open keep it until their own end */
   rt->tls_store = NULL;

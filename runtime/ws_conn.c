@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "ws_frame.h"
 #include "ws_deflate.h"
+#include "pubsub.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct lc_ws_conn {
   lc_buf msg;              /* the fragments of the message being read */
   int cb_ref;
   lc_ws_pmd *pmd;          /* permessage-deflate, when negotiated */
+  lc_ws_sub *subs;         /* its topics (ws_fanout.c) */
   unsigned close_sent : 1, close_told : 1;
 };
 
@@ -72,6 +74,7 @@ static void send_close(http_conn *c, lc_ws_conn *ws, int code, const char *reaso
 }
 
 void lc_ws_conn_free(http_conn *c, lc_ws_conn *ws) {
+  lc_ws_fanout_conn_gone(c->srv->base.rt, &ws->subs);
   tell_close(c, ws, 1006, "", 0);   /* gone without a close frame */
   lc_http_ref_run(c->srv->base.rt, ws->cb_ref, 0);
   ws->cb_ref = LUA_NOREF;
@@ -144,6 +147,29 @@ static int pmd_from_lua(lua_State *L, int idx, lc_ws_conn *ws) {
   ws->pmd = lc_ws_pmd_new(&p);
   return ws->pmd ? 0 : -1;
 }
+/* ---- for ws_fanout.c ---- */
+
+lc_ws_sub **lc_ws_conn_subs(http_conn *c) {
+  return (c->req && c->req->ws && !c->closed && !c->req->ws->close_sent) ? &c->req->ws->subs : NULL;
+}
+
+/* a frame built once for many sockets: 0 queued, 1 over max_queued (nothing queued), -1 closing */
+int lc_ws_conn_queue_framed(http_conn *c, const char *h, size_t hlen, const char *data, size_t len, size_t max_queued) {
+  lc_ws_conn *ws = c->req ? c->req->ws : NULL;
+  if (ws == NULL || c->closed || ws->close_sent) return -1;
+  if (lc_http_conn_queued(c) > max_queued) return 1;
+  return lc_http_conn_write(c, h, hlen, data, len) == 0 ? 0 : -1;
+}
+
+/* the server ends the WebSocket with code (1008 for a subscriber too slow): told to Lua */
+void lc_ws_conn_fail(http_conn *c, int code, const char *reason) {
+  lc_ws_conn *ws = c->req ? c->req->ws : NULL;
+  if (ws == NULL || c->closed || ws->close_sent) return;
+  fail_close(c, ws, code, reason);
+}
+
+static http_conn *ws_arg(lua_State *L);
+http_conn *lc_ws_conn_arg(lua_State *L) { return ws_arg(L); }
 
 /* the frames in c->in[in_off..in_len) */
 void lc_ws_conn_input(http_conn *c) {

@@ -309,4 +309,66 @@ end
     assert.truthy(out:find("stopic false [^\n]*topic must be a non%-empty string"), out)
     assert.truthy(out:find("dot false [^\n]*with a colon"), out)
   end)
+
+  it("set_bridge gets every publish made on this host once, in order (master and workers); deliver_remote reaches every subscriber here and not the bridge", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 2 }
+  pubsub.set_bridge({ publish = function(topic, data, kind) say("bridge " .. topic .. " " .. data .. " " .. kind) end })
+  pubsub.subscribe("b", function(d) say("master got " .. d) end)
+  local online = 0
+  cluster.on("message", function(_, msg)
+    if msg ~= "subscribed" then return end
+    online = online + 1
+    if online < 2 then return end
+    for i = 1, 3 do pubsub.publish("b", "m" .. i, "binary") end
+    pubsub.deliver_remote("b", "r1", "text")
+    pubsub.publish("nobody", "m-alone")          -- no subscriber anywhere: the bridge has it all the same
+    cluster.broadcast("publish")
+    timer.after(1500, function()
+      pubsub.set_bridge(nil)
+      pubsub.publish("b", "m-after")
+      timer.after(500, function() cluster.stop() end)
+    end)
+  end)
+else
+  local me = cluster.worker
+  pubsub.subscribe("b", function(d, _, kind) say("w" .. me.id .. " got " .. d .. " " .. kind) end)
+  me:on("message", function()
+    for i = 1, 3 do pubsub.publish("b", "w" .. me.id .. "-" .. i) end
+    pubsub.publish("nobody", "w" .. me.id .. "-alone") -- no subscriber in the master: bridged all the same
+  end)
+  me:send("subscribed")
+end
+]]
+    local p = H.start_app(src, { "-w", 2 })
+    assert.equal(0, (p:wait(30000)), p:output())
+    local out = p:stdout()
+    local bridged = {}
+    for line in out:gmatch("bridge ([^\n]*)") do bridged[#bridged + 1] = line end
+    -- the master's own first (it published them before it asked the workers), then each worker's in order
+    assert.same({ "b m1 binary", "b m2 binary", "b m3 binary", "nobody m-alone text" }, { unpack(bridged, 1, 4) }, out)
+    for id = 1, 2 do
+      local seq = {}
+      for _, l in ipairs(bridged) do
+        local i = l:match("^b w" .. id .. "%-(%d) text$")
+        if i then seq[#seq + 1] = tonumber(i) end
+      end
+      assert.same({ 1, 2, 3 }, seq, out)
+    end
+    assert.equal(1, p:count("bridge nobody w1-alone text", true), out)
+    assert.equal(1, p:count("bridge nobody w2-alone text", true), out)
+    assert.equal(12, #bridged, out)       -- r1 (from another host) and m-after (no bridge) never
+    for _, who in ipairs({ "master", "w1", "w2" }) do
+      assert.equal(1, p:count(who .. " got r1", true), out)
+      assert.equal(1, p:count(who .. " got m-after", true), out)
+      for i = 1, 3 do
+        assert.equal(1, p:count(who .. " got m" .. i, true), out)
+        assert.equal(1, p:count(who .. " got w1-" .. i, true), out)
+        assert.equal(1, p:count(who .. " got w2-" .. i, true), out)
+      end
+    end
+    assert.equal(1, p:count("w1 got m1 binary", true), out)
+  end)
 end)

@@ -81,7 +81,7 @@ describe("the master's plugins", function()
     for file in gone:gmatch("luacluster/([%w_/]+)%.lua:%d+") do
       order[#order + 1] = file
     end
-    assert.same({ "master/listen", "worker/peers", "master/limits", "pool", "pubsub", "master/jobs" }, order)
+    assert.same({ "master/listen", "worker/peers", "master/limits", "pool", "master/jobs" }, order)
     assert.matches("op stats_result: [^\n]*master/stats%.lua", text)
     assert.matches("hooks setup_check: [^\n]*master/limits%.lua:%d+, [^\n]*master/metrics%.lua", text)
   end)

@@ -61,6 +61,11 @@ function format(st)
     out[#out + 1] = string.format("shared dict %s: capacity %s, used %s, entries %d, evictions %d",
       d.name, human_bytes(d.capacity), human_bytes(d.used), d.entries, d.evictions)
   end
+  local ps = st.pubsub
+  if ps and ps.published > 0 then
+    out[#out + 1] = string.format("pubsub: %d publishes, %d forwarded to workers, %d delivered to WebSockets, %d slow subscribers closed",
+      ps.published, ps.forwarded, ps.delivered, ps.slow_closed)
+  end
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -3,34 +3,36 @@
 --   local sub = pubsub.subscribe(topic, function(data, topic, kind) end)   -- master or worker
 --   sub:cancel()                                                           -- (:unsubscribe() too)
 --   pubsub.publish(topic, data [, kind])                                   -- master or worker
+--   pubsub.set_bridge(bridge), pubsub.deliver_remote(topic, data, kind)    -- master (other hosts)
 --
--- The master keeps, per topic, the set of worker objects that have subscribers of it: a worker
--- says "ps_sub" on its first subscription to a topic and "ps_unsub" when its last one is
--- cancelled; a worker that is gone is dropped from every topic. A publish goes to the master
--- ("ps_pub", a runtime control frame, so it never reaches on("message")), which delivers it to
--- its own subscribers and forwards it once ("ps_msg") to each worker that has subscribers of the
--- topic, draining workers included (a reload's new worker is a new object that registers its own
--- topics as its code subscribes). A worker delivers a forwarded publish once to each of its
--- subscribers. A worker's own publish goes through the master too, so that every subscriber sees
--- one publisher's messages in publish order (control frames keep their order on each channel).
--- Across hosts (master only): set_bridge(bridge) gives every publish made on this host (the
--- master's or a worker's) once, in publish order, to bridge.publish(topic, data, kind)
--- (master/pubsub_redis.lua carries it through Redis); deliver_remote(topic, data, kind) routes
--- another host's publish to this host's subscribers without giving it to the bridge again.
--- Not yet: the C fan-out to WebSockets (ws:subscribe plugs into deliver()).
+-- The routing is in C (runtime/ps_route.c, pubsub.h): the master keeps, per topic, the worker
+-- channels that have subscribers of it (a worker registers a topic when it gets its first
+-- subscriber, Lua or WebSocket, and unregisters it when the last leaves; a worker that exits
+-- leaves every topic: a draining worker keeps its topics until then) and forwards each
+-- publish as the same bytes to each of them, without Lua. A worker's own publish goes through
+-- the master too, so that every subscriber sees one publisher's messages in publish order
+-- (frames keep their order on each channel). In a worker the runtime queues each publish on
+-- its subscribed WebSockets (ws:subscribe, runtime/ws_fanout.c) and calls this module for its
+-- Lua subscribers. The master's Lua sees a worker's publish when it has subscribers of the
+-- topic, or every one once a bridge is set.
+-- The bridge (another host's publishes, e.g. through Redis): bridge.publish(topic, data, kind)
+-- is called in the master once per publish made on this host (master or worker), in publish
+-- order, each in a coroutine of its own (it should queue and return); deliver_remote hands a
+-- publish from elsewhere to this host's subscribers without calling the bridge.
+local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local log = require("luacluster.lib.log")
 local runtime = require("luacluster.lib.runtime")
 local worker = require("luacluster.worker.side")
 
+local ps_local, ps_publish, ps_stats = core.ps_local, core.ps_publish, core.ps_stats
+
 local _M = {}
 
 -- this process's subscribers: topic -> array of subscriptions (copied on every change)
 local subs = {}
--- what this process has seen (worker: publishes forwarded to it; master: forwarded to workers)
-local stats = { received = 0, forwarded = 0, published = 0 }
-
-local send_up -- worker: sends a control message to the master
+local OPCODE = { text = 1, binary = 2 }
+local bridge -- the master: pubsub.set_bridge's, or nil
 
 
 local function check_topic(fname, topic)
@@ -43,6 +45,13 @@ end
 local function in_cluster(fname)
   if runtime.role ~= "master" and runtime.role ~= "worker" then
     error("pubsub." .. fname .. " is only available in the master and in workers", 3)
+  end
+end
+
+
+local function master_only(fname)
+  if runtime.role ~= "master" then
+    error("pubsub." .. fname .. " is only available in the master", 3)
   end
 end
 
@@ -74,114 +83,54 @@ local function deliver(topic, data, kind)
 end
 
 
--- ---- the master's side ----
-
-local topics = {} -- topic -> { [worker object] = true }
-local lists = {}  -- topic -> array of the same workers, made at the first publish after a change
-local bridge      -- set_bridge's: { publish = fn(topic, data, kind) } | nil
+local function bridge_failed(err)
+  log.error("pubsub bridge failed: " .. debug.traceback(tostring(err), 2))
+end
 
 
--- a publish to the master's subscribers and to each worker with subscribers of topic
-local function route(topic, data, kind)
-  stats.published = stats.published + 1
+local function to_bridge(topic, data, kind)
+  local b = bridge
+  if b then
+    coro.spawn(function()
+      xpcall(b.publish, bridge_failed, topic, data, kind)
+    end)
+  end
+end
+
+
+-- the runtime hands this process's Lua the publishes it wants: a worker's, those of its
+-- topics; the master's, those of a worker (from_worker) for its subscribers and the bridge
+local function on_publish(topic, data, kind, from_worker)
   deliver(topic, data, kind)
-  local list = lists[topic]
-  if not list then
-    local set = topics[topic]
-    if not set then
-      return
-    end
-    list = {}
-    for w in pairs(set) do
-      list[#list + 1] = w
-    end
-    lists[topic] = list
-  end
-  for _, w in ipairs(list) do
-    if w:_control({ op = "ps_msg", topic = topic, data = data, kind = kind }) then
-      stats.forwarded = stats.forwarded + 1
-    end
+  if from_worker then
+    to_bridge(topic, data, kind)
   end
 end
 
 
--- a publish made on this host: routed here, then given to the bridge (other hosts)
-local function forward(topic, data, kind)
-  route(topic, data, kind)
-  if bridge then
-    bridge.publish(topic, data, kind)
-  end
-end
+local ready = false
 
 
-local function drop(w)
-  for topic, set in pairs(topics) do
-    if set[w] then
-      set[w] = nil
-      lists[topic] = nil
-      if next(set) == nil then
-        topics[topic] = nil
-      end
-    end
-  end
-end
-
-
-local function valid_kind(kind)
-  return kind == "text" or kind == "binary"
-end
-
-
-local function attach(m)
-  m.register_op("ps_sub", function(w, msg)
-    if type(msg.topic) == "string" and w.state ~= "dead" then
-      topics[msg.topic] = topics[msg.topic] or {}
-      topics[msg.topic][w] = true
-      lists[msg.topic] = nil
-    end
-  end)
-  m.register_op("ps_unsub", function(w, msg)
-    local set = type(msg.topic) == "string" and topics[msg.topic]
-    if set then
-      set[w] = nil
-      lists[msg.topic] = nil
-      if next(set) == nil then
-        topics[msg.topic] = nil
-      end
-    end
-  end)
-  m.register_op("ps_pub", function(_, msg)
-    if type(msg.topic) == "string" and type(msg.data) == "string" and valid_kind(msg.kind) then
-      forward(msg.topic, msg.data, msg.kind)
-    end
-  end)
-  m.add_hook("gone", drop)
-end
-
-
--- ---- the worker's side ----
-
-local worker_side_ready = false
-
-
-local function init_worker_side()
-  if worker_side_ready then
+-- the runtime's side: the handler, and in a worker its channel to the master
+local function init()
+  if ready then
     return
   end
-  worker_side_ready = true
-  worker.register_op("ps_msg", function(msg)
-    if type(msg.topic) == "string" and type(msg.data) == "string" then
-      stats.received = stats.received + 1
-      deliver(msg.topic, msg.data, msg.kind)
-    end
-  end)
-  send_up = function(msg)
+  ready = true
+  core.ps_handler(on_publish)
+  if runtime.role == "worker" then
     local ch = worker.channel()
-    if not ch or ch:is_closed() then
-      return nil, "the channel to the master is closed"
+    if ch then
+      core.ps_attach(ch.handle)
     end
-    return ch:control(msg)
   end
+end
+
+
+-- the master's half (master/plugins.lua): attached before the app, so that the master takes
+-- a worker's publish whatever the master's own code requires
+local function attach()
+  init()
 end
 
 
@@ -215,9 +164,7 @@ function sub_mt:cancel()
     subs[topic] = rest
   else
     subs[topic] = nil
-    if runtime.role == "worker" then
-      send_up({ op = "ps_unsub", topic = topic })
-    end
+    ps_local(topic, false)
   end
   return true
 end
@@ -231,16 +178,12 @@ function _M.subscribe(topic, fn)
   if type(fn) ~= "function" then
     error("pubsub.subscribe: expected a function", 2)
   end
-  if runtime.role == "worker" then
-    init_worker_side()
-  end
+  init()
   local s = setmetatable({ topic = topic, fn = fn }, sub_mt)
   local list = subs[topic]
   if not list then
     list = {}
-    if runtime.role == "worker" then
-      send_up({ op = "ps_sub", topic = topic })
-    end
+    ps_local(topic, true)
   end
   local copy = {}
   for i = 1, #list do
@@ -252,74 +195,86 @@ function _M.subscribe(topic, fn)
 end
 
 
+local function check_publish(fname, topic, data, kind)
+  check_topic(fname, topic)
+  if type(data) ~= "string" then
+    error("pubsub." .. fname .. ": data must be a string", 3)
+  end
+  if kind == nil then
+    return "text"
+  elseif not OPCODE[kind] then
+    error("pubsub." .. fname .. ': kind must be "text" or "binary"', 3)
+  end
+  return kind
+end
+
+
+-- a publish to this host's subscribers: the master's own at once (and to the bridge when
+-- bridged), the workers' through the runtime -> n | nil, err
+local function publish_here(topic, data, kind, bridged)
+  init()
+  if runtime.role == "master" then
+    deliver(topic, data, kind)
+    if bridged then
+      to_bridge(topic, data, kind)
+    end
+  end
+  return ps_publish(topic, data, OPCODE[kind])
+end
+
+
 -- pubsub.publish(topic, data [, kind]) -> true | nil, err (a worker whose master is gone)
 function _M.publish(topic, data, kind)
   in_cluster("publish")
-  check_topic("publish", topic)
-  if type(data) ~= "string" then
-    error("pubsub.publish: data must be a string", 2)
+  local n, err = publish_here(topic, data, check_publish("publish", topic, data, kind), true)
+  if not n then
+    return nil, err
   end
-  if kind == nil then
-    kind = "text"
-  elseif not valid_kind(kind) then
-    error('pubsub.publish: kind must be "text" or "binary"', 2)
-  end
-  if runtime.role == "master" then
-    forward(topic, data, kind)
-    return true
-  end
-  init_worker_side()
-  return send_up({ op = "ps_pub", topic = topic, data = data, kind = kind })
+  return true
 end
 
 
--- pubsub.stats() -> { received, forwarded, published } of this process (specs, later metrics)
-function _M.stats()
-  return { received = stats.received, forwarded = stats.forwarded, published = stats.published }
-end
-
-
--- master only: set_bridge(bridge | nil): bridge.publish(topic, data, kind) is given every
--- publish made on this host from now on, once each, in publish order
-function _M.set_bridge(b)
-  if runtime.role ~= "master" then
-    error("pubsub.set_bridge is only available in the master", 2)
-  end
-  if b ~= nil and (type(b) ~= "table" or type(b.publish) ~= "function") then
-    error("pubsub.set_bridge: expected nil or a table with a publish function", 2)
-  end
-  bridge = b
-end
-
-
--- master only: deliver_remote(topic, data, kind): another host's publish, to this host's
--- subscribers (the master's and the workers'), not given to the bridge
+-- master: a publish made on another host, to this host's subscribers (not to the bridge)
 function _M.deliver_remote(topic, data, kind)
-  if runtime.role ~= "master" then
-    error("pubsub.deliver_remote is only available in the master", 2)
+  master_only("deliver_remote")
+  publish_here(topic, data, check_publish("deliver_remote", topic, data, kind), false)
+  return true
+end
+
+
+-- master: bridge.publish(topic, data, kind) gets every publish made on this host; nil: none
+function _M.set_bridge(b)
+  master_only("set_bridge")
+  if b ~= nil and (type(b) ~= "table" or type(b.publish) ~= "function") then
+    error("pubsub.set_bridge: expected a table with a publish function, or nil", 2)
   end
-  check_topic("deliver_remote", topic)
-  if type(data) ~= "string" then
-    error("pubsub.deliver_remote: data must be a string", 2)
+  init()
+  bridge = b
+  core.ps_bridge(b ~= nil)
+end
+
+
+-- pubsub.stats() -> this process's counters: the master's published (publishes routed) and
+-- forwarded (frames to workers); a worker's published (sent), received (from the master),
+-- delivered (queued on WebSockets) and slow_closed (WebSockets closed by the backlog rule)
+function _M.stats()
+  return ps_stats()
+end
+
+
+-- ws:subscribe's side (luacluster.ws.socket): the runtime is ready for a WebSocket's topics
+function _M.ready_for_sockets()
+  if runtime.role ~= "worker" then
+    return nil, "WebSockets subscribe in workers only"
   end
-  if not valid_kind(kind) then
-    error('pubsub.deliver_remote: kind must be "text" or "binary"', 2)
-  end
-  route(topic, data, kind)
+  init()
+  return true
 end
 
 
 -- master only: the topics and how many workers have subscribers of each
 function _M.topics()
-  local out = {}
-  for topic, set in pairs(topics) do
-    local n = 0
-    for _ in pairs(set) do
-      n = n + 1
-    end
-    out[topic] = n
-  end
-  return out
+  return core.ps_topics()
 end
 
 
@@ -330,6 +285,7 @@ return {
   topics = _M.topics,
   set_bridge = _M.set_bridge,
   deliver_remote = _M.deliver_remote,
-  deliver = deliver, -- for ws:subscribe later
+  ready_for_sockets = _M.ready_for_sockets,
+  deliver = deliver,
   attach = attach, -- the master's half (master/plugins.lua)
 }

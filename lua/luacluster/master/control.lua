@@ -21,8 +21,12 @@ local started_at = core.now()
 function _M.status()
   local rows = {}
   local now = core.now()
+  local ps = core.ps_stats() -- publishes: the master's routing, the workers' deliveries summed
+  local pubsub = { published = ps.published, forwarded = ps.forwarded, delivered = 0, slow_closed = 0 }
   for _, item in ipairs(stats.collect()) do
     local w, st = item.worker, item.stats
+    pubsub.delivered = pubsub.delivered + (st.pubsub and st.pubsub.delivered or 0)
+    pubsub.slow_closed = pubsub.slow_closed + (st.pubsub and st.pubsub.slow_closed or 0)
     if w.state ~= "dead" then -- (one that exited while the others answered has no row)
       rows[#rows + 1] = {
         id = w.id, pid = w.pid, generation = w.generation, state = w.state,
@@ -53,6 +57,7 @@ function _M.status()
     lua_heap_kb = math.floor(collectgarbage("count")), -- garbage not yet collected included
     jobs = jobs.status(), -- cluster.job: one row per job (master/jobs.lua)
     shared_dicts = shdict.stats(), -- capacity, used, entries, evictions (read without their locks)
+    pubsub = pubsub,
   }
 end
 

@@ -163,6 +163,9 @@ local function worker_series(out, items, bounds)
     local al = st.access_log or {}
     sample(F.luacluster_access_log_lines_total, nil, base, al.lines or 0)
     sample(F.luacluster_access_log_dropped_lines_total, nil, base, al.dropped or 0)
+    local ps = st.pubsub or {}
+    sample(F.luacluster_worker_pubsub_deliveries_total, nil, base, ps.delivered or 0)
+    sample(F.luacluster_worker_pubsub_slow_closed_total, nil, base, ps.slow_closed or 0)
   end
 end
 
@@ -196,6 +199,10 @@ function _M.render()
   family(out, "luacluster_worker_ipc_bytes_received_total", "counter", "Bytes the worker read from its channel to the master, runtime frames included.")
   family(out, "luacluster_access_log_lines_total", "counter", "Access log lines written.")
   family(out, "luacluster_access_log_dropped_lines_total", "counter", "Access log lines dropped because the disk did not keep up.")
+  family(out, "luacluster_worker_pubsub_deliveries_total", "counter", "Publishes queued on the worker's subscribed WebSockets (one per socket).")
+  family(out, "luacluster_worker_pubsub_slow_closed_total", "counter", "Subscribed WebSockets closed with 1008 for a backlog over 4 MiB.")
+  family(out, "luacluster_pubsub_publishes_total", "counter", "Publishes the master routed (from the master, the workers and other hosts).")
+  family(out, "luacluster_pubsub_forwarded_total", "counter", "Publish frames the master forwarded to workers with subscribers.")
   -- shared dictionaries (label dict), read without their locks
   family(out, "luacluster_shared_dict_capacity_bytes", "gauge", "A shared dictionary's size.")
   family(out, "luacluster_shared_dict_used_bytes", "gauge", "Bytes of a shared dictionary's memory in use.")
@@ -222,6 +229,9 @@ function _M.render()
     sample(F.luacluster_worker_restarts_total, nil, { { "worker", id } }, master.restarts(id))
   end
   sample(F.luacluster_master_resident_memory_bytes, nil, nil, core.rss() or 0)
+  local ps = core.ps_stats()
+  sample(F.luacluster_pubsub_publishes_total, nil, nil, ps.published)
+  sample(F.luacluster_pubsub_forwarded_total, nil, nil, ps.forwarded)
   worker_series(out, items, core.http_stats().bounds)
   jobs.series(out, family, sample) -- cluster.job: runs, failures, skipped, duration per job
   for _, d in ipairs(shdict.stats()) do

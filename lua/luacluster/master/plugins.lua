@@ -24,8 +24,8 @@ local BEFORE_APP = {
   "luacluster.master.metrics",
   -- pool.map in the master and a worker's pool.map: ops task_done, pool_map; hooks online, gone
   "luacluster.pool",
-  -- pubsub.publish/subscribe: which workers have subscribers of a topic; ops ps_sub, ps_unsub,
-  -- ps_pub; hook gone
+  -- pubsub.publish/subscribe: the runtime routes publishes (runtime/ps_route.c); the master's
+  -- Lua takes a worker's publish for its own subscribers and the bridge
   "luacluster.pubsub",
   -- cluster.setup{ pubsub = { redis = } }: publishes across hosts (pubsub's bridge); hooks
   -- setup_check (pubsub =), stop

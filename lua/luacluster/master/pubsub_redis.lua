@@ -407,9 +407,9 @@ local function configure(opts)
   if link then
     stop_link(link)
     link = nil
+    pubsub.set_bridge(nil) -- ours only: without the option, a bridge the app set itself stays
   end
   if not want then
-    pubsub.set_bridge(nil)
     return
   end
   origin = origin or make_origin()

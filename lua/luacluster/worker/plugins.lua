@@ -11,8 +11,8 @@ local stats = require("luacluster.worker.stats")
 --   worker/limits.lua       ops ping, limits (the heartbeat, max_requests)
 --   luacluster.pool         op task (loaded at the first task); op pool_map_done (at the
 --                           worker's first pool.map)
---   luacluster.pubsub       op ps_msg (a publish the master forwards; at the worker's first
---                           pubsub.subscribe or publish)
+--   luacluster.pubsub       no op: publishes are runtime frames (runtime/ps_route.c); loaded at
+--                           the worker's first pubsub.subscribe, publish or ws:subscribe
 --   worker/jobs.lua         op job_run (a run of a cluster.job; loaded at the first run)
 --   serve/listen.lua        ops listen_result, extra_listener, unlisten_ok; hook close (at the
 --                           worker's first server:listen())

@@ -2,7 +2,7 @@
 -- to the master when it asks (one control frame per scrape, never per request): requests
 -- served and open connections of its servers (HTTP and net), the process's HTTP counters kept
 -- in C (status classes, duration buckets), its channel's message and byte counts, its access
--- logs'.
+-- logs', its publish/subscribe counts (runtime/ps_route.c).
 local core = require("luacluster.core")
 local access_log = require("luacluster.lib.access_log")
 local runtime = require("luacluster.lib.runtime")
@@ -31,7 +31,7 @@ local function attach_worker(worker)
     http.bounds = nil -- the master's binary has the same
     ch:control({
       op = "stats_result", seq = msg.seq, requests = requests, connections = connections,
-      http = http, ipc = ch.handle:stats(), access_log = access_log.stats(),
+      http = http, ipc = ch.handle:stats(), access_log = access_log.stats(), pubsub = core.ps_stats(),
     })
   end)
 end

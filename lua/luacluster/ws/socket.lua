@@ -2,12 +2,15 @@
 -- answers an upgrade (luacluster.ws.handshake) and returns the ws object: ws:send, ws:receive
 -- (waits), ws:on("message" | "close"), ws:ping, ws:close, ws.protocol. A message goes to the
 -- "message" handlers when there are some, else it waits in a queue for ws:receive.
+-- ws:subscribe(topic) / ws:unsubscribe(topic): the runtime queues every publish of topic on
+-- the socket (runtime/ws_fanout.c); a closed socket leaves its topics by itself.
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
 local handshake = require("luacluster.ws.handshake")
 
 local ws_send, ws_close, ws_accept, http_respond = core.ws_send, core.ws_close, core.ws_accept, core.http_respond
+local ws_subscribe, ws_unsubscribe = core.ws_subscribe, core.ws_unsubscribe
 local concat = table.concat
 
 local M = {}
@@ -131,6 +134,30 @@ function ws_mt:receive()
   local w = coro.waiter("ws:receive")
   self._receiver = w
   return w:wait()
+end
+
+-- ws:subscribe / ws:unsubscribe: fn(conn, seq, topic) in the runtime (runtime/ws_fanout.c)
+local function topic_call(self, fname, fn, topic)
+  if type(topic) ~= "string" or topic == "" then
+    error("ws:" .. fname .. ": topic must be a non-empty string", 3)
+  end
+  if self._closed then
+    return nil, "closed"
+  end
+  return fn(self._c, self._s, topic)
+end
+
+-- ws:subscribe(topic) -> true | nil, err: every publish of topic is sent on this socket
+function ws_mt:subscribe(topic)
+  local ok, err = require("luacluster.pubsub").ready_for_sockets() -- lazy: only apps that subscribe
+  if not ok then
+    return nil, err
+  end
+  return topic_call(self, "subscribe", ws_subscribe, topic)
+end
+
+function ws_mt:unsubscribe(topic)
+  return topic_call(self, "unsubscribe", ws_unsubscribe, topic)
 end
 
 function ws_mt:close(code, reason)

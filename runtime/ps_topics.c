@@ -1,0 +1,93 @@
+/* ps_topics.c: a table topic -> members for publish/subscribe (pubsub.h), a chained hash that
+ * doubles when it holds as many topics as buckets. Owns its buckets and topic entries (each with
+ * its items array); the items themselves belong to the caller. Freed by lc_ps_unlink (one
+ * topic) or lc_ps_table_free (all). */
+#include "pubsub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t hash_of(const char *s, size_t len) {   /* FNV-1a */
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+  return h;
+}
+
+static int grow(lc_ps_table *t) {
+  size_t n = t->nbuckets ? t->nbuckets * 2 : 64;
+  lc_ps_topic **b = calloc(n, sizeof *b);
+  if (b == NULL) return UV_ENOMEM;
+  for (size_t i = 0; i < t->nbuckets; i++) {
+    lc_ps_topic *e = t->buckets[i];
+    while (e) {
+      lc_ps_topic *next = e->next;
+      e->next = b[e->hash & (n - 1)];
+      b[e->hash & (n - 1)] = e;
+      e = next;
+    }
+  }
+  free(t->buckets);
+  t->buckets = b;
+  t->nbuckets = n;
+  return 0;
+}
+
+lc_ps_topic *lc_ps_get(lc_ps_table *t, const char *name, size_t len, int create) {
+  uint32_t h = hash_of(name, len);
+  if (t->nbuckets > 0) {
+    for (lc_ps_topic *e = t->buckets[h & (t->nbuckets - 1)]; e; e = e->next)
+      if (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0) return e;
+  }
+  if (!create) return NULL;
+  if (t->count >= t->nbuckets && grow(t) != 0 && t->nbuckets == 0) return NULL;
+  if (len > SIZE_MAX - sizeof(lc_ps_topic) - 1) return NULL;
+  lc_ps_topic *e = calloc(1, sizeof *e + len + 1);
+  if (e == NULL) return NULL;
+  e->hash = h;
+  e->len = len;
+  memcpy(e->name, name, len);
+  size_t b = h & (t->nbuckets - 1);
+  e->next = t->buckets[b];
+  t->buckets[b] = e;
+  t->count++;
+  return e;
+}
+
+int lc_ps_add(lc_ps_topic *e, void *item) {
+  if (e->n == e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 4;
+    if (cap > SIZE_MAX / sizeof *e->items) return UV_ENOMEM;
+    void **p = realloc(e->items, cap * sizeof *p);
+    if (p == NULL) return UV_ENOMEM;
+    e->items = p;
+    e->cap = cap;
+  }
+  e->items[e->n++] = item;
+  return 0;
+}
+
+void lc_ps_unlink(lc_ps_table *t, lc_ps_topic *e) {
+  lc_ps_topic **pp = &t->buckets[e->hash & (t->nbuckets - 1)];
+  while (*pp && *pp != e) pp = &(*pp)->next;
+  if (*pp) {
+    *pp = e->next;
+    t->count--;
+  }
+  free(e->items);
+  free(e);
+}
+
+void lc_ps_table_free(lc_ps_table *t) {
+  for (size_t i = 0; i < t->nbuckets; i++) {
+    lc_ps_topic *e = t->buckets[i];
+    while (e) {
+      lc_ps_topic *next = e->next;
+      free(e->items);
+      free(e);
+      e = next;
+    }
+  }
+  free(t->buckets);
+  t->buckets = NULL;
+  t->nbuckets = t->count = 0;
+}
