@@ -158,10 +158,10 @@ int lc_ws_conn_paused(http_conn *c) {
 }
 
 /* a frame of ours on the connection's queue, bounded: past LC_WS_HARD_QUEUED (a client that
- * does not read, and writes that cannot wait) the connection is closed; past LC_WS_MAX_QUEUED
- * its send timeout runs (lc_ws_conn_arm) */
-static int queue_bytes(http_conn *c, const char *a, size_t alen, const char *b, size_t blen) {
-  if (lc_http_conn_queued(c) > LC_WS_HARD_QUEUED) {
+ * does not read, and writes that cannot wait: can_wait 0) the connection is closed; past
+ * LC_WS_MAX_QUEUED its send timeout runs (lc_ws_conn_arm) */
+static int queue_bytes(http_conn *c, int can_wait, const char *a, size_t alen, const char *b, size_t blen) {
+  if (!can_wait && lc_http_conn_queued(c) > LC_WS_HARD_QUEUED) {
     lc_http_conn_close(c);
     return UV_ENOBUFS;
   }
@@ -171,16 +171,16 @@ static int queue_bytes(http_conn *c, const char *a, size_t alen, const char *b, 
   return 0;
 }
 
-static int queue_frame(http_conn *c, unsigned opcode, const char *data, size_t len) {
+static int queue_frame(http_conn *c, int can_wait, unsigned opcode, const char *data, size_t len) {
   unsigned char h[10];
   size_t hl = lc_ws_frame_header(h, 1, 0, opcode, len);
-  return queue_bytes(c, (const char *)h, hl, data, len);
+  return queue_bytes(c, can_wait, (const char *)h, hl, data, len);
 }
 
 int lc_ws_conn_write_frame(http_conn *c, const char *bytes, size_t len) {
   if (c->closed || c->state != LC_HTTP_S_HANDLER || c->req == NULL || c->req->ws == NULL || c->req->ws->close_sent)
     return UV_EPIPE;
-  int r = queue_bytes(c, bytes, len, NULL, 0);
+  int r = queue_bytes(c, 0, bytes, len, NULL, 0);
   if (r == 0) c->srv->base.rt->http.ws_out++;
   return r;
 }
@@ -290,7 +290,11 @@ static int ws_lua_send(lua_State *L) {
   if (opcode != LC_WS_TEXT && opcode != LC_WS_BINARY && opcode != LC_WS_PING) return luaL_argerror(L, 4, "opcode");
   if (opcode == LC_WS_PING && len > 125) return luaL_argerror(L, 3, "a ping carries at most 125 bytes");
   if (c == NULL || c->req->ws == NULL || c->req->ws->close_sent) return lc_push_fail(L, 0, "closed");
-  if (queue_frame(c, (unsigned)opcode, data, len) != 0) return lc_push_fail(L, 0, "closed");
+  /* in a coroutine, ws:send waits past LC_WS_MAX_QUEUED (luacluster.ws.socket); on the main
+   * thread it cannot, and LC_WS_HARD_QUEUED bounds it */
+  int can_wait = !lua_pushthread(L);
+  lua_pop(L, 1);
+  if (queue_frame(c, can_wait, (unsigned)opcode, data, len) != 0) return lc_push_fail(L, 0, "closed");
   if (opcode != LC_WS_PING) c->srv->base.rt->http.ws_out++;
   lua_pushboolean(L, 1);
   lua_pushnumber(L, (lua_Number)lc_http_conn_queued(c));

@@ -45,10 +45,10 @@ if cluster.is_worker then
       ws:on("message", function(data) ws:send(cluster.worker.generation .. ":" .. data) end)
       return
     end
-    while true do
-      local data, kind = ws:receive()
-      if not data then return end
+    local data, kind = ws:receive() -- an echo until the close
+    while data do
       ws:send(data, kind)
+      data, kind = ws:receive()
     end
   end, { send_timeout = 4000 }):listen(tonumber(os.getenv("WS_PORT")), "127.0.0.1")
 end
