@@ -2,7 +2,7 @@
 # python3-websockets where a real client's behaviour is the point, a raw socket where the
 # client must misbehave (send before the 101, never answer a ping or a close, flood, never read).
 #   ws_core_client.py MODE PORT [ARG...]  -> one line per observation; exits 0 unless it crashed
-import asyncio, base64, os, select, signal, socket, struct, sys, time, urllib.request
+import asyncio, base64, os, select, signal, socket, struct, subprocess, sys, time, urllib.request
 import websockets
 
 mode, port = sys.argv[1], int(sys.argv[2])
@@ -233,6 +233,9 @@ async def counts():
         await a.send(m)
         await a.recv()
     print("open", metrics(mport))
+    if len(args) > 1:  # `luacluster status` as given (a command line)
+        st = subprocess.run(args[1], shell=True, capture_output=True, text=True, timeout=20)
+        print("status", st.stdout.replace("\n", " | "))
     await a.close()
     await b.close()
     await asyncio.sleep(0.5)

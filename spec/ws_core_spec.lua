@@ -61,11 +61,15 @@ local function client(mode, port, ...)
   return out
 end
 
-local function start(env)
+local function start(env, options)
   local port = H.free_port()
   env = env or {}
   env.WS_PORT = tostring(port)
-  local p = H.start_app(APP, { "-w", "1" }, { env = env })
+  local argv = { "-w", "1" }
+  for _, o in ipairs(options or {}) do
+    argv[#argv + 1] = o
+  end
+  local p = H.start_app(APP, argv, { env = env })
   assert.truthy(H.wait_listening(port, 10000), p:output())
   return p, port
 end
@@ -129,8 +133,10 @@ end)
 describe("websocket core, counts and handlers that return", function()
   it("counts open WebSockets and messages in the metrics, and closes (1000) a WebSocket whose handler returned without a message handler", function()
     local mport = H.free_port()
-    local p, port = start({ WS_METRICS = "127.0.0.1:" .. mport })
-    local out = client("counts", port, mport)
+    local ctl = H.tmpdir() .. "/control.sock"
+    local p, port = start({ WS_METRICS = "127.0.0.1:" .. mport }, { "--control", ctl })
+    local out = client("counts", port, mport, "'" .. H.bin .. " status --control " .. ctl .. "'")
+    assert.matches("status [^\n]*| 1 +%d+ +1 +%a+ [^|]* 2 +%S+ +%d+  %(2 websockets%) |", out) -- conns 2, of them 2 WebSockets
     assert.matches('open luacluster_websockets_open{worker="1",generation="1"} 2 '
       .. 'luacluster_websocket_messages_received_total{worker="1",generation="1"} 3 '
       .. 'luacluster_websocket_messages_sent_total{worker="1",generation="1"} 3\n', out, 1, true)
