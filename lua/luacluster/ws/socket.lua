@@ -31,6 +31,7 @@ local DEFAULT_MAX = 1048576
 local WRITE_HIGH_WATER = 1048576 -- ws:send waits past this many bytes queued (runtime: LC_WS_MAX_QUEUED)
 local QUEUE_BYTES, QUEUE_COUNT = 1048576, 1000 -- messages not taken: reading stops past either
 local open = {} -- ws -> true while open: the drain closes them
+local gone = false -- the drain has closed them: one accepted later is closed at once
 
 
 -- reading again, from a later loop turn (core.ws_read delivers what waits into Lua: never from
@@ -100,21 +101,24 @@ local function on_event(ws, event, a, b)
 end
 
 
--- A draining worker (reload, stop): its WebSockets go on until shortly before drain_timeout
--- (worker/side.lua sets runtime.drain_timeout), then get 1001, so that their clients reconnect
--- to the new generation before this worker is ended. Without a known deadline: at once.
+-- A draining worker (reload, stop): its WebSockets go on until shortly before its drain
+-- deadline (worker/side.lua sets runtime.drain_deadline), then get 1001, so that their clients
+-- reconnect to the new generation before this worker is ended. Without a deadline: at once.
 local function going_away()
+  gone = true
   for ws in pairs(open) do
     ws:close(1001, "going away")
   end
 end
 
-runtime.drain_hooks[M] = function()
-  local ms = runtime.drain_timeout
-  if type(ms) ~= "number" then
+
+local function on_drain()
+  local deadline = runtime.drain_deadline
+  if type(deadline) ~= "number" then
     going_away()
     return
   end
+  local ms = deadline - core.now()
   local t
   t = core.timer_new(function()
     t:close()
@@ -122,6 +126,11 @@ runtime.drain_hooks[M] = function()
   end)
   t:start(math.max(0, ms - math.min(1000, ms / 10)), 0)
   t:unref() -- the WebSockets keep the worker alive, not this timer
+end
+
+runtime.drain_hooks[M] = on_drain
+if runtime.drain_deadline then -- loaded by a request that came during a drain: its hooks have run
+  on_drain()
 end
 
 -- accept(req, opts) -> ws | nil, err (the client has been answered: 400 or 426)
@@ -168,6 +177,9 @@ function M.accept(req, opts)
   end
   open[ws] = true
   rawset(req, "_ws", ws) -- http.lua: handler_returned once the handler is done
+  if gone then -- accepted after the drain's 1001s (a keep-alive request that came late)
+    ws:close(1001, "going away")
+  end
   if pending then -- frames the client sent before it read the 101
     resume_reading(ws)
   end
