@@ -140,7 +140,7 @@ def flood():
     """N frames of 16 KB to a handler that does not receive for a while: how far the socket
     took them before it stalled (reading paused), then all of them once it receives"""
     n = int(args[0])
-    r = Raw("/slow")
+    r = Raw(args[1] if len(args) > 1 else "/slow")
     data = b"".join(frame(2, bytes([i % 251]) * 16384) for i in range(n))
     s = r.s
     s.setblocking(False)

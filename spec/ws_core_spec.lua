@@ -32,6 +32,14 @@ if cluster.is_worker then
         n, bytes = n + 1, bytes + #data
       end
       ws:send(n .. " " .. bytes)
+    elseif p == "/slowon" then -- message handlers that wait until 5 s after the accept
+      local release, n, bytes = timer.now() + 5000, 0, 0
+      ws:on("message", function(data, kind)
+        local wait = release - timer.now()
+        if wait > 0 then timer.sleep(wait) end
+        if kind == "text" then ws:send(n .. " " .. bytes) else n, bytes = n + 1, bytes + #data end
+      end)
+      return
     elseif p == "/send" then -- sends N messages of 64 KB; how many had gone within 2 s
       local n = tonumber((ws:receive()))
       local blob, t0, early = string.rep("z", 65536), timer.now(), 0
@@ -114,6 +122,14 @@ describe("websocket core", function()
     local out = client("flood", port, n)
     local off = tonumber(out:match("stalled_at (%d+)"))
     assert.truthy(off and off < 40 * 1048576, out)   -- the Lua queue is 1 MiB; the rest is kernel buffers
+    assert.matches("server " .. n .. " " .. (n * 16384) .. "\n", out, 1, true)
+  end)
+
+  it("stops reading from a client that floods message handlers that wait, then reads it all", function()
+    local n = 4000
+    local out = client("flood", port, n, "/slowon")
+    local off = tonumber(out:match("stalled_at (%d+)"))
+    assert.truthy(off and off < 40 * 1048576, out)
     assert.matches("server " .. n .. " " .. (n * 16384) .. "\n", out, 1, true)
   end)
 

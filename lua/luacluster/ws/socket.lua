@@ -14,6 +14,7 @@ local emitter = require("luacluster.lib.emitter")
 local runtime = require("luacluster.lib.runtime")
 local timer0 = require("luacluster.lib.timer0")
 local handshake = require("luacluster.ws.handshake")
+local log = require("luacluster.lib.log")
 
 local ws_send, ws_close, ws_accept, ws_read = core.ws_send, core.ws_close, core.ws_accept, core.ws_read
 local http_respond, http_on_drain = core.http_respond, core.http_on_drain
@@ -24,12 +25,14 @@ local M = {}
 local ws_mt = {}
 ws_mt.__index = ws_mt
 emitter.mixin(ws_mt)
-local emitter_on = ws_mt.on
+local emitter_on, emitter_off = ws_mt.on, ws_mt.off
 
 local OPCODE = { text = 1, binary = 2 }
 local DEFAULT_MAX = 1048576
 local WRITE_HIGH_WATER = 1048576 -- ws:send waits past this many bytes queued (runtime: LC_WS_MAX_QUEUED)
-local QUEUE_BYTES, QUEUE_COUNT = 1048576, 1000 -- messages not taken: reading stops past either
+-- messages not taken (waiting for ws:receive, or with a "message" handler still running):
+-- reading stops past either
+local QUEUE_BYTES, QUEUE_COUNT = 1048576, 1000
 local open = {} -- ws -> true while open: the drain closes them
 local gone = false -- the drain has closed them: one accepted later is closed at once
 
@@ -46,15 +49,41 @@ local function resume_reading(ws)
 end
 
 
+-- the messages not taken: bytes, count
+local function pressure(ws)
+  return ws._qbytes + ws._hbytes, ws._qt - ws._qh + 1 + ws._held
+end
+
+
+local function maybe_pause(ws)
+  if ws._paused or ws._closed then
+    return
+  end
+  local bytes, n = pressure(ws)
+  if bytes >= QUEUE_BYTES or n >= QUEUE_COUNT then
+    ws._paused = true
+    ws_read(ws._c, ws._s, false)
+  end
+end
+
+
+local function maybe_resume(ws)
+  if not ws._paused then
+    return
+  end
+  local bytes, n = pressure(ws)
+  if bytes < QUEUE_BYTES / 2 and n < QUEUE_COUNT / 2 then
+    resume_reading(ws)
+  end
+end
+
+
 local function enqueue(ws, a, b)
   local t = ws._qt + 1
   ws._qt = t
   ws._queue[t] = { a, b }
   ws._qbytes = ws._qbytes + #a
-  if not ws._paused and (ws._qbytes >= QUEUE_BYTES or t - ws._qh + 1 >= QUEUE_COUNT) then
-    ws._paused = true
-    ws_read(ws._c, ws._s, false)
-  end
+  maybe_pause(ws)
 end
 
 
@@ -68,10 +97,30 @@ local function dequeue(ws)
   ws._queue[h] = nil
   ws._qh = h + 1
   ws._qbytes = ws._qbytes - #m[1]
-  if ws._paused and ws._qbytes < QUEUE_BYTES / 2 and ws._qt - ws._qh + 1 < QUEUE_COUNT / 2 then
-    resume_reading(ws)
-  end
+  maybe_resume(ws)
   return m
+end
+
+
+local function on_error(err)
+  return debug.traceback(tostring(err), 2)
+end
+
+
+-- A "message" handler as the emitter runs it (in a coroutine of its own): counted as a message
+-- not taken until it returns, so that handlers that wait (a database, a slow send) while a
+-- client floods stop the reading too.
+local function held(ws, fn)
+  return function(data, kind)
+    local n = #data
+    ws._held, ws._hbytes = ws._held + 1, ws._hbytes + n
+    local ok, err = xpcall(fn, on_error, data, kind)
+    ws._held, ws._hbytes = ws._held - 1, ws._hbytes - n
+    maybe_resume(ws)
+    if not ok then
+      log.error("a WebSocket's message handler failed: " .. err)
+    end
+  end
 end
 
 
@@ -79,6 +128,7 @@ local function on_event(ws, event, a, b)
   if event == "message" then
     if emitter.has(ws, "message") then
       emitter.emit(ws, "message", a, b)
+      maybe_pause(ws) -- its handlers that wait hold it
       return
     end
     local w = ws._receiver
@@ -168,7 +218,7 @@ function M.accept(req, opts)
   end
   lines[#lines + 1] = "\r\n"
   local ws = setmetatable({ protocol = protocol, _c = req._c, _s = req._s, _queue = {}, _qh = 1, _qt = 0,
-    _qbytes = 0 }, ws_mt)
+    _qbytes = 0, _held = 0, _hbytes = 0 }, ws_mt)
   local ok, pending = ws_accept(req._c, req._s, concat(lines, "\r\n"), max, function(event, a, b)
     on_event(ws, event, a, b)
   end, opts.idle_timeout or 0, opts.ping_interval or 0)
@@ -205,17 +255,30 @@ function ws_mt:on(event, fn)
   if type(fn) ~= "function" then
     error("handler for 'message' must be a function", 2)
   end
-  local r = emitter_on(self, event, fn)
-  do
-    while true do
-      local m = dequeue(self)
-      if not m then
-        break
-      end
-      emitter.emit(self, "message", m[1], m[2])
+  local h = held(self, fn)
+  local wrapped = self._wrapped or {}
+  self._wrapped = wrapped
+  wrapped[fn] = h
+  local r = emitter_on(self, event, h)
+  while true do
+    local m = dequeue(self)
+    if not m then
+      break
     end
+    emitter.emit(self, "message", m[1], m[2])
   end
+  maybe_pause(self) -- (handlers of those that wait)
   return r
+end
+
+
+function ws_mt:off(event, fn)
+  local h = event == "message" and self._wrapped and self._wrapped[fn]
+  if h then
+    self._wrapped[fn] = nil
+    return emitter_off(self, event, h)
+  end
+  return emitter_off(self, event, fn)
 end
 
 
