@@ -120,18 +120,27 @@ static void dl_arm(http_server *s, uint64_t now, uint64_t due) {
   uv_timer_start(s->timer, lc_http_server_timer_cb, due > now ? due - now : 0, 0);
 }
 
-void lc_http_conn_deadline(http_conn *c, int mode, int which) {
+/* in its list's order: from the tail, where a deadline of a list with one timeout always goes */
+void lc_http_conn_deadline_at(http_conn *c, int mode, int which, uint64_t due) {
   http_server *s = c->srv;
   uint64_t now = uv_now(s->timer->loop);
   dl_unlink(c);
   c->timer_mode = (unsigned char)mode;
-  c->deadline = now + dl_timeout(s, which);
+  c->deadline = due;
   c->dl_list = (unsigned char)(which + 1);
   s->ndl++;
-  c->dl_prev = s->dl[which].tail;
-  if (c->dl_prev) c->dl_prev->dl_next = c; else s->dl[which].head = c;
-  s->dl[which].tail = c;
+  http_conn *p = s->dl[which].tail;
+  while (p && p->deadline > due) p = p->dl_prev;
+  c->dl_prev = p;
+  c->dl_next = p ? p->dl_next : s->dl[which].head;
+  if (p) p->dl_next = c; else s->dl[which].head = c;
+  if (c->dl_next) c->dl_next->dl_prev = c; else s->dl[which].tail = c;
   dl_arm(s, now, c->deadline);
+}
+
+void lc_http_conn_deadline(http_conn *c, int mode, int which) {
+  http_server *s = c->srv;
+  lc_http_conn_deadline_at(c, mode, which, uv_now(s->timer->loop) + dl_timeout(s, which));
 }
 
 void lc_http_conn_no_deadline(http_conn *c) {
@@ -169,7 +178,15 @@ static void expire(http_conn *c, int mode) {
     case LC_HTTP_T_SEND: /* a handler waits in res:write: the client must take some bytes each send_timeout */
       if (writing(c) && c->tcp->write_queue_size == c->stall_mark) { lc_http_conn_close(c); break; }
       c->stall_mark = c->tcp->write_queue_size;
+      /* a WebSocket's queue that went down with no sender waiting: its own deadline again */
+      if (c->req && c->req->ws && c->drain_ref == LUA_NOREF && lc_http_conn_queued(c) <= LC_WS_MAX_QUEUED / 2) {
+        lc_ws_conn_arm(c);
+        break;
+      }
       lc_http_conn_deadline(c, LC_HTTP_T_SEND, LC_HTTP_DL_SEND);
+      break;
+    case LC_HTTP_T_WS:
+      lc_ws_conn_expire(c);
       break;
   }
 }
@@ -228,7 +245,11 @@ static void http_conn_written_cb(lc_wq *q, int status) {
    * write answers that the connection is closed. */
   if (status < 0) { lc_http_conn_close(c); return; }
   write_done(c);
-  if (!c->closed && lc_http_conn_queued(c) <= LC_HTTP_MAX_QUEUED_OUTPUT / 2) lc_http_fire_drain(c);
+  if (!c->closed && lc_http_conn_queued(c) <= LC_HTTP_MAX_QUEUED_OUTPUT / 2) {
+    lc_http_fire_drain(c);
+    /* a WebSocket's send timeout is over once its queue is down (no sender waited) */
+    if (!c->closed && c->timer_mode != LC_HTTP_T_WS && c->req && c->req->ws) lc_ws_conn_arm(c);
+  }
   maybe_drop_wq(c);
 }
 
@@ -445,12 +466,22 @@ static void pause_reading(http_conn *c, int out) {
 /* clears the pauses that no longer hold and resumes reading when none is left; 1 if it did */
 static int update_pauses(http_conn *c) {
   if (!c->in_paused && !c->out_paused) return 0;
-  if (c->in_paused && !(c->state == LC_HTTP_S_HANDLER && c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT))
+  /* a WebSocket's input waits for its Lua side (lc_ws_conn_paused), an HTTP request's for its handler */
+  if (c->in_paused && !(c->state == LC_HTTP_S_HANDLER &&
+                        (c->req && c->req->ws ? lc_ws_conn_paused(c) : c->in_len - c->in_off >= LC_HTTP_MAX_BUFFERED_INPUT)))
     c->in_paused = 0;
   if (c->out_paused && lc_http_conn_queued(c) < LC_HTTP_MAX_QUEUED_OUTPUT / 2) c->out_paused = 0;
   if (c->in_paused || c->out_paused) return 0;
   resume_reading(c);
   return 1;
+}
+
+void lc_http_conn_pause_input(http_conn *c) {
+  if (!c->closed && !c->in_paused && c->state != LC_HTTP_S_CLOSING) pause_reading(c, 0);
+}
+
+void lc_http_conn_update_pauses(http_conn *c) {
+  if (!c->closed && c->state != LC_HTTP_S_CLOSING) update_pauses(c);
 }
 
 /* ---- a request ---- */
@@ -554,7 +585,11 @@ static void parse_input(http_conn *c) {
     /* the request is complete: the handler answers it before anything more is parsed */
     c->state = LC_HTTP_S_HANDLER;
     lc_http_conn_no_deadline(c);
-    if (c->upgrade) { c->keepalive = 0; c->in_off = c->in_len; }
+    /* what follows an upgrade is not HTTP: never parsed as requests; after a WebSocket's
+     * 101 it is its first frames (a client may send them before it reads the 101), else it
+     * is dropped when the connection ends */
+    if (c->upgrade) c->keepalive = 0;
+    if (c->upgrade && c->req->h.is_connect) c->in_off = c->in_len;
     lc_http_call_handler(c);
   }
   c->in_parse = 0;

@@ -31,9 +31,12 @@
 /* a connection's state: reading a head, reading a body, a handler has the request, ending */
 enum { LC_HTTP_S_HEAD, LC_HTTP_S_BODY, LC_HTTP_S_HANDLER, LC_HTTP_S_CLOSING };
 /* what the connection's deadline is for (at most 8 values: http_conn's timer_mode has 3 bits) */
-enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC_HTTP_T_LINGER, LC_HTTP_T_SEND, LC_HTTP_T_COUNT };
-/* which timeout it is: one list of connections per timeout, in deadline order (http_conn.c) */
-enum { LC_HTTP_DL_HEADER, LC_HTTP_DL_KEEPALIVE, LC_HTTP_DL_SEND, LC_HTTP_DL_LINGER, LC_HTTP_DL_COUNT };
+enum { LC_HTTP_T_NONE, LC_HTTP_T_HEADER, LC_HTTP_T_BODY, LC_HTTP_T_KEEPALIVE, LC_HTTP_T_LINGER, LC_HTTP_T_SEND,
+       LC_HTTP_T_WS,     /* a WebSocket's own: idle, ping, close handshake (ws_conn.c decides) */
+       LC_HTTP_T_COUNT };
+/* which timeout it is: one list of connections per timeout, in deadline order (http_conn.c);
+ * LC_HTTP_DL_WS's deadlines differ per WebSocket (its options): it is kept in order by insertion */
+enum { LC_HTTP_DL_HEADER, LC_HTTP_DL_KEEPALIVE, LC_HTTP_DL_SEND, LC_HTTP_DL_LINGER, LC_HTTP_DL_WS, LC_HTTP_DL_COUNT };
 #define LC_HTTP_LINGER_MS 2000
 
 typedef struct http_server http_server;
@@ -151,7 +154,13 @@ size_t lc_http_conn_queued(http_conn *c);     /* output bytes not written yet */
 /* the queued output down to the socket now (a try, then one uv_write for the rest) */
 void lc_http_conn_flush(http_conn *c);
 void lc_http_conn_deadline(http_conn *c, int mode, int which);   /* which: LC_HTTP_DL_* */
+/* a deadline at loop time due (LC_HTTP_DL_WS: due is the WebSocket's own) */
+void lc_http_conn_deadline_at(http_conn *c, int mode, int which, uint64_t due);
 void lc_http_conn_no_deadline(http_conn *c);
+/* a WebSocket's reading: stopped while its Lua side has not taken its messages, then resumed
+ * (with what the state allows: the output's pause may still hold) */
+void lc_http_conn_pause_input(http_conn *c);
+void lc_http_conn_update_pauses(http_conn *c);
 void lc_http_server_timer_cb(uv_timer_t *t);                     /* the deadlines that are due */
 
 /* ---- http_response.c ---- */
@@ -178,11 +187,20 @@ void lc_http_fire_drain(http_conn *c);        /* a handler waiting for the queue
 void lc_http_ref_run(lc_rt *rt, int ref, int call);   /* drops a reference, calling it first */
 
 /* ---- ws_conn.c ---- */
+#define LC_WS_MAX_QUEUED LC_HTTP_MAX_QUEUED_OUTPUT  /* ws:send waits past this (1 MiB) */
+#define LC_WS_HARD_QUEUED (8u << 20)  /* a write that cannot wait (fan-out) closes the connection past this */
+#define LC_WS_CLOSE_WAIT_MS 5000      /* after our close frame, how long the peer's may take */
 void lc_ws_conn_input(http_conn *c);                 /* frames in the input (req->ws set) */
 void lc_ws_conn_free(http_conn *c, lc_ws_conn *ws);  /* the connection is freed */
+int lc_ws_conn_paused(http_conn *c);                 /* 1: its Lua side has not taken its messages */
+void lc_ws_conn_expire(http_conn *c);                /* its LC_HTTP_T_WS deadline has come */
+void lc_ws_conn_arm(http_conn *c);                   /* its deadline, after a change of state */
 void lc_open_ws(lua_State *L);
 http_conn *lc_ws_conn_arg(lua_State *L);            /* core.ws_*(conn, seq, ...)'s connection, or NULL */
 struct lc_ws_sub **lc_ws_conn_subs(http_conn *c);   /* its topics' list, or NULL: not open */
+/* one message framed once for many sockets (ws_fanout.c), queued as ws:send's are (past
+ * LC_WS_MAX_QUEUED the send timeout runs) and counted as a message out: 0, 1 (over max_queued:
+ * nothing queued), -1 (not an open WebSocket, or closing) */
 int lc_ws_conn_queue_framed(http_conn *c, const char *h, size_t hlen, const char *data, size_t len, size_t max_queued);
 void lc_ws_conn_fail(http_conn *c, int code, const char *reason);
 

@@ -237,7 +237,7 @@ static int http_lua_srv_set_access_log(lua_State *L) {
 /* core.http_stats() -> the process's HTTP counters (every server of this state) */
 static int http_lua_stats(lua_State *L) {
   lc_http_stats *st = &lc_rt_get(L)->http;
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 11);
   lua_createtable(L, 5, 1);
   for (int i = 0; i <= 5; i++) { lua_pushnumber(L, st->status[i]); lua_rawseti(L, -2, i); }
   lua_setfield(L, -2, "status");
@@ -252,6 +252,9 @@ static int http_lua_stats(lua_State *L) {
   lua_pushnumber(L, st->conns_open); lua_setfield(L, -2, "connections");
   lua_pushnumber(L, st->conns_total); lua_setfield(L, -2, "connections_total");
   lua_pushnumber(L, (lua_Number)lc_rt_get(L)->http_nspares); lua_setfield(L, -2, "spare_connections");
+  lua_pushnumber(L, st->ws_open); lua_setfield(L, -2, "websockets");
+  lua_pushnumber(L, st->ws_in); lua_setfield(L, -2, "websocket_messages_in");
+  lua_pushnumber(L, st->ws_out); lua_setfield(L, -2, "websocket_messages_out");
   return 1;
 }
 

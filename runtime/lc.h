@@ -34,6 +34,7 @@ typedef struct lc_http_stats {
   double dur_sum;                   /* seconds */
   double body_bytes;
   double conns_open, conns_total;
+  double ws_open, ws_in, ws_out;    /* WebSockets open, messages received and sent (ws_conn.c) */
 } lc_http_stats;
 
 typedef struct lc_rt {

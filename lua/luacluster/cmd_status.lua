@@ -34,6 +34,9 @@ function format(st)
     local row = string.format("%-4d %-8s %-4d %-10s %-8s %-9d %-6d %-8s %d",
       w.id, w.pid and tostring(w.pid) or "-", w.generation, w.state, human_time(w.uptime), w.requests, w.connections,
       human_bytes(w.rss), w.restarts)
+    if (w.websockets or 0) > 0 then -- of its conns (messages in and out: --json, the metrics)
+      row = row .. string.format("  (%d websockets)", w.websockets)
+    end
     -- a crash-looping slot: when it starts again, and why it failed last
     if w.restart_in then
       row = row .. string.format("  (restart in %d ms)", w.restart_in)

@@ -386,6 +386,11 @@ end
 
 local function run(handler, req, res)
   local a, b, c = handler(req, res)
+  local ws = rawget(req, "_ws")
+  if ws then -- the handler accepted a WebSocket: it lives on only with a message handler or a subscription
+    require("luacluster.ws.socket").handler_returned(ws) -- lazy: loaded by req:websocket already
+    return
+  end
   if a ~= nil and not res._done then
     if type(a) ~= "number" then
       log.error("request handler failed: " .. where(handler) .. ": returned " .. type(a)

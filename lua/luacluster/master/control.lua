@@ -32,6 +32,9 @@ function _M.status()
         id = w.id, pid = w.pid, generation = w.generation, state = w.state,
         uptime = math.floor((now - w._started) / 1000),
         requests = st.requests or 0, connections = st.connections or 0, restarts = master.restarts(w.id),
+        websockets = st.http and st.http.websockets or 0, -- of those connections
+        ws_messages_in = st.http and st.http.websocket_messages_in or 0,
+        ws_messages_out = st.http and st.http.websocket_messages_out or 0,
         rss = core.pid_rss(w.pid) or 0,
         -- a slot that crashed and has not served since: why (a crash loop shows here)
         last_error = not w:is_ready() and w.generation == master.generation() and master.slot_error(w.id) or nil,

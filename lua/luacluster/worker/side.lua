@@ -112,6 +112,7 @@ function _M.drain()
   draining = true
   me.state = "draining"
   me:emit("disconnect")
+  runtime.drain_deadline = core.now() + drain_timeout -- ws/socket.lua closes WebSockets with 1001 just before it
   runtime.run_drain_hooks()
   local deadline = core.timer_new(function()
     log.warn("drain did not finish within " .. drain_timeout .. " ms; exiting")

@@ -4,28 +4,134 @@
 -- "message" handlers when there are some, else it waits in a queue for ws:receive.
 -- ws:subscribe(topic) / ws:unsubscribe(topic): the runtime queues every publish of topic on
 -- the socket (runtime/ws_fanout.c); a closed socket leaves its topics by itself.
+-- Backpressure both ways: past QUEUE_BYTES or QUEUE_COUNT of messages not taken, the runtime
+-- stops reading the socket (core.ws_read) until ws:receive has taken half; ws:send waits while
+-- the client has 1 MiB queued (the connection's send timeout ends a client that reads nothing).
+-- The handler's end (http.lua calls handler_returned): a WebSocket with no "message" handler
+-- and no subscription is closed with 1000. A draining worker closes its WebSockets with 1001
+-- shortly before its drain_timeout (the drain hook below).
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
+local runtime = require("luacluster.lib.runtime")
+local timer0 = require("luacluster.lib.timer0")
 local handshake = require("luacluster.ws.handshake")
+local log = require("luacluster.lib.log")
 
-local ws_send, ws_close, ws_accept, http_respond = core.ws_send, core.ws_close, core.ws_accept, core.http_respond
+local ws_send, ws_close, ws_accept, ws_read = core.ws_send, core.ws_close, core.ws_accept, core.ws_read
 local ws_subscribe, ws_unsubscribe = core.ws_subscribe, core.ws_unsubscribe
-local concat = table.concat
+local http_respond, http_on_drain = core.http_respond, core.http_on_drain
+local concat, in_handler = table.concat, coro.in_handler
 
 local M = {}
 
 local ws_mt = {}
 ws_mt.__index = ws_mt
 emitter.mixin(ws_mt)
+local emitter_on, emitter_off = ws_mt.on, ws_mt.off
 
 local OPCODE = { text = 1, binary = 2 }
 local DEFAULT_MAX = 1048576
+local WRITE_HIGH_WATER = 1048576 -- ws:send waits past this many bytes queued (runtime: LC_WS_MAX_QUEUED)
+-- messages not taken (waiting for ws:receive, or with a "message" handler still running):
+-- reading stops past either
+local QUEUE_BYTES, QUEUE_COUNT = 1048576, 1000
+local open = {} -- ws -> true while open: the drain closes them
+local gone = false -- the drain has closed them: one accepted later is closed at once
+
+
+-- reading again, from a later loop turn (core.ws_read delivers what waits into Lua: never from
+-- inside the coroutine that asked)
+local function resume_reading(ws)
+  ws._paused = false
+  timer0.next_turn(function()
+    if not ws._closed and not ws._paused then
+      ws_read(ws._c, ws._s, true)
+    end
+  end)
+end
+
+
+-- the messages not taken: bytes, count
+local function pressure(ws)
+  return ws._qbytes + ws._hbytes, ws._qt - ws._qh + 1 + ws._held
+end
+
+
+local function maybe_pause(ws)
+  if ws._paused or ws._closed then
+    return
+  end
+  local bytes, n = pressure(ws)
+  if bytes >= QUEUE_BYTES or n >= QUEUE_COUNT then
+    ws._paused = true
+    ws_read(ws._c, ws._s, false)
+  end
+end
+
+
+local function maybe_resume(ws)
+  if not ws._paused then
+    return
+  end
+  local bytes, n = pressure(ws)
+  if bytes < QUEUE_BYTES / 2 and n < QUEUE_COUNT / 2 then
+    resume_reading(ws)
+  end
+end
+
+
+local function enqueue(ws, a, b)
+  local t = ws._qt + 1
+  ws._qt = t
+  ws._queue[t] = { a, b }
+  ws._qbytes = ws._qbytes + #a
+  maybe_pause(ws)
+end
+
+
+-- the oldest message not taken, or nil
+local function dequeue(ws)
+  local h = ws._qh
+  local m = ws._queue[h]
+  if not m then
+    return nil
+  end
+  ws._queue[h] = nil
+  ws._qh = h + 1
+  ws._qbytes = ws._qbytes - #m[1]
+  maybe_resume(ws)
+  return m
+end
+
+
+local function on_error(err)
+  return debug.traceback(tostring(err), 2)
+end
+
+
+-- A "message" handler as the emitter runs it (in a coroutine of its own): counted as a message
+-- not taken until it returns, so that handlers that wait (a database, a slow send) while a
+-- client floods stop the reading too.
+local function held(ws, fn)
+  return function(data, kind)
+    local n = #data
+    ws._held, ws._hbytes = ws._held + 1, ws._hbytes + n
+    local ok, err = xpcall(fn, on_error, data, kind)
+    ws._held, ws._hbytes = ws._held - 1, ws._hbytes - n
+    maybe_resume(ws)
+    if not ok then
+      log.error("a WebSocket's message handler failed: " .. err)
+    end
+  end
+end
+
 
 local function on_event(ws, event, a, b)
   if event == "message" then
     if emitter.has(ws, "message") then
       emitter.emit(ws, "message", a, b)
+      maybe_pause(ws) -- its handlers that wait hold it
       return
     end
     local w = ws._receiver
@@ -34,10 +140,10 @@ local function on_event(ws, event, a, b)
       w:wake(a, b)
       return
     end
-    local q = ws._queue
-    q[#q + 1] = { a, b }
+    enqueue(ws, a, b)
   else -- close: code, reason
     ws._closed = { a, b }
+    open[ws] = nil
     local w = ws._receiver
     ws._receiver = nil
     if w then
@@ -45,6 +151,39 @@ local function on_event(ws, event, a, b)
     end
     emitter.emit(ws, "close", a, b)
   end
+end
+
+
+-- A draining worker (reload, stop): its WebSockets go on until shortly before its drain
+-- deadline (worker/side.lua sets runtime.drain_deadline), then get 1001, so that their clients
+-- reconnect to the new generation before this worker is ended. Without a deadline: at once.
+local function going_away()
+  gone = true
+  for ws in pairs(open) do
+    ws:close(1001, "going away")
+  end
+end
+
+
+local function on_drain()
+  local deadline = runtime.drain_deadline
+  if type(deadline) ~= "number" then
+    going_away()
+    return
+  end
+  local ms = deadline - core.now()
+  local t
+  t = core.timer_new(function()
+    t:close()
+    going_away()
+  end)
+  t:start(math.max(0, ms - math.min(1000, ms / 10)), 0)
+  t:unref() -- the WebSockets keep the worker alive, not this timer
+end
+
+runtime.drain_hooks[M] = on_drain
+if runtime.drain_deadline then -- loaded by a request that came during a drain: its hooks have run
+  on_drain()
 end
 
 -- accept(req, opts) -> ws | nil, err (the client has been answered: 400 or 426)
@@ -66,6 +205,12 @@ function M.accept(req, opts)
     if not ok then error("req:websocket: " .. s, 3) end
     deflate = s
   end
+  for _, k in ipairs({ "idle_timeout", "ping_interval" }) do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
+      error("req:websocket: " .. k .. " must be a number of ms >= 0", 3)
+    end
+  end
   local h, protocol, err, extra = handshake.check(req.method, req._m, req.headers, opts.protocols, deflate)
   if not h then
     local status = protocol
@@ -81,15 +226,96 @@ function M.accept(req, opts)
     lines[#lines + 1] = k .. ": " .. v
   end
   lines[#lines + 1] = "\r\n"
-  local ws = setmetatable({ protocol = protocol, _c = req._c, _s = req._s, _queue = {} }, ws_mt)
+  local ws = setmetatable({ protocol = protocol, _c = req._c, _s = req._s, _queue = {}, _qh = 1, _qt = 0,
+    _qbytes = 0, _held = 0, _hbytes = 0 }, ws_mt)
   local pmd = err   -- permessage-deflate's parameters when negotiated (see handshake.check)
-  local ok, aerr = ws_accept(req._c, req._s, concat(lines, "\r\n"), max, function(event, a, b)
+  local ok, pending = ws_accept(req._c, req._s, concat(lines, "\r\n"), max, function(event, a, b)
     on_event(ws, event, a, b)
-  end, pmd)
+  end, opts.idle_timeout or 0, opts.ping_interval or 0, pmd)
   if not ok then
-    return nil, aerr
+    return nil, pending
+  end
+  open[ws] = true
+  rawset(req, "_ws", ws) -- http.lua: handler_returned once the handler is done
+  if gone then -- accepted after the drain's 1001s (a keep-alive request that came late)
+    ws:close(1001, "going away")
+  end
+  if pending then -- frames the client sent before it read the 101
+    resume_reading(ws)
   end
   return ws
+end
+
+
+-- The handler that accepted ws has returned: ws lives on only with a "message" handler or a
+-- subscription (_topics, ws:subscribe's); else it is closed (1000).
+function M.handler_returned(ws)
+  if ws._closed or emitter.has(ws, "message") or (ws._topics and next(ws._topics) ~= nil) then
+    return
+  end
+  ws:close(1000, "")
+end
+
+
+-- ws:on("message", fn): the messages that waited for ws:receive go to fn first, in order
+function ws_mt:on(event, fn)
+  if event ~= "message" then
+    return emitter_on(self, event, fn) -- (a tail call: its errors name the caller's line)
+  end
+  if type(fn) ~= "function" then
+    error("handler for 'message' must be a function", 2)
+  end
+  local h = held(self, fn)
+  local wrapped = self._wrapped or {}
+  self._wrapped = wrapped
+  wrapped[fn] = h
+  local r = emitter_on(self, event, h)
+  while true do
+    local m = dequeue(self)
+    if not m then
+      break
+    end
+    emitter.emit(self, "message", m[1], m[2])
+  end
+  maybe_pause(self) -- (handlers of those that wait)
+  return r
+end
+
+
+function ws_mt:off(event, fn)
+  local h = event == "message" and self._wrapped and self._wrapped[fn]
+  if h then
+    self._wrapped[fn] = nil
+    return emitter_off(self, event, h)
+  end
+  return emitter_off(self, event, fn)
+end
+
+
+-- ws:send's backpressure: the coroutine waits until the queue is down to half (or the
+-- connection is gone); every sender that waits meanwhile wakes with the first
+local function wait_drain(self)
+  if not in_handler() then
+    return
+  end
+  local list = self._senders
+  local w = coro.waiter("ws:send")
+  if list then
+    list[#list + 1] = w
+    w:wait()
+    return
+  end
+  if not http_on_drain(self._c, self._s, function()
+    local l = self._senders
+    self._senders = nil
+    for i = 1, #l do
+      l[i]:wake()
+    end
+  end) then
+    return
+  end
+  self._senders = { w }
+  w:wait()
 end
 
 function ws_mt:send(data, kind)
@@ -100,9 +326,12 @@ function ws_mt:send(data, kind)
   if self._closed then
     return nil, "closed"
   end
-  local ok, err = ws_send(self._c, self._s, tostring(data), op)
+  local ok, queued = ws_send(self._c, self._s, tostring(data), op)
   if not ok then
-    return nil, err
+    return nil, queued
+  end
+  if queued >= WRITE_HIGH_WATER then
+    wait_drain(self)
   end
   return true
 end
@@ -120,9 +349,8 @@ end
 
 -- -> data, kind | nil, "closed", code, reason
 function ws_mt:receive()
-  local q = self._queue
-  if #q > 0 then
-    local m = table.remove(q, 1)
+  local m = dequeue(self)
+  if m then
     return m[1], m[2]
   end
   if self._closed then
@@ -153,11 +381,21 @@ function ws_mt:subscribe(topic)
   if not ok then
     return nil, err
   end
-  return topic_call(self, "subscribe", ws_subscribe, topic)
+  local done, serr = topic_call(self, "subscribe", ws_subscribe, topic)
+  if done then -- (handler_returned: a subscribed socket outlives its handler)
+    local t = self._topics or {}
+    t[topic] = true
+    self._topics = t
+  end
+  return done, serr
 end
 
 function ws_mt:unsubscribe(topic)
-  return topic_call(self, "unsubscribe", ws_unsubscribe, topic)
+  local done, err = topic_call(self, "unsubscribe", ws_unsubscribe, topic)
+  if done and self._topics then
+    self._topics[topic] = nil
+  end
+  return done, err
 end
 
 function ws_mt:close(code, reason)
