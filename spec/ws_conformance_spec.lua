@@ -1,0 +1,93 @@
+-- WebSocket conformance: every vector of spec/ws_vectors.lua (RFC 6455 and the Autobahn test
+-- suite's case list: framing, pings, reserved bits and opcodes, fragmentation, UTF-8, close codes,
+-- limits) played by a raw client (spec/ws_raw_client.lua) against one real luacluster echo server,
+-- a fresh connection per vector, each vector its own test so that a failure names it.
+local H = require("helper")
+local vectors = require("ws_vectors").vectors
+local client = require("ws_raw_client")
+
+-- /max/N: max_message_size N; /receive: the ws:receive() style; else ws:on("message")
+local APP = [[
+local http = require("luacluster.http")
+if cluster.is_worker then
+  http.create_server(function(req)
+    local max = tonumber(req.path:match("^/max/(%d+)$")) or 16 * 1048576
+    local ws = req:websocket({ max_message_size = max })
+    if not ws then return end
+    if req.path == "/receive" then
+      while true do
+        local data, kind = ws:receive()
+        if not data then return end
+        ws:send(data, kind)
+      end
+    end
+    ws:on("message", function(data, kind) ws:send(data, kind) end)
+  end):listen(tonumber(os.getenv("WS_PORT")), "127.0.0.1")
+end
+]]
+
+describe("websocket conformance vectors", function()
+  local p, port
+  local passed, failed = 0, {}
+  setup(function()
+    port = H.free_port()
+    p = H.start_app(APP, { "-w", "1" }, { env = { WS_PORT = tostring(port) } })
+    assert.truthy(H.wait_listening(port, 10000), p and p:output())
+  end)
+  teardown(function()
+    print(("\nws conformance: %d vectors, %d passed, %d failed%s"):format(#vectors, passed, #failed,
+      #failed > 0 and (": " .. table.concat(failed, "; ")) or ""))
+    if p then p:stop() end
+  end)
+
+  it("has a table of 150 or more vectors with unique ids", function()
+    assert.is_true(#vectors >= 150, #vectors .. " vectors")
+    local seen = {}
+    for _, v in ipairs(vectors) do
+      assert.is_nil(seen[v.id], "duplicate id " .. v.id)
+      seen[v.id] = true
+    end
+  end)
+
+  for _, v in ipairs(vectors) do
+    it(v.id .. ": " .. v.desc, function()
+      local problems = client.run(port, v, 10000)
+      if #problems > 0 then
+        failed[#failed + 1] = v.id
+      else
+        passed = passed + 1
+      end
+      assert.are.same({}, problems)
+    end)
+  end
+
+  it("the worker is still the one that started (no vector crashed it)", function()
+    assert.is_true(p:alive(), p:output())
+    local _, starts = p:output():gsub("worker %d+ %(pid %d+%) started", "")
+    assert.equals(1, starts, p:output())
+    local problems = client.run(port, { id = "after", send = {
+      { op = 1, payload = "after", fin = true, rsv = 0, mask = true } }, expect = { { "text", "after" } } })
+    assert.are.same({}, problems)
+  end)
+end)
+
+-- the same vectors of the close handshake and of data around it, against the ws:receive() style
+describe("websocket conformance vectors, ws:receive() style", function()
+  local p, port
+  setup(function()
+    port = H.free_port()
+    p = H.start_app(APP, { "-w", "1" }, { env = { WS_PORT = tostring(port) } })
+    assert.truthy(H.wait_listening(port, 10000), p and p:output())
+  end)
+  teardown(function()
+    if p then p:stop() end
+  end)
+  for _, v in ipairs(vectors) do
+    if not v.path and (v.id:match("^autobahn [1257]%.") or v.id:match("^autobahn 7%.")) then
+      it(v.id .. ": " .. v.desc, function()
+        local w = setmetatable({ path = "/receive" }, { __index = v })
+        assert.are.same({}, client.run(port, w, 10000))
+      end)
+    end
+  end
+end)
