@@ -6,14 +6,21 @@ local H = require("helper")
 local vectors = require("ws_vectors").vectors
 local client = require("ws_raw_client")
 
--- /max/N: max_message_size N; /receive: the ws:receive() style; else ws:on("message")
+-- /max/N: max_message_size N; /receive: the ws:receive() style; else ws:on("message"); the
+-- paths of spec/ws_vectors.lua's last section set idle_timeout, ping_interval, a server's close
 local APP = [[
 local http = require("luacluster.http")
 if cluster.is_worker then
   http.create_server(function(req)
-    local max = tonumber(req.path:match("^/max/(%d+)$")) or 16 * 1048576
-    local ws = req:websocket({ max_message_size = max })
+    local opts = { max_message_size = tonumber(req.path:match("^/max/(%d+)$")) or 16 * 1048576 }
+    if req.path == "/idle" then opts.idle_timeout = 300 end
+    if req.path == "/ping" then opts.ping_interval = 200 end
+    local ws = req:websocket(opts)
     if not ws then return end
+    if req.path == "/close-on-message" then
+      ws:on("message", function() ws:close(4002, "bye") end)
+      return
+    end
     if req.path == "/receive" then
       while true do
         local data, kind = ws:receive()

@@ -1,7 +1,7 @@
 -- A raw WebSocket client for spec/ws_conformance_spec.lua: plays one vector of spec/ws_vectors.lua
 -- on a fresh TCP connection (the upgrade, then its frames exactly as written there, masked or not,
 -- in the writes it asks for) and returns what the server did against what the vector expects:
--- run(port, vector) -> problems (a list of strings; empty when the outcome is the expected one).
+-- run(port, vector [, timeout_ms]) -> problems (a list of strings; empty when the outcome is the expected one).
 -- Every server frame is checked on the way (RFC 6455 5.1-5.5: unmasked, no RSV bit, a known
 -- opcode, control frames whole and <= 125 bytes, nothing after its close).
 local ffi = require("ffi")
@@ -161,9 +161,15 @@ function reader_mt:parse()
     if op == 8 then
       if n == 1 then self:problem("the server's close has a 1-byte payload") end
       self.close = n >= 2 and payload:byte(1) * 256 + payload:byte(2) or 1005
+      self.close_bytes = payload:sub(1, 2)
       self.reason = payload:sub(3)
     elseif op == 9 then
-      self:problem("the server sent a ping")
+      if self.pings_ok then   -- answered at once, as a client must (5.5.2)
+        self.pings = self.pings + 1
+        raw_send(self.sock.fd, (encode({ op = 10, payload = payload, fin = true, rsv = 0, mask = true }, 97)))
+      else
+        self:problem("the server sent a ping")
+      end
     elseif OPNAME[op] then
       self.events[#self.events + 1] = { OPNAME[op], payload }
     end
@@ -172,6 +178,15 @@ function reader_mt:parse()
   if pos > 1048576 and pos > #buf / 2 then   -- drop what is parsed
     self.parts = { buf:sub(pos) }
     self.pos = 1
+  end
+end
+
+-- a close from the server gets the client's close back (5.5.1), unless the vector says not to
+function reader_mt:answer_close()
+  if self.close and not self.close_sent and not self.no_reply then
+    self.close_sent = true
+    local code = self.close == 1005 and "" or self.close_bytes
+    raw_send(self.sock.fd, (encode({ op = 8, payload = code, fin = true, rsv = 0, mask = true }, 98)))
   end
 end
 
@@ -185,13 +200,15 @@ function reader_mt:wait(cond, timeout_ms)
   while not cond() and not self.eof do
     local left = deadline - H.now()
     if left <= 0 then break end
-    local d = self.sock:recv(left)
-    if d == nil then break end
-    if d == "" then
+    local d, err = self.sock:recv(left)
+    if d == nil and err ~= "read failed" then break end
+    if d == nil or d == "" then   -- EOF, or a reset after the server closed
+      self.reset = d == nil
       self.eof = true
     else
       self.parts[#self.parts + 1] = d
       self:parse()
+      self:answer_close()
     end
   end
   return cond()
@@ -214,16 +231,20 @@ local function show_list(list)
 end
 
 function M.run(port, v, timeout_ms)
-  timeout_ms = timeout_ms or 10000
+  timeout_ms = v.timeout or timeout_ms or 10000
   local sock, err = H.connect(port, timeout_ms)
   if not sock then return { "connect: " .. tostring(err) } end
   local one = ffi.new("int[1]", 1)
   C.setsockopt(sock.fd, IPPROTO_TCP, TCP_NODELAY, one, ffi.sizeof("int"))
-  local r = setmetatable({ sock = sock, parts = {}, pos = 1, events = {}, problems = {} }, reader_mt)
+  local r = setmetatable({ sock = sock, parts = {}, pos = 1, events = {}, problems = {}, no_reply = v.no_reply,
+    pings_ok = v.server_pings ~= nil, pings = 0 }, reader_mt)
   local expect = v.expect or {}
   local acts = actions(v)
   local upgrade = "GET " .. (v.path or "/") .. " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
     .. "Connection: Upgrade\r\nSec-WebSocket-Key: " .. KEY .. "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+  for _, s in ipairs(v.send) do   -- a vector that sends its own close: the server's is its answer
+    if s.op == 8 then r.close_sent = true end
+  end
   local first = 1
   if v.pipelined and acts[1] and acts[1].write then
     upgrade = upgrade .. acts[1].write
@@ -263,6 +284,7 @@ function M.run(port, v, timeout_ms)
     r:wait(function() return #r.events >= #expect or r.close ~= nil end, timeout_ms)
     if not r.close and not r.eof then
       local f = { op = 8, payload = be(1000, 2), fin = true, rsv = 0, mask = true }
+      r.close_sent = true
       raw_send(sock.fd, (encode(f, 99)))
     end
   end
@@ -277,6 +299,12 @@ function M.run(port, v, timeout_ms)
   end
   if not same then
     problems[#problems + 1] = "events " .. show_list(r.events) .. ", expected " .. show_list(expect)
+  end
+  if v.server_pings and r.pings < v.server_pings then
+    problems[#problems + 1] = ("%d ping(s) from the server, expected at least %d"):format(r.pings, v.server_pings)
+  end
+  if v.drop_ok and not r.close then   -- ended without a close frame: allowed here
+    return problems
   end
   if v.drop then
     if r.close then problems[#problems + 1] = "a close frame (" .. r.close .. "), expected the connection dropped without one" end

@@ -14,7 +14,10 @@
 --   close  nil: a clean close started by the runner (it sends 1000 once `expect` is met and the
 --          server must echo 1000); else the codes the server's close frame may carry (1005 = a
 --          close without payload), after which the server must end the connection
---   drop   the server must end the TCP connection without a close frame
+--   drop   the server must end the TCP connection without a close frame (drop_ok: it may, or close)
+--   no_reply  the runner does not answer the server's close (it does by default, 5.5.1)
+--   server_pings  the server must ping at least this often (the runner answers each with a pong)
+--   timeout  ms the runner waits for each outcome (10000 by default)
 local M = {}
 
 local char, rep, concat = string.char, string.rep, table.concat
@@ -445,6 +448,25 @@ add({ id = "rfc6455 4.2.1", desc = "frames pipelined after the upgrade request, 
   pipelined = true, send = { text("early"), ping("early") }, expect = { ok_text("early"), ok_pong("early") } })
 add({ id = "rfc6455 5.2 e", desc = "garbage after the upgrade (an HTTP request as frames): 1002",
   send = { { raw = "GET / HTTP/1.1\r\nHost: x\r\n\r\n" } }, close = { 1002 } })
+
+-- ---- the close handshake started by the server, and the contract's idle_timeout / ping_interval
+-- (the echo app: "/close-on-message" answers a message with ws:close(4002, "bye"), "/idle" has
+-- idle_timeout = 300 ms, "/ping" ping_interval = 200 ms) ----
+add({ id = "rfc6455 7.1.2 a", desc = "the server closes after a message: the client's data after that close is not answered, the client's close ends the connection",
+  path = "/close-on-message", send = { text("close me"), { wait_close = true }, text("ignored"), ping("ignored"), close(4002) },
+  close = { 4002 } })
+add({ id = "rfc6455 7.1.2 b", desc = "the server closes and the client never answers: the server ends the TCP connection by itself (close handshake timeout)",
+  path = "/close-on-message", send = { text("close me") }, no_reply = true, close = { 4002 }, timeout = 15000 })
+add({ id = "timeout 1", desc = "idle_timeout: a frame that never ends (header and 3 bytes of its payload) does not keep the connection",
+  path = "/idle", send = { { piece = text("never finished"), from = 0, to = 3 } }, close = { 1000, 1001, 1008, 1011 }, drop_ok = true })
+add({ id = "timeout 2", desc = "idle_timeout: a connection that sends no frame at all is ended",
+  path = "/idle", send = {}, close = { 1000, 1001, 1008, 1011 }, drop_ok = true })
+add({ id = "timeout 3", desc = "idle_timeout counts pings: a client pinging every 150 ms outlives a 300 ms idle_timeout",
+  path = "/idle", send = { ping("1"), { pause = 150 }, ping("2"), { pause = 150 }, ping("3"), { pause = 150 }, ping("4"),
+    { pause = 150 }, text("alive") }, write = "frames",
+  expect = { ok_pong("1"), ok_pong("2"), ok_pong("3"), ok_pong("4"), ok_text("alive") } })
+add({ id = "timeout 4", desc = "ping_interval: the server pings (at least twice in 1 s) and a client that answers stays connected",
+  path = "/ping", send = { { pause = 1000 }, text("still here") }, expect = { ok_text("still here") }, server_pings = 2 })
 
 M.vectors = V
 M.OP = OP
