@@ -265,8 +265,8 @@ function M.run(port, v, timeout_ms)
       if not raw_send(sock.fd, a.write) and not r.close and not r.eof then
         r:problem("a write failed before the server closed")
       end
-    elseif a.pause then
-      H.sleep(a.pause)
+    elseif a.pause then   -- reading meanwhile, as a client does (pings are answered at once)
+      r:wait(function() return false end, a.pause)
     elseif a.shutdown then
       sock:shutdown_write()
     elseif a.wait_close then
