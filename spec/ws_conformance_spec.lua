@@ -33,13 +33,19 @@ if cluster.is_worker then
 end
 ]]
 
+-- one echo server (1 worker) for a whole describe: -> process, port
+local function start_server()
+  local port = H.free_port()
+  local p = H.start_app(APP, { "-w", "1" }, { env = { WS_PORT = tostring(port) } })
+  assert.truthy(H.wait_listening(port, 10000), p and p:output())
+  return p, port
+end
+
 describe("websocket conformance vectors", function()
   local p, port
   local passed, failed = 0, {}
   setup(function()
-    port = H.free_port()
-    p = H.start_app(APP, { "-w", "1" }, { env = { WS_PORT = tostring(port) } })
-    assert.truthy(H.wait_listening(port, 10000), p and p:output())
+    p, port = start_server()
   end)
   teardown(function()
     print(("\nws conformance: %d vectors, %d passed, %d failed%s"):format(#vectors, passed, #failed,
@@ -82,9 +88,7 @@ end)
 describe("websocket conformance vectors, ws:receive() style", function()
   local p, port
   setup(function()
-    port = H.free_port()
-    p = H.start_app(APP, { "-w", "1" }, { env = { WS_PORT = tostring(port) } })
-    assert.truthy(H.wait_listening(port, 10000), p and p:output())
+    p, port = start_server()
   end)
   teardown(function()
     if p then p:stop() end

@@ -71,19 +71,15 @@ local function ok_binary(s) return { "binary", s } end
 local function ok_pong(s) return { "pong", s } end
 
 -- ---- Autobahn 1: framing, text and binary, lengths at the 7/16/64-bit edges ----
-local lengths = { 0, 125, 126, 127, 128, 65535, 65536 }
-for i, n in ipairs(lengths) do
-  add({ id = "autobahn 1.1." .. i, desc = "text message of " .. n .. " bytes",
-    send = { text(rep("*", n)) }, expect = { ok_text(rep("*", n)) } })
+for _, kind in ipairs({ { "1.1", "text", "*", text }, { "1.2", "binary", "\254", binary } }) do
+  local section, name, byte, frame = kind[1], kind[2], kind[3], kind[4]
+  for i, n in ipairs({ 0, 125, 126, 127, 128, 65535, 65536 }) do
+    add({ id = "autobahn " .. section .. "." .. i, desc = name .. " message of " .. n .. " bytes",
+      send = { frame(rep(byte, n)) }, expect = { { name, rep(byte, n) } } })
+  end
+  add({ id = "autobahn " .. section .. ".8", desc = name .. " message of 65536 bytes, written in chops of 997 bytes",
+    send = { frame(rep(byte, 65536)) }, write = 997, expect = { { name, rep(byte, 65536) } } })
 end
-add({ id = "autobahn 1.1.8", desc = "text message of 65536 bytes, written in chops of 997 bytes",
-  send = { text(rep("*", 65536)) }, write = 997, expect = { ok_text(rep("*", 65536)) } })
-for i, n in ipairs(lengths) do
-  add({ id = "autobahn 1.2." .. i, desc = "binary message of " .. n .. " bytes 0xfe",
-    send = { binary(rep("\254", n)) }, expect = { ok_binary(rep("\254", n)) } })
-end
-add({ id = "autobahn 1.2.8", desc = "binary message of 65536 bytes, written in chops of 997 bytes",
-  send = { binary(rep("\254", 65536)) }, write = 997, expect = { ok_binary(rep("\254", 65536)) } })
 
 -- ---- Autobahn 2: pings and pongs ----
 add({ id = "autobahn 2.1", desc = "ping without payload: pong without payload", send = { ping("") }, expect = { ok_pong("") } })
@@ -126,29 +122,20 @@ add({ id = "autobahn 3.6", desc = "ping with RSV = 6", send = { F({ OP.ping, "He
 add({ id = "autobahn 3.7", desc = "close with RSV = 7", send = { F({ OP.close, u16(1000), rsv = 7 }) }, close = { 1002 } })
 
 -- ---- Autobahn 4: reserved opcodes ----
-for i, op in ipairs({ 3, 4, 5, 6, 7 }) do
-  local payload = i == 1 and "" or "reserved opcode payload"
-  local v = { id = "autobahn 4.1." .. i, desc = "reserved non-control opcode " .. op .. (i == 1 and "" or " with payload"), close = { 1002 } }
-  if i <= 2 then
-    v.send = { F({ op, payload }) }
-  else
-    v.desc = "text, then reserved non-control opcode " .. op .. ", then a ping: the text echoed, then 1002, no pong"
-    v.send = { text("Hello, world!"), F({ op, payload }), ping("") }
-    v.expect = { ok_text("Hello, world!") }
+for _, group in ipairs({ { "4.1", "non-control", { 3, 4, 5, 6, 7 } }, { "4.2", "control", { 11, 12, 13, 14, 15 } } }) do
+  for i, op in ipairs(group[3]) do
+    local payload = i == 1 and "" or "reserved opcode payload"
+    local v = { id = "autobahn " .. group[1] .. "." .. i, close = { 1002 },
+      desc = "reserved " .. group[2] .. " opcode " .. op .. (i == 1 and "" or " with payload") }
+    if i <= 2 then
+      v.send = { F({ op, payload }) }
+    else
+      v.desc = "text, then reserved " .. group[2] .. " opcode " .. op .. ", then a ping: the text echoed, then 1002, no pong"
+      v.send = { text("Hello, world!"), F({ op, payload }), ping("") }
+      v.expect = { ok_text("Hello, world!") }
+    end
+    add(v)
   end
-  add(v)
-end
-for i, op in ipairs({ 11, 12, 13, 14, 15 }) do
-  local payload = i == 1 and "" or "reserved opcode payload"
-  local v = { id = "autobahn 4.2." .. i, desc = "reserved control opcode " .. op .. (i == 1 and "" or " with payload"), close = { 1002 } }
-  if i <= 2 then
-    v.send = { F({ op, payload }) }
-  else
-    v.desc = "text, then reserved control opcode " .. op .. ", then a ping: the text echoed, then 1002, no pong"
-    v.send = { text("Hello, world!"), F({ op, payload }), ping("") }
-    v.expect = { ok_text("Hello, world!") }
-  end
-  add(v)
 end
 
 -- ---- Autobahn 5: fragmentation ----
