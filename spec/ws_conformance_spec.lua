@@ -17,8 +17,9 @@ if cluster.is_worker then
     if req.path == "/ping" then opts.ping_interval = 200 end
     local ws = req:websocket(opts)
     if not ws then return end
-    if req.path == "/close-on-message" then
-      ws:on("message", function() ws:close(4002, "bye") end)
+    if req.path == "/close-on-message" or req.path == "/close-long" then
+      local reason = req.path == "/close-long" and string.rep("\206\186", 100) or "bye"
+      ws:on("message", function() ws:close(req.path == "/close-long" and 4003 or 4002, reason) end)
       return
     end
     if req.path == "/receive" then

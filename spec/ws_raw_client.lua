@@ -121,6 +121,33 @@ end
 
 -- ---- the server's side of the connection ----
 
+-- RFC 3629 UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF)
+local function utf8_valid(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local need, lo, hi = 0, 0x80, 0xBF
+    if c < 0x80 then need = 0
+    elseif c >= 0xC2 and c <= 0xDF then need = 1
+    elseif c >= 0xE0 and c <= 0xEF then
+      need = 2
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      need = 3
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    else
+      return false
+    end
+    for k = 1, need do
+      local d = s:byte(i + k)
+      if not d or d < (k == 1 and lo or 0x80) or d > (k == 1 and hi or 0xBF) then return false end
+    end
+    i = i + need + 1
+  end
+  return true
+end
+M.utf8_valid = utf8_valid
+
 local reader_mt = {}
 reader_mt.__index = reader_mt
 
@@ -163,6 +190,7 @@ function reader_mt:parse()
       self.close = n >= 2 and payload:byte(1) * 256 + payload:byte(2) or 1005
       self.close_bytes = payload:sub(1, 2)
       self.reason = payload:sub(3)
+      if not utf8_valid(self.reason) then self:problem("the server's close reason is not UTF-8 (8.1)") end
     elseif op == 9 then
       if self.pings_ok then   -- answered at once, as a client must (5.5.2)
         self.pings = self.pings + 1
@@ -171,6 +199,7 @@ function reader_mt:parse()
         self:problem("the server sent a ping")
       end
     elseif OPNAME[op] then
+      if op == 1 and not utf8_valid(payload) then self:problem("the server sent text that is not UTF-8 (8.1)") end
       self.events[#self.events + 1] = { OPNAME[op], payload }
     end
   end
@@ -312,6 +341,9 @@ function M.run(port, v, timeout_ms)
     local allowed = v.close or { 1000 }
     local found = false
     for _, c in ipairs(allowed) do found = found or c == r.close end
+    if v.close_reason and r.reason ~= v.close_reason then
+      problems[#problems + 1] = ("close reason %q, expected %q"):format(r.reason or "", v.close_reason)
+    end
     if not found then
       problems[#problems + 1] = ("close %s (%q), expected one of %s"):format(tostring(r.close or "none"), r.reason or "",
         concat(allowed, ", "))

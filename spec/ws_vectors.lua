@@ -11,6 +11,7 @@
 --   path   the upgrade's path ("/max/N": the echo app's max_message_size is N; "/" is 16 MiB)
 --   pipelined  the first write goes in the same write as the upgrade request
 --   expect the server's messages and pongs, in order, nothing else: { "text" | "binary" | "pong", data }
+--   close_reason  the reason the server's close must carry
 --   close  nil: a clean close started by the runner (it sends 1000 once `expect` is met and the
 --          server must echo 1000); else the codes the server's close frame may carry (1005 = a
 --          close without payload), after which the server must end the connection
@@ -437,13 +438,16 @@ add({ id = "rfc6455 5.2 e", desc = "garbage after the upgrade (an HTTP request a
   send = { { raw = "GET / HTTP/1.1\r\nHost: x\r\n\r\n" } }, close = { 1002 } })
 
 -- ---- the close handshake started by the server, and the contract's idle_timeout / ping_interval
--- (the echo app: "/close-on-message" answers a message with ws:close(4002, "bye"), "/idle" has
+-- (the echo app: "/close-on-message" answers a message with ws:close(4002, "bye"), "/close-long"
+-- with ws:close(4003, 100 times "\206\186"), "/idle" has
 -- idle_timeout = 300 ms, "/ping" ping_interval = 200 ms) ----
 add({ id = "rfc6455 7.1.2 a", desc = "the server closes after a message: the client's data after that close is not answered, the client's close ends the connection",
   path = "/close-on-message", send = { text("close me"), { wait_close = true }, text("ignored"), ping("ignored"), close(4002) },
   close = { 4002 } })
 add({ id = "rfc6455 7.1.2 b", desc = "the server closes and the client never answers: the server ends the TCP connection by itself (close handshake timeout)",
   path = "/close-on-message", send = { text("close me") }, no_reply = true, close = { 4002 }, timeout = 15000 })
+add({ id = "rfc6455 5.5.1 c", desc = "the server's ws:close(4003, reason) with a 200-byte reason of 2-byte characters: cut to fit 125 bytes at a character boundary (the reason stays UTF-8)",
+  path = "/close-long", send = { text("close me") }, close = { 4003 }, close_reason = rep("\206\186", 61) })
 add({ id = "timeout 1", desc = "idle_timeout: a frame that never ends (header and 3 bytes of its payload) does not keep the connection",
   path = "/idle", send = { { piece = text("never finished"), from = 0, to = 3 } }, close = { 1000, 1001, 1008, 1011 }, drop_ok = true })
 add({ id = "timeout 2", desc = "idle_timeout: a connection that sends no frame at all is ended",
