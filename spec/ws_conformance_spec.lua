@@ -12,7 +12,8 @@ local APP = [[
 local http = require("luacluster.http")
 if cluster.is_worker then
   http.create_server(function(req)
-    local opts = { max_message_size = tonumber(req.path:match("^/max/(%d+)$")) or 16 * 1048576 }
+    local opts = { max_message_size = tonumber(req.path:match("/max/(%d+)$")) or 16 * 1048576 }
+    if req.path:find("^/compress") then opts.compress = true end
     if req.path == "/idle" then opts.idle_timeout = 300 end
     if req.path == "/ping" then opts.ping_interval = 200 end
     local ws = req:websocket(opts)
@@ -49,7 +50,8 @@ describe("websocket conformance vectors", function()
     p, port = start_server()
   end)
   teardown(function()
-    print(("\nws conformance: %d vectors, %d passed, %d failed%s"):format(#vectors, passed, #failed,
+    print(("\nws conformance: %d vectors, %d passed, %d failed, %d pending (permessage-deflate not here)%s"):format(#vectors, passed, #failed,
+      #vectors - passed - #failed,
       #failed > 0 and (": " .. table.concat(failed, "; ")) or ""))
     if p then p:stop() end
   end)
@@ -63,8 +65,10 @@ describe("websocket conformance vectors", function()
     end
   end)
 
+  local compress = client.has_compress()
   for _, v in ipairs(vectors) do
-    it(v.id .. ": " .. v.desc, function()
+    local test = (v.compress and not compress) and pending or it
+    test(v.id .. ": " .. v.desc, function()
       local problems = client.run(port, v, 10000)
       if #problems > 0 then
         failed[#failed + 1] = v.id

@@ -3,6 +3,7 @@
 -- from either side, 1009, and the answer to ws's permessage-deflate offer. `ws` (major 8) is
 -- installed from npm into spec/.node (git-ignored) on the first run and reused after.
 local H = require("helper")
+local has_compress = require("ws_raw_client").has_compress
 
 local WS_MAJOR = "8"
 local NODE_DIR = H.root .. "/spec/.node"
@@ -50,13 +51,6 @@ local function has_lines(out, lines)
   for _, l in ipairs(lines) do
     assert.matches("\n" .. l .. "\n", "\n" .. out, 1, true)
   end
-end
-
--- the runtime has permessage-deflate when luacluster.ws.socket knows opts.compress (another
--- piece of issue 17 adds it): until then the offer must be declined, after it accepted
-local function has_compress()
-  local src = H.read_file(H.root .. "/lua/luacluster/ws/socket.lua") or ""
-  return src:find("compress", 1, true) ~= nil
 end
 
 describe("websocket server with Node's ws client", function()

@@ -10,6 +10,7 @@
 --          number n (the whole byte stream in writes of n bytes, `chop_pause` ms apart)
 --   path   the upgrade's path ("/max/N": the echo app's max_message_size is N; "/" is 16 MiB)
 --   pipelined  the first write goes in the same write as the upgrade request
+--   compress  the upgrade offers permessage-deflate, which the 101 must accept (RFC 7692)
 --   expect the server's messages and pongs, in order, nothing else: { "text" | "binary" | "pong", data }
 --   close_reason  the reason the server's close must carry
 --   close  nil: a clean close started by the runner (it sends 1000 once `expect` is met and the
@@ -20,6 +21,8 @@
 --   server_pings  the server must ping at least this often (the runner answers each with a pong)
 --   timeout  ms the runner waits for each outcome (10000 by default)
 local M = {}
+
+local zlib = require("ws_zlib")
 
 local char, rep, concat = string.char, string.rep, table.concat
 
@@ -458,6 +461,69 @@ add({ id = "timeout 3", desc = "idle_timeout counts pings: a client pinging ever
   expect = { ok_pong("1"), ok_pong("2"), ok_pong("3"), ok_pong("4"), ok_text("alive") } })
 add({ id = "timeout 4", desc = "ping_interval: the server pings (at least twice in 1 s) and a client that answers stays connected",
   path = "/ping", send = { { pause = 1000 }, text("still here") }, expect = { ok_text("still here") }, server_pings = 2 })
+
+-- ---- RFC 7692 permessage-deflate (the client offers it, "/compress" turns the app's compress on;
+-- RSV = 4 is RSV1, "compressed"); runs when the runtime has `compress` ----
+local zc = zlib.compress
+local function deflated(op, s, o)
+  o = o or {}
+  return F({ op, zc(s), rsv = 4, fin = o.fin })
+end
+local function pmd(v)
+  v.compress = true
+  v.path = v.path or "/compress"
+  add(v)
+end
+pmd({ id = "rfc7692 7.2.3.1 a", desc = "the example compressed \"Hello\" in one frame", send = { F({ OP.text, hex("f248cdc9c90700"), rsv = 4 }) },
+  expect = { ok_text("Hello") } })
+pmd({ id = "rfc7692 7.2.3.1 b", desc = "the example compressed \"Hello\" in 2 fragments (RSV1 on the first only)",
+  send = { F({ OP.text, hex("f248cd"), rsv = 4, fin = false }), cont(hex("c9c90700")) }, expect = { ok_text("Hello") } })
+pmd({ id = "rfc7692 7.2.3.2", desc = "two compressed \"Hello\", the second using the first's window (the client keeps its context)",
+  send = { F({ OP.text, hex("f248cdc9c90700"), rsv = 4 }), F({ OP.text, hex("f200110000"), rsv = 4 }) },
+  expect = { ok_text("Hello"), ok_text("Hello") } })
+pmd({ id = "rfc7692 7.2.3.3", desc = "\"Hello\" in a stored (uncompressed) DEFLATE block", send = { F({ OP.text, hex("000500faff48656c6c6f00"), rsv = 4 }) },
+  expect = { ok_text("Hello") } })
+pmd({ id = "rfc7692 7.2.3.4", desc = "\"Hello\" in a DEFLATE block with BFINAL set", send = { F({ OP.text, hex("f348cdc9c9070000"), rsv = 4 }) },
+  expect = { ok_text("Hello") } })
+pmd({ id = "rfc7692 7.2.3.5", desc = "\"Hello\" in two DEFLATE blocks", send = { F({ OP.text, hex("f24805000000ffffcac9c90700"), rsv = 4 }) },
+  expect = { ok_text("Hello") } })
+pmd({ id = "rfc7692 6 a", desc = "an uncompressed message on a compressing connection (RSV1 clear) is taken as is",
+  send = { text("plain"), binary("\0\1") }, expect = { ok_text("plain"), ok_binary("\0\1") } })
+pmd({ id = "rfc7692 6 b", desc = "a compressed binary message of 64 KiB and a 1 MiB text",
+  send = { deflated(OP.binary, rep("\1\2\3\4", 16384)), deflated(OP.text, rep("luacluster ", 95326)) },
+  expect = { ok_binary(rep("\1\2\3\4", 16384)), ok_text(rep("luacluster ", 95326)) } })
+do
+  local z = zc(rep("fragmented and compressed ", 1000))
+  pmd({ id = "rfc7692 6.1", desc = "a compressed message in 3 fragments cut anywhere in the DEFLATE data",
+    send = { F({ OP.text, z:sub(1, 10), rsv = 4, fin = false }), cont(z:sub(11, 20), false), cont(z:sub(21)) },
+    expect = { ok_text(rep("fragmented and compressed ", 1000)) } })
+end
+pmd({ id = "rfc7692 6.1 c", desc = "RSV1 on a continuation frame", send = { deflated(OP.text, "ab", { fin = false }), F({ OP.cont, "", rsv = 4 }) },
+  close = { 1002 } })
+pmd({ id = "rfc7692 6.1 d", desc = "RSV1 on a ping", send = { F({ OP.ping, "x", rsv = 4 }) }, close = { 1002 } })
+pmd({ id = "rfc7692 6.1 e", desc = "RSV2 on a compressed message (only RSV1 is negotiated)", send = { F({ OP.text, zc("x"), rsv = 6 }) }, close = { 1002 } })
+pmd({ id = "rfc7692 8 a", desc = "compressed text that inflates to invalid UTF-8", send = { deflated(OP.text, "ok \237\160\128") }, close = { 1007 } })
+pmd({ id = "rfc7692 8 b", desc = "compressed binary that inflates to invalid UTF-8 is fine", send = { deflated(OP.binary, "ok \237\160\128") },
+  expect = { ok_binary("ok \237\160\128") } })
+pmd({ id = "rfc7692 8 c", desc = "data that is not DEFLATE (a reserved block type)", send = { F({ OP.binary, "\255\255\255", rsv = 4 }) },
+  close = { 1002, 1007 } })
+pmd({ id = "rfc7692 limit 1", desc = "a compressed message inflating to exactly max_message_size: echoed", path = "/compress/max/1000",
+  send = { deflated(OP.text, rep("z", 1000)) }, expect = { ok_text(rep("z", 1000)) } })
+pmd({ id = "rfc7692 limit 2", desc = "a compressed message inflating to max_message_size + 1: 1009", path = "/compress/max/1000",
+  send = { deflated(OP.text, rep("z", 1001)) }, close = { 1009 } })
+pmd({ id = "rfc7692 limit 3", desc = "a 'zip bomb': 1 KB compressed inflating to 10 MiB of zeros under max_message_size 1000: 1009, the worker never inflates it all",
+  path = "/compress/max/1000", send = { deflated(OP.binary, rep("\0", 10 * 1048576)) }, close = { 1009 } })
+for _, c in ipairs({ { 1, 16 }, { 2, 64 }, { 3, 256 }, { 4, 1024 }, { 5, 4096 }, { 9, 65536 } }) do
+  local i, n = c[1], c[2]
+  local send, expect = {}, {}
+  for k = 1, 10 do
+    local msg = rep(string.char(97 + k), n - 8) .. ("%08d"):format(k)
+    send[#send + 1] = deflated(OP.text, msg)
+    expect[#expect + 1] = ok_text(msg)
+  end
+  pmd({ id = "autobahn 12.1." .. i, desc = "10 compressed text messages of " .. n .. " bytes (Autobahn: 1000 each)",
+    send = send, expect = expect })
+end
 
 M.vectors = V
 M.OP = OP
