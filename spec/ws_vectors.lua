@@ -1,6 +1,7 @@
--- WebSocket conformance vectors for spec/ws_conformance_spec.lua, written from RFC 6455 and from
--- the published case list of the Autobahn test suite (sections 1-7, 9, 10; each id names its
--- source). Each vector is data:
+-- WebSocket conformance vectors for spec/ws_conformance_spec.lua, written from RFC 6455, RFC 7692
+-- and the published case list of the Autobahn test suite (sections 1-7, 9, 10, 12; each id names
+-- its source; "limit" and "timeout" are the contract's max_message_size, idle_timeout and
+-- ping_interval). Each vector is data (compressed payloads are made here, with spec/ws_zlib.lua):
 --   send   steps, in order: a frame (F{...}), { pause = ms }, { wait_close = true } (the server's
 --          close must have arrived before anything more is written: "fail fast"),
 --          { wait_events = n } (the first n expected events must have arrived before more is written),
