@@ -81,7 +81,10 @@ static void send_close(http_conn *c, lc_ws_conn *ws, int code, const char *reaso
   char p[125];
   size_t n = 0;
   if (code != 1005) {
-    if (rlen > 123) rlen = 123;
+    if (rlen > 123) {   /* cut to fit 125 bytes, never inside a UTF-8 sequence (8.1) */
+      rlen = 123;
+      while (rlen > 0 && ((unsigned char)reason[rlen] & 0xC0) == 0x80) rlen--;
+    }
     p[0] = (char)(code >> 8); p[1] = (char)code;
     memcpy(p + 2, reason, rlen);
     n = 2 + rlen;

@@ -11,6 +11,10 @@ test_pkgs=(procps wrk nginx libnginx-mod-http-lua python3-prometheus-client ipro
 test_pkgs+=(redis-server util-linux)  # spec/net_read_spec.lua's real Redis; unshare (net_connect_spec)
 test_pkgs+=(lua-nginx-dns)  # spec/ngx_udp_spec.lua: Debian's nginx.dns.resolver over ngx.socket.udp
 test_pkgs+=(memcached lua-nginx-redis lua-nginx-memcached lua-nginx-redis-connector lua-nginx-websocket python3-websockets)  # spec/ngx_drivers_spec.lua
+# spec/ws_node_spec.lua: Node's `ws` as a WebSocket client (npm installs it into spec/.node);
+# a node already on PATH (nodesource, nvm) is used as it is
+command -v node >/dev/null 2>&1 || test_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 # what every app can require with no set-up: lua-cjson (`require("cjson")`, spec/cjson_spec.lua)
 app_pkgs=(lua-cjson ca-certificates)  # and the CA store TLS verifies against (runtime/tls.c)
 # bench/ writes its SVG chart itself; its peers are Node.js (npm installs PM2 into bench/.peers)
