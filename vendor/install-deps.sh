@@ -41,16 +41,24 @@ for p in "${want[@]}"; do
   fi
 done
 
-if [ "${#missing[@]}" -eq 0 ]; then
-  exit 0
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "vendor/install-deps.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # nginx's package starts a service on port 80 when installed; luacluster's tests start their own.
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+  if [ -x /usr/sbin/nginx ] && [ -f /run/nginx.pid ]; then $SUDO /usr/sbin/nginx -s stop >/dev/null 2>&1 || true; fi
 fi
 
-echo "vendor/install-deps.sh: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# nginx's package starts a service on port 80 when installed; luacluster's tests start their own.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
-if [ -x /usr/sbin/nginx ] && [ -f /run/nginx.pid ]; then $SUDO /usr/sbin/nginx -s stop >/dev/null 2>&1 || true; fi
+# spec/ws_node_spec.lua's client, Node's `ws` 8, from npm into spec/.node (private, git-ignored):
+# installed here rather than by the spec, because the suite may run where there is no network
+# (tools/fresh-debian.sh runs README's second line in a network namespace of its own)
+ws_dir="$(cd "$(dirname "$0")/.." && pwd)/spec/.node"
+if ! grep -qs '"version": *"8\.' "$ws_dir/node_modules/ws/package.json"; then
+  echo "vendor/install-deps.sh: installing ws@8 (npm) into $ws_dir" >&2
+  mkdir -p "$ws_dir"
+  (cd "$ws_dir" && timeout 300 npm install --prefix "$ws_dir" --no-save --no-package-lock --no-audit --no-fund ws@8 >/dev/null)
+fi
