@@ -54,6 +54,9 @@ local SHORT = {
   pm2 = "PM2", lc = "luacluster", openresty = "OpenResty", nginx_proxy = "nginx proxy_pass", node_proxy = "Node",
 }
 
+-- figures 14-16 name their rows lc, node, openresty; the fan-out's Lua-loop row lc_lua
+local WS_SHORT = { lc = "luacluster", lc_sub = "ws:subscribe", lc_lua = "Lua loop", node = "Node ws", openresty = "OpenResty" }
+
 local function kb_to_mb(xs)
   local t = {}
   for i, x in pairs(xs) do t[i] = x / 1024 end
@@ -281,6 +284,42 @@ function M.build(R)
     end
     if f then ratios(f, "lc_shdict", { "lc_rr" }) end
   end
+  -- 14. WebSocket echo; 15. fan-out to 10,000 subscribers; 16. memory per idle WebSocket
+  if R.ws_echo then
+    local f = fig(figs, { id = "ws_echo", group = 14, unit = "round trips/s", better = "higher",
+      title = string.format("14. WebSocket echo, %d connections, closed loop, 32-byte messages, 2 workers", R.ws_echo.conns) })
+    for _, id in ipairs({ "lc", "node", "openresty" }) do
+      local d = R.ws_echo.data[id]
+      if d and #d.rt > 0 then row(f, id, d.label, d.kind, d.rt, { short = WS_SHORT[id], failed = d.failed.rt }) end
+    end
+    ratios(f, "lc", { "node", "openresty" })
+  end
+  if R.ws_fanout then
+    local fo = R.ws_fanout
+    local title = string.format("one publish to %d WebSockets over 2 workers (median of %d publishes per repeat)", fo.subscribers, fo.publishes)
+    local fr = fig(figs, { id = "ws_fanout_rate", group = 15, unit = "deliveries/s", better = "higher", title = "15. Fan-out, deliveries per second: " .. title })
+    local fl = fig(figs, { id = "ws_fanout_last", group = 15, unit = "ms", better = "lower", title = "15. Fan-out, time until the last subscriber has it: " .. title })
+    for _, id in ipairs({ "lc_sub", "lc_lua", "node" }) do
+      local d = fo.data[id]
+      if d and #d.rate > 0 then
+        row(fr, id, d.label, d.kind, d.rate, { short = WS_SHORT[id], failed = d.failed.rate })
+        row(fl, id, d.label, d.kind, d.last_ms, { short = WS_SHORT[id] })
+      end
+    end
+    for _, f in ipairs({ fr, fl }) do
+      ratios(f, "lc_sub", { "node", "lc_lua" })
+      ratios(f, "lc_lua", { "node" })
+    end
+  end
+  if R.ws_idle then
+    local f = fig(figs, { id = "ws_idle_kb", group = 16, unit = "kB", better = "lower",
+      title = string.format("16. Memory per idle WebSocket, %d held (server RSS, all processes)", R.ws_idle.conns) })
+    for _, id in ipairs({ "lc", "node", "openresty" }) do
+      local d = R.ws_idle.data[id]
+      if d then row(f, id, d.label, d.kind, d.kb, { short = WS_SHORT[id] }) end
+    end
+    ratios(f, "lc", { "node", "openresty" })
+  end
   return figs
 end
 
@@ -379,6 +418,19 @@ function M.targets(figs, notes)
         v and string.format("%.2f kB per connection, the largest of %d repeats (a kept 16 KiB buffer: >= 16)", v, r.summary.n)
           or "not measured", v and v < 8 or nil)
     end
+  end
+  -- issue 17
+  cmp("WebSocket echo >= 1.5x Node ws cluster", "ws_echo", "lc", "node", 1.5, "Node ws")
+  cmp("WebSocket echo >= OpenResty", "ws_echo", "lc", "openresty", 1, "OpenResty lua-resty-websocket")
+  if find(figs, "ws_fanout_rate", "lc_sub") then
+    cmp("fan-out to 10,000, ws:subscribe >= 3x Node", "ws_fanout_rate", "lc_sub", "node", 3, "Node ws + cluster IPC relay, deliveries/s")
+  end
+  if find(figs, "ws_fanout_rate", "lc_lua") then
+    cmp("fan-out to 10,000, Lua loop >= 3x Node", "ws_fanout_rate", "lc_lua", "node", 3, "Node ws + cluster IPC relay, deliveries/s")
+  end
+  if find(figs, "ws_idle_kb", "lc") then
+    le("memory per idle WebSocket < Node ws's", "ws_idle_kb", "lc", "node", 1, "Node ws's")
+    le("memory per idle WebSocket <= OpenResty's", "ws_idle_kb", "lc", "openresty", 1, "OpenResty's")
   end
   local lc_lost = find(figs, "reload_failed", "lc_dispatch")
   local lc_wrk = find(figs, "reload_failed", "lc_wrk")
@@ -603,7 +655,7 @@ end
 
 -- the ratios a bar is labelled with: the main peers and the probe, at most four
 local SVG_ORDER = { "node_rr", "node", "node_proxy", "pm2", "openresty", "nginx_proxy", "nginx_lua", "nginx", "probe_dispatch", "probe_hello", "probe",
-  "openresty_get", "openresty_get_hot", "openresty_set", "openresty_incr", "openresty_16", "openresty_256", "lc_rr" }
+  "openresty_get", "openresty_get_hot", "openresty_set", "openresty_incr", "openresty_16", "openresty_256", "lc_rr", "lc_lua" }
 local function svg_ratios(r)
   local out = {}
   for _, vs in ipairs(SVG_ORDER) do

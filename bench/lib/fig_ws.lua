@@ -1,0 +1,279 @@
+-- Figures 14-16 (issue 17): WebSocket, with bench/probes/ws_load.c as the client (one libuv
+-- loop, client-masked frames, everything on 127.0.0.1).
+-- 14. echo round trips per second, 64 connections, closed loop (a 32-byte text message, the
+--     next one sent when its echo is back): luacluster (bench/apps/ws_echo.lua), Node.js `ws` in
+--     a cluster of 2 (bench/peers/node_ws_echo.js) and OpenResty's lua-resty-websocket server as
+--     Debian has it (nginx + libnginx-mod-http-lua + lua-nginx-websocket, the loop below), 2
+--     workers each. Every system is started once and the runs rotated repeat after repeat.
+-- 15. fan-out: 10,000 WebSockets subscribed to one topic, spread over 2 workers; GET
+--     /publish?DATA on one keep-alive connection publishes DATA; the client takes the time from
+--     the write of the GET to the last (and the first) subscriber having it, for each of several
+--     publishes (the first a warm-up), and the figure of a repeat is the median over them:
+--     deliveries per second (10,000 / time to the last) and the time to the last. luacluster with
+--     ws:subscribe (bench/apps/ws_fanout.lua; left out with a note while the build has none),
+--     luacluster with a Lua loop over its sockets (bench/apps/ws_fanout_lua.lua), Node.js `ws`
+--     with socket.io's cluster-adapter relay over the cluster IPC (bench/peers/node_ws_fanout.js).
+-- 16. memory per idle WebSocket: each repeat starts every system afresh, reads the RSS of its
+--     process tree, opens 10,000 WebSockets and holds them idle; (RSS held - RSS before) / N.
+local S = require("sys")
+local Sys = require("systems")
+local Rounds = require("rounds")
+
+local F = {}
+
+F.ECHO_CONNS = 64
+
+local OPENRESTY_HTTP = [[
+  lua_package_path "/usr/share/lua/5.1/?.lua;;";
+  init_by_lua_block { require("nginx.websocket.server") }]]
+
+-- lua-resty-websocket's own server example, echoing (Debian names the module nginx.websocket)
+local OPENRESTY_SERVER = [[
+    location = /ping { return 200 "ok"; }
+    location / {
+      content_by_lua_block {
+        local wb, err = require("nginx.websocket.server"):new({ timeout = 600000, max_payload_len = 1048576 })
+        if not wb then
+          ngx.log(ngx.ERR, "websocket: ", err)
+          return ngx.exit(444)
+        end
+        while true do
+          local data, typ = wb:recv_frame()
+          if not data then
+            return ngx.exit(444)
+          end
+          if typ == "close" then
+            wb:send_close()
+            return
+          elseif typ == "ping" then
+            wb:send_pong(data)
+          elseif typ == "text" then
+            wb:send_text(data)
+          elseif typ == "binary" then
+            wb:send_binary(data)
+          end
+        end
+      }
+    }]]
+
+local function peers_env()
+  return { NODE_PATH = Sys.ctx().root .. "/bench/.peers/node_modules" }
+end
+
+local function lc(app)
+  return function() return Sys.luacluster{ mode = "dispatch", app = Sys.ctx().root .. "/bench/apps/" .. app } end
+end
+
+local function node(script)
+  return function() return Sys.node{ script = Sys.ctx().root .. "/bench/peers/" .. script, env = peers_env() } end
+end
+
+local function openresty(nofile)
+  return function()
+    return Sys.nginx{ lua = true, name = "openresty-ws", http = OPENRESTY_HTTP, server = OPENRESTY_SERVER, nofile = nofile }
+  end
+end
+
+-- whether Node's `ws` package is installed (bench/run installs it into bench/.peers)
+function F.have_ws()
+  return io.open(Sys.ctx().root .. "/bench/.peers/node_modules/ws/package.json") ~= nil
+end
+
+local function select(list, only)
+  local out = {}
+  for _, s in ipairs(Sys.select(list, only)) do
+    if not s.needs_ws or F.have_ws() then out[#out + 1] = s end
+  end
+  return out
+end
+
+local function ready(srv)
+  local ms, err = S.wait_200(srv.port, 15000, srv.t0, "/ping")
+  if not ms then
+    error(string.format("%s (pid %d) is not serving: %s\n%s", srv.id, srv.pid, err, srv.proc:output():sub(-2000)), 0)
+  end
+end
+
+local function load(args, seconds)
+  local cmd = string.format("timeout -k 2 %d '%s/ws_load' %s 2>&1", seconds, Sys.ctx().probes, args)
+  local out, rc = S.sh(cmd)
+  return out, rc
+end
+
+-- ---- 14. echo ----
+
+function F.echo(cfg, R)
+  local list = select({
+    { id = "lc", label = "luacluster, ws:on(\"message\")", kind = "luacluster", start = lc("ws_echo.lua") },
+    { id = "node", label = "Node.js ws, cluster of 2", kind = "peer", needs_node = true, needs_ws = true, start = node("node_ws_echo.js") },
+    { id = "openresty", label = "OpenResty lua-resty-websocket (nginx + lua module)", kind = "peer", needs_nginx = true, needs_lua = true,
+      start = openresty() },
+  }, cfg.ws_only)
+  local servers, data = {}, {}
+  local ok, err = pcall(function()
+    S.log("websocket echo: starting %d servers", #list)
+    for _, s in ipairs(list) do servers[s.id] = s.start() end
+    for _, s in ipairs(list) do
+      ready(servers[s.id])
+      data[s.id] = { label = s.label, kind = s.kind, rt = {}, failed = { rt = 0 } }
+    end
+    local function run(s, seconds, warm)
+      local out, rc = load(string.format("echo %d / %d %g %g", servers[s.id].port, F.ECHO_CONNS, seconds, warm), seconds + warm + 75)
+      local rate = tonumber(out:match("round trips in [%d%.]+ s: ([%d%.]+)/s"))
+      if rc ~= 0 or not rate then return nil, out:gsub("\n", " | "):sub(1, 400) end
+      return rate
+    end
+    if (cfg.out_warmup or 0) > 0 then
+      for _, s in ipairs(list) do run(s, cfg.out_warmup, 0) end
+    end
+    Rounds.run(list, cfg.repeats, "websocket echo", cfg.duration, function(s, rep)
+      local rate, why = run(s, cfg.duration, 0.2)
+      data[s.id].rt[rep] = rate or 0 / 0
+      if rate then
+        S.debug("  %-50s %10.0f round trips/s", s.label, rate)
+      else
+        data[s.id].failed.rt = data[s.id].failed.rt + 1
+        S.log("  websocket echo, %s: %s", s.label, why)
+      end
+    end)
+  end)
+  for _, srv in pairs(servers) do Sys.stop(srv, 2000) end
+  if not ok then error(err, 0) end
+  R.ws_echo = { data = data, conns = F.ECHO_CONNS }
+  return R.ws_echo
+end
+
+-- ---- 15. fan-out ----
+
+local function median(xs)
+  local t = {}
+  for _, x in ipairs(xs) do t[#t + 1] = x end
+  table.sort(t)
+  if #t == 0 then return nil end
+  if #t % 2 == 1 then return t[(#t + 1) / 2] end
+  return (t[#t / 2] + t[#t / 2 + 1]) / 2
+end
+
+function F.fanout(cfg, R)
+  local n, pubs = cfg.ws_subscribers, cfg.ws_publishes
+  local list = select({
+    { id = "lc_sub", label = "luacluster, ws:subscribe", kind = "luacluster", start = lc("ws_fanout.lua") },
+    { id = "lc_lua", label = "luacluster (Lua loop): pubsub.subscribe + ws:send each", kind = "luacluster", start = lc("ws_fanout_lua.lua") },
+    { id = "node", label = "Node.js ws, cluster of 2, socket.io cluster-adapter IPC relay", kind = "peer", needs_node = true, needs_ws = true,
+      start = node("node_ws_fanout.js") },
+  }, cfg.ws_only)
+  local limit = S.raise_nofile(n + 1024)
+  if not limit or limit < n + 64 then
+    error(string.format("RLIMIT_NOFILE is %s, below the %d subscribers of figure 15", tostring(limit), n), 0)
+  end
+  local servers, data, skip = {}, {}, {}
+  local ok, err = pcall(function()
+    S.log("websocket fan-out: starting %d servers", #list)
+    for _, s in ipairs(list) do servers[s.id] = s.start() end
+    for _, s in ipairs(list) do
+      ready(servers[s.id])
+      data[s.id] = { label = s.label, kind = s.kind, rate = {}, last_ms = {}, first_ms = {}, all_last = {}, failed = { rate = 0 } }
+    end
+    Rounds.run(list, cfg.repeats, "websocket fan-out", pubs, function(s, rep)
+      if skip[s.id] then return end
+      local d = data[s.id]
+      local out, rc = load(string.format("fanout %d / %d %d /publish", servers[s.id].port, n, pubs), 120 + pubs)
+      if rc == 2 and out:match("the server said") then
+        skip[s.id] = true
+        R.notes[#R.notes + 1] = string.format("figure 15: no \"%s\" row: its app answered \"%s\" (this build has no ws:subscribe)",
+          s.label, (out:match("the server said (.-) instead of ok")))
+        return
+      end
+      local lasts, firsts = {}, {}
+      for i, first, last in out:gmatch("publish (%d+): %d+ delivered, first ([%d%.]+) ms, last ([%d%.]+) ms") do
+        if tonumber(i) > 0 then -- publish 0 is the warm-up
+          lasts[#lasts + 1], firsts[#firsts + 1] = tonumber(last), tonumber(first)
+          d.all_last[#d.all_last + 1] = tonumber(last)
+        end
+      end
+      if rc ~= 0 or #lasts < pubs then
+        d.rate[rep], d.last_ms[rep], d.first_ms[rep] = 0 / 0, 0 / 0, 0 / 0
+        d.failed.rate = d.failed.rate + 1
+        S.log("  websocket fan-out, %s: %s", s.label, out:gsub("\n", " | "):sub(-600))
+        return
+      end
+      local last = median(lasts)
+      d.last_ms[rep], d.first_ms[rep], d.rate[rep] = last, median(firsts), n / (last / 1000)
+      S.debug("  %-60s last %8.2f ms (first %.2f), %10.0f deliveries/s", s.label, last, d.first_ms[rep], d.rate[rep])
+    end)
+  end)
+  for _, srv in pairs(servers) do Sys.stop(srv, 2000) end
+  if not ok then error(err, 0) end
+  for id in pairs(skip) do data[id] = nil end
+  R.ws_fanout = { data = data, subscribers = n, publishes = pubs }
+  return R.ws_fanout
+end
+
+-- ---- 16. memory per idle WebSocket ----
+
+-- one measurement: -> kB per connection, { before=, held=, procs=, ms= } | nil, err
+local function measure_idle(srv, n, settle_ms)
+  ready(srv)
+  for _ = 1, 20 do S.get(srv.port, "/ping") end
+  S.sleep(settle_ms)
+  local before, procs = S.tree_rss_kb(srv.pid)
+  local probe = S.spawn({ Sys.ctx().probes .. "/ws_load", "idle", tostring(srv.port), "/", tostring(n) },
+    { dir = S.mkdir(srv.dir .. "/idle") })
+  local ok, res = pcall(function()
+    local deadline = S.now() + 70000
+    local ms
+    while S.now() < deadline do
+      ms = tonumber(probe:output():match("held %d+ in (%d+) ms"))
+      if ms or probe:poll() then break end
+      S.sleep(20)
+    end
+    if not ms then error("ws_load idle: " .. probe:output():sub(-600), 0) end
+    S.sleep(settle_ms)
+    local held = S.tree_rss_kb(srv.pid)
+    local closed = probe:output():match("closed (%d+)%s*$")
+    if closed then error(string.format("the server closed %s of the %d held WebSockets", closed, n), 0) end
+    return { kb = (held - before) / n, before = before, held = held, procs = procs, ms = ms }
+  end)
+  S.stop(probe, 1000)
+  if not ok then return nil, res end
+  return res.kb, res
+end
+
+function F.idle(cfg, R)
+  local n = cfg.ws_idle_conns
+  local list = select({
+    { id = "lc", label = "luacluster", kind = "luacluster", start = lc("ws_idle.lua") },
+    { id = "node", label = "Node.js ws, cluster of 2", kind = "peer", needs_node = true, needs_ws = true, start = node("node_ws_echo.js") },
+    { id = "openresty", label = "OpenResty lua-resty-websocket (nginx + lua module)", kind = "peer", needs_nginx = true, needs_lua = true,
+      start = openresty(n) },
+  }, cfg.ws_only)
+  local limit = S.raise_nofile(n + 1024)
+  if not limit or limit < n + 64 then
+    error(string.format("RLIMIT_NOFILE is %s, below the %d connections of figure 16", tostring(limit), n), 0)
+  end
+  local data = {}
+  for _, s in ipairs(list) do data[s.id] = { label = s.label, kind = s.kind, kb = {}, before = {}, held = {} } end
+  for rep = 1, cfg.ws_idle_repeats do
+    S.log("idle websockets: repeat %d/%d (%d held per server)", rep, cfg.ws_idle_repeats, n)
+    local k = #list
+    for j = 0, k - 1 do
+      local s = list[((j + rep - 1) % k) + 1]
+      local srv = s.start()
+      local ok, kb, info = pcall(measure_idle, srv, n, cfg.idle_settle_ms)
+      Sys.stop(srv, 3000)
+      local d = data[s.id]
+      if ok and kb then
+        d.kb[rep], d.before[rep], d.held[rep] = kb, info.before, info.held
+        S.debug("  %-50s %6.2f kB per WebSocket (RSS %d -> %d kB over %d processes; held in %d ms)",
+          s.label, kb, info.before, info.held, info.procs, info.ms)
+      else
+        d.kb[rep] = 0 / 0
+        S.log("  idle websockets, %s: %s", s.label, tostring(ok and info or kb))
+      end
+    end
+  end
+  R.ws_idle = { data = data, conns = n }
+  return R.ws_idle
+end
+
+return F
