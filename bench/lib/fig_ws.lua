@@ -4,7 +4,8 @@
 --     next one sent when its echo is back): luacluster (bench/apps/ws_echo.lua), Node.js `ws` in
 --     a cluster of 2 (bench/peers/node_ws_echo.js) and OpenResty's lua-resty-websocket server as
 --     Debian has it (nginx + libnginx-mod-http-lua + lua-nginx-websocket, the loop below), 2
---     workers each. Every system is started once and the runs rotated repeat after repeat.
+--     workers each, and bench/probes/ws_server.c (the same in C on libuv: the ceiling). Every
+--     system is started once and the runs rotated repeat after repeat.
 -- 15. fan-out: 10,000 WebSockets subscribed to one topic, spread over 2 workers; GET
 --     /publish?DATA on one keep-alive connection publishes DATA; the client takes the time from
 --     the write of the GET to the last (and the first) subscriber having it, for each of several
@@ -12,7 +13,8 @@
 --     deliveries per second (10,000 / time to the last) and the time to the last. luacluster with
 --     ws:subscribe (bench/apps/ws_fanout.lua; left out with a note while the build has none),
 --     luacluster with a Lua loop over its sockets (bench/apps/ws_fanout_lua.lua), Node.js `ws`
---     with socket.io's cluster-adapter relay over the cluster IPC (bench/peers/node_ws_fanout.js).
+--     with socket.io's cluster-adapter relay over the cluster IPC (bench/peers/node_ws_fanout.js),
+--     and bench/probes/ws_server.c (master relay, one frame written to each socket, in C).
 -- 16. memory per idle WebSocket: each repeat starts every system afresh, reads the RSS of its
 --     process tree, opens 10,000 WebSockets and holds them idle; (RSS held - RSS before) / N.
 local S = require("sys")
@@ -68,6 +70,11 @@ local function node(script)
   return function() return Sys.node{ script = Sys.ctx().root .. "/bench/peers/" .. script, env = peers_env() } end
 end
 
+-- bench/probes/ws_server.c: the same work in C on libuv with nothing else (the ceiling)
+local function probe()
+  return Sys.probe{ name = "ws_server", workers = 2 }
+end
+
 local function openresty(nofile)
   return function()
     return Sys.nginx{ lua = true, name = "openresty-ws", http = OPENRESTY_HTTP, server = OPENRESTY_SERVER, nofile = nofile }
@@ -108,6 +115,7 @@ function F.echo(cfg, R)
     { id = "node", label = "Node.js ws, cluster of 2", kind = "peer", needs_node = true, needs_ws = true, start = node("node_ws_echo.js") },
     { id = "openresty", label = "OpenResty lua-resty-websocket (nginx + lua module)", kind = "peer", needs_nginx = true, needs_lua = true,
       start = openresty() },
+    { id = "probe", label = "probe: raw libuv WebSocket server (C)", kind = "probe", start = probe },
   }, cfg.ws_only)
   local servers, data = {}, {}
   local ok, err = pcall(function()
@@ -118,7 +126,7 @@ function F.echo(cfg, R)
       data[s.id] = { label = s.label, kind = s.kind, rt = {}, failed = { rt = 0 } }
     end
     local function run(s, seconds, warm)
-      local out, rc = load(string.format("echo %d / %d %g %g", servers[s.id].port, F.ECHO_CONNS, seconds, warm), seconds + warm + 75)
+      local out, rc = load(string.format("echo %d /echo %d %g %g", servers[s.id].port, F.ECHO_CONNS, seconds, warm), seconds + warm + 75)
       local rate = tonumber(out:match("round trips in [%d%.]+ s: ([%d%.]+)/s"))
       if rc ~= 0 or not rate then return nil, out:gsub("\n", " | "):sub(1, 400) end
       return rate
@@ -161,6 +169,7 @@ function F.fanout(cfg, R)
     { id = "lc_lua", label = "luacluster (Lua loop): pubsub.subscribe + ws:send each", kind = "luacluster", start = lc("ws_fanout_lua.lua") },
     { id = "node", label = "Node.js ws, cluster of 2, socket.io cluster-adapter IPC relay", kind = "peer", needs_node = true, needs_ws = true,
       start = node("node_ws_fanout.js") },
+    { id = "probe", label = "probe: raw libuv, master relay, one frame written to each socket (C)", kind = "probe", start = probe },
   }, cfg.ws_only)
   local limit = S.raise_nofile(n + 1024)
   if not limit or limit < n + 64 then

@@ -55,7 +55,7 @@ local SHORT = {
 }
 
 -- figures 14-16 name their rows lc, node, openresty; the fan-out's Lua-loop row lc_lua
-local WS_SHORT = { lc = "luacluster", lc_sub = "ws:subscribe", lc_lua = "Lua loop", node = "Node ws", openresty = "OpenResty" }
+local WS_SHORT = { lc = "luacluster", lc_sub = "ws:subscribe", lc_lua = "Lua loop", node = "Node ws", openresty = "OpenResty", probe = "probe" }
 
 local function kb_to_mb(xs)
   local t = {}
@@ -288,18 +288,18 @@ function M.build(R)
   if R.ws_echo then
     local f = fig(figs, { id = "ws_echo", group = 14, unit = "round trips/s", better = "higher",
       title = string.format("14. WebSocket echo, %d connections, closed loop, 32-byte messages, 2 workers", R.ws_echo.conns) })
-    for _, id in ipairs({ "lc", "node", "openresty" }) do
+    for _, id in ipairs({ "lc", "node", "openresty", "probe" }) do
       local d = R.ws_echo.data[id]
       if d and #d.rt > 0 then row(f, id, d.label, d.kind, d.rt, { short = WS_SHORT[id], failed = d.failed.rt }) end
     end
-    ratios(f, "lc", { "node", "openresty" })
+    ratios(f, "lc", { "node", "openresty", "probe" })
   end
   if R.ws_fanout then
     local fo = R.ws_fanout
     local title = string.format("one publish to %d WebSockets over 2 workers (median of %d publishes per repeat)", fo.subscribers, fo.publishes)
     local fr = fig(figs, { id = "ws_fanout_rate", group = 15, unit = "deliveries/s", better = "higher", title = "15. Fan-out, deliveries per second: " .. title })
     local fl = fig(figs, { id = "ws_fanout_last", group = 15, unit = "ms", better = "lower", title = "15. Fan-out, time until the last subscriber has it: " .. title })
-    for _, id in ipairs({ "lc_sub", "lc_lua", "node" }) do
+    for _, id in ipairs({ "lc_sub", "lc_lua", "node", "probe" }) do
       local d = fo.data[id]
       if d and #d.rate > 0 then
         row(fr, id, d.label, d.kind, d.rate, { short = WS_SHORT[id], failed = d.failed.rate })
@@ -307,8 +307,8 @@ function M.build(R)
       end
     end
     for _, f in ipairs({ fr, fl }) do
-      ratios(f, "lc_sub", { "node", "lc_lua" })
-      ratios(f, "lc_lua", { "node" })
+      ratios(f, "lc_sub", { "node", "lc_lua", "probe" })
+      ratios(f, "lc_lua", { "node", "probe" })
     end
   end
   if R.ws_idle then

@@ -147,7 +147,7 @@ end
 
 local probes = S.mkdir(build .. "/probes")
 S.log("building the probes (gcc)")
-for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo", "idle_conns", "ws_load" }) do
+for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo", "idle_conns", "ws_load", "ws_server" }) do
   local libs = (p == "sock_echo" or p == "idle_conns") and "" or "-luv"
   local tmp = probes .. "/." .. p .. "." .. S.run_id
   must(string.format("gcc -O2 -Wall -Wextra -o '%s' '%s/bench/probes/%s.c' %s && mv -f '%s' '%s/%s'", tmp, root, p, libs, tmp, probes, p),
