@@ -20,6 +20,7 @@
 local S = require("sys")
 local Sys = require("systems")
 local Rounds = require("rounds")
+local Idle = require("fig_idle")
 
 local F = {}
 
@@ -153,14 +154,7 @@ end
 
 -- ---- 15. fan-out ----
 
-local function median(xs)
-  local t = {}
-  for _, x in ipairs(xs) do t[#t + 1] = x end
-  table.sort(t)
-  if #t == 0 then return nil end
-  if #t % 2 == 1 then return t[(#t + 1) / 2] end
-  return (t[#t / 2] + t[#t / 2 + 1]) / 2
-end
+local median = require("stats").median
 
 function F.fanout(cfg, R)
   local n, pubs = cfg.ws_subscribers, cfg.ws_publishes
@@ -171,10 +165,7 @@ function F.fanout(cfg, R)
       start = node("node_ws_fanout.js") },
     { id = "probe", label = "probe: raw libuv, master relay, one frame written to each socket (C)", kind = "probe", start = probe },
   }, cfg.ws_only)
-  local limit = S.raise_nofile(n + 1024)
-  if not limit or limit < n + 64 then
-    error(string.format("RLIMIT_NOFILE is %s, below the %d subscribers of figure 15", tostring(limit), n), 0)
-  end
+  Idle.raise_nofile(n, "figure 15")
   local servers, data, skip = {}, {}, {}
   local ok, err = pcall(function()
     S.log("websocket fan-out: starting %d servers", #list)
@@ -220,34 +211,6 @@ end
 
 -- ---- 16. memory per idle WebSocket ----
 
--- one measurement: -> kB per connection, { before=, held=, procs=, ms= } | nil, err
-local function measure_idle(srv, n, settle_ms)
-  ready(srv)
-  for _ = 1, 20 do S.get(srv.port, "/ping") end
-  S.sleep(settle_ms)
-  local before, procs = S.tree_rss_kb(srv.pid)
-  local probe = S.spawn({ Sys.ctx().probes .. "/ws_load", "idle", tostring(srv.port), "/", tostring(n) },
-    { dir = S.mkdir(srv.dir .. "/idle") })
-  local ok, res = pcall(function()
-    local deadline = S.now() + 70000
-    local ms
-    while S.now() < deadline do
-      ms = tonumber(probe:output():match("held %d+ in (%d+) ms"))
-      if ms or probe:poll() then break end
-      S.sleep(20)
-    end
-    if not ms then error("ws_load idle: " .. probe:output():sub(-600), 0) end
-    S.sleep(settle_ms)
-    local held = S.tree_rss_kb(srv.pid)
-    local closed = probe:output():match("closed (%d+)%s*$")
-    if closed then error(string.format("the server closed %s of the %d held WebSockets", closed, n), 0) end
-    return { kb = (held - before) / n, before = before, held = held, procs = procs, ms = ms }
-  end)
-  S.stop(probe, 1000)
-  if not ok then return nil, res end
-  return res.kb, res
-end
-
 function F.idle(cfg, R)
   local n = cfg.ws_idle_conns
   local list = select({
@@ -256,31 +219,12 @@ function F.idle(cfg, R)
     { id = "openresty", label = "OpenResty lua-resty-websocket (nginx + lua module)", kind = "peer", needs_nginx = true, needs_lua = true,
       start = openresty(n) },
   }, cfg.ws_only)
-  local limit = S.raise_nofile(n + 1024)
-  if not limit or limit < n + 64 then
-    error(string.format("RLIMIT_NOFILE is %s, below the %d connections of figure 16", tostring(limit), n), 0)
-  end
-  local data = {}
-  for _, s in ipairs(list) do data[s.id] = { label = s.label, kind = s.kind, kb = {}, before = {}, held = {} } end
-  for rep = 1, cfg.ws_idle_repeats do
-    S.log("idle websockets: repeat %d/%d (%d held per server)", rep, cfg.ws_idle_repeats, n)
-    local k = #list
-    for j = 0, k - 1 do
-      local s = list[((j + rep - 1) % k) + 1]
-      local srv = s.start()
-      local ok, kb, info = pcall(measure_idle, srv, n, cfg.idle_settle_ms)
-      Sys.stop(srv, 3000)
-      local d = data[s.id]
-      if ok and kb then
-        d.kb[rep], d.before[rep], d.held[rep] = kb, info.before, info.held
-        S.debug("  %-50s %6.2f kB per WebSocket (RSS %d -> %d kB over %d processes; held in %d ms)",
-          s.label, kb, info.before, info.held, info.procs, info.ms)
-      else
-        d.kb[rep] = 0 / 0
-        S.log("  idle websockets, %s: %s", s.label, tostring(ok and info or kb))
-      end
-    end
-  end
+  Idle.raise_nofile(n, "figure 16")
+  local data = Idle.rounds(list, cfg.ws_idle_repeats, string.format("idle websockets (%d held per server)", n), function(srv)
+    ready(srv)
+    for _ = 1, 20 do S.get(srv.port, "/ping") end
+    return Idle.hold(srv, { Sys.ctx().probes .. "/ws_load", "idle", tostring(srv.port), "/", tostring(n) }, n, cfg.idle_settle_ms)
+  end)
   R.ws_idle = { data = data, conns = n }
   return R.ws_idle
 end

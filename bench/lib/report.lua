@@ -194,16 +194,21 @@ function M.build(R)
       end
     end
   end
+  -- a memory figure of figure 7's kind (fig_idle.lua's data: kB per held connection); ratios:
+  -- { { row id, { peer ids } }, ... }
+  local function kb_figure(f, data, ids, short, ratio_list)
+    f = fig(figs, f)
+    for _, id in ipairs(ids) do
+      local d = data[id]
+      if d then row(f, id, d.label, d.kind, d.kb, { short = short[id] }) end
+    end
+    for _, r in ipairs(ratio_list) do ratios(f, r[1], r[2]) end
+  end
   -- 7. memory per idle keep-alive connection
   if R.idle then
-    local f = fig(figs, { id = "idle_conn_kb", group = 7, unit = "kB", better = "lower",
-      title = string.format("7. Memory per idle keep-alive connection, %d held (server RSS, all processes)", R.idle.conns) })
-    for _, id in ipairs({ "lc_dispatch", "lc_reuseport", "nginx" }) do
-      local d = R.idle.data[id]
-      if d then row(f, id, d.label, d.kind, d.kb, { short = SHORT[id] }) end
-    end
-    ratios(f, "lc_dispatch", { "nginx" })
-    ratios(f, "lc_reuseport", { "nginx" })
+    kb_figure({ id = "idle_conn_kb", group = 7, unit = "kB", better = "lower",
+      title = string.format("7. Memory per idle keep-alive connection, %d held (server RSS, all processes)", R.idle.conns) },
+      R.idle.data, { "lc_dispatch", "lc_reuseport", "nginx" }, SHORT, { { "lc_dispatch", { "nginx" } }, { "lc_reuseport", { "nginx" } } })
   end
   -- 8. Redis GET through nginx.redis; 9. proxy to a local nginx upstream
   local function wrk_figure(data, key, ids, vs, f)
@@ -312,13 +317,9 @@ function M.build(R)
     end
   end
   if R.ws_idle then
-    local f = fig(figs, { id = "ws_idle_kb", group = 16, unit = "kB", better = "lower",
-      title = string.format("16. Memory per idle WebSocket, %d held (server RSS, all processes)", R.ws_idle.conns) })
-    for _, id in ipairs({ "lc", "node", "openresty" }) do
-      local d = R.ws_idle.data[id]
-      if d then row(f, id, d.label, d.kind, d.kb, { short = WS_SHORT[id] }) end
-    end
-    ratios(f, "lc", { "node", "openresty" })
+    kb_figure({ id = "ws_idle_kb", group = 16, unit = "kB", better = "lower",
+      title = string.format("16. Memory per idle WebSocket, %d held (server RSS, all processes)", R.ws_idle.conns) },
+      R.ws_idle.data, { "lc", "node", "openresty" }, WS_SHORT, { { "lc", { "node", "openresty" } } })
   end
   return figs
 end

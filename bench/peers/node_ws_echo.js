@@ -1,16 +1,16 @@
 // Node.js peer of bench/apps/ws_echo.lua and ws_idle.lua (figures 14 and 16): the `ws` package
 // (npm, installed by bench/run into bench/.peers; found through NODE_PATH) on an http server in
-// a cluster (round robin, as Node's cluster does by default). Every WebSocket echoes each message
-// back as it came; GET /ping answers "ok".
+// a cluster (node_ws_cluster.js). Every WebSocket echoes each message back as it came; any
+// plain GET answers "ok".
 // Usage: node node_ws_echo.js PORT WORKERS
 'use strict';
-const cluster = require('cluster');
 const http = require('http');
+const runCluster = require('./node_ws_cluster');
 
 const port = Number(process.argv[2] || 8080);
 const workers = Number(process.argv[3] || 2);
 
-function serve() {
+runCluster(workers, () => {
   const { WebSocketServer } = require('ws');
   const server = http.createServer((req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': 2 });
@@ -21,17 +21,4 @@ function serve() {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
   });
   server.listen(port, '127.0.0.1');
-}
-
-if (cluster.isPrimary) {
-  cluster.schedulingPolicy = cluster.SCHED_RR;
-  for (let i = 0; i < workers; i++) cluster.fork();
-  const stop = () => {
-    for (const id in cluster.workers) cluster.workers[id].process.kill('SIGKILL');
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-} else {
-  serve();
-}
+});

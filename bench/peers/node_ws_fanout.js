@@ -1,13 +1,13 @@
 // Node.js peer of bench/apps/ws_fanout.lua (figure 15): the `ws` package in a cluster of
-// WORKERS (round robin), publishing across workers as @socket.io/cluster-adapter does over the
-// cluster's IPC channel: the worker that publishes sends to its own clients and process.send()s
-// the message to the primary, which sends it to every other worker; each writes it to each of
-// its clients (ws.send per client). Every WebSocket is told "ok" once it is counted as a
-// subscriber; GET /publish?DATA publishes DATA.
+// WORKERS (node_ws_cluster.js), publishing across workers as @socket.io/cluster-adapter does
+// over the cluster's IPC channel: the worker that publishes sends to its own clients and
+// process.send()s the message to the primary, which sends it to every other worker; each writes
+// it to each of its clients (ws.send per client). Every WebSocket is told "ok" once it is counted
+// as a subscriber; GET /publish?DATA publishes DATA.
 // Usage: node node_ws_fanout.js PORT WORKERS
 'use strict';
-const cluster = require('cluster');
 const http = require('http');
+const runCluster = require('./node_ws_cluster');
 
 const port = Number(process.argv[2] || 8080);
 const workers = Number(process.argv[3] || 2);
@@ -40,22 +40,12 @@ function serve() {
   server.listen(port, '127.0.0.1');
 }
 
-if (cluster.isPrimary) {
-  cluster.schedulingPolicy = cluster.SCHED_RR;
-  for (let i = 0; i < workers; i++) cluster.fork();
-  // the primary relays a worker's publish to every other worker (socket.io's cluster adapter)
+// the primary relays a worker's publish to every other worker (socket.io's cluster adapter)
+runCluster(workers, serve, (cluster) => {
   cluster.on('message', (from, msg) => {
     if (!msg || msg.type !== 'pub') return;
     for (const id in cluster.workers) {
       if (cluster.workers[id] !== from) cluster.workers[id].send(msg);
     }
   });
-  const stop = () => {
-    for (const id in cluster.workers) cluster.workers[id].process.kill('SIGKILL');
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-} else {
-  serve();
-}
+});

@@ -22,6 +22,8 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "uv_send.h"
+
 enum { IN_FLIGHT = 128, PHASE_MS = 60000, IDLE_MAX_MS = 300000, GAP_MS = 200, PAYLOAD = 32 };
 enum { M_ECHO, M_FANOUT, M_IDLE };
 enum { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
@@ -83,30 +85,6 @@ static int raise_nofile(size_t want) {
   rl.rlim_cur = want;
   if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) rl.rlim_max = want; /* needs CAP_SYS_RESOURCE */
   return setrlimit(RLIMIT_NOFILE, &rl);
-}
-
-struct wreq {
-  uv_write_t req;
-  char data[];
-};
-
-static void write_cb(uv_write_t *req, int status) {
-  (void)status;
-  free(req);
-}
-
-/* writes all of data now if the socket takes it, else queues the rest */
-static void send_bytes(uv_stream_t *s, const void *data, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  int r = uv_try_write(s, &b, 1);
-  size_t done = r > 0 ? (size_t)r : 0;
-  if (r < 0 && r != UV_EAGAIN) return; /* the read side reports the end */
-  if (done == len) return;
-  struct wreq *w = malloc(sizeof *w + (len - done));
-  if (!w) die("%s %ld", "out of memory", 0);
-  memcpy(w->data, (const char *)data + done, len - done);
-  b = uv_buf_init(w->data, (unsigned)(len - done));
-  if (uv_write(&w->req, s, &b, 1, write_cb) != 0) free(w);
 }
 
 /* a client frame (FIN, masked, length < 126) of text */

@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "uv_send.h"
+
 enum { MAX_WORKERS = 16, HEAD_MAX = 1024 };
 
 static uv_loop_t *loop;
@@ -26,29 +28,6 @@ static uv_loop_t *loop;
 static void die(const char *what, int err) {
   fprintf(stderr, "ws_server: %s: %s\n", what, err ? uv_strerror(err) : "failed");
   exit(1);
-}
-
-struct wreq {
-  uv_write_t req;
-  char data[];
-};
-
-static void write_cb(uv_write_t *req, int status) {
-  (void)status;
-  free(req);
-}
-
-static void send_bytes(uv_stream_t *s, const void *data, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  int r = uv_try_write(s, &b, 1);
-  size_t done = r > 0 ? (size_t)r : 0;
-  if (r < 0 && r != UV_EAGAIN) return;
-  if (done == len) return;
-  struct wreq *w = malloc(sizeof *w + (len - done));
-  if (!w) die("malloc", 0);
-  memcpy(w->data, (const char *)data + done, len - done);
-  b = uv_buf_init(w->data, (unsigned)(len - done));
-  if (uv_write(&w->req, s, &b, 1, write_cb) != 0) free(w);
 }
 
 /* ---- framing on the channels: a 4-byte length, then the bytes ---- */
