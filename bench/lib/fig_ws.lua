@@ -124,25 +124,30 @@ function F.echo(cfg, R)
     for _, s in ipairs(list) do servers[s.id] = s.start() end
     for _, s in ipairs(list) do
       ready(servers[s.id])
-      data[s.id] = { label = s.label, kind = s.kind, rt = {}, failed = { rt = 0 } }
+      data[s.id] = { label = s.label, kind = s.kind, rt = {}, cpu = {}, failed = { rt = 0 } }
     end
+    -- -> round trips/s, server CPU us per round trip (its whole tree, warm-up included) | nil, err
     local function run(s, seconds, warm)
-      local out, rc = load(string.format("echo %d /echo %d %g %g", servers[s.id].port, F.ECHO_CONNS, seconds, warm), seconds + warm + 75)
-      local rate = tonumber(out:match("round trips in [%d%.]+ s: ([%d%.]+)/s"))
+      local srv = servers[s.id]
+      local t0 = S.tree_cpu_ticks(srv.pid)
+      local out, rc = load(string.format("echo %d /echo %d %g %g", srv.port, F.ECHO_CONNS, seconds, warm), seconds + warm + 75)
+      local t1 = S.tree_cpu_ticks(srv.pid)
+      local count, rate = out:match("echo (%d+) round trips in [%d%.]+ s: ([%d%.]+)/s")
       if rc ~= 0 or not rate then return nil, out:gsub("\n", " | "):sub(1, 400) end
-      return rate
+      return tonumber(rate), (t1 - t0) * 10000 / tonumber(count)
     end
     if (cfg.out_warmup or 0) > 0 then
       for _, s in ipairs(list) do run(s, cfg.out_warmup, 0) end
     end
     Rounds.run(list, cfg.repeats, "websocket echo", cfg.duration, function(s, rep)
-      local rate, why = run(s, cfg.duration, 0.2)
+      local rate, cpu = run(s, cfg.duration, 0)
       data[s.id].rt[rep] = rate or 0 / 0
+      data[s.id].cpu[rep] = rate and cpu or 0 / 0
       if rate then
-        S.debug("  %-50s %10.0f round trips/s", s.label, rate)
+        S.debug("  %-50s %10.0f round trips/s, %.2f us of server CPU each", s.label, rate, cpu)
       else
         data[s.id].failed.rt = data[s.id].failed.rt + 1
-        S.log("  websocket echo, %s: %s", s.label, why)
+        S.log("  websocket echo, %s: %s", s.label, cpu)
       end
     end)
   end)
@@ -172,10 +177,26 @@ function F.fanout(cfg, R)
     for _, s in ipairs(list) do servers[s.id] = s.start() end
     for _, s in ipairs(list) do
       ready(servers[s.id])
-      data[s.id] = { label = s.label, kind = s.kind, rate = {}, last_ms = {}, first_ms = {}, all_last = {}, failed = { rate = 0 } }
+      data[s.id] = { label = s.label, kind = s.kind, rate = {}, last_ms = {}, first_ms = {}, cpu = {}, all_last = {}, failed = { rate = 0 } }
     end
+    -- -> the client's output, its exit code, server CPU ticks from "subscribed" to "done"
     local function run(s, count)
-      return load(string.format("fanout %d / %d %d /publish", servers[s.id].port, n, count), 120 + count)
+      local srv = servers[s.id]
+      local p = S.spawn({ Sys.ctx().probes .. "/ws_load", "fanout", tostring(srv.port), "/", tostring(n), tostring(count), "/publish" },
+        { dir = S.mkdir(srv.dir .. "/fanout") })
+      local deadline, c0, c1 = S.now() + (120 + count) * 1000, nil, nil
+      while S.now() < deadline do
+        local out = p:stdout()
+        if not c0 and out:match("subscribed %d+") then c0 = S.tree_cpu_ticks(srv.pid) end
+        if out:match("\ndone\n") then c1 = S.tree_cpu_ticks(srv.pid) break end
+        if p:poll() then break end
+        S.sleep(5)
+      end
+      p:wait(5000)
+      local _, code = p:poll()
+      local out = p:output()
+      S.stop(p, 1000)
+      return out, code or -1, c0 and c1 and (c1 - c0) or nil
     end
     -- warm: one untimed run each (10,000 connections opened and closed once, the JIT's traces,
     -- the allocators' first pages: a cold first repeat was 1.5x slower than the next ones)
@@ -185,7 +206,7 @@ function F.fanout(cfg, R)
     Rounds.run(list, cfg.repeats, "websocket fan-out", pubs, function(s, rep)
       if skip[s.id] then return end
       local d = data[s.id]
-      local out, rc = run(s, pubs)
+      local out, rc, ticks = run(s, pubs)
       if rc == 2 and out:match("the server said") then
         skip[s.id] = true
         R.notes[#R.notes + 1] = string.format("figure 15: no \"%s\" row: its app answered \"%s\" (this build has no ws:subscribe)",
@@ -199,15 +220,17 @@ function F.fanout(cfg, R)
           d.all_last[#d.all_last + 1] = tonumber(last)
         end
       end
-      if rc ~= 0 or #lasts < pubs then
-        d.rate[rep], d.last_ms[rep], d.first_ms[rep] = 0 / 0, 0 / 0, 0 / 0
+      if rc ~= 0 or #lasts < pubs or not ticks then
+        d.rate[rep], d.last_ms[rep], d.first_ms[rep], d.cpu[rep] = 0 / 0, 0 / 0, 0 / 0, 0 / 0
         d.failed.rate = d.failed.rate + 1
         S.log("  websocket fan-out, %s: %s", s.label, out:gsub("\n", " | "):sub(-600))
         return
       end
       local last = median(lasts)
       d.last_ms[rep], d.first_ms[rep], d.rate[rep] = last, median(firsts), n / (last / 1000)
-      S.debug("  %-60s last %8.2f ms (first %.2f), %10.0f deliveries/s", s.label, last, d.first_ms[rep], d.rate[rep])
+      d.cpu[rep] = ticks * 10000 / (n * (pubs + 1)) -- every publish, the warm-up's included
+      S.debug("  %-60s last %8.2f ms (first %.2f), %10.0f deliveries/s, %.2f us of server CPU each", s.label, last,
+        d.first_ms[rep], d.rate[rep], d.cpu[rep])
     end)
   end)
   for _, srv in pairs(servers) do Sys.stop(srv, 2000) end

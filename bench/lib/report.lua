@@ -293,25 +293,34 @@ function M.build(R)
   if R.ws_echo then
     local f = fig(figs, { id = "ws_echo", group = 14, unit = "round trips/s", better = "higher",
       title = string.format("14. WebSocket echo, %d connections, closed loop, 32-byte messages, 2 workers", R.ws_echo.conns) })
+    local fc = fig(figs, { id = "ws_echo_cpu", group = 14, unit = "us", better = "lower",
+      title = "14. WebSocket echo: server CPU per round trip (user + system, all its processes)" })
     for _, id in ipairs({ "lc", "node", "openresty", "probe" }) do
       local d = R.ws_echo.data[id]
-      if d and #d.rt > 0 then row(f, id, d.label, d.kind, d.rt, { short = WS_SHORT[id], failed = d.failed.rt }) end
+      if d and #d.rt > 0 then
+        row(f, id, d.label, d.kind, d.rt, { short = WS_SHORT[id], failed = d.failed.rt })
+        row(fc, id, d.label, d.kind, d.cpu, { short = WS_SHORT[id] })
+      end
     end
     ratios(f, "lc", { "node", "openresty", "probe" })
+    ratios(fc, "lc", { "node", "openresty", "probe" })
   end
   if R.ws_fanout then
     local fo = R.ws_fanout
     local title = string.format("one publish to %d WebSockets over 2 workers (median of %d publishes per repeat)", fo.subscribers, fo.publishes)
     local fr = fig(figs, { id = "ws_fanout_rate", group = 15, unit = "deliveries/s", better = "higher", title = "15. Fan-out, deliveries per second: " .. title })
     local fl = fig(figs, { id = "ws_fanout_last", group = 15, unit = "ms", better = "lower", title = "15. Fan-out, time until the last subscriber has it: " .. title })
+    local fc = fig(figs, { id = "ws_fanout_cpu", group = 15, unit = "us", better = "lower",
+      title = "15. Fan-out: server CPU per delivery (user + system, all its processes, from the last subscription to the last delivery)" })
     for _, id in ipairs({ "lc_sub", "lc_lua", "node", "probe" }) do
       local d = fo.data[id]
       if d and #d.rate > 0 then
         row(fr, id, d.label, d.kind, d.rate, { short = WS_SHORT[id], failed = d.failed.rate })
         row(fl, id, d.label, d.kind, d.last_ms, { short = WS_SHORT[id] })
+        row(fc, id, d.label, d.kind, d.cpu or {}, { short = WS_SHORT[id] })
       end
     end
-    for _, f in ipairs({ fr, fl }) do
+    for _, f in ipairs({ fr, fl, fc }) do
       ratios(f, "lc_sub", { "node", "lc_lua", "probe" })
       ratios(f, "lc_lua", { "node", "probe" })
     end
@@ -454,6 +463,7 @@ local function si(v, unit)
   if unit == "MB" then return string.format("%.1f", v) end
   if unit == "kB" then return string.format("%.2f", v) end
   if unit == "ms" then return v < 10 and string.format("%.2f", v) or string.format("%.0f", v) end
+  if unit == "us" then return string.format("%.2f", v) end
   if unit:match("^x") then return string.format("%.2fx", v) end
   local a = math.abs(v)
   if a >= 1e6 then return string.format("%.2fM", v / 1e6) end
