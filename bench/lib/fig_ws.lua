@@ -180,10 +180,12 @@ function F.fanout(cfg, R)
       data[s.id] = { label = s.label, kind = s.kind, rate = {}, last_ms = {}, first_ms = {}, cpu = {}, all_last = {}, failed = { rate = 0 } }
     end
     -- -> the client's output, its exit code, server CPU ticks from "subscribed" to "done"
+    local runs = 0
     local function run(s, count)
       local srv = servers[s.id]
+      runs = runs + 1 -- a folder per run: the client's output file must start empty
       local p = S.spawn({ Sys.ctx().probes .. "/ws_load", "fanout", tostring(srv.port), "/", tostring(n), tostring(count), "/publish" },
-        { dir = S.mkdir(srv.dir .. "/fanout") })
+        { dir = S.mkdir(string.format("%s/fanout-%d", srv.dir, runs)) })
       local deadline, c0, c1 = S.now() + (120 + count) * 1000, nil, nil
       while S.now() < deadline do
         local out = p:stdout()
