@@ -18,7 +18,7 @@ end
 
 local USAGE = [[
 usage: bench/run [--quick | --smoke] [options]
-  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 21 minutes)
+  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 21 minutes, +3 for 14-16)
   --quick          2 repeats of 1 s (about 3-4 minutes)
   --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
                    connections); checks that the bench runs
