@@ -132,3 +132,44 @@ describe("bench/run --smoke --only shdict,ratelimit", function()
     assert.are.equal("", H.sh("grep -lzxF 'BENCH_RUN_ID=" .. tostring(id) .. "' /proc/[0-9]*/environ 2>/dev/null"))
   end)
 end)
+
+
+-- issue 17's figures 14-16 (WebSocket echo, fan-out, memory per idle WebSocket) with
+-- bench/probes/ws_load.c, 1,000 subscribers and idle connections in --smoke: each figure has a
+-- measured luacluster row, the C probe's rows are there, and the peers' ratios when Node's ws
+-- (bench/run installs it) and nginx+Lua are installed
+describe("bench/run --smoke --only ws", function()
+  it("measures figures 14, 15 and 16 with a luacluster row, the probe and the peers", function()
+    local out = H.tmpdir()
+    local output, rc = H.sh(string.format("cd '%s' && timeout -k 5 300 bench/run --smoke --only ws --bin '%s' --out '%s'", H.root, H.bin, out))
+    local text = H.read_file(out .. "/latest.json")
+    H.sh("rm -rf '" .. out .. "'")
+    assert.are.equal(0, rc, output)
+    assert.truthy(json_ok, "dkjson is needed to read the JSON")
+    local doc = json.decode(text)
+    assert.are.equal("table", type(doc), output)
+    local by_id = {}
+    for _, f in ipairs(doc.figures) do by_id[f.id] = f end
+    local have_node = io.open(H.root .. "/bench/.peers/node_modules/ws/package.json") ~= nil
+    local have_lua = io.open("/usr/lib/nginx/modules/ngx_http_lua_module.so") ~= nil
+    for fid, lc_id in pairs({ ws_echo = "lc", ws_fanout_rate = "lc_lua", ws_fanout_last = "lc_lua", ws_idle_kb = "lc" }) do
+      assert.truthy(by_id[fid], "figure " .. fid .. " is missing\n" .. output)
+      local rows = {}
+      for _, r in ipairs(by_id[fid].rows) do rows[r.id] = r end
+      local lc = rows[lc_id]
+      assert.truthy(lc and lc.kind == "luacluster" and type(lc.median) == "number" and lc.median > 0, fid .. "\n" .. output)
+      local vs = {}
+      for _, x in ipairs(lc.ratios) do vs[x.vs] = x.median end
+      if have_node then assert.are.equal("number", type(vs.node), fid .. ": no ratio to Node") end
+      if have_lua and fid ~= "ws_fanout_rate" and fid ~= "ws_fanout_last" then
+        assert.are.equal("number", type(vs.openresty), fid .. ": no ratio to OpenResty")
+      end
+      if fid ~= "ws_idle_kb" then
+        assert.are.equal("probe", rows.probe and rows.probe.kind, fid .. ": no probe row")
+        assert.are.equal("number", type(vs.probe), fid .. ": no ratio to the probe")
+      end
+    end
+    local id = output:match("run id: (%S+)")
+    assert.are.equal("", H.sh("grep -lzxF 'BENCH_RUN_ID=" .. tostring(id) .. "' /proc/[0-9]*/environ 2>/dev/null"))
+  end)
+end)

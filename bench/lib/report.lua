@@ -54,6 +54,9 @@ local SHORT = {
   pm2 = "PM2", lc = "luacluster", openresty = "OpenResty", nginx_proxy = "nginx proxy_pass", node_proxy = "Node",
 }
 
+-- figures 14-16 name their rows lc, node, openresty; the fan-out's Lua-loop row lc_lua
+local WS_SHORT = { lc = "luacluster", lc_sub = "ws:subscribe", lc_lua = "Lua loop", node = "Node ws", openresty = "OpenResty", probe = "probe" }
+
 local function kb_to_mb(xs)
   local t = {}
   for i, x in pairs(xs) do t[i] = x / 1024 end
@@ -191,16 +194,21 @@ function M.build(R)
       end
     end
   end
+  -- a memory figure of figure 7's kind (fig_idle.lua's data: kB per held connection); ratios:
+  -- { { row id, { peer ids } }, ... }
+  local function kb_figure(f, data, ids, short, ratio_list)
+    f = fig(figs, f)
+    for _, id in ipairs(ids) do
+      local d = data[id]
+      if d then row(f, id, d.label, d.kind, d.kb, { short = short[id] }) end
+    end
+    for _, r in ipairs(ratio_list) do ratios(f, r[1], r[2]) end
+  end
   -- 7. memory per idle keep-alive connection
   if R.idle then
-    local f = fig(figs, { id = "idle_conn_kb", group = 7, unit = "kB", better = "lower",
-      title = string.format("7. Memory per idle keep-alive connection, %d held (server RSS, all processes)", R.idle.conns) })
-    for _, id in ipairs({ "lc_dispatch", "lc_reuseport", "nginx" }) do
-      local d = R.idle.data[id]
-      if d then row(f, id, d.label, d.kind, d.kb, { short = SHORT[id] }) end
-    end
-    ratios(f, "lc_dispatch", { "nginx" })
-    ratios(f, "lc_reuseport", { "nginx" })
+    kb_figure({ id = "idle_conn_kb", group = 7, unit = "kB", better = "lower",
+      title = string.format("7. Memory per idle keep-alive connection, %d held (server RSS, all processes)", R.idle.conns) },
+      R.idle.data, { "lc_dispatch", "lc_reuseport", "nginx" }, SHORT, { { "lc_dispatch", { "nginx" } }, { "lc_reuseport", { "nginx" } } })
   end
   -- 8. Redis GET through nginx.redis; 9. proxy to a local nginx upstream
   local function wrk_figure(data, key, ids, vs, f)
@@ -280,6 +288,47 @@ function M.build(R)
       end
     end
     if f then ratios(f, "lc_shdict", { "lc_rr" }) end
+  end
+  -- 14. WebSocket echo; 15. fan-out to 10,000 subscribers; 16. memory per idle WebSocket
+  if R.ws_echo then
+    local f = fig(figs, { id = "ws_echo", group = 14, unit = "round trips/s", better = "higher",
+      title = string.format("14. WebSocket echo, %d connections, closed loop, 32-byte messages, 2 workers", R.ws_echo.conns) })
+    local fc = fig(figs, { id = "ws_echo_cpu", group = 14, unit = "us", better = "lower",
+      title = "14. WebSocket echo: server CPU per round trip (user + system, all its processes)" })
+    for _, id in ipairs({ "lc", "node", "openresty", "probe" }) do
+      local d = R.ws_echo.data[id]
+      if d and #d.rt > 0 then
+        row(f, id, d.label, d.kind, d.rt, { short = WS_SHORT[id], failed = d.failed.rt })
+        row(fc, id, d.label, d.kind, d.cpu, { short = WS_SHORT[id] })
+      end
+    end
+    ratios(f, "lc", { "node", "openresty", "probe" })
+    ratios(fc, "lc", { "node", "openresty", "probe" })
+  end
+  if R.ws_fanout then
+    local fo = R.ws_fanout
+    local title = string.format("one publish to %d WebSockets over 2 workers (median of %d publishes per repeat)", fo.subscribers, fo.publishes)
+    local fr = fig(figs, { id = "ws_fanout_rate", group = 15, unit = "deliveries/s", better = "higher", title = "15. Fan-out, deliveries per second: " .. title })
+    local fl = fig(figs, { id = "ws_fanout_last", group = 15, unit = "ms", better = "lower", title = "15. Fan-out, time until the last subscriber has it: " .. title })
+    local fc = fig(figs, { id = "ws_fanout_cpu", group = 15, unit = "us", better = "lower",
+      title = "15. Fan-out: server CPU per delivery (user + system, all its processes, from the last subscription to the last delivery)" })
+    for _, id in ipairs({ "lc_sub", "lc_lua", "node", "probe" }) do
+      local d = fo.data[id]
+      if d and #d.rate > 0 then
+        row(fr, id, d.label, d.kind, d.rate, { short = WS_SHORT[id], failed = d.failed.rate })
+        row(fl, id, d.label, d.kind, d.last_ms, { short = WS_SHORT[id] })
+        row(fc, id, d.label, d.kind, d.cpu or {}, { short = WS_SHORT[id] })
+      end
+    end
+    for _, f in ipairs({ fr, fl, fc }) do
+      ratios(f, "lc_sub", { "node", "lc_lua", "probe" })
+      ratios(f, "lc_lua", { "node", "probe" })
+    end
+  end
+  if R.ws_idle then
+    kb_figure({ id = "ws_idle_kb", group = 16, unit = "kB", better = "lower",
+      title = string.format("16. Memory per idle WebSocket, %d held (server RSS, all processes)", R.ws_idle.conns) },
+      R.ws_idle.data, { "lc", "node", "openresty" }, WS_SHORT, { { "lc", { "node", "openresty" } } })
   end
   return figs
 end
@@ -380,6 +429,19 @@ function M.targets(figs, notes)
           or "not measured", v and v < 8 or nil)
     end
   end
+  -- issue 17
+  cmp("WebSocket echo >= 1.5x Node ws cluster", "ws_echo", "lc", "node", 1.5, "Node ws")
+  cmp("WebSocket echo >= OpenResty", "ws_echo", "lc", "openresty", 1, "OpenResty lua-resty-websocket")
+  if find(figs, "ws_fanout_rate", "lc_sub") then
+    cmp("fan-out to 10,000, ws:subscribe >= 3x Node", "ws_fanout_rate", "lc_sub", "node", 3, "Node ws + cluster IPC relay, deliveries/s")
+  end
+  if find(figs, "ws_fanout_rate", "lc_lua") then
+    cmp("fan-out to 10,000, Lua loop (no ws:subscribe) >= 3x Node", "ws_fanout_rate", "lc_lua", "node", 3, "Node ws + cluster IPC relay, deliveries/s")
+  end
+  if find(figs, "ws_idle_kb", "lc") then
+    le("memory per idle WebSocket < Node ws's", "ws_idle_kb", "lc", "node", 1, "Node ws's")
+    le("memory per idle WebSocket <= OpenResty's", "ws_idle_kb", "lc", "openresty", 1, "OpenResty's")
+  end
   local lc_lost = find(figs, "reload_failed", "lc_dispatch")
   local lc_wrk = find(figs, "reload_failed", "lc_wrk")
   local rt = ratio_of(figs, "reload_time", "lc_dispatch", "pm2")
@@ -401,6 +463,7 @@ local function si(v, unit)
   if unit == "MB" then return string.format("%.1f", v) end
   if unit == "kB" then return string.format("%.2f", v) end
   if unit == "ms" then return v < 10 and string.format("%.2f", v) or string.format("%.0f", v) end
+  if unit == "us" then return string.format("%.2f", v) end
   if unit:match("^x") then return string.format("%.2fx", v) end
   local a = math.abs(v)
   if a >= 1e6 then return string.format("%.2fM", v / 1e6) end
@@ -603,7 +666,7 @@ end
 
 -- the ratios a bar is labelled with: the main peers and the probe, at most four
 local SVG_ORDER = { "node_rr", "node", "node_proxy", "pm2", "openresty", "nginx_proxy", "nginx_lua", "nginx", "probe_dispatch", "probe_hello", "probe",
-  "openresty_get", "openresty_get_hot", "openresty_set", "openresty_incr", "openresty_16", "openresty_256", "lc_rr" }
+  "openresty_get", "openresty_get_hot", "openresty_set", "openresty_incr", "openresty_16", "openresty_256", "lc_rr", "lc_lua" }
 local function svg_ratios(r)
   local out = {}
   for _, vs in ipairs(SVG_ORDER) do

@@ -18,13 +18,14 @@ end
 
 local USAGE = [[
 usage: bench/run [--quick | --smoke] [options]
-  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 21 minutes)
+  (no mode)        the full run: 5 repeats of 3 s per HTTP figure (about 21 minutes, +3 for 14-16)
   --quick          2 repeats of 1 s (about 3-4 minutes)
   --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
                    connections); checks that the bench runs
   --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload,
-                   redis,proxy,pool (figures 8-10), shdict,ratelimit (figures 11-13); --smoke
-                   runs figures 8-13 only when named here
+                   redis,proxy,pool (figures 8-10), shdict,ratelimit (figures 11-13),
+                   wsecho,wsfanout,wsidle (figures 14-16; ws: all three); --smoke runs
+                   figures 8-16 only when named here
   --repeats N      repeats of every figure
   --duration S     seconds per wrk run
   --bin PATH       the luacluster executable to measure (default: build it in build-bench/)
@@ -77,6 +78,7 @@ local CFG = {
     reload_repeats = 3, reload_load_s = 6, reload_at_ms = 2000, reloads = 10,
     pool_conns = 2000, pool_repeats = 3, out_warmup = 2,
     shdict_ms = 500, shdict_entries = 20000,
+    ws_subscribers = 10000, ws_publishes = 10, ws_idle_conns = 10000, ws_idle_repeats = 3,
   },
   quick = {
     repeats = 2, duration = 1, warmup = 0, http_conns = { "ka", "close" }, te_duration = 1,
@@ -85,6 +87,7 @@ local CFG = {
     reload_repeats = 1, reload_load_s = 4, reload_at_ms = 1500, reloads = 3,
     pool_conns = 2000, pool_repeats = 1, out_warmup = 1,
     shdict_ms = 300, shdict_entries = 20000,
+    ws_subscribers = 10000, ws_publishes = 5, ws_idle_conns = 10000, ws_idle_repeats = 1,
   },
   smoke = {
     repeats = 1, duration = 1, warmup = 0, http_conns = { "ka" }, te_duration = 1,
@@ -98,6 +101,7 @@ local CFG = {
     proxy_only = { lc_dispatch = true, nginx_proxy = true, node_proxy = true },
     pool_conns = 500, pool_repeats = 1, out_warmup = 0,
     shdict_ms = 100, shdict_entries = 5000,
+    ws_subscribers = 1000, ws_publishes = 2, ws_idle_conns = 1000, ws_idle_repeats = 1,
     parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
@@ -110,11 +114,13 @@ cfg.duration = o.duration or cfg.duration
 cfg.te_duration = o.duration or cfg.te_duration
 cfg.idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.idle_repeats
 cfg.pool_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.pool_repeats
+cfg.ws_idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.ws_idle_repeats
 local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true,
-  redis = true, proxy = true, pool = true, shdict = true, ratelimit = true }
+  redis = true, proxy = true, pool = true, shdict = true, ratelimit = true, wsecho = true, wsfanout = true, wsidle = true }
 if o.only then
   parts = {}
   for p in o.only:gmatch("[^,]+") do parts[p] = true end
+  if parts.ws then parts.wsecho, parts.wsfanout, parts.wsidle = true, true, true end
 end
 
 -- ---- build ----
@@ -141,7 +147,7 @@ end
 
 local probes = S.mkdir(build .. "/probes")
 S.log("building the probes (gcc)")
-for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo", "idle_conns" }) do
+for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo", "idle_conns", "ws_load", "ws_server" }) do
   local libs = (p == "sock_echo" or p == "idle_conns") and "" or "-luv"
   local tmp = probes .. "/." .. p .. "." .. S.run_id
   must(string.format("gcc -O2 -Wall -Wextra -o '%s' '%s/bench/probes/%s.c' %s && mv -f '%s' '%s/%s'", tmp, root, p, libs, tmp, probes, p),
@@ -167,6 +173,14 @@ if parts.reload and node and not io.open(pm2) then
   end
 end
 if not parts.reload or not node or not io.open(pm2) then pm2 = nil end
+-- Node's `ws` package (figures 14-16), beside PM2
+if (parts.wsecho or parts.wsfanout or parts.wsidle) and node and not io.open(root .. "/bench/.peers/node_modules/ws/package.json") then
+  S.log("installing ws into bench/.peers (npm)")
+  local out, rc = S.sh("timeout 300 npm install --prefix '" .. root .. "/bench/.peers' ws --no-audit --no-fund")
+  if rc ~= 0 then
+    notes[#notes + 1] = "the ws package could not be installed from npm, so figures 14-16 have no Node.js rows: " .. out:sub(-300):gsub("\n", " ")
+  end
+end
 
 local tmp = S.mkdir(root .. "/bench/results/tmp/run-" .. S.run_id)
 Sys.init({ bin = bin, root = root, tmp = tmp, probes = probes, node = node, pm2 = pm2,
@@ -199,6 +213,8 @@ local meta = {
     te_seconds = cfg.te_duration, te_wrk = "wrk -t1 -c256 --timeout 8s (plaintext: -s bench/lib/wrk_pipeline.lua -- 16)",
     idle_conns = cfg.idle_conns, idle_repeats = cfg.idle_repeats, pool_conns = cfg.pool_conns, pool_repeats = cfg.pool_repeats,
     ipc_repeats = cfg.ipc_repeats, life_repeats = cfg.life_repeats, reload_repeats = cfg.reload_repeats,
+    ws_subscribers = cfg.ws_subscribers, ws_publishes = cfg.ws_publishes, ws_idle_conns = cfg.ws_idle_conns,
+    ws_idle_repeats = cfg.ws_idle_repeats,
   },
   notes = notes,
 }
@@ -211,6 +227,11 @@ end
 if parts.shdict then
   meta.repeats_text = meta.repeats_text .. string.format(", %d shared-dictionary repeats of %d ms per loop and %d entries",
     cfg.repeats, cfg.shdict_ms, cfg.shdict_entries)
+end
+if parts.wsecho or parts.wsfanout or parts.wsidle then
+  meta.repeats_text = meta.repeats_text .. string.format(
+    ", WebSocket: %d echo repeats of %d s with 64 connections, %d fan-out repeats of %d publishes to %d subscribers, %d idle repeats of %d",
+    cfg.repeats, cfg.duration, cfg.repeats, cfg.ws_publishes, cfg.ws_subscribers, cfg.ws_idle_repeats, cfg.ws_idle_conns)
 end
 
 local R = { notes = notes }
@@ -245,6 +266,9 @@ part("proxy", function() require("fig_proxy").run(cfg, R) end)
 part("pool", function() require("fig_pool").run(cfg, R) end)
 part("shdict", function() require("fig_shdict").run(cfg, R) end)
 part("ratelimit", function() require("fig_shdict").ratelimit(cfg, R) end)
+part("wsecho", function() require("fig_ws").echo(cfg, R) end)
+part("wsfanout", function() require("fig_ws").fanout(cfg, R) end)
+part("wsidle", function() require("fig_ws").idle(cfg, R) end)
 S.stop_all()
 
 meta.load_after = first_line("cat /proc/loadavg")

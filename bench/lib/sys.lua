@@ -238,6 +238,21 @@ function S.tree_rss_kb(pid)
   return sum, n
 end
 
+-- CPU time (user + system, in clock ticks of 1/100 s) summed over pid and its descendants
+-- (a server's whole tree, figures 14 and 15: CPU per round trip and per delivery)
+function S.tree_cpu_ticks(pid)
+  local sum = 0
+  for _, p in ipairs(S.tree(pid)) do
+    local rest = H.read_file("/proc/" .. p .. "/stat"):match("%) (.*)$")
+    if rest then
+      local f = {}
+      for x in rest:gmatch("%S+") do f[#f + 1] = x end
+      sum = sum + (tonumber(f[12]) or 0) + (tonumber(f[13]) or 0) -- utime, stime (fields 14, 15)
+    end
+  end
+  return sum
+end
+
 function S.comm(pid)
   return (H.read_file("/proc/" .. pid .. "/comm"):gsub("%s+$", ""))
 end

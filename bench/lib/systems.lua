@@ -153,7 +153,8 @@ end
 -- pid file under the run's folder; te: the TechEmpower configs above instead of figure 1's
 -- hello; http: lines added to the http block, server: the server block's body instead (figures
 -- 8-10: OpenResty with a Redis driver, nginx proxy_pass and the upstream; name: the folder's);
--- listen: parameters of the listen directive (" reuseport")
+-- listen: parameters of the listen directive (" reuseport"); nofile: connections a worker
+-- must be able to hold (worker_connections and worker_rlimit_nofile)
 function Sys.nginx(o)
   o = o or {}
   local port = S.free_port()
@@ -170,6 +171,10 @@ function Sys.nginx(o)
     main, conns = string.format("worker_rlimit_nofile %d;", math.min(40000, select(2, S.nofile()))), 16384
     http = TE_HTTP .. (o.lua and ("\n" .. TE_LUA_INIT) or "")
     server = o.lua and TE_LUA or TE_STATIC
+  end
+  if o.nofile then -- room for o.nofile connections per worker (figures 15 and 16 hold 10,000)
+    main = string.format("worker_rlimit_nofile %d;", math.min(o.nofile + 1024, select(2, S.nofile())))
+    conns = o.nofile + 512
   end
   if o.http then http = http .. "\n" .. o.http end
   if o.server then server = o.server end
