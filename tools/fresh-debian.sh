@@ -217,6 +217,13 @@ phase_done "debootstrap"
 # ---- phase 2: the machine as a new user gets it ----
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# the network's own certificate authorities, as its admin installs them on every machine (a proxy
+# that inspects TLS: npm's registry is reached through it); ca-certificates, which README's first
+# line installs, adds them to the system's store
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+fi
 printf '#!/bin/sh\n# a chroot starts no services (fresh-debian.sh)\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 chmod 700 "$root/root"

@@ -60,5 +60,9 @@ ws_dir="$(cd "$(dirname "$0")/.." && pwd)/spec/.node"
 if ! grep -qs '"version": *"8\.' "$ws_dir/node_modules/ws/package.json"; then
   echo "vendor/install-deps.sh: installing ws@8 (npm) into $ws_dir" >&2
   mkdir -p "$ws_dir"
-  (cd "$ws_dir" && timeout 300 npm install --prefix "$ws_dir" --no-save --no-package-lock --no-audit --no-fund ws@8 >/dev/null)
+  # npm trusts the system's certificate store (ca-certificates, with the authorities the machine's
+  # admin added) rather than only the list built into Node
+  cafile=()
+  [ -f /etc/ssl/certs/ca-certificates.crt ] && cafile=(--cafile /etc/ssl/certs/ca-certificates.crt)
+  (cd "$ws_dir" && timeout 300 npm install --prefix "$ws_dir" "${cafile[@]}" --no-save --no-package-lock --no-audit --no-fund ws@8 >/dev/null)
 fi
