@@ -11,7 +11,10 @@ if cluster.is_master then
   local n = 0
   timer.every(1000, function()
     n = n + 1
-    pubsub.publish("metrics", cjson.encode{ n = n, t = os.time(), load = io.open("/proc/loadavg"):read("*l") })
+    local f = io.open("/proc/loadavg")
+    local load = f and f:read("*l")
+    if f then f:close() end
+    pubsub.publish("metrics", cjson.encode{ n = n, t = os.time(), load = load })
   end)
   -- newcomer: does the master get its own publishes?
   local got = 0
