@@ -13,7 +13,7 @@ if cluster.is_master then
     print("master ws:subscribe ->", ok, e)
     ws:send("master here")
     ws:on("message", function(d) pubsub.publish("t", "master relays " .. d) end)
-  end):listen(tonumber(process and 0) or 18434)
+  end):listen(18434)                                   -- the master serves this one itself
   timer.every(1000, function() pubsub.publish("t", "tick") end)
 else
   pubsub.subscribe("t", function(d) print("worker got", d) end)
