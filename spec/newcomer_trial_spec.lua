@@ -1,4 +1,4 @@
--- Smoke checks of the apps a newcomer wrote from README alone (trial/): the live dashboard (a
+-- Smoke checks of the apps a newcomer wrote from README alone (spec/newcomer17/): the live dashboard (a
 -- master timer publishes, WebSocket clients and a worker's pubsub.subscribe get it) and the chat
 -- rooms (two workers, receive() and on("message") styles, a compressed client).
 local H = require("helper")
@@ -11,13 +11,13 @@ describe("newcomer trial apps", function()
 
   it("dashboard: the master's publishes reach a worker's subscription (GET /last) and WebSocket clients", function()
     local port = H.free_port()
-    local p = H.start(H.root .. "/trial/dashboard.lua", { "-w", 2, "-p", port }, { dir = H.tmpdir() })
+    local p = H.start(H.root .. "/spec/newcomer17/dashboard.lua", { "-w", 2, "-p", port }, { dir = H.tmpdir() })
     local last = H.wait_for(function()
       local body, st = H.curl("http://127.0.0.1:" .. port .. "/last")
       return st == 200 and cjson.decode(body)
     end, 20000)
     assert(last and last.n >= 1, p:output())
-    local out = H.sh("timeout 30 /usr/bin/python3 " .. H.root .. "/trial/live_client.py ws://127.0.0.1:" .. port
+    local out = H.sh("timeout 30 /usr/bin/python3 " .. H.root .. "/spec/newcomer17/live_client.py ws://127.0.0.1:" .. port
       .. "/live 3 2>&1")
     assert.truthy(out:find("done", 1, true), out .. p:output())
     local ns = {}
@@ -29,9 +29,9 @@ describe("newcomer trial apps", function()
 
   it("chat: a line said in a room reaches its clients on both workers, in either handler style", function()
     local port = H.free_port()
-    local p = H.start(H.root .. "/trial/chat.lua", { "-p", port }, { dir = H.tmpdir() })
+    local p = H.start(H.root .. "/spec/newcomer17/chat.lua", { "-p", port }, { dir = H.tmpdir() })
     assert(H.wait_listening(port, 20000), p:output())
-    local c = "/usr/bin/python3 " .. H.root .. "/trial/client.py ws://127.0.0.1:" .. port .. "/ws?room=a"
+    local c = "/usr/bin/python3 " .. H.root .. "/spec/newcomer17/client.py ws://127.0.0.1:" .. port .. "/ws?room=a"
     local dir = H.tmpdir()
     H.sh("(" .. c .. "\\&style=on --name ON --secs 2 >" .. dir .. "/ON 2>&1 & "
       .. c .. "\\&style=receive --name RCV --secs 2 --delay 0.5 --send said-by-rcv >" .. dir .. "/RCV 2>&1 & "
