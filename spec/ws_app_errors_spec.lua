@@ -102,6 +102,8 @@ describe("websocket app errors", function()
     out = client("chatty", port, "/sub_late", 1500)
     assert.matches("first subscribed\nsent 1500\npong ok\ntick ok\nclosed 1000 echoed\n", out, 1, true)
     assert.truthy(H.wait_for(function() return p:stdout():find("closed /sub_late 1000", 1, true) end, 5000), p:output())
+    local _, warns = p:stderr():gsub("a WebSocket's message was dropped", "")
+    assert.equals(1, warns, p:stderr()) -- once per process
   end)
 
   it("closes with 1011 the WebSocket of a handler that raised, and logs the error with the app's line", function()
@@ -109,8 +111,8 @@ describe("websocket app errors", function()
     assert.matches("got echo boom\nclosed 1011 ", out, 1, true)
     assert.matches("app.lua:%d+: attempt to call global 'undefined_function'", p:stderr())
     -- with a message handler or a subscription too: the handler that set them up did not finish
-    assert.matches("got ready\nclosed 1011 ", client("boom", port, "/raise_on"), 1, true)
-    assert.matches("closed 1011 ", client("boom", port, "/raise_sub"), 1, true)
+    assert.matches("got ready\nclosed 1011 ", client("boom", port, "/raise_on", "-"), 1, true)
+    assert.matches("closed 1011 ", client("boom", port, "/raise_sub", "-"), 1, true)
     assert.matches("the handler failed after ws:subscribe", p:stderr(), 1, true)
   end)
 
