@@ -132,9 +132,10 @@ end
 
 
 -- a message that nobody can take: counted (ws._dropped), and the first of the process logged
+-- (not one that comes after the server's close frame)
 local function drop(ws)
   ws._dropped = (ws._dropped or 0) + 1
-  if not told_dropped then
+  if not told_dropped and ws._returned ~= "closing" then
     told_dropped = true
     log.warn("a WebSocket's message was dropped: its handler has returned and it has no \"message\""
       .. " handler to take it (logged once per process)")
@@ -285,6 +286,7 @@ function M.handler_returned(ws)
     return
   end
   if not emitter.has(ws, "message") and not (ws._topics and next(ws._topics) ~= nil) then
+    ws._returned = "closing" -- what the client sends until it answers the close is dropped too
     ws:close(1000, "")
     return
   end
@@ -301,6 +303,7 @@ function M.handler_failed(ws)
   if ws._closed then
     return
   end
+  ws._returned = "closing"
   ws:close(1011, "internal error")
 end
 
@@ -420,8 +423,8 @@ local function topic_call(self, fname, fn, topic)
     error("ws:" .. fname .. ": topic must be a non-empty string", 3)
   end
   if runtime.role ~= "worker" then
-    error("ws:" .. fname .. ": WebSockets subscribe in workers only, and this process is the "
-      .. tostring(runtime.role or "master"), 3)
+    error("ws:" .. fname .. ": WebSockets subscribe in workers only (this is a "
+      .. tostring(runtime.role or "master") .. " process)", 3)
   end
   if self._closed then
     return nil, "closed"
