@@ -43,11 +43,11 @@ http.create_server(function(req)
     ws:send("subscribed")
     timer.sleep(1500)
   elseif p == "/raise" then -- the receive() style
-    while true do
-      local d = ws:receive()
-      if not d then return end
+    local d = ws:receive()
+    while d do
       ws:send("echo " .. d)
       if d == "boom" then undefined_function() end
+      d = ws:receive()
     end
   elseif p == "/raise_on" then -- raises after it has set a message handler
     ws:on("message", function(d) ws:send("echo " .. d) end)
