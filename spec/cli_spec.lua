@@ -76,6 +76,18 @@ describe("command line", function()
     assert.equal("", out)
   end)
 
+  it("says that a command comes first when it follows an option (luacluster --control PATH stop)", function()
+    local ctl = H.tmpdir() .. "/control.sock"
+    for _, c in ipairs({ { "--control", ctl, "stop" }, { "--control", ctl, "status", "--json" }, { "-w", "2", "nginx-conf", "app.lua" } }) do
+      local out, err, code = run(c)
+      assert.not_equal(0, code, table.concat(c, " "))
+      assert.is_true(one_line(err), err)
+      assert.matches("'" .. c[3] .. "' is a command: it comes first (luacluster " .. c[3] .. " ", err, 1, true)
+      assert.not_matches("cannot open", err)
+      assert.equal("", out)
+    end
+  end)
+
   it("refuses a missing app argument with one line on stderr", function()
     local _, err, code = run({ "-w", "2" })
     assert.not_equal(0, code)

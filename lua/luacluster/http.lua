@@ -88,9 +88,11 @@ local req_mt = {
 }
 
 
--- req:websocket([opts]) -> ws | nil, err: luacluster.ws.socket
+-- req:websocket([opts]) -> ws | nil, err: luacluster.ws.socket. Not a tail call: accept's
+-- errors (level 3) then name the app's line, not this file's.
 function req_methods:websocket(opts)
-  return require("luacluster.ws.socket").accept(self, opts) -- lazy: apps without WebSocket never load it
+  local ws, err = require("luacluster.ws.socket").accept(self, opts) -- lazy: apps without WebSocket never load it
+  return ws, err
 end
 
 
@@ -377,9 +379,15 @@ end
 
 
 -- A handler runs without a pcall of its own (see lib/coro.lua's call): when it raises, its
--- coroutine ends and coro calls failed(res, co, err).
+-- coroutine ends and coro calls failed(res, co, err). A WebSocket it had accepted is closed
+-- with 1011 (its 101 is sent: no 500 can follow).
 local function failed(res, co, err)
   log.error("request handler failed: " .. traceback(co, tostring(err)))
+  local ws = rawget(res._req, "_ws")
+  if ws then
+    require("luacluster.ws.socket").handler_failed(ws) -- lazy: loaded by req:websocket already
+    return
+  end
   fail(res)
 end
 
@@ -465,7 +473,7 @@ function create_server(handler, opts)
     if trusted then
       req._t = trusted
     end
-    local res = setmetatable({ _c = conn, _s = seq, _code = 200 }, res_mt)
+    local res = setmetatable({ _c = conn, _s = seq, _code = 200, _req = req }, res_mt) -- (_req: failed)
     spawn_guarded(failed, res, run, handler, req, res)
   end, opts)
   if opts and opts.access_log then -- one combined-format line per response, written off the loop

@@ -62,6 +62,18 @@ local function check_value(name, value)
 end
 
 
+-- the message for a command given after an option: it must come first (as the usage says)
+local function command_first(argv, at)
+  local fixed = { "luacluster", argv[at] }
+  for j = 1, #argv do
+    if j ~= at then
+      fixed[#fixed + 1] = argv[j]
+    end
+  end
+  return "'" .. argv[at] .. "' is a command: it comes first (" .. table.concat(fixed, " ") .. ")"
+end
+
+
 function parse(argv)
   local o = { command = "run", args = {}, static = {} }
   local i = 1
@@ -111,6 +123,9 @@ function parse(argv)
     elseif a:sub(1, 1) == "-" and #a > 1 then
       return nil, "unknown option '" .. a .. "' (see luacluster --help)"
     elseif o.app == nil then
+      if o.command == "run" and COMMANDS[a] then -- `luacluster --control PATH stop`
+        return nil, command_first(argv, i)
+      end
       o.app = a
       if o.command == "run" then
         i = i + 1

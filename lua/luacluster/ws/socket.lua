@@ -8,8 +8,11 @@
 -- stops reading the socket (core.ws_read) until ws:receive has taken half; ws:send waits while
 -- the client has 1 MiB queued (the connection's send timeout ends a client that reads nothing).
 -- The handler's end (http.lua calls handler_returned): a WebSocket with no "message" handler
--- and no subscription is closed with 1000. A draining worker closes its WebSockets with 1001
--- shortly before its drain_timeout (the drain hook below).
+-- and no subscription is closed with 1000; one kept by a subscription alone drops the client's
+-- messages from then on (nobody can take them), so that it keeps reading (pings, the close). A
+-- handler that raised (http.lua calls handler_failed) closes its WebSocket with 1011. A
+-- draining worker closes its WebSockets with 1001 shortly before its drain_timeout (the drain
+-- hook below).
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
@@ -38,6 +41,7 @@ local WRITE_HIGH_WATER = 1048576 -- ws:send waits past this many bytes queued (r
 local QUEUE_BYTES, QUEUE_COUNT = 1048576, 1000
 local open = {} -- ws -> true while open: the drain closes them
 local gone = false -- the drain has closed them: one accepted later is closed at once
+local told_dropped = false -- the first message dropped in this process is logged (a warn line)
 
 
 -- reading again, from a later loop turn (core.ws_read delivers what waits into Lua: never from
@@ -127,6 +131,18 @@ local function held(ws, fn)
 end
 
 
+-- a message that nobody can take: counted (ws._dropped), and the first of the process logged
+-- (not one that comes after the server's close frame)
+local function drop(ws)
+  ws._dropped = (ws._dropped or 0) + 1
+  if not told_dropped and ws._returned ~= "closing" then
+    told_dropped = true
+    log.warn("a WebSocket's message was dropped: its handler has returned and it has no \"message\""
+      .. " handler to take it (logged once per process)")
+  end
+end
+
+
 local function on_event(ws, event, a, b)
   if event == "message" then
     if emitter.has(ws, "message") then
@@ -138,6 +154,10 @@ local function on_event(ws, event, a, b)
     if w then
       ws._receiver = nil
       w:wake(a, b)
+      return
+    end
+    if ws._returned then -- its handler is done and it has no "message" handler: nobody takes it
+      drop(ws)
       return
     end
     enqueue(ws, a, b)
@@ -186,12 +206,21 @@ if runtime.drain_deadline then -- loaded by a request that came during a drain: 
   on_drain()
 end
 
--- accept(req, opts) -> ws | nil, err (the client has been answered: 400 or 426)
+local OPTS = { max_message_size = true, protocols = true, idle_timeout = true, ping_interval = true,
+  compress = true }
+
+-- accept(req, opts) -> ws | nil, err (the client has been answered: 400 or 426). Called by
+-- req:websocket (not as a tail call): its errors name the line of the app that called that.
 function M.accept(req, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("req:websocket: opts must be a table", 3)
   end
   opts = opts or {}
+  for k in pairs(opts) do
+    if not OPTS[k] then
+      error("req:websocket: unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
   local max = opts.max_message_size or DEFAULT_MAX
   if type(max) ~= "number" or not (max >= 0) then
     error("req:websocket: max_message_size must be a number >= 0", 3)
@@ -248,12 +277,34 @@ end
 
 
 -- The handler that accepted ws has returned: ws lives on only with a "message" handler or a
--- subscription (_topics, ws:subscribe's); else it is closed (1000).
+-- subscription (_topics, ws:subscribe's); else it is closed (1000). From now on a message
+-- that finds no "message" handler (and no coroutine in ws:receive) is dropped (on_event), and
+-- so are those that wait: no ws:receive is coming to take them, and a queue that nobody
+-- empties would stop the reading (pings, the close).
 function M.handler_returned(ws)
-  if ws._closed or emitter.has(ws, "message") or (ws._topics and next(ws._topics) ~= nil) then
+  if ws._closed then
     return
   end
-  ws:close(1000, "")
+  if not emitter.has(ws, "message") and not (ws._topics and next(ws._topics) ~= nil) then
+    ws._returned = "closing" -- what the client sends until it answers the close is dropped too
+    ws:close(1000, "")
+    return
+  end
+  ws._returned = true
+  while dequeue(ws) do
+    drop(ws)
+  end
+end
+
+
+-- The handler that accepted ws raised: whatever it set up (a "message" handler, subscriptions)
+-- is not what it meant, so ws is closed with 1011 (the error is logged by http.lua).
+function M.handler_failed(ws)
+  if ws._closed then
+    return
+  end
+  ws._returned = "closing"
+  ws:close(1011, "internal error")
 end
 
 
@@ -364,23 +415,31 @@ function ws_mt:receive()
   return w:wait()
 end
 
--- ws:subscribe / ws:unsubscribe: fn(conn, seq, topic) in the runtime (runtime/ws_fanout.c)
+-- ws:subscribe / ws:unsubscribe: fn(conn, seq, topic) in the runtime (runtime/ws_fanout.c).
+-- Only a worker's WebSockets get publishes: elsewhere (the master's own servers) the call
+-- raises, since it could never work (rather than a true, or a nil, err that goes unread).
 local function topic_call(self, fname, fn, topic)
   if type(topic) ~= "string" or topic == "" then
     error("ws:" .. fname .. ": topic must be a non-empty string", 3)
   end
+  if runtime.role ~= "worker" then
+    error("ws:" .. fname .. ": WebSockets subscribe in workers only (this is a "
+      .. tostring(runtime.role or "master") .. " process)", 3)
+  end
   if self._closed then
     return nil, "closed"
+  end
+  if fn == ws_subscribe then
+    local ok, err = require("luacluster.pubsub").ready_for_sockets() -- lazy: only apps that subscribe
+    if not ok then
+      return nil, err
+    end
   end
   return fn(self._c, self._s, topic)
 end
 
 -- ws:subscribe(topic) -> true | nil, err: every publish of topic is sent on this socket
 function ws_mt:subscribe(topic)
-  local ok, err = require("luacluster.pubsub").ready_for_sockets() -- lazy: only apps that subscribe
-  if not ok then
-    return nil, err
-  end
   local done, serr = topic_call(self, "subscribe", ws_subscribe, topic)
   if done then -- (handler_returned: a subscribed socket outlives its handler)
     local t = self._topics or {}
