@@ -381,7 +381,12 @@ end
 
 
 function H.pid_alive(pid)
-  return C.kill(pid, 0) == 0 and not H.read_file("/proc/" .. pid .. "/stat"):match("^%d+ %b() Z")
+  if C.kill(pid, 0) ~= 0 then
+    return false
+  end
+  -- (reaped between the two looks: no stat file, gone)
+  local stat = H.read_file("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
 end
 
 
