@@ -205,6 +205,64 @@ end
     p:stop()
   end)
 
+  it("a reload cancels the old code's master subscriptions; the new code's start at the switch; a refused reload's never run", function()
+    local dir = H.tmpdir()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+local DIR = "]] .. dir .. [["
+_G.runs = (rawget(_G, "runs") or 0) + 1
+local run = _G.runs
+if cluster.is_master then
+  cluster.setup{ workers = 1 }
+  pubsub.subscribe("r", function(d) say("code" .. run .. " got " .. d) end)
+  if run == 2 then
+    pubsub.publish("r", "during") -- while the new code stages: the serving (old) code's subscriber has it
+  elseif run == 3 then
+    error("refused on purpose")
+  end
+  -- the spec asks for a publish with a file (the timers of the code that serves run)
+  timer.every(50, function()
+    local f = io.open(DIR .. "/pub")
+    if not f then return end
+    local data = f:read("*a")
+    f:close()
+    os.remove(DIR .. "/pub")
+    pubsub.publish("r", data)
+    say("code" .. run .. " published " .. data)
+  end)
+  say("code" .. run .. " ready")
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    local function publish(data, code)
+      H.write_file(dir .. "/pub", data)
+      assert.truthy(p:wait_output("code" .. code .. " published " .. data, 10000), p:output())
+      H.sleep(200)
+    end
+    assert.truthy(p:wait_output("code1 ready", 20000), p:output())
+    publish("a", 1)
+    p:kill("SIGHUP")
+    assert.truthy(p:wait_output("generation 2 serves", 20000), p:output())
+    publish("b", 2)
+    p:kill("SIGHUP") -- refused: its top level raises after it subscribed
+    assert.truthy(p:wait_output("reload refused", 20000), p:output())
+    publish("c", 2)
+    p:kill("SIGHUP") -- generation 3 again, from a fourth run of the top level
+    assert.truthy(p:wait_output("generation 3 serves", 20000), p:output())
+    publish("d", 4)
+    local out = p:stdout()
+    assert.equal(1, p:count("code1 got a\n", true), out)
+    assert.equal(1, p:count("code1 got during\n", true), out)
+    assert.equal(0, p:count("code2 got during", true), out)
+    assert.equal(1, p:count("code2 got b\n", true), out)
+    assert.equal(1, p:count("code2 got c\n", true), out)
+    assert.equal(1, p:count("code4 got d\n", true), out)
+    assert.equal(0, p:count("code3 got", true), out)
+    -- each publish ran one master subscriber: the old code's stopped with its timers
+    assert.equal(5, p:count(" got ", true), out)
+    p:stop()
+  end)
+
   it("a draining worker keeps receiving publishes until it exits", function()
     local port = H.free_port()
     local src = [[

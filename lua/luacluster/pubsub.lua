@@ -19,6 +19,11 @@
 -- is called in the master once per publish made on this host (master or worker), in publish
 -- order, each in a coroutine of its own (it should queue and return); deliver_remote hands a
 -- publish from elsewhere to this host's subscribers without calling the bridge.
+-- A reload (master/reload.lua) stops the master's subscriptions of the old code as it stops
+-- its timers: each is tagged with the generation of the code that made it (runtime.master_timers,
+-- whose entries have _gen and :stop()); a subscription of the new code's top level (made while
+-- it stages) is dormant until the switch, so a publish meanwhile reaches the serving code's
+-- subscribers only, and a refused reload's never run.
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local log = require("luacluster.lib.log")
@@ -33,6 +38,7 @@ local _M = {}
 local subs = {}
 local OPCODE = { text = 1, binary = 2 }
 local bridge -- the master: pubsub.set_bridge's, or nil
+local serving_generation -- the master: master/core.lua's generation() (attach), the code that serves
 
 
 local function check_topic(fname, topic)
@@ -74,9 +80,10 @@ local function deliver(topic, data, kind)
   if not list then
     return
   end
+  local serving = serving_generation and serving_generation() or math.huge
   for i = 1, #list do
     local s = list[i]
-    if not s.cancelled then
+    if not s.cancelled and (s.gen == nil or s.gen <= serving) then
       coro.spawn(call, s.fn, data, topic, kind)
     end
   end
@@ -129,7 +136,8 @@ end
 
 -- the master's half (master/plugins.lua): attached before the app, so that the master takes
 -- a worker's publish whatever the master's own code requires
-local function attach()
+local function attach(master)
+  serving_generation = master and master.generation
   init()
 end
 
@@ -149,6 +157,9 @@ function sub_mt:cancel()
     return true
   end
   self.cancelled = true
+  if self.stopper then
+    runtime.master_timers[self.stopper] = nil
+  end
   local topic = self.topic
   local list = subs[topic]
   if not list then
@@ -180,6 +191,15 @@ function _M.subscribe(topic, fn)
   end
   init()
   local s = setmetatable({ topic = topic, fn = fn }, sub_mt)
+  if runtime.role == "master" then
+    -- the code that subscribes: the new one while a reload stages its top level, else the serving one
+    local gen = runtime.staging and runtime.code_generation
+      or (serving_generation and serving_generation() or runtime.code_generation)
+    s.gen = gen
+    -- (a key of the weak table: kept while s is, which the topic's list holds until cancelled)
+    s.stopper = { _gen = gen, stop = function() s:cancel() end }
+    runtime.master_timers[s.stopper] = true
+  end
   local list = subs[topic]
   if not list then
     list = {}
