@@ -11,13 +11,17 @@
  *   core.ps_handler(fn)               fn(topic, data, kind, from_worker) for this process's Lua
  *   core.ps_attach(ipc)               a worker: its channel to the master
  *   core.ps_local(topic, on)          this process's Lua has (no more) subscribers of topic
- *   core.ps_publish(topic, data, op)  -> n | nil, err: master: forwarded to n workers;
- *                                     worker: sent to the master (n = 1)
+ *   core.ps_publish(topic, data, op [, max]) -> n | nil, err: master: forwarded to n workers;
+ *                                     worker: sent to the master (n = 1). A publish whose topic
+ *                                     and data are over max_message_size (a worker: its channel's;
+ *                                     the master: max, its setup's) is refused here: every
+ *                                     channel would skip it (ipc.c), and the caller is told
  *   core.ps_bridge(on), core.ps_stats() -> {...}, core.ps_topics() -> { topic = workers }
  * Owns: the state (rt->ps), its topic table and the handler's reference; freed by lc_ps_free. */
 #include "pubsub.h"
 #include "ipc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,14 +100,21 @@ static void master_drop(lc_ps *ps, lc_ps_topic *e, lc_ipc *ch) {
   if (!active(e)) lc_ps_unlink(&ps->topics, e);
 }
 
-/* the publish h + payload to every worker with subscribers of its topic: how many took it */
+/* the publish h + payload to every worker with subscribers of its topic: how many took it.
+ * Not to a worker whose max_message_size is smaller (a reload's generation may have another):
+ * its channel would skip the frame */
 static size_t master_forward(lc_ps *ps, const lc_frame_header *h, const char *payload) {
   lc_ps_topic *e = lc_ps_get(&ps->topics, payload, h->seq, 0);
-  size_t n = 0;
+  size_t n = 0, over = 0;
   ps->published++;
   if (e == NULL) return 0;
-  for (size_t i = 0; i < e->n; i++)
-    if (lc_ipc_send_frame(e->items[i], h, payload) == 0) n++;
+  for (size_t i = 0; i < e->n; i++) {
+    if (h->len > lc_ipc_max_frame(e->items[i])) over++;
+    else if (lc_ipc_send_frame(e->items[i], h, payload) == 0) n++;
+  }
+  if (over > 0)
+    lc_log(ps->rt, "warn: pubsub: a publish of %lu bytes (topic and data) is over the max_message_size of %zu worker%s;"
+           " not sent there", (unsigned long)h->len, over, over == 1 ? "" : "s");
   ps->forwarded += (double)n;
   return n;
 }
@@ -226,8 +237,19 @@ static int f_publish(lua_State *L) {
   lua_Integer op = luaL_checkinteger(L, 3);
   luaL_argcheck(L, tlen > 0, 1, "empty topic");
   luaL_argcheck(L, op == 1 || op == 2, 3, "opcode 1 or 2");
-  if (tlen > LC_MAX_FRAME_PAYLOAD || dlen > LC_MAX_FRAME_PAYLOAD - tlen)
-    return lc_push_fail(L, 0, "the publish is over the largest message");
+  size_t max = LC_IPC_DEFAULT_MAX_FRAME;
+  if (ps->attached) {
+    if (ps->up) max = lc_ipc_max_frame(ps->up);
+  } else if (!lua_isnoneornil(L, 4)) {
+    lua_Number m = luaL_checknumber(L, 4);
+    max = m >= 0 && m < (lua_Number)LC_MAX_FRAME_PAYLOAD ? (size_t)m : LC_MAX_FRAME_PAYLOAD;
+  }
+  if (tlen > max || dlen > max - tlen) {
+    char msg[160];   /* (lua_pushfstring has no %zu) */
+    snprintf(msg, sizeof msg, "the publish (%zu bytes: topic and data) is over max_message_size (%zu bytes)",
+             tlen > SIZE_MAX - dlen ? SIZE_MAX : tlen + dlen, max);
+    return lc_push_fail(L, 0, "%s", msg);
+  }
   lc_frame_header h = {(uint32_t)(tlen + dlen), LC_KIND_PS_PUB, 0, (uint32_t)op, (uint32_t)tlen};
   char stack[512];
   char *p = tlen + dlen <= sizeof stack ? stack : malloc(tlen + dlen);

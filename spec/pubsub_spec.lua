@@ -335,6 +335,46 @@ end
     assert.equal(3, p:count("pubsub subscriber failed", true), p:output())
   end)
 
+  it("a publish over max_message_size (topic and data) returns nil, err in a worker and in the master, and reaches nobody", function()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+local LIMIT = 65536
+if cluster.is_master then
+  cluster.setup{ workers = 1, max_message_size = LIMIT }
+  pubsub.subscribe("big", function(d) say("master got " .. #d) end)
+  cluster.on("message", function(w, msg)
+    if msg == "subscribed" then
+      say("master fits " .. tostring(pubsub.publish("big", string.rep("m", LIMIT - 3))))
+      say("master over", pubsub.publish("big", string.rep("m", LIMIT - 2)))
+      w:send("go")
+    elseif msg == "done" then
+      timer.after(300, function() cluster.stop() end)
+    end
+  end)
+else
+  local me = cluster.worker
+  pubsub.subscribe("big", function(d) say("worker got " .. #d) end)
+  me:on("message", function()
+    say("worker over", pubsub.publish("big", string.rep("w", LIMIT - 2), "binary"))
+    say("worker fits " .. tostring(pubsub.publish("big", string.rep("w", LIMIT - 3))))
+    timer.after(500, function() me:send("done") end)
+  end)
+  me:send("subscribed")
+end
+]]
+    local p = H.start_app(src, { "-w", 1 })
+    assert.equal(0, (p:wait(20000)), p:output())
+    local out = p:stdout()
+    assert.equal(1, p:count("master fits true\n", true), out)
+    assert.equal(1, p:count("worker fits true\n", true), out)
+    assert.truthy(out:find("master over nil [^\n]*65537 bytes[^\n]*max_message_size %(65536"), out)
+    assert.truthy(out:find("worker over nil [^\n]*65537 bytes[^\n]*max_message_size %(65536"), out)
+    assert.equal(2, p:count("master got 65533\n", true), out)
+    assert.equal(2, p:count("worker got 65533\n", true), out)
+    assert.equal(0, p:count("got 65534", true), out)
+    assert.equal(0, p:count("skipped", true), p:output()) -- no frame the channel had to skip
+  end)
+
   it("raises on bad arguments", function()
     local src = [[
 local pubsub = require("luacluster.pubsub")

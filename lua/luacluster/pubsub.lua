@@ -39,6 +39,7 @@ local subs = {}
 local OPCODE = { text = 1, binary = 2 }
 local bridge -- the master: pubsub.set_bridge's, or nil
 local serving_generation -- the master: master/core.lua's generation() (attach), the code that serves
+local master_config -- the master: master/core.lua's config() (attach): its max_message_size
 
 
 local function check_topic(fname, topic)
@@ -138,6 +139,7 @@ end
 -- a worker's publish whatever the master's own code requires
 local function attach(master)
   serving_generation = master and master.generation
+  master_config = master and master.config
   init()
 end
 
@@ -229,21 +231,27 @@ local function check_publish(fname, topic, data, kind)
 end
 
 
--- a publish to this host's subscribers: the master's own at once (and to the bridge when
--- bridged), the workers' through the runtime -> n | nil, err
+-- a publish to this host's subscribers: the workers' through the runtime, then in the master
+-- its own (and the bridge when bridged) -> n | nil, err (over max_message_size: nobody has it)
 local function publish_here(topic, data, kind, bridged)
   init()
-  if runtime.role == "master" then
-    deliver(topic, data, kind)
-    if bridged then
-      to_bridge(topic, data, kind)
-    end
+  if runtime.role ~= "master" then
+    return ps_publish(topic, data, OPCODE[kind])
   end
-  return ps_publish(topic, data, OPCODE[kind])
+  local n, err = ps_publish(topic, data, OPCODE[kind], master_config and master_config().max_message_size)
+  if not n then
+    return nil, err
+  end
+  deliver(topic, data, kind)
+  if bridged then
+    to_bridge(topic, data, kind)
+  end
+  return n
 end
 
 
--- pubsub.publish(topic, data [, kind]) -> true | nil, err (a worker whose master is gone)
+-- pubsub.publish(topic, data [, kind]) -> true | nil, err (a worker whose master is gone; topic
+-- and data over max_message_size)
 function _M.publish(topic, data, kind)
   in_cluster("publish")
   local n, err = publish_here(topic, data, check_publish("publish", topic, data, kind), true)
@@ -255,9 +263,13 @@ end
 
 
 -- master: a publish made on another host, to this host's subscribers (not to the bridge)
+-- -> true | nil, err (over this host's max_message_size)
 function _M.deliver_remote(topic, data, kind)
   master_only("deliver_remote")
-  publish_here(topic, data, check_publish("deliver_remote", topic, data, kind), false)
+  local n, err = publish_here(topic, data, check_publish("deliver_remote", topic, data, kind), false)
+  if not n then
+    return nil, err
+  end
   return true
 end
 
