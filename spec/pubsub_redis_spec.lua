@@ -406,6 +406,57 @@ describe("pubsub = { redis = } naming a port where no Redis answers", function()
     H.cleanup()
   end)
 
+  it("backs off from a Redis that answers the subscription and then closes it at once (a link that flaps), not a loop", function()
+    -- a "Redis" that answers CLIENT SETNAME and PSUBSCRIBE, then closes the subscription
+    local fake = [=[
+import socket, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(64)
+def serve(c):
+    f = c.makefile("rb")
+    try:
+        while True:
+            line = f.readline()
+            if not line: return
+            n = int(line[1:]); args = []
+            for _ in range(n):
+                size = int(f.readline()[1:]); args.append(f.read(size + 2)[:-2])
+            if args[0].upper() == b"CLIENT": c.sendall(b"+OK\r\n")
+            elif args[0].upper() == b"PSUBSCRIBE":
+                p = args[1]
+                c.sendall(b"*3\r\n$10\r\npsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(p), p))
+                return
+            else: c.sendall(b":0\r\n")
+    except Exception: return
+    finally: c.close()
+while True:
+    c, _ = srv.accept(); print("accepted", flush=True)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+]=]
+    local port = H.free_port()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/fake.py", fake)
+    local srv = H.spawn({ "/usr/bin/python3", dir .. "/fake.py", tostring(port) }, { dir = dir })
+    assert(H.wait_listening(port, 10000), srv:output())
+    local p = H.start_app([[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1, pubsub = { redis = "127.0.0.1:" .. process.argv[1] } }
+  pubsub.subscribe("t", function(d) say("master got " .. d) end)
+  timer.every(300, function() pubsub.publish("t", "tick") end)
+end
+]], {}, { args = { port } })
+    assert(p:wait_output("does not answer", 10000, true), p:output())
+    local before = srv:count("accepted", true)
+    H.sleep(3000)
+    -- two connections a try; a try at 100, 200, 400 ... 3000 ms: a handful in 3 s (a loop: dozens)
+    local tries = (srv:count("accepted", true) - before) / 2
+    assert(tries >= 1 and tries <= 6, tries .. " tries in 3 s\n" .. p:output())
+    assert(p:count("does not answer", true) <= 7, p:output())
+    assert(p:count("master got tick", true) >= 5, p:output())
+    srv:stop()
+  end)
+
   it("delivers locally, logs once, and tries again with backoff, not in a loop", function()
     local port = H.free_port()
     local web = H.spawn({ "/usr/bin/python3", "-m", "http.server", tostring(port), "--bind", "127.0.0.1" },

@@ -19,7 +19,9 @@
 -- While Redis does not answer (refused, closed, a reply no Redis gives, silence past a PING),
 -- both connections are closed, publishes reach this host's subscribers only (other hosts miss
 -- them: pub/sub keeps nothing), the outage is logged once, and both connections are made again
--- (100 ms, doubling to 3 s between attempts); the next line says when it answers again.
+-- (100 ms, doubling to 3 s between attempts); the next line says when it answers again, once the
+-- link has stayed up for a second (a Redis or a proxy that accepts and closes at once is one
+-- outage, tried with the same backoff, not a reconnect loop logging two lines a try).
 -- A PUBLISH that Redis refuses (an error reply: an ACL without it) is logged once per link; the
 -- link stays. Publishes made before the first connection is up wait for it. At most 16 MiB of publishes wait
 -- for Redis (a burst faster than Redis takes them): the later ones stay on this host (logged
@@ -38,6 +40,7 @@ local _M = {}
 local TIMEOUT_MS = 2000        -- connect, a write, a reply to a command
 local PING_MS = 5000           -- silence on the subscription before a PING; as long again: down
 local BACKOFF_FIRST_MS, BACKOFF_MAX_MS = 100, 3000
+local STABLE_MS = 1000         -- a link up this long is back (logged, backoff reset); shorter: the outage goes on
 local QUEUE_MAX_BYTES = 16 * 1048576 -- publishes waiting for Redis, beyond which they stay here
 local DEFAULT_PREFIX = "luacluster:"
 local VERSION = "\1"
@@ -325,6 +328,16 @@ local function send_queue(l, epoch)
 end
 
 
+-- an outage ends once the link that came back has stayed up STABLE_MS
+local function confirm(l, epoch)
+  timer.sleep(STABLE_MS)
+  if l.epoch == epoch and l.state == "up" and l.down then
+    log.info("pubsub: Redis at " .. l.addr .. " answers again; publishes cross hosts again")
+    l.down = nil
+  end
+end
+
+
 -- the link's life: connect, listen, and again after a failure (with backoff), until stopped
 local function run(l)
   local backoff = BACKOFF_FIRST_MS
@@ -333,10 +346,9 @@ local function run(l)
     local err = connect(l, epoch)
     if not err and l.epoch == epoch then
       l.state = "up"
-      backoff = BACKOFF_FIRST_MS
+      local up_at = timer.now()
       if l.down then
-        log.info("pubsub: Redis at " .. l.addr .. " answers again; publishes cross hosts again")
-        l.down = nil
+        coro.spawn(confirm, l, epoch)
       elseif not l.announced then
         log.info("pubsub: publishes cross hosts through Redis at " .. l.addr .. " (" .. l.pattern .. ")")
       end
@@ -346,6 +358,9 @@ local function run(l)
         coro.spawn(send_queue, l, epoch)
       end
       err = listen(l, epoch)
+      if timer.now() - up_at >= STABLE_MS then
+        backoff = BACKOFF_FIRST_MS
+      end
     end
     fail(l, epoch, err)
     if l.stopped then
