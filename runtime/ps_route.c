@@ -314,5 +314,7 @@ void lc_open_ps(lua_State *L) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);
   }
+  lua_pushnumber(L, (lua_Number)LC_IPC_DEFAULT_MAX_FRAME);   /* max_message_size's default */
+  lua_setfield(L, -2, "ps_default_max");
   lc_open_ws_fanout(L);
 }

@@ -325,6 +325,57 @@ end
     assert.equal(1, a:count("bytes of publishes wait for Redis", true), a:output())
   end)
 
+  it("a message from Redis over this host's max_message_size is not delivered (logged once) and not held in memory; the link stays", function()
+    local dir = H.tmpdir()
+    local p = H.start_app([[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1, max_message_size = 65536, pubsub = { redis = "127.0.0.1:" .. process.argv[1], prefix = "spec:" } }
+  pubsub.subscribe("chat", function(d) say("master got " .. #d) end)
+else
+  pubsub.subscribe("chat", function(d) say("worker got " .. #d) end)
+  say("worker subscribed")
+end
+]], {}, { args = { rport } })
+    assert(p:wait_output("worker subscribed", 20000), p:output())
+    assert(H.wait_for(function()
+      local s = named(rport, "luacluster-pubsub-" .. p.pid)
+      return #s == 1 and s[1].psub == 1
+    end, 10000), p:output())
+    H.sleep(300)
+    -- another host's publishes (its format: version, kind, an origin that is not ours, the data)
+    local function publish(size, what)
+      local f = assert(io.open(dir .. "/msg", "wb"))
+      f:write("\1t", "ORIGIN42")
+      local chunk = string.rep(what, 1048576)
+      local left = size
+      while left > 0 do
+        f:write(chunk:sub(1, math.min(left, #chunk)))
+        left = left - #chunk
+      end
+      f:close()
+      H.sh("redis-cli -p " .. rport .. " -x PUBLISH spec:chat < " .. dir .. "/msg")
+    end
+    publish(1000, "a")
+    assert(p:wait_output("worker got 1000", 10000), p:output())
+    publish(70000, "b")                 -- over 65536: nobody
+    -- Redis configured to send a subscriber any backlog (its default closes one past 32 MB)
+    H.sh("redis-cli -p " .. rport .. " CONFIG SET client-output-buffer-limit 'pubsub 0 0 0'")
+    publish(150 * 1048576, "c")         -- 150 MiB: read and dropped, not held
+    publish(2000, "d")
+    assert(p:wait_output("worker got 2000", 30000), p:output())
+    local out = p:stdout()
+    assert.equal(1, p:count("master got 1000\n", true), out)
+    assert.equal(1, p:count("master got 2000\n", true), out)
+    assert.equal(0, p:count("got 70000", true), out)
+    assert.equal(0, p:count("got 157286400", true), out)
+    assert.equal(1, p:count("over this host's max_message_size", true), p:output())
+    assert.equal(0, p:count("does not answer", true), p:output())
+    local hwm = tonumber(H.read_file("/proc/" .. p.pid .. "/status"):match("VmHWM:%s*(%d+)"))
+    assert(hwm < 100 * 1024, "the master's peak RSS: " .. hwm .. " kB\n" .. p:output())
+    p:stop()
+  end)
+
   it("keeps one subscription connection per master across a reload, and delivers to the new generation", function()
     local a, b = two_hosts()
     local sub_before = named(rport, "luacluster-pubsub-" .. a.pid)[1].id

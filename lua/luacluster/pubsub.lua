@@ -238,7 +238,7 @@ local function publish_here(topic, data, kind, bridged)
   if runtime.role ~= "master" then
     return ps_publish(topic, data, OPCODE[kind])
   end
-  local n, err = ps_publish(topic, data, OPCODE[kind], master_config and master_config().max_message_size)
+  local n, err = ps_publish(topic, data, OPCODE[kind], _M.max_size())
   if not n then
     return nil, err
   end
@@ -271,6 +271,12 @@ function _M.deliver_remote(topic, data, kind)
     return nil, err
   end
   return true
+end
+
+
+-- master: the largest publish (topic and data) this host takes: its max_message_size
+function _M.max_size()
+  return master_config and master_config().max_message_size or core.ps_default_max
 end
 
 
@@ -317,6 +323,7 @@ return {
   topics = _M.topics,
   set_bridge = _M.set_bridge,
   deliver_remote = _M.deliver_remote,
+  max_size = _M.max_size, -- (master/pubsub_redis.lua: what it reads from Redis)
   ready_for_sockets = _M.ready_for_sockets,
   deliver = deliver,
   attach = attach, -- the master's half (master/plugins.lua)

@@ -22,7 +22,8 @@
 -- (100 ms, doubling to 3 s between attempts); the next line says when it answers again, once the
 -- link has stayed up for a second (a Redis or a proxy that accepts and closes at once is one
 -- outage, tried with the same backoff, not a reconnect loop logging two lines a try).
--- A PUBLISH that Redis refuses (an error reply: an ACL without it) is logged once per link; the
+-- A message over this host's max_message_size (topic and data) is read in 1 MiB pieces and
+-- dropped, not held (logged once per link). A PUBLISH that Redis refuses (an error reply: an ACL without it) is logged once per link; the
 -- link stays. Publishes made before the first connection is up wait for it. At most 16 MiB of publishes wait
 -- for Redis (a burst faster than Redis takes them): the later ones stay on this host (logged
 -- once until the queue is empty again).
@@ -47,12 +48,14 @@ local VERSION = "\1"
 local KIND_TAG = { text = "t", binary = "b" }
 local TAG_KIND = { t = "text", b = "binary" }
 local HEADER_LEN = 10          -- version, kind, origin
+local DISCARD_CHUNK = 1048576  -- a string from Redis over what this host takes is read in pieces this big
+local TOO_BIG = {}             -- reply()'s value for such a string (dropped as it was read)
 
 local command, shown = jobs_redis.command, jobs_redis.shown
 
 local origin       -- this master's 8 random bytes
 local link         -- the link in force | nil
-local counts = { sent = 0, received = 0, dropped = 0, refused = 0, own = 0, foreign = 0 }
+local counts = { sent = 0, received = 0, dropped = 0, refused = 0, own = 0, foreign = 0, too_big = 0 }
 
 
 -- cluster.setup{ pubsub = } -> nil | what is wrong with it
@@ -127,8 +130,9 @@ local function fail(l, epoch, err)
 end
 
 
--- the rest of a reply whose first line is line -> value (a string, a number, an array) | nil, err
-local function reply(sock, line)
+-- the rest of a reply whose first line is line -> value (a string, a number, an array) | nil, err;
+-- a string longer than max (default: any length) is read and dropped: TOO_BIG
+local function reply(sock, line, max)
   local t, rest = line:sub(1, 1), line:sub(2)
   if t == "*" or t == "$" or t == ":" then
     local n = tonumber(rest)
@@ -140,6 +144,17 @@ local function reply(sock, line)
     elseif t == "$" then
       if n < 0 then
         return false
+      end
+      if max and n > max then
+        local left = n + 2
+        while left > 0 do
+          local d, err = sock:read(math.min(left, DISCARD_CHUNK))
+          if not d then
+            return nil, err or "closed"
+          end
+          left = left - #d
+        end
+        return TOO_BIG
       end
       local d, err = sock:read(n + 2)
       if not d or #d ~= n + 2 then
@@ -153,7 +168,7 @@ local function reply(sock, line)
       if not l2 then
         return nil, err
       end
-      local v, verr = reply(sock, l2)
+      local v, verr = reply(sock, l2, max)
       if v == nil then
         return nil, verr
       end
@@ -237,12 +252,26 @@ local function connect(l, epoch)
 end
 
 
+-- a message over this host's max_message_size: counted, logged once per link
+local function too_big(l, err)
+  counts.too_big = counts.too_big + 1
+  if not l.too_big then
+    l.too_big = true
+    log.warn("pubsub: a publish from Redis at " .. l.addr .. " is over this host's max_message_size ("
+      .. pubsub.max_size() .. " bytes, topic and data): not delivered here" .. (err and " (" .. err .. ")" or ""))
+  end
+end
+
+
 -- one message from the subscription: another host's publish -> delivered here
 local function on_message(l, msg)
   if msg[1] ~= "pmessage" then
     return -- "pong" (our PING's answer)
   end
   local channel, payload = msg[3], msg[4]
+  if channel == TOO_BIG or payload == TOO_BIG then
+    return too_big(l)
+  end
   if type(channel) ~= "string" or type(payload) ~= "string" then
     return
   end
@@ -257,7 +286,10 @@ local function on_message(l, msg)
     return
   end
   counts.received = counts.received + 1
-  pubsub.deliver_remote(channel:sub(#l.prefix + 1), payload:sub(HEADER_LEN + 1), kind)
+  local ok, err = pubsub.deliver_remote(channel:sub(#l.prefix + 1), payload:sub(HEADER_LEN + 1), kind)
+  if not ok then
+    too_big(l, err)
+  end
 end
 
 
@@ -278,7 +310,8 @@ local function listen(l, epoch)
       end
     else
       pinged = false
-      local msg, rerr = reply(sub, line)
+      -- (a channel is the prefix and a topic, a message our header and data: what this host takes)
+      local msg, rerr = reply(sub, line, pubsub.max_size() + HEADER_LEN + #l.prefix)
       if msg == nil then
         return rerr
       end
@@ -466,10 +499,10 @@ end
 
 -- publishes sent to Redis, received from other hosts, dropped (Redis down or behind), refused
 -- (an error reply to PUBLISH), own (this master's, come back), foreign (not published by a
--- luacluster master); and the state
+-- luacluster master), too_big (over this host's max_message_size); and the state
 function _M.stats()
   return { sent = counts.sent, received = counts.received, dropped = counts.dropped, refused = counts.refused,
-    own = counts.own, foreign = counts.foreign, state = link and link.state or "off" }
+    own = counts.own, foreign = counts.foreign, too_big = counts.too_big, state = link and link.state or "off" }
 end
 
 
