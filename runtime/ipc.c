@@ -145,6 +145,8 @@ lc_rt *lc_ipc_rt(const lc_ipc *ch) { return ch->base.rt; }
 
 size_t lc_ipc_max_frame(const lc_ipc *ch) { return ch->max_frame; }
 
+size_t lc_ipc_queued(const lc_ipc *ch) { return lc_wq_queued(&ch->wq); }
+
 static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle,
                              uint32_t conn_seq) {
   if (ch->closing) return UV_EPIPE;

@@ -7,6 +7,9 @@
  * and hands each PS_PUB to its WebSockets and, when it has Lua subscribers of the topic, to
  * the Lua handler fn(topic, data, kind). The master's Lua gets a publish from a worker when it
  * has subscribers of the topic, or always once a bridge is set (core.ps_bridge).
+ * A worker that does not read its channel (stopped, stuck in a loop) is given no publish while
+ * more than LC_PS_MAX_CHANNEL_QUEUED bytes wait for it (dropped, counted, logged at most every
+ * 10 s): the master's memory stays bounded, the other workers go on.
  * Lua binding (luacluster.pubsub is its only user):
  *   core.ps_handler(fn)               fn(topic, data, kind, from_worker) for this process's Lua
  *   core.ps_attach(ipc)               a worker: its channel to the master
@@ -39,7 +42,12 @@ struct lc_ps {
   double received;      /* worker: publishes from the master */
   double delivered;     /* worker: frames queued on WebSockets */
   double slow_closed;   /* worker: WebSockets closed by the backlog rule */
+  double dropped;       /* master: publishes not given to a worker that does not read */
+  double drop_logged;   /* master: dropped at the last log line */
+  uint64_t drop_log_at; /* master: loop time of that line */
 };
+
+#define DROP_LOG_MS 10000
 
 lc_ps *lc_ps_of(lc_rt *rt) {
   if (rt->ps == NULL) {
@@ -105,16 +113,31 @@ static void master_drop(lc_ps *ps, lc_ps_topic *e, lc_ipc *ch) {
  * its channel would skip the frame */
 static size_t master_forward(lc_ps *ps, const lc_frame_header *h, const char *payload) {
   lc_ps_topic *e = lc_ps_get(&ps->topics, payload, h->seq, 0);
-  size_t n = 0, over = 0;
+  size_t n = 0, over = 0, behind = 0;
   ps->published++;
   if (e == NULL) return 0;
   for (size_t i = 0; i < e->n; i++) {
-    if (h->len > lc_ipc_max_frame(e->items[i])) over++;
-    else if (lc_ipc_send_frame(e->items[i], h, payload) == 0) n++;
+    lc_ipc *ch = e->items[i];
+    size_t max = lc_ipc_max_frame(ch), bound = LC_PS_MAX_CHANNEL_QUEUED;
+    if (max <= SIZE_MAX / 2 && 2 * max > bound) bound = 2 * max;
+    if (h->len > max) over++;
+    else if (lc_ipc_queued(ch) > bound) behind++;
+    else if (lc_ipc_send_frame(ch, h, payload) == 0) n++;
   }
   if (over > 0)
     lc_log(ps->rt, "warn: pubsub: a publish of %lu bytes (topic and data) is over the max_message_size of %zu worker%s;"
            " not sent there", (unsigned long)h->len, over, over == 1 ? "" : "s");
+  if (behind > 0) {
+    ps->dropped += (double)behind;
+    uint64_t now = uv_now(&ps->rt->loop);
+    if (ps->drop_logged == 0 || now - ps->drop_log_at >= DROP_LOG_MS) {
+      lc_log(ps->rt, "warn: pubsub: a worker has over %zu MiB of publishes it has not read (stopped, or its loop stuck?);"
+             " publishes to it are dropped until it reads (%.0f dropped since the last line)",
+             (size_t)(LC_PS_MAX_CHANNEL_QUEUED >> 20), ps->dropped - ps->drop_logged);
+      ps->drop_logged = ps->dropped;
+      ps->drop_log_at = now;
+    }
+  }
   ps->forwarded += (double)n;
   return n;
 }
@@ -279,12 +302,13 @@ static int f_bridge(lua_State *L) {
 
 static int f_stats(lua_State *L) {
   lc_ps *ps = check_ps(L);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushnumber(L, ps->published); lua_setfield(L, -2, "published");
   lua_pushnumber(L, ps->forwarded); lua_setfield(L, -2, "forwarded");
   lua_pushnumber(L, ps->received); lua_setfield(L, -2, "received");
   lua_pushnumber(L, ps->delivered); lua_setfield(L, -2, "delivered");
   lua_pushnumber(L, ps->slow_closed); lua_setfield(L, -2, "slow_closed");
+  lua_pushnumber(L, ps->dropped); lua_setfield(L, -2, "dropped");
   lua_pushnumber(L, (lua_Number)ps->topics.count); lua_setfield(L, -2, "topics");
   return 1;
 }

@@ -55,6 +55,9 @@ void lc_open_ps(lua_State *L);
 
 /* ---- ws_fanout.c ---- */
 #define LC_WS_FANOUT_MAX_QUEUED ((size_t)4 << 20)   /* the backlog rule: see ws_fanout.c */
+/* the master's rule for a worker that does not read its channel (stopped, or a loop stuck):
+ * past this many bytes (or twice its max_message_size) not taken, it is given no publish */
+#define LC_PS_MAX_CHANNEL_QUEUED ((size_t)128 << 20)
 typedef struct lc_ws_sub lc_ws_sub;
 /* queues one framed publish on every WebSocket of worker topic e */
 void lc_ws_fanout(lc_ps *ps, lc_ps_topic *e, unsigned opcode, const char *data, size_t len);

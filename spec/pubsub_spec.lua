@@ -375,6 +375,71 @@ end
     assert.equal(0, p:count("skipped", true), p:output()) -- no frame the channel had to skip
   end)
 
+  it("a worker that does not read its channel (stopped) costs the master a bounded queue: publishes to it past 128 MiB are dropped (logged), a worker that reads gets all", function()
+    local dir = H.tmpdir()
+    local src = [[
+local pubsub = require("luacluster.pubsub")
+local DIR = "]] .. dir .. [["
+local function take(name)
+  local f = io.open(DIR .. "/" .. name)
+  if f then f:close() os.remove(DIR .. "/" .. name) return true end
+end
+if cluster.is_master then
+  cluster.setup{ workers = 2 }
+  local chunk = string.rep("x", 1048576)
+  timer.every(20, function()
+    if take("flood") then
+      local n = 0
+      local t
+      t = timer.every(10, function() -- (100 MB/s: a worker that reads keeps up)
+        n = n + 1
+        pubsub.publish("flood", chunk)
+        if n >= 300 then
+          t:stop()
+          pubsub.publish("flood", "end")
+          say("flooded dropped=" .. pubsub.stats().dropped)
+        end
+      end)
+    elseif take("end") then
+      pubsub.publish("flood", "end")
+    end
+  end)
+else
+  local me = cluster.worker
+  local got = 0
+  pubsub.subscribe("flood", function(d)
+    if d == "end" then say("w" .. me.id .. " got " .. got .. " then end") else got = got + 1 end
+  end)
+  say("pid " .. me.id .. " " .. me.pid)
+end
+]]
+    local p = H.start_app(src, { "-w", 2 })
+    assert.truthy(p:wait_output("pid 1 %d+", 20000), p:output())
+    assert.truthy(p:wait_output("pid 2 %d+", 20000), p:output())
+    H.sleep(300)
+    local pid2 = tonumber(p:stdout():match("pid 2 (%d+)"))
+    H.sh("kill -STOP " .. pid2)
+    H.write_file(dir .. "/flood", "")
+    assert.truthy(p:wait_output("flooded dropped=", 60000), p:output())
+    local hwm = tonumber(H.read_file("/proc/" .. p.pid .. "/status"):match("VmHWM:%s*(%d+)"))
+    H.sh("kill -CONT " .. pid2)
+    assert.truthy(p:wait_output("w1 got 300 then end", 30000), p:output())
+    H.sleep(1000) -- (worker 2 reads what was queued for it)
+    H.write_file(dir .. "/end", "")
+    assert.truthy(p:wait_output("w2 got %d+ then end", 30000), p:output())
+    local out = p:stdout()
+    local got2 = tonumber(out:match("w2 got (%d+) then end"))
+    assert(got2 >= 50 and got2 < 300, got2 .. "\n" .. out)
+    assert.equal(300 - got2 + 1, tonumber(out:match("flooded dropped=(%d+)")), out) -- (its first "end" too)
+    assert(p:count("publishes to it are dropped", true) >= 1, p:output())
+    assert.equal(2, p:count("w1 got 300 then end\n", true), out) -- (both "end"s)
+    assert.equal(2, p:count("w1 got ", true), out)
+    if not os.getenv("ASAN_OPTIONS") then -- (ASan's quarantine keeps freed memory)
+      assert(hwm < 240 * 1024, "the master's peak RSS: " .. hwm .. " kB")
+    end
+    p:stop()
+  end)
+
   it("raises on bad arguments", function()
     local src = [[
 local pubsub = require("luacluster.pubsub")

@@ -209,6 +209,7 @@ function _M.render()
   family(out, "luacluster_worker_pubsub_slow_closed_total", "counter", "Subscribed WebSockets closed with 1008 for a backlog over 4 MiB.")
   family(out, "luacluster_pubsub_publishes_total", "counter", "Publishes the master routed (from the master, the workers and other hosts).")
   family(out, "luacluster_pubsub_forwarded_total", "counter", "Publish frames the master forwarded to workers with subscribers.")
+  family(out, "luacluster_pubsub_dropped_total", "counter", "Publish frames not given to a worker with over 128 MiB of them unread.")
   -- shared dictionaries (label dict), read without their locks
   family(out, "luacluster_shared_dict_capacity_bytes", "gauge", "A shared dictionary's size.")
   family(out, "luacluster_shared_dict_used_bytes", "gauge", "Bytes of a shared dictionary's memory in use.")
@@ -238,6 +239,7 @@ function _M.render()
   local ps = core.ps_stats()
   sample(F.luacluster_pubsub_publishes_total, nil, nil, ps.published)
   sample(F.luacluster_pubsub_forwarded_total, nil, nil, ps.forwarded)
+  sample(F.luacluster_pubsub_dropped_total, nil, nil, ps.dropped)
   worker_series(out, items, core.http_stats().bounds)
   jobs.series(out, family, sample) -- cluster.job: runs, failures, skipped, duration per job
   for _, d in ipairs(shdict.stats()) do
