@@ -26,7 +26,7 @@
 -- dropped, not held (logged once per link). A PUBLISH that Redis refuses (an error reply: an ACL without it) is logged once per link; the
 -- link stays. Publishes made before the first connection is up wait for it. At most 16 MiB of publishes wait
 -- for Redis (a burst faster than Redis takes them): the later ones stay on this host (logged
--- once until the queue is empty again).
+-- once until the queue is empty again); a single publish over 16 MiB always does (logged once).
 -- A reload keeps the link as it is when the option is unchanged, else closes it and opens the
 -- new one; stop closes it.
 local coro = require("luacluster.lib.coro")
@@ -412,6 +412,15 @@ end
 local function publish(topic, data, kind)
   local l = link
   if not l then
+    return
+  end
+  if #data > QUEUE_MAX_BYTES then -- never crosses (and would outgrow a Redis subscriber's 32 MB output limit)
+    counts.dropped = counts.dropped + 1
+    if not l.big then
+      l.big = true
+      log.warn("pubsub: a publish of " .. #data .. " bytes is over the " .. QUEUE_MAX_BYTES .. " bytes that may wait"
+        .. " for Redis at " .. l.addr .. "; publishes that big reach this host's subscribers only")
+    end
     return
   end
   if l.state == "down" or l.queued + #data > QUEUE_MAX_BYTES then
