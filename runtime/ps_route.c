@@ -147,6 +147,7 @@ void lc_ps_channel_gone(lc_rt *rt, lc_ipc *ch) {
   if (ps == NULL) return;
   if (ch == ps->up) ps->up = NULL;
   if (ps->attached) return;
+  ps->topics.walking = 1;   /* (a topic left empty is unlinked: the buckets stay as they are until the end) */
   for (size_t b = 0; b < ps->topics.nbuckets; b++) {
     lc_ps_topic *e = ps->topics.buckets[b];
     while (e) {
@@ -155,6 +156,8 @@ void lc_ps_channel_gone(lc_rt *rt, lc_ipc *ch) {
       e = next;
     }
   }
+  ps->topics.walking = 0;
+  lc_ps_shrink(&ps->topics);
 }
 
 /* ---- frames ---- */
