@@ -2,12 +2,7 @@
  * spec/ps_topics_spec.lua one case at a time: `test_ps_topics CASE` prints "ok CASE" and exits
  * 0, or names the failed check and exits 1. */
 #include "../pubsub.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); exit(1); } } while (0)
+#include "test_cases.h"
 
 static size_t name_of(char *out, size_t i) { return (size_t)sprintf(out, "topic/%zu", i); }
 
@@ -85,17 +80,6 @@ static void t_walk(void) {
 }
 
 int main(int argc, char **argv) {
-  static const struct { const char *name; void (*fn)(void); } cases[] = {
-    { "basic", t_basic }, { "shrink", t_shrink }, { "walk", t_walk },
-  };
-  if (argc != 2) { fprintf(stderr, "usage: test_ps_topics CASE\n"); return 2; }
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    if (strcmp(argv[1], cases[i].name) == 0) {
-      cases[i].fn();
-      printf("ok %s\n", cases[i].name);
-      return 0;
-    }
-  }
-  fprintf(stderr, "no case %s\n", argv[1]);
-  return 2;
+  static const lc_test_case cases[] = { { "basic", t_basic }, { "shrink", t_shrink }, { "walk", t_walk } };
+  return lc_test_run(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
