@@ -292,8 +292,8 @@ function _M.set_bridge(b)
 end
 
 
--- pubsub.stats() -> this process's counters: the master's published (publishes routed) and
--- forwarded (frames to workers); a worker's published (sent), received (from the master),
+-- pubsub.stats() -> this process's counters: the master's published (publishes routed),
+-- forwarded (frames to workers) and dropped (not given to a worker that does not read); a worker's published (sent), received (from the master),
 -- delivered (queued on WebSockets) and slow_closed (WebSockets closed by the backlog rule)
 function _M.stats()
   return ps_stats()
