@@ -100,9 +100,15 @@ describe("pubsub across hosts through Redis", function()
     local own = H.tmpdir()
     local port = H.free_port()
     H.write_file(own .. "/app.lua", H.prelude .. (src or APP))
-    local p = H.start(own .. "/app.lua", { "-p", port }, { args = { tag, rport }, dir = own })
-    p.port, p.tag, p.app = port, tag, own .. "/app.lua"
+    local p = H.start(own .. "/app.lua", { "-p", port, "--control", own .. "/ctl.sock" }, { args = { tag, rport }, dir = own })
+    p.port, p.tag, p.app, p.ctl = port, tag, own .. "/app.lua", own .. "/ctl.sock"
     return p
+  end
+
+  -- the value of metric name (no labels) on host p
+  local function metric(p, name)
+    local m = H.sh(H.bin .. " metrics --control " .. p.ctl)
+    return tonumber(m:match("\n" .. name .. " (%S+)\n")), m
   end
 
   -- both workers subscribed, the master's subscription in Redis
@@ -222,6 +228,10 @@ describe("pubsub across hosts through Redis", function()
     -- logged once per host, not once per publish or per reconnect
     assert.equal(1, a:count("does not answer", true), a:output())
     assert.equal(1, b:count("does not answer", true), b:output())
+    -- the metrics say the link is down, and count what stayed here
+    local up, m = metric(a, "luacluster_pubsub_redis_up")
+    assert.equal(0, up, m)
+    assert(metric(a, "luacluster_pubsub_redis_dropped_total") >= 3 * (N + 1), m)
     -- Redis again on the same port: both come back by themselves
     redis = H.start_redis(rport)
     for _, p in ipairs({ a, b }) do
@@ -241,6 +251,9 @@ describe("pubsub across hosts through Redis", function()
     end
     assert.equal(1, a:count("does not answer", true), a:output())
     assert.equal(1, a:count("answers again", true), a:output())
+    assert.equal(1, (metric(a, "luacluster_pubsub_redis_up")))
+    assert(metric(a, "luacluster_pubsub_redis_sent_total") >= N + 1)
+    assert(metric(b, "luacluster_pubsub_redis_received_total") >= N + 1)
   end)
 
   it("finds a Redis that hangs (SIGSTOP) down instead of queueing for it, and crosses hosts again when it goes on", function()

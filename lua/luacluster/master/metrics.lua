@@ -11,6 +11,7 @@ local core = require("luacluster.core")
 local jobs = require("luacluster.master.jobs")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
+local pubsub_redis = require("luacluster.master.pubsub_redis")
 local reload = require("luacluster.master.reload")
 local shdict = require("luacluster.master.shdict")
 local runtime = require("luacluster.lib.runtime")
@@ -240,6 +241,7 @@ function _M.render()
   sample(F.luacluster_pubsub_publishes_total, nil, nil, ps.published)
   sample(F.luacluster_pubsub_forwarded_total, nil, nil, ps.forwarded)
   sample(F.luacluster_pubsub_dropped_total, nil, nil, ps.dropped)
+  pubsub_redis.series(out, family, sample) -- cluster.setup{ pubsub = { redis = } }: the link
   worker_series(out, items, core.http_stats().bounds)
   jobs.series(out, family, sample) -- cluster.job: runs, failures, skipped, duration per job
   for _, d in ipairs(shdict.stats()) do

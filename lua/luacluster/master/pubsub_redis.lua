@@ -515,9 +515,33 @@ function _M.stats()
 end
 
 
+local SERIES = {
+  { "sent", "Publishes made on this host sent to Redis (pubsub across hosts)." },
+  { "received", "Publishes of other hosts received from Redis and delivered here." },
+  { "dropped", "Publishes made on this host that did not go to Redis (down, behind by 16 MiB, or over 16 MiB)." },
+  { "refused", "Publishes Redis refused (an error reply to PUBLISH)." },
+  { "too_big", "Messages from Redis over this host's max_message_size, not delivered." },
+  { "foreign", "Messages on the prefix not published by a luacluster master, ignored." },
+}
+
+
+-- the metrics (master/metrics.lua), while cluster.setup names a Redis: the link's state and counts
+function _M.series(out, family, sample)
+  if not link then
+    return
+  end
+  sample(family(out, "luacluster_pubsub_redis_up", "gauge", "1 while the link to Redis (pubsub across hosts) is up, else 0."),
+    nil, nil, link.state == "up" and 1 or 0)
+  for _, s in ipairs(SERIES) do
+    sample(family(out, "luacluster_pubsub_redis_" .. s[1] .. "_total", "counter", s[2]), nil, nil, counts[s[1]])
+  end
+end
+
+
 return {
   check = _M.check,
   attach = _M.attach,
   start = _M.start,
   stats = _M.stats,
+  series = _M.series,
 }
