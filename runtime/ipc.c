@@ -38,7 +38,7 @@
 
 #define MT "luacluster.ipc"
 #define READ_CHUNK 65536
-#define DEFAULT_MAX_FRAME (64u * 1024u * 1024u)
+#define DEFAULT_MAX_FRAME LC_IPC_DEFAULT_MAX_FRAME
 #define MAX_PENDING_HANDLES 64
 #define LOST_QUIET_MS 1000       /* a burst of connections not taken ends after a quiet second */
 #define LOST_BURST_MAX_MS 10000  /* or after 10 s: a line then, and another burst */
@@ -142,6 +142,10 @@ int lc_ipc_send_frame(lc_ipc *ch, const lc_frame_header *h, const char *payload)
 }
 
 lc_rt *lc_ipc_rt(const lc_ipc *ch) { return ch->base.rt; }
+
+size_t lc_ipc_max_frame(const lc_ipc *ch) { return ch->max_frame; }
+
+size_t lc_ipc_queued(const lc_ipc *ch) { return lc_wq_queued(&ch->wq); }
 
 static int write_with_handle(lc_ipc *ch, const lc_frame_header *h, const char *payload, uv_stream_t *handle,
                              uint32_t conn_seq) {

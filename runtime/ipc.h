@@ -23,6 +23,9 @@ lc_ipc *lc_ipc_route(lc_rt *rt, int id);          /* the channel registered for 
 void lc_ipc_flush_all(lc_rt *rt);                 /* best-effort synchronous flush (before exit) */
 int lc_ipc_send_frame(lc_ipc *ch, const struct lc_frame_header *h, const char *payload); /* 0 or UV_E* */
 lc_rt *lc_ipc_rt(const lc_ipc *ch);
+size_t lc_ipc_max_frame(const lc_ipc *ch);
+size_t lc_ipc_queued(const lc_ipc *ch);           /* bytes written to it that the peer has not taken */        /* the largest payload it reads (max_message_size) */
+#define LC_IPC_DEFAULT_MAX_FRAME ((size_t)64 << 20)  /* cluster.setup's max_message_size default */
 void lc_open_ipc(lua_State *L);
 
 #endif

@@ -7,17 +7,24 @@
  * and hands each PS_PUB to its WebSockets and, when it has Lua subscribers of the topic, to
  * the Lua handler fn(topic, data, kind). The master's Lua gets a publish from a worker when it
  * has subscribers of the topic, or always once a bridge is set (core.ps_bridge).
+ * A worker that does not read its channel (stopped, stuck in a loop) is given no publish while
+ * more than LC_PS_MAX_CHANNEL_QUEUED bytes wait for it (dropped, counted, logged at most every
+ * 10 s): the master's memory stays bounded, the other workers go on.
  * Lua binding (luacluster.pubsub is its only user):
  *   core.ps_handler(fn)               fn(topic, data, kind, from_worker) for this process's Lua
  *   core.ps_attach(ipc)               a worker: its channel to the master
  *   core.ps_local(topic, on)          this process's Lua has (no more) subscribers of topic
- *   core.ps_publish(topic, data, op)  -> n | nil, err: master: forwarded to n workers;
- *                                     worker: sent to the master (n = 1)
+ *   core.ps_publish(topic, data, op [, max]) -> n | nil, err: master: forwarded to n workers;
+ *                                     worker: sent to the master (n = 1). A publish whose topic
+ *                                     and data are over max_message_size (a worker: its channel's;
+ *                                     the master: max, its setup's) is refused here: every
+ *                                     channel would skip it (ipc.c), and the caller is told
  *   core.ps_bridge(on), core.ps_stats() -> {...}, core.ps_topics() -> { topic = workers }
  * Owns: the state (rt->ps), its topic table and the handler's reference; freed by lc_ps_free. */
 #include "pubsub.h"
 #include "ipc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +42,12 @@ struct lc_ps {
   double received;      /* worker: publishes from the master */
   double delivered;     /* worker: frames queued on WebSockets */
   double slow_closed;   /* worker: WebSockets closed by the backlog rule */
+  double dropped;       /* master: publishes not given to a worker that does not read */
+  double drop_logged;   /* master: dropped at the last log line */
+  uint64_t drop_log_at; /* master: loop time of that line */
 };
+
+#define DROP_LOG_MS 10000
 
 lc_ps *lc_ps_of(lc_rt *rt) {
   if (rt->ps == NULL) {
@@ -96,14 +108,36 @@ static void master_drop(lc_ps *ps, lc_ps_topic *e, lc_ipc *ch) {
   if (!active(e)) lc_ps_unlink(&ps->topics, e);
 }
 
-/* the publish h + payload to every worker with subscribers of its topic: how many took it */
+/* the publish h + payload to every worker with subscribers of its topic: how many took it.
+ * Not to a worker whose max_message_size is smaller (a reload's generation may have another):
+ * its channel would skip the frame */
 static size_t master_forward(lc_ps *ps, const lc_frame_header *h, const char *payload) {
   lc_ps_topic *e = lc_ps_get(&ps->topics, payload, h->seq, 0);
-  size_t n = 0;
+  size_t n = 0, over = 0, behind = 0;
   ps->published++;
   if (e == NULL) return 0;
-  for (size_t i = 0; i < e->n; i++)
-    if (lc_ipc_send_frame(e->items[i], h, payload) == 0) n++;
+  for (size_t i = 0; i < e->n; i++) {
+    lc_ipc *ch = e->items[i];
+    size_t max = lc_ipc_max_frame(ch), bound = LC_PS_MAX_CHANNEL_QUEUED;
+    if (max <= SIZE_MAX / 2 && 2 * max > bound) bound = 2 * max;
+    if (h->len > max) over++;
+    else if (lc_ipc_queued(ch) > bound) behind++;
+    else if (lc_ipc_send_frame(ch, h, payload) == 0) n++;
+  }
+  if (over > 0)
+    lc_log(ps->rt, "warn: pubsub: a publish of %lu bytes (topic and data) is over the max_message_size of %zu worker%s;"
+           " not sent there", (unsigned long)h->len, over, over == 1 ? "" : "s");
+  if (behind > 0) {
+    ps->dropped += (double)behind;
+    uint64_t now = uv_now(&ps->rt->loop);
+    if (ps->drop_logged == 0 || now - ps->drop_log_at >= DROP_LOG_MS) {
+      lc_log(ps->rt, "warn: pubsub: a worker has over %zu MiB of publishes it has not read (stopped, or its loop stuck?);"
+             " publishes to it are dropped until it reads (%.0f dropped since the last line)",
+             (size_t)(LC_PS_MAX_CHANNEL_QUEUED >> 20), ps->dropped - ps->drop_logged);
+      ps->drop_logged = ps->dropped;
+      ps->drop_log_at = now;
+    }
+  }
   ps->forwarded += (double)n;
   return n;
 }
@@ -113,6 +147,7 @@ void lc_ps_channel_gone(lc_rt *rt, lc_ipc *ch) {
   if (ps == NULL) return;
   if (ch == ps->up) ps->up = NULL;
   if (ps->attached) return;
+  ps->topics.walking = 1;   /* (a topic left empty is unlinked: the buckets stay as they are until the end) */
   for (size_t b = 0; b < ps->topics.nbuckets; b++) {
     lc_ps_topic *e = ps->topics.buckets[b];
     while (e) {
@@ -121,6 +156,8 @@ void lc_ps_channel_gone(lc_rt *rt, lc_ipc *ch) {
       e = next;
     }
   }
+  ps->topics.walking = 0;
+  lc_ps_shrink(&ps->topics);
 }
 
 /* ---- frames ---- */
@@ -226,8 +263,19 @@ static int f_publish(lua_State *L) {
   lua_Integer op = luaL_checkinteger(L, 3);
   luaL_argcheck(L, tlen > 0, 1, "empty topic");
   luaL_argcheck(L, op == 1 || op == 2, 3, "opcode 1 or 2");
-  if (tlen > LC_MAX_FRAME_PAYLOAD || dlen > LC_MAX_FRAME_PAYLOAD - tlen)
-    return lc_push_fail(L, 0, "the publish is over the largest message");
+  size_t max = LC_IPC_DEFAULT_MAX_FRAME;
+  if (ps->attached) {
+    if (ps->up) max = lc_ipc_max_frame(ps->up);
+  } else if (!lua_isnoneornil(L, 4)) {
+    lua_Number m = luaL_checknumber(L, 4);
+    max = m >= 0 && m < (lua_Number)LC_MAX_FRAME_PAYLOAD ? (size_t)m : LC_MAX_FRAME_PAYLOAD;
+  }
+  if (tlen > max || dlen > max - tlen) {
+    char msg[160];   /* (lua_pushfstring has no %zu) */
+    snprintf(msg, sizeof msg, "the publish (%zu bytes: topic and data) is over max_message_size (%zu bytes)",
+             tlen > SIZE_MAX - dlen ? SIZE_MAX : tlen + dlen, max);
+    return lc_push_fail(L, 0, "%s", msg);
+  }
   lc_frame_header h = {(uint32_t)(tlen + dlen), LC_KIND_PS_PUB, 0, (uint32_t)op, (uint32_t)tlen};
   char stack[512];
   char *p = tlen + dlen <= sizeof stack ? stack : malloc(tlen + dlen);
@@ -257,12 +305,13 @@ static int f_bridge(lua_State *L) {
 
 static int f_stats(lua_State *L) {
   lc_ps *ps = check_ps(L);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushnumber(L, ps->published); lua_setfield(L, -2, "published");
   lua_pushnumber(L, ps->forwarded); lua_setfield(L, -2, "forwarded");
   lua_pushnumber(L, ps->received); lua_setfield(L, -2, "received");
   lua_pushnumber(L, ps->delivered); lua_setfield(L, -2, "delivered");
   lua_pushnumber(L, ps->slow_closed); lua_setfield(L, -2, "slow_closed");
+  lua_pushnumber(L, ps->dropped); lua_setfield(L, -2, "dropped");
   lua_pushnumber(L, (lua_Number)ps->topics.count); lua_setfield(L, -2, "topics");
   return 1;
 }
@@ -292,5 +341,7 @@ void lc_open_ps(lua_State *L) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);
   }
+  lua_pushnumber(L, (lua_Number)LC_IPC_DEFAULT_MAX_FRAME);   /* max_message_size's default */
+  lua_setfield(L, -2, "ps_default_max");
   lc_open_ws_fanout(L);
 }

@@ -1,5 +1,7 @@
 /* ps_topics.c: a table topic -> members for publish/subscribe (pubsub.h), a chained hash that
- * doubles when it holds as many topics as buckets. Owns its buckets and topic entries (each with
+ * doubles when it holds as many topics as buckets, and halves (down to MIN_BUCKETS) when it
+ * holds fewer than a quarter: many topics that came and went leave no big bucket array behind
+ * (nor a walk of it per closed channel, lc_ps_channel_gone). Owns its buckets and topic entries (each with
  * its items array); the items themselves belong to the caller. Freed by lc_ps_unlink (one
  * topic) or lc_ps_table_free (all). */
 #include "pubsub.h"
@@ -13,8 +15,10 @@ static uint32_t hash_of(const char *s, size_t len) {   /* FNV-1a */
   return h;
 }
 
-static int grow(lc_ps_table *t) {
-  size_t n = t->nbuckets ? t->nbuckets * 2 : 64;
+#define MIN_BUCKETS 64
+
+/* the topics into n buckets (a power of two): 0 or UV_ENOMEM (the table as it was) */
+static int rehash(lc_ps_table *t, size_t n) {
   lc_ps_topic **b = calloc(n, sizeof *b);
   if (b == NULL) return UV_ENOMEM;
   for (size_t i = 0; i < t->nbuckets; i++) {
@@ -39,7 +43,8 @@ lc_ps_topic *lc_ps_get(lc_ps_table *t, const char *name, size_t len, int create)
       if (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0) return e;
   }
   if (!create) return NULL;
-  if (t->count >= t->nbuckets && grow(t) != 0 && t->nbuckets == 0) return NULL;
+  if (t->count >= t->nbuckets && rehash(t, t->nbuckets ? t->nbuckets * 2 : MIN_BUCKETS) != 0 && t->nbuckets == 0)
+    return NULL;
   if (len > SIZE_MAX - sizeof(lc_ps_topic) - 1) return NULL;
   lc_ps_topic *e = calloc(1, sizeof *e + len + 1);
   if (e == NULL) return NULL;
@@ -75,6 +80,12 @@ void lc_ps_unlink(lc_ps_table *t, lc_ps_topic *e) {
   }
   free(e->items);
   free(e);
+  if (!t->walking) lc_ps_shrink(t);
+}
+
+void lc_ps_shrink(lc_ps_table *t) {
+  while (t->nbuckets > MIN_BUCKETS && t->count < t->nbuckets / 4)
+    if (rehash(t, t->nbuckets / 2) != 0) return;   /* (out of memory: as it was) */
 }
 
 void lc_ps_table_free(lc_ps_table *t) {

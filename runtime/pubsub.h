@@ -27,13 +27,16 @@ typedef struct lc_ps_topic {
 typedef struct lc_ps_table {
   lc_ps_topic **buckets;
   size_t nbuckets, count;
+  int walking;                /* a walk of the buckets is under way: unlink does not shrink them */
 } lc_ps_table;
 
 /* ---- ps_topics.c ---- */
 /* the topic, or NULL (not there and !create, or out of memory) */
 lc_ps_topic *lc_ps_get(lc_ps_table *t, const char *name, size_t len, int create);
 int lc_ps_add(lc_ps_topic *e, void *item);            /* 0 or UV_ENOMEM; item at e->n - 1 */
-void lc_ps_unlink(lc_ps_table *t, lc_ps_topic *e);    /* takes e out and frees it (not its items) */
+/* takes e out and frees it (not its items); the buckets shrink then, unless t->walking */
+void lc_ps_unlink(lc_ps_table *t, lc_ps_topic *e);
+void lc_ps_shrink(lc_ps_table *t);                     /* the buckets to fit (after a walk) */
 void lc_ps_table_free(lc_ps_table *t);                /* every topic (not their items) */
 
 /* ---- ps_route.c ---- */
@@ -55,6 +58,9 @@ void lc_open_ps(lua_State *L);
 
 /* ---- ws_fanout.c ---- */
 #define LC_WS_FANOUT_MAX_QUEUED ((size_t)4 << 20)   /* the backlog rule: see ws_fanout.c */
+/* the master's rule for a worker that does not read its channel (stopped, or a loop stuck):
+ * past this many bytes (or twice its max_message_size) not taken, it is given no publish */
+#define LC_PS_MAX_CHANNEL_QUEUED ((size_t)128 << 20)
 typedef struct lc_ws_sub lc_ws_sub;
 /* queues one framed publish on every WebSocket of worker topic e */
 void lc_ws_fanout(lc_ps *ps, lc_ps_topic *e, unsigned opcode, const char *data, size_t len);

@@ -100,9 +100,15 @@ describe("pubsub across hosts through Redis", function()
     local own = H.tmpdir()
     local port = H.free_port()
     H.write_file(own .. "/app.lua", H.prelude .. (src or APP))
-    local p = H.start(own .. "/app.lua", { "-p", port }, { args = { tag, rport }, dir = own })
-    p.port, p.tag, p.app = port, tag, own .. "/app.lua"
+    local p = H.start(own .. "/app.lua", { "-p", port, "--control", own .. "/ctl.sock" }, { args = { tag, rport }, dir = own })
+    p.port, p.tag, p.app, p.ctl = port, tag, own .. "/app.lua", own .. "/ctl.sock"
     return p
+  end
+
+  -- the value of metric name (no labels) on host p
+  local function metric(p, name)
+    local m = H.sh(H.bin .. " metrics --control " .. p.ctl)
+    return tonumber(m:match("\n" .. name .. " (%S+)\n")), m
   end
 
   -- both workers subscribed, the master's subscription in Redis
@@ -135,9 +141,6 @@ describe("pubsub across hosts through Redis", function()
   end
 
   local WHERE = { "w1", "w2", "m" }
-  -- (a reloaded master runs its top level again: its old code's pubsub.subscribe stays, beside
-  -- the new code's, so after a reload only the workers' subscribers are counted)
-  local WORKERS = { "w1", "w2" }
 
   -- every subscriber of host p (where: WHERE) has who's burst (N texts, one binary)?
   local function has(p, who, where_list)
@@ -225,6 +228,10 @@ describe("pubsub across hosts through Redis", function()
     -- logged once per host, not once per publish or per reconnect
     assert.equal(1, a:count("does not answer", true), a:output())
     assert.equal(1, b:count("does not answer", true), b:output())
+    -- the metrics say the link is down, and count what stayed here
+    local up, m = metric(a, "luacluster_pubsub_redis_up")
+    assert.equal(0, up, m)
+    assert(metric(a, "luacluster_pubsub_redis_dropped_total") >= 3 * (N + 1), m)
     -- Redis again on the same port: both come back by themselves
     redis = H.start_redis(rport)
     for _, p in ipairs({ a, b }) do
@@ -244,6 +251,9 @@ describe("pubsub across hosts through Redis", function()
     end
     assert.equal(1, a:count("does not answer", true), a:output())
     assert.equal(1, a:count("answers again", true), a:output())
+    assert.equal(1, (metric(a, "luacluster_pubsub_redis_up")))
+    assert(metric(a, "luacluster_pubsub_redis_sent_total") >= N + 1)
+    assert(metric(b, "luacluster_pubsub_redis_received_total") >= N + 1)
   end)
 
   it("finds a Redis that hangs (SIGSTOP) down instead of queueing for it, and crosses hosts again when it goes on", function()
@@ -290,8 +300,11 @@ describe("pubsub across hosts through Redis", function()
     assert.equal(sub_id, named(rport, "luacluster-pubsub-" .. a.pid)[1].id) -- the same subscription
   end)
 
-  it("keeps at most 16 MiB waiting for Redis: a bigger burst's rest stays on this host, logged once", function()
-    local BIG = [[
+  -- hosts A and B whose masters publish on "big" what first(pubsub) does (master subscribers
+  -- say "<host> m got <size> <n>"), then 24 x 1 MiB in one go (nothing leaves meanwhile), when
+  -- A's worker is asked; A has been asked
+  local function big_burst(first)
+    local src = [[
 local pubsub = require("luacluster.pubsub")
 local http = require("luacluster.http")
 local HOST, REDIS = process.argv[1], process.argv[2]
@@ -300,8 +313,12 @@ if cluster.is_master then
   local n = 0
   pubsub.subscribe("big", function(d) n = n + 1 say(HOST, "m got", #d, n) end)
   cluster.on("message", function()
-    local mib = string.rep("x", 1048576)
-    for _ = 1, 24 do pubsub.publish("big", mib) end -- in one go: nothing leaves meanwhile
+    ]] .. first .. [[
+
+    timer.after(500, function()
+      local mib = string.rep("x", 1048576)
+      for _ = 1, 24 do pubsub.publish("big", mib) end
+    end)
   end)
 else
   http.create_server(function()
@@ -310,19 +327,82 @@ else
   end):listen()
 end
 ]]
-    local a, b = host("A", BIG), host("B", BIG)
+    local a, b = host("A", src), host("B", src)
     for _, p in ipairs({ a, b }) do
       assert(H.wait_for(function() return #named(rport, "luacluster-pubsub-" .. p.pid) == 1 end, 10000), p:output())
     end
     assert(H.wait_listening(a.port, 10000), a:output())
     local _, status = H.curl("http://127.0.0.1:" .. a.port .. "/")
     assert.equal(200, status, a:output())
-    assert(a:wait_output("A m got 1048576 24", 20000, true), a:output()) -- all 24 here
-    assert(a:wait_output("bytes of publishes wait for Redis", 5000, true), a:output())
+    assert(H.wait_for(function() return a:count("A m got 1048576", true) == 24 end, 20000), a:output()) -- all here
     H.sleep(1500)
     local got = b:count("B m got 1048576", true)
     assert(got >= 15 and got <= 17, got .. " of 24 crossed\n" .. b:output())
+    return a, b
+  end
+
+  it("keeps at most 16 MiB waiting for Redis: a bigger burst's rest stays on this host, logged once", function()
+    local a = big_burst("")
     assert.equal(1, a:count("bytes of publishes wait for Redis", true), a:output())
+  end)
+
+  it("a single publish over the 16 MiB bound stays on this host, logged as such; a burst's overflow after it is still logged", function()
+    local a, b = big_burst('pubsub.publish("big", string.rep("y", 17 * 1048576))')
+    assert.equal(1, a:count("A m got 17825792 1\n", true), a:output())
+    assert.equal(0, b:count("B m got 17825792", true), b:output())
+    assert.equal(1, a:count("is over the 16777216 bytes that may wait for Redis", true), a:output())
+    assert.equal(1, a:count("bytes of publishes wait for Redis", true), a:output())
+  end)
+
+  it("a message from Redis over this host's max_message_size is not delivered (logged once) and not held in memory; the link stays", function()
+    local dir = H.tmpdir()
+    local p = H.start_app([[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1, max_message_size = 65536, pubsub = { redis = "127.0.0.1:" .. process.argv[1], prefix = "spec:" } }
+  pubsub.subscribe("chat", function(d) say("master got " .. #d) end)
+else
+  pubsub.subscribe("chat", function(d) say("worker got " .. #d) end)
+  say("worker subscribed")
+end
+]], {}, { args = { rport } })
+    assert(p:wait_output("worker subscribed", 20000), p:output())
+    assert(H.wait_for(function()
+      local s = named(rport, "luacluster-pubsub-" .. p.pid)
+      return #s == 1 and s[1].psub == 1
+    end, 10000), p:output())
+    H.sleep(300)
+    -- another host's publishes (its format: version, kind, an origin that is not ours, the data)
+    local function publish(size, what)
+      local f = assert(io.open(dir .. "/msg", "wb"))
+      f:write("\1t", "ORIGIN42")
+      local chunk = string.rep(what, 1048576)
+      local left = size
+      while left > 0 do
+        f:write(chunk:sub(1, math.min(left, #chunk)))
+        left = left - #chunk
+      end
+      f:close()
+      H.sh("redis-cli -p " .. rport .. " -x PUBLISH spec:chat < " .. dir .. "/msg")
+    end
+    publish(1000, "a")
+    assert(p:wait_output("worker got 1000", 10000), p:output())
+    publish(70000, "b")                 -- over 65536: nobody
+    -- Redis configured to send a subscriber any backlog (its default closes one past 32 MB)
+    H.sh("redis-cli -p " .. rport .. " CONFIG SET client-output-buffer-limit 'pubsub 0 0 0'")
+    publish(150 * 1048576, "c")         -- 150 MiB: read and dropped, not held
+    publish(2000, "d")
+    assert(p:wait_output("worker got 2000", 30000), p:output())
+    local out = p:stdout()
+    assert.equal(1, p:count("master got 1000\n", true), out)
+    assert.equal(1, p:count("master got 2000\n", true), out)
+    assert.equal(0, p:count("got 70000", true), out)
+    assert.equal(0, p:count("got 157286400", true), out)
+    assert.equal(1, p:count("over this host's max_message_size", true), p:output())
+    assert.equal(0, p:count("does not answer", true), p:output())
+    local hwm = tonumber(H.read_file("/proc/" .. p.pid .. "/status"):match("VmHWM:%s*(%d+)"))
+    assert(hwm < 100 * 1024, "the master's peak RSS: " .. hwm .. " kB\n" .. p:output())
+    p:stop()
   end)
 
   it("keeps one subscription connection per master across a reload, and delivers to the new generation", function()
@@ -343,11 +423,11 @@ end
     pub(a, "worker", "Aafter")
     pub(a, "master", "Mafter")
     assert(H.wait_for(function()
-      return has(a, "Bafter", WORKERS) and has(b, "Aafter") and has(b, "Mafter") and has(a, "Aafter", WORKERS)
+      return has(a, "Bafter") and has(b, "Aafter") and has(b, "Mafter") and has(a, "Aafter")
     end, 10000), a:output() .. b:output())
     H.sleep(300)
     for _, who in ipairs({ "Bafter", "Aafter", "Mafter" }) do
-      check(a, who, WORKERS)
+      check(a, who)
       check(b, who)
     end
     -- a reload whose code names another prefix: the link is made again, still one of each
@@ -359,7 +439,7 @@ end
     assert.equal(1, #named(rport, "luacluster-publish-" .. a.pid))
     pub(b, "worker", "Bother")
     pub(a, "worker", "Aother")
-    assert(H.wait_for(function() return has(a, "Aother", WORKERS) and has(b, "Bother") end, 10000),
+    assert(H.wait_for(function() return has(a, "Aother") and has(b, "Bother") end, 10000),
       a:output() .. b:output())
     H.sleep(500)
     assert.equal(0, a:count("Bother", true), a:output())
@@ -404,6 +484,57 @@ end)
 describe("pubsub = { redis = } naming a port where no Redis answers", function()
   after_each(function()
     H.cleanup()
+  end)
+
+  it("backs off from a Redis that answers the subscription and then closes it at once (a link that flaps), not a loop", function()
+    -- a "Redis" that answers CLIENT SETNAME and PSUBSCRIBE, then closes the subscription
+    local fake = [=[
+import socket, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(64)
+def serve(c):
+    f = c.makefile("rb")
+    try:
+        while True:
+            line = f.readline()
+            if not line: return
+            n = int(line[1:]); args = []
+            for _ in range(n):
+                size = int(f.readline()[1:]); args.append(f.read(size + 2)[:-2])
+            if args[0].upper() == b"CLIENT": c.sendall(b"+OK\r\n")
+            elif args[0].upper() == b"PSUBSCRIBE":
+                p = args[1]
+                c.sendall(b"*3\r\n$10\r\npsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(p), p))
+                return
+            else: c.sendall(b":0\r\n")
+    except Exception: return
+    finally: c.close()
+while True:
+    c, _ = srv.accept(); print("accepted", flush=True)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+]=]
+    local port = H.free_port()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/fake.py", fake)
+    local srv = H.spawn({ "/usr/bin/python3", dir .. "/fake.py", tostring(port) }, { dir = dir })
+    assert(H.wait_listening(port, 10000), srv:output())
+    local p = H.start_app([[
+local pubsub = require("luacluster.pubsub")
+if cluster.is_master then
+  cluster.setup{ workers = 1, pubsub = { redis = "127.0.0.1:" .. process.argv[1] } }
+  pubsub.subscribe("t", function(d) say("master got " .. d) end)
+  timer.every(300, function() pubsub.publish("t", "tick") end)
+end
+]], {}, { args = { port } })
+    assert(p:wait_output("does not answer", 10000, true), p:output())
+    local before = srv:count("accepted", true)
+    H.sleep(3000)
+    -- two connections a try; a try at 100, 200, 400 ... 3000 ms: a handful in 3 s (a loop: dozens)
+    local tries = (srv:count("accepted", true) - before) / 2
+    assert(tries >= 1 and tries <= 6, tries .. " tries in 3 s\n" .. p:output())
+    assert(p:count("does not answer", true) <= 7, p:output())
+    assert(p:count("master got tick", true) >= 5, p:output())
+    srv:stop()
   end)
 
   it("delivers locally, logs once, and tries again with backoff, not in a loop", function()

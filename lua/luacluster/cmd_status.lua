@@ -68,6 +68,7 @@ function format(st)
   if ps and ps.published > 0 then
     out[#out + 1] = string.format("pubsub: %d publishes, %d forwarded to workers, %d delivered to WebSockets, %d slow subscribers closed",
       ps.published, ps.forwarded, ps.delivered, ps.slow_closed)
+      .. ((ps.dropped or 0) > 0 and string.format(", %d dropped for workers not reading", ps.dropped) or "")
   end
   return table.concat(out, "\n") .. "\n"
 end

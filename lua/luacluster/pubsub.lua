@@ -19,6 +19,11 @@
 -- is called in the master once per publish made on this host (master or worker), in publish
 -- order, each in a coroutine of its own (it should queue and return); deliver_remote hands a
 -- publish from elsewhere to this host's subscribers without calling the bridge.
+-- A reload (master/reload.lua) stops the master's subscriptions of the old code as it stops
+-- its timers: each is tagged with the generation of the code that made it (runtime.master_timers,
+-- whose entries have _gen and :stop()); a subscription of the new code's top level (made while
+-- it stages) is dormant until the switch, so a publish meanwhile reaches the serving code's
+-- subscribers only, and a refused reload's never run.
 local core = require("luacluster.core")
 local coro = require("luacluster.lib.coro")
 local log = require("luacluster.lib.log")
@@ -33,6 +38,8 @@ local _M = {}
 local subs = {}
 local OPCODE = { text = 1, binary = 2 }
 local bridge -- the master: pubsub.set_bridge's, or nil
+local serving_generation -- the master: master/core.lua's generation() (attach), the code that serves
+local master_config -- the master: master/core.lua's config() (attach): its max_message_size
 
 
 local function check_topic(fname, topic)
@@ -74,9 +81,10 @@ local function deliver(topic, data, kind)
   if not list then
     return
   end
+  local serving = serving_generation and serving_generation() or math.huge
   for i = 1, #list do
     local s = list[i]
-    if not s.cancelled then
+    if not s.cancelled and (s.gen == nil or s.gen <= serving) then
       coro.spawn(call, s.fn, data, topic, kind)
     end
   end
@@ -129,7 +137,9 @@ end
 
 -- the master's half (master/plugins.lua): attached before the app, so that the master takes
 -- a worker's publish whatever the master's own code requires
-local function attach()
+local function attach(master)
+  serving_generation = master and master.generation
+  master_config = master and master.config
   init()
 end
 
@@ -149,6 +159,9 @@ function sub_mt:cancel()
     return true
   end
   self.cancelled = true
+  if self.stopper then
+    runtime.master_timers[self.stopper] = nil
+  end
   local topic = self.topic
   local list = subs[topic]
   if not list then
@@ -180,6 +193,15 @@ function _M.subscribe(topic, fn)
   end
   init()
   local s = setmetatable({ topic = topic, fn = fn }, sub_mt)
+  if runtime.role == "master" then
+    -- the code that subscribes: the new one while a reload stages its top level, else the serving one
+    local gen = runtime.staging and runtime.code_generation
+      or (serving_generation and serving_generation() or runtime.code_generation)
+    s.gen = gen
+    -- (a key of the weak table: kept while s is, which the topic's list holds until cancelled)
+    s.stopper = { _gen = gen, stop = function() s:cancel() end }
+    runtime.master_timers[s.stopper] = true
+  end
   local list = subs[topic]
   if not list then
     list = {}
@@ -209,21 +231,27 @@ local function check_publish(fname, topic, data, kind)
 end
 
 
--- a publish to this host's subscribers: the master's own at once (and to the bridge when
--- bridged), the workers' through the runtime -> n | nil, err
+-- a publish to this host's subscribers: the workers' through the runtime, then in the master
+-- its own (and the bridge when bridged) -> n | nil, err (over max_message_size: nobody has it)
 local function publish_here(topic, data, kind, bridged)
   init()
-  if runtime.role == "master" then
-    deliver(topic, data, kind)
-    if bridged then
-      to_bridge(topic, data, kind)
-    end
+  if runtime.role ~= "master" then
+    return ps_publish(topic, data, OPCODE[kind])
   end
-  return ps_publish(topic, data, OPCODE[kind])
+  local n, err = ps_publish(topic, data, OPCODE[kind], _M.max_size())
+  if not n then
+    return nil, err
+  end
+  deliver(topic, data, kind)
+  if bridged then
+    to_bridge(topic, data, kind)
+  end
+  return n
 end
 
 
--- pubsub.publish(topic, data [, kind]) -> true | nil, err (a worker whose master is gone)
+-- pubsub.publish(topic, data [, kind]) -> true | nil, err (a worker whose master is gone; topic
+-- and data over max_message_size)
 function _M.publish(topic, data, kind)
   in_cluster("publish")
   local n, err = publish_here(topic, data, check_publish("publish", topic, data, kind), true)
@@ -235,10 +263,20 @@ end
 
 
 -- master: a publish made on another host, to this host's subscribers (not to the bridge)
+-- -> true | nil, err (over this host's max_message_size)
 function _M.deliver_remote(topic, data, kind)
   master_only("deliver_remote")
-  publish_here(topic, data, check_publish("deliver_remote", topic, data, kind), false)
+  local n, err = publish_here(topic, data, check_publish("deliver_remote", topic, data, kind), false)
+  if not n then
+    return nil, err
+  end
   return true
+end
+
+
+-- master: the largest publish (topic and data) this host takes: its max_message_size
+function _M.max_size()
+  return master_config and master_config().max_message_size or core.ps_default_max
 end
 
 
@@ -254,8 +292,8 @@ function _M.set_bridge(b)
 end
 
 
--- pubsub.stats() -> this process's counters: the master's published (publishes routed) and
--- forwarded (frames to workers); a worker's published (sent), received (from the master),
+-- pubsub.stats() -> this process's counters: the master's published (publishes routed),
+-- forwarded (frames to workers) and dropped (not given to a worker that does not read); a worker's published (sent), received (from the master),
 -- delivered (queued on WebSockets) and slow_closed (WebSockets closed by the backlog rule)
 function _M.stats()
   return ps_stats()
@@ -285,6 +323,7 @@ return {
   topics = _M.topics,
   set_bridge = _M.set_bridge,
   deliver_remote = _M.deliver_remote,
+  max_size = _M.max_size, -- (master/pubsub_redis.lua: what it reads from Redis)
   ready_for_sockets = _M.ready_for_sockets,
   deliver = deliver,
   attach = attach, -- the master's half (master/plugins.lua)

@@ -12,6 +12,7 @@ local _M = {
   exit_code = 0,
   in_flight = 0,        -- requests and connections a drain waits for
   code_generation = 1,  -- the generation of the script code now running (master)
+  -- the master code's timers and pubsub subscriptions: { _gen, :stop() } (a reload stops the old code's)
   master_timers = setmetatable({}, { __mode = "k" }),
   staging = nil,        -- master: a reload's stage while its new code's top level runs (master/core.lua's set_staging)
   drain_waiters = {},

@@ -22,7 +22,7 @@ function _M.status()
   local rows = {}
   local now = core.now()
   local ps = core.ps_stats() -- publishes: the master's routing, the workers' deliveries summed
-  local pubsub = { published = ps.published, forwarded = ps.forwarded, delivered = 0, slow_closed = 0 }
+  local pubsub = { published = ps.published, forwarded = ps.forwarded, dropped = ps.dropped, delivered = 0, slow_closed = 0 }
   for _, item in ipairs(stats.collect()) do
     local w, st = item.worker, item.stats
     pubsub.delivered = pubsub.delivered + (st.pubsub and st.pubsub.delivered or 0)

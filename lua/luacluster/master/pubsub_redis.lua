@@ -19,11 +19,14 @@
 -- While Redis does not answer (refused, closed, a reply no Redis gives, silence past a PING),
 -- both connections are closed, publishes reach this host's subscribers only (other hosts miss
 -- them: pub/sub keeps nothing), the outage is logged once, and both connections are made again
--- (100 ms, doubling to 3 s between attempts); the next line says when it answers again.
--- A PUBLISH that Redis refuses (an error reply: an ACL without it) is logged once per link; the
+-- (100 ms, doubling to 3 s between attempts); the next line says when it answers again, once the
+-- link has stayed up for a second (a Redis or a proxy that accepts and closes at once is one
+-- outage, tried with the same backoff, not a reconnect loop logging two lines a try).
+-- A message over this host's max_message_size (topic and data) is read in 1 MiB pieces and
+-- dropped, not held (logged once per link). A PUBLISH that Redis refuses (an error reply: an ACL without it) is logged once per link; the
 -- link stays. Publishes made before the first connection is up wait for it. At most 16 MiB of publishes wait
 -- for Redis (a burst faster than Redis takes them): the later ones stay on this host (logged
--- once until the queue is empty again).
+-- once until the queue is empty again); a single publish over 16 MiB always does (logged once).
 -- A reload keeps the link as it is when the option is unchanged, else closes it and opens the
 -- new one; stop closes it.
 local coro = require("luacluster.lib.coro")
@@ -38,18 +41,21 @@ local _M = {}
 local TIMEOUT_MS = 2000        -- connect, a write, a reply to a command
 local PING_MS = 5000           -- silence on the subscription before a PING; as long again: down
 local BACKOFF_FIRST_MS, BACKOFF_MAX_MS = 100, 3000
+local STABLE_MS = 1000         -- a link up this long is back (logged, backoff reset); shorter: the outage goes on
 local QUEUE_MAX_BYTES = 16 * 1048576 -- publishes waiting for Redis, beyond which they stay here
 local DEFAULT_PREFIX = "luacluster:"
 local VERSION = "\1"
 local KIND_TAG = { text = "t", binary = "b" }
 local TAG_KIND = { t = "text", b = "binary" }
 local HEADER_LEN = 10          -- version, kind, origin
+local DISCARD_CHUNK = 1048576  -- a string from Redis over what this host takes is read in pieces this big
+local TOO_BIG = {}             -- reply()'s value for such a string (dropped as it was read)
 
 local command, shown = jobs_redis.command, jobs_redis.shown
 
 local origin       -- this master's 8 random bytes
 local link         -- the link in force | nil
-local counts = { sent = 0, received = 0, dropped = 0, refused = 0, own = 0, foreign = 0 }
+local counts = { sent = 0, received = 0, dropped = 0, refused = 0, own = 0, foreign = 0, too_big = 0 }
 
 
 -- cluster.setup{ pubsub = } -> nil | what is wrong with it
@@ -124,8 +130,9 @@ local function fail(l, epoch, err)
 end
 
 
--- the rest of a reply whose first line is line -> value (a string, a number, an array) | nil, err
-local function reply(sock, line)
+-- the rest of a reply whose first line is line -> value (a string, a number, an array) | nil, err;
+-- a string longer than max (default: any length) is read and dropped: TOO_BIG
+local function reply(sock, line, max)
   local t, rest = line:sub(1, 1), line:sub(2)
   if t == "*" or t == "$" or t == ":" then
     local n = tonumber(rest)
@@ -137,6 +144,17 @@ local function reply(sock, line)
     elseif t == "$" then
       if n < 0 then
         return false
+      end
+      if max and n > max then
+        local left = n + 2
+        while left > 0 do
+          local d, err = sock:read(math.min(left, DISCARD_CHUNK))
+          if not d then
+            return nil, err or "closed"
+          end
+          left = left - #d
+        end
+        return TOO_BIG
       end
       local d, err = sock:read(n + 2)
       if not d or #d ~= n + 2 then
@@ -150,7 +168,7 @@ local function reply(sock, line)
       if not l2 then
         return nil, err
       end
-      local v, verr = reply(sock, l2)
+      local v, verr = reply(sock, l2, max)
       if v == nil then
         return nil, verr
       end
@@ -234,12 +252,26 @@ local function connect(l, epoch)
 end
 
 
+-- a message over this host's max_message_size: counted, logged once per link
+local function too_big(l, err)
+  counts.too_big = counts.too_big + 1
+  if not l.too_big then
+    l.too_big = true
+    log.warn("pubsub: a publish from Redis at " .. l.addr .. " is over this host's max_message_size ("
+      .. pubsub.max_size() .. " bytes, topic and data): not delivered here" .. (err and " (" .. err .. ")" or ""))
+  end
+end
+
+
 -- one message from the subscription: another host's publish -> delivered here
 local function on_message(l, msg)
   if msg[1] ~= "pmessage" then
     return -- "pong" (our PING's answer)
   end
   local channel, payload = msg[3], msg[4]
+  if channel == TOO_BIG or payload == TOO_BIG then
+    return too_big(l)
+  end
   if type(channel) ~= "string" or type(payload) ~= "string" then
     return
   end
@@ -254,7 +286,10 @@ local function on_message(l, msg)
     return
   end
   counts.received = counts.received + 1
-  pubsub.deliver_remote(channel:sub(#l.prefix + 1), payload:sub(HEADER_LEN + 1), kind)
+  local ok, err = pubsub.deliver_remote(channel:sub(#l.prefix + 1), payload:sub(HEADER_LEN + 1), kind)
+  if not ok then
+    too_big(l, err)
+  end
 end
 
 
@@ -275,7 +310,8 @@ local function listen(l, epoch)
       end
     else
       pinged = false
-      local msg, rerr = reply(sub, line)
+      -- (a channel is the prefix and a topic, a message our header and data: what this host takes)
+      local msg, rerr = reply(sub, line, pubsub.max_size() + HEADER_LEN + #l.prefix)
       if msg == nil then
         return rerr
       end
@@ -325,6 +361,16 @@ local function send_queue(l, epoch)
 end
 
 
+-- an outage ends once the link that came back has stayed up STABLE_MS
+local function confirm(l, epoch)
+  timer.sleep(STABLE_MS)
+  if l.epoch == epoch and l.state == "up" and l.down then
+    log.info("pubsub: Redis at " .. l.addr .. " answers again; publishes cross hosts again")
+    l.down = nil
+  end
+end
+
+
 -- the link's life: connect, listen, and again after a failure (with backoff), until stopped
 local function run(l)
   local backoff = BACKOFF_FIRST_MS
@@ -333,10 +379,9 @@ local function run(l)
     local err = connect(l, epoch)
     if not err and l.epoch == epoch then
       l.state = "up"
-      backoff = BACKOFF_FIRST_MS
+      local up_at = timer.now()
       if l.down then
-        log.info("pubsub: Redis at " .. l.addr .. " answers again; publishes cross hosts again")
-        l.down = nil
+        coro.spawn(confirm, l, epoch)
       elseif not l.announced then
         log.info("pubsub: publishes cross hosts through Redis at " .. l.addr .. " (" .. l.pattern .. ")")
       end
@@ -346,6 +391,9 @@ local function run(l)
         coro.spawn(send_queue, l, epoch)
       end
       err = listen(l, epoch)
+      if timer.now() - up_at >= STABLE_MS then
+        backoff = BACKOFF_FIRST_MS
+      end
     end
     fail(l, epoch, err)
     if l.stopped then
@@ -364,6 +412,15 @@ end
 local function publish(topic, data, kind)
   local l = link
   if not l then
+    return
+  end
+  if #data > QUEUE_MAX_BYTES then -- never crosses (and would outgrow a Redis subscriber's 32 MB output limit)
+    counts.dropped = counts.dropped + 1
+    if not l.big then
+      l.big = true
+      log.warn("pubsub: a publish of " .. #data .. " bytes is over the " .. QUEUE_MAX_BYTES .. " bytes that may wait"
+        .. " for Redis at " .. l.addr .. "; publishes that big reach this host's subscribers only")
+    end
     return
   end
   if l.state == "down" or l.queued + #data > QUEUE_MAX_BYTES then
@@ -451,10 +508,33 @@ end
 
 -- publishes sent to Redis, received from other hosts, dropped (Redis down or behind), refused
 -- (an error reply to PUBLISH), own (this master's, come back), foreign (not published by a
--- luacluster master); and the state
+-- luacluster master), too_big (over this host's max_message_size); and the state
 function _M.stats()
   return { sent = counts.sent, received = counts.received, dropped = counts.dropped, refused = counts.refused,
-    own = counts.own, foreign = counts.foreign, state = link and link.state or "off" }
+    own = counts.own, foreign = counts.foreign, too_big = counts.too_big, state = link and link.state or "off" }
+end
+
+
+local SERIES = {
+  { "sent", "Publishes made on this host sent to Redis (pubsub across hosts)." },
+  { "received", "Publishes of other hosts received from Redis and delivered here." },
+  { "dropped", "Publishes made on this host that did not go to Redis (down, behind by 16 MiB, or over 16 MiB)." },
+  { "refused", "Publishes Redis refused (an error reply to PUBLISH)." },
+  { "too_big", "Messages from Redis over this host's max_message_size, not delivered." },
+  { "foreign", "Messages on the prefix not published by a luacluster master, ignored." },
+}
+
+
+-- the metrics (master/metrics.lua), while cluster.setup names a Redis: the link's state and counts
+function _M.series(out, family, sample)
+  if not link then
+    return
+  end
+  sample(family(out, "luacluster_pubsub_redis_up", "gauge", "1 while the link to Redis (pubsub across hosts) is up, else 0."),
+    nil, nil, link.state == "up" and 1 or 0)
+  for _, s in ipairs(SERIES) do
+    sample(family(out, "luacluster_pubsub_redis_" .. s[1] .. "_total", "counter", s[2]), nil, nil, counts[s[1]])
+  end
 end
 
 
@@ -463,4 +543,5 @@ return {
   attach = _M.attach,
   start = _M.start,
   stats = _M.stats,
+  series = _M.series,
 }
