@@ -194,24 +194,24 @@ static void expire(http_conn *c, int mode) {
 void lc_http_server_timer_cb(uv_timer_t *t) {
   http_server *s = t->data;
   uint64_t now = uv_now(t->loop);
-  /* what is due is taken off the lists first: an expiry may set a new deadline (which may be
-   * due at once, with a timeout of 0: it waits for the next turn) */
-  http_conn *due = NULL, **last = &due;
+  /* How many are due is counted first, then each list's head is expired that many times at
+   * most: an expiry may run Lua (a WebSocket's "close"), which may set or clear the deadline of
+   * any other connection, one that is due too included, so no chain of due connections is kept
+   * across expiries (one through dl_next was relinked under the loop and lost the rest of it).
+   * A deadline set due at once (a timeout of 0) waits for the next run: the count bounds it. */
+  size_t ndue[LC_HTTP_DL_COUNT];
   for (int k = 0; k < LC_HTTP_DL_COUNT; k++) {
-    while (s->dl[k].head && s->dl[k].head->deadline <= now) {
+    ndue[k] = 0;
+    for (http_conn *c = s->dl[k].head; c && c->deadline <= now; c = c->dl_next) ndue[k]++;
+  }
+  for (int k = 0; k < LC_HTTP_DL_COUNT; k++) {
+    for (size_t i = 0; i < ndue[k] && s->dl[k].head && s->dl[k].head->deadline <= now; i++) {
       http_conn *c = s->dl[k].head;
       dl_unlink(c);
-      *last = c;
-      last = &c->dl_next;
+      int mode = c->timer_mode;
+      c->timer_mode = LC_HTTP_T_NONE;
+      expire(c, mode);
     }
-  }
-  while (due) {
-    http_conn *c = due;
-    due = c->dl_next;
-    c->dl_next = NULL;
-    int mode = c->timer_mode;
-    c->timer_mode = LC_HTTP_T_NONE;
-    expire(c, mode);
   }
   uint64_t next = UINT64_MAX;
   for (int k = 0; k < LC_HTTP_DL_COUNT; k++)

@@ -1,0 +1,96 @@
+-- The edges of a WebSocket's connection path a review found (runtime/ws_conn.c, http_conn.c's
+-- deadlines, luacluster.ws.socket), against a real luacluster with spec/ws_edges_client.py
+-- (raw sockets): deadlines that fall due in the same timer run while a "close" handler changes
+-- another's, pings from a client that never reads, a handler that raises after the 101, text
+-- and close reasons that are not UTF-8.
+local H = require("helper")
+
+local APP = [[
+local http = require("luacluster.http")
+local together = {}
+if cluster.is_worker then
+  http.create_server(function(req)
+    local p = req.path
+    if p == "/busy" then -- the loop is kept busy past the WebSockets' idle_timeout
+      local t0 = os.clock()
+      while os.clock() - t0 < 1.5 do end
+      return 200, {}, "ok\n"
+    end
+    local ws = req:websocket({ idle_timeout = p == "/together" and 1000 or nil })
+    if not ws then return end
+    ws:on("close", function(code, reason) say("closed", p, code, reason) end)
+    if p == "/together" then
+      local i = tonumber(req.query)
+      together[i] = ws
+      if i == 1 then ws:on("close", function() together[2]:close(1000, "by 1") end) end
+      ws:on("message", function() end)
+      return
+    elseif p == "/raise" then
+      ws:on("message", function(data) ws:send(data) end)
+      error("raised after the 101")
+    elseif p == "/not_utf8" then
+      ws:receive()
+      local ok, err = pcall(function() ws:send("caf\233", "text") end)
+      ws:send(ok and "sent" or err)
+      ok, err = pcall(function() ws:close(1000, "caf\233") end)
+      ws:send(ok and "closed" or err)
+      ws:send("caf\233", "binary")
+      ws:close(1000, "caf\195\169")
+      return
+    end
+    local data, kind = ws:receive() -- an echo until the close
+    while data do
+      ws:send(data, kind)
+      data, kind = ws:receive()
+    end
+  end, { send_timeout = 1000 }):listen(tonumber(os.getenv("WS_PORT")), "127.0.0.1")
+end
+]]
+
+local function client(mode, port, ...)
+  local out, rc = H.sh("timeout 60 /usr/bin/python3 " .. H.root .. "/spec/ws_edges_client.py " .. mode .. " " .. port
+    .. " " .. table.concat({ ... }, " "))
+  assert.equals(0, rc, out)
+  return out
+end
+
+describe("websocket edges", function()
+  local p, port
+  setup(function()
+    port = H.free_port()
+    p = H.start_app(APP, { "-w", "1" }, { env = { WS_PORT = tostring(port) } })
+    assert.truthy(H.wait_listening(port, 10000), p:output())
+  end)
+  teardown(function()
+    if p then p:stop() end
+  end)
+
+  it("expires every deadline due in one timer run when a close handler closes another due WebSocket", function()
+    -- the third was lost: the timer's chain of due connections ran through dl_next, which the
+    -- second's ws:close relinked into the live list
+    local out = client("together", port)
+    assert.matches("1 close 1001 idle timeout\n", out, 1, true)
+    assert.matches("2 close 1000 by 1\n", out, 1, true)
+    assert.matches("3 close 1001 idle timeout\n", out, 1, true)
+  end)
+
+  it("closes a client that pings and never reads after the send timeout (its pongs count)", function()
+    local out = client("ping_flood", port, 20)
+    local secs = tonumber(out:match("^reset after ([%d.]+)"))
+    assert.truthy(secs and secs < 15, out)
+    assert.truthy(H.wait_for(function() return p:stdout():find("closed /echo 1006", 1, true) end, 5000), p:stdout())
+  end)
+
+  it("closes a WebSocket with 1011 when its handler raises after the 101", function()
+    assert.matches("close 1011 the handler failed\n", client("one_message", port, "/raise"), 1, true)
+    assert.truthy(H.wait_for(function() return p:stdout():find("closed /raise %d") end, 5000), p:stdout())
+    assert.matches("request handler failed: [^\n]*raised after the 101", p:stderr())
+  end)
+
+  it("refuses text and close reasons that are not UTF-8 (a raise at the caller), sends the same bytes as binary", function()
+    local out = client("one_message", port, "/not_utf8")
+    assert.matches("^message 1 [^\n]*app%.lua:%d+: ws:send: text is not valid UTF%-8 %(send bytes as \"binary\"%)\n"
+      .. "message 1 [^\n]*app%.lua:%d+: ws:close: the reason is not valid UTF%-8\n"
+      .. "message 2 caf\239\191\189\nclose 1000 café\n$", out)
+  end)
+end)
