@@ -8,8 +8,10 @@
  *     frames the client sent before it read the 101 wait in the input (core.ws_read(.., true)
  *     reads them, from a later loop turn: never from inside a coroutine); pmd: permessage-deflate's
  *     negotiated parameters (a table, ws_deflate.c compresses)
- *   core.ws_send(conn, seq, data, opcode) -> true, queued | nil, err
- *   core.ws_close(conn, seq, code, reason) -> true | nil, err: the close handshake's first frame
+ *   core.ws_send(conn, seq, data, opcode) -> true, queued | nil, err | false, err (text that is
+ *     not UTF-8: the caller's mistake)
+ *   core.ws_close(conn, seq, code, reason) -> true | nil, err | false, err (a reason not UTF-8):
+ *     the close handshake's first frame
  *   core.ws_read(conn, seq, on): the Lua side's input backpressure: false stops reading (the
  *     messages it has not taken are enough), true reads again (what waits in the input first)
  * Timers (one deadline per connection, LC_HTTP_T_WS in the server's LC_HTTP_DL_WS list, moved
@@ -68,10 +70,30 @@ static void tell_close(http_conn *c, lc_ws_conn *ws, int code, const char *reaso
   lc_call_with(c->srv->base.rt, ws_push_event, &e);
 }
 
-static int send_frame(http_conn *c, unsigned opcode, const char *data, size_t len) {
+/* a frame of ours on the connection's queue, bounded: past LC_WS_HARD_QUEUED (a client that
+ * does not read, and writes that cannot wait: can_wait 0) the connection is closed; past
+ * LC_WS_MAX_QUEUED its send timeout runs (lc_ws_conn_arm). Every frame goes this way, pongs and
+ * closes too: a client that pings and never reads is closed by the send timeout like any other. */
+static int queue_bytes(http_conn *c, int can_wait, const char *a, size_t alen, const char *b, size_t blen) {
+  if (!can_wait && lc_http_conn_queued(c) > LC_WS_HARD_QUEUED) {
+    lc_http_conn_close(c);
+    return UV_ENOBUFS;
+  }
+  int r = lc_http_conn_write(c, a, alen, b, blen);
+  if (r != 0) return r;
+  if (c->timer_mode != LC_HTTP_T_SEND && lc_http_conn_queued(c) > LC_WS_MAX_QUEUED) lc_ws_conn_arm(c);
+  return 0;
+}
+
+static int queue_frame(http_conn *c, int can_wait, unsigned opcode, const char *data, size_t len) {
   unsigned char h[10];
   size_t hl = lc_ws_frame_header(h, 1, 0, opcode, len);
-  return lc_http_conn_write(c, (const char *)h, hl, data, len);
+  return queue_bytes(c, can_wait, (const char *)h, hl, data, len);
+}
+
+/* a control frame (pong, close, our ping): it may always be queued (no hard bound) */
+static int send_frame(http_conn *c, unsigned opcode, const char *data, size_t len) {
+  return queue_frame(c, 1, opcode, data, len);
 }
 
 /* our close frame (once), then the connection ends when it is written */
@@ -140,9 +162,6 @@ static int inflate_message(http_conn *c, lc_ws_conn *ws, unsigned opcode, const 
   *len = plain->len;
   return 0;
 }
-
-static int queue_bytes(http_conn *c, int can_wait, const char *a, size_t alen, const char *b, size_t blen);
-static int queue_frame(http_conn *c, int can_wait, unsigned opcode, const char *data, size_t len);
 
 /* a data message of ws:send, compressed (RSV1) when permessage-deflate was negotiated, queued
  * with the backpressure rules of queue_bytes */
@@ -254,26 +273,6 @@ int lc_ws_conn_paused(http_conn *c) {
   return c->req && c->req->ws && c->req->ws->lua_paused;
 }
 
-/* a frame of ours on the connection's queue, bounded: past LC_WS_HARD_QUEUED (a client that
- * does not read, and writes that cannot wait: can_wait 0) the connection is closed; past
- * LC_WS_MAX_QUEUED its send timeout runs (lc_ws_conn_arm) */
-static int queue_bytes(http_conn *c, int can_wait, const char *a, size_t alen, const char *b, size_t blen) {
-  if (!can_wait && lc_http_conn_queued(c) > LC_WS_HARD_QUEUED) {
-    lc_http_conn_close(c);
-    return UV_ENOBUFS;
-  }
-  int r = lc_http_conn_write(c, a, alen, b, blen);
-  if (r != 0) return r;
-  if (c->timer_mode != LC_HTTP_T_SEND && lc_http_conn_queued(c) > LC_WS_MAX_QUEUED) lc_ws_conn_arm(c);
-  return 0;
-}
-
-static int queue_frame(http_conn *c, int can_wait, unsigned opcode, const char *data, size_t len) {
-  unsigned char h[10];
-  size_t hl = lc_ws_frame_header(h, 1, 0, opcode, len);
-  return queue_bytes(c, can_wait, (const char *)h, hl, data, len);
-}
-
 
 void lc_ws_conn_arm(http_conn *c) {
   if (c->closed || c->state != LC_HTTP_S_HANDLER || c->req == NULL || c->req->ws == NULL) return;
@@ -376,6 +375,12 @@ static int ws_lua_accept(lua_State *L) {
   return 2;
 }
 
+static int utf8_valid(const char *p, size_t n) {
+  lc_utf8 u;
+  lc_utf8_init(&u);
+  return lc_utf8_feed(&u, (const unsigned char *)p, n) == 0 && lc_utf8_complete(&u);
+}
+
 static int ws_lua_send(lua_State *L) {
   http_conn *c = ws_arg(L);
   size_t len;
@@ -384,6 +389,13 @@ static int ws_lua_send(lua_State *L) {
   if (opcode != LC_WS_TEXT && opcode != LC_WS_BINARY && opcode != LC_WS_PING) return luaL_argerror(L, 4, "opcode");
   if (opcode == LC_WS_PING && len > 125) return luaL_argerror(L, 3, "a ping carries at most 125 bytes");
   if (c == NULL || c->req->ws == NULL || c->req->ws->close_sent) return lc_push_fail(L, 0, "closed");
+  /* a text message is UTF-8 (RFC 6455 5.6): a client must fail the connection with 1007 on one
+   * that is not, so it is refused here, the caller's mistake (false: socket.lua raises) */
+  if (opcode == LC_WS_TEXT && !utf8_valid(data, len)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "text is not valid UTF-8 (send bytes as \"binary\")");
+    return 2;
+  }
   /* in a coroutine, ws:send waits past LC_WS_MAX_QUEUED (luacluster.ws.socket); on the main
    * thread it cannot, and LC_WS_HARD_QUEUED bounds it */
   int can_wait = !lua_pushthread(L);
@@ -401,6 +413,11 @@ static int ws_lua_close(lua_State *L) {
   size_t rlen = 0;
   const char *reason = luaL_optlstring(L, 4, "", &rlen);
   if (code != 1005 && !lc_ws_close_code_valid((unsigned)code)) return luaL_argerror(L, 3, "not a close code a peer may send");
+  if (!utf8_valid(reason, rlen)) {   /* (the client would fail it with 1007) */
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "the reason is not valid UTF-8");
+    return 2;
+  }
   if (c == NULL || c->req->ws == NULL || c->req->ws->close_sent) return lc_push_fail(L, 0, "closed");
   send_close(c, c->req->ws, code, reason, rlen);
   lc_http_conn_flush(c);

@@ -380,6 +380,11 @@ end
 -- coroutine ends and coro calls failed(res, co, err).
 local function failed(res, co, err)
   log.error("request handler failed: " .. traceback(co, tostring(err)))
+  -- after req:websocket: no 500 can be sent; the WebSocket is closed with 1011 instead
+  local ws = package.loaded["luacluster.ws.socket"]
+  if ws and ws.handler_failed(res._s) then
+    return
+  end
   fail(res)
 end
 

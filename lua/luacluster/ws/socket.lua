@@ -36,7 +36,7 @@ local WRITE_HIGH_WATER = 1048576 -- ws:send waits past this many bytes queued (r
 -- messages not taken (waiting for ws:receive, or with a "message" handler still running):
 -- reading stops past either
 local QUEUE_BYTES, QUEUE_COUNT = 1048576, 1000
-local open = {} -- ws -> true while open: the drain closes them
+local open = {} -- seq (its request's) -> ws while open: the drain closes them
 local gone = false -- the drain has closed them: one accepted later is closed at once
 
 
@@ -143,7 +143,7 @@ local function on_event(ws, event, a, b)
     enqueue(ws, a, b)
   else -- close: code, reason
     ws._closed = { a, b }
-    open[ws] = nil
+    open[ws._s] = nil
     local w = ws._receiver
     ws._receiver = nil
     if w then
@@ -159,7 +159,7 @@ end
 -- reconnect to the new generation before this worker is ended. Without a deadline: at once.
 local function going_away()
   gone = true
-  for ws in pairs(open) do
+  for _, ws in pairs(open) do
     ws:close(1001, "going away")
   end
 end
@@ -235,7 +235,7 @@ function M.accept(req, opts)
   if not ok then
     return nil, pending
   end
-  open[ws] = true
+  open[ws._s] = ws
   rawset(req, "_ws", ws) -- http.lua: handler_returned once the handler is done
   if gone then -- accepted after the drain's 1001s (a keep-alive request that came late)
     ws:close(1001, "going away")
@@ -254,6 +254,19 @@ function M.handler_returned(ws)
     return
   end
   ws:close(1000, "")
+end
+
+
+-- The handler of request seq raised (http.lua): its WebSocket, if it accepted one, is closed with
+-- 1011 whatever handlers it has (it would otherwise stay open with nothing to end it). -> true
+-- when there was one.
+function M.handler_failed(seq)
+  local ws = open[seq]
+  if not ws then
+    return false
+  end
+  ws:close(1011, "the handler failed")
+  return true
 end
 
 
@@ -327,6 +340,9 @@ function ws_mt:send(data, kind)
     return nil, "closed"
   end
   local ok, queued = ws_send(self._c, self._s, tostring(data), op)
+  if ok == false then -- text that is not UTF-8
+    error("ws:send: " .. queued, 2)
+  end
   if not ok then
     return nil, queued
   end
@@ -403,6 +419,9 @@ function ws_mt:close(code, reason)
     return nil, "closed"
   end
   local ok, err = ws_close(self._c, self._s, code or 1000, reason or "")
+  if ok == false then -- a reason that is not UTF-8
+    error("ws:close: " .. err, 2)
+  end
   if not ok then
     return nil, err
   end
