@@ -228,10 +228,17 @@ size_t lc_http_conn_queued(http_conn *c) {
   return c->wq ? lc_wq_queued(c->wq) : 0;
 }
 
-/* a queue with nothing left to write, between requests: freed (an idle connection keeps none) */
+/* a queue with nothing left to write, between requests: freed (an idle connection keeps none).
+ * A WebSocket's stays, without a buffer bigger than LC_WS_IDLE_KEEP: a burst, or one big
+ * message, once written leaves nothing behind (each idle socket kept its peak, 1 MiB and more) */
 static void maybe_drop_wq(http_conn *c) {
   lc_wq *q = c->wq;
-  if (q == NULL || c->closed || c->ending || !lc_wq_idle(q) || c->state != LC_HTTP_S_HEAD) return;
+  if (q == NULL || c->closed || c->ending || !lc_wq_idle(q)) return;
+  if (c->state == LC_HTTP_S_HANDLER && c->req && c->req->ws) {
+    if (q->out.cap > LC_WS_IDLE_KEEP || q->spare) lc_wq_trim(q);
+    return;
+  }
+  if (c->state != LC_HTTP_S_HEAD) return;
   lc_wq_close(q);
   free(q);
   c->wq = NULL;
@@ -448,6 +455,7 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
     }
   }
   if (c->in == c->srv->rbuf) leave_shared(c);
+  else drop_own(c);   /* a WebSocket's buffer, once a big frame is read, is not kept while it idles */
 }
 
 static void resume_reading(http_conn *c) {
@@ -482,6 +490,7 @@ void lc_http_conn_pause_input(http_conn *c) {
 
 void lc_http_conn_update_pauses(http_conn *c) {
   if (!c->closed && c->state != LC_HTTP_S_CLOSING) update_pauses(c);
+  drop_own(c);   /* (the input a WebSocket's Lua side has taken meanwhile) */
 }
 
 /* ---- a request ---- */

@@ -124,4 +124,24 @@ def one_message():
         print("message", op, p.decode("utf-8", "replace"))
 
 
-{"together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(f.read().split("VmRSS:")[1].split()[0])
+
+
+def big_then_idle():
+    """N WebSockets one after the other, each echoes one 1 MiB message and then stays open,
+    idle: how much the worker (pid ARG) grew"""
+    n, pid = int(args[0]), int(args[1])
+    before, keep, blob = rss_kb(pid), [], b"b" * 1048576
+    for i in range(n):
+        s, rest = connect("/echo")
+        s.sendall(frame(2, blob))
+        f = next_frame(s, rest, time.time() + 20)
+        assert f is not None and f[0] == 2 and len(f[1]) == len(blob), "no echo"
+        keep.append(s)
+    time.sleep(0.5)
+    print("grew_kb %d for %d idle WebSockets" % (rss_kb(pid) - before, n))
+
+
+{"big_then_idle": big_then_idle, "together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()

@@ -16,7 +16,7 @@ if cluster.is_worker then
       while os.clock() - t0 < 1.5 do end
       return 200, {}, "ok\n"
     end
-    local ws = req:websocket({ idle_timeout = p == "/together" and 1000 or nil })
+    local ws = req:websocket({ idle_timeout = p == "/together" and 1000 or nil, max_message_size = 2 * 1048576 })
     if not ws then return end
     ws:on("close", function(code, reason) say("closed", p, code, reason) end)
     if p == "/together" then
@@ -46,6 +46,8 @@ if cluster.is_worker then
   end, { send_timeout = 1000 }):listen(tonumber(os.getenv("WS_PORT")), "127.0.0.1")
 end
 ]]
+
+local ASAN = os.getenv("ASAN_OPTIONS") ~= nil -- its quarantine keeps freed memory
 
 local function client(mode, port, ...)
   local out, rc = H.sh("timeout 60 /usr/bin/python3 " .. H.root .. "/spec/ws_edges_client.py " .. mode .. " " .. port
@@ -79,6 +81,13 @@ describe("websocket edges", function()
     local secs = tonumber(out:match("^reset after ([%d.]+)"))
     assert.truthy(secs and secs < 15, out)
     assert.truthy(H.wait_for(function() return p:stdout():find("closed /echo 1006", 1, true) end, 5000), p:stdout())
+  end)
+
+  it("keeps no big buffer for an idle WebSocket that sent and received a big message", function()
+    -- each kept its 1 MiB input buffer (until a next read) and its write queue's 1 MiB buffer
+    local pid = H.children(p.pid)[1]
+    local kb = tonumber(client("big_then_idle", port, 100, pid):match("grew_kb (%-?%d+)"))
+    assert.truthy(kb and kb < (ASAN and 300 or 40) * 1024, "the worker grew by " .. tostring(kb) .. " kB")
   end)
 
   it("closes a WebSocket with 1011 when its handler raises after the 101", function()
