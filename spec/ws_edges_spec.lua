@@ -9,7 +9,7 @@ local APP = [[
 local http = require("luacluster.http")
 local together = {}
 if cluster.is_worker then
-  http.create_server(function(req)
+  http.create_server(function(req, res)
     local p = req.path
     if p == "/busy" then -- the loop is kept busy past the WebSockets' idle_timeout
       local t0 = os.clock()
@@ -24,6 +24,16 @@ if cluster.is_worker then
       together[i] = ws
       if i == 1 then ws:on("close", function() together[2]:close(1000, "by 1") end) end
       ws:on("message", function() end)
+      return
+    elseif p == "/res_after" then -- res:write / res:finish after the 101: refused, the frames stay whole
+      local r = {}
+      for _, f in ipairs({ function() return res:write("x") end, function() return res:write("y") end,
+                           function() return res:finish("z") end }) do
+        local ok, err = f()
+        r[#r + 1] = tostring(ok) .. " " .. tostring(err)
+      end
+      ws:send(table.concat(r, "; "))
+      ws:close(1000, "done")
       return
     elseif p == "/raise" then
       ws:on("message", function(data) ws:send(data) end)
@@ -88,6 +98,11 @@ describe("websocket edges", function()
     local pid = H.children(p.pid)[1]
     local kb = tonumber(client("big_then_idle", port, 100, pid):match("grew_kb (%-?%d+)"))
     assert.truthy(kb and kb < (ASAN and 300 or 40) * 1024, "the worker grew by " .. tostring(kb) .. " kB")
+  end)
+
+  it("refuses res:write and res:finish after the 101 (they wrote HTTP bytes into the frames)", function()
+    local out = client("one_message", port, "/res_after")
+    assert.matches("^message 1 nil [^;]+; nil [^;]+; nil [^\n]+\nclose 1000 done\n$", out)
   end)
 
   it("closes a WebSocket with 1011 when its handler raises after the 101", function()
