@@ -5,7 +5,7 @@
  * message, and the close, goes to one Lua function (core.ws_accept's fn(event, a, b)).
  *   core.ws_accept(conn, seq, head, max_message, fn, idle_ms, ping_ms [, pmd]) -> true, pending | nil, err:
  *     writes the 101 (head, built by luacluster.ws.handshake) and switches the reader; pending:
- *     frames the client sent before it read the 101 wait in the input (core.ws_read(.., true)
+ *     frames the client sent before it read the 101, or its EOF, wait (core.ws_read(.., true)
  *     reads them, from a later loop turn: never from inside a coroutine); pmd: permessage-deflate's
  *     negotiated parameters (a table, ws_deflate.c compresses)
  *   core.ws_send(conn, seq, data, opcode) -> true, queued | nil, err | false, err (text that is
@@ -219,6 +219,17 @@ void lc_ws_conn_fail(http_conn *c, int code, const char *reason) {
 static http_conn *ws_arg(lua_State *L);
 http_conn *lc_ws_conn_arg(lua_State *L) { return ws_arg(L); }
 
+/* The peer closed its side before the 101 (its EOF came while the handler ran, and was kept
+ * for the answer): once what it sent is read, it is gone, as after an EOF that comes later
+ * (1006). It stayed open for ever, its socket in CLOSE-WAIT: nothing reads it any more. */
+static void peer_gone(http_conn *c, lc_ws_conn *ws) {
+  if (!c->peer_closed || c->closed || c->state != LC_HTTP_S_HANDLER || c->req == NULL || c->req->ws != ws ||
+      ws->lua_paused)
+    return;
+  ws_end(c);   /* what is queued is written first (the 101, answers to its frames) */
+  tell_close(c, ws, 1006, "", 0);
+}
+
 /* the frames in c->in[in_off..in_len) */
 void lc_ws_conn_input(http_conn *c) {
   lc_ws_conn *ws = c->req->ws;
@@ -265,6 +276,7 @@ void lc_ws_conn_input(http_conn *c) {
     if (c->closed || c->req == NULL || c->req->ws != ws) return;
     if (ws->msg.len > 0) lc_buf_free(&ws->msg);
   }
+  peer_gone(c, ws);
 }
 
 /* ---- backpressure and timers ---- */
@@ -371,7 +383,8 @@ static int ws_lua_accept(lua_State *L) {
   if (c->closed) return lc_push_fail(L, 0, "the connection is closed");
   lc_ws_conn_arm(c);
   lua_pushboolean(L, 1);
-  lua_pushboolean(L, c->in_off < c->in_len);   /* frames sent before the 101 was read */
+  /* frames sent before the 101 was read, or the peer's EOF (peer_gone): read from a later turn */
+  lua_pushboolean(L, c->in_off < c->in_len || c->peer_closed);
   return 2;
 }
 

@@ -124,6 +124,37 @@ def one_message():
         print("message", op, p.decode("utf-8", "replace"))
 
 
+def half_close():
+    """the upgrade to PATH (and text frames ARG...), then our side closed (SHUT_WR) before the 101
+    comes: the frames echoed, then the server's end"""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (args[0], key)).encode()
+              + b"".join(frame(1, a.encode()) for a in args[1:]))
+    s.shutdown(socket.SHUT_WR)
+    t0, buf = time.time(), b""
+    s.settimeout(5)
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+    except socket.timeout:
+        print("no eof after 5 s")
+        return
+    assert buf.startswith(b"HTTP/1.1 101"), buf
+    buf, frames = buf.split(b"\r\n\r\n", 1)[1], []
+    while True:
+        f = next_frame(s, buf, 0)
+        if f is None:
+            break
+        frames.append("%d:%s" % (f[0], f[1].decode()))
+        buf = f[2]
+    print("eof after %.1f, frames: %s" % (time.time() - t0, " ".join(frames) or "none"))
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(f.read().split("VmRSS:")[1].split()[0])
@@ -144,4 +175,4 @@ def big_then_idle():
     print("grew_kb %d for %d idle WebSockets" % (rss_kb(pid) - before, n))
 
 
-{"big_then_idle": big_then_idle, "together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()
+{"big_then_idle": big_then_idle, "half_close": half_close, "together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()

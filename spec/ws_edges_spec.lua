@@ -16,6 +16,7 @@ if cluster.is_worker then
       while os.clock() - t0 < 1.5 do end
       return 200, {}, "ok\n"
     end
+    if p == "/wait" then timer.sleep(200) end -- the client's EOF comes before the 101
     local ws = req:websocket({ idle_timeout = p == "/together" and 1000 or nil, max_message_size = 2 * 1048576 })
     if not ws then return end
     ws:on("close", function(code, reason) say("closed", p, code, reason) end)
@@ -103,6 +104,12 @@ describe("websocket edges", function()
   it("refuses res:write and res:finish after the 101 (they wrote HTTP bytes into the frames)", function()
     local out = client("one_message", port, "/res_after")
     assert.matches("^message 1 nil [^;]+; nil [^;]+; nil [^\n]+\nclose 1000 done\n$", out)
+  end)
+
+  it("ends a WebSocket whose client closed its side before the 101, once its frames are read (1006)", function()
+    assert.matches("^eof after [%d.]+, frames: none\n$", client("half_close", port, "/wait"))
+    assert.truthy(H.wait_for(function() return p:stdout():find("closed /wait 1006", 1, true) end, 5000), p:stdout())
+    assert.matches("^eof after [%d.]+, frames: 1:early\n$", client("half_close", port, "/wait", "early"))
   end)
 
   it("closes a WebSocket with 1011 when its handler raises after the 101", function()
