@@ -14,7 +14,7 @@
  *            "ping" pings, "bye" raises), /hold (handlers that wait a turn), /drop (returns:
  *            closed with 1000)
  *   bit 6    the client offers permessage-deflate (client_max_window_bits; the server accepts)
- *   bit 7    the handler waits a turn before it accepts (frames and the EOF arrive first) */
+ *   bit 7    the handler waits 2 ms before it accepts (frames and the EOF arrive first) */
 #include "fuzz_common.h"
 #include "../ws_frame.h"
 
@@ -27,7 +27,7 @@ static const char INIT[] =
   "local timer = require('luacluster.timer')\n"
   "local server = http.create_server(function(req, res)\n"
   "  local p = req.path\n"
-  "  if req.query == 'late' then timer.sleep(0) end\n"
+  "  if req.query == 'late' then timer.sleep(2) end\n"
   "  local ws = req:websocket({ max_message_size = 4096, compress = true, protocols = { 'x' } })\n"
   "  if not ws then return end\n"
   "  ws:on('close', function(code, reason) ws:send('after') ws:close() end)\n"
