@@ -20,6 +20,12 @@ def frame(op, payload, fin=True):
     return h + b"\0\0\0\0" + payload
 
 
+def upgrade(path):
+    key = base64.b64encode(os.urandom(16)).decode()
+    return ("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode()
+
+
 def connect(path, rcvbuf=None):
     """-> the socket after its 101, the bytes that came after the 101's head"""
     s = socket.socket()
@@ -27,9 +33,7 @@ def connect(path, rcvbuf=None):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(20)
     s.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
+    s.sendall(upgrade(path))
     buf = b""
     while b"\r\n\r\n" not in buf:
         d = s.recv(4096)
@@ -128,10 +132,7 @@ def half_close():
     """the upgrade to PATH (and text frames ARG...), then our side closed (SHUT_WR) before the 101
     comes: the frames echoed, then the server's end"""
     s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (args[0], key)).encode()
-              + b"".join(frame(1, a.encode()) for a in args[1:]))
+    s.sendall(upgrade(args[0]) + b"".join(frame(1, a.encode()) for a in args[1:]))
     s.shutdown(socket.SHUT_WR)
     t0, buf = time.time(), b""
     s.settimeout(5)

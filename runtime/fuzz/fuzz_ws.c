@@ -128,7 +128,6 @@ static void check_output(const char *p, size_t n, int deflate) {
 static char out[OUT_CAP];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const size_t chunks[4] = {1, 13, 200, (size_t)-1};
   static const char *const paths[4] = {"/echo", "/on", "/hold", "/drop"};
   if (size < 1) return 0;
   if (L == NULL) init();
@@ -146,40 +145,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(in, head, (size_t)hn);
   if (size) memcpy(in + hn, data, size);
   size += (size_t)hn;
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) abort();
-  fuzz_nonblock(sv[0]);
-  uv_tcp_t *tcp = malloc(sizeof *tcp);
-  if (tcp == NULL || uv_tcp_init(&rt->loop, tcp) != 0 || uv_tcp_open(tcp, sv[1]) != 0) abort();
-  if (!lc_sink_deliver(rt, 1, tcp)) abort();
-  size_t chunk = chunks[flags & 3], off = 0, out_len = 0;
-  int half_closed = 0, spins;
-  for (spins = 0; off < size && spins < 20000; spins++) {
-    size_t n = size - off < chunk ? size - off : chunk;
-    ssize_t w = send(sv[0], in + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (w > 0) off += (size_t)w;
-    else if (w < 0 && errno != EAGAIN && errno != EINTR) break;
-    if (!(flags & 8) || spins > 200) fuzz_drain(sv[0], out, OUT_CAP, &out_len);
-    uv_run(&rt->loop, UV_RUN_NOWAIT);
-  }
+  size_t out_len;
+  fuzz_play(rt, L, "fuzz_ws", flags, in, size, out, OUT_CAP, &out_len);
   free(in);
-  if (flags & 4) { shutdown(sv[0], SHUT_WR); half_closed = 1; }
-  size_t last_len = (size_t)-1;
-  int quiet = 0;
-  for (spins = 0; spins < 5000 && fuzz_call(L, "fuzz_open_conns", 0); spins++) {
-    fuzz_drain(sv[0], out, OUT_CAP, &out_len);
-    uv_run(&rt->loop, UV_RUN_NOWAIT);
-    quiet = out_len == last_len ? quiet + 1 : 0;
-    last_len = out_len;
-    if (quiet > 20 && !half_closed) { shutdown(sv[0], SHUT_WR); half_closed = 1; }
-  }
-  fuzz_drain(sv[0], out, OUT_CAP, &out_len);
-  close(sv[0]);
-  for (spins = 0; spins < 1000 && fuzz_call(L, "fuzz_open_conns", 0); spins++) uv_run(&rt->loop, UV_RUN_NOWAIT);
-  if (fuzz_call(L, "fuzz_open_conns", 0)) {
-    fprintf(stderr, "fuzz_ws: the connection did not close\n");
-    abort();
-  }
   if (getenv("FUZZ_WS_SHOW")) fprintf(stderr, "%zu bytes back\n", out_len);
   if (out_len < OUT_CAP) check_output(out, out_len, (flags & 64) != 0);
   return 0;
