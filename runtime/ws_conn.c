@@ -8,7 +8,7 @@
  *     frames the client sent before it read the 101, or its EOF, wait (core.ws_read(.., true)
  *     reads them, from a later loop turn: never from inside a coroutine); pmd: permessage-deflate's
  *     negotiated parameters (a table, ws_deflate.c compresses)
- *   core.ws_send(conn, seq, data, opcode) -> true, queued | nil, err | false, err (text that is
+ *   core.ws_send(conn, seq, data, opcode, can_wait) -> true, queued | nil, err | false, err (text that is
  *     not UTF-8: the caller's mistake)
  *   core.ws_close(conn, seq, code, reason) -> true | nil, err | false, err (a reason not UTF-8):
  *     the close handshake's first frame
@@ -409,10 +409,10 @@ static int ws_lua_send(lua_State *L) {
     lua_pushliteral(L, "text is not valid UTF-8 (send bytes as \"binary\")");
     return 2;
   }
-  /* in a coroutine, ws:send waits past LC_WS_MAX_QUEUED (luacluster.ws.socket); on the main
-   * thread it cannot, and LC_WS_HARD_QUEUED bounds it */
-  int can_wait = !lua_pushthread(L);
-  lua_pop(L, 1);
+  /* in a coroutine luacluster runs, ws:send waits past LC_WS_MAX_QUEUED (luacluster.ws.socket
+   * says so: argument 5); elsewhere (the main thread, a coroutine of the app's own) it cannot,
+   * and LC_WS_HARD_QUEUED bounds it */
+  int can_wait = lua_toboolean(L, 5);
   if (send_message(c, c->req->ws, can_wait, (unsigned)opcode, data, len) != 0) return lc_push_fail(L, 0, "closed");
   if (opcode != LC_WS_PING) c->srv->base.rt->http.ws_out++;
   lua_pushboolean(L, 1);

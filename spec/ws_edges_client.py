@@ -156,6 +156,14 @@ def half_close():
     print("eof after %.1f, frames: %s" % (time.time() - t0, " ".join(frames) or "none"))
 
 
+def never_read():
+    """one message to PATH, then nothing read for SECS"""
+    s, _ = connect(args[0], rcvbuf=4096)
+    s.sendall(frame(1, b"go"))
+    time.sleep(float(args[1]))
+    print("slept")
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(f.read().split("VmRSS:")[1].split()[0])
@@ -176,4 +184,4 @@ def big_then_idle():
     print("grew_kb %d for %d idle WebSockets" % (rss_kb(pid) - before, n))
 
 
-{"big_then_idle": big_then_idle, "half_close": half_close, "together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()
+{"big_then_idle": big_then_idle, "half_close": half_close, "never_read": never_read, "together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()

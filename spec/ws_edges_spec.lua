@@ -36,6 +36,17 @@ if cluster.is_worker then
       ws:send(table.concat(r, "; "))
       ws:close(1000, "done")
       return
+    elseif p == "/wrapped" then -- sends from a coroutine luacluster does not run: it cannot wait
+      ws:receive()
+      coroutine.wrap(function()
+        local blob = string.rep("w", 65536)
+        for i = 1, 400 do
+          local ok, err = ws:send(blob, "binary")
+          if not ok then say("wrapped send failed", i, err) return end
+        end
+        say("wrapped sends all queued")
+      end)()
+      return
     elseif p == "/raise" then
       ws:on("message", function(data) ws:send(data) end)
       error("raised after the 101")
@@ -110,6 +121,13 @@ describe("websocket edges", function()
     assert.matches("^eof after [%d.]+, frames: none\n$", client("half_close", port, "/wait"))
     assert.truthy(H.wait_for(function() return p:stdout():find("closed /wait 1006", 1, true) end, 5000), p:stdout())
     assert.matches("^eof after [%d.]+, frames: 1:early\n$", client("half_close", port, "/wait", "early"))
+  end)
+
+  it("bounds sends from a coroutine luacluster does not run (they cannot wait) like those of the main thread", function()
+    -- they neither waited nor met the 8 MiB bound: 25 MiB queued for a client that reads nothing
+    client("never_read", port, "/wrapped", 3)
+    local n = tonumber(H.wait_for(function() return p:stdout():match("wrapped send failed (%d+) closed") end, 5000))
+    assert.truthy(n and n < 300, p:stdout())
   end)
 
   it("closes a WebSocket with 1011 when its handler raises after the 101", function()

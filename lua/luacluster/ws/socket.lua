@@ -339,7 +339,7 @@ function ws_mt:send(data, kind)
   if self._closed then
     return nil, "closed"
   end
-  local ok, queued = ws_send(self._c, self._s, tostring(data), op)
+  local ok, queued = ws_send(self._c, self._s, tostring(data), op, in_handler())
   if ok == false then -- text that is not UTF-8
     error("ws:send: " .. queued, 2)
   end
@@ -356,7 +356,7 @@ function ws_mt:ping(data)
   if self._closed then
     return nil, "closed"
   end
-  local ok, err = ws_send(self._c, self._s, tostring(data or ""), 9)
+  local ok, err = ws_send(self._c, self._s, tostring(data or ""), 9, in_handler())
   if not ok then
     return nil, err
   end
