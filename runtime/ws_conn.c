@@ -365,7 +365,8 @@ static int ws_lua_accept(lua_State *L) {
     free(ws);
     return lc_push_fail(L, UV_ENOMEM, "a WebSocket's permessage-deflate");
   }
-  lc_ws_parser_init(&ws->ps, max > 0 ? (uint64_t)max : 0, ws->pmd ? LC_WS_RSV1 : 0);
+  /* 0: no limit; so is anything a uint64_t does not hold (math.huge: a cast would be undefined) */
+  lc_ws_parser_init(&ws->ps, max > 0 && max < 18446744073709551616.0 ? (uint64_t)max : 0, ws->pmd ? LC_WS_RSV1 : 0);
   lua_pushvalue(L, 5);
   ws->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws->idle_ms = idle > 0 ? (idle < 4e9 ? (uint32_t)idle : 4000000000u) : 0;

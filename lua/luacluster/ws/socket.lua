@@ -193,8 +193,8 @@ function M.accept(req, opts)
   end
   opts = opts or {}
   local max = opts.max_message_size or DEFAULT_MAX
-  if type(max) ~= "number" or not (max >= 0) then
-    error("req:websocket: max_message_size must be a number >= 0", 3)
+  if type(max) ~= "number" or not (max >= 0) or (max % 1 ~= 0 and max ~= math.huge) then
+    error("req:websocket: max_message_size must be a whole number of bytes >= 0 (0 or math.huge: no limit)", 3)
   end
   if opts.protocols ~= nil and type(opts.protocols) ~= "table" then
     error("req:websocket: protocols must be a list of names", 3)
