@@ -194,24 +194,24 @@ static void expire(http_conn *c, int mode) {
 void lc_http_server_timer_cb(uv_timer_t *t) {
   http_server *s = t->data;
   uint64_t now = uv_now(t->loop);
-  /* what is due is taken off the lists first: an expiry may set a new deadline (which may be
-   * due at once, with a timeout of 0: it waits for the next turn) */
-  http_conn *due = NULL, **last = &due;
+  /* How many are due is counted first, then each list's head is expired that many times at
+   * most: an expiry may run Lua (a WebSocket's "close"), which may set or clear the deadline of
+   * any other connection, one that is due too included, so no chain of due connections is kept
+   * across expiries (one through dl_next was relinked under the loop and lost the rest of it).
+   * A deadline set due at once (a timeout of 0) waits for the next run: the count bounds it. */
+  size_t ndue[LC_HTTP_DL_COUNT];
   for (int k = 0; k < LC_HTTP_DL_COUNT; k++) {
-    while (s->dl[k].head && s->dl[k].head->deadline <= now) {
+    ndue[k] = 0;
+    for (http_conn *c = s->dl[k].head; c && c->deadline <= now; c = c->dl_next) ndue[k]++;
+  }
+  for (int k = 0; k < LC_HTTP_DL_COUNT; k++) {
+    for (size_t i = 0; i < ndue[k] && s->dl[k].head && s->dl[k].head->deadline <= now; i++) {
       http_conn *c = s->dl[k].head;
       dl_unlink(c);
-      *last = c;
-      last = &c->dl_next;
+      int mode = c->timer_mode;
+      c->timer_mode = LC_HTTP_T_NONE;
+      expire(c, mode);
     }
-  }
-  while (due) {
-    http_conn *c = due;
-    due = c->dl_next;
-    c->dl_next = NULL;
-    int mode = c->timer_mode;
-    c->timer_mode = LC_HTTP_T_NONE;
-    expire(c, mode);
   }
   uint64_t next = UINT64_MAX;
   for (int k = 0; k < LC_HTTP_DL_COUNT; k++)
@@ -228,10 +228,17 @@ size_t lc_http_conn_queued(http_conn *c) {
   return c->wq ? lc_wq_queued(c->wq) : 0;
 }
 
-/* a queue with nothing left to write, between requests: freed (an idle connection keeps none) */
+/* a queue with nothing left to write, between requests: freed (an idle connection keeps none).
+ * A WebSocket's stays, without a buffer bigger than LC_WS_IDLE_KEEP: a burst, or one big
+ * message, once written leaves nothing behind (each idle socket kept its peak, 1 MiB and more) */
 static void maybe_drop_wq(http_conn *c) {
   lc_wq *q = c->wq;
-  if (q == NULL || c->closed || c->ending || !lc_wq_idle(q) || c->state != LC_HTTP_S_HEAD) return;
+  if (q == NULL || c->closed || c->ending || !lc_wq_idle(q)) return;
+  if (c->state == LC_HTTP_S_HANDLER && c->req && c->req->ws) {
+    if (q->out.cap > LC_WS_IDLE_KEEP || q->spare) lc_wq_trim(q);
+    return;
+  }
+  if (c->state != LC_HTTP_S_HEAD) return;
   lc_wq_close(q);
   free(q);
   c->wq = NULL;
@@ -448,6 +455,7 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
     }
   }
   if (c->in == c->srv->rbuf) leave_shared(c);
+  else drop_own(c);   /* a WebSocket's buffer, once a big frame is read, is not kept while it idles */
 }
 
 static void resume_reading(http_conn *c) {
@@ -482,6 +490,7 @@ void lc_http_conn_pause_input(http_conn *c) {
 
 void lc_http_conn_update_pauses(http_conn *c) {
   if (!c->closed && c->state != LC_HTTP_S_CLOSING) update_pauses(c);
+  drop_own(c);   /* (the input a WebSocket's Lua side has taken meanwhile) */
 }
 
 /* ---- a request ---- */

@@ -190,6 +190,7 @@ void lc_http_ref_run(lc_rt *rt, int ref, int call);   /* drops a reference, call
 #define LC_WS_MAX_QUEUED LC_HTTP_MAX_QUEUED_OUTPUT  /* ws:send waits past this (1 MiB) */
 #define LC_WS_HARD_QUEUED (8u << 20)  /* a write that cannot wait (fan-out) closes the connection past this */
 #define LC_WS_CLOSE_WAIT_MS 5000      /* after our close frame, how long the peer's may take */
+#define LC_WS_IDLE_KEEP 4096          /* the most an idle WebSocket's write queue keeps allocated */
 void lc_ws_conn_input(http_conn *c);                 /* frames in the input (req->ws set) */
 void lc_ws_conn_free(http_conn *c, lc_ws_conn *ws);  /* the connection is freed */
 int lc_ws_conn_paused(http_conn *c);                 /* 1: its Lua side has not taken its messages */

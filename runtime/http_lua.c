@@ -333,7 +333,8 @@ static int http_lua_write(lua_State *L) {
   http_conn *c = check_conn(L, &ok);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
-  if (!ok || !c->req->resp_started) return push_gone(L);
+  /* after a 101 to a WebSocket (req->ws) the connection carries frames, never a body */
+  if (!ok || !c->req->resp_started || c->req->ws) return push_gone(L);
   if (lc_http_over_length(L, c, len)) return push_mistake(L);
   if (lc_http_write_chunk(c, data, len) != 0) return push_gone(L);
   lua_pushboolean(L, 1);
@@ -370,7 +371,7 @@ static int http_lua_finish(lua_State *L) {
   http_conn *c = check_conn(L, &ok);
   size_t len = 0;
   const char *data = lua_isnoneornil(L, 3) ? NULL : luaL_checklstring(L, 3, &len);
-  if (!ok || !c->req->resp_started) return push_gone(L);
+  if (!ok || !c->req->resp_started || c->req->ws) return push_gone(L);
   if (data && lc_http_over_length(L, c, len)) return push_mistake(L);
   if (data) lc_http_write_chunk(c, data, len);
   unsigned long long short_by = lc_http_end_body(c);
@@ -385,7 +386,7 @@ static int http_lua_finish(lua_State *L) {
 static int http_lua_headers(lua_State *L) {
   uint32_t ok;
   http_conn *c = check_conn(L, &ok);
-  if (!ok) return push_gone(L);
+  if (!ok || c->req->ws) return push_gone(L);   /* (a WebSocket's head is released at its 101) */
   const char *head = lc_http_head_ptr(c);
   lua_createtable(L, 0, c->req->h.nfields);
   for (int i = 0; i < c->req->h.nfields; i++) {

@@ -5,11 +5,13 @@
  * message, and the close, goes to one Lua function (core.ws_accept's fn(event, a, b)).
  *   core.ws_accept(conn, seq, head, max_message, fn, idle_ms, ping_ms [, pmd]) -> true, pending | nil, err:
  *     writes the 101 (head, built by luacluster.ws.handshake) and switches the reader; pending:
- *     frames the client sent before it read the 101 wait in the input (core.ws_read(.., true)
+ *     frames the client sent before it read the 101, or its EOF, wait (core.ws_read(.., true)
  *     reads them, from a later loop turn: never from inside a coroutine); pmd: permessage-deflate's
  *     negotiated parameters (a table, ws_deflate.c compresses)
- *   core.ws_send(conn, seq, data, opcode) -> true, queued | nil, err
- *   core.ws_close(conn, seq, code, reason) -> true | nil, err: the close handshake's first frame
+ *   core.ws_send(conn, seq, data, opcode, can_wait) -> true, queued | nil, err | false, err (text that is
+ *     not UTF-8: the caller's mistake)
+ *   core.ws_close(conn, seq, code, reason) -> true | nil, err | false, err (a reason not UTF-8):
+ *     the close handshake's first frame
  *   core.ws_read(conn, seq, on): the Lua side's input backpressure: false stops reading (the
  *     messages it has not taken are enough), true reads again (what waits in the input first)
  * Timers (one deadline per connection, LC_HTTP_T_WS in the server's LC_HTTP_DL_WS list, moved
@@ -68,10 +70,30 @@ static void tell_close(http_conn *c, lc_ws_conn *ws, int code, const char *reaso
   lc_call_with(c->srv->base.rt, ws_push_event, &e);
 }
 
-static int send_frame(http_conn *c, unsigned opcode, const char *data, size_t len) {
+/* a frame of ours on the connection's queue, bounded: past LC_WS_HARD_QUEUED (a client that
+ * does not read, and writes that cannot wait: can_wait 0) the connection is closed; past
+ * LC_WS_MAX_QUEUED its send timeout runs (lc_ws_conn_arm). Every frame goes this way, pongs and
+ * closes too: a client that pings and never reads is closed by the send timeout like any other. */
+static int queue_bytes(http_conn *c, int can_wait, const char *a, size_t alen, const char *b, size_t blen) {
+  if (!can_wait && lc_http_conn_queued(c) > LC_WS_HARD_QUEUED) {
+    lc_http_conn_close(c);
+    return UV_ENOBUFS;
+  }
+  int r = lc_http_conn_write(c, a, alen, b, blen);
+  if (r != 0) return r;
+  if (c->timer_mode != LC_HTTP_T_SEND && lc_http_conn_queued(c) > LC_WS_MAX_QUEUED) lc_ws_conn_arm(c);
+  return 0;
+}
+
+static int queue_frame(http_conn *c, int can_wait, unsigned opcode, const char *data, size_t len) {
   unsigned char h[10];
   size_t hl = lc_ws_frame_header(h, 1, 0, opcode, len);
-  return lc_http_conn_write(c, (const char *)h, hl, data, len);
+  return queue_bytes(c, can_wait, (const char *)h, hl, data, len);
+}
+
+/* a control frame (pong, close, our ping): it may always be queued (no hard bound) */
+static int send_frame(http_conn *c, unsigned opcode, const char *data, size_t len) {
+  return queue_frame(c, 1, opcode, data, len);
 }
 
 /* our close frame (once), then the connection ends when it is written */
@@ -141,9 +163,6 @@ static int inflate_message(http_conn *c, lc_ws_conn *ws, unsigned opcode, const 
   return 0;
 }
 
-static int queue_bytes(http_conn *c, int can_wait, const char *a, size_t alen, const char *b, size_t blen);
-static int queue_frame(http_conn *c, int can_wait, unsigned opcode, const char *data, size_t len);
-
 /* a data message of ws:send, compressed (RSV1) when permessage-deflate was negotiated, queued
  * with the backpressure rules of queue_bytes */
 static int send_message(http_conn *c, lc_ws_conn *ws, int can_wait, unsigned opcode, const char *data, size_t len) {
@@ -200,6 +219,17 @@ void lc_ws_conn_fail(http_conn *c, int code, const char *reason) {
 static http_conn *ws_arg(lua_State *L);
 http_conn *lc_ws_conn_arg(lua_State *L) { return ws_arg(L); }
 
+/* The peer closed its side before the 101 (its EOF came while the handler ran, and was kept
+ * for the answer): once what it sent is read, it is gone, as after an EOF that comes later
+ * (1006). It stayed open for ever, its socket in CLOSE-WAIT: nothing reads it any more. */
+static void peer_gone(http_conn *c, lc_ws_conn *ws) {
+  if (!c->peer_closed || c->closed || c->state != LC_HTTP_S_HANDLER || c->req == NULL || c->req->ws != ws ||
+      ws->lua_paused)
+    return;
+  ws_end(c);   /* what is queued is written first (the 101, answers to its frames) */
+  tell_close(c, ws, 1006, "", 0);
+}
+
 /* the frames in c->in[in_off..in_len) */
 void lc_ws_conn_input(http_conn *c) {
   lc_ws_conn *ws = c->req->ws;
@@ -246,32 +276,13 @@ void lc_ws_conn_input(http_conn *c) {
     if (c->closed || c->req == NULL || c->req->ws != ws) return;
     if (ws->msg.len > 0) lc_buf_free(&ws->msg);
   }
+  peer_gone(c, ws);
 }
 
 /* ---- backpressure and timers ---- */
 
 int lc_ws_conn_paused(http_conn *c) {
   return c->req && c->req->ws && c->req->ws->lua_paused;
-}
-
-/* a frame of ours on the connection's queue, bounded: past LC_WS_HARD_QUEUED (a client that
- * does not read, and writes that cannot wait: can_wait 0) the connection is closed; past
- * LC_WS_MAX_QUEUED its send timeout runs (lc_ws_conn_arm) */
-static int queue_bytes(http_conn *c, int can_wait, const char *a, size_t alen, const char *b, size_t blen) {
-  if (!can_wait && lc_http_conn_queued(c) > LC_WS_HARD_QUEUED) {
-    lc_http_conn_close(c);
-    return UV_ENOBUFS;
-  }
-  int r = lc_http_conn_write(c, a, alen, b, blen);
-  if (r != 0) return r;
-  if (c->timer_mode != LC_HTTP_T_SEND && lc_http_conn_queued(c) > LC_WS_MAX_QUEUED) lc_ws_conn_arm(c);
-  return 0;
-}
-
-static int queue_frame(http_conn *c, int can_wait, unsigned opcode, const char *data, size_t len) {
-  unsigned char h[10];
-  size_t hl = lc_ws_frame_header(h, 1, 0, opcode, len);
-  return queue_bytes(c, can_wait, (const char *)h, hl, data, len);
 }
 
 
@@ -354,7 +365,8 @@ static int ws_lua_accept(lua_State *L) {
     free(ws);
     return lc_push_fail(L, UV_ENOMEM, "a WebSocket's permessage-deflate");
   }
-  lc_ws_parser_init(&ws->ps, max > 0 ? (uint64_t)max : 0, ws->pmd ? LC_WS_RSV1 : 0);
+  /* 0: no limit; so is anything a uint64_t does not hold (math.huge: a cast would be undefined) */
+  lc_ws_parser_init(&ws->ps, max > 0 && max < 18446744073709551616.0 ? (uint64_t)max : 0, ws->pmd ? LC_WS_RSV1 : 0);
   lua_pushvalue(L, 5);
   ws->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws->idle_ms = idle > 0 ? (idle < 4e9 ? (uint32_t)idle : 4000000000u) : 0;
@@ -372,8 +384,15 @@ static int ws_lua_accept(lua_State *L) {
   if (c->closed) return lc_push_fail(L, 0, "the connection is closed");
   lc_ws_conn_arm(c);
   lua_pushboolean(L, 1);
-  lua_pushboolean(L, c->in_off < c->in_len);   /* frames sent before the 101 was read */
+  /* frames sent before the 101 was read, or the peer's EOF (peer_gone): read from a later turn */
+  lua_pushboolean(L, c->in_off < c->in_len || c->peer_closed);
   return 2;
+}
+
+static int utf8_valid(const char *p, size_t n) {
+  lc_utf8 u;
+  lc_utf8_init(&u);
+  return lc_utf8_feed(&u, (const unsigned char *)p, n) == 0 && lc_utf8_complete(&u);
 }
 
 static int ws_lua_send(lua_State *L) {
@@ -384,10 +403,17 @@ static int ws_lua_send(lua_State *L) {
   if (opcode != LC_WS_TEXT && opcode != LC_WS_BINARY && opcode != LC_WS_PING) return luaL_argerror(L, 4, "opcode");
   if (opcode == LC_WS_PING && len > 125) return luaL_argerror(L, 3, "a ping carries at most 125 bytes");
   if (c == NULL || c->req->ws == NULL || c->req->ws->close_sent) return lc_push_fail(L, 0, "closed");
-  /* in a coroutine, ws:send waits past LC_WS_MAX_QUEUED (luacluster.ws.socket); on the main
-   * thread it cannot, and LC_WS_HARD_QUEUED bounds it */
-  int can_wait = !lua_pushthread(L);
-  lua_pop(L, 1);
+  /* a text message is UTF-8 (RFC 6455 5.6): a client must fail the connection with 1007 on one
+   * that is not, so it is refused here, the caller's mistake (false: socket.lua raises) */
+  if (opcode == LC_WS_TEXT && !utf8_valid(data, len)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "text is not valid UTF-8 (send bytes as \"binary\")");
+    return 2;
+  }
+  /* in a coroutine luacluster runs, ws:send waits past LC_WS_MAX_QUEUED (luacluster.ws.socket
+   * says so: argument 5); elsewhere (the main thread, a coroutine of the app's own) it cannot,
+   * and LC_WS_HARD_QUEUED bounds it */
+  int can_wait = lua_toboolean(L, 5);
   if (send_message(c, c->req->ws, can_wait, (unsigned)opcode, data, len) != 0) return lc_push_fail(L, 0, "closed");
   if (opcode != LC_WS_PING) c->srv->base.rt->http.ws_out++;
   lua_pushboolean(L, 1);
@@ -401,6 +427,11 @@ static int ws_lua_close(lua_State *L) {
   size_t rlen = 0;
   const char *reason = luaL_optlstring(L, 4, "", &rlen);
   if (code != 1005 && !lc_ws_close_code_valid((unsigned)code)) return luaL_argerror(L, 3, "not a close code a peer may send");
+  if (!utf8_valid(reason, rlen)) {   /* (the client would fail it with 1007) */
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "the reason is not valid UTF-8");
+    return 2;
+  }
   if (c == NULL || c->req->ws == NULL || c->req->ws->close_sent) return lc_push_fail(L, 0, "closed");
   send_close(c, c->req->ws, code, reason, rlen);
   lc_http_conn_flush(c);

@@ -13,7 +13,7 @@ end
 local CLEAN_ENV = "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS "
 
 describe("fuzz targets", function()
-  for _, target in ipairs({ "ipc", "http", "http_client" }) do
+  for _, target in ipairs({ "ipc", "http", "http_client", "ws" }) do
     it("replay the " .. target .. " corpus without a crash", function()
       local bin = H.build_dir .. "/fuzz/fuzz_" .. target .. "_replay"
       local corpus = H.root .. "/spec/fuzz/corpus/" .. target

@@ -72,4 +72,49 @@ static void fuzz_drain(int fd, char *out, size_t cap, size_t *len) {
   }
 }
 
+/* Plays in[0..size) as a client on a new connection of the Lua state's sink 1 (a socketpair
+ * whose server end the runtime takes), in the delivery mode of flags bits 0-3: the write size
+ * (1, 13, 200 bytes or all, a loop turn between writes), bit 2 a half-close right after the last
+ * byte (else once the connection is quiet), bit 3 no reading until everything is written. What
+ * comes back goes into out (*out_len bytes, at most cap). Returns once the server has closed the
+ * connection (fuzz_open_conns says none is open); aborts, naming who, if it does not. */
+static inline void fuzz_play(lc_rt *rt, lua_State *L, const char *who, unsigned flags, const uint8_t *in, size_t size,
+                             char *out, size_t cap, size_t *out_len) {
+  static const size_t chunks[4] = {1, 13, 200, (size_t)-1};
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) abort();
+  fuzz_nonblock(sv[0]);
+  uv_tcp_t *tcp = malloc(sizeof *tcp);
+  if (tcp == NULL || uv_tcp_init(&rt->loop, tcp) != 0 || uv_tcp_open(tcp, sv[1]) != 0) abort();
+  if (!lc_sink_deliver(rt, 1, tcp)) abort();
+  size_t chunk = chunks[flags & 3], off = 0;
+  int half_closed = 0, spins;
+  *out_len = 0;
+  for (spins = 0; off < size && spins < 20000; spins++) {
+    size_t n = size - off < chunk ? size - off : chunk;
+    ssize_t w = send(sv[0], in + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w > 0) off += (size_t)w;
+    else if (w < 0 && errno != EAGAIN && errno != EINTR) break;
+    if (!(flags & 8) || spins > 200) fuzz_drain(sv[0], out, cap, out_len);
+    uv_run(&rt->loop, UV_RUN_NOWAIT);
+  }
+  if (flags & 4) { shutdown(sv[0], SHUT_WR); half_closed = 1; }
+  size_t last_len = (size_t)-1;
+  int quiet = 0;
+  for (spins = 0; spins < 5000 && fuzz_call(L, "fuzz_open_conns", 0); spins++) {
+    fuzz_drain(sv[0], out, cap, out_len);
+    uv_run(&rt->loop, UV_RUN_NOWAIT);
+    quiet = *out_len == last_len ? quiet + 1 : 0;
+    last_len = *out_len;
+    if (quiet > 20 && !half_closed) { shutdown(sv[0], SHUT_WR); half_closed = 1; }
+  }
+  fuzz_drain(sv[0], out, cap, out_len);
+  close(sv[0]);
+  for (spins = 0; spins < 1000 && fuzz_call(L, "fuzz_open_conns", 0); spins++) uv_run(&rt->loop, UV_RUN_NOWAIT);
+  if (fuzz_call(L, "fuzz_open_conns", 0)) {
+    fprintf(stderr, "%s: the connection did not close\n", who);
+    abort();
+  }
+}
+
 #endif

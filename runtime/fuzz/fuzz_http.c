@@ -129,44 +129,13 @@ static size_t check_responses(const char *p, size_t n) {
 static char out[OUT_CAP];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const size_t chunks[4] = {1, 13, 200, (size_t)-1};
   if (size < 1) return 0;
   if (L == NULL) init();
   unsigned flags = data[0];
   data++;
   size--;
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) abort();
-  fuzz_nonblock(sv[0]);
-  uv_tcp_t *tcp = malloc(sizeof *tcp);
-  if (tcp == NULL || uv_tcp_init(&rt->loop, tcp) != 0 || uv_tcp_open(tcp, sv[1]) != 0) abort();
-  if (!lc_sink_deliver(rt, 1, tcp)) abort();
-  size_t chunk = chunks[flags & 3], off = 0, out_len = 0;
-  int half_closed = 0, spins;
-  for (spins = 0; off < size && spins < 20000; spins++) {
-    size_t n = size - off < chunk ? size - off : chunk;
-    ssize_t w = send(sv[0], data + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (w > 0) off += (size_t)w;
-    else if (w < 0 && errno != EAGAIN && errno != EINTR) break;
-    if (!(flags & 8) || spins > 200) fuzz_drain(sv[0], out, OUT_CAP, &out_len);
-    uv_run(&rt->loop, UV_RUN_NOWAIT);
-  }
-  if (flags & 4) { shutdown(sv[0], SHUT_WR); half_closed = 1; }
-  size_t last_len = (size_t)-1;
-  int quiet = 0;
-  for (spins = 0; spins < 5000 && fuzz_call(L, "fuzz_open_conns", 0); spins++) {
-    fuzz_drain(sv[0], out, OUT_CAP, &out_len);
-    uv_run(&rt->loop, UV_RUN_NOWAIT);
-    quiet = out_len == last_len ? quiet + 1 : 0;
-    last_len = out_len;
-    if (quiet > 20 && !half_closed) { shutdown(sv[0], SHUT_WR); half_closed = 1; }
-  }
-  close(sv[0]);
-  for (spins = 0; spins < 1000 && fuzz_call(L, "fuzz_open_conns", 0); spins++) uv_run(&rt->loop, UV_RUN_NOWAIT);
-  if (fuzz_call(L, "fuzz_open_conns", 0)) {
-    fprintf(stderr, "fuzz_http: the connection did not close\n");
-    abort();
-  }
+  size_t out_len;
+  fuzz_play(rt, L, "fuzz_http", flags, data, size, out, OUT_CAP, &out_len);
   if (getenv("FUZZ_HTTP_SHOW")) fprintf(stderr, "%.*s\n", (int)(out_len < 4000 ? out_len : 4000), out);
   /* HEAD answers carry a Content-Length without a body: framing cannot be checked blind */
   if (out_len < OUT_CAP && memmem(data, size, "HEAD", 4) == NULL) {

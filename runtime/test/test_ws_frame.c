@@ -198,6 +198,17 @@ static void t_utf8(void) {
   CHECK(!utf8_ok("\x80", 1) && !utf8_ok("a\xbf", 2) && !utf8_ok("\xce\xba\xe1", 3) && !utf8_ok("\xe1\xbd", 2));
   CHECK(!utf8_ok("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80" "edited", 19));
   /* fails fast: the first byte that cannot continue a valid text fails, whatever follows */
+  /* runs of ASCII (read 8 bytes at a time) around and between sequences, a bad byte at each offset */
+  CHECK(utf8_ok("0123456789abcdef\xc3\xa9" "0123456789abcde", 33) && utf8_ok("0123456\xf0\x90\x80\x80" "89abcdefgh", 21));
+  CHECK(!utf8_ok("01234567\xe1\xbd" "abcdefgh", 18) && !utf8_ok("0123456789abcdef\xe1", 17));
+  for (int at = 0; at < 24; at++) {
+    char b[24];
+    memset(b, 'a', sizeof b);
+    b[at] = (char)0xff;
+    CHECK(!utf8_ok(b, sizeof b));
+    b[at] = (char)0xc3;
+    if (at < 23) { b[at + 1] = (char)0xa9; CHECK(utf8_ok(b, sizeof b)); }
+  }
   lc_utf8 u;
   lc_utf8_init(&u);
   CHECK(lc_utf8_feed(&u, (const unsigned char *)"\xce\xba\xe1\xbd", 4) == 0 && !lc_utf8_complete(&u));

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Runs one libFuzzer target for a given time: spec/fuzz/run.sh ipc|http|http_client SECONDS [libFuzzer args...]
+# Runs one libFuzzer target for a given time: spec/fuzz/run.sh ipc|http|http_client|ws SECONDS [libFuzzer args...]
 # Builds build-fuzz/ with clang first when needed (vendor/install-deps.sh --fuzz installs clang).
 # New inputs go to spec/fuzz/found/TARGET (the seed corpus spec/fuzz/corpus/TARGET is read, not
 # written); crashes to spec/fuzz/crashes/. Prints libFuzzer's last stats line (#execs, cov, ft).
 # Environment: FUZZ_JOBS (default 1) parallel jobs; LUACLUSTER_FUZZ_BUILD (default build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-target=${1:?usage: spec/fuzz/run.sh ipc|http|http_client SECONDS [libFuzzer args...]}
+target=${1:?usage: spec/fuzz/run.sh ipc|http|http_client|ws SECONDS [libFuzzer args...]}
 seconds=${2:-60}
 shift 2 || true
 build=${LUACLUSTER_FUZZ_BUILD:-build-fuzz}
-case "$target" in ipc|http|http_client) ;; *) echo "unknown target '$target' (ipc, http or http_client)" >&2; exit 2 ;; esac
+case "$target" in ipc|http|http_client|ws) ;; *) echo "unknown target '$target' (ipc, http, http_client or ws)" >&2; exit 2 ;; esac
 if ! command -v clang >/dev/null; then
   echo "spec/fuzz/run.sh: clang is missing: vendor/install-deps.sh --fuzz" >&2
   exit 2

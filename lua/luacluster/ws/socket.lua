@@ -39,7 +39,7 @@ local WRITE_HIGH_WATER = 1048576 -- ws:send waits past this many bytes queued (r
 -- messages not taken (waiting for ws:receive, or with a "message" handler still running):
 -- reading stops past either
 local QUEUE_BYTES, QUEUE_COUNT = 1048576, 1000
-local open = {} -- ws -> true while open: the drain closes them
+local open = {} -- seq (its request's) -> ws while open: the drain closes them
 local gone = false -- the drain has closed them: one accepted later is closed at once
 local told_dropped = false -- the first message dropped in this process is logged (a warn line)
 
@@ -163,7 +163,7 @@ local function on_event(ws, event, a, b)
     enqueue(ws, a, b)
   else -- close: code, reason
     ws._closed = { a, b }
-    open[ws] = nil
+    open[ws._s] = nil
     local w = ws._receiver
     ws._receiver = nil
     if w then
@@ -179,7 +179,7 @@ end
 -- reconnect to the new generation before this worker is ended. Without a deadline: at once.
 local function going_away()
   gone = true
-  for ws in pairs(open) do
+  for _, ws in pairs(open) do
     ws:close(1001, "going away")
   end
 end
@@ -222,8 +222,8 @@ function M.accept(req, opts)
     end
   end
   local max = opts.max_message_size or DEFAULT_MAX
-  if type(max) ~= "number" or not (max >= 0) then
-    error("req:websocket: max_message_size must be a number >= 0", 3)
+  if type(max) ~= "number" or not (max >= 0) or (max % 1 ~= 0 and max ~= math.huge) then
+    error("req:websocket: max_message_size must be a whole number of bytes >= 0 (0 or math.huge: no limit)", 3)
   end
   if opts.protocols ~= nil and type(opts.protocols) ~= "table" then
     error("req:websocket: protocols must be a list of names", 3)
@@ -264,7 +264,7 @@ function M.accept(req, opts)
   if not ok then
     return nil, pending
   end
-  open[ws] = true
+  open[ws._s] = ws
   rawset(req, "_ws", ws) -- http.lua: handler_returned once the handler is done
   if gone then -- accepted after the drain's 1001s (a keep-alive request that came late)
     ws:close(1001, "going away")
@@ -304,7 +304,7 @@ function M.handler_failed(ws)
     return
   end
   ws._returned = "closing"
-  ws:close(1011, "internal error")
+  ws:close(1011, "the handler failed")
 end
 
 
@@ -377,7 +377,10 @@ function ws_mt:send(data, kind)
   if self._closed then
     return nil, "closed"
   end
-  local ok, queued = ws_send(self._c, self._s, tostring(data), op)
+  local ok, queued = ws_send(self._c, self._s, tostring(data), op, in_handler())
+  if ok == false then -- text that is not UTF-8
+    error("ws:send: " .. queued, 2)
+  end
   if not ok then
     return nil, queued
   end
@@ -391,7 +394,7 @@ function ws_mt:ping(data)
   if self._closed then
     return nil, "closed"
   end
-  local ok, err = ws_send(self._c, self._s, tostring(data or ""), 9)
+  local ok, err = ws_send(self._c, self._s, tostring(data or ""), 9, in_handler())
   if not ok then
     return nil, err
   end
@@ -462,6 +465,9 @@ function ws_mt:close(code, reason)
     return nil, "closed"
   end
   local ok, err = ws_close(self._c, self._s, code or 1000, reason or "")
+  if ok == false then -- a reason that is not UTF-8
+    error("ws:close: " .. err, 2)
+  end
   if not ok then
     return nil, err
   end
