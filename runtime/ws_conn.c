@@ -395,6 +395,14 @@ static int utf8_valid(const char *p, size_t n) {
   return lc_utf8_feed(&u, (const unsigned char *)p, n) == 0 && lc_utf8_complete(&u);
 }
 
+/* core.utf8_valid(s) -> boolean: what a text message must be (pubsub.publish checks with it) */
+static int ws_lua_utf8_valid(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_pushboolean(L, utf8_valid(s, len));
+  return 1;
+}
+
 static int ws_lua_send(lua_State *L) {
   http_conn *c = ws_arg(L);
   size_t len;
@@ -463,7 +471,7 @@ static int ws_lua_read(lua_State *L) {
 void lc_open_ws(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"ws_accept", ws_lua_accept}, {"ws_send", ws_lua_send}, {"ws_close", ws_lua_close}, {"ws_read", ws_lua_read},
-    {NULL, NULL},
+    {"utf8_valid", ws_lua_utf8_valid}, {NULL, NULL},
   };
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);

@@ -455,6 +455,8 @@ else
   try("empty", function() pubsub.publish("", "x") end)
   try("data", function() pubsub.publish("t", { 1 }) end)
   try("kind", function() pubsub.publish("t", "x", "json") end)
+  try("utf8", function() pubsub.publish("t", "caf\xe9") end)              -- Latin-1, as text
+  try("binary", function() assert(pubsub.publish("t", "caf\xe9", "binary")) end)
   try("fn", function() pubsub.subscribe("t", "nope") end)
   try("stopic", function() pubsub.subscribe(nil, function() end) end)
   try("dot", function() local s = pubsub.subscribe("t", function() end) s.cancel() end)
@@ -468,6 +470,8 @@ end
     assert.truthy(out:find("empty false [^\n]*topic must be a non%-empty string"), out)
     assert.truthy(out:find("data false [^\n]*data must be a string"), out)
     assert.truthy(out:find('kind false [^\n]*kind must be "text" or "binary"'), out)
+    assert.truthy(out:find('utf8 false [^\n]*text is not valid UTF%-8'), out)
+    assert.truthy(out:find("binary true nil", 1, true), out)
     assert.truthy(out:find("fn false [^\n]*expected a function"), out)
     assert.truthy(out:find("stopic false [^\n]*topic must be a non%-empty string"), out)
     assert.truthy(out:find("dot false [^\n]*with a colon"), out)

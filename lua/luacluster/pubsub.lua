@@ -31,6 +31,7 @@ local runtime = require("luacluster.lib.runtime")
 local worker = require("luacluster.worker.side")
 
 local ps_local, ps_publish, ps_stats = core.ps_local, core.ps_publish, core.ps_stats
+local utf8_valid = core.utf8_valid
 
 local _M = {}
 
@@ -223,7 +224,7 @@ local function check_publish(fname, topic, data, kind)
     error("pubsub." .. fname .. ": data must be a string", 3)
   end
   if kind == nil then
-    return "text"
+    kind = "text"
   elseif not OPCODE[kind] then
     error("pubsub." .. fname .. ': kind must be "text" or "binary"', 3)
   end
@@ -254,7 +255,12 @@ end
 -- and data over max_message_size)
 function _M.publish(topic, data, kind)
   in_cluster("publish")
-  local n, err = publish_here(topic, data, check_publish("publish", topic, data, kind), true)
+  kind = check_publish("publish", topic, data, kind)
+  -- a WebSocket client must fail a text message that is not UTF-8 (1007): refused, as by ws:send
+  if kind == "text" and not utf8_valid(data) then
+    error('pubsub.publish: text is not valid UTF-8 (publish bytes as "binary")', 2)
+  end
+  local n, err = publish_here(topic, data, kind, true)
   if not n then
     return nil, err
   end
@@ -266,7 +272,11 @@ end
 -- -> true | nil, err (over this host's max_message_size)
 function _M.deliver_remote(topic, data, kind)
   master_only("deliver_remote")
-  local n, err = publish_here(topic, data, check_publish("deliver_remote", topic, data, kind), false)
+  kind = check_publish("deliver_remote", topic, data, kind)
+  if kind == "text" and not utf8_valid(data) then
+    return nil, "text is not valid UTF-8"
+  end
+  local n, err = publish_here(topic, data, kind, false)
   if not n then
     return nil, err
   end
