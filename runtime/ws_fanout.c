@@ -1,7 +1,7 @@
 /* ws_fanout.c: a worker's WebSockets per topic (pubsub.h). A publish from the master is framed
  * once (lc_ws_frame_header) and the same header and payload are queued on each subscribed
  * socket (the connection's write queue copies them into its buffer, which the loop turn
- * writes with one try per socket; see NOTES-ISSUE17-pubsub.md for why not a shared buffer).
+ * writes with one try per socket; see doc/issue17/pubsub.md for why not a shared buffer).
  * The backlog rule: a subscriber with more than LC_WS_FANOUT_MAX_QUEUED bytes still queued is
  * not given the publish; it is closed with 1008 ("subscriber too slow"), takes no more, and
  * its connection ends once the close is written or after the server's send_timeout: a client
