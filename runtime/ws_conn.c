@@ -40,11 +40,13 @@ struct lc_ws_conn {
   uint64_t last_in;        /* loop time of the last frame received (idle_ms) */
   uint64_t ping_at;        /* loop time of our last ping, or of the accept (ping_ms) */
   uint64_t close_due;      /* after our close: loop time the peer's close is waited for until */
+  uint64_t last_byte;      /* loop time of the last read (a frame or message in progress may not stall) */
   uint32_t idle_ms, ping_ms;
   unsigned close_sent : 1, close_told : 1, lua_paused : 1, awaiting_pong : 1;
 };
 
 static uint64_t loop_now(http_conn *c) { return uv_now(c->srv->timer->loop); }
+static int in_progress(http_conn *c, lc_ws_conn *ws);
 
 typedef struct ws_event { lc_ws_conn *ws; const char *what; const char *a; size_t alen; int num; const char *kind; } ws_event;
 
@@ -234,6 +236,7 @@ static void peer_gone(http_conn *c, lc_ws_conn *ws) {
 void lc_ws_conn_input(http_conn *c) {
   lc_ws_conn *ws = c->req->ws;
   uint64_t now = loop_now(c);
+  ws->last_byte = now;
   while (!c->closed && c->in_off < c->in_len && c->req && c->req->ws == ws && !ws->lua_paused) {
     lc_ws_event ev;
     long long r = lc_ws_next(&ws->ps, (unsigned char *)c->in + c->in_off, c->in_len - c->in_off, &ev);
@@ -276,6 +279,10 @@ void lc_ws_conn_input(http_conn *c) {
     if (c->closed || c->req == NULL || c->req->ws != ws) return;
     if (ws->msg.len > 0) lc_buf_free(&ws->msg);
   }
+  /* a frame begun: its deadline (the timer is lazy, and may have had nothing to wait for) */
+  if (!c->closed && c->req && c->req->ws == ws && in_progress(c, ws) && c->srv->header_timeout &&
+      (c->timer_mode == LC_HTTP_T_NONE || (c->timer_mode == LC_HTTP_T_WS && c->deadline > now + c->srv->header_timeout)))
+    lc_ws_conn_arm(c);
   peer_gone(c, ws);
 }
 
@@ -285,6 +292,13 @@ int lc_ws_conn_paused(http_conn *c) {
   return c->req && c->req->ws && c->req->ws->lua_paused;
 }
 
+
+/* a frame, or a fragmented message, the client has begun and not finished (not counting what
+ * waits because the Lua side stopped the reading): like an HTTP body, it may pause between reads
+ * no longer than the server's header_timeout, whatever idle_timeout says */
+static int in_progress(http_conn *c, lc_ws_conn *ws) {
+  return !ws->lua_paused && (c->in_off < c->in_len || ws->msg.len > 0);
+}
 
 void lc_ws_conn_arm(http_conn *c) {
   if (c->closed || c->state != LC_HTTP_S_HANDLER || c->req == NULL || c->req->ws == NULL) return;
@@ -302,6 +316,8 @@ void lc_ws_conn_arm(http_conn *c) {
   else {
     if (ws->idle_ms) due = ws->last_in + ws->idle_ms;
     if (ws->ping_ms && ws->ping_at + ws->ping_ms < due) due = ws->ping_at + ws->ping_ms;
+    if (c->srv->header_timeout && in_progress(c, ws) && ws->last_byte + c->srv->header_timeout < due)
+      due = ws->last_byte + c->srv->header_timeout;
   }
   if (due == UINT64_MAX) {
     if (c->timer_mode != LC_HTTP_T_NONE) lc_http_conn_no_deadline(c);
@@ -330,6 +346,9 @@ void lc_ws_conn_expire(http_conn *c) {
     ws->awaiting_pong = 0;
   } else if (ws->idle_ms && now >= ws->last_in + ws->idle_ms) {
     close_for(c, ws, 1001, "idle timeout");
+    return;
+  } else if (c->srv->header_timeout && in_progress(c, ws) && now >= ws->last_byte + c->srv->header_timeout) {
+    close_for(c, ws, 1001, "frame timeout");
     return;
   } else if (ws->ping_ms && now >= ws->ping_at + ws->ping_ms) {
     if (ws->awaiting_pong) { close_for(c, ws, 1001, "ping timeout"); return; }
@@ -371,7 +390,7 @@ static int ws_lua_accept(lua_State *L) {
   ws->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws->idle_ms = idle > 0 ? (idle < 4e9 ? (uint32_t)idle : 4000000000u) : 0;
   ws->ping_ms = ping > 0 ? (ping < 4e9 ? (uint32_t)ping : 4000000000u) : 0;
-  ws->last_in = ws->ping_at = loop_now(c);
+  ws->last_in = ws->ping_at = ws->last_byte = loop_now(c);
   c->srv->base.rt->http.ws_open++;
   http_req *r = c->req;
   r->ws = ws;

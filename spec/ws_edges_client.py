@@ -184,4 +184,27 @@ def big_then_idle():
     print("grew_kb %d for %d idle WebSockets" % (rss_kb(pid) - before, n))
 
 
-{"big_then_idle": big_then_idle, "half_close": half_close, "never_read": never_read, "together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()
+def stall():
+    """a client that stops in the middle (ARG frame: half a frame; fragment: a first fragment
+    and no more) or between messages (between: a pause longer than header_timeout after a
+    whole message, then another): what the server does, and after how long"""
+    what = args[0]
+    s, rest = connect("/echo")
+    t0 = time.time()
+    if what == "frame":
+        s.sendall(frame(1, b"0123456789")[:8])
+    elif what == "fragment":
+        s.sendall(frame(1, b"ab", fin=False))
+    else:
+        s.sendall(frame(1, b"one"))
+        f = next_frame(s, rest, time.time() + 10)
+        rest = f[2]
+        time.sleep(3)
+        s.sendall(frame(1, b"two"))
+        f = next_frame(s, rest, time.time() + 10)
+        print("echo", f[1].decode() if f and f[0] == 1 else f)
+        return
+    print(close_of(s, rest, 15), "after %.1f s" % (time.time() - t0))
+
+
+{"stall": stall, "big_then_idle": big_then_idle, "half_close": half_close, "never_read": never_read, "together": together, "ping_flood": ping_flood, "one_message": one_message}[mode]()

@@ -73,7 +73,7 @@ if cluster.is_worker then
       ws:send(data, kind)
       data, kind = ws:receive()
     end
-  end, { send_timeout = 1000 }):listen(tonumber(os.getenv("WS_PORT")), "127.0.0.1")
+  end, { send_timeout = 1000, header_timeout = 2000 }):listen(tonumber(os.getenv("WS_PORT")), "127.0.0.1")
 end
 ]]
 
@@ -146,6 +146,16 @@ describe("websocket edges", function()
       .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 5000)
     assert.matches("^HTTP/1.1 400", out)
     assert.matches("max 0.5 [^\n]*max_message_size must be a whole number of bytes", p:stdout())
+  end)
+
+  it("closes a client that stops in the middle of a frame or of a fragmented message after header_timeout, with no idle_timeout (and not one that pauses between messages)", function()
+    for _, what in ipairs({ "frame", "fragment" }) do
+      local out = client("stall", port, what)
+      local secs = tonumber(out:match("^close 1001 frame timeout after ([%d.]+) s"))
+      assert.truthy(secs, what .. ": " .. out)
+      assert.truthy(secs >= 1.5 and secs < 10, what .. ": " .. out)
+    end
+    assert.equal("echo two\n", client("stall", port, "between"))
   end)
 
   it("closes a WebSocket with 1011 when its handler raises after the 101", function()
