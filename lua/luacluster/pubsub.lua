@@ -261,10 +261,7 @@ function _M.publish(topic, data, kind)
     error('pubsub.publish: text is not valid UTF-8 (publish bytes as "binary")', 2)
   end
   local n, err = publish_here(topic, data, kind, true)
-  if not n then
-    return nil, err
-  end
-  return true
+  return n and true, err
 end
 
 
@@ -277,10 +274,7 @@ function _M.deliver_remote(topic, data, kind)
     return nil, "text is not valid UTF-8"
   end
   local n, err = publish_here(topic, data, kind, false)
-  if not n then
-    return nil, err
-  end
-  return true
+  return n and true, err
 end
 
 
