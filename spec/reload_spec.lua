@@ -347,6 +347,14 @@ describe("reload", function()
       return seen
     end
     local app = start(http_app("v1", "cluster.setup({ workers = 3 })"), {})
+    -- every worker answers before the spread is counted (one still starting is not in the rotation)
+    local seen = {}
+    assert.truthy(H.wait_for(function()
+      local body = get(app)
+      local id = body and body:match("^%S+ (%d+)")
+      if id then seen[id] = true end
+      return seen["1"] and seen["2"] and seen["3"]
+    end, 10000), app.p:output())
     local s = spread(app, 9)
     assert.same({ ["1"] = 3, ["2"] = 3, ["3"] = 3 }, s)
     rewrite(app, http_app("v2", [[cluster.setup({ workers = 3, scheduler = function(workers, conn)
