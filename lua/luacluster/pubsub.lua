@@ -304,13 +304,9 @@ function _M.stats()
 end
 
 
--- ws:subscribe's side (luacluster.ws.socket): the runtime is ready for a WebSocket's topics
+-- ws:subscribe's side (luacluster.ws.socket): makes the runtime ready for a WebSocket's topics
 function _M.ready_for_sockets()
-  if runtime.role ~= "worker" then
-    return nil, "WebSockets subscribe in workers only"
-  end
-  init()
-  return true
+  init() -- (ws:subscribe has checked that this is a worker)
 end
 
 

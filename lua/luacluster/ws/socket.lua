@@ -433,10 +433,7 @@ local function topic_call(self, fname, fn, topic)
     return nil, "closed"
   end
   if fn == ws_subscribe then
-    local ok, err = require("luacluster.pubsub").ready_for_sockets() -- lazy: only apps that subscribe
-    if not ok then
-      return nil, err
-    end
+    require("luacluster.pubsub").ready_for_sockets() -- lazy: only apps that subscribe
   end
   return fn(self._c, self._s, topic)
 end
