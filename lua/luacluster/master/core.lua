@@ -882,6 +882,28 @@ function _M.restarts(id)
 end
 
 
+-- A binary upgrade (lib/crossing.lua, registered by master/upgrade.lua): the generation count
+-- and each slot's restarts go on in the new master, whose first workers are the next generation
+function _M.export_counts()
+  local r = {}
+  for id, n in pairs(restarts) do
+    r[#r + 1] = { id, n }
+  end
+  return { generation = generation, restarts = r }
+end
+
+
+function _M.import_counts(v)
+  if type(v) ~= "table" then
+    return
+  end
+  generation = (tonumber(v.generation) or 0) + 1
+  for _, e in ipairs(v.restarts or {}) do
+    restarts[e[1]] = e[2]
+  end
+end
+
+
 -- the last crash of slot id's worker (one line), or nil
 function _M.slot_error(id)
   return slot_error[id]

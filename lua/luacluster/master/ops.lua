@@ -34,6 +34,40 @@ function sd_notify(state)
 end
 
 
+-- ---- a binary upgrade (master/upgrade.lua) ----
+
+-- the environment a new master needs to speak to systemd itself: NOTIFY_SOCKET (and the
+-- watchdog's interval; its WATCHDOG_PID would be ours, so it is left out)
+local function notify_env()
+  local env = {}
+  if notify_addr then
+    env.NOTIFY_SOCKET = notify_addr
+    if watchdog_usec then
+      env.WATCHDOG_USEC = tostring(watchdog_usec)
+    end
+  end
+  return env
+end
+
+
+-- The old master hands systemd over: -> the address (to send MAINPID= once), and from now
+-- on it sends nothing more (STOPPING=1 would be about the unit, which goes on)
+local function hand_over_notify()
+  local addr = notify_addr
+  notify_addr = nil
+  return addr
+end
+
+
+local function sd_notify_to(addr, state)
+  local ok, err = core.sd_notify(addr, state)
+  if not ok then
+    log.warn("sd_notify: " .. tostring(err))
+  end
+  return ok, err
+end
+
+
 local function status_line(master)
   local n = 0
   for _ in pairs(master.workers) do
@@ -189,6 +223,9 @@ end
 
 return {
   sd_notify = sd_notify,
+  notify_env = notify_env,
+  hand_over_notify = hand_over_notify,
+  sd_notify_to = sd_notify_to,
   child_init = child_init,
   master_early = master_early,
   master_init = master_init,
