@@ -241,8 +241,14 @@ function _M.upgrade(opts, cb)
     control = function(msg, handle) on_control(u, msg, handle) end,
     error = function(err) log.warn("upgrade: channel: " .. tostring(err)) end,
     close = function()
+      -- its exit usually follows at once and says more (its code); if it does not, it is stopped
       if not u.serving and not u.done then
-        fail(u, "the new master closed its channel before it served" .. (u.reason and (": " .. u.reason) or ""))
+        local t
+        t = core.timer_new(function()
+          t:close()
+          fail(u, "the new master closed its channel before it served" .. (u.reason and (": " .. u.reason) or ""))
+        end)
+        t:start(1000, 0)
       end
     end,
   })
