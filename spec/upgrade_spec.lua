@@ -33,7 +33,7 @@ local function start(options, opts)
   for _, o in ipairs(options or {}) do
     argv[#argv + 1] = o
   end
-  app.p = H.start(app.path, argv)
+  app.p = H.start(app.path, argv, { env = opts.env })
   assert(H.wait_for(function()
     local _, status = H.curl("http://127.0.0.1:" .. port .. "/")
     return status == 200
@@ -205,6 +205,34 @@ describe("luacluster upgrade", function()
     assert.equal(pid, (status_pid(app)))
     ctl(app, "stop")
     assert.truthy(H.wait_for(function() return not H.pid_alive(pid) end, 8000))
+  end)
+
+  it("names the new master to systemd (MAINPID=) before the old one exits, and the old one sends no STOPPING=1", function()
+    local addr = "@lcspec-upgrade-notify-" .. H.free_port()
+    local sock = H.notify_socket(addr)
+    local app = start({ "-w", 1 }, { env = { NOTIFY_SOCKET = addr } })
+    local ready, seen = sock:wait_for("READY=1", 8000)
+    assert.truthy(ready, table.concat(seen, "|"))
+    local out, code = ctl(app, "upgrade")
+    assert.equal(0, code, out)
+    local pid = tonumber(out:match("new master pid (%d+)"))
+    local main, seen1 = sock:wait_for("MAINPID=" .. pid .. "\nSTATUS=upgraded", 5000) -- from the old master
+    assert.truthy(main, table.concat(seen1, "|"))
+    assert.equal(0, (app.p:wait(10000)), app.p:output())
+    assert.is_true(H.pid_alive(pid))
+    local _, seen2 = sock:wait_for("(none expected)", 300)
+    for _, d in ipairs(seen1) do
+      assert.falsy(d:find("STOPPING=1", 1, true), d)
+    end
+    for _, d in ipairs(seen2) do
+      assert.falsy(d:find("STOPPING=1", 1, true), d)
+    end
+    -- a stop of the new master is the unit's stop
+    ctl(app, "stop")
+    local stopping, all = sock:wait_for("STOPPING=1", 5000)
+    assert.truthy(stopping, table.concat(all, "|"))
+    assert.truthy(H.wait_for(function() return not H.pid_alive(pid) end, 8000))
+    sock:close()
   end)
 
   it("stops a new master whose workers are not ready within reload_timeout", function()
