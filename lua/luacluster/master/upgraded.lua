@@ -46,22 +46,25 @@ local function ready_count()
 end
 
 
--- after the app's top level: tells the old master once the first generation is ready
+-- after the app's top level: tells the old master once the first generation is ready (at
+-- the worker's "ready" hook, not on a timer: the switch waits for nothing more)
 function _M.started()
   phase = "starting"
-  local t
-  t = core.timer_new(function()
+  local unhook
+  local function check()
     if phase ~= "starting" or master.is_stopping() then
-      t:close()
       return
     end
     if ready_count() >= (master.initial_workers or 0) then
-      t:close()
       phase = "ready"
+      if unhook then
+        unhook()
+      end
       tell({ op = "ready", pid = core.pid() })
     end
-  end)
-  t:start(0, 20)
+  end
+  unhook = master.add_hook("ready", check)
+  check()
 end
 
 
