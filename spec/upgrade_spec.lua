@@ -6,8 +6,6 @@
 local H = require("helper")
 local L = require("load")
 
-local LOAD = H.root .. "/spec/load.lua"
-
 local APP = [[
 local http = require("luacluster.http")
 if cluster.is_master then
@@ -55,27 +53,7 @@ local function get(app, path)
   return status == 200 and body or nil
 end
 
-local function load(port, o)
-  local dir = H.tmpdir()
-  local h = { stop = dir .. "/stop", out = dir .. "/result.lua" }
-  local argv = { "luajit", LOAD, tostring(port), "--shape", o.shape, "--conns", "4",
-    "--until", h.stop, "--max-ms", "20000", "--out", h.out }
-  if o.think then
-    argv[#argv + 1] = "--think"
-    argv[#argv + 1] = tostring(o.think)
-  end
-  if o.ports then
-    argv[#argv + 1] = "--ports"
-    argv[#argv + 1] = table.concat(o.ports, ",")
-  end
-  h.p = H.spawn({ "/usr/bin/env", unpack(argv) }, { dir = dir })
-  function h.finish()
-    H.write_file(h.stop, "")
-    h.p:wait(15000)
-    return assert(L.result(h.out), "the load client wrote no result: " .. h.p:output())
-  end
-  return h
-end
+local load = L.background -- (spec/load.lua: a load client process, counting every response)
 
 local function summary(r)
   return string.format("ok %d, fail %d, idle closed %d; errors: %s", r.ok, r.fail, r.idle_closed,

@@ -806,6 +806,19 @@ function _M.is_stopping()
 end
 
 
+-- how many serving workers are ready (the first generation's start: systemd's READY=1, an
+-- upgrade's switch)
+function _M.ready_count()
+  local n = 0
+  for _, w in pairs(workers) do
+    if w:is_ready() then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+
 -- ---- what plugs into the master (master/plugins.lua lists it, in order) ----
 -- control ops: a worker's control message of that op -> fn(worker, msg, handle);
 -- hooks fn(worker): fork, online, draining (it starts draining), gone (it exited), adopt (a

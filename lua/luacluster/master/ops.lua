@@ -22,15 +22,20 @@ local ready_sent = false
 
 -- ---- systemd ----
 
-function sd_notify(state)
-  if not notify_addr then
-    return nil, "no NOTIFY_SOCKET"
-  end
-  local ok, err = core.sd_notify(notify_addr, state)
+local function sd_notify_to(addr, state)
+  local ok, err = core.sd_notify(addr, state)
   if not ok then
     log.warn("sd_notify: " .. tostring(err))
   end
   return ok, err
+end
+
+
+function sd_notify(state)
+  if not notify_addr then
+    return nil, "no NOTIFY_SOCKET"
+  end
+  return sd_notify_to(notify_addr, state)
 end
 
 
@@ -59,15 +64,6 @@ local function hand_over_notify()
 end
 
 
-local function sd_notify_to(addr, state)
-  local ok, err = core.sd_notify(addr, state)
-  if not ok then
-    log.warn("sd_notify: " .. tostring(err))
-  end
-  return ok, err
-end
-
-
 local function status_line(master)
   local n = 0
   for _ in pairs(master.workers) do
@@ -85,13 +81,7 @@ local function watch_first_generation(master)
     if ready_sent then
       return
     end
-    local ready = 0
-    for _, w in pairs(master.workers) do
-      if w:is_ready() then
-        ready = ready + 1
-      end
-    end
-    if ready < (master.initial_workers or 0) or not (runtime.control_server or runtime.no_control) then
+    if master.ready_count() < (master.initial_workers or 0) or not (runtime.control_server or runtime.no_control) then
       return
     end
     ready_sent = true

@@ -35,17 +35,6 @@ function _M.failed(reason)
 end
 
 
-local function ready_count()
-  local n = 0
-  for _, w in pairs(master.workers) do
-    if w:is_ready() then
-      n = n + 1
-    end
-  end
-  return n
-end
-
-
 -- after the app's top level: tells the old master once the first generation is ready (at
 -- the worker's "ready" hook, not on a timer: the switch waits for nothing more)
 function _M.started()
@@ -55,7 +44,7 @@ function _M.started()
     if phase ~= "starting" or master.is_stopping() then
       return
     end
-    if ready_count() >= (master.initial_workers or 0) then
+    if master.ready_count() >= (master.initial_workers or 0) then
       phase = "ready"
       if unhook then
         unhook()
