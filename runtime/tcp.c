@@ -696,6 +696,28 @@ static int m_accept_stop(lua_State *L) {
   return 1;
 }
 
+/* server:accept_resume() -> true | nil, err: undoes accept_stop (an upgrade whose new master
+ * died before it accepted): the socket goes back into the epoll set as libuv registered it
+ * (EPOLLIN, data.fd = the fd), which libuv still counts as watched */
+static int m_accept_resume(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
+  if (!t->accept_stopped) { lua_pushboolean(L, 1); return 1; }
+  t->accept_stopped = 0;
+  if (!t->listening) { lua_pushboolean(L, 1); return 1; }
+  uv_os_fd_t fd;
+  int r = uv_fileno((uv_handle_t *)t->tcp, &fd);
+  if (r != 0) return lc_push_error(L, r);
+  struct epoll_event e;
+  memset(&e, 0, sizeof e);
+  e.events = EPOLLIN;
+  e.data.fd = fd;
+  if (epoll_ctl(uv_backend_fd(t->tcp->loop), EPOLL_CTL_ADD, fd, &e) != 0 && errno != EEXIST)
+    return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* server:dispatch_pending() -> queued, in flight: the connections this dispatcher holds (waiting
  * for a worker; sent and not acknowledged yet) */
 static int m_dispatch_pending(lua_State *L) {
@@ -759,7 +781,7 @@ void lc_open_tcp(lua_State *L) {
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
     {"dispatch_flush", m_dispatch_flush}, {"dispatch_requeue", m_dispatch_requeue},
-    {"accept_stop", m_accept_stop}, {"dispatch_pending", m_dispatch_pending},
+    {"accept_stop", m_accept_stop}, {"accept_resume", m_accept_resume}, {"dispatch_pending", m_dispatch_pending},
     {"nodelay", m_nodelay}, {"fileno", m_fileno},
     {"set_send_timeout", m_set_send_timeout},
     {NULL, NULL},

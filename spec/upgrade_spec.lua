@@ -151,6 +151,20 @@ describe("luacluster upgrade", function()
     assert.truthy(get(app):find("^ok 1"))
   end)
 
+  it("serves again, sockets and control socket, when the new master dies after the old one let go", function()
+    -- LUACLUSTER_SPEC_UPGRADE_DIE: the new master exits 3 on "released", before it accepts
+    local app = start({ "-w", 2 }, { env = { LUACLUSTER_SPEC_UPGRADE_DIE = "1" } })
+    local out, code
+    under_load(app, nil, function()
+      out, code = ctl(app, "upgrade")
+    end)
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("exited with code 3 before it served", 1, true), out)
+    assert.truthy(H.wait_for(function() return status_pid(app) == app.p.pid end, 5000), app.p:output())
+    assert.truthy(get(app):find("^ok 1"))
+    assert.is_true(app.p:alive())
+  end)
+
   it("refuses a new master whose app does not load, with the reason", function()
     local app = start({ "-w", 2 })
     H.write_file(app.path, H.prelude .. "if cluster.is_master then error('broken on purpose') end\n")

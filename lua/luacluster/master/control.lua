@@ -173,6 +173,13 @@ function _M.start(options)
   signals.set_action("SIGHUP", function()
     reload_quietly("SIGHUP")
   end)
+  upgrade.set_control_retaker(function()
+    _M.take_control(options, function(ok, err)
+      if not ok then
+        log.error("upgrade: cannot serve the control socket again: " .. tostring(err))
+      end
+    end)
+  end)
   signals.set_action("SIGUSR2", function()
     log.info("SIGUSR2: upgrading the binary")
     upgrade.upgrade({}, function() end) -- (the steps and a refusal are logged)

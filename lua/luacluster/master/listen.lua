@@ -478,6 +478,19 @@ function _M.stop_accepting()
 end
 
 
+-- The old master, when the new one died after it had stopped accepting: it accepts again
+function _M.resume_accepting()
+  for _, l in pairs(listeners) do
+    if l.mode == "dispatch" and not l.closed then
+      local ok, err = l.tcp:accept_resume()
+      if not ok then
+        report_error("upgrade: cannot accept again on " .. l.addr .. ": " .. tostring(err))
+      end
+    end
+  end
+end
+
+
 -- connections the old master's dispatch still holds (queued or not yet acknowledged)
 function _M.dispatch_pending()
   local n = 0
@@ -519,6 +532,7 @@ return {
   export = _M.export,
   import = _M.import,
   stop_accepting = _M.stop_accepting,
+  resume_accepting = _M.resume_accepting,
   dispatch_pending = _M.dispatch_pending,
   take_over = _M.take_over,
 }

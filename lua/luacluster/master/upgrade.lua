@@ -35,6 +35,7 @@ local DRAIN_WAIT_MS = 2000      -- at most this for the dispatch to hand out wha
 local FIRST_FD = 4              -- inherited fds go to the new master as 4, 5, ... (3: the channel)
 
 local running                   -- the upgrade in progress: { proc =, ch =, cb =, ... }
+local retake_control            -- fn(): serve the control socket again (master/control.lua)
 _M.counts = { done = 0, refused = 0 }
 
 
@@ -176,10 +177,13 @@ local function on_exit(u, code, signal)
   if not u.serving then
     local how = signal and ("signal " .. signal) or ("code " .. tostring(code))
     if u.released then
-      -- it died between our release and its serving: nobody accepts; serve again
-      log.error("upgrade: the new master exited with " .. how .. " after this one released its sockets;"
-        .. " this master stops too (restart the service)")
-      master.stop(1)
+      -- it died between our release and its serving: this master accepts again, and takes its
+      -- control socket back (the file is there, nobody answers it: master/control.lua rebinds)
+      master_listen.resume_accepting()
+      runtime.control_path = nil
+      if retake_control then
+        retake_control()
+      end
     end
     fail(u, "the new master (pid " .. u.pid .. ") exited with " .. how .. " before it served"
       .. (u.reason and (": " .. u.reason) or ""))
@@ -296,8 +300,16 @@ function _M.in_progress()
 end
 
 
+-- master/control.lua: how this master serves its control socket again after an upgrade whose
+-- new master died once this one had let the socket go
+function _M.set_control_retaker(fn)
+  retake_control = fn
+end
+
+
 return {
   counts = _M.counts,
   upgrade = _M.upgrade,
   in_progress = _M.in_progress,
+  set_control_retaker = _M.set_control_retaker,
 }

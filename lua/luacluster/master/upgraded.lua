@@ -58,6 +58,9 @@ end
 
 
 local function take_over(serve_control)
+  if os.getenv("LUACLUSTER_SPEC_UPGRADE_DIE") then -- specs: dies where the old master has let go
+    core.exit(3)
+  end
   phase = "serving"
   runtime.upgrading = nil
   master_listen.take_over(master.live_workers())
@@ -82,6 +85,7 @@ function _M.receive(fd, serve_control, on_state)
   runtime.upgrading = true -- no reload before the switch (master/reload.lua)
   local sockets = {}
   error_line.set_listener(_M.failed)
+  core.set_cloexec(fd)
   local err
   ch, err = channel.open_fd(fd, {
     control = function(msg, handle)
@@ -97,6 +101,7 @@ function _M.receive(fd, serve_control, on_state)
         for piece, set in pairs(msg.fds or {}) do
           handles[piece] = handles[piece] or {}
           for key, n in pairs(set) do
+            core.set_cloexec(n) -- inherited: never this master's workers' (they would hold the control socket)
             handles[piece][key] = n
           end
         end
