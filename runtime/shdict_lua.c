@@ -12,6 +12,9 @@
  *   core.shdict_create(name, bytes) -> dict | nil, err      (master)
  *   core.shdict_fd() -> fd | nil                            (master: for spawn's stdio)
  *   core.shdict_attach(fd, "name:offset:size;...") -> true | nil, err   (worker)
+ *   core.shdict_adopt(fd, "name:offset:size;...") -> true | nil, err    (an upgrade's new master:
+ *     the old master's arena file becomes this master's, mapped at the same offsets, so what
+ *     was written before the upgrade is read after it, and a new dictionary extends the file)
  *   core.shdict_all() -> { name = dict }
  *   core.shdict_stats() -> { { name=, capacity=, used=, free=, entries=, evictions= }, ... }
  *   core.shdict_lock_timeout(ms)                            (master)
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MT "luacluster.shdict"
@@ -161,6 +165,26 @@ static int f_attach(lua_State *L) {
   if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int f_adopt(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  luaL_checkstring(L, 2);
+  if (arena_fd >= 0 || ndicts > 0) return luaL_error(L, "shdict_adopt: this process has dictionaries already");
+  struct stat st;
+  if (fstat(fd, &st) != 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  int keep = dup(fd);              /* f_attach closes the fd it maps: the master keeps a copy */
+  if (keep < 0) return lc_push_error(L, uv_translate_sys_error(errno));
+  if (fcntl(keep, F_SETFD, FD_CLOEXEC) != 0) { int e = errno; close(keep); return lc_push_error(L, uv_translate_sys_error(e)); }
+  lua_settop(L, 2);
+  int n = f_attach(L);
+  if (!lua_toboolean(L, -n)) { close(keep); return n; }
+  arena_fd = keep;
+  arena_file = (uint64_t)st.st_size;
+  arena_end = 0;
+  for (int i = 0; i < ndicts; i++)
+    if (dicts[i].offset + dicts[i].size > arena_end) arena_end = dicts[i].offset + dicts[i].size;
+  return n;
 }
 
 static int f_all(lua_State *L) {
@@ -582,7 +606,7 @@ void lc_open_shdict(lua_State *L) {
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
     {"shdict_create", f_create}, {"shdict_fd", f_fd}, {"shdict_spec", f_spec},
-    {"shdict_attach", f_attach}, {"shdict_all", f_all}, {"shdict_stats", f_stats},
+    {"shdict_attach", f_attach}, {"shdict_adopt", f_adopt}, {"shdict_all", f_all}, {"shdict_stats", f_stats},
     {"shdict_lock_timeout", f_lock_timeout}, {"shdict_crash_at", f_crash_at},
     {"shdict_base", f_base}, {"shdict_methods", f_methods}, {NULL, NULL},
   };

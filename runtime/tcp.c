@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -56,6 +57,7 @@ typedef struct lc_tcp {
   size_t stall_mark;        /* bytes still to send when send_timer was last armed */
   int reserve_fd;           /* a listener's spare descriptor, given up to pause accepting on EMFILE */
   int accept_failing;       /* accepts fail (EMFILE...): logged once until one succeeds */
+  int accept_stopped;       /* an upgrade's old master: accepts no more (accept_stop) */
   int accept_paused;        /* libuv holds one accepted connection, and stops accepting, until */
   uv_timer_t *pause_timer;  /* this timer takes it (ACCEPT_PAUSE_MS) */
   long fd_limit;            /* RLIMIT_NOFILE's soft limit (0: none), read at fd_limit_at (loop ms) */
@@ -584,7 +586,7 @@ static void tcp_connection_cb(uv_stream_t *server, int status) {
 }
 
 static int start_listening(lua_State *L, lc_tcp *t) {
-  if (t->listening) return 0;
+  if (t->listening || t->accept_stopped) return 0;
   if (t->reserve_fd < 0) t->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   /* uv_listen calls listen() again: with the backlog the socket was made with, not another */
   int backlog = t->backlog > 0 ? t->backlog : current_backlog(t->tcp);
@@ -669,6 +671,62 @@ static int m_dispatch_requeue(lua_State *L) {
   return 2;
 }
 
+/* server:accept_stop() -> true | nil, err: this process accepts no more on this listening
+ * socket, which stays open (its dispatch goes on handing out what it accepted already, until
+ * it is closed). A binary upgrade's old master (master/upgrade.lua): the new master holds the
+ * same socket and starts accepting once this one has stopped, so exactly one master accepts
+ * at a time and what waits in the kernel's accept queue stays there for the new one.
+ * libuv has no way to stop watching a listener but closing it, which would also close the
+ * connections its dispatch still holds: the socket leaves the loop's epoll set instead. libuv
+ * still counts it as watched, never changes its events (a listener's are POLLIN or none), and
+ * its close's EPOLL_CTL_DEL ignores the ENOENT. Linux (epoll) only, as luacluster is. */
+static int m_accept_stop(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
+  t->accept_stopped = 1;
+  if (!t->listening) { lua_pushboolean(L, 1); return 1; }
+  uv_os_fd_t fd;
+  int r = uv_fileno((uv_handle_t *)t->tcp, &fd);
+  if (r != 0) return lc_push_error(L, r);
+  struct epoll_event dummy;
+  memset(&dummy, 0, sizeof dummy);
+  if (epoll_ctl(uv_backend_fd(t->tcp->loop), EPOLL_CTL_DEL, fd, &dummy) != 0 && errno != ENOENT)
+    return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* server:accept_resume() -> true | nil, err: undoes accept_stop (an upgrade whose new master
+ * died before it accepted): the socket goes back into the epoll set as libuv registered it
+ * (EPOLLIN, data.fd = the fd), which libuv still counts as watched */
+static int m_accept_resume(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  if (!t->is_server) return luaL_argerror(L, 1, "not a listening socket");
+  if (!t->accept_stopped) { lua_pushboolean(L, 1); return 1; }
+  t->accept_stopped = 0;
+  if (!t->listening) { lua_pushboolean(L, 1); return 1; }
+  uv_os_fd_t fd;
+  int r = uv_fileno((uv_handle_t *)t->tcp, &fd);
+  if (r != 0) return lc_push_error(L, r);
+  struct epoll_event e;
+  memset(&e, 0, sizeof e);
+  e.events = EPOLLIN;
+  e.data.fd = fd;
+  if (epoll_ctl(uv_backend_fd(t->tcp->loop), EPOLL_CTL_ADD, fd, &e) != 0 && errno != EEXIST)
+    return lc_push_error(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* server:dispatch_pending() -> queued, in flight: the connections this dispatcher holds (waiting
+ * for a worker; sent and not acknowledged yet) */
+static int m_dispatch_pending(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  lua_pushinteger(L, (lua_Integer)t->dispatch.nqueued);
+  lua_pushinteger(L, (lua_Integer)t->dispatch.ninflight);
+  return 2;
+}
+
 /* Hands a connected socket's uv handle to a C owner (an HTTP server); the Lua object is
  * closed without closing the socket. NULL when it cannot be moved (writes in flight, or a read
  * event held for Lua). */
@@ -723,6 +781,7 @@ void lc_open_tcp(lua_State *L) {
     {"close", m_close}, {"peername", m_peername}, {"sockname", m_sockname},
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
     {"dispatch_flush", m_dispatch_flush}, {"dispatch_requeue", m_dispatch_requeue},
+    {"accept_stop", m_accept_stop}, {"accept_resume", m_accept_resume}, {"dispatch_pending", m_dispatch_pending},
     {"nodelay", m_nodelay}, {"fileno", m_fileno},
     {"set_send_timeout", m_set_send_timeout},
     {NULL, NULL},

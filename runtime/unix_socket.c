@@ -1,12 +1,16 @@
 /* unix_socket.c: the control channel's Unix sockets: core.pipe_listen (the master's control
  * socket, made 0600) and core.pipe_connect (luacluster's control commands). Each connection
- * is a stream (stream.c) owned by Lua. Owns: a connect request (pconnect) until its callback
+ * is a stream (stream.c) owned by Lua. For a binary upgrade (master/upgrade.lua): core.pipe_listen_fd
+ * serves a listening socket inherited from the old master, and core.pipe_keep_file makes the
+ * old master's close of its copy leave the socket file (libuv unlinks it otherwise), which the
+ * new master now serves. Owns: a connect request (pconnect) until its callback
  * was called, and the retry timer made when Lua had no memory for that call. */
 #include "lc.h"
 #include "bindings.h"
 #include "stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,6 +64,32 @@ static int f_pipe_listen(lua_State *L) {
   }
   uv_unref((uv_handle_t *)lc_stream_pipe(s));
   return 1;
+}
+
+/* core.pipe_listen_fd(fd, cb): as pipe_listen, on a listening Unix socket this process
+ * inherited (an upgrade's new master: the old master's control socket, same file) */
+static int f_pipe_listen_fd(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lc_stream *s = lc_stream_new(L, 2);
+  int r = fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 ? 0 : uv_translate_sys_error(errno);  /* not for workers */
+  if (r == 0) r = uv_pipe_open(lc_stream_pipe(s), fd);
+  if (r == 0) r = uv_listen((uv_stream_t *)lc_stream_pipe(s), 64, unix_connection_cb);
+  if (r != 0) {
+    lc_stream_close(s);   /* (uv_pipe_open failed: fd is still the caller's) */
+    return lc_push_error(L, r);
+  }
+  uv_unref((uv_handle_t *)lc_stream_pipe(s));
+  return 1;
+}
+
+/* core.pipe_keep_file(server): closing this listening socket leaves its file in place (an
+ * upgrade's old master: the new master serves the same socket, file and all) */
+static int f_pipe_keep_file(lua_State *L) {
+  uv_pipe_t *p = lc_stream_pipe(lc_handle_check(L, 1, "luacluster.stream"));
+  free((void *)p->pipe_fname);   /* libuv's copy (strdup, the default allocator) */
+  p->pipe_fname = NULL;
+  return 0;
 }
 
 typedef struct pconnect {
@@ -138,6 +168,7 @@ static int f_pipe_connect(lua_State *L) {
 }
 
 void lc_open_unix_socket(lua_State *L) {
-  static const luaL_Reg fns[] = {{"pipe_listen", f_pipe_listen}, {"pipe_connect", f_pipe_connect}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"pipe_listen", f_pipe_listen}, {"pipe_connect", f_pipe_connect},
+    {"pipe_listen_fd", f_pipe_listen_fd}, {"pipe_keep_file", f_pipe_keep_file}, {NULL, NULL}};
   luaL_register(L, NULL, fns);
 }

@@ -5,22 +5,9 @@
 local H = require("helper")
 local L = require("load")
 
-local LOAD = H.root .. "/spec/load.lua"
-
--- a load of new connections (one request each) until stop() -> result
+-- a load of new connections (one request each) until finish() -> result (spec/load.lua)
 local function load(port, conns)
-  local dir = H.tmpdir()
-  local h = { stop = dir .. "/stop", out = dir .. "/result.lua" }
-  h.p = H.spawn({ "/usr/bin/env", "luajit", LOAD, tostring(port), "--shape", "close", "--conns", tostring(conns),
-    "--until", h.stop, "--max-ms", "20000", "--out", h.out }, { dir = dir })
-  function h.finish()
-    H.write_file(h.stop, "")
-    h.p:wait(15000)
-    local r = L.result(h.out)
-    assert(r, "the load client wrote no result: " .. h.p:output())
-    return r
-  end
-  return h
+  return L.background(port, { shape = "close", conns = conns })
 end
 
 local function summary(r)

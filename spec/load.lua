@@ -278,6 +278,34 @@ function L.result(path)
 end
 
 
+-- background(port, { shape = "keepalive" | "close", conns =, think =, ports = }) -> handle: this
+-- file run as its own process until handle.finish() (-> its result table) tells it to stop
+function L.background(port, o)
+  o = o or {}
+  local dir = H.tmpdir()
+  local h = { stop = dir .. "/stop", out = dir .. "/result.lua" }
+  local argv = { "luajit", H.root .. "/spec/load.lua", tostring(port), "--shape", o.shape or "keepalive",
+    "--conns", tostring(o.conns or 4), "--until", h.stop, "--max-ms", "20000", "--out", h.out }
+  if o.think then
+    argv[#argv + 1] = "--think"
+    argv[#argv + 1] = tostring(o.think)
+  end
+  if o.ports then
+    argv[#argv + 1] = "--ports"
+    argv[#argv + 1] = table.concat(o.ports, ",")
+  end
+  h.p = H.spawn({ "/usr/bin/env", unpack(argv) }, { dir = dir })
+  function h.finish()
+    H.write_file(h.stop, "")
+    h.p:wait(15000)
+    local r = L.result(h.out)
+    assert(r, "the load client wrote no result: " .. h.p:output())
+    return r
+  end
+  return h
+end
+
+
 if ... == nil or (arg and arg[0] and arg[0]:match("load%.lua$") and ... == arg[1]) then
   local o = parse_args(arg)
   local r = L.run(o)

@@ -94,3 +94,37 @@ describe("the master's plugins", function()
     assert.matches("worker 'task' is registered twice: at [^\n]*worker/plugins%.lua:%d+", err)
   end)
 end)
+
+
+-- lib/crossing.lua: the one registry of what crosses a binary upgrade (master/upgrade.lua
+-- registers the master's own pieces; another plugs in with one line)
+describe("crossing", function()
+  local crossing = require("luacluster.lib.crossing")
+
+  it("exports every piece with its handles and imports them in order; refuses a name twice", function()
+    local got = {}
+    local remove = crossing.register("spec_piece", function() return { n = 7 }, { fd = 9 } end,
+      function(v, h) got[#got + 1] = { v, h } end)
+    local ok, err = pcall(crossing.register, "spec_piece", function() end, function() end)
+    assert.is_false(ok)
+    assert.matches("upgrade state 'spec_piece' is registered twice: at [^\n]*registry_spec%.lua:%d+ and at", err)
+    local values, handles = crossing.export_all()
+    assert.same({ n = 7 }, values.spec_piece)
+    assert.same({ fd = 9 }, handles.spec_piece)
+    assert.is_true(crossing.import_all(values, handles))
+    assert.same({ { { n = 7 }, { fd = 9 } } }, got)
+    remove()
+    assert.is_nil(crossing.export_all().spec_piece)
+  end)
+
+  it("refuses state that cannot travel as a message, and an import that raises, naming the piece", function()
+    local remove = crossing.register("spec_bad", function() return { f = print } end, function() error("no") end)
+    local values, err = crossing.export_all()
+    assert.is_nil(values)
+    assert.matches("upgrade state 'spec_bad' cannot cross", err)
+    local ok, ierr = crossing.import_all({ spec_bad = 1 })
+    assert.is_nil(ok)
+    assert.matches("upgrade state 'spec_bad': import failed: .*no", ierr)
+    remove()
+  end)
+end)

@@ -4,8 +4,6 @@
 local H = require("helper")
 local L = require("load")
 
-local LOAD = H.root .. "/spec/load.lua"
-
 -- the app's source with its tag; an app serves "TAG worker-id generation"
 local function http_app(tag, extra_master, extra_worker)
   return ([[
@@ -70,30 +68,7 @@ local function get(app, port)
 end
 
 -- load(app, { shape = "keepalive" | "close", conns =, think =, ports = }) -> handle; :finish() -> result
-local function load(port, o)
-  o = o or {}
-  local dir = H.tmpdir()
-  local h = { stop = dir .. "/stop", out = dir .. "/result.lua" }
-  local argv = { "luajit", LOAD, tostring(port), "--shape", o.shape or "keepalive", "--conns", tostring(o.conns or 4),
-    "--until", h.stop, "--max-ms", "20000", "--out", h.out }
-  if o.think then
-    argv[#argv + 1] = "--think"
-    argv[#argv + 1] = tostring(o.think)
-  end
-  if o.ports then
-    argv[#argv + 1] = "--ports"
-    argv[#argv + 1] = table.concat(o.ports, ",")
-  end
-  h.p = H.spawn({ "/usr/bin/env", unpack(argv) }, { dir = dir })
-  function h.finish()
-    H.write_file(h.stop, "")
-    h.p:wait(15000)
-    local r = L.result(h.out)
-    assert(r, "the load client wrote no result: " .. h.p:output())
-    return r
-  end
-  return h
-end
+local load = L.background -- (spec/load.lua: a load client process, counting every response)
 
 local function summary(r)
   local tags = {}

@@ -8,6 +8,10 @@
 --            and luacluster alone under wrk -t1 -c64 keep-alive load: `luacluster reload`'s wall
 --            time (it exits 0 once the new generation serves) and every request wrk did not get
 --            a 2xx for (socket errors + non-2xx)
+--   upgrade: luacluster alone under wrk -t1 -c64 keep-alive load, per repeat one cluster that
+--            is reloaded (`luacluster reload`) and then upgraded (`luacluster upgrade`: a new
+--            master from the same binary takes the sockets over, the old one drains), each under
+--            its own wrk run: the command's wall time and every request without a 2xx
 -- Every repeat starts each system afresh; systems alternate within a repeat.
 local S = require("sys")
 local Sys = require("systems")
@@ -229,6 +233,51 @@ function F.reload(cfg, R)
   end
   data.lc_wrk = sat
   R.reload = data
+  return data
+end
+
+-- ---- binary upgrade under load, next to a reload of the same cluster ----
+
+local function lc_upgrade(cfg)
+  local srv = Sys.luacluster{ copy_app = true }
+  local ok, res = pcall(function()
+    Sys.ready(srv, 15000)
+    S.sh("echo '-- reloaded " .. S.now() .. "' >> '" .. srv.app .. "'")
+    local reload = load_during(srv, cfg, function()
+      return S.sh(string.format("timeout -k 2 60 '%s' reload --control '%s'", Sys.ctx().bin, srv.control))
+    end)
+    local upgrade = load_during(srv, cfg, function()
+      return S.sh(string.format("timeout -k 2 120 '%s' upgrade --control '%s'", Sys.ctx().bin, srv.control))
+    end)
+    return { reload = reload, upgrade = upgrade }
+  end)
+  -- the new master (not srv.proc's child): stopped through the control socket it took over
+  S.sh(string.format("timeout -k 2 20 '%s' stop --control '%s'", Sys.ctx().bin, srv.control))
+  Sys.stop(srv, 3000)
+  if not ok then error(res, 0) end
+  return res
+end
+
+function F.upgrade(cfg, R)
+  local data = {
+    lc_upgrade = { label = "luacluster upgrade under wrk -c64 keep-alive", kind = "luacluster", ms = {}, failed = {}, requests = {} },
+    lc_reload = { label = "luacluster reload under wrk -c64 keep-alive (same cluster)", kind = "luacluster", ms = {}, failed = {}, requests = {} },
+  }
+  for rep = 1, cfg.reload_repeats do
+    S.log("upgrade under wrk -c64: repeat %d/%d", rep, cfg.reload_repeats)
+    local ok, res = pcall(lc_upgrade, cfg)
+    for id, key in pairs({ lc_upgrade = "upgrade", lc_reload = "reload" }) do
+      local d, r = data[id], ok and res[key]
+      if r and r.rc == 0 and r.wrk.rps then
+        d.ms[rep], d.failed[rep], d.requests[rep] = r.ms, r.wrk.failed, r.wrk.requests
+        S.debug("  %s: %.0f ms, %d failed of %d", key, r.ms, r.wrk.failed, r.wrk.requests)
+      else
+        d.ms[rep], d.failed[rep] = 0 / 0, 0 / 0
+        S.log("%s under wrk failed: %s", key, r and ("exit " .. tostring(r.rc) .. ": " .. tostring(r.out)) or tostring(res))
+      end
+    end
+  end
+  R.upgrade = data
   return data
 end
 

@@ -172,6 +172,20 @@ function M.build(R)
     ratios(ft, "lc_wrk", { "pm2" }, "medians")
     ratios(fn, "lc_dispatch", { "pm2" }, "medians")
   end
+  -- 3. the binary upgrade (luacluster upgrade) next to a reload of the same cluster, under wrk -c64
+  if R.upgrade then
+    local ft = fig(figs, { id = "upgrade_time", group = 3, title = "3. Upgrade of the binary under wrk -c64 keep-alive: the command's time (until the new master serves)", unit = "ms", better = "lower" })
+    local ff = fig(figs, { id = "upgrade_failed", group = 3, title = "3. Upgrade of the binary under wrk -c64 keep-alive: requests without a 2xx", unit = "requests", better = "lower" })
+    for _, id in ipairs({ "lc_upgrade", "lc_reload" }) do
+      local d = R.upgrade[id]
+      if d and #d.ms > 0 then
+        local short = id == "lc_upgrade" and "upgrade" or "reload"
+        row(ft, id, d.label, d.kind, d.ms, { short = short })
+        row(ff, id, d.label, d.kind, d.failed, { short = short })
+      end
+    end
+    ratios(ft, "lc_upgrade", { "lc_reload" }, "medians")
+  end
   -- 5, 6. TechEmpower plaintext (pipelined) and JSON
   if R.te then
     local lc_ids = { "lc_dispatch", "lc_shared", "lc_reuseport" }
@@ -452,6 +466,16 @@ function M.targets(figs, notes)
     add("0 failed requests in a reload, in under half PM2's time", lost + wrk_failed,
       string.format("%d lost in bench/reload.lua, %d at most per reload under wrk -c64%s", lost, wrk_failed, t),
       lost + wrk_failed == 0 and rt ~= nil and rt < 0.5)
+  end
+  -- issue 19
+  local up = find(figs, "upgrade_failed", "lc_upgrade")
+  if up then
+    local failed = up.summary.max or 0
+    local ur = ratio_of(figs, "upgrade_time", "lc_upgrade", "lc_reload")
+    add("upgrade of the binary: 0 failed requests under wrk -c64, under twice a reload's time", failed,
+      string.format("%s failed at most per upgrade; upgrade command %s a reload's time", tostring(failed),
+        ur and string.format("%.2fx", ur) or "?"),
+      failed == 0 and ur ~= nil and ur < 2)
   end
   return T
 end

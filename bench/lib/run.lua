@@ -22,7 +22,7 @@ usage: bench/run [--quick | --smoke] [options]
   --quick          2 repeats of 1 s (about 3-4 minutes)
   --smoke          one short repeat of one figure per kind (seconds; figure 7 with 1,000
                    connections); checks that the bench runs
-  --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload,
+  --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload,upgrade,
                    redis,proxy,pool (figures 8-10), shdict,ratelimit (figures 11-13),
                    wsecho,wsfanout,wsidle (figures 14-16; ws: all three); --smoke runs
                    figures 8-16 only when named here
@@ -115,7 +115,7 @@ cfg.te_duration = o.duration or cfg.te_duration
 cfg.idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.idle_repeats
 cfg.pool_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.pool_repeats
 cfg.ws_idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.ws_idle_repeats
-local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true,
+local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true, upgrade = true,
   redis = true, proxy = true, pool = true, shdict = true, ratelimit = true, wsecho = true, wsfanout = true, wsidle = true }
 if o.only then
   parts = {}
@@ -261,6 +261,7 @@ part("ipc", function() require("fig_ipc").run(cfg, R) end)
 part("start", function() require("fig_life").start_and_rss(cfg, R) end)
 part("restart", function() require("fig_life").restart(cfg, R) end)
 part("reload", function() require("fig_life").reload(cfg, R) end)
+part("upgrade", function() require("fig_life").upgrade(cfg, R) end)
 part("redis", function() require("fig_redis").run(cfg, R) end)
 part("proxy", function() require("fig_proxy").run(cfg, R) end)
 part("pool", function() require("fig_pool").run(cfg, R) end)

@@ -185,6 +185,9 @@ local function main_master(argv)
   local chunk, lerr = load_app(o.app)
   if not chunk then
     stderr(lerr)
+    if os.getenv("LUACLUSTER_UPGRADE_FD") then -- an upgrade's new master: the old one hears why
+      require("luacluster.master.upgraded").fail_early(tonumber(os.getenv("LUACLUSTER_UPGRADE_FD")), lerr) -- lazy: as below
+    end
     return 1
   end
   if o.command == "check" then
@@ -221,6 +224,8 @@ local function main_master(argv)
     stderr(oerr)
     return 2
   end
+  -- a binary upgrade's new master: the old master's channel is fd N (master/upgraded.lua)
+  local upgrade_fd = tonumber(take_env("LUACLUSTER_UPGRADE_FD"))
   local master = require("luacluster.master.core") -- lazy: the master's parts
   master.init(o, require("luacluster.cluster")) -- lazy: the role is known now (cluster.on's events are the master's)
   local plugins = require("luacluster.master.plugins") -- lazy: the master's parts load luacluster.cluster
@@ -231,6 +236,7 @@ local function main_master(argv)
   for name in pairs(package.loaded) do
     runtime.preloaded[name] = true
   end
+  local upgraded = upgrade_fd and require("luacluster.master.upgraded") -- lazy: only in an upgrade's new master
   local function start_app()
     local ran, rerr = run_top_level(chunk)
     if not ran then
@@ -240,12 +246,21 @@ local function main_master(argv)
     master.after_top_level()
     plugins.attach_after_app(master, o)
     control.start(o)
+    if upgraded then
+      upgraded.started()
+    end
     return nil
   end
   -- the control socket first: a second master for this app stops here, before its top level
   -- and its workers (a socket file already there is probed on the loop, and the app starts then)
   local decided, code, waiting = false, nil, false
-  control.take_control(o, function(ok, cerr)
+  local take = control.take_control
+  if upgraded then -- the old master's sockets and state instead (its control socket at the switch)
+    take = function(_, on_taken)
+      upgraded.receive(upgrade_fd, control.serve_inherited, on_taken)
+    end
+  end
+  take(o, function(ok, cerr)
     if ok then
       code = start_app()
     else
@@ -265,9 +280,36 @@ local function main_master(argv)
 end
 
 
+-- the path this process was started as, made absolute (not resolved through symlinks: a
+-- binary upgrade starts what is installed there now)
+local function invoked_as(name)
+  if not name or name == "" then
+    return nil
+  end
+  if name:sub(1, 1) == "/" then
+    return name
+  elseif name:find("/", 1, true) then
+    local cwd = core.cwd()
+    return cwd and (cwd .. "/" .. name:gsub("^%./", "")) or nil
+  end
+  for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+    local path = dir .. "/" .. name
+    if core.realpath(path) then
+      return path:sub(1, 1) == "/" and path or invoked_as(path)
+    end
+  end
+  return nil
+end
+
+
 function main(argv, libdir)
   runtime.libdir = libdir
   runtime.exe = core.exepath()
+  runtime.exe_invoked = invoked_as(argv[0])
+  runtime.cmdline = {} -- the arguments, as given (a binary upgrade starts the new master with them)
+  for i = 1, #argv do
+    runtime.cmdline[i] = argv[i]
+  end
   local role = os.getenv("LUACLUSTER_ROLE")
   if role == "worker" or role == "child" then
     return main_child(role, argv)

@@ -14,6 +14,8 @@ usage: luacluster [options] app.lua [script args...]   run an app: a master plus
   --control PATH         the control socket (default: derived from the app's absolute path)
   --log-format FORMAT    text | json: the runtime's log lines on stderr (default text)
 luacluster reload  [app.lua | --control PATH]          zero-downtime reload
+luacluster upgrade [app.lua | --control PATH] [--binary PATH]
+                                                     replace the running binary, no connection lost
 luacluster status  [app.lua | --control PATH] [--json] one row per worker
 luacluster metrics [app.lua | --control PATH]          Prometheus text exposition
 luacluster stop    [app.lua | --control PATH]          graceful stop
@@ -22,13 +24,14 @@ luacluster nginx-conf app.lua [-w N] [-p N] [--hosts H1,H2[:PORT],...] [--listen
                       [--static URL_PREFIX=DIR]...   print an nginx config for ports mode
 luacluster --version | --help]]
 
-local COMMANDS = { reload = true, status = true, stop = true, check = true, ["nginx-conf"] = true, metrics = true }
+local COMMANDS = { upgrade = true, reload = true, status = true, stop = true, check = true, ["nginx-conf"] = true, metrics = true }
 
 local takes_value = {
   ["-w"] = "workers", ["--workers"] = "workers",
   ["-m"] = "mode", ["--mode"] = "mode",
   ["-p"] = "port", ["--port"] = "port",
   ["--control"] = "control",
+  ["--binary"] = "binary",
   ["--host"] = "host",
   ["--log-format"] = "log_format",
   ["--hosts"] = "hosts", ["--listen"] = "listen", ["--static"] = "static",
@@ -141,6 +144,9 @@ function parse(argv)
   end
   if (o.command == "run" or o.command == "check" or o.command == "nginx-conf") and not o.app then
     return nil, "no app given (see luacluster --help)"
+  end
+  if o.binary and o.command ~= "upgrade" then
+    return nil, "--binary is an option of luacluster upgrade only"
   end
   if o.command ~= "nginx-conf" and (o.hosts or o.listen or #o.static > 0) then
     local opt = o.hosts and "--hosts" or o.listen and "--listen" or "--static"

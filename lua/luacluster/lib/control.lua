@@ -6,7 +6,7 @@ local codec = require("luacluster.lib.codec")
 local coro = require("luacluster.lib.coro")
 local hash = require("luacluster.lib.hash")
 
-local runtime_dir, default_path, serve, request
+local runtime_dir, default_path, serve, serve_fd, request
 
 local MAX_MESSAGE = 16 * 1024 * 1024
 
@@ -95,31 +95,43 @@ function conn_mt:close()
 end
 
 
+-- the function a control server calls per connection: handler(msg, conn) per request
+local function on_connection(handler)
+  return function(stream)
+    if type(stream) ~= "userdata" then
+      return -- the listening socket's own "close" (a bind that failed is closed too)
+    end
+    local conn = setmetatable({ stream = stream }, conn_mt)
+    stream:read_start(function(event, data)
+      if event == "data" then
+        conn.feed(data)
+      elseif event == "end" or event == "error" then
+        conn:close()
+      elseif event == "close" then
+        conn.closed = true
+      end
+    end)
+    conn.feed = framer(function(msg)
+      coro.spawn(handler, msg, conn)
+    end, function()
+      conn:close()
+    end)
+  end
+end
+
+
+-- Serves a control socket this process inherited (a binary upgrade's new master) -> server | nil, err
+function serve_fd(fd, handler)
+  return core.pipe_listen_fd(fd, on_connection(handler))
+end
+
+
 -- Serves the control socket at path: -> server | nil, err. Refuses to take over the socket
 -- of a master that still answers.
 function serve(path, handler, on_ready)
   local function bind()
-    local srv, err, name = core.pipe_listen(path, function(stream)
-      if type(stream) ~= "userdata" then
-        return -- the listening socket's own "close" (a bind that failed is closed too)
-      end
-      local conn = setmetatable({ stream = stream }, conn_mt)
-      stream:read_start(function(event, data)
-        if event == "data" then
-          conn.feed(data)
-        elseif event == "end" or event == "error" then
-          conn:close()
-        elseif event == "close" then
-          conn.closed = true
-        end
-      end)
-      conn.feed = framer(function(msg)
-        coro.spawn(handler, msg, conn)
-      end, function()
-        conn:close()
-      end)
-    end)
-    return srv, err, name -- the socket is 0600 from the start (core.pipe_listen)
+    -- the socket is 0600 from the start (core.pipe_listen)
+    return core.pipe_listen(path, on_connection(handler))
   end
   local srv, err, name = bind()
   if srv or name ~= "EADDRINUSE" then
@@ -178,5 +190,6 @@ return {
   runtime_dir = runtime_dir,
   default_path = default_path,
   serve = serve,
+  serve_fd = serve_fd,
   request = request,
 }

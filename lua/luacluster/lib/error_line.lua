@@ -37,8 +37,20 @@ function _M.line(err)
 end
 
 
+local on_report -- one listener: an upgrade's new master tells the old one why it stops (master/upgraded.lua)
+
+
+-- set_listener(fn | nil): fn(line) for every report from now on
+function _M.set_listener(fn)
+  on_report = fn
+end
+
+
 -- Writes line as a fatal message of this process (the caller exits or stops next).
 function _M.report(line)
+  if on_report then
+    on_report(line)
+  end
   if log.format == "json" then
     log.error(line)
   else
@@ -50,4 +62,5 @@ end
 return {
   line = _M.line,
   report = _M.report,
+  set_listener = _M.set_listener,
 }

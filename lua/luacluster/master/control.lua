@@ -11,6 +11,7 @@ local metrics = require("luacluster.master.metrics")
 local reload = require("luacluster.master.reload")
 local shdict = require("luacluster.master.shdict")
 local stats = require("luacluster.master.stats")
+local upgrade = require("luacluster.master.upgrade")
 local runtime = require("luacluster.lib.runtime")
 local signals = require("luacluster.lib.signals")
 
@@ -73,6 +74,10 @@ local function handle(msg, conn)
     reload.reload(function(err, gen)
       -- one line that keeps the reason (whatever the error's path through master/reload.lua)
       conn:reply(err and { ok = false, err = error_line.line(err) } or { ok = true, generation = gen })
+    end)
+  elseif msg.cmd == "upgrade" then
+    upgrade.upgrade({ binary = type(msg.binary) == "string" and msg.binary or nil }, function(err, pid)
+      conn:reply(err and { ok = false, err = error_line.line(err) } or { ok = true, pid = pid })
     end)
   elseif msg.cmd == "status" then
     conn:reply({ ok = true, status = _M.status() })
@@ -150,10 +155,34 @@ function _M.take_control(options, on_taken)
 end
 
 
--- After the app's top level: reloads on SIGHUP and --watch, systemd's notifications.
+-- A binary upgrade's new master, at the switch: it serves the control socket it inherited
+-- (the same socket and file as the old master's) -> true | nil, err
+function _M.serve_inherited(fd, path)
+  local srv, err = control.serve_fd(fd, handle)
+  if not srv then
+    return nil, err
+  end
+  runtime.control_path = path
+  runtime.control_server = srv
+  return true
+end
+
+
+-- After the app's top level: reloads on SIGHUP and --watch, upgrades on SIGUSR2.
 function _M.start(options)
   signals.set_action("SIGHUP", function()
     reload_quietly("SIGHUP")
+  end)
+  upgrade.set_control_retaker(function()
+    _M.take_control(options, function(ok, err)
+      if not ok then
+        log.error("upgrade: cannot serve the control socket again: " .. tostring(err))
+      end
+    end)
+  end)
+  signals.set_action("SIGUSR2", function()
+    log.info("SIGUSR2: upgrading the binary")
+    upgrade.upgrade({}, function() end) -- (the steps and a refusal are logged)
   end)
   if options.watch then
     watch(runtime.app_dir)
@@ -164,5 +193,6 @@ end
 return {
   status = _M.status,
   take_control = _M.take_control,
+  serve_inherited = _M.serve_inherited,
   start = _M.start,
 }

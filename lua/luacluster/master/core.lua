@@ -806,6 +806,19 @@ function _M.is_stopping()
 end
 
 
+-- how many serving workers are ready (the first generation's start: systemd's READY=1, an
+-- upgrade's switch)
+function _M.ready_count()
+  local n = 0
+  for _, w in pairs(workers) do
+    if w:is_ready() then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+
 -- ---- what plugs into the master (master/plugins.lua lists it, in order) ----
 -- control ops: a worker's control message of that op -> fn(worker, msg, handle);
 -- hooks fn(worker): fork, online, draining (it starts draining), gone (it exited), adopt (a
@@ -879,6 +892,28 @@ end
 
 function _M.restarts(id)
   return restarts[id] or 0
+end
+
+
+-- A binary upgrade (lib/crossing.lua, registered by master/upgrade.lua): the generation count
+-- and each slot's restarts go on in the new master, whose first workers are the next generation
+function _M.export_counts()
+  local r = {}
+  for id, n in pairs(restarts) do
+    r[#r + 1] = { id, n }
+  end
+  return { generation = generation, restarts = r }
+end
+
+
+function _M.import_counts(v)
+  if type(v) ~= "table" then
+    return
+  end
+  generation = (tonumber(v.generation) or 0) + 1
+  for _, e in ipairs(v.restarts or {}) do
+    restarts[e[1]] = e[2]
+  end
 end
 
 

@@ -6,6 +6,11 @@
 --   reuseport  one SO_REUSEPORT socket per address and worker slot, passed to that slot's
 --              worker, so a replacement inherits the same socket and its accept queue
 --   ports      worker slot i gets its own socket on port + i - 1 (for a proxy in front)
+-- The table crosses a binary upgrade (lib/crossing.lua, master/upgrade.lua): the old master
+-- exports each listener's address and socket, the new master imports them before its app
+-- runs, and its workers' listens find them there. In dispatch mode an imported socket is held
+-- (the new master does not accept on it) until take_over(), once the old master has stopped
+-- accepting (stop_accepting()).
 local core = require("luacluster.core")
 local cluster = require("luacluster.cluster")
 local listen = require("luacluster.serve.listen")
@@ -21,6 +26,7 @@ local listeners = {}   -- "host:port" (or "host:port#slot") -> listener
 -- acknowledged are still its own until it is gone (requeue)
 local unlistened = setmetatable({}, { __mode = "k" })
 local next_key = 0
+local holding = false  -- a new master before the upgrade's switch: imported sockets are not accepted on
 local round_robin = require("luacluster.sched.round_robin")
 local count_connections = master.count_connections
 
@@ -184,6 +190,21 @@ local function listen_op(w, msg)
       end
     end
   end
+  if mode == "dispatch" and not l.policy then -- imported from the old master (an upgrade)
+    local ok, perr = pcall(make_policy)
+    if not ok then
+      return fail(perr)
+    end
+    l.policy = perr
+    if holding then
+      l.held = true -- take_over() starts accepting
+    else
+      local started, serr = l.tcp:dispatch(l.key, make_picker(l), l.policy.wants_address)
+      if not started then
+        return fail("listen " .. tostring(serr))
+      end
+    end
+  end
   local address = { address = host, port = l.port }
   if mode == "dispatch" then
     if not w._pending then -- a new generation's worker gets connections once the reload switches
@@ -341,9 +362,11 @@ end
 -- the scheduling policy changed (setup or reload): rebuild every dispatching listener's
 function _M.reset_policies()
   for _, l in pairs(listeners) do
-    if l.mode == "dispatch" then
+    if l.mode == "dispatch" and (l.policy or not l.imported) then
       l.policy = make_policy()
-      l.tcp:dispatch(l.key, make_picker(l), l.policy.wants_address)
+      if not l.held then -- (an upgrade's imported socket, before the switch: not accepted on yet)
+        l.tcp:dispatch(l.key, make_picker(l), l.policy.wants_address)
+      end
     end
   end
 end
@@ -409,10 +432,107 @@ function _M.listeners()
 end
 
 
+-- ---- a binary upgrade (master/upgrade.lua) ----
+
+-- The old master: what crosses (lib/crossing.lua's export) -> value, sockets
+function _M.export()
+  local list, sockets = {}, {}
+  for id_key, l in pairs(listeners) do
+    if not l.closed then
+      list[#list + 1] = { id = id_key, host = l.host, port = l.port, mode = l.mode, addr = l.addr, slot = l.slot }
+      sockets[id_key] = l.tcp
+    end
+  end
+  return list, sockets
+end
+
+
+-- The new master, before its app runs: the old master's listeners, each with its socket
+function _M.import(list, sockets)
+  holding = true
+  for _, e in ipairs(list or {}) do
+    local tcp = sockets and sockets[e.id]
+    if tcp then
+      next_key = next_key + 1
+      listeners[e.id] = { key = next_key, host = e.host, port = e.port, tcp = tcp, mode = e.mode, ready = {},
+        ready_list = {}, addr = e.addr, slot = e.slot, imported = true }
+    end
+  end
+end
+
+
+-- The old master, at the switch: it accepts no more in dispatch mode (the sockets stay open,
+-- the connections its dispatch holds still go to its workers). -> how many stopped
+function _M.stop_accepting()
+  local n = 0
+  for _, l in pairs(listeners) do
+    if l.mode == "dispatch" and not l.closed then
+      local ok, err = l.tcp:accept_stop()
+      if not ok then
+        log.warn("upgrade: " .. l.addr .. ": " .. tostring(err))
+      end
+      n = n + 1
+    end
+  end
+  return n
+end
+
+
+-- The old master, when the new one died after it had stopped accepting: it accepts again
+function _M.resume_accepting()
+  for _, l in pairs(listeners) do
+    if l.mode == "dispatch" and not l.closed then
+      local ok, err = l.tcp:accept_resume()
+      if not ok then
+        report_error("upgrade: cannot accept again on " .. l.addr .. ": " .. tostring(err))
+      end
+    end
+  end
+end
+
+
+-- connections the old master's dispatch still holds (queued or not yet acknowledged)
+function _M.dispatch_pending()
+  local n = 0
+  for _, l in pairs(listeners) do
+    if l.mode == "dispatch" and not l.closed and l.policy then
+      local q, f = l.tcp:dispatch_pending()
+      n = n + q + f
+    end
+  end
+  return n
+end
+
+
+-- The new master, at the switch: it accepts on the sockets it held; the imported sockets no
+-- worker of its asked for are closed (or handed on, in reuseport mode: close_unused)
+function _M.take_over(live)
+  holding = false
+  for _, l in pairs(listeners) do
+    if l.held and not l.closed then
+      l.held = nil
+      local ok, err = l.tcp:dispatch(l.key, make_picker(l), l.policy.wants_address)
+      if not ok then
+        report_error("upgrade: cannot accept on " .. l.addr .. ": " .. tostring(err))
+      else
+        l.tcp:dispatch_flush()
+      end
+    end
+  end
+  _M.close_unused(live)
+end
+
+
 return {
   attach = _M.attach,
   reset_policies = _M.reset_policies,
   hand_over = _M.hand_over,
   close_unused = _M.close_unused,
   listeners = _M.listeners,
+  export = _M.export,
+  import = _M.import,
+  stop_accepting = _M.stop_accepting,
+  resume_accepting = _M.resume_accepting,
+  dispatch_pending = _M.dispatch_pending,
+  take_over = _M.take_over,
 }

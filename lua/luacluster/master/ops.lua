@@ -22,15 +22,45 @@ local ready_sent = false
 
 -- ---- systemd ----
 
-function sd_notify(state)
-  if not notify_addr then
-    return nil, "no NOTIFY_SOCKET"
-  end
-  local ok, err = core.sd_notify(notify_addr, state)
+local function sd_notify_to(addr, state)
+  local ok, err = core.sd_notify(addr, state)
   if not ok then
     log.warn("sd_notify: " .. tostring(err))
   end
   return ok, err
+end
+
+
+function sd_notify(state)
+  if not notify_addr then
+    return nil, "no NOTIFY_SOCKET"
+  end
+  return sd_notify_to(notify_addr, state)
+end
+
+
+-- ---- a binary upgrade (master/upgrade.lua) ----
+
+-- the environment a new master needs to speak to systemd itself: NOTIFY_SOCKET (and the
+-- watchdog's interval; its WATCHDOG_PID would be ours, so it is left out)
+local function notify_env()
+  local env = {}
+  if notify_addr then
+    env.NOTIFY_SOCKET = notify_addr
+    if watchdog_usec then
+      env.WATCHDOG_USEC = tostring(watchdog_usec)
+    end
+  end
+  return env
+end
+
+
+-- The old master hands systemd over: -> the address (to send MAINPID= once), and from now
+-- on it sends nothing more (STOPPING=1 would be about the unit, which goes on)
+local function hand_over_notify()
+  local addr = notify_addr
+  notify_addr = nil
+  return addr
 end
 
 
@@ -51,13 +81,7 @@ local function watch_first_generation(master)
     if ready_sent then
       return
     end
-    local ready = 0
-    for _, w in pairs(master.workers) do
-      if w:is_ready() then
-        ready = ready + 1
-      end
-    end
-    if ready < (master.initial_workers or 0) or not (runtime.control_server or runtime.no_control) then
+    if master.ready_count() < (master.initial_workers or 0) or not (runtime.control_server or runtime.no_control) then
       return
     end
     ready_sent = true
@@ -189,6 +213,9 @@ end
 
 return {
   sd_notify = sd_notify,
+  notify_env = notify_env,
+  hand_over_notify = hand_over_notify,
+  sd_notify_to = sd_notify_to,
   child_init = child_init,
   master_early = master_early,
   master_init = master_init,

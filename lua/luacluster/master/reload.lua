@@ -159,8 +159,10 @@ end
 
 -- reload(cb): cb(nil, generation) once the new generation serves, or cb(err)
 function _M.reload(cb)
-  if in_progress or master.is_stopping() then
-    local err = in_progress and "a reload is already in progress; try again when it has finished" or "the cluster is stopping"
+  if in_progress or master.is_stopping() or runtime.upgrading then
+    local err = in_progress and "a reload is already in progress; try again when it has finished"
+      or runtime.upgrading and "an upgrade of the binary is in progress; try again when it has finished"
+      or "the cluster is stopping"
     _M.counts.refused = _M.counts.refused + 1
     log.warn("reload refused: " .. err)
     return cb(err)

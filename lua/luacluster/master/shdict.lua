@@ -157,6 +157,30 @@ function _M.stats()
 end
 
 
+-- A binary upgrade (lib/crossing.lua): the arena file (a memfd) crosses as an inherited fd;
+-- the new master maps the same pages at the same offsets (core.shdict_adopt), so what was
+-- written before the upgrade is read after it, and its workers get the same file.
+function _M.export()
+  local fd = core.shdict_fd()
+  if not fd then
+    return nil
+  end
+  return { spec = core.shdict_spec(), sizes = sizes }, { arena = fd }
+end
+
+
+function _M.import(v, fds)
+  if type(v) ~= "table" or not fds.arena then
+    return
+  end
+  assert(core.shdict_adopt(fds.arena, v.spec))
+  for name, n in pairs(v.sizes or {}) do
+    sizes[name] = n
+  end
+  core.shdict_lock_timeout(LOCK_TIMEOUT_MS)
+end
+
+
 _M.CHILD_FD = CHILD_FD
 
 return _M
