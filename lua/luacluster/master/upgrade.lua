@@ -32,6 +32,7 @@ local _M = {}
 local DEFAULT_TIMEOUT = 30000   -- reload_timeout's default (master/reload.lua)
 local KILL_AFTER_MS = 5000      -- a new master stopped with SIGTERM gets SIGKILL after this
 local DRAIN_WAIT_MS = 2000      -- at most this for the dispatch to hand out what it accepted
+local SWITCH_TIMEOUT_MS = 3000  -- from "released" to "serving" (one round trip), at most this (or reload_timeout)
 local FIRST_FD = 4              -- inherited fds go to the new master as 4, 5, ... (3: the channel)
 
 local running                   -- the upgrade in progress: { proc =, ch =, cb =, ... }
@@ -151,9 +152,27 @@ local function on_control(u, msg, handle)
       u.deadline:close()
       u.deadline = nil
     end
+    -- nobody accepts until the new master does: one that hangs now is killed (SIGKILL: a hung
+    -- loop handles no SIGTERM, and one that woke up later must not accept beside this one),
+    -- and its exit puts this master back (on_exit)
+    local limit = math.min(SWITCH_TIMEOUT_MS, master.config().reload_timeout or DEFAULT_TIMEOUT)
+    u.deadline = core.timer_new(function()
+      u.deadline:close()
+      u.deadline = nil
+      if not u.serving and not u.exited then
+        u.timed_out = "the new master (pid " .. u.pid .. ") did not serve within " .. limit
+          .. " ms after this master let go; it was killed"
+        u.proc:kill("SIGKILL")
+      end
+    end)
+    u.deadline:start(limit, 0)
     u.ch:control({ op = "released" })
   elseif msg.op == "serving" and u.released and not u.serving then
     u.serving = true
+    if u.deadline then
+      u.deadline:close()
+      u.deadline = nil
+    end
     local addr = ops.hand_over_notify() -- systemd: the new master is the unit's main process
     if addr then
       ops.sd_notify_to(addr, "MAINPID=" .. u.pid .. "\nSTATUS=upgraded: pid " .. u.pid .. " serves")
@@ -185,8 +204,8 @@ local function on_exit(u, code, signal)
         retake_control()
       end
     end
-    fail(u, "the new master (pid " .. u.pid .. ") exited with " .. how .. " before it served"
-      .. (u.reason and (": " .. u.reason) or ""))
+    fail(u, u.timed_out or ("the new master (pid " .. u.pid .. ") exited with " .. how .. " before it served"
+      .. (u.reason and (": " .. u.reason) or "")))
   end
 end
 

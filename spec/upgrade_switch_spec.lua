@@ -1,0 +1,112 @@
+-- Integration specs of the binary upgrade's switch (issue 19, a review's findings): what the
+-- old master does when the new one hangs once it was told to take over, when the cluster is
+-- told to stop while an upgrade runs, and when the new master is asked to upgrade before it
+-- serves. Real processes, real sockets: the "new binary" is a shell script that records its
+-- pid and execs the real one with an environment variable the app reads.
+local H = require("helper")
+
+-- the pid file a wrapper script writes before it execs the real binary
+local function wrapper(env, before)
+  local dir = H.tmpdir()
+  local path, pidfile = dir .. "/luacluster-new", dir .. "/new.pid"
+  H.write_file(path, "#!/bin/sh\necho $$ > " .. pidfile .. "\n" .. (before or "") .. "\n"
+    .. "exec env " .. env .. " " .. H.bin .. " \"$@\"\n")
+  H.sh("chmod +x " .. path)
+  return path, pidfile
+end
+
+local function start(src, options)
+  local port = H.free_port()
+  local dir = H.tmpdir()
+  local app = { port = port, dir = dir, path = dir .. "/app.lua", ctl = dir .. "/ctl.sock" }
+  H.write_file(app.path, H.prelude .. src)
+  local argv = { "-p", port, "--control", app.ctl }
+  for _, o in ipairs(options or {}) do
+    argv[#argv + 1] = o
+  end
+  app.p = H.start(app.path, argv)
+  assert(H.wait_for(function()
+    local _, status = H.curl("http://127.0.0.1:" .. port .. "/")
+    return status == 200
+  end, 8000, 50), "the app did not start serving:\n" .. app.p:output())
+  return app
+end
+
+local function ctl(app, cmd, extra)
+  return H.sh(H.bin .. " " .. cmd .. " --control " .. app.ctl .. " " .. (extra or "") .. " 2>&1")
+end
+
+local function status_pid(app)
+  local out = ctl(app, "status")
+  return tonumber(out:match("master pid (%d+)")), out
+end
+
+local function read_pid(pidfile, timeout)
+  local pid
+  H.wait_for(function()
+    pid = tonumber(H.read_file(pidfile) or "")
+    return pid ~= nil
+  end, timeout or 5000, 20)
+  return pid
+end
+
+-- the masters among pid's children (a worker's initial environment names its role)
+local function child_masters(pid)
+  local list = {}
+  for _, c in ipairs(H.children(pid)) do
+    local env = H.read_file("/proc/" .. c .. "/environ") or ""
+    local exe = H.sh("readlink /proc/" .. c .. "/exe 2>/dev/null")
+    if not env:find("LUACLUSTER_ROLE=", 1, true) and exe:find("luacluster", 1, true) then
+      list[#list + 1] = c
+    end
+  end
+  return list
+end
+
+local function kill(pid)
+  if pid and H.pid_alive(pid) then
+    H.sh("kill -KILL " .. pid .. " 2>/dev/null")
+  end
+end
+
+
+describe("luacluster upgrade, the switch", function()
+  local strays = {}
+  after_each(function()
+    for _, pid in ipairs(strays) do
+      kill(pid)
+    end
+    strays = {}
+    H.cleanup()
+  end)
+
+  it("takes the sockets back when the new master hangs after it said it was ready", function()
+    -- LUACLUSTER_SPEC_UPGRADE_DIE=hang: the new master stops itself (SIGSTOP) where the old one
+    -- has let go ("released"), as a new binary that hangs there would: it never accepts; the
+    -- old master must not wait for it forever with nobody accepting and its control socket closed
+    local app = start([[
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup({ reload_timeout = 3000 })
+else
+  http.create_server(function() return 200, "ok " .. cluster.worker.generation .. "\n" end):listen()
+end
+]], { "-w", 1 })
+    local bin, pidfile = wrapper("LUACLUSTER_SPEC_UPGRADE_DIE=hang")
+    local cmd = H.spawn({ H.bin, "upgrade", "--control", app.ctl, "--binary", bin })
+    local new = read_pid(pidfile)
+    strays[#strays + 1] = new
+    local code = cmd:wait(12000)
+    assert.truthy(code, "the upgrade command still waits 12 s later (nobody accepts meanwhile)\n" .. app.p:output())
+    assert.are_not.equal(0, code)
+    assert.truthy(cmd:output():find("did not serve within", 1, true), cmd:output())
+    -- the old master accepts again and answers its control socket; the hung one is gone
+    assert.truthy(H.wait_for(function()
+      local body, status = H.curl("http://127.0.0.1:" .. app.port .. "/", "--max-time 1")
+      return status == 200 and body == "ok 1\n"
+    end, 5000, 100), app.p:output())
+    assert.truthy(H.wait_for(function() return status_pid(app) == app.p.pid end, 5000), app.p:output())
+    assert.truthy(H.wait_for(function() return not H.pid_alive(new) end, 5000))
+    assert.is_true(app.p:alive())
+  end)
+end)
