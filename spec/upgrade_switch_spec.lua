@@ -109,4 +109,40 @@ end
     assert.truthy(H.wait_for(function() return not H.pid_alive(new) end, 5000))
     assert.is_true(app.p:alive())
   end)
+
+  it("stops the new master, not just the old one, when the cluster is stopped during an upgrade", function()
+    -- a request in flight keeps the old master draining while the new one (started late by its
+    -- wrapper) becomes ready: the stop must win, nothing serves afterwards
+    local app = start([[
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup({ drain_timeout = 4000 })
+else
+  local timer = require("luacluster.timer")
+  http.create_server(function(req)
+    if req.path == "/slow" then
+      timer.sleep(2500)
+    end
+    return 200, "ok\n"
+  end):listen()
+end
+]], { "-w", 1 })
+    local bin, pidfile = wrapper("X=1", "sleep 0.5")
+    local slow = H.spawn({ "/usr/bin/curl", "-s", "--max-time", "10", "http://127.0.0.1:" .. app.port .. "/slow" })
+    H.sleep(200)
+    local cmd = H.spawn({ H.bin, "upgrade", "--control", app.ctl, "--binary", bin })
+    local new = read_pid(pidfile)
+    strays[#strays + 1] = new
+    app.p:kill("SIGTERM")
+    assert.truthy(app.p:wait(10000), "the old master did not stop:\n" .. app.p:output())
+    assert.truthy(cmd:wait(5000))
+    assert.truthy(cmd:output():find("the cluster is stopping", 1, true), cmd:output())
+    assert.equal(0, (slow:wait(5000)))
+    assert.equal("ok\n", slow:stdout()) -- the request in flight was served: the stop drained
+    -- the new master must not serve on after the stop
+    assert.truthy(H.wait_for(function() return not H.pid_alive(new) end, 6000),
+      "the new master (pid " .. tostring(new) .. ") still runs after the cluster was stopped\n" .. app.p:output())
+    local _, status = H.curl("http://127.0.0.1:" .. app.port .. "/", "--max-time 1")
+    assert.are_not.equal(200, status)
+  end)
 end)

@@ -70,13 +70,17 @@ local function finish(u, err, pid)
     return
   end
   u.done = true
+  if u.unhook_stop then
+    u.unhook_stop()
+    u.unhook_stop = nil
+  end
   if u.deadline then
     u.deadline:close()
     u.deadline = nil
   end
   if err then
     _M.counts.refused = _M.counts.refused + 1
-    log.warn("upgrade refused: " .. err .. "; this master (pid " .. core.pid() .. ") keeps serving")
+    log.warn("upgrade refused: " .. err .. (master.is_stopping() and "" or ("; this master (pid " .. core.pid() .. ") keeps serving")))
   else
     _M.counts.done = _M.counts.done + 1
   end
@@ -139,6 +143,8 @@ local function on_control(u, msg, handle)
   end
   if msg.op == "failed" then
     u.reason = type(msg.err) == "string" and msg.err or u.reason
+  elseif msg.op == "ready" and master.is_stopping() then
+    fail(u, "the cluster is stopping") -- (the stop hook in upgrade() has done it already)
   elseif msg.op == "ready" then
     -- exactly one master accepts at a time: this one stops, then the new one starts
     master_listen.stop_accepting()
@@ -298,6 +304,12 @@ function _M.upgrade(opts, cb)
   end
   u.proc, u.pid, u.ch = proc, proc:pid(), ch
   running = u
+  -- a stop of this cluster (SIGTERM, `luacluster stop`, systemd's stop) while the new master
+  -- starts is a stop of both: the new master is stopped too, never handed the sockets (else it
+  -- would serve on after the stop, and systemd would wait for its new MAINPID to exit)
+  u.unhook_stop = master.add_hook("stop", function()
+    fail(u, "the cluster is stopping")
+  end)
   runtime.upgrading = true -- master/reload.lua refuses a reload meanwhile
   log.info("upgrade: started " .. exe .. " as pid " .. u.pid .. "; handing it " .. #sockets .. " listening socket"
     .. (#sockets == 1 and "" or "s") .. " and the master's state")
