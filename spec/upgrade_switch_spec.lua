@@ -145,4 +145,38 @@ end
     local _, status = H.curl("http://127.0.0.1:" .. app.port .. "/", "--max-time 1")
     assert.are_not.equal(200, status)
   end)
+
+  it("refuses an upgrade asked of a new master before it serves (SIGUSR2 during the switch)", function()
+    local app = start([[
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup({ reload_timeout = 8000 })
+else
+  if os.getenv("SLOW_WORKER") and cluster.worker.generation == 2 then
+    os.execute("sleep 1.5") -- the new master's first workers take a while
+  end
+  http.create_server(function() return 200, "ok " .. cluster.worker.generation .. "\n" end):listen()
+end
+]], { "-w", 1 })
+    local bin, pidfile = wrapper("SLOW_WORKER=1")
+    local cmd = H.spawn({ H.bin, "upgrade", "--control", app.ctl, "--binary", bin })
+    local new = read_pid(pidfile)
+    strays[#strays + 1] = new
+    H.sleep(600) -- its app has run (SIGUSR2 upgrades now), its worker is not ready yet
+    H.sh("kill -USR2 " .. new)
+    assert.equal(0, (cmd:wait(15000)), cmd:output() .. app.p:output())
+    assert.equal(new, tonumber(cmd:output():match("new master pid (%d+)")))
+    assert.equal(0, (app.p:wait(10000)), app.p:output())
+    H.sleep(1000)
+    -- one master serves: the new one, with no third master started under it
+    local masters = child_masters(new)
+    for _, m in ipairs(masters) do
+      strays[#strays + 1] = m
+    end
+    assert.same({}, masters)
+    assert.equal(new, (status_pid(app)))
+    assert.equal("ok 2\n", (H.curl("http://127.0.0.1:" .. app.port .. "/")))
+    ctl(app, "stop")
+    assert.truthy(H.wait_for(function() return not H.pid_alive(new) end, 8000))
+  end)
 end)

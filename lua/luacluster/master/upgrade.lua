@@ -233,6 +233,8 @@ function _M.upgrade(opts, cb)
   local refused
   if running then
     refused = "an upgrade is already in progress (new master pid " .. running.pid .. "); try again when it has finished"
+  elseif runtime.upgrading then -- (set by master/upgraded.lua in a new master until it serves)
+    refused = "this master is an upgrade's new master and does not serve yet; try again when it does"
   elseif reload.in_progress() then
     refused = "a reload is in progress; try again when it has finished"
   elseif master.is_stopping() then
