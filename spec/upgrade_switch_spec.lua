@@ -179,4 +179,37 @@ end
     ctl(app, "stop")
     assert.truthy(H.wait_for(function() return not H.pid_alive(new) end, 8000))
   end)
+
+  it("hands the metrics listener over too (cluster.setup{ metrics = })", function()
+    local mport = H.free_port()
+    local app = start(([[
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup({ metrics = "127.0.0.1:%d" })
+else
+  http.create_server(function() return 200, "ok " .. cluster.worker.generation .. "\n" end):listen()
+end
+]]):format(mport), { "-w", 1 })
+    local _, mstatus = H.curl("http://127.0.0.1:" .. mport .. "/metrics")
+    assert.equal(200, mstatus)
+    local out, code = ctl(app, "upgrade")
+    assert.equal(0, code, out .. app.p:output())
+    local pid = tonumber(out:match("new master pid (%d+)"))
+    strays[#strays + 1] = pid
+    assert.equal(0, (app.p:wait(10000)), app.p:output())
+    assert.equal("ok 2\n", (H.curl("http://127.0.0.1:" .. app.port .. "/")))
+    local body, status = H.curl("http://127.0.0.1:" .. mport .. "/metrics")
+    assert.equal(200, status)
+    assert.truthy(body:find("luacluster_", 1, true), body)
+    -- and once more: the new master hands it on in turn
+    out, code = ctl(app, "upgrade")
+    assert.equal(0, code, out)
+    local pid3 = tonumber(out:match("new master pid (%d+)"))
+    strays[#strays + 1] = pid3
+    assert.truthy(H.wait_for(function() return not H.pid_alive(pid) end, 8000))
+    _, status = H.curl("http://127.0.0.1:" .. mport .. "/metrics")
+    assert.equal(200, status)
+    ctl(app, "stop")
+    assert.truthy(H.wait_for(function() return not H.pid_alive(pid3) end, 8000))
+  end)
 end)

@@ -22,6 +22,7 @@ local crossing = require("luacluster.lib.crossing")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local master_listen = require("luacluster.master.listen")
+local metrics = require("luacluster.master.metrics")
 local ops = require("luacluster.master.ops")
 local reload = require("luacluster.master.reload")
 local runtime = require("luacluster.lib.runtime")
@@ -61,6 +62,7 @@ crossing.register("counts", master.export_counts, master.import_counts)
 crossing.register("listeners", master_listen.export, master_listen.import)
 crossing.register("shared_dicts", shdict.export, shdict.import)
 crossing.register("control", export_control, import_control)
+crossing.register("metrics_listener", metrics.export_listener, metrics.import_listener)
 
 
 -- ---- the old master ----
