@@ -257,7 +257,8 @@ end
 
 -- ---- the listener (in the master, outside the app's servers: a reload keeps it) ----
 
-local listener -- { server =, key = "host:port" }
+local listener -- { server =, key = "host:port", tcp = }
+local adopted  -- a binary upgrade's new master: the old master's listener { key =, tcp = }, until apply
 
 
 local function close_listener()
@@ -271,17 +272,28 @@ end
 -- Serves GET /metrics on cfg (an address as parse_address takes), or stops serving when it
 -- is nil or false. -> true | nil, err ("listen EADDRINUSE 127.0.0.1:9100")
 function _M.apply(v)
+  local inherited = adopted -- (the old master's socket, if this master was started by an upgrade)
+  adopted = nil
   local addr, err = _M.parse_address(v)
+  local key = addr and addr.host .. ":" .. addr.port
+  if inherited and inherited.key ~= key then
+    inherited.tcp:close() -- the new code serves the metrics elsewhere, or not at all
+    inherited = nil
+  end
   if not addr then
     close_listener()
     return err == nil and true or nil, err
   end
-  local key = addr.host .. ":" .. addr.port
   if listener and listener.key == key then
     return true
   end
   close_listener()
-  local tcp, lerr = core.tcp_listen(addr.host, addr.port)
+  local tcp, lerr
+  if inherited then
+    tcp = inherited.tcp -- the same socket the old master listened on (it still holds the port)
+  else
+    tcp, lerr = core.tcp_listen(addr.host, addr.port)
+  end
   if not tcp then
     return nil, lerr
   end
@@ -301,13 +313,34 @@ function _M.apply(v)
     tcp:close()
     return nil, "listen " .. tostring(terr)
   end
-  listener = { server = server, key = key }
+  listener = { server = server, key = key, tcp = tcp }
   log.info("metrics: serving http://" .. (addr.host:find(":") and "[" .. addr.host .. "]" or addr.host) .. ":" .. addr.port .. "/metrics")
   return true
 end
 
 
 _M.CONTENT_TYPE = CONTENT_TYPE
+
+
+-- A binary upgrade (lib/crossing.lua, registered by master/upgrade.lua): the listener's socket
+-- crosses (SCM_RIGHTS), since the old master holds the port until it exits and the new one
+-- could not bind it; the new master's apply() serves on it if its code keeps the address.
+-- Both masters answer GET /metrics until the old one has exited.
+function _M.export_listener()
+  if not listener then
+    return nil
+  end
+  return { key = listener.key }, { socket = listener.tcp }
+end
+
+
+function _M.import_listener(v, handles)
+  if type(v) == "table" and type(v.key) == "string" and handles.socket then
+    adopted = { key = v.key, tcp = handles.socket }
+  elseif handles.socket then
+    handles.socket:close()
+  end
+end
 
 
 -- plugs the metrics option into the master's cluster.setup (master/plugins.lua)
@@ -328,4 +361,6 @@ return {
   apply = _M.apply,
   CONTENT_TYPE = _M.CONTENT_TYPE,
   attach = _M.attach,
+  export_listener = _M.export_listener,
+  import_listener = _M.import_listener,
 }

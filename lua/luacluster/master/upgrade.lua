@@ -22,6 +22,7 @@ local crossing = require("luacluster.lib.crossing")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local master_listen = require("luacluster.master.listen")
+local metrics = require("luacluster.master.metrics")
 local ops = require("luacluster.master.ops")
 local reload = require("luacluster.master.reload")
 local runtime = require("luacluster.lib.runtime")
@@ -32,6 +33,7 @@ local _M = {}
 local DEFAULT_TIMEOUT = 30000   -- reload_timeout's default (master/reload.lua)
 local KILL_AFTER_MS = 5000      -- a new master stopped with SIGTERM gets SIGKILL after this
 local DRAIN_WAIT_MS = 2000      -- at most this for the dispatch to hand out what it accepted
+local SWITCH_TIMEOUT_MS = 3000  -- from "released" to "serving" (one round trip), at most this (or reload_timeout)
 local FIRST_FD = 4              -- inherited fds go to the new master as 4, 5, ... (3: the channel)
 
 local running                   -- the upgrade in progress: { proc =, ch =, cb =, ... }
@@ -60,6 +62,7 @@ crossing.register("counts", master.export_counts, master.import_counts)
 crossing.register("listeners", master_listen.export, master_listen.import)
 crossing.register("shared_dicts", shdict.export, shdict.import)
 crossing.register("control", export_control, import_control)
+crossing.register("metrics_listener", metrics.export_listener, metrics.import_listener)
 
 
 -- ---- the old master ----
@@ -69,13 +72,17 @@ local function finish(u, err, pid)
     return
   end
   u.done = true
+  if u.unhook_stop then
+    u.unhook_stop()
+    u.unhook_stop = nil
+  end
   if u.deadline then
     u.deadline:close()
     u.deadline = nil
   end
   if err then
     _M.counts.refused = _M.counts.refused + 1
-    log.warn("upgrade refused: " .. err .. "; this master (pid " .. core.pid() .. ") keeps serving")
+    log.warn("upgrade refused: " .. err .. (master.is_stopping() and "" or ("; this master (pid " .. core.pid() .. ") keeps serving")))
   else
     _M.counts.done = _M.counts.done + 1
   end
@@ -138,6 +145,8 @@ local function on_control(u, msg, handle)
   end
   if msg.op == "failed" then
     u.reason = type(msg.err) == "string" and msg.err or u.reason
+  elseif msg.op == "ready" and master.is_stopping() then
+    fail(u, "the cluster is stopping") -- (the stop hook in upgrade() has done it already)
   elseif msg.op == "ready" then
     -- exactly one master accepts at a time: this one stops, then the new one starts
     master_listen.stop_accepting()
@@ -151,9 +160,27 @@ local function on_control(u, msg, handle)
       u.deadline:close()
       u.deadline = nil
     end
+    -- nobody accepts until the new master does: one that hangs now is killed (SIGKILL: a hung
+    -- loop handles no SIGTERM, and one that woke up later must not accept beside this one),
+    -- and its exit puts this master back (on_exit)
+    local limit = math.min(SWITCH_TIMEOUT_MS, master.config().reload_timeout or DEFAULT_TIMEOUT)
+    u.deadline = core.timer_new(function()
+      u.deadline:close()
+      u.deadline = nil
+      if not u.serving and not u.exited then
+        u.timed_out = "the new master (pid " .. u.pid .. ") did not serve within " .. limit
+          .. " ms after this master let go; it was killed"
+        u.proc:kill("SIGKILL")
+      end
+    end)
+    u.deadline:start(limit, 0)
     u.ch:control({ op = "released" })
   elseif msg.op == "serving" and u.released and not u.serving then
     u.serving = true
+    if u.deadline then
+      u.deadline:close()
+      u.deadline = nil
+    end
     local addr = ops.hand_over_notify() -- systemd: the new master is the unit's main process
     if addr then
       ops.sd_notify_to(addr, "MAINPID=" .. u.pid .. "\nSTATUS=upgraded: pid " .. u.pid .. " serves")
@@ -185,8 +212,8 @@ local function on_exit(u, code, signal)
         retake_control()
       end
     end
-    fail(u, "the new master (pid " .. u.pid .. ") exited with " .. how .. " before it served"
-      .. (u.reason and (": " .. u.reason) or ""))
+    fail(u, u.timed_out or ("the new master (pid " .. u.pid .. ") exited with " .. how .. " before it served"
+      .. (u.reason and (": " .. u.reason) or "")))
   end
 end
 
@@ -208,6 +235,8 @@ function _M.upgrade(opts, cb)
   local refused
   if running then
     refused = "an upgrade is already in progress (new master pid " .. running.pid .. "); try again when it has finished"
+  elseif runtime.upgrading then -- (set by master/upgraded.lua in a new master until it serves)
+    refused = "this master is an upgrade's new master and does not serve yet; try again when it does"
   elseif reload.in_progress() then
     refused = "a reload is in progress; try again when it has finished"
   elseif master.is_stopping() then
@@ -279,6 +308,12 @@ function _M.upgrade(opts, cb)
   end
   u.proc, u.pid, u.ch = proc, proc:pid(), ch
   running = u
+  -- a stop of this cluster (SIGTERM, `luacluster stop`, systemd's stop) while the new master
+  -- starts is a stop of both: the new master is stopped too, never handed the sockets (else it
+  -- would serve on after the stop, and systemd would wait for its new MAINPID to exit)
+  u.unhook_stop = master.add_hook("stop", function()
+    fail(u, "the cluster is stopping")
+  end)
   runtime.upgrading = true -- master/reload.lua refuses a reload meanwhile
   log.info("upgrade: started " .. exe .. " as pid " .. u.pid .. "; handing it " .. #sockets .. " listening socket"
     .. (#sockets == 1 and "" or "s") .. " and the master's state")

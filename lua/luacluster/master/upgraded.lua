@@ -58,7 +58,10 @@ end
 
 
 local function take_over(serve_control)
-  if os.getenv("LUACLUSTER_SPEC_UPGRADE_DIE") then -- specs: dies where the old master has let go
+  local spec_die = os.getenv("LUACLUSTER_SPEC_UPGRADE_DIE") -- specs: dies (or hangs) where the old master has let go
+  if spec_die == "hang" then
+    core.kill(core.pid(), "SIGSTOP")
+  elseif spec_die then
     core.exit(3)
   end
   phase = "serving"
