@@ -555,6 +555,7 @@ local SETUP_KEYS = {
   jobs = "table", -- { redis = "host:port" }: cluster.job's runs claimed in Redis (luacluster.master.jobs)
   pubsub = "table", -- { redis = "host:port" }: publishes across hosts (luacluster.master.pubsub_redis)
   shared_dicts = "table", -- name = size: luacluster.shared's dictionaries (master/shdict.lua)
+  tls_ticket_rotate = "number", -- ms between TLS session ticket key rotations (master/tls_tickets.lua)
 }
 
 
