@@ -470,6 +470,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
   w = w or new_worker(id, env, gen, pending, wcfg)
   w._started = now()
   w._ready_mode = wcfg.ready -- its generation's rule (a reload's new code may have changed it)
+  w._setup = wcfg -- its generation's setup (_M.setup_of)
   local expect = {}
   for addr in pairs(slot_addrs[id] or {}) do
     expect[addr] = true
@@ -716,6 +717,13 @@ end
 
 function _M.config()
   return cfg
+end
+
+
+-- the setup of w's generation: a reload's new workers start while the old setup is still the
+-- live one (master/tls_tickets.lua reads their tls_ticket_rotate)
+function _M.setup_of(w)
+  return w._setup or cfg
 end
 
 

@@ -46,17 +46,20 @@ local function now_ms()
 end
 
 
-local function period()
-  return master.config().tls_ticket_rotate or _M.DEFAULT_ROTATE_MS
+-- ms between rotations: the live setup's, or that of worker w's generation (a reload's new
+-- workers start before their setup is the live one)
+local function period(w)
+  return (w and master.setup_of(w) or master.config()).tls_ticket_rotate or _M.DEFAULT_ROTATE_MS
 end
 
 
--- the keys to one worker (or, w == nil, to this process's own TLS servers)
+-- the keys to one worker (or, w == nil, to this process's own TLS servers), and the lifetime
+-- of a ticket in seconds: one period, as long as the key that made it is sure to still open it
 local function hand(w)
   if w then
-    w:_control({ op = "tls_keys", keys = ring:blob(), lifetime = period() / 1000 })
+    w:_control({ op = "tls_keys", keys = ring:blob(), lifetime = math.ceil(period(w) / 1000) })
   else
-    core.tls_ticket_keys(ring:blob(), period() / 1000)
+    core.tls_ticket_keys(ring:blob(), math.ceil(period() / 1000))
   end
 end
 
