@@ -124,3 +124,31 @@ describe("ticket ring", function()
     refused(buffer.encode({ v = 1, origin = 0, keep = 1, keys = nine }), "not 1 to 8 keys")
   end)
 end)
+
+
+describe("cluster.setup{ tls_ticket_rotate = }", function()
+  local master = require("luacluster.master.core")
+  require("luacluster.master.plugins").attach(master)
+
+  it("takes ms from a second to a week, and refuses the rest with the range", function()
+    for _, bad in ipairs({ 999, 0, -1, 7 * 24 * 3600 * 1000 + 1, math.huge, 0 / 0 }) do
+      local ok, err = pcall(master.setup, { tls_ticket_rotate = bad })
+      assert.is_false(ok)
+      assert.matches("cluster.setup: tls_ticket_rotate must be from 1000 to 604800000 ms", err, 1, true)
+    end
+    local ok, err = pcall(master.setup, { tls_ticket_rotate = "1h" })
+    assert.is_false(ok)
+    assert.matches("tls_ticket_rotate must be a number", err, 1, true)
+    master.setup({ tls_ticket_rotate = 2000 })
+    assert.equals(2000, master.config().tls_ticket_rotate)
+  end)
+
+  it("shows the number and ages of the keys, never a key", function()
+    local info = require("luacluster.master.tls_tickets").info()
+    assert.equals(1, info.keys)
+    assert.is_true(info.newest_age >= 0 and info.oldest_age >= info.newest_age)
+    for _, v in pairs(info) do
+      assert.equals("number", type(v))
+    end
+  end)
+end)

@@ -139,7 +139,8 @@ for _, mode in ipairs({ "shared", "dispatch" }) do
       assert(H.sh("kill -9 " .. victim.pid))
       local fresh = {}
       H.wait_for(function()
-        for _, version in ipairs({ "1.2", "1.3" }) do
+        -- three connections a turn: dispatch's round robin gives each version to both workers
+        for _, version in ipairs({ "1.2", "1.3", "1.3" }) do
           local r = connect(app, version, sessions[version])
           assert.is_true(r.reused)
           if r.worker == victim.worker and not old[r.pid] then

@@ -24,6 +24,7 @@ local _M = {}
 _M.DEFAULT_ROTATE_MS = 12 * 3600 * 1000
 local KEEP = 1 -- previous keys still accepted: a ticket resumes for one to two periods
 local MIN_ROTATE_MS = 1000
+local MAX_ROTATE_MS = 7 * 24 * 3600 * 1000
 
 local master, ring, timer, scheduled
 local live = {} -- worker -> true: forked and not gone (a reload's pending workers included)
@@ -92,8 +93,9 @@ end
 
 local function check_setup(opts)
   local v = opts.tls_ticket_rotate
-  if v ~= nil and not (v >= MIN_ROTATE_MS and v < math.huge) then
-    return "tls_ticket_rotate must be a number of ms >= " .. MIN_ROTATE_MS
+  if v ~= nil and not (v >= MIN_ROTATE_MS and v <= MAX_ROTATE_MS) then
+    return "tls_ticket_rotate must be from " .. MIN_ROTATE_MS .. " to " .. MAX_ROTATE_MS
+      .. " ms (a week: the longest lifetime of a TLS 1.3 ticket)"
   end
 end
 
