@@ -51,6 +51,23 @@ local function start(setup)
 end
 
 
+-- the app of a describe block: started before its tests, stopped after them
+local function app_for_block(setup_source)
+  local app = {}
+  setup(function()
+    for k, v in pairs(start(setup_source)) do
+      app[k] = v
+    end
+  end)
+  teardown(function()
+    if app.p then
+      app.p:stop()
+    end
+  end)
+  return app
+end
+
+
 -- one connection by s_client: -> { reused = bool, version =, worker =, pid =, gen = } and
 -- its whole output; sess_in / sess_out: session files
 local function connect(app, version, sess_in, sess_out)
@@ -90,18 +107,8 @@ end
 
 for _, mode in ipairs({ "shared", "dispatch" }) do
   describe("TLS session tickets (" .. mode .. " mode, 2 workers)", function()
-    local app
+    local app = app_for_block(("{ workers = 2, mode = %q }"):format(mode))
     local sessions = {}
-
-    setup(function()
-      app = start(("{ workers = 2, mode = %q }"):format(mode))
-    end)
-
-    teardown(function()
-      if app then
-        app.p:stop()
-      end
-    end)
 
     for _, version in ipairs({ "1.2", "1.3" }) do
       it("a session made on one worker resumes on the other (TLS " .. version .. ")", function()
@@ -157,18 +164,8 @@ end
 
 
 describe("TLS session ticket keys rotate (tls_ticket_rotate = 2000 ms)", function()
-  local app
+  local app = app_for_block("{ workers = 2, mode = \"dispatch\", tls_ticket_rotate = 2000 }")
   local ROTATED = "TLS session ticket keys rotated"
-
-  setup(function()
-    app = start("{ workers = 2, mode = \"dispatch\", tls_ticket_rotate = 2000 }")
-  end)
-
-  teardown(function()
-    if app then
-      app.p:stop()
-    end
-  end)
 
   local function next_rotation()
     local n = app.p:count(ROTATED, true)
