@@ -3,7 +3,8 @@
  * __gc: the servers that use it hold their own) and makes the runtime's ticket key ring
  * (rt->tls_tickets, let go by rt.c's rt_gc) and its lc_tls_store when first needed.
  *   core.tls_server_new({ {cert=, key=, server_name=}, ... }, alpn_http) -> ud | nil, err
- *   core.tls_ticket_keys(keys): keys is N * 80 bytes (1 <= N <= 8); raises on a bad length */
+ *   core.tls_ticket_keys(keys [, lifetime]): keys is N * 80 bytes (1 <= N <= 8); raises on a bad
+ *   length; lifetime (1 to 604800 seconds): that of every ticket made from now on */
 #include "lc.h"
 #include "bindings.h"
 #include "tls.h"
@@ -77,9 +78,18 @@ static int f_tls_ticket_keys(lua_State *L) {
   if (len == 0 || len % LC_TLS_TICKET_KEY_SIZE != 0 || len / LC_TLS_TICKET_KEY_SIZE > LC_TLS_TICKET_KEYS_MAX)
     return luaL_error(L, "tls_ticket_keys: keys must be 1 to %d records of %d bytes (got %d bytes)",
                       LC_TLS_TICKET_KEYS_MAX, LC_TLS_TICKET_KEY_SIZE, (int)len);
-  lc_tls_tickets *tk = rt_tickets(lc_rt_get(L));
-  if (tk == NULL) return luaL_error(L, "tls_ticket_keys: out of memory");
-  (void)lc_tls_tickets_set(tk, (const unsigned char *)keys, len);
+  lua_Number lifetime = luaL_optnumber(L, 2, 0);
+  if (!lua_isnoneornil(L, 2) && !(lifetime >= 1 && lifetime <= 7 * 24 * 3600))
+    return luaL_error(L, "tls_ticket_keys: lifetime must be 1 to 604800 seconds (TLS 1.3's longest)");
+  lc_rt *rt = lc_rt_get(L);
+  /* a worker gets the keys when it starts, TLS app or not: the first ring is made from them */
+  if (rt->tls_tickets == NULL) {
+    rt->tls_tickets = lc_tls_tickets_new_keys((const unsigned char *)keys, len);
+    if (rt->tls_tickets == NULL) return luaL_error(L, "tls_ticket_keys: out of memory");
+  } else {
+    (void)lc_tls_tickets_set(rt->tls_tickets, (const unsigned char *)keys, len);
+  }
+  if (lifetime > 0) lc_tls_tickets_set_lifetime(rt->tls_tickets, (long)lifetime);
   return 0;
 }
 

@@ -20,6 +20,7 @@ typedef struct ticket_key {
 struct lc_tls_tickets {
   size_t refs;
   size_t n;
+  long lifetime;   /* seconds; 0: OpenSSL's default session timeout */
   ticket_key keys[LC_TLS_TICKET_KEYS_MAX];
 };
 
@@ -31,6 +32,17 @@ lc_tls_tickets *lc_tls_tickets_new(void) {
   r->refs = 1;
   r->n = 1;
   if (RAND_bytes((unsigned char *)&r->keys[0], sizeof r->keys[0]) != 1) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+lc_tls_tickets *lc_tls_tickets_new_keys(const unsigned char *keys, size_t len) {
+  lc_tls_tickets *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->refs = 1;
+  if (lc_tls_tickets_set(r, keys, len) != 0) {
     free(r);
     return NULL;
   }
@@ -59,6 +71,10 @@ int lc_tls_tickets_set(lc_tls_tickets *r, const unsigned char *keys, size_t len)
     memcpy(r->keys[i].aes, k + 48, 32);
   }
   return 0;
+}
+
+void lc_tls_tickets_set_lifetime(lc_tls_tickets *r, long seconds) {
+  r->lifetime = seconds > 0 ? seconds : 0;
 }
 
 static int mac_init(EVP_MAC_CTX *hctx, const ticket_key *k) {
@@ -92,6 +108,19 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
   return 0;
 }
 
+/* OpenSSL calls this before it makes a ticket (TLS 1.2 and 1.3, after the session's time was
+ * set): the ring's lifetime becomes the session's timeout, which goes into the ticket and is its
+ * lifetime hint. Set here rather than on the context, which a worker makes at its top level,
+ * before the master's keys (and lifetime) reach it. */
+static int ticket_gen_cb(SSL *ssl, void *arg) {
+  (void)arg;
+  SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+  lc_tls_tickets *r = ctx ? SSL_CTX_get_ex_data(ctx, ring_index) : NULL;
+  SSL_SESSION *sess = SSL_get_session(ssl);
+  if (r && r->lifetime > 0 && sess) (void)SSL_SESSION_set_timeout(sess, r->lifetime);
+  return 1;
+}
+
 static void ring_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
   (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
   lc_tls_tickets_unref(ptr);
@@ -105,5 +134,6 @@ int lc_tls_tickets_use(lc_tls_tickets *r, SSL_CTX *ctx) {
   if (SSL_CTX_set_ex_data(ctx, ring_index, r) != 1) return -1;
   lc_tls_tickets_ref(r);
   if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1) return -1;
+  if (SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, NULL, NULL) != 1) return -1;
   return 0;
 }

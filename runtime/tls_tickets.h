@@ -17,10 +17,17 @@
 typedef struct lc_tls_tickets lc_tls_tickets;
 
 lc_tls_tickets *lc_tls_tickets_new(void);          /* one random key; NULL: out of memory */
+/* a ring of these keys (as lc_tls_tickets_set takes them), made without OpenSSL's random source,
+ * so that a process that never serves TLS does not load it (2 MB of RSS); NULL: out of memory
+ * or a bad length */
+lc_tls_tickets *lc_tls_tickets_new_keys(const unsigned char *keys, size_t len);
 void lc_tls_tickets_ref(lc_tls_tickets *r);
 void lc_tls_tickets_unref(lc_tls_tickets *r);      /* NULL is fine */
 /* replaces the keys with len / 80 records (len a multiple of 80, 1 to 8 records): 0, or -1 */
 int lc_tls_tickets_set(lc_tls_tickets *r, const unsigned char *keys, size_t len);
+/* a ticket's lifetime in seconds (its session's timeout and the hint clients get), for every
+ * ticket made from now on; 0 (the start) leaves the context's session timeout */
+void lc_tls_tickets_set_lifetime(lc_tls_tickets *r, long seconds);
 /* the ring's keys encrypt and decrypt ctx's tickets (a reference is taken, let go with ctx) */
 int lc_tls_tickets_use(lc_tls_tickets *r, SSL_CTX *ctx);
 

@@ -81,7 +81,7 @@ describe("the master's plugins", function()
     for file in gone:gmatch("luacluster/([%w_/]+)%.lua:%d+") do
       order[#order + 1] = file
     end
-    assert.same({ "master/listen", "worker/peers", "master/limits", "pool", "master/jobs" }, order)
+    assert.same({ "master/listen", "worker/peers", "master/tls_tickets", "master/limits", "pool", "master/jobs" }, order)
     assert.matches("op stats_result: [^\n]*master/stats%.lua", text)
     assert.matches("hooks setup_check: [^\n]*master/limits%.lua:%d+, [^\n]*master/metrics%.lua", text)
   end)
@@ -92,6 +92,9 @@ describe("the master's plugins", function()
     local ok, err = pcall(side.register_op, "task", function() end)
     assert.is_false(ok)
     assert.matches("worker 'task' is registered twice: at [^\n]*worker/plugins%.lua:%d+", err)
+    ok, err = pcall(side.register_op, "tls_keys", function() end)
+    assert.is_false(ok)
+    assert.matches("worker 'tls_keys' is registered twice: at [^\n]*worker/plugins%.lua:%d+", err)
   end)
 end)
 

@@ -470,6 +470,7 @@ function spawn_worker(id, env, gen, pending, w, wcfg)
   w = w or new_worker(id, env, gen, pending, wcfg)
   w._started = now()
   w._ready_mode = wcfg.ready -- its generation's rule (a reload's new code may have changed it)
+  w._setup = wcfg -- its generation's setup (_M.setup_of)
   local expect = {}
   for addr in pairs(slot_addrs[id] or {}) do
     expect[addr] = true
@@ -555,6 +556,7 @@ local SETUP_KEYS = {
   jobs = "table", -- { redis = "host:port" }: cluster.job's runs claimed in Redis (luacluster.master.jobs)
   pubsub = "table", -- { redis = "host:port" }: publishes across hosts (luacluster.master.pubsub_redis)
   shared_dicts = "table", -- name = size: luacluster.shared's dictionaries (master/shdict.lua)
+  tls_ticket_rotate = "number", -- ms between TLS session ticket key rotations (master/tls_tickets.lua)
 }
 
 
@@ -715,6 +717,13 @@ end
 
 function _M.config()
   return cfg
+end
+
+
+-- the setup of w's generation: a reload's new workers start while the old setup is still the
+-- live one (master/tls_tickets.lua reads their tls_ticket_rotate)
+function _M.setup_of(w)
+  return w._setup or cfg
 end
 
 

@@ -17,6 +17,7 @@ local shdict = require("luacluster.master.shdict")
 local runtime = require("luacluster.lib.runtime")
 local stats = require("luacluster.master.stats")
 local tables = require("luacluster.lib.tables")
+local tls_tickets = require("luacluster.master.tls_tickets")
 
 local _M = {}
 
@@ -186,6 +187,8 @@ function _M.render()
   family(out, "luacluster_workers", "gauge", "Worker processes by state.")
   family(out, "luacluster_worker_restarts_total", "counter", "Restarts of a crashed worker, per worker slot.")
   family(out, "luacluster_master_resident_memory_bytes", "gauge", "The master's resident set size.")
+  family(out, "luacluster_tls_ticket_keys", "gauge", "TLS session ticket keys in the cluster's ring (the newest encrypts, all decrypt).")
+  family(out, "luacluster_tls_ticket_key_age_seconds", "gauge", "Age of the newest and of the oldest TLS session ticket key.")
   -- workers
   family(out, "luacluster_worker_info", "gauge", "A worker process: its pid and state.")
   family(out, "luacluster_worker_up", "gauge", "1 when the worker answered this scrape, 0 when its counters are from an earlier one.")
@@ -237,6 +240,10 @@ function _M.render()
     sample(F.luacluster_worker_restarts_total, nil, { { "worker", id } }, master.restarts(id))
   end
   sample(F.luacluster_master_resident_memory_bytes, nil, nil, core.rss() or 0)
+  local tk = tls_tickets.info() -- the count and ages, never a key
+  sample(F.luacluster_tls_ticket_keys, nil, nil, tk.keys)
+  sample(F.luacluster_tls_ticket_key_age_seconds, nil, { { "key", "newest" } }, math.floor(tk.newest_age))
+  sample(F.luacluster_tls_ticket_key_age_seconds, nil, { { "key", "oldest" } }, math.floor(tk.oldest_age))
   local ps = core.ps_stats()
   sample(F.luacluster_pubsub_publishes_total, nil, nil, ps.published)
   sample(F.luacluster_pubsub_forwarded_total, nil, nil, ps.forwarded)

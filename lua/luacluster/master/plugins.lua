@@ -17,6 +17,9 @@ local BEFORE_APP = {
   "luacluster.master.listen",
   -- the live worker ids each worker's send_to checks: hooks fork, gone, adopt
   "luacluster.worker.peers",
+  -- the TLS session ticket keys, one ring for every worker and generation: setup_check
+  -- (tls_ticket_rotate); hooks fork (the ring, before the worker can get a socket), gone
+  "luacluster.master.tls_tickets",
   -- max_requests, max_memory, the heartbeat: setup_check; ops pong, recycle; hooks fork,
   -- ready, gone
   "luacluster.master.limits",

@@ -5,10 +5,13 @@
 -- worker holds no more than it uses.
 local limits = require("luacluster.worker.limits")
 local stats = require("luacluster.worker.stats")
+local tls_tickets = require("luacluster.worker.tls_tickets")
 
 --   worker/side.lua         op peers (the live worker ids, worker/peers.lua): its own
 --   worker/stats.lua        op stats (the counters for status and metrics)
 --   worker/limits.lua       ops ping, limits (the heartbeat, max_requests)
+--   worker/tls_tickets.lua  op tls_keys (the cluster's TLS session ticket keys, at the start
+--                           and at each rotation)
 --   luacluster.pool         op task (loaded at the first task); op pool_map_done (at the
 --                           worker's first pool.map)
 --   luacluster.pubsub       no op: publishes are runtime frames (runtime/ps_route.c); loaded at
@@ -21,6 +24,7 @@ local stats = require("luacluster.worker.stats")
 local function attach(side)
   stats.attach_worker(side)
   limits.attach_worker(side)
+  side.register_op("tls_keys", tls_tickets.on_keys)
   side.register_op("task", function(msg)
     return require("luacluster.pool").on_task(msg) -- lazy: a worker loads pool at its first task
   end)
