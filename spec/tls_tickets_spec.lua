@@ -140,6 +140,18 @@ for _, mode in ipairs({ "shared", "dispatch" }) do
       end
     end)
 
+    it("a session made before a binary upgrade resumes on the new master's workers", function()
+      local out, rc = ctl(app, "upgrade")
+      assert.equals(0, rc, out)
+      for _, version in ipairs({ "1.2", "1.3" }) do
+        for _ = 1, 4 do -- both workers of the new master
+          local r = connect(app, version, sessions[version])
+          assert.equals(3, r.gen)
+          assert.is_true(r.reused, "TLS " .. version .. ": a full handshake after the upgrade")
+        end
+      end
+    end)
+
     it("a session resumes on the worker started in place of a crashed one", function()
       local victim = connect(app, "1.2")
       local old = { [victim.pid] = true }

@@ -27,6 +27,7 @@ local ops = require("luacluster.master.ops")
 local reload = require("luacluster.master.reload")
 local runtime = require("luacluster.lib.runtime")
 local shdict = require("luacluster.master.shdict")
+local tls_tickets = require("luacluster.master.tls_tickets")
 
 local _M = {}
 
@@ -63,6 +64,16 @@ crossing.register("listeners", master_listen.export, master_listen.import)
 crossing.register("shared_dicts", shdict.export, shdict.import)
 crossing.register("control", export_control, import_control)
 crossing.register("metrics_listener", metrics.export_listener, metrics.import_listener)
+-- the TLS session ticket keys: a session made before the upgrade resumes after it (an old master
+-- that had none sends nothing: the new one keeps the ring it made)
+crossing.register("tls_tickets", tls_tickets.export, function(v)
+  if v ~= nil then
+    local ok, err = tls_tickets.import(v)
+    if not ok then
+      log.warn("upgrade: the TLS ticket keys did not cross (" .. tostring(err) .. "): sessions made before the upgrade take a full handshake")
+    end
+  end
+end)
 
 
 -- ---- the old master ----
