@@ -103,7 +103,10 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     const ticket_key *k = &r->keys[i];
     if (CRYPTO_memcmp(name, k->name, 16) != 0) continue;
     if (!mac_init(hctx, k) || EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1) return -1;
-    return i == 0 ? 1 : 2;
+    /* 2 renews: under an older key always; in TLS 1.3 always, since OpenSSL 3 sends a new
+     * ticket after a resumption only when asked to, and a client uses each ticket once (RFC
+     * 8446 C.4): without one, every other connection of such a client is a full handshake */
+    return (i == 0 && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
   }
   return 0;
 }

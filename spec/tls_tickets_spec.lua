@@ -130,6 +130,17 @@ for _, mode in ipairs({ "shared", "dispatch" }) do
       end)
     end
 
+    it("a resumed TLS 1.3 connection gets a fresh ticket, which resumes in turn (single-use tickets)", function()
+      local file = sessions["1.3"]
+      for i = 1, 3 do
+        local next_file = file .. ".next" .. i
+        local r = connect(app, "1.3", file, next_file)
+        assert.is_true(r.reused, "resumption " .. i .. " was a full handshake")
+        assert.truthy(ticket(next_file), "no new ticket after resumption " .. i)
+        file = next_file
+      end
+    end)
+
     it("a session made before a reload resumes on the new generation's workers", function()
       local out, rc = ctl(app, "reload")
       assert.equals(0, rc, out)
