@@ -173,3 +173,46 @@ describe("bench/run --smoke --only ws", function()
     assert.are.equal("", H.sh("grep -lzxF 'BENCH_RUN_ID=" .. tostring(id) .. "' /proc/[0-9]*/environ 2>/dev/null"))
   end)
 end)
+
+
+-- issue 18's figure 17 (TLS against nginx with the same certificate): full and resumed
+-- handshakes with bench/probes/tls_load.c and the HTTPS keep-alive hello with wrk over TLS. nginx
+-- shares its ticket keys between its workers, so nearly every offered ticket resumes; a
+-- luacluster row with a ratio to nginx in each figure (a build from before the TLS server says
+-- "unknown option 'tls'" and has none)
+describe("bench/run --smoke --only tls", function()
+  it("measures full and resumed handshakes and the HTTPS keep-alive hello against nginx", function()
+    local out = H.tmpdir()
+    local output, rc = H.sh(string.format("cd '%s' && timeout -k 5 120 bench/run --smoke --only tls --bin '%s' --out '%s'", H.root, H.bin, out))
+    local text = H.read_file(out .. "/latest.json")
+    H.sh("rm -rf '" .. out .. "'")
+    assert.are.equal(0, rc, output)
+    assert.truthy(json_ok, "dkjson is needed to read the JSON")
+    local doc = json.decode(text)
+    assert.are.equal("table", type(doc), output)
+    local by_id = {}
+    for _, f in ipairs(doc.figures) do
+      local rows = {}
+      for _, r in ipairs(f.rows) do rows[r.id] = r end
+      by_id[f.id] = rows
+    end
+    local lc_tls = not output:find("unknown option 'tls'", 1, true)
+    for _, fid in ipairs({ "tls_full", "tls_full_cpu", "tls_resume", "tls_resume_cpu", "tls_ka", "tls_ka_cpu" }) do
+      local rows = by_id[fid]
+      assert.truthy(rows, "figure " .. fid .. " is missing\n" .. output)
+      local ng = rows.nginx
+      assert.truthy(ng and type(ng.median) == "number" and ng.median > 0, fid .. ": no nginx figure\n" .. output)
+      if lc_tls then
+        local lc = rows.lc_dispatch
+        assert.truthy(lc and lc.kind == "luacluster" and type(lc.median) == "number" and lc.median > 0, fid .. "\n" .. output)
+        assert.are.equal("nginx", lc.ratios[1] and lc.ratios[1].vs, fid .. ": no ratio to nginx")
+        assert.are.equal("number", type(lc.ratios[1].median), fid)
+      end
+    end
+    -- the client really resumes: nginx's workers share its master's ticket keys
+    local pct = tonumber((by_id.tls_resume.nginx.note or ""):match("^(%d+)%% of handshakes resumed"))
+    assert.truthy(pct and pct >= 90, "nginx resumed: " .. tostring(by_id.tls_resume.nginx.note))
+    local id = output:match("run id: (%S+)")
+    assert.are.equal("", H.sh("grep -lzxF 'BENCH_RUN_ID=" .. tostring(id) .. "' /proc/[0-9]*/environ 2>/dev/null"))
+  end)
+end)
