@@ -19,6 +19,7 @@ void lc_open_udp(lua_State *L);          /* udp.c: connected UDP sockets (ngx.so
 void lc_open_dispatch(lua_State *L);     /* dispatch.c: sink_new */
 void lc_open_http(lua_State *L);         /* http_lua.c */
 void lc_open_conn(lua_State *L);         /* conn.c: conn_new (outbound sockets) */
+void lc_open_tls_server(lua_State *L);   /* tls_lua.c: tls_server_new, tls_ticket_keys (TLS servers) */
 void lc_open_conn_tls(lua_State *L);     /* conn_tls.c: conn_tls, conn_tls_info (TLS on outbound sockets) */
 void lc_open_resolve(lua_State *L);      /* resolve.c: resolve */
 void lc_open_http_client(lua_State *L);  /* http_client_lua.c: http_response */

@@ -17,6 +17,7 @@
  * it holds is freed, its own memory goes to the runtime's spares (freed with the Lua state,
  * lc_http_free_spares). */
 #include "http_int.h"
+#include "tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ static void free_conn(http_conn *c) {
   if (c->req) lc_http_server_req_done(s, c->req);
   free(c->wq);            /* closed with the stream (lc_http_conn_close), its writes all called back */
   free(c->peer);
+  lc_tls_free(c->tls);
+  c->tls = NULL;
   if (!c->lua_named) {     /* Lua never had its address: nothing can name it */
     free(c);
     lc_http_server_conn_gone(s);
@@ -271,6 +274,19 @@ void lc_http_conn_flush(http_conn *c) {
 int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, size_t blen) {
   if (c->closed || c->ending == 2) return UV_EPIPE;
   if (alen + blen == 0) return 0;
+  int r = c->tls ? lc_http_tls_write(c, a, alen, b, blen) : lc_http_conn_queue(c, a, alen, b, blen);
+  if (r != 0) return r;
+  if (lc_wq_queued(c->wq) > LC_HTTP_MAX_QUEUED_OUTPUT && !c->out_paused) {
+    /* written now: what is left is in libuv's hands, and its completion resumes reading */
+    lc_http_conn_flush(c);
+    if (!c->closed && lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) pause_reading(c, 1);
+  }
+  return 0;
+}
+
+int lc_http_conn_queue(http_conn *c, const char *a, size_t alen, const char *b, size_t blen) {
+  if (c->closed) return UV_EPIPE;
+  if (alen + blen == 0) return 0;
   if (c->wq == NULL) {
     lc_wq *q = malloc(sizeof *q);
     if (q == NULL) { lc_http_conn_close(c); return UV_ENOMEM; }
@@ -281,11 +297,6 @@ int lc_http_conn_write(http_conn *c, const char *a, size_t alen, const char *b, 
   uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
   int r = lc_wq_write(c->wq, bufs, blen ? 2 : 1);
   if (r != 0) { lc_http_conn_close(c); return r; }
-  if (lc_wq_queued(c->wq) > LC_HTTP_MAX_QUEUED_OUTPUT && !c->out_paused) {
-    /* written now: what is left is in libuv's hands, and its completion resumes reading */
-    lc_http_conn_flush(c);
-    if (!c->closed && lc_http_conn_queued(c) > LC_HTTP_MAX_QUEUED_OUTPUT) pause_reading(c, 1);
-  }
   return 0;
 }
 
@@ -323,6 +334,8 @@ void lc_http_conn_end(http_conn *c) {
   c->state = LC_HTTP_S_CLOSING;
   lc_http_conn_no_deadline(c);
   uv_read_stop((uv_stream_t *)c->tcp);
+  if (c->tls) lc_http_tls_close_notify(c);
+  if (c->closed) return;
   if (c->wq == NULL || lc_wq_end(c->wq)) write_done(c);
   /* a client that stops taking its last answer is not kept forever */
   else { c->stall_mark = SIZE_MAX; lc_http_conn_deadline(c, LC_HTTP_T_KEEPALIVE, LC_HTTP_DL_SEND); }
@@ -399,7 +412,7 @@ static void drop_own(http_conn *c) {
   c->in_len = c->in_off = c->in_cap = 0;
 }
 
-static void http_conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+void lc_http_conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   http_conn *c = h->data;
   http_server *s = c->srv;
   (void)suggested;
@@ -428,7 +441,7 @@ static void http_conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) 
   *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
 }
 
-static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+void lc_http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   http_conn *c = st->data;
   (void)buf;
   if (nread < 0) {
@@ -458,9 +471,14 @@ static void http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *bu
   else drop_own(c);   /* a WebSocket's buffer, once a big frame is read, is not kept while it idles */
 }
 
+static int start_reading(http_conn *c) {
+  if (c->tls) return uv_read_start((uv_stream_t *)c->tcp, lc_http_tls_alloc_cb, lc_http_tls_read_cb);
+  return uv_read_start((uv_stream_t *)c->tcp, lc_http_conn_alloc_cb, lc_http_conn_read_cb);
+}
+
 static void resume_reading(http_conn *c) {
   if (c->closed || c->state == LC_HTTP_S_CLOSING || c->peer_closed) return;
-  if (uv_read_start((uv_stream_t *)c->tcp, http_conn_alloc_cb, http_conn_read_cb) != 0) lc_http_conn_close(c);
+  if (start_reading(c) != 0) lc_http_conn_close(c);
 }
 
 /* stops reading for one reason (out: the output queue, else the input behind a handler);
@@ -649,6 +667,8 @@ void lc_http_conn_new(http_server *s, uv_tcp_t *tcp) {
   c->srv->base.rt->http.conns_total++;
   uv_tcp_nodelay(tcp, 1);
   if (s->alog) lc_http_peer(c, NULL, 0, NULL);  /* while the client is surely there (a reset loses its address) */
+  /* HTTPS: the handshake is bounded by the same header_timeout as a request's head */
   lc_http_conn_deadline(c, LC_HTTP_T_HEADER, LC_HTTP_DL_HEADER);
-  if (uv_read_start((uv_stream_t *)tcp, http_conn_alloc_cb, http_conn_read_cb) != 0) lc_http_conn_close(c);
+  if (s->tls && lc_http_tls_start(c) != 0) { lc_http_conn_close(c); return; }
+  if (start_reading(c) != 0) lc_http_conn_close(c);
 }

@@ -101,6 +101,7 @@ typedef struct http_conn {
   unsigned lua_named : 1;     /* Lua was given its address: its memory goes to the spares */
   signed peer_known : 2;      /* peer: 0 not looked up yet, 1 known, -1 unknown */
   http_addr *peer;            /* the client's address, looked up once (when asked for) */
+  struct lc_tls *tls;         /* an HTTPS connection's TLS session (http_tls.c), else NULL */
 } http_conn;
 
 struct http_server {
@@ -125,6 +126,9 @@ struct http_server {
   uv_timer_t *timer;
   uint64_t timer_due;           /* loop time at which the armed timer fires */
   int ndl;                      /* connections in the lists */
+  struct lc_tls_server *tls;    /* HTTPS: its certificates (tls.c), else NULL */
+  char *tbuf;                   /* HTTPS: the ciphertext read buffer its connections share */
+  double tls_failures;          /* handshakes that failed (counted, not logged one by one) */
 };
 
 /* the bit fields' ranges (http_conn) */
@@ -162,6 +166,21 @@ void lc_http_conn_no_deadline(http_conn *c);
 void lc_http_conn_pause_input(http_conn *c);
 void lc_http_conn_update_pauses(http_conn *c);
 void lc_http_server_timer_cb(uv_timer_t *t);                     /* the deadlines that are due */
+
+/* ---- http_tls.c: HTTPS under the connection ---- */
+int lc_http_tls_start(http_conn *c);          /* an accepted connection's session: 0 or UV_ENOMEM */
+void lc_http_tls_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+void lc_http_tls_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+/* the HTTP code's writes encrypted into the queue: 0 or a UV_E* code */
+int lc_http_tls_write(http_conn *c, const char *a, size_t alen, const char *b, size_t blen);
+void lc_http_tls_close_notify(http_conn *c);  /* a graceful end: close_notify before the FIN */
+/* req.tls's facts: 1 and the fields, 0 for a plain connection (or before the handshake's end) */
+int lc_http_tls_info(http_conn *c, const char **protocol, const char **cipher, const char **sni, int *reused);
+/* the plaintext way in, shared with http_conn.c's plain reads */
+void lc_http_conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void lc_http_conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+/* appends bytes to the connection's write queue (made when needed): 0, or a UV_E* code */
+int lc_http_conn_queue(http_conn *c, const char *a, size_t alen, const char *b, size_t blen);
 
 /* ---- http_response.c ---- */
 void lc_http_reject(http_conn *c, int status);   /* a canned answer to bad input, then close */

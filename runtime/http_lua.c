@@ -11,6 +11,8 @@
 #include "http_int.h"
 #include "dispatch.h"
 #include "tcp.h"
+#include "tls.h"
+#include "tls_lua.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +218,33 @@ static int http_lua_srv_close(lua_State *L) {
   return 0;
 }
 
+/* srv:set_tls(ctx): HTTPS from now on, with the certificates of a core.tls_server_new (loaded
+ * once: the server holds a reference) */
+static int http_lua_srv_set_tls(lua_State *L) {
+  http_server *s = lc_handle_check(L, 1, LC_HTTP_MT_SERVER);
+  lc_tls_server *t = lc_tls_server_check(L, 2);
+  lc_tls_server_ref(t);
+  lc_tls_server_free(s->tls);
+  s->tls = t;
+  return 0;
+}
+
+/* core.http_tls(conn, seq) -> protocol, cipher, server_name | nil, session_reused, or nothing
+ * (a plain connection) */
+static http_conn *open_conn(lua_State *L);
+
+static int http_lua_tls(lua_State *L) {
+  http_conn *c = open_conn(L);
+  const char *protocol, *cipher, *sni;
+  int reused;
+  if (c == NULL || !lc_http_tls_info(c, &protocol, &cipher, &sni, &reused)) return 0;
+  lua_pushstring(L, protocol ? protocol : "");
+  lua_pushstring(L, cipher ? cipher : "");
+  if (sni) lua_pushstring(L, sni); else lua_pushnil(L);
+  lua_pushboolean(L, reused);
+  return 4;
+}
+
 static int http_lua_srv_stats(lua_State *L) {
   http_server *s = lc_handle_check(L, 1, LC_HTTP_MT_SERVER);
   lua_createtable(L, 0, 4);
@@ -223,6 +252,7 @@ static int http_lua_srv_stats(lua_State *L) {
   lua_pushinteger(L, s->nconns); lua_setfield(L, -2, "connections");
   lua_pushnumber(L, s->conns_total); lua_setfield(L, -2, "connections_total");
   lua_pushnumber(L, s->closed_since_report); lua_setfield(L, -2, "closed");
+  if (s->tls) { lua_pushnumber(L, s->tls_failures); lua_setfield(L, -2, "tls_handshake_failures"); }
   if (lua_toboolean(L, 2)) s->closed_since_report = 0;
   return 1;
 }
@@ -439,14 +469,14 @@ static int http_lua_abort(lua_State *L) {
 void lc_open_http(lua_State *L) {
   static const luaL_Reg srv_methods[] = {
     {"listen_on", http_lua_srv_listen_on}, {"sink", http_lua_srv_sink}, {"serve", http_lua_srv_serve}, {"drain", http_lua_srv_drain},
-    {"close", http_lua_srv_close}, {"stats", http_lua_srv_stats}, {"set_access_log", http_lua_srv_set_access_log}, {NULL, NULL},
+    {"close", http_lua_srv_close}, {"stats", http_lua_srv_stats}, {"set_tls", http_lua_srv_set_tls}, {"set_access_log", http_lua_srv_set_access_log}, {NULL, NULL},
   };
   lc_newmetatable(L, LC_HTTP_MT_SERVER, srv_methods);
   static const luaL_Reg fns[] = {
     {"http_server_new", http_lua_server_new}, {"http_stats", http_lua_stats},
     {"http_respond", http_lua_respond}, {"http_write_head", http_lua_write_head}, {"http_write", http_lua_write},
     {"http_finish", http_lua_finish}, {"http_on_drain", http_lua_on_drain}, {"http_headers", http_lua_headers},
-    {"http_peer", http_lua_peer}, {"http_abort", http_lua_abort}, {NULL, NULL},
+    {"http_peer", http_lua_peer}, {"http_abort", http_lua_abort}, {"http_tls", http_lua_tls}, {NULL, NULL},
   };
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);

@@ -9,6 +9,7 @@
  * timer and its free requests, freed here once Lua has closed it and its last connection is
  * gone, never while its drain callback runs. */
 #include "http_int.h"
+#include "tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,8 @@ void lc_http_server_maybe_free(http_server *s) {
       free(r);
     }
     free(s->rbuf);
+    free(s->tbuf);
+    lc_tls_server_free(s->tls);   /* sessions still open hold their own reference */
     free(s);
   }
 }

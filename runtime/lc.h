@@ -60,6 +60,8 @@ typedef struct lc_rt {
   struct lc_ps *ps;       /* ps_route.c: publish/subscribe (made on first use, freed by rt_gc) */
   struct lc_tls_store *tls_store; /* conn_tls.c: TLS contexts and client sessions, made on the
                                    * first TLS connect; rt_gc lets go of it (tls.h) */
+  struct lc_tls_tickets *tls_tickets; /* tls_lua.c: the servers' session ticket keys, made with
+                                   * the first TLS server or core.tls_ticket_keys; rt_gc lets go */
 } lc_rt;
 
 /* rt.c */

@@ -22,6 +22,7 @@ int luaopen_luacluster_core(lua_State *L) {
   lc_open_http(L);
   lc_open_conn(L);
   lc_open_conn_tls(L);
+  lc_open_tls_server(L);
   lc_open_resolve(L);
   lc_open_http_client(L);
   lc_open_fswatch(L);

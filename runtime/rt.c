@@ -10,6 +10,7 @@
 #include "bindings.h"
 #include "ipc.h"
 #include "tls.h"
+#include "tls_tickets.h"
 #include "pubsub.h"
 
 #include <errno.h>
@@ -226,6 +227,8 @@ static int rt_gc(lua_State *L) {
   lc_http_free_spares(rt);   /* no Lua value can name a closed connection any more */
   lc_tls_store_free(rt->tls_store);   /* sessions still open keep it until their own end */
   rt->tls_store = NULL;
+  lc_tls_tickets_unref(rt->tls_tickets);   /* server contexts still alive keep it */
+  rt->tls_tickets = NULL;
   mt_cache_clear();
   rt->nroutes = 0;
   return 0;

@@ -31,6 +31,7 @@
  *   the same for both sides. */
 #include "tls.h"
 #include "buf.h"
+#include "tls_tickets.h"
 
 #include <unistd.h>
 #include <errno.h>
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <uv.h>
 
@@ -66,7 +68,10 @@ typedef struct tls_sess_entry {
 } tls_sess_entry;
 
 struct lc_tls_store {
-  size_t refs;                    /* the owner's + one per live session */
+  size_t refs;                    /* the owner's + one per live session and server */
+  lc_buf sout;                    /* the output of every server session: each call's output is
+                                   * taken before the next call on any session (one buffer, no
+                                   * idle connection holds one) */
   BIO_METHOD *bio_method;
   tls_ctx_entry *ctxs;
   tls_sess_entry *sessions;       /* most recently used first */
@@ -78,7 +83,11 @@ struct lc_tls {
   SSL *ssl;                       /* owns the BIO */
   lc_buf in;                      /* ciphertext fed, not yet read by OpenSSL: from in_off */
   size_t in_off;
-  lc_buf out;                     /* ciphertext for the peer */
+  lc_buf out;                     /* ciphertext for the peer (a client's) */
+  lc_buf *outp;                   /* where output goes: &out, or the store's sout (a server's) */
+  const char *bor;                /* a server's input lent for one call (lc_tls_feed_lend) */
+  size_t bor_len;
+  lc_tls_server *srv;             /* a server session's server (one reference), else NULL */
   char *key;                      /* the session cache key; NULL: no resumption */
   char *name;                     /* the name (or IP) connected to: SNI, verification, messages */
   const char *sni;                /* name when it was sent as SNI; NULL: none (an IP literal) */
@@ -86,6 +95,9 @@ struct lc_tls {
   unsigned char verify, done, eof, shut, resumed, offered, oom;
   char *err;                      /* the failure's message (made when it fails); NULL: none */
 };
+
+
+static void server_unref(lc_tls_server *srv);
 
 
 /* ---- the BIO: memory in, memory out ---- */
@@ -120,11 +132,25 @@ static int bio_read(BIO *b, char *buf, size_t size, size_t *got) {
 }
 
 
+/* what is lent is read after what is kept (lc_tls_feed_lend appends when something is kept) */
+static int bio_read_any(BIO *b, char *buf, size_t size, size_t *got) {
+  lc_tls *t = BIO_get_data(b);
+  if (t->in.len > t->in_off || t->bor_len == 0) return bio_read(b, buf, size, got);
+  BIO_clear_retry_flags(b);
+  size_t n = size < t->bor_len ? size : t->bor_len;
+  memcpy(buf, t->bor, n);
+  t->bor += n;
+  t->bor_len -= n;
+  *got = n;
+  return 1;
+}
+
+
 static int bio_write(BIO *b, const char *buf, size_t size, size_t *put) {
   lc_tls *t = BIO_get_data(b);
   BIO_clear_retry_flags(b);
   *put = 0;
-  if (lc_buf_append(&t->out, buf, size) != 0) {
+  if (lc_buf_append(t->outp, buf, size) != 0) {
     t->oom = 1;
     return 0;
   }
@@ -139,9 +165,9 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   lc_tls *t = BIO_get_data(b);
   switch (cmd) {
   case BIO_CTRL_FLUSH: return 1;
-  case BIO_CTRL_PENDING: return (long)(t->in.len - t->in_off);
-  case BIO_CTRL_WPENDING: return (long)t->out.len;
-  case BIO_CTRL_EOF: return t->eof && t->in.len == t->in_off;
+  case BIO_CTRL_PENDING: return (long)(t->in.len - t->in_off + t->bor_len);
+  case BIO_CTRL_WPENDING: return (long)t->outp->len;
+  case BIO_CTRL_EOF: return t->eof && t->in.len == t->in_off && t->bor_len == 0;
   default: return 0;
   }
 }
@@ -310,7 +336,7 @@ lc_tls_store *lc_tls_store_new(void) {
     return NULL;
   }
   if (BIO_meth_set_create(m, bio_create) != 1 || BIO_meth_set_destroy(m, bio_destroy) != 1 ||
-      BIO_meth_set_read_ex(m, bio_read) != 1 || BIO_meth_set_write_ex(m, bio_write) != 1 ||
+      BIO_meth_set_read_ex(m, bio_read_any) != 1 || BIO_meth_set_write_ex(m, bio_write) != 1 ||
       BIO_meth_set_ctrl(m, bio_ctrl) != 1) {
     BIO_meth_free(m);
     free(s);
@@ -330,6 +356,7 @@ static void store_unref(lc_tls_store *s) {
     sess_entry_free(x);
   }
   BIO_meth_free(s->bio_method);
+  lc_buf_free(&s->sout);
   free(s);
 }
 
@@ -496,6 +523,7 @@ lc_tls *lc_tls_client_new(lc_tls_store *s, const lc_tls_opts *o, const char *hos
   s->refs++;
   lc_buf_init(&t->in, 0);
   lc_buf_init(&t->out, 0);
+  t->outp = &t->out;
   t->verify = o->verify != 0;
   const char *what = "out of memory";
   ERR_clear_error();
@@ -570,6 +598,7 @@ void lc_tls_free(lc_tls *t) {
   free(t->key);
   free(t->name);
   free(t->err);
+  if (t->srv) server_unref(t->srv);
   store_unref(t->store);
   free(t);
 }
@@ -655,13 +684,14 @@ int lc_tls_shutdown(lc_tls *t) {
 
 
 size_t lc_tls_out(lc_tls *t, const char **p) {
-  *p = t->out.data;
-  return t->out.len;
+  *p = t->outp->data;
+  return t->outp->len;
 }
 
 
 void lc_tls_out_consume(lc_tls *t, size_t n) {
-  lc_buf_consume(&t->out, n);
+  if (n == t->outp->len) t->outp->len = 0;   /* the usual case: all of it, no move */
+  else lc_buf_consume(t->outp, n);
 }
 
 
@@ -697,6 +727,7 @@ const char *lc_tls_cipher(const lc_tls *t) {
 
 
 const char *lc_tls_server_name(const lc_tls *t) {
+  if (t->srv) return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
   return t->sni;
 }
 
@@ -707,4 +738,211 @@ const char *lc_tls_alpn(const lc_tls *t, size_t *len) {
   SSL_get0_alpn_selected(t->ssl, &p, &l);
   *len = l;
   return l ? (const char *)p : NULL;
+}
+
+
+/* ---- input lent by a server's connection (no copy unless a record is cut) ---- */
+
+int lc_tls_feed_lend(lc_tls *t, const char *p, size_t n) {
+  if (t->bor_len > 0 && lc_tls_feed_keep(t) != 0) return UV_ENOMEM;
+  if (t->in.len > t->in_off) return lc_tls_feed(t, p, n);   /* after what waits */
+  t->bor = p;
+  t->bor_len = n;
+  return 0;
+}
+
+
+int lc_tls_feed_keep(lc_tls *t) {
+  if (t->bor_len == 0) {
+    if (t->in.len == t->in_off) lc_tls_trim(t);
+    return 0;
+  }
+  size_t n = t->bor_len;
+  t->bor_len = 0;
+  return lc_tls_feed(t, t->bor, n);
+}
+
+
+/* ---- the server side: certificates by SNI, ALPN http/1.1 ---- */
+
+/* TLS 1.2's suites: forward secret (ECDHE) and AEAD only (Mozilla's "intermediate" without DHE);
+ * TLS 1.3's are OpenSSL's defaults (all AEAD) */
+#define SERVER_CIPHERS "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+typedef struct server_cert {
+  char *name;                     /* the SNI it answers (lower case); NULL: the default's own */
+  SSL_CTX *ctx;
+} server_cert;
+
+struct lc_tls_server {
+  size_t refs;                    /* the owner's + one per live session */
+  lc_tls_store *store;            /* one reference */
+  server_cert *certs;             /* certs[0] is the default */
+  size_t n;
+  int alpn_http;
+};
+
+
+static void server_unref(lc_tls_server *srv) {
+  if (--srv->refs > 0) return;
+  for (size_t i = 0; i < srv->n; i++) {
+    SSL_CTX_free(srv->certs[i].ctx);
+    free(srv->certs[i].name);
+  }
+  free(srv->certs);
+  store_unref(srv->store);
+  free(srv);
+}
+
+
+void lc_tls_server_ref(lc_tls_server *srv) {
+  srv->refs++;
+}
+
+
+void lc_tls_server_free(lc_tls_server *srv) {
+  if (srv) server_unref(srv);
+}
+
+
+/* SNI: the context of the certificate for that name (exact, case-insensitive), else the default */
+static int on_servername(SSL *ssl, int *alert, void *arg) {
+  (void)alert;
+  lc_tls_server *srv = arg;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!name) return SSL_TLSEXT_ERR_OK;
+  for (size_t i = 1; i < srv->n; i++) {
+    if (srv->certs[i].name && strcasecmp(srv->certs[i].name, name) == 0) {
+      if (srv->certs[i].ctx != srv->certs[0].ctx && !SSL_set_SSL_CTX(ssl, srv->certs[i].ctx))
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+
+/* ALPN: http/1.1 when the client offers it; a client that offers only other protocols (h2)
+ * fails with no_application_protocol (RFC 7301 3.2, as nginx does) rather than speak what it
+ * did not ask for */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned inlen, void *arg) {
+  (void)ssl;
+  (void)arg;
+  static const unsigned char http11[] = "\x08http/1.1";
+  unsigned char *sel = NULL;
+  if (SSL_select_next_proto(&sel, outlen, http11, sizeof http11 - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+
+/* the message of a file that did not load: the system's reason when it cannot be read */
+static void load_error(char *err, size_t errlen, const char *file, const char *what) {
+  unsigned long e = ERR_peek_last_error();
+  if (access(file, R_OK) != 0)
+    snprintf(err, errlen, "tls: cannot load %s: %s", file, strerror(errno));
+  else
+    snprintf(err, errlen, "tls: cannot load %s: %s (%s)", file, what, ssl_reason(e));
+  ERR_clear_error();
+}
+
+
+static SSL_CTX *server_ctx(lc_tls_server *srv, lc_tls_tickets *tickets, const lc_tls_cert *c, char *err,
+                           size_t errlen) {
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  static const unsigned char sid[] = "luacluster";
+  if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(ctx, SERVER_CIPHERS) != 1 ||
+      SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1) != 1 ||
+      (tickets && lc_tls_tickets_use(tickets, ctx) != 0)) {
+    snprintf(err, errlen, "tls: cannot make a TLS context: %s", ssl_reason(ERR_peek_error()));
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  /* tickets do the resumption (tls_tickets.c): no stateful cache of sessions per worker */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  if (srv->alpn_http) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, srv);
+  if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
+    load_error(err, errlen, c->cert, "not a PEM certificate");
+  } else if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+    unsigned long e = ERR_peek_last_error();
+    if (access(c->key, R_OK) == 0 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+      snprintf(err, errlen, "tls: cannot load %s: key does not match certificate %s", c->key, c->cert), ERR_clear_error();
+    else
+      load_error(err, errlen, c->key, "not a PEM private key");
+  } else if (SSL_CTX_check_private_key(ctx) != 1) {
+    snprintf(err, errlen, "tls: cannot load %s: key does not match certificate %s", c->key, c->cert);
+    ERR_clear_error();
+  } else {
+    return ctx;
+  }
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+
+lc_tls_server *lc_tls_server_new(lc_tls_store *s, lc_tls_tickets *tickets, const lc_tls_cert *certs, size_t n,
+                                 int alpn_http, char *err, size_t errlen) {
+  lc_tls_server *srv = calloc(1, sizeof *srv);
+  if (!srv || n == 0 || !(srv->certs = calloc(n, sizeof *srv->certs))) {
+    free(srv);
+    snprintf(err, errlen, n == 0 ? "tls: no certificate" : "tls: out of memory");
+    return NULL;
+  }
+  srv->refs = 1;
+  srv->store = s;
+  s->refs++;
+  srv->alpn_http = alpn_http;
+  for (size_t i = 0; i < n; i++) {
+    if (certs[i].server_name && !(srv->certs[i].name = strdup(certs[i].server_name))) {
+      snprintf(err, errlen, "tls: out of memory");
+      server_unref(srv);
+      return NULL;
+    }
+    srv->n = i + 1;
+    if (!(srv->certs[i].ctx = server_ctx(srv, tickets, &certs[i], err, errlen))) {
+      server_unref(srv);
+      return NULL;
+    }
+  }
+  SSL_CTX_set_tlsext_servername_callback(srv->certs[0].ctx, on_servername);
+  SSL_CTX_set_tlsext_servername_arg(srv->certs[0].ctx, srv);
+  return srv;
+}
+
+
+lc_tls *lc_tls_server_session(lc_tls_server *srv) {
+  lc_tls *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->store = srv->store;
+  srv->store->refs++;
+  t->srv = srv;
+  srv->refs++;
+  t->outp = &srv->store->sout;
+  BIO *b = NULL;
+  if (!(t->ssl = SSL_new(srv->certs[0].ctx)) || !(b = BIO_new(srv->store->bio_method))) {
+    BIO_free(b);
+    ERR_clear_error();
+    lc_tls_free(t);
+    return NULL;
+  }
+  BIO_set_data(b, t);
+  SSL_set_bio(t->ssl, b, b);
+  SSL_set_app_data(t->ssl, t);
+  SSL_set_accept_state(t->ssl);
+  return t;
+}
+
+
+int lc_tls_is_server(const lc_tls *t) {
+  return t->srv != NULL;
 }

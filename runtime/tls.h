@@ -22,6 +22,8 @@
 
 typedef struct lc_tls_store lc_tls_store;
 typedef struct lc_tls lc_tls;
+typedef struct lc_tls_server lc_tls_server;
+struct lc_tls_tickets;
 
 /* The settings of a client session (net.connect's opts.tls). Strings are copied. */
 typedef struct lc_tls_opts {
@@ -89,5 +91,31 @@ const char *lc_tls_cipher(const lc_tls *t);  /* OpenSSL's name; NULL before the 
 const char *lc_tls_server_name(const lc_tls *t); /* the SNI sent (client); NULL: none */
 /* the protocol ALPN agreed on, *len bytes (not NUL-terminated); NULL when none */
 const char *lc_tls_alpn(const lc_tls *t, size_t *len);
+
+/* ---- the server side (issue 18) ----
+ * lc_tls_server: the certificates of one server (one SSL_CTX each, loaded once), the first the
+ * default (no SNI, or a name none has), the others chosen by SNI (exact, case-insensitive).
+ * TLS 1.2 and 1.3, ECDHE + AEAD suites; alpn_http: ALPN selects http/1.1 (a client offering
+ * only other protocols fails the handshake). tickets: the runtime's key ring (tls_tickets.h), or
+ * NULL for OpenSSL's own. Counted: the owner's lc_tls_server_free and each session's end.
+ * A server session's output goes to a buffer its store shares among server sessions: take it
+ * (lc_tls_out, lc_tls_out_consume) after every call, before any other session is used. */
+typedef struct lc_tls_cert {
+  const char *server_name;   /* NULL for the default (the first) */
+  const char *cert;          /* PEM: the leaf, then its chain */
+  const char *key;           /* PEM private key */
+} lc_tls_cert;
+
+/* NULL with "tls: cannot load FILE: reason" (or another "tls: ..." message) in err */
+lc_tls_server *lc_tls_server_new(lc_tls_store *s, struct lc_tls_tickets *tickets, const lc_tls_cert *certs,
+                                 size_t n, int alpn_http, char *err, size_t errlen);
+void lc_tls_server_free(lc_tls_server *srv);   /* the owner lets go (or a holder: lc_tls_server_ref) */
+void lc_tls_server_ref(lc_tls_server *srv);
+lc_tls *lc_tls_server_session(lc_tls_server *srv);   /* an accepted connection's; NULL: no memory */
+int lc_tls_is_server(const lc_tls *t);
+/* Ciphertext lent, not copied: valid only until lc_tls_feed_keep, which copies what the session
+ * has not read yet (a record cut by the read) and must be called before the bytes go. */
+int lc_tls_feed_lend(lc_tls *t, const char *p, size_t n);
+int lc_tls_feed_keep(lc_tls *t);
 
 #endif

@@ -10,6 +10,7 @@ local listen = require("luacluster.serve.listen")
 local log = require("luacluster.lib.log")
 local net = require("luacluster.net")
 local proxy_addr = require("luacluster.lib.proxy_addr")
+local serve_tls = require("luacluster.serve.tls")
 local runtime = require("luacluster.lib.runtime")
 
 local spawn_guarded = coro.spawn_guarded
@@ -17,6 +18,7 @@ local spawn_guarded = coro.spawn_guarded
 -- request that is finished or a connection that is closed
 local http_respond, http_write_head, http_write, http_finish = core.http_respond, core.http_write_head, core.http_write, core.http_finish
 local http_on_drain, http_headers, http_peer, http_abort = core.http_on_drain, core.http_headers, core.http_peer, core.http_abort
+local http_tls = core.http_tls
 local type, setmetatable, rawset, tostring = type, setmetatable, rawset, tostring
 local find, sub, lower, gsub, byte, char = string.find, string.sub, string.lower, string.gsub, string.byte, string.char
 local concat = table.concat
@@ -78,6 +80,14 @@ local req_mt = {
       rawset(req, "remote_address", ip)
       rawset(req, "remote_port", port)
       return rawget(req, k)
+    elseif k == "tls" then -- nil on a plain connection
+      local protocol, cipher, server_name, reused = http_tls(req._c, req._s)
+      if not protocol then
+        return nil
+      end
+      local t = { protocol = protocol, cipher = cipher, server_name = server_name, session_reused = reused }
+      rawset(req, "tls", t)
+      return t
     elseif k == "version" then
       local v = req._m == 1 and "1.1" or "1.0"
       rawset(req, "version", v)
@@ -434,6 +444,7 @@ local OPTS = {
   max_header_size = true, max_body_size = true, header_timeout = true, keepalive_timeout = true,
   send_timeout = true, -- ms a client may take no byte of its answers before it is closed (60000)
   max_connections = true, trusted_proxies = true, access_log = true,
+  tls = true, -- HTTPS (serve/tls.lua): { cert =, key = } or a list chosen by SNI
 }
 
 
@@ -444,7 +455,7 @@ function create_server(handler, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("http.create_server: opts must be a table", 2)
   end
-  local trusted
+  local trusted, tls_list
   for k, v in pairs(opts or {}) do
     if not OPTS[k] then
       error("http.create_server: unknown option '" .. tostring(k) .. "'", 2)
@@ -455,6 +466,8 @@ function create_server(handler, opts)
         error("http.create_server: " .. terr, 2)
       end
       trusted = matcher
+    elseif k == "tls" then
+      tls_list = serve_tls.check(v, "http.create_server")
     elseif k == "access_log" then
       if v ~= false and (type(v) ~= "string" or v == "") then
         error("http.create_server: access_log must be a file path, \"stderr\" or false", 2)
@@ -463,7 +476,7 @@ function create_server(handler, opts)
       error("http.create_server: " .. k .. " must be a number >= 0", 2)
     end
   end
-  local server = setmetatable({ _listeners = {} }, server_mt)
+  local server = setmetatable({ _listeners = {}, _tls = tls_list, _tls_alpn = true }, server_mt)
   -- path and query come split from C for an origin-form target ("/..."); nil otherwise
   server._srv = core.http_server_new(function(conn, seq, method, url, minor, body, path, query)
     -- eight fields, so that the table's hash part is 8 slots, not 16: version comes lazily
@@ -493,6 +506,11 @@ end
 function server_mt:_take_listener(tcp)
   self._listeners[#self._listeners + 1] = tcp
   return self._srv:listen_on(tcp)
+end
+
+
+function server_mt:_set_tls(ctx)
+  self._srv:set_tls(ctx)
 end
 
 

@@ -96,6 +96,9 @@ local function stage_new_code(gen)
   if ok and stage.keep_error then
     ok, rerr = false, stage.keep_error
   end
+  if ok and stage.listen_error then -- a master's server whose certificate does not load
+    ok, rerr = false, stage.listen_error
+  end
   if not ok then
     runtime.code_generation = old_gen
     stop_timers(function(g) return g == gen end)

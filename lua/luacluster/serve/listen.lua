@@ -10,6 +10,7 @@ local core = require("luacluster.core")
 local log = require("luacluster.lib.log")
 local runtime = require("luacluster.lib.runtime")
 local timer0 = require("luacluster.lib.timer0")
+local tls = require("luacluster.serve.tls")
 local worker = require("luacluster.worker.side")
 
 local FATAL_LISTEN_EXIT, listen, take_master_servers, master_listens, listen_here, unlisten, channel_closed, attach_worker, mixin
@@ -115,8 +116,36 @@ local function on_result(msg, handle)
 end
 
 
+-- opts.tls's certificates, loaded once per server in this process (server._tls: the checked
+-- list, serve/tls.lua; server:_set_tls(ctx) takes them): true, or false once the failure is
+-- reported (the server's "error" event, as a port in use; in a reload's staging the reload
+-- is refused with it)
+local function load_tls(server)
+  if not server._tls or server._tls_ctx then
+    return true
+  end
+  local ctx, err = tls.load(server._tls, server._tls_alpn)
+  if not ctx then
+    if runtime.role == "master" and runtime.staging then
+      runtime.staging.listen_error = runtime.staging.listen_error or err
+      return false
+    end
+    timer0.next_turn(function()
+      fail(server, err)
+    end)
+    return false
+  end
+  server._tls_ctx = ctx
+  server:_set_tls(ctx)
+  return true
+end
+
+
 function listen(server, port, host)
   port, host = check_args(port, host)
+  if not load_tls(server) then
+    return server
+  end
   if runtime.role == "worker" then
     attach_worker()
     seq = seq + 1

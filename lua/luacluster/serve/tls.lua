@@ -1,0 +1,56 @@
+-- opts.tls of a server (http.create_server, net.create_server): checked when the server is made
+-- (a mistake in its shape raises there), its certificates loaded at the server's first listen
+-- in each process (a file that does not load is a listen error: the server's "error" event).
+--   { cert = PATH, key = PATH }                          one certificate
+--   { { server_name = NAME, cert = PATH, key = PATH }, ... }  chosen by SNI; the first is the default
+local core = require("luacluster.core")
+
+local _M = {}
+
+
+local function check_one(t, who, i)
+  local where = i and ("tls[" .. i .. "]") or "tls"
+  if type(t) ~= "table" then
+    error(who .. ": " .. where .. " must be a table", 4)
+  end
+  for k in pairs(t) do
+    if k ~= "cert" and k ~= "key" and k ~= "server_name" then
+      error(who .. ": " .. where .. ": unknown field '" .. tostring(k) .. "'", 4)
+    end
+  end
+  if type(t.cert) ~= "string" or t.cert == "" then
+    error(who .. ": " .. where .. ".cert must be a file path", 4)
+  end
+  if type(t.key) ~= "string" or t.key == "" then
+    error(who .. ": " .. where .. ".key must be a file path", 4)
+  end
+  if t.server_name ~= nil and (type(t.server_name) ~= "string" or t.server_name == "") then
+    error(who .. ": " .. where .. ".server_name must be a name", 4)
+  end
+  return { cert = t.cert, key = t.key, server_name = t.server_name and t.server_name:lower() }
+end
+
+
+-- opts.tls -> the list of certificates (copied: later changes to the app's table do not count)
+function _M.check(v, who)
+  if type(v) ~= "table" then
+    error(who .. ": tls must be a table ({ cert =, key = } or a list of them)", 3)
+  end
+  if v.cert ~= nil or v.key ~= nil or v[1] == nil then
+    return { check_one(v, who) }
+  end
+  local list = {}
+  for i, t in ipairs(v) do
+    list[i] = check_one(t, who, i)
+  end
+  return list
+end
+
+
+-- the certificates of a checked list, loaded: -> ctx | nil, err ("tls: cannot load FILE: ...")
+function _M.load(list, alpn_http)
+  return core.tls_server_new(list, alpn_http)
+end
+
+
+return _M
