@@ -22,6 +22,8 @@
 #include "dispatch.h"
 #include "write_queue.h"
 #include "read_hold.h"
+#include "tls.h"
+#include "tls_lua.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -64,6 +66,9 @@ typedef struct lc_tcp {
   void (*take)(void *ctx, uv_tcp_t *conn);
   void *take_ctx;
   lc_dispatch dispatch;     /* a listener's dispatch to workers (dispatch.c) */
+  lc_tls *tls;              /* a TLS server's accepted socket: its session (tls.c), else NULL */
+  uv_timer_t *hs_timer;     /* its handshake's deadline (closes a client that stalls) */
+  lc_buf tls_early;         /* plaintext written before the handshake's end, sent at its end */
 } lc_tcp;
 
 static void close_timer(uv_timer_t *timer) {
@@ -78,6 +83,9 @@ static void tcp_close_cb(uv_handle_t *h) {
   lc_dispatch_free(&t->dispatch);
   close_timer(t->send_timer);
   close_timer(t->pause_timer);
+  close_timer(t->hs_timer);
+  lc_tls_free(t->tls);
+  lc_buf_free(&t->tls_early);
   if (t->reserve_fd >= 0) close(t->reserve_fd);
   lc_handle_release(&t->base);
   free(t->tcp);
@@ -90,6 +98,7 @@ static void close_now(lc_tcp *t) {
   lc_dispatch_closing(&t->dispatch);
   if (t->send_timer) uv_timer_stop(t->send_timer);
   if (t->pause_timer) uv_timer_stop(t->pause_timer);
+  if (t->hs_timer) uv_timer_stop(t->hs_timer);
   hold_clear(&t->hold);   /* a held read event goes with its socket */
   lc_wq_close(&t->wq);    /* unsent bytes go; those in flight end with UV_ECANCELED */
   uv_close((uv_handle_t *)t->tcp, tcp_close_cb);
@@ -122,8 +131,17 @@ static void arm_send_timer(lc_tcp *t) {
   uv_timer_start(t->send_timer, tcp_send_timer_cb, t->send_timeout, 0);
 }
 
+static void tls_close_notify(lc_tcp *t);
+
 static void tcp_close(lc_tcp *t) {
   if (t->closing) return;
+  if (t->tls && !lc_tls_done(t->tls) && t->tls_early.len > 0) {
+    /* what was written waits for the handshake's end (tls_read), bounded by send_timeout */
+    if (!t->close_after_writes) arm_send_timer(t);
+    t->close_after_writes = 1;
+    return;
+  }
+  if (t->tls) tls_close_notify(t);
   if (!lc_wq_end(&t->wq)) {
     if (!t->close_after_writes) arm_send_timer(t);
     t->close_after_writes = 1;
@@ -268,11 +286,146 @@ static void hold_read(lc_tcp *t, ssize_t nread, const char *data) {
     lc_log(t->base.rt, "warn: tcp: Lua had no memory for a socket's %s event; it waits", nread == UV_EOF ? "end" : "error");
 }
 
+static void tls_read(lc_tcp *t, ssize_t nread, const char *p);
+
 static void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_tcp *t = st->data;
   if (nread == 0) return;
+  if (t->tls) { tls_read(t, nread, buf->base); return; }
   if (nread < 0) stop_reading(t);   /* the end, or an error: nothing more to read */
   if (!deliver_read(t, nread, buf->base)) hold_read(t, nread, buf->base);
+}
+
+/* ---- TLS on an accepted socket (net.create_server's opts.tls) ----
+ * The socket reads from its acceptance on for the handshake, whether Lua reads or not; once
+ * it is done, reading follows Lua's read_start / read_stop as for a plain socket. Plaintext is
+ * delivered as "data" events; what Lua writes before the handshake's end waits (tls_early) and
+ * leaves at its end. A failed handshake is an "error" event (EPROTO), then the socket closes.
+ * The ciphertext read goes to the session lent (the slab), what is left of a cut record kept. */
+
+/* the session's output into the write queue: 0 or a UV_E* code */
+static int tls_push(lc_tcp *t) {
+  const char *p;
+  size_t n = lc_tls_out(t->tls, &p);
+  if (n == 0) return 0;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  int r = lc_wq_write(&t->wq, &b, 1);
+  lc_tls_out_consume(t->tls, n);
+  return r;
+}
+
+/* the plaintext the session holds, up to cap bytes into buf: the count, or < 0 (the end:
+ * UV_EOF close_notify, or a failure) when nothing came */
+static ssize_t tls_take(lc_tcp *t, char *buf, size_t cap) {
+  size_t got = 0;
+  int r = 0;
+  while (got < cap) {
+    size_t n = 0;
+    r = lc_tls_read(t->tls, buf + got, cap - got, &n);
+    if (r != 0) break;
+    got += n;
+  }
+  (void)tls_push(t);
+  if (got > 0) return (ssize_t)got;
+  return r == LC_TLS_WANT_READ ? 0 : (r == UV_EOF ? UV_EOF : UV_EPROTO);
+}
+
+/* what the session holds goes to Lua while it reads: 0, or -1 when it must wait (held) */
+static int tls_deliver(lc_tcp *t) {
+  static __thread char plain[65536];
+  while (t->want_read && !t->closing && !hold_active(&t->hold)) {
+    ssize_t n = tls_take(t, plain, sizeof plain);
+    if (n == 0) return 0;
+    if (n < 0) stop_reading(t);
+    if (!deliver_read(t, n, plain)) { hold_read(t, n, plain); return -1; }
+    if (n < 0) return -1;
+  }
+  if (!t->want_read) stop_reading(t);   /* (the handshake read on its own) */
+  return 0;
+}
+
+static void tls_read(lc_tcp *t, ssize_t nread, const char *p) {
+  if (nread < 0) {
+    stop_reading(t);
+    if (!lc_tls_done(t->tls)) { tcp_close(t); return; }   /* gone mid-handshake: nothing was said */
+    if (!deliver_read(t, nread, NULL)) hold_read(t, nread, NULL);
+    return;
+  }
+  if (lc_tls_feed_lend(t->tls, p, (size_t)nread) != 0) { close_now(t); return; }
+  if (!lc_tls_done(t->tls)) {
+    int hs = lc_tls_handshake(t->tls);
+    int w = tls_push(t);   /* the next flight, or an alert */
+    if (hs < 0 || w != 0) {
+      stop_reading(t);
+      if (!deliver_read(t, UV_EPROTO, NULL)) { /* no memory to say so: it closes all the same */ }
+      close_now(t);
+      return;
+    }
+    if (hs == 0 && t->tls_early.len > 0) {   /* what Lua wrote meanwhile */
+      int r = lc_tls_write(t->tls, t->tls_early.data, t->tls_early.len);
+      lc_buf_free(&t->tls_early);
+      if (r != 0 || tls_push(t) != 0) { close_now(t); return; }
+      if (t->close_after_writes) {   /* a close waited for them */
+        tls_close_notify(t);
+        if (lc_wq_end(&t->wq)) { close_now(t); return; }
+      }
+    }
+    if (hs == 0 && t->hs_timer) uv_timer_stop(t->hs_timer);
+  }
+  if (lc_tls_done(t->tls) && tls_deliver(t) == 0 && t->closing) return;
+  if (!t->closing && lc_tls_feed_keep(t->tls) != 0) close_now(t);
+}
+
+static void tls_close_notify(lc_tcp *t) {
+  if (!lc_tls_done(t->tls)) return;
+  if (lc_tls_shutdown(t->tls) == 0) (void)tls_push(t);
+}
+
+static void tcp_hs_timer_cb(uv_timer_t *timer) {
+  lc_tcp *t = timer->data;
+  if (!lc_tls_done(t->tls)) close_now(t);
+}
+
+/* sock:tls_accept(ctx, ms): an accepted socket speaks TLS with a core.tls_server_new's
+ * certificates; the handshake starts (reading) at once and must end within ms (0: no limit) */
+static int m_tls_accept(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  lc_tls_server *srv = lc_tls_server_check(L, 2);
+  lua_Number ms = luaL_optnumber(L, 3, 10000);
+  if (t->tls || t->is_server || t->closing) return luaL_error(L, "tls_accept: not a plain accepted socket");
+  t->tls = lc_tls_server_session(srv);
+  if (t->tls == NULL) return lc_push_error(L, UV_ENOMEM);
+  if (ms > 0) {
+    uv_timer_t *timer = malloc(sizeof *timer);
+    if (timer == NULL) return lc_push_error(L, UV_ENOMEM);
+    if (uv_timer_init(t->tcp->loop, timer) != 0) { free(timer); return lc_push_error(L, UV_ENOMEM); }
+    timer->data = t;
+    t->hs_timer = timer;
+    uv_timer_start(timer, tcp_hs_timer_cb, (uint64_t)ms, 0);
+  }
+  if (!t->reading) {
+    int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
+    if (r != 0) return lc_push_error(L, r);
+    t->reading = 1;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sock:tls_info() -> { protocol, cipher, server_name, session_reused } | nil */
+static int m_tls_info(lua_State *L) {
+  lc_tcp *t = lc_handle_check(L, 1, MT);
+  if (!t->tls || !lc_tls_done(t->tls)) return 0;
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, lc_tls_protocol(t->tls));
+  lua_setfield(L, -2, "protocol");
+  lua_pushstring(L, lc_tls_cipher(t->tls));
+  lua_setfield(L, -2, "cipher");
+  const char *sni = lc_tls_server_name(t->tls);
+  if (sni) { lua_pushstring(L, sni); lua_setfield(L, -2, "server_name"); }
+  lua_pushboolean(L, lc_tls_resumed(t->tls));
+  lua_setfield(L, -2, "session_reused");
+  return 1;
 }
 
 static int m_write(lua_State *L) {
@@ -280,10 +433,18 @@ static int m_write(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (t->closing || t->close_after_writes || t->is_server) return lc_push_error(L, UV_EPIPE);
-  uv_buf_t b;
-  b.base = (char *)data;
-  b.len = len;
-  int r = lc_wq_write(&t->wq, &b, 1);
+  int r;
+  if (t->tls && !lc_tls_done(t->tls)) {
+    r = lc_buf_append(&t->tls_early, data, len);   /* sent at the handshake's end */
+  } else if (t->tls) {
+    r = lc_tls_write(t->tls, data, len);
+    if (r == 0) r = tls_push(t);
+  } else {
+    uv_buf_t b;
+    b.base = (char *)data;
+    b.len = len;
+    r = lc_wq_write(&t->wq, &b, 1);
+  }
   if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
   return 1;
@@ -295,6 +456,19 @@ static int m_read_start(lua_State *L) {
   t->want_read = 1;
   if (hold_active(&t->hold)) {   /* the held event comes first; reading resumes after it */
     hold_retry_now(&t->hold, tcp_hold_timer_cb);
+  } else if (t->tls && lc_tls_done(t->tls) && !t->closing) {
+    /* plaintext that came while Lua did not read waits in the session: it comes next turn
+     * (held, as an event Lua could not take), reading resumes after it */
+    static __thread char plain[65536];
+    ssize_t n = tls_take(t, plain, sizeof plain);
+    if (n != 0) {
+      if (hold_put(&t->hold, t->tcp->loop, n, plain, tcp_hold_timer_cb, t) != 0) return lc_push_error(L, UV_ENOMEM);
+      hold_retry_now(&t->hold, tcp_hold_timer_cb);
+    } else if (!t->reading) {
+      int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
+      if (r != 0) return lc_push_error(L, r);
+      t->reading = 1;
+    }
   } else if (!t->reading && !t->closing) {
     int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
     if (r != 0) return lc_push_error(L, r);
@@ -724,7 +898,7 @@ void lc_open_tcp(lua_State *L) {
     {"is_server", m_is_server}, {"accept", m_accept}, {"dispatch", m_dispatch},
     {"dispatch_flush", m_dispatch_flush}, {"dispatch_requeue", m_dispatch_requeue},
     {"nodelay", m_nodelay}, {"fileno", m_fileno},
-    {"set_send_timeout", m_set_send_timeout},
+    {"set_send_timeout", m_set_send_timeout}, {"tls_accept", m_tls_accept}, {"tls_info", m_tls_info},
     {NULL, NULL},
   };
   lc_newmetatable(L, MT, methods);

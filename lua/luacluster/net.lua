@@ -8,6 +8,7 @@ local coro = require("luacluster.lib.coro")
 local emitter = require("luacluster.lib.emitter")
 local listen = require("luacluster.serve.listen")
 local runtime = require("luacluster.lib.runtime")
+local serve_tls = require("luacluster.serve.tls")
 
 local _M = {}
 
@@ -170,6 +171,13 @@ function sock_mt:write(data)
 end
 
 
+-- sock:tls_info() -> { protocol, cipher, server_name, session_reused } | nil (plain, or before
+-- the handshake's end)
+function sock_mt:tls_info()
+  return self._h:tls_info()
+end
+
+
 function sock_mt:close()
   if not self._closed then
     self._closed = true
@@ -204,6 +212,9 @@ local function on_connection(server, raw)
   if server._send_timeout then
     raw:set_send_timeout(server._send_timeout)
   end
+  if server._tls_ctx then -- TLS: the handler gets the socket at once, reads and writes plaintext
+    raw:tls_accept(server._tls_ctx, server._handshake_timeout)
+  end
   local sock = _M.wrap(raw)
   server._open = server._open + 1
   sock:on("close", function()
@@ -223,7 +234,9 @@ end
 
 local function new_server(handler, opts)
   local server = setmetatable({ _handler = handler, _listeners = {}, _open = 0,
-    _send_timeout = opts and opts.send_timeout }, server_mt)
+    _send_timeout = opts and opts.send_timeout,
+    _tls = opts and opts.tls and serve_tls.check(opts.tls, "net.create_server"),
+    _handshake_timeout = opts and opts.handshake_timeout }, server_mt)
   runtime.drain_hooks[server] = function()
     server:_drain()
   end
@@ -244,7 +257,16 @@ function _M.create_server(handler, opts)
   if st ~= nil and (type(st) ~= "number" or st < 0) then
     error("net.create_server: send_timeout must be a number of ms >= 0", 2)
   end
+  local ht = opts and opts.handshake_timeout
+  if ht ~= nil and (type(ht) ~= "number" or ht < 0) then
+    error("net.create_server: handshake_timeout must be a number of ms >= 0", 2)
+  end
   return new_server(handler, opts)
+end
+
+
+function server_mt:_set_tls(ctx)
+  self._tls_ctx = ctx
 end
 
 

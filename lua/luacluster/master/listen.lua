@@ -144,6 +144,10 @@ local function listen_op(w, msg)
   if type(host) ~= "string" or type(port) ~= "number" then
     return fail("listen: bad address")
   end
+  if msg.tls_error then -- its certificate did not load (serve/listen.lua): a listen error as a taken port
+    w._failed = w._failed or tostring(msg.tls_error) -- (a reload's refusal names it: master/reload.lua)
+    return fail(tostring(msg.tls_error))
+  end
   local id_key, slot_port, reuseport = host .. ":" .. port, port, false
   if mode == "ports" then
     slot_port = port + w.id - 1

@@ -117,23 +117,17 @@ end
 
 
 -- opts.tls's certificates, loaded once per server in this process (server._tls: the checked
--- list, serve/tls.lua; server:_set_tls(ctx) takes them): true, or false once the failure is
--- reported (the server's "error" event, as a port in use; in a reload's staging the reload
--- is refused with it)
+-- list, serve/tls.lua; server:_set_tls(ctx) takes them): true, or false and the error. The
+-- failure is a listen error: in a worker it goes through the master as a taken port's does
+-- (the start ends with it; a reload's new worker fails, so the reload is refused); in a
+-- reload's staging (the master's own servers) it refuses the reload; else "error" / exit.
 local function load_tls(server)
   if not server._tls or server._tls_ctx then
     return true
   end
   local ctx, err = tls.load(server._tls, server._tls_alpn)
   if not ctx then
-    if runtime.role == "master" and runtime.staging then
-      runtime.staging.listen_error = runtime.staging.listen_error or err
-      return false
-    end
-    timer0.next_turn(function()
-      fail(server, err)
-    end)
-    return false
+    return false, err
   end
   server._tls_ctx = ctx
   server:_set_tls(ctx)
@@ -143,14 +137,22 @@ end
 
 function listen(server, port, host)
   port, host = check_args(port, host)
-  if not load_tls(server) then
+  local tls_ok, tls_err = load_tls(server)
+  if not tls_ok and runtime.role ~= "worker" then
+    if runtime.role == "master" and runtime.staging then
+      runtime.staging.listen_error = runtime.staging.listen_error or tls_err
+    else
+      timer0.next_turn(function()
+        fail(server, tls_err)
+      end)
+    end
     return server
   end
   if runtime.role == "worker" then
     attach_worker()
     seq = seq + 1
     pending[seq] = { server = server }
-    local ok, err = worker.channel():control({ op = "listen", seq = seq, host = host, port = port })
+    local ok, err = worker.channel():control({ op = "listen", seq = seq, host = host, port = port, tls_error = tls_err })
     if not ok then
       pending[seq] = nil
       fail(server, "listen: " .. tostring(err))
