@@ -157,6 +157,18 @@ function F.run(cfg, R)
       S.debug("  %-32s %-6s %9.0f/s  server CPU %.1f us  %s", run.s.label, run.load, d[run.load][rep], d[run.load .. "_cpu"][rep],
         run.load == "ka" and "" or string.format("(resumed %d full %d first %d errors %d)", r.resumed, r.full, r.first, r.errors))
     end
+    -- the same protocol, cipher and group for every server (each side's OpenSSL defaults), or a note
+    local protos = {}
+    for _, s in ipairs(list) do
+      if data[s.id] then protos[#protos + 1] = s.label .. ": " .. data[s.id].proto end
+    end
+    for i = 2, #list do
+      local a, b = data[list[1].id], data[list[i].id]
+      if a and b and a.proto ~= b.proto then
+        R.notes[#R.notes + 1] = "TLS: the servers negotiated different parameters with the same client: " .. table.concat(protos, "; ")
+        break
+      end
+    end
     if (cfg.out_warmup or 0) > 0 then
       for _, run in ipairs(runs) do measure(run, nil, cfg.out_warmup / 2) end
     end
