@@ -88,7 +88,7 @@ typedef struct http_conn {
   uint64_t seq;               /* the request being read or answered (rt->http_seq) */
   uint64_t first_seq;         /* the seq of its first request: its own seqs are >= this */
   int drain_ref;              /* a handler waiting in res:write for the queue to drain */
-  /* bit fields: an idle connection's size decides how many a worker holds (128 bytes, one
+  /* bit fields: an idle connection's size decides how many a worker holds (136 bytes with tls, one
    * 144-byte malloc chunk; twelve bytes of flags made it a 160-byte one) */
   unsigned state : 2;         /* LC_HTTP_S_* */
   unsigned timer_mode : 3;    /* LC_HTTP_T_* */

@@ -64,6 +64,7 @@ static int drain(http_conn *c, uv_stream_t *st) {
     lc_http_conn_read_cb(st, r == 0 ? (ssize_t)n : 0, &pb);
     if (r == LC_TLS_WANT_READ) return 0;
     if (r != 0) return r;
+    if (!lc_tls_pending(c->tls)) return 0;   /* all read: no call that only says WANT_READ */
   }
   return 0;
 }

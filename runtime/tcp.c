@@ -183,6 +183,7 @@ uv_stream_t *lc_tcp_stream_for_send(lua_State *L, int idx, int *is_server) {
   *is_server = 0;
   if (src == NULL) {
     lc_tcp *t = lc_handle_check(L, idx, MT);
+    if (t->tls) luaL_error(L, "cannot send this socket: it speaks TLS (its session cannot move)");
     src = t->tcp;
     *is_server = t->is_server;
   }
@@ -848,8 +849,8 @@ static int m_dispatch_requeue(lua_State *L) {
  * event held for Lua). */
 uv_tcp_t *lc_tcp_detach(lua_State *L, int idx) {
   lc_tcp *t = lc_handle_check(L, idx, MT);
-  if (t->is_server || !lc_wq_idle(&t->wq) || t->closing || t->close_after_writes || hold_active(&t->hold))
-    return NULL;
+  if (t->is_server || !lc_wq_idle(&t->wq) || t->closing || t->close_after_writes || hold_active(&t->hold) || t->tls)
+    return NULL;   /* (a TLS socket's session cannot move with it) */
   lc_wq_close(&t->wq);
   if (t->send_timer) uv_close((uv_handle_t *)t->send_timer, lc_free_handle_cb);
   hold_close(&t->hold);

@@ -943,6 +943,11 @@ lc_tls *lc_tls_server_session(lc_tls_server *srv) {
 }
 
 
+int lc_tls_pending(const lc_tls *t) {
+  return t->bor_len > 0 || t->in.len > t->in_off || SSL_has_pending(t->ssl);
+}
+
+
 int lc_tls_is_server(const lc_tls *t) {
   return t->srv != NULL;
 }

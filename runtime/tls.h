@@ -113,6 +113,8 @@ void lc_tls_server_free(lc_tls_server *srv);   /* the owner lets go (or a holder
 void lc_tls_server_ref(lc_tls_server *srv);
 lc_tls *lc_tls_server_session(lc_tls_server *srv);   /* an accepted connection's; NULL: no memory */
 int lc_tls_is_server(const lc_tls *t);
+/* 1 when a read may give more without a new feed (bytes fed and not read, or a record held) */
+int lc_tls_pending(const lc_tls *t);
 /* Ciphertext lent, not copied: valid only until lc_tls_feed_keep, which copies what the session
  * has not read yet (a record cut by the read) and must be called before the bytes go. */
 int lc_tls_feed_lend(lc_tls *t, const char *p, size_t n);

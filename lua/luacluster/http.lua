@@ -526,6 +526,14 @@ function server_mt:serve(sock)
   if type(raw) ~= "userdata" then
     error("server:serve: expected a socket", 2)
   end
+  if self._tls and not self._tls_ctx then -- HTTPS without a listen: the certificates load here
+    local ctx, err = serve_tls.load(self._tls, true)
+    if not ctx then
+      return nil, err
+    end
+    self._tls_ctx = ctx
+    self._srv:set_tls(ctx)
+  end
   return self._srv:serve(raw)
 end
 
