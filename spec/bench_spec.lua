@@ -5,6 +5,32 @@ local H = require("helper")
 
 local json_ok, json = pcall(require, "dkjson") -- a dependency of busted on Debian
 
+-- bench/run --smoke --only PARTS against ./build, into a folder of its own; it must end well and
+-- write its JSON: -> the document, its output
+local function smoke_only(parts, timeout_s)
+  local out = H.tmpdir()
+  local output, rc = H.sh(string.format("cd '%s' && timeout -k 5 %d bench/run --smoke --only %s --bin '%s' --out '%s'",
+    H.root, timeout_s, parts, H.bin, out))
+  local text = H.read_file(out .. "/latest.json")
+  H.sh("rm -rf '" .. out .. "'")
+  assert.are.equal(0, rc, output)
+  assert.truthy(json_ok, "dkjson is needed to read the JSON")
+  local doc = json.decode(text)
+  assert.are.equal("table", type(doc), output)
+  return doc, output
+end
+
+-- a JSON document's rows by figure id, then row id
+local function rows_by_figure(doc)
+  local by_id = {}
+  for _, f in ipairs(doc.figures) do
+    local rows = {}
+    for _, r in ipairs(f.rows) do rows[r.id] = r end
+    by_id[f.id] = rows
+  end
+  return by_id
+end
+
 describe("bench/run --smoke", function()
   local out, output, rc
 
@@ -101,12 +127,7 @@ describe("bench/run --smoke --only shdict,ratelimit", function()
     assert.truthy(json_ok, "dkjson is needed to read the JSON")
     local doc = json.decode(H.read_file(out .. "/latest.json"))
     assert.are.equal("table", type(doc), output)
-    local by_id = {}
-    for _, f in ipairs(doc.figures) do
-      local rows = {}
-      for _, r in ipairs(f.rows) do rows[r.id] = r end
-      by_id[f.id] = rows
-    end
+    local by_id = rows_by_figure(doc)
     local nginx_lua = H.sh("ls /usr/lib/nginx/modules/ngx_http_lua_module.so 2>/dev/null") ~= ""
     for _, fid in ipairs({ "shdict_ops_1", "shdict_ops_2", "shdict_mem" }) do
       assert.truthy(by_id[fid], "figure " .. fid .. " is missing\n" .. output)
@@ -140,14 +161,7 @@ end)
 -- (bench/run installs it) and nginx+Lua are installed
 describe("bench/run --smoke --only ws", function()
   it("measures figures 14, 15 and 16 with a luacluster row, the probe and the peers", function()
-    local out = H.tmpdir()
-    local output, rc = H.sh(string.format("cd '%s' && timeout -k 5 300 bench/run --smoke --only ws --bin '%s' --out '%s'", H.root, H.bin, out))
-    local text = H.read_file(out .. "/latest.json")
-    H.sh("rm -rf '" .. out .. "'")
-    assert.are.equal(0, rc, output)
-    assert.truthy(json_ok, "dkjson is needed to read the JSON")
-    local doc = json.decode(text)
-    assert.are.equal("table", type(doc), output)
+    local doc, output = smoke_only("ws", 300)
     local by_id = {}
     for _, f in ipairs(doc.figures) do by_id[f.id] = f end
     local have_node = io.open(H.root .. "/bench/.peers/node_modules/ws/package.json") ~= nil
@@ -169,6 +183,37 @@ describe("bench/run --smoke --only ws", function()
         assert.are.equal("number", type(vs.probe), fid .. ": no ratio to the probe")
       end
     end
+    local id = output:match("run id: (%S+)")
+    assert.are.equal("", H.sh("grep -lzxF 'BENCH_RUN_ID=" .. tostring(id) .. "' /proc/[0-9]*/environ 2>/dev/null"))
+  end)
+end)
+
+
+-- issue 18's figure 17 (TLS against nginx with the same certificate): full and resumed
+-- handshakes with bench/probes/tls_load.c and the HTTPS keep-alive hello with wrk over TLS. nginx
+-- shares its ticket keys between its workers, so nearly every offered ticket resumes; a
+-- luacluster row with a ratio to nginx in each figure (a build from before the TLS server says
+-- "unknown option 'tls'" and has none)
+describe("bench/run --smoke --only tls", function()
+  it("measures full and resumed handshakes and the HTTPS keep-alive hello against nginx", function()
+    local doc, output = smoke_only("tls", 120)
+    local by_id = rows_by_figure(doc)
+    local lc_tls = not output:find("unknown option 'tls'", 1, true)
+    for _, fid in ipairs({ "tls_full", "tls_full_cpu", "tls_resume", "tls_resume_cpu", "tls_ka", "tls_ka_cpu" }) do
+      local rows = by_id[fid]
+      assert.truthy(rows, "figure " .. fid .. " is missing\n" .. output)
+      local ng = rows.nginx
+      assert.truthy(ng and type(ng.median) == "number" and ng.median > 0, fid .. ": no nginx figure\n" .. output)
+      if lc_tls then
+        local lc = rows.lc_dispatch
+        assert.truthy(lc and lc.kind == "luacluster" and type(lc.median) == "number" and lc.median > 0, fid .. "\n" .. output)
+        assert.are.equal("nginx", lc.ratios[1] and lc.ratios[1].vs, fid .. ": no ratio to nginx")
+        assert.are.equal("number", type(lc.ratios[1].median), fid)
+      end
+    end
+    -- the client really resumes: nginx's workers share its master's ticket keys
+    local pct = tonumber((by_id.tls_resume.nginx.note or ""):match("^(%d+)%% of handshakes resumed"))
+    assert.truthy(pct and pct >= 90, "nginx resumed: " .. tostring(by_id.tls_resume.nginx.note))
     local id = output:match("run id: (%S+)")
     assert.are.equal("", H.sh("grep -lzxF 'BENCH_RUN_ID=" .. tostring(id) .. "' /proc/[0-9]*/environ 2>/dev/null"))
   end)

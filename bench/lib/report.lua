@@ -344,6 +344,48 @@ function M.build(R)
       title = string.format("16. Memory per idle WebSocket, %d held (server RSS, all processes)", R.ws_idle.conns) },
       R.ws_idle.data, { "lc", "node", "openresty" }, WS_SHORT, { { "lc", { "node", "openresty" } } })
   end
+  -- 17. TLS (issue 18): full and resumed handshakes, the HTTPS keep-alive hello, each with the
+  -- server's CPU per handshake or request (the client shares the 2 cores: that row is the server's own)
+  if R.tls then
+    local t = R.tls
+    local ids = { "lc_dispatch", "lc_reuseport", "nginx" }
+    local proto
+    for _, id in ipairs(ids) do proto = proto or (t.data[id] and t.data[id].proto) end
+    local how = string.format("%s, %s", proto or "TLS", t.cert and t.cert:match("^[^,]+") or "")
+    for _, x in ipairs({
+      { key = "full", id = "tls_full", unit = "handshakes/s",
+        title = string.format("17. HTTPS full handshakes (no resumption; one GET, Connection: close), %s, 2 workers (tls_load, %d connections)", how, t.conns) },
+      { key = "full_cpu", id = "tls_full_cpu", unit = "us", better = "lower",
+        title = "17. Full handshake: server CPU per handshake (user + system, all its processes)" },
+      { key = "resume", id = "tls_resume", unit = "handshakes/s",
+        title = string.format("17. HTTPS resumed handshakes (session tickets; one GET, Connection: close), %s, 2 workers (tls_load, %d connections)", how, t.conns) },
+      { key = "resume_cpu", id = "tls_resume_cpu", unit = "us", better = "lower",
+        title = "17. Resumed handshake: server CPU per handshake (user + system, all its processes)" },
+      { key = "ka", id = "tls_ka", unit = "req/s",
+        title = string.format("17. HTTPS keep-alive hello, 2 workers (wrk -t1 -c%d https://)", t.wrk_conns or 64) },
+      { key = "ka_cpu", id = "tls_ka_cpu", unit = "us", better = "lower",
+        title = "17. HTTPS keep-alive: server CPU per request (user + system, all its processes)" },
+    }) do
+      local f
+      for _, id in ipairs(ids) do
+        local d = t.data[id]
+        if d and d[x.key] and #d[x.key] > 0 then
+          f = f or fig(figs, { id = x.id, group = 17, title = x.title, unit = x.unit, better = x.better or "higher" })
+          local extra = { short = SHORT[id], failed = d.failed[x.key] }
+          if x.key == "resume" and #d.resumed_pct > 0 then
+            local m = St.median(d.resumed_pct)
+            extra.note = string.format("%.0f%% of handshakes resumed", m or 0)
+            extra.resumed_pct = m
+          end
+          row(f, id, d.label, d.kind, d[x.key], extra)
+        end
+      end
+      if f then
+        ratios(f, "lc_dispatch", { "nginx" })
+        ratios(f, "lc_reuseport", { "nginx" })
+      end
+    end
+  end
   return figs
 end
 
@@ -455,6 +497,21 @@ function M.targets(figs, notes)
   if find(figs, "ws_idle_kb", "lc") then
     le("memory per idle WebSocket < Node ws's", "ws_idle_kb", "lc", "node", 1, "Node ws's")
     le("memory per idle WebSocket <= OpenResty's", "ws_idle_kb", "lc", "openresty", 1, "OpenResty's")
+  end
+  -- issue 18
+  for _, id in ipairs({ "lc_dispatch", "lc_reuseport" }) do
+    local mode = id:gsub("^lc_", "")
+    if find(figs, "tls_full", id) then
+      cmp("TLS full handshakes, " .. mode .. " >= 0.9x nginx", "tls_full", id, "nginx", 0.9, "nginx")
+    end
+    local r = find(figs, "tls_resume", id)
+    if r then
+      cmp("TLS resumed handshakes, " .. mode .. " >= 0.9x nginx", "tls_resume", id, "nginx", 0.9,
+        string.format("nginx (%.0f%% resumed)", r.resumed_pct or 0))
+    end
+    if find(figs, "tls_ka", id) then
+      cmp("HTTPS keep-alive, " .. mode .. " >= 1.0x nginx", "tls_ka", id, "nginx", 1, "nginx")
+    end
   end
   local lc_lost = find(figs, "reload_failed", "lc_dispatch")
   local lc_wrk = find(figs, "reload_failed", "lc_wrk")

@@ -24,8 +24,9 @@ usage: bench/run [--quick | --smoke] [options]
                    connections); checks that the bench runs
   --only LIST      comma-separated parts: http,plaintext,json,idle,ipc,start,restart,reload,upgrade,
                    redis,proxy,pool (figures 8-10), shdict,ratelimit (figures 11-13),
-                   wsecho,wsfanout,wsidle (figures 14-16; ws: all three); --smoke runs
-                   figures 8-16 only when named here
+                   wsecho,wsfanout,wsidle (figures 14-16; ws: all three), tls (figure 17:
+                   HTTPS handshakes and keep-alive against nginx); --smoke runs figures 8-17
+                   only when named here
   --repeats N      repeats of every figure
   --duration S     seconds per wrk run
   --bin PATH       the luacluster executable to measure (default: build it in build-bench/)
@@ -102,6 +103,7 @@ local CFG = {
     pool_conns = 500, pool_repeats = 1, out_warmup = 0,
     shdict_ms = 100, shdict_entries = 5000,
     ws_subscribers = 1000, ws_publishes = 2, ws_idle_conns = 1000, ws_idle_repeats = 1,
+    tls_only = { lc_dispatch = true, nginx = true },
     parts = { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true },
   },
 }
@@ -116,7 +118,8 @@ cfg.idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.idle
 cfg.pool_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.pool_repeats
 cfg.ws_idle_repeats = o.repeats and math.max(1, math.min(o.repeats, 3)) or cfg.ws_idle_repeats
 local parts = cfg.parts or { http = true, plaintext = true, json = true, idle = true, ipc = true, start = true, restart = true, reload = true, upgrade = true,
-  redis = true, proxy = true, pool = true, shdict = true, ratelimit = true, wsecho = true, wsfanout = true, wsidle = true }
+  redis = true, proxy = true, pool = true, shdict = true, ratelimit = true, wsecho = true, wsfanout = true, wsidle = true,
+  tls = true }
 if o.only then
   parts = {}
   for p in o.only:gmatch("[^,]+") do parts[p] = true end
@@ -147,8 +150,10 @@ end
 
 local probes = S.mkdir(build .. "/probes")
 S.log("building the probes (gcc)")
-for _, p in ipairs({ "uv_hello", "uv_dispatch", "sock_echo", "idle_conns", "ws_load", "ws_server" }) do
-  local libs = (p == "sock_echo" or p == "idle_conns") and "" or "-luv"
+local probe_list = { "uv_hello", "uv_dispatch", "sock_echo", "idle_conns", "ws_load", "ws_server" }
+if parts.tls then probe_list[#probe_list + 1] = "tls_load" end -- OpenSSL's headers: only when figure 17 runs
+for _, p in ipairs(probe_list) do
+  local libs = (p == "sock_echo" or p == "idle_conns") and "" or (p == "tls_load" and "-lssl -lcrypto" or "-luv")
   local tmp = probes .. "/." .. p .. "." .. S.run_id
   must(string.format("gcc -O2 -Wall -Wextra -o '%s' '%s/bench/probes/%s.c' %s && mv -f '%s' '%s/%s'", tmp, root, p, libs, tmp, probes, p),
     "building bench/probes/" .. p .. ".c")
@@ -215,6 +220,7 @@ local meta = {
     ipc_repeats = cfg.ipc_repeats, life_repeats = cfg.life_repeats, reload_repeats = cfg.reload_repeats,
     ws_subscribers = cfg.ws_subscribers, ws_publishes = cfg.ws_publishes, ws_idle_conns = cfg.ws_idle_conns,
     ws_idle_repeats = cfg.ws_idle_repeats,
+    tls = parts.tls and "bench/probes/tls_load.c: 32 connections in 2 processes (full, resume); wrk -t1 -c64 https://; ECDSA P-256 certificate" or nil,
   },
   notes = notes,
 }
@@ -232,6 +238,10 @@ if parts.wsecho or parts.wsfanout or parts.wsidle then
   meta.repeats_text = meta.repeats_text .. string.format(
     ", WebSocket: %d echo repeats of %d s with 64 connections, %d fan-out repeats of %d publishes to %d subscribers, %d idle repeats of %d",
     cfg.repeats, cfg.duration, cfg.repeats, cfg.ws_publishes, cfg.ws_subscribers, cfg.ws_idle_repeats, cfg.ws_idle_conns)
+end
+
+if parts.tls then
+  meta.repeats_text = meta.repeats_text .. string.format(", TLS: %d repeats of %d s per load", cfg.repeats, cfg.duration)
 end
 
 local R = { notes = notes }
@@ -270,6 +280,7 @@ part("ratelimit", function() require("fig_shdict").ratelimit(cfg, R) end)
 part("wsecho", function() require("fig_ws").echo(cfg, R) end)
 part("wsfanout", function() require("fig_ws").fanout(cfg, R) end)
 part("wsidle", function() require("fig_ws").idle(cfg, R) end)
+part("tls", function() require("fig_tls").run(cfg, R) end)
 S.stop_all()
 
 meta.load_after = first_line("cat /proc/loadavg")

@@ -268,10 +268,11 @@ local function num(s)
 end
 
 -- wrk{ port=, path=, seconds=, connections=, close=, headers = { "Name: value", ... },
--- timeout= (s), script= (a wrk Lua script), args = { ... } (the script's) }
+-- timeout= (s), script= (a wrk Lua script), args = { ... } (the script's), scheme = "https" (wrk
+-- over TLS; default http) }
 -- -> { rps, requests, errors, non2xx, ... }. wrk -t1 always; bounded by timeout(1) in case it hangs.
 function S.wrk(o)
-  local url = "http://127.0.0.1:" .. o.port .. (o.path or "/")
+  local url = (o.scheme or "http") .. "://127.0.0.1:" .. o.port .. (o.path or "/")
   local opts = { o.close and "-H 'Connection: close'" or "" }
   for _, h in ipairs(o.headers or {}) do opts[#opts + 1] = "-H '" .. h .. "'" end
   if o.timeout then opts[#opts + 1] = "--timeout " .. o.timeout .. "s" end
