@@ -851,6 +851,18 @@ static void load_error(char *err, size_t errlen, const char *file, const char *w
 }
 
 
+/* the passphrase callback of a server's context: a server has nobody to ask (OpenSSL's default
+ * prompts on the terminal and waits, a start or a reload hung on it), so an encrypted key does
+ * not load; *asked (the context's user data while its key loads) says it was encrypted */
+static int no_passphrase(char *buf, int size, int rwflag, void *asked) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  if (asked) *(int *)asked = 1;
+  return -1;
+}
+
+
 static SSL_CTX *server_ctx(lc_tls_server *srv, lc_tls_tickets *tickets, const lc_tls_cert *c, char *err,
                            size_t errlen) {
   ERR_clear_error();
@@ -871,9 +883,19 @@ static SSL_CTX *server_ctx(lc_tls_server *srv, lc_tls_tickets *tickets, const lc
   /* tickets do the resumption (tls_tickets.c): no stateful cache of sessions per worker */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   if (srv->alpn_http) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, srv);
-  if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
+  int asked = 0;
+  SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
+  int cert_ok = SSL_CTX_use_certificate_chain_file(ctx, c->cert) == 1;
+  int key_ok = cert_ok && SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) == 1;
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+  if (!cert_ok) {
     load_error(err, errlen, c->cert, "not a PEM certificate");
-  } else if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+  } else if (!key_ok && asked) {
+    snprintf(err, errlen, "tls: cannot load %s: the key is encrypted (a server cannot ask for its passphrase: "
+             "decrypt it once with openssl pkey -in KEY -out PLAIN_KEY)", c->key);
+    ERR_clear_error();
+  } else if (!key_ok) {
     unsigned long e = ERR_peek_last_error();
     if (access(c->key, R_OK) == 0 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
       snprintf(err, errlen, "tls: cannot load %s: key does not match certificate %s", c->key, c->cert), ERR_clear_error();

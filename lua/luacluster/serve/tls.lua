@@ -39,9 +39,22 @@ function _M.check(v, who)
   if v.cert ~= nil or v.key ~= nil or v[1] == nil then
     return { check_one(v, who) }
   end
-  local list = {}
+  -- SNI matches names exactly: an entry past the first without a name, a name twice (case
+  -- aside) or a wildcard could never be chosen, so they are mistakes, not silently dead entries
+  local list, seen = {}, {}
   for i, t in ipairs(v) do
-    list[i] = check_one(t, who, i)
+    local c = check_one(t, who, i)
+    local name = c.server_name
+    if i > 1 and not name then
+      error(who .. ": tls[" .. i .. "].server_name is needed (only the first entry, the default, may go without)", 3)
+    elseif name and name:find("*", 1, true) then
+      error(who .. ": tls[" .. i .. "].server_name '" .. name .. "': names match exactly (no wildcards): "
+        .. "list each name, or put the certificate first to serve every other name", 3)
+    elseif name and seen[name] then
+      error(who .. ": tls[" .. i .. "].server_name '" .. name .. "' is also tls[" .. seen[name] .. "]'s", 3)
+    end
+    if name then seen[name] = i end
+    list[i] = c
   end
   return list
 end
