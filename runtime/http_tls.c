@@ -19,6 +19,8 @@
 #include <string.h>
 
 #define SEAL_MAX 16384   /* a head and body up to a record's payload are sealed as one record */
+#define SLICE ((size_t)64 << 10)   /* a big write is encrypted and queued this much at a time, so
+                                    * the session's output never holds more (not a copy of it all) */
 
 int lc_http_tls_start(http_conn *c) {
   c->tls = lc_tls_server_session(c->srv->tls);
@@ -95,23 +97,35 @@ void lc_http_tls_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   lc_http_conn_read_cb(st, r == UV_EOF ? UV_EOF : UV_ECONNRESET, buf);
 }
 
+/* p (n bytes) encrypted and queued a slice at a time: 0, or a UV_E* code (output left dropped) */
+static int seal(http_conn *c, const char *p, size_t n) {
+  while (n > 0) {
+    size_t k = n < SLICE ? n : SLICE;
+    int r = lc_tls_write(c->tls, p, k);
+    if (r != 0) {
+      lc_tls_out_consume(c->tls, lc_tls_out(c->tls, &(const char *){NULL}));
+      return r;
+    }
+    if ((r = push_out(c)) != 0) return r;
+    p += k;
+    n -= k;
+  }
+  return 0;
+}
+
 int lc_http_tls_write(http_conn *c, const char *a, size_t alen, const char *b, size_t blen) {
   int r;
   if (alen > 0 && blen > 0 && alen + blen <= SEAL_MAX) {
     char one[SEAL_MAX];
     memcpy(one, a, alen);
     memcpy(one + alen, b, blen);
-    r = lc_tls_write(c->tls, one, alen + blen);
+    r = seal(c, one, alen + blen);
   } else {
-    r = alen > 0 ? lc_tls_write(c->tls, a, alen) : 0;
-    if (r == 0 && blen > 0) r = lc_tls_write(c->tls, b, blen);
+    r = seal(c, a, alen);
+    if (r == 0) r = seal(c, b, blen);
   }
-  if (r != 0) {
-    lc_tls_out_consume(c->tls, lc_tls_out(c->tls, &(const char *){NULL}));
-    lc_http_conn_close(c);
-    return r;
-  }
-  return push_out(c);
+  if (r != 0) lc_http_conn_close(c);
+  return r;
 }
 
 void lc_http_tls_close_notify(http_conn *c) {

@@ -44,6 +44,7 @@
 #define MT "luacluster.tcp"
 #define DEFAULT_SEND_TIMEOUT 60000  /* ms, as an HTTP server's send_timeout */
 #define ACCEPT_PAUSE_MS 500      /* accepting pauses this long out of descriptors (as nginx) */
+#define TLS_SLICE ((size_t)64 << 10)   /* a TLS write is encrypted and queued this much at a time */
 #define FD_HEADROOM 32           /* a dispatcher pauses within this many descriptors of the limit */
 
 typedef struct lc_tcp {
@@ -382,6 +383,7 @@ static void tls_read(lc_tcp *t, ssize_t nread, const char *p) {
 static void tls_close_notify(lc_tcp *t) {
   if (!lc_tls_done(t->tls)) return;
   if (lc_tls_shutdown(t->tls) == 0) (void)tls_push(t);
+  else lc_tls_out_consume(t->tls, lc_tls_out(t->tls, &(const char *){NULL}));   /* never sent on another session */
 }
 
 static void tcp_hs_timer_cb(uv_timer_t *timer) {
@@ -440,8 +442,15 @@ static int m_write(lua_State *L) {
   if (t->tls && !lc_tls_done(t->tls)) {
     r = lc_buf_append(&t->tls_early, data, len);   /* sent at the handshake's end */
   } else if (t->tls) {
-    r = lc_tls_write(t->tls, data, len);
-    if (r == 0) r = tls_push(t);
+    /* a slice at a time: the session's output (shared by the process's server sessions) never
+     * holds a copy of a big write */
+    r = 0;
+    for (size_t off = 0; r == 0 && off < len; off += TLS_SLICE) {
+      size_t k = len - off < TLS_SLICE ? len - off : TLS_SLICE;
+      r = lc_tls_write(t->tls, data + off, k);
+      if (r == 0) r = tls_push(t);
+      else lc_tls_out_consume(t->tls, lc_tls_out(t->tls, &(const char *){NULL}));   /* never another's */
+    }
   } else {
     uv_buf_t b;
     b.base = (char *)data;

@@ -53,6 +53,9 @@
 #define TLS_BIO_TYPE (0x7e | BIO_TYPE_SOURCE_SINK)
 #define TLS_MAX_SESSIONS 256      /* cached client sessions per store (least recent dropped) */
 #define TLS_MSG 512                /* the longest failure message */
+/* the most the store's shared server output buffer keeps allocated once emptied: a big write
+ * (one 48 MiB answer) grew it for good, in every worker (review, rev18) */
+#define TLS_SOUT_KEEP ((size_t)64 << 10)
 
 typedef struct tls_ctx_entry {
   struct tls_ctx_entry *next;
@@ -692,6 +695,7 @@ size_t lc_tls_out(lc_tls *t, const char **p) {
 void lc_tls_out_consume(lc_tls *t, size_t n) {
   if (n == t->outp->len) t->outp->len = 0;   /* the usual case: all of it, no move */
   else lc_buf_consume(t->outp, n);
+  if (t->outp->len == 0 && t->outp != &t->out && t->outp->cap > TLS_SOUT_KEEP) lc_buf_free(t->outp);
 }
 
 
