@@ -64,4 +64,19 @@ describe("TLS server review", function()
     local after = rss()
     assert.is_true(after - before < 16 * 1024, "HTTPS: " .. before .. " -> " .. after .. " KiB kept")
   end)
+
+  -- header_timeout bounds the handshake; 0 was accepted and made every connection (plain too)
+  -- expire at once: a reset for every client, and no word why
+  it("refuses header_timeout = 0 at create_server, naming the option", function()
+    local bad = H.start_app([[
+local cluster = require("luacluster.cluster")
+local http = require("luacluster.http")
+if cluster.is_worker then
+  http.create_server(function() return 200, "x" end, { header_timeout = 0 }):listen(tonumber(os.getenv("PORT")))
+end
+]], { "-w", "1" }, { env = { PORT = tostring(H.free_port()) } })
+    local rc = bad:wait(10000)
+    assert.are_not.equal(0, rc)
+    assert.matches("app%.lua:%d+: http%.create_server: header_timeout must be a number of ms > 0", bad:output())
+  end)
 end)

@@ -474,6 +474,10 @@ function create_server(handler, opts)
       end
     elseif type(v) ~= "number" or not (v >= 0) then -- NaN too
       error("http.create_server: " .. k .. " must be a number >= 0", 2)
+    elseif k == "header_timeout" and v == 0 then
+      -- there is no "no limit" here: the head's deadline bounds what a silent client (and a
+      -- TLS handshake) costs; 0 made every connection expire at once
+      error("http.create_server: header_timeout must be a number of ms > 0 (the longest a request's head, or a TLS handshake, may take)", 2)
     end
   end
   local server = setmetatable({ _listeners = {}, _tls = tls_list, _tls_alpn = true }, server_mt)
