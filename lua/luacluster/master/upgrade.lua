@@ -229,6 +229,15 @@ local function binary(opts)
 end
 
 
+-- an upgrade refused before a new master runs: counted and logged (SIGUSR2 has no other
+-- reader), and the caller told
+local function refuse(err, cb)
+  _M.counts.refused = _M.counts.refused + 1
+  log.warn("upgrade refused: " .. err .. (master.is_stopping() and "" or ("; this master (pid " .. core.pid() .. ") keeps serving")))
+  return cb(err)
+end
+
+
 -- upgrade({ binary = }, cb): cb(nil, new_pid) once the new master serves, or cb(err)
 function _M.upgrade(opts, cb)
   opts = opts or {}
@@ -243,17 +252,15 @@ function _M.upgrade(opts, cb)
     refused = "the cluster is stopping"
   end
   if refused then
-    _M.counts.refused = _M.counts.refused + 1
-    log.warn("upgrade refused: " .. refused)
-    return cb(refused)
+    return refuse(refused, cb)
   end
   local exe, berr = binary(opts)
   if not exe then
-    return cb(berr)
+    return refuse(berr, cb)
   end
   local values, handles = crossing.export_all()
   if not values then
-    return cb(handles)
+    return refuse(handles, cb)
   end
   -- fds: inherited as 4, 5, ... (stdio entry i is the child's fd i - 1); sockets: over the channel
   local stdio = { "inherit", "inherit", "inherit", false } -- [4]: the channel (fd 3), below
@@ -302,9 +309,9 @@ function _M.upgrade(opts, cb)
     on_exit(u, code, signal)
   end)
   if not proc then
+    u.done = true -- (closing the channel must not fail this upgrade a second time, a second later)
     ipc:close()
-    _M.counts.refused = _M.counts.refused + 1
-    return cb("cannot start " .. exe .. ": " .. tostring(err))
+    return refuse("cannot start " .. exe .. ": " .. tostring(err), cb)
   end
   u.proc, u.pid, u.ch = proc, proc:pid(), ch
   running = u
