@@ -62,6 +62,7 @@ function _M.status()
     jobs = jobs.status(), -- cluster.job: one row per job (master/jobs.lua)
     shared_dicts = shdict.stats(), -- capacity, used, entries, evictions (read without their locks)
     pubsub = pubsub,
+    upgrade = upgrade.status(), -- a binary upgrade in progress: the new master's pid, its binary
   }
 end
 

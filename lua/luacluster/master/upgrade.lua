@@ -313,7 +313,7 @@ function _M.upgrade(opts, cb)
     ipc:close()
     return refuse("cannot start " .. exe .. ": " .. tostring(err), cb)
   end
-  u.proc, u.pid, u.ch = proc, proc:pid(), ch
+  u.proc, u.pid, u.ch, u.exe, u.started = proc, proc:pid(), ch, exe, core.now()
   running = u
   -- a stop of this cluster (SIGTERM, `luacluster stop`, systemd's stop) while the new master
   -- starts is a stop of both: the new master is stopped too, never handed the sockets (else it
@@ -342,6 +342,18 @@ function _M.in_progress()
 end
 
 
+-- for `luacluster status` (answered by this master until the switch): the upgrade in
+-- progress, or nil
+function _M.status()
+  local u = running
+  if not u or u.serving then
+    return nil
+  end
+  return { pid = u.pid, binary = u.exe, elapsed_ms = math.floor(core.now() - u.started),
+    step = u.released and "switching" or "starting" }
+end
+
+
 -- master/control.lua: how this master serves its control socket again after an upgrade whose
 -- new master died once this one had let the socket go
 function _M.set_control_retaker(fn)
@@ -353,5 +365,6 @@ return {
   counts = _M.counts,
   upgrade = _M.upgrade,
   in_progress = _M.in_progress,
+  status = _M.status,
   set_control_retaker = _M.set_control_retaker,
 }
