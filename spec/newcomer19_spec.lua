@@ -162,6 +162,27 @@ describe("newcomer 19: upgrading the counter app", function()
     assert.equal(0, (app.p:wait(10000)))
   end)
 
+  it("refuses to upgrade a master that is pid 1 (a container's init), which goes on serving", function()
+    local _, ucode = H.sh("/usr/bin/unshare -fp --mount-proc true 2>&1")
+    if ucode ~= 0 then
+      return pending("no pid namespace here (unshare -fp needs root)")
+    end
+    local dir = H.tmpdir()
+    local app = { port = H.free_port(), dir = dir, path = COUNTER, ctl = dir .. "/ctl.sock" }
+    app.p = H.spawn({ "/usr/bin/unshare", "-fp", "--mount-proc", H.bin, "-p", tostring(app.port), "--control", app.ctl,
+      COUNTER }, { dir = dir })
+    wait_serving(app)
+    local out, code = ctl(app, "upgrade")
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("upgrade failed: this master is pid 1 (a container's init)", 1, true), out)
+    H.sleep(500)
+    assert.truthy(count(get(app)), app.p:output()) -- (it said "upgraded" and the container ended)
+    assert.equal(1, (status_pid(app)))
+    -- (not `luacluster stop`: it would wait for pid 1 of this namespace, the host's init)
+    app.p:kill_group("SIGTERM")
+    assert.truthy(app.p:wait(10000), app.p:output())
+  end)
+
   it("says why a new master stopped when its metrics port is taken", function()
     local taken = H.free_port()
     local holder = H.spawn({ "/usr/bin/python3", "-c", ([[

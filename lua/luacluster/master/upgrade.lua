@@ -250,6 +250,10 @@ function _M.upgrade(opts, cb)
     refused = "a reload is in progress; try again when it has finished"
   elseif master.is_stopping() then
     refused = "the cluster is stopping"
+  elseif core.pid() == 1 then
+    -- a container's init: its exit ends the container, the new master and its workers with it
+    refused = "this master is pid 1 (a container's init): its exit would end the container and the new master;"
+      .. " restart the container instead"
   end
   if refused then
     return refuse(refused, cb)
