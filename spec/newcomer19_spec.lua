@@ -247,3 +247,22 @@ end
     stop(app)
   end)
 end)
+
+
+describe("newcomer 19: the systemd unit README shows", function()
+  it("starts without a folder made by hand: no ReadWritePaths= that must exist, LogsDirectory= instead", function()
+    local unit = H.read_file(H.root .. "/examples/systemd/luacluster@.service")
+    -- (a ReadWritePaths= folder that does not exist fails the start: 226/NAMESPACE; "-" tolerates it)
+    for line in unit:gmatch("[^\n]+") do
+      local paths = line:match("^ReadWritePaths=(.*)$")
+      for p in (paths or ""):gmatch("%S+") do
+        assert.equal("-", p:sub(1, 1), line)
+      end
+    end
+    assert.truthy(unit:find("\nLogsDirectory=luacluster\n", 1, true))
+    -- the upgrade the unit's comment describes uses the socket ExecStart gives
+    local ctl = unit:match("\nExecStart=[^\n]* %-%-control (%S+)")
+    assert.equal("%t/luacluster-%i/control.sock", ctl)
+    assert.truthy(unit:find("luacluster upgrade --control /run/luacluster-NAME/control.sock", 1, true))
+  end)
+end)
