@@ -266,3 +266,33 @@ describe("newcomer 19: the systemd unit README shows", function()
     assert.truthy(unit:find("luacluster upgrade --control /run/luacluster-NAME/control.sock", 1, true))
   end)
 end)
+
+
+describe("newcomer 19: cluster.keep across an upgrade", function()
+  after_each(H.cleanup)
+
+  it("carries the master's kept state, with what the old code wrote while the new master started", function()
+    -- the new master's worker is ready 1 s after its top level: requests meanwhile go to the
+    -- old master, whose kept count goes on; the new master must go on from there
+    local app = start(nil, nil, { src = [[
+local http = require("luacluster.http")
+if cluster.is_master then
+  cluster.setup({ workers = 1, ready = "manual" })
+  local state = cluster.keep("state", { n = 0 })
+  local mine = cluster.keep("mine", { started = 0 })
+  mine.started = mine.started + 1 -- the new top level's own change is kept
+  cluster.on("request", function(w, msg) state.n = state.n + 1 return state.n .. " " .. mine.started end)
+else
+  http.create_server(function() return 200, "count " .. cluster.worker:request("hit") .. "\n" end):listen()
+  timer.after(1000, function() cluster.worker:ready() end)
+end
+]] })
+    assert.equal("count 2 1\n", get(app)) -- (wait_serving's request was the first)
+    local cmd = H.spawn({ H.bin, "upgrade", "--control", app.ctl })
+    H.sleep(300)
+    assert.equal("count 3 1\n", get(app)) -- the old master, while the new one's worker starts
+    assert.equal(0, (cmd:wait(10000)), cmd:output() .. app.p:output())
+    assert.equal("count 4 2\n", get(app), app.p:output())
+    stop(app)
+  end)
+end)

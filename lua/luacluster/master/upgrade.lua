@@ -19,6 +19,7 @@
 local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local crossing = require("luacluster.lib.crossing")
+local keep = require("luacluster.lib.keep")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local master_listen = require("luacluster.master.listen")
@@ -63,6 +64,7 @@ crossing.register("listeners", master_listen.export, master_listen.import)
 crossing.register("shared_dicts", shdict.export, shdict.import)
 crossing.register("control", export_control, import_control)
 crossing.register("metrics_listener", metrics.export_listener, metrics.import_listener)
+crossing.register("keep", keep.export, keep.import) -- cluster.keep (refreshed at "released")
 
 
 -- ---- the old master ----
@@ -174,7 +176,9 @@ local function on_control(u, msg, handle)
       end
     end)
     u.deadline:start(limit, 0)
-    u.ch:control({ op = "released" })
+    -- cluster.keep's latest data: what this master's code wrote while the new one started
+    local ok, latest = pcall(keep.export)
+    u.ch:control({ op = "released", keep = ok and latest or nil })
   elseif msg.op == "serving" and u.released and not u.serving then
     u.serving = true
     if u.deadline then

@@ -10,6 +10,7 @@ local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local crossing = require("luacluster.lib.crossing")
 local error_line = require("luacluster.lib.error_line")
+local keep = require("luacluster.lib.keep")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local master_listen = require("luacluster.master.listen")
@@ -57,7 +58,7 @@ function _M.started()
 end
 
 
-local function take_over(serve_control)
+local function take_over(serve_control, kept)
   local spec_die = os.getenv("LUACLUSTER_SPEC_UPGRADE_DIE") -- specs: dies (or hangs) where the old master has let go
   if spec_die == "hang" then
     core.kill(core.pid(), "SIGSTOP")
@@ -66,6 +67,7 @@ local function take_over(serve_control)
   end
   phase = "serving"
   runtime.upgrading = nil
+  keep.refresh(kept) -- (cluster.keep: the old master's latest data, before this master's code sees another event)
   master_listen.take_over(master.live_workers())
   local c = runtime.upgrade_control
   runtime.upgrade_control = nil
@@ -115,7 +117,7 @@ function _M.receive(fd, serve_control, on_state)
         end
         on_state(true)
       elseif msg.op == "released" and phase == "ready" then
-        take_over(serve_control)
+        take_over(serve_control, msg.keep)
       elseif handle then
         handle:close()
       end
