@@ -296,3 +296,42 @@ end
     stop(app)
   end)
 end)
+
+
+describe("newcomer 19: cluster.job across an upgrade", function()
+  after_each(H.cleanup)
+
+  it("never overlaps two runs of a job: the old master's run in flight counts in the new master", function()
+    local app = start(nil, { "-w", 2 }, { src = [[
+local http = require("luacluster.http")
+local shared = require("luacluster.shared")
+if cluster.is_master then
+  cluster.setup({ shared_dicts = { j = "1m" } })
+else
+  http.create_server(function()
+    return 200, string.format("running %d runs %d overlaps %d\n", shared.j:get("running") or 0,
+      shared.j:get("runs") or 0, shared.j:get("overlaps") or 0)
+  end):listen()
+end
+cluster.job("tick", { every = 300 }, function()
+  if shared.j:incr("running", 1, 0) > 1 then shared.j:incr("overlaps", 1, 0) end
+  timer.sleep(1500)
+  shared.j:incr("running", -1)
+  shared.j:incr("runs", 1, 0)
+end)
+]] })
+    for round = 1, 2 do
+      -- right after a run started: it has more than a second to go in the old master
+      assert.truthy(H.wait_for(function() return (get(app) or ""):find("^running 1 ") end, 5000), get(app))
+      local out, code = ctl(app, "upgrade")
+      assert.equal(0, code, out .. app.p:output())
+      H.sleep(2200) -- (the old run ends, the new master's runs go on)
+      assert.truthy((get(app) or ""):find(" overlaps 0\n$"), "round " .. round .. ": " .. tostring(get(app))
+        .. "\n" .. app.p:output())
+    end
+    local runs = tonumber(get(app):match("runs (%d+)"))
+    assert.truthy(runs >= 2, get(app)) -- (the old masters' runs ended, not killed)
+    assert.truthy(app.p:output():find("the last run still runs on the old master's worker (pid", 1, true), app.p:output())
+    stop(app)
+  end)
+end)

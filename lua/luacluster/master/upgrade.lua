@@ -19,6 +19,7 @@
 local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local crossing = require("luacluster.lib.crossing")
+local jobs = require("luacluster.master.jobs")
 local keep = require("luacluster.lib.keep")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
@@ -178,7 +179,10 @@ local function on_control(u, msg, handle)
     u.deadline:start(limit, 0)
     -- cluster.keep's latest data: what this master's code wrote while the new one started
     local ok, latest = pcall(keep.export)
-    u.ch:control({ op = "released", keep = ok and latest or nil })
+    -- cluster.job: the new master runs them once it serves, and counts this master's runs in
+    -- flight as running (two runs of a job never overlap, across the masters too)
+    jobs.hand_over(true)
+    u.ch:control({ op = "released", keep = ok and latest or nil, jobs = jobs.running() })
   elseif msg.op == "serving" and u.released and not u.serving then
     u.serving = true
     if u.deadline then
@@ -211,6 +215,7 @@ local function on_exit(u, code, signal)
       -- it died between our release and its serving: this master accepts again, and takes its
       -- control socket back (the file is there, nobody answers it: master/control.lua rebinds)
       master_listen.resume_accepting()
+      jobs.hand_over(nil)
       runtime.control_path = nil
       if retake_control then
         retake_control()
