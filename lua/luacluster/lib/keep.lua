@@ -102,6 +102,21 @@ function keep(stage, name, initial)
 end
 
 
+-- t: the new code's table, given: what its top level was given, latest: the old code's data
+-- now. Each key the new top level left as it was given takes the old code's latest value.
+local function merge(t, given, latest)
+  local keys = {}
+  for k in pairs(t) do keys[k] = true end
+  for k in pairs(given) do keys[k] = true end
+  for k in pairs(latest) do keys[k] = true end
+  for k in pairs(keys) do
+    if same(t[k], given[k], 0) then
+      t[k] = latest[k]
+    end
+  end
+end
+
+
 -- The switch: the old code's data, copied once more into the new code's tables; the new
 -- tables become the running ones. -> true | nil, err (then nothing has changed)
 function carry(stage)
@@ -126,16 +141,7 @@ function carry(stage)
     end
   end
   for name, value in pairs(copies) do
-    local t, given = new[name], seen[name]
-    local keys = {}
-    for k in pairs(t) do keys[k] = true end
-    for k in pairs(given) do keys[k] = true end
-    for k in pairs(value) do keys[k] = true end
-    for k in pairs(keys) do
-      if same(t[k], given[k], 0) then -- the new top level left it: the old code's latest
-        t[k] = value[k]
-      end
-    end
+    merge(new[name], seen[name], value)
   end
   kept = new
   return true
@@ -169,15 +175,7 @@ local function refresh(value)
     for name, latest in pairs(value) do
       local t, was = kept[name], given[name]
       if type(t) == "table" and type(was) == "table" and type(latest) == "table" then
-        local keys = {}
-        for k in pairs(t) do keys[k] = true end
-        for k in pairs(was) do keys[k] = true end
-        for k in pairs(latest) do keys[k] = true end
-        for k in pairs(keys) do
-          if same(t[k], was[k], 0) then
-            t[k] = latest[k]
-          end
-        end
+        merge(t, was, latest)
       end
     end
   end
