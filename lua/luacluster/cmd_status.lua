@@ -28,6 +28,11 @@ function format(st)
   out[#out + 1] = string.format("master pid %d, mode %s, generation %d, up %s, rss %s, lua heap %s",
     st.pid, tostring(st.mode), st.generation, human_time(st.uptime), human_bytes(st.rss or 0),
     human_bytes((st.lua_heap_kb or 0) * 1024))
+  if st.upgrade then -- (the old master answers until the switch)
+    out[#out + 1] = string.format("upgrade in progress: new master pid %d from %s, %s for %s",
+      st.upgrade.pid, tostring(st.upgrade.binary), tostring(st.upgrade.step),
+      human_time(math.floor((st.upgrade.elapsed_ms or 0) / 1000)))
+  end
   out[#out + 1] = string.format("%-4s %-8s %-4s %-10s %-8s %-9s %-6s %-8s %s",
     "id", "pid", "gen", "state", "uptime", "requests", "conns", "rss", "restarts")
   for _, w in ipairs(st.workers) do

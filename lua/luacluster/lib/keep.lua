@@ -12,12 +12,17 @@
 --     the old code wrote while the new workers started is lost, and a reload that fails
 --     leaves the old table as it was.
 --   * A name the new code does not keep is dropped with the old code.
+-- A binary upgrade (master/upgrade.lua) carries them to the new master the same way: export()
+-- in the old master, import() before the new master's top level, whose cluster.keep(name) then
+-- gets the old data; at the switch refresh() merges the old code's latest data, as carry() does.
 local codec = require("luacluster.lib.codec")
 local tables = require("luacluster.lib.tables")
 
 local keep, carry, names
 
 local kept = {}  -- name -> table, the running code's
+local inherited  -- a binary upgrade's new master: name -> the old master's table, until its top level keeps it
+local given = {} -- ... and a copy of what its top level was given (name -> table), until the switch
 
 
 -- plain data compared by value (tables key by key)
@@ -65,7 +70,13 @@ function keep(stage, name, initial)
   end
   if not stage then
     if kept[name] == nil then
-      kept[name] = initial or {}
+      local old = inherited and inherited[name]
+      if type(old) == "table" then
+        kept[name] = old
+        given[name] = copy_of(name, old)
+      else
+        kept[name] = initial or {}
+      end
     end
     return kept[name]
   end
@@ -88,6 +99,21 @@ function keep(stage, name, initial)
   end
   stage.kept[name] = t
   return t
+end
+
+
+-- t: the new code's table, given: what its top level was given, latest: the old code's data
+-- now. Each key the new top level left as it was given takes the old code's latest value.
+local function merge(t, given, latest)
+  local keys = {}
+  for k in pairs(t) do keys[k] = true end
+  for k in pairs(given) do keys[k] = true end
+  for k in pairs(latest) do keys[k] = true end
+  for k in pairs(keys) do
+    if same(t[k], given[k], 0) then
+      t[k] = latest[k]
+    end
+  end
 end
 
 
@@ -115,19 +141,45 @@ function carry(stage)
     end
   end
   for name, value in pairs(copies) do
-    local t, given = new[name], seen[name]
-    local keys = {}
-    for k in pairs(t) do keys[k] = true end
-    for k in pairs(given) do keys[k] = true end
-    for k in pairs(value) do keys[k] = true end
-    for k in pairs(keys) do
-      if same(t[k], given[k], 0) then -- the new top level left it: the old code's latest
-        t[k] = value[k]
-      end
-    end
+    merge(new[name], seen[name], value)
   end
   kept = new
   return true
+end
+
+
+-- a binary upgrade, the old master: the kept tables as one plain value (lib/crossing.lua)
+local function export()
+  local out = {}
+  for name, t in pairs(kept) do
+    local value, err = copy_of(name, t)
+    if not value then
+      error(err, 0)
+    end
+    out[name] = value
+  end
+  return out
+end
+
+
+-- the new master, before its top level: what its cluster.keep(name) calls get
+local function import(value)
+  inherited = type(value) == "table" and value or nil
+end
+
+
+-- the new master, at the switch: the old master's latest data (what its code wrote while this
+-- master started) into the kept tables, key by key, except the keys this top level changed
+local function refresh(value)
+  if type(value) == "table" then
+    for name, latest in pairs(value) do
+      local t, was = kept[name], given[name]
+      if type(t) == "table" and type(was) == "table" and type(latest) == "table" then
+        merge(t, was, latest)
+      end
+    end
+  end
+  inherited, given = nil, {}
 end
 
 
@@ -141,4 +193,7 @@ return {
   keep = keep,
   carry = carry,
   names = names,
+  export = export,
+  import = import,
+  refresh = refresh,
 }

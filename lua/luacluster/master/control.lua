@@ -62,6 +62,7 @@ function _M.status()
     jobs = jobs.status(), -- cluster.job: one row per job (master/jobs.lua)
     shared_dicts = shdict.stats(), -- capacity, used, entries, evictions (read without their locks)
     pubsub = pubsub,
+    upgrade = upgrade.status(), -- a binary upgrade in progress: the new master's pid, its binary
   }
 end
 
@@ -99,9 +100,11 @@ end
 
 
 -- --watch: .lua files under the app's folder (each subfolder is watched: inotify is not
--- recursive), debounced so that an editor's burst of writes is one reload
+-- recursive), debounced so that an editor's burst of writes is one reload. A save while a
+-- reload or a binary upgrade runs is reloaded once that has finished (a refused reload would
+-- leave the saved code unserved until the next save); a master that stops reloads nothing.
 local function watch(dir)
-  local debounce
+  local debounce, waiting
   local function changed(name)
     if not name:match("%.lua$") then
       return
@@ -110,8 +113,22 @@ local function watch(dir)
       debounce:close()
     end
     debounce = core.timer_new(function()
+      if master.is_stopping() then
+        debounce:close()
+        debounce = nil
+        return
+      end
+      if reload.in_progress() or runtime.upgrading then
+        if not waiting then
+          waiting = true
+          log.info("--watch: " .. name .. " changed: reloading once the " .. (runtime.upgrading and "upgrade" or "reload")
+            .. " in progress has finished")
+        end
+        return debounce:start(300, 0)
+      end
       debounce:close()
       debounce = nil
+      waiting = nil
       reload_quietly("--watch: " .. name .. " changed")
     end)
     debounce:start(300, 0)

@@ -15,6 +15,9 @@
 --    first (master/jobs_redis.lua), so that of several hosts only one runs it.
 --  * A reload's new code defines its own jobs (lib/jobs.lua stages them); they take the
 --    schedule over once the new generation serves (the reload's "done").
+--  * A binary upgrade: one master runs the jobs at a time, the old one until it releases the
+--    sockets, the new one once it serves; the new one counts the runs still going in the old
+--    master's workers as running (a run due meanwhile is skipped) until the old master exits.
 -- Every run's end is logged (duration, error) and counted: status() for `luacluster status`,
 -- series() for the metrics.
 local core = require("luacluster.core")
@@ -39,6 +42,7 @@ local runs = {}          -- run id -> run { id, job, worker, attempt, scheduled,
 local waiting = {}       -- runs whose worker died, waiting for a ready worker
 local next_id = 0
 local stopped = false
+local elsewhere          -- set during a binary upgrade while the other master runs the jobs
 local hold_lease
 
 
@@ -238,7 +242,7 @@ end
 
 -- a run of job is due (scheduled: epoch seconds; slot: the claim's key part, with Redis)
 local function due(job, scheduled, slot, ttl_ms)
-  if stopped or master.is_stopping() then
+  if stopped or master.is_stopping() or elsewhere then
     return
   end
   local r = job.running
@@ -250,7 +254,9 @@ local function due(job, scheduled, slot, ttl_ms)
   end
   if r then
     local since = r.started_at and string.format(" for %.1f s", now_s() - r.started_at) or ""
-    return note_skip(job, "the last run still runs" .. (r.worker and (" on " .. describe(r.worker)) or "") .. since)
+    local on = r.worker and (" on " .. describe(r.worker))
+      or r.old_pid and (" on the old master's worker (pid " .. r.old_pid .. ")") or ""
+    return note_skip(job, "the last run still runs" .. on .. since)
   end
   if not pick({}) then
     return note_skip(job, "no worker is ready")
@@ -464,6 +470,49 @@ function _M.series(out, family, sample)
 end
 
 
+-- ---- a binary upgrade (master/upgrade.lua, the old master; master/upgraded.lua, the new) ----
+
+-- hand_over(true): the other master runs the jobs (the old one once it released the sockets,
+-- the new one until it serves); hand_over(nil): this one does (again)
+function _M.hand_over(on)
+  elsewhere = on or nil
+end
+
+
+-- the old master: its runs in flight -> { name = { started_at =, pid = } }
+function _M.running()
+  local out = {}
+  for name, job in pairs(jobs) do
+    local r = job.running
+    if r and r.worker then
+      out[name] = { started_at = r.started_at, pid = r.worker.pid }
+    end
+  end
+  return out
+end
+
+
+-- the new master, at the switch: the old master's runs in flight count as running here
+function _M.adopt(list)
+  for name, r in pairs(type(list) == "table" and list or {}) do
+    local job = jobs[name]
+    if job and not job.running and type(r) == "table" then
+      job.running = { inherited = true, started_at = tonumber(r.started_at), old_pid = tonumber(r.pid) }
+    end
+  end
+end
+
+
+-- the new master, once the old one has exited: its runs have ended (or died with it)
+function _M.old_master_gone()
+  for _, job in pairs(jobs) do
+    if job.running and job.running.inherited then
+      job.running = nil
+    end
+  end
+end
+
+
 -- ---- plugging in ----
 
 local function on_done(w, msg)
@@ -526,6 +575,10 @@ end
 
 
 return {
+  hand_over = _M.hand_over,
+  running = _M.running,
+  adopt = _M.adopt,
+  old_master_gone = _M.old_master_gone,
   attach = _M.attach,
   start = _M.start,
   status = _M.status,

@@ -9,6 +9,7 @@
 --  * the metrics listener of cluster.setup{ metrics = } (luacluster.master.metrics).
 local core = require("luacluster.core")
 local access_log = require("luacluster.lib.access_log")
+local error_line = require("luacluster.lib.error_line")
 local log = require("luacluster.lib.log")
 local runtime = require("luacluster.lib.runtime")
 local signals = require("luacluster.lib.signals")
@@ -205,7 +206,9 @@ function master_init(options, master, reload, metrics)
   -- the metrics listener: a port it cannot have stops the cluster, as an app's port does
   local ok, err = metrics.apply(master.config().metrics)
   if not ok then
-    log.write(2, "luacluster: metrics: " .. tostring(err) .. "\n") -- the log writer: never blocks
+    -- (error_line: the one last line, JSON under --log-format json, and an upgrade's new master
+    -- tells the old one this reason, which `luacluster upgrade` prints)
+    error_line.report("metrics: " .. tostring(err))
     master.stop(1)
   end
 end

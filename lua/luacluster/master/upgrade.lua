@@ -19,6 +19,8 @@
 local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local crossing = require("luacluster.lib.crossing")
+local jobs = require("luacluster.master.jobs")
+local keep = require("luacluster.lib.keep")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local master_listen = require("luacluster.master.listen")
@@ -74,6 +76,7 @@ crossing.register("tls_tickets", tls_tickets.export, function(v)
     end
   end
 end)
+crossing.register("keep", keep.export, keep.import) -- cluster.keep (refreshed at "released")
 
 
 -- ---- the old master ----
@@ -185,7 +188,12 @@ local function on_control(u, msg, handle)
       end
     end)
     u.deadline:start(limit, 0)
-    u.ch:control({ op = "released" })
+    -- cluster.keep's latest data: what this master's code wrote while the new one started
+    local ok, latest = pcall(keep.export)
+    -- cluster.job: the new master runs them once it serves, and counts this master's runs in
+    -- flight as running (two runs of a job never overlap, across the masters too)
+    jobs.hand_over(true)
+    u.ch:control({ op = "released", keep = ok and latest or nil, jobs = jobs.running() })
   elseif msg.op == "serving" and u.released and not u.serving then
     u.serving = true
     if u.deadline then
@@ -218,6 +226,7 @@ local function on_exit(u, code, signal)
       -- it died between our release and its serving: this master accepts again, and takes its
       -- control socket back (the file is there, nobody answers it: master/control.lua rebinds)
       master_listen.resume_accepting()
+      jobs.hand_over(nil)
       runtime.control_path = nil
       if retake_control then
         retake_control()
@@ -240,6 +249,15 @@ local function binary(opts)
 end
 
 
+-- an upgrade refused before a new master runs: counted and logged (SIGUSR2 has no other
+-- reader), and the caller told
+local function refuse(err, cb)
+  _M.counts.refused = _M.counts.refused + 1
+  log.warn("upgrade refused: " .. err .. (master.is_stopping() and "" or ("; this master (pid " .. core.pid() .. ") keeps serving")))
+  return cb(err)
+end
+
+
 -- upgrade({ binary = }, cb): cb(nil, new_pid) once the new master serves, or cb(err)
 function _M.upgrade(opts, cb)
   opts = opts or {}
@@ -252,19 +270,21 @@ function _M.upgrade(opts, cb)
     refused = "a reload is in progress; try again when it has finished"
   elseif master.is_stopping() then
     refused = "the cluster is stopping"
+  elseif core.pid() == 1 then
+    -- a container's init: its exit ends the container, the new master and its workers with it
+    refused = "this master is pid 1 (a container's init): its exit would end the container and the new master;"
+      .. " restart the container instead"
   end
   if refused then
-    _M.counts.refused = _M.counts.refused + 1
-    log.warn("upgrade refused: " .. refused)
-    return cb(refused)
+    return refuse(refused, cb)
   end
   local exe, berr = binary(opts)
   if not exe then
-    return cb(berr)
+    return refuse(berr, cb)
   end
   local values, handles = crossing.export_all()
   if not values then
-    return cb(handles)
+    return refuse(handles, cb)
   end
   -- fds: inherited as 4, 5, ... (stdio entry i is the child's fd i - 1); sockets: over the channel
   local stdio = { "inherit", "inherit", "inherit", false } -- [4]: the channel (fd 3), below
@@ -313,11 +333,11 @@ function _M.upgrade(opts, cb)
     on_exit(u, code, signal)
   end)
   if not proc then
+    u.done = true -- (closing the channel must not fail this upgrade a second time, a second later)
     ipc:close()
-    _M.counts.refused = _M.counts.refused + 1
-    return cb("cannot start " .. exe .. ": " .. tostring(err))
+    return refuse("cannot start " .. exe .. ": " .. tostring(err), cb)
   end
-  u.proc, u.pid, u.ch = proc, proc:pid(), ch
+  u.proc, u.pid, u.ch, u.exe, u.started = proc, proc:pid(), ch, exe, core.now()
   running = u
   -- a stop of this cluster (SIGTERM, `luacluster stop`, systemd's stop) while the new master
   -- starts is a stop of both: the new master is stopped too, never handed the sockets (else it
@@ -346,6 +366,18 @@ function _M.in_progress()
 end
 
 
+-- for `luacluster status` (answered by this master until the switch): the upgrade in
+-- progress, or nil
+function _M.status()
+  local u = running
+  if not u or u.serving then
+    return nil
+  end
+  return { pid = u.pid, binary = u.exe, elapsed_ms = math.floor(core.now() - u.started),
+    step = u.released and "switching" or "starting" }
+end
+
+
 -- master/control.lua: how this master serves its control socket again after an upgrade whose
 -- new master died once this one had let the socket go
 function _M.set_control_retaker(fn)
@@ -357,5 +389,6 @@ return {
   counts = _M.counts,
   upgrade = _M.upgrade,
   in_progress = _M.in_progress,
+  status = _M.status,
   set_control_retaker = _M.set_control_retaker,
 }

@@ -10,6 +10,8 @@ local core = require("luacluster.core")
 local channel = require("luacluster.lib.channel")
 local crossing = require("luacluster.lib.crossing")
 local error_line = require("luacluster.lib.error_line")
+local jobs = require("luacluster.master.jobs")
+local keep = require("luacluster.lib.keep")
 local log = require("luacluster.lib.log")
 local master = require("luacluster.master.core")
 local master_listen = require("luacluster.master.listen")
@@ -57,7 +59,7 @@ function _M.started()
 end
 
 
-local function take_over(serve_control)
+local function take_over(serve_control, kept, old_runs)
   local spec_die = os.getenv("LUACLUSTER_SPEC_UPGRADE_DIE") -- specs: dies (or hangs) where the old master has let go
   if spec_die == "hang" then
     core.kill(core.pid(), "SIGSTOP")
@@ -66,6 +68,9 @@ local function take_over(serve_control)
   end
   phase = "serving"
   runtime.upgrading = nil
+  keep.refresh(kept) -- (cluster.keep: the old master's latest data, before this master's code sees another event)
+  jobs.adopt(old_runs) -- (cluster.job: the old master's runs in flight count as running until it exits)
+  jobs.hand_over(nil)
   master_listen.take_over(master.live_workers())
   local c = runtime.upgrade_control
   runtime.upgrade_control = nil
@@ -86,6 +91,7 @@ end
 -- serve_control(fd, path) -> true | nil, err: serves the inherited control socket (at the switch)
 function _M.receive(fd, serve_control, on_state)
   runtime.upgrading = true -- no reload before the switch (master/reload.lua)
+  jobs.hand_over(true) -- nor a job run: the old master runs them until the switch
   local sockets = {}
   error_line.set_listener(_M.failed)
   core.set_cloexec(fd)
@@ -115,13 +121,16 @@ function _M.receive(fd, serve_control, on_state)
         end
         on_state(true)
       elseif msg.op == "released" and phase == "ready" then
-        take_over(serve_control)
+        take_over(serve_control, msg.keep, msg.jobs)
       elseif handle then
         handle:close()
       end
     end,
     error = function(e) log.warn("upgrade: channel: " .. tostring(e)) end,
     close = function()
+      if phase == "serving" then
+        jobs.old_master_gone() -- (it has exited: its workers' runs are over)
+      end
       if phase ~= "serving" then
         log.error("upgrade: the old master went away before the switch; stopping")
         if phase == "receiving" then
