@@ -798,6 +798,13 @@ function _M.listen_failed(err)
 end
 
 
+-- master/listen.lua: worker w could not listen because its certificate did not load: the
+-- worker's failure (its first), so that a reload's refusal names the file (master/reload.lua)
+function _M.note_worker_failure(w, err)
+  w._failed = w._failed or tostring(err)
+end
+
+
 -- master/reload.lua: the new code's top level runs in this stage (nil once it has run); while
 -- it is set, cluster.setup, cluster.fork, cluster.keep and listens go to the stage
 function _M.set_staging(stage)

@@ -151,7 +151,7 @@ local function listen_op(w, msg)
     return fail("listen: bad address")
   end
   if msg.tls_error then -- its certificate did not load (serve/listen.lua): a listen error as a taken port
-    w._failed = w._failed or tostring(msg.tls_error) -- (a reload's refusal names it: master/reload.lua)
+    master.note_worker_failure(w, msg.tls_error)
     return fail(tostring(msg.tls_error))
   end
   local id_key, slot_port, reuseport = host .. ":" .. port, port, false
