@@ -81,3 +81,25 @@ end)
     stop(app)
   end)
 end)
+
+
+describe("review 19: http.create_server's header_timeout", function()
+  after_each(H.cleanup)
+
+  -- 0 was refused (rev18), but the runtime counts whole ms: 0.5 became 0 and every connection,
+  -- plain or TLS, was reset at once with no word why
+  it("refuses a header_timeout under 1 ms, as it refuses 0", function()
+    local port = H.free_port()
+    local app = H.start_app([[
+local cluster = require("luacluster.cluster")
+local http = require("luacluster.http")
+if cluster.is_worker then
+  http.create_server(function() return 200, "ok\n" end, { header_timeout = 0.5 }):listen(tonumber(os.getenv("PORT")))
+end
+]], { "-w", "1" }, { env = { PORT = tostring(port) } })
+    -- refused: the start fails naming the option (before: it ran on, resetting every client)
+    local rc = app:wait(10000)
+    assert.are_not.equal(0, rc, app:output())
+    assert.matches("app%.lua:%d+: http%.create_server: header_timeout must be a number of ms > 0", app:output())
+  end)
+end)
