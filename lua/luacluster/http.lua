@@ -474,10 +474,11 @@ function create_server(handler, opts)
       end
     elseif type(v) ~= "number" or not (v >= 0) then -- NaN too
       error("http.create_server: " .. k .. " must be a number >= 0", 2)
-    elseif k == "header_timeout" and v == 0 then
+    elseif k == "header_timeout" and v < 1 then
       -- there is no "no limit" here: the head's deadline bounds what a silent client (and a
-      -- TLS handshake) costs; 0 made every connection expire at once
-      error("http.create_server: header_timeout must be a number of ms > 0 (the longest a request's head, or a TLS handshake, may take)", 2)
+      -- TLS handshake) costs; 0 made every connection expire at once, and so did 0.5 (the
+      -- runtime counts whole ms: it became 0)
+      error("http.create_server: header_timeout must be a number of ms > 0 (1 at least: the longest a request's head, or a TLS handshake, may take)", 2)
     end
   end
   local server = setmetatable({ _listeners = {}, _tls = tls_list, _tls_alpn = true }, server_mt)

@@ -43,7 +43,7 @@ local waiting = {}       -- runs whose worker died, waiting for a ready worker
 local next_id = 0
 local stopped = false
 local elsewhere          -- set during a binary upgrade while the other master runs the jobs
-local hold_lease
+local hold_lease, inherited_alive
 
 
 local function now_s()
@@ -240,12 +240,38 @@ function drop_lease(run)
 end
 
 
+-- a run an upgrade's older master handed over (adopt): going on while its worker lives (or,
+-- when it had none yet, while that master lives). By pid, not by the channel to the master
+-- before this one: after two upgrades in a row the first master's worker may outlive the second
+-- master (review 19).
+function inherited_alive(r)
+  local pid = r.old_pid or r.old_master
+  if not pid then
+    return false
+  end
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if f then
+    local stat = f:read("*l") or ""
+    f:close()
+    if stat:match("^%d+ %b() (%a)") == "Z" then
+      return false -- exited, not yet reaped
+    end
+  end
+  local ok, err = core.kill(pid, 0)
+  return ok ~= nil or not tostring(err):find("ESRCH", 1, true)
+end
+
+
 -- a run of job is due (scheduled: epoch seconds; slot: the claim's key part, with Redis)
 local function due(job, scheduled, slot, ttl_ms)
   if stopped or master.is_stopping() or elsewhere then
     return
   end
   local r = job.running
+  if r and r.inherited and not inherited_alive(r) then
+    job.running = nil -- (an upgrade's older master's run: its worker has exited)
+    r = nil
+  end
   if r and r.waiting then
     -- its worker died and none has been ready since: it is not held (nor its Redis lease,
     -- which blocks the job on every host) until one comes
@@ -479,13 +505,20 @@ function _M.hand_over(on)
 end
 
 
--- the old master: its runs in flight -> { name = { started_at =, pid = } }
+-- the old master: its runs in flight -> { name = { started_at =, pid =, master = } }: its
+-- own (pid: the worker's; none while it waits for a ready worker: then this master's) and
+-- those it adopted itself from the master before it, which may still run (two upgrades in a
+-- row: the third master must not start a run beside the first master's)
 function _M.running()
   local out = {}
   for name, job in pairs(jobs) do
     local r = job.running
-    if r and r.worker then
-      out[name] = { started_at = r.started_at, pid = r.worker.pid }
+    if r and r.inherited then
+      if inherited_alive(r) then
+        out[name] = { started_at = r.started_at, pid = r.old_pid, master = r.old_master }
+      end
+    elseif r then
+      out[name] = { started_at = r.started_at, pid = r.worker and r.worker.pid, master = core.pid() }
     end
   end
   return out
@@ -497,16 +530,18 @@ function _M.adopt(list)
   for name, r in pairs(type(list) == "table" and list or {}) do
     local job = jobs[name]
     if job and not job.running and type(r) == "table" then
-      job.running = { inherited = true, started_at = tonumber(r.started_at), old_pid = tonumber(r.pid) }
+      job.running = { inherited = true, started_at = tonumber(r.started_at), old_pid = tonumber(r.pid),
+        old_master = tonumber(r.master) }
     end
   end
 end
 
 
--- the new master, once the old one has exited: its runs have ended (or died with it)
+-- the new master, once the old one has exited: its runs have ended (or died with it); a run
+-- it had adopted from the master before it counts until that run's worker has exited
 function _M.old_master_gone()
   for _, job in pairs(jobs) do
-    if job.running and job.running.inherited then
+    if job.running and job.running.inherited and not inherited_alive(job.running) then
       job.running = nil
     end
   end
