@@ -354,6 +354,7 @@ function _M.upgrade(opts, cb)
   ch:control({ op = "state", values = values, fds = fds })
   local timeout = master.config().reload_timeout or DEFAULT_TIMEOUT
   u.deadline = core.timer_new(function()
+    u.deadline:close() -- (a one-shot timer that fired still holds its handle until closed)
     u.deadline = nil
     fail(u, "the new master's workers were not ready within " .. timeout .. " ms (reload_timeout)")
   end)
