@@ -15,9 +15,15 @@ describe("messaging examples", function()
     local p = H.start(app, { "-w", 2, "-p", port, "--control", control },
       { args = { 5, window_ms }, dir = H.tmpdir() })
     local url = "http://127.0.0.1:" .. port .. "/"
+    -- until each worker has answered (a client of its own each time, under its limit): a
+    -- worker not ready yet leaves every request to the other one
+    local seen, i = {}, 0
     assert.truthy(H.wait_for(function()
-      local _, status = H.curl(url, "-H 'X-Client: probe'")
-      return status == 200
+      i = i + 1
+      local body, status = H.curl(url, "-H 'X-Client: probe" .. i .. "'")
+      local w = status == 200 and body:match("from worker (%d+)")
+      if w then seen[w] = true end
+      return seen["1"] and seen["2"]
     end, 10000), p:output())
     return p, url, control
   end
