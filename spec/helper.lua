@@ -391,11 +391,21 @@ end
 
 
 -- pids whose parent is pid (from /proc)
+-- (read here, one stat file at a time: a process that exits between the listing and the read
+-- is skipped. The earlier `xargs awk` over every stat file got nothing at all when one of them
+-- vanished first, since Debian's mawk stops at a file it cannot open: with the suite's shards
+-- starting and ending processes all the time, that happened in the fresh root.)
 function H.children(pid)
-  local out = H.sh("grep -l '' /proc/[0-9]*/stat 2>/dev/null | xargs -r awk '{ if ($4 == " .. pid .. ") print $1 }' 2>/dev/null")
   local list = {}
-  for p in out:gmatch("%d+") do
-    list[#list + 1] = tonumber(p)
+  for p in H.sh("ls /proc"):gmatch("%d+") do
+    local f = io.open("/proc/" .. p .. "/stat")
+    local stat = f and f:read("*l")
+    if f then f:close() end
+    -- pid (comm) state ppid ...: comm may hold spaces and parentheses, so after the last ')'
+    local ppid = stat and stat:match("%)%s+%S+%s+(%d+)[^)]*$")
+    if tonumber(ppid) == pid then
+      list[#list + 1] = tonumber(p)
+    end
   end
   return list
 end
