@@ -7,18 +7,13 @@
 -- never served, and a new master stopped by its metrics port did not say why to `upgrade`.
 -- Real processes: the built binary, copies and scripts standing in for a new one, curl.
 local H = require("helper")
+local U = require("upgrade_util")
+local stop = U.stop
+local ctl, status_pid, script = U.ctl, U.status_pid, U.script
 local L = require("load")
 
 local COUNTER = H.root .. "/spec/newcomer19/counter/app.lua"
 
-local function ctl(app, cmd, extra)
-  return H.sh(H.bin .. " " .. cmd .. " --control " .. app.ctl .. " " .. (extra or "") .. " 2>&1")
-end
-
-local function status_pid(app)
-  local out = ctl(app, "status")
-  return tonumber(out:match("master pid (%d+)")), out
-end
 
 local function get(app)
   local body, status = H.curl("http://127.0.0.1:" .. app.port .. "/")
@@ -54,21 +49,6 @@ local function count(body)
   return tonumber((body or ""):match("^count (%d+)"))
 end
 
--- the masters left running by an upgrade are not the spawned process: stop them by pid
-local function stop(app)
-  local pid = status_pid(app)
-  ctl(app, "stop")
-  if pid then
-    H.wait_for(function() return not H.pid_alive(pid) end, 8000)
-  end
-end
-
-local function script(body)
-  local path = H.tmpdir() .. "/luacluster-new"
-  H.write_file(path, "#!/bin/sh\n" .. body .. "\n")
-  H.sh("chmod +x " .. path)
-  return path
-end
 
 
 describe("newcomer 19: upgrading the counter app", function()

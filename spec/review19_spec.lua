@@ -2,20 +2,10 @@
 -- a maintainer's review (doc/issue19/rev19b.md), each with a real process, a real socket and a
 -- real client (curl, python3).
 local H = require("helper")
+local U = require("upgrade_util")
+local stop = U.stop
+local ctl, status_pid, get = U.ctl, U.status_pid, U.get
 
-local function ctl(app, cmd, extra)
-  return H.sh(H.bin .. " " .. cmd .. " --control " .. app.ctl .. " " .. (extra or "") .. " 2>&1")
-end
-
-local function status_pid(app)
-  local out = ctl(app, "status")
-  return tonumber(out:match("master pid (%d+)")), out
-end
-
-local function get(app, path)
-  local body, status = H.curl("http://127.0.0.1:" .. app.port .. (path or "/"))
-  return status == 200 and body or nil
-end
 
 -- src written as app.lua, started with its own port and control socket
 local function start(src, options)
@@ -33,14 +23,6 @@ local function start(src, options)
   return app
 end
 
--- the masters left by upgrades are not the spawned process: stop them by pid
-local function stop(app)
-  local pid = status_pid(app)
-  ctl(app, "stop")
-  if pid then
-    H.wait_for(function() return not H.pid_alive(pid) end, 10000)
-  end
-end
 
 
 describe("review 19: cluster.job across two upgrades in a row", function()

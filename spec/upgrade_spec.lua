@@ -4,6 +4,8 @@
 -- is counted (spec/load.lua, a separate process); and the refusals (a broken binary, an app
 -- that does not load, a second upgrade or a reload while one runs) leave the old master serving.
 local H = require("helper")
+local U = require("upgrade_util")
+local ctl, status_pid, get, script = U.ctl, U.status_pid, U.get, U.script
 local L = require("load")
 
 local APP = [[
@@ -39,19 +41,6 @@ local function start(options, opts)
   return app
 end
 
-local function ctl(app, cmd, extra)
-  return H.sh(H.bin .. " " .. cmd .. " --control " .. app.ctl .. " " .. (extra or "") .. " 2>&1")
-end
-
-local function status_pid(app)
-  local out = ctl(app, "status")
-  return tonumber(out:match("master pid (%d+)")), out
-end
-
-local function get(app, path)
-  local body, status = H.curl("http://127.0.0.1:" .. app.port .. (path or "/"))
-  return status == 200 and body or nil
-end
 
 local load = L.background -- (spec/load.lua: a load client process, counting every response)
 
@@ -75,14 +64,6 @@ local function under_load(app, ports, fn)
     local r = h.finish()
     assert(r.fail == 0 and r.ok > 0, "load " .. i .. ": " .. summary(r) .. "\n" .. app.p:output())
   end
-end
-
--- a stand-in for a new binary: a shell script (exits 1, or starts the real one late)
-local function script(body)
-  local path = H.tmpdir() .. "/luacluster-new"
-  H.write_file(path, "#!/bin/sh\n" .. body .. "\n")
-  H.sh("chmod +x " .. path)
-  return path
 end
 
 

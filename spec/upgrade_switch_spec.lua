@@ -4,6 +4,8 @@
 -- serves. Real processes, real sockets: the "new binary" is a shell script that records its
 -- pid and execs the real one with an environment variable the app reads.
 local H = require("helper")
+local U = require("upgrade_util")
+local ctl, status_pid = U.ctl, U.status_pid
 
 -- the pid file a wrapper script writes before it execs the real binary
 local function wrapper(env, before)
@@ -32,14 +34,6 @@ local function start(src, options)
   return app
 end
 
-local function ctl(app, cmd, extra)
-  return H.sh(H.bin .. " " .. cmd .. " --control " .. app.ctl .. " " .. (extra or "") .. " 2>&1")
-end
-
-local function status_pid(app)
-  local out = ctl(app, "status")
-  return tonumber(out:match("master pid (%d+)")), out
-end
 
 local function read_pid(pidfile, timeout)
   local pid
