@@ -252,10 +252,18 @@ static void stop_reading(lc_tcp *t) {
   t->reading = 0;
 }
 
+/* the socket reads (once: a second call while it reads does nothing): 0 or UV_E* */
+static int start_reading(lc_tcp *t) {
+  if (t->reading) return 0;
+  int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
+  if (r == 0) t->reading = 1;
+  return r;
+}
+
 /* reads again once a held event is delivered, if Lua still wants to */
 static void resume_reading(lc_tcp *t) {
   if (t->reading || !t->want_read || t->closing || hold_active(&t->hold)) return;
-  int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
+  int r = start_reading(t);
   if (r != 0) {
     lc_log(t->base.rt, "error: tcp: reading cannot resume: %s; the socket is closed", uv_strerror(r));
     tcp_close(t);
@@ -408,11 +416,8 @@ static int m_tls_accept(lua_State *L) {
     t->hs_timer = timer;
     uv_timer_start(timer, tcp_hs_timer_cb, (uint64_t)ms, 0);
   }
-  if (!t->reading) {
-    int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
-    if (r != 0) return lc_push_error(L, r);
-    t->reading = 1;
-  }
+  int r = start_reading(t);
+  if (r != 0) return lc_push_error(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -476,15 +481,13 @@ static int m_read_start(lua_State *L) {
     if (n != 0) {
       if (hold_put(&t->hold, t->tcp->loop, n, plain, tcp_hold_timer_cb, t) != 0) return lc_push_error(L, UV_ENOMEM);
       hold_retry_now(&t->hold, tcp_hold_timer_cb);
-    } else if (!t->reading) {
-      int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
+    } else {
+      int r = start_reading(t);
       if (r != 0) return lc_push_error(L, r);
-      t->reading = 1;
     }
-  } else if (!t->reading && !t->closing) {
-    int r = uv_read_start((uv_stream_t *)t->tcp, tcp_alloc_cb, tcp_read_cb);
+  } else if (!t->closing) {
+    int r = start_reading(t);
     if (r != 0) return lc_push_error(L, r);
-    t->reading = 1;
   }
   lua_pushboolean(L, 1);
   return 1;
