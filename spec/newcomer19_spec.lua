@@ -282,24 +282,7 @@ describe("newcomer 19: cluster.job across an upgrade", function()
   after_each(H.cleanup)
 
   it("never overlaps two runs of a job: the old master's run in flight counts in the new master", function()
-    local app = start(nil, { "-w", 2 }, { src = [[
-local http = require("luacluster.http")
-local shared = require("luacluster.shared")
-if cluster.is_master then
-  cluster.setup({ shared_dicts = { j = "1m" } })
-else
-  http.create_server(function()
-    return 200, string.format("running %d runs %d overlaps %d\n", shared.j:get("running") or 0,
-      shared.j:get("runs") or 0, shared.j:get("overlaps") or 0)
-  end):listen()
-end
-cluster.job("tick", { every = 300 }, function()
-  if shared.j:incr("running", 1, 0) > 1 then shared.j:incr("overlaps", 1, 0) end
-  timer.sleep(1500)
-  shared.j:incr("running", -1)
-  shared.j:incr("runs", 1, 0)
-end)
-]] })
+    local app = start(nil, { "-w", 2 }, { src = U.job_app(300, 1500) })
     for round = 1, 2 do
       -- right after a run started: it has more than a second to go in the old master
       assert.truthy(H.wait_for(function() return (get(app) or ""):find("^running 1 ") end, 5000), get(app))

@@ -33,24 +33,7 @@ describe("review 19: cluster.job across two upgrades in a row", function()
   -- a second upgrade right after the first handed the third master nothing, and the third
   -- master started a run while the first master's worker still ran one (two runs at once).
   it("a run still going in the first master's worker is not overlapped by the third master", function()
-    local app = start([[
-local http = require("luacluster.http")
-local shared = require("luacluster.shared")
-if cluster.is_master then
-  cluster.setup({ shared_dicts = { j = "1m" } })
-else
-  http.create_server(function()
-    return 200, string.format("running %d runs %d overlaps %d\n", shared.j:get("running") or 0,
-      shared.j:get("runs") or 0, shared.j:get("overlaps") or 0)
-  end):listen()
-end
-cluster.job("tick", { every = 200 }, function()
-  if shared.j:incr("running", 1, 0) > 1 then shared.j:incr("overlaps", 1, 0) end
-  timer.sleep(4000)
-  shared.j:incr("running", -1)
-  shared.j:incr("runs", 1, 0)
-end)
-]], { "-w", 2 })
+    local app = start(U.job_app(200, 4000), { "-w", 2 })
     -- right after a run started: it has about 4 s to go in the first master's worker
     assert.truthy(H.wait_for(function() return (get(app) or ""):find("^running 1 ") end, 5000), get(app))
     local out, code = ctl(app, "upgrade")

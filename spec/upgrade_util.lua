@@ -32,6 +32,29 @@ function U.stop(app)
   end
 end
 
+-- an app with a cluster.job "tick" every every_ms whose run takes run_ms, counting in a shared
+-- dictionary the runs going on at once: GET / answers "running N runs N overlaps N"
+function U.job_app(every_ms, run_ms)
+  return ([[
+local http = require("luacluster.http")
+local shared = require("luacluster.shared")
+if cluster.is_master then
+  cluster.setup({ shared_dicts = { j = "1m" } })
+else
+  http.create_server(function()
+    return 200, string.format("running %%d runs %%d overlaps %%d\n", shared.j:get("running") or 0,
+      shared.j:get("runs") or 0, shared.j:get("overlaps") or 0)
+  end):listen()
+end
+cluster.job("tick", { every = %d }, function()
+  if shared.j:incr("running", 1, 0) > 1 then shared.j:incr("overlaps", 1, 0) end
+  timer.sleep(%d)
+  shared.j:incr("running", -1)
+  shared.j:incr("runs", 1, 0)
+end)
+]]):format(every_ms, run_ms)
+end
+
 -- a stand-in for a new binary: a shell script with body (exits 1, or starts the real one late)
 function U.script(body)
   local path = H.tmpdir() .. "/luacluster-new"
