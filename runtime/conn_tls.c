@@ -12,6 +12,7 @@
 #include "lc.h"
 #include "conn.h"
 #include "tls.h"
+#include "tls_lua.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -166,30 +167,13 @@ static int f_conn_tls(lua_State *L) {
   return 1;
 }
 
-static void set_string(lua_State *L, const char *k, const char *v) {
-  if (v == NULL) return;
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
-
 /* core.conn_tls_info(conn) -> { protocol, cipher, session_reused, server_name, alpn } | nil
  * (a plain connection, or a handshake not done) */
 static int f_conn_tls_info(lua_State *L) {
   lc_conn *c = lc_conn_check(L, 1);
   conn_tls *ct = lc_conn_filter_ctx(c, &tls_filter);
   if (ct == NULL || !lc_tls_done(ct->t)) return 0;
-  lua_createtable(L, 0, 5);
-  set_string(L, "protocol", lc_tls_protocol(ct->t));
-  set_string(L, "cipher", lc_tls_cipher(ct->t));
-  set_string(L, "server_name", lc_tls_server_name(ct->t));
-  size_t alen;
-  const char *alpn = lc_tls_alpn(ct->t, &alen);
-  if (alpn) {
-    lua_pushlstring(L, alpn, alen);
-    lua_setfield(L, -2, "alpn");
-  }
-  lua_pushboolean(L, lc_tls_resumed(ct->t));
-  lua_setfield(L, -2, "session_reused");
+  lc_tls_push_info(L, ct->t);
   return 1;
 }
 

@@ -426,15 +426,7 @@ static int m_tls_accept(lua_State *L) {
 static int m_tls_info(lua_State *L) {
   lc_tcp *t = lc_handle_check(L, 1, MT);
   if (!t->tls || !lc_tls_done(t->tls)) return 0;
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, lc_tls_protocol(t->tls));
-  lua_setfield(L, -2, "protocol");
-  lua_pushstring(L, lc_tls_cipher(t->tls));
-  lua_setfield(L, -2, "cipher");
-  const char *sni = lc_tls_server_name(t->tls);
-  if (sni) { lua_pushstring(L, sni); lua_setfield(L, -2, "server_name"); }
-  lua_pushboolean(L, lc_tls_resumed(t->tls));
-  lua_setfield(L, -2, "session_reused");
+  lc_tls_push_info(L, t->tls);
   return 1;
 }
 

@@ -12,6 +12,7 @@
 #include "tls_lua.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define MT "luacluster.tls_server"
 #define MAX_CERTS 64
@@ -103,4 +104,25 @@ void lc_open_tls_server(lua_State *L) {
   lua_setfield(L, -2, "tls_server_new");
   lua_pushcfunction(L, f_tls_ticket_keys);
   lua_setfield(L, -2, "tls_ticket_keys");
+}
+
+static void set_string(lua_State *L, const char *k, const char *v, size_t len) {
+  if (v == NULL) return;
+  lua_pushlstring(L, v, len);
+  lua_setfield(L, -2, k);
+}
+
+void lc_tls_push_info(lua_State *L, const lc_tls *t) {
+  lua_createtable(L, 0, 5);
+  const char *s = lc_tls_protocol(t);
+  set_string(L, "protocol", s, s ? strlen(s) : 0);
+  s = lc_tls_cipher(t);
+  set_string(L, "cipher", s, s ? strlen(s) : 0);
+  s = lc_tls_server_name(t);
+  set_string(L, "server_name", s, s ? strlen(s) : 0);
+  size_t alen = 0;
+  s = lc_tls_alpn(t, &alen);
+  set_string(L, "alpn", s, alen);
+  lua_pushboolean(L, lc_tls_resumed(t));
+  lua_setfield(L, -2, "session_reused");
 }
